@@ -1,0 +1,42 @@
+# The two commands of the README, `make demo` and `make test`, each build .venv
+# themselves from nothing but a Python 3 interpreter and the package registry.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Installed extras are recorded in stamp files so a later target adds only what
+# it is missing and `make test` after `make demo` does not reinstall.
+STAMP := $(VENV)/.skmeta-installed
+
+.PHONY: demo test doc bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+
+$(STAMP)-base: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -e .
+	touch $@
+
+$(STAMP)-tests: $(STAMP)-base
+	$(BIN)/python -m pip install -e ".[tests]"
+	touch $@
+
+$(STAMP)-docs: $(STAMP)-base
+	$(BIN)/python -m pip install -e ".[docs]"
+	touch $@
+
+demo: $(STAMP)-base
+	$(BIN)/python -m skmeta
+
+test: $(STAMP)-tests
+	$(BIN)/python -m pytest -n 2 --durations=15
+
+doc: $(STAMP)-docs
+	$(MAKE) -C doc html SPHINXBUILD=$(abspath $(BIN))/sphinx-build
+
+bench: $(STAMP)-tests
+	$(BIN)/python benchmarks/bench_proximal.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info doc/_build doc/auto_examples doc/generated
