@@ -1,0 +1,892 @@
+"""MetaClassifier and MetaRegressor: validation, task encoding, orchestration.
+
+The estimators never loop over tasks in Python: rows are sorted by task once
+and every task is solved by one kernel call (see :mod:`skmeta._kernels`).
+"""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    MetaEstimatorMixin,
+    RegressorMixin,
+    _fit_context,
+)
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.utils import get_tags
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_array,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
+
+from ._families import family_for
+from ._kernels._batch import decision_values, make_batch
+from ._methods._inner import InnerSolver
+from ._methods._prior import Prior
+from ._methods._proximal import fit_proximal
+from ._validation import (
+    check_task_labels,
+    encode_tasks,
+    lookup_tasks,
+    split_task_column,
+)
+
+_METHODS = {"proximal"}
+_TASKS_REQUESTED = {"tasks": True}
+
+
+class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
+    """Shared machinery of :class:`MetaClassifier` and :class:`MetaRegressor`."""
+
+    _parameter_constraints: dict = {
+        "estimator": [HasMethods(["fit", "predict"]), None],
+        "method": [StrOptions(_METHODS)],
+        "gamma": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
+        "prior": [StrOptions({"isotropic", "diagonal", "full"})],
+        "task_column": [Integral, str, None],
+        "prior_estimator": [HasMethods(["fit", "predict"]), None],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    # `tasks` is what these estimators are about: requested by default, so
+    # that metadata routing passes it without an explicit set_*_request call
+    __metadata_request__fit = _TASKS_REQUESTED
+    __metadata_request__partial_fit = _TASKS_REQUESTED
+    __metadata_request__predict = _TASKS_REQUESTED
+    __metadata_request__score = _TASKS_REQUESTED
+
+    _is_classifier = False
+
+    def __init__(
+        self,
+        estimator=None,
+        *,
+        method="proximal",
+        gamma=1.0,
+        prior="isotropic",
+        task_column=None,
+        prior_estimator=None,
+        max_iter=100,
+        tol=1e-4,
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.estimator = estimator
+        self.method = method
+        self.gamma = gamma
+        self.prior = prior
+        self.task_column = task_column
+        self.prior_estimator = prior_estimator
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ input
+    def _base_estimator(self):
+        raise NotImplementedError
+
+    def _check_input(self, X, y=None, tasks=None, *, reset):
+        """Validate ``X`` (and ``y``); return ``(features, y, task_labels)``.
+
+        ``n_features_in_`` and ``feature_names_in_`` describe ``X`` as passed,
+        task column included; the models see the features without it.
+        """
+        dtype = [np.float64, np.float32]
+        regression = not self._is_classifier
+        if self.task_column is None:
+            if y is None:
+                X = validate_data(self, X, accept_sparse="csr", dtype=dtype,
+                                  reset=reset)
+            else:
+                X, y = validate_data(self, X, y, accept_sparse="csr",
+                                     dtype=dtype, y_numeric=regression,
+                                     reset=reset)
+            labels = None
+            if tasks is not None:
+                labels = check_task_labels(tasks, X.shape[0])
+            return X, y, labels
+        if tasks is not None:
+            raise ValueError(
+                "Pass task identities either through task_column or through "
+                "tasks=, not both."
+            )
+        validate_data(self, X, reset=reset, skip_check_array=True)
+        features, labels = split_task_column(X, self.task_column)
+        features = check_array(features, accept_sparse="csr", dtype=dtype,
+                               input_name="X")
+        if y is not None:
+            y = column_or_1d(y, warn=True)
+            if regression:
+                y = check_array(y, ensure_2d=False, dtype=np.float64,
+                                input_name="y")
+            if y.shape[0] != features.shape[0]:
+                raise ValueError(
+                    f"X has {features.shape[0]} samples but y has {y.shape[0]}."
+                )
+        labels = check_task_labels(labels, features.shape[0], name="task column")
+        return features, y, labels
+
+    def _model_feature_names(self):
+        """Feature names the per-task models see (task column removed)."""
+        names = getattr(self, "feature_names_in_", None)
+        if names is None or self.task_column is None:
+            return names
+        names = list(names)
+        if self.task_column in names:
+            names.remove(self.task_column)
+        else:
+            del names[self.task_column]
+        return np.asarray(names, dtype=object)
+
+    def _encode_y(self, y, known_only=False):
+        """Targets as the kernels take them (class indices for classifiers)."""
+        raise NotImplementedError
+
+    def _n_classes(self):
+        return None
+
+    # ------------------------------------------------------------------- fit
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y, tasks=None, sample_weight=None):
+        """Meta-train on all tasks, and fit every task seen.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
+            Training data, task column included when ``task_column`` is set.
+        y : array-like of shape (n_samples,)
+            Targets.
+        tasks : array-like of shape (n_samples,), default=None
+            Task label (int or str) of each sample. When neither ``tasks`` nor
+            ``task_column`` is given, all samples form a single task: the base
+            estimator is fitted with the transfer term toward
+            ``prior_estimator`` (or toward zero).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative sample weights, in the base estimator's objective.
+
+        Returns
+        -------
+        self : object
+            The fitted meta-estimator.
+        """
+        return self._fit(X, y, tasks, sample_weight)
+
+    def _fit(self, X, y, tasks, sample_weight, classes=None):
+        family = family_for(self._base_estimator(), classifier=self._is_classifier,
+                            owner=type(self).__name__)
+        X, y, labels = self._check_input(X, y, tasks, reset=True)
+        self._set_targets(y, classes)
+        y_encoded = self._encode_y(y)
+        family.check_targets(y_encoded)
+        sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                             ensure_non_negative=True)
+        n_features = X.shape[1]
+        problem = family.problem(n_features, self._n_classes())
+
+        if labels is None:
+            self.tasks_ = None
+            codes = np.zeros(X.shape[0], dtype=np.intp)
+        else:
+            self.tasks_, codes = encode_tasks(labels)
+        n_tasks = 1 if self.tasks_ is None else len(self.tasks_)
+        weights = family.row_weights(y_encoded, sample_weight, codes, n_tasks,
+                                     getattr(self, "classes_", None))
+        batch, _ = make_batch(X, y_encoded, weights, codes, n_tasks)
+        solver = InnerSolver(batch, problem, n_jobs=self.n_jobs)
+
+        theta0 = self._initial_theta0(family, problem, n_features)
+        # single-task fits and parameter transfer keep theta0 where it is
+        learn_theta0 = self.tasks_ is not None and self.prior_estimator is None
+        learn_gamma = self.gamma == "auto"
+        prior = Prior.initial(theta0, self.prior, 1.0 if learn_gamma else self.gamma)
+        result = fit_proximal(
+            solver, prior, learn_theta0=learn_theta0, kind=self.prior,
+            learn_gamma=learn_gamma, max_iter=self.max_iter, tol=self.tol,
+            verbose=self.verbose, name=self.method,
+        )
+        self._family = family
+        self.task_params_ = result.theta
+        self.meta_params_ = result.prior.theta0
+        self.prior_precision_ = result.prior.shape
+        self.gamma_ = result.prior.gamma
+        self.n_iter_ = result.n_iter
+        self.meta_estimator_ = self._build(self.meta_params_, result.n_iter)
+        return self
+
+    def _initial_theta0(self, family, problem, n_features):
+        if self.prior_estimator is None:
+            return np.zeros(problem.n_params)
+        check_is_fitted(self.prior_estimator)
+        if self._is_classifier:
+            prior_classes = getattr(self.prior_estimator, "classes_", None)
+            if prior_classes is None or not np.array_equal(prior_classes,
+                                                           self.classes_):
+                raise ValueError(
+                    "prior_estimator must have been fitted on the same classes "
+                    f"as the data: got {prior_classes}, expected {self.classes_}."
+                )
+        theta0 = family.params_from(self.prior_estimator, n_features,
+                                    getattr(self, "classes_", None))
+        if not family.fit_intercept:
+            intercept = np.asarray(getattr(self.prior_estimator, "intercept_", 0.0))
+            if np.any(intercept != 0):
+                raise ValueError(
+                    "prior_estimator has a non-zero intercept but the base "
+                    "estimator has fit_intercept=False."
+                )
+        return theta0
+
+    def _set_targets(self, y, classes):
+        """Record target metadata (``classes_`` for classifiers)."""
+
+    def _build(self, theta, n_iter=1):
+        return self._family.build(
+            theta, n_features=self._n_model_features(),
+            classes=getattr(self, "classes_", None), n_iter=n_iter,
+            feature_names=self._model_feature_names(),
+        )
+
+    def _n_model_features(self):
+        return self.task_params_.shape[1] // self._problem().n_outputs - int(
+            self._family.fit_intercept)
+
+    def _problem(self):
+        n_outputs = self._family.n_outputs(self._n_classes())
+        p1 = self.meta_params_.shape[0] // n_outputs
+        return self._family.problem(p1 - int(self._family.fit_intercept),
+                                    self._n_classes())
+
+    # ------------------------------------------------------------ prediction
+    def _row_models(self, labels, n_samples):
+        """Index into ``[task_params_; meta_params_]`` of each row's model."""
+        if self.tasks_ is None:
+            if labels is not None:
+                raise ValueError(
+                    f"This {type(self).__name__} was fitted without task "
+                    "identities (a single task); do not pass tasks."
+                )
+            return np.zeros(n_samples, dtype=np.intp)
+        if labels is None:
+            raise ValueError(
+                f"This {type(self).__name__} was fitted on {len(self.tasks_)} "
+                "tasks: pass tasks= or set task_column so that each sample is "
+                "predicted by its task's model."
+            )
+        codes = lookup_tasks(self.tasks_, labels)
+        # unseen tasks get the prior model, stored after the task models
+        return np.where(codes < 0, len(self.tasks_), codes)
+
+    def _decision(self, X, tasks):
+        check_is_fitted(self)
+        X, _, labels = self._check_input(X, tasks=tasks, reset=False)
+        rows = self._row_models(labels, X.shape[0])
+        params = np.vstack([self.task_params_, self.meta_params_[np.newaxis]])
+        return decision_values(X, rows, params, self._problem())
+
+    # ------------------------------------------------------- task-level API
+    def task_estimator(self, task=None):
+        """The fitted base estimator of a task seen in ``fit``.
+
+        Parameters
+        ----------
+        task : int or str, default=None
+            Task label. Leave it out for a model fitted without tasks.
+
+        Returns
+        -------
+        estimator : estimator instance
+            A fitted clone of the base estimator, usable without skmeta.
+        """
+        check_is_fitted(self)
+        if self.tasks_ is None:
+            if task is not None:
+                raise ValueError("This model was fitted without task identities.")
+            return self._build(self.task_params_[0])
+        if task is None:
+            raise ValueError("Pass the label of a task seen in fit.")
+        code = lookup_tasks(self.tasks_, np.asarray([task]))[0]
+        if code < 0:
+            raise ValueError(
+                f"Task {task!r} was not seen in fit; meta_estimator_ is the "
+                "prior model for new tasks, and adapt() fits one from data."
+            )
+        return self._build(self.task_params_[code])
+
+    @property
+    def coef_(self):
+        """Coefficients of each seen task, stacked on a leading task axis."""
+        check_is_fitted(self, "task_params_")
+        return self._family.split_params(self.task_params_,
+                                         self._n_model_features())[0]
+
+    @property
+    def intercept_(self):
+        """Intercepts of each seen task, stacked on a leading task axis."""
+        check_is_fitted(self, "task_params_")
+        return self._family.split_params(self.task_params_,
+                                         self._n_model_features())[1]
+
+    def _solve_new_tasks(self, X, y, tasks, sample_weight, warm=None):
+        """Solve tasks of new data from the fitted prior: ``(labels, theta)``."""
+        X, y, labels = self._check_input(X, y, tasks, reset=False)
+        y_encoded = self._encode_y(y, known_only=True)
+        self._family.check_targets(y_encoded)
+        sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                             ensure_non_negative=True)
+        if labels is None:
+            uniques, codes = None, np.zeros(X.shape[0], dtype=np.intp)
+        else:
+            uniques, codes = encode_tasks(labels)
+        n_tasks = 1 if uniques is None else len(uniques)
+        weights = self._family.row_weights(y_encoded, sample_weight, codes,
+                                           n_tasks,
+                                           getattr(self, "classes_", None))
+        batch, _ = make_batch(X, y_encoded, weights, codes, n_tasks)
+        start = np.tile(self.meta_params_, (n_tasks, 1))
+        if warm is not None:
+            start = warm(uniques, start)
+        precision = self.gamma_ * self.prior_precision_
+        solutions = InnerSolver(batch, self._problem(), n_jobs=self.n_jobs).solve(
+            self.meta_params_, precision, start)
+        return uniques, solutions.theta
+
+    def adapt(self, X, y, tasks=None, sample_weight=None):
+        """Fit new task(s) from the meta-learned prior (few-shot learning).
+
+        Each task solves the base estimator's objective plus the transfer term
+        toward the fitted prior; the meta-knowledge is not changed.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
+            Support samples of the new task(s).
+        y : array-like of shape (n_samples,)
+            Their targets.
+        tasks : array-like of shape (n_samples,), default=None
+            Task labels when ``X`` holds several tasks (or use ``task_column``).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        estimator : estimator instance or dict
+            A fitted clone of the base estimator (a plain scikit-learn model);
+            with several tasks, a dict mapping each task label to its model.
+        """
+        check_is_fitted(self)
+        uniques, theta = self._solve_new_tasks(X, y, tasks, sample_weight)
+        if uniques is None:
+            return self._build(theta[0])
+        return {label: self._build(row) for label, row in zip(uniques.tolist(),
+                                                                theta)}
+
+    def _partial_fit(self, X, y, tasks, sample_weight, classes=None):
+        if not hasattr(self, "task_params_"):
+            return self._fit(X, y, tasks, sample_weight, classes=classes)
+        if classes is not None and self._is_classifier and not np.array_equal(
+                np.unique(classes), self.classes_):
+            raise ValueError(
+                f"classes={classes} differs from the classes of the first call "
+                f"to partial_fit, {self.classes_}."
+            )
+        known = self.tasks_
+
+        def warm(uniques, start):
+            if known is None or uniques is None:
+                return np.tile(self.task_params_[0], (start.shape[0], 1))
+            codes = lookup_tasks(known, uniques)
+            start[codes >= 0] = self.task_params_[codes[codes >= 0]]
+            return start
+
+        uniques, theta = self._solve_new_tasks(X, y, tasks, sample_weight, warm)
+        if known is None:
+            self.task_params_ = theta
+            return self
+        merged, inverse = np.unique(np.concatenate([known, uniques]),
+                                    return_inverse=True)
+        table = np.empty((len(merged), theta.shape[1]))
+        table[inverse[:len(known)]] = self.task_params_
+        table[inverse[len(known):]] = theta
+        self.tasks_ = merged
+        self.task_params_ = table
+        return self
+
+    # --------------------------------------------------------------- tags
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        base_tags = get_tags(self._base_estimator())
+        tags.target_tags.positive_only = base_tags.target_tags.positive_only
+        return tags
+
+
+class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
+    """Meta-learned linear classifier over many related tasks.
+
+    Learns, across tasks, a prior ``theta0`` (and precision ``Lambda``) over the
+    parameters of a base classifier and fits every task ``t`` as
+
+    ``argmin_theta L_t(theta) + lambda R(theta) + gamma/2 (theta - theta0)^T
+    Lambda (theta - theta0)``
+
+    where ``L_t + lambda R`` is the base estimator's own objective on task t
+    (its loss and its own penalty, e.g. ``C`` and ``l1_ratio``) and the last
+    term is the transfer toward the prior. A task unseen in ``fit`` is
+    predicted with the prior model; :meth:`adapt` fits a new task from a few
+    samples.
+
+    Read more in the :ref:`User Guide <user_guide>`.
+
+    Parameters
+    ----------
+    estimator : estimator instance, default=None
+        The base classifier; ``None`` means ``LogisticRegression()``.
+        Supported: :class:`~sklearn.linear_model.LogisticRegression` (binary and
+        multinomial; l2, l1, elastic-net or no penalty). skmeta solves its
+        objective with its own solvers: the base estimator's ``solver``,
+        ``tol`` and ``max_iter`` are not used, except that
+        ``solver="liblinear"`` penalizes the intercept and that is reproduced.
+    method : {"proximal"}, default="proximal"
+        How the prior is learned. ``"proximal"``: every task is solved exactly
+        and the prior re-estimated, alternately, until converged (regularized
+        multi-task learning with an empirical-Bayes prior).
+    gamma : float >= 0 or "auto", default=1.0
+        Strength of the transfer term, in the units of the base estimator's
+        own l2 penalty (compare with ``1/C``). ``0`` fits tasks independently.
+        ``"auto"`` learns it by empirical Bayes.
+    prior : {"isotropic", "diagonal", "full"}, default="isotropic"
+        Shape ``Lambda`` of the prior precision: the identity, or a learned
+        diagonal or full matrix (empirical Bayes, normalized to unit
+        determinant so that ``gamma`` keeps its meaning).
+    task_column : int or str, default=None
+        Column of ``X`` holding each sample's task label (an integer position,
+        or a name for DataFrames); it is removed before the models see the
+        features. This is what makes scorers and searches task-aware, since
+        they pass no metadata to ``predict``.
+    prior_estimator : estimator instance, default=None
+        A fitted classifier of the base estimator's family (same classes and
+        features) whose parameters are the prior mean ``theta0``
+        (parameter transfer). ``theta0`` is then kept fixed.
+    max_iter : int, default=100
+        Maximum number of outer iterations (task solves + prior update).
+    tol : float, default=1e-4
+        Stop when the prior mean and precision change by less than ``tol``
+        (relative to their magnitude) in an iteration.
+    n_jobs : int, default=None
+        Number of task shards solved in parallel (threads, or the workers of
+        an active joblib backend such as Dask). ``None`` means 1 unless in a
+        :obj:`joblib.parallel_backend` context; ``-1`` uses all processors.
+    random_state : int, RandomState instance or None, default=None
+        Unused by ``method="proximal"``, which is deterministic.
+    verbose : int, default=0
+        Print progress for each outer iteration when positive.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Union of the classes over all tasks; a task may lack some.
+    tasks_ : ndarray of shape (n_tasks,) or None
+        Sorted labels of the tasks seen in ``fit``; ``None`` for a model
+        fitted without task identities.
+    task_params_ : ndarray of shape (n_tasks, n_params)
+        Flat parameters of each task's model: for each output the
+        coefficients then (if fitted) the intercept.
+    meta_params_ : ndarray of shape (n_params,)
+        The prior mean ``theta0`` (same layout): the model for unseen tasks.
+    prior_precision_ : ndarray of shape (n_params,) or (n_params, n_params)
+        The prior shape ``Lambda`` (its diagonal unless ``prior="full"``).
+    gamma_ : float
+        The transfer strength used (learned when ``gamma="auto"``).
+    meta_estimator_ : estimator instance
+        Fitted base estimator holding ``theta0`` (the population model).
+    coef_ : ndarray of shape (n_tasks, n_outputs, n_features)
+        Each seen task's coefficients (``n_outputs`` is 1 for two classes).
+    intercept_ : ndarray of shape (n_tasks, n_outputs)
+        Each seen task's intercepts.
+    n_iter_ : int
+        Number of outer iterations run.
+    n_features_in_ : int
+        Number of columns seen during fit (task column included).
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names seen during fit, when ``X`` has string column names.
+
+    See Also
+    --------
+    MetaRegressor : The same for regression.
+    sklearn.linear_model.LogisticRegression : The default base estimator.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from skmeta import MetaClassifier
+    >>> from skmeta.datasets import make_meta_classification
+    >>> X, y, tasks = make_meta_classification(n_tasks=30, n_samples_per_task=20,
+    ...                                        random_state=0)
+    >>> meta = MetaClassifier(LogisticRegression(C=1.0), gamma=1.0)
+    >>> meta.fit(X, y, tasks=tasks).tasks_.shape
+    (30,)
+    >>> meta.predict(X[:3], tasks=tasks[:3]).shape
+    (3,)
+    >>> clf = meta.adapt(X[:10], y[:10])  # a plain, fitted LogisticRegression
+    >>> type(clf).__name__
+    'LogisticRegression'
+    """
+
+    _is_classifier = True
+    __metadata_request__predict_proba = _TASKS_REQUESTED
+    __metadata_request__predict_log_proba = _TASKS_REQUESTED
+    __metadata_request__decision_function = _TASKS_REQUESTED
+
+    def _base_estimator(self):
+        return LogisticRegression() if self.estimator is None else self.estimator
+
+    def _set_targets(self, y, classes):
+        check_classification_targets(y)
+        if classes is not None:
+            classes = np.unique(classes)
+            unknown = np.setdiff1d(np.unique(y), classes)
+            if unknown.size:
+                raise ValueError(
+                    f"y contains labels {unknown.tolist()} not in classes="
+                    f"{classes.tolist()}."
+                )
+            self.classes_ = classes
+        else:
+            self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise ValueError(
+                "This solver needs samples of at least 2 classes in the data, "
+                f"but the data contains only one class: {self.classes_[0]!r}."
+            )
+
+    def _n_classes(self):
+        return len(self.classes_)
+
+    def _encode_y(self, y, known_only=False):
+        y = np.asarray(y)
+        if known_only:
+            check_classification_targets(y)
+        codes = np.searchsorted(self.classes_, y)
+        codes = np.clip(codes, 0, len(self.classes_) - 1)
+        unknown = self.classes_[codes] != y
+        if np.any(unknown):
+            raise ValueError(
+                f"y contains labels {np.unique(y[unknown]).tolist()} not seen "
+                f"during meta-training (classes_={self.classes_.tolist()})."
+            )
+        return codes.astype(np.float64)
+
+    def partial_fit(self, X, y, tasks=None, sample_weight=None, classes=None):
+        """Fit the given tasks from the current prior, adding new ones.
+
+        The prior itself (``meta_params_``, ``prior_precision_``) does not
+        move. A task already known is refitted on the rows passed now (rows
+        from earlier calls are not stored). On an unfitted estimator this is
+        :meth:`fit`, with ``classes_`` set from ``classes``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
+            Samples.
+        y : array-like of shape (n_samples,)
+            Targets.
+        tasks : array-like of shape (n_samples,), default=None
+            Task labels (or use ``task_column``).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+        classes : array-like of shape (n_classes,), default=None
+            All classes; taken into account on the first call only.
+
+        Returns
+        -------
+        self : object
+            The updated meta-estimator.
+        """
+        return self._partial_fit(X, y, tasks, sample_weight, classes)
+
+    def decision_function(self, X, tasks=None):
+        """Linear decision values of each sample under its task's model.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
+            Samples.
+        tasks : array-like of shape (n_samples,), default=None
+            Task labels (or use ``task_column``); unseen tasks use the prior.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            As ``LogisticRegression.decision_function``.
+        """
+        Z = self._decision(X, tasks)
+        return Z[:, 0] if Z.shape[1] == 1 else Z
+
+    def predict_proba(self, X, tasks=None):
+        """Class probabilities of each sample under its task's model.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
+            Samples.
+        tasks : array-like of shape (n_samples,), default=None
+            Task labels (or use ``task_column``); unseen tasks use the prior.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Probabilities, columns ordered as ``classes_``.
+        """
+        Z = self._decision(X, tasks)
+        if Z.shape[1] == 1:
+            p = 1.0 / (1.0 + np.exp(-Z[:, 0]))
+            return np.column_stack([1.0 - p, p])
+        Z = Z - Z.max(axis=1, keepdims=True)
+        E = np.exp(Z)
+        return E / E.sum(axis=1, keepdims=True)
+
+    def predict_log_proba(self, X, tasks=None):
+        """Logarithm of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
+            Samples.
+        tasks : array-like of shape (n_samples,), default=None
+            Task labels (or use ``task_column``); unseen tasks use the prior.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Log-probabilities, columns ordered as ``classes_``.
+        """
+        Z = self._decision(X, tasks)
+        if Z.shape[1] == 1:
+            z = Z[:, 0]
+            return np.column_stack([-np.logaddexp(0.0, z), -np.logaddexp(0.0, -z)])
+        return Z - np.logaddexp.reduce(Z, axis=1, keepdims=True)
+
+    def predict(self, X, tasks=None):
+        """Predict the class of each sample with its task's model.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
+            Samples.
+        tasks : array-like of shape (n_samples,), default=None
+            Task labels (or use ``task_column``); unseen tasks use the prior.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Predicted classes.
+        """
+        Z = self._decision(X, tasks)
+        if Z.shape[1] == 1:
+            return self.classes_[(Z[:, 0] > 0).astype(np.intp)]
+        return self.classes_[np.argmax(Z, axis=1)]
+
+    def score(self, X, y, tasks=None, sample_weight=None):
+        """Mean accuracy, each sample predicted by its task's model.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
+            Samples.
+        y : array-like of shape (n_samples,)
+            True labels.
+        tasks : array-like of shape (n_samples,), default=None
+            Task labels (or use ``task_column``).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        score : float
+            Accuracy.
+        """
+        return accuracy_score(y, self.predict(X, tasks=tasks),
+                              sample_weight=sample_weight)
+
+
+class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
+    """Meta-learned linear regressor over many related tasks.
+
+    Learns, across tasks, a prior ``theta0`` (and precision ``Lambda``) over the
+    parameters of a base regressor and fits every task ``t`` as
+
+    ``argmin_theta L_t(theta) + lambda R(theta) + gamma/2 (theta - theta0)^T
+    Lambda (theta - theta0)``
+
+    where ``L_t + lambda R`` is the base estimator's own objective on task t
+    (its loss and its own penalty, e.g. ``alpha``) and the last term is the
+    transfer toward the prior. A task unseen in ``fit`` is predicted with the
+    prior model; :meth:`adapt` fits a new task from a few samples.
+
+    Read more in the :ref:`User Guide <user_guide>`.
+
+    Parameters
+    ----------
+    estimator : estimator instance, default=None
+        The base regressor; ``None`` means ``Ridge()``. Supported:
+        :class:`~sklearn.linear_model.Ridge`,
+        :class:`~sklearn.linear_model.LinearRegression`,
+        :class:`~sklearn.linear_model.Lasso`,
+        :class:`~sklearn.linear_model.ElasticNet`,
+        :class:`~sklearn.linear_model.PoissonRegressor`. skmeta solves their
+        objectives with its own solvers; their ``solver``, ``tol`` and
+        ``max_iter`` are not used.
+    method : {"proximal"}, default="proximal"
+        How the prior is learned; see :class:`MetaClassifier`.
+    gamma : float >= 0 or "auto", default=1.0
+        Strength of the transfer term, in the units of the base estimator's
+        own l2 penalty (compare with ``alpha``). ``"auto"`` learns it by
+        empirical Bayes (with the noise variance, for squared errors).
+    prior : {"isotropic", "diagonal", "full"}, default="isotropic"
+        Shape ``Lambda`` of the prior precision; see :class:`MetaClassifier`.
+    task_column : int or str, default=None
+        Column of ``X`` holding each sample's task label; see
+        :class:`MetaClassifier`.
+    prior_estimator : estimator instance, default=None
+        A fitted regressor of the base estimator's family whose parameters are
+        the prior mean ``theta0`` (kept fixed).
+    max_iter : int, default=100
+        Maximum number of outer iterations.
+    tol : float, default=1e-4
+        Relative tolerance on the change of the prior per iteration.
+    n_jobs : int, default=None
+        Number of task shards solved in parallel; see :class:`MetaClassifier`.
+    random_state : int, RandomState instance or None, default=None
+        Unused by ``method="proximal"``, which is deterministic.
+    verbose : int, default=0
+        Print progress for each outer iteration when positive.
+
+    Attributes
+    ----------
+    tasks_ : ndarray of shape (n_tasks,) or None
+        Sorted labels of the tasks seen in ``fit`` (``None`` without tasks).
+    task_params_ : ndarray of shape (n_tasks, n_params)
+        Flat parameters of each task's model: coefficients, then intercept.
+    meta_params_ : ndarray of shape (n_params,)
+        The prior mean ``theta0``: the model for unseen tasks.
+    prior_precision_ : ndarray of shape (n_params,) or (n_params, n_params)
+        The prior shape ``Lambda`` (its diagonal unless ``prior="full"``).
+    gamma_ : float
+        The transfer strength used.
+    meta_estimator_ : estimator instance
+        Fitted base estimator holding ``theta0``.
+    coef_ : ndarray of shape (n_tasks, n_features)
+        Each seen task's coefficients.
+    intercept_ : ndarray of shape (n_tasks,)
+        Each seen task's intercept.
+    n_iter_ : int
+        Number of outer iterations run.
+    n_features_in_ : int
+        Number of columns seen during fit (task column included).
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Column names seen during fit, when ``X`` has string column names.
+
+    See Also
+    --------
+    MetaClassifier : The same for classification.
+    sklearn.linear_model.Ridge : The default base estimator.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import Ridge
+    >>> from skmeta import MetaRegressor
+    >>> from skmeta.datasets import make_meta_regression
+    >>> X, y, tasks = make_meta_regression(n_tasks=30, n_samples_per_task=20,
+    ...                                    noise=1.0, random_state=0)
+    >>> meta = MetaRegressor(Ridge(alpha=1.0), gamma="auto").fit(X, y, tasks=tasks)
+    >>> meta.coef_.shape
+    (30, 20)
+    >>> reg = meta.adapt(X[:5], y[:5])  # a plain, fitted Ridge
+    >>> type(reg).__name__
+    'Ridge'
+    """
+
+    def _base_estimator(self):
+        return Ridge() if self.estimator is None else self.estimator
+
+    def _encode_y(self, y, known_only=False):
+        return np.asarray(y, dtype=np.float64)
+
+    def partial_fit(self, X, y, tasks=None, sample_weight=None):
+        """Fit the given tasks from the current prior, adding new ones.
+
+        The prior itself does not move. A task already known is refitted on
+        the rows passed now (rows from earlier calls are not stored). On an
+        unfitted estimator this is :meth:`fit`.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
+            Samples.
+        y : array-like of shape (n_samples,)
+            Targets.
+        tasks : array-like of shape (n_samples,), default=None
+            Task labels (or use ``task_column``).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        self : object
+            The updated meta-estimator.
+        """
+        return self._partial_fit(X, y, tasks, sample_weight)
+
+    def predict(self, X, tasks=None):
+        """Predict each sample with its task's model.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
+            Samples.
+        tasks : array-like of shape (n_samples,), default=None
+            Task labels (or use ``task_column``); unseen tasks use the prior.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Predictions.
+        """
+        return self._family.predict_from_decision(self._decision(X, tasks))
+
+    def score(self, X, y, tasks=None, sample_weight=None):
+        """Coefficient of determination, each sample predicted by its task.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
+            Samples.
+        y : array-like of shape (n_samples,)
+            True targets.
+        tasks : array-like of shape (n_samples,), default=None
+            Task labels (or use ``task_column``).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        score : float
+            R^2 of the predictions.
+        """
+        return r2_score(y, self.predict(X, tasks=tasks),
+                        sample_weight=sample_weight)

@@ -1,0 +1,92 @@
+"""LogisticRegression: binary and multinomial log-loss, l2/l1/elastic-net."""
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.class_weight import compute_class_weight
+
+from .._kernels._codes import LOGISTIC, MULTINOMIAL
+from ._base import LinearFamily
+
+
+class LogisticFamily(LinearFamily):
+    """``C * sum_i w_i logloss_i + R(w)`` divided by ``C``.
+
+    So ``lambda = 1 / C`` (0 for ``C=inf``) and ``R = (1 - l1_ratio)/2 ||w||^2
+    + l1_ratio ||w||_1``. Binary problems use one coefficient vector (the
+    positive class is ``classes_[1]``), three or more classes the full
+    multinomial parametrization, as scikit-learn does. The ``liblinear``
+    solver penalizes the intercept (through ``intercept_scaling``); that is
+    reproduced too.
+    """
+
+    supported = (LogisticRegression,)
+    is_classifier = True
+
+    def _read_objective(self, params):
+        C = params["C"]
+        l1_ratio = params.get("l1_ratio", 0.0)
+        penalty = params.get("penalty", "deprecated")
+        # scikit-learn >= 1.8 spells the penalty with l1_ratio and C=inf; the
+        # older `penalty=` spelling is still honoured where it is set
+        if penalty == "l2":
+            l1_ratio = 0.0
+        elif penalty == "l1":
+            l1_ratio = 1.0
+        elif penalty is None:
+            C = np.inf
+        if l1_ratio is None:
+            l1_ratio = 0.0
+        lam = 0.0 if np.isinf(C) else 1.0 / C
+        return lam, float(l1_ratio)
+
+    def _intercept_penalty(self, params):
+        if params.get("solver") == "liblinear" and self.fit_intercept:
+            # liblinear appends a constant feature equal to intercept_scaling
+            # and penalizes its weight like any other: b = s * w_s
+            s = float(params.get("intercept_scaling", 1.0))
+            return 1.0 / s**2, 1.0 / s
+        return 0.0, 0.0
+
+    def datafit_code(self, n_classes):
+        return LOGISTIC if n_classes == 2 else MULTINOMIAL
+
+    def n_outputs(self, n_classes):
+        if n_classes is None or n_classes == 2:
+            return 1
+        return int(n_classes)
+
+    def _shape_coef(self, coef):
+        return coef
+
+    def _shape_intercept(self, intercept):
+        return intercept
+
+    def row_weights(self, y_encoded, sample_weight, task_codes, n_tasks, classes):
+        class_weight = self.estimator.get_params(deep=False).get("class_weight")
+        if class_weight is None:
+            return sample_weight
+        n_classes = len(classes)
+        y_int = y_encoded.astype(np.intp)  # class indices (0/1 when binary)
+        if isinstance(class_weight, dict):
+            per_class = compute_class_weight(class_weight, classes=classes,
+                                             y=classes[y_int])
+            return sample_weight * per_class[y_int]
+        # "balanced" is computed within each task, as the base estimator
+        # fitted on that task alone would
+        cell = task_codes * n_classes + y_int
+        size = n_tasks * n_classes
+        weighted = np.bincount(cell, weights=sample_weight, minlength=size)
+        present = np.bincount(cell, minlength=size) > 0
+        weighted = weighted.reshape(n_tasks, n_classes)
+        n_present = present.reshape(n_tasks, n_classes).sum(axis=1)
+        total = weighted.sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = total[:, None] / (n_present[:, None] * weighted)
+        factor = np.where(np.isfinite(factor), factor, 0.0)
+        return sample_weight * factor[task_codes, y_int]
+
+    def _finish_build(self, est, *, classes, n_iter):
+        est.classes_ = np.asarray(classes)
+        est.n_iter_ = np.asarray([n_iter], dtype=np.int32)
+        if not self.fit_intercept:
+            est.intercept_ = np.zeros(est.coef_.shape[0])

@@ -1,0 +1,38 @@
+"""PoissonRegressor: half Poisson deviance with a log link, l2 penalty."""
+
+import numpy as np
+from sklearn.linear_model import PoissonRegressor
+
+from .._kernels._codes import POISSON
+from ._base import LinearFamily
+
+
+class PoissonFamily(LinearFamily):
+    """``1/(2 n) sum_i w_i deviance_i + alpha/2 ||w||^2``: ``lambda = alpha``.
+
+    ``n`` is the task's total sample weight (``mean_loss``).
+    """
+
+    supported = (PoissonRegressor,)
+    mean_loss = True
+
+    def _read_objective(self, params):
+        return float(params["alpha"]), 0.0
+
+    def datafit_code(self, n_classes):
+        return POISSON
+
+    def check_targets(self, y):
+        if np.any(y < 0):
+            raise ValueError(
+                "PoissonRegressor needs non-negative targets; y has "
+                f"{int(np.sum(y < 0))} negative value(s)."
+            )
+
+    def predict_from_decision(self, Z):
+        return np.exp(Z[:, 0])
+
+    def _finish_build(self, est, *, classes, n_iter):
+        est.n_iter_ = int(n_iter)
+        # what PoissonRegressor.predict reads to apply the inverse link
+        est._base_loss = est._get_loss()

@@ -1,0 +1,222 @@
+"""Python-side entry points of the kernels: task batches and kernel calls.
+
+A :class:`TaskBatch` holds the rows of many tasks sorted by task once, so
+that task ``t`` is the contiguous block ``offsets[t]:offsets[t + 1]``. Every
+kernel call takes a batch plus a :class:`Problem` (what the family adapter
+read off the base estimator) and never sees a scikit-learn object.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from ._newton import solve_tasks
+from ._predict import decision_rows
+
+# Blocks of tasks are the unit of parallel work and of summation; their size
+# depends only on the number of tasks so that sums are thread-count invariant.
+_MAX_BLOCK = 32
+_MIN_BLOCKS = 64
+
+
+def block_size_for(n_tasks):
+    """Number of consecutive tasks summed together by one kernel block."""
+    return int(min(_MAX_BLOCK, max(1, n_tasks // _MIN_BLOCKS)))
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The inner objective, as the kernels see it (no scikit-learn objects).
+
+    Attributes
+    ----------
+    code : int
+        Datafit code from :mod:`skmeta._kernels._codes`.
+    n_outputs : int
+        Number of linear outputs (1, or the number of classes).
+    n_features : int
+    fit_intercept : bool
+    mean_loss : bool
+        Whether the loss is divided by the task's total sample weight.
+    lam2, lam1 : float
+        Strengths of the base estimator's l2 and l1 penalties.
+    l2w, l1w : ndarray of shape (n_params,)
+        Per-parameter weights of those penalties (0 for the intercept, unless
+        the estimator penalizes it).
+    """
+
+    code: int
+    n_outputs: int
+    n_features: int
+    fit_intercept: bool
+    mean_loss: bool
+    lam2: float
+    lam1: float
+    l2w: np.ndarray
+    l1w: np.ndarray
+
+    @property
+    def n_params(self):
+        return self.n_outputs * (self.n_features + int(self.fit_intercept))
+
+    @property
+    def has_l1(self):
+        return self.lam1 > 0 and bool(np.any(self.l1w > 0))
+
+
+@dataclass(frozen=True)
+class TaskBatch:
+    """Rows of several tasks, sorted by task, in the kernels' layout."""
+
+    Xd: np.ndarray
+    data: np.ndarray
+    indices: np.ndarray
+    indptr: np.ndarray
+    is_sparse: bool
+    y: np.ndarray
+    sw: np.ndarray
+    offsets: np.ndarray
+
+    @property
+    def n_tasks(self):
+        return self.offsets.shape[0] - 1
+
+    @property
+    def n_rows(self):
+        return self.y.shape[0]
+
+    def task_weights(self):
+        """Total sample weight of each task."""
+        if self.n_rows == 0:
+            return np.zeros(self.n_tasks)
+        sums = np.add.reduceat(self.sw, np.minimum(self.offsets[:-1],
+                                                   self.n_rows - 1))
+        return np.where(np.diff(self.offsets) > 0, sums, 0.0)
+
+    def shard(self, first, last):
+        """The batch restricted to tasks ``first:last`` (views where possible)."""
+        lo, hi = int(self.offsets[first]), int(self.offsets[last])
+        offsets = self.offsets[first:last + 1] - lo
+        if self.is_sparse:
+            a, b = int(self.indptr[lo]), int(self.indptr[hi])
+            return TaskBatch(self.Xd, self.data[a:b], self.indices[a:b],
+                             self.indptr[lo:hi + 1] - a, True, self.y[lo:hi],
+                             self.sw[lo:hi], offsets)
+        return TaskBatch(self.Xd[lo:hi], self.data, self.indices, self.indptr,
+                         False, self.y[lo:hi], self.sw[lo:hi], offsets)
+
+
+def design_arrays(X):
+    """``(Xd, data, indices, indptr, is_sparse)`` for a dense array or CSR."""
+    if sp.issparse(X):
+        X = X.tocsr()
+        if not X.has_canonical_format:
+            # the Hessian kernel walks pairs of sorted, unique column indices
+            X = X.copy()
+            X.sum_duplicates()
+        dtype = X.dtype
+        return (np.empty((0, 0), dtype=dtype), X.data,
+                X.indices.astype(np.intp, copy=False),
+                X.indptr.astype(np.intp, copy=False), True)
+    X = np.ascontiguousarray(X)
+    empty_i = np.empty(0, dtype=np.intp)
+    return X, np.empty(0, dtype=X.dtype), empty_i, empty_i, False
+
+
+def make_batch(X, y, sample_weight, task_codes, n_tasks):
+    """Sort rows by task code and return ``(batch, order)``.
+
+    ``order`` maps batch rows to input rows. Rows already grouped by task are
+    not copied.
+    """
+    task_codes = np.asarray(task_codes, dtype=np.intp)
+    if task_codes.size and np.all(task_codes[1:] >= task_codes[:-1]):
+        order = None
+    else:
+        order = np.argsort(task_codes, kind="stable")
+        X = X[order]
+        y = y[order]
+        sample_weight = sample_weight[order]
+        task_codes = task_codes[order]
+    counts = np.bincount(task_codes, minlength=n_tasks)
+    offsets = np.zeros(n_tasks + 1, dtype=np.intp)
+    np.cumsum(counts, out=offsets[1:])
+    Xd, data, indices, indptr, is_sparse = design_arrays(X)
+    batch = TaskBatch(Xd, data, indices, indptr, is_sparse,
+                      np.ascontiguousarray(y, dtype=np.float64),
+                      np.ascontiguousarray(sample_weight, dtype=np.float64),
+                      offsets)
+    return batch, order
+
+
+@dataclass
+class InnerResult:
+    """What one call of the exact inner solver returns.
+
+    ``inv_blocks`` and ``inv_wblocks`` hold one partial sum of (weighted)
+    inverse Hessians per block of tasks, to be summed by the caller in block
+    order (``None`` when no inverse was asked for).
+    """
+
+    theta: np.ndarray
+    objective: np.ndarray
+    loss: np.ndarray
+    n_iter: np.ndarray
+    trace: np.ndarray
+    inv_blocks: np.ndarray
+    inv_wblocks: np.ndarray
+
+
+def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
+                tol=1e-8, want_inverse=False, inv_weight=None, block=None):
+    """Solve every task of ``batch`` from the warm start ``theta`` (not modified).
+
+    ``precision`` is the transfer term's ``gamma * Lambda``: a vector (its
+    diagonal) or a full matrix. ``block`` is the summation block size
+    (default :func:`block_size_for` of the batch's task count); shards of one
+    larger batch pass the parent's so that sums come out bit-identical.
+    """
+    n_tasks = batch.n_tasks
+    d = problem.n_params
+    theta = np.array(theta, dtype=np.float64, order="C", copy=True)
+    precision = np.asarray(precision, dtype=np.float64)
+    prec_full = precision.ndim == 2
+    prec_diag = np.empty(0) if prec_full else np.ascontiguousarray(precision)
+    prec_mat = np.ascontiguousarray(precision) if prec_full else np.empty((0, 0))
+    if block is None:
+        block = block_size_for(n_tasks)
+    n_blocks = (n_tasks + block - 1) // block
+    n_inv = n_blocks if want_inverse else 0
+    inv_sum = np.zeros((n_inv, d, d))
+    inv_wsum = np.zeros((n_inv, d, d))
+    if inv_weight is None:
+        inv_weight = np.ones(n_tasks)
+    out_objective = np.empty(n_tasks)
+    out_loss = np.empty(n_tasks)
+    out_iter = np.empty(n_tasks, dtype=np.intp)
+    out_trace = np.zeros(n_tasks)
+    solve_tasks(
+        batch.Xd, batch.data, batch.indices, batch.indptr, batch.is_sparse,
+        batch.y, batch.sw, batch.offsets, np.arange(n_tasks, dtype=np.intp),
+        problem.code, problem.n_outputs, problem.n_features,
+        problem.fit_intercept, problem.mean_loss, problem.lam2, problem.lam1,
+        np.ascontiguousarray(problem.l2w, dtype=np.float64),
+        np.ascontiguousarray(problem.l1w, dtype=np.float64),
+        np.ascontiguousarray(theta0, dtype=np.float64), prec_diag, prec_mat,
+        prec_full, theta, int(max_iter), float(tol), bool(want_inverse),
+        np.ascontiguousarray(inv_weight, dtype=np.float64), block,
+        out_objective, out_loss, out_iter, out_trace, inv_sum, inv_wsum)
+    return InnerResult(theta, out_objective, out_loss, out_iter, out_trace,
+                       inv_sum if want_inverse else None,
+                       inv_wsum if want_inverse else None)
+
+
+def decision_values(X, row_model, params, problem):
+    """Linear predictor of each row under model ``row_model[i]`` of ``params``."""
+    Xd, data, indices, indptr, is_sparse = design_arrays(X)
+    return decision_rows(Xd, data, indices, indptr, is_sparse,
+                         np.ascontiguousarray(row_model, dtype=np.intp),
+                         np.ascontiguousarray(params, dtype=np.float64),
+                         problem.n_outputs, problem.n_features,
+                         problem.fit_intercept)

@@ -1,0 +1,111 @@
+"""Small dense linear algebra for per-task systems inside ``prange`` bodies.
+
+numba's ``np.linalg`` allocates and raises on a non positive definite matrix;
+inside a parallel loop over thousands of tasks we need factorizations that
+work in caller-owned buffers and report failure instead, so that a singular
+system (no penalty, collinear features) can be retried with a small jitter.
+"""
+
+import math
+
+from numba import njit
+
+
+@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def cholesky_lower(A, L, d):
+    """Factor the lower triangle of ``A[:d, :d]`` into ``L`` (``A = L L^T``).
+
+    Returns False when the matrix is not numerically positive definite.
+    """
+    for j in range(d):
+        s = A[j, j]
+        for k in range(j):
+            s -= L[j, k] * L[j, k]
+        if not s > 0.0:
+            return False
+        ljj = math.sqrt(s)
+        L[j, j] = ljj
+        inv = 1.0 / ljj
+        for i in range(j + 1, d):
+            s = A[i, j]
+            for k in range(j):
+                s -= L[i, k] * L[j, k]
+            L[i, j] = s * inv
+    return True
+
+
+@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def cholesky_with_jitter(A, L, d):
+    """Cholesky of ``A + eps I``, with ``eps`` zero unless ``A`` is singular.
+
+    ``eps`` grows from 1e-12 times the mean diagonal until the factorization
+    succeeds. Jitter only resolves ties: on a singular system (no penalty and
+    collinear features, or the over-parametrized multinomial) it picks the
+    minimum-norm direction, like a least-squares solver would.
+    """
+    if cholesky_lower(A, L, d):
+        return 0.0
+    mean_diag = 0.0
+    for j in range(d):
+        mean_diag += abs(A[j, j])
+    mean_diag = mean_diag / d if mean_diag > 0.0 else 1.0
+    eps = 1e-12 * mean_diag
+    for _ in range(40):
+        for j in range(d):
+            A[j, j] += eps
+        ok = cholesky_lower(A, L, d)
+        for j in range(d):
+            A[j, j] -= eps
+        if ok:
+            return eps
+        eps *= 10.0
+    return -1.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def cholesky_solve(L, b, x, d):
+    """Solve ``L L^T x = b`` (``x`` may alias ``b``)."""
+    for i in range(d):
+        s = b[i]
+        for k in range(i):
+            s -= L[i, k] * x[k]
+        x[i] = s / L[i, i]
+    for i in range(d - 1, -1, -1):
+        s = x[i]
+        for k in range(i + 1, d):
+            s -= L[k, i] * x[k]
+        x[i] = s / L[i, i]
+
+
+@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def cholesky_inverse(L, W, out, d):
+    """Write ``(L L^T)^{-1}`` to ``out``, using ``W`` as workspace.
+
+    ``W`` receives ``L^{-1}`` (lower triangular), then
+    ``out = L^{-T} L^{-1}``.
+    """
+    for j in range(d):
+        for i in range(d):
+            W[i, j] = 0.0
+    for j in range(d):
+        W[j, j] = 1.0 / L[j, j]
+        for i in range(j + 1, d):
+            s = 0.0
+            for k in range(j, i):
+                s -= L[i, k] * W[k, j]
+            W[i, j] = s / L[i, i]
+    for i in range(d):
+        for j in range(i + 1):
+            s = 0.0
+            for k in range(i, d):
+                s += W[k, i] * W[k, j]
+            out[i, j] = s
+            out[j, i] = s
+
+
+@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def symmetrize_lower(A, d):
+    """Copy the lower triangle of ``A[:d, :d]`` onto its upper triangle."""
+    for i in range(d):
+        for j in range(i):
+            A[j, i] = A[i, j]

@@ -1,0 +1,377 @@
+"""Task-batched exact inner solver: (proximal) Newton on every task at once.
+
+Each task ``t`` solves
+
+    min_theta  c_t * sum_i w_i loss(y_i, x_i theta)
+               + lam2/2 * sum_j l2w_j theta_j**2 + lam1 * sum_j l1w_j |theta_j|
+               + 1/2 (theta - theta0)^T Pi (theta - theta0)
+
+where ``c_t`` is 1 (sum-scaled estimators) or ``1 / sum_i w_i`` (mean-scaled
+ones), ``lam2 = lambda (1 - rho)`` and ``lam1 = lambda rho`` come from the base
+estimator's own penalty and ``Pi = gamma * Lambda`` is the transfer term's
+precision, diagonal or full. Without an l1 part the step is a Newton step
+(Cholesky of the explicit Hessian); with one it is a proximal Newton step
+whose quadratic model is minimized by coordinate descent. Both use a
+backtracking line search on the true objective.
+
+The public kernel walks fixed-size blocks of tasks; a block's tasks run in
+order and sum their contributions into the block's slot, so every result is
+the same however the blocks are spread over threads or processes.
+"""
+
+import numpy as np
+from numba import njit
+
+from ._codes import MULTINOMIAL, SQUARED
+from ._datafits import datafit_derivatives, datafit_loss
+from ._linalg import (
+    cholesky_inverse,
+    cholesky_solve,
+    cholesky_with_jitter,
+    symmetrize_lower,
+)
+from ._rows import add_transposed_product, add_weighted_gram, linear_predictor
+
+_ARMIJO = 1e-4
+_MAX_HALVINGS = 40
+_MAX_CD_SWEEPS = 2000
+
+
+@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def penalty_parts(theta, theta0, prec_diag, prec_mat, prec_full, lam2, lam1, l2w,
+                  l1w, d, q):
+    """Smooth penalty (l2 part plus transfer term) and l1 part at ``theta``.
+
+    Also leaves ``q = Pi (theta - theta0)`` for the gradient.
+    """
+    smooth = 0.0
+    l1 = 0.0
+    for j in range(d):
+        tj = theta[j]
+        smooth += 0.5 * lam2 * l2w[j] * tj * tj
+        l1 += lam1 * l1w[j] * abs(tj)
+    if prec_full:
+        for i in range(d):
+            s = 0.0
+            for j in range(d):
+                s += prec_mat[i, j] * (theta[j] - theta0[j])
+            q[i] = s
+    else:
+        for i in range(d):
+            q[i] = prec_diag[i] * (theta[i] - theta0[i])
+    for i in range(d):
+        smooth += 0.5 * (theta[i] - theta0[i]) * q[i]
+    return smooth, l1
+
+
+@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def build_hessian(Xd, data, indices, indptr, is_sparse, sw, start, stop, code,
+                  n_outputs, n_features, fit_intercept, scale, D, a, lam2, l2w,
+                  prec_diag, prec_mat, prec_full, A, d):
+    """Lower triangle of the objective's Hessian (l1 part excluded) into ``A``."""
+    p1 = n_features + fit_intercept
+    n = stop - start
+    for i in range(d):
+        for j in range(i + 1):
+            A[i, j] = 0.0
+    if code == MULTINOMIAL:
+        for k in range(n_outputs):
+            for m in range(k + 1):
+                for r in range(n):
+                    pk = D[r, k]
+                    w = scale * sw[start + r]
+                    if k == m:
+                        a[r] = w * pk * (1.0 - pk)
+                    else:
+                        a[r] = -w * pk * D[r, m]
+                add_weighted_gram(Xd, data, indices, indptr, is_sparse, start,
+                                  stop, a, n_features, fit_intercept, A,
+                                  k * p1, m * p1)
+    else:
+        for r in range(n):
+            a[r] = scale * D[r, 0]
+        origin = 0 * p1  # same integer type as the block offsets above
+        add_weighted_gram(Xd, data, indices, indptr, is_sparse, start, stop, a,
+                          n_features, fit_intercept, A, origin, origin)
+    for j in range(d):
+        A[j, j] += lam2 * l2w[j]
+    if prec_full:
+        for i in range(d):
+            for j in range(i + 1):
+                A[i, j] += prec_mat[i, j]
+    else:
+        for j in range(d):
+            A[j, j] += prec_diag[j]
+
+
+@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def pin_multinomial_shift(A, n_outputs, p1, lam2, l2w, lam1, l1w, prec_diag,
+                          prec_mat, prec_full, d):
+    """Make the multinomial Hessian definite along class-shift directions.
+
+    Adding the same value to one coefficient (or the intercept) of every
+    class leaves the multinomial loss unchanged. Where nothing else curves
+    along that direction (no penalty and no prior on that column), the
+    Hessian is singular; adding ``mu v v^T`` along it selects, among equal
+    solutions, the one whose class shift does not move, as scikit-learn's
+    solvers do when started from zero.
+    """
+    mean_diag = 0.0
+    for i in range(d):
+        mean_diag += A[i, i]
+    mu = mean_diag / d if mean_diag > 0.0 else 1.0
+    for j in range(p1):
+        curvature = 0.0
+        for k in range(n_outputs):
+            kj = k * p1 + j
+            curvature += lam2 * l2w[kj] + lam1 * l1w[kj]
+            if prec_full:
+                for m in range(n_outputs):
+                    curvature += prec_mat[kj, m * p1 + j]
+            else:
+                curvature += prec_diag[kj]
+        if curvature != 0.0:
+            continue
+        for k in range(n_outputs):
+            for m in range(k + 1):
+                A[k * p1 + j, m * p1 + j] += mu / n_outputs
+
+
+@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def _prox_newton_direction(A, grad, theta, lam1, l1w, delta, r, d, tol):
+    """Minimize ``g.delta + delta.A.delta/2 + lam1 sum l1w |theta + delta|``.
+
+    Cyclic coordinate descent on the quadratic model; ``A`` must be full
+    (symmetrized). ``r`` keeps ``A @ delta``.
+    """
+    for j in range(d):
+        delta[j] = 0.0
+        r[j] = 0.0
+    for _ in range(_MAX_CD_SWEEPS):
+        max_change = 0.0
+        max_value = 1.0
+        for j in range(d):
+            ajj = A[j, j]
+            if ajj <= 0.0:
+                continue
+            old = theta[j] + delta[j]
+            z = old - (grad[j] + r[j]) / ajj
+            thr = lam1 * l1w[j] / ajj
+            if thr > 0.0:
+                if z > thr:
+                    new = z - thr
+                elif z < -thr:
+                    new = z + thr
+                else:
+                    new = 0.0
+            else:
+                new = z
+            change = new - old
+            if change != 0.0:
+                delta[j] += change
+                for i in range(d):
+                    r[i] += change * A[i, j]
+                if abs(change) > max_change:
+                    max_change = abs(change)
+            if abs(new) > max_value:
+                max_value = abs(new)
+        if max_change <= tol * max_value:
+            break
+
+
+@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def solve_task(Xd, data, indices, indptr, is_sparse, y, sw, start, stop, code,
+               n_outputs, n_features, fit_intercept, mean_loss, lam2, lam1, l2w,
+               l1w, theta0, prec_diag, prec_mat, prec_full, theta, max_iter, tol,
+               Z, Zt, G, D, U, a, A, L, grad, delta, q, r, trial):
+    """Solve one task's inner problem in place; returns (objective, loss, n_iter).
+
+    ``n_iter`` is negative when ``max_iter`` was reached before convergence.
+    """
+    d = theta.shape[0]
+    scale = 1.0
+    if mean_loss:
+        total_w = 0.0
+        for i in range(start, stop):
+            total_w += sw[i]
+        scale = 1.0 / total_w if total_w > 0.0 else 0.0
+    has_l1 = False
+    if lam1 > 0.0:
+        for j in range(d):
+            if l1w[j] > 0.0:
+                has_l1 = True
+    quadratic = code == SQUARED and not has_l1
+
+    objective = 0.0
+    loss = 0.0
+    n_iter = -max_iter
+    for it in range(max_iter):
+        linear_predictor(Xd, data, indices, indptr, is_sparse, start, stop, theta,
+                         n_outputs, n_features, fit_intercept, Z)
+        loss = scale * datafit_derivatives(code, y, sw, start, stop, Z,
+                                           n_outputs, G, D)
+        smooth, l1 = penalty_parts(theta, theta0, prec_diag, prec_mat, prec_full,
+                                   lam2, lam1, l2w, l1w, d, q)
+        objective = loss + smooth + l1
+        for j in range(d):
+            grad[j] = lam2 * l2w[j] * theta[j] + q[j]
+        add_transposed_product(Xd, data, indices, indptr, is_sparse, start, stop,
+                               G, scale, n_outputs, n_features, fit_intercept,
+                               grad)
+        build_hessian(Xd, data, indices, indptr, is_sparse, sw, start, stop, code,
+                      n_outputs, n_features, fit_intercept, scale, D, a, lam2, l2w,
+                      prec_diag, prec_mat, prec_full, A, d)
+        if code == MULTINOMIAL:
+            pin_multinomial_shift(A, n_outputs, n_features + fit_intercept, lam2,
+                                  l2w, lam1, l1w, prec_diag, prec_mat,
+                                  prec_full, d)
+        jitter = 0.0
+        if has_l1:
+            symmetrize_lower(A, d)
+            _prox_newton_direction(A, grad, theta, lam1, l1w, delta, r, d,
+                                   tol * 1e-2)
+        else:
+            jitter = cholesky_with_jitter(A, L, d)
+            for j in range(d):
+                delta[j] = -grad[j]
+            cholesky_solve(L, delta, delta, d)
+
+        slope = 0.0
+        for j in range(d):
+            slope += grad[j] * delta[j]
+        linear_predictor(Xd, data, indices, indptr, is_sparse, start, stop, delta,
+                         n_outputs, n_features, fit_intercept, U)
+        n_rows = stop - start
+        step = 1.0
+        new_objective = objective
+        new_loss = loss
+        slack = 1e-13 * (abs(objective) + 1.0)
+        for _ in range(_MAX_HALVINGS):
+            for j in range(d):
+                trial[j] = theta[j] + step * delta[j]
+            for rr in range(n_rows):
+                for k in range(n_outputs):
+                    Zt[rr, k] = Z[rr, k] + step * U[rr, k]
+            new_loss = scale * datafit_loss(code, y, sw, start, stop, Zt,
+                                            n_outputs)
+            t_smooth, t_l1 = penalty_parts(trial, theta0, prec_diag, prec_mat,
+                                           prec_full, lam2, lam1, l2w, l1w, d, r)
+            new_objective = new_loss + t_smooth + t_l1
+            decrease = step * slope + (t_l1 - l1)
+            if new_objective <= objective + _ARMIJO * decrease + slack:
+                break
+            step *= 0.5
+        max_step = 0.0
+        max_value = 1.0
+        for j in range(d):
+            change = abs(trial[j] - theta[j])
+            theta[j] = trial[j]
+            if change > max_step:
+                max_step = change
+            if abs(theta[j]) > max_value:
+                max_value = abs(theta[j])
+        objective = new_objective
+        loss = new_loss
+        if max_step <= tol * max_value or (quadratic and step == 1.0
+                                            and jitter == 0.0):
+            n_iter = it + 1
+            break
+    return objective, loss, n_iter
+
+
+@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def posterior_inverse(A, L, W, Ainv, theta, lam1, l1w, d):
+    """Inverse of the Hessian ``A`` on the task's active set.
+
+    Coordinates held at zero by the l1 penalty do not move with the prior,
+    so their rows and columns of the inverse are zero (the implicit
+    derivative of the solution, and the Laplace covariance, on the active
+    set). ``A`` holds the lower triangle; returns the number of active
+    coordinates.
+    """
+    n_active = 0
+    for i in range(d):
+        inactive_i = lam1 > 0.0 and l1w[i] > 0.0 and theta[i] == 0.0
+        if not inactive_i:
+            n_active += 1
+        for j in range(i + 1):
+            inactive_j = lam1 > 0.0 and l1w[j] > 0.0 and theta[j] == 0.0
+            if inactive_i or inactive_j:
+                W[i, j] = 1.0 if i == j else 0.0
+            else:
+                W[i, j] = A[i, j]
+    cholesky_with_jitter(W, L, d)
+    cholesky_inverse(L, W, Ainv, d)
+    for i in range(d):
+        if lam1 > 0.0 and l1w[i] > 0.0 and theta[i] == 0.0:
+            Ainv[i, i] = 0.0
+    return n_active
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
+                code, n_outputs, n_features, fit_intercept, mean_loss, lam2, lam1,
+                l2w, l1w, theta0, prec_diag, prec_mat, prec_full, theta, max_iter,
+                tol, want_inverse, inv_weight, block_size, out_objective,
+                out_loss, out_iter, out_trace, inv_sum, inv_wsum):
+    """Solve the inner problem of every selected task (see module docstring).
+
+    ``theta[s]`` is the warm start and the solution of task ``task_sel[s]``.
+    With ``want_inverse``, block ``b`` of ``inv_sum`` receives the sum over its
+    tasks of the active-set inverse Hessian, ``inv_wsum`` the same sum weighted
+    by ``inv_weight[s]``, and ``out_trace[s]`` gets ``tr(H_data A^{-1})``.
+
+    The kernel is serial and releases the GIL: callers run shards of blocks
+    on a thread pool (see ``skmeta._parallel``).
+    """
+    n_sel = task_sel.shape[0]
+    d = theta.shape[1]
+    n_max = 1
+    for s in range(n_sel):
+        t = task_sel[s]
+        n_max = max(n_max, offsets[t + 1] - offsets[t])
+    Z = np.empty((n_max, n_outputs))
+    Zt = np.empty((n_max, n_outputs))
+    G = np.empty((n_max, n_outputs))
+    D = np.empty((n_max, n_outputs))
+    U = np.empty((n_max, n_outputs))
+    a = np.empty(n_max)
+    A = np.empty((d, d))
+    L = np.empty((d, d))
+    W = np.empty((d, d))
+    Ainv = np.empty((d, d))
+    grad = np.empty(d)
+    delta = np.empty(d)
+    q = np.empty(d)
+    r = np.empty(d)
+    trial = np.empty(d)
+    if want_inverse:
+        inv_sum[:] = 0.0
+        inv_wsum[:] = 0.0
+    for s in range(n_sel):
+        b = s // block_size
+        t = task_sel[s]
+        th = theta[s]
+        obj, loss, it = solve_task(
+            Xd, data, indices, indptr, is_sparse, y, sw, offsets[t],
+            offsets[t + 1], code, n_outputs, n_features, fit_intercept,
+            mean_loss, lam2, lam1, l2w, l1w, theta0, prec_diag, prec_mat,
+            prec_full, th, max_iter, tol, Z, Zt, G, D, U, a, A, L, grad,
+            delta, q, r, trial)
+        out_objective[s] = obj
+        out_loss[s] = loss
+        out_iter[s] = it
+        if want_inverse:
+            n_active = posterior_inverse(A, L, W, Ainv, th, lam1, l1w, d)
+            w = inv_weight[s]
+            penalty_trace = 0.0
+            for i in range(d):
+                penalty_trace += lam2 * l2w[i] * Ainv[i, i]
+                if not prec_full:
+                    penalty_trace += prec_diag[i] * Ainv[i, i]
+                for j in range(d):
+                    inv_sum[b, i, j] += Ainv[i, j]
+                    inv_wsum[b, i, j] += w * Ainv[i, j]
+                    if prec_full:
+                        penalty_trace += prec_mat[i, j] * Ainv[j, i]
+            out_trace[s] = n_active - penalty_trace

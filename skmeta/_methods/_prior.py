@@ -1,0 +1,69 @@
+"""The meta-knowledge of the linear methods: prior mean, shape and strength.
+
+The transfer term is ``gamma/2 (theta - theta0)^T Lambda (theta - theta0)``.
+``Lambda`` is the *shape* of the prior precision, normalized to unit
+geometric mean of its eigenvalues (``det(Lambda) = 1``), and ``gamma`` its
+overall *strength*, so that a fixed ``gamma`` keeps its meaning whatever shape
+is learned.
+"""
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+from scipy import linalg
+
+
+@dataclass(frozen=True)
+class Prior:
+    """``theta0`` (d,), ``shape`` (d,) diagonal or (d, d) full, ``gamma``.
+
+    ``dispersion`` is the noise variance of squared-error datafits, in the
+    loss's own units (1 for the other datafits), used by empirical Bayes.
+    """
+
+    theta0: np.ndarray
+    shape: np.ndarray
+    gamma: float
+    dispersion: float = 1.0
+
+    @classmethod
+    def initial(cls, theta0, kind, gamma):
+        d = theta0.shape[0]
+        shape = np.eye(d) if kind == "full" else np.ones(d)
+        return cls(theta0=np.array(theta0, dtype=np.float64), shape=shape,
+                   gamma=float(gamma))
+
+    @property
+    def precision(self):
+        """``gamma * Lambda``, as the kernels take it."""
+        return self.gamma * self.shape
+
+    def with_theta0(self, theta0):
+        return replace(self, theta0=theta0)
+
+
+def split_strength(precision):
+    """Split a precision into (strength, shape) with ``det(shape) = 1``."""
+    if precision.ndim == 2:
+        sign, logdet = np.linalg.slogdet(precision)
+        strength = float(np.exp(logdet / precision.shape[0])) if sign > 0 else 0.0
+    else:
+        strength = float(np.exp(np.mean(np.log(precision))))
+    if not np.isfinite(strength) or strength <= 0:
+        raise FloatingPointError("the learned prior precision is degenerate")
+    return strength, precision / strength
+
+
+def precision_inverse(precision):
+    """Inverse of a diagonal (vector) or full precision, as a full matrix."""
+    if precision.ndim == 1:
+        return np.diag(1.0 / precision)
+    return linalg.inv(precision, check_finite=False)
+
+
+def psd_solve(M, b, rcond=1e-12):
+    """Solve ``M x = b`` for symmetric PSD ``M``, minimum norm if singular."""
+    w, V = linalg.eigh((M + M.T) / 2.0, check_finite=False)
+    keep = w > rcond * max(w.max(initial=0.0), np.finfo(float).tiny)
+    coords = V[:, keep].T @ b
+    return V[:, keep] @ (coords / w[keep])

@@ -1,0 +1,430 @@
+"""Cross-validation splitters for evaluating meta-learners on held-out tasks."""
+
+# Authors: The skmeta developers
+# SPDX-License-Identifier: BSD-3-Clause
+
+import numbers
+from math import ceil
+
+import numpy as np
+from sklearn.model_selection import BaseCrossValidator
+
+# GroupsConsumerMixin is how scikit-learn's own group splitters (GroupKFold,
+# GroupShuffleSplit, ...) request ``groups`` by default under metadata
+# routing; reusing it keeps our request identical to theirs.
+from sklearn.model_selection._split import GroupsConsumerMixin
+from sklearn.utils import check_random_state, indexable
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import _num_samples, check_array, column_or_1d
+
+__all__ = ["FewShotSplit"]
+
+
+def _is_int(value):
+    # bool is an Integral subclass, but n_splits=True is a mistake, not a 1.
+    return isinstance(value, numbers.Integral) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+class FewShotSplit(GroupsConsumerMixin, BaseCrossValidator):
+    """Few-shot cross-validator over tasks.
+
+    Each split holds out a random subset of the tasks given by ``groups``.
+    The model is trained on every sample of the remaining tasks plus a small
+    *support set* of ``n_shots`` samples drawn from each held-out task, and
+    is evaluated on all other samples of the held-out tasks (the *query
+    set*). This measures how well a meta-learner adapts to a new task from
+    only a few labelled samples.
+
+    With ``stratify=True`` and a classification target, the support set of a
+    held-out task holds ``n_shots`` samples *of every class present in that
+    task* (the usual "N-way K-shot" protocol); otherwise it holds ``n_shots``
+    samples of the task drawn without regard to ``y``.
+
+    Splits are independent random draws, as in
+    :class:`~sklearn.model_selection.GroupShuffleSplit`: a task may be held
+    out in several splits or in none.
+
+    Parameters
+    ----------
+    n_splits : int, default=5
+        Number of random splits. Must be at least 1.
+
+    n_shots : int, default=5
+        Number of samples of each held-out task (of each class of each
+        held-out task when stratifying) that are moved to the training set.
+        ``n_shots=0`` gives zero-shot evaluation: held-out tasks contribute
+        no training samples.
+
+    test_size : float or int, default=0.2
+        If float, in the open interval (0, 1): the fraction of the distinct
+        tasks to hold out, rounded up as in
+        :class:`~sklearn.model_selection.GroupShuffleSplit`. If int, at least
+        1: the number of tasks to hold out. At least one task must be left
+        for training.
+
+    stratify : bool, default=True
+        Whether to draw ``n_shots`` samples per class of each held-out task.
+        Only used when ``y`` is passed to :meth:`split`, in which case it must
+        be a binary or multiclass target; pass ``stratify=False`` for
+        regression targets.
+
+    random_state : int, RandomState instance or None, default=None
+        Controls which tasks are held out and which samples form their
+        support sets. Pass an int for reproducible output across multiple
+        function calls. See :term:`Glossary <random_state>`.
+
+    See Also
+    --------
+    sklearn.model_selection.GroupShuffleSplit : Random splits that hold out
+        whole groups, with no support samples.
+    sklearn.model_selection.GroupKFold : K-fold over groups; each group is
+        held out exactly once.
+
+    Notes
+    -----
+    Any task may be drawn as a held-out task, so every task must be able to
+    provide a support set and a non-empty query set. :meth:`split` checks all
+    tasks before yielding anything and raises a ``ValueError`` naming the
+    first offending task and its sample counts when
+
+    - without stratification, a task has fewer than ``n_shots + 1`` samples;
+    - with stratification, a class present in a task has fewer than
+      ``n_shots`` samples in that task, or the task has no sample left once
+      ``n_shots`` samples of each of its classes are removed.
+
+    The check does not depend on ``random_state``, so an unsuitable data set
+    fails on every call rather than only for unlucky draws.
+
+    **Zero-shot evaluation.** ``FewShotSplit(n_shots=0)`` holds out whole
+    tasks, as does scikit-learn's :class:`~sklearn.model_selection.GroupKFold`
+    used with the task labels as ``groups``. They differ in how the held-out
+    tasks are chosen: ``GroupKFold`` partitions the tasks into ``n_splits``
+    disjoint folds, so every task is evaluated exactly once and the number of
+    held-out tasks per split is fixed by ``n_splits``; ``FewShotSplit`` draws
+    each split independently, so ``test_size`` and ``n_splits`` can be set
+    separately, and a task may be evaluated several times or never.
+    ``GroupKFold`` is the better choice when every task must be scored once;
+    ``FewShotSplit`` lets you compare zero-shot and few-shot scores (e.g.
+    ``n_shots=0`` against ``n_shots=5``) on the same held-out tasks by
+    keeping ``random_state`` fixed: the held-out tasks are drawn from a
+    random stream of their own, so they do not depend on ``n_shots``,
+    ``stratify`` or ``y``.
+
+    Examples
+    --------
+    Three tasks of four samples, each with two classes:
+
+    >>> import numpy as np
+    >>> from skmeta.model_selection import FewShotSplit
+    >>> X = np.arange(24).reshape(12, 2)
+    >>> y = np.array([0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1])
+    >>> groups = np.array(["a"] * 4 + ["b"] * 4 + ["c"] * 4)
+    >>> cv = FewShotSplit(n_splits=3, n_shots=1, test_size=1, random_state=0)
+    >>> cv.get_n_splits()
+    3
+    >>> print(cv)
+    FewShotSplit(n_shots=1, n_splits=3, random_state=0, stratify=True,
+           test_size=1)
+    >>> for i, (train_index, test_index) in enumerate(cv.split(X, y, groups)):
+    ...     print(f"Split {i}: held-out task {groups[test_index][0]}")
+    ...     print(f"  Train: index={train_index}")
+    ...     print(f"  Test:  index={test_index}, y={y[test_index]}")
+    Split 0: held-out task c
+      Train: index=[ 0  1  2  3  4  5  6  7  8 10]
+      Test:  index=[ 9 11], y=[0 1]
+    Split 1: held-out task b
+      Train: index=[ 0  1  2  3  4  7  8  9 10 11]
+      Test:  index=[5 6], y=[0 1]
+    Split 2: held-out task b
+      Train: index=[ 0  1  2  3  5  7  8  9 10 11]
+      Test:  index=[4 6], y=[0 1]
+
+    Each held-out task lends one sample of each of its classes to the
+    training set. With the same ``random_state``, zero-shot evaluation holds
+    out the same tasks, entirely:
+
+    >>> zero_shot = FewShotSplit(n_splits=3, n_shots=0, test_size=1, random_state=0)
+    >>> for train_index, test_index in zero_shot.split(X, y, groups):
+    ...     print(f"Train: {np.unique(groups[train_index])}, test: {test_index}")
+    Train: ['a' 'b'], test: [ 8  9 10 11]
+    Train: ['a' 'c'], test: [4 5 6 7]
+    Train: ['a' 'c'], test: [4 5 6 7]
+
+    To score every task exactly once instead, use
+    :class:`~sklearn.model_selection.GroupKFold`:
+
+    >>> from sklearn.model_selection import GroupKFold
+    >>> for train_index, test_index in GroupKFold(n_splits=3).split(X, y, groups):
+    ...     print(f"Train: {np.unique(groups[train_index])}, test: {test_index}")
+    Train: ['a' 'b'], test: [ 8  9 10 11]
+    Train: ['a' 'c'], test: [4 5 6 7]
+    Train: ['b' 'c'], test: [0 1 2 3]
+    """
+
+    def __init__(
+        self, n_splits=5, *, n_shots=5, test_size=0.2, stratify=True, random_state=None
+    ):
+        # Like scikit-learn's K-fold splitters, check the parameters here so the
+        # error points at the line that set them; checks that need the data
+        # (number of tasks, samples per task) are done in `split`.
+        if not _is_int(n_splits):
+            raise TypeError(
+                f"n_splits must be an int, got {n_splits!r} of type "
+                f"{type(n_splits).__name__}."
+            )
+        if n_splits < 1:
+            raise ValueError(f"n_splits must be at least 1, got n_splits={n_splits}.")
+
+        if not _is_int(n_shots):
+            raise TypeError(
+                f"n_shots must be an int, got {n_shots!r} of type "
+                f"{type(n_shots).__name__}."
+            )
+        if n_shots < 0:
+            raise ValueError(
+                f"n_shots must be non-negative (0 for zero-shot evaluation), "
+                f"got n_shots={n_shots}."
+            )
+
+        if _is_int(test_size):
+            if test_size < 1:
+                raise ValueError(
+                    "test_size must be a float in (0, 1) or an int of at least "
+                    f"1 (a number of tasks), got test_size={test_size}."
+                )
+        elif isinstance(test_size, numbers.Real) and not isinstance(
+            test_size, (bool, np.bool_)
+        ):
+            if not 0 < test_size < 1:
+                raise ValueError(
+                    "test_size must be a float in (0, 1) or an int of at least "
+                    f"1 (a number of tasks), got test_size={test_size}."
+                )
+        else:
+            raise TypeError(
+                "test_size must be a float in (0, 1) or an int of at least 1, "
+                f"got {test_size!r} of type {type(test_size).__name__}."
+            )
+
+        if not isinstance(stratify, (bool, np.bool_)):
+            raise TypeError(
+                f"stratify must be True or False, got {stratify!r} of type "
+                f"{type(stratify).__name__}."
+            )
+
+        if not (
+            random_state is None
+            or _is_int(random_state)
+            or isinstance(random_state, np.random.RandomState)
+        ):
+            raise TypeError(
+                "random_state must be None, an int or a numpy RandomState "
+                f"instance, got {random_state!r} of type "
+                f"{type(random_state).__name__}."
+            )
+
+        self.n_splits = n_splits
+        self.n_shots = n_shots
+        self.test_size = test_size
+        self.stratify = stratify
+        self.random_state = random_state
+
+    def get_n_splits(self, X=None, y=None, groups=None):
+        """Return the number of splitting iterations in the cross-validator.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), default=None
+            Always ignored, exists for API compatibility.
+
+        y : array-like of shape (n_samples,), default=None
+            Always ignored, exists for API compatibility.
+
+        groups : array-like of shape (n_samples,), default=None
+            Always ignored, exists for API compatibility.
+
+        Returns
+        -------
+        n_splits : int
+            The ``n_splits`` parameter.
+        """
+        return self.n_splits
+
+    def split(self, X, y=None, groups=None):
+        """Generate indices to split data into training and test set.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data, where `n_samples` is the number of samples
+            and `n_features` is the number of features. The rows need not be
+            grouped or sorted by task.
+
+        y : array-like of shape (n_samples,), default=None
+            The target variable. With ``stratify=True`` it defines the classes
+            from which ``n_shots`` support samples each are drawn, and must
+            be a binary or multiclass target. Ignored if ``stratify=False``.
+
+        groups : array-like of shape (n_samples,)
+            Task label of each sample (ints or strings). Required.
+
+        Yields
+        ------
+        train : ndarray of shape (n_train_samples,), dtype=intp
+            The sorted training set indices for that split: every sample of
+            the tasks that are not held out, plus the support samples of the
+            held-out tasks.
+
+        test : ndarray of shape (n_test_samples,), dtype=intp
+            The sorted testing set indices for that split: the samples of the
+            held-out tasks that are not support samples.
+
+        Raises
+        ------
+        ValueError
+            If ``groups`` is None, if ``test_size`` leaves no task for
+            training, if ``y`` is not a classification target while
+            stratifying, or if some task has too few samples to be held out
+            (see the Notes of :class:`FewShotSplit`).
+
+        Notes
+        -----
+        Inputs are validated when ``split`` is called, before the first split
+        is drawn. Randomized CV splitters may return different results for
+        each call of split. You can make the results identical by setting
+        `random_state` to an integer.
+        """
+        # Validation is done here rather than in the generator so that bad
+        # inputs fail at the call, not at the first iteration.
+        X, y, groups = indexable(X, y, groups)
+        if groups is None:
+            raise ValueError(
+                "The 'groups' parameter should not be None: FewShotSplit needs "
+                "the task label of every sample."
+            )
+        groups = check_array(groups, input_name="groups", ensure_2d=False, dtype=None)
+        if groups.ndim != 1:
+            raise ValueError(
+                f"groups must be 1-dimensional, got an array of shape {groups.shape}."
+            )
+        task_labels, task_of_sample = np.unique(groups, return_inverse=True)
+        n_tasks = len(task_labels)
+
+        if _is_int(self.test_size):
+            n_test_tasks = int(self.test_size)
+        else:
+            n_test_tasks = ceil(self.test_size * n_tasks)
+        if n_test_tasks >= n_tasks:
+            raise ValueError(
+                f"test_size={self.test_size} holds out {n_test_tasks} of the "
+                f"{n_tasks} distinct tasks in groups, leaving none for "
+                "training. At least one task must remain in the training set; "
+                "reduce test_size or provide more tasks."
+            )
+
+        pools = self._support_pools(y, task_labels, task_of_sample)
+        return self._iter_indices(_num_samples(X), task_of_sample, n_test_tasks, pools)
+
+    def _support_pools(self, y, task_labels, task_of_sample):
+        """Group each task's samples into the pools support shots come from.
+
+        Returns a list, one entry per task, of lists of index arrays: a single
+        pool holding all of the task's samples, or one pool per class present
+        in the task when stratifying. Raises if any task is too small to be
+        held out.
+        """
+        n_tasks = len(task_labels)
+        stratified = self.stratify and y is not None
+        if stratified:
+            target_type = type_of_target(y, input_name="y")
+            if target_type not in ("binary", "multiclass"):
+                raise ValueError(
+                    "With stratify=True, y must be a binary or multiclass "
+                    f"target, got a {target_type!r} target. Pass stratify=False "
+                    "to draw support samples regardless of y (e.g. for "
+                    "regression)."
+                )
+            classes, class_of_sample = np.unique(column_or_1d(y), return_inverse=True)
+        else:
+            classes = np.array([None], dtype=object)
+            class_of_sample = np.zeros_like(task_of_sample)
+        n_classes = len(classes)
+
+        # One stable sort by (task, class) lays out every pool as a contiguous
+        # run with its indices in increasing order.
+        stratum = task_of_sample * n_classes + class_of_sample
+        order = np.argsort(stratum, kind="stable")
+        strata, starts, counts = np.unique(
+            stratum[order], return_index=True, return_counts=True
+        )
+
+        pools = [[] for _ in range(n_tasks)]
+        class_counts = [[] for _ in range(n_tasks)]
+        for s, start, count in zip(strata, starts, counts):
+            task, cls = divmod(int(s), n_classes)
+            pools[task].append(order[start : start + count])
+            class_counts[task].append((cls, int(count)))
+
+        # tolist() turns numpy scalars into Python ones, whose repr in the
+        # messages below is the plain label (3, 'a') rather than np.int64(3).
+        task_labels, classes = task_labels.tolist(), classes.tolist()
+        n_shots = self.n_shots
+        for task in range(n_tasks):
+            label = task_labels[task]
+            n_task_samples = sum(c for _, c in class_counts[task])
+            if stratified:
+                for cls, count in class_counts[task]:
+                    cls = classes[cls]
+                    if count < n_shots:
+                        raise ValueError(
+                            f"Task {label!r} has only {count} sample(s) of class "
+                            f"{cls!r}, fewer than n_shots={n_shots}. With "
+                            "stratify=True every class present in a task needs "
+                            "at least n_shots samples, because any task may be "
+                            "held out. Reduce n_shots, pass stratify=False or "
+                            "drop this task."
+                        )
+                n_support = n_shots * len(class_counts[task])
+                if n_task_samples <= n_support:
+                    raise ValueError(
+                        f"Task {label!r} has {n_task_samples} sample(s) in "
+                        f"{len(class_counts[task])} class(es); drawing "
+                        f"n_shots={n_shots} per class leaves no sample for "
+                        f"testing (at least {n_support + 1} are needed). "
+                        "Reduce n_shots or drop this task."
+                    )
+            elif n_task_samples < n_shots + 1:
+                raise ValueError(
+                    f"Task {label!r} has only {n_task_samples} sample(s), but "
+                    f"holding it out needs at least n_shots + 1 = {n_shots + 1} "
+                    f"(n_shots={n_shots} for training and at least one for "
+                    "testing). Reduce n_shots or drop this task."
+                )
+        return pools
+
+    def _iter_indices(self, n_samples, task_of_sample, n_test_tasks, pools):
+        """Draw the held-out tasks and their support samples for each split."""
+        rng = check_random_state(self.random_state)
+        # Separate streams for tasks and shots: how many draws the shots take
+        # depends on n_shots, stratify and y, and must not change which tasks
+        # are held out. With a fixed random_state, zero-shot and few-shot runs
+        # are then scored on the same held-out tasks.
+        task_rng, shot_rng = (
+            np.random.RandomState(seed)
+            for seed in rng.randint(np.iinfo(np.int32).max, size=2)
+        )
+        indices = np.arange(n_samples, dtype=np.intp)
+        n_tasks = len(pools)
+        for _ in range(self.n_splits):
+            held_out = np.sort(task_rng.permutation(n_tasks)[:n_test_tasks])
+            test_mask = np.isin(task_of_sample, held_out)
+            if self.n_shots > 0:
+                for task in held_out:
+                    for pool in pools[task]:
+                        shots = shot_rng.choice(pool, size=self.n_shots, replace=False)
+                        test_mask[shots] = False
+            # Every sample is in exactly one of the two sets, so train is the
+            # complement of test.
+            yield indices[~test_mask], indices[test_mask]
