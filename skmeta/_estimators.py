@@ -100,7 +100,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
     def _base_estimator(self):
         raise NotImplementedError
 
-    def _check_input(self, X, y=None, tasks=None, *, reset):
+    def _check_input(self, X, y="no_validation", tasks=None, *, reset):
         """Validate ``X`` (and ``y``); return ``(features, y, task_labels)``.
 
         ``n_features_in_`` and ``feature_names_in_`` describe ``X`` as passed,
@@ -108,10 +108,12 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         """
         dtype = [np.float64, np.float32]
         regression = not self._is_classifier
+        predicting = isinstance(y, str) and y == "no_validation"
         if self.task_column is None:
-            if y is None:
+            if predicting:
                 X = validate_data(self, X, accept_sparse="csr", dtype=dtype,
                                   reset=reset)
+                y = None
             else:
                 X, y = validate_data(self, X, y, accept_sparse="csr",
                                      dtype=dtype, y_numeric=regression,
@@ -125,11 +127,16 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                 "Pass task identities either through task_column or through "
                 "tasks=, not both."
             )
+        if not predicting and y is None:
+            # the error scikit-learn gives for a missing target
+            validate_data(self, X, y, skip_check_array=True, reset=reset)
         validate_data(self, X, reset=reset, skip_check_array=True)
         features, labels = split_task_column(X, self.task_column)
         features = check_array(features, accept_sparse="csr", dtype=dtype,
                                input_name="X")
-        if y is not None:
+        if predicting:
+            y = None
+        else:
             y = column_or_1d(y, warn=True)
             if regression:
                 y = check_array(y, ensure_2d=False, dtype=np.float64,
@@ -591,6 +598,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
             )
         return codes.astype(np.float64)
 
+    @_fit_context(prefer_skip_nested_validation=False)
     def partial_fit(self, X, y, tasks=None, sample_weight=None, classes=None):
         """Fit the given tasks from the current prior, adding new ones.
 
@@ -827,6 +835,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
     def _encode_y(self, y, known_only=False):
         return np.asarray(y, dtype=np.float64)
 
+    @_fit_context(prefer_skip_nested_validation=False)
     def partial_fit(self, X, y, tasks=None, sample_weight=None):
         """Fit the given tasks from the current prior, adding new ones.
 
@@ -867,7 +876,8 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         y_pred : ndarray of shape (n_samples,)
             Predictions.
         """
-        return self._family.predict_from_decision(self._decision(X, tasks))
+        Z = self._decision(X, tasks)
+        return self._family.predict_from_decision(Z)
 
     def score(self, X, y, tasks=None, sample_weight=None):
         """Coefficient of determination, each sample predicted by its task.

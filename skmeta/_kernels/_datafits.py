@@ -1,44 +1,27 @@
 """Per-row losses of the supported datafits, their derivatives and curvature.
 
-Every function works on one task: ``Z`` holds its linear predictor, ``y`` and
-``sw`` its targets and sample weights (global arrays indexed from ``start``).
-Losses are returned *unscaled* (a plain weighted sum); the caller multiplies
-by the family's scale (1, or 1 / sum of weights for mean-scaled estimators).
+Every function works on one task: ``Z[k, r]`` holds its linear predictor,
+``y`` and ``sw`` the targets and sample weights (global arrays read from
+``start``). Losses are returned as a plain weighted sum; the caller applies
+the family's scale (1, or 1 / total weight for mean-scaled estimators).
 """
 
 import math
 
-from numba import njit
-
 from ._codes import LOGISTIC, MULTINOMIAL, POISSON, SQUARED
+from ._jit import helper
 
 
-@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _log1pexp(z):
-    # log(1 + exp(z)) without overflow for large |z|
-    if z > 0.0:
-        return z + math.log1p(math.exp(-z))
-    return math.log1p(math.exp(z))
-
-
-@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def _sigmoid(z):
-    if z >= 0.0:
-        return 1.0 / (1.0 + math.exp(-z))
-    ez = math.exp(z)
-    return ez / (1.0 + ez)
-
-
-@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@helper
 def _poisson_constant(y):
-    # y log y - y: makes the loss the half deviance, which is zero at mu = y
+    # y log y - y makes the loss the half deviance, zero where mu = y
     if y > 0.0:
         return y * math.log(y) - y
     return 0.0
 
 
-@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def datafit_loss(code, y, sw, start, stop, Z, n_outputs):
+@helper
+def datafit_value(code, y, sw, start, stop, Z, n_outputs):
     """Weighted sum of the per-row losses of one task."""
     total = 0.0
     for i in range(start, stop):
@@ -48,32 +31,33 @@ def datafit_loss(code, y, sw, start, stop, Z, n_outputs):
             continue
         yi = y[i]
         if code == SQUARED:
-            res = Z[r, 0] - yi
+            res = Z[0, r] - yi
             total += 0.5 * w * res * res
         elif code == LOGISTIC:
-            total += w * (_log1pexp(Z[r, 0]) - yi * Z[r, 0])
+            z = Z[0, r]
+            # log(1 + exp(z)) - y z, without overflow
+            total += w * (max(z, 0.0) + math.log1p(math.exp(-abs(z))) - yi * z)
         elif code == MULTINOMIAL:
-            m = Z[r, 0]
+            m = Z[0, r]
             for k in range(1, n_outputs):
-                if Z[r, k] > m:
-                    m = Z[r, k]
+                m = max(m, Z[k, r])
             s = 0.0
             for k in range(n_outputs):
-                s += math.exp(Z[r, k] - m)
-            total += w * (m + math.log(s) - Z[r, int(yi)])
+                s += math.exp(Z[k, r] - m)
+            total += w * (m + math.log(s) - Z[int(yi), r])
         else:  # POISSON
-            z = Z[r, 0]
+            z = Z[0, r]
             total += w * (math.exp(z) - yi * z + _poisson_constant(yi))
     return total
 
 
-@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@helper
 def datafit_derivatives(code, y, sw, start, stop, Z, n_outputs, G, D):
     """Loss of one task, with its derivatives with respect to ``Z``.
 
-    Fills ``G[r, k] = w_r * dloss_r / dz_k``. For single-output datafits
-    ``D[r, 0] = w_r * d2loss_r / dz2``; for the multinomial ``D[r, :]`` holds
-    the class probabilities (the curvature is ``w_r (diag(p) - p p^T)``).
+    Fills ``G[k, r] = w_r dloss_r / dz_k``. For single-output datafits
+    ``D[0, r] = w_r d2loss_r / dz2``; for the multinomial ``D[:, r]`` holds the
+    class probabilities (the curvature is ``w_r (diag(p) - p p^T)``).
     """
     total = 0.0
     for i in range(start, stop):
@@ -81,36 +65,36 @@ def datafit_derivatives(code, y, sw, start, stop, Z, n_outputs, G, D):
         w = sw[i]
         yi = y[i]
         if code == SQUARED:
-            res = Z[r, 0] - yi
+            res = Z[0, r] - yi
             total += 0.5 * w * res * res
-            G[r, 0] = w * res
-            D[r, 0] = w
+            G[0, r] = w * res
+            D[0, r] = w
         elif code == LOGISTIC:
-            z = Z[r, 0]
-            p = _sigmoid(z)
-            total += w * (_log1pexp(z) - yi * z)
-            G[r, 0] = w * (p - yi)
-            D[r, 0] = w * p * (1.0 - p)
+            z = Z[0, r]
+            e = math.exp(-abs(z))
+            total += w * (max(z, 0.0) + math.log1p(e) - yi * z)
+            p = 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)
+            G[0, r] = w * (p - yi)
+            D[0, r] = w * p * (1.0 - p)
         elif code == MULTINOMIAL:
-            m = Z[r, 0]
+            m = Z[0, r]
             for k in range(1, n_outputs):
-                if Z[r, k] > m:
-                    m = Z[r, k]
+                m = max(m, Z[k, r])
             s = 0.0
             for k in range(n_outputs):
-                e = math.exp(Z[r, k] - m)
-                D[r, k] = e
+                e = math.exp(Z[k, r] - m)
+                D[k, r] = e
                 s += e
             yk = int(yi)
-            total += w * (m + math.log(s) - Z[r, yk])
+            total += w * (m + math.log(s) - Z[yk, r])
             for k in range(n_outputs):
-                D[r, k] /= s
-                G[r, k] = w * D[r, k]
-            G[r, yk] -= w
+                D[k, r] /= s
+                G[k, r] = w * D[k, r]
+            G[yk, r] -= w
         else:  # POISSON
-            z = Z[r, 0]
+            z = Z[0, r]
             mu = math.exp(z)
             total += w * (mu - yi * z + _poisson_constant(yi))
-            G[r, 0] = w * (mu - yi)
-            D[r, 0] = w * mu
+            G[0, r] = w * (mu - yi)
+            D[0, r] = w * mu
     return total

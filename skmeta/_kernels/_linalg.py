@@ -8,10 +8,10 @@ system (no penalty, collinear features) can be retried with a small jitter.
 
 import math
 
-from numba import njit
+from ._jit import helper
 
 
-@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@helper
 def cholesky_lower(A, L, d):
     """Factor the lower triangle of ``A[:d, :d]`` into ``L`` (``A = L L^T``).
 
@@ -34,7 +34,7 @@ def cholesky_lower(A, L, d):
     return True
 
 
-@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@helper
 def cholesky_with_jitter(A, L, d):
     """Cholesky of ``A + eps I``, with ``eps`` zero unless ``A`` is singular.
 
@@ -62,7 +62,7 @@ def cholesky_with_jitter(A, L, d):
     return -1.0
 
 
-@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@helper
 def cholesky_solve(L, b, x, d):
     """Solve ``L L^T x = b`` (``x`` may alias ``b``)."""
     for i in range(d):
@@ -77,33 +77,31 @@ def cholesky_solve(L, b, x, d):
         x[i] = s / L[i, i]
 
 
-@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def cholesky_inverse(L, W, out, d):
-    """Write ``(L L^T)^{-1}`` to ``out``, using ``W`` as workspace.
+@helper
+def cholesky_inverse(L, V, out, d):
+    """Write ``(L L^T)^{-1}`` to ``out``, using ``V`` as workspace.
 
-    ``W`` receives ``L^{-1}`` (lower triangular), then
-    ``out = L^{-T} L^{-1}``.
+    Row ``j`` of ``V`` receives column ``j`` of ``L^{-1}`` (a forward solve
+    with contiguous loops), then ``out[i, l] = V[i] . V[l]``.
     """
     for j in range(d):
-        for i in range(d):
-            W[i, j] = 0.0
-    for j in range(d):
-        W[j, j] = 1.0 / L[j, j]
-        for i in range(j + 1, d):
-            s = 0.0
+        for i in range(j):
+            V[j, i] = 0.0
+        for i in range(j, d):
+            s = 1.0 if i == j else 0.0
             for k in range(j, i):
-                s -= L[i, k] * W[k, j]
-            W[i, j] = s / L[i, i]
+                s -= L[i, k] * V[j, k]
+            V[j, i] = s / L[i, i]
     for i in range(d):
-        for j in range(i + 1):
+        for m in range(i + 1):
             s = 0.0
             for k in range(i, d):
-                s += W[k, i] * W[k, j]
-            out[i, j] = s
-            out[j, i] = s
+                s += V[i, k] * V[m, k]
+            out[i, m] = s
+            out[m, i] = s
 
 
-@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@helper
 def symmetrize_lower(A, d):
     """Copy the lower triangle of ``A[:d, :d]`` onto its upper triangle."""
     for i in range(d):

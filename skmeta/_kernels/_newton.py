@@ -20,24 +20,31 @@ the same however the blocks are spread over threads or processes.
 """
 
 import numpy as np
-from numba import njit
-
 from ._codes import MULTINOMIAL, SQUARED
-from ._datafits import datafit_derivatives, datafit_loss
+from ._datafits import datafit_derivatives, datafit_value
+from ._jit import helper, kernel
 from ._linalg import (
     cholesky_inverse,
     cholesky_solve,
     cholesky_with_jitter,
     symmetrize_lower,
 )
-from ._rows import add_transposed_product, add_weighted_gram, linear_predictor
+from ._rows import (
+    dense_gradient,
+    dense_gram,
+    dense_predictor,
+    load_dense_block,
+    sparse_gradient,
+    sparse_gram,
+    sparse_predictor,
+)
 
 _ARMIJO = 1e-4
 _MAX_HALVINGS = 40
 _MAX_CD_SWEEPS = 2000
 
 
-@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@helper
 def penalty_parts(theta, theta0, prec_diag, prec_mat, prec_full, lam2, lam1, l2w,
                   l1w, d, q):
     """Smooth penalty (l2 part plus transfer term) and l1 part at ``theta``.
@@ -64,9 +71,9 @@ def penalty_parts(theta, theta0, prec_diag, prec_mat, prec_full, lam2, lam1, l2w
     return smooth, l1
 
 
-@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def build_hessian(Xd, data, indices, indptr, is_sparse, sw, start, stop, code,
-                  n_outputs, n_features, fit_intercept, scale, D, a, lam2, l2w,
+@helper
+def build_hessian(is_sparse, XT, data, indices, indptr, sw, start, stop, code,
+                  n_outputs, n_features, fit_intercept, scale, D, a, w, lam2, l2w,
                   prec_diag, prec_mat, prec_full, A, d):
     """Lower triangle of the objective's Hessian (l1 part excluded) into ``A``."""
     p1 = n_features + fit_intercept
@@ -74,25 +81,23 @@ def build_hessian(Xd, data, indices, indptr, is_sparse, sw, start, stop, code,
     for i in range(d):
         for j in range(i + 1):
             A[i, j] = 0.0
-    if code == MULTINOMIAL:
-        for k in range(n_outputs):
-            for m in range(k + 1):
-                for r in range(n):
-                    pk = D[r, k]
-                    w = scale * sw[start + r]
+    n_blocks = n_outputs if code == MULTINOMIAL else 1
+    for k in range(n_blocks):
+        for m in range(k + 1):
+            for r in range(n):
+                if code == MULTINOMIAL:
+                    weight = scale * sw[start + r]
                     if k == m:
-                        a[r] = w * pk * (1.0 - pk)
+                        a[r] = weight * D[k, r] * (1.0 - D[k, r])
                     else:
-                        a[r] = -w * pk * D[r, m]
-                add_weighted_gram(Xd, data, indices, indptr, is_sparse, start,
-                                  stop, a, n_features, fit_intercept, A,
-                                  k * p1, m * p1)
-    else:
-        for r in range(n):
-            a[r] = scale * D[r, 0]
-        origin = 0 * p1  # same integer type as the block offsets above
-        add_weighted_gram(Xd, data, indices, indptr, is_sparse, start, stop, a,
-                          n_features, fit_intercept, A, origin, origin)
+                        a[r] = -weight * D[k, r] * D[m, r]
+                else:
+                    a[r] = scale * D[0, r]
+            if is_sparse:
+                sparse_gram(data, indices, indptr, start, stop, a, n_features,
+                            fit_intercept, A, k * p1, m * p1, k == m)
+            else:
+                dense_gram(XT, n, p1, a, w, A, k * p1, m * p1, k == m)
     for j in range(d):
         A[j, j] += lam2 * l2w[j]
     if prec_full:
@@ -104,7 +109,7 @@ def build_hessian(Xd, data, indices, indptr, is_sparse, sw, start, stop, code,
             A[j, j] += prec_diag[j]
 
 
-@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@helper
 def pin_multinomial_shift(A, n_outputs, p1, lam2, l2w, lam1, l1w, prec_diag,
                           prec_mat, prec_full, d):
     """Make the multinomial Hessian definite along class-shift directions.
@@ -137,7 +142,7 @@ def pin_multinomial_shift(A, n_outputs, p1, lam2, l2w, lam1, l1w, prec_diag,
                 A[k * p1 + j, m * p1 + j] += mu / n_outputs
 
 
-@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@helper
 def _prox_newton_direction(A, grad, theta, lam1, l1w, delta, r, d, tol):
     """Minimize ``g.delta + delta.A.delta/2 + lam1 sum l1w |theta + delta|``.
 
@@ -179,16 +184,19 @@ def _prox_newton_direction(A, grad, theta, lam1, l1w, delta, r, d, tol):
             break
 
 
-@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def solve_task(Xd, data, indices, indptr, is_sparse, y, sw, start, stop, code,
+@helper
+def solve_task(is_sparse, Xd, data, indices, indptr, y, sw, start, stop, code,
                n_outputs, n_features, fit_intercept, mean_loss, lam2, lam1, l2w,
                l1w, theta0, prec_diag, prec_mat, prec_full, theta, max_iter, tol,
-               Z, Zt, G, D, U, a, A, L, grad, delta, q, r, trial):
+               XT, Z, Zt, G, D, U, a, w, A, L, grad, delta, q, r, trial):
     """Solve one task's inner problem in place; returns (objective, loss, n_iter).
 
     ``n_iter`` is negative when ``max_iter`` was reached before convergence.
+    On return ``A`` holds the Hessian at the last Newton iterate.
     """
     d = theta.shape[0]
+    n = stop - start
+    p1 = n_features + fit_intercept
     scale = 1.0
     if mean_loss:
         total_w = 0.0
@@ -201,13 +209,21 @@ def solve_task(Xd, data, indices, indptr, is_sparse, y, sw, start, stop, code,
             if l1w[j] > 0.0:
                 has_l1 = True
     quadratic = code == SQUARED and not has_l1
+    # Newton converges quadratically: once a full step is below sqrt(tol),
+    # the next one would be below tol, so there is no need to compute it
+    sqrt_tol = tol ** 0.5
+    if not is_sparse:
+        load_dense_block(Xd, start, stop, n_features, fit_intercept, XT)
 
     objective = 0.0
     loss = 0.0
     n_iter = -max_iter
     for it in range(max_iter):
-        linear_predictor(Xd, data, indices, indptr, is_sparse, start, stop, theta,
-                         n_outputs, n_features, fit_intercept, Z)
+        if is_sparse:
+            sparse_predictor(data, indices, indptr, start, stop, theta, n_outputs,
+                             n_features, fit_intercept, Z)
+        else:
+            dense_predictor(XT, n, p1, theta, n_outputs, Z)
         loss = scale * datafit_derivatives(code, y, sw, start, stop, Z,
                                            n_outputs, G, D)
         smooth, l1 = penalty_parts(theta, theta0, prec_diag, prec_mat, prec_full,
@@ -215,16 +231,17 @@ def solve_task(Xd, data, indices, indptr, is_sparse, y, sw, start, stop, code,
         objective = loss + smooth + l1
         for j in range(d):
             grad[j] = lam2 * l2w[j] * theta[j] + q[j]
-        add_transposed_product(Xd, data, indices, indptr, is_sparse, start, stop,
-                               G, scale, n_outputs, n_features, fit_intercept,
-                               grad)
-        build_hessian(Xd, data, indices, indptr, is_sparse, sw, start, stop, code,
-                      n_outputs, n_features, fit_intercept, scale, D, a, lam2, l2w,
-                      prec_diag, prec_mat, prec_full, A, d)
+        if is_sparse:
+            sparse_gradient(data, indices, indptr, start, stop, G, scale,
+                            n_outputs, n_features, fit_intercept, grad)
+        else:
+            dense_gradient(XT, n, p1, G, scale, n_outputs, grad)
+        build_hessian(is_sparse, XT, data, indices, indptr, sw, start, stop, code,
+                      n_outputs, n_features, fit_intercept, scale, D, a, w, lam2,
+                      l2w, prec_diag, prec_mat, prec_full, A, d)
         if code == MULTINOMIAL:
-            pin_multinomial_shift(A, n_outputs, n_features + fit_intercept, lam2,
-                                  l2w, lam1, l1w, prec_diag, prec_mat,
-                                  prec_full, d)
+            pin_multinomial_shift(A, n_outputs, p1, lam2, l2w, lam1, l1w,
+                                  prec_diag, prec_mat, prec_full, d)
         jitter = 0.0
         if has_l1:
             symmetrize_lower(A, d)
@@ -239,9 +256,11 @@ def solve_task(Xd, data, indices, indptr, is_sparse, y, sw, start, stop, code,
         slope = 0.0
         for j in range(d):
             slope += grad[j] * delta[j]
-        linear_predictor(Xd, data, indices, indptr, is_sparse, start, stop, delta,
-                         n_outputs, n_features, fit_intercept, U)
-        n_rows = stop - start
+        if is_sparse:
+            sparse_predictor(data, indices, indptr, start, stop, delta, n_outputs,
+                             n_features, fit_intercept, U)
+        else:
+            dense_predictor(XT, n, p1, delta, n_outputs, U)
         step = 1.0
         new_objective = objective
         new_loss = loss
@@ -249,11 +268,11 @@ def solve_task(Xd, data, indices, indptr, is_sparse, y, sw, start, stop, code,
         for _ in range(_MAX_HALVINGS):
             for j in range(d):
                 trial[j] = theta[j] + step * delta[j]
-            for rr in range(n_rows):
-                for k in range(n_outputs):
-                    Zt[rr, k] = Z[rr, k] + step * U[rr, k]
-            new_loss = scale * datafit_loss(code, y, sw, start, stop, Zt,
-                                            n_outputs)
+            for k in range(n_outputs):
+                for rr in range(n):
+                    Zt[k, rr] = Z[k, rr] + step * U[k, rr]
+            new_loss = scale * datafit_value(code, y, sw, start, stop, Zt,
+                                             n_outputs)
             t_smooth, t_l1 = penalty_parts(trial, theta0, prec_diag, prec_mat,
                                            prec_full, lam2, lam1, l2w, l1w, d, r)
             new_objective = new_loss + t_smooth + t_l1
@@ -266,49 +285,44 @@ def solve_task(Xd, data, indices, indptr, is_sparse, y, sw, start, stop, code,
         for j in range(d):
             change = abs(trial[j] - theta[j])
             theta[j] = trial[j]
-            if change > max_step:
-                max_step = change
-            if abs(theta[j]) > max_value:
-                max_value = abs(theta[j])
+            max_step = max(max_step, change)
+            max_value = max(max_value, abs(theta[j]))
         objective = new_objective
         loss = new_loss
-        if max_step <= tol * max_value or (quadratic and step == 1.0
-                                            and jitter == 0.0):
+        exact = step == 1.0 and jitter == 0.0
+        if (max_step <= tol * max_value or (exact and quadratic)
+                or (exact and max_step <= sqrt_tol * max_value)):
             n_iter = it + 1
             break
     return objective, loss, n_iter
 
 
-@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def posterior_inverse(A, L, W, Ainv, theta, lam1, l1w, d):
-    """Inverse of the Hessian ``A`` on the task's active set.
+@helper
+def hessian_inverse(A, L, W, Ainv, theta, lam1, l1w, d, active_only):
+    """Inverse of the Hessian ``A`` (lower triangle), optionally on the active set.
 
-    Coordinates held at zero by the l1 penalty do not move with the prior,
-    so their rows and columns of the inverse are zero (the implicit
-    derivative of the solution, and the Laplace covariance, on the active
-    set). ``A`` holds the lower triangle; returns the number of active
-    coordinates.
+    With ``active_only``, coordinates held at zero by the l1 penalty get zero
+    rows and columns: they do not move when the prior moves, so this is the
+    exact derivative of the solution with respect to the prior mean.
     """
-    n_active = 0
     for i in range(d):
-        inactive_i = lam1 > 0.0 and l1w[i] > 0.0 and theta[i] == 0.0
-        if not inactive_i:
-            n_active += 1
+        inactive_i = active_only and lam1 > 0.0 and l1w[i] > 0.0 and theta[i] == 0.0
         for j in range(i + 1):
-            inactive_j = lam1 > 0.0 and l1w[j] > 0.0 and theta[j] == 0.0
+            inactive_j = (active_only and lam1 > 0.0 and l1w[j] > 0.0
+                          and theta[j] == 0.0)
             if inactive_i or inactive_j:
                 W[i, j] = 1.0 if i == j else 0.0
             else:
                 W[i, j] = A[i, j]
     cholesky_with_jitter(W, L, d)
     cholesky_inverse(L, W, Ainv, d)
-    for i in range(d):
-        if lam1 > 0.0 and l1w[i] > 0.0 and theta[i] == 0.0:
-            Ainv[i, i] = 0.0
-    return n_active
+    if active_only and lam1 > 0.0:
+        for i in range(d):
+            if l1w[i] > 0.0 and theta[i] == 0.0:
+                Ainv[i, i] = 0.0
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel
 def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
                 code, n_outputs, n_features, fit_intercept, mean_loss, lam2, lam1,
                 l2w, l1w, theta0, prec_diag, prec_mat, prec_full, theta, max_iter,
@@ -318,8 +332,11 @@ def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
 
     ``theta[s]`` is the warm start and the solution of task ``task_sel[s]``.
     With ``want_inverse``, block ``b`` of ``inv_sum`` receives the sum over its
-    tasks of the active-set inverse Hessian, ``inv_wsum`` the same sum weighted
-    by ``inv_weight[s]``, and ``out_trace[s]`` gets ``tr(H_data A^{-1})``.
+    tasks of the active-set inverse Hessian (the Jacobian of the solution with
+    respect to the prior mean, times the precision's inverse), ``inv_wsum``
+    the sum of the full inverse Hessians weighted by ``inv_weight[s]`` (the
+    Laplace posterior covariances), and ``out_trace[s]`` gets
+    ``tr(H_data A^{-1})``.
 
     The kernel is serial and releases the GIL: callers run shards of blocks
     on a thread pool (see ``skmeta._parallel``).
@@ -330,12 +347,15 @@ def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
     for s in range(n_sel):
         t = task_sel[s]
         n_max = max(n_max, offsets[t + 1] - offsets[t])
-    Z = np.empty((n_max, n_outputs))
-    Zt = np.empty((n_max, n_outputs))
-    G = np.empty((n_max, n_outputs))
-    D = np.empty((n_max, n_outputs))
-    U = np.empty((n_max, n_outputs))
+    p1 = n_features + fit_intercept
+    XT = np.empty((0 if is_sparse else p1, n_max))
+    Z = np.empty((n_outputs, n_max))
+    Zt = np.empty((n_outputs, n_max))
+    G = np.empty((n_outputs, n_max))
+    D = np.empty((n_outputs, n_max))
+    U = np.empty((n_outputs, n_max))
     a = np.empty(n_max)
+    w = np.empty(n_max)
     A = np.empty((d, d))
     L = np.empty((d, d))
     W = np.empty((d, d))
@@ -353,25 +373,32 @@ def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
         t = task_sel[s]
         th = theta[s]
         obj, loss, it = solve_task(
-            Xd, data, indices, indptr, is_sparse, y, sw, offsets[t],
+            is_sparse, Xd, data, indices, indptr, y, sw, offsets[t],
             offsets[t + 1], code, n_outputs, n_features, fit_intercept,
             mean_loss, lam2, lam1, l2w, l1w, theta0, prec_diag, prec_mat,
-            prec_full, th, max_iter, tol, Z, Zt, G, D, U, a, A, L, grad,
+            prec_full, th, max_iter, tol, XT, Z, Zt, G, D, U, a, w, A, L, grad,
             delta, q, r, trial)
         out_objective[s] = obj
         out_loss[s] = loss
         out_iter[s] = it
         if want_inverse:
-            n_active = posterior_inverse(A, L, W, Ainv, th, lam1, l1w, d)
-            w = inv_weight[s]
+            hessian_inverse(A, L, W, Ainv, th, lam1, l1w, d, True)
+            for i in range(d):
+                for j in range(d):
+                    inv_sum[b, i, j] += Ainv[i, j]
+            if lam1 > 0.0:
+                # the Laplace covariance used by empirical Bayes ignores the
+                # active set: it must vary continuously with the prior, or EM
+                # can cycle between active sets
+                hessian_inverse(A, L, W, Ainv, th, lam1, l1w, d, False)
+            weight = inv_weight[s]
             penalty_trace = 0.0
             for i in range(d):
                 penalty_trace += lam2 * l2w[i] * Ainv[i, i]
                 if not prec_full:
                     penalty_trace += prec_diag[i] * Ainv[i, i]
                 for j in range(d):
-                    inv_sum[b, i, j] += Ainv[i, j]
-                    inv_wsum[b, i, j] += w * Ainv[i, j]
+                    inv_wsum[b, i, j] += weight * Ainv[i, j]
                     if prec_full:
                         penalty_trace += prec_mat[i, j] * Ainv[j, i]
-            out_trace[s] = n_active - penalty_trace
+            out_trace[s] = d - penalty_trace

@@ -1,10 +1,10 @@
 """Decision values of many task models in one pass over the rows."""
 
 import numpy as np
-from numba import njit
+from ._jit import kernel
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel
 def decision_rows(Xd, data, indices, indptr, is_sparse, row_model, params,
                   n_outputs, n_features, fit_intercept):
     """``out[i, k] = x_i . coef + intercept`` of model ``row_model[i]``.

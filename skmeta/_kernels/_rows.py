@@ -1,125 +1,156 @@
-"""Row primitives shared by every kernel: the design matrix of one task.
+"""Design-matrix primitives for one task: linear predictor, X^T G, X^T D X.
 
-A batch of tasks is stored once, rows sorted by task, either as a dense
-C-contiguous array ``Xd`` or as CSR arrays ``(data, indices, indptr)``; the
-unused representation is passed as an empty array. Passing both through one
-signature halves the number of compiled specializations (dense and sparse
-share the same machine code, a branch picks the row access).
+A batch stores its rows sorted by task, either as a dense C-contiguous array
+``Xd`` or as CSR arrays ``(data, indices, indptr)``; the unused one is an
+empty array. Passing both through one signature halves the number of
+compiled specializations.
 
-Parameters are stored flat: output ``k`` occupies ``theta[k * p1:(k + 1) * p1]``
-with the ``p`` coefficients first and, when ``fit_intercept``, the intercept
-last (``p1 = p + fit_intercept``). Every accumulation is done in float64
-whatever the dtype of ``X``.
+Dense tasks are first copied, transposed, into a float64 buffer ``XT`` of
+shape ``(p1, n_max)`` whose last row is ones when there is an intercept, so
+every inner loop runs over contiguous rows (and vectorizes). Sparse tasks are
+read row by row.
+
+Parameters are flat: output ``k`` owns ``theta[k * p1:(k + 1) * p1]``, the
+``p`` coefficients then, with ``fit_intercept``, the intercept
+(``p1 = p + fit_intercept``). Per-row arrays (``Z``, ``G``...) have shape
+``(n_outputs, n_max)``.
 """
 
-import numpy as np
-from numba import njit
+from ._jit import helper
 
 
-@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def linear_predictor(Xd, data, indices, indptr, is_sparse, start, stop, theta,
-                     n_outputs, n_features, fit_intercept, Z):
-    """Fill ``Z[r, k] = x_i . coef_k + intercept_k`` for rows ``start:stop``."""
+@helper
+def load_dense_block(Xd, start, stop, n_features, fit_intercept, XT):
+    """Copy rows ``start:stop`` of ``Xd`` into ``XT`` transposed."""
+    n = stop - start
+    for r in range(n):
+        for j in range(n_features):
+            XT[j, r] = Xd[start + r, j]
+    if fit_intercept:
+        for r in range(n):
+            XT[n_features, r] = 1.0
+
+
+@helper
+def dense_predictor(XT, n, p1, theta, n_outputs, Z):
+    """``Z[k, r] = XT[:, r] . theta_k`` for the ``n`` rows of a loaded task."""
+    for k in range(n_outputs):
+        base = k * p1
+        for r in range(n):
+            Z[k, r] = 0.0
+        for j in range(p1):
+            t = theta[base + j]
+            if t != 0.0:
+                for r in range(n):
+                    Z[k, r] += t * XT[j, r]
+
+
+@helper
+def dense_gradient(XT, n, p1, G, scale, n_outputs, out):
+    """Add ``scale * X_tilde^T G_k`` to each output's block of ``out``."""
+    for k in range(n_outputs):
+        base = k * p1
+        for j in range(p1):
+            s = 0.0
+            for r in range(n):
+                s += XT[j, r] * G[k, r]
+            out[base + j] += scale * s
+
+
+@helper
+def dense_gram(XT, n, p1, a, w, out, row0, col0, diagonal_block):
+    """Add ``X_tilde^T diag(a) X_tilde`` to the block at ``out[row0, col0]``.
+
+    Only the lower triangle is written for a diagonal block. ``w`` is a
+    workspace of length ``n``. Four output columns share each load of ``w``
+    (this is the hot loop of the whole package).
+    """
+    for j1 in range(p1):
+        for r in range(n):
+            w[r] = a[r] * XT[j1, r]
+        last = j1 + 1 if diagonal_block else p1
+        j2 = 0
+        while j2 + 4 <= last:
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            for r in range(n):
+                wr = w[r]
+                s0 += wr * XT[j2, r]
+                s1 += wr * XT[j2 + 1, r]
+                s2 += wr * XT[j2 + 2, r]
+                s3 += wr * XT[j2 + 3, r]
+            out[row0 + j1, col0 + j2] += s0
+            out[row0 + j1, col0 + j2 + 1] += s1
+            out[row0 + j1, col0 + j2 + 2] += s2
+            out[row0 + j1, col0 + j2 + 3] += s3
+            j2 += 4
+        while j2 < last:
+            s = 0.0
+            for r in range(n):
+                s += w[r] * XT[j2, r]
+            out[row0 + j1, col0 + j2] += s
+            j2 += 1
+
+
+@helper
+def sparse_predictor(data, indices, indptr, start, stop, theta, n_outputs,
+                     n_features, fit_intercept, Z):
+    """``Z[k, r] = x_i . coef_k + intercept_k`` for CSR rows ``start:stop``."""
     p1 = n_features + fit_intercept
     for i in range(start, stop):
         r = i - start
         for k in range(n_outputs):
             base = k * p1
-            acc = 0.0
-            if fit_intercept:
-                acc = theta[base + n_features]
-            if is_sparse:
-                for e in range(indptr[i], indptr[i + 1]):
-                    acc += data[e] * theta[base + indices[e]]
-            else:
-                for j in range(n_features):
-                    acc += Xd[i, j] * theta[base + j]
-            Z[r, k] = acc
+            acc = theta[base + n_features] if fit_intercept else 0.0
+            for e in range(indptr[i], indptr[i + 1]):
+                acc += data[e] * theta[base + indices[e]]
+            Z[k, r] = acc
 
 
-@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def add_transposed_product(Xd, data, indices, indptr, is_sparse, start, stop, G,
-                           scale, n_outputs, n_features, fit_intercept, out):
-    """Add ``scale * X_tilde.T @ G`` to the flat vector ``out``.
-
-    ``X_tilde`` is the task block with a column of ones appended when
-    ``fit_intercept``; ``G`` has one row per task row and one column per output.
-    """
+@helper
+def sparse_gradient(data, indices, indptr, start, stop, G, scale, n_outputs,
+                    n_features, fit_intercept, out):
+    """Add ``scale * X_tilde^T G_k`` for CSR rows ``start:stop``."""
     p1 = n_features + fit_intercept
     for i in range(start, stop):
         r = i - start
         for k in range(n_outputs):
-            g = scale * G[r, k]
+            g = scale * G[k, r]
             if g == 0.0:
                 continue
             base = k * p1
             if fit_intercept:
                 out[base + n_features] += g
-            if is_sparse:
-                for e in range(indptr[i], indptr[i + 1]):
-                    out[base + indices[e]] += g * data[e]
-            else:
-                for j in range(n_features):
-                    out[base + j] += g * Xd[i, j]
+            for e in range(indptr[i], indptr[i + 1]):
+                out[base + indices[e]] += g * data[e]
 
 
-@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def add_weighted_gram(Xd, data, indices, indptr, is_sparse, start, stop, a,
-                      n_features, fit_intercept, out, row0, col0):
-    """Add the lower triangle of ``X_tilde.T @ diag(a) @ X_tilde`` to a block.
+@helper
+def sparse_gram(data, indices, indptr, start, stop, a, n_features, fit_intercept,
+                out, row0, col0, diagonal_block):
+    """Add ``X_tilde^T diag(a) X_tilde`` (CSR rows) to a block of ``out``.
 
-    The block starts at ``out[row0, col0]``; when ``row0 == col0`` only its
-    lower triangle is written, otherwise (an off-diagonal block of a
-    multi-output Hessian) the full block is written.
+    Column indices must be sorted within rows, so that pairs ``e2 <= e1`` are
+    the lower triangle of a diagonal block.
     """
-    diagonal_block = row0 == col0
     p = n_features
     for i in range(start, stop):
         ai = a[i - start]
         if ai == 0.0:
             continue
-        if is_sparse:
-            lo = indptr[i]
-            hi = indptr[i + 1]
-            for e1 in range(lo, hi):
-                j1 = indices[e1]
-                v1 = ai * data[e1]
-                last = e1 + 1 if diagonal_block else hi
-                for e2 in range(lo, last):
-                    out[row0 + j1, col0 + indices[e2]] += v1 * data[e2]
-                if fit_intercept:
-                    # intercept row (below) and column (right of) coefficients
-                    out[row0 + p, col0 + j1] += v1
-                    if not diagonal_block:
-                        out[row0 + j1, col0 + p] += v1
-        else:
-            for j1 in range(p):
-                v1 = ai * Xd[i, j1]
-                if v1 == 0.0:
-                    continue
-                last = j1 + 1 if diagonal_block else p
-                for j2 in range(last):
-                    out[row0 + j1, col0 + j2] += v1 * Xd[i, j2]
-                if fit_intercept:
-                    out[row0 + p, col0 + j1] += v1
-                    if not diagonal_block:
-                        out[row0 + j1, col0 + p] += v1
+        lo = indptr[i]
+        hi = indptr[i + 1]
+        for e1 in range(lo, hi):
+            j1 = indices[e1]
+            v1 = ai * data[e1]
+            last = e1 + 1 if diagonal_block else hi
+            for e2 in range(lo, last):
+                out[row0 + j1, col0 + indices[e2]] += v1 * data[e2]
+            if fit_intercept:
+                out[row0 + p, col0 + j1] += v1
+                if not diagonal_block:
+                    out[row0 + j1, col0 + p] += v1
         if fit_intercept:
             out[row0 + p, col0 + p] += ai
-
-
-@njit(cache=True, nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def max_task_rows(offsets, task_sel, lo, hi):
-    """Largest number of rows among the selected tasks ``task_sel[lo:hi]``."""
-    m = 0
-    for s in range(lo, hi):
-        t = task_sel[s]
-        n = offsets[t + 1] - offsets[t]
-        if n > m:
-            m = n
-    return m
-
-
-def empty_like_dense(dtype):
-    """The placeholder passed as ``Xd`` when the batch is sparse."""
-    return np.empty((0, 0), dtype=dtype)

@@ -33,6 +33,7 @@ from .._kernels._codes import SQUARED
 from ._prior import Prior, precision_inverse, psd_solve, split_strength
 
 _MAX_HALVINGS = 30
+_HYPERPRIOR_TASKS = 1.0
 
 
 @dataclass
@@ -68,7 +69,9 @@ def empirical_bayes_update(prior, theta, theta0, solutions, *, kind, learn_gamma
     the diagonal and isotropic priors) and ``phi`` to the expected residual
     variance. The precision in the estimator's units is then
     ``(phi / mean_t s_t) Sigma^{-1}``; with averaged losses a single ``gamma``
-    for tasks of different sizes makes this an approximation.
+    for tasks of different sizes makes this an approximation. For the
+    diagonal and full priors the M-step is a MAP step under a weak conjugate
+    hyperprior worth one task, centred on the isotropic covariance.
     """
     T, d = theta.shape
     dev = theta - theta0
@@ -81,12 +84,19 @@ def empirical_bayes_update(prior, theta, theta0, solutions, *, kind, learn_gamma
         rss = 2.0 * task_scale * solutions.loss
         expected = rss.sum() + prior.dispersion * solutions.trace.sum()
         dispersion = max(expected / total_weight, floor)
+    # A weak conjugate hyperprior (one pseudo-task) shrinks the learned
+    # covariance toward its isotropic version; without it, directions in
+    # which the tasks do not vary collapse to zero variance (the maximum of
+    # the evidence is on the boundary) and EM crawls toward it.
+    isotropic_level = max(diag.mean(), floor)
+    shrink = _HYPERPRIOR_TASKS / (T + _HYPERPRIOR_TASKS)
     if kind == "full":
-        moments = moments + floor * np.eye(d)
+        moments = (1.0 - shrink) * moments + shrink * isotropic_level * np.eye(d)
         natural = linalg.inv(moments, check_finite=False)
         natural = (natural + natural.T) / 2.0
     elif kind == "diagonal":
-        natural = 1.0 / np.maximum(diag, floor)
+        natural = 1.0 / np.maximum((1.0 - shrink) * diag
+                                   + shrink * isotropic_level, floor)
     else:
         natural = np.full(d, d / max(diag.sum(), d * floor))
     precision = dispersion / task_scale.mean() * natural
@@ -103,6 +113,104 @@ def _changed(new, old, tol):
     return float(np.max(np.abs(new - old), initial=0.0)) > tol * scale
 
 
+class _PriorCoordinates:
+    """Unconstrained coordinates of a learned prior, for EM acceleration.
+
+    The vector holds ``theta0`` (when learned), the log of the noise variance
+    (squared losses) and the precision ``gamma * Lambda`` as log-diagonal,
+    log-strength, or log-diagonal plus off-diagonal of its Cholesky factor, so
+    that any extrapolated vector decodes to a positive definite precision.
+    """
+
+    def __init__(self, prior, *, kind, learn_theta0, learn_gamma, squared):
+        self.kind = kind
+        self.learn_theta0 = learn_theta0
+        self.learn_gamma = learn_gamma
+        self.squared = squared
+        self.d = prior.theta0.shape[0]
+        self.template = prior
+
+    def encode(self, prior):
+        parts = [prior.theta0] if self.learn_theta0 else []
+        if self.squared:
+            parts.append([np.log(prior.dispersion)])
+        precision = prior.precision
+        if self.kind == "full":
+            L = linalg.cholesky(precision, lower=True, check_finite=False)
+            parts += [np.log(np.diag(L)), L[np.tril_indices(self.d, -1)]]
+        elif self.kind == "diagonal":
+            parts.append(np.log(precision))
+        else:
+            parts.append([np.log(prior.gamma)])
+        return np.concatenate([np.asarray(part, dtype=float).ravel()
+                               for part in parts])
+
+    def decode(self, x):
+        d = self.d
+        at = 0
+        theta0 = self.template.theta0
+        if self.learn_theta0:
+            theta0, at = x[:d], d
+        dispersion = self.template.dispersion
+        if self.squared:
+            dispersion, at = float(np.exp(x[at])), at + 1
+        if self.kind == "full":
+            L = np.zeros((d, d))
+            L[np.diag_indices(d)] = np.exp(x[at:at + d])
+            L[np.tril_indices(d, -1)] = x[at + d:]
+            precision = L @ L.T
+        elif self.kind == "diagonal":
+            precision = np.exp(x[at:])
+        else:
+            precision = float(np.exp(x[at])) * self.template.shape
+        strength, shape = split_strength(precision)
+        gamma = strength if self.learn_gamma else self.template.gamma
+        return Prior(theta0=np.array(theta0), shape=shape, gamma=gamma,
+                     dispersion=dispersion)
+
+
+class _Iteration:
+    """One outer iteration: solve all tasks under a prior, propose the next."""
+
+    def __init__(self, solver, *, learn_theta0, kind, learn_gamma):
+        batch, problem = solver.batch, solver.problem
+        T = batch.n_tasks
+        self.solver = solver
+        self.learn_theta0 = learn_theta0
+        self.kind = kind
+        self.learn_gamma = learn_gamma
+        self.learn_prior = kind != "isotropic" or learn_gamma
+        self.squared = problem.code == SQUARED
+        scale = batch.task_weights() if problem.mean_loss else np.ones(T)
+        # a task without weight carries no information; give it a neutral scale
+        positive = scale > 0
+        if problem.mean_loss and positive.any():
+            scale = np.where(positive, scale, scale[positive].mean())
+        self.task_scale = np.maximum(scale, np.finfo(float).tiny)
+        self.total_weight = max(float(batch.sw.sum()), np.finfo(float).tiny)
+
+    def solve(self, prior, theta):
+        return self.solver.solve(
+            prior.theta0, prior.precision, theta,
+            want_inverse=self.learn_theta0 or self.learn_prior,
+            inv_weight=1.0 / self.task_scale)
+
+    def propose(self, prior, solutions):
+        """The next prior: Newton step on theta0, EM step on the rest."""
+        theta = solutions.theta
+        theta0 = prior.theta0
+        if self.learn_theta0:
+            theta0 = theta0 + newton_theta0_step(theta, theta0, prior.precision,
+                                                 solutions.inv_sum)
+        if not self.learn_prior:
+            return prior.with_theta0(theta0)
+        return empirical_bayes_update(
+            prior, theta, theta0, solutions, kind=self.kind,
+            learn_gamma=self.learn_gamma, task_scale=self.task_scale,
+            total_weight=self.total_weight, squared=self.squared,
+        ).with_theta0(theta0)
+
+
 def fit_proximal(solver, prior, *, learn_theta0, kind, learn_gamma, max_iter, tol,
                  verbose=0, theta=None, name="proximal"):
     """Alternate exact task solves with prior updates until converged.
@@ -117,69 +225,111 @@ def fit_proximal(solver, prior, *, learn_theta0, kind, learn_gamma, max_iter, to
     theta : ndarray of shape (n_tasks, n_params), default=None
         Warm start of the task parameters (default: ``theta0`` for all).
     """
-    batch, problem = solver.batch, solver.problem
-    T = batch.n_tasks
-    learn_shape = kind != "isotropic"
-    learn_prior = learn_shape or learn_gamma
-    backtrack = learn_theta0 and not learn_prior
-    squared = problem.code == SQUARED
-    task_scale = batch.task_weights() if problem.mean_loss else np.ones(T)
-    # a task without weight carries no information; give it a neutral scale
-    positive = task_scale > 0
-    if problem.mean_loss and positive.any():
-        task_scale = np.where(positive, task_scale, task_scale[positive].mean())
-    task_scale = np.maximum(task_scale, np.finfo(float).tiny)
-    total_weight = max(float(batch.sw.sum()), np.finfo(float).tiny)
+    step = _Iteration(solver, learn_theta0=learn_theta0, kind=kind,
+                      learn_gamma=learn_gamma)
     if theta is None:
-        theta = np.tile(prior.theta0, (T, 1))
-    need_inverse = learn_theta0 or learn_prior
-
-    previous = None  # (theta0, objective) of the last accepted iterate
-    halvings = 0
-    converged = False
-    objective = np.nan
-    n_iter = 0
-    for n_iter in range(1, max_iter + 1):
-        solutions = solver.solve(prior.theta0, prior.precision, theta,
-                                 want_inverse=need_inverse,
-                                 inv_weight=1.0 / task_scale)
-        theta = solutions.theta
-        objective = float(solutions.objective.sum())
-        if (backtrack and previous is not None and halvings < _MAX_HALVINGS
-                and objective > previous[1] + 1e-12 * abs(previous[1])):
-            halvings += 1
-            theta0 = previous[0] + 0.5 * (prior.theta0 - previous[0])
-            prior = prior.with_theta0(theta0)
-            continue
-        halvings = 0
-        if verbose:
-            print(f"[{name}] iteration {n_iter}: objective {objective:.8g}, "
-                  f"gamma {prior.gamma:.4g}")
-        if not (learn_theta0 or learn_prior):
-            converged = True
-            break
-        new_theta0 = prior.theta0
-        if learn_theta0:
-            new_theta0 = prior.theta0 + newton_theta0_step(
-                theta, prior.theta0, prior.precision, solutions.inv_sum)
-        new_prior = prior.with_theta0(new_theta0)
-        if learn_prior:
-            new_prior = empirical_bayes_update(
-                prior, theta, new_theta0, solutions, kind=kind,
-                learn_gamma=learn_gamma, task_scale=task_scale,
-                total_weight=total_weight, squared=squared,
-            ).with_theta0(new_theta0)
-        if not (_changed(new_prior.theta0, prior.theta0, tol)
-                or _changed(new_prior.precision, prior.precision, tol)):
-            converged = True
-            break
-        previous = (prior.theta0, objective)
-        prior = new_prior
-    if not converged:
+        theta = np.tile(prior.theta0, (solver.batch.n_tasks, 1))
+    run = _empirical_bayes if step.learn_prior else _fixed_prior
+    fit = run(step, prior, theta, max_iter=max_iter, tol=tol, verbose=verbose,
+              name=name)
+    if not fit.converged:
         warnings.warn(
             f"method={name!r} did not converge in max_iter={max_iter} "
             "iterations; increase max_iter or tol.",
             ConvergenceWarning,
         )
-    return ProximalFit(prior=prior, theta=theta, n_iter=n_iter,
-                       converged=converged, objective=objective)
+    return fit
+
+
+def _report(verbose, name, n_iter, solutions, prior):
+    if verbose:
+        print(f"[{name}] iteration {n_iter}: objective "
+              f"{float(solutions.objective.sum()):.8g}, gamma {prior.gamma:.4g}")
+
+
+def _fixed_prior(step, prior, theta, *, max_iter, tol, verbose, name):
+    """Newton on ``theta0`` for a fixed precision, with backtracking on F."""
+    previous = None  # (theta0, F) of the last accepted iterate
+    halvings = 0
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        solutions = step.solve(prior, theta)
+        theta = solutions.theta
+        objective = float(solutions.objective.sum())
+        if (previous is not None and halvings < _MAX_HALVINGS
+                and objective > previous[1] + 1e-12 * abs(previous[1])):
+            # F is convex: a Newton step that increased it is halved
+            halvings += 1
+            prior = prior.with_theta0(previous[0]
+                                      + 0.5 * (prior.theta0 - previous[0]))
+            continue
+        halvings = 0
+        _report(verbose, name, n_iter, solutions, prior)
+        if not step.learn_theta0:
+            return ProximalFit(prior, theta, n_iter, True, objective)
+        proposal = step.propose(prior, solutions)
+        if not _changed(proposal.theta0, prior.theta0, tol):
+            return ProximalFit(prior, theta, n_iter, True, objective)
+        previous = (prior.theta0, objective)
+        prior = proposal
+    return ProximalFit(prior, theta, n_iter, False, objective)
+
+
+def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
+    """EM on the prior, accelerated by SQUAREM (Varadhan & Roland, 2008).
+
+    Each evaluation of the EM map solves all tasks once. A SQUAREM cycle
+    makes two EM steps, extrapolates along them, and stabilizes with a third;
+    a failed extrapolation falls back to the plain EM iterate. Convergence is
+    judged on the models (the task parameters and the prior mean), which stop
+    moving even where the evidence keeps pushing a precision toward infinity
+    along directions in which the tasks do not vary.
+    """
+    coords = _PriorCoordinates(prior, kind=step.kind,
+                               learn_theta0=step.learn_theta0,
+                               learn_gamma=step.learn_gamma, squared=step.squared)
+    state = {"n_iter": 0, "theta": theta, "prior": prior}
+
+    def em_map(current):
+        """One EM evaluation; True in the second slot when converged."""
+        solutions = step.solve(current, state["theta"])
+        state["n_iter"] += 1
+        _report(verbose, name, state["n_iter"], solutions, current)
+        moved = _changed(solutions.theta, state["theta"], tol)
+        proposal = step.propose(current, solutions)
+        state["theta"] = solutions.theta
+        state["prior"] = current
+        state["objective"] = float(solutions.objective.sum())
+        done = (state["n_iter"] > 1 and not moved
+                and not _changed(proposal.theta0, current.theta0, tol))
+        return proposal, done
+
+    x0 = prior
+    while state["n_iter"] < max_iter:
+        x1, done = em_map(x0)
+        if done or state["n_iter"] >= max_iter:
+            break
+        x2, done = em_map(x1)
+        if done or state["n_iter"] >= max_iter:
+            break
+        z0, z1, z2 = coords.encode(x0), coords.encode(x1), coords.encode(x2)
+        r = z1 - z0
+        v = z2 - z1 - r
+        norm_v = np.linalg.norm(v)
+        if norm_v == 0.0:
+            x0 = x2
+            continue
+        alpha = min(-1.0, -np.linalg.norm(r) / norm_v)
+        try:
+            x0 = coords.decode(z0 - 2.0 * alpha * r + alpha**2 * v)
+        except (FloatingPointError, linalg.LinAlgError, ValueError):
+            x0 = x2
+            continue
+        if not (np.all(np.isfinite(x0.theta0)) and np.isfinite(x0.gamma)
+                and np.all(np.isfinite(x0.shape))):
+            x0 = x2
+    else:
+        return ProximalFit(state["prior"], state["theta"], state["n_iter"], False,
+                           state.get("objective", np.nan))
+    return ProximalFit(state["prior"], state["theta"], state["n_iter"],
+                       bool(done), state["objective"])
