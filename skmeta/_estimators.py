@@ -529,7 +529,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         Number of outer iterations run.
     n_features_in_ : int
         Number of columns seen during fit (task column included).
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names seen during fit, when ``X`` has string column names.
 
     See Also
@@ -806,7 +806,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         Number of outer iterations run.
     n_features_in_ : int
         Number of columns seen during fit (task column included).
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names seen during fit, when ``X`` has string column names.
 
     See Also

@@ -1,0 +1,69 @@
+"""Sphinx configuration of the skmeta documentation."""
+
+import os
+import sys
+from datetime import date
+
+sys.path.insert(0, os.path.abspath(".."))
+sys.path.insert(0, os.path.abspath("sphinxext"))
+
+import skmeta  # noqa: E402
+from offline_inventories import (  # noqa: E402
+    joblib_inventory,
+    numpy_inventory,
+    sklearn_inventory,
+)
+
+project = "skmeta"
+author = "The skmeta developers"
+copyright = f"{date.today().year}, {author}"
+release = skmeta.__version__
+version = release
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.mathjax",
+    "numpydoc",
+    "sphinx_gallery.gen_gallery",
+]
+
+templates_path = ["_templates"]
+exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py"]
+html_theme = "pydata_sphinx_theme"
+html_static_path = ["_static"]
+html_theme_options = {
+    "github_url": None,
+    "navigation_with_keys": False,
+}
+
+autosummary_generate = True
+autodoc_default_options = {"members": True, "inherited-members": True}
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+
+# Builds run without internet access: the inventories are generated from the
+# installed packages (see sphinxext/offline_inventories.py); links still go to
+# each project's online documentation.
+_inventories = os.path.join(os.path.dirname(__file__), "_build", "inventories")
+intersphinx_mapping = {
+    "sklearn": ("https://scikit-learn.org/stable",
+                sklearn_inventory(os.path.join(_inventories, "sklearn.inv"))),
+    "numpy": ("https://numpy.org/doc/stable",
+              numpy_inventory(os.path.join(_inventories, "numpy.inv"))),
+    "joblib": ("https://joblib.readthedocs.io/en/latest",
+               joblib_inventory(os.path.join(_inventories, "joblib.inv"))),
+}
+
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"plot_",
+    "within_subsection_order": "FileNameSortKey",
+    "reference_url": {"skmeta": None},
+    "doc_module": ("skmeta",),
+    "backreferences_dir": "generated/backreferences",
+    "remove_config_comments": True,
+    "plot_gallery": os.environ.get("SKMETA_PLOT_GALLERY", "True"),
+}
