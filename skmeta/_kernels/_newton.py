@@ -42,6 +42,10 @@ from ._rows import (
 _ARMIJO = 1e-4
 _MAX_HALVINGS = 40
 _MAX_CD_SWEEPS = 2000
+# a chord step slower than this factor triggers a fresh Hessian
+_CHORD_MAX_RATE = 0.1
+# a Newton step shorter than this (relative) lets the next steps be chord steps
+_CHORD_START = 1e-3
 
 
 @helper
@@ -192,7 +196,9 @@ def solve_task(is_sparse, Xd, data, indices, indptr, y, sw, start, stop, code,
     """Solve one task's inner problem in place; returns (objective, loss, n_iter).
 
     ``n_iter`` is negative when ``max_iter`` was reached before convergence.
-    On return ``A`` holds the Hessian at the last Newton iterate.
+    Once Newton steps are short and accepted whole, the Hessian is kept for
+    the next steps (chord steps) until their convergence slows down. On
+    return ``A`` holds the Hessian at the last iterate where it was computed.
     """
     d = theta.shape[0]
     n = stop - start
@@ -218,6 +224,8 @@ def solve_task(is_sparse, Xd, data, indices, indptr, y, sw, start, stop, code,
     objective = 0.0
     loss = 0.0
     n_iter = -max_iter
+    refresh = True  # compute the Hessian at the current iterate
+    last_step = 0.0
     for it in range(max_iter):
         if is_sparse:
             sparse_predictor(data, indices, indptr, start, stop, theta, n_outputs,
@@ -236,19 +244,22 @@ def solve_task(is_sparse, Xd, data, indices, indptr, y, sw, start, stop, code,
                             n_outputs, n_features, fit_intercept, grad)
         else:
             dense_gradient(XT, n, p1, G, scale, n_outputs, grad)
-        build_hessian(is_sparse, XT, data, indices, indptr, sw, start, stop, code,
-                      n_outputs, n_features, fit_intercept, scale, D, a, w, lam2,
-                      l2w, prec_diag, prec_mat, prec_full, A, d)
-        if code == MULTINOMIAL:
-            pin_multinomial_shift(A, n_outputs, p1, lam2, l2w, lam1, l1w,
-                                  prec_diag, prec_mat, prec_full, d)
+        fresh = refresh or has_l1
+        if fresh:
+            build_hessian(is_sparse, XT, data, indices, indptr, sw, start, stop,
+                          code, n_outputs, n_features, fit_intercept, scale, D, a,
+                          w, lam2, l2w, prec_diag, prec_mat, prec_full, A, d)
+            if code == MULTINOMIAL:
+                pin_multinomial_shift(A, n_outputs, p1, lam2, l2w, lam1, l1w,
+                                      prec_diag, prec_mat, prec_full, d)
         jitter = 0.0
         if has_l1:
             symmetrize_lower(A, d)
             _prox_newton_direction(A, grad, theta, lam1, l1w, delta, r, d,
                                    tol * 1e-2)
         else:
-            jitter = cholesky_with_jitter(A, L, d)
+            if fresh:
+                jitter = cholesky_with_jitter(A, L, d)
             for j in range(d):
                 delta[j] = -grad[j]
             cholesky_solve(L, delta, delta, d)
@@ -289,11 +300,28 @@ def solve_task(is_sparse, Xd, data, indices, indptr, y, sw, start, stop, code,
             max_value = max(max_value, abs(theta[j]))
         objective = new_objective
         loss = new_loss
-        exact = step == 1.0 and jitter == 0.0
-        if (max_step <= tol * max_value or (exact and quadratic)
-                or (exact and max_step <= sqrt_tol * max_value)):
+        full = step == 1.0 and jitter == 0.0
+        if max_step <= tol * max_value:
             n_iter = it + 1
             break
+        if fresh:
+            # Newton converges quadratically: once a full step is below
+            # sqrt(tol), the next one would be below tol
+            if full and (quadratic or max_step <= sqrt_tol * max_value):
+                n_iter = it + 1
+                break
+            # keep this Hessian only close to the solution, where chord
+            # steps gain as much as its distance to the solution
+            refresh = not (full and max_step <= _CHORD_START * max_value)
+        else:
+            # a chord step (Hessian kept from an earlier iterate) converges
+            # linearly; estimate the rate to bound the remaining error
+            rate = max_step / last_step if last_step > 0.0 else 1.0
+            if rate < 1.0 and max_step * rate / (1.0 - rate) <= tol * max_value:
+                n_iter = it + 1
+                break
+            refresh = not full or rate > _CHORD_MAX_RATE
+        last_step = max_step
     return objective, loss, n_iter
 
 
