@@ -88,11 +88,28 @@ class TaskBatch:
 
     def task_weights(self):
         """Total sample weight of each task."""
-        if self.n_rows == 0:
-            return np.zeros(self.n_tasks)
-        sums = np.add.reduceat(self.sw, np.minimum(self.offsets[:-1],
-                                                   self.n_rows - 1))
-        return np.where(np.diff(self.offsets) > 0, sums, 0.0)
+        cumulative = np.concatenate([[0.0], np.cumsum(self.sw)])
+        return cumulative[self.offsets[1:]] - cumulative[self.offsets[:-1]]
+
+    def subset(self, task_index):
+        """A new batch holding only the tasks ``task_index`` (rows copied)."""
+        task_index = np.asarray(task_index, dtype=np.intp)
+        starts = self.offsets[task_index]
+        counts = self.offsets[task_index + 1] - starts
+        offsets = np.zeros(len(task_index) + 1, dtype=np.intp)
+        np.cumsum(counts, out=offsets[1:])
+        rows = np.repeat(starts - offsets[:-1], counts) + np.arange(offsets[-1])
+        if self.is_sparse:
+            lengths = self.indptr[rows + 1] - self.indptr[rows]
+            indptr = np.zeros(len(rows) + 1, dtype=np.intp)
+            np.cumsum(lengths, out=indptr[1:])
+            entries = np.repeat(self.indptr[rows] - indptr[:-1], lengths) + \
+                np.arange(indptr[-1])
+            return TaskBatch(self.Xd, self.data[entries], self.indices[entries],
+                             indptr, True, self.y[rows], self.sw[rows], offsets)
+        return TaskBatch(np.ascontiguousarray(self.Xd[rows]), self.data,
+                         self.indices, self.indptr, False, self.y[rows],
+                         self.sw[rows], offsets)
 
     def shard(self, first, last):
         """The batch restricted to tasks ``first:last`` (views where possible)."""
@@ -169,13 +186,16 @@ class InnerResult:
 
 
 def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
-                tol=1e-8, want_inverse=False, inv_weight=None, block=None):
+                tol=1e-8, want_inverse=False, exact_inverse=False, inv_weight=None,
+                block=None, factors=None, factor_ok=None):
     """Solve every task of ``batch`` from the warm start ``theta`` (not modified).
 
     ``precision`` is the transfer term's ``gamma * Lambda``: a vector (its
     diagonal) or a full matrix. ``block`` is the summation block size
     (default :func:`block_size_for` of the batch's task count); shards of one
     larger batch pass the parent's so that sums come out bit-identical.
+    ``factors`` / ``factor_ok`` optionally keep each task's Hessian factor
+    between calls (updated in place); see ``solve_tasks``.
     """
     n_tasks = batch.n_tasks
     d = problem.n_params
@@ -196,6 +216,9 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
     out_loss = np.empty(n_tasks)
     out_iter = np.empty(n_tasks, dtype=np.intp)
     out_trace = np.zeros(n_tasks)
+    if factors is None:
+        factors = np.empty((0, d, d))
+        factor_ok = np.empty(0, dtype=np.uint8)
     solve_tasks(
         batch.Xd, batch.data, batch.indices, batch.indptr, batch.is_sparse,
         batch.y, batch.sw, batch.offsets, np.arange(n_tasks, dtype=np.intp),
@@ -205,8 +228,9 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
         np.ascontiguousarray(problem.l1w, dtype=np.float64),
         np.ascontiguousarray(theta0, dtype=np.float64), prec_diag, prec_mat,
         prec_full, theta, int(max_iter), float(tol), bool(want_inverse),
-        np.ascontiguousarray(inv_weight, dtype=np.float64), block,
-        out_objective, out_loss, out_iter, out_trace, inv_sum, inv_wsum)
+        bool(exact_inverse), np.ascontiguousarray(inv_weight, dtype=np.float64),
+        block, factors, factor_ok, out_objective, out_loss, out_iter, out_trace,
+        inv_sum, inv_wsum)
     return InnerResult(theta, out_objective, out_loss, out_iter, out_trace,
                        inv_sum if want_inverse else None,
                        inv_wsum if want_inverse else None)

@@ -10,18 +10,22 @@ import math
 
 from ._jit import helper
 
+_PIVOT_FLOOR = 1e-11
+
 
 @helper
 def cholesky_lower(A, L, d):
     """Factor the lower triangle of ``A[:d, :d]`` into ``L`` (``A = L L^T``).
 
-    Returns False when the matrix is not numerically positive definite.
+    Returns False when the matrix is not numerically positive definite: a
+    pivot that cancels to round-off level (below 1e-11 of its diagonal entry)
+    counts as zero, as it would only amplify round-off along a null space.
     """
     for j in range(d):
         s = A[j, j]
         for k in range(j):
             s -= L[j, k] * L[j, k]
-        if not s > 0.0:
+        if not s > _PIVOT_FLOOR * A[j, j] or not s > 0.0:
             return False
         ljj = math.sqrt(s)
         L[j, j] = ljj
@@ -35,13 +39,16 @@ def cholesky_lower(A, L, d):
 
 
 @helper
-def cholesky_with_jitter(A, L, d):
-    """Cholesky of ``A + eps I``, with ``eps`` zero unless ``A`` is singular.
+def cholesky_with_jitter(A, L, d, weights):
+    """Cholesky of ``A + eps diag(weights)``, ``eps`` zero unless ``A`` is singular.
 
     ``eps`` grows from 1e-12 times the mean diagonal until the factorization
     succeeds. Jitter only resolves ties: on a singular system (no penalty and
-    collinear features, or the over-parametrized multinomial) it picks the
-    minimum-norm direction, like a least-squares solver would.
+    collinear features) it picks the solution of minimum weighted norm. The
+    caller weights the coefficients and not the intercept, which gives the
+    solution scikit-learn's least-squares solvers return (intercept free,
+    smallest coefficients). If that is not enough, every diagonal entry is
+    jittered.
     """
     if cholesky_lower(A, L, d):
         return 0.0
@@ -49,16 +56,17 @@ def cholesky_with_jitter(A, L, d):
     for j in range(d):
         mean_diag += abs(A[j, j])
     mean_diag = mean_diag / d if mean_diag > 0.0 else 1.0
-    eps = 1e-12 * mean_diag
-    for _ in range(40):
-        for j in range(d):
-            A[j, j] += eps
-        ok = cholesky_lower(A, L, d)
-        for j in range(d):
-            A[j, j] -= eps
-        if ok:
-            return eps
-        eps *= 10.0
+    for uniform in (False, True):
+        eps = 1e-12 * mean_diag
+        for _ in range(20):
+            for j in range(d):
+                A[j, j] += eps * (1.0 if uniform else weights[j])
+            ok = cholesky_lower(A, L, d)
+            for j in range(d):
+                A[j, j] -= eps * (1.0 if uniform else weights[j])
+            if ok:
+                return eps
+            eps *= 10.0
     return -1.0
 
 

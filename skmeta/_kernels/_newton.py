@@ -21,7 +21,7 @@ the same however the blocks are spread over threads or processes.
 
 import numpy as np
 from ._codes import MULTINOMIAL, SQUARED
-from ._datafits import datafit_derivatives, datafit_value
+from ._datafits import datafit_derivatives
 from ._jit import helper, kernel
 from ._linalg import (
     cholesky_inverse,
@@ -192,8 +192,14 @@ def _prox_newton_direction(A, grad, theta, lam1, l1w, delta, r, d, tol):
 def solve_task(is_sparse, Xd, data, indices, indptr, y, sw, start, stop, code,
                n_outputs, n_features, fit_intercept, mean_loss, lam2, lam1, l2w,
                l1w, theta0, prec_diag, prec_mat, prec_full, theta, max_iter, tol,
-               XT, Z, Zt, G, D, U, a, w, A, L, grad, delta, q, r, trial):
+               have_factor, final_hessian, XT, Z, Zt, G, Gt, D, Dt, U, a, w, A, L,
+               grad, delta, q, r, trial):
     """Solve one task's inner problem in place; returns (objective, loss, n_iter).
+
+    With ``have_factor``, ``L`` already holds the Cholesky factor of a
+    Hessian of this objective (from an earlier solve) and the first steps are
+    chord steps with it. With ``final_hessian``, ``A`` and ``L`` are
+    recomputed at the solution before returning.
 
     ``n_iter`` is negative when ``max_iter`` was reached before convergence.
     Once Newton steps are short and accepted whole, the Hessian is kept for
@@ -221,22 +227,22 @@ def solve_task(is_sparse, Xd, data, indices, indptr, y, sw, start, stop, code,
     if not is_sparse:
         load_dense_block(Xd, start, stop, n_features, fit_intercept, XT)
 
-    objective = 0.0
-    loss = 0.0
     n_iter = -max_iter
-    refresh = True  # compute the Hessian at the current iterate
+    refresh = not (have_factor and not has_l1)  # compute the Hessian now
     last_step = 0.0
+    # Z, G, D and q describe the current iterate; the line search computes
+    # them at each trial point, and the accepted one is swapped in
+    if is_sparse:
+        sparse_predictor(data, indices, indptr, start, stop, theta, n_outputs,
+                         n_features, fit_intercept, Z)
+    else:
+        dense_predictor(XT, n, p1, theta, n_outputs, Z)
+    loss = scale * datafit_derivatives(code, y, sw, start, stop, Z, n_outputs, G,
+                                       D)
+    smooth, l1 = penalty_parts(theta, theta0, prec_diag, prec_mat, prec_full,
+                               lam2, lam1, l2w, l1w, d, q)
+    objective = loss + smooth + l1
     for it in range(max_iter):
-        if is_sparse:
-            sparse_predictor(data, indices, indptr, start, stop, theta, n_outputs,
-                             n_features, fit_intercept, Z)
-        else:
-            dense_predictor(XT, n, p1, theta, n_outputs, Z)
-        loss = scale * datafit_derivatives(code, y, sw, start, stop, Z,
-                                           n_outputs, G, D)
-        smooth, l1 = penalty_parts(theta, theta0, prec_diag, prec_mat, prec_full,
-                                   lam2, lam1, l2w, l1w, d, q)
-        objective = loss + smooth + l1
         for j in range(d):
             grad[j] = lam2 * l2w[j] * theta[j] + q[j]
         if is_sparse:
@@ -259,7 +265,7 @@ def solve_task(is_sparse, Xd, data, indices, indptr, y, sw, start, stop, code,
                                    tol * 1e-2)
         else:
             if fresh:
-                jitter = cholesky_with_jitter(A, L, d)
+                jitter = cholesky_with_jitter(A, L, d, l2w)
             for j in range(d):
                 delta[j] = -grad[j]
             cholesky_solve(L, delta, delta, d)
@@ -273,8 +279,9 @@ def solve_task(is_sparse, Xd, data, indices, indptr, y, sw, start, stop, code,
         else:
             dense_predictor(XT, n, p1, delta, n_outputs, U)
         step = 1.0
-        new_objective = objective
-        new_loss = loss
+        t_loss = loss
+        t_smooth = smooth
+        t_l1 = l1
         slack = 1e-13 * (abs(objective) + 1.0)
         for _ in range(_MAX_HALVINGS):
             for j in range(d):
@@ -282,13 +289,12 @@ def solve_task(is_sparse, Xd, data, indices, indptr, y, sw, start, stop, code,
             for k in range(n_outputs):
                 for rr in range(n):
                     Zt[k, rr] = Z[k, rr] + step * U[k, rr]
-            new_loss = scale * datafit_value(code, y, sw, start, stop, Zt,
-                                             n_outputs)
+            t_loss = scale * datafit_derivatives(code, y, sw, start, stop, Zt,
+                                                 n_outputs, Gt, Dt)
             t_smooth, t_l1 = penalty_parts(trial, theta0, prec_diag, prec_mat,
                                            prec_full, lam2, lam1, l2w, l1w, d, r)
-            new_objective = new_loss + t_smooth + t_l1
             decrease = step * slope + (t_l1 - l1)
-            if new_objective <= objective + _ARMIJO * decrease + slack:
+            if t_loss + t_smooth + t_l1 <= objective + _ARMIJO * decrease + slack:
                 break
             step *= 0.5
         max_step = 0.0
@@ -298,8 +304,14 @@ def solve_task(is_sparse, Xd, data, indices, indptr, y, sw, start, stop, code,
             theta[j] = trial[j]
             max_step = max(max_step, change)
             max_value = max(max_value, abs(theta[j]))
-        objective = new_objective
-        loss = new_loss
+        Z, Zt = Zt, Z
+        G, Gt = Gt, G
+        D, Dt = Dt, D
+        q, r = r, q
+        loss = t_loss
+        smooth = t_smooth
+        l1 = t_l1
+        objective = loss + smooth + l1
         full = step == 1.0 and jitter == 0.0
         if max_step <= tol * max_value:
             n_iter = it + 1
@@ -322,11 +334,19 @@ def solve_task(is_sparse, Xd, data, indices, indptr, y, sw, start, stop, code,
                 break
             refresh = not full or rate > _CHORD_MAX_RATE
         last_step = max_step
+    if final_hessian:
+        build_hessian(is_sparse, XT, data, indices, indptr, sw, start, stop, code,
+                      n_outputs, n_features, fit_intercept, scale, D, a, w, lam2,
+                      l2w, prec_diag, prec_mat, prec_full, A, d)
+        if code == MULTINOMIAL:
+            pin_multinomial_shift(A, n_outputs, p1, lam2, l2w, lam1, l1w,
+                                  prec_diag, prec_mat, prec_full, d)
+        cholesky_with_jitter(A, L, d, l2w)
     return objective, loss, n_iter
 
 
 @helper
-def hessian_inverse(A, L, W, Ainv, theta, lam1, l1w, d, active_only):
+def hessian_inverse(A, L, W, Ainv, theta, lam1, l1w, l2w, d, active_only):
     """Inverse of the Hessian ``A`` (lower triangle), optionally on the active set.
 
     With ``active_only``, coordinates held at zero by the l1 penalty get zero
@@ -342,7 +362,7 @@ def hessian_inverse(A, L, W, Ainv, theta, lam1, l1w, d, active_only):
                 W[i, j] = 1.0 if i == j else 0.0
             else:
                 W[i, j] = A[i, j]
-    cholesky_with_jitter(W, L, d)
+    cholesky_with_jitter(W, L, d, l2w)
     cholesky_inverse(L, W, Ainv, d)
     if active_only and lam1 > 0.0:
         for i in range(d):
@@ -354,8 +374,9 @@ def hessian_inverse(A, L, W, Ainv, theta, lam1, l1w, d, active_only):
 def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
                 code, n_outputs, n_features, fit_intercept, mean_loss, lam2, lam1,
                 l2w, l1w, theta0, prec_diag, prec_mat, prec_full, theta, max_iter,
-                tol, want_inverse, inv_weight, block_size, out_objective,
-                out_loss, out_iter, out_trace, inv_sum, inv_wsum):
+                tol, want_inverse, exact_inverse, inv_weight, block_size, factors,
+                factor_ok, out_objective, out_loss, out_iter, out_trace, inv_sum,
+                inv_wsum):
     """Solve the inner problem of every selected task (see module docstring).
 
     ``theta[s]`` is the warm start and the solution of task ``task_sel[s]``.
@@ -366,8 +387,15 @@ def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
     Laplace posterior covariances), and ``out_trace[s]`` gets
     ``tr(H_data A^{-1})``.
 
-    The kernel is serial and releases the GIL: callers run shards of blocks
-    on a thread pool (see ``skmeta._parallel``).
+    ``factors`` (empty, or one ``(d, d)`` slot per selected task) keeps each
+    task's Cholesky factor between calls, ``factor_ok[s]`` telling whether the
+    slot holds a factor of the current objective: the next solve then starts
+    with chord steps instead of a new Hessian. The inverses are those of the
+    last Hessian computed, unless ``exact_inverse`` asks for the Hessian at
+    the solution.
+
+    The kernel is serial and releases the GIL: callers run shards of tasks on
+    a thread pool (see ``skmeta._methods._inner``).
     """
     n_sel = task_sel.shape[0]
     d = theta.shape[1]
@@ -380,7 +408,9 @@ def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
     Z = np.empty((n_outputs, n_max))
     Zt = np.empty((n_outputs, n_max))
     G = np.empty((n_outputs, n_max))
+    Gt = np.empty((n_outputs, n_max))
     D = np.empty((n_outputs, n_max))
+    Dt = np.empty((n_outputs, n_max))
     U = np.empty((n_outputs, n_max))
     a = np.empty(n_max)
     w = np.empty(n_max)
@@ -396,21 +426,31 @@ def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
     if want_inverse:
         inv_sum[:] = 0.0
         inv_wsum[:] = 0.0
+    store = factors.shape[0] > 0
     for s in range(n_sel):
         b = s // block_size
         t = task_sel[s]
         th = theta[s]
+        Ls = factors[s] if store else L
+        have_factor = store and factor_ok[s] == 1
+        final_hessian = want_inverse and exact_inverse
         obj, loss, it = solve_task(
             is_sparse, Xd, data, indices, indptr, y, sw, offsets[t],
             offsets[t + 1], code, n_outputs, n_features, fit_intercept,
             mean_loss, lam2, lam1, l2w, l1w, theta0, prec_diag, prec_mat,
-            prec_full, th, max_iter, tol, XT, Z, Zt, G, D, U, a, w, A, L, grad,
-            delta, q, r, trial)
+            prec_full, th, max_iter, tol, have_factor, final_hessian, XT, Z, Zt,
+            G, Gt, D, Dt, U, a, w, A, Ls, grad, delta, q, r, trial)
         out_objective[s] = obj
         out_loss[s] = loss
         out_iter[s] = it
+        if store:
+            # with an l1 part the proximal steps keep no factor
+            factor_ok[s] = 0 if lam1 > 0.0 else 1
         if want_inverse:
-            hessian_inverse(A, L, W, Ainv, th, lam1, l1w, d, True)
+            if lam1 > 0.0:
+                hessian_inverse(A, L, W, Ainv, th, lam1, l1w, l2w, d, True)
+            else:
+                cholesky_inverse(Ls, W, Ainv, d)
             for i in range(d):
                 for j in range(d):
                     inv_sum[b, i, j] += Ainv[i, j]
@@ -418,7 +458,7 @@ def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
                 # the Laplace covariance used by empirical Bayes ignores the
                 # active set: it must vary continuously with the prior, or EM
                 # can cycle between active sets
-                hessian_inverse(A, L, W, Ainv, th, lam1, l1w, d, False)
+                hessian_inverse(A, L, W, Ainv, th, lam1, l1w, l2w, d, False)
             weight = inv_weight[s]
             penalty_trace = 0.0
             for i in range(d):

@@ -19,6 +19,9 @@ from .._kernels._batch import block_size_for, solve_inner
 # accurate task solutions.
 INNER_TOL = 1e-9
 INNER_MAX_ITER = 200
+# Keeping each task's Hessian factor between outer iterations saves most
+# Hessian evaluations; above this many bytes the factors are not kept.
+FACTOR_MEMORY = 512 * 2**20
 
 
 @dataclass
@@ -46,6 +49,7 @@ class InnerSolver:
     def __init__(self, batch, problem, *, n_jobs=None):
         self.batch = batch
         self.problem = problem
+        self.n_jobs = n_jobs
         self.block = block_size_for(batch.n_tasks)
         n_blocks = -(-batch.n_tasks // self.block)
         n_shards = max(1, min(effective_n_jobs(n_jobs), n_blocks))
@@ -59,9 +63,16 @@ class InnerSolver:
         edges = np.unique(edges)
         self.ranges = list(zip(edges[:-1], edges[1:]))
         self.shards = [batch.shard(a, b) for a, b in self.ranges]
+        d = problem.n_params
+        if batch.n_tasks * d * d * 8 <= FACTOR_MEMORY:
+            self.factors = np.empty((batch.n_tasks, d, d))
+            self.factor_ok = np.zeros(batch.n_tasks, dtype=np.uint8)
+        else:
+            self.factors = self.factor_ok = None
+        self._factored_precision = None
 
     def solve(self, theta0, precision, theta, *, want_inverse=False,
-              inv_weight=None):
+              exact_inverse=False, inv_weight=None):
         """Solve every task from the warm start ``theta``; see ``solve_inner``.
 
         Returns a :class:`TaskSolutions`.
@@ -69,13 +80,24 @@ class InnerSolver:
         T = self.batch.n_tasks
         if inv_weight is None:
             inv_weight = np.ones(T)
+        precision = np.asarray(precision, dtype=np.float64)
+        if self.factors is not None and not (
+                self._factored_precision is not None
+                and self._factored_precision.shape == precision.shape
+                and np.array_equal(self._factored_precision, precision)):
+            # the kept factors are of Hessians under another prior
+            self.factor_ok[:] = 0
+            self._factored_precision = precision.copy()
         kwargs = dict(max_iter=INNER_MAX_ITER, tol=INNER_TOL,
-                      want_inverse=want_inverse, block=self.block)
-        jobs = [
-            delayed(solve_inner)(shard, self.problem, theta0, precision,
-                                 theta[a:b], inv_weight=inv_weight[a:b], **kwargs)
-            for (a, b), shard in zip(self.ranges, self.shards)
-        ]
+                      want_inverse=want_inverse, exact_inverse=exact_inverse,
+                      block=self.block)
+        jobs = []
+        for (a, b), shard in zip(self.ranges, self.shards):
+            store = {} if self.factors is None else dict(
+                factors=self.factors[a:b], factor_ok=self.factor_ok[a:b])
+            jobs.append(delayed(solve_inner)(
+                shard, self.problem, theta0, precision, theta[a:b],
+                inv_weight=inv_weight[a:b], **kwargs, **store))
         if len(jobs) == 1:
             func, args, kw = jobs[0]
             parts = [func(*args, **kw)]

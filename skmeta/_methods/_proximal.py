@@ -30,9 +30,14 @@ from scipy import linalg
 from sklearn.exceptions import ConvergenceWarning
 
 from .._kernels._codes import SQUARED
+from ._inner import InnerSolver
 from ._prior import Prior, precision_inverse, psd_solve, split_strength
 
 _MAX_HALVINGS = 30
+# Problems with at least _WARM_UP_FACTOR * _WARM_UP_TASKS tasks first learn
+# the prior on _WARM_UP_TASKS of them.
+_WARM_UP_TASKS = 256
+_WARM_UP_FACTOR = 8
 _HYPERPRIOR_TASKS = 1.0
 
 
@@ -227,8 +232,22 @@ def fit_proximal(solver, prior, *, learn_theta0, kind, learn_gamma, max_iter, to
     """
     step = _Iteration(solver, learn_theta0=learn_theta0, kind=kind,
                       learn_gamma=learn_gamma)
+    T = solver.batch.n_tasks
+    if theta is None and (learn_theta0 or step.learn_prior) and (
+            T >= _WARM_UP_FACTOR * _WARM_UP_TASKS):
+        # Learn a first prior on a spread-out subset of the tasks: the full
+        # problem then starts near its solution and needs fewer (expensive)
+        # iterations over all tasks.
+        subset = np.linspace(0, T - 1, _WARM_UP_TASKS).round().astype(np.intp)
+        sub_solver = InnerSolver(solver.batch.subset(subset), solver.problem,
+                                 n_jobs=solver.n_jobs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            prior = fit_proximal(sub_solver, prior, learn_theta0=learn_theta0,
+                                 kind=kind, learn_gamma=learn_gamma,
+                                 max_iter=max_iter, tol=tol, name=name).prior
     if theta is None:
-        theta = np.tile(prior.theta0, (solver.batch.n_tasks, 1))
+        theta = np.tile(prior.theta0, (T, 1))
     run = _empirical_bayes if step.learn_prior else _fixed_prior
     fit = run(step, prior, theta, max_iter=max_iter, tol=tol, verbose=verbose,
               name=name)

@@ -1,0 +1,1003 @@
+"""The task-batched inner solver and the proximal outer loop, against references.
+
+Every objective is rewritten here in plain numpy, independently of the
+kernels, and minimized with scipy.optimize; the kernels must land on the
+same minimizer, satisfy its optimality conditions, and report the same
+objective. The numpy references are themselves checked against finite
+differences, so a shared mistake cannot make both sides agree.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy import optimize
+from scipy.special import expit, logsumexp, softmax, xlogy
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+from skmeta import MetaClassifier, MetaRegressor
+from skmeta._kernels._batch import (
+    Problem,
+    block_size_for,
+    decision_values,
+    make_batch,
+    solve_inner,
+)
+from skmeta._kernels._codes import LOGISTIC, MULTINOMIAL, POISSON, SQUARED
+from skmeta._methods._inner import InnerSolver
+from skmeta._methods._prior import Prior
+from skmeta._methods._proximal import fit_proximal
+
+CODES = [SQUARED, LOGISTIC, MULTINOMIAL, POISSON]
+CODE_IDS = ["squared", "logistic", "multinomial", "poisson"]
+N_CLASSES = 3
+KERNEL_TOL = 1e-11
+
+
+# --------------------------------------------------------------------------
+# independent numpy reference of one task's objective
+# --------------------------------------------------------------------------
+class Reference:
+    """One task's inner objective, written directly from its definition."""
+
+    def __init__(self, X, y, sw, code, *, fit_intercept, mean_loss, lam2=0.0,
+                 l2w=None, lam1=0.0, l1w=None, theta0=None, precision=None):
+        X = X.toarray() if sp.issparse(X) else np.asarray(X)
+        X = np.asarray(X, dtype=np.float64)
+        self.Xt = np.hstack([X, np.ones((X.shape[0], 1))]) if fit_intercept else X
+        self.y = np.asarray(y, dtype=np.float64)
+        self.sw = np.asarray(sw, dtype=np.float64)
+        self.code = code
+        self.K = N_CLASSES if code == MULTINOMIAL else 1
+        self.p1 = self.Xt.shape[1]
+        self.d = self.K * self.p1
+        self.c = 1.0 / self.sw.sum() if mean_loss else 1.0
+        self.lam2, self.lam1 = lam2, lam1
+        self.l2w = np.ones(self.d) if l2w is None else np.asarray(l2w)
+        self.l1w = np.ones(self.d) if l1w is None else np.asarray(l1w)
+        self.theta0 = np.zeros(self.d) if theta0 is None else np.asarray(theta0)
+        P = np.zeros(self.d) if precision is None else np.asarray(precision)
+        self.P = np.diag(P) if P.ndim == 1 else P
+
+    def _z(self, theta):
+        return self.Xt @ theta.reshape(self.K, self.p1).T  # (n, K)
+
+    def rows(self, theta):
+        """Per-row loss, dloss/dz (n, K) and d2loss/dz2 (n, K, K)."""
+        Z = self._z(theta)
+        y = self.y
+        n = Z.shape[0]
+        if self.code == SQUARED:
+            z = Z[:, 0]
+            return (0.5 * (y - z) ** 2, (z - y)[:, None], np.ones((n, 1, 1)))
+        if self.code == LOGISTIC:
+            z = Z[:, 0]
+            p = expit(z)
+            return (np.logaddexp(0.0, z) - y * z, (p - y)[:, None],
+                    (p * (1 - p))[:, None, None])
+        if self.code == POISSON:
+            z = Z[:, 0]
+            mu = np.exp(z)
+            const = xlogy(y, y) - y
+            return mu - y * z + const, (mu - y)[:, None], mu[:, None, None]
+        onehot = np.eye(self.K)[y.astype(int)]
+        P = softmax(Z, axis=1)
+        loss = logsumexp(Z, axis=1) - np.sum(Z * onehot, axis=1)
+        H = P[:, :, None] * np.eye(self.K)[None] - P[:, :, None] * P[:, None, :]
+        return loss, P - onehot, H
+
+    def loss(self, theta):
+        return self.c * np.sum(self.sw * self.rows(theta)[0])
+
+    def smooth(self, theta):
+        dev = theta - self.theta0
+        return (self.loss(theta) + 0.5 * self.lam2 * np.sum(self.l2w * theta**2)
+                + 0.5 * dev @ self.P @ dev)
+
+    def objective(self, theta):
+        return self.smooth(theta) + self.lam1 * np.sum(self.l1w * np.abs(theta))
+
+    def grad(self, theta):
+        G = self.rows(theta)[1] * (self.c * self.sw)[:, None]
+        data = (G.T @ self.Xt).ravel()
+        return data + self.lam2 * self.l2w * theta + self.P @ (theta - self.theta0)
+
+    def data_hess(self, theta):
+        H = self.rows(theta)[2] * (self.c * self.sw)[:, None, None]
+        out = np.einsum("nkm,ni,nj->kimj", H, self.Xt, self.Xt)
+        return out.reshape(self.d, self.d)
+
+    def hess(self, theta):
+        return (self.data_hess(theta) + np.diag(self.lam2 * self.l2w) + self.P)
+
+
+def scipy_minimize_smooth(ref, x0=None):
+    x0 = np.zeros(ref.d) if x0 is None else x0
+    res = optimize.minimize(ref.smooth, x0, jac=ref.grad, hess=ref.hess,
+                            method="trust-exact", options={"gtol": 1e-12,
+                                                           "maxiter": 1000})
+    return res.x
+
+
+def scipy_minimize_l1(ref):
+    """Smooth reformulation: theta = u - v, u, v >= 0 on l1-penalized entries."""
+    pen = ref.l1w > 0
+    m = int(pen.sum())
+
+    def unpack(x):
+        theta = x[:ref.d].copy()
+        theta[pen] += x[ref.d:ref.d + m] - x[ref.d + m:]
+        return theta
+
+    def fun(x):
+        theta = unpack(x)
+        g = ref.grad(theta)
+        extra = ref.lam1 * ref.l1w[pen]
+        value = ref.smooth(theta) + np.sum(extra * (x[ref.d:ref.d + m]
+                                                    + x[ref.d + m:]))
+        gx = np.concatenate([np.where(pen, 0.0, g), g[pen] + extra,
+                             -g[pen] + extra])
+        return value, gx
+
+    bounds = ([(0, 0) if pj else (None, None) for pj in pen]
+              + [(0, None)] * (2 * m))
+    res = optimize.minimize(fun, np.zeros(ref.d + 2 * m), jac=True,
+                            method="L-BFGS-B", bounds=bounds,
+                            options={"ftol": 1e-15, "gtol": 1e-12,
+                                     "maxiter": 20000, "maxcor": 30})
+    return unpack(res.x)
+
+
+# --------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------
+def make_targets(code, Z, rng):
+    if code == SQUARED:
+        return Z[:, 0] + rng.normal(scale=0.5, size=Z.shape[0])
+    if code == LOGISTIC:
+        return (rng.random(Z.shape[0]) < expit(Z[:, 0])).astype(float)
+    if code == POISSON:
+        return rng.poisson(np.exp(Z[:, 0])).astype(float)
+    P = softmax(Z, axis=1)
+    return np.array([rng.choice(N_CLASSES, p=p) for p in P], dtype=float)
+
+
+def make_tasks(code, sizes, n_features, rng, *, weights=True, density=None):
+    """Rows of several tasks stacked in task order, with task codes."""
+    n = int(np.sum(sizes))
+    X = rng.normal(size=(n, n_features))
+    if density is not None:
+        X[rng.random(X.shape) > density] = 0.0
+    K = N_CLASSES if code == MULTINOMIAL else 1
+    beta = rng.normal(scale=0.5, size=(n_features, K))
+    y = make_targets(code, X @ beta + 0.2, rng)
+    sw = rng.uniform(0.2, 2.0, size=n) if weights else np.ones(n)
+    if weights and sizes[-1] > 6:
+        # weightless rows, kept out of small tasks so every task has weight
+        sw[n - 1 - rng.choice(sizes[-1], size=2, replace=False)] = 0.0
+    tasks = np.repeat(np.arange(len(sizes)), sizes)
+    return X, y, sw, tasks
+
+
+def random_spd(d, rng, scale=1.0):
+    A = rng.normal(size=(d, d))
+    return scale * (A @ A.T / d + 0.3 * np.eye(d))
+
+
+def make_problem(code, n_features, fit_intercept, mean_loss, *, lam2=0.0,
+                 lam1=0.0, l2w=None, l1w=None):
+    K = N_CLASSES if code == MULTINOMIAL else 1
+    d = K * (n_features + int(fit_intercept))
+    return Problem(code, K, n_features, fit_intercept, mean_loss, float(lam2),
+                   float(lam1), np.ones(d) if l2w is None else l2w,
+                   np.ones(d) if l1w is None else l1w)
+
+
+def intercept_mask(problem):
+    p1 = problem.n_features + int(problem.fit_intercept)
+    mask = np.zeros((problem.n_outputs, p1), dtype=bool)
+    if problem.fit_intercept:
+        mask[:, -1] = True
+    return mask.ravel()
+
+
+def task_reference(problem, X, y, sw, tasks, t, theta0, precision):
+    rows = tasks == t
+    return Reference(X[rows], y[rows], sw[rows], problem.code,
+                     fit_intercept=problem.fit_intercept,
+                     mean_loss=problem.mean_loss, lam2=problem.lam2,
+                     l2w=problem.l2w, lam1=problem.lam1, l1w=problem.l1w,
+                     theta0=theta0, precision=precision)
+
+
+def solve(X, y, sw, tasks, problem, theta0, precision, **kwargs):
+    n_tasks = int(tasks.max()) + 1
+    batch, _ = make_batch(X, y, sw, tasks, n_tasks)
+    start = np.zeros((n_tasks, problem.n_params))
+    kwargs.setdefault("tol", KERNEL_TOL)
+    return solve_inner(batch, problem, theta0, precision, start, **kwargs)
+
+
+# --------------------------------------------------------------------------
+# the reference itself
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("code", CODES, ids=CODE_IDS)
+def test_reference_derivatives_match_finite_differences(code):
+    rng = np.random.default_rng(10 + code)
+    X, y, sw, _ = make_tasks(code, [15], 3, rng)
+    K = N_CLASSES if code == MULTINOMIAL else 1
+    d = K * 4
+    ref = Reference(X, y, sw, code, fit_intercept=True, mean_loss=True,
+                    lam2=0.7, l2w=rng.uniform(0, 2, d),
+                    theta0=rng.normal(size=d), precision=random_spd(d, rng))
+    theta = rng.normal(scale=0.3, size=d)
+    eps = 1e-6
+    basis = np.eye(d) * eps
+    fd_grad = np.array([(ref.smooth(theta + e) - ref.smooth(theta - e)) / (2 * eps)
+                        for e in basis])
+    np.testing.assert_allclose(ref.grad(theta), fd_grad, rtol=1e-6, atol=1e-8)
+    fd_hess = np.array([(ref.grad(theta + e) - ref.grad(theta - e)) / (2 * eps)
+                        for e in basis])
+    np.testing.assert_allclose(ref.hess(theta), fd_hess, rtol=1e-6, atol=1e-8)
+
+
+# --------------------------------------------------------------------------
+# smooth problems: the minimizer scipy finds
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("mean_loss", [False, True], ids=["sum", "mean"])
+@pytest.mark.parametrize("prec_kind", ["full", "diag"])
+@pytest.mark.parametrize("fit_intercept", [True, False], ids=["icpt", "noicpt"])
+@pytest.mark.parametrize("code", CODES, ids=CODE_IDS)
+def test_smooth_solution_matches_scipy(code, fit_intercept, prec_kind, mean_loss):
+    rng = np.random.default_rng([code, fit_intercept, prec_kind == "full",
+                                 mean_loss])
+    n_features = 3
+    # a one-sample task and a weightless row exercise the degenerate paths
+    X, y, sw, tasks = make_tasks(code, [1, 18, 35], n_features, rng)
+    problem0 = make_problem(code, n_features, fit_intercept, mean_loss)
+    d = problem0.n_params
+    l2w = rng.uniform(0.5, 2.0, d)
+    l2w[intercept_mask(problem0)] = 0.0
+    # lam2 = 0 on the mean-scaled variant: the prior alone makes it definite
+    lam2 = 0.0 if mean_loss and prec_kind == "full" else 0.4
+    problem = make_problem(code, n_features, fit_intercept, mean_loss,
+                           lam2=lam2, l2w=l2w)
+    theta0 = rng.normal(scale=0.3, size=d)
+    scale = 0.05 if mean_loss else 1.0
+    precision = (random_spd(d, rng, scale) if prec_kind == "full"
+                 else rng.uniform(0.5, 2.0, d) * scale)
+
+    result = solve(X, y, sw, tasks, problem, theta0, precision)
+    assert np.all(result.n_iter > 0)
+    for t in range(3):
+        ref = task_reference(problem, X, y, sw, tasks, t, theta0, precision)
+        theta = result.theta[t]
+        expected = scipy_minimize_smooth(ref)
+        size = max(1.0, np.abs(expected).max())
+        np.testing.assert_allclose(theta, expected, rtol=1e-6, atol=1e-7 * size)
+        # stationarity, independently of scipy's own stopping rule
+        g_scale = max(1.0, np.abs(ref.hess(theta)).max())
+        assert np.abs(ref.grad(theta)).max() < 1e-8 * g_scale
+        np.testing.assert_allclose(result.objective[t], ref.objective(theta),
+                                   rtol=1e-10)
+        np.testing.assert_allclose(result.loss[t], ref.loss(theta), rtol=1e-10,
+                                   atol=1e-14)
+
+
+# --------------------------------------------------------------------------
+# l1: optimality conditions and comparison with a smooth reformulation
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("intercept_l1", [False, True],
+                         ids=["free-icpt", "l1-icpt"])
+@pytest.mark.parametrize("lam2", [0.0, 0.3])
+@pytest.mark.parametrize("code", CODES, ids=CODE_IDS)
+def test_l1_solution_satisfies_kkt_and_beats_scipy(code, lam2, intercept_l1):
+    rng = np.random.default_rng([code, int(lam2 * 10), intercept_l1, 7])
+    n_features = 6
+    X, y, sw, tasks = make_tasks(code, [30, 45], n_features, rng)
+    mean_loss = code in (SQUARED, POISSON)
+    problem0 = make_problem(code, n_features, True, mean_loss)
+    d = problem0.n_params
+    icpt = intercept_mask(problem0)
+    l1w = rng.uniform(0.5, 1.5, d)
+    l1w[icpt] = 0.5 if intercept_l1 else 0.0
+    l2w = np.where(icpt, 0.0, 1.0)
+    lam1 = {SQUARED: 0.25, LOGISTIC: 3.0, MULTINOMIAL: 3.0, POISSON: 0.2}[code]
+    problem = make_problem(code, n_features, True, mean_loss, lam2=lam2,
+                           lam1=lam1, l2w=l2w, l1w=l1w)
+    theta0 = rng.normal(scale=0.05, size=d)
+    precision = np.full(d, 0.01 if mean_loss else 0.2)
+
+    result = solve(X, y, sw, tasks, problem, theta0, precision)
+    assert np.all(result.n_iter > 0)
+    n_zero = 0
+    for t in range(2):
+        ref = task_reference(problem, X, y, sw, tasks, t, theta0, precision)
+        theta = result.theta[t]
+        g = ref.grad(theta)
+        bound = lam1 * l1w
+        nz = theta != 0
+        n_zero += int(np.sum(~nz))
+        atol = 1e-7 * max(1.0, np.abs(ref.hess(theta)).max())
+        np.testing.assert_allclose(g[nz] + bound[nz] * np.sign(theta[nz]), 0.0,
+                                   atol=atol)
+        assert np.all(np.abs(g[~nz]) <= bound[~nz] + atol)
+        if not intercept_l1:
+            # an unpenalized intercept is never clipped and is stationary
+            assert np.all(theta[icpt] != 0)
+            np.testing.assert_allclose(g[icpt], 0.0, atol=atol)
+        np.testing.assert_allclose(result.objective[t], ref.objective(theta),
+                                   rtol=1e-10)
+        reference = scipy_minimize_l1(ref)
+        assert ref.objective(theta) <= ref.objective(reference) + 1e-10 * abs(
+            ref.objective(reference))
+        np.testing.assert_allclose(theta, reference, atol=1e-4)
+    # the penalty must actually bite for the test to mean anything
+    assert 0 < n_zero < 2 * d - 2
+
+
+# --------------------------------------------------------------------------
+# input layouts
+# --------------------------------------------------------------------------
+def messy_csr(X, rng):
+    """CSR of X with explicit zeros, a duplicate entry and unsorted indices.
+
+    Every row stores some of its zeros explicitly and splits one non-zero
+    into two entries of the same column that add up to it.
+    """
+    data, indices, indptr = [], [], [0]
+    for row in X:
+        nonzero = np.flatnonzero(row)
+        zeros = np.flatnonzero(row == 0)
+        cols = list(nonzero) + list(rng.choice(zeros, size=min(2, zeros.size),
+                                               replace=False))
+        values = list(row[cols])
+        if nonzero.size:
+            j = nonzero[0]
+            part = rng.uniform(0.2, 0.8) * row[j]
+            values[0] = row[j] - part
+            cols.append(j)
+            values.append(part)
+        perm = rng.permutation(len(cols))
+        data.extend(np.asarray(values)[perm])
+        indices.extend(np.asarray(cols)[perm])
+        indptr.append(len(indices))
+    M = sp.csr_matrix((np.array(data), np.array(indices, dtype=np.int32),
+                       np.array(indptr, dtype=np.int32)), shape=X.shape)
+    assert not M.has_canonical_format
+    assert np.any(M.data == 0)
+    np.testing.assert_allclose(M.toarray(), X, rtol=1e-15, atol=1e-15)
+    return M
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False], ids=["icpt", "noicpt"])
+@pytest.mark.parametrize("code", CODES, ids=CODE_IDS)
+def test_sparse_input_matches_dense(code, fit_intercept):
+    rng = np.random.default_rng([code, fit_intercept, 3])
+    X, y, sw, tasks = make_tasks(code, [20, 1, 33], 5, rng, density=0.4)
+    # interleave the tasks so that make_batch has to reorder the CSR rows
+    perm = rng.permutation(len(y))
+    X, y, sw, tasks = X[perm], y[perm], sw[perm], tasks[perm]
+    problem = make_problem(code, 5, fit_intercept, code == POISSON, lam2=0.2)
+    d = problem.n_params
+    theta0 = rng.normal(scale=0.2, size=d)
+    precision = random_spd(d, rng, 0.3)
+    Xs = messy_csr(X, rng)
+    dense = solve(X, y, sw, tasks, problem, theta0, precision, want_inverse=True)
+    sparse = solve(Xs, y, sw, tasks, problem, theta0, precision,
+                   want_inverse=True)
+    np.testing.assert_allclose(sparse.theta, dense.theta, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(sparse.objective, dense.objective, rtol=1e-12)
+    np.testing.assert_allclose(sparse.inv_blocks, dense.inv_blocks, rtol=1e-8,
+                               atol=1e-13)
+    np.testing.assert_allclose(sparse.trace, dense.trace, rtol=1e-8, atol=1e-12)
+    # the caller's matrix is left as it was
+    assert not Xs.has_canonical_format
+
+
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+@pytest.mark.parametrize("code", [LOGISTIC, MULTINOMIAL], ids=CODE_IDS[1:3])
+def test_float32_input(code, layout):
+    rng = np.random.default_rng([code, layout == "csr"])
+    X, y, sw, tasks = make_tasks(code, [25, 30], 4, rng, density=0.6)
+    problem = make_problem(code, 4, True, False, lam2=0.3,
+                           lam1=0.5, l1w=np.ones(problem_size(code, 4)))
+    d = problem.n_params
+    theta0 = np.zeros(d)
+    precision = np.full(d, 0.1)
+    X32 = X.astype(np.float32)
+    as_layout = sp.csr_matrix if layout == "csr" else np.asarray
+    r32 = solve(as_layout(X32), y, sw, tasks, problem, theta0, precision)
+    r_rounded = solve(as_layout(X32.astype(np.float64)), y, sw, tasks, problem,
+                      theta0, precision)
+    r64 = solve(as_layout(X), y, sw, tasks, problem, theta0, precision)
+    # float32 data is read exactly and all arithmetic is float64
+    np.testing.assert_allclose(r32.theta, r_rounded.theta, rtol=1e-12,
+                               atol=1e-14)
+    np.testing.assert_allclose(r32.theta, r64.theta, rtol=1e-5, atol=1e-6)
+
+
+def problem_size(code, n_features, fit_intercept=True):
+    K = N_CLASSES if code == MULTINOMIAL else 1
+    return K * (n_features + int(fit_intercept))
+
+
+# --------------------------------------------------------------------------
+# batching
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+@pytest.mark.parametrize("code", CODES, ids=CODE_IDS)
+def test_tasks_solved_together_equal_tasks_solved_alone(code, layout):
+    rng = np.random.default_rng([code, layout == "csr", 5])
+    sizes = [12, 3, 40, 1, 25, 8, 17]
+    X, y, sw, tasks = make_tasks(code, sizes, 4, rng, density=0.7)
+    problem = make_problem(code, 4, True, code == POISSON, lam2=0.1,
+                           lam1=0.05 if code == SQUARED else 0.0)
+    d = problem.n_params
+    theta0 = rng.normal(scale=0.2, size=d)
+    precision = random_spd(d, rng, 0.5)
+    as_layout = sp.csr_matrix if layout == "csr" else np.asarray
+    together = solve(as_layout(X), y, sw, tasks, problem, theta0, precision)
+    for t in range(len(sizes)):
+        rows = tasks == t
+        alone = solve(as_layout(X[rows]), y[rows], sw[rows],
+                      np.zeros(rows.sum(), dtype=int), problem, theta0,
+                      precision)
+        np.testing.assert_array_equal(alone.theta[0], together.theta[t])
+        assert alone.objective[0] == together.objective[t]
+        assert alone.loss[0] == together.loss[t]
+        assert alone.n_iter[0] == together.n_iter[t]
+
+    # rows interleaved across tasks, each task's rows kept in their order:
+    # make_batch's stable sort restores the same batch, bit for bit
+    pos = {t: iter(np.flatnonzero(tasks == t)) for t in range(len(sizes))}
+    interleaved = np.array([next(pos[t]) for t in rng.permutation(tasks)])
+    mixed = solve(as_layout(X[interleaved]), y[interleaved], sw[interleaved],
+                  tasks[interleaved], problem, theta0, precision)
+    np.testing.assert_array_equal(mixed.theta, together.theta)
+
+    # any other order only changes summation order
+    shuffled = rng.permutation(len(y))
+    batch, order = make_batch(as_layout(X[shuffled]), y[shuffled], sw[shuffled],
+                              tasks[shuffled], len(sizes))
+    np.testing.assert_array_equal(batch.y, y[shuffled][order])
+    np.testing.assert_array_equal(np.diff(batch.offsets), sizes)
+    other = solve(as_layout(X[shuffled]), y[shuffled], sw[shuffled],
+                  tasks[shuffled], problem, theta0, precision)
+    np.testing.assert_allclose(other.theta, together.theta, rtol=1e-9,
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("code", CODES, ids=CODE_IDS)
+def test_warm_start_iteration_limit_and_inputs(code):
+    rng = np.random.default_rng([code, 29])
+    X, y, sw, tasks = make_tasks(code, [20, 30, 25], 3, rng)
+    problem = make_problem(code, 3, True, False, lam2=0.3)
+    d = problem.n_params
+    theta0 = rng.normal(scale=0.2, size=d)
+    precision = np.full(d, 0.5)
+    batch, _ = make_batch(X, y, sw, tasks, 3)
+    copies = [a.copy() for a in (batch.Xd, batch.y, batch.sw, theta0, precision)]
+    cold = solve_inner(batch, problem, theta0, precision, np.zeros((3, d)),
+                       tol=KERNEL_TOL)
+    start = rng.normal(size=(3, d))
+    start_copy = start.copy()
+    warm = solve_inner(batch, problem, theta0, precision, start, tol=KERNEL_TOL)
+    # a convex problem has one minimizer, wherever the solver starts
+    np.testing.assert_allclose(warm.theta, cold.theta, rtol=1e-8, atol=1e-10)
+    # the warm start and the batch are read, not written
+    np.testing.assert_array_equal(start, start_copy)
+    for before, after in zip(copies, (batch.Xd, batch.y, batch.sw, theta0,
+                                      precision)):
+        np.testing.assert_array_equal(before, after)
+    # the iteration count is negative when the budget runs out
+    if code != SQUARED:  # a quadratic is solved by its first Newton step
+        short = solve_inner(batch, problem, theta0, precision, start,
+                            max_iter=1, tol=KERNEL_TOL)
+        np.testing.assert_array_equal(short.n_iter, -1)
+        for t in range(3):
+            # the line search only accepts steps that decrease the objective
+            ref = task_reference(problem, X, y, sw, tasks, t, theta0, precision)
+            assert short.objective[t] < ref.objective(start[t])
+            assert short.objective[t] >= warm.objective[t]
+    assert np.all(cold.n_iter > 0) and np.all(warm.n_iter > 0)
+
+
+def test_empty_task_gets_the_penalized_prior_mean():
+    # a task without rows minimizes the penalties alone:
+    # (lam2 diag(l2w) + Pi) theta = Pi theta0
+    rng = np.random.default_rng(31)
+    X, y, sw, tasks = make_tasks(LOGISTIC, [10, 12], 2, rng)
+    tasks = np.where(tasks == 1, 2, 0)  # task 1 has no rows
+    l2w = np.array([1.0, 1.0, 0.0])
+    for mean_loss in (False, True):
+        problem = make_problem(LOGISTIC, 2, True, mean_loss, lam2=0.4, l2w=l2w)
+        theta0 = np.array([0.5, -1.0, 2.0])
+        precision = random_spd(3, rng)
+        result = solve(X, y, sw, tasks, problem, theta0, precision)
+        expected = np.linalg.solve(np.diag(0.4 * l2w) + precision,
+                                   precision @ theta0)
+        np.testing.assert_allclose(result.theta[1], expected, rtol=1e-10)
+        assert result.loss[1] == 0.0
+
+
+def test_task_weights_with_trailing_empty_task():
+    X = np.arange(20.0).reshape(10, 2)
+    sw = np.arange(1.0, 11.0)
+    codes = np.repeat([0, 1], 5)
+    batch, _ = make_batch(X, np.zeros(10), sw, codes, 3)
+    np.testing.assert_array_equal(batch.offsets, [0, 5, 10, 10])
+    np.testing.assert_allclose(batch.task_weights(),
+                               np.bincount(codes, weights=sw, minlength=3))
+
+
+def test_task_weights():
+    rng = np.random.default_rng(37)
+    codes = np.sort(rng.choice([0, 2, 3, 5], size=40))  # tasks 1 and 4 empty
+    codes[-1] = 5
+    sw = rng.uniform(0, 2, 40)
+    batch, _ = make_batch(rng.normal(size=(40, 2)), np.zeros(40), sw, codes, 6)
+    np.testing.assert_allclose(batch.task_weights(),
+                               np.bincount(codes, weights=sw, minlength=6))
+
+
+# --------------------------------------------------------------------------
+# inverse Hessians
+# --------------------------------------------------------------------------
+def inverse_case(code, prec_kind, tol, **kwargs):
+    """Kernel inverse-Hessian outputs and their numpy counterparts."""
+    rng = np.random.default_rng([code, prec_kind == "full", 11])
+    n_tasks = 150  # several tasks per summation block
+    sizes = rng.integers(1, 12, size=n_tasks)
+    X, y, sw, tasks = make_tasks(code, sizes, 2, rng)
+    problem0 = make_problem(code, 2, True, code == POISSON)
+    l2w = np.where(intercept_mask(problem0), 0.0, 1.0)
+    problem = make_problem(code, 2, True, code == POISSON, lam2=0.3, l2w=l2w)
+    d = problem.n_params
+    theta0 = rng.normal(scale=0.3, size=d)
+    precision = (random_spd(d, rng) if prec_kind == "full"
+                 else rng.uniform(0.5, 1.5, d))
+    inv_weight = rng.uniform(0.1, 3.0, n_tasks)
+    result = solve(X, y, sw, tasks, problem, theta0, precision,
+                   want_inverse=True, inv_weight=inv_weight, tol=tol, **kwargs)
+    block = block_size_for(n_tasks)
+    assert block > 1
+    n_blocks = -(-n_tasks // block)
+    assert result.inv_blocks.shape == result.inv_wblocks.shape == (n_blocks, d, d)
+    expected = np.zeros((n_blocks, d, d))
+    expected_w = np.zeros((n_blocks, d, d))
+    expected_trace = np.zeros(n_tasks)
+    penalty = np.diag(problem.lam2 * problem.l2w) + (
+        np.diag(precision) if precision.ndim == 1 else precision)
+    for t in range(n_tasks):
+        ref = task_reference(problem, X, y, sw, tasks, t, theta0, precision)
+        H_inv = np.linalg.inv(ref.hess(result.theta[t]))
+        expected[t // block] += H_inv
+        expected_w[t // block] += inv_weight[t] * H_inv
+        # tr(H_data H^-1), the effective number of parameters fitted by data
+        expected_trace[t] = d - np.trace(penalty @ H_inv)
+    return result, expected, expected_w, expected_trace
+
+
+def assert_inverse_outputs(case, rtol):
+    result, expected, expected_w, expected_trace = case
+    for actual, desired in [(result.inv_blocks, expected),
+                            (result.inv_wblocks, expected_w),
+                            (result.trace, expected_trace)]:
+        np.testing.assert_allclose(actual, desired, rtol=rtol,
+                                   atol=rtol * np.abs(desired).max())
+
+
+@pytest.mark.parametrize("prec_kind", ["full", "diag"])
+@pytest.mark.parametrize("code", CODES, ids=CODE_IDS)
+def test_inverse_hessian_block_sums(code, prec_kind):
+    # By default the inverses are those of the last Hessian the solver
+    # computed, which chord steps may leave a short way from the solution:
+    # good to ~1e-3, enough for the outer loops. This checks layout,
+    # weighting and block summation; the squared loss has a constant
+    # Hessian, so there it must be exact.
+    rtol = 1e-10 if code == SQUARED else 5e-3
+    assert_inverse_outputs(inverse_case(code, prec_kind, KERNEL_TOL), rtol)
+
+
+@pytest.mark.parametrize("prec_kind", ["full", "diag"])
+@pytest.mark.parametrize("code", CODES, ids=CODE_IDS)
+def test_exact_inverse_hessian_is_taken_at_the_solution(code, prec_kind):
+    # exact_inverse asks for the Jacobian of the solutions with respect to
+    # the prior mean: the Hessian must then be evaluated at the solution
+    case = inverse_case(code, prec_kind, KERNEL_TOL, exact_inverse=True)
+    assert_inverse_outputs(case, 1e-8)
+
+
+@pytest.mark.parametrize("code", [SQUARED, LOGISTIC], ids=CODE_IDS[:2])
+def test_inverse_hessian_with_l1_is_restricted_to_active_set(code):
+    rng = np.random.default_rng([code, 13])
+    n_tasks = 12  # one task per block, so blocks are individual tasks
+    assert block_size_for(n_tasks) == 1
+    X, y, sw, tasks = make_tasks(code, [30] * n_tasks, 6, rng)
+    problem0 = make_problem(code, 6, True, True)
+    icpt = intercept_mask(problem0)
+    problem = make_problem(code, 6, True, True, lam2=0.05, lam1=0.1,
+                           l2w=np.where(icpt, 0.0, 1.0),
+                           l1w=np.where(icpt, 0.0, 1.0))
+    d = problem.n_params
+    precision = np.full(d, 0.02)
+    theta0 = np.zeros(d)
+    inv_weight = rng.uniform(0.5, 2.0, n_tasks)
+    # proximal Newton rebuilds its Hessian every step, so a tight solve puts
+    # the last one at the solution
+    result = solve(X, y, sw, tasks, problem, theta0, precision,
+                   want_inverse=True, inv_weight=inv_weight, tol=1e-14)
+    assert np.all(result.n_iter > 0)
+    n_zero = 0
+    for t in range(n_tasks):
+        theta = result.theta[t]
+        ref = task_reference(problem, X, y, sw, tasks, t, theta0, precision)
+        H = ref.hess(theta)
+        active = theta != 0
+        n_zero += int(np.sum(~active))
+        expected = np.zeros((d, d))
+        expected[np.ix_(active, active)] = np.linalg.inv(H[np.ix_(active,
+                                                                  active)])
+        np.testing.assert_allclose(result.inv_blocks[t], expected, rtol=1e-7,
+                                   atol=1e-10)
+        assert np.all(result.inv_blocks[t][~active] == 0)
+        assert np.all(result.inv_blocks[t][:, ~active] == 0)
+        # the weighted sum is the Laplace covariance: the full inverse
+        np.testing.assert_allclose(result.inv_wblocks[t],
+                                   inv_weight[t] * np.linalg.inv(H), rtol=1e-7,
+                                   atol=1e-10)
+    assert n_zero > 0
+
+
+# --------------------------------------------------------------------------
+# predictions
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+@pytest.mark.parametrize("fit_intercept", [True, False], ids=["icpt", "noicpt"])
+@pytest.mark.parametrize("n_outputs", [1, 3])
+def test_decision_values(n_outputs, fit_intercept, layout):
+    rng = np.random.default_rng([n_outputs, fit_intercept, layout == "csr"])
+    n, p, n_models = 40, 5, 4
+    X = rng.normal(size=(n, p))
+    X[rng.random(X.shape) < 0.5] = 0.0
+    coef = rng.normal(size=(n_models, n_outputs, p))
+    intercept = (rng.normal(size=(n_models, n_outputs)) if fit_intercept
+                 else np.zeros((n_models, n_outputs)))
+    blocks = [coef, intercept[:, :, None]] if fit_intercept else [coef]
+    params = np.concatenate(blocks, axis=2).reshape(n_models, -1)
+    row_model = rng.integers(0, n_models, size=n)
+    code = MULTINOMIAL if n_outputs > 1 else SQUARED
+    problem = Problem(code, n_outputs, p, fit_intercept, False, 0.0, 0.0,
+                      np.ones(params.shape[1]), np.ones(params.shape[1]))
+    Xin = messy_csr(X, rng) if layout == "csr" else X
+    out = decision_values(Xin, row_model, params, problem)
+    expected = np.einsum("np,nkp->nk", X, coef[row_model]) + intercept[row_model]
+    assert out.shape == (n, n_outputs)
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-12)
+
+
+# --------------------------------------------------------------------------
+# the proximal outer loop: the joint multi-task objective
+# --------------------------------------------------------------------------
+def joint_reference(refs, P):
+    """J(theta0, theta_1..T) over the stacked vector, with its derivatives.
+
+    The references carry no prior; the coupling term is added here.
+    """
+    T, d = len(refs), refs[0].d
+
+    def split(x):
+        return x[:d], x[d:].reshape(T, d)
+
+    def fun(x):
+        th0, th = split(x)
+        dev = th - th0
+        return (sum(r.smooth(th[t]) for t, r in enumerate(refs))
+                + 0.5 * np.einsum("ti,ij,tj->", dev, P, dev))
+
+    def grad(x):
+        th0, th = split(x)
+        dev = th - th0
+        g_t = np.array([r.grad(th[t]) for t, r in enumerate(refs)]) + dev @ P
+        return np.concatenate([-(dev @ P).sum(axis=0), g_t.ravel()])
+
+    def hess(x):
+        th0, th = split(x)
+        H = np.zeros(((T + 1) * d,) * 2)
+        H[:d, :d] = T * P
+        for t, r in enumerate(refs):
+            s = slice((t + 1) * d, (t + 2) * d)
+            H[s, s] = r.hess(th[t]) + P
+            H[:d, s] = -P
+            H[s, :d] = -P
+        return H
+
+    return fun, grad, hess
+
+
+@pytest.mark.parametrize(
+    "code, mean_loss, prec_kind",
+    [(LOGISTIC, False, "full"), (SQUARED, True, "diag"),
+     (MULTINOMIAL, False, "diag"), (POISSON, True, "full")],
+    ids=["logistic-full", "squared-diag", "multinomial-diag", "poisson-full"])
+def test_fit_proximal_minimizes_joint_objective(code, mean_loss, prec_kind):
+    rng = np.random.default_rng([code, 17])
+    n_tasks, p = 6, 2
+    X, y, sw, tasks = make_tasks(code, [8, 15, 3, 20, 11, 6], p, rng)
+    problem0 = make_problem(code, p, True, mean_loss)
+    l2w = np.where(intercept_mask(problem0), 0.0, 1.0)
+    problem = make_problem(code, p, True, mean_loss, lam2=0.2, l2w=l2w)
+    d = problem.n_params
+    shape = random_spd(d, rng) if prec_kind == "full" else rng.uniform(0.5, 2, d)
+    gamma = 0.7
+    batch, _ = make_batch(X, y, sw, tasks, n_tasks)
+    solver = InnerSolver(batch, problem)
+    prior = Prior(theta0=np.zeros(d), shape=shape, gamma=gamma)
+    # "isotropic" without learn_gamma leaves the given precision fixed
+    fit = fit_proximal(solver, prior, learn_theta0=True, kind="isotropic",
+                       learn_gamma=False, max_iter=100, tol=1e-12)
+    assert fit.converged
+    np.testing.assert_array_equal(fit.prior.precision, gamma * shape)
+
+    refs = [task_reference(problem, X, y, sw, tasks, t, None, None)
+            for t in range(n_tasks)]
+    P = gamma * (np.diag(shape) if shape.ndim == 1 else shape)
+    fun, grad, hess = joint_reference(refs, P)
+    res = optimize.minimize(fun, np.zeros((n_tasks + 1) * d), jac=grad,
+                            hess=hess, method="trust-exact",
+                            options={"gtol": 1e-12, "maxiter": 1000})
+    expected_theta0, expected_theta = res.x[:d], res.x[d:].reshape(n_tasks, d)
+    if code == MULTINOMIAL:
+        # with unpenalized intercepts, shifting every class intercept of the
+        # prior and of all tasks together leaves J unchanged: only the
+        # class-centred parameters are identified
+        def identified(theta):
+            blocks = theta.reshape(-1, N_CLASSES, p + 1)
+            return (blocks - blocks.mean(axis=1, keepdims=True)).reshape(
+                theta.shape)
+    else:
+        def identified(theta):
+            return theta
+    np.testing.assert_allclose(identified(fit.prior.theta0),
+                               identified(expected_theta0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(identified(fit.theta), identified(expected_theta),
+                               rtol=1e-5, atol=1e-7)
+    # stationarity in theta0 makes the prior mean the tasks' mean
+    np.testing.assert_allclose(fit.prior.theta0, fit.theta.mean(axis=0),
+                               rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(fit.objective, res.fun, rtol=1e-9)
+
+
+@pytest.mark.parametrize("code", [SQUARED, LOGISTIC], ids=CODE_IDS[:2])
+def test_fit_proximal_with_l1_is_jointly_optimal(code):
+    # J is convex: (theta0, theta_t) is its minimizer iff each theta_t is the
+    # inner solution under theta0 (KKT, checked against the numpy gradient)
+    # and the theta0-gradient Pi sum_t (theta0 - theta_t) vanishes
+    rng = np.random.default_rng([code, 19])
+    n_tasks, p = 8, 4
+    X, y, sw, tasks = make_tasks(code, rng.integers(5, 30, n_tasks), p, rng)
+    mean_loss = code == SQUARED
+    problem0 = make_problem(code, p, True, mean_loss)
+    icpt = intercept_mask(problem0)
+    penalized = np.where(icpt, 0.0, 1.0)
+    lam1 = 0.1 if mean_loss else 2.0
+    problem = make_problem(code, p, True, mean_loss, lam2=0.05, lam1=lam1,
+                           l2w=penalized, l1w=penalized)
+    d = problem.n_params
+    shape = random_spd(d, rng)
+    gamma = 0.05 if mean_loss else 0.5
+    batch, _ = make_batch(X, y, sw, tasks, n_tasks)
+    fit = fit_proximal(InnerSolver(batch, problem),
+                       Prior(theta0=np.zeros(d), shape=shape, gamma=gamma),
+                       learn_theta0=True, kind="isotropic", learn_gamma=False,
+                       max_iter=100, tol=1e-12)
+    assert fit.converged
+    theta0, theta = fit.prior.theta0, fit.theta
+    np.testing.assert_allclose(theta0, theta.mean(axis=0), rtol=1e-7,
+                               atol=1e-9)
+    assert np.any(theta == 0)
+    for t in range(n_tasks):
+        ref = task_reference(problem, X, y, sw, tasks, t, theta0,
+                             gamma * shape)
+        g = ref.grad(theta[t])
+        nz = theta[t] != 0
+        atol = 1e-6 * max(1.0, np.abs(ref.hess(theta[t])).max())
+        np.testing.assert_allclose(
+            g[nz] + lam1 * penalized[nz] * np.sign(theta[t][nz]), 0.0,
+            atol=atol)
+        assert np.all(np.abs(g[~nz]) <= lam1 * penalized[~nz] + atol)
+
+
+# --------------------------------------------------------------------------
+# empirical Bayes: recovering the population the tasks were drawn from
+# --------------------------------------------------------------------------
+MU = np.array([1.0, -0.5, 0.5])  # two coefficients, then the intercept
+SIGMA = np.array([[0.50, 0.20, 0.10],
+                  [0.20, 0.40, -0.10],
+                  [0.10, -0.10, 0.30]])
+
+
+def draw_linear_tasks(n_tasks, noise, rng, n_per_task=40):
+    theta = rng.multivariate_normal(MU, SIGMA, size=n_tasks)
+    X = rng.normal(size=(n_tasks * n_per_task, 2))
+    tasks = np.repeat(np.arange(n_tasks), n_per_task)
+    y = (np.sum(X * theta[tasks, :2], axis=1) + theta[tasks, 2]
+         + rng.normal(scale=noise, size=len(tasks)))
+    return X, y, tasks
+
+
+def test_empirical_bayes_recovers_gaussian_prior_of_linear_tasks():
+    noise = 0.7
+    errors_mu, errors_sigma = [], []
+    for n_tasks in (50, 300, 2500):
+        X, y, tasks = draw_linear_tasks(n_tasks, noise, np.random.default_rng(n_tasks))
+        meta = MetaRegressor(LinearRegression(), prior="full", gamma="auto",
+                             max_iter=500, tol=1e-8).fit(X, y, tasks=tasks)
+        # with the loss 1/2 ||r||^2 the task negative log-likelihood is that
+        # divided by sigma^2, so the precision in the loss's units is
+        # sigma^2 Sigma^{-1}
+        # the shape is normalized to unit determinant, gamma_ holds the scale
+        np.testing.assert_allclose(np.linalg.det(meta.prior_precision_), 1.0,
+                                   rtol=1e-10)
+        sigma_hat = noise**2 * np.linalg.inv(meta.gamma_ * meta.prior_precision_)
+        errors_mu.append(np.linalg.norm(meta.meta_params_ - MU))
+        errors_sigma.append(np.linalg.norm(sigma_hat - SIGMA)
+                            / np.linalg.norm(SIGMA))
+    assert errors_mu[-1] < 0.05
+    assert errors_sigma[-1] < 0.1
+    assert errors_mu[-1] < errors_mu[0] / 3
+    assert errors_sigma[-1] < errors_sigma[0] / 3
+
+
+def test_empirical_bayes_fixed_point_of_linear_tasks():
+    # At convergence EM reproduces its own estimates. Written out for the
+    # Gaussian hierarchy theta_t ~ N(theta0, Sigma), y = X theta_t + N(0, phi)
+    # with every task's exact posterior N(theta_t, phi A_t^-1):
+    #   theta0 = mean_t theta_t
+    #   M      = mean_t[(theta_t - theta0)(...)^T + phi A_t^-1]
+    #   phi    = (sum_t ||r_t||^2 + phi sum_t tr(H_data,t A_t^-1)) / n
+    #   Pi     = phi inv((1 - s) M + s mean(diag M) I),  s = 1 / (T + 1)
+    # (s is the documented one-task hyperprior toward isotropy).
+    noise, n_tasks, n_per_task = 0.7, 1000, 40
+    X, y, tasks = draw_linear_tasks(n_tasks, noise, np.random.default_rng(1),
+                                    n_per_task)
+    problem = make_problem(SQUARED, 2, True, False, l2w=np.array([1.0, 1.0, 0.0]))
+    batch, _ = make_batch(X, y, np.ones(len(y)), tasks, n_tasks)
+    fit = fit_proximal(InnerSolver(batch, problem),
+                       Prior.initial(np.zeros(3), "full", 1.0),
+                       learn_theta0=True, kind="full", learn_gamma=True,
+                       max_iter=500, tol=1e-10)
+    assert fit.converged
+    phi, P, theta0, theta = (fit.prior.dispersion, fit.prior.precision,
+                             fit.prior.theta0, fit.theta)
+
+    Xt = np.hstack([X, np.ones((len(y), 1))]).reshape(n_tasks, n_per_task, 3)
+    H_data = np.einsum("tni,tnj->tij", Xt, Xt)
+    A_inv = np.linalg.inv(H_data + P)
+    residuals = y.reshape(n_tasks, n_per_task) - np.einsum("tni,ti->tn", Xt,
+                                                           theta)
+    dev = theta - theta0
+    M = dev.T @ dev / n_tasks + phi * A_inv.mean(axis=0)
+    s = 1.0 / (n_tasks + 1)
+    expected_P = phi * np.linalg.inv((1 - s) * M
+                                     + s * np.trace(M) / 3 * np.eye(3))
+    expected_phi = (np.sum(residuals**2) + phi * np.einsum(
+        "tij,tji->", H_data, A_inv)) / len(y)
+    np.testing.assert_allclose(theta0, theta.mean(axis=0), rtol=1e-7,
+                               atol=1e-9)
+    np.testing.assert_allclose(phi, expected_phi, rtol=1e-6)
+    np.testing.assert_allclose(P, expected_P, rtol=1e-5)
+    # and the estimates are near the population the tasks came from
+    np.testing.assert_allclose(phi, noise**2, rtol=0.05)
+    sigma_hat = phi * np.linalg.inv(P)
+    assert np.linalg.norm(sigma_hat - SIGMA) / np.linalg.norm(SIGMA) < 0.15
+
+
+def assert_logistic_em_fixed_point(meta, X, y, tasks):
+    # Laplace EM for a diagonal prior with the log-loss (no noise variance):
+    # theta0 = mean_t theta_t and 1 / Pi = (1 - s) m + s mean(m), with
+    # m = mean_t[(theta_t - theta0)^2 + diag(A_t^-1)], A_t the Hessian of
+    # task t's objective at its solution
+    P = meta.gamma_ * meta.prior_precision_
+    theta0, theta = meta.meta_params_, meta.task_params_
+    n_tasks = theta.shape[0]
+    second = np.empty_like(theta)
+    for t in range(n_tasks):
+        rows = tasks == t
+        ref = Reference(X[rows], y[rows], np.ones(rows.sum()), LOGISTIC,
+                        fit_intercept=True, mean_loss=False, theta0=theta0,
+                        precision=P)
+        second[t] = (theta[t] - theta0) ** 2 + np.diag(
+            np.linalg.inv(ref.hess(theta[t])))
+    m = second.mean(axis=0)
+    s = 1.0 / (n_tasks + 1)
+    np.testing.assert_allclose(theta0, theta.mean(axis=0), rtol=1e-6,
+                               atol=1e-8)
+    np.testing.assert_allclose(P, 1.0 / ((1 - s) * m + s * m.mean()),
+                               rtol=1e-5)
+
+
+def test_empirical_bayes_recovers_prior_mean_of_logistic_tasks():
+    mu = np.array([1.0, -1.0, 0.3])
+    sigma = np.diag([0.3, 0.3, 0.2])
+    errors = []
+    for n_tasks in (50, 300, 2500):
+        rng = np.random.default_rng(100 + n_tasks)
+        theta = rng.multivariate_normal(mu, sigma, size=n_tasks)
+        X = rng.normal(size=(n_tasks * 40, 2))
+        tasks = np.repeat(np.arange(n_tasks), 40)
+        z = np.sum(X * theta[tasks, :2], axis=1) + theta[tasks, 2]
+        y = (rng.random(len(z)) < expit(z)).astype(int)
+        meta = MetaClassifier(LogisticRegression(C=np.inf), prior="diagonal",
+                              gamma="auto", max_iter=300, tol=1e-7)
+        meta.fit(X, y, tasks=tasks)
+        errors.append(np.linalg.norm(meta.meta_params_ - mu))
+        if n_tasks == 300:
+            assert_logistic_em_fixed_point(meta, X, y, tasks)
+    assert errors[0] > errors[1] > errors[2]
+    # the Laplace approximation (as in penalized quasi-likelihood) attenuates
+    # binary random-effect models a little: here theta0 ends ~7% short of mu
+    assert errors[-1] < 0.15
+
+
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+@pytest.mark.parametrize("code", [LOGISTIC, MULTINOMIAL], ids=CODE_IDS[1:3])
+def test_inner_solver_results_do_not_depend_on_n_jobs(code, layout):
+    rng = np.random.default_rng([code, layout == "csr", 23])
+    n_tasks = 300
+    X, y, sw, tasks = make_tasks(code, rng.integers(1, 9, n_tasks), 3, rng,
+                                 density=0.7)
+    problem = make_problem(code, 3, True, False, lam2=0.5)
+    d = problem.n_params
+    Xin = sp.csr_matrix(X) if layout == "csr" else X
+    batch, _ = make_batch(Xin, y, sw, tasks, n_tasks)
+    theta0 = rng.normal(scale=0.2, size=d)
+    precision = random_spd(d, rng)
+    start = np.tile(theta0, (n_tasks, 1))
+    inv_weight = rng.uniform(0.5, 2.0, n_tasks)
+    results = []
+    for n_jobs in (1, 2, 3):
+        solver = InnerSolver(batch, problem, n_jobs=n_jobs)
+        results.append(solver.solve(theta0, precision, start, want_inverse=True,
+                                    inv_weight=inv_weight))
+    assert len(InnerSolver(batch, problem, n_jobs=3).ranges) == 3
+    for other in results[1:]:
+        for name in ("theta", "objective", "n_iter", "trace", "inv_sum",
+                     "inv_wsum"):
+            np.testing.assert_array_equal(getattr(other, name),
+                                          getattr(results[0], name))
+
+    # a solver called again (as the outer loops do, with a moved prior mean)
+    # reaches the same solutions as a fresh one, whatever it kept from the
+    # first call
+    solver = InnerSolver(batch, problem, n_jobs=2)
+    solver.solve(theta0, precision, start)
+    moved = theta0 + rng.normal(scale=0.3, size=d)
+    again = solver.solve(moved, precision, results[0].theta)
+    fresh = InnerSolver(batch, problem).solve(moved, precision, start)
+    np.testing.assert_allclose(again.theta, fresh.theta, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(again.objective, fresh.objective, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------
+# singular systems
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", [2, 3])
+@pytest.mark.parametrize("fit_intercept", [True, False], ids=["icpt", "noicpt"])
+def test_rank_deficient_least_squares_gives_minimum_norm(fit_intercept, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(30, 3))
+    X = np.hstack([X, X[:, :1]])  # the last column repeats the first
+    y = 2 * X[:, 0] + X[:, 1] + 1 + rng.normal(scale=0.1, size=30)
+    problem = make_problem(SQUARED, 4, fit_intercept, False)
+    d = problem.n_params
+    result = solve(X, y, np.ones(30), np.zeros(30, dtype=int), problem,
+                   np.zeros(d), np.zeros(d))
+    Xt = np.hstack([X, np.ones((30, 1))]) if fit_intercept else X
+    # without penalty or prior the minimizers form a line; a least-squares
+    # solver returns the one of least norm, which splits the repeated column
+    expected = np.linalg.pinv(Xt) @ y
+    # along the null direction the jittered system is determined only to
+    # round-off over the jitter; predictions do not depend on it at all
+    np.testing.assert_allclose(result.theta[0], expected, rtol=1e-4)
+    np.testing.assert_allclose(Xt @ result.theta[0], Xt @ expected, rtol=1e-10)
