@@ -412,6 +412,17 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                 f"to partial_fit, {self.classes_}."
             )
         known = self.tasks_
+        has_labels = self.task_column is not None or tasks is not None
+        if known is None and has_labels:
+            raise ValueError(
+                f"This {type(self).__name__} was fitted without task identities "
+                "(a single task); do not pass tasks to partial_fit."
+            )
+        if known is not None and not has_labels:
+            raise ValueError(
+                f"This {type(self).__name__} was fitted on {len(known)} tasks: "
+                "pass tasks= or set task_column in partial_fit."
+            )
 
         def warm(uniques, start):
             if known is None or uniques is None:

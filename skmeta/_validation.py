@@ -72,31 +72,53 @@ def split_task_column(X, task_column):
     return np.delete(X, position, axis=1), labels
 
 
-def check_task_labels(labels, n_samples, *, name="tasks"):
-    """Validate task labels: 1-D, one per sample, no missing values.
+def _is_text(value):
+    return isinstance(value, (str, bytes, np.str_, np.bytes_))
 
-    Integral floats (as read from a numeric column) become integers.
+
+def check_task_labels(labels, n_samples, *, name="tasks"):
+    """Validate task labels: 1-D, one per sample, integers or strings.
+
+    Integral floats (as read from a numeric column) become integers; other
+    floats, missing values and mixtures of numbers and strings are refused.
     """
-    labels = np.asarray(labels)
+    if not hasattr(labels, "dtype"):
+        # np.asarray would quietly turn [1, "a"] into the strings "1", "a"
+        labels = np.asarray(labels, dtype=object)
+        if labels.ndim == 1 and labels.size and all(_is_text(v) for v in labels):
+            labels = labels.astype(str)
+        elif labels.ndim == 1 and labels.size and not any(
+                _is_text(v) or v is None for v in labels):
+            labels = np.asarray(labels.tolist())
+    else:
+        labels = np.asarray(labels)
     if labels.ndim != 1:
         raise ValueError(f"{name} must be 1-dimensional, got shape {labels.shape}.")
     if labels.shape[0] != n_samples:
         raise ValueError(
             f"{name} has {labels.shape[0]} labels but X has {n_samples} samples."
         )
-    if labels.dtype.kind == "f":
-        if not np.all(np.isfinite(labels)):
-            raise ValueError(f"{name} contains NaN or infinite labels.")
-        if np.all(labels == np.round(labels)):
-            labels = labels.astype(np.int64)
-    elif labels.dtype.kind == "O":
+    if labels.dtype.kind == "O":
         if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in labels):
             raise ValueError(f"{name} contains missing labels.")
-        if len({isinstance(v, str) for v in labels}) > 1:
+        kinds = {_is_text(v) for v in labels}
+        if len(kinds) > 1:
             raise ValueError(
                 f"{name} mixes strings and numbers; use one type of label."
             )
-    elif labels.dtype.kind not in "iubUS":
+        if kinds == {True}:
+            return labels.astype(str)
+        labels = np.asarray(labels.tolist())
+    if labels.dtype.kind == "f":
+        if not np.all(np.isfinite(labels)):
+            raise ValueError(f"{name} contains NaN or infinite labels.")
+        if not np.all(labels == np.round(labels)):
+            raise ValueError(
+                f"{name} labels must be integers or strings; got non-integral "
+                f"numbers such as {labels[labels != np.round(labels)][0]!r}."
+            )
+        return labels.astype(np.int64)
+    if labels.dtype.kind not in "iubUS":
         raise ValueError(
             f"{name} labels must be integers or strings, got dtype {labels.dtype}."
         )
@@ -112,13 +134,15 @@ def encode_tasks(labels):
     return uniques, codes.astype(np.intp).ravel()
 
 
+def _text_like(array):
+    if array.dtype.kind in "US":
+        return True
+    return array.dtype.kind == "O" and len(array) > 0 and _is_text(array[0])
+
+
 def lookup_tasks(known, labels):
     """Index of each label in the sorted ``known`` labels, -1 when unseen."""
-    known_str = known.dtype.kind in "USO" and len(known) and isinstance(
-        known[0], str)
-    labels_str = labels.dtype.kind in "US" or (
-        labels.dtype.kind == "O" and len(labels) and isinstance(labels[0], str))
-    if len(known) and len(labels) and bool(known_str) != bool(labels_str):
+    if len(known) and len(labels) and _text_like(known) != _text_like(labels):
         raise ValueError(
             "task labels are of a different type than those seen in fit "
             f"(e.g. {labels[0]!r} vs {known[0]!r})."

@@ -39,6 +39,7 @@ _MAX_HALVINGS = 30
 _WARM_UP_TASKS = 256
 _WARM_UP_FACTOR = 8
 _HYPERPRIOR_TASKS = 1.0
+_SQUAREM_STEP_GROWTH = 4.0
 
 
 @dataclass
@@ -63,7 +64,7 @@ def newton_theta0_step(theta, theta0, precision, inv_sum):
 
 
 def empirical_bayes_update(prior, theta, theta0, solutions, *, kind, learn_gamma,
-                           task_scale, total_weight, squared):
+                           task_scale, total_weight, squared, min_dispersion=0.0):
     """One EM step for the prior covariance (and noise variance).
 
     In the model's natural units, task t's negative log-likelihood is
@@ -88,7 +89,8 @@ def empirical_bayes_update(prior, theta, theta0, solutions, *, kind, learn_gamma
     if squared:
         rss = 2.0 * task_scale * solutions.loss
         expected = rss.sum() + prior.dispersion * solutions.trace.sum()
-        dispersion = max(expected / total_weight, floor)
+        dispersion = max(expected / total_weight, min_dispersion,
+                         np.finfo(float).tiny)
     # A weak conjugate hyperprior (one pseudo-task) shrinks the learned
     # covariance toward its isotropic version; without it, directions in
     # which the tasks do not vary collapse to zero variance (the maximum of
@@ -138,7 +140,7 @@ class _PriorCoordinates:
     def encode(self, prior):
         parts = [prior.theta0] if self.learn_theta0 else []
         if self.squared:
-            parts.append([np.log(prior.dispersion)])
+            parts.append([np.log(max(prior.dispersion, np.finfo(float).tiny))])
         precision = prior.precision
         if self.kind == "full":
             L = linalg.cholesky(precision, lower=True, check_finite=False)
@@ -193,6 +195,10 @@ class _Iteration:
             scale = np.where(positive, scale, scale[positive].mean())
         self.task_scale = np.maximum(scale, np.finfo(float).tiny)
         self.total_weight = max(float(batch.sw.sum()), np.finfo(float).tiny)
+        # tasks with fewer samples than parameters fit exactly, and the noise
+        # variance estimate would go to zero: keep it above round-off of y
+        spread = float(np.var(batch.y)) if batch.n_rows else 1.0
+        self.min_dispersion = 1e-10 * spread if spread > 0 else 1e-300
 
     def solve(self, prior, theta):
         return self.solver.solve(
@@ -213,6 +219,7 @@ class _Iteration:
             prior, theta, theta0, solutions, kind=self.kind,
             learn_gamma=self.learn_gamma, task_scale=self.task_scale,
             total_weight=self.total_weight, squared=self.squared,
+            min_dispersion=self.min_dispersion,
         ).with_theta0(theta0)
 
 
@@ -286,6 +293,10 @@ def _fixed_prior(step, prior, theta, *, max_iter, tol, verbose, name):
         _report(verbose, name, n_iter, solutions, prior)
         if not step.learn_theta0:
             return ProximalFit(prior, theta, n_iter, True, objective)
+        if not np.any(prior.precision):
+            # no transfer: tasks do not depend on theta0, which is their mean
+            return ProximalFit(prior.with_theta0(theta.mean(axis=0)), theta,
+                               n_iter, True, objective)
         proposal = step.propose(prior, solutions)
         if not _changed(proposal.theta0, prior.theta0, tol):
             return ProximalFit(prior, theta, n_iter, True, objective)
@@ -324,6 +335,7 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
         return proposal, done
 
     x0 = prior
+    step_max = 1.0
     while state["n_iter"] < max_iter:
         x1, done = em_map(x0)
         if done or state["n_iter"] >= max_iter:
@@ -335,18 +347,32 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
         r = z1 - z0
         v = z2 - z1 - r
         norm_v = np.linalg.norm(v)
-        if norm_v == 0.0:
+        if norm_v == 0.0 or not np.all(np.isfinite(v)):
             x0 = x2
             continue
-        alpha = min(-1.0, -np.linalg.norm(r) / norm_v)
+        # steplength control of Varadhan & Roland: the extrapolation is
+        # bounded, and the bound grows only while it keeps being reached
+        alpha = -np.linalg.norm(r) / norm_v
+        alpha = max(-step_max, min(-1.0, alpha))
+        if alpha == -step_max:
+            step_max *= _SQUAREM_STEP_GROWTH
         try:
-            x0 = coords.decode(z0 - 2.0 * alpha * r + alpha**2 * v)
+            candidate = coords.decode(z0 - 2.0 * alpha * r + alpha**2 * v)
+            x3, done = em_map(candidate)
         except (FloatingPointError, linalg.LinAlgError, ValueError):
-            x0 = x2
+            x0, step_max = x2, 1.0
             continue
-        if not (np.all(np.isfinite(x0.theta0)) and np.isfinite(x0.gamma)
-                and np.all(np.isfinite(x0.shape))):
-            x0 = x2
+        if done:
+            break
+        # keep the extrapolation only if it left the iterates no worse than
+        # a plain EM step would: the fixed-point residual must not grow
+        z3 = coords.encode(x3)
+        if not np.all(np.isfinite(z3)) or (
+                np.linalg.norm(z3 - coords.encode(candidate))
+                > np.linalg.norm(z2 - z1)):
+            x0, step_max = x2, 1.0
+        else:
+            x0 = x3
     else:
         return ProximalFit(state["prior"], state["theta"], state["n_iter"], False,
                            state.get("objective", np.nan))
