@@ -214,18 +214,17 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         weights = family.row_weights(y_encoded, sample_weight, codes, n_tasks,
                                      getattr(self, "classes_", None))
         batch, _ = make_batch(X, y_encoded, weights, codes, n_tasks)
-        solver = InnerSolver(batch, problem, n_jobs=self.n_jobs)
-
         theta0 = self._initial_theta0(family, problem, n_features)
         # single-task fits and parameter transfer keep theta0 where it is
         learn_theta0 = self.tasks_ is not None and self.prior_estimator is None
         learn_gamma = self.gamma == "auto"
         prior = Prior.initial(theta0, self.prior, 1.0 if learn_gamma else self.gamma)
-        result = fit_proximal(
-            solver, prior, learn_theta0=learn_theta0, kind=self.prior,
-            learn_gamma=learn_gamma, max_iter=self.max_iter, tol=self.tol,
-            verbose=self.verbose, name=self.method,
-        )
+        with InnerSolver(batch, problem, n_jobs=self.n_jobs) as solver:
+            result = fit_proximal(
+                solver, prior, learn_theta0=learn_theta0, kind=self.prior,
+                learn_gamma=learn_gamma, max_iter=self.max_iter, tol=self.tol,
+                verbose=self.verbose, name=self.method,
+            )
         self._family = family
         self.task_params_ = result.theta
         self.meta_params_ = result.prior.theta0

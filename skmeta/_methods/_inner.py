@@ -22,6 +22,8 @@ INNER_MAX_ITER = 200
 # Keeping each task's Hessian factor between outer iterations saves most
 # Hessian evaluations; above this many bytes the factors are not kept.
 FACTOR_MEMORY = 512 * 2**20
+# Below this many entries of X per shard, a thread costs more than it saves.
+MIN_SHARD_ENTRIES = 200_000
 
 
 @dataclass
@@ -44,7 +46,11 @@ class TaskSolutions:
 
 
 class InnerSolver:
-    """Exact inner solves of all tasks of one batch, sharded over ``n_jobs``."""
+    """Exact inner solves of all tasks of one batch, sharded over ``n_jobs``.
+
+    Use it as a context manager: the joblib workers are started once and
+    reused by every :meth:`solve` inside the ``with`` block.
+    """
 
     def __init__(self, batch, problem, *, n_jobs=None):
         self.batch = batch
@@ -52,7 +58,9 @@ class InnerSolver:
         self.n_jobs = n_jobs
         self.block = block_size_for(batch.n_tasks)
         n_blocks = -(-batch.n_tasks // self.block)
-        n_shards = max(1, min(effective_n_jobs(n_jobs), n_blocks))
+        entries = batch.n_rows * max(problem.n_features, 1)
+        n_shards = max(1, min(effective_n_jobs(n_jobs), n_blocks,
+                              entries // MIN_SHARD_ENTRIES))
         # cut between blocks so that shards hold similar numbers of rows
         block_starts = np.arange(n_blocks) * self.block
         rows_before = batch.offsets[block_starts]
@@ -70,9 +78,21 @@ class InnerSolver:
         else:
             self.factors = self.factor_ok = None
         self._factored_precision = None
+        self._parallel = None
+
+    def __enter__(self):
+        if len(self.shards) > 1:
+            self._parallel = Parallel(n_jobs=len(self.shards), prefer="threads")
+            self._parallel.__enter__()
+        return self
+
+    def __exit__(self, *exc_info):
+        if self._parallel is not None:
+            self._parallel.__exit__(*exc_info)
+            self._parallel = None
 
     def solve(self, theta0, precision, theta, *, want_inverse=False,
-              exact_inverse=False, inv_weight=None):
+              exact_inverse=False, inv_weight=None, tol=INNER_TOL):
         """Solve every task from the warm start ``theta``; see ``solve_inner``.
 
         Returns a :class:`TaskSolutions`.
@@ -88,7 +108,7 @@ class InnerSolver:
             # the kept factors are of Hessians under another prior
             self.factor_ok[:] = 0
             self._factored_precision = precision.copy()
-        kwargs = dict(max_iter=INNER_MAX_ITER, tol=INNER_TOL,
+        kwargs = dict(max_iter=INNER_MAX_ITER, tol=tol,
                       want_inverse=want_inverse, exact_inverse=exact_inverse,
                       block=self.block)
         jobs = []
@@ -101,6 +121,8 @@ class InnerSolver:
         if len(jobs) == 1:
             func, args, kw = jobs[0]
             parts = [func(*args, **kw)]
+        elif self._parallel is not None:
+            parts = self._parallel(jobs)
         else:
             parts = Parallel(n_jobs=len(jobs), prefer="threads")(jobs)
         solutions = TaskSolutions(

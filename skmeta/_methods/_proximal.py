@@ -30,7 +30,7 @@ from scipy import linalg
 from sklearn.exceptions import ConvergenceWarning
 
 from .._kernels._codes import SQUARED
-from ._inner import InnerSolver
+from ._inner import INNER_TOL, InnerSolver
 from ._prior import Prior, precision_inverse, psd_solve, split_strength
 
 _MAX_HALVINGS = 30
@@ -200,11 +200,11 @@ class _Iteration:
         spread = float(np.var(batch.y)) if batch.n_rows else 1.0
         self.min_dispersion = 1e-10 * spread if spread > 0 else 1e-300
 
-    def solve(self, prior, theta):
+    def solve(self, prior, theta, tol=INNER_TOL):
         return self.solver.solve(
             prior.theta0, prior.precision, theta,
             want_inverse=self.learn_theta0 or self.learn_prior,
-            inv_weight=1.0 / self.task_scale)
+            inv_weight=1.0 / self.task_scale, tol=tol)
 
     def propose(self, prior, solutions):
         """The next prior: Newton step on theta0, EM step on the rest."""
@@ -246,9 +246,9 @@ def fit_proximal(solver, prior, *, learn_theta0, kind, learn_gamma, max_iter, to
         # problem then starts near its solution and needs fewer (expensive)
         # iterations over all tasks.
         subset = np.linspace(0, T - 1, _WARM_UP_TASKS).round().astype(np.intp)
-        sub_solver = InnerSolver(solver.batch.subset(subset), solver.problem,
-                                 n_jobs=solver.n_jobs)
-        with warnings.catch_warnings():
+        with InnerSolver(solver.batch.subset(subset), solver.problem,
+                         n_jobs=solver.n_jobs) as sub_solver, \
+                warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             prior = fit_proximal(sub_solver, prior, learn_theta0=learn_theta0,
                                  kind=kind, learn_gamma=learn_gamma,
