@@ -59,8 +59,10 @@ class InnerSolver:
         self.block = block_size_for(batch.n_tasks)
         n_blocks = -(-batch.n_tasks // self.block)
         entries = batch.n_rows * max(problem.n_features, 1)
-        n_shards = max(1, min(effective_n_jobs(n_jobs), n_blocks,
-                              entries // MIN_SHARD_ENTRIES))
+        n_shards = min(effective_n_jobs(n_jobs), n_blocks)
+        if MIN_SHARD_ENTRIES > 0:
+            n_shards = min(n_shards, entries // MIN_SHARD_ENTRIES)
+        n_shards = max(1, n_shards)
         # cut between blocks so that shards hold similar numbers of rows
         block_starts = np.arange(n_blocks) * self.block
         rows_before = batch.offsets[block_starts]
