@@ -29,6 +29,12 @@ from sklearn.utils.validation import (
 
 from ._families import family_for
 from ._kernels._batch import decision_values, make_batch
+from ._methods._bilevel import (
+    BILEVEL_METHODS,
+    DEFAULT_MAX_ITER,
+    InnerProcedure,
+    fit_bilevel,
+)
 from ._methods._inner import InnerSolver
 from ._methods._prior import Prior
 from ._methods._proximal import fit_proximal
@@ -39,7 +45,7 @@ from ._validation import (
     split_task_column,
 )
 
-_METHODS = {"proximal"}
+_METHODS = {"proximal", *BILEVEL_METHODS}
 _TASKS_REQUESTED = {"tasks": True}
 
 
@@ -53,7 +59,13 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         "prior": [StrOptions({"isotropic", "diagonal", "full"})],
         "task_column": [Integral, str, None],
         "prior_estimator": [HasMethods(["fit", "predict"]), None],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "inner_steps": [Interval(Integral, 0, None, closed="left")],
+        "inner_lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "first_order": ["boolean"],
+        "meta_lr": [Interval(Real, 0, None, closed="neither"), None],
+        "meta_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "query_fraction": [Interval(Real, 0, 1, closed="right")],
+        "max_iter": [Interval(Integral, 1, None, closed="left"), None],
         "tol": [Interval(Real, 0, None, closed="left")],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
@@ -78,7 +90,13 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         prior="isotropic",
         task_column=None,
         prior_estimator=None,
-        max_iter=100,
+        inner_steps=5,
+        inner_lr="auto",
+        first_order=False,
+        meta_lr=None,
+        meta_batch_size=32,
+        query_fraction=0.5,
+        max_iter=None,
         tol=1e-4,
         n_jobs=None,
         random_state=None,
@@ -90,6 +108,12 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         self.prior = prior
         self.task_column = task_column
         self.prior_estimator = prior_estimator
+        self.inner_steps = inner_steps
+        self.inner_lr = inner_lr
+        self.first_order = first_order
+        self.meta_lr = meta_lr
+        self.meta_batch_size = meta_batch_size
+        self.query_fraction = query_fraction
         self.max_iter = max_iter
         self.tol = tol
         self.n_jobs = n_jobs
@@ -215,6 +239,15 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                                      getattr(self, "classes_", None))
         batch, _ = make_batch(X, y_encoded, weights, codes, n_tasks)
         theta0 = self._initial_theta0(family, problem, n_features)
+        self._family = family
+        if self.method == "proximal":
+            self._fit_proximal(batch, problem, theta0)
+        else:
+            self._fit_bilevel(batch, problem, theta0)
+        self.meta_estimator_ = self._build(self.meta_params_, self.n_iter_)
+        return self
+
+    def _fit_proximal(self, batch, problem, theta0):
         # single-task fits and parameter transfer keep theta0 where it is
         learn_theta0 = self.tasks_ is not None and self.prior_estimator is None
         learn_gamma = self.gamma == "auto"
@@ -222,17 +255,44 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         with InnerSolver(batch, problem, n_jobs=self.n_jobs) as solver:
             result = fit_proximal(
                 solver, prior, learn_theta0=learn_theta0, kind=self.prior,
-                learn_gamma=learn_gamma, max_iter=self.max_iter, tol=self.tol,
-                verbose=self.verbose, name=self.method,
+                learn_gamma=learn_gamma,
+                max_iter=100 if self.max_iter is None else self.max_iter,
+                tol=self.tol, verbose=self.verbose, name=self.method,
             )
-        self._family = family
+        self._procedure = InnerProcedure("proximal", 0, None, False)
         self.task_params_ = result.theta
         self.meta_params_ = result.prior.theta0
         self.prior_precision_ = result.prior.shape
         self.gamma_ = result.prior.gamma
         self.n_iter_ = result.n_iter
-        self.meta_estimator_ = self._build(self.meta_params_, result.n_iter)
-        return self
+
+    def _fit_bilevel(self, batch, problem, theta0):
+        if self.gamma == "auto" or self.prior != "isotropic":
+            raise ValueError(
+                f"method={self.method!r} meta-learns the prior mean (and, for "
+                "'metasgd', the step sizes) by gradient; a learned prior "
+                "(gamma='auto', prior='diagonal' or 'full') is learned by "
+                "empirical Bayes with method='proximal' only. Set a numeric "
+                "gamma and prior='isotropic', or method='proximal'."
+            )
+        shape = np.ones(problem.n_params)
+        result = fit_bilevel(
+            batch, problem, theta0, self.gamma * shape, method=self.method,
+            inner_steps=self.inner_steps, inner_lr=self.inner_lr,
+            first_order=self.first_order, meta_lr=self.meta_lr,
+            meta_batch_size=self.meta_batch_size,
+            max_iter=DEFAULT_MAX_ITER if self.max_iter is None else self.max_iter,
+            query_fraction=self.query_fraction, random_state=self.random_state,
+            verbose=self.verbose, n_jobs=self.n_jobs,
+        )
+        self._procedure = result.procedure
+        self.task_params_ = result.theta
+        self.meta_params_ = result.theta0
+        self.prior_precision_ = shape
+        self.gamma_ = float(self.gamma)
+        self.n_iter_ = result.n_iter
+        if self.method != "imaml":
+            self.inner_lr_ = result.procedure.alpha
 
     def _initial_theta0(self, family, problem, n_features):
         if self.prior_estimator is None:
@@ -347,8 +407,13 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         return self._family.split_params(self.task_params_,
                                          self._n_model_features())[1]
 
-    def _solve_new_tasks(self, X, y, tasks, sample_weight, warm=None):
-        """Solve tasks of new data from the fitted prior: ``(labels, theta)``."""
+    def _solve_new_tasks(self, X, y, tasks, sample_weight):
+        """Adapt tasks of new data from the fitted prior: ``(labels, theta)``.
+
+        The method's own inner procedure is used: the exact solve for
+        ``"proximal"`` and ``"imaml"``, the (learned) gradient steps for the
+        others.
+        """
         X, y, labels = self._check_input(X, y, tasks, reset=False)
         y_encoded = self._encode_y(y, known_only=True)
         self._family.check_targets(y_encoded)
@@ -363,13 +428,13 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                                            n_tasks,
                                            getattr(self, "classes_", None))
         batch, _ = make_batch(X, y_encoded, weights, codes, n_tasks)
-        start = np.tile(self.meta_params_, (n_tasks, 1))
-        if warm is not None:
-            start = warm(uniques, start)
-        precision = self.gamma_ * self.prior_precision_
-        solutions = InnerSolver(batch, self._problem(), n_jobs=self.n_jobs).solve(
-            self.meta_params_, precision, start)
-        return uniques, solutions.theta
+        theta = self._procedure.adapt(batch, self._problem(), self.meta_params_,
+                                      self._precision(), n_jobs=self.n_jobs)
+        return uniques, theta
+
+    def _precision(self):
+        """The transfer term's precision ``gamma * Lambda``."""
+        return self.gamma_ * self.prior_precision_
 
     def adapt(self, X, y, tasks=None, sample_weight=None):
         """Fit new task(s) from the meta-learned prior (few-shot learning).
@@ -423,14 +488,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                 "pass tasks= or set task_column in partial_fit."
             )
 
-        def warm(uniques, start):
-            if known is None or uniques is None:
-                return np.tile(self.task_params_[0], (start.shape[0], 1))
-            codes = lookup_tasks(known, uniques)
-            start[codes >= 0] = self.task_params_[codes[codes >= 0]]
-            return start
-
-        uniques, theta = self._solve_new_tasks(X, y, tasks, sample_weight, warm)
+        uniques, theta = self._solve_new_tasks(X, y, tasks, sample_weight)
         if known is None:
             self.task_params_ = theta
             return self

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from ._implicit import implicit_tasks
 from ._newton import solve_tasks
 from ._predict import decision_rows
+from ._unroll import gram_spectral_norms, unroll_tasks
 
 # Blocks of tasks are the unit of parallel work and of summation; their size
 # depends only on the number of tasks so that sums are thread-count invariant.
@@ -244,3 +246,94 @@ def decision_values(X, row_model, params, problem):
                          np.ascontiguousarray(params, dtype=np.float64),
                          problem.n_outputs, problem.n_features,
                          problem.fit_intercept)
+
+
+def _precision_arrays(precision):
+    precision = np.asarray(precision, dtype=np.float64)
+    if precision.ndim == 2:
+        return np.empty(0), np.ascontiguousarray(precision), True
+    return np.ascontiguousarray(precision), np.empty((0, 0)), False
+
+
+def _problem_arrays(problem):
+    return (problem.code, problem.n_outputs, problem.n_features,
+            problem.fit_intercept, problem.mean_loss, problem.lam2, problem.lam1,
+            np.ascontiguousarray(problem.l2w, dtype=np.float64),
+            np.ascontiguousarray(problem.l1w, dtype=np.float64))
+
+
+@dataclass
+class UnrollResult:
+    """Adapted parameters, query losses and per-block meta-gradient sums."""
+
+    theta: np.ndarray
+    query_loss: np.ndarray
+    grad_theta0_blocks: np.ndarray
+    grad_alpha_blocks: np.ndarray
+
+
+def unroll(batch, problem, task_sel, seeds, n_query, theta0, precision, alpha,
+           task_step, n_steps, mode, block):
+    """Unrolled inner loops of tasks ``task_sel``; see ``_unroll.unroll_tasks``."""
+    n_sel = len(task_sel)
+    d = problem.n_params
+    n_blocks = max(1, -(-n_sel // block))
+    theta = np.empty((n_sel, d))
+    query_loss = np.empty(n_sel)
+    grad_theta0 = np.zeros((n_blocks, d))
+    grad_alpha = np.zeros((n_blocks, d))
+    prec_diag, prec_mat, prec_full = _precision_arrays(precision)
+    unroll_tasks(
+        batch.Xd, batch.data, batch.indices, batch.indptr, batch.is_sparse,
+        batch.y, batch.sw, batch.offsets,
+        np.ascontiguousarray(task_sel, dtype=np.intp),
+        np.ascontiguousarray(seeds, dtype=np.int64),
+        np.ascontiguousarray(n_query, dtype=np.intp), *_problem_arrays(problem),
+        np.ascontiguousarray(theta0, dtype=np.float64), prec_diag, prec_mat,
+        prec_full, np.ascontiguousarray(alpha, dtype=np.float64),
+        np.ascontiguousarray(task_step, dtype=np.float64), int(n_steps),
+        int(mode), int(block), theta, query_loss, grad_theta0, grad_alpha)
+    return UnrollResult(theta, query_loss, grad_theta0, grad_alpha)
+
+
+@dataclass
+class ImplicitResult:
+    """Support solutions, query losses and per-block implicit meta-gradients."""
+
+    theta: np.ndarray
+    query_loss: np.ndarray
+    grad_theta0_blocks: np.ndarray
+    n_iter: np.ndarray
+
+
+def implicit(batch, problem, task_sel, seeds, n_query, theta0, precision, theta,
+             block, *, max_iter=200, tol=1e-10):
+    """Exact support solves and implicit meta-gradients of tasks ``task_sel``."""
+    n_sel = len(task_sel)
+    d = problem.n_params
+    n_blocks = max(1, -(-n_sel // block))
+    theta = np.array(theta, dtype=np.float64, order="C", copy=True)
+    query_loss = np.empty(n_sel)
+    grad_theta0 = np.zeros((n_blocks, d))
+    n_iter = np.empty(n_sel, dtype=np.intp)
+    prec_diag, prec_mat, prec_full = _precision_arrays(precision)
+    implicit_tasks(
+        batch.Xd, batch.data, batch.indices, batch.indptr, batch.is_sparse,
+        batch.y, batch.sw, batch.offsets,
+        np.ascontiguousarray(task_sel, dtype=np.intp),
+        np.ascontiguousarray(seeds, dtype=np.int64),
+        np.ascontiguousarray(n_query, dtype=np.intp), *_problem_arrays(problem),
+        np.ascontiguousarray(theta0, dtype=np.float64), prec_diag, prec_mat,
+        prec_full, theta, int(max_iter), float(tol), int(block), query_loss,
+        grad_theta0, n_iter)
+    return ImplicitResult(theta, query_loss, grad_theta0, n_iter)
+
+
+def spectral_norms(batch, problem, n_iter=30):
+    """Per task, the largest eigenvalue of the datafit's curvature bound."""
+    out = np.empty(batch.n_tasks)
+    gram_spectral_norms(batch.Xd, batch.data, batch.indices, batch.indptr,
+                        batch.is_sparse, batch.y, batch.sw, batch.offsets,
+                        problem.code, problem.n_outputs, problem.n_features,
+                        problem.fit_intercept, int(n_iter), out)
+    return out

@@ -236,7 +236,7 @@ def solve_task(is_sparse, Xd, data, indices, indptr, y, sw, start, stop, code,
         sparse_predictor(data, indices, indptr, start, stop, theta, n_outputs,
                          n_features, fit_intercept, Z)
     else:
-        dense_predictor(XT, n, p1, theta, n_outputs, Z)
+        dense_predictor(XT, 0, n, p1, theta, n_outputs, Z)
     loss = scale * datafit_derivatives(code, y, sw, start, stop, Z, n_outputs, G,
                                        D)
     smooth, l1 = penalty_parts(theta, theta0, prec_diag, prec_mat, prec_full,
@@ -249,7 +249,7 @@ def solve_task(is_sparse, Xd, data, indices, indptr, y, sw, start, stop, code,
             sparse_gradient(data, indices, indptr, start, stop, G, scale,
                             n_outputs, n_features, fit_intercept, grad)
         else:
-            dense_gradient(XT, n, p1, G, scale, n_outputs, grad)
+            dense_gradient(XT, 0, n, p1, G, scale, n_outputs, grad)
         fresh = refresh or has_l1
         if fresh:
             build_hessian(is_sparse, XT, data, indices, indptr, sw, start, stop,
@@ -277,7 +277,7 @@ def solve_task(is_sparse, Xd, data, indices, indptr, y, sw, start, stop, code,
             sparse_predictor(data, indices, indptr, start, stop, delta, n_outputs,
                              n_features, fit_intercept, U)
         else:
-            dense_predictor(XT, n, p1, delta, n_outputs, U)
+            dense_predictor(XT, 0, n, p1, delta, n_outputs, U)
         step = 1.0
         t_loss = loss
         t_smooth = smooth

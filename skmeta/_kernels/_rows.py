@@ -32,28 +32,31 @@ def load_dense_block(Xd, start, stop, n_features, fit_intercept, XT):
 
 
 @helper
-def dense_predictor(XT, n, p1, theta, n_outputs, Z):
-    """``Z[k, r] = XT[:, r] . theta_k`` for the ``n`` rows of a loaded task."""
+def dense_predictor(XT, lo, hi, p1, theta, n_outputs, Z):
+    """``Z[k, r - lo] = XT[:, r] . theta_k`` for loaded rows ``lo:hi``."""
     for k in range(n_outputs):
         base = k * p1
-        for r in range(n):
+        for r in range(hi - lo):
             Z[k, r] = 0.0
         for j in range(p1):
             t = theta[base + j]
             if t != 0.0:
-                for r in range(n):
-                    Z[k, r] += t * XT[j, r]
+                for r in range(lo, hi):
+                    Z[k, r - lo] += t * XT[j, r]
 
 
 @helper
-def dense_gradient(XT, n, p1, G, scale, n_outputs, out):
-    """Add ``scale * X_tilde^T G_k`` to each output's block of ``out``."""
+def dense_gradient(XT, lo, hi, p1, G, scale, n_outputs, out):
+    """Add ``scale * X_tilde^T G_k`` (loaded rows ``lo:hi``) to ``out``.
+
+    ``G[k, r - lo]`` belongs to row ``r``.
+    """
     for k in range(n_outputs):
         base = k * p1
         for j in range(p1):
             s = 0.0
-            for r in range(n):
-                s += XT[j, r] * G[k, r]
+            for r in range(lo, hi):
+                s += XT[j, r] * G[k, r - lo]
             out[base + j] += scale * s
 
 
@@ -61,9 +64,9 @@ def dense_gradient(XT, n, p1, G, scale, n_outputs, out):
 def dense_gram(XT, n, p1, a, w, out, row0, col0, diagonal_block):
     """Add ``X_tilde^T diag(a) X_tilde`` to the block at ``out[row0, col0]``.
 
-    Only the lower triangle is written for a diagonal block. ``w`` is a
-    workspace of length ``n``. Four output columns share each load of ``w``
-    (this is the hot loop of the whole package).
+    Uses loaded rows ``0:n``. Only the lower triangle is written for a
+    diagonal block. ``w`` is a workspace of length ``n``. Four output columns
+    share each load of ``w`` (this is the hot loop of the whole package).
     """
     for j1 in range(p1):
         for r in range(n):

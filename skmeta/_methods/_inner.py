@@ -141,3 +141,25 @@ class InnerSolver:
             solutions.inv_wsum = np.concatenate(
                 [p.inv_wblocks for p in parts]).sum(axis=0)
         return solutions
+
+
+def map_task_chunks(func, n_tasks, block, n_jobs, batch):
+    """``[func(lo, hi), ...]`` over consecutive chunks of tasks, on threads.
+
+    Chunks start at multiples of ``block`` (so that per-block sums do not
+    depend on the chunking) and are only made when each would hold enough
+    data to be worth a thread.
+    """
+    n_blocks = -(-n_tasks // block)
+    entries = batch.n_rows * max(batch.Xd.shape[1] if not batch.is_sparse else 1, 1)
+    n_chunks = min(effective_n_jobs(n_jobs), n_blocks)
+    if MIN_SHARD_ENTRIES > 0:
+        n_chunks = min(n_chunks, entries // MIN_SHARD_ENTRIES)
+    n_chunks = max(1, n_chunks)
+    edges = np.unique(np.linspace(0, n_blocks, n_chunks + 1).round().astype(int))
+    bounds = [(int(a) * block, min(int(b) * block, n_tasks))
+              for a, b in zip(edges[:-1], edges[1:])]
+    if len(bounds) == 1:
+        return [func(*bounds[0])]
+    return Parallel(n_jobs=len(bounds), prefer="threads")(
+        delayed(func)(lo, hi) for lo, hi in bounds)

@@ -1,0 +1,140 @@
+"""Task-batched implicit meta-gradients (iMAML) of exactly solved tasks.
+
+Each selected task's rows are shuffled and split into support and query
+(as in :mod:`._unroll`). The task's inner problem is solved exactly on the
+support, and the derivative of its solution with respect to the prior mean
+follows from the implicit function theorem: at the solution the gradient of
+``J_t(theta) + 1/2 (theta - theta0)^T Pi (theta - theta0)`` vanishes, so
+
+    d theta_t / d theta0 = A_t^{-1} Pi,
+
+with ``A_t`` the objective's Hessian at the solution (restricted to the
+active set when an l1 penalty holds coordinates at zero). The meta-gradient
+of the query loss ``Q_t`` is then ``Pi A_t^{-1} grad Q_t(theta_t)``, one
+Cholesky solve per task (Rajeswaran et al., 2019, solve the same system by
+conjugate gradient).
+"""
+
+import numpy as np
+
+from ._datafits import datafit_derivatives
+from ._jit import kernel
+from ._linalg import cholesky_solve
+from ._newton import hessian_inverse, solve_task
+from ._rows import load_dense_block
+from ._unroll import gather_rows, local_gradient, local_predictor, shuffled_rows
+
+
+@kernel
+def implicit_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
+                   seeds, n_query, code, n_outputs, n_features, fit_intercept,
+                   mean_loss, lam2, lam1, l2w, l1w, theta0, prec_diag, prec_mat,
+                   prec_full, theta, max_iter, tol, block_size, query_loss,
+                   grad_theta0, out_iter):
+    """Exact support solves, query losses and implicit meta-gradients.
+
+    ``theta[s]`` is the warm start and receives the support solution of task
+    ``task_sel[s]``; block ``b`` of ``grad_theta0`` receives the sum over its
+    tasks of the gradient of the query loss with respect to ``theta0``.
+    """
+    n_sel = task_sel.shape[0]
+    d = theta0.shape[0]
+    p1 = n_features + fit_intercept
+    n_max = 1
+    nnz_max = 1
+    for s in range(n_sel):
+        t = task_sel[s]
+        n_max = max(n_max, offsets[t + 1] - offsets[t])
+        if is_sparse:
+            nnz_max = max(nnz_max, indptr[offsets[t + 1]] - indptr[offsets[t]])
+    rows = np.empty(n_max, dtype=np.intp)
+    Xloc = np.empty((0 if is_sparse else n_max, n_features), dtype=Xd.dtype)
+    XT = np.empty((0 if is_sparse else p1, n_max))
+    ldata = np.empty(nnz_max if is_sparse else 0, dtype=data.dtype)
+    lindices = np.empty(nnz_max if is_sparse else 0, dtype=indices.dtype)
+    lindptr = np.empty(n_max + 1 if is_sparse else 0, dtype=indptr.dtype)
+    ly = np.empty(n_max)
+    lsw = np.empty(n_max)
+    Z = np.empty((n_outputs, n_max))
+    Zt = np.empty((n_outputs, n_max))
+    G = np.empty((n_outputs, n_max))
+    Gt = np.empty((n_outputs, n_max))
+    D = np.empty((n_outputs, n_max))
+    Dt = np.empty((n_outputs, n_max))
+    U = np.empty((n_outputs, n_max))
+    a = np.empty(n_max)
+    w = np.empty(n_max)
+    A = np.empty((d, d))
+    L = np.empty((d, d))
+    W = np.empty((d, d))
+    Ainv = np.empty((d, d))
+    grad = np.empty(d)
+    delta = np.empty(d)
+    q = np.empty(d)
+    r = np.empty(d)
+    trial = np.empty(d)
+    v = np.empty(d)
+    x = np.empty(d)
+    grad_theta0[:] = 0.0
+    for s in range(n_sel):
+        b = s // block_size
+        t = task_sel[s]
+        start = offsets[t]
+        n = offsets[t + 1] - start
+        nq = min(n_query[s], n)
+        ns = n - nq
+        shuffled_rows(start, start + n, seeds[s], rows)
+        gather_rows(is_sparse, Xd, data, indices, indptr, y, sw, rows, n,
+                    n_features, Xloc, ldata, lindices, lindptr, ly, lsw)
+        th = theta[s]
+        obj, loss, it = solve_task(
+            is_sparse, Xloc, ldata, lindices, lindptr, ly, lsw, 0, ns, code,
+            n_outputs, n_features, fit_intercept, mean_loss, lam2, lam1, l2w,
+            l1w, theta0, prec_diag, prec_mat, prec_full, th, max_iter, tol,
+            False, True, XT, Z, Zt, G, Gt, D, Dt, U, a, w, A, L, grad, delta, q,
+            r, trial)
+        out_iter[s] = it
+        if nq == 0:
+            query_loss[s] = 0.0
+            continue
+        scale_q = 1.0
+        if mean_loss:
+            wq = 0.0
+            for i in range(ns, n):
+                wq += lsw[i]
+            scale_q = 1.0 / wq if wq > 0.0 else 0.0
+        # the query rows, loaded where the dense primitives read them
+        if not is_sparse:
+            load_dense_block(Xloc, ns, n, n_features, fit_intercept, XT)
+            local_predictor(False, XT, ldata, lindices, lindptr, 0, nq, th,
+                            n_outputs, n_features, fit_intercept, Z)
+        else:
+            local_predictor(True, XT, ldata, lindices, lindptr, ns, n, th,
+                            n_outputs, n_features, fit_intercept, Z)
+        query_loss[s] = scale_q * datafit_derivatives(code, ly, lsw, ns, n, Z,
+                                                      n_outputs, G, U)
+        for j in range(d):
+            v[j] = 0.0
+        if not is_sparse:
+            local_gradient(False, XT, ldata, lindices, lindptr, 0, nq, G, scale_q,
+                           n_outputs, n_features, fit_intercept, v)
+        else:
+            local_gradient(True, XT, ldata, lindices, lindptr, ns, n, G, scale_q,
+                           n_outputs, n_features, fit_intercept, v)
+        if lam1 > 0.0:
+            hessian_inverse(A, L, W, Ainv, th, lam1, l1w, l2w, d, True)
+            for i in range(d):
+                acc = 0.0
+                for j in range(d):
+                    acc += Ainv[i, j] * v[j]
+                x[i] = acc
+        else:
+            cholesky_solve(L, v, x, d)
+        for i in range(d):
+            if prec_full:
+                acc = 0.0
+                for j in range(d):
+                    acc += prec_mat[i, j] * x[j]
+            else:
+                acc = prec_diag[i] * x[i]
+            grad_theta0[b, i] += acc

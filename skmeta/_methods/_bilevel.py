@@ -1,0 +1,212 @@
+"""Bilevel meta-learners: iMAML, MAML / first-order MAML, Meta-SGD, Reptile.
+
+All four learn the prior mean ``theta0`` (Meta-SGD also the per-parameter
+inner step sizes ``alpha``) by stochastic optimization over meta-batches of
+training tasks. Each meta-iteration samples ``meta_batch_size`` tasks, splits
+each into a support and a query part at random (``query_fraction``), adapts
+on the support with the method's inner procedure and scores the query:
+
+* ``"maml"``: ``inner_steps`` (proximal) gradient steps from ``theta0``;
+  exact second-order meta-gradient, or first order (``first_order=True``).
+* ``"metasgd"``: the same with learned per-parameter step sizes.
+* ``"imaml"``: the inner problem solved exactly; implicit meta-gradient.
+* ``"reptile"``: ``inner_steps`` gradient steps on all of a task's data,
+  then ``theta0 <- theta0 + meta_lr * mean(theta_t - theta0)``.
+
+The meta-objective is the mean over the meta-batch of each task's query
+loss, in the base estimator's own scaling and without penalty (the penalties
+act in the inner problem); MAML, Meta-SGD and iMAML minimize it with Adam.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import linalg
+from sklearn.utils import check_random_state
+
+from .._kernels._batch import (
+    block_size_for,
+    implicit,
+    spectral_norms,
+    unroll,
+)
+from .._kernels._unroll import FIRST_ORDER, FORWARD, SECOND_ORDER
+from ._inner import InnerSolver, map_task_chunks
+
+BILEVEL_METHODS = ("imaml", "maml", "metasgd", "reptile")
+DEFAULT_META_LR = {"imaml": 0.01, "maml": 0.01, "metasgd": 0.01, "reptile": 0.5}
+DEFAULT_MAX_ITER = 500
+
+_ADAM_BETA1 = 0.9
+_ADAM_BETA2 = 0.999
+_ADAM_EPS = 1e-8
+
+
+class Adam:
+    """Adam (Kingma & Ba, 2015) on one parameter array."""
+
+    def __init__(self, learning_rate, shape):
+        self.learning_rate = learning_rate
+        self.m = np.zeros(shape)
+        self.v = np.zeros(shape)
+        self.t = 0
+
+    def step(self, param, grad):
+        self.t += 1
+        self.m = _ADAM_BETA1 * self.m + (1.0 - _ADAM_BETA1) * grad
+        self.v = _ADAM_BETA2 * self.v + (1.0 - _ADAM_BETA2) * grad**2
+        m_hat = self.m / (1.0 - _ADAM_BETA1**self.t)
+        v_hat = self.v / (1.0 - _ADAM_BETA2**self.t)
+        return param - self.learning_rate * m_hat / (np.sqrt(v_hat) + _ADAM_EPS)
+
+
+def query_sizes(sizes, query_fraction):
+    """Number of query rows of tasks with ``sizes`` rows.
+
+    A task needs two rows to have both a support and a query row; with a
+    single row it is all support. ``query_fraction=1`` makes every row a
+    query row (no support: the tasks are scored at the prior mean).
+    """
+    sizes = np.asarray(sizes)
+    if query_fraction >= 1.0:
+        return sizes.copy()
+    n_query = np.clip(np.rint(query_fraction * sizes), 1, np.maximum(sizes - 1, 1))
+    return np.where(sizes >= 2, n_query, 0).astype(np.intp)
+
+
+def task_steps(batch, problem, precision, support_fraction, auto):
+    """Per-task scale of the inner step: ``1 / L_t`` with ``inner_lr="auto"``.
+
+    ``L_t`` bounds the smoothness of task t's support objective: the
+    datafit's curvature bound times the largest eigenvalue of the task's
+    weighted Gram matrix, plus the l2 penalty and the transfer term's largest
+    precision. For averaged losses the support's share of the weight is
+    estimated from its share of the rows.
+    """
+    if not auto:
+        return np.ones(batch.n_tasks)
+    gram = spectral_norms(batch, problem)
+    if problem.mean_loss:
+        weight = batch.task_weights() * support_fraction
+        gram = np.where(weight > 0, gram / np.maximum(weight, 1e-300), 0.0)
+    precision = np.asarray(precision)
+    top = (linalg.eigvalsh(precision)[-1] if precision.ndim == 2
+           else float(precision.max(initial=0.0)))
+    smoothness = gram + problem.lam2 * float(problem.l2w.max(initial=0.0)) + top
+    return np.where(smoothness > 0, 1.0 / np.maximum(smoothness, 1e-300), 1.0)
+
+
+@dataclass(frozen=True)
+class InnerProcedure:
+    """How a task is adapted from the meta-knowledge, in training and after.
+
+    ``alpha`` holds the per-parameter step sizes (multipliers of ``1 / L_t``
+    when ``auto``).
+    """
+
+    method: str
+    n_steps: int
+    alpha: np.ndarray
+    auto: bool
+
+    def adapt(self, batch, problem, theta0, precision, *, n_jobs=None):
+        """Parameters of every task of ``batch`` adapted on all its rows."""
+        T = batch.n_tasks
+        if self.method in ("proximal", "imaml"):
+            with InnerSolver(batch, problem, n_jobs=n_jobs) as solver:
+                return solver.solve(theta0, precision,
+                                    np.tile(theta0, (T, 1))).theta
+        steps = task_steps(batch, problem, precision, np.ones(T), self.auto)
+        block = block_size_for(T)
+
+        def run(lo, hi):
+            tasks = np.arange(lo, hi)
+            return unroll(batch, problem, tasks, np.full(hi - lo, -1),
+                          np.zeros(hi - lo), theta0, precision, self.alpha,
+                          steps[lo:hi], self.n_steps, FORWARD, block).theta
+
+        return np.concatenate(map_task_chunks(run, T, block, n_jobs, batch))
+
+
+@dataclass
+class BilevelFit:
+    theta0: np.ndarray
+    procedure: InnerProcedure
+    theta: np.ndarray
+    n_iter: int
+    meta_loss: np.ndarray
+
+
+def meta_gradient(batch, problem, method, task_sel, seeds, n_query, theta0,
+                  precision, alpha, steps, n_steps, first_order, warm=None):
+    """Mean query loss of the selected tasks and its meta-gradients.
+
+    Returns ``(loss, grad_theta0, grad_alpha, adapted)``; ``grad_alpha`` is
+    ``None`` for iMAML, ``adapted`` the tasks' adapted parameters.
+    """
+    B = len(task_sel)
+    block = block_size_for(B)
+    if method == "imaml":
+        start = np.tile(theta0, (B, 1)) if warm is None else warm
+        res = implicit(batch, problem, task_sel, seeds, n_query, theta0,
+                       precision, start, block)
+        return (res.query_loss.mean(), res.grad_theta0_blocks.sum(axis=0) / B,
+                None, res.theta)
+    mode = FIRST_ORDER if first_order else SECOND_ORDER
+    res = unroll(batch, problem, task_sel, seeds, n_query, theta0, precision,
+                 alpha, steps[task_sel], n_steps, mode, block)
+    return (res.query_loss.mean(), res.grad_theta0_blocks.sum(axis=0) / B,
+            res.grad_alpha_blocks.sum(axis=0) / B, res.theta)
+
+
+def fit_bilevel(batch, problem, theta0, precision, *, method, inner_steps,
+                inner_lr, first_order, meta_lr, meta_batch_size, max_iter,
+                query_fraction, random_state, verbose=0, n_jobs=None):
+    """Meta-train with a bilevel method, then adapt every training task."""
+    rng = check_random_state(random_state)
+    T = batch.n_tasks
+    d = problem.n_params
+    auto = isinstance(inner_lr, str) and inner_lr == "auto"
+    alpha = np.full(d, 1.0 if auto else float(inner_lr))
+    sizes = np.diff(batch.offsets)
+    if method == "reptile":
+        n_query = np.zeros(T, dtype=np.intp)  # Reptile adapts on all rows
+    else:
+        n_query = query_sizes(sizes, query_fraction)
+    support_fraction = np.where(sizes > 0, (sizes - n_query) / np.maximum(sizes, 1),
+                                0.0)
+    steps = task_steps(batch, problem, precision, support_fraction, auto)
+    B = min(meta_batch_size, T)
+    lr = DEFAULT_META_LR[method] if meta_lr is None else meta_lr
+    theta0 = np.array(theta0, dtype=np.float64)
+    theta_opt = Adam(lr, d)
+    alpha_opt = Adam(lr, d)
+    warm = np.tile(theta0, (T, 1)) if method == "imaml" else None
+    losses = np.empty(max_iter)
+    for it in range(max_iter):
+        task_sel = np.sort(rng.choice(T, size=B, replace=False))
+        seeds = rng.randint(0, 2**31 - 1, size=B)
+        if method == "reptile":
+            res = unroll(batch, problem, task_sel, seeds, n_query[task_sel],
+                         theta0, precision, alpha, steps[task_sel], inner_steps,
+                         FORWARD, block_size_for(B))
+            displacement = (res.theta - theta0).mean(axis=0)
+            theta0 = theta0 + lr * displacement
+            losses[it] = float(np.linalg.norm(displacement))
+        else:
+            loss, g_theta0, g_alpha, adapted = meta_gradient(
+                batch, problem, method, task_sel, seeds, n_query[task_sel],
+                theta0, precision, alpha, steps, inner_steps, first_order,
+                None if warm is None else warm[task_sel])
+            if warm is not None:
+                warm[task_sel] = adapted
+            theta0 = theta_opt.step(theta0, g_theta0)
+            if method == "metasgd":
+                alpha = alpha_opt.step(alpha, g_alpha)
+            losses[it] = loss
+        if verbose and (it + 1) % max(1, max_iter // 10) == 0:
+            what = "mean step" if method == "reptile" else "query loss"
+            print(f"[{method}] meta-iteration {it + 1}: {what} {losses[it]:.6g}")
+    procedure = InnerProcedure(method, inner_steps, alpha, auto)
+    theta = procedure.adapt(batch, problem, theta0, precision, n_jobs=n_jobs)
+    return BilevelFit(theta0, procedure, theta, max_iter, losses)
