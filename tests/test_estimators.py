@@ -274,7 +274,7 @@ def test_gamma_zero_with_a_task_missing_a_class_converges():
     LogisticRegression(C=2.0).fit(X[tasks == 2], y[tasks == 2])
     meta = MetaClassifier(LogisticRegression(C=2.0), gamma=0.0).fit(
         X, y, tasks=tasks)
-    assert meta.n_iter_ < meta.max_iter
+    assert meta.n_iter_ < 100  # the default outer iteration budget
 
 
 def test_gamma_zero_ridge_equals_per_task_ridge(regression_data):
