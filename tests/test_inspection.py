@@ -1,0 +1,111 @@
+"""per_task_score, within_task_explained_variance and AdaptationCurveDisplay."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.neighbors import KNeighborsClassifier
+
+from skmeta import MetaClassifier, MetaRegressor
+from skmeta.datasets import make_meta_classification, make_meta_regression
+from skmeta.metrics import per_task_score, within_task_explained_variance
+
+
+def test_per_task_score_matches_scores_computed_task_by_task():
+    rng = np.random.default_rng(0)
+    tasks = rng.choice(["b", "a", "c"], size=60)
+    y = rng.integers(0, 2, 60)
+    pred = np.where(rng.random(60) < 0.7, y, 1 - y)
+    table = per_task_score(y, pred, tasks)
+    assert table["task"].tolist() == ["a", "b", "c"]
+    for label, score, n in zip(table["task"], table["score"], table["n_samples"]):
+        rows = tasks == label
+        assert n == rows.sum()
+        assert score == accuracy_score(y[rows], pred[rows])
+    regression = per_task_score(y + 0.5, pred + 0.1, tasks, scoring=r2_score)
+    rows = tasks == "a"
+    assert regression["score"][0] == r2_score(y[rows] + 0.5, pred[rows] + 0.1)
+
+
+def test_per_task_score_min_samples_and_errors():
+    table = per_task_score([1.0, 2.0, 3.0], [1.0, 2.5, 3.0], [0, 0, 1],
+                           scoring="r2", min_samples=2)
+    assert np.isnan(table["score"][1]) and np.isfinite(table["score"][0])
+    with pytest.raises(ValueError, match="samples"):
+        per_task_score([0, 1], [0, 1, 1], [0, 0, 1])
+
+
+def test_within_task_explained_variance_definition():
+    rng = np.random.default_rng(1)
+    tasks = np.repeat([0, 1, 2], 10)
+    y = rng.normal(size=30) + 5.0 * tasks
+    pred = y + rng.normal(scale=0.5, size=30)
+    means = np.array([y[tasks == t].mean() for t in range(3)])[tasks]
+    expected = 1 - np.mean((y - pred) ** 2) / np.mean((y - means) ** 2)
+    assert np.isclose(within_task_explained_variance(y, pred, tasks), expected)
+    # predicting each task's mean scores exactly zero
+    assert np.isclose(within_task_explained_variance(y, means, tasks), 0.0)
+
+
+@pytest.fixture(scope="module")
+def curve():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from skmeta.inspection import AdaptationCurveDisplay
+
+    X, y, tasks = make_meta_classification(
+        n_tasks=60, n_samples_per_task=40, n_features=10, n_informative=2,
+        n_redundant=4, task_spread=1.0, random_state=0)
+    return AdaptationCurveDisplay.from_estimator(
+        MetaClassifier(LogisticRegression(), gamma="auto", prior="full"), X, y,
+        groups=tasks,
+        shots=(1, 5), baselines={"logistic per task": LogisticRegression(),
+                                 "k-NN per task": KNeighborsClassifier()},
+        n_repeats=2, random_state=0)
+
+
+def test_adaptation_curve_display_attributes(curve):
+    import matplotlib.pyplot as plt
+
+    assert set(curve.scores) == {"skmeta", "logistic per task", "k-NN per task"}
+    assert all(v.shape == (2, 2) for v in curve.scores.values())
+    assert curve.ax_.get_xlabel().startswith("samples of each new task")
+    assert set(curve.lines_) == set(curve.scores)
+    np.testing.assert_allclose(curve.lines_["skmeta"].get_ydata(),
+                               curve.scores["skmeta"].mean(axis=0))
+    # drawing again on given axes reuses them
+    _, ax = plt.subplots()
+    assert curve.plot(ax=ax).ax_ is ax
+    plt.close("all")
+
+
+def test_adaptation_curve_meta_learning_helps_at_one_shot(curve):
+    scores = {name: values.mean(axis=0) for name, values in curve.scores.items()}
+    assert scores["skmeta"][0] > scores["logistic per task"][0]
+    assert scores["skmeta"][0] > scores["k-NN per task"][0]
+    # more shots help every approach
+    assert all(v[1] > v[0] for v in scores.values())
+
+
+def test_adaptation_curve_regression_and_pooled():
+    pytest.importorskip("matplotlib")
+    from skmeta.inspection import AdaptationCurveDisplay
+
+    X, y, tasks = make_meta_regression(n_tasks=40, n_samples_per_task=30,
+                                       n_features=5, n_informative=5, noise=5.0,
+                                       random_state=0)
+    display = AdaptationCurveDisplay.from_estimator(
+        # a small base penalty: with 3 samples, Ridge's own alpha=1 would pull
+        # each task toward zero harder than the learned prior pulls it to theta0
+        MetaRegressor(Ridge(alpha=1e-3), gamma="auto"), X, y, groups=tasks,
+        shots=(3, 10),
+        n_repeats=1, random_state=0)
+    assert set(display.scores) == {"skmeta", "per_task", "pooled"}
+    assert display.scoring == "r2"
+    assert display.scores["skmeta"][0, 0] > display.scores["pooled"][0, 0]
+    assert display.scores["skmeta"][0, 0] > display.scores["per_task"][0, 0]
+    with pytest.raises(ValueError, match="Unknown baselines"):
+        AdaptationCurveDisplay.from_estimator(
+            MetaRegressor(), X, y, groups=tasks, baselines=("nope",))
