@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from ._implicit import implicit_tasks
 from ._newton import solve_tasks
 from ._predict import decision_rows
-from ._unroll import gram_spectral_norms, unroll_tasks
+from ._unroll import unroll_tasks
 
 # Blocks of tasks are the unit of parallel work and of summation; their size
 # depends only on the number of tasks so that sums are thread-count invariant.
@@ -272,8 +272,18 @@ class UnrollResult:
     grad_alpha_blocks: np.ndarray
 
 
+def step_offset(problem, precision):
+    """Largest curvature of the penalty plus transfer term (for auto steps)."""
+    precision = np.asarray(precision, dtype=np.float64)
+    if precision.ndim == 2:
+        top = float(np.linalg.eigvalsh(precision)[-1]) if precision.size else 0.0
+    else:
+        top = float(precision.max(initial=0.0))
+    return problem.lam2 * float(problem.l2w.max(initial=0.0)) + top
+
+
 def unroll(batch, problem, task_sel, seeds, n_query, theta0, precision, alpha,
-           task_step, n_steps, mode, block):
+           auto_step, n_steps, mode, block):
     """Unrolled inner loops of tasks ``task_sel``; see ``_unroll.unroll_tasks``."""
     n_sel = len(task_sel)
     d = problem.n_params
@@ -291,7 +301,7 @@ def unroll(batch, problem, task_sel, seeds, n_query, theta0, precision, alpha,
         np.ascontiguousarray(n_query, dtype=np.intp), *_problem_arrays(problem),
         np.ascontiguousarray(theta0, dtype=np.float64), prec_diag, prec_mat,
         prec_full, np.ascontiguousarray(alpha, dtype=np.float64),
-        np.ascontiguousarray(task_step, dtype=np.float64), int(n_steps),
+        bool(auto_step), step_offset(problem, precision), int(n_steps),
         int(mode), int(block), theta, query_loss, grad_theta0, grad_alpha)
     return UnrollResult(theta, query_loss, grad_theta0, grad_alpha)
 
@@ -327,13 +337,3 @@ def implicit(batch, problem, task_sel, seeds, n_query, theta0, precision, theta,
         prec_full, theta, int(max_iter), float(tol), int(block), query_loss,
         grad_theta0, n_iter)
     return ImplicitResult(theta, query_loss, grad_theta0, n_iter)
-
-
-def spectral_norms(batch, problem, n_iter=30):
-    """Per task, the largest eigenvalue of the datafit's curvature bound."""
-    out = np.empty(batch.n_tasks)
-    gram_spectral_norms(batch.Xd, batch.data, batch.indices, batch.indptr,
-                        batch.is_sparse, batch.y, batch.sw, batch.offsets,
-                        problem.code, problem.n_outputs, problem.n_features,
-                        problem.fit_intercept, int(n_iter), out)
-    return out

@@ -11,7 +11,8 @@ from the prior mean,
 with ``J_t`` the task's smooth objective on the support (datafit, l2 penalty,
 transfer term toward ``theta0``), and a query part, on which the adapted
 parameters are scored. ``alpha`` holds per-parameter step sizes and ``s_t``
-a per-task scale (``1 / L_t`` for ``inner_lr="auto"``).
+a per-task scale: 1, or ``1 / L_t`` for ``inner_lr="auto"``, computed on the
+rows the task adapts on (so the same in meta-training and in adaptation).
 
 The meta-gradient of the query loss with respect to ``theta0`` and
 ``alpha`` is computed by back-propagating through the steps, with exact
@@ -40,6 +41,7 @@ from ._rows import (
 FORWARD = 0
 FIRST_ORDER = 1
 SECOND_ORDER = 2
+_POWER_ITERATIONS = 20
 
 
 @helper
@@ -120,18 +122,74 @@ def curvature_times(code, lsw, lo, hi, Dk, U, n_outputs, scale):
             U[0, r] *= scale * Dk[0, r]
 
 
+@helper
+def support_curvature(is_sparse, XT, ldata, lindices, lindptr, ly, lsw, lo, hi,
+                      code, n_features, fit_intercept, vec, nxt, Z):
+    """Largest eigenvalue of ``X_tilde^T diag(c) X_tilde`` over rows ``lo:hi``.
+
+    ``c_i`` is the sample weight times a bound on the datafit's curvature
+    (1 squared error, 1/4 logistic, 1/2 multinomial; for the Poisson
+    deviance, whose curvature is unbounded, ``max(y_i, mean y, 1e-3)``, its
+    value near the solution). Power iteration from a fixed start vector.
+    """
+    p1 = n_features + fit_intercept
+    n = hi - lo
+    if n == 0:
+        return 0.0
+    mean_y = 0.0
+    for i in range(lo, hi):
+        mean_y += ly[i]
+    mean_y /= n
+    for j in range(p1):
+        vec[j] = 1.0 / math.sqrt(p1)
+    value = 0.0
+    for _ in range(_POWER_ITERATIONS):
+        local_predictor(is_sparse, XT, ldata, lindices, lindptr, lo, hi, vec, 1,
+                        n_features, fit_intercept, Z)
+        for r in range(n):
+            i = lo + r
+            if code == MULTINOMIAL:
+                c = 0.5
+            elif code == LOGISTIC:
+                c = 0.25
+            elif code == POISSON:
+                c = max(ly[i], mean_y, 1e-3)
+            else:
+                c = 1.0
+            Z[0, r] *= c * lsw[i]
+        for j in range(p1):
+            nxt[j] = 0.0
+        local_gradient(is_sparse, XT, ldata, lindices, lindptr, lo, hi, Z, 1.0, 1,
+                       n_features, fit_intercept, nxt)
+        norm = 0.0
+        for j in range(p1):
+            norm += nxt[j] * nxt[j]
+        norm = math.sqrt(norm)
+        if norm == 0.0:
+            return 0.0
+        value = norm
+        for j in range(p1):
+            vec[j] = nxt[j] / norm
+    return value
+
+
 @kernel
 def unroll_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
                  seeds, n_query, code, n_outputs, n_features, fit_intercept,
                  mean_loss, lam2, lam1, l2w, l1w, theta0, prec_diag, prec_mat,
-                 prec_full, alpha, task_step, n_steps, mode, block_size,
+                 prec_full, alpha, auto_step, step_offset, n_steps, mode,
+                 block_size,
                  theta_out, query_loss, grad_theta0, grad_alpha):
     """Unrolled inner loops of the selected tasks, with meta-gradients.
 
     Task ``task_sel[s]`` has its rows shuffled with ``seeds[s]`` (no shuffle
     when negative); its last ``n_query[s]`` rows are the query, the others the
     support. ``theta_out[s]`` receives the adapted parameters and
-    ``query_loss[s]`` the query loss there (in the estimator's scaling). With
+    ``query_loss[s]`` the query loss there (in the estimator's scaling). The
+    inner step on parameter ``j`` is ``alpha[j]``, times ``1 / L_t`` with
+    ``auto_step``: ``L_t`` bounds the smoothness of the task's support
+    objective (see ``support_curvature``; ``step_offset`` adds the penalty's
+    and the transfer term's largest curvature). With
     ``mode`` FIRST_ORDER or SECOND_ORDER, block ``b`` of ``grad_theta0`` and
     ``grad_alpha`` receives the sum over its tasks of the gradients of the
     query loss with respect to ``theta0`` and ``alpha``.
@@ -168,6 +226,8 @@ def unroll_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
     v = np.empty(d)
     hv = np.empty(d)
     direct = np.empty(d)
+    vec = np.empty(p1)
+    nxt = np.empty(p1)
     grad_theta0[:] = 0.0
     grad_alpha[:] = 0.0
     for s in range(n_sel):
@@ -193,7 +253,12 @@ def unroll_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
                 wq += lsw[r]
             scale_s = 1.0 / ws if ws > 0.0 else 0.0
             scale_q = 1.0 / wq if wq > 0.0 else 0.0
-        step = task_step[s]
+        step = 1.0
+        if auto_step:
+            smoothness = step_offset + scale_s * support_curvature(
+                is_sparse, XT, ldata, lindices, lindptr, ly, lsw, 0, ns, code,
+                n_features, fit_intercept, vec, nxt, Z)
+            step = 1.0 / smoothness if smoothness > 0.0 else 1.0
 
         # forward: the inner steps, keeping what the backward pass needs
         for j in range(d):
@@ -278,75 +343,3 @@ def unroll_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
                 adj[j] = adj_u[j] - hv[j]
         for j in range(d):
             grad_theta0[b, j] += adj[j] + direct[j]
-
-
-@kernel
-def gram_spectral_norms(Xd, data, indices, indptr, is_sparse, y, sw, offsets,
-                        code, n_outputs, n_features, fit_intercept, n_iter, out):
-    """Largest eigenvalue of each task's ``X_tilde^T diag(c) X_tilde``.
-
-    ``c_i`` is the sample weight times a bound on the datafit's curvature
-    (1 squared, 1/4 logistic, 1/2 multinomial; for the Poisson deviance,
-    whose curvature is unbounded, ``max(y_i, mean y, 1e-3)``, its value near
-    the solution). Power iteration from a fixed start, so deterministic.
-    """
-    n_tasks = offsets.shape[0] - 1
-    p1 = n_features + fit_intercept
-    n_max = 1
-    for t in range(n_tasks):
-        n_max = max(n_max, offsets[t + 1] - offsets[t])
-    XT = np.empty((0 if is_sparse else p1, n_max))
-    Z = np.empty((1, n_max))
-    vec = np.empty(p1)
-    nxt = np.empty(p1)
-    for t in range(n_tasks):
-        start = offsets[t]
-        stop = offsets[t + 1]
-        n = stop - start
-        if n == 0:
-            out[t] = 0.0
-            continue
-        if not is_sparse:
-            load_dense_block(Xd, start, stop, n_features, fit_intercept, XT)
-        mean_y = 0.0
-        for i in range(start, stop):
-            mean_y += y[i]
-        mean_y /= n
-        for j in range(p1):
-            vec[j] = 1.0 / math.sqrt(p1)
-        value = 0.0
-        for _ in range(n_iter):
-            if is_sparse:
-                sparse_predictor(data, indices, indptr, start, stop, vec, 1,
-                                 n_features, fit_intercept, Z)
-            else:
-                dense_predictor(XT, 0, n, p1, vec, 1, Z)
-            for r in range(n):
-                i = start + r
-                if code == MULTINOMIAL:
-                    c = 0.5
-                elif code == LOGISTIC:
-                    c = 0.25
-                elif code == POISSON:
-                    c = max(y[i], mean_y, 1e-3)
-                else:
-                    c = 1.0
-                Z[0, r] *= c * sw[i]
-            for j in range(p1):
-                nxt[j] = 0.0
-            if is_sparse:
-                sparse_gradient(data, indices, indptr, start, stop, Z, 1.0, 1,
-                                n_features, fit_intercept, nxt)
-            else:
-                dense_gradient(XT, 0, n, p1, Z, 1.0, 1, nxt)
-            norm = 0.0
-            for j in range(p1):
-                norm += nxt[j] * nxt[j]
-            norm = math.sqrt(norm)
-            if norm == 0.0:
-                value = 0.0
-                break
-            value = norm
-            for j in range(p1):
-                vec[j] = nxt[j] / norm
-        out[t] = value

@@ -21,15 +21,9 @@ act in the inner problem); MAML, Meta-SGD and iMAML minimize it with Adam.
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg
 from sklearn.utils import check_random_state
 
-from .._kernels._batch import (
-    block_size_for,
-    implicit,
-    spectral_norms,
-    unroll,
-)
+from .._kernels._batch import block_size_for, implicit, unroll
 from .._kernels._unroll import FIRST_ORDER, FORWARD, SECOND_ORDER
 from ._inner import InnerSolver, map_task_chunks
 
@@ -74,28 +68,6 @@ def query_sizes(sizes, query_fraction):
     return np.where(sizes >= 2, n_query, 0).astype(np.intp)
 
 
-def task_steps(batch, problem, precision, support_fraction, auto):
-    """Per-task scale of the inner step: ``1 / L_t`` with ``inner_lr="auto"``.
-
-    ``L_t`` bounds the smoothness of task t's support objective: the
-    datafit's curvature bound times the largest eigenvalue of the task's
-    weighted Gram matrix, plus the l2 penalty and the transfer term's largest
-    precision. For averaged losses the support's share of the weight is
-    estimated from its share of the rows.
-    """
-    if not auto:
-        return np.ones(batch.n_tasks)
-    gram = spectral_norms(batch, problem)
-    if problem.mean_loss:
-        weight = batch.task_weights() * support_fraction
-        gram = np.where(weight > 0, gram / np.maximum(weight, 1e-300), 0.0)
-    precision = np.asarray(precision)
-    top = (linalg.eigvalsh(precision)[-1] if precision.ndim == 2
-           else float(precision.max(initial=0.0)))
-    smoothness = gram + problem.lam2 * float(problem.l2w.max(initial=0.0)) + top
-    return np.where(smoothness > 0, 1.0 / np.maximum(smoothness, 1e-300), 1.0)
-
-
 @dataclass(frozen=True)
 class InnerProcedure:
     """How a task is adapted from the meta-knowledge, in training and after.
@@ -116,14 +88,13 @@ class InnerProcedure:
             with InnerSolver(batch, problem, n_jobs=n_jobs) as solver:
                 return solver.solve(theta0, precision,
                                     np.tile(theta0, (T, 1))).theta
-        steps = task_steps(batch, problem, precision, np.ones(T), self.auto)
         block = block_size_for(T)
 
         def run(lo, hi):
             tasks = np.arange(lo, hi)
             return unroll(batch, problem, tasks, np.full(hi - lo, -1),
                           np.zeros(hi - lo), theta0, precision, self.alpha,
-                          steps[lo:hi], self.n_steps, FORWARD, block).theta
+                          self.auto, self.n_steps, FORWARD, block).theta
 
         return np.concatenate(map_task_chunks(run, T, block, n_jobs, batch))
 
@@ -138,7 +109,7 @@ class BilevelFit:
 
 
 def meta_gradient(batch, problem, method, task_sel, seeds, n_query, theta0,
-                  precision, alpha, steps, n_steps, first_order, warm=None):
+                  precision, alpha, auto_step, n_steps, first_order, warm=None):
     """Mean query loss of the selected tasks and its meta-gradients.
 
     Returns ``(loss, grad_theta0, grad_alpha, adapted)``; ``grad_alpha`` is
@@ -154,7 +125,7 @@ def meta_gradient(batch, problem, method, task_sel, seeds, n_query, theta0,
                 None, res.theta)
     mode = FIRST_ORDER if first_order else SECOND_ORDER
     res = unroll(batch, problem, task_sel, seeds, n_query, theta0, precision,
-                 alpha, steps[task_sel], n_steps, mode, block)
+                 alpha, auto_step, n_steps, mode, block)
     return (res.query_loss.mean(), res.grad_theta0_blocks.sum(axis=0) / B,
             res.grad_alpha_blocks.sum(axis=0) / B, res.theta)
 
@@ -173,9 +144,6 @@ def fit_bilevel(batch, problem, theta0, precision, *, method, inner_steps,
         n_query = np.zeros(T, dtype=np.intp)  # Reptile adapts on all rows
     else:
         n_query = query_sizes(sizes, query_fraction)
-    support_fraction = np.where(sizes > 0, (sizes - n_query) / np.maximum(sizes, 1),
-                                0.0)
-    steps = task_steps(batch, problem, precision, support_fraction, auto)
     B = min(meta_batch_size, T)
     lr = DEFAULT_META_LR[method] if meta_lr is None else meta_lr
     theta0 = np.array(theta0, dtype=np.float64)
@@ -188,15 +156,15 @@ def fit_bilevel(batch, problem, theta0, precision, *, method, inner_steps,
         seeds = rng.randint(0, 2**31 - 1, size=B)
         if method == "reptile":
             res = unroll(batch, problem, task_sel, seeds, n_query[task_sel],
-                         theta0, precision, alpha, steps[task_sel], inner_steps,
-                         FORWARD, block_size_for(B))
+                         theta0, precision, alpha, auto, inner_steps, FORWARD,
+                         block_size_for(B))
             displacement = (res.theta - theta0).mean(axis=0)
             theta0 = theta0 + lr * displacement
             losses[it] = float(np.linalg.norm(displacement))
         else:
             loss, g_theta0, g_alpha, adapted = meta_gradient(
                 batch, problem, method, task_sel, seeds, n_query[task_sel],
-                theta0, precision, alpha, steps, inner_steps, first_order,
+                theta0, precision, alpha, auto, inner_steps, first_order,
                 None if warm is None else warm[task_sel])
             if warm is not None:
                 warm[task_sel] = adapted
