@@ -73,7 +73,7 @@ import skmeta
 from skmeta import MetaClassifier
 from skmeta._families import family_for
 from skmeta._kernels._batch import make_batch
-from skmeta._methods._bilevel import Adam, meta_gradient, task_steps
+from skmeta._methods._bilevel import Adam, meta_gradient
 from skmeta.datasets import make_meta_classification
 
 N_FEATURES = 20
@@ -134,9 +134,7 @@ class SkmetaMAML:
         d = self.problem.n_params
         self.precision = np.zeros(d)  # gamma = 0: no transfer term
         self.alpha = np.full(d, float(inner_lr))
-        # inner_lr is a number, not "auto": a per-task scale of 1
-        self.steps = task_steps(self.batch, self.problem, self.precision, None,
-                                False)
+        self.auto_step = False  # inner_lr is a number, not "auto"
         self.inner_steps = inner_steps
         self.meta_lr = meta_lr
         self.batches = batches
@@ -151,8 +149,8 @@ class SkmetaMAML:
     def meta_grad(self, i):
         loss, g, _, _ = meta_gradient(
             self.batch, self.problem, "maml", self.batches[i], self.no_shuffle,
-            self.n_query, self.theta, self.precision, self.alpha, self.steps,
-            self.inner_steps, False)
+            self.n_query, self.theta, self.precision, self.alpha,
+            self.auto_step, self.inner_steps, False)
         return float(loss), g
 
     def step(self, i):
@@ -362,7 +360,7 @@ batch, _ = make_batch(X, y, np.ones(80), np.repeat(np.arange(2), 40), 2)
 problem = family_for(LogisticRegression(C=np.inf), classifier=True,
                      owner="probe").problem(20, 2)
 args = (batch, problem, "maml", np.arange(2), np.full(2, -1), np.full(2, 20),
-        np.zeros(21), np.zeros(21), np.full(21, 0.005), np.ones(2), 5, False)
+        np.zeros(21), np.zeros(21), np.full(21, 0.005), False, 5, False)
 t2 = time.perf_counter()
 meta_gradient(*args)
 t3 = time.perf_counter()
@@ -454,12 +452,14 @@ def skmeta_breakdown(sk, n_tasks, meta_batch_size, inner_steps):
     B = meta_batch_size
     seeds = np.random.RandomState(0).randint(0, 2**31 - 1, size=(n, B))
 
-    def run_unroll(i, mode, shuffle=False):
+    def run_unroll(i, mode, shuffle=False, auto=False):
         sel = sk.batches[i % n]
+        # inner_lr="auto": alpha multiplies 1 / L_t (default alpha 1)
+        alpha = np.ones_like(sk.alpha) if auto else sk.alpha
         return unroll(sk.batch, sk.problem, sel,
                       seeds[i % n] if shuffle else sk.no_shuffle, sk.n_query,
-                      sk.theta, sk.precision, sk.alpha, sk.steps[sel],
-                      inner_steps, mode, block_size_for(B))
+                      sk.theta, sk.precision, alpha, auto, inner_steps, mode,
+                      block_size_for(B))
 
     g = np.ones(sk.problem.n_params)
     rows = [
@@ -469,6 +469,8 @@ def skmeta_breakdown(sk, n_tasks, meta_batch_size, inner_steps):
          lambda i: run_unroll(i, FIRST_ORDER)),
         ("  second order, rows shuffled per task (as fit does)",
          lambda i: run_unroll(i, 2, shuffle=True)),
+        ('  second order, inner_lr="auto" (the default; 1/L_t per task)',
+         lambda i: run_unroll(i, 2, auto=True)),
         ("Adam.step (numpy, 21 parameters)",
          lambda i: sk.opt.step(sk.theta, g)),
     ]
@@ -553,7 +555,12 @@ def main(argv=None):
     theta_rand = np.random.default_rng(args.seed + 2).normal(scale=0.3, size=d)
 
     # numba compile time in fresh processes; then, in this one, the first
-    # meta-iteration of each (numba cache load, torch.compile compilation)
+    # meta-iteration of each (numba cache load, torch.compile compilation:
+    # cold, in a fresh inductor cache, unless TORCHINDUCTOR_CACHE_DIR is set)
+    inductor_cache = "TORCHINDUCTOR_CACHE_DIR" in os.environ
+    if not inductor_cache:
+        scratch = tempfile.TemporaryDirectory(prefix="bench-inductor-")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = scratch.name
     cold_import, cold_compile = compile_time(cold=True)
     warm_import, warm_compile = compile_time(cold=False)
     torch.set_num_threads(1)
@@ -614,6 +621,7 @@ def main(argv=None):
                     timed_steps(impl, theta_zero, r * 97, warm, n))
     torch.set_num_threads(1)
     medians = {key: statistics.median(v) for key, v in samples.items()}
+    lows = {key: min(v) for key, v in samples.items()}
     t_sk = medians[("skmeta", 1)]
 
     # skmeta's whole fit (it draws its own splits: only its time is compared)
@@ -622,18 +630,23 @@ def main(argv=None):
     t_fit_long = fit_seconds(tasks, args, long_iter, 3)
     fit_marginal = (t_fit_long - t_fit_short) / (long_iter - 100)
 
-    header = (f"  {'implementation':40}{'threads':>8}{'per meta-iter':>15}"
-              f"{'vs skmeta':>11}")
+    header = (f"  {'implementation':40}{'threads':>8}{'median':>10}"
+              f"{'vs skmeta':>11}{'fastest':>10}{'vs skmeta':>11}")
     print(header)
     print("  " + "-" * (len(header) - 2))
+    sk_min = lows[("skmeta", 1)]
     print(f"  {'skmeta meta_gradient + Adam (float64)':40}{1:>8}"
-          f"{fmt_time(t_sk):>15}{'1.0x':>11}")
+          f"{fmt_time(t_sk):>10}{'1.0x':>11}{fmt_time(sk_min):>10}{'1.0x':>11}")
     print(f"  {'skmeta MetaClassifier.fit (float64)':40}{1:>8}"
-          f"{fmt_time(fit_marginal):>15}{fit_marginal / t_sk:>10.1f}x")
+          f"{fmt_time(fit_marginal):>10}{fit_marginal / t_sk:>10.1f}x")
     for impl in torch_impls:
         for k in threads:
             t = medians[(impl.name, k)]
-            print(f"  {impl.name:40}{k:>8}{fmt_time(t):>15}{t / t_sk:>10.1f}x")
+            low = lows[(impl.name, k)]
+            print(f"  {impl.name:40}{k:>8}{fmt_time(t):>10}{t / t_sk:>10.1f}x"
+                  f"{fmt_time(low):>10}{low / sk_min:>10.1f}x")
+    print("  median: of all timed meta-iterations; fastest: the quickest one "
+          "(less sensitive to other load on the machine)")
     print(f"  MetaClassifier.fit row: (fit(max_iter={long_iter}) - fit(max_iter="
           f"100)) / {long_iter - 100}, best of 3; a whole fit of {long_iter} "
           f"iterations is {fmt_time(t_fit_long / long_iter)} per iteration "
@@ -641,6 +654,9 @@ def main(argv=None):
           "included)")
     print("  first meta-iteration (1 thread): " + "; ".join(
         f"{name} {fmt_time(t)}" for name, t in first.items()))
+    print("  (skmeta: loading its numba cache; torch.compile: compiling, "
+          + ("with the inductor cache in $TORCHINDUCTOR_CACHE_DIR)"
+             if inductor_cache else "in an empty inductor cache)"))
     print(f"  numba compile (first meta_gradient call minus a second one, fresh "
           f"process): {cold_compile:.2f} s with an empty cache, "
           f"{warm_compile:.2f} s with the cache on disk; import skmeta "

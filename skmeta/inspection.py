@@ -186,8 +186,9 @@ class AdaptationCurveDisplay:
             ``"per_task"``: the base estimator fitted on each held-out task's
             samples alone; ``"pooled"``: the base estimator fitted on all
             training rows (other tasks and the held-out tasks' samples)
-            ignoring tasks. A dict maps names to estimators fitted per task
-            (e.g. ``{"k-NN": KNeighborsClassifier()}``); an estimator with
+            ignoring tasks. A dict names its curves; its values are those two
+            strings or estimators fitted per task (e.g. ``{"k-NN":
+            KNeighborsClassifier(), "pooled": "pooled"}``); an estimator with
             ``n_neighbors`` gets at most the (odd) number of samples below the
             task's sample count.
         scoring : str or callable, default=None
@@ -215,22 +216,18 @@ class AdaptationCurveDisplay:
             scoring = "accuracy" if is_classifier(estimator) else "r2"
         if isinstance(scoring, str) and scoring not in _METRICS:
             raise ValueError(f"scoring={scoring!r} is not one of {sorted(_METRICS)}.")
-        if isinstance(baselines, dict):
-            extra = dict(baselines)
-            builtin = ()
-        else:
-            unknown = set(baselines) - set(_BASELINES)
-            if unknown:
-                raise ValueError(
-                    f"Unknown baselines {sorted(unknown)}; use {_BASELINES} or a "
-                    "dict of named estimators."
-                )
-            extra = {}
-            builtin = tuple(baselines)
+        if not isinstance(baselines, dict):
+            baselines = {name: name for name in baselines}
+        unknown = sorted(str(v) for v in baselines.values()
+                         if isinstance(v, str) and v not in _BASELINES)
+        if unknown:
+            raise ValueError(
+                f"Unknown baselines {unknown}; use {_BASELINES} or estimators."
+            )
         base = estimator._base_estimator()
         rng = check_random_state(random_state)
         seeds = rng.randint(np.iinfo(np.int32).max, size=n_repeats)
-        names = ["skmeta", *builtin, *extra]
+        names = ["skmeta", *baselines]
         scores = {name: np.full((n_repeats, len(shots)), np.nan) for name in names}
         stratify = is_classifier(estimator)
         for r, seed in enumerate(seeds):
@@ -255,17 +252,16 @@ class AdaptationCurveDisplay:
                 scores["skmeta"][r, j] = _score_rows(
                     meta, _rows(X_arr, test), y[test], groups[test], scoring,
                     {"tasks": groups[test]})
-                if "per_task" in builtin:
-                    scores["per_task"][r, j] = _per_task_fits(
-                        base, X_arr, y, groups, train, test, scoring)
-                if "pooled" in builtin:
-                    pooled = clone(base).fit(_rows(X_arr, train), y[train])
-                    scores["pooled"][r, j] = _score_rows(
-                        pooled, _rows(X_arr, test), y[test], groups[test],
-                        scoring, {})
-                for name, est in extra.items():
-                    scores[name][r, j] = _per_task_fits(est, X_arr, y, groups,
-                                                        train, test, scoring)
+                for name, how in baselines.items():
+                    if isinstance(how, str) and how == "pooled":
+                        pooled = clone(base).fit(_rows(X_arr, train), y[train])
+                        scores[name][r, j] = _score_rows(
+                            pooled, _rows(X_arr, test), y[test], groups[test],
+                            scoring, {})
+                    else:
+                        per_task = base if isinstance(how, str) else how
+                        scores[name][r, j] = _per_task_fits(
+                            per_task, X_arr, y, groups, train, test, scoring)
         display = cls(shots=shots, scores=scores,
                       scoring=scoring if isinstance(scoring, str)
                       else getattr(scoring, "__name__", "score"),
