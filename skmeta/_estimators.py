@@ -34,6 +34,7 @@ from ._methods._bilevel import (
     DEFAULT_MAX_ITER,
     InnerProcedure,
     fit_bilevel,
+    pooled_start,
 )
 from ._methods._inner import InnerSolver
 from ._methods._prior import Prior
@@ -276,6 +277,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                 "gamma and prior='isotropic', or method='proximal'."
             )
         shape = np.ones(problem.n_params)
+        if self.prior_estimator is None:
+            theta0 = pooled_start(batch, problem)
         result = fit_bilevel(
             batch, problem, theta0, self.gamma * shape, method=self.method,
             inner_steps=self.inner_steps, inner_lr=self.inner_lr,
@@ -536,18 +539,28 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         objective with its own solvers: the base estimator's ``solver``,
         ``tol`` and ``max_iter`` are not used, except that
         ``solver="liblinear"`` penalizes the intercept and that is reproduced.
-    method : {"proximal"}, default="proximal"
-        How the prior is learned. ``"proximal"``: every task is solved exactly
-        and the prior re-estimated, alternately, until converged (regularized
-        multi-task learning with an empirical-Bayes prior).
+    method : {"proximal", "imaml", "maml", "metasgd", "reptile"}, \
+            default="proximal"
+        How the meta-knowledge is learned. ``"proximal"``: every task is
+        solved exactly and the prior re-estimated, alternately, until
+        converged (regularized multi-task learning with an empirical-Bayes
+        prior). The others learn the prior mean by stochastic meta-gradient
+        over meta-batches of tasks split into support and query: ``"imaml"``
+        (exact inner solve, implicit gradient), ``"maml"`` (``inner_steps``
+        gradient steps, exact second-order gradient, or first order),
+        ``"metasgd"`` (MAML with learned per-parameter step sizes),
+        ``"reptile"``; these start the prior mean from the base estimator
+        fitted on pooled training rows. See the :ref:`User Guide <user_guide>`.
     gamma : float >= 0 or "auto", default=1.0
         Strength of the transfer term, in the units of the base estimator's
-        own l2 penalty (compare with ``1/C``). ``0`` fits tasks independently.
-        ``"auto"`` learns it by empirical Bayes.
+        own l2 penalty (compare with ``1/C``). ``0`` fits tasks independently
+        (plain MAML for the gradient-step methods). ``"auto"`` learns it by
+        empirical Bayes (``method="proximal"`` only).
     prior : {"isotropic", "diagonal", "full"}, default="isotropic"
         Shape ``Lambda`` of the prior precision: the identity, or a learned
         diagonal or full matrix (empirical Bayes, normalized to unit
-        determinant so that ``gamma`` keeps its meaning).
+        determinant so that ``gamma`` keeps its meaning; ``method="proximal"``
+        only).
     task_column : int or str, default=None
         Column of ``X`` holding each sample's task label (an integer position,
         or a name for DataFrames); it is removed before the models see the
@@ -556,20 +569,49 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     prior_estimator : estimator instance, default=None
         A fitted classifier of the base estimator's family (same classes and
         features) whose parameters are the prior mean ``theta0``
-        (parameter transfer). ``theta0`` is then kept fixed.
-    max_iter : int, default=100
-        Maximum number of outer iterations (task solves + prior update).
+        (parameter transfer): kept fixed by ``method="proximal"``, the
+        starting point of the other methods.
+    inner_steps : int, default=5
+        Gradient steps of the inner loop of ``"maml"``, ``"metasgd"`` and
+        ``"reptile"`` (proximal steps when the base penalty has an l1 part).
+        Unused by ``"proximal"`` and ``"imaml"``, which solve exactly.
+    inner_lr : float > 0 or "auto", default="auto"
+        Inner step size of ``"maml"``, ``"metasgd"`` (its initial value) and
+        ``"reptile"``. ``"auto"``: ``1 / L_t`` with ``L_t`` a bound on the
+        smoothness of the objective on the rows the task adapts on (then
+        ``inner_lr_`` holds multipliers of it). Unused by the other methods.
+    first_order : bool, default=False
+        ``"maml"`` only: drop the second-order terms of the meta-gradient
+        (first-order MAML).
+    meta_lr : float > 0, default=None
+        Learning rate of the meta-optimizer: Adam's for ``"imaml"``,
+        ``"maml"`` and ``"metasgd"`` (default 0.01), the outer step
+        ``epsilon`` of ``"reptile"`` (default 0.5). Unused by ``"proximal"``.
+    meta_batch_size : int, default=32
+        Tasks per meta-iteration of the gradient-based methods.
+    query_fraction : float in (0, 1], default=0.5
+        Share of each training task's rows used as query (the rest is the
+        support), drawn anew at every meta-iteration; ``"imaml"``, ``"maml"``
+        and ``"metasgd"`` only (Reptile adapts on all rows).
+    max_iter : int, default=None
+        Maximum number of outer iterations of ``"proximal"`` (default 100),
+        or number of meta-iterations of the other methods (default 500).
     tol : float, default=1e-4
-        Stop when the prior mean and precision change by less than ``tol``
-        (relative to their magnitude) in an iteration.
+        ``"proximal"``: stop when the prior mean and the task models change by
+        less than ``tol`` (relative to their magnitude) in an iteration.
+        Unused by the other methods, which run ``max_iter`` meta-iterations.
     n_jobs : int, default=None
         Number of task shards solved in parallel (threads, or the workers of
         an active joblib backend such as Dask). ``None`` means 1 unless in a
         :obj:`joblib.parallel_backend` context; ``-1`` uses all processors.
+        Results do not depend on it.
     random_state : int, RandomState instance or None, default=None
-        Unused by ``method="proximal"``, which is deterministic.
+        Draws the meta-batches and the support/query splits of the gradient
+        based methods. Unused by ``method="proximal"``, which is
+        deterministic.
     verbose : int, default=0
-        Print progress for each outer iteration when positive.
+        Print progress (outer iterations, or every tenth of the
+        meta-iterations) when positive.
 
     Attributes
     ----------
@@ -587,6 +629,10 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         The prior shape ``Lambda`` (its diagonal unless ``prior="full"``).
     gamma_ : float
         The transfer strength used (learned when ``gamma="auto"``).
+    inner_lr_ : ndarray of shape (n_params,)
+        Per-parameter inner step sizes of ``"maml"``, ``"reptile"`` (constant)
+        and ``"metasgd"`` (learned); multipliers of ``1 / L_t`` when
+        ``inner_lr="auto"``. Only set for those methods.
     meta_estimator_ : estimator instance
         Fitted base estimator holding ``theta0`` (the population model).
     coef_ : ndarray of shape (n_tasks, n_outputs, n_features)
@@ -594,7 +640,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     intercept_ : ndarray of shape (n_tasks, n_outputs)
         Each seen task's intercepts.
     n_iter_ : int
-        Number of outer iterations run.
+        Number of outer iterations (or meta-iterations) run.
     n_features_in_ : int
         Number of columns seen during fit (task column included).
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -827,12 +873,14 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         :class:`~sklearn.linear_model.PoissonRegressor`. skmeta solves their
         objectives with its own solvers; their ``solver``, ``tol`` and
         ``max_iter`` are not used.
-    method : {"proximal"}, default="proximal"
-        How the prior is learned; see :class:`MetaClassifier`.
+    method : {"proximal", "imaml", "maml", "metasgd", "reptile"}, \
+            default="proximal"
+        How the meta-knowledge is learned; see :class:`MetaClassifier`.
     gamma : float >= 0 or "auto", default=1.0
         Strength of the transfer term, in the units of the base estimator's
         own l2 penalty (compare with ``alpha``). ``"auto"`` learns it by
-        empirical Bayes (with the noise variance, for squared errors).
+        empirical Bayes, with the noise variance for squared errors
+        (``method="proximal"`` only).
     prior : {"isotropic", "diagonal", "full"}, default="isotropic"
         Shape ``Lambda`` of the prior precision; see :class:`MetaClassifier`.
     task_column : int or str, default=None
@@ -840,17 +888,35 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         :class:`MetaClassifier`.
     prior_estimator : estimator instance, default=None
         A fitted regressor of the base estimator's family whose parameters are
-        the prior mean ``theta0`` (kept fixed).
-    max_iter : int, default=100
-        Maximum number of outer iterations.
+        the prior mean ``theta0``: kept fixed by ``method="proximal"``, the
+        starting point of the other methods.
+    inner_steps : int, default=5
+        Inner gradient steps of ``"maml"``, ``"metasgd"``, ``"reptile"``; see
+        :class:`MetaClassifier`.
+    inner_lr : float > 0 or "auto", default="auto"
+        Inner step size; see :class:`MetaClassifier`.
+    first_order : bool, default=False
+        ``"maml"`` only: first-order meta-gradient.
+    meta_lr : float > 0, default=None
+        Learning rate of the meta-optimizer; see :class:`MetaClassifier`.
+    meta_batch_size : int, default=32
+        Tasks per meta-iteration of the gradient-based methods.
+    query_fraction : float in (0, 1], default=0.5
+        Share of each training task's rows used as query; see
+        :class:`MetaClassifier`.
+    max_iter : int, default=None
+        Outer iterations of ``"proximal"`` (default 100), meta-iterations of
+        the other methods (default 500).
     tol : float, default=1e-4
-        Relative tolerance on the change of the prior per iteration.
+        Relative tolerance of ``"proximal"`` on the change of the prior mean
+        and of the task models per iteration; unused by the other methods.
     n_jobs : int, default=None
         Number of task shards solved in parallel; see :class:`MetaClassifier`.
     random_state : int, RandomState instance or None, default=None
-        Unused by ``method="proximal"``, which is deterministic.
+        Meta-batches and support/query splits of the gradient-based methods;
+        unused by ``method="proximal"``, which is deterministic.
     verbose : int, default=0
-        Print progress for each outer iteration when positive.
+        Print progress when positive.
 
     Attributes
     ----------
@@ -864,6 +930,9 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         The prior shape ``Lambda`` (its diagonal unless ``prior="full"``).
     gamma_ : float
         The transfer strength used.
+    inner_lr_ : ndarray of shape (n_params,)
+        Inner step sizes of ``"maml"``, ``"metasgd"``, ``"reptile"``; see
+        :class:`MetaClassifier`.
     meta_estimator_ : estimator instance
         Fitted base estimator holding ``theta0``.
     coef_ : ndarray of shape (n_tasks, n_features)
@@ -871,7 +940,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
     intercept_ : ndarray of shape (n_tasks,)
         Each seen task's intercept.
     n_iter_ : int
-        Number of outer iterations run.
+        Number of outer iterations (or meta-iterations) run.
     n_features_in_ : int
         Number of columns seen during fit (task column included).
     feature_names_in_ : ndarray of shape (`n_features_in_`,)

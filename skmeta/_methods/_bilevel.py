@@ -99,6 +99,23 @@ class InnerProcedure:
         return np.concatenate(map_task_chunks(run, T, block, n_jobs, batch))
 
 
+def pooled_start(batch, problem, max_tasks=256):
+    """The base estimator fitted on the pooled rows of up to ``max_tasks`` tasks.
+
+    Gradient-based meta-learners start from it: the meta-optimizer's steps
+    are then refinements, whatever the scale of the parameters.
+    """
+    T = batch.n_tasks
+    subset = np.unique(np.linspace(0, T - 1, min(T, max_tasks)).round().astype(int))
+    pooled = batch.subset(subset)
+    pooled = type(pooled)(pooled.Xd, pooled.data, pooled.indices, pooled.indptr,
+                          pooled.is_sparse, pooled.y, pooled.sw,
+                          np.array([0, pooled.n_rows], dtype=np.intp))
+    d = problem.n_params
+    with InnerSolver(pooled, problem) as solver:
+        return solver.solve(np.zeros(d), np.zeros(d), np.zeros((1, d))).theta[0]
+
+
 @dataclass
 class BilevelFit:
     theta0: np.ndarray
