@@ -15,7 +15,10 @@ tasks and the same meta-batches:
   ``torch.nn.Linear`` (parameters cloned inside the autograd graph), takes
   differentiable steps with ``torch.autograd.grad(..., create_graph=True)``,
   calls ``backward()`` on each task's query loss, averages the accumulated
-  gradients and steps ``torch.optim.Adam``.
+  gradients and steps ``torch.optim.Adam``;
+* an extra row, not one of the two peers the targets name: the
+  ``torch.func`` version given to ``torch.compile`` (skip with
+  ``--no-compile``).
 
 All three optimize the same objective. skmeta is configured to be plain
 MAML: ``LogisticRegression(C=np.inf)`` (no l2 penalty), ``gamma=0`` (no
@@ -38,7 +41,10 @@ relative in float64; the loss curves over ``--curve-iters`` meta-iterations
 agree. Timing: median seconds per meta-iteration over many iterations after
 warm-up, in interleaved rounds; torch with 1 and 2 intra-op threads, float64
 and float32. skmeta's kernels are single-threaded. Numba compile time is
-measured in fresh processes (empty cache, and cache on disk).
+measured in fresh processes (empty cache, and cache on disk). Last, a
+breakdown of skmeta's meta-iteration (forward only, first order, shuffled
+rows, ``inner_lr="auto"``, the transcendental functions, the task sampling
+of ``fit_bilevel``).
 
 Run: ``python benchmarks/bench_maml_torch.py`` (needs skmeta and
 ``pip install torch==2.13.0``; PyTorch is a benchmark-only dependency).
@@ -508,7 +514,7 @@ def main(argv=None):
     parser.add_argument("--threads", default="1,2",
                         help="torch intra-op thread counts to time")
     parser.add_argument("--no-compile", action="store_true",
-                        help="skip the torch.compile rows (about 40 s each)")
+                        help="skip the torch.compile rows (cold compiles take ~20 s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true",
                         help="fewer timed iterations (smoke test)")
@@ -531,6 +537,12 @@ def main(argv=None):
           f"log-loss, second order, Adam(lr={args.meta_lr}, betas={BETAS}, "
           f"eps={EPS})")
     print(f"at start: {load_note()}")
+    # torch.compile's first call compiles cold, in a fresh inductor cache,
+    # unless the caller set TORCHINDUCTOR_CACHE_DIR (must precede any compile)
+    inductor_cache = "TORCHINDUCTOR_CACHE_DIR" in os.environ
+    if not inductor_cache:
+        scratch = tempfile.TemporaryDirectory(prefix="bench-inductor-")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = scratch.name
 
     tasks = Tasks(args.n_tasks, args.seed)
     smooth = tasks.support_smoothness()
@@ -555,12 +567,7 @@ def main(argv=None):
     theta_rand = np.random.default_rng(args.seed + 2).normal(scale=0.3, size=d)
 
     # numba compile time in fresh processes; then, in this one, the first
-    # meta-iteration of each (numba cache load, torch.compile compilation:
-    # cold, in a fresh inductor cache, unless TORCHINDUCTOR_CACHE_DIR is set)
-    inductor_cache = "TORCHINDUCTOR_CACHE_DIR" in os.environ
-    if not inductor_cache:
-        scratch = tempfile.TemporaryDirectory(prefix="bench-inductor-")
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = scratch.name
+    # meta-iteration of each (numba cache load, torch.compile compilation)
     cold_import, cold_compile = compile_time(cold=True)
     warm_import, warm_compile = compile_time(cold=False)
     torch.set_num_threads(1)
@@ -626,6 +633,7 @@ def main(argv=None):
 
     # skmeta's whole fit (it draws its own splits: only its time is compared)
     long_iter = 200 if args.quick else 1000
+    t_fit_one = fit_seconds(tasks, args, 1, 3)
     t_fit_short = fit_seconds(tasks, args, 100, 3)
     t_fit_long = fit_seconds(tasks, args, long_iter, 3)
     fit_marginal = (t_fit_long - t_fit_short) / (long_iter - 100)
@@ -648,10 +656,9 @@ def main(argv=None):
     print("  median: of all timed meta-iterations; fastest: the quickest one "
           "(less sensitive to other load on the machine)")
     print(f"  MetaClassifier.fit row: (fit(max_iter={long_iter}) - fit(max_iter="
-          f"100)) / {long_iter - 100}, best of 3; a whole fit of {long_iter} "
-          f"iterations is {fmt_time(t_fit_long / long_iter)} per iteration "
-          f"(input checks and the final adaptation of all {args.n_tasks} tasks "
-          "included)")
+          f"100)) / {long_iter - 100}, best of 3 each; fit(max_iter=1) takes "
+          f"{fmt_time(t_fit_one)} (all but the meta-iterations), a whole "
+          f"fit(max_iter={long_iter}) {t_fit_long:.3f} s")
     print("  first meta-iteration (1 thread): " + "; ".join(
         f"{name} {fmt_time(t)}" for name, t in first.items()))
     print("  (skmeta: loading its numba cache; torch.compile: compiling, "
@@ -666,7 +673,7 @@ def main(argv=None):
     print("\n(4) skmeta, one meta-iteration's parts (median, 1 thread)")
     for name, t in skmeta_breakdown(sk, args.n_tasks, args.meta_batch_size,
                                     args.inner_steps):
-        print(f"  {name:58}{fmt_time(t):>10}")
+        print(f"  {name:62}{fmt_time(t):>10}")
 
     # ---- targets
     def best(impl):
@@ -676,10 +683,11 @@ def main(argv=None):
         return [best(i) / t_sk for i in torch_impls if type(i) is kind]
 
     func, loop = speedups(FuncMAML), speedups(LoopMAML)
-    print(f"\nTargets (torch at its best thread count; float64, float32):")
-    print(f"  vs torch.func vmap: {func[0]:.0f}x, {func[1]:.0f}x (target >= 20x): "
-          f"{'met' if min(func) >= 20 else 'NOT met'}")
-    print(f"  vs learn2learn-style loop: {loop[0]:.0f}x, {loop[1]:.0f}x (target "
+    print("\nTargets (medians; torch at its best thread count; float64, "
+          "float32):")
+    print(f"  vs torch.func vmap: {func[0]:.1f}x, {func[1]:.1f}x (target >= "
+          f"20x): {'met' if min(func) >= 20 else 'NOT met'}")
+    print(f"  vs learn2learn-style loop: {loop[0]:.1f}x, {loop[1]:.1f}x (target "
           f">= 300x): {'met' if min(loop) >= 300 else 'NOT met'}")
     if not args.no_compile:
         comp = speedups(CompiledFuncMAML)
