@@ -17,10 +17,3 @@ MULTINOMIAL = 2
 
 POISSON = 3
 """Half Poisson deviance with log link: ``exp(z) - y * z + y * log(y) - y``."""
-
-DATAFIT_NAMES = {
-    SQUARED: "squared",
-    LOGISTIC: "logistic",
-    MULTINOMIAL: "multinomial",
-    POISSON: "poisson",
-}

@@ -21,43 +21,15 @@ def _poisson_constant(y):
 
 
 @helper
-def datafit_value(code, y, sw, start, stop, Z, n_outputs):
-    """Weighted sum of the per-row losses of one task."""
-    total = 0.0
-    for i in range(start, stop):
-        r = i - start
-        w = sw[i]
-        if w == 0.0:
-            continue
-        yi = y[i]
-        if code == SQUARED:
-            res = Z[0, r] - yi
-            total += 0.5 * w * res * res
-        elif code == LOGISTIC:
-            z = Z[0, r]
-            # log(1 + exp(z)) - y z, without overflow
-            total += w * (max(z, 0.0) + math.log1p(math.exp(-abs(z))) - yi * z)
-        elif code == MULTINOMIAL:
-            m = Z[0, r]
-            for k in range(1, n_outputs):
-                m = max(m, Z[k, r])
-            s = 0.0
-            for k in range(n_outputs):
-                s += math.exp(Z[k, r] - m)
-            total += w * (m + math.log(s) - Z[int(yi), r])
-        else:  # POISSON
-            z = Z[0, r]
-            total += w * (math.exp(z) - yi * z + _poisson_constant(yi))
-    return total
-
-
-@helper
-def datafit_derivatives(code, y, sw, start, stop, Z, n_outputs, G, D):
+def datafit_derivatives(code, y, sw, start, stop, Z, n_outputs, G, D,
+                        with_value=True):
     """Loss of one task, with its derivatives with respect to ``Z``.
 
     Fills ``G[k, r] = w_r dloss_r / dz_k``. For single-output datafits
     ``D[0, r] = w_r d2loss_r / dz2``; for the multinomial ``D[:, r]`` holds the
-    class probabilities (the curvature is ``w_r (diag(p) - p p^T)``).
+    class probabilities (the curvature is ``w_r (diag(p) - p p^T)``). Without
+    ``with_value`` the loss is not computed (0 is returned), which saves a
+    logarithm per row where only derivatives are needed.
     """
     total = 0.0
     for i in range(start, stop):
@@ -72,7 +44,8 @@ def datafit_derivatives(code, y, sw, start, stop, Z, n_outputs, G, D):
         elif code == LOGISTIC:
             z = Z[0, r]
             e = math.exp(-abs(z))
-            total += w * (max(z, 0.0) + math.log1p(e) - yi * z)
+            if with_value:
+                total += w * (max(z, 0.0) + math.log1p(e) - yi * z)
             p = 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)
             G[0, r] = w * (p - yi)
             D[0, r] = w * p * (1.0 - p)
@@ -86,7 +59,8 @@ def datafit_derivatives(code, y, sw, start, stop, Z, n_outputs, G, D):
                 D[k, r] = e
                 s += e
             yk = int(yi)
-            total += w * (m + math.log(s) - Z[yk, r])
+            if with_value:
+                total += w * (m + math.log(s) - Z[yk, r])
             for k in range(n_outputs):
                 D[k, r] /= s
                 G[k, r] = w * D[k, r]

@@ -12,3 +12,11 @@ from numba import njit
 kernel = njit(cache=True, nogil=True, error_model="numpy")
 helper = njit(cache=True, nogil=True, error_model="numpy",
               no_cpython_wrapper=True, no_cfunc_wrapper=True)
+# For dot products and matrix-vector loops: letting LLVM reorder the sums
+# ("reassoc", and fuse multiply-adds, "contract") is what allows it to
+# vectorize them. It changes round-off, never NaN/inf semantics, and the
+# summation order stays fixed for a given input, so results remain
+# reproducible.
+summing_helper = njit(cache=True, nogil=True, error_model="numpy",
+                      no_cpython_wrapper=True, no_cfunc_wrapper=True,
+                      fastmath={"reassoc", "contract"})

@@ -8,12 +8,12 @@ system (no penalty, collinear features) can be retried with a small jitter.
 
 import math
 
-from ._jit import helper
+from ._jit import helper, summing_helper
 
 _PIVOT_FLOOR = 1e-11
 
 
-@helper
+@summing_helper
 def cholesky_lower(A, L, d):
     """Factor the lower triangle of ``A[:d, :d]`` into ``L`` (``A = L L^T``).
 
@@ -70,7 +70,7 @@ def cholesky_with_jitter(A, L, d, weights):
     return -1.0
 
 
-@helper
+@summing_helper
 def cholesky_solve(L, b, x, d):
     """Solve ``L L^T x = b`` (``x`` may alias ``b``)."""
     for i in range(d):
@@ -85,7 +85,7 @@ def cholesky_solve(L, b, x, d):
         x[i] = s / L[i, i]
 
 
-@helper
+@summing_helper
 def cholesky_inverse(L, V, out, d):
     """Write ``(L L^T)^{-1}`` to ``out``, using ``V`` as workspace.
 

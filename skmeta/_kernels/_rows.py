@@ -16,7 +16,7 @@ Parameters are flat: output ``k`` owns ``theta[k * p1:(k + 1) * p1]``, the
 ``(n_outputs, n_max)``.
 """
 
-from ._jit import helper
+from ._jit import helper, summing_helper
 
 
 @helper
@@ -31,7 +31,7 @@ def load_dense_block(Xd, start, stop, n_features, fit_intercept, XT):
             XT[n_features, r] = 1.0
 
 
-@helper
+@summing_helper
 def dense_predictor(XT, lo, hi, p1, theta, n_outputs, Z):
     """``Z[k, r - lo] = XT[:, r] . theta_k`` for loaded rows ``lo:hi``."""
     for k in range(n_outputs):
@@ -45,7 +45,7 @@ def dense_predictor(XT, lo, hi, p1, theta, n_outputs, Z):
                     Z[k, r - lo] += t * XT[j, r]
 
 
-@helper
+@summing_helper
 def dense_gradient(XT, lo, hi, p1, G, scale, n_outputs, out):
     """Add ``scale * X_tilde^T G_k`` (loaded rows ``lo:hi``) to ``out``.
 
@@ -60,7 +60,7 @@ def dense_gradient(XT, lo, hi, p1, G, scale, n_outputs, out):
             out[base + j] += scale * s
 
 
-@helper
+@summing_helper
 def dense_gram(XT, n, p1, a, w, out, row0, col0, diagonal_block):
     """Add ``X_tilde^T diag(a) X_tilde`` to the block at ``out[row0, col0]``.
 

@@ -41,20 +41,30 @@ from ._rows import (
 FORWARD = 0
 FIRST_ORDER = 1
 SECOND_ORDER = 2
-_POWER_ITERATIONS = 20
+_POWER_ITERATIONS = 10
 
 
 @helper
 def shuffled_rows(start, stop, seed, rows):
-    """A permutation of the rows ``start:stop`` drawn from ``seed``."""
+    """A permutation of the rows ``start:stop`` drawn from ``seed``.
+
+    Fisher-Yates with a splitmix64 stream: cheap to seed per task, which
+    keeps every task's split a function of its own seed only.
+    """
     n = stop - start
     for r in range(n):
         rows[r] = start + r
-    if seed >= 0:
-        np.random.seed(seed)
-        for r in range(n - 1, 0, -1):
-            j = np.random.randint(0, r + 1)
-            rows[r], rows[j] = rows[j], rows[r]
+    if seed < 0:
+        return
+    state = np.uint64(seed)
+    for r in range(n - 1, 0, -1):
+        state = state + np.uint64(0x9E3779B97F4A7C15)
+        z = state
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+        j = int(z % np.uint64(r + 1))
+        rows[r], rows[j] = rows[j], rows[r]
 
 
 @helper
@@ -267,7 +277,8 @@ def unroll_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
             th = thetas[k]
             local_predictor(is_sparse, XT, ldata, lindices, lindptr, 0, ns, th,
                             n_outputs, n_features, fit_intercept, Z)
-            datafit_derivatives(code, ly, lsw, 0, ns, Z, n_outputs, G, Ds[k])
+            datafit_derivatives(code, ly, lsw, 0, ns, Z, n_outputs, G, Ds[k],
+                                False)
             penalty_parts(th, theta0, prec_diag, prec_mat, prec_full, lam2, lam1,
                           l2w, l1w, d, q)
             for j in range(d):

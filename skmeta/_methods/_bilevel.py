@@ -22,10 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils.random import sample_without_replacement
 
-from .._kernels._batch import block_size_for, implicit, unroll
+from .._kernels._batch import block_size_for, implicit, solve_inner, unroll
 from .._kernels._unroll import FIRST_ORDER, FORWARD, SECOND_ORDER
-from ._inner import InnerSolver, map_task_chunks
+from ._inner import INNER_TOL, InnerSolver, map_task_chunks
 
 BILEVEL_METHODS = ("imaml", "maml", "metasgd", "reptile")
 DEFAULT_META_LR = {"imaml": 0.01, "maml": 0.01, "metasgd": 0.01, "reptile": 0.5}
@@ -99,11 +100,13 @@ class InnerProcedure:
         return np.concatenate(map_task_chunks(run, T, block, n_jobs, batch))
 
 
-def pooled_start(batch, problem, max_tasks=256):
+def pooled_start(batch, problem, max_tasks=64, max_iter=20):
     """The base estimator fitted on the pooled rows of up to ``max_tasks`` tasks.
 
     Gradient-based meta-learners start from it: the meta-optimizer's steps
-    are then refinements, whatever the scale of the parameters.
+    are then refinements, whatever the scale of the parameters. It is only a
+    starting point: ``max_iter`` Newton steps bound its cost (the pooled data
+    may be separable, with no finite optimum, when there is no penalty).
     """
     T = batch.n_tasks
     subset = np.unique(np.linspace(0, T - 1, min(T, max_tasks)).round().astype(int))
@@ -112,8 +115,9 @@ def pooled_start(batch, problem, max_tasks=256):
                           pooled.is_sparse, pooled.y, pooled.sw,
                           np.array([0, pooled.n_rows], dtype=np.intp))
     d = problem.n_params
-    with InnerSolver(pooled, problem) as solver:
-        return solver.solve(np.zeros(d), np.zeros(d), np.zeros((1, d))).theta[0]
+    return solve_inner(pooled, problem, np.zeros(d), np.zeros(d),
+                       np.zeros((1, d)), max_iter=max_iter,
+                       tol=INNER_TOL).theta[0]
 
 
 @dataclass
@@ -169,7 +173,7 @@ def fit_bilevel(batch, problem, theta0, precision, *, method, inner_steps,
     warm = np.tile(theta0, (T, 1)) if method == "imaml" else None
     losses = np.empty(max_iter)
     for it in range(max_iter):
-        task_sel = np.sort(rng.choice(T, size=B, replace=False))
+        task_sel = np.sort(sample_without_replacement(T, B, random_state=rng))
         seeds = rng.randint(0, 2**31 - 1, size=B)
         if method == "reptile":
             res = unroll(batch, problem, task_sel, seeds, n_query[task_sel],
