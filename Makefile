@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # it is missing and `make test` after `make demo` does not reinstall.
 STAMP := $(VENV)/.skmeta-installed
 
-.PHONY: demo test doc bench clean
+.PHONY: demo test doc bench bench-torch clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,16 @@ doc: $(STAMP)-docs
 
 bench: $(STAMP)-tests
 	$(BIN)/python benchmarks/bench_proximal.py
+	$(BIN)/python benchmarks/bench_fewshot.py
+
+# PyTorch is a benchmark-only dependency: the CPU build pinned in the
+# "bench" extra.
+$(STAMP)-bench: $(STAMP)-tests
+	$(BIN)/python -m pip install -e ".[bench]"
+	touch $@
+
+bench-torch: $(STAMP)-bench
+	$(BIN)/python benchmarks/bench_maml_torch.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info doc/_build doc/auto_examples doc/generated
