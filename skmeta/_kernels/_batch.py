@@ -85,6 +85,12 @@ class TaskBatch:
         return self.offsets.shape[0] - 1
 
     @property
+    def arrays(self):
+        """The batch as the kernels' leading arguments."""
+        return (self.Xd, self.data, self.indices, self.indptr, self.is_sparse,
+                self.y, self.sw, self.offsets)
+
+    @property
     def n_rows(self):
         return self.y.shape[0]
 
@@ -222,8 +228,7 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
         factors = np.empty((0, d, d))
         factor_ok = np.empty(0, dtype=np.uint8)
     solve_tasks(
-        batch.Xd, batch.data, batch.indices, batch.indptr, batch.is_sparse,
-        batch.y, batch.sw, batch.offsets, np.arange(n_tasks, dtype=np.intp),
+        *batch.arrays, np.arange(n_tasks, dtype=np.intp),
         problem.code, problem.n_outputs, problem.n_features,
         problem.fit_intercept, problem.mean_loss, problem.lam2, problem.lam1,
         np.ascontiguousarray(problem.l2w, dtype=np.float64),
@@ -294,8 +299,7 @@ def unroll(batch, problem, task_sel, seeds, n_query, theta0, precision, alpha,
     grad_alpha = np.zeros((n_blocks, d))
     prec_diag, prec_mat, prec_full = _precision_arrays(precision)
     unroll_tasks(
-        batch.Xd, batch.data, batch.indices, batch.indptr, batch.is_sparse,
-        batch.y, batch.sw, batch.offsets,
+        *batch.arrays,
         np.ascontiguousarray(task_sel, dtype=np.intp),
         np.ascontiguousarray(seeds, dtype=np.int64),
         np.ascontiguousarray(n_query, dtype=np.intp), *_problem_arrays(problem),
@@ -328,8 +332,7 @@ def implicit(batch, problem, task_sel, seeds, n_query, theta0, precision, theta,
     n_iter = np.empty(n_sel, dtype=np.intp)
     prec_diag, prec_mat, prec_full = _precision_arrays(precision)
     implicit_tasks(
-        batch.Xd, batch.data, batch.indices, batch.indptr, batch.is_sparse,
-        batch.y, batch.sw, batch.offsets,
+        *batch.arrays,
         np.ascontiguousarray(task_sel, dtype=np.intp),
         np.ascontiguousarray(seeds, dtype=np.int64),
         np.ascontiguousarray(n_query, dtype=np.intp), *_problem_arrays(problem),

@@ -20,9 +20,15 @@ import numpy as np
 from ._datafits import datafit_derivatives
 from ._jit import kernel
 from ._linalg import cholesky_solve
-from ._newton import hessian_inverse, solve_task
+from ._newton import hessian_inverse, newton_workspace, solve_task
 from ._rows import load_dense_block
-from ._unroll import gather_rows, local_gradient, local_predictor, shuffled_rows
+from ._unroll import (
+    largest_task,
+    load_task,
+    local_gradient,
+    local_predictor,
+    local_task_buffers,
+)
 
 
 @kernel
@@ -39,40 +45,12 @@ def implicit_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_se
     """
     n_sel = task_sel.shape[0]
     d = theta0.shape[0]
-    p1 = n_features + fit_intercept
-    n_max = 1
-    nnz_max = 1
-    for s in range(n_sel):
-        t = task_sel[s]
-        n_max = max(n_max, offsets[t + 1] - offsets[t])
-        if is_sparse:
-            nnz_max = max(nnz_max, indptr[offsets[t + 1]] - indptr[offsets[t]])
-    rows = np.empty(n_max, dtype=np.intp)
-    Xloc = np.empty((0 if is_sparse else n_max, n_features), dtype=Xd.dtype)
-    XT = np.empty((0 if is_sparse else p1, n_max))
-    ldata = np.empty(nnz_max if is_sparse else 0, dtype=data.dtype)
-    lindices = np.empty(nnz_max if is_sparse else 0, dtype=indices.dtype)
-    lindptr = np.empty(n_max + 1 if is_sparse else 0, dtype=indptr.dtype)
-    ly = np.empty(n_max)
-    lsw = np.empty(n_max)
-    Z = np.empty((n_outputs, n_max))
-    Zt = np.empty((n_outputs, n_max))
-    G = np.empty((n_outputs, n_max))
-    Gt = np.empty((n_outputs, n_max))
-    D = np.empty((n_outputs, n_max))
-    Dt = np.empty((n_outputs, n_max))
-    U = np.empty((n_outputs, n_max))
-    a = np.empty(n_max)
-    w = np.empty(n_max)
-    A = np.empty((d, d))
-    L = np.empty((d, d))
-    W = np.empty((d, d))
-    Ainv = np.empty((d, d))
-    grad = np.empty(d)
-    delta = np.empty(d)
-    q = np.empty(d)
-    r = np.empty(d)
-    trial = np.empty(d)
+    n_max, nnz_max = largest_task(is_sparse, indptr, offsets, task_sel)
+    rows, Xloc, ldata, lindices, lindptr, ly, lsw = local_task_buffers(
+        is_sparse, Xd, data, indices, indptr, n_max, nnz_max, n_features)
+    (XT, Z, Zt, G, Gt, D, Dt, U, a, w, A, L, W, Ainv, grad, delta, q, r,
+     trial) = newton_workspace(is_sparse, n_outputs, n_max, d,
+                               n_features + fit_intercept)
     v = np.empty(d)
     x = np.empty(d)
     grad_theta0[:] = 0.0
@@ -83,9 +61,9 @@ def implicit_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_se
         n = offsets[t + 1] - start
         nq = min(n_query[s], n)
         ns = n - nq
-        shuffled_rows(start, start + n, seeds[s], rows)
-        gather_rows(is_sparse, Xd, data, indices, indptr, y, sw, rows, n,
-                    n_features, Xloc, ldata, lindices, lindptr, ly, lsw)
+        load_task(is_sparse, Xd, data, indices, indptr, y, sw, start, n,
+                  seeds[s], n_features, rows, Xloc, ldata, lindices, lindptr, ly,
+                  lsw)
         th = theta[s]
         obj, loss, it = solve_task(
             is_sparse, Xloc, ldata, lindices, lindptr, ly, lsw, 0, ns, code,

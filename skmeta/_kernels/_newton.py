@@ -370,6 +370,27 @@ def hessian_inverse(A, L, W, Ainv, theta, lam1, l1w, l2w, d, active_only):
                 Ainv[i, i] = 0.0
 
 
+@helper
+def newton_workspace(is_sparse, n_outputs, n_max, d, p1):
+    """Buffers of ``solve_task`` for tasks of up to ``n_max`` rows."""
+    XT = np.empty((0 if is_sparse else p1, n_max))
+    Z = np.empty((n_outputs, n_max))
+    Zt = np.empty((n_outputs, n_max))
+    G = np.empty((n_outputs, n_max))
+    Gt = np.empty((n_outputs, n_max))
+    D = np.empty((n_outputs, n_max))
+    Dt = np.empty((n_outputs, n_max))
+    U = np.empty((n_outputs, n_max))
+    a = np.empty(n_max)
+    w = np.empty(n_max)
+    A = np.empty((d, d))
+    L = np.empty((d, d))
+    W = np.empty((d, d))
+    Ainv = np.empty((d, d))
+    return (XT, Z, Zt, G, Gt, D, Dt, U, a, w, A, L, W, Ainv, np.empty(d),
+            np.empty(d), np.empty(d), np.empty(d), np.empty(d))
+
+
 @kernel
 def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
                 code, n_outputs, n_features, fit_intercept, mean_loss, lam2, lam1,
@@ -403,26 +424,9 @@ def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
     for s in range(n_sel):
         t = task_sel[s]
         n_max = max(n_max, offsets[t + 1] - offsets[t])
-    p1 = n_features + fit_intercept
-    XT = np.empty((0 if is_sparse else p1, n_max))
-    Z = np.empty((n_outputs, n_max))
-    Zt = np.empty((n_outputs, n_max))
-    G = np.empty((n_outputs, n_max))
-    Gt = np.empty((n_outputs, n_max))
-    D = np.empty((n_outputs, n_max))
-    Dt = np.empty((n_outputs, n_max))
-    U = np.empty((n_outputs, n_max))
-    a = np.empty(n_max)
-    w = np.empty(n_max)
-    A = np.empty((d, d))
-    L = np.empty((d, d))
-    W = np.empty((d, d))
-    Ainv = np.empty((d, d))
-    grad = np.empty(d)
-    delta = np.empty(d)
-    q = np.empty(d)
-    r = np.empty(d)
-    trial = np.empty(d)
+    (XT, Z, Zt, G, Gt, D, Dt, U, a, w, A, L, W, Ainv, grad, delta, q, r,
+     trial) = newton_workspace(is_sparse, n_outputs, n_max, d,
+                               n_features + fit_intercept)
     if want_inverse:
         inv_sum[:] = 0.0
         inv_wsum[:] = 0.0

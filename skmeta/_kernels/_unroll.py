@@ -92,6 +92,40 @@ def gather_rows(is_sparse, Xd, data, indices, indptr, y, sw, rows, n, n_features
 
 
 @helper
+def largest_task(is_sparse, indptr, offsets, task_sel):
+    """Most rows, and most stored entries, among the selected tasks."""
+    n_max = 1
+    nnz_max = 1
+    for s in range(task_sel.shape[0]):
+        t = task_sel[s]
+        n_max = max(n_max, offsets[t + 1] - offsets[t])
+        if is_sparse:
+            nnz_max = max(nnz_max, indptr[offsets[t + 1]] - indptr[offsets[t]])
+    return n_max, nnz_max
+
+
+@helper
+def local_task_buffers(is_sparse, Xd, data, indices, indptr, n_max, nnz_max,
+                       n_features):
+    """Buffers that ``load_task`` fills: row order, features, targets, weights."""
+    rows = np.empty(n_max, dtype=np.intp)
+    Xloc = np.empty((0 if is_sparse else n_max, n_features), dtype=Xd.dtype)
+    ldata = np.empty(nnz_max if is_sparse else 0, dtype=data.dtype)
+    lindices = np.empty(nnz_max if is_sparse else 0, dtype=indices.dtype)
+    lindptr = np.empty(n_max + 1 if is_sparse else 0, dtype=indptr.dtype)
+    return rows, Xloc, ldata, lindices, lindptr, np.empty(n_max), np.empty(n_max)
+
+
+@helper
+def load_task(is_sparse, Xd, data, indices, indptr, y, sw, start, n, seed,
+              n_features, rows, Xloc, ldata, lindices, lindptr, ly, lsw):
+    """Shuffle a task's rows with ``seed`` and copy them to local buffers."""
+    shuffled_rows(start, start + n, seed, rows)
+    gather_rows(is_sparse, Xd, data, indices, indptr, y, sw, rows, n, n_features,
+                Xloc, ldata, lindices, lindptr, ly, lsw)
+
+
+@helper
 def local_predictor(is_sparse, XT, ldata, lindices, lindptr, lo, hi, theta,
                     n_outputs, n_features, fit_intercept, Z):
     if is_sparse:
@@ -207,22 +241,11 @@ def unroll_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
     n_sel = task_sel.shape[0]
     d = theta0.shape[0]
     p1 = n_features + fit_intercept
-    n_max = 1
-    nnz_max = 1
-    for s in range(n_sel):
-        t = task_sel[s]
-        n_max = max(n_max, offsets[t + 1] - offsets[t])
-        if is_sparse:
-            nnz_max = max(nnz_max, indptr[offsets[t + 1]] - indptr[offsets[t]])
+    n_max, nnz_max = largest_task(is_sparse, indptr, offsets, task_sel)
     steps = max(n_steps, 1)
-    rows = np.empty(n_max, dtype=np.intp)
-    Xloc = np.empty((0 if is_sparse else n_max, n_features), dtype=Xd.dtype)
+    rows, Xloc, ldata, lindices, lindptr, ly, lsw = local_task_buffers(
+        is_sparse, Xd, data, indices, indptr, n_max, nnz_max, n_features)
     XT = np.empty((0 if is_sparse else p1, n_max))
-    ldata = np.empty(nnz_max if is_sparse else 0, dtype=data.dtype)
-    lindices = np.empty(nnz_max if is_sparse else 0, dtype=indices.dtype)
-    lindptr = np.empty(n_max + 1 if is_sparse else 0, dtype=indptr.dtype)
-    ly = np.empty(n_max)
-    lsw = np.empty(n_max)
     Z = np.empty((n_outputs, n_max))
     G = np.empty((n_outputs, n_max))
     U = np.empty((n_outputs, n_max))
@@ -247,9 +270,9 @@ def unroll_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
         n = offsets[t + 1] - start
         nq = min(n_query[s], n)
         ns = n - nq
-        shuffled_rows(start, start + n, seeds[s], rows)
-        gather_rows(is_sparse, Xd, data, indices, indptr, y, sw, rows, n,
-                    n_features, Xloc, ldata, lindices, lindptr, ly, lsw)
+        load_task(is_sparse, Xd, data, indices, indptr, y, sw, start, n,
+                  seeds[s], n_features, rows, Xloc, ldata, lindices, lindptr, ly,
+                  lsw)
         if not is_sparse:
             load_dense_block(Xloc, 0, n, n_features, fit_intercept, XT)
         scale_s = 1.0
