@@ -32,7 +32,6 @@ extensions = [
 templates_path = ["_templates"]
 exclude_patterns = ["_build", "auto_examples/*.ipynb", "auto_examples/*.py"]
 html_theme = "pydata_sphinx_theme"
-html_static_path = ["_static"]
 html_theme_options = {
     "github_url": None,
     "navigation_with_keys": False,
@@ -61,7 +60,6 @@ sphinx_gallery_conf = {
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"plot_",
     "within_subsection_order": "FileNameSortKey",
-    "reference_url": {"skmeta": None},
     "doc_module": ("skmeta",),
     "backreferences_dir": "generated/backreferences",
     "remove_config_comments": True,
