@@ -100,7 +100,9 @@ def implicit_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_se
             local_gradient(True, XT, ldata, lindices, lindptr, ns, n, G, scale_q,
                            n_outputs, n_features, fit_intercept, v)
         if lam1 > 0.0:
-            hessian_inverse(A, L, W, Ainv, th, lam1, l1w, l2w, d, True)
+            # (nq > 0 here) a runtime flag rather than a literal True: the
+            # same compiled specialization of hessian_inverse as _newton's
+            hessian_inverse(A, L, W, Ainv, th, lam1, l1w, l2w, d, nq > 0)
             for i in range(d):
                 acc = 0.0
                 for j in range(d):

@@ -451,8 +451,12 @@ def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
             # with an l1 part the proximal steps keep no factor
             factor_ok[s] = 0 if lam1 > 0.0 else 1
         if want_inverse:
+            # a runtime flag rather than literal True/False: one compiled
+            # specialization of hessian_inverse instead of two
+            on_active_set = want_inverse
             if lam1 > 0.0:
-                hessian_inverse(A, L, W, Ainv, th, lam1, l1w, l2w, d, True)
+                hessian_inverse(A, L, W, Ainv, th, lam1, l1w, l2w, d,
+                                on_active_set)
             else:
                 cholesky_inverse(Ls, W, Ainv, d)
             for i in range(d):
@@ -462,7 +466,8 @@ def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
                 # the Laplace covariance used by empirical Bayes ignores the
                 # active set: it must vary continuously with the prior, or EM
                 # can cycle between active sets
-                hessian_inverse(A, L, W, Ainv, th, lam1, l1w, l2w, d, False)
+                hessian_inverse(A, L, W, Ainv, th, lam1, l1w, l2w, d,
+                                not on_active_set)
             weight = inv_weight[s]
             penalty_trace = 0.0
             for i in range(d):
