@@ -195,15 +195,17 @@ class InnerResult:
 
 def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
                 tol=1e-8, want_inverse=False, exact_inverse=False, inv_weight=None,
-                block=None, factors=None, factor_ok=None):
+                block=None, factors=None, factor_ok=None, inverses=None,
+                inverse_ok=None):
     """Solve every task of ``batch`` from the warm start ``theta`` (not modified).
 
     ``precision`` is the transfer term's ``gamma * Lambda``: a vector (its
     diagonal) or a full matrix. ``block`` is the summation block size
     (default :func:`block_size_for` of the batch's task count); shards of one
     larger batch pass the parent's so that sums come out bit-identical.
-    ``factors`` / ``factor_ok`` optionally keep each task's Hessian factor
-    between calls (updated in place); see ``solve_tasks``.
+    ``factors`` / ``factor_ok`` and ``inverses`` / ``inverse_ok`` optionally
+    keep each task's Hessian factor and its inverse between calls (updated in
+    place); see ``solve_tasks``.
     """
     n_tasks = batch.n_tasks
     d = problem.n_params
@@ -225,8 +227,8 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
     out_iter = np.empty(n_tasks, dtype=np.intp)
     out_trace = np.zeros(n_tasks)
     if factors is None:
-        factors = np.empty((0, d, d))
-        factor_ok = np.empty(0, dtype=np.uint8)
+        factors = inverses = np.empty((0, d, d))
+        factor_ok = inverse_ok = np.empty(0, dtype=np.uint8)
     solve_tasks(
         *batch.arrays, np.arange(n_tasks, dtype=np.intp),
         problem.code, problem.n_outputs, problem.n_features,
@@ -236,8 +238,8 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
         np.ascontiguousarray(theta0, dtype=np.float64), prec_diag, prec_mat,
         prec_full, theta, int(max_iter), float(tol), bool(want_inverse),
         bool(exact_inverse), np.ascontiguousarray(inv_weight, dtype=np.float64),
-        block, factors, factor_ok, out_objective, out_loss, out_iter, out_trace,
-        inv_sum, inv_wsum)
+        block, factors, factor_ok, inverses, inverse_ok, out_objective, out_loss,
+        out_iter, out_trace, inv_sum, inv_wsum)
     return InnerResult(theta, out_objective, out_loss, out_iter, out_trace,
                        inv_sum if want_inverse else None,
                        inv_wsum if want_inverse else None)

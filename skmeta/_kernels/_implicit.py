@@ -65,7 +65,7 @@ def implicit_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_se
                   seeds[s], n_features, rows, Xloc, ldata, lindices, lindptr, ly,
                   lsw)
         th = theta[s]
-        obj, loss, it = solve_task(
+        obj, loss, it, refreshed = solve_task(
             is_sparse, Xloc, ldata, lindices, lindptr, ly, lsw, 0, ns, code,
             n_outputs, n_features, fit_intercept, mean_loss, lam2, lam1, l2w,
             l1w, theta0, prec_diag, prec_mat, prec_full, th, max_iter, tol,

@@ -194,7 +194,10 @@ def solve_task(is_sparse, Xd, data, indices, indptr, y, sw, start, stop, code,
                l1w, theta0, prec_diag, prec_mat, prec_full, theta, max_iter, tol,
                have_factor, final_hessian, XT, Z, Zt, G, Gt, D, Dt, U, a, w, A, L,
                grad, delta, q, r, trial):
-    """Solve one task's inner problem in place; returns (objective, loss, n_iter).
+    """Solve one task's inner problem in place.
+
+    Returns ``(objective, loss, n_iter, refreshed)``; ``refreshed`` tells
+    whether a Hessian was computed (``L`` then holds a new factor).
 
     With ``have_factor``, ``L`` already holds the Cholesky factor of a
     Hessian of this objective (from an earlier solve) and the first steps are
@@ -229,6 +232,7 @@ def solve_task(is_sparse, Xd, data, indices, indptr, y, sw, start, stop, code,
 
     n_iter = -max_iter
     refresh = not (have_factor and not has_l1)  # compute the Hessian now
+    refreshed = False
     last_step = 0.0
     # Z, G, D and q describe the current iterate; the line search computes
     # them at each trial point, and the accepted one is swapped in
@@ -251,6 +255,7 @@ def solve_task(is_sparse, Xd, data, indices, indptr, y, sw, start, stop, code,
         else:
             dense_gradient(XT, 0, n, p1, G, scale, n_outputs, grad)
         fresh = refresh or has_l1
+        refreshed = refreshed or fresh
         if fresh:
             build_hessian(is_sparse, XT, data, indices, indptr, sw, start, stop,
                           code, n_outputs, n_features, fit_intercept, scale, D, a,
@@ -342,7 +347,8 @@ def solve_task(is_sparse, Xd, data, indices, indptr, y, sw, start, stop, code,
             pin_multinomial_shift(A, n_outputs, p1, lam2, l2w, lam1, l1w,
                                   prec_diag, prec_mat, prec_full, d)
         cholesky_with_jitter(A, L, d, l2w)
-    return objective, loss, n_iter
+        refreshed = True
+    return objective, loss, n_iter, refreshed
 
 
 @helper
@@ -396,8 +402,8 @@ def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
                 code, n_outputs, n_features, fit_intercept, mean_loss, lam2, lam1,
                 l2w, l1w, theta0, prec_diag, prec_mat, prec_full, theta, max_iter,
                 tol, want_inverse, exact_inverse, inv_weight, block_size, factors,
-                factor_ok, out_objective, out_loss, out_iter, out_trace, inv_sum,
-                inv_wsum):
+                factor_ok, inverses, inverse_ok, out_objective, out_loss,
+                out_iter, out_trace, inv_sum, inv_wsum):
     """Solve the inner problem of every selected task (see module docstring).
 
     ``theta[s]`` is the warm start and the solution of task ``task_sel[s]``.
@@ -411,9 +417,10 @@ def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
     ``factors`` (empty, or one ``(d, d)`` slot per selected task) keeps each
     task's Cholesky factor between calls, ``factor_ok[s]`` telling whether the
     slot holds a factor of the current objective: the next solve then starts
-    with chord steps instead of a new Hessian. The inverses are those of the
-    last Hessian computed, unless ``exact_inverse`` asks for the Hessian at
-    the solution.
+    with chord steps instead of a new Hessian. ``inverses`` / ``inverse_ok``
+    likewise keep the inverse of that factor, reused while no new Hessian is
+    computed. The inverses are those of the last Hessian computed, unless
+    ``exact_inverse`` asks for the Hessian at the solution.
 
     The kernel is serial and releases the GIL: callers run shards of tasks on
     a thread pool (see ``skmeta._methods._inner``).
@@ -438,7 +445,7 @@ def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
         Ls = factors[s] if store else L
         have_factor = store and factor_ok[s] == 1
         final_hessian = want_inverse and exact_inverse
-        obj, loss, it = solve_task(
+        obj, loss, it, refreshed = solve_task(
             is_sparse, Xd, data, indices, indptr, y, sw, offsets[t],
             offsets[t + 1], code, n_outputs, n_features, fit_intercept,
             mean_loss, lam2, lam1, l2w, l1w, theta0, prec_diag, prec_mat,
@@ -450,32 +457,38 @@ def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
         if store:
             # with an l1 part the proximal steps keep no factor
             factor_ok[s] = 0 if lam1 > 0.0 else 1
+            if refreshed:
+                inverse_ok[s] = 0
         if want_inverse:
             # a runtime flag rather than literal True/False: one compiled
             # specialization of hessian_inverse instead of two
             on_active_set = want_inverse
+            Ai = inverses[s] if store and lam1 == 0.0 else Ainv
             if lam1 > 0.0:
                 hessian_inverse(A, L, W, Ainv, th, lam1, l1w, l2w, d,
                                 on_active_set)
-            else:
-                cholesky_inverse(Ls, W, Ainv, d)
+            elif not (store and inverse_ok[s] == 1):
+                cholesky_inverse(Ls, W, Ai, d)
+                if store:
+                    inverse_ok[s] = 1
             for i in range(d):
                 for j in range(d):
-                    inv_sum[b, i, j] += Ainv[i, j]
+                    inv_sum[b, i, j] += Ai[i, j]
             if lam1 > 0.0:
                 # the Laplace covariance used by empirical Bayes ignores the
                 # active set: it must vary continuously with the prior, or EM
                 # can cycle between active sets
                 hessian_inverse(A, L, W, Ainv, th, lam1, l1w, l2w, d,
                                 not on_active_set)
+                Ai = Ainv
             weight = inv_weight[s]
             penalty_trace = 0.0
             for i in range(d):
-                penalty_trace += lam2 * l2w[i] * Ainv[i, i]
+                penalty_trace += lam2 * l2w[i] * Ai[i, i]
                 if not prec_full:
-                    penalty_trace += prec_diag[i] * Ainv[i, i]
+                    penalty_trace += prec_diag[i] * Ai[i, i]
                 for j in range(d):
-                    inv_wsum[b, i, j] += weight * Ainv[i, j]
+                    inv_wsum[b, i, j] += weight * Ai[i, j]
                     if prec_full:
-                        penalty_trace += prec_mat[i, j] * Ainv[j, i]
+                        penalty_trace += prec_mat[i, j] * Ai[j, i]
             out_trace[s] = d - penalty_trace

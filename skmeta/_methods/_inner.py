@@ -74,11 +74,15 @@ class InnerSolver:
         self.ranges = list(zip(edges[:-1], edges[1:]))
         self.shards = [batch.shard(a, b) for a, b in self.ranges]
         d = problem.n_params
-        if batch.n_tasks * d * d * 8 <= FACTOR_MEMORY:
+        if batch.n_tasks * d * d * 16 <= FACTOR_MEMORY:
+            # each task's Hessian factor and its inverse
             self.factors = np.empty((batch.n_tasks, d, d))
+            self.inverses = np.empty((batch.n_tasks, d, d))
             self.factor_ok = np.zeros(batch.n_tasks, dtype=np.uint8)
+            self.inverse_ok = np.zeros(batch.n_tasks, dtype=np.uint8)
         else:
             self.factors = self.factor_ok = None
+            self.inverses = self.inverse_ok = None
         self._factored_precision = None
         self._parallel = None
 
@@ -109,6 +113,7 @@ class InnerSolver:
                 and np.array_equal(self._factored_precision, precision)):
             # the kept factors are of Hessians under another prior
             self.factor_ok[:] = 0
+            self.inverse_ok[:] = 0
             self._factored_precision = precision.copy()
         kwargs = dict(max_iter=INNER_MAX_ITER, tol=tol,
                       want_inverse=want_inverse, exact_inverse=exact_inverse,
@@ -116,7 +121,8 @@ class InnerSolver:
         jobs = []
         for (a, b), shard in zip(self.ranges, self.shards):
             store = {} if self.factors is None else dict(
-                factors=self.factors[a:b], factor_ok=self.factor_ok[a:b])
+                factors=self.factors[a:b], factor_ok=self.factor_ok[a:b],
+                inverses=self.inverses[a:b], inverse_ok=self.inverse_ok[a:b])
             jobs.append(delayed(solve_inner)(
                 shard, self.problem, theta0, precision, theta[a:b],
                 inv_weight=inv_weight[a:b], **kwargs, **store))
