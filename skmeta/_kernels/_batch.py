@@ -194,13 +194,17 @@ class InnerResult:
 
 
 def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
-                tol=1e-8, want_inverse=False, exact_inverse=False, inv_weight=None,
+                tol=1e-8, want_inverse=False, want_posterior=True,
+                exact_inverse=False, inv_weight=None,
                 block=None, factors=None, factor_ok=None, inverses=None,
                 inverse_ok=None):
     """Solve every task of ``batch`` from the warm start ``theta`` (not modified).
 
     ``precision`` is the transfer term's ``gamma * Lambda``: a vector (its
-    diagonal) or a full matrix. ``block`` is the summation block size
+    diagonal) or a full matrix. With ``want_inverse``, the per-block sums of
+    inverse Hessians are returned, and with ``want_posterior`` too the
+    weighted sums and traces empirical Bayes needs. ``block`` is the
+    summation block size
     (default :func:`block_size_for` of the batch's task count); shards of one
     larger batch pass the parent's so that sums come out bit-identical.
     ``factors`` / ``factor_ok`` and ``inverses`` / ``inverse_ok`` optionally
@@ -237,6 +241,7 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
         np.ascontiguousarray(problem.l1w, dtype=np.float64),
         np.ascontiguousarray(theta0, dtype=np.float64), prec_diag, prec_mat,
         prec_full, theta, int(max_iter), float(tol), bool(want_inverse),
+        bool(want_inverse and want_posterior),
         bool(exact_inverse), np.ascontiguousarray(inv_weight, dtype=np.float64),
         block, factors, factor_ok, inverses, inverse_ok, out_objective, out_loss,
         out_iter, out_trace, inv_sum, inv_wsum)

@@ -333,11 +333,15 @@ def solve_task(is_sparse, Xd, data, indices, indptr, y, sw, start, stop, code,
         else:
             # a chord step (Hessian kept from an earlier iterate) converges
             # linearly; estimate the rate to bound the remaining error
-            rate = max_step / last_step if last_step > 0.0 else 1.0
-            if rate < 1.0 and max_step * rate / (1.0 - rate) <= tol * max_value:
-                n_iter = it + 1
-                break
-            refresh = not full or rate > _CHORD_MAX_RATE
+            if last_step > 0.0:
+                rate = max_step / last_step
+                if rate < 1.0 and max_step * rate / (1.0 - rate) <= tol * max_value:
+                    n_iter = it + 1
+                    break
+                refresh = not full or rate > _CHORD_MAX_RATE
+            else:
+                # the first step with a kept factor: no rate to judge yet
+                refresh = not full
         last_step = max_step
     if final_hessian:
         build_hessian(is_sparse, XT, data, indices, indptr, sw, start, stop, code,
@@ -401,7 +405,8 @@ def newton_workspace(is_sparse, n_outputs, n_max, d, p1):
 def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
                 code, n_outputs, n_features, fit_intercept, mean_loss, lam2, lam1,
                 l2w, l1w, theta0, prec_diag, prec_mat, prec_full, theta, max_iter,
-                tol, want_inverse, exact_inverse, inv_weight, block_size, factors,
+                tol, want_inverse, want_posterior, exact_inverse, inv_weight,
+                block_size, factors,
                 factor_ok, inverses, inverse_ok, out_objective, out_loss,
                 out_iter, out_trace, inv_sum, inv_wsum):
     """Solve the inner problem of every selected task (see module docstring).
@@ -409,10 +414,10 @@ def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
     ``theta[s]`` is the warm start and the solution of task ``task_sel[s]``.
     With ``want_inverse``, block ``b`` of ``inv_sum`` receives the sum over its
     tasks of the active-set inverse Hessian (the Jacobian of the solution with
-    respect to the prior mean, times the precision's inverse), ``inv_wsum``
-    the sum of the full inverse Hessians weighted by ``inv_weight[s]`` (the
-    Laplace posterior covariances), and ``out_trace[s]`` gets
-    ``tr(H_data A^{-1})``.
+    respect to the prior mean, times the precision's inverse); with
+    ``want_posterior`` also, ``inv_wsum`` the sum of the full inverse
+    Hessians weighted by ``inv_weight[s]`` (the Laplace posterior
+    covariances) and ``out_trace[s]`` gets ``tr(H_data A^{-1})``.
 
     ``factors`` (empty, or one ``(d, d)`` slot per selected task) keeps each
     task's Cholesky factor between calls, ``factor_ok[s]`` telling whether the
@@ -474,6 +479,8 @@ def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
             for i in range(d):
                 for j in range(d):
                     inv_sum[b, i, j] += Ai[i, j]
+            if not want_posterior:
+                continue
             if lam1 > 0.0:
                 # the Laplace covariance used by empirical Bayes ignores the
                 # active set: it must vary continuously with the prior, or EM

@@ -98,7 +98,8 @@ class InnerSolver:
             self._parallel = None
 
     def solve(self, theta0, precision, theta, *, want_inverse=False,
-              exact_inverse=False, inv_weight=None, tol=INNER_TOL):
+              want_posterior=True, exact_inverse=False, inv_weight=None,
+              tol=INNER_TOL):
         """Solve every task from the warm start ``theta``; see ``solve_inner``.
 
         Returns a :class:`TaskSolutions`.
@@ -116,7 +117,8 @@ class InnerSolver:
             self.inverse_ok[:] = 0
             self._factored_precision = precision.copy()
         kwargs = dict(max_iter=INNER_MAX_ITER, tol=tol,
-                      want_inverse=want_inverse, exact_inverse=exact_inverse,
+                      want_inverse=want_inverse, want_posterior=want_posterior,
+                      exact_inverse=exact_inverse,
                       block=self.block)
         jobs = []
         for (a, b), shard in zip(self.ranges, self.shards):

@@ -40,6 +40,8 @@ _WARM_UP_TASKS = 256
 _WARM_UP_FACTOR = 8
 _HYPERPRIOR_TASKS = 1.0
 _SQUAREM_STEP_GROWTH = 4.0
+# inner tolerance of the first solve after a warm-up prior (see _fixed_prior)
+_FIRST_SOLVE_TOL = 1e-6
 
 
 @dataclass
@@ -204,6 +206,7 @@ class _Iteration:
         return self.solver.solve(
             prior.theta0, prior.precision, theta,
             want_inverse=self.learn_theta0 or self.learn_prior,
+            want_posterior=self.learn_prior,
             inv_weight=1.0 / self.task_scale, tol=tol)
 
     def propose(self, prior, solutions):
@@ -240,8 +243,9 @@ def fit_proximal(solver, prior, *, learn_theta0, kind, learn_gamma, max_iter, to
     step = _Iteration(solver, learn_theta0=learn_theta0, kind=kind,
                       learn_gamma=learn_gamma)
     T = solver.batch.n_tasks
-    if theta is None and (learn_theta0 or step.learn_prior) and (
-            T >= _WARM_UP_FACTOR * _WARM_UP_TASKS):
+    warm_prior = theta is None and (learn_theta0 or step.learn_prior) and (
+        T >= _WARM_UP_FACTOR * _WARM_UP_TASKS)
+    if warm_prior:
         # Learn a first prior on a spread-out subset of the tasks: the full
         # problem then starts near its solution and needs fewer (expensive)
         # iterations over all tasks.
@@ -255,9 +259,12 @@ def fit_proximal(solver, prior, *, learn_theta0, kind, learn_gamma, max_iter, to
                                  max_iter=max_iter, tol=tol, name=name).prior
     if theta is None:
         theta = np.tile(prior.theta0, (T, 1))
-    run = _empirical_bayes if step.learn_prior else _fixed_prior
-    fit = run(step, prior, theta, max_iter=max_iter, tol=tol, verbose=verbose,
-              name=name)
+    if step.learn_prior:
+        fit = _empirical_bayes(step, prior, theta, max_iter=max_iter, tol=tol,
+                               verbose=verbose, name=name)
+    else:
+        fit = _fixed_prior(step, prior, theta, max_iter=max_iter, tol=tol,
+                           verbose=verbose, name=name, warm_prior=warm_prior)
     if not fit.converged:
         warnings.warn(
             f"method={name!r} did not converge in max_iter={max_iter} "
@@ -273,13 +280,21 @@ def _report(verbose, name, n_iter, solutions, prior):
               f"{float(solutions.objective.sum()):.8g}, gamma {prior.gamma:.4g}")
 
 
-def _fixed_prior(step, prior, theta, *, max_iter, tol, verbose, name):
-    """Newton on ``theta0`` for a fixed precision, with backtracking on F."""
+def _fixed_prior(step, prior, theta, *, max_iter, tol, verbose, name,
+                 warm_prior=False):
+    """Newton on ``theta0`` for a fixed precision, with backtracking on F.
+
+    With ``warm_prior`` (a prior learned on a subset of the tasks), the first
+    solve is only asked for the first Newton step of the prior mean, which a
+    looser inner tolerance gives as well; every later solve is exact.
+    """
     previous = None  # (theta0, F) of the last accepted iterate
     halvings = 0
     n_iter = 0
+    loose = warm_prior and step.learn_theta0 and bool(np.any(prior.precision))
     for n_iter in range(1, max_iter + 1):
-        solutions = step.solve(prior, theta)
+        solutions = step.solve(prior, theta, _FIRST_SOLVE_TOL if loose else INNER_TOL)
+        was_loose, loose = loose, False
         theta = solutions.theta
         objective = float(solutions.objective.sum())
         if (previous is not None and halvings < _MAX_HALVINGS
@@ -299,8 +314,11 @@ def _fixed_prior(step, prior, theta, *, max_iter, tol, verbose, name):
                                n_iter, True, objective)
         proposal = step.propose(prior, solutions)
         if not _changed(proposal.theta0, prior.theta0, tol):
+            if was_loose:
+                continue  # solve exactly at this prior mean before returning
             return ProximalFit(prior, theta, n_iter, True, objective)
-        previous = (prior.theta0, objective)
+        # a loose solve's objective is not compared with an exact one's
+        previous = None if was_loose else (prior.theta0, objective)
         prior = proposal
     return ProximalFit(prior, theta, n_iter, False, objective)
 
