@@ -46,6 +46,8 @@ _MAX_CD_SWEEPS = 2000
 _CHORD_MAX_RATE = 0.1
 # a Newton step shorter than this (relative) lets the next steps be chord steps
 _CHORD_START = 1e-3
+# a first step with a kept factor longer than this (relative) calls for a new one
+_CHORD_FAR = 0.05
 
 
 @helper
@@ -335,13 +337,17 @@ def solve_task(is_sparse, Xd, data, indices, indptr, y, sw, start, stop, code,
             # linearly; estimate the rate to bound the remaining error
             if last_step > 0.0:
                 rate = max_step / last_step
-                if rate < 1.0 and max_step * rate / (1.0 - rate) <= tol * max_value:
+                # the rate is estimated from two steps: a 10x margin on the
+                # remaining error it predicts
+                if rate < 1.0 and max_step * rate / (1.0 - rate) <= 0.1 * tol * max_value:
                     n_iter = it + 1
                     break
                 refresh = not full or rate > _CHORD_MAX_RATE
             else:
-                # the first step with a kept factor: no rate to judge yet
-                refresh = not full
+                # the first step with a kept factor: no rate to judge yet;
+                # a long step means the solution moved far from where the
+                # factor was computed, so it and its inverse are stale
+                refresh = not full or max_step > _CHORD_FAR * max_value
         last_step = max_step
     if final_hessian:
         build_hessian(is_sparse, XT, data, indices, indptr, sw, start, stop, code,

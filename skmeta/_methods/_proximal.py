@@ -313,7 +313,12 @@ def _fixed_prior(step, prior, theta, *, max_iter, tol, verbose, name,
             return ProximalFit(prior.with_theta0(theta.mean(axis=0)), theta,
                                n_iter, True, objective)
         proposal = step.propose(prior, solutions)
-        if not _changed(proposal.theta0, prior.theta0, tol):
+        # converged when the next step is small, or when theta0 already is the
+        # tasks' mean to far below tol (the stationarity condition): along a
+        # direction where F flattens out toward infinity, Newton's steps stay
+        # long while the gradient vanishes
+        stationary = not _changed(theta.mean(axis=0), prior.theta0, tol**2)
+        if stationary or not _changed(proposal.theta0, prior.theta0, tol):
             if was_loose:
                 continue  # solve exactly at this prior mean before returning
             return ProximalFit(prior, theta, n_iter, True, objective)
