@@ -41,7 +41,7 @@ _WARM_UP_FACTOR = 8
 _HYPERPRIOR_TASKS = 1.0
 _SQUAREM_STEP_GROWTH = 4.0
 # inner tolerance of the first solve after a warm-up prior (see _fixed_prior)
-_FIRST_SOLVE_TOL = 1e-6
+_FIRST_SOLVE_TOL = 1e-4
 
 
 @dataclass
