@@ -18,7 +18,6 @@ passes the store through; :class:`~skmeta.MetaClassifier` reads it with
 # %%
 # A data frame with a task column
 # -------------------------------
-import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression

@@ -8,7 +8,7 @@ the family's scale (1, or 1 / total weight for mean-scaled estimators).
 
 import math
 
-from ._codes import LOGISTIC, MULTINOMIAL, POISSON, SQUARED
+from ._codes import LOGISTIC, MULTINOMIAL, SQUARED
 from ._jit import helper
 
 

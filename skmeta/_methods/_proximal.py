@@ -270,6 +270,7 @@ def fit_proximal(solver, prior, *, learn_theta0, kind, learn_gamma, max_iter, to
             f"method={name!r} did not converge in max_iter={max_iter} "
             "iterations; increase max_iter or tol.",
             ConvergenceWarning,
+            stacklevel=2,
         )
     return fit
 
