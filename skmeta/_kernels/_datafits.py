@@ -31,25 +31,32 @@ def datafit_derivatives(code, y, sw, start, stop, Z, n_outputs, G, D,
     ``with_value`` the loss is not computed (0 is returned), which saves a
     logarithm per row where only derivatives are needed.
     """
+    # one loop per datafit: the branch is taken once per task, not per row
     total = 0.0
-    for i in range(start, stop):
-        r = i - start
-        w = sw[i]
-        yi = y[i]
-        if code == SQUARED:
-            res = Z[0, r] - yi
+    if code == SQUARED:
+        for i in range(start, stop):
+            r = i - start
+            w = sw[i]
+            res = Z[0, r] - y[i]
             total += 0.5 * w * res * res
             G[0, r] = w * res
             D[0, r] = w
-        elif code == LOGISTIC:
+    elif code == LOGISTIC:
+        for i in range(start, stop):
+            r = i - start
+            w = sw[i]
             z = Z[0, r]
             e = math.exp(-abs(z))
-            if with_value:
-                total += w * (max(z, 0.0) + math.log1p(e) - yi * z)
-            p = 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)
-            G[0, r] = w * (p - yi)
+            # sigmoid(z) from exp(-|z|), without overflow
+            p = (1.0 if z >= 0.0 else e) / (1.0 + e)
+            G[0, r] = w * (p - y[i])
             D[0, r] = w * p * (1.0 - p)
-        elif code == MULTINOMIAL:
+            if with_value:
+                total += w * (max(z, 0.0) + math.log1p(e) - y[i] * z)
+    elif code == MULTINOMIAL:
+        for i in range(start, stop):
+            r = i - start
+            w = sw[i]
             m = Z[0, r]
             for k in range(1, n_outputs):
                 m = max(m, Z[k, r])
@@ -58,17 +65,20 @@ def datafit_derivatives(code, y, sw, start, stop, Z, n_outputs, G, D,
                 e = math.exp(Z[k, r] - m)
                 D[k, r] = e
                 s += e
-            yk = int(yi)
+            yk = int(y[i])
             if with_value:
                 total += w * (m + math.log(s) - Z[yk, r])
             for k in range(n_outputs):
                 D[k, r] /= s
                 G[k, r] = w * D[k, r]
             G[yk, r] -= w
-        else:  # POISSON
+    else:  # POISSON
+        for i in range(start, stop):
+            r = i - start
+            w = sw[i]
             z = Z[0, r]
             mu = math.exp(z)
-            total += w * (mu - yi * z + _poisson_constant(yi))
-            G[0, r] = w * (mu - yi)
+            total += w * (mu - y[i] * z + _poisson_constant(y[i]))
+            G[0, r] = w * (mu - y[i])
             D[0, r] = w * mu
     return total
