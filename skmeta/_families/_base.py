@@ -28,7 +28,6 @@ class LinearFamily:
     """
 
     supported = ()
-    is_classifier = False
     #: The loss is divided by the task's total sample weight (vs. summed).
     mean_loss = False
 

@@ -20,7 +20,6 @@ class LogisticFamily(LinearFamily):
     """
 
     supported = (LogisticRegression,)
-    is_classifier = True
 
     def _read_objective(self, params):
         C = params["C"]

@@ -204,9 +204,9 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
     diagonal) or a full matrix. With ``want_inverse``, the per-block sums of
     inverse Hessians are returned, and with ``want_posterior`` too the
     weighted sums and traces empirical Bayes needs. ``block`` is the
-    summation block size
-    (default :func:`block_size_for` of the batch's task count); shards of one
-    larger batch pass the parent's so that sums come out bit-identical.
+    summation block size (default :func:`block_size_for` of the batch's task
+    count); shards of one larger batch pass the parent's so that sums come
+    out bit-identical.
     ``factors`` / ``factor_ok`` and ``inverses`` / ``inverse_ok`` optionally
     keep each task's Hessian factor and its inverse between calls (updated in
     place); see ``solve_tasks``.
@@ -214,10 +214,7 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
     n_tasks = batch.n_tasks
     d = problem.n_params
     theta = np.array(theta, dtype=np.float64, order="C", copy=True)
-    precision = np.asarray(precision, dtype=np.float64)
-    prec_full = precision.ndim == 2
-    prec_diag = np.empty(0) if prec_full else np.ascontiguousarray(precision)
-    prec_mat = np.ascontiguousarray(precision) if prec_full else np.empty((0, 0))
+    prec_diag, prec_mat, prec_full = _precision_arrays(precision)
     if block is None:
         block = block_size_for(n_tasks)
     n_blocks = (n_tasks + block - 1) // block
@@ -235,10 +232,7 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
         factor_ok = inverse_ok = np.empty(0, dtype=np.uint8)
     solve_tasks(
         *batch.arrays, np.arange(n_tasks, dtype=np.intp),
-        problem.code, problem.n_outputs, problem.n_features,
-        problem.fit_intercept, problem.mean_loss, problem.lam2, problem.lam1,
-        np.ascontiguousarray(problem.l2w, dtype=np.float64),
-        np.ascontiguousarray(problem.l1w, dtype=np.float64),
+        *_problem_arrays(problem),
         np.ascontiguousarray(theta0, dtype=np.float64), prec_diag, prec_mat,
         prec_full, theta, int(max_iter), float(tol), bool(want_inverse),
         bool(want_inverse and want_posterior),
