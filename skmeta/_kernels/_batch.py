@@ -196,8 +196,7 @@ class InnerResult:
 def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
                 tol=1e-8, want_inverse=False, want_posterior=True,
                 exact_inverse=False, inv_weight=None,
-                block=None, factors=None, factor_ok=None, inverses=None,
-                inverse_ok=None):
+                block=None, inverses=None, inverse_ok=None, shift=None):
     """Solve every task of ``batch`` from the warm start ``theta`` (not modified).
 
     ``precision`` is the transfer term's ``gamma * Lambda``: a vector (its
@@ -207,9 +206,10 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
     summation block size (default :func:`block_size_for` of the batch's task
     count); shards of one larger batch pass the parent's so that sums come
     out bit-identical.
-    ``factors`` / ``factor_ok`` and ``inverses`` / ``inverse_ok`` optionally
-    keep each task's Hessian factor and its inverse between calls (updated in
-    place); see ``solve_tasks``.
+    ``inverses`` / ``inverse_ok`` optionally keep the inverse of each task's
+    Hessian between calls (updated in place), and ``shift`` is the change of
+    ``precision @ theta0`` since the solve that produced ``theta``; see
+    ``solve_tasks``.
     """
     n_tasks = batch.n_tasks
     d = problem.n_params
@@ -227,9 +227,11 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
     out_loss = np.empty(n_tasks)
     out_iter = np.empty(n_tasks, dtype=np.intp)
     out_trace = np.zeros(n_tasks)
-    if factors is None:
-        factors = inverses = np.empty((0, d, d))
-        factor_ok = inverse_ok = np.empty(0, dtype=np.uint8)
+    if inverses is None:
+        inverses = np.empty((0, d, d))
+        inverse_ok = np.empty(0, dtype=np.uint8)
+    shift = (np.empty(0) if shift is None
+             else np.ascontiguousarray(shift, dtype=np.float64))
     solve_tasks(
         *batch.arrays, np.arange(n_tasks, dtype=np.intp),
         *_problem_arrays(problem),
@@ -237,8 +239,8 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
         prec_full, theta, int(max_iter), float(tol), bool(want_inverse),
         bool(want_inverse and want_posterior),
         bool(exact_inverse), np.ascontiguousarray(inv_weight, dtype=np.float64),
-        block, factors, factor_ok, inverses, inverse_ok, out_objective, out_loss,
-        out_iter, out_trace, inv_sum, inv_wsum)
+        block, inverses, inverse_ok, shift, out_objective, out_loss, out_iter,
+        out_trace, inv_sum, inv_wsum)
     return InnerResult(theta, out_objective, out_loss, out_iter, out_trace,
                        inv_sum if want_inverse else None,
                        inv_wsum if want_inverse else None)

@@ -9,7 +9,8 @@ the family's scale (1, or 1 / total weight for mean-scaled estimators).
 import math
 
 from ._codes import LOGISTIC, MULTINOMIAL, SQUARED
-from ._jit import helper
+from ._elementary import exp, log1p_unit
+from ._jit import helper, summing_helper
 
 
 @helper
@@ -20,7 +21,7 @@ def _poisson_constant(y):
     return 0.0
 
 
-@helper
+@summing_helper
 def datafit_derivatives(code, y, sw, start, stop, Z, n_outputs, G, D,
                         with_value=True):
     """Loss of one task, with its derivatives with respect to ``Z``.
@@ -46,13 +47,13 @@ def datafit_derivatives(code, y, sw, start, stop, Z, n_outputs, G, D,
             r = i - start
             w = sw[i]
             z = Z[0, r]
-            e = math.exp(-abs(z))
+            e = exp(-abs(z))
             # sigmoid(z) from exp(-|z|), without overflow
             p = (1.0 if z >= 0.0 else e) / (1.0 + e)
             G[0, r] = w * (p - y[i])
             D[0, r] = w * p * (1.0 - p)
             if with_value:
-                total += w * (max(z, 0.0) + math.log1p(e) - y[i] * z)
+                total += w * (max(z, 0.0) + log1p_unit(e) - y[i] * z)
     elif code == MULTINOMIAL:
         for i in range(start, stop):
             r = i - start
@@ -62,7 +63,7 @@ def datafit_derivatives(code, y, sw, start, stop, Z, n_outputs, G, D,
                 m = max(m, Z[k, r])
             s = 0.0
             for k in range(n_outputs):
-                e = math.exp(Z[k, r] - m)
+                e = exp(Z[k, r] - m)
                 D[k, r] = e
                 s += e
             yk = int(y[i])
@@ -77,7 +78,7 @@ def datafit_derivatives(code, y, sw, start, stop, Z, n_outputs, G, D,
             r = i - start
             w = sw[i]
             z = Z[0, r]
-            mu = math.exp(z)
+            mu = exp(z)
             total += w * (mu - y[i] * z + _poisson_constant(y[i]))
             G[0, r] = w * (mu - y[i])
             D[0, r] = w * mu

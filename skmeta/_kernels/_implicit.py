@@ -69,8 +69,8 @@ def implicit_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_se
             is_sparse, Xloc, ldata, lindices, lindptr, ly, lsw, 0, ns, code,
             n_outputs, n_features, fit_intercept, mean_loss, lam2, lam1, l2w,
             l1w, theta0, prec_diag, prec_mat, prec_full, th, max_iter, tol,
-            False, True, XT, Z, Zt, G, Gt, D, Dt, U, a, w, A, L, grad, delta, q,
-            r, trial)
+            False, True, XT, Z, Zt, G, Gt, D, Dt, U, a, w, A, L, Ainv, grad,
+            delta, q, r, trial)
         out_iter[s] = it
         if nq == 0:
             query_loss[s] = 0.0

@@ -78,11 +78,12 @@ def cholesky_solve(L, b, x, d):
         for k in range(i):
             s -= L[i, k] * x[k]
         x[i] = s / L[i, i]
+    # L^T x = y by columns of L^T, i.e. rows of L: contiguous updates
     for i in range(d - 1, -1, -1):
-        s = x[i]
-        for k in range(i + 1, d):
-            s -= L[k, i] * x[k]
-        x[i] = s / L[i, i]
+        xi = x[i] / L[i, i]
+        x[i] = xi
+        for k in range(i):
+            x[k] -= L[i, k] * xi
 
 
 @summing_helper
@@ -107,6 +108,16 @@ def cholesky_inverse(L, V, out, d):
                 s += V[i, k] * V[m, k]
             out[i, m] = s
             out[m, i] = s
+
+
+@summing_helper
+def symmetric_matvec(M, v, scale, out, d):
+    """``out = scale * M v`` for a full ``(d, d)`` matrix, by rows."""
+    for i in range(d):
+        s = 0.0
+        for j in range(d):
+            s += M[i, j] * v[j]
+        out[i] = scale * s
 
 
 @helper

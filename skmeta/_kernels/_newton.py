@@ -27,6 +27,7 @@ from ._linalg import (
     cholesky_inverse,
     cholesky_solve,
     cholesky_with_jitter,
+    symmetric_matvec,
     symmetrize_lower,
 )
 from ._rows import (
@@ -46,7 +47,8 @@ _MAX_CD_SWEEPS = 2000
 _CHORD_MAX_RATE = 0.1
 # a Newton step shorter than this (relative) lets the next steps be chord steps
 _CHORD_START = 1e-3
-# a first step with a kept factor longer than this (relative) calls for a new one
+# a first step with a kept inverse longer than this (relative) calls for a new
+# Hessian
 _CHORD_FAR = 0.05
 
 
@@ -194,17 +196,17 @@ def _prox_newton_direction(A, grad, theta, lam1, l1w, delta, r, d, tol):
 def solve_task(is_sparse, Xd, data, indices, indptr, y, sw, start, stop, code,
                n_outputs, n_features, fit_intercept, mean_loss, lam2, lam1, l2w,
                l1w, theta0, prec_diag, prec_mat, prec_full, theta, max_iter, tol,
-               have_factor, final_hessian, XT, Z, Zt, G, Gt, D, Dt, U, a, w, A, L,
-               grad, delta, q, r, trial):
+               have_inverse, final_hessian, XT, Z, Zt, G, Gt, D, Dt, U, a, w, A, L,
+               Ainv, grad, delta, q, r, trial):
     """Solve one task's inner problem in place.
 
     Returns ``(objective, loss, n_iter, refreshed)``; ``refreshed`` tells
     whether a Hessian was computed (``L`` then holds a new factor).
 
-    With ``have_factor``, ``L`` already holds the Cholesky factor of a
-    Hessian of this objective (from an earlier solve) and the first steps are
-    chord steps with it. With ``final_hessian``, ``A`` and ``L`` are
-    recomputed at the solution before returning.
+    With ``have_inverse``, ``Ainv`` already holds the inverse of a Hessian
+    of this objective (from an earlier solve) and the first steps are chord
+    steps with it (a matrix-vector product). With ``final_hessian``, ``A``
+    and ``L`` are recomputed at the solution before returning.
 
     ``n_iter`` is negative when ``max_iter`` was reached before convergence.
     Once Newton steps are short and accepted whole, the Hessian is kept for
@@ -233,7 +235,7 @@ def solve_task(is_sparse, Xd, data, indices, indptr, y, sw, start, stop, code,
         load_dense_block(Xd, start, stop, n_features, fit_intercept, XT)
 
     n_iter = -max_iter
-    refresh = not (have_factor and not has_l1)  # compute the Hessian now
+    refresh = not (have_inverse and not has_l1)  # compute the Hessian now
     refreshed = False
     last_step = 0.0
     # Z, G, D and q describe the current iterate; the line search computes
@@ -270,12 +272,15 @@ def solve_task(is_sparse, Xd, data, indices, indptr, y, sw, start, stop, code,
             symmetrize_lower(A, d)
             _prox_newton_direction(A, grad, theta, lam1, l1w, delta, r, d,
                                    tol * 1e-2)
-        else:
+        elif refreshed:
             if fresh:
                 jitter = cholesky_with_jitter(A, L, d, l2w)
             for j in range(d):
                 delta[j] = -grad[j]
             cholesky_solve(L, delta, delta, d)
+        else:
+            # chord step with the kept inverse
+            symmetric_matvec(Ainv, grad, -1.0, delta, d)
 
         slope = 0.0
         for j in range(d):
@@ -398,7 +403,7 @@ def newton_workspace(is_sparse, n_outputs, n_max, d, p1):
     Dt = np.empty((n_outputs, n_max))
     U = np.empty((n_outputs, n_max))
     a = np.empty(n_max)
-    w = np.empty(n_max)
+    w = np.empty((2, n_max))
     A = np.empty((d, d))
     L = np.empty((d, d))
     W = np.empty((d, d))
@@ -412,9 +417,8 @@ def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
                 code, n_outputs, n_features, fit_intercept, mean_loss, lam2, lam1,
                 l2w, l1w, theta0, prec_diag, prec_mat, prec_full, theta, max_iter,
                 tol, want_inverse, want_posterior, exact_inverse, inv_weight,
-                block_size, factors,
-                factor_ok, inverses, inverse_ok, out_objective, out_loss,
-                out_iter, out_trace, inv_sum, inv_wsum):
+                block_size, inverses, inverse_ok, shift, out_objective,
+                out_loss, out_iter, out_trace, inv_sum, inv_wsum):
     """Solve the inner problem of every selected task (see module docstring).
 
     ``theta[s]`` is the warm start and the solution of task ``task_sel[s]``.
@@ -425,13 +429,15 @@ def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
     Hessians weighted by ``inv_weight[s]`` (the Laplace posterior
     covariances) and ``out_trace[s]`` gets ``tr(H_data A^{-1})``.
 
-    ``factors`` (empty, or one ``(d, d)`` slot per selected task) keeps each
-    task's Cholesky factor between calls, ``factor_ok[s]`` telling whether the
-    slot holds a factor of the current objective: the next solve then starts
-    with chord steps instead of a new Hessian. ``inverses`` / ``inverse_ok``
-    likewise keep the inverse of that factor, reused while no new Hessian is
-    computed. The inverses are those of the last Hessian computed, unless
-    ``exact_inverse`` asks for the Hessian at the solution.
+    ``inverses`` (empty, or one ``(d, d)`` slot per selected task) keeps the
+    inverse of each task's last Hessian between calls, ``inverse_ok[s]``
+    telling whether the slot holds one for the current objective: the next
+    solve then starts with chord steps (products with it) instead of a new
+    Hessian, and, when ``shift`` (the change of ``Pi theta0`` since that
+    solve) is not empty, from the first-order prediction ``theta[s] +
+    inverse shift`` of the new solution. The inverses are those of the last
+    Hessian computed, unless ``exact_inverse`` asks for the Hessian at the
+    solution.
 
     The kernel is serial and releases the GIL: callers run shards of tasks on
     a thread pool (see ``skmeta._methods._inner``).
@@ -448,38 +454,46 @@ def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
     if want_inverse:
         inv_sum[:] = 0.0
         inv_wsum[:] = 0.0
-    store = factors.shape[0] > 0
+    store = inverses.shape[0] > 0 and lam1 == 0.0
+    predict = store and shift.shape[0] == d
     for s in range(n_sel):
         b = s // block_size
         t = task_sel[s]
         th = theta[s]
-        Ls = factors[s] if store else L
-        have_factor = store and factor_ok[s] == 1
+        Ai = inverses[s] if store else Ainv
+        have_inverse = store and inverse_ok[s] == 1
+        if have_inverse and predict:
+            symmetric_matvec(Ai, shift, 1.0, delta, d)
+            moved = 0.0
+            size = 1.0
+            for j in range(d):
+                th[j] += delta[j]
+                moved = max(moved, abs(delta[j]))
+                size = max(size, abs(th[j]))
+            # as for a long first chord step: the kept inverse is stale
+            if moved > _CHORD_FAR * size:
+                have_inverse = False
         final_hessian = want_inverse and exact_inverse
         obj, loss, it, refreshed = solve_task(
             is_sparse, Xd, data, indices, indptr, y, sw, offsets[t],
             offsets[t + 1], code, n_outputs, n_features, fit_intercept,
             mean_loss, lam2, lam1, l2w, l1w, theta0, prec_diag, prec_mat,
-            prec_full, th, max_iter, tol, have_factor, final_hessian, XT, Z, Zt,
-            G, Gt, D, Dt, U, a, w, A, Ls, grad, delta, q, r, trial)
+            prec_full, th, max_iter, tol, have_inverse, final_hessian, XT, Z, Zt,
+            G, Gt, D, Dt, U, a, w, A, L, Ai, grad, delta, q, r, trial)
         out_objective[s] = obj
         out_loss[s] = loss
         out_iter[s] = it
-        if store:
-            # with an l1 part the proximal steps keep no factor
-            factor_ok[s] = 0 if lam1 > 0.0 else 1
-            if refreshed:
-                inverse_ok[s] = 0
+        if store and refreshed:
+            inverse_ok[s] = 0
         if want_inverse:
             # a runtime flag rather than literal True/False: one compiled
             # specialization of hessian_inverse instead of two
             on_active_set = want_inverse
-            Ai = inverses[s] if store and lam1 == 0.0 else Ainv
             if lam1 > 0.0:
-                hessian_inverse(A, L, W, Ainv, th, lam1, l1w, l2w, d,
+                hessian_inverse(A, L, W, Ai, th, lam1, l1w, l2w, d,
                                 on_active_set)
             elif not (store and inverse_ok[s] == 1):
-                cholesky_inverse(Ls, W, Ai, d)
+                cholesky_inverse(L, W, Ai, d)
                 if store:
                     inverse_ok[s] = 1
             for i in range(d):
@@ -491,9 +505,8 @@ def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
                 # the Laplace covariance used by empirical Bayes ignores the
                 # active set: it must vary continuously with the prior, or EM
                 # can cycle between active sets
-                hessian_inverse(A, L, W, Ainv, th, lam1, l1w, l2w, d,
+                hessian_inverse(A, L, W, Ai, th, lam1, l1w, l2w, d,
                                 not on_active_set)
-                Ai = Ainv
             weight = inv_weight[s]
             penalty_trace = 0.0
             for i in range(d):

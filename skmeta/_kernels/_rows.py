@@ -49,15 +49,35 @@ def dense_predictor(XT, lo, hi, p1, theta, n_outputs, Z):
 def dense_gradient(XT, lo, hi, p1, G, scale, n_outputs, out):
     """Add ``scale * X_tilde^T G_k`` (loaded rows ``lo:hi``) to ``out``.
 
-    ``G[k, r - lo]`` belongs to row ``r``.
+    ``G[k, r - lo]`` belongs to row ``r``. Four coefficients share each load
+    of ``G``.
     """
+    n = hi - lo
     for k in range(n_outputs):
         base = k * p1
-        for j in range(p1):
+        j = 0
+        while j + 4 <= p1:
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            for r in range(n):
+                g = G[k, r]
+                s0 += g * XT[j, lo + r]
+                s1 += g * XT[j + 1, lo + r]
+                s2 += g * XT[j + 2, lo + r]
+                s3 += g * XT[j + 3, lo + r]
+            out[base + j] += scale * s0
+            out[base + j + 1] += scale * s1
+            out[base + j + 2] += scale * s2
+            out[base + j + 3] += scale * s3
+            j += 4
+        while j < p1:
             s = 0.0
-            for r in range(lo, hi):
-                s += XT[j, r] * G[k, r - lo]
+            for r in range(n):
+                s += G[k, r] * XT[j, lo + r]
             out[base + j] += scale * s
+            j += 1
 
 
 @summing_helper
@@ -65,36 +85,70 @@ def dense_gram(XT, n, p1, a, w, out, row0, col0, diagonal_block):
     """Add ``X_tilde^T diag(a) X_tilde`` to the block at ``out[row0, col0]``.
 
     Uses loaded rows ``0:n``. Only the lower triangle is written for a
-    diagonal block. ``w`` is a workspace of length ``n``. Four output columns
-    share each load of ``w`` (this is the hot loop of the whole package).
+    diagonal block. ``w`` is a workspace of shape ``(2, n)``. This is the hot
+    loop of the whole package: output rows go in pairs and columns in fours,
+    so that each pass over the rows feeds eight sums from six loads.
     """
-    for j1 in range(p1):
+    for j1 in range(0, p1, 2):
+        pair = j1 + 1 < p1
         for r in range(n):
-            w[r] = a[r] * XT[j1, r]
+            w[0, r] = a[r] * XT[j1, r]
+        if pair:
+            for r in range(n):
+                w[1, r] = a[r] * XT[j1 + 1, r]
+        # columns both rows need: up to j1 on a diagonal block
         last = j1 + 1 if diagonal_block else p1
         j2 = 0
         while j2 + 4 <= last:
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            s3 = 0.0
+            s00 = 0.0
+            s01 = 0.0
+            s02 = 0.0
+            s03 = 0.0
+            s10 = 0.0
+            s11 = 0.0
+            s12 = 0.0
+            s13 = 0.0
             for r in range(n):
-                wr = w[r]
-                s0 += wr * XT[j2, r]
-                s1 += wr * XT[j2 + 1, r]
-                s2 += wr * XT[j2 + 2, r]
-                s3 += wr * XT[j2 + 3, r]
-            out[row0 + j1, col0 + j2] += s0
-            out[row0 + j1, col0 + j2 + 1] += s1
-            out[row0 + j1, col0 + j2 + 2] += s2
-            out[row0 + j1, col0 + j2 + 3] += s3
+                x0 = XT[j2, r]
+                x1 = XT[j2 + 1, r]
+                x2 = XT[j2 + 2, r]
+                x3 = XT[j2 + 3, r]
+                u = w[0, r]
+                v = w[1, r]
+                s00 += u * x0
+                s01 += u * x1
+                s02 += u * x2
+                s03 += u * x3
+                s10 += v * x0
+                s11 += v * x1
+                s12 += v * x2
+                s13 += v * x3
+            out[row0 + j1, col0 + j2] += s00
+            out[row0 + j1, col0 + j2 + 1] += s01
+            out[row0 + j1, col0 + j2 + 2] += s02
+            out[row0 + j1, col0 + j2 + 3] += s03
+            if pair:
+                out[row0 + j1 + 1, col0 + j2] += s10
+                out[row0 + j1 + 1, col0 + j2 + 1] += s11
+                out[row0 + j1 + 1, col0 + j2 + 2] += s12
+                out[row0 + j1 + 1, col0 + j2 + 3] += s13
             j2 += 4
         while j2 < last:
+            s0 = 0.0
+            s1 = 0.0
+            for r in range(n):
+                x = XT[j2, r]
+                s0 += w[0, r] * x
+                s1 += w[1, r] * x
+            out[row0 + j1, col0 + j2] += s0
+            if pair:
+                out[row0 + j1 + 1, col0 + j2] += s1
+            j2 += 1
+        if diagonal_block and pair:
             s = 0.0
             for r in range(n):
-                s += w[r] * XT[j2, r]
-            out[row0 + j1, col0 + j2] += s
-            j2 += 1
+                s += w[1, r] * XT[j1 + 1, r]
+            out[row0 + j1 + 1, col0 + j1 + 1] += s
 
 
 @helper

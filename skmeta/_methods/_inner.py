@@ -19,8 +19,8 @@ from .._kernels._batch import block_size_for, solve_inner
 # accurate task solutions.
 INNER_TOL = 1e-9
 INNER_MAX_ITER = 200
-# Keeping each task's Hessian factor between outer iterations saves most
-# Hessian evaluations; above this many bytes the factors are not kept.
+# Keeping the inverse of each task's Hessian between outer iterations saves
+# most Hessian evaluations; above this many bytes the inverses are not kept.
 FACTOR_MEMORY = 512 * 2**20
 # Below this many entries of X per shard, a thread costs more than it saves.
 MIN_SHARD_ENTRIES = 200_000
@@ -74,16 +74,12 @@ class InnerSolver:
         self.ranges = list(zip(edges[:-1], edges[1:]))
         self.shards = [batch.shard(a, b) for a, b in self.ranges]
         d = problem.n_params
-        if batch.n_tasks * d * d * 16 <= FACTOR_MEMORY:
-            # each task's Hessian factor and its inverse
-            self.factors = np.empty((batch.n_tasks, d, d))
+        if batch.n_tasks * d * d * 8 <= FACTOR_MEMORY:
             self.inverses = np.empty((batch.n_tasks, d, d))
-            self.factor_ok = np.zeros(batch.n_tasks, dtype=np.uint8)
             self.inverse_ok = np.zeros(batch.n_tasks, dtype=np.uint8)
         else:
-            self.factors = self.factor_ok = None
             self.inverses = self.inverse_ok = None
-        self._factored_precision = None
+        self._kept_precision = None
         self._parallel = None
 
     def __enter__(self):
@@ -99,32 +95,39 @@ class InnerSolver:
 
     def solve(self, theta0, precision, theta, *, want_inverse=False,
               want_posterior=True, exact_inverse=False, inv_weight=None,
-              tol=INNER_TOL):
+              tol=INNER_TOL, solved_at=None):
         """Solve every task from the warm start ``theta``; see ``solve_inner``.
 
-        Returns a :class:`TaskSolutions`.
+        ``solved_at`` is the prior mean of the solve that returned ``theta``,
+        under the same precision: the kept inverse Hessians then first move
+        each solution by its first-order change (the implicit function
+        theorem), which saves steps. Returns a :class:`TaskSolutions`.
         """
         T = self.batch.n_tasks
         if inv_weight is None:
             inv_weight = np.ones(T)
         precision = np.asarray(precision, dtype=np.float64)
-        if self.factors is not None and not (
-                self._factored_precision is not None
-                and self._factored_precision.shape == precision.shape
-                and np.array_equal(self._factored_precision, precision)):
-            # the kept factors are of Hessians under another prior
-            self.factor_ok[:] = 0
+        same_precision = (
+            self._kept_precision is not None
+            and self._kept_precision.shape == precision.shape
+            and np.array_equal(self._kept_precision, precision))
+        if self.inverses is not None and not same_precision:
+            # the kept inverses are of Hessians under another prior
             self.inverse_ok[:] = 0
-            self._factored_precision = precision.copy()
+            self._kept_precision = precision.copy()
+        shift = None
+        if solved_at is not None and same_precision:
+            moved = np.asarray(theta0, dtype=np.float64) - solved_at
+            shift = precision @ moved if precision.ndim == 2 else precision * moved
         kwargs = dict(max_iter=INNER_MAX_ITER, tol=tol,
                       want_inverse=want_inverse, want_posterior=want_posterior,
                       exact_inverse=exact_inverse,
                       block=self.block)
         jobs = []
         for (a, b), shard in zip(self.ranges, self.shards):
-            store = {} if self.factors is None else dict(
-                factors=self.factors[a:b], factor_ok=self.factor_ok[a:b],
-                inverses=self.inverses[a:b], inverse_ok=self.inverse_ok[a:b])
+            store = {} if self.inverses is None else dict(
+                inverses=self.inverses[a:b], inverse_ok=self.inverse_ok[a:b],
+                shift=shift)
             jobs.append(delayed(solve_inner)(
                 shard, self.problem, theta0, precision, theta[a:b],
                 inv_weight=inv_weight[a:b], **kwargs, **store))

@@ -202,12 +202,12 @@ class _Iteration:
         spread = float(np.var(batch.y)) if batch.n_rows else 1.0
         self.min_dispersion = 1e-10 * spread if spread > 0 else 1e-300
 
-    def solve(self, prior, theta, tol=INNER_TOL):
+    def solve(self, prior, theta, tol=INNER_TOL, solved_at=None):
         return self.solver.solve(
             prior.theta0, prior.precision, theta,
             want_inverse=self.learn_theta0 or self.learn_prior,
             want_posterior=self.learn_prior,
-            inv_weight=1.0 / self.task_scale, tol=tol)
+            inv_weight=1.0 / self.task_scale, tol=tol, solved_at=solved_at)
 
     def propose(self, prior, solutions):
         """The next prior: Newton step on theta0, EM step on the rest."""
@@ -293,8 +293,11 @@ def _fixed_prior(step, prior, theta, *, max_iter, tol, verbose, name,
     halvings = 0
     n_iter = 0
     loose = warm_prior and step.learn_theta0 and bool(np.any(prior.precision))
+    solved_at = None  # the prior mean theta was solved at
     for n_iter in range(1, max_iter + 1):
-        solutions = step.solve(prior, theta, _FIRST_SOLVE_TOL if loose else INNER_TOL)
+        solutions = step.solve(prior, theta, _FIRST_SOLVE_TOL if loose else INNER_TOL,
+                               solved_at=solved_at)
+        solved_at = prior.theta0
         was_loose, loose = loose, False
         theta = solutions.theta
         objective = float(solutions.objective.sum())
