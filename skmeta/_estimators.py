@@ -677,10 +677,20 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         return LogisticRegression() if self.estimator is None else self.estimator
 
     def _set_targets(self, y, classes):
-        check_classification_targets(y)
+        y = np.asarray(y)
+        if y.dtype.kind == "O":
+            check_classification_targets(y)  # before np.unique meets mixed types
+            labels = np.unique(y)
+        else:
+            labels = np.unique(y)
+            # scikit-learn's target-type check reuses unique values found in
+            # the dtype's metadata (its `attach_unique` protocol); without
+            # support for it, it computes them again
+            check_classification_targets(
+                y.view(np.dtype(y.dtype, metadata={"unique": labels})))
         if classes is not None:
             classes = np.unique(classes)
-            unknown = np.setdiff1d(np.unique(y), classes)
+            unknown = np.setdiff1d(labels, classes)
             if unknown.size:
                 raise ValueError(
                     f"y contains labels {unknown.tolist()} not in classes="
@@ -688,7 +698,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
                 )
             self.classes_ = classes
         else:
-            self.classes_ = np.unique(y)
+            self.classes_ = labels
         if len(self.classes_) < 2:
             raise ValueError(
                 "This solver needs samples of at least 2 classes in the data, "
@@ -702,9 +712,16 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         y = np.asarray(y)
         if known_only:
             check_classification_targets(y)
-        codes = np.searchsorted(self.classes_, y)
-        codes = np.clip(codes, 0, len(self.classes_) - 1)
-        unknown = self.classes_[codes] != y
+        classes = self.classes_
+        if (classes.dtype.kind in "iuf" and y.dtype.kind in "iuf"
+                and np.array_equal(classes, np.arange(len(classes)))):
+            # labels 0..K-1 are their own codes (saves a search per row)
+            codes = y
+            unknown = (y < 0) | (y > len(classes) - 1) | (y != np.round(y))
+        else:
+            codes = np.searchsorted(classes, y)
+            codes = np.clip(codes, 0, len(classes) - 1)
+            unknown = classes[codes] != y
         if np.any(unknown):
             raise ValueError(
                 f"y contains labels {np.unique(y[unknown]).tolist()} not seen "

@@ -1,16 +1,21 @@
-"""Running the exact inner solver over task shards with joblib.
+"""Running the exact inner solver over task shards, on threads or joblib.
 
-The kernels release the GIL, so shards of tasks run in parallel on threads
-(joblib's threading backend, the default here); under
-``joblib.parallel_backend("dask")`` the same shards go to a Dask cluster.
-Shards start at block boundaries and partial sums are added in block order,
-so results do not depend on ``n_jobs``.
+The kernels release the GIL, so shards of tasks run in parallel on threads.
+Under joblib's default (threading) backend they go to a plain thread pool:
+``joblib.Parallel`` polls for results every 10 ms, a delay as long as a
+whole solve of thousands of tasks. Under any other active joblib backend,
+e.g. ``joblib.parallel_backend("dask")``, the same shards go through
+``joblib.Parallel`` (to a Dask cluster). Shards start at block boundaries
+and partial sums are added in block order, so results do not depend on
+``n_jobs``.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
+from joblib.parallel import ThreadingBackend, get_active_backend
 
 from .._kernels._batch import block_size_for, solve_inner
 
@@ -23,7 +28,7 @@ INNER_MAX_ITER = 200
 # most Hessian evaluations; above this many bytes the inverses are not kept.
 FACTOR_MEMORY = 512 * 2**20
 # Below this many entries of X per shard, a thread costs more than it saves.
-MIN_SHARD_ENTRIES = 200_000
+MIN_SHARD_ENTRIES = 100_000
 
 
 @dataclass
@@ -43,6 +48,51 @@ class TaskSolutions:
     trace: np.ndarray
     inv_sum: np.ndarray = None
     inv_wsum: np.ndarray = None
+
+
+class Workers:
+    """Runs lists of calls concurrently, in the order given; a context manager.
+
+    A thread pool when joblib's active backend is its threading backend (the
+    default), else ``joblib.Parallel`` on the active backend.
+    """
+
+    def __init__(self, n_workers):
+        self.n_workers = n_workers
+        self._pool = None
+        self._parallel = None
+
+    def __enter__(self):
+        if self.n_workers > 1:
+            backend, _ = get_active_backend(prefer="threads")
+            if isinstance(backend, ThreadingBackend):
+                self._pool = ThreadPoolExecutor(self.n_workers)
+            else:
+                self._parallel = Parallel(n_jobs=self.n_workers, prefer="threads")
+                self._parallel.__enter__()
+        return self
+
+    def __exit__(self, *exc_info):
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        if self._parallel is not None:
+            self._parallel.__exit__(*exc_info)
+            self._parallel = None
+
+    def run(self, calls):
+        """Results of ``func(*args, **kwargs)`` for each ``(func, args, kwargs)``."""
+        if len(calls) == 1 or self.n_workers == 1:
+            return [func(*args, **kwargs) for func, args, kwargs in calls]
+        if self._pool is None and self._parallel is None:
+            with Workers(self.n_workers) as workers:  # used outside a with block
+                return workers.run(calls)
+        if self._pool is not None:
+            futures = [self._pool.submit(func, *args, **kwargs)
+                       for func, args, kwargs in calls]
+            return [future.result() for future in futures]
+        return self._parallel(delayed(func)(*args, **kwargs)
+                              for func, args, kwargs in calls)
 
 
 class InnerSolver:
@@ -80,18 +130,14 @@ class InnerSolver:
         else:
             self.inverses = self.inverse_ok = None
         self._kept_precision = None
-        self._parallel = None
+        self._workers = Workers(len(self.shards))
 
     def __enter__(self):
-        if len(self.shards) > 1:
-            self._parallel = Parallel(n_jobs=len(self.shards), prefer="threads")
-            self._parallel.__enter__()
+        self._workers.__enter__()
         return self
 
     def __exit__(self, *exc_info):
-        if self._parallel is not None:
-            self._parallel.__exit__(*exc_info)
-            self._parallel = None
+        self._workers.__exit__(*exc_info)
 
     def solve(self, theta0, precision, theta, *, want_inverse=False,
               want_posterior=True, exact_inverse=False, inv_weight=None,
@@ -123,21 +169,15 @@ class InnerSolver:
                       want_inverse=want_inverse, want_posterior=want_posterior,
                       exact_inverse=exact_inverse,
                       block=self.block)
-        jobs = []
+        calls = []
         for (a, b), shard in zip(self.ranges, self.shards):
             store = {} if self.inverses is None else dict(
                 inverses=self.inverses[a:b], inverse_ok=self.inverse_ok[a:b],
                 shift=shift)
-            jobs.append(delayed(solve_inner)(
-                shard, self.problem, theta0, precision, theta[a:b],
-                inv_weight=inv_weight[a:b], **kwargs, **store))
-        if len(jobs) == 1:
-            func, args, kw = jobs[0]
-            parts = [func(*args, **kw)]
-        elif self._parallel is not None:
-            parts = self._parallel(jobs)
-        else:
-            parts = Parallel(n_jobs=len(jobs), prefer="threads")(jobs)
+            calls.append((solve_inner, (shard, self.problem, theta0, precision,
+                                        theta[a:b]),
+                          dict(inv_weight=inv_weight[a:b], **kwargs, **store)))
+        parts = self._workers.run(calls)
         solutions = TaskSolutions(
             theta=np.concatenate([p.theta for p in parts]),
             objective=np.concatenate([p.objective for p in parts]),
@@ -170,7 +210,5 @@ def map_task_chunks(func, n_tasks, block, n_jobs, batch):
     edges = np.unique(np.linspace(0, n_blocks, n_chunks + 1).round().astype(int))
     bounds = [(int(a) * block, min(int(b) * block, n_tasks))
               for a, b in zip(edges[:-1], edges[1:])]
-    if len(bounds) == 1:
-        return [func(*bounds[0])]
-    return Parallel(n_jobs=len(bounds), prefer="threads")(
-        delayed(func)(lo, hi) for lo, hi in bounds)
+    with Workers(len(bounds)) as workers:
+        return workers.run([(func, bound, {}) for bound in bounds])
