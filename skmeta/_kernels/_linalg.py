@@ -90,24 +90,32 @@ def cholesky_solve(L, b, x, d):
 def cholesky_inverse(L, V, out, d):
     """Write ``(L L^T)^{-1}`` to ``out``, using ``V`` as workspace.
 
-    Row ``j`` of ``V`` receives column ``j`` of ``L^{-1}`` (a forward solve
-    with contiguous loops), then ``out[i, l] = V[i] . V[l]``.
+    ``V`` receives ``L^{-1}`` row by row (each row a combination of the rows
+    above it), then ``out = V^T V`` is summed as rank-one updates by the rows
+    of ``V``: every inner loop runs over contiguous entries.
     """
-    for j in range(d):
-        for i in range(j):
-            V[j, i] = 0.0
-        for i in range(j, d):
-            s = 1.0 if i == j else 0.0
-            for k in range(j, i):
-                s -= L[i, k] * V[j, k]
-            V[j, i] = s / L[i, i]
+    for i in range(d):
+        for m in range(d):
+            V[i, m] = 0.0
+        for k in range(i):
+            c = L[i, k]
+            for m in range(k + 1):
+                V[i, m] -= c * V[k, m]
+        inv = 1.0 / L[i, i]
+        for m in range(i):
+            V[i, m] *= inv
+        V[i, i] = inv
     for i in range(d):
         for m in range(i + 1):
-            s = 0.0
-            for k in range(i, d):
-                s += V[i, k] * V[m, k]
-            out[i, m] = s
-            out[m, i] = s
+            out[i, m] = 0.0
+    for k in range(d):
+        for i in range(k + 1):
+            c = V[k, i]
+            for m in range(i + 1):
+                out[i, m] += c * V[k, m]
+    for i in range(d):
+        for m in range(i):
+            out[m, i] = out[i, m]
 
 
 @summing_helper
