@@ -982,6 +982,61 @@ def test_inner_solver_results_do_not_depend_on_n_jobs(code, layout, monkeypatch)
     np.testing.assert_allclose(again.objective, fresh.objective, rtol=1e-12)
 
 
+@pytest.mark.parametrize("code", [LOGISTIC, MULTINOMIAL], ids=CODE_IDS[1:3])
+def test_moved_prior_mean_starts_from_the_predicted_solutions(code):
+    # after the prior mean moves, the kept inverse Hessians predict each
+    # solution to first order (solved_at=...): the solve must land on the
+    # same solutions as a fresh one, in fewer steps than without the
+    # prediction
+    rng = np.random.default_rng([code, 31])
+    n_tasks = 200
+    X, y, sw, tasks = make_tasks(code, rng.integers(20, 40, n_tasks), 3, rng)
+    problem = make_problem(code, 3, True, False, lam2=0.1)
+    d = problem.n_params
+    batch, _ = make_batch(X, y, sw, tasks, n_tasks)
+    theta0 = rng.normal(scale=0.2, size=d)
+    precision = np.full(d, 2.0)
+    start = np.tile(theta0, (n_tasks, 1))
+    moved = theta0 + rng.normal(scale=0.05, size=d)
+    fresh = InnerSolver(batch, problem).solve(moved, precision, start)
+    steps = {}
+    for predict in (False, True):
+        with InnerSolver(batch, problem) as solver:
+            first = solver.solve(theta0, precision, start, want_inverse=True)
+            again = solver.solve(moved, precision, first.theta,
+                                 solved_at=theta0 if predict else None)
+        np.testing.assert_allclose(again.theta, fresh.theta, rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(again.objective, fresh.objective, rtol=1e-12)
+        steps[predict] = np.abs(again.n_iter).sum()
+    assert steps[True] < steps[False]
+
+
+def test_workers_use_joblib_under_another_backend(monkeypatch):
+    # under joblib's default backend the shards run on a plain thread pool;
+    # under any other active backend they go through joblib.Parallel
+    from joblib import parallel_backend
+
+    seen = []
+    original = inner_module.Parallel
+
+    class Recording(original):
+        def __call__(self, iterable):
+            seen.append(self.n_jobs)
+            return super().__call__(iterable)
+
+    monkeypatch.setattr(inner_module, "Parallel", Recording)
+    calls = [(pow, (2, k), {}) for k in range(5)]
+    with inner_module.Workers(2) as workers:
+        assert workers.run(calls) == [1, 2, 4, 8, 16]
+    assert seen == []
+    with parallel_backend("loky", n_jobs=2):
+        with inner_module.Workers(2) as workers:
+            assert workers.run(calls) == [1, 2, 4, 8, 16]
+    assert seen == [2]
+    # outside a with block, a pool is made for the call
+    assert inner_module.Workers(2).run(calls) == [1, 2, 4, 8, 16]
+
+
 # --------------------------------------------------------------------------
 # singular systems
 # --------------------------------------------------------------------------

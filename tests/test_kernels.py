@@ -1,0 +1,75 @@
+"""Elementary functions of the kernels against the C library."""
+
+import numpy as np
+import pytest
+from numba import njit
+
+from skmeta._kernels._elementary import exp, log1p_unit
+
+# error bounds, in units of the result's spacing (ulp); the C library's
+# functions are within 1
+EXP_ULPS = 2
+LOG1P_ULPS = 3
+
+
+@njit
+def _apply_exp(x):
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        out[i] = exp(x[i])
+    return out
+
+
+@njit
+def _apply_log1p_unit(x):
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        out[i] = log1p_unit(x[i])
+    return out
+
+
+def _ulps(actual, desired):
+    return np.abs(actual - desired) / np.spacing(np.abs(desired))
+
+
+def test_exp_matches_the_c_library_over_the_normal_range():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([np.linspace(-708.0, 709.0, 400_001),
+                        rng.normal(scale=5.0, size=100_000),
+                        [0.0, -0.0, 1.0, -1.0, 1e-300, -1e-300,
+                         np.log(2.0) / 2, -np.log(2.0) / 2]])
+    assert _ulps(_apply_exp(x), np.exp(x)).max() <= EXP_ULPS
+
+
+def test_exp_limits():
+    x = np.array([-np.inf, -1e6, -745.2, -708.5, 709.5, 710.0, 1e6, np.inf, np.nan])
+    out = _apply_exp(x)
+    # below the normal range the result is flushed to 0 (the true value is
+    # below 2.3e-308); above it overflows to inf as the C library does
+    np.testing.assert_array_equal(out[:4], 0.0)
+    np.testing.assert_array_equal(out[4:8], np.inf)
+    assert np.isnan(out[8])
+
+
+def test_exp_of_logistic_margins_keeps_probabilities_exact():
+    # the logistic datafit evaluates exp(-|z|); its sigmoid must match scipy's
+    from scipy.special import expit
+
+    z = np.linspace(-700.0, 700.0, 100_001)
+    e = _apply_exp(-np.abs(z))
+    p = np.where(z >= 0, 1.0, e) / (1.0 + e)
+    np.testing.assert_allclose(p, expit(z), rtol=4e-16, atol=0)
+
+
+@pytest.mark.parametrize("scale", ["unit", "tiny"])
+def test_log1p_unit_matches_the_c_library(scale):
+    rng = np.random.default_rng(1)
+    if scale == "unit":
+        e = np.concatenate([np.linspace(0.0, 1.0, 200_001), rng.uniform(size=10_000)])
+    else:
+        e = np.concatenate([np.exp(-np.linspace(0.0, 708.0, 100_001)), [5e-324]])
+    out = _apply_log1p_unit(e)
+    desired = np.log1p(e)
+    nonzero = desired > 0
+    assert _ulps(out[nonzero], desired[nonzero]).max() <= LOG1P_ULPS
+    np.testing.assert_array_equal(out[~nonzero], 0.0)
