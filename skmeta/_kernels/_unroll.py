@@ -29,11 +29,9 @@ import numpy as np
 from ._codes import LOGISTIC, MULTINOMIAL, POISSON
 from ._datafits import datafit_derivatives
 from ._jit import helper, kernel
-from ._newton import penalty_parts
 from ._rows import (
     dense_gradient,
     dense_predictor,
-    load_dense_block,
     sparse_gradient,
     sparse_predictor,
 )
@@ -123,6 +121,41 @@ def load_task(is_sparse, Xd, data, indices, indptr, y, sw, start, n, seed,
     shuffled_rows(start, start + n, seed, rows)
     gather_rows(is_sparse, Xd, data, indices, indptr, y, sw, rows, n, n_features,
                 Xloc, ldata, lindices, lindptr, ly, lsw)
+
+
+@helper
+def load_task_transposed(is_sparse, Xd, data, indices, indptr, y, sw, start, n,
+                         seed, n_features, fit_intercept, rows, Xloc, XT,
+                         ldata, lindices, lindptr, ly, lsw):
+    """``load_task``, writing a dense task straight into the transposed ``XT``."""
+    shuffled_rows(start, start + n, seed, rows)
+    if is_sparse:
+        gather_rows(is_sparse, Xd, data, indices, indptr, y, sw, rows, n,
+                    n_features, Xloc, ldata, lindices, lindptr, ly, lsw)
+        return
+    for r in range(n):
+        i = rows[r]
+        ly[r] = y[i]
+        lsw[r] = sw[i]
+        for j in range(n_features):
+            XT[j, r] = Xd[i, j]
+    if fit_intercept:
+        for r in range(n):
+            XT[n_features, r] = 1.0
+
+
+@helper
+def transfer_gradient(theta, theta0, prec_diag, prec_mat, prec_full, d, q):
+    """``q = Pi (theta - theta0)``, the transfer term's gradient."""
+    if prec_full:
+        for i in range(d):
+            s = 0.0
+            for j in range(d):
+                s += prec_mat[i, j] * (theta[j] - theta0[j])
+            q[i] = s
+    else:
+        for i in range(d):
+            q[i] = prec_diag[i] * (theta[i] - theta0[i])
 
 
 @helper
@@ -270,11 +303,9 @@ def unroll_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
         n = offsets[t + 1] - start
         nq = min(n_query[s], n)
         ns = n - nq
-        load_task(is_sparse, Xd, data, indices, indptr, y, sw, start, n,
-                  seeds[s], n_features, rows, Xloc, ldata, lindices, lindptr, ly,
-                  lsw)
-        if not is_sparse:
-            load_dense_block(Xloc, 0, n, n_features, fit_intercept, XT)
+        load_task_transposed(is_sparse, Xd, data, indices, indptr, y, sw,
+                             start, n, seeds[s], n_features, fit_intercept, rows,
+                             Xloc, XT, ldata, lindices, lindptr, ly, lsw)
         scale_s = 1.0
         scale_q = 1.0
         if mean_loss:
@@ -302,8 +333,7 @@ def unroll_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
                             n_outputs, n_features, fit_intercept, Z)
             datafit_derivatives(code, ly, lsw, 0, ns, Z, n_outputs, G, Ds[k],
                                 False)
-            penalty_parts(th, theta0, prec_diag, prec_mat, prec_full, lam2, lam1,
-                          l2w, l1w, d, q)
+            transfer_gradient(th, theta0, prec_diag, prec_mat, prec_full, d, q)
             for j in range(d):
                 grads[k, j] = lam2 * l2w[j] * th[j] + q[j]
             local_gradient(is_sparse, XT, ldata, lindices, lindptr, 0, ns, G,
