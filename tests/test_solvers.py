@@ -963,7 +963,11 @@ def test_inner_solver_results_do_not_depend_on_n_jobs(code, layout, monkeypatch)
         solver = InnerSolver(batch, problem, n_jobs=n_jobs)
         results.append(solver.solve(theta0, precision, start, want_inverse=True,
                                     inv_weight=inv_weight))
-    assert len(InnerSolver(batch, problem, n_jobs=3).ranges) == 3
+    # several shards per worker, contiguous and covering every task
+    ranges = InnerSolver(batch, problem, n_jobs=3).ranges
+    assert len(ranges) == 3 * inner_module.SHARDS_PER_WORKER
+    assert ranges[0][0] == 0 and ranges[-1][1] == n_tasks
+    assert all(a[1] == b[0] for a, b in zip(ranges[:-1], ranges[1:]))
     for other in results[1:]:
         for name in ("theta", "objective", "n_iter", "trace", "inv_sum",
                      "inv_wsum"):

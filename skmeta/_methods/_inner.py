@@ -29,6 +29,7 @@ INNER_MAX_ITER = 200
 FACTOR_MEMORY = 512 * 2**20
 # Below this many entries of X per shard, a thread costs more than it saves.
 MIN_SHARD_ENTRIES = 100_000
+SHARDS_PER_WORKER = 4
 
 
 @dataclass
@@ -109,7 +110,11 @@ class InnerSolver:
         self.block = block_size_for(batch.n_tasks)
         n_blocks = -(-batch.n_tasks // self.block)
         entries = batch.n_rows * max(problem.n_features, 1)
-        n_shards = min(effective_n_jobs(n_jobs), n_blocks)
+        n_workers = effective_n_jobs(n_jobs)
+        # several shards per worker: a worker slowed down (a busy core)
+        # then takes fewer of them instead of holding up the whole solve
+        n_shards = min(n_workers * SHARDS_PER_WORKER if n_workers > 1 else 1,
+                       n_blocks)
         if MIN_SHARD_ENTRIES > 0:
             n_shards = min(n_shards, entries // MIN_SHARD_ENTRIES)
         n_shards = max(1, n_shards)
@@ -130,7 +135,7 @@ class InnerSolver:
         else:
             self.inverses = self.inverse_ok = None
         self._kept_precision = None
-        self._workers = Workers(len(self.shards))
+        self._workers = Workers(min(n_workers, len(self.shards)))
 
     def __enter__(self):
         self._workers.__enter__()
