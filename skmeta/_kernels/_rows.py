@@ -33,16 +33,31 @@ def load_dense_block(Xd, start, stop, n_features, fit_intercept, XT):
 
 @summing_helper
 def dense_predictor(XT, lo, hi, p1, theta, n_outputs, Z):
-    """``Z[k, r - lo] = XT[:, r] . theta_k`` for loaded rows ``lo:hi``."""
+    """``Z[k, r - lo] = XT[:, r] . theta_k`` for loaded rows ``lo:hi``.
+
+    Four coefficients per pass over the rows: a task has few rows, and each
+    pass has a fixed cost.
+    """
+    n = hi - lo
     for k in range(n_outputs):
         base = k * p1
-        for r in range(hi - lo):
+        for r in range(n):
             Z[k, r] = 0.0
-        for j in range(p1):
+        j = 0
+        while j + 4 <= p1:
+            t0 = theta[base + j]
+            t1 = theta[base + j + 1]
+            t2 = theta[base + j + 2]
+            t3 = theta[base + j + 3]
+            for r in range(n):
+                Z[k, r] += (t0 * XT[j, lo + r] + t1 * XT[j + 1, lo + r]) + (
+                    t2 * XT[j + 2, lo + r] + t3 * XT[j + 3, lo + r])
+            j += 4
+        while j < p1:
             t = theta[base + j]
-            if t != 0.0:
-                for r in range(lo, hi):
-                    Z[k, r - lo] += t * XT[j, r]
+            for r in range(n):
+                Z[k, r] += t * XT[j, lo + r]
+            j += 1
 
 
 @summing_helper
