@@ -513,6 +513,17 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         return tags
 
 
+
+def _unique_labels(y):
+    """``np.unique(y)``; by counting for integer labels in a small range."""
+    if y.dtype.kind in "iu" and y.size:
+        low, high = int(y.min()), int(y.max())
+        if -(2**62) < low and high < 2**62 and high - low < 4 * y.size + 1024:
+            counts = np.bincount(y.astype(np.int64) - low)
+            return (np.flatnonzero(counts) + low).astype(y.dtype)
+    return np.unique(y)
+
+
 class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     """Meta-learned linear classifier over many related tasks.
 
@@ -682,7 +693,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
             check_classification_targets(y)  # before np.unique meets mixed types
             labels = np.unique(y)
         else:
-            labels = np.unique(y)
+            labels = _unique_labels(y)
             # scikit-learn's target-type check reuses unique values found in
             # the dtype's metadata (its `attach_unique` protocol); without
             # support for it, it computes them again

@@ -1441,3 +1441,20 @@ def test_fuzz_ridge_multitask_is_the_joint_minimizer(problem):
     scale = 1.0 + np.max(np.abs(thetas))
     assert_allclose(meta.task_params_, thetas, atol=1e-6 * scale)
     assert_allclose(meta.meta_params_, theta0, atol=1e-6 * scale)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["int8", "int32", "int64", "uint8", "uint64"]).flatmap(
+    lambda dtype: st.lists(
+        st.integers(np.iinfo(dtype).min, np.iinfo(dtype).max), min_size=1,
+        max_size=40).map(lambda values: np.array(values, dtype=dtype))))
+def test_unique_labels_counting_path_matches_numpy(y):
+    # integer labels in a small range are found by counting, others sorted
+    from skmeta._estimators import _unique_labels
+
+    labels = _unique_labels(y)
+    expected = np.unique(y)
+    assert labels.dtype == expected.dtype
+    assert_array_equal(labels, expected)
+    narrow = (y % 7).astype(y.dtype)
+    assert_array_equal(_unique_labels(narrow), np.unique(narrow))
