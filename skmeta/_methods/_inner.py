@@ -26,7 +26,7 @@ INNER_TOL = 1e-9
 INNER_MAX_ITER = 200
 # Keeping the inverse of each task's Hessian between outer iterations saves
 # most Hessian evaluations; above this many bytes the inverses are not kept.
-FACTOR_MEMORY = 512 * 2**20
+INVERSE_MEMORY = 512 * 2**20
 # Below this many entries of X per shard, a thread costs more than it saves.
 MIN_SHARD_ENTRIES = 100_000
 SHARDS_PER_WORKER = 4
@@ -129,7 +129,7 @@ class InnerSolver:
         self.ranges = list(zip(edges[:-1], edges[1:]))
         self.shards = [batch.shard(a, b) for a, b in self.ranges]
         d = problem.n_params
-        if batch.n_tasks * d * d * 8 <= FACTOR_MEMORY:
+        if batch.n_tasks * d * d * 8 <= INVERSE_MEMORY:
             self.inverses = np.empty((batch.n_tasks, d, d))
             self.inverse_ok = np.zeros(batch.n_tasks, dtype=np.uint8)
         else:
