@@ -444,7 +444,8 @@ def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
     """
     n_sel = task_sel.shape[0]
     d = theta.shape[1]
-    n_max = 1
+    # not the literal 1: numba would also compile newton_workspace for it
+    n_max = offsets[0] - offsets[0] + 1
     for s in range(n_sel):
         t = task_sel[s]
         n_max = max(n_max, offsets[t + 1] - offsets[t])
