@@ -34,7 +34,7 @@ def _ulps(actual, desired):
 
 def test_exp_matches_the_c_library_over_the_normal_range():
     rng = np.random.default_rng(0)
-    x = np.concatenate([np.linspace(-708.0, 709.0, 400_001),
+    x = np.concatenate([np.linspace(-708.0, 709.78, 400_001),
                         rng.normal(scale=5.0, size=100_000),
                         [0.0, -0.0, 1.0, -1.0, 1e-300, -1e-300,
                          np.log(2.0) / 2, -np.log(2.0) / 2]])
@@ -42,13 +42,17 @@ def test_exp_matches_the_c_library_over_the_normal_range():
 
 
 def test_exp_limits():
-    x = np.array([-np.inf, -1e6, -745.2, -708.5, 709.5, 710.0, 1e6, np.inf, np.nan])
+    x = np.array([-np.inf, -1e6, -745.2, -708.5, 709.79, 710.0, 1e6, np.inf,
+                  np.nan])
     out = _apply_exp(x)
-    # below the normal range the result is flushed to 0 (the true value is
-    # below 2.3e-308); above it overflows to inf as the C library does
+    # below -708 the result is flushed to 0 (the true value is below
+    # 3.3e-308); it overflows to inf where the C library's does
     np.testing.assert_array_equal(out[:4], 0.0)
     np.testing.assert_array_equal(out[4:8], np.inf)
     assert np.isnan(out[8])
+    top = np.array([709.0, 709.5, 709.78, 709.782712893384])
+    assert np.all(np.isfinite(_apply_exp(top)))
+    assert _ulps(_apply_exp(top), np.exp(top)).max() <= EXP_ULPS
 
 
 def test_exp_of_logistic_margins_keeps_probabilities_exact():

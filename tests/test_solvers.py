@@ -1040,6 +1040,21 @@ def test_workers_use_joblib_under_another_backend(monkeypatch):
     # outside a with block, a pool is made for the call
     assert inner_module.Workers(2).run(calls) == [1, 2, 4, 8, 16]
 
+    # an error in one call is raised, in call order, and later calls that
+    # have not started are dropped
+    ran = []
+
+    def record(k):
+        if k == 1:
+            raise RuntimeError("shard 1 failed")
+        ran.append(k)
+        return k
+
+    with pytest.raises(RuntimeError, match="shard 1 failed"):
+        with inner_module.Workers(2) as workers:
+            workers.run([(record, (k,), {}) for k in range(3)])
+    assert 0 in ran
+
 
 # --------------------------------------------------------------------------
 # singular systems

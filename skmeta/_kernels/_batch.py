@@ -211,6 +211,9 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
     ``precision @ theta0`` since the solve that produced ``theta``; see
     ``solve_tasks``.
     """
+    if max_iter < 1:
+        # the kernels compute each task's Hessian in their first iteration
+        raise ValueError(f"max_iter must be at least 1, got {max_iter}.")
     n_tasks = batch.n_tasks
     d = problem.n_params
     theta = np.array(theta, dtype=np.float64, order="C", copy=True)

@@ -22,9 +22,10 @@ from ._jit import helper
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 rounded to 32 significant bits
 _LN2_LO = 1.90821492927058770002e-10  # ln 2 - _LN2_HI
 _INV_LN2 = 1.44269504088896338700e00
-# exp(x) is a normal double for _EXP_MIN <= x <= _EXP_MAX
+# exp(x) is a normal double for _EXP_MIN <= x <= _EXP_MAX (log of the
+# largest double)
 _EXP_MIN = -708.0
-_EXP_MAX = 709.0
+_EXP_MAX = 709.782712893384
 
 
 @intrinsic
@@ -40,8 +41,12 @@ def _double_from_bits(typingctx, bits):
 
 @helper
 def exp(x):
-    """``e ** x``; 0 below -708 (where the true value is subnormal), inf above 709."""
-    xc = min(max(x, _EXP_MIN), _EXP_MAX)
+    """``e ** x``; 0 below -708 (where the true value is below 3.3e-308),
+    inf where it overflows, NaN for NaN."""
+    # clipped so that k below stays in range (NaN, which no comparison
+    # holds for, is replaced too, and restored at the end)
+    xc = x if x > _EXP_MIN else _EXP_MIN
+    xc = xc if xc < _EXP_MAX else _EXP_MAX
     # x = k ln2 + r with |r| <= ln2 / 2, ln2 split so that k * _LN2_HI is exact
     k = math.floor(xc * _INV_LN2 + 0.5)
     r = (xc - k * _LN2_HI) - k * _LN2_LO
@@ -60,12 +65,15 @@ def exp(x):
     p = p * r + 0.5
     p = p * r + 1.0
     p = p * r + 1.0
-    # 2**k from its exponent bits (k is within the normal range after clipping)
-    value = p * _double_from_bits((np.int64(k) + 1023) << 52)
+    # 2**k as 2 * 2**(k - 1), from the exponent bits of 2**(k - 1): k runs
+    # from -1021 to 1024 after clipping, and 2**1024 is not a double
+    value = p * _double_from_bits((np.int64(k) + 1022) << 52) * 2.0
     if x < _EXP_MIN:
         value = 0.0
     if x > _EXP_MAX:
         value = math.inf
+    if x != x:
+        value = x
     return value
 
 

@@ -50,6 +50,8 @@ _CHORD_START = 1e-3
 # a first step with a kept inverse longer than this (relative) calls for a new
 # Hessian
 _CHORD_FAR = 0.05
+# a predicted move of a solution longer than this (relative) is not trusted
+_PREDICT_MAX = 0.5
 
 
 @helper
@@ -468,11 +470,17 @@ def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
             moved = 0.0
             size = 1.0
             for j in range(d):
-                th[j] += delta[j]
                 moved = max(moved, abs(delta[j]))
-                size = max(size, abs(th[j]))
-            # as for a long first chord step: the kept inverse is stale
-            if moved > _CHORD_FAR * size:
+                size = max(size, abs(th[j] + delta[j]))
+            if moved <= _PREDICT_MAX * size:
+                for j in range(d):
+                    th[j] += delta[j]
+            else:
+                # a wild (or non-finite) prediction from an ill-conditioned
+                # kept inverse: start from the last solution instead
+                have_inverse = False
+            if not moved <= _CHORD_FAR * size:
+                # as for a long first chord step: the kept inverse is stale
                 have_inverse = False
         final_hessian = want_inverse and exact_inverse
         obj, loss, it, refreshed = solve_task(

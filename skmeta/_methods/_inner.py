@@ -75,7 +75,8 @@ class Workers:
 
     def __exit__(self, *exc_info):
         if self._pool is not None:
-            self._pool.shutdown()
+            # on an error (or an interrupt), shards not yet started are dropped
+            self._pool.shutdown(cancel_futures=exc_info[0] is not None)
             self._pool = None
         if self._parallel is not None:
             self._parallel.__exit__(*exc_info)
@@ -91,7 +92,12 @@ class Workers:
         if self._pool is not None:
             futures = [self._pool.submit(func, *args, **kwargs)
                        for func, args, kwargs in calls]
-            return [future.result() for future in futures]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
         return self._parallel(delayed(func)(*args, **kwargs)
                               for func, args, kwargs in calls)
 
