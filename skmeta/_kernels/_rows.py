@@ -33,66 +33,31 @@ def load_dense_block(Xd, start, stop, n_features, fit_intercept, XT):
 
 @summing_helper
 def dense_predictor(XT, lo, hi, p1, theta, n_outputs, Z):
-    """``Z[k, r - lo] = XT[:, r] . theta_k`` for loaded rows ``lo:hi``.
-
-    Four coefficients per pass over the rows: a task has few rows, and each
-    pass has a fixed cost.
-    """
-    n = hi - lo
+    """``Z[k, r - lo] = XT[:, r] . theta_k`` for loaded rows ``lo:hi``."""
     for k in range(n_outputs):
         base = k * p1
-        for r in range(n):
+        for r in range(hi - lo):
             Z[k, r] = 0.0
-        j = 0
-        while j + 4 <= p1:
-            t0 = theta[base + j]
-            t1 = theta[base + j + 1]
-            t2 = theta[base + j + 2]
-            t3 = theta[base + j + 3]
-            for r in range(n):
-                Z[k, r] += (t0 * XT[j, lo + r] + t1 * XT[j + 1, lo + r]) + (
-                    t2 * XT[j + 2, lo + r] + t3 * XT[j + 3, lo + r])
-            j += 4
-        while j < p1:
+        for j in range(p1):
             t = theta[base + j]
-            for r in range(n):
-                Z[k, r] += t * XT[j, lo + r]
-            j += 1
+            if t != 0.0:
+                for r in range(lo, hi):
+                    Z[k, r - lo] += t * XT[j, r]
 
 
 @summing_helper
 def dense_gradient(XT, lo, hi, p1, G, scale, n_outputs, out):
     """Add ``scale * X_tilde^T G_k`` (loaded rows ``lo:hi``) to ``out``.
 
-    ``G[k, r - lo]`` belongs to row ``r``. Four coefficients share each load
-    of ``G``.
+    ``G[k, r - lo]`` belongs to row ``r``.
     """
-    n = hi - lo
     for k in range(n_outputs):
         base = k * p1
-        j = 0
-        while j + 4 <= p1:
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            s3 = 0.0
-            for r in range(n):
-                g = G[k, r]
-                s0 += g * XT[j, lo + r]
-                s1 += g * XT[j + 1, lo + r]
-                s2 += g * XT[j + 2, lo + r]
-                s3 += g * XT[j + 3, lo + r]
-            out[base + j] += scale * s0
-            out[base + j + 1] += scale * s1
-            out[base + j + 2] += scale * s2
-            out[base + j + 3] += scale * s3
-            j += 4
-        while j < p1:
+        for j in range(p1):
             s = 0.0
-            for r in range(n):
-                s += G[k, r] * XT[j, lo + r]
+            for r in range(lo, hi):
+                s += XT[j, r] * G[k, r - lo]
             out[base + j] += scale * s
-            j += 1
 
 
 @summing_helper
