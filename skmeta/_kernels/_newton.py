@@ -55,6 +55,20 @@ _PREDICT_MAX = 0.5
 
 
 @helper
+def transfer_gradient(theta, theta0, prec_diag, prec_mat, prec_full, d, q):
+    """``q = Pi (theta - theta0)``, the transfer term's gradient."""
+    if prec_full:
+        for i in range(d):
+            s = 0.0
+            for j in range(d):
+                s += prec_mat[i, j] * (theta[j] - theta0[j])
+            q[i] = s
+    else:
+        for i in range(d):
+            q[i] = prec_diag[i] * (theta[i] - theta0[i])
+
+
+@helper
 def penalty_parts(theta, theta0, prec_diag, prec_mat, prec_full, lam2, lam1, l2w,
                   l1w, d, q):
     """Smooth penalty (l2 part plus transfer term) and l1 part at ``theta``.
@@ -67,15 +81,7 @@ def penalty_parts(theta, theta0, prec_diag, prec_mat, prec_full, lam2, lam1, l2w
         tj = theta[j]
         smooth += 0.5 * lam2 * l2w[j] * tj * tj
         l1 += lam1 * l1w[j] * abs(tj)
-    if prec_full:
-        for i in range(d):
-            s = 0.0
-            for j in range(d):
-                s += prec_mat[i, j] * (theta[j] - theta0[j])
-            q[i] = s
-    else:
-        for i in range(d):
-            q[i] = prec_diag[i] * (theta[i] - theta0[i])
+    transfer_gradient(theta, theta0, prec_diag, prec_mat, prec_full, d, q)
     for i in range(d):
         smooth += 0.5 * (theta[i] - theta0[i]) * q[i]
     return smooth, l1

@@ -29,6 +29,7 @@ import numpy as np
 from ._codes import LOGISTIC, MULTINOMIAL, POISSON
 from ._datafits import datafit_derivatives
 from ._jit import helper, kernel
+from ._newton import transfer_gradient
 from ._rows import (
     dense_gradient,
     dense_predictor,
@@ -142,20 +143,6 @@ def load_task_transposed(is_sparse, Xd, data, indices, indptr, y, sw, start, n,
     if fit_intercept:
         for r in range(n):
             XT[n_features, r] = 1.0
-
-
-@helper
-def transfer_gradient(theta, theta0, prec_diag, prec_mat, prec_full, d, q):
-    """``q = Pi (theta - theta0)``, the transfer term's gradient."""
-    if prec_full:
-        for i in range(d):
-            s = 0.0
-            for j in range(d):
-                s += prec_mat[i, j] * (theta[j] - theta0[j])
-            q[i] = s
-    else:
-        for i in range(d):
-            q[i] = prec_diag[i] * (theta[i] - theta0[i])
 
 
 @helper
