@@ -40,7 +40,8 @@ Checks: the first meta-gradient (from the same theta0) agrees to 1e-6
 relative in float64; the loss curves over ``--curve-iters`` meta-iterations
 agree. Timing: median seconds per meta-iteration over many iterations after
 warm-up, in interleaved rounds; torch with 1 and 2 intra-op threads, float64
-and float32. skmeta's kernels are single-threaded. Numba compile time is
+and float32; skmeta with 1 and 2 threads (``n_jobs``: the meta-batch's
+blocks of tasks shared among numba's threads). Numba compile time is
 measured in fresh processes (empty cache, and cache on disk). Last, a
 breakdown of skmeta's meta-iteration (forward only, first order, shuffled
 rows, ``inner_lr="auto"``, the transcendental functions, the task sampling
@@ -79,7 +80,7 @@ import skmeta
 from skmeta import MetaClassifier
 from skmeta._families import family_for
 from skmeta._kernels._batch import make_batch
-from skmeta._methods._bilevel import Adam, meta_gradient
+from skmeta._methods._bilevel import Adam, MetaGradient
 from skmeta.datasets import make_meta_classification
 
 N_FEATURES = 20
@@ -127,7 +128,8 @@ class SkmetaMAML:
 
     name = "skmeta (numba)"
 
-    def __init__(self, tasks, inner_lr, inner_steps, meta_lr, batches):
+    def __init__(self, tasks, inner_lr, inner_steps, meta_lr, batches,
+                 n_threads=1):
         family = family_for(LogisticRegression(C=np.inf), classifier=True,
                             owner="bench")
         self.problem = family.problem(N_FEATURES, 2)
@@ -147,16 +149,23 @@ class SkmetaMAML:
         B = len(batches[0])
         self.no_shuffle = np.full(B, -1, dtype=np.int64)
         self.n_query = np.full(B, N_QUERY, dtype=np.intp)
+        self.set_threads(n_threads)
+
+    def set_threads(self, n_threads):
+        """Bind the meta-gradient, as ``fit_bilevel`` does with ``n_jobs``."""
+        self.n_threads = n_threads
+        self.meta_gradient = MetaGradient(
+            self.batch, self.problem, "maml", self.precision,
+            n_sel=len(self.batches[0]), n_steps=self.inner_steps,
+            auto_step=self.auto_step, first_order=False, n_threads=n_threads)
 
     def reset(self, theta0):
         self.theta = np.array(theta0, dtype=np.float64)
         self.opt = Adam(self.meta_lr, self.theta.shape[0])
 
     def meta_grad(self, i):
-        loss, g, _, _ = meta_gradient(
-            self.batch, self.problem, "maml", self.batches[i], self.no_shuffle,
-            self.n_query, self.theta, self.precision, self.alpha,
-            self.auto_step, self.inner_steps, False)
+        loss, g, _, _ = self.meta_gradient(self.batches[i], self.no_shuffle,
+                                           self.n_query, self.theta, self.alpha)
         return float(loss), g
 
     def step(self, i):
@@ -358,15 +367,18 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from skmeta._families import family_for
 from skmeta._kernels._batch import make_batch
-from skmeta._methods._bilevel import meta_gradient
+from skmeta._methods._bilevel import MetaGradient
 t1 = time.perf_counter()
 rng = np.random.default_rng(0)
 X = rng.normal(size=(80, 20)); y = (X[:, 0] > 0).astype(float)
 batch, _ = make_batch(X, y, np.ones(80), np.repeat(np.arange(2), 40), 2)
 problem = family_for(LogisticRegression(C=np.inf), classifier=True,
                      owner="probe").problem(20, 2)
-args = (batch, problem, "maml", np.arange(2), np.full(2, -1), np.full(2, 20),
-        np.zeros(21), np.zeros(21), np.full(21, 0.005), False, 5, False)
+meta_gradient = MetaGradient(batch, problem, "maml", np.zeros(21), n_sel=2,
+                             n_steps=5, auto_step=False, first_order=False,
+                             n_threads=N_THREADS)
+args = (np.arange(2), np.full(2, -1), np.full(2, 20), np.zeros(21),
+        np.full(21, 0.005))
 t2 = time.perf_counter()
 meta_gradient(*args)
 t3 = time.perf_counter()
@@ -376,18 +388,22 @@ print(t1 - t0, (t3 - t2) - (t4 - t3))
 """
 
 
-def compile_time(cold):
-    """Import time and first-call overhead of ``meta_gradient``, new process."""
+def compile_time(cold, n_threads=1):
+    """Import time and first-call overhead of a ``MetaGradient``, new process.
+
+    With ``n_threads > 1`` it is the parallel kernel that gets compiled.
+    """
     env = dict(os.environ)
+    probe = _COMPILE_PROBE.replace("N_THREADS", str(n_threads))
     with tempfile.TemporaryDirectory() as cache:
         if cold:
             env["NUMBA_CACHE_DIR"] = cache
-        out = subprocess.run([sys.executable, "-c", _COMPILE_PROBE], env=env,
+        out = subprocess.run([sys.executable, "-c", probe], env=env,
                              capture_output=True, text=True, check=True).stdout
     return [float(v) for v in out.split()]
 
 
-def fit_seconds(tasks, args, max_iter, repeat):
+def fit_seconds(tasks, args, max_iter, repeat, n_jobs):
     """Best-of wall time of ``MetaClassifier(method="maml").fit``."""
     codes = np.repeat(np.arange(tasks.n_tasks), N_SUPPORT + N_QUERY)
     y = tasks.y.astype(np.intp)
@@ -398,7 +414,7 @@ def fit_seconds(tasks, args, max_iter, repeat):
             inner_steps=args.inner_steps, inner_lr=args.inner_lr,
             first_order=False, meta_lr=args.meta_lr,
             meta_batch_size=args.meta_batch_size, query_fraction=0.5,
-            max_iter=max_iter, random_state=args.seed)
+            max_iter=max_iter, random_state=args.seed, n_jobs=n_jobs)
         start = time.perf_counter()
         meta.fit(tasks.X, y, tasks=codes)
         best = min(best, time.perf_counter() - start)
@@ -477,7 +493,7 @@ def skmeta_breakdown(sk, n_tasks, meta_batch_size, inner_steps):
          lambda i: run_unroll(i, 2, shuffle=True)),
         ('  second order, inner_lr="auto" (the default; 1/L_t per task)',
          lambda i: run_unroll(i, 2, auto=True)),
-        ("Adam.step (numpy, 21 parameters)",
+        ("Adam.step (numba kernel, 21 parameters)",
          lambda i: sk.opt.step(sk.theta, g)),
     ]
     out = [(name, median_time(f, 1000)) for name, f in rows]
@@ -570,6 +586,7 @@ def main(argv=None):
     # meta-iteration of each (numba cache load, torch.compile compilation)
     cold_import, cold_compile = compile_time(cold=True)
     warm_import, warm_compile = compile_time(cold=False)
+    _, cold_parallel = compile_time(cold=True, n_threads=2)
     torch.set_num_threads(1)
     first = {impl.name: first_step_time(impl, theta_zero)
              for impl in [sk] + torch_impls}
@@ -616,9 +633,11 @@ def main(argv=None):
           "interleaved rounds, after warm-up")
     samples = {}
     for r in range(args.rounds):
-        warm, n = per_round["skmeta"]
-        samples.setdefault(("skmeta", 1), []).extend(
-            timed_steps(sk, theta_zero, r * 97, warm, n))
+        for k in threads:
+            sk.set_threads(k)
+            warm, n = per_round["skmeta"]
+            samples.setdefault(("skmeta", k), []).extend(
+                timed_steps(sk, theta_zero, r * 97, warm, n))
         for k in threads:
             torch.set_num_threads(k)
             for impl in torch_impls:
@@ -627,26 +646,36 @@ def main(argv=None):
                 samples.setdefault((impl.name, k), []).extend(
                     timed_steps(impl, theta_zero, r * 97, warm, n))
     torch.set_num_threads(1)
+    sk.set_threads(1)
     medians = {key: statistics.median(v) for key, v in samples.items()}
     lows = {key: min(v) for key, v in samples.items()}
-    t_sk = medians[("skmeta", 1)]
+    # skmeta, like torch, at its better thread count
+    k_sk = min(threads, key=lambda k: medians[("skmeta", k)])
+    t_sk = medians[("skmeta", k_sk)]
+    sk_min = min(lows[("skmeta", k)] for k in threads)
 
     # skmeta's whole fit (it draws its own splits: only its time is compared)
     long_iter = 200 if args.quick else 1000
-    t_fit_one = fit_seconds(tasks, args, 1, 3)
-    t_fit_short = fit_seconds(tasks, args, 100, 3)
-    t_fit_long = fit_seconds(tasks, args, long_iter, 3)
-    fit_marginal = (t_fit_long - t_fit_short) / (long_iter - 100)
+    fit_marginal = {}
+    for k in threads:
+        t_fit_one = fit_seconds(tasks, args, 1, 3, k)
+        t_fit_short = fit_seconds(tasks, args, 100, 3, k)
+        t_fit_long = fit_seconds(tasks, args, long_iter, 3, k)
+        fit_marginal[k] = (t_fit_long - t_fit_short) / (long_iter - 100)
 
     header = (f"  {'implementation':40}{'threads':>8}{'median':>10}"
               f"{'vs skmeta':>11}{'fastest':>10}{'vs skmeta':>11}")
     print(header)
     print("  " + "-" * (len(header) - 2))
-    sk_min = lows[("skmeta", 1)]
-    print(f"  {'skmeta meta_gradient + Adam (float64)':40}{1:>8}"
-          f"{fmt_time(t_sk):>10}{'1.0x':>11}{fmt_time(sk_min):>10}{'1.0x':>11}")
-    print(f"  {'skmeta MetaClassifier.fit (float64)':40}{1:>8}"
-          f"{fmt_time(fit_marginal):>10}{fit_marginal / t_sk:>10.1f}x")
+    for k in threads:
+        t = medians[("skmeta", k)]
+        low = lows[("skmeta", k)]
+        print(f"  {'skmeta meta_gradient + Adam (float64)':40}{k:>8}"
+              f"{fmt_time(t):>10}{t / t_sk:>10.1f}x{fmt_time(low):>10}"
+              f"{low / sk_min:>10.1f}x")
+    for k in threads:
+        print(f"  {'skmeta MetaClassifier.fit (float64)':40}{k:>8}"
+              f"{fmt_time(fit_marginal[k]):>10}{fit_marginal[k] / t_sk:>10.1f}x")
     for impl in torch_impls:
         for k in threads:
             t = medians[(impl.name, k)]
@@ -654,9 +683,11 @@ def main(argv=None):
             print(f"  {impl.name:40}{k:>8}{fmt_time(t):>10}{t / t_sk:>10.1f}x"
                   f"{fmt_time(low):>10}{low / sk_min:>10.1f}x")
     print("  median: of all timed meta-iterations; fastest: the quickest one "
-          "(less sensitive to other load on the machine)")
-    print(f"  MetaClassifier.fit row: (fit(max_iter={long_iter}) - fit(max_iter="
-          f"100)) / {long_iter - 100}, best of 3 each; fit(max_iter=1) takes "
+          "(less sensitive to other load on the machine); 'vs skmeta': against"
+          f" skmeta at its better thread count ({k_sk})")
+    print(f"  MetaClassifier.fit rows (threads = n_jobs): (fit(max_iter="
+          f"{long_iter}) - fit(max_iter=100)) / {long_iter - 100}, best of 3 "
+          f"each; with n_jobs={threads[-1]} fit(max_iter=1) takes "
           f"{fmt_time(t_fit_one)} (all but the meta-iterations), a whole "
           f"fit(max_iter={long_iter}) {t_fit_long:.3f} s")
     print("  first meta-iteration (1 thread): " + "; ".join(
@@ -665,9 +696,9 @@ def main(argv=None):
           + ("with the inductor cache in $TORCHINDUCTOR_CACHE_DIR)"
              if inductor_cache else "in an empty inductor cache)"))
     print(f"  numba compile (first meta_gradient call minus a second one, fresh "
-          f"process): {cold_compile:.2f} s with an empty cache, "
-          f"{warm_compile:.2f} s with the cache on disk; import skmeta "
-          f"{warm_import:.2f} s")
+          f"process): {cold_compile:.2f} s with an empty cache (the parallel "
+          f"kernel of n_jobs > 1: {cold_parallel:.2f} s), {warm_compile:.2f} s "
+          f"with the cache on disk; import skmeta {warm_import:.2f} s")
 
     # ---- (4) where skmeta's time goes
     print("\n(4) skmeta, one meta-iteration's parts (median, 1 thread)")

@@ -34,6 +34,7 @@ from skmeta._families import family_for
 from skmeta._kernels._batch import Problem, make_batch, unroll
 from skmeta._kernels._codes import LOGISTIC, MULTINOMIAL, POISSON, SQUARED
 from skmeta._kernels._unroll import FORWARD
+import skmeta._kernels._batch as _batch_module
 import skmeta._kernels._unroll as unroll_module
 from skmeta._methods._bilevel import meta_gradient, pooled_start, query_sizes
 from skmeta.datasets import make_meta_classification, make_meta_regression
@@ -490,6 +491,47 @@ def test_fits_are_reproducible_and_n_jobs_invariant(method, small_classification
         if method != "imaml":
             assert_array_equal(other.inner_lr_, fits[0].inner_lr_)
     assert not np.array_equal(fits[3].meta_params_, fits[0].meta_params_)
+
+
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+@pytest.mark.parametrize("code", [LOGISTIC, MULTINOMIAL], ids=["logistic", "multinomial"])
+def test_unroller_results_do_not_depend_on_threads_or_the_transposed_copy(
+        code, layout):
+    # one meta-batch, three ways: serially from the batch's rows, from the
+    # transposed copy of the batch (read in place, or gathered when the rows
+    # are shuffled), on two of numba's threads, and serially again because
+    # another thread holds numba's pool: the very same numbers
+    X, y, sw, tasks = make_tasks(code, seed=7, T=9, n=14, p=4,
+                                 sparse=layout == "csr")
+    batch, _ = make_batch(X, y, sw, tasks, 9)
+    pb = family_problem(code, 4, mean_loss=True, lam1=0.02)
+    d = pb.n_params
+    rng = np.random.default_rng(0)
+    theta0 = rng.normal(scale=0.3, size=d)
+    alpha = rng.uniform(0.05, 0.2, size=d)
+    sel = np.array([0, 2, 3, 5, 6, 8])
+    kw = dict(auto_step=True, n_steps=3, mode=unroll_module.SECOND_ORDER,
+              n_sel=len(sel), block=1)
+    for seeds in (np.full(len(sel), -1), np.arange(len(sel)) + 11):
+        args = (sel, seeds, np.full(len(sel), 5), theta0, alpha)
+        reference = _batch_module.Unroller(batch, pb, np.full(d, 0.4),
+                                           transposed=False, **kw)(*args)
+        fields = ("theta", "query_loss", "grad_theta0_blocks",
+                  "grad_alpha_blocks", "loss_sum", "grad_theta0", "grad_alpha")
+        expected = {f: np.copy(getattr(reference, f)) for f in fields}
+        for n_threads, busy in [(1, False), (2, False), (2, True)]:
+            run = _batch_module.Unroller(batch, pb, np.full(d, 0.4),
+                                         n_threads=n_threads, **kw)
+            if busy:
+                with _batch_module._PARALLEL_LAUNCH:
+                    res = run(*args)
+            else:
+                res = run(*args)
+            for f in fields:
+                assert_array_equal(getattr(res, f), expected[f])
+        assert_allclose(expected["grad_theta0"],
+                        expected["grad_theta0_blocks"].sum(axis=0))
+        assert expected["loss_sum"] == pytest.approx(expected["query_loss"].sum())
 
 
 @pytest.mark.parametrize("method", BILEVEL)

@@ -1,10 +1,12 @@
-"""Elementary functions of the kernels against the C library."""
+"""Elementary functions and row primitives of the kernels against references."""
 
 import numpy as np
 import pytest
 from numba import njit
 
+from skmeta._kernels._adam import adam_update
 from skmeta._kernels._elementary import exp, log1p_unit
+from skmeta._kernels._rows import dense_gradient, dense_predictor
 
 # error bounds, in units of the result's spacing (ulp); the C library's
 # functions are within 1
@@ -77,3 +79,55 @@ def test_log1p_unit_matches_the_c_library(scale):
     nonzero = desired > 0
     assert _ulps(out[nonzero], desired[nonzero]).max() <= LOG1P_ULPS
     np.testing.assert_array_equal(out[~nonzero], 0.0)
+
+
+@njit
+def _predictor(XT, lo, hi, theta, n_outputs):
+    Z = np.full((n_outputs, hi - lo), np.nan)
+    dense_predictor(XT, lo, hi, XT.shape[0], theta, n_outputs, Z)
+    return Z
+
+
+@njit
+def _gradient(XT, lo, hi, G, scale):
+    out = np.ones(XT.shape[0] * G.shape[0])
+    dense_gradient(XT, lo, hi, XT.shape[0], G, scale, G.shape[0], out)
+    return out
+
+
+@pytest.mark.parametrize("p1", [1, 3, 4, 9, 21])
+@pytest.mark.parametrize("n_outputs", [1, 3])
+def test_dense_rows_primitives_on_any_row_range(p1, n_outputs):
+    # the rows lo:hi of a transposed design, as the kernels read them (the
+    # loops count with unsigned indices: any range must still be right)
+    rng = np.random.default_rng(p1 + 10 * n_outputs)
+    XT = rng.normal(size=(p1, 57))
+    theta = rng.normal(size=n_outputs * p1)
+    Theta = theta.reshape(n_outputs, p1)
+    for lo, hi in [(0, 57), (0, 20), (20, 40), (13, 14), (56, 57), (30, 30)]:
+        Z = _predictor(XT, lo, hi, theta, n_outputs)
+        np.testing.assert_allclose(Z, Theta @ XT[:, lo:hi], rtol=1e-13, atol=1e-13)
+        G = rng.normal(size=(n_outputs, hi - lo))
+        out = _gradient(XT, lo, hi, G, 0.5)
+        np.testing.assert_allclose(out, 1.0 + 0.5 * (G @ XT[:, lo:hi].T).ravel(),
+                                   rtol=1e-13, atol=1e-13)
+
+
+def test_adam_kernel_is_the_numpy_formula_to_the_last_bit():
+    rng = np.random.default_rng(0)
+    b1, b2, eps, lr = 0.9, 0.999, 1e-8, 0.01
+    param = rng.normal(size=11)
+    m = np.zeros(11)
+    v = np.zeros(11)
+    ref, ref_m, ref_v = param.copy(), m.copy(), v.copy()
+    for t in range(1, 30):
+        grad = rng.normal(scale=10.0 ** rng.integers(-6, 3), size=11)
+        adam_update(param, grad, m, v, lr, b1, b2, eps, 1.0 - b1**t, 1.0 - b2**t)
+        ref_m = b1 * ref_m + (1.0 - b1) * grad
+        ref_v = b2 * ref_v + (1.0 - b2) * grad**2
+        m_hat = ref_m / (1.0 - b1**t)
+        v_hat = ref_v / (1.0 - b2**t)
+        ref = ref - lr * m_hat / (np.sqrt(v_hat) + eps)
+        np.testing.assert_array_equal(param, ref)
+        np.testing.assert_array_equal(m, ref_m)
+        np.testing.assert_array_equal(v, ref_v)

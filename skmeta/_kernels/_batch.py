@@ -6,20 +6,50 @@ kernel call takes a batch plus a :class:`Problem` (what the family adapter
 read off the base estimator) and never sees a scikit-learn object.
 """
 
+import threading
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
 from ._implicit import implicit_tasks
 from ._newton import solve_tasks
 from ._predict import decision_rows
-from ._unroll import unroll_tasks
+from ._unroll import unroll_tasks, unroll_tasks_parallel
 
 # Blocks of tasks are the unit of parallel work and of summation; their size
 # depends only on the number of tasks so that sums are thread-count invariant.
 _MAX_BLOCK = 32
 _MIN_BLOCKS = 64
+
+
+# numba's "workqueue" threading layer (its fallback where OpenMP and TBB are
+# missing) aborts the process when two threads launch parallel kernels at
+# once; skmeta's own worker threads therefore take turns.
+_PARALLEL_LAUNCH = threading.Lock()
+_TRANSPOSED_MAX_BYTES = 1 << 30
+
+
+def run_chunked(serial, parallel, n_chunks, *args):
+    """``parallel(n_chunks, *args)`` on ``n_chunks`` of numba's threads.
+
+    ``serial(0, 1, *args)``, all in one chunk (same results), for a single
+    chunk or while another thread holds numba's thread pool.
+    """
+    if n_chunks < 2 or not _PARALLEL_LAUNCH.acquire(blocking=False):
+        return serial(0, 1, *args)
+    try:
+        previous = numba.get_num_threads()
+        if previous == n_chunks:
+            return parallel(n_chunks, *args)
+        numba.set_num_threads(n_chunks)
+        try:
+            return parallel(n_chunks, *args)
+        finally:
+            numba.set_num_threads(previous)
+    finally:
+        _PARALLEL_LAUNCH.release()
 
 
 def block_size_for(n_tasks):
@@ -275,12 +305,19 @@ def _problem_arrays(problem):
 
 @dataclass
 class UnrollResult:
-    """Adapted parameters, query losses and per-block meta-gradient sums."""
+    """Adapted parameters and query losses; meta-gradients, per block and summed.
+
+    ``loss_sum`` is the sum of ``query_loss``, ``grad_theta0`` and
+    ``grad_alpha`` the sums over blocks (block order) of the ``*_blocks``.
+    """
 
     theta: np.ndarray
     query_loss: np.ndarray
     grad_theta0_blocks: np.ndarray
     grad_alpha_blocks: np.ndarray
+    loss_sum: float
+    grad_theta0: np.ndarray
+    grad_alpha: np.ndarray
 
 
 def step_offset(problem, precision):
@@ -293,27 +330,112 @@ def step_offset(problem, precision):
     return problem.lam2 * float(problem.l2w.max(initial=0.0)) + top
 
 
+def transposed_batch(batch, problem):
+    """The dense batch as ``(p + fit_intercept, n_rows)``, ones last; or empty.
+
+    For the meta-iterations of a fit: each task's rows are then contiguous
+    runs of every row of this array, read in place or gathered, instead of
+    being transposed task by task at every visit. A copy of the data, so
+    not made for sparse batches nor beyond ``_TRANSPOSED_MAX_BYTES``.
+    """
+    p1 = problem.n_features + problem.fit_intercept
+    if batch.is_sparse or 8 * p1 * batch.n_rows > _TRANSPOSED_MAX_BYTES:
+        return np.empty((0, 0))
+    XTb = np.empty((p1, batch.n_rows))
+    XTb[:problem.n_features] = batch.Xd.T
+    if problem.fit_intercept:
+        XTb[problem.n_features] = 1.0
+    return XTb
+
+
+def unroll_workspace(batch, problem, n_steps, n_chunks):
+    """Buffers of ``_unroll.unroll_chunk``, one slice per chunk of tasks."""
+    sizes = np.diff(batch.offsets)
+    n_max = max(1, int(sizes.max(initial=0)))
+    nnz_max = 1
+    if batch.is_sparse and batch.n_tasks:
+        nnz_max = max(1, int(np.diff(batch.indptr[batch.offsets]).max()))
+    p, k, d = problem.n_features, problem.n_outputs, problem.n_params
+    p1 = p + problem.fit_intercept
+    steps = max(int(n_steps), 1)
+    dense = 0 if batch.is_sparse else 1
+    sparse = 1 - dense
+    c = n_chunks
+    return (np.empty((c, n_max), dtype=np.intp),
+            np.empty((c, 0, p), dtype=batch.Xd.dtype),  # unused: dense rows go to XT
+            np.empty((c, sparse * nnz_max), dtype=batch.data.dtype),
+            np.empty((c, sparse * nnz_max), dtype=batch.indices.dtype),
+            np.empty((c, sparse * (n_max + 1)), dtype=batch.indptr.dtype),
+            np.empty((c, n_max)), np.empty((c, n_max)),
+            np.empty((c, dense * p1, n_max)),
+            np.empty((c, k, n_max)), np.empty((c, k, n_max)),
+            np.empty((c, k, n_max)), np.empty((c, steps, k, n_max)),
+            np.empty((c, steps + 1, d)), np.empty((c, steps, d)),
+            np.empty((c, steps, d)), np.empty((c, 7, d)), np.empty((c, 2, p1)))
+
+
+class Unroller:
+    """``unroll`` of one batch and problem, called again and again.
+
+    Everything that does not change between the meta-iterations of a fit is
+    converted once, and the outputs are written into buffers allocated once:
+    the arrays of a returned result are only valid until the next call.
+    ``n_sel`` is the number of tasks per call; with ``n_threads > 1`` their
+    blocks are shared among that many of numba's threads (one meta-batch is
+    a few dozen microseconds of work: only numba's own thread pool starts
+    fast enough). The results do not depend on it. With ``transposed``, a
+    dense batch is also kept transposed (see ``transposed_batch``).
+    """
+
+    def __init__(self, batch, problem, precision, *, auto_step, n_steps, mode,
+                 n_sel, block=None, n_threads=1, transposed=True):
+        block = block_size_for(n_sel) if block is None else int(block)
+        d = problem.n_params
+        n_blocks = max(1, -(-n_sel // block))
+        self.n_sel = n_sel
+        self.n_chunks = min(int(n_threads), n_blocks, numba.config.NUMBA_NUM_THREADS)
+        self._theta = np.empty((n_sel, d))
+        self._query_loss = np.empty(n_sel)
+        self._blocks = np.zeros((2, n_blocks, d))
+        self._sums = np.zeros((2, d))
+        prec_diag, prec_mat, prec_full = _precision_arrays(precision)
+        self._data = tuple(batch.arrays)
+        self._problem = _problem_arrays(problem)
+        self._precision = (prec_diag, prec_mat, prec_full)
+        self._tail = (bool(auto_step), step_offset(problem, precision),
+                      int(n_steps), int(mode), block,
+                      transposed_batch(batch, problem) if transposed
+                      else np.empty((0, 0)),
+                      *unroll_workspace(batch, problem, n_steps, self.n_chunks),
+                      self._theta, self._query_loss, self._blocks[0],
+                      self._blocks[1])
+
+    def __call__(self, task_sel, seeds, n_query, theta0, alpha):
+        if len(task_sel) != self.n_sel:
+            raise ValueError(f"expected {self.n_sel} tasks, got {len(task_sel)}")
+        args = (self._data
+                + (np.ascontiguousarray(task_sel, dtype=np.intp),
+                   np.ascontiguousarray(seeds, dtype=np.int64),
+                   np.ascontiguousarray(n_query, dtype=np.intp))
+                + self._problem
+                + (np.ascontiguousarray(theta0, dtype=np.float64),)
+                + self._precision
+                + (np.ascontiguousarray(alpha, dtype=np.float64),)
+                + self._tail)
+        loss_sum = run_chunked(unroll_tasks, unroll_tasks_parallel,
+                               self.n_chunks, self._sums, *args)
+        return UnrollResult(self._theta, self._query_loss, self._blocks[0],
+                            self._blocks[1], loss_sum, self._sums[0],
+                            self._sums[1])
+
+
 def unroll(batch, problem, task_sel, seeds, n_query, theta0, precision, alpha,
-           auto_step, n_steps, mode, block):
+           auto_step, n_steps, mode, block, n_threads=1):
     """Unrolled inner loops of tasks ``task_sel``; see ``_unroll.unroll_tasks``."""
-    n_sel = len(task_sel)
-    d = problem.n_params
-    n_blocks = max(1, -(-n_sel // block))
-    theta = np.empty((n_sel, d))
-    query_loss = np.empty(n_sel)
-    grad_theta0 = np.zeros((n_blocks, d))
-    grad_alpha = np.zeros((n_blocks, d))
-    prec_diag, prec_mat, prec_full = _precision_arrays(precision)
-    unroll_tasks(
-        *batch.arrays,
-        np.ascontiguousarray(task_sel, dtype=np.intp),
-        np.ascontiguousarray(seeds, dtype=np.int64),
-        np.ascontiguousarray(n_query, dtype=np.intp), *_problem_arrays(problem),
-        np.ascontiguousarray(theta0, dtype=np.float64), prec_diag, prec_mat,
-        prec_full, np.ascontiguousarray(alpha, dtype=np.float64),
-        bool(auto_step), step_offset(problem, precision), int(n_steps),
-        int(mode), int(block), theta, query_loss, grad_theta0, grad_alpha)
-    return UnrollResult(theta, query_loss, grad_theta0, grad_alpha)
+    run = Unroller(batch, problem, precision, auto_step=auto_step,
+                   n_steps=n_steps, mode=mode, n_sel=len(task_sel), block=block,
+                   n_threads=n_threads, transposed=False)
+    return run(task_sel, seeds, n_query, theta0, alpha)
 
 
 @dataclass

@@ -8,6 +8,8 @@ the family's scale (1, or 1 / total weight for mean-scaled estimators).
 
 import math
 
+import numpy as np
+
 from ._codes import LOGISTIC, MULTINOMIAL, SQUARED
 from ._elementary import exp, log1p_unit
 from ._jit import helper, summing_helper
@@ -32,19 +34,23 @@ def datafit_derivatives(code, y, sw, start, stop, Z, n_outputs, G, D,
     ``with_value`` the loss is not computed (0 is returned), which saves a
     logarithm per row where only derivatives are needed.
     """
-    # one loop per datafit: the branch is taken once per task, not per row
+    # one loop per datafit: the branch is taken once per task, not per row.
+    # Unsigned indices: numba then need not check them for negative values
+    # (wraparound), which would keep LLVM from vectorizing the loops.
     total = 0.0
+    n = np.uintp(stop - start)
+    start = np.uintp(start)
     if code == SQUARED:
-        for i in range(start, stop):
-            r = i - start
+        for r in range(n):
+            i = start + r
             w = sw[i]
             res = Z[0, r] - y[i]
             total += 0.5 * w * res * res
             G[0, r] = w * res
             D[0, r] = w
     elif code == LOGISTIC:
-        for i in range(start, stop):
-            r = i - start
+        for r in range(n):
+            i = start + r
             w = sw[i]
             z = Z[0, r]
             e = exp(-abs(z))
@@ -55,8 +61,8 @@ def datafit_derivatives(code, y, sw, start, stop, Z, n_outputs, G, D,
             if with_value:
                 total += w * (max(z, 0.0) + log1p_unit(e) - y[i] * z)
     elif code == MULTINOMIAL:
-        for i in range(start, stop):
-            r = i - start
+        for r in range(n):
+            i = start + r
             w = sw[i]
             m = Z[0, r]
             for k in range(1, n_outputs):
@@ -74,8 +80,8 @@ def datafit_derivatives(code, y, sw, start, stop, Z, n_outputs, G, D,
                 G[k, r] = w * D[k, r]
             G[yk, r] -= w
     else:  # POISSON
-        for i in range(start, stop):
-            r = i - start
+        for r in range(n):
+            i = start + r
             w = sw[i]
             z = Z[0, r]
             mu = exp(z)

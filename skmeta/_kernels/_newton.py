@@ -22,7 +22,7 @@ the same however the blocks are spread over threads or processes.
 import numpy as np
 from ._codes import MULTINOMIAL, SQUARED
 from ._datafits import datafit_derivatives
-from ._jit import helper, kernel
+from ._jit import allocating_helper, helper, kernel
 from ._linalg import (
     cholesky_inverse,
     cholesky_solve,
@@ -399,7 +399,7 @@ def hessian_inverse(A, L, W, Ainv, theta, lam1, l1w, l2w, d, active_only):
                 Ainv[i, i] = 0.0
 
 
-@helper
+@allocating_helper
 def newton_workspace(is_sparse, n_outputs, n_max, d, p1):
     """Buffers of ``solve_task`` for tasks of up to ``n_max`` rows."""
     XT = np.empty((0 if is_sparse else p1, n_max))

@@ -16,6 +16,8 @@ Parameters are flat: output ``k`` owns ``theta[k * p1:(k + 1) * p1]``, the
 ``(n_outputs, n_max)``.
 """
 
+import numpy as np
+
 from ._jit import helper, summing_helper
 
 
@@ -33,31 +35,77 @@ def load_dense_block(Xd, start, stop, n_features, fit_intercept, XT):
 
 @summing_helper
 def dense_predictor(XT, lo, hi, p1, theta, n_outputs, Z):
-    """``Z[k, r - lo] = XT[:, r] . theta_k`` for loaded rows ``lo:hi``."""
+    """``Z[k, r - lo] = XT[:, r] . theta_k`` for loaded rows ``lo:hi``.
+
+    Four coefficients per pass over the rows: with tasks of a few dozen rows
+    the cost is in the passes (each reads and writes ``Z``), not in the
+    multiply-adds. Indices are unsigned: numba then need not check them for
+    negative values (wraparound), which would keep LLVM from vectorizing.
+    """
+    n = np.uintp(hi - lo)
+    lo = np.uintp(lo)
     for k in range(n_outputs):
         base = k * p1
-        for r in range(hi - lo):
-            Z[k, r] = 0.0
-        for j in range(p1):
+        j = 0
+        if p1 < 4:
+            for r in range(n):
+                Z[k, r] = 0.0
+        while j + 4 <= p1:
+            t0 = theta[base + j]
+            t1 = theta[base + j + 1]
+            t2 = theta[base + j + 2]
+            t3 = theta[base + j + 3]
+            if j == 0:  # the first pass writes Z: no separate zeroing pass
+                for r in range(n):
+                    Z[k, r] = ((t0 * XT[0, lo + r] + t1 * XT[1, lo + r])
+                               + (t2 * XT[2, lo + r] + t3 * XT[3, lo + r]))
+            else:
+                for r in range(n):
+                    Z[k, r] += ((t0 * XT[j, lo + r] + t1 * XT[j + 1, lo + r])
+                                + (t2 * XT[j + 2, lo + r]
+                                   + t3 * XT[j + 3, lo + r]))
+            j += 4
+        while j < p1:
             t = theta[base + j]
-            if t != 0.0:
-                for r in range(lo, hi):
-                    Z[k, r - lo] += t * XT[j, r]
+            for r in range(n):
+                Z[k, r] += t * XT[j, lo + r]
+            j += 1
 
 
 @summing_helper
 def dense_gradient(XT, lo, hi, p1, G, scale, n_outputs, out):
     """Add ``scale * X_tilde^T G_k`` (loaded rows ``lo:hi``) to ``out``.
 
-    ``G[k, r - lo]`` belongs to row ``r``.
+    ``G[k, r - lo]`` belongs to row ``r``. Four coefficients per pass over
+    the rows, as in ``dense_predictor``.
     """
+    n = np.uintp(hi - lo)
+    lo = np.uintp(lo)
     for k in range(n_outputs):
         base = k * p1
-        for j in range(p1):
+        j = 0
+        while j + 4 <= p1:
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            for r in range(n):
+                g = G[k, r]
+                s0 += XT[j, lo + r] * g
+                s1 += XT[j + 1, lo + r] * g
+                s2 += XT[j + 2, lo + r] * g
+                s3 += XT[j + 3, lo + r] * g
+            out[base + j] += scale * s0
+            out[base + j + 1] += scale * s1
+            out[base + j + 2] += scale * s2
+            out[base + j + 3] += scale * s3
+            j += 4
+        while j < p1:
             s = 0.0
-            for r in range(lo, hi):
-                s += XT[j, r] * G[k, r - lo]
+            for r in range(n):
+                s += XT[j, lo + r] * G[k, r]
             out[base + j] += scale * s
+            j += 1
 
 
 @summing_helper

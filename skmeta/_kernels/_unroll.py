@@ -28,7 +28,9 @@ import numpy as np
 
 from ._codes import LOGISTIC, MULTINOMIAL, POISSON
 from ._datafits import datafit_derivatives
-from ._jit import helper, kernel
+from numba import prange
+
+from ._jit import allocating_helper, borrowing_kernel, helper, parallel_kernel
 from ._newton import transfer_gradient
 from ._rows import (
     dense_gradient,
@@ -103,7 +105,7 @@ def largest_task(is_sparse, indptr, offsets, task_sel):
     return n_max, nnz_max
 
 
-@helper
+@allocating_helper
 def local_task_buffers(is_sparse, Xd, data, indices, indptr, n_max, nnz_max,
                        n_features):
     """Buffers that ``load_task`` fills: row order, features, targets, weights."""
@@ -125,24 +127,40 @@ def load_task(is_sparse, Xd, data, indices, indptr, y, sw, start, n, seed,
 
 
 @helper
-def load_task_transposed(is_sparse, Xd, data, indices, indptr, y, sw, start, n,
-                         seed, n_features, fit_intercept, rows, Xloc, XT,
-                         ldata, lindices, lindptr, ly, lsw):
-    """``load_task``, writing a dense task straight into the transposed ``XT``."""
+def load_task_transposed(is_sparse, Xd, data, indices, indptr, XTb, y, sw,
+                         start, n, seed, n_features, fit_intercept, rows, Xloc,
+                         XT, ldata, lindices, lindptr, ly, lsw):
+    """``load_task``, a dense task going to the transposed ``XT``.
+
+    ``XTb``, when not empty, is the whole batch transposed (ones as its last
+    row with an intercept): the task's columns are gathered from it, or,
+    unshuffled (``seed < 0``), not copied at all -- then only the targets
+    and weights are, and the caller reads ``XTb`` from column ``start``.
+    Returns whether the task is read in place.
+    """
     shuffled_rows(start, start + n, seed, rows)
     if is_sparse:
         gather_rows(is_sparse, Xd, data, indices, indptr, y, sw, rows, n,
                     n_features, Xloc, ldata, lindices, lindptr, ly, lsw)
-        return
+        return False
+    for r in range(n):
+        ly[r] = y[rows[r]]
+        lsw[r] = sw[rows[r]]
+    if XTb.shape[0] > 0:
+        if seed < 0:
+            return True
+        for j in range(n_features + fit_intercept):
+            for r in range(n):
+                XT[j, r] = XTb[j, rows[r]]
+        return False
     for r in range(n):
         i = rows[r]
-        ly[r] = y[i]
-        lsw[r] = sw[i]
         for j in range(n_features):
             XT[j, r] = Xd[i, j]
     if fit_intercept:
         for r in range(n):
             XT[n_features, r] = 1.0
+    return False
 
 
 @helper
@@ -174,7 +192,9 @@ def curvature_times(code, lsw, lo, hi, Dk, U, n_outputs, scale):
     ``Dk`` holds what ``datafit_derivatives`` wrote in ``D``: the weighted
     second derivative, or for the multinomial the class probabilities.
     """
-    for r in range(hi - lo):
+    n = np.uintp(hi - lo)
+    lo = np.uintp(lo)  # unsigned indices: see dense_predictor
+    for r in range(n):
         if code == MULTINOMIAL:
             w = scale * lsw[lo + r]
             s = 0.0
@@ -187,9 +207,11 @@ def curvature_times(code, lsw, lo, hi, Dk, U, n_outputs, scale):
 
 
 @helper
-def support_curvature(is_sparse, XT, ldata, lindices, lindptr, ly, lsw, lo, hi,
-                      code, n_features, fit_intercept, vec, nxt, Z):
+def support_curvature(is_sparse, XT, off, ldata, lindices, lindptr, ly, lsw, lo,
+                      hi, code, n_features, fit_intercept, vec, nxt, Z):
     """Largest eigenvalue of ``X_tilde^T diag(c) X_tilde`` over rows ``lo:hi``.
+
+    Row ``r`` is column ``off + r`` of a dense ``XT``.
 
     ``c_i`` is the sample weight times a bound on the datafit's curvature
     (1 squared error, 1/4 logistic, 1/2 multinomial; for the Poisson
@@ -208,8 +230,8 @@ def support_curvature(is_sparse, XT, ldata, lindices, lindptr, ly, lsw, lo, hi,
         vec[j] = 1.0 / math.sqrt(p1)
     value = 0.0
     for _ in range(_POWER_ITERATIONS):
-        local_predictor(is_sparse, XT, ldata, lindices, lindptr, lo, hi, vec, 1,
-                        n_features, fit_intercept, Z)
+        local_predictor(is_sparse, XT, ldata, lindices, lindptr, off + lo,
+                        off + hi, vec, 1, n_features, fit_intercept, Z)
         for r in range(n):
             i = lo + r
             if code == MULTINOMIAL:
@@ -223,8 +245,8 @@ def support_curvature(is_sparse, XT, ldata, lindices, lindptr, ly, lsw, lo, hi,
             Z[0, r] *= c * lsw[i]
         for j in range(p1):
             nxt[j] = 0.0
-        local_gradient(is_sparse, XT, ldata, lindices, lindptr, lo, hi, Z, 1.0, 1,
-                       n_features, fit_intercept, nxt)
+        local_gradient(is_sparse, XT, ldata, lindices, lindptr, off + lo,
+                       off + hi, Z, 1.0, 1, n_features, fit_intercept, nxt)
         norm = 0.0
         for j in range(p1):
             norm += nxt[j] * nxt[j]
@@ -237,13 +259,31 @@ def support_curvature(is_sparse, XT, ldata, lindices, lindptr, ly, lsw, lo, hi,
     return value
 
 
-@kernel
-def unroll_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
-                 seeds, n_query, code, n_outputs, n_features, fit_intercept,
-                 mean_loss, lam2, lam1, l2w, l1w, theta0, prec_diag, prec_mat,
-                 prec_full, alpha, auto_step, step_offset, n_steps, mode,
-                 block_size,
-                 theta_out, query_loss, grad_theta0, grad_alpha):
+@helper
+def sum_blocks(query_loss, grad_theta0, grad_alpha, sums):
+    """Sums over tasks and blocks, in order: the result of ``unroll_tasks``."""
+    for j in range(sums.shape[1]):
+        sums[0, j] = 0.0
+        sums[1, j] = 0.0
+    for b in range(grad_theta0.shape[0]):
+        for j in range(sums.shape[1]):
+            sums[0, j] += grad_theta0[b, j]
+            sums[1, j] += grad_alpha[b, j]
+    total = 0.0
+    for s in range(query_loss.shape[0]):
+        total += query_loss[s]
+    return total
+
+
+@borrowing_kernel
+def unroll_tasks(c, n_chunks, sums, Xd, data, indices, indptr, is_sparse, y, sw,
+                 offsets, task_sel, seeds, n_query, code, n_outputs, n_features,
+                 fit_intercept, mean_loss, lam2, lam1, l2w, l1w, theta0,
+                 prec_diag, prec_mat, prec_full, alpha, auto_step, step_offset,
+                 n_steps, mode, block_size, XTb, rows_c, Xloc_c, ldata_c,
+                 lindices_c, lindptr_c, ly_c, lsw_c, XT_c, Z_c, G_c, U_c, Ds_c,
+                 thetas_c, grads_c, pre_c, work_c, power_c, theta_out,
+                 query_loss, grad_theta0, grad_alpha):
     """Unrolled inner loops of the selected tasks, with meta-gradients.
 
     Task ``task_sel[s]`` has its rows shuffled with ``seeds[s]`` (no shuffle
@@ -257,42 +297,66 @@ def unroll_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
     ``mode`` FIRST_ORDER or SECOND_ORDER, block ``b`` of ``grad_theta0`` and
     ``grad_alpha`` receives the sum over its tasks of the gradients of the
     query loss with respect to ``theta0`` and ``alpha``.
+
+    ``XTb`` is the batch transposed for ``load_task_transposed``, or empty.
+    The tasks are cut into ``n_chunks`` runs of whole blocks; this call does
+    run ``c``. With a single chunk (all tasks), it returns the sum of the
+    query losses and ``sums`` receives the sums over blocks (in block
+    order) of ``grad_theta0`` and ``grad_alpha``; otherwise it returns 0 and
+    ``unroll_tasks_parallel`` sums once all chunks are done. The workspace
+    arrays ``*_c`` have one slice per chunk, sized for the largest task (see
+    ``_batch.Unroller``). Compiled without reference counting (see
+    ``_jit``): it allocates nothing.
     """
     n_sel = task_sel.shape[0]
+    n_blocks = (n_sel + block_size - 1) // block_size
+    s_lo = min(n_sel, (c * n_blocks // n_chunks) * block_size)
+    s_hi = min(n_sel, ((c + 1) * n_blocks // n_chunks) * block_size)
+    rows = rows_c[c]
+    Xloc = Xloc_c[c]
+    ldata = ldata_c[c]
+    lindices = lindices_c[c]
+    lindptr = lindptr_c[c]
+    ly = ly_c[c]
+    lsw = lsw_c[c]
+    XT = XT_c[c]
+    Z = Z_c[c]
+    G = G_c[c]
+    U = U_c[c]
+    Ds = Ds_c[c]
+    thetas = thetas_c[c]
+    grads = grads_c[c]
+    pre = pre_c[c]
+    work = work_c[c]
+    power = power_c[c]
+
     d = theta0.shape[0]
-    p1 = n_features + fit_intercept
-    n_max, nnz_max = largest_task(is_sparse, indptr, offsets, task_sel)
-    steps = max(n_steps, 1)
-    rows, Xloc, ldata, lindices, lindptr, ly, lsw = local_task_buffers(
-        is_sparse, Xd, data, indices, indptr, n_max, nnz_max, n_features)
-    XT = np.empty((0 if is_sparse else p1, n_max))
-    Z = np.empty((n_outputs, n_max))
-    G = np.empty((n_outputs, n_max))
-    U = np.empty((n_outputs, n_max))
-    Ds = np.empty((steps, n_outputs, n_max))
-    thetas = np.empty((steps + 1, d))
-    grads = np.empty((steps, d))
-    pre = np.empty((steps, d))
-    q = np.empty(d)
-    adj = np.empty(d)
-    adj_u = np.empty(d)
-    v = np.empty(d)
-    hv = np.empty(d)
-    direct = np.empty(d)
-    vec = np.empty(p1)
-    nxt = np.empty(p1)
-    grad_theta0[:] = 0.0
-    grad_alpha[:] = 0.0
-    for s in range(n_sel):
+    q = work[0]
+    adj = work[1]
+    adj_u = work[2]
+    v = work[3]
+    hv = work[4]
+    direct = work[5]
+    vec = power[0]
+    nxt = power[1]
+    for s in range(s_lo, s_hi):
         b = s // block_size
+        if s == b * block_size:
+            for j in range(d):
+                grad_theta0[b, j] = 0.0
+                grad_alpha[b, j] = 0.0
         t = task_sel[s]
         start = offsets[t]
         n = offsets[t + 1] - start
         nq = min(n_query[s], n)
         ns = n - nq
-        load_task_transposed(is_sparse, Xd, data, indices, indptr, y, sw,
-                             start, n, seeds[s], n_features, fit_intercept, rows,
-                             Xloc, XT, ldata, lindices, lindptr, ly, lsw)
+        in_place = load_task_transposed(
+            is_sparse, Xd, data, indices, indptr, XTb, y, sw, start, n,
+            seeds[s], n_features, fit_intercept, rows, Xloc, XT, ldata,
+            lindices, lindptr, ly, lsw)
+        # the task's rows are columns o:o + n of X
+        X = XTb if in_place else XT
+        o = start if in_place else 0
         scale_s = 1.0
         scale_q = 1.0
         if mean_loss:
@@ -307,8 +371,8 @@ def unroll_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
         step = 1.0
         if auto_step:
             smoothness = step_offset + scale_s * support_curvature(
-                is_sparse, XT, ldata, lindices, lindptr, ly, lsw, 0, ns, code,
-                n_features, fit_intercept, vec, nxt, Z)
+                is_sparse, X, o, ldata, lindices, lindptr, ly, lsw, 0, ns,
+                code, n_features, fit_intercept, vec, nxt, Z)
             step = 1.0 / smoothness if smoothness > 0.0 else 1.0
 
         # forward: the inner steps, keeping what the backward pass needs
@@ -316,26 +380,22 @@ def unroll_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
             thetas[0, j] = theta0[j]
         for k in range(n_steps):
             th = thetas[k]
-            local_predictor(is_sparse, XT, ldata, lindices, lindptr, 0, ns, th,
-                            n_outputs, n_features, fit_intercept, Z)
+            local_predictor(is_sparse, X, ldata, lindices, lindptr, o, o + ns,
+                            th, n_outputs, n_features, fit_intercept, Z)
             datafit_derivatives(code, ly, lsw, 0, ns, Z, n_outputs, G, Ds[k],
                                 False)
             transfer_gradient(th, theta0, prec_diag, prec_mat, prec_full, d, q)
             for j in range(d):
                 grads[k, j] = lam2 * l2w[j] * th[j] + q[j]
-            local_gradient(is_sparse, XT, ldata, lindices, lindptr, 0, ns, G,
-                           scale_s, n_outputs, n_features, fit_intercept,
+            local_gradient(is_sparse, X, ldata, lindices, lindptr, o, o + ns,
+                           G, scale_s, n_outputs, n_features, fit_intercept,
                            grads[k])
             for j in range(d):
                 u = th[j] - step * alpha[j] * grads[k, j]
                 pre[k, j] = u
                 thr = step * alpha[j] * lam1 * l1w[j]
-                if u > thr:
-                    thetas[k + 1, j] = u - thr
-                elif u < -thr:
-                    thetas[k + 1, j] = u + thr
-                else:
-                    thetas[k + 1, j] = 0.0
+                # soft threshold without branches: the sign of u is random
+                thetas[k + 1, j] = u - max(min(u, thr), -thr)
         for j in range(d):
             theta_out[s, j] = thetas[n_steps, j]
 
@@ -343,13 +403,14 @@ def unroll_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
         for j in range(d):
             adj[j] = 0.0
         if nq > 0:
-            local_predictor(is_sparse, XT, ldata, lindices, lindptr, ns, n,
-                            thetas[n_steps], n_outputs, n_features, fit_intercept,
-                            Z)
+            local_predictor(is_sparse, X, ldata, lindices, lindptr, o + ns,
+                            o + n, thetas[n_steps], n_outputs, n_features,
+                            fit_intercept, Z)
             query_loss[s] = scale_q * datafit_derivatives(
                 code, ly, lsw, ns, n, Z, n_outputs, G, U)
-            local_gradient(is_sparse, XT, ldata, lindices, lindptr, ns, n, G,
-                           scale_q, n_outputs, n_features, fit_intercept, adj)
+            local_gradient(is_sparse, X, ldata, lindices, lindptr, o + ns,
+                           o + n, G, scale_q, n_outputs, n_features,
+                           fit_intercept, adj)
         else:
             query_loss[s] = 0.0
         if mode == FORWARD:
@@ -376,11 +437,11 @@ def unroll_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
             for j in range(d):
                 v[j] = step * alpha[j] * adj_u[j]
                 hv[j] = lam2 * l2w[j] * v[j]
-            local_predictor(is_sparse, XT, ldata, lindices, lindptr, 0, ns, v,
-                            n_outputs, n_features, fit_intercept, U)
+            local_predictor(is_sparse, X, ldata, lindices, lindptr, o, o + ns,
+                            v, n_outputs, n_features, fit_intercept, U)
             curvature_times(code, lsw, 0, ns, Ds[k], U, n_outputs, 1.0)
-            local_gradient(is_sparse, XT, ldata, lindices, lindptr, 0, ns, U,
-                           scale_s, n_outputs, n_features, fit_intercept, hv)
+            local_gradient(is_sparse, X, ldata, lindices, lindptr, o, o + ns,
+                           U, scale_s, n_outputs, n_features, fit_intercept, hv)
             for i in range(d):
                 pv = 0.0
                 if prec_full:
@@ -394,3 +455,19 @@ def unroll_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
                 adj[j] = adj_u[j] - hv[j]
         for j in range(d):
             grad_theta0[b, j] += adj[j] + direct[j]
+    if n_chunks == 1:
+        return sum_blocks(query_loss, grad_theta0, grad_alpha, sums)
+    return 0.0
+
+
+@parallel_kernel
+def unroll_tasks_parallel(n_chunks, sums, *args):
+    """``unroll_tasks`` with its chunks on numba's threads (same results).
+
+    ``args`` are ``unroll_tasks``'s after ``sums``.
+    """
+    for c in prange(n_chunks):
+        # prange's index is unsigned: as it is, it would compile unroll_tasks
+        # a second time
+        unroll_tasks(np.intp(c), n_chunks, sums, *args)
+    return sum_blocks(args[-3], args[-2], args[-1], sums)

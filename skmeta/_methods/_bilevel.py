@@ -21,10 +21,18 @@ act in the inner problem); MAML, Meta-SGD and iMAML minimize it with Adam.
 from dataclasses import dataclass
 
 import numpy as np
+from joblib import effective_n_jobs
 from sklearn.utils import check_random_state
 from sklearn.utils.random import sample_without_replacement
 
-from .._kernels._batch import block_size_for, implicit, solve_inner, unroll
+from .._kernels._adam import adam_update
+from .._kernels._batch import (
+    Unroller,
+    block_size_for,
+    implicit,
+    solve_inner,
+    unroll,
+)
 from .._kernels._unroll import FIRST_ORDER, FORWARD, SECOND_ORDER
 from ._inner import INNER_TOL, InnerSolver, map_task_chunks
 
@@ -47,12 +55,14 @@ class Adam:
         self.t = 0
 
     def step(self, param, grad):
+        """The updated parameters (a new array; ``param`` is left alone)."""
         self.t += 1
-        self.m = _ADAM_BETA1 * self.m + (1.0 - _ADAM_BETA1) * grad
-        self.v = _ADAM_BETA2 * self.v + (1.0 - _ADAM_BETA2) * grad**2
-        m_hat = self.m / (1.0 - _ADAM_BETA1**self.t)
-        v_hat = self.v / (1.0 - _ADAM_BETA2**self.t)
-        return param - self.learning_rate * m_hat / (np.sqrt(v_hat) + _ADAM_EPS)
+        param = np.array(param, dtype=np.float64)
+        adam_update(param, np.ascontiguousarray(grad, dtype=np.float64), self.m,
+                    self.v, float(self.learning_rate), _ADAM_BETA1, _ADAM_BETA2,
+                    _ADAM_EPS, 1.0 - _ADAM_BETA1**self.t,
+                    1.0 - _ADAM_BETA2**self.t)
+        return param
 
 
 def query_sizes(sizes, query_fraction):
@@ -129,26 +139,58 @@ class BilevelFit:
     meta_loss: np.ndarray
 
 
+def numba_threads(n_jobs):
+    """Threads for one meta-batch's kernel: ``n_jobs`` as scikit-learn reads it."""
+    if n_jobs is None:
+        return 1
+    return max(1, effective_n_jobs(n_jobs))
+
+
+class MetaGradient:
+    """Mean query loss of a meta-batch and its meta-gradients, for one fit.
+
+    Binds what stays fixed over a fit (data, problem, prior precision,
+    inner procedure, meta-batch size) once; each call then costs the kernel
+    and little else. Calls return ``(loss, grad_theta0, grad_alpha,
+    adapted)``; ``grad_alpha`` is ``None`` for iMAML, ``adapted`` the
+    tasks' adapted parameters. Returned arrays are only valid until the
+    next call.
+    """
+
+    def __init__(self, batch, problem, method, precision, *, n_sel, n_steps,
+                 auto_step, first_order, n_threads=1):
+        self.batch = batch
+        self.problem = problem
+        self.method = method
+        self.precision = precision
+        self.n_sel = n_sel
+        self.block = block_size_for(n_sel)
+        if method != "imaml":
+            mode = FIRST_ORDER if first_order else SECOND_ORDER
+            self._unroll = Unroller(batch, problem, precision, auto_step=auto_step,
+                                    n_steps=n_steps, mode=mode, n_sel=n_sel,
+                                    block=self.block, n_threads=n_threads)
+
+    def __call__(self, task_sel, seeds, n_query, theta0, alpha, warm=None):
+        B = self.n_sel
+        if self.method == "imaml":
+            start = np.tile(theta0, (B, 1)) if warm is None else warm
+            res = implicit(self.batch, self.problem, task_sel, seeds, n_query,
+                           theta0, self.precision, start, self.block)
+            return (res.query_loss.mean(), res.grad_theta0_blocks.sum(axis=0) / B,
+                    None, res.theta)
+        res = self._unroll(task_sel, seeds, n_query, theta0, alpha)
+        return (res.loss_sum / B, res.grad_theta0 / B, res.grad_alpha / B,
+                res.theta)
+
+
 def meta_gradient(batch, problem, method, task_sel, seeds, n_query, theta0,
                   precision, alpha, auto_step, n_steps, first_order, warm=None):
-    """Mean query loss of the selected tasks and its meta-gradients.
-
-    Returns ``(loss, grad_theta0, grad_alpha, adapted)``; ``grad_alpha`` is
-    ``None`` for iMAML, ``adapted`` the tasks' adapted parameters.
-    """
-    B = len(task_sel)
-    block = block_size_for(B)
-    if method == "imaml":
-        start = np.tile(theta0, (B, 1)) if warm is None else warm
-        res = implicit(batch, problem, task_sel, seeds, n_query, theta0,
-                       precision, start, block)
-        return (res.query_loss.mean(), res.grad_theta0_blocks.sum(axis=0) / B,
-                None, res.theta)
-    mode = FIRST_ORDER if first_order else SECOND_ORDER
-    res = unroll(batch, problem, task_sel, seeds, n_query, theta0, precision,
-                 alpha, auto_step, n_steps, mode, block)
-    return (res.query_loss.mean(), res.grad_theta0_blocks.sum(axis=0) / B,
-            res.grad_alpha_blocks.sum(axis=0) / B, res.theta)
+    """One call of a :class:`MetaGradient` (see there)."""
+    run = MetaGradient(batch, problem, method, precision, n_sel=len(task_sel),
+                       n_steps=n_steps, auto_step=auto_step,
+                       first_order=first_order)
+    return run(task_sel, seeds, n_query, theta0, alpha, warm)
 
 
 def fit_bilevel(batch, problem, theta0, precision, *, method, inner_steps,
@@ -171,21 +213,27 @@ def fit_bilevel(batch, problem, theta0, precision, *, method, inner_steps,
     theta_opt = Adam(lr, d)
     alpha_opt = Adam(lr, d)
     warm = np.tile(theta0, (T, 1)) if method == "imaml" else None
+    n_threads = numba_threads(n_jobs)
+    if method == "reptile":
+        forward = Unroller(batch, problem, precision, auto_step=auto,
+                           n_steps=inner_steps, mode=FORWARD, n_sel=B,
+                           n_threads=n_threads)
+    else:
+        meta_grad = MetaGradient(batch, problem, method, precision, n_sel=B,
+                                 n_steps=inner_steps, auto_step=auto,
+                                 first_order=first_order, n_threads=n_threads)
     losses = np.empty(max_iter)
     for it in range(max_iter):
         task_sel = np.sort(sample_without_replacement(T, B, random_state=rng))
         seeds = rng.randint(0, 2**31 - 1, size=B)
         if method == "reptile":
-            res = unroll(batch, problem, task_sel, seeds, n_query[task_sel],
-                         theta0, precision, alpha, auto, inner_steps, FORWARD,
-                         block_size_for(B))
+            res = forward(task_sel, seeds, n_query[task_sel], theta0, alpha)
             displacement = (res.theta - theta0).mean(axis=0)
             theta0 = theta0 + lr * displacement
             losses[it] = float(np.linalg.norm(displacement))
         else:
-            loss, g_theta0, g_alpha, adapted = meta_gradient(
-                batch, problem, method, task_sel, seeds, n_query[task_sel],
-                theta0, precision, alpha, auto, inner_steps, first_order,
+            loss, g_theta0, g_alpha, adapted = meta_grad(
+                task_sel, seeds, n_query[task_sel], theta0, alpha,
                 None if warm is None else warm[task_sel])
             if warm is not None:
                 warm[task_sel] = adapted
