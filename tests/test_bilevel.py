@@ -493,18 +493,27 @@ def test_fits_are_reproducible_and_n_jobs_invariant(method, small_classification
     assert not np.array_equal(fits[3].meta_params_, fits[0].meta_params_)
 
 
+@pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("layout", ["dense", "csr"])
 @pytest.mark.parametrize("code", [LOGISTIC, MULTINOMIAL], ids=["logistic", "multinomial"])
 def test_unroller_results_do_not_depend_on_threads_or_the_transposed_copy(
-        code, layout):
-    # one meta-batch, three ways: serially from the batch's rows, from the
+        code, layout, fit_intercept):
+    # one meta-batch, four ways: serially from the batch's rows, from the
     # transposed copy of the batch (read in place, or gathered when the rows
     # are shuffled), on two of numba's threads, and serially again because
     # another thread holds numba's pool: the very same numbers
-    X, y, sw, tasks = make_tasks(code, seed=7, T=9, n=14, p=4,
-                                 sparse=layout == "csr")
+    X, y, sw, tasks = make_tasks(code, seed=7, T=9, n=14, p=4)
+    keep = np.ones(len(y), dtype=bool)
+    keep[[28, 29, 30, 31, 70, 71, 72]] = False  # tasks of different sizes
+    X, y, sw, tasks = X[keep], y[keep], sw[keep], tasks[keep]
+    if layout == "csr":
+        X = sp.csr_matrix(X)
     batch, _ = make_batch(X, y, sw, tasks, 9)
     pb = family_problem(code, 4, mean_loss=True, lam1=0.02)
+    if not fit_intercept:
+        K = n_outputs(code)
+        pb = Problem(code, K, 4, False, True, 0.3, 0.02, np.ones(4 * K),
+                     np.ones(4 * K))
     d = pb.n_params
     rng = np.random.default_rng(0)
     theta0 = rng.normal(scale=0.3, size=d)

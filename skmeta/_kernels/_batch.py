@@ -331,20 +331,25 @@ def step_offset(problem, precision):
 
 
 def transposed_batch(batch, problem):
-    """The dense batch as ``(p + fit_intercept, n_rows)``, ones last; or empty.
+    """Every dense task transposed, one after the other in a flat array.
 
-    For the meta-iterations of a fit: each task's rows are then contiguous
-    runs of every row of this array, read in place or gathered, instead of
-    being transposed task by task at every visit. A copy of the data, so
-    not made for sparse batches nor beyond ``_TRANSPOSED_MAX_BYTES``.
+    Task ``t``'s ``(p + fit_intercept, n_t)`` block, ones as its last row,
+    starts at ``(p + fit_intercept) * offsets[t]``. For the meta-iterations
+    of a fit: a task's design is then one contiguous run of memory, read in
+    place or gathered, instead of being transposed at every visit. A copy
+    of the data, so not made for sparse batches nor beyond
+    ``_TRANSPOSED_MAX_BYTES`` (an empty array then).
     """
-    p1 = problem.n_features + problem.fit_intercept
+    p, p1 = problem.n_features, problem.n_features + problem.fit_intercept
     if batch.is_sparse or 8 * p1 * batch.n_rows > _TRANSPOSED_MAX_BYTES:
-        return np.empty((0, 0))
-    XTb = np.empty((p1, batch.n_rows))
-    XTb[:problem.n_features] = batch.Xd.T
-    if problem.fit_intercept:
-        XTb[problem.n_features] = 1.0
+        return np.empty(0)
+    XTb = np.empty(p1 * batch.n_rows)
+    for t in range(batch.n_tasks):
+        lo, hi = batch.offsets[t], batch.offsets[t + 1]
+        block = XTb[p1 * lo:p1 * hi].reshape(p1, hi - lo)
+        block[:p] = batch.Xd[lo:hi].T
+        if problem.fit_intercept:
+            block[p] = 1.0
     return XTb
 
 
@@ -405,7 +410,7 @@ class Unroller:
         self._tail = (bool(auto_step), step_offset(problem, precision),
                       int(n_steps), int(mode), block,
                       transposed_batch(batch, problem) if transposed
-                      else np.empty((0, 0)),
+                      else np.empty(0),
                       *unroll_workspace(batch, problem, n_steps, self.n_chunks),
                       self._theta, self._query_loss, self._blocks[0],
                       self._blocks[1])

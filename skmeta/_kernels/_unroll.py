@@ -132,12 +132,14 @@ def load_task_transposed(is_sparse, Xd, data, indices, indptr, XTb, y, sw,
                          XT, ldata, lindices, lindptr, ly, lsw):
     """``load_task``, a dense task going to the transposed ``XT``.
 
-    ``XTb``, when not empty, is the whole batch transposed (ones as its last
-    row with an intercept): the task's columns are gathered from it, or,
-    unshuffled (``seed < 0``), not copied at all -- then only the targets
-    and weights are, and the caller reads ``XTb`` from column ``start``.
-    Returns whether the task is read in place.
+    ``XTb``, when not empty, holds every task transposed (ones as the last
+    row with an intercept), task after task: the ``(p1, n)`` block of the
+    task at row ``start`` begins at ``p1 * start``. Unshuffled
+    (``seed < 0``) the caller reads that block in place (True is returned)
+    and only the targets and weights are copied; otherwise its columns are
+    gathered into ``XT``.
     """
+    p1 = n_features + fit_intercept
     shuffled_rows(start, start + n, seed, rows)
     if is_sparse:
         gather_rows(is_sparse, Xd, data, indices, indptr, y, sw, rows, n,
@@ -147,11 +149,12 @@ def load_task_transposed(is_sparse, Xd, data, indices, indptr, XTb, y, sw,
         ly[r] = y[rows[r]]
         lsw[r] = sw[rows[r]]
     if XTb.shape[0] > 0:
+        block = XTb[p1 * start:p1 * (start + n)].reshape((p1, n))
         if seed < 0:
             return True
-        for j in range(n_features + fit_intercept):
+        for j in range(p1):
             for r in range(n):
-                XT[j, r] = XTb[j, rows[r]]
+                XT[j, r] = block[j, rows[r] - start]
         return False
     for r in range(n):
         i = rows[r]
@@ -331,6 +334,7 @@ def unroll_tasks(c, n_chunks, sums, Xd, data, indices, indptr, is_sparse, y, sw,
     power = power_c[c]
 
     d = theta0.shape[0]
+    p1 = n_features + fit_intercept
     q = work[0]
     adj = work[1]
     adj_u = work[2]
@@ -350,13 +354,14 @@ def unroll_tasks(c, n_chunks, sums, Xd, data, indices, indptr, is_sparse, y, sw,
         n = offsets[t + 1] - start
         nq = min(n_query[s], n)
         ns = n - nq
-        in_place = load_task_transposed(
-            is_sparse, Xd, data, indices, indptr, XTb, y, sw, start, n,
-            seeds[s], n_features, fit_intercept, rows, Xloc, XT, ldata,
-            lindices, lindptr, ly, lsw)
-        # the task's rows are columns o:o + n of X
-        X = XTb if in_place else XT
-        o = start if in_place else 0
+        # the task's rows are the columns of X
+        X = XT
+        if load_task_transposed(is_sparse, Xd, data, indices, indptr, XTb, y,
+                                sw, start, n, seeds[s], n_features,
+                                fit_intercept, rows, Xloc, XT, ldata, lindices,
+                                lindptr, ly, lsw):
+            X = XTb[p1 * start:p1 * (start + n)].reshape((p1, n))
+        o = 0
         scale_s = 1.0
         scale_q = 1.0
         if mean_loss:
