@@ -464,24 +464,30 @@ def _logistic_rows(z, out, with_loss):
 
 def skmeta_breakdown(sk, n_tasks, meta_batch_size, inner_steps):
     """Where the time of one skmeta meta-iteration goes (1 thread)."""
-    from skmeta._kernels._batch import block_size_for, unroll
-    from skmeta._kernels._unroll import FIRST_ORDER, FORWARD
+    from skmeta._kernels._batch import Unroller
+    from skmeta._kernels._unroll import FIRST_ORDER, FORWARD, SECOND_ORDER
 
+    sk.set_threads(1)
     sk.reset(np.zeros(sk.problem.n_params))
     for i in range(20):
         sk.step(i)
     n = len(sk.batches)
     B = meta_batch_size
     seeds = np.random.RandomState(0).randint(0, 2**31 - 1, size=(n, B))
+    unrollers = {}
 
     def run_unroll(i, mode, shuffle=False, auto=False):
+        # bound once per configuration, as fit_bilevel does
+        key = (mode, auto)
+        if key not in unrollers:
+            unrollers[key] = Unroller(sk.batch, sk.problem, sk.precision,
+                                      auto_step=auto, n_steps=inner_steps,
+                                      mode=mode, n_sel=B)
         sel = sk.batches[i % n]
         # inner_lr="auto": alpha multiplies 1 / L_t (default alpha 1)
         alpha = np.ones_like(sk.alpha) if auto else sk.alpha
-        return unroll(sk.batch, sk.problem, sel,
-                      seeds[i % n] if shuffle else sk.no_shuffle, sk.n_query,
-                      sk.theta, sk.precision, alpha, auto, inner_steps, mode,
-                      block_size_for(B))
+        return unrollers[key](sel, seeds[i % n] if shuffle else sk.no_shuffle,
+                              sk.n_query, sk.theta, alpha)
 
     g = np.ones(sk.problem.n_params)
     rows = [
@@ -490,9 +496,9 @@ def skmeta_breakdown(sk, n_tasks, meta_batch_size, inner_steps):
         ("  first order (unroll FIRST_ORDER)",
          lambda i: run_unroll(i, FIRST_ORDER)),
         ("  second order, rows shuffled per task (as fit does)",
-         lambda i: run_unroll(i, 2, shuffle=True)),
+         lambda i: run_unroll(i, SECOND_ORDER, shuffle=True)),
         ('  second order, inner_lr="auto" (the default; 1/L_t per task)',
-         lambda i: run_unroll(i, 2, auto=True)),
+         lambda i: run_unroll(i, SECOND_ORDER, auto=True)),
         ("Adam.step (numba kernel, 21 parameters)",
          lambda i: sk.opt.step(sk.theta, g)),
     ]

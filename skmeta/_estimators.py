@@ -613,9 +613,11 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         Unused by the other methods, which run ``max_iter`` meta-iterations.
     n_jobs : int, default=None
         Number of task shards solved in parallel (threads, or the workers of
-        an active joblib backend such as Dask). ``None`` means 1 unless in a
-        :obj:`joblib.parallel_backend` context; ``-1`` uses all processors.
-        Results do not depend on it.
+        an active joblib backend such as Dask). ``"maml"``, ``"metasgd"``
+        and ``"reptile"`` also share the tasks of each meta-batch among that
+        many of numba's threads (at most ``NUMBA_NUM_THREADS``). ``None`` means 1 unless in
+        a :obj:`joblib.parallel_backend` context; ``-1`` uses all
+        processors. Results do not depend on it.
     random_state : int, RandomState instance or None, default=None
         Draws the meta-batches and the support/query splits of the gradient
         based methods. Unused by ``method="proximal"``, which is

@@ -140,9 +140,7 @@ class BilevelFit:
 
 
 def numba_threads(n_jobs):
-    """Threads for one meta-batch's kernel: ``n_jobs`` as scikit-learn reads it."""
-    if n_jobs is None:
-        return 1
+    """Threads for one meta-batch's kernel: ``n_jobs`` as joblib reads it."""
     return max(1, effective_n_jobs(n_jobs))
 
 
