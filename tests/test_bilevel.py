@@ -12,6 +12,8 @@ import pickle
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy import optimize
 from scipy.special import expit, logsumexp, softmax, xlogy
@@ -541,6 +543,47 @@ def test_unroller_results_do_not_depend_on_threads_or_the_transposed_copy(
         assert_allclose(expected["grad_theta0"],
                         expected["grad_theta0_blocks"].sum(axis=0))
         assert expected["loss_sum"] == pytest.approx(expected["query_loss"].sum())
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.integers(1, 9), min_size=1, max_size=6),
+       p=st.integers(1, 4), code=st.sampled_from(CODES),
+       fit_intercept=st.booleans(), shuffle=st.booleans(),
+       mode=st.sampled_from([FORWARD, unroll_module.FIRST_ORDER,
+                             unroll_module.SECOND_ORDER]),
+       data=st.data())
+def test_unroller_matches_the_one_shot_unroll_on_any_tasks(
+        sizes, p, code, fit_intercept, shuffle, mode, data):
+    # tasks of any sizes (one row, all query, no query), picked in any
+    # order and more than once: the fit's bound, transposed, threaded
+    # version gives the very numbers of the plain kernel call
+    rng = np.random.default_rng(len(sizes) * 100 + p)
+    T = len(sizes)
+    X = rng.normal(size=(sum(sizes), p))
+    y = make_targets(code, X @ rng.normal(size=p), rng)
+    tasks = np.repeat(np.arange(T), sizes)
+    batch, _ = make_batch(X, y, rng.uniform(0.5, 1.5, len(y)), tasks, T)
+    K = n_outputs(code)
+    d = K * (p + fit_intercept)
+    pb = Problem(code, K, p, fit_intercept, data.draw(st.booleans()), 0.1,
+                 data.draw(st.sampled_from([0.0, 0.03])), np.ones(d), np.ones(d))
+    sel = np.array(data.draw(st.lists(st.integers(0, T - 1), min_size=1,
+                                      max_size=8)))
+    n_query = np.array([data.draw(st.integers(0, sizes[t])) for t in sel])
+    seeds = (np.arange(len(sel)) + 3) if shuffle else np.full(len(sel), -1)
+    theta0 = rng.normal(scale=0.2, size=d)
+    alpha = rng.uniform(0.01, 0.1, size=d)
+    precision = rng.uniform(0.0, 0.5, size=d)
+    auto = data.draw(st.booleans())
+    expected = unroll(batch, pb, sel, seeds, n_query, theta0, precision, alpha,
+                      auto, 2, mode, 1)
+    run = _batch_module.Unroller(batch, pb, precision, auto_step=auto, n_steps=2,
+                                 mode=mode, n_sel=len(sel), block=1, n_threads=2)
+    res = run(sel, seeds, n_query, theta0, alpha)
+    for field in ("theta", "query_loss", "grad_theta0_blocks",
+                  "grad_alpha_blocks"):
+        assert_array_equal(getattr(res, field), getattr(expected, field))
+    assert np.all(np.isfinite(res.theta))
 
 
 @pytest.mark.parametrize("method", BILEVEL)
