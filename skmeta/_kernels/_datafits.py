@@ -24,6 +24,15 @@ def _poisson_constant(y):
 
 
 @summing_helper
+def _row_sum(A, n):
+    """``A[0, :n].sum()``, in a loop that only reads (see datafit_derivatives)."""
+    total = 0.0
+    for r in range(n):
+        total += A[0, r]
+    return total
+
+
+@summing_helper
 def datafit_derivatives(code, y, sw, start, stop, Z, n_outputs, G, D,
                         with_value=True):
     """Loss of one task, with its derivatives with respect to ``Z``.
@@ -34,32 +43,47 @@ def datafit_derivatives(code, y, sw, start, stop, Z, n_outputs, G, D,
     ``with_value`` the loss is not computed (0 is returned), which saves a
     logarithm per row where only derivatives are needed.
     """
-    # one loop per datafit: the branch is taken once per task, not per row.
+    # One pass per datafit and purpose: the branch is taken once per task,
+    # not per row, and no loop both sums and writes. LLVM runs a loop that
+    # writes through one array while reading others in a vectorized or a
+    # plain version, chosen by comparing the arrays' addresses at run time;
+    # a sum in such a loop would come out in either order, so results would
+    # depend on where the buffers happen to lie in memory. Per-row losses go
+    # to G first and are summed by a loop that only reads.
     # Unsigned indices: numba then need not check them for negative values
     # (wraparound), which would keep LLVM from vectorizing the loops.
     total = 0.0
     n = np.uintp(stop - start)
     start = np.uintp(start)
     if code == SQUARED:
+        if with_value:
+            for r in range(n):
+                i = start + r
+                res = Z[0, r] - y[i]
+                G[0, r] = 0.5 * sw[i] * res * res
+            total = _row_sum(G, n)
         for r in range(n):
             i = start + r
             w = sw[i]
-            res = Z[0, r] - y[i]
-            total += 0.5 * w * res * res
-            G[0, r] = w * res
+            G[0, r] = w * (Z[0, r] - y[i])
             D[0, r] = w
     elif code == LOGISTIC:
         for r in range(n):
+            D[0, r] = exp(-abs(Z[0, r]))
+        if with_value:
+            for r in range(n):
+                i = start + r
+                z = Z[0, r]
+                G[0, r] = sw[i] * (max(z, 0.0) + log1p_unit(D[0, r]) - y[i] * z)
+            total = _row_sum(G, n)
+        for r in range(n):
             i = start + r
             w = sw[i]
-            z = Z[0, r]
-            e = exp(-abs(z))
+            e = D[0, r]
             # sigmoid(z) from exp(-|z|), without overflow
-            p = (1.0 if z >= 0.0 else e) / (1.0 + e)
+            p = (1.0 if Z[0, r] >= 0.0 else e) / (1.0 + e)
             G[0, r] = w * (p - y[i])
             D[0, r] = w * p * (1.0 - p)
-            if with_value:
-                total += w * (max(z, 0.0) + log1p_unit(e) - y[i] * z)
     elif code == MULTINOMIAL:
         for r in range(n):
             i = start + r
@@ -67,11 +91,11 @@ def datafit_derivatives(code, y, sw, start, stop, Z, n_outputs, G, D,
             m = Z[0, r]
             for k in range(1, n_outputs):
                 m = max(m, Z[k, r])
+            for k in range(n_outputs):
+                D[k, r] = exp(Z[k, r] - m)
             s = 0.0
             for k in range(n_outputs):
-                e = exp(Z[k, r] - m)
-                D[k, r] = e
-                s += e
+                s += D[k, r]
             yk = int(y[i])
             if with_value:
                 total += w * (m + math.log(s) - Z[yk, r])
@@ -81,11 +105,17 @@ def datafit_derivatives(code, y, sw, start, stop, Z, n_outputs, G, D,
             G[yk, r] -= w
     else:  # POISSON
         for r in range(n):
+            D[0, r] = exp(Z[0, r])
+        if with_value:
+            for r in range(n):
+                i = start + r
+                G[0, r] = sw[i] * (D[0, r] - y[i] * Z[0, r]
+                                   + _poisson_constant(y[i]))
+            total = _row_sum(G, n)
+        for r in range(n):
             i = start + r
             w = sw[i]
-            z = Z[0, r]
-            mu = exp(z)
-            total += w * (mu - y[i] * z + _poisson_constant(y[i]))
+            mu = D[0, r]
             G[0, r] = w * (mu - y[i])
             D[0, r] = w * mu
     return total

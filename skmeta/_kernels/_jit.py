@@ -29,5 +29,8 @@ helper = njit(**_INNER, _nrt=False)
 # ("reassoc", and fuse multiply-adds, "contract") is what allows it to
 # vectorize them. It changes round-off, never NaN/inf semantics, and the
 # summation order stays fixed for a given input, so results remain
-# reproducible.
+# reproducible -- provided no loop both sums and writes to an array: LLVM
+# runs such a loop in a vectorized or a plain version chosen by comparing
+# the arrays' addresses at run time, and the two sum in different orders
+# (see datafit_derivatives).
 summing_helper = njit(**_INNER, _nrt=False, fastmath={"reassoc", "contract"})
