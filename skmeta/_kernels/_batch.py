@@ -29,6 +29,7 @@ _MIN_BLOCKS = 64
 # once; skmeta's own worker threads therefore take turns.
 _PARALLEL_LAUNCH = threading.Lock()
 _TRANSPOSED_MAX_BYTES = 1 << 30
+_PAD = 8  # float64 entries: one cache line
 
 
 def run_chunked(serial, parallel, n_chunks, *args):
@@ -354,29 +355,36 @@ def transposed_batch(batch, problem):
 
 
 def unroll_workspace(batch, problem, n_steps, n_chunks):
-    """Buffers of ``_unroll.unroll_chunk``, one slice per chunk of tasks."""
+    """Buffers of ``_unroll.unroll_tasks``, one slice per chunk of tasks.
+
+    Every row is padded by ``_PAD`` unused entries: chunks run on different
+    cores, and two chunks' buffers sharing a cache line (the end of one
+    slice, the start of the next) would make the cores fight over it at
+    every step.
+    """
     sizes = np.diff(batch.offsets)
-    n_max = max(1, int(sizes.max(initial=0)))
-    nnz_max = 1
+    n = max(1, int(sizes.max(initial=0))) + _PAD
+    nnz = _PAD
     if batch.is_sparse and batch.n_tasks:
-        nnz_max = max(1, int(np.diff(batch.indptr[batch.offsets]).max()))
+        nnz += max(1, int(np.diff(batch.indptr[batch.offsets]).max()))
     p, k, d = problem.n_features, problem.n_outputs, problem.n_params
     p1 = p + problem.fit_intercept
     steps = max(int(n_steps), 1)
     dense = 0 if batch.is_sparse else 1
     sparse = 1 - dense
     c = n_chunks
-    return (np.empty((c, n_max), dtype=np.intp),
+    return (np.empty((c, n), dtype=np.intp),
             np.empty((c, 0, p), dtype=batch.Xd.dtype),  # unused: dense rows go to XT
-            np.empty((c, sparse * nnz_max), dtype=batch.data.dtype),
-            np.empty((c, sparse * nnz_max), dtype=batch.indices.dtype),
-            np.empty((c, sparse * (n_max + 1)), dtype=batch.indptr.dtype),
-            np.empty((c, n_max)), np.empty((c, n_max)),
-            np.empty((c, dense * p1, n_max)),
-            np.empty((c, k, n_max)), np.empty((c, k, n_max)),
-            np.empty((c, k, n_max)), np.empty((c, steps, k, n_max)),
-            np.empty((c, steps + 1, d)), np.empty((c, steps, d)),
-            np.empty((c, steps, d)), np.empty((c, 7, d)), np.empty((c, 2, p1)))
+            np.empty((c, sparse * nnz), dtype=batch.data.dtype),
+            np.empty((c, sparse * nnz), dtype=batch.indices.dtype),
+            np.empty((c, sparse * (n + 1)), dtype=batch.indptr.dtype),
+            np.empty((c, n)), np.empty((c, n)),
+            np.empty((c, dense * p1, n)),
+            np.empty((c, k, n)), np.empty((c, k, n)),
+            np.empty((c, k, n)), np.empty((c, steps, k, n)),
+            np.empty((c, steps + 1, d + _PAD)), np.empty((c, steps, d + _PAD)),
+            np.empty((c, steps, d + _PAD)), np.empty((c, 7, d + _PAD)),
+            np.empty((c, 2, p1 + _PAD)))
 
 
 class Unroller:
@@ -401,7 +409,9 @@ class Unroller:
         self.n_chunks = min(int(n_threads), n_blocks, numba.config.NUMBA_NUM_THREADS)
         self._theta = np.empty((n_sel, d))
         self._query_loss = np.empty(n_sel)
-        self._blocks = np.zeros((2, n_blocks, d))
+        # rows padded: per-block sums are updated at every step (see
+        # unroll_workspace)
+        self._blocks = np.zeros((2, n_blocks, d + _PAD))
         self._sums = np.zeros((2, d))
         prec_diag, prec_mat, prec_full = _precision_arrays(precision)
         self._data = tuple(batch.arrays)
@@ -429,8 +439,9 @@ class Unroller:
                 + self._tail)
         loss_sum = run_chunked(unroll_tasks, unroll_tasks_parallel,
                                self.n_chunks, self._sums, *args)
-        return UnrollResult(self._theta, self._query_loss, self._blocks[0],
-                            self._blocks[1], loss_sum, self._sums[0],
+        d = self._sums.shape[1]
+        return UnrollResult(self._theta, self._query_loss, self._blocks[0, :, :d],
+                            self._blocks[1, :, :d], loss_sum, self._sums[0],
                             self._sums[1])
 
 
