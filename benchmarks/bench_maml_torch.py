@@ -41,7 +41,8 @@ relative in float64; the loss curves over ``--curve-iters`` meta-iterations
 agree. Timing: median seconds per meta-iteration over many iterations after
 warm-up, in interleaved rounds; torch with 1 and 2 intra-op threads, float64
 and float32; skmeta with 1 and 2 threads (``n_jobs``: the meta-batch's
-blocks of tasks shared among numba's threads). Numba compile time is
+blocks of tasks shared among numba's threads), timed in a child process that
+does not load PyTorch (see ``SkmetaTimer``). Numba compile time is
 measured in fresh processes (empty cache, and cache on disk). Last, a
 breakdown of skmeta's meta-iteration (forward only, first order, shuffled
 rows, ``inner_lr="auto"``, the transcendental functions, the task sampling
@@ -53,6 +54,7 @@ Run: ``python benchmarks/bench_maml_torch.py`` (needs skmeta and
 
 import argparse
 import copy
+import json
 import math
 import os
 import platform
@@ -64,10 +66,14 @@ import time
 
 import numpy as np
 
+# skmeta's times are taken in a child process without PyTorch (see
+# SkmetaTimer); that child imports this file with _TIMER_CHILD set
+_TIMER_CHILD = os.environ.get("SKMETA_BENCH_TIMER_CHILD") == "1"
 try:
-    import torch
-    import torch.nn.functional as F
-    from torch.func import grad, grad_and_value, vmap
+    if not _TIMER_CHILD:
+        import torch
+        import torch.nn.functional as F
+        from torch.func import grad, grad_and_value, vmap
 except ImportError:  # pragma: no cover - depends on the environment
     sys.exit("bench_maml_torch.py needs PyTorch (a benchmark-only dependency): "
              "pip install torch==2.13.0")
@@ -521,6 +527,75 @@ def load_note():
     return f"load average {one:.2f} (1 min), {five:.2f} (5 min)"
 
 
+# -------------------------------------------- skmeta's times, without torch
+def draw_batches(args):
+    """The meta-batches every implementation sees, drawn from the seed."""
+    rng = np.random.default_rng(args.seed + 1)
+    n_batches = max(args.curve_iters, 1000)
+    return [np.sort(rng.choice(args.n_tasks, args.meta_batch_size,
+                               replace=False)).astype(np.intp)
+            for _ in range(n_batches)]
+
+
+class SkmetaTimer:
+    """skmeta's timed meta-iterations, run in a child process without torch.
+
+    PyTorch's wheel brings its own GNU OpenMP runtime, which numba then
+    shares: with PyTorch loaded, numba's worker thread was found to sleep
+    between meta-iterations in some processes (two threads: 68-75 us per
+    meta-iteration, against 44-46 us in every process without PyTorch, and
+    in every process with OMP_WAIT_POLICY=active), so the wake-up is paid at
+    every iteration. A user of skmeta does not load PyTorch, so skmeta is
+    timed as it runs for them: in a child that rebuilds the same tasks and
+    meta-batches from the same arguments. The rounds still interleave with
+    torch's. Correctness checks (1) and (2) run in this process.
+    """
+
+    def __init__(self, argv):
+        env = dict(os.environ, SKMETA_BENCH_TIMER_CHILD="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), *argv], env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.ask({"ping": True})
+
+    def ask(self, request):
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def timed_steps(self, n_threads, first, n_warm, n_timed):
+        return self.ask({"threads": n_threads, "first": first, "warm": n_warm,
+                         "n": n_timed})
+
+    def fit_seconds(self, max_iter, repeat, n_jobs):
+        return self.ask({"fit": max_iter, "repeat": repeat, "n_jobs": n_jobs})
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def serve_timings(args):
+    """The child's loop: answer SkmetaTimer's requests, one JSON per line."""
+    tasks = Tasks(args.n_tasks, args.seed)
+    sk = SkmetaMAML(tasks, args.inner_lr, args.inner_steps, args.meta_lr,
+                    draw_batches(args))
+    theta_zero = np.zeros(sk.problem.n_params)
+    for line in sys.stdin:
+        request = json.loads(line)
+        if "fit" in request:
+            reply = fit_seconds(tasks, args, request["fit"], request["repeat"],
+                                request["n_jobs"])
+        elif "threads" in request:
+            sk.set_threads(request["threads"])
+            reply = timed_steps(sk, theta_zero, request["first"],
+                                request["warm"], request["n"])
+        else:
+            reply = "ready"
+        print(json.dumps(reply), flush=True)
+    return 0
+
+
 # --------------------------------------------------------------------- main
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -541,6 +616,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="fewer timed iterations (smoke test)")
     args = parser.parse_args(argv)
+    if _TIMER_CHILD:
+        return serve_timings(args)
     threads = [int(v) for v in args.threads.split(",")]
     # (warm-up, timed) meta-iterations per round, per kind of implementation
     per_round = {"skmeta": (50, 400), "func": (5, 40), "loop": (2, 8)}
@@ -572,11 +649,7 @@ def main(argv=None):
           f"{args.inner_lr * np.median(smooth):.2f}, max "
           f"{args.inner_lr * smooth.max():.2f} (< 2: the inner steps descend)")
 
-    rng = np.random.default_rng(args.seed + 1)
-    n_batches = max(args.curve_iters, 1000)
-    batches = [np.sort(rng.choice(args.n_tasks, args.meta_batch_size,
-                                  replace=False)).astype(np.intp)
-               for _ in range(n_batches)]
+    batches = draw_batches(args)
     common = (tasks, args.inner_lr, args.inner_steps, args.meta_lr, batches)
     sk = SkmetaMAML(*common)
     torch_impls = []
@@ -638,12 +711,12 @@ def main(argv=None):
     print(f"\n(3) seconds per meta-iteration: median over {args.rounds} "
           "interleaved rounds, after warm-up")
     samples = {}
+    timer = SkmetaTimer(sys.argv[1:] if argv is None else argv)
     for r in range(args.rounds):
         for k in threads:
-            sk.set_threads(k)
             warm, n = per_round["skmeta"]
             samples.setdefault(("skmeta", k), []).extend(
-                timed_steps(sk, theta_zero, r * 97, warm, n))
+                timer.timed_steps(k, r * 97, warm, n))
         for k in threads:
             torch.set_num_threads(k)
             for impl in torch_impls:
@@ -664,10 +737,11 @@ def main(argv=None):
     long_iter = 200 if args.quick else 1000
     fit_marginal = {}
     for k in threads:
-        t_fit_one = fit_seconds(tasks, args, 1, 3, k)
-        t_fit_short = fit_seconds(tasks, args, 100, 3, k)
-        t_fit_long = fit_seconds(tasks, args, long_iter, 3, k)
+        t_fit_one = timer.fit_seconds(1, 3, k)
+        t_fit_short = timer.fit_seconds(100, 3, k)
+        t_fit_long = timer.fit_seconds(long_iter, 3, k)
         fit_marginal[k] = (t_fit_long - t_fit_short) / (long_iter - 100)
+    timer.close()
 
     header = (f"  {'implementation':40}{'threads':>8}{'median':>10}"
               f"{'vs skmeta':>11}{'fastest':>10}{'vs skmeta':>11}")
