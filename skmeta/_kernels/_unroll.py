@@ -19,7 +19,9 @@ The meta-gradient of the query loss with respect to ``theta0`` and
 Hessian-vector products ``X^T D X v`` (second order), or with the Hessian
 terms dropped (first order). Sums over tasks are made per block of tasks,
 in task order, so that they do not depend on how tasks are spread over
-threads.
+threads: ``unroll_tasks`` does one run of whole blocks (a chunk) or all of
+them, ``unroll_tasks_parallel`` the chunks on numba's threads. The kernels
+allocate nothing; ``_batch.Unroller`` makes their workspace once per fit.
 """
 
 import math
