@@ -9,6 +9,7 @@ forward pass and its derivative cannot make both sides agree.
 
 import pickle
 
+import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -543,6 +544,24 @@ def test_unroller_results_do_not_depend_on_threads_or_the_transposed_copy(
         assert_allclose(expected["grad_theta0"],
                         expected["grad_theta0_blocks"].sum(axis=0))
         assert expected["loss_sum"] == pytest.approx(expected["query_loss"].sum())
+
+
+def test_unroller_keeps_its_workspace_within_budget(monkeypatch):
+    # per-chunk buffers are sized for the largest task: past the budget the
+    # meta-batch is split into fewer chunks, with the same results
+    X, y, sw, tasks = make_tasks(LOGISTIC, seed=3, T=8, n=10, p=3)
+    batch, _ = make_batch(X, y, sw, tasks, 8)
+    pb = family_problem(LOGISTIC, 3, mean_loss=False)
+    kw = dict(auto_step=False, n_steps=2, mode=unroll_module.SECOND_ORDER,
+              n_sel=8, block=1, n_threads=2)
+    args = (np.arange(8), np.arange(8), np.full(8, 4), np.zeros(4),
+            np.full(4, 0.1))
+    roomy = _batch_module.Unroller(batch, pb, np.ones(4), **kw)
+    expected = np.copy(roomy(*args).grad_theta0)
+    monkeypatch.setattr(_batch_module, "_WORKSPACE_MAX_BYTES", 1)
+    tight = _batch_module.Unroller(batch, pb, np.ones(4), **kw)
+    assert (roomy.n_chunks, tight.n_chunks) == (min(2, numba.config.NUMBA_NUM_THREADS), 1)
+    assert_array_equal(tight(*args).grad_theta0, expected)
 
 
 @settings(max_examples=40, deadline=None)

@@ -28,7 +28,8 @@ _MIN_BLOCKS = 64
 # missing) aborts the process when two threads launch parallel kernels at
 # once; skmeta's own worker threads therefore take turns.
 _PARALLEL_LAUNCH = threading.Lock()
-_TRANSPOSED_MAX_BYTES = 1 << 30
+_TRANSPOSED_MAX_BYTES = 1 << 28
+_WORKSPACE_MAX_BYTES = 1 << 28  # all chunks together
 _PAD = 8  # float64 entries: one cache line
 
 
@@ -339,7 +340,8 @@ def transposed_batch(batch, problem):
     of a fit: a task's design is then one contiguous run of memory, read in
     place or gathered, instead of being transposed at every visit. A copy
     of the data, so not made for sparse batches nor beyond
-    ``_TRANSPOSED_MAX_BYTES`` (an empty array then).
+    ``_TRANSPOSED_MAX_BYTES`` (an empty array then: tasks are transposed at
+    every visit).
     """
     p, p1 = problem.n_features, problem.n_features + problem.fit_intercept
     if batch.is_sparse or 8 * p1 * batch.n_rows > _TRANSPOSED_MAX_BYTES:
@@ -407,6 +409,12 @@ class Unroller:
         n_blocks = max(1, -(-n_sel // block))
         self.n_sel = n_sel
         self.n_chunks = min(int(n_threads), n_blocks, numba.config.NUMBA_NUM_THREADS)
+        # each chunk's workspace is sized for the batch's largest task: fewer
+        # chunks rather than gigabytes of buffers (np.empty only reserves)
+        per_chunk = sum(a.nbytes for a in
+                        unroll_workspace(batch, problem, n_steps, 1))
+        self.n_chunks = max(1, min(self.n_chunks,
+                                   _WORKSPACE_MAX_BYTES // max(per_chunk, 1)))
         self._theta = np.empty((n_sel, d))
         self._query_loss = np.empty(n_sel)
         # rows padded: per-block sums are updated at every step (see

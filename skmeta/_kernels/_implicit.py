@@ -13,6 +13,11 @@ active set when an l1 penalty holds coordinates at zero). The meta-gradient
 of the query loss ``Q_t`` is then ``Pi A_t^{-1} grad Q_t(theta_t)``, one
 Cholesky solve per task (Rajeswaran et al., 2019, solve the same system by
 conjugate gradient).
+
+numba keeps the code of the helpers this kernel calls (from ``_newton``,
+``_unroll``, ``_rows``, ``_datafits``) in this kernel's disk cache, and
+checks only this file when loading it: after changing a helper, clear the
+cache (``find skmeta -name "*.nb[ic]" -delete``).
 """
 
 import numpy as np

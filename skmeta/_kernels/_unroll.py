@@ -401,8 +401,11 @@ def unroll_tasks(c, n_chunks, sums, Xd, data, indices, indptr, is_sparse, y, sw,
                 u = th[j] - step * alpha[j] * grads[k, j]
                 pre[k, j] = u
                 thr = step * alpha[j] * lam1 * l1w[j]
-                # soft threshold without branches: the sign of u is random
-                thetas[k + 1, j] = u - max(min(u, thr), -thr)
+                # soft threshold, as selects rather than branches (the sign of
+                # u is random); a NaN gives 0, and a negative threshold (a
+                # learned step below 0) acts as it always has
+                shrunk = (u - thr) if u > thr else 0.0
+                thetas[k + 1, j] = (u + thr) if u < -thr else shrunk
         for j in range(d):
             theta_out[s, j] = thetas[n_steps, j]
 
