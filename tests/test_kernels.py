@@ -17,19 +17,20 @@ LOG1P_ULPS = 3
 
 
 @njit
+def _apply(func, x):
+    """``func`` (a jitted scalar function) on each entry of ``x``."""
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        out[i] = func(x[i])
+    return out
+
+
 def _apply_exp(x):
-    out = np.empty_like(x)
-    for i in range(x.shape[0]):
-        out[i] = exp(x[i])
-    return out
+    return _apply(exp, x)
 
 
-@njit
 def _apply_log1p_unit(x):
-    out = np.empty_like(x)
-    for i in range(x.shape[0]):
-        out[i] = log1p_unit(x[i])
-    return out
+    return _apply(log1p_unit, x)
 
 
 def _ulps(actual, desired):

@@ -346,13 +346,17 @@ def transposed_batch(batch, problem):
     p, p1 = problem.n_features, problem.n_features + problem.fit_intercept
     if batch.is_sparse or 8 * p1 * batch.n_rows > _TRANSPOSED_MAX_BYTES:
         return np.empty(0)
+    # entry (j, r) of the block of row i's task goes to
+    # p1 * start + j * n_t + r = i + (p1 - 1) * start + j * n_t
+    sizes = np.diff(batch.offsets)
+    task_of_row = np.repeat(np.arange(batch.n_tasks), sizes)
+    first = np.arange(batch.n_rows) + (p1 - 1) * batch.offsets[task_of_row]
+    step = sizes[task_of_row]
     XTb = np.empty(p1 * batch.n_rows)
-    for t in range(batch.n_tasks):
-        lo, hi = batch.offsets[t], batch.offsets[t + 1]
-        block = XTb[p1 * lo:p1 * hi].reshape(p1, hi - lo)
-        block[:p] = batch.Xd[lo:hi].T
-        if problem.fit_intercept:
-            block[p] = 1.0
+    for j in range(p):
+        XTb[first + j * step] = batch.Xd[:, j]
+    if problem.fit_intercept:
+        XTb[first + p * step] = 1.0
     return XTb
 
 

@@ -212,11 +212,10 @@ def curvature_times(code, lsw, lo, hi, Dk, U, n_outputs, scale):
 
 
 @helper
-def support_curvature(is_sparse, XT, off, ldata, lindices, lindptr, ly, lsw, lo,
-                      hi, code, n_features, fit_intercept, vec, nxt, Z):
+def support_curvature(is_sparse, XT, ldata, lindices, lindptr, ly, lsw, lo, hi,
+                      code, n_features, fit_intercept, vec, nxt, Z):
     """Largest eigenvalue of ``X_tilde^T diag(c) X_tilde`` over rows ``lo:hi``.
 
-    Row ``r`` is column ``off + r`` of a dense ``XT``.
 
     ``c_i`` is the sample weight times a bound on the datafit's curvature
     (1 squared error, 1/4 logistic, 1/2 multinomial; for the Poisson
@@ -235,8 +234,8 @@ def support_curvature(is_sparse, XT, off, ldata, lindices, lindptr, ly, lsw, lo,
         vec[j] = 1.0 / math.sqrt(p1)
     value = 0.0
     for _ in range(_POWER_ITERATIONS):
-        local_predictor(is_sparse, XT, ldata, lindices, lindptr, off + lo,
-                        off + hi, vec, 1, n_features, fit_intercept, Z)
+        local_predictor(is_sparse, XT, ldata, lindices, lindptr, lo, hi, vec, 1,
+                        n_features, fit_intercept, Z)
         for r in range(n):
             i = lo + r
             if code == MULTINOMIAL:
@@ -250,8 +249,8 @@ def support_curvature(is_sparse, XT, off, ldata, lindices, lindptr, ly, lsw, lo,
             Z[0, r] *= c * lsw[i]
         for j in range(p1):
             nxt[j] = 0.0
-        local_gradient(is_sparse, XT, ldata, lindices, lindptr, off + lo,
-                       off + hi, Z, 1.0, 1, n_features, fit_intercept, nxt)
+        local_gradient(is_sparse, XT, ldata, lindices, lindptr, lo, hi, Z, 1.0, 1,
+                       n_features, fit_intercept, nxt)
         norm = 0.0
         for j in range(p1):
             norm += nxt[j] * nxt[j]
@@ -363,7 +362,6 @@ def unroll_tasks(c, n_chunks, sums, Xd, data, indices, indptr, is_sparse, y, sw,
                                 fit_intercept, rows, Xloc, XT, ldata, lindices,
                                 lindptr, ly, lsw):
             X = XTb[p1 * start:p1 * (start + n)].reshape((p1, n))
-        o = 0
         scale_s = 1.0
         scale_q = 1.0
         if mean_loss:
@@ -378,8 +376,8 @@ def unroll_tasks(c, n_chunks, sums, Xd, data, indices, indptr, is_sparse, y, sw,
         step = 1.0
         if auto_step:
             smoothness = step_offset + scale_s * support_curvature(
-                is_sparse, X, o, ldata, lindices, lindptr, ly, lsw, 0, ns,
-                code, n_features, fit_intercept, vec, nxt, Z)
+                is_sparse, X, ldata, lindices, lindptr, ly, lsw, 0, ns, code,
+                n_features, fit_intercept, vec, nxt, Z)
             step = 1.0 / smoothness if smoothness > 0.0 else 1.0
 
         # forward: the inner steps, keeping what the backward pass needs
@@ -387,14 +385,14 @@ def unroll_tasks(c, n_chunks, sums, Xd, data, indices, indptr, is_sparse, y, sw,
             thetas[0, j] = theta0[j]
         for k in range(n_steps):
             th = thetas[k]
-            local_predictor(is_sparse, X, ldata, lindices, lindptr, o, o + ns,
+            local_predictor(is_sparse, X, ldata, lindices, lindptr, 0, ns,
                             th, n_outputs, n_features, fit_intercept, Z)
             datafit_derivatives(code, ly, lsw, 0, ns, Z, n_outputs, G, Ds[k],
                                 False)
             transfer_gradient(th, theta0, prec_diag, prec_mat, prec_full, d, q)
             for j in range(d):
                 grads[k, j] = lam2 * l2w[j] * th[j] + q[j]
-            local_gradient(is_sparse, X, ldata, lindices, lindptr, o, o + ns,
+            local_gradient(is_sparse, X, ldata, lindices, lindptr, 0, ns,
                            G, scale_s, n_outputs, n_features, fit_intercept,
                            grads[k])
             for j in range(d):
@@ -413,13 +411,11 @@ def unroll_tasks(c, n_chunks, sums, Xd, data, indices, indptr, is_sparse, y, sw,
         for j in range(d):
             adj[j] = 0.0
         if nq > 0:
-            local_predictor(is_sparse, X, ldata, lindices, lindptr, o + ns,
-                            o + n, thetas[n_steps], n_outputs, n_features,
+            local_predictor(is_sparse, X, ldata, lindices, lindptr, ns, n, thetas[n_steps], n_outputs, n_features,
                             fit_intercept, Z)
             query_loss[s] = scale_q * datafit_derivatives(
                 code, ly, lsw, ns, n, Z, n_outputs, G, U)
-            local_gradient(is_sparse, X, ldata, lindices, lindptr, o + ns,
-                           o + n, G, scale_q, n_outputs, n_features,
+            local_gradient(is_sparse, X, ldata, lindices, lindptr, ns, n, G, scale_q, n_outputs, n_features,
                            fit_intercept, adj)
         else:
             query_loss[s] = 0.0
@@ -447,10 +443,10 @@ def unroll_tasks(c, n_chunks, sums, Xd, data, indices, indptr, is_sparse, y, sw,
             for j in range(d):
                 v[j] = step * alpha[j] * adj_u[j]
                 hv[j] = lam2 * l2w[j] * v[j]
-            local_predictor(is_sparse, X, ldata, lindices, lindptr, o, o + ns,
+            local_predictor(is_sparse, X, ldata, lindices, lindptr, 0, ns,
                             v, n_outputs, n_features, fit_intercept, U)
             curvature_times(code, lsw, 0, ns, Ds[k], U, n_outputs, 1.0)
-            local_gradient(is_sparse, X, ldata, lindices, lindptr, o, o + ns,
+            local_gradient(is_sparse, X, ldata, lindices, lindptr, 0, ns,
                            U, scale_s, n_outputs, n_features, fit_intercept, hv)
             for i in range(d):
                 pv = 0.0
