@@ -494,7 +494,8 @@ def test_ridge_multitask_fit_is_the_joint_minimizer(regression_data):
     thetas, theta0 = ridge_joint_reference(X, y, tasks, 0.5, 1.5)
     assert_allclose(meta.task_params_, thetas, rtol=1e-6, atol=1e-8)
     assert_allclose(meta.meta_params_, theta0, rtol=1e-6, atol=1e-8)
-    assert_array_equal(meta.prior_precision_, np.ones(4))
+    assert_array_equal(meta.prior_shape_, np.ones(4))
+    assert_array_equal(meta.prior_precision_, np.full(4, 1.5))
     assert meta.gamma_ == 1.5
 
 
@@ -751,8 +752,9 @@ def test_learned_prior_shape_is_normalized(prior, binary_data):
     # Lambda is the shape only (det = 1) so that gamma keeps its meaning
     X, y, tasks = binary_data
     meta = MetaClassifier(gamma=1.0, prior=prior).fit(X, y, tasks=tasks)
-    L = meta.prior_precision_
+    L = meta.prior_shape_
     assert meta.gamma_ == 1.0
+    assert_array_equal(meta.prior_precision_, meta.gamma_ * L)
     if prior == "full":
         assert L.shape == (4, 4)
         assert_allclose(L, L.T, rtol=1e-12, atol=1e-14)
@@ -818,7 +820,7 @@ def test_adapt_returns_a_plain_logistic_regression(fitted_classifier):
     assert_array_equal(clf.classes_, meta.classes_)
     # the inner problem solved directly, under the fitted prior
     expected = logistic_reference(X, y, 1.0, meta.gamma_, meta.meta_params_,
-                                  meta.prior_precision_)
+                                  meta.prior_shape_)
     assert_allclose(flat_params(clf), expected, rtol=1e-6, atol=1e-8)
     restored = pickle.loads(pickle.dumps(clf))
     assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
@@ -838,7 +840,7 @@ def test_adapt_regressor_matches_the_closed_form():
     reg = meta.adapt(Xn, yn, sample_weight=w)
     assert type(reg) is Ridge
     expected = ridge_reference(Xn, yn, 0.5, meta.gamma_, meta.meta_params_,
-                               meta.prior_precision_, sample_weight=w)
+                               meta.prior_shape_, sample_weight=w)
     assert_allclose(flat_params(reg), expected, rtol=1e-7, atol=1e-9)
     restored = pickle.loads(pickle.dumps(reg))
     assert_array_equal(restored.predict(Xn), reg.predict(Xn))
@@ -853,7 +855,7 @@ def test_adapt_under_a_full_prior_matches_direct_solve():
     w = np.array([1.0, 0.5, 2.0, 1.0, 3.0])
     clf = meta.adapt(Xn, yn, sample_weight=w)
     expected = logistic_reference(Xn, yn, 3.0, 2.0, meta.meta_params_,
-                                  meta.prior_precision_, sample_weight=w)
+                                  meta.prior_shape_, sample_weight=w)
     assert_allclose(flat_params(clf), expected, rtol=1e-6, atol=1e-8)
 
 
@@ -861,7 +863,7 @@ def test_adapt_several_tasks_gives_a_dict(fitted_classifier):
     meta = fitted_classifier
     X, y, tasks = make_tasks("binary", n_tasks=3, n_per_task=6, seed=14)
     labels = np.array(["a", "b", "c"])[tasks]
-    models = meta.adapt(X, y, tasks=labels)
+    models = meta.adapt_tasks(X, y, tasks=labels)
     assert sorted(models) == ["a", "b", "c"]
     for label, clf in models.items():
         rows = labels == label
@@ -898,7 +900,7 @@ def test_partial_fit_adds_and_refits_tasks_without_moving_the_prior(
     Xn, yn, tn = make_tasks("binary", n_tasks=2, n_per_task=7, seed=16)
     # task 10 is new; task 1 is known and refitted on these rows only
     tn = np.where(tn == 0, 10, 1)
-    expected = meta.adapt(Xn, yn, tasks=tn)
+    expected = meta.adapt_tasks(Xn, yn, tasks=tn)
     meta.partial_fit(Xn, yn, tasks=tn)
     assert_array_equal(meta.tasks_, [0, 1, 2, 3, 10])
     assert_array_equal(meta.meta_params_, theta0)
@@ -940,7 +942,7 @@ def test_partial_fit_regressor_adds_a_task(regression_data):
     Xn, yn, _ = make_tasks("regression", n_tasks=1, n_per_task=3, seed=18)
     meta.partial_fit(Xn, yn, tasks=np.full(3, 50))
     expected = ridge_reference(Xn, yn, 1.0, 2.0, meta.meta_params_,
-                               meta.prior_precision_)
+                               meta.prior_shape_)
     assert_allclose(meta.task_params_[-1], expected, rtol=1e-7, atol=1e-9)
     assert_allclose(meta.predict(Xn, tasks=np.full(3, 50)),
                     design(Xn) @ expected, rtol=1e-7)
@@ -1047,7 +1049,7 @@ def test_inputs_are_not_modified(container, binary_data):
     meta.predict_proba(X, tasks=tasks)
     meta.decision_function(X, tasks=tasks)
     meta.score(X, y, tasks=tasks, sample_weight=sw)
-    meta.adapt(X, y, tasks=tasks, sample_weight=sw)
+    meta.adapt_tasks(X, y, tasks=tasks, sample_weight=sw)
     meta.partial_fit(X, y, tasks=tasks, sample_weight=sw)
     for before, after in zip(saved, (X, y, tasks, sw)):
         assert_unchanged(before, after)
@@ -1062,7 +1064,7 @@ def test_task_column_inputs_are_not_modified(binary_data):
         saved = snapshot(data)
         meta = MetaClassifier(task_column=column).fit(data, y)
         meta.predict(data)
-        meta.adapt(data, y)
+        meta.adapt_tasks(data, y)
         meta.partial_fit(data, y)
         assert_unchanged(saved, data)
 
@@ -1076,7 +1078,7 @@ def test_read_only_inputs(binary_data, regression_data):
             a.setflags(write=False)
         meta = Meta().fit(X, y, tasks=tasks, sample_weight=sw)
         meta.predict(X, tasks=tasks)
-        meta.adapt(X, y, tasks=tasks, sample_weight=sw)
+        meta.adapt_tasks(X, y, tasks=tasks, sample_weight=sw)
         meta.partial_fit(X, y, tasks=tasks, sample_weight=sw)
         Xt = np.column_stack([tasks, X])
         Xt.setflags(write=False)
@@ -1183,7 +1185,7 @@ def test_one_sample_task_and_single_class_task():
     # ... and is still the exact inner solution under the learned prior
     for rows in (one, single):
         expected = logistic_reference(X[rows], y[rows], 1.0, meta.gamma_,
-                                      meta.meta_params_, meta.prior_precision_)
+                                      meta.meta_params_, meta.prior_shape_)
         t = np.searchsorted(meta.tasks_, tasks[rows][0])
         assert_allclose(meta.task_params_[t], expected, rtol=1e-6, atol=1e-8)
 

@@ -16,13 +16,8 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 
 import skmeta._methods._inner as inner_module
 from skmeta import MetaClassifier, MetaRegressor
-from skmeta._kernels._batch import (
-    Problem,
-    block_size_for,
-    decision_values,
-    make_batch,
-    solve_inner,
-)
+from skmeta._kernels._calls import decision_values, solve_inner
+from skmeta._kernels._layout import Problem, block_size_for, make_batch
 from skmeta._kernels._codes import LOGISTIC, MULTINOMIAL, POISSON, SQUARED
 from skmeta._methods._inner import InnerSolver
 from skmeta._methods._prior import Prior
@@ -838,9 +833,9 @@ def test_empirical_bayes_recovers_gaussian_prior_of_linear_tasks():
         # divided by sigma^2, so the precision in the loss's units is
         # sigma^2 Sigma^{-1}
         # the shape is normalized to unit determinant, gamma_ holds the scale
-        np.testing.assert_allclose(np.linalg.det(meta.prior_precision_), 1.0,
+        np.testing.assert_allclose(np.linalg.det(meta.prior_shape_), 1.0,
                                    rtol=1e-10)
-        sigma_hat = noise**2 * np.linalg.inv(meta.gamma_ * meta.prior_precision_)
+        sigma_hat = noise**2 * np.linalg.inv(meta.prior_precision_)
         errors_mu.append(np.linalg.norm(meta.meta_params_ - MU))
         errors_sigma.append(np.linalg.norm(sigma_hat - SIGMA)
                             / np.linalg.norm(SIGMA))
@@ -899,7 +894,7 @@ def assert_logistic_em_fixed_point(meta, X, y, tasks):
     # theta0 = mean_t theta_t and 1 / Pi = (1 - s) m + s mean(m), with
     # m = mean_t[(theta_t - theta0)^2 + diag(A_t^-1)], A_t the Hessian of
     # task t's objective at its solution
-    P = meta.gamma_ * meta.prior_precision_
+    P = meta.prior_precision_
     theta0, theta = meta.meta_params_, meta.task_params_
     n_tasks = theta.shape[0]
     second = np.empty_like(theta)

@@ -17,7 +17,7 @@ units, so ``gamma`` compares directly with ``lambda`` (``1/C`` for
 import numpy as np
 from sklearn.base import clone
 
-from .._kernels._batch import Problem
+from .._kernels._layout import Problem
 
 
 class LinearFamily:
