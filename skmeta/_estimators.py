@@ -10,11 +10,11 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import (
     BaseEstimator,
-    clone,
     ClassifierMixin,
     MetaEstimatorMixin,
     RegressorMixin,
     _fit_context,
+    clone,
 )
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score, r2_score
@@ -79,7 +79,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
 
     _is_classifier = False
 
-    def __init__(
+    # the hyper-parameters, keyword-only as scikit-learn's estimators have them
+    def __init__(  # noqa: PLR0913
         self,
         estimator=None,
         *,
@@ -657,9 +658,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         Number of task shards solved in parallel (threads, or the workers of
         an active joblib backend such as Dask). ``"maml"``, ``"metasgd"``
         and ``"reptile"`` also share the tasks of each meta-batch among that
-        many of numba's threads (at most ``NUMBA_NUM_THREADS``). ``None`` means 1 unless in
-        a :obj:`joblib.parallel_backend` context; ``-1`` uses all
-        processors. Results do not depend on it.
+        many of numba's threads (at most ``NUMBA_NUM_THREADS``). ``None``
+        means 1 unless in a :obj:`joblib.parallel_backend` context; ``-1``
+        uses all processors. Results do not depend on it.
     random_state : int, RandomState instance or None, default=None
         Draws the meta-batches and the support/query splits of the gradient
         based methods. Unused by ``method="proximal"``, which is

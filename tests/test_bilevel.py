@@ -13,6 +13,7 @@ import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import meta_gradient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
@@ -30,18 +31,17 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils._param_validation import InvalidParameterError
 from threadpoolctl import threadpool_limits
 
+import skmeta._kernels._calls as _calls_module
+import skmeta._kernels._unroll as unroll_module
+import skmeta._kernels._workspaces as _workspaces_module
 import skmeta._methods._bilevel as bilevel_module
 import skmeta._methods._inner as inner_module
 from skmeta import MetaClassifier, MetaRegressor
 from skmeta._families import family_for
 from skmeta._kernels._calls import unroll
-from skmeta._kernels._layout import Problem, make_batch
 from skmeta._kernels._codes import LOGISTIC, MULTINOMIAL, POISSON, SQUARED
+from skmeta._kernels._layout import Problem, make_batch
 from skmeta._kernels._unroll import FORWARD
-import skmeta._kernels._calls as _calls_module
-import skmeta._kernels._workspaces as _workspaces_module
-import skmeta._kernels._unroll as unroll_module
-from conftest import meta_gradient
 from skmeta._methods._bilevel import pooled_start, query_sizes
 from skmeta.datasets import make_meta_classification, make_meta_regression
 
@@ -502,7 +502,8 @@ def test_fits_are_reproducible_and_n_jobs_invariant(method, small_classification
 
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("layout", ["dense", "csr"])
-@pytest.mark.parametrize("code", [LOGISTIC, MULTINOMIAL], ids=["logistic", "multinomial"])
+@pytest.mark.parametrize("code", [LOGISTIC, MULTINOMIAL],
+                         ids=["logistic", "multinomial"])
 def test_unroller_results_do_not_depend_on_threads_or_the_transposed_copy(
         code, layout, fit_intercept):
     # one meta-batch, four ways: serially from the batch's rows, from the
@@ -564,7 +565,8 @@ def test_unroller_keeps_its_workspace_within_budget(monkeypatch):
     expected = np.copy(roomy(*args).grad_theta0)
     monkeypatch.setattr(_workspaces_module, "WORKSPACE_MAX_BYTES", 1)
     tight = _calls_module.Unroller(batch, pb, np.ones(4), **kw)
-    assert (roomy.n_chunks, tight.n_chunks) == (min(2, numba.config.NUMBA_NUM_THREADS), 1)
+    expected = (min(2, numba.config.NUMBA_NUM_THREADS), 1)
+    assert (roomy.n_chunks, tight.n_chunks) == expected
     assert_array_equal(tight(*args).grad_theta0, expected)
 
 

@@ -1460,3 +1460,106 @@ def test_unique_labels_counting_path_matches_numpy(y):
     assert_array_equal(labels, expected)
     narrow = (y % 7).astype(y.dtype)
     assert_array_equal(_unique_labels(narrow), np.unique(narrow))
+
+
+# ==========================================================================
+# API contract: keyword-only metadata, fitted state independent of later
+# parameter changes, warnings for ignored parameters
+# ==========================================================================
+def test_tasks_and_sample_weight_are_keyword_only(binary_data):
+    # meta.fit(X, y, w) used to take integer weights for task labels
+    X, y, tasks = binary_data
+    w = np.ones(len(y))
+    meta = MetaClassifier()
+    with pytest.raises(TypeError):
+        meta.fit(X, y, tasks)
+    meta.fit(X, y, tasks=tasks, sample_weight=w)
+    for call in (lambda: meta.score(X, y, tasks),
+                 lambda: meta.adapt(X[:8], y[:8], tasks[:8]),
+                 lambda: meta.adapt_tasks(X, y, tasks),
+                 lambda: meta.partial_fit(X, y, tasks),
+                 lambda: meta.predict(X, tasks),
+                 lambda: meta.predict_proba(X, tasks),
+                 lambda: meta.decision_function(X, tasks)):
+        with pytest.raises(TypeError):
+            call()
+
+
+@pytest.mark.parametrize("prior", ["isotropic", "diagonal", "full"])
+def test_prior_precision_is_gamma_times_the_shape(prior, regression_data):
+    X, y, tasks = regression_data
+    meta = MetaRegressor(gamma="auto", prior=prior).fit(X, y, tasks=tasks)
+    assert_allclose(meta.prior_precision_, meta.gamma_ * meta.prior_shape_,
+                    rtol=1e-15)
+    shape = meta.prior_shape_
+    det = np.prod(shape) if shape.ndim == 1 else np.linalg.det(shape)
+    assert det == pytest.approx(1.0)
+    # the transfer term of adapt() is that precision: the closed form
+    Xn, yn, _ = make_tasks("regression", n_tasks=1, n_per_task=5, seed=3)
+    expected = ridge_reference(Xn, yn, 1.0, 1.0, meta.meta_params_,
+                               meta.prior_precision_)
+    assert_allclose(flat_params(meta.adapt(Xn, yn)), expected, rtol=1e-8)
+
+
+def test_fitted_models_do_not_follow_later_parameter_changes(regression_data):
+    X, y, tasks = regression_data
+    meta = MetaRegressor(Ridge(alpha=2.0), gamma=1.0).fit(X, y, tasks=tasks)
+    before = (meta.task_estimator(0).get_params(), flat_params(meta.adapt(X[:6],
+                                                                           y[:6])))
+    meta.set_params(estimator=Lasso(alpha=5.0), gamma=100.0)
+    assert type(meta.estimator_) is Ridge and meta.estimator_.alpha == 2.0
+    assert type(meta.task_estimator(0)) is Ridge
+    assert meta.task_estimator(0).get_params() == before[0]
+    assert type(meta.meta_estimator_) is Ridge
+    assert_array_equal(flat_params(meta.adapt(X[:6], y[:6])), before[1])
+
+
+@pytest.mark.parametrize("method, params, ignored", [
+    ("proximal", dict(inner_steps=3), "inner_steps"),
+    ("proximal", dict(meta_lr=0.1), "meta_lr"),
+    ("imaml", dict(first_order=True), "first_order"),
+    ("maml", dict(tol=1e-2), "tol"),
+    ("reptile", dict(query_fraction=0.2), "query_fraction"),
+    ("metasgd", dict(first_order=True), "first_order"),
+])
+def test_parameters_the_method_ignores_warn(method, params, ignored, binary_data):
+    X, y, tasks = binary_data
+    meta = MetaClassifier(method=method, max_iter=3, **params)
+    with pytest.warns(UserWarning, match=f"{ignored}=.*method='{method}'"):
+        meta.fit(X, y, tasks=tasks)
+
+
+@pytest.mark.parametrize("method", ["proximal", "imaml", "maml", "metasgd",
+                                    "reptile"])
+def test_parameters_the_method_reads_do_not_warn(method, binary_data):
+    X, y, tasks = binary_data
+    used = {"proximal": dict(tol=1e-3), "imaml": dict(meta_lr=0.02),
+            "maml": dict(inner_steps=2, first_order=True),
+            "metasgd": dict(inner_lr=0.1, query_fraction=0.3),
+            "reptile": dict(inner_steps=2, meta_batch_size=2)}[method]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        MetaClassifier(method=method, max_iter=3, random_state=0,
+                       **used).fit(X, y, tasks=tasks)
+
+
+def test_adapt_returns_one_estimator_and_adapt_tasks_a_dict(fitted_classifier):
+    meta = fitted_classifier
+    X, y, tasks = make_tasks("binary", n_tasks=2, n_per_task=6, seed=15)
+    with pytest.raises(ValueError, match="adapt_tasks"):
+        meta.adapt(X, y, tasks=tasks)
+    one = meta.adapt(X[tasks == 0], y[tasks == 0], tasks=tasks[tasks == 0])
+    assert type(one) is LogisticRegression
+    models = meta.adapt_tasks(X, y, tasks=tasks)
+    assert set(models) == {0, 1}
+    assert_allclose(flat_params(models[0]), flat_params(one), rtol=1e-10)
+    with pytest.raises(ValueError, match="task identities"):
+        meta.adapt_tasks(X, y)
+
+
+def test_refit_with_another_method_drops_stale_attributes(binary_data):
+    X, y, tasks = binary_data
+    meta = MetaClassifier(method="metasgd", max_iter=3, random_state=0)
+    assert hasattr(meta.fit(X, y, tasks=tasks), "inner_lr_")
+    meta.set_params(method="proximal")
+    assert not hasattr(meta.fit(X, y, tasks=tasks), "inner_lr_")

@@ -1,5 +1,7 @@
 """Elementary functions and row primitives of the kernels against references."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from numba import njit
@@ -175,3 +177,31 @@ def test_datafit_does_not_depend_on_where_its_buffers_lie(code):
             total = _datafit(code, yv, swv, 3, Z, G, D, K)
             results.add((total.hex(), G.tobytes(), D.tobytes()))
         assert len(results) == 1, n
+
+
+def test_stale_numba_cache_is_cleared_when_a_kernel_source_changes(
+        tmp_path, monkeypatch):
+    # numba checks a cached kernel against its own file only; an edited
+    # helper in another file must still invalidate it
+    from skmeta._kernels import _cache
+
+    package = tmp_path / "kernels"
+    package.mkdir()
+    for name in ("_cache.py", "_rows.py"):
+        (package / name).write_text((Path(_cache.__file__).parent / name)
+                                    .read_text())
+    pycache = package / "__pycache__"
+    pycache.mkdir()
+    monkeypatch.setattr(_cache, "_HERE", package)
+    compiled = pycache / "_newton.solve_tasks-1.py311.nbi"
+    compiled.write_bytes(b"old")
+    _cache.clear_stale_cache()  # no stamp yet: the cache's origin is unknown
+    assert not compiled.exists()
+    compiled.write_bytes(b"current")
+    _cache.clear_stale_cache()  # same sources: kept
+    assert compiled.read_bytes() == b"current"
+    with (package / "_rows.py").open("a") as source:
+        source.write("\n# an edit\n")
+    _cache.clear_stale_cache()
+    assert not compiled.exists()
+    assert (pycache / "skmeta-kernels.stamp").read_text() == _cache.source_digest()

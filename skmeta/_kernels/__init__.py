@@ -13,3 +13,8 @@
 
 Nothing in this package knows about scikit-learn objects.
 """
+
+from ._cache import clear_stale_cache
+
+# before any kernel module is imported, and loads from numba's cache
+clear_stale_cache()

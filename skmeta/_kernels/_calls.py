@@ -93,23 +93,24 @@ class TaskSolutions:
 
 
 def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
-                tol=1e-8, want_inverse=False, want_posterior=True,
-                exact_inverse=False, inv_weight=None, block=None, inverses=None,
-                inverse_ok=None, moved=None):
+                tol=1e-8, inverse=None, exact_inverse=False, inv_weight=None,
+                block=None, kept=None):
     """Solve every task of ``batch`` from the warm start ``theta`` (not modified).
 
     ``precision`` is the transfer term's ``gamma * Lambda``: a vector (its
-    diagonal) or a full matrix. With ``want_inverse``, the per-block sums of
-    inverse Hessians are returned, and with ``want_posterior`` too the
-    weighted sums and traces empirical Bayes needs. ``block`` is the
+    diagonal) or a full matrix. With ``inverse="sum"``, the per-block sums
+    of inverse Hessians are returned, and with ``inverse="posterior"`` also
+    the weighted sums (weights ``inv_weight``) and traces empirical Bayes
+    needs; ``exact_inverse`` takes them at the solutions. ``block`` is the
     summation block size (default :func:`block_size_for` of the batch's task
     count); shards of one larger batch pass the parent's so that sums come
-    out bit-identical. ``inverses`` / ``inverse_ok`` optionally keep the
-    inverse of each task's Hessian between calls (updated in place), and
-    ``moved`` is the change of ``theta0`` since the solve that produced
-    ``theta``; see ``_newton.solve_tasks``. Returns a
-    :class:`TaskSolutions`.
+    out bit-identical. ``kept`` (a ``_newton.KeptInverses``, updated in
+    place) keeps the inverse of each task's Hessian between calls; see
+    ``_newton.solve_tasks``. Returns a :class:`TaskSolutions`.
     """
+    if inverse not in (None, "sum", "posterior"):
+        raise ValueError(f"inverse must be None, 'sum' or 'posterior', got {inverse!r}")
+    want_inverse = inverse is not None
     if max_iter < 1:
         # the kernels compute each task's Hessian in their first iteration
         raise ValueError(f"max_iter must be at least 1, got {max_iter}.")
@@ -123,14 +124,12 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
     out = SolveOutputs(np.empty(n_tasks), np.empty(n_tasks),
                        np.empty(n_tasks, dtype=np.intp), np.zeros(n_tasks),
                        np.zeros((n_inv, d, d)), np.zeros((n_inv, d, d)))
-    if inverses is None:
-        inverses = np.empty((0, d, d))
-        inverse_ok = np.empty(0, dtype=np.uint8)
-    kept = KeptInverses(inverses, inverse_ok,
-                        np.empty(0) if moved is None else as_float_array(moved))
-    settings = SolveSettings(int(max_iter), float(tol), bool(want_inverse),
-                             bool(want_inverse and want_posterior),
-                             bool(exact_inverse), int(block))
+    if kept is None:
+        kept = KeptInverses(np.empty((0, d, d)), np.empty(0, dtype=np.uint8),
+                            np.empty(0))
+    settings = SolveSettings(int(max_iter), float(tol), want_inverse,
+                             inverse == "posterior", bool(exact_inverse),
+                             int(block))
     inv_weight = np.ones(n_tasks) if inv_weight is None else as_float_array(
         inv_weight)
     work = newton_workspace(problem, largest_task(batch)[0],
@@ -248,11 +247,11 @@ class Unroller:
 
 
 def unroll(batch, problem, task_sel, seeds, n_query, theta0, precision, alpha,
-           auto_step, n_steps, mode, block, n_threads=1):
+           auto_step, n_steps, mode, block):
     """Unrolled inner loops of tasks ``task_sel``; see ``_unroll.unroll_tasks``."""
     run = Unroller(batch, problem, precision, auto_step=auto_step,
                    n_steps=n_steps, mode=mode, n_sel=len(task_sel), block=block,
-                   n_threads=n_threads, transposed=False)
+                   transposed=False)
     return run(task_sel, seeds, n_query, theta0, alpha)
 
 

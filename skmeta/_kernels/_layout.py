@@ -42,7 +42,7 @@ intercept; ``p1 = n_features + fit_intercept``). The penalty is
 """
 
 PriorArrays = namedtuple("PriorArrays", "theta0 diag mat full")
-PriorArrays.__doc__ = """The transfer term ``1/2 (theta - theta0)^T Pi (theta - theta0)``.
+PriorArrays.__doc__ = """The transfer term ``(theta - theta0)^T Pi (theta - theta0)/2``.
 
 ``Pi`` is ``diag`` (a vector) or, when ``full``, the matrix ``mat``; the
 unused one is empty.

@@ -22,7 +22,6 @@ result is the same however the blocks are spread over threads or processes.
 
 from collections import namedtuple
 
-
 from ._codes import MULTINOMIAL, SQUARED
 from ._datafits import datafit_derivatives, hessian_weights, loss_scale
 from ._jit import borrowing_kernel, helper
@@ -50,7 +49,7 @@ from ._rows import batch_task, gradient, gram, predictor
 NewtonWork = namedtuple(
     "NewtonWork",
     "XT Z Zt G Gt D Dt U a w A L W Ainv grad delta q qt trial diff r shift")
-NewtonWork.__doc__ = """Buffers of ``solve_task`` (see ``_workspaces.newton_workspace``)."""
+NewtonWork.__doc__ = """Buffers of ``solve_task`` (``_workspaces.newton_workspace``)."""
 
 SolveSettings = namedtuple(
     "SolveSettings",
@@ -447,8 +446,9 @@ def solve_tasks(batch, problem, prior, theta, inv_weight, settings, kept, work,
     Hessian between calls: the next solve then starts with chord steps
     (products with it) instead of a new Hessian, and, when ``kept.moved`` is
     not empty, from the first-order prediction ``theta[t] + inverse Pi
-    moved`` of the new solution (the implicit function theorem). The inverses are those of the last Hessian computed,
-    unless ``settings.exact_inverse`` asks for the Hessian at the solution.
+    moved`` of the new solution (the implicit function theorem). The
+    inverses are those of the last Hessian computed, unless
+    ``settings.exact_inverse`` asks for the Hessian at the solution.
 
     ``work`` is sized for the batch's largest task (see
     ``_workspaces.newton_workspace``). The kernel is serial, allocates

@@ -30,7 +30,7 @@ def precision_times(prior, v, out, d):
 
 @helper
 def transfer_gradient(theta, prior, d, diff, q):
-    """``q = Pi (theta - theta0)``, the transfer term's gradient (``diff``: workspace)."""
+    """``q = Pi (theta - theta0)``, the transfer term's gradient (``diff``: work)."""
     theta0 = prior.theta0
     for j in range(d):
         diff[j] = theta[j] - theta0[j]

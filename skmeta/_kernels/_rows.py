@@ -25,7 +25,7 @@ from ._jit import helper, summing_helper
 TaskRows = namedtuple("TaskRows", "is_sparse XT data indices indptr y sw n")
 
 TaskBuffers = namedtuple("TaskBuffers", "order XT data indices indptr y sw")
-TaskBuffers.__doc__ = """Where a task's rows are gathered in a new order (see ``shuffled_task``)."""
+TaskBuffers.__doc__ = """Where ``shuffled_task`` gathers a task's rows, reordered."""
 
 MetaBatch = namedtuple("MetaBatch", "task_sel seeds n_query")
 MetaBatch.__doc__ = """A meta-batch: tasks ``task_sel[s]``, their rows shuffled with

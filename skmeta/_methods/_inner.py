@@ -18,6 +18,7 @@ from joblib.parallel import ThreadingBackend, get_active_backend
 
 from .._kernels._calls import TaskSolutions, solve_inner
 from .._kernels._layout import block_size_for
+from .._kernels._newton import KeptInverses
 
 # Newton converges quadratically: a tight tolerance costs one more step at
 # most, and the outer loops (implicit gradients, empirical Bayes) need
@@ -131,9 +132,9 @@ class InnerSolver:
     def __exit__(self, *exc_info):
         self._workers.__exit__(*exc_info)
 
-    def solve(self, theta0, precision, theta, *, want_inverse=False,
-              want_posterior=True, exact_inverse=False, inv_weight=None,
-              tol=INNER_TOL, solved_at=None):
+    def solve(self, theta0, precision, theta, *, inverse=None,
+              exact_inverse=False, inv_weight=None, tol=INNER_TOL,
+              solved_at=None):
         """Solve every task from the warm start ``theta``; see ``solve_inner``.
 
         ``solved_at`` is the prior mean of the solve that returned ``theta``,
@@ -156,18 +157,16 @@ class InnerSolver:
         moved = None
         if solved_at is not None and same_precision:
             moved = np.asarray(theta0, dtype=np.float64) - solved_at
-        kwargs = dict(max_iter=INNER_MAX_ITER, tol=tol,
-                      want_inverse=want_inverse, want_posterior=want_posterior,
-                      exact_inverse=exact_inverse,
-                      block=self.block)
+        kwargs = dict(max_iter=INNER_MAX_ITER, tol=tol, inverse=inverse,
+                      exact_inverse=exact_inverse, block=self.block)
+        moved = np.empty(0) if moved is None else moved
         calls = []
         for (a, b), shard in zip(self.ranges, self.shards):
-            store = {} if self.inverses is None else dict(
-                inverses=self.inverses[a:b], inverse_ok=self.inverse_ok[a:b],
-                moved=moved)
+            kept = None if self.inverses is None else KeptInverses(
+                self.inverses[a:b], self.inverse_ok[a:b], moved)
             calls.append((solve_inner, (shard, self.problem, theta0, precision,
                                         theta[a:b]),
-                          dict(inv_weight=inv_weight[a:b], **kwargs, **store)))
+                          dict(inv_weight=inv_weight[a:b], kept=kept, **kwargs)))
         return TaskSolutions.concatenate(self._workers.run(calls))
 
 

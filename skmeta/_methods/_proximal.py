@@ -2,7 +2,8 @@
 
 The joint objective over the prior mean ``theta0`` and the task parameters,
 
-    J = sum_t [ L_t(theta_t) + lambda R(theta_t) + gamma/2 ||theta_t - theta0||_Lambda^2 ],
+    J = sum_t [L_t(theta_t) + lambda R(theta_t)
+               + gamma/2 ||theta_t - theta0||_Lambda^2],
 
 is convex. Each iteration solves every task exactly (one kernel call), then
 takes a Newton step on the reduced objective ``F(theta0) = min_theta J``,
@@ -206,8 +207,8 @@ class _Iteration:
     def solve(self, prior, theta, tol=INNER_TOL, solved_at=None):
         return self.solver.solve(
             prior.theta0, prior.precision, theta,
-            want_inverse=self.learn_theta0 or self.learn_prior,
-            want_posterior=self.learn_prior,
+            inverse=("posterior" if self.learn_prior
+                     else "sum" if self.learn_theta0 else None),
             inv_weight=1.0 / self.task_scale, tol=tol, solved_at=solved_at)
 
     def propose(self, prior, solutions):
