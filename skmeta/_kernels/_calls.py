@@ -142,7 +142,14 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
 
 
 def decision_values(X, row_model, params, problem):
-    """Linear predictor of each row under model ``row_model[i]`` of ``params``."""
+    """Linear predictor of each row under model ``row_model[i]`` of ``params``.
+
+    For a network, the output layer's pre-activations.
+    """
+    if problem.is_network:
+        from ._network_calls import network_decision_values
+
+        return network_decision_values(X, row_model, params, problem)
     Xd, data, indices, indptr, is_sparse = design_arrays(X)
     empty = np.empty(0)
     design = BatchArrays(Xd, data, indices, indptr, is_sparse, empty, empty,
@@ -204,6 +211,14 @@ class Unroller:
     fast enough). The results do not depend on it. With ``transposed``, a
     dense batch is also kept transposed (see ``_layout.transposed_batch``).
     """
+
+    def __new__(cls, batch, problem, *args, **kwargs):
+        # a network gets the network kernels' unroller (same calls, results)
+        if problem.is_network:
+            from ._network_calls import NetworkUnroller
+
+            return NetworkUnroller(batch, problem, *args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(self, batch, problem, precision, *, auto_step, n_steps, mode,
                  n_sel, block=None, n_threads=1, transposed=True):

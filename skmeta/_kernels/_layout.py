@@ -106,6 +106,9 @@ class Problem:
     l2w: np.ndarray
     l1w: np.ndarray
 
+    # the kinds of problem the call layer dispatches on (see _network)
+    is_network = False
+
     @property
     def n_params(self):
         return self.n_outputs * (self.n_features + int(self.fit_intercept))

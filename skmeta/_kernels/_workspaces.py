@@ -11,6 +11,7 @@ work: its buffers are made once per fit, one slice per chunk of tasks
 import numpy as np
 
 from ._implicit import ImplicitWork
+from ._mlp_unroll import NetworkWork
 from ._newton import NewtonWork
 from ._rows import TaskBuffers
 from ._unroll import UnrollWork
@@ -115,3 +116,81 @@ def implicit_workspace(batch, problem, task_sel):
     return ImplicitWork(task_buffers(batch, n_max, nnz_max, p1),
                         newton_workspace(problem, n_max, dense=False),
                         np.empty(0))
+
+
+# --------------------------------------------------------------------------
+# networks
+# --------------------------------------------------------------------------
+def network_workspace(batch, problem, n_steps, n_chunks):
+    """Buffers of ``_mlp_unroll.network_unroll_tasks``, one slice per chunk.
+
+    Rows padded by ``_PAD`` entries, as in ``unroll_workspace``.
+    """
+    sizes = np.diff(batch.offsets)
+    n = max(1, int(sizes.max(initial=0))) + _PAD
+    nnz = _PAD
+    if batch.is_sparse and batch.n_tasks:
+        nnz += max(1, int(np.diff(batch.indptr[batch.offsets]).max()))
+    k, d, L = problem.n_outputs, problem.n_params, problem.n_layers
+    width = problem.width + _PAD
+    slots = max(int(n_steps), 0) + 1
+    sparse = 1 if batch.is_sparse else 0
+    c = n_chunks
+    return NetworkWork(
+        order=np.empty((c, n), dtype=np.intp),
+        XT=np.empty((c, (1 - sparse) * problem.n_features, n)),
+        data=np.empty((c, sparse * nnz)),
+        indices=np.empty((c, sparse * nnz), dtype=np.intp),
+        indptr=np.empty((c, sparse * (n + 1)), dtype=np.intp),
+        y=np.empty((c, n)), sw=np.empty((c, n)),
+        acts=np.empty((c, slots, L, n, width)),
+        dAs=np.empty((c, slots, L, n, width)),
+        deltas=np.empty((c, slots, L, n, width)),
+        Ds=np.empty((c, slots, k, n)),
+        Z=np.empty((c, k, n)), G=np.empty((c, k, n)), U=np.empty((c, k, n)),
+        rz=np.empty((c, L, n, width)), ra=np.empty((c, L, n, width)),
+        rd=np.empty((c, L, n, width)),
+        thetas=np.empty((c, slots, d + _PAD)),
+        grads=np.empty((c, max(slots - 1, 1), d + _PAD)),
+        vectors=np.empty((c, 6, d + _PAD)))
+
+
+def network_chunks(batch, problem, n_steps, n_threads, n_blocks, max_threads,
+                   n_sel):
+    """How many chunks (threads) a network's meta-batch runs in.
+
+    As ``unroll_chunks``; a network whose buffers for one chunk, with the
+    meta-batch's adapted parameters, exceed ``WORKSPACE_MAX_BYTES`` cannot
+    be meta-trained: a ValueError says so, naming the budget.
+    """
+    per_chunk = _network_bytes(batch, problem, n_steps)
+    outputs = 8 * (n_sel + 2 * n_blocks + 2) * (problem.n_params + _PAD)
+    if per_chunk + outputs > WORKSPACE_MAX_BYTES:
+        raise ValueError(
+            f"The network has {problem.n_params} parameters: one meta-batch of "
+            f"{n_sel} tasks with {int(n_steps)} inner steps needs "
+            f"{(per_chunk + outputs) / 2**20:.0f} MiB of buffers, over skmeta's "
+            f"workspace budget of {WORKSPACE_MAX_BYTES / 2**20:.0f} MiB "
+            "(skmeta._kernels._workspaces.WORKSPACE_MAX_BYTES). Use smaller "
+            "hidden layers, fewer inner_steps, a smaller meta_batch_size or "
+            "smaller tasks."
+        )
+    n_chunks = min(int(n_threads), n_blocks, int(max_threads))
+    room = (WORKSPACE_MAX_BYTES - outputs) // max(per_chunk, 1)
+    return max(1, min(n_chunks, room))
+
+
+def _network_bytes(batch, problem, n_steps):
+    """Bytes of one chunk of ``network_workspace``, without allocating it."""
+    sizes = np.diff(batch.offsets)
+    n = max(1, int(sizes.max(initial=0))) + _PAD
+    nnz = _PAD
+    if batch.is_sparse and batch.n_tasks:
+        nnz += max(1, int(np.diff(batch.indptr[batch.offsets]).max()))
+    k, d, L = problem.n_outputs, problem.n_params, problem.n_layers
+    width = problem.width + _PAD
+    slots = max(int(n_steps), 0) + 1
+    rows = n * (4 + problem.n_features) + 2 * nnz
+    layers = (3 * slots + 3) * L * n * width + (slots + 3) * k * n
+    vectors = (2 * slots + 6) * (d + _PAD)
+    return 8 * (rows + layers + vectors)

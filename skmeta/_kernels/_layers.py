@@ -1,0 +1,198 @@
+"""Dense layers and their activations: the blocks of a network's passes.
+
+A network's parameters are flat, layer after layer: layer ``l`` maps
+``fan_in`` units to ``fan_out`` and owns ``params[w0:w0 + fan_in * fan_out]``
+(its weights ``W[i, j]`` at ``w0 + i * fan_out + j``, as scikit-learn's
+``coefs_[l]`` row-major) followed by its ``fan_out`` biases. Per-row arrays
+(activations, back-propagated signals) are ``(n_max, width)`` with row
+``r`` first: every inner loop runs over the units of one row, contiguous,
+and vectorizes without reordering any sum but the dot products of the
+backward pass (``summing_helper``).
+
+An activation's derivatives are written in terms of its output ``a``, so
+that only the outputs of each layer need keeping: ``slope`` is
+``sigma'(z)`` and ``bend`` ``sigma''(z)``.
+"""
+
+import math
+
+from ._elementary import exp
+from ._jit import helper, summing_helper
+
+IDENTITY = 0
+SIGMOID = 1
+TANH = 2
+RELU = 3
+
+
+@helper
+def activate(code, H, n, m):
+    """``H[:n, :m] <- sigma(H)``, in place."""
+    if code == RELU:
+        for r in range(n):
+            for j in range(m):
+                z = H[r, j]
+                # NaN stays NaN, as numpy.maximum
+                H[r, j] = 0.0 if z < 0.0 else z
+    elif code == TANH:
+        for r in range(n):
+            for j in range(m):
+                H[r, j] = math.tanh(H[r, j])
+    elif code == SIGMOID:
+        for r in range(n):
+            for j in range(m):
+                z = H[r, j]
+                # one form per sign: exp never overflows to a NaN
+                if z >= 0.0:
+                    H[r, j] = 1.0 / (1.0 + exp(-z))
+                else:
+                    e = exp(z)
+                    H[r, j] = e / (1.0 + e)
+
+
+@helper
+def slope(code, a):
+    """``sigma'(z)`` from ``a = sigma(z)`` (ReLU: 0 at 0, as scikit-learn)."""
+    if code == RELU:
+        return 1.0 if a > 0.0 else 0.0
+    if code == TANH:
+        return 1.0 - a * a
+    if code == SIGMOID:
+        return a * (1.0 - a)
+    return 1.0
+
+
+@helper
+def bend(code, a):
+    """``sigma''(z)`` from ``a = sigma(z)`` (0 for ReLU and the identity)."""
+    if code == TANH:
+        return -2.0 * a * (1.0 - a * a)
+    if code == SIGMOID:
+        return a * (1.0 - a) * (1.0 - 2.0 * a)
+    return 0.0
+
+
+@helper
+def scale_by_slope(code, A, D, n, m):
+    """``D[:n, :m] *= sigma'(z)``, with ``A`` the layer's outputs."""
+    if code == IDENTITY:
+        return
+    for r in range(n):
+        for j in range(m):
+            D[r, j] *= slope(code, A[r, j])
+
+
+# --------------------------------------------------------------------------
+# a layer fed by another layer's outputs
+# --------------------------------------------------------------------------
+@helper
+def dense_forward(A, n, fan_in, params, w0, fan_out, out, accumulate):
+    """``out[r] = A[r] @ W + b``, or ``out[r] += A[r] @ W`` with ``accumulate``.
+
+    Rows ``0:n``; ``W`` and ``b`` are the layer of ``params`` at ``w0``.
+    Zero inputs (ReLU's) are skipped.
+    """
+    b0 = w0 + fan_in * fan_out
+    if not accumulate:
+        for r in range(n):
+            for j in range(fan_out):
+                out[r, j] = params[b0 + j]
+    for r in range(n):
+        for i in range(fan_in):
+            a = A[r, i]
+            if a == 0.0:
+                continue
+            base = w0 + i * fan_out
+            for j in range(fan_out):
+                out[r, j] += a * params[base + j]
+
+
+@helper
+def dense_gradient(A, n, fan_in, delta, fan_out, out, w0, with_bias):
+    """Add ``A^T delta`` to the weights at ``out[w0:]`` (and ``sum_r delta`` to
+    the biases, ``with_bias``), rows ``0:n``."""
+    for r in range(n):
+        for i in range(fan_in):
+            a = A[r, i]
+            if a == 0.0:
+                continue
+            base = w0 + i * fan_out
+            for j in range(fan_out):
+                out[base + j] += a * delta[r, j]
+    if with_bias:
+        b0 = w0 + fan_in * fan_out
+        for r in range(n):
+            for j in range(fan_out):
+                out[b0 + j] += delta[r, j]
+
+
+@summing_helper
+def dense_backward(delta, n, fan_out, params, w0, fan_in, out, accumulate):
+    """``out[r, i] (+)= sum_j delta[r, j] W[i, j]``: the signal reaching the inputs."""
+    for r in range(n):
+        for i in range(fan_in):
+            base = w0 + i * fan_out
+            s = 0.0
+            for j in range(fan_out):
+                s += delta[r, j] * params[base + j]
+            if accumulate:
+                out[r, i] += s
+            else:
+                out[r, i] = s
+
+
+# --------------------------------------------------------------------------
+# the first layer, fed by a task's rows (see _rows.TaskRows; no ones row)
+# --------------------------------------------------------------------------
+@helper
+def input_forward(rows, lo, n, fan_in, params, w0, fan_out, out, accumulate):
+    """As ``dense_forward``, the inputs being rows ``lo:lo + n`` of the task."""
+    b0 = w0 + fan_in * fan_out
+    if not accumulate:
+        for r in range(n):
+            for j in range(fan_out):
+                out[r, j] = params[b0 + j]
+    if rows.is_sparse:
+        for r in range(n):
+            for e in range(rows.indptr[lo + r], rows.indptr[lo + r + 1]):
+                x = rows.data[e]
+                base = w0 + rows.indices[e] * fan_out
+                for j in range(fan_out):
+                    out[r, j] += x * params[base + j]
+        return
+    XT = rows.XT
+    for r in range(n):
+        for i in range(fan_in):
+            x = XT[i, lo + r]
+            if x == 0.0:
+                continue
+            base = w0 + i * fan_out
+            for j in range(fan_out):
+                out[r, j] += x * params[base + j]
+
+
+@helper
+def input_gradient(rows, lo, n, fan_in, delta, fan_out, out, w0, with_bias):
+    """As ``dense_gradient``, the inputs being rows ``lo:lo + n`` of the task."""
+    if rows.is_sparse:
+        for r in range(n):
+            for e in range(rows.indptr[lo + r], rows.indptr[lo + r + 1]):
+                x = rows.data[e]
+                base = w0 + rows.indices[e] * fan_out
+                for j in range(fan_out):
+                    out[base + j] += x * delta[r, j]
+    else:
+        XT = rows.XT
+        for r in range(n):
+            for i in range(fan_in):
+                x = XT[i, lo + r]
+                if x == 0.0:
+                    continue
+                base = w0 + i * fan_out
+                for j in range(fan_out):
+                    out[base + j] += x * delta[r, j]
+    if with_bias:
+        b0 = w0 + fan_in * fan_out
+        for r in range(n):
+            for j in range(fan_out):
+                out[b0 + j] += delta[r, j]

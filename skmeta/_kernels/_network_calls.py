@@ -1,0 +1,106 @@
+"""Python entry points of the network kernels (see ``_calls`` for the linear ones).
+
+``_calls`` hands a :class:`~._network.NetworkProblem` here (importing this
+module when it first meets one): the methods call the same functions and
+classes, with the same results, whatever the base estimator.
+"""
+
+import numba
+import numpy as np
+
+from ._calls import UnrollResult, run_chunked
+from ._layout import (
+    BatchArrays,
+    as_float_array,
+    as_index_array,
+    block_size_for,
+    design_arrays,
+    prior_arrays,
+    transposed_batch,
+)
+from ._mlp import network_decision_rows
+from ._mlp_unroll import (
+    NetworkOutputs,
+    NetworkUnrollConfig,
+    network_unroll_parallel,
+    network_unroll_tasks,
+)
+from ._rows import MetaBatch
+from ._workspaces import (
+    _PAD,
+    TRANSPOSED_MAX_BYTES,
+    network_chunks,
+    network_workspace,
+)
+
+
+def adapts_output_only(problem, alpha):
+    """Whether steps ``alpha`` leave every layer but the output layer still.
+
+    That is ANIL's inner loop: the kernels then skip the hidden layers'
+    passes that a zero step would multiply.
+    """
+    return problem.n_layers > 1 and not np.any(alpha[:problem.head])
+
+
+class NetworkUnroller:
+    """``_calls.Unroller`` for a network: same calls, same results.
+
+    ``auto_step`` must be False: a network's steps are the numbers in
+    ``alpha`` (see ``_methods._bilevel``).
+    """
+
+    def __init__(self, batch, problem, precision, *, auto_step, n_steps, mode,
+                 n_sel, block=None, n_threads=1, transposed=True):
+        if auto_step:
+            raise ValueError("networks take steps of given sizes, not 'auto'")
+        block = block_size_for(n_sel) if block is None else int(block)
+        d = problem.n_params
+        n_blocks = max(1, -(-n_sel // block))
+        self.n_sel = n_sel
+        self.n_steps = int(n_steps)
+        self.mode = int(mode)
+        self.block = block
+        self.problem = problem
+        self.n_chunks = network_chunks(batch, problem, n_steps, n_threads,
+                                       n_blocks, numba.config.NUMBA_NUM_THREADS,
+                                       n_sel)
+        blocks = np.zeros((2, n_blocks, d + _PAD))
+        self._out = NetworkOutputs(np.zeros((2, d)), np.empty((n_sel, d)),
+                                   np.empty(n_sel), blocks[0], blocks[1])
+        self._batch = batch.arrays
+        self._net = problem.arrays
+        self._precision = np.asarray(precision, dtype=np.float64)
+        self._XTb = (transposed_batch(batch, problem, TRANSPOSED_MAX_BYTES)
+                     if transposed else np.empty(0))
+        self._work = network_workspace(batch, problem, n_steps, self.n_chunks)
+
+    def __call__(self, task_sel, seeds, n_query, theta0, alpha):
+        if len(task_sel) != self.n_sel:
+            raise ValueError(f"expected {self.n_sel} tasks, got {len(task_sel)}")
+        meta_batch = MetaBatch(as_index_array(task_sel),
+                               np.ascontiguousarray(seeds, dtype=np.int64),
+                               as_index_array(n_query))
+        alpha = as_float_array(alpha)
+        config = NetworkUnrollConfig(
+            alpha, self.n_steps, self.mode, self.block,
+            adapts_output_only(self.problem, alpha), self._XTb)
+        loss_sum = run_chunked(
+            network_unroll_tasks, network_unroll_parallel, self.n_chunks,
+            self._batch, self._net, prior_arrays(theta0, self._precision),
+            meta_batch, config, self._work, self._out)
+        out = self._out
+        d = out.sums.shape[1]
+        return UnrollResult(out.theta, out.query_loss, out.grad_theta0[:, :d],
+                            out.grad_alpha[:, :d], loss_sum, out.sums[0],
+                            out.sums[1])
+
+
+def network_decision_values(X, row_model, params, problem):
+    """Output pre-activations of each row under network ``row_model[i]``."""
+    Xd, data, indices, indptr, is_sparse = design_arrays(X)
+    empty = np.empty(0)
+    design = BatchArrays(Xd, data, indices, indptr, is_sparse, empty, empty,
+                         np.empty(0, dtype=np.intp))
+    return network_decision_rows(design, as_index_array(row_model),
+                                 as_float_array(params), problem.arrays)
