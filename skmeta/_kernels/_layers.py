@@ -16,6 +16,8 @@ that only the outputs of each layer need keeping: ``slope`` is
 
 import math
 
+import numpy as np
+
 from ._elementary import exp
 from ._jit import helper, summing_helper
 
@@ -85,40 +87,82 @@ def scale_by_slope(code, A, D, n, m):
 # --------------------------------------------------------------------------
 # a layer fed by another layer's outputs
 # --------------------------------------------------------------------------
-@helper
+# Indices are unsigned: numba then need not check them for negative values
+# (wraparound), which would keep LLVM from vectorizing the loops over units.
+# The loops write without summing (but dense_backward's), so "contract"
+# (fused multiply-adds) only changes their round-off, in a fixed way.
+@summing_helper
 def dense_forward(A, n, fan_in, params, w0, fan_out, out, accumulate):
     """``out[r] = A[r] @ W + b``, or ``out[r] += A[r] @ W`` with ``accumulate``.
 
     Rows ``0:n``; ``W`` and ``b`` are the layer of ``params`` at ``w0``.
-    Zero inputs (ReLU's) are skipped.
+    Four inputs per pass over a row's outputs: each load and store of
+    ``out`` then feeds four multiply-adds.
     """
+    n = np.uintp(n)
+    fan_in = np.uintp(fan_in)
+    fan_out = np.uintp(fan_out)
+    w0 = np.uintp(w0)
     b0 = w0 + fan_in * fan_out
     if not accumulate:
         for r in range(n):
             for j in range(fan_out):
                 out[r, j] = params[b0 + j]
+    four = np.uintp(4)
     for r in range(n):
-        for i in range(fan_in):
+        i = np.uintp(0)
+        while i + four <= fan_in:
+            a0 = A[r, i]
+            a1 = A[r, i + np.uintp(1)]
+            a2 = A[r, i + np.uintp(2)]
+            a3 = A[r, i + np.uintp(3)]
+            k0 = w0 + i * fan_out
+            k1 = k0 + fan_out
+            k2 = k1 + fan_out
+            k3 = k2 + fan_out
+            for j in range(fan_out):
+                out[r, j] += ((a0 * params[k0 + j] + a1 * params[k1 + j])
+                              + (a2 * params[k2 + j] + a3 * params[k3 + j]))
+            i += four
+        while i < fan_in:
             a = A[r, i]
-            if a == 0.0:
-                continue
             base = w0 + i * fan_out
             for j in range(fan_out):
                 out[r, j] += a * params[base + j]
+            i += np.uintp(1)
 
 
-@helper
+@summing_helper
 def dense_gradient(A, n, fan_in, delta, fan_out, out, w0, with_bias):
     """Add ``A^T delta`` to the weights at ``out[w0:]`` (and ``sum_r delta`` to
-    the biases, ``with_bias``), rows ``0:n``."""
-    for r in range(n):
+    the biases, ``with_bias``), rows ``0:n``, four rows per pass."""
+    n = np.uintp(n)
+    fan_in = np.uintp(fan_in)
+    fan_out = np.uintp(fan_out)
+    w0 = np.uintp(w0)
+    four = np.uintp(4)
+    r = np.uintp(0)
+    while r + four <= n:
+        r1 = r + np.uintp(1)
+        r2 = r + np.uintp(2)
+        r3 = r + np.uintp(3)
+        for i in range(fan_in):
+            a0 = A[r, i]
+            a1 = A[r1, i]
+            a2 = A[r2, i]
+            a3 = A[r3, i]
+            base = w0 + i * fan_out
+            for j in range(fan_out):
+                out[base + j] += ((a0 * delta[r, j] + a1 * delta[r1, j])
+                                  + (a2 * delta[r2, j] + a3 * delta[r3, j]))
+        r += four
+    while r < n:
         for i in range(fan_in):
             a = A[r, i]
-            if a == 0.0:
-                continue
             base = w0 + i * fan_out
             for j in range(fan_out):
                 out[base + j] += a * delta[r, j]
+        r += np.uintp(1)
     if with_bias:
         b0 = w0 + fan_in * fan_out
         for r in range(n):
@@ -128,9 +172,42 @@ def dense_gradient(A, n, fan_in, delta, fan_out, out, w0, with_bias):
 
 @summing_helper
 def dense_backward(delta, n, fan_out, params, w0, fan_in, out, accumulate):
-    """``out[r, i] (+)= sum_j delta[r, j] W[i, j]``: the signal reaching the inputs."""
+    """``out[r, i] (+)= sum_j delta[r, j] W[i, j]``: the signal reaching the
+    inputs, four inputs per pass over a row's signal."""
+    n = np.uintp(n)
+    fan_in = np.uintp(fan_in)
+    fan_out = np.uintp(fan_out)
+    w0 = np.uintp(w0)
+    four = np.uintp(4)
     for r in range(n):
-        for i in range(fan_in):
+        i = np.uintp(0)
+        while i + four <= fan_in:
+            k0 = w0 + i * fan_out
+            k1 = k0 + fan_out
+            k2 = k1 + fan_out
+            k3 = k2 + fan_out
+            s0 = 0.0
+            s1 = 0.0
+            s2 = 0.0
+            s3 = 0.0
+            for j in range(fan_out):
+                d = delta[r, j]
+                s0 += d * params[k0 + j]
+                s1 += d * params[k1 + j]
+                s2 += d * params[k2 + j]
+                s3 += d * params[k3 + j]
+            if accumulate:
+                out[r, i] += s0
+                out[r, i + np.uintp(1)] += s1
+                out[r, i + np.uintp(2)] += s2
+                out[r, i + np.uintp(3)] += s3
+            else:
+                out[r, i] = s0
+                out[r, i + np.uintp(1)] = s1
+                out[r, i + np.uintp(2)] = s2
+                out[r, i + np.uintp(3)] = s3
+            i += four
+        while i < fan_in:
             base = w0 + i * fan_out
             s = 0.0
             for j in range(fan_out):
@@ -139,14 +216,20 @@ def dense_backward(delta, n, fan_out, params, w0, fan_in, out, accumulate):
                 out[r, i] += s
             else:
                 out[r, i] = s
+            i += np.uintp(1)
 
 
 # --------------------------------------------------------------------------
 # the first layer, fed by a task's rows (see _rows.TaskRows; no ones row)
 # --------------------------------------------------------------------------
-@helper
+@summing_helper
 def input_forward(rows, lo, n, fan_in, params, w0, fan_out, out, accumulate):
     """As ``dense_forward``, the inputs being rows ``lo:lo + n`` of the task."""
+    lo = np.uintp(lo)
+    n = np.uintp(n)
+    fan_in = np.uintp(fan_in)
+    fan_out = np.uintp(fan_out)
+    w0 = np.uintp(w0)
     b0 = w0 + fan_in * fan_out
     if not accumulate:
         for r in range(n):
@@ -154,9 +237,11 @@ def input_forward(rows, lo, n, fan_in, params, w0, fan_out, out, accumulate):
                 out[r, j] = params[b0 + j]
     if rows.is_sparse:
         for r in range(n):
-            for e in range(rows.indptr[lo + r], rows.indptr[lo + r + 1]):
+            first = np.uintp(rows.indptr[lo + r])
+            last = np.uintp(rows.indptr[lo + r + np.uintp(1)])
+            for e in range(first, last):
                 x = rows.data[e]
-                base = w0 + rows.indices[e] * fan_out
+                base = w0 + np.uintp(rows.indices[e]) * fan_out
                 for j in range(fan_out):
                     out[r, j] += x * params[base + j]
         return
@@ -171,14 +256,21 @@ def input_forward(rows, lo, n, fan_in, params, w0, fan_out, out, accumulate):
                 out[r, j] += x * params[base + j]
 
 
-@helper
+@summing_helper
 def input_gradient(rows, lo, n, fan_in, delta, fan_out, out, w0, with_bias):
     """As ``dense_gradient``, the inputs being rows ``lo:lo + n`` of the task."""
+    lo = np.uintp(lo)
+    n = np.uintp(n)
+    fan_in = np.uintp(fan_in)
+    fan_out = np.uintp(fan_out)
+    w0 = np.uintp(w0)
     if rows.is_sparse:
         for r in range(n):
-            for e in range(rows.indptr[lo + r], rows.indptr[lo + r + 1]):
+            first = np.uintp(rows.indptr[lo + r])
+            last = np.uintp(rows.indptr[lo + r + np.uintp(1)])
+            for e in range(first, last):
                 x = rows.data[e]
-                base = w0 + rows.indices[e] * fan_out
+                base = w0 + np.uintp(rows.indices[e]) * fan_out
                 for j in range(fan_out):
                     out[base + j] += x * delta[r, j]
     else:

@@ -102,10 +102,13 @@ def forward_steps(rows, ns, net, prior, alpha, n_steps, head_only, w):
         smooth_gradient(th, net, w.q, d, grads[k])
         network_backward(rows, 0, ns, th, net, w.acts[k], w.G, scale, w.dAs[k],
                          w.deltas[k], grads[k], not head_only)
+        # unsigned indices from a run-time start: see _layers
+        nxt = thetas[k + 1]
+        g = grads[k]
         for j in range(first):
-            thetas[k + 1, j] = th[j]
-        for j in range(first, d):
-            thetas[k + 1, j] = th[j] - alpha[j] * grads[k, j]
+            nxt[j] = th[j]
+        for j in range(np.uintp(first), np.uintp(d)):
+            nxt[j] = th[j] - alpha[j] * g[j]
 
 
 @helper
@@ -146,15 +149,17 @@ def backward_steps(rows, ns, net, prior, alpha, n_steps, head_only, second_order
     for j in range(d):
         direct[j] = 0.0
     # adj is d(query loss)/d(theta_{k+1})
+    start = np.uintp(first)
     for k in range(n_steps - 1, -1, -1):
-        for j in range(first, d):
-            grad_alpha[j] -= adj[j] * w.grads[k, j]
+        g = w.grads[k]
+        for j in range(start, np.uintp(d)):
+            grad_alpha[j] -= adj[j] * g[j]
         if not second_order:
             continue
         # adj <- adj - H_k (alpha adj), H_k the support objective's Hessian
         for j in range(first):
             v[j] = 0.0
-        for j in range(first, d):
+        for j in range(start, np.uintp(d)):
             v[j] = alpha[j] * adj[j]
         for j in range(d):
             hv[j] = net.lam2 * net.l2w[j] * v[j]

@@ -34,13 +34,14 @@ from ._workspaces import (
 )
 
 
-def adapts_output_only(problem, alpha):
-    """Whether steps ``alpha`` leave every layer but the output layer still.
+def adapts_output_only(head, alpha):
+    """Whether steps ``alpha`` leave every layer before ``head`` (the output
+    layer's first parameter) still.
 
     That is ANIL's inner loop: the kernels then skip the hidden layers'
     passes that a zero step would multiply.
     """
-    return problem.n_layers > 1 and not np.any(alpha[:problem.head])
+    return head > 0 and not np.any(alpha[:head])
 
 
 class NetworkUnroller:
@@ -61,7 +62,7 @@ class NetworkUnroller:
         self.n_steps = int(n_steps)
         self.mode = int(mode)
         self.block = block
-        self.problem = problem
+        self._head = problem.head
         self.n_chunks = network_chunks(batch, problem, n_steps, n_threads,
                                        n_blocks, numba.config.NUMBA_NUM_THREADS,
                                        n_sel)
@@ -84,7 +85,7 @@ class NetworkUnroller:
         alpha = as_float_array(alpha)
         config = NetworkUnrollConfig(
             alpha, self.n_steps, self.mode, self.block,
-            adapts_output_only(self.problem, alpha), self._XTb)
+            adapts_output_only(self._head, alpha), self._XTb)
         loss_sum = run_chunked(
             network_unroll_tasks, network_unroll_parallel, self.n_chunks,
             self._batch, self._net, prior_arrays(theta0, self._precision),
