@@ -43,7 +43,7 @@ from ._validation import (
 # the parameters that only some methods read (each method lists its own)
 _METHOD_PARAMETERS = frozenset({
     "inner_steps", "inner_lr", "first_order", "meta_lr", "meta_batch_size",
-    "query_fraction", "tol"})
+    "query_fraction", "tol", "adapt_layers"})
 _TASKS_REQUESTED = {"tasks": True}
 
 
@@ -60,6 +60,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         "inner_steps": [Interval(Integral, 0, None, closed="left")],
         "inner_lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "first_order": ["boolean"],
+        "adapt_layers": [StrOptions({"all", "output"})],
         "meta_lr": [Interval(Real, 0, None, closed="neither"), None],
         "meta_batch_size": [Interval(Integral, 1, None, closed="left")],
         "query_fraction": [Interval(Real, 0, 1, closed="right")],
@@ -92,6 +93,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         inner_steps=5,
         inner_lr="auto",
         first_order=False,
+        adapt_layers="all",
         meta_lr=None,
         meta_batch_size=32,
         query_fraction=0.5,
@@ -110,6 +112,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         self.inner_steps = inner_steps
         self.inner_lr = inner_lr
         self.first_order = first_order
+        self.adapt_layers = adapt_layers
         self.meta_lr = meta_lr
         self.meta_batch_size = meta_batch_size
         self.query_fraction = query_fraction
@@ -220,21 +223,24 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         return MetaSettings(
             gamma=self.gamma, prior=self.prior, inner_steps=self.inner_steps,
             inner_lr=self.inner_lr, first_order=self.first_order,
+            adapt_layers=self.adapt_layers,
             meta_lr=self.meta_lr, meta_batch_size=self.meta_batch_size,
             query_fraction=self.query_fraction, max_iter=self.max_iter,
             tol=self.tol, n_jobs=self.n_jobs, random_state=self.random_state,
             verbose=self.verbose)
 
-    def _meta_method(self, *, warn=False):
+    def _meta_method(self, *, warn=False, network=False):
         """The ``method``'s object, reading the current parameters.
 
-        With ``warn``, a parameter that the method ignores and that was set
-        to something other than its default gets a warning.
+        With ``warn``, a parameter that the method ignores (for a network
+        base estimator, when ``network``) and that was set to something
+        other than its default gets a warning.
         """
         method = METHODS[self.method](self._settings())
         if warn:
             defaults = _BaseMetaEstimator().get_params(deep=False)
-            for name in sorted(_METHOD_PARAMETERS - method.parameters):
+            used = method.used_parameters(network)
+            for name in sorted(_METHOD_PARAMETERS - used):
                 value = getattr(self, name)
                 if not _same_value(value, defaults[name]):
                     warnings.warn(
@@ -244,11 +250,12 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         return method
 
     def _fit(self, X, y, tasks, sample_weight, classes=None):
-        method = self._meta_method(warn=True)
-        method.check(method.settings)
         base = self._base_estimator()
         family = family_for(base, classifier=self._is_classifier,
                             owner=type(self).__name__)
+        method = self._meta_method(warn=True, network=family.is_network)
+        method.check(method.settings)
+        family.warn_ignored_settings()
         X, y, labels = self._check_input(X, y, tasks, reset=True)
         self._set_targets(y, classes)
         y_encoded = self._encode_y(y)
@@ -257,6 +264,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                                              ensure_non_negative=True)
         n_features = X.shape[1]
         problem = family.problem(n_features, self._n_classes())
+        method.check_problem(problem)
 
         if labels is None:
             self.tasks_ = None
@@ -268,6 +276,10 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                                      getattr(self, "classes_", None))
         batch, _ = make_batch(X, y_encoded, weights, codes, n_tasks)
         prior_mean = self._given_prior_mean(family, n_features)
+        if prior_mean is None:
+            # a network starts from scikit-learn's random initialization
+            prior_mean = family.initial_params(n_features, self._n_classes(),
+                                               self.random_state)
         fitted = method.fit(batch, problem, prior_mean,
                             single_task=self.tasks_ is None)
         # the fitted models are those of this base estimator, whatever
@@ -335,9 +347,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         )
 
     def _n_model_features(self):
-        family = self._fitted_family()
-        n_outputs = family.n_outputs(self._n_classes())
-        return self.meta_params_.shape[0] // n_outputs - int(family.fit_intercept)
+        return self._fitted_family().n_features_of(self.meta_params_.shape[0],
+                                                   self._n_classes())
 
     def _problem(self):
         return self._fitted_family().problem(self._n_model_features(),

@@ -1,15 +1,29 @@
 """Family adapters: one per family of supported base estimators."""
 
+from sklearn.base import is_classifier
+
 from ._logistic import LogisticFamily
+from ._mlp import MLPFamily
 from ._poisson import PoissonFamily
 from ._squared import LassoFamily, RidgeFamily
 
-CLASSIFIER_FAMILIES = (LogisticFamily,)
-REGRESSOR_FAMILIES = (RidgeFamily, LassoFamily, PoissonFamily)
+CLASSIFIER_FAMILIES = (LogisticFamily, MLPFamily)
+REGRESSOR_FAMILIES = (RidgeFamily, LassoFamily, PoissonFamily, MLPFamily)
 
 
-def _names(families):
-    return ", ".join(cls.__name__ for fam in families for cls in fam.supported)
+def _supported(families, classifier):
+    return [cls for fam in families for cls in fam.supported
+            if is_classifier(cls()) == classifier]
+
+
+def _fits(family, estimator, classifier):
+    # a family may hold a classifier and a regressor (MLPClassifier and
+    # MLPRegressor): each meta-estimator takes its own kind
+    return is_classifier(estimator) == classifier
+
+
+def _names(families, classifier):
+    return ", ".join(cls.__name__ for cls in _supported(families, classifier))
 
 
 def family_for(estimator, *, classifier, owner):
@@ -19,11 +33,11 @@ def family_for(estimator, *, classifier, owner):
     """
     families = CLASSIFIER_FAMILIES if classifier else REGRESSOR_FAMILIES
     for family in families:
-        if family.handles(estimator):
+        if family.handles(estimator) and _fits(family, estimator, classifier):
             return family(estimator)
     raise TypeError(
         f"{owner} does not support {type(estimator).__name__} as base "
-        f"estimator. Supported: {_names(families)}."
+        f"estimator. Supported: {_names(families, classifier)}."
     )
 
 

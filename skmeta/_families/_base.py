@@ -30,6 +30,7 @@ class LinearFamily:
     supported = ()
     #: The loss is divided by the task's total sample weight (vs. summed).
     mean_loss = False
+    is_network = False
 
     def __init__(self, estimator):
         self.estimator = estimator
@@ -49,6 +50,19 @@ class LinearFamily:
     def _intercept_penalty(self, params):
         """Per-parameter weights of the l2 and l1 penalties on the intercept."""
         return 0.0, 0.0
+
+    def warn_ignored_settings(self):
+        """Warn about settings of the estimator that do not apply (none here:
+        the solver settings a linear model ignores are documented)."""
+
+    def initial_params(self, n_features, n_classes, random_state):
+        """Where the gradient-based methods start without a prior estimator:
+        None, the pooled fit (see ``_methods._bilevel.pooled_start``)."""
+        return None
+
+    def n_features_of(self, n_params, n_classes):
+        """Number of features of a model with ``n_params`` parameters."""
+        return n_params // self.n_outputs(n_classes) - int(self.fit_intercept)
 
     # --- the objective, as the kernels see it -------------------------------
     def datafit_code(self, n_classes):

@@ -19,6 +19,11 @@ from ._layout import (
     transposed_batch,
 )
 from ._mlp import network_decision_rows
+from ._mlp_implicit import (
+    NetworkImplicitConfig,
+    network_implicit_parallel,
+    network_implicit_tasks,
+)
 from ._mlp_unroll import (
     NetworkOutputs,
     NetworkUnrollConfig,
@@ -76,25 +81,53 @@ class NetworkUnroller:
                      if transposed else np.empty(0))
         self._work = network_workspace(batch, problem, n_steps, self.n_chunks)
 
+    def _config(self, alpha):
+        return NetworkUnrollConfig(
+            alpha, self.n_steps, self.mode, self.block,
+            adapts_output_only(self._head, alpha), self._XTb)
+
+    _kernels = (network_unroll_tasks, network_unroll_parallel)
+
     def __call__(self, task_sel, seeds, n_query, theta0, alpha):
         if len(task_sel) != self.n_sel:
             raise ValueError(f"expected {self.n_sel} tasks, got {len(task_sel)}")
         meta_batch = MetaBatch(as_index_array(task_sel),
                                np.ascontiguousarray(seeds, dtype=np.int64),
                                as_index_array(n_query))
-        alpha = as_float_array(alpha)
-        config = NetworkUnrollConfig(
-            alpha, self.n_steps, self.mode, self.block,
-            adapts_output_only(self._head, alpha), self._XTb)
+        config = self._config(as_float_array(alpha))
         loss_sum = run_chunked(
-            network_unroll_tasks, network_unroll_parallel, self.n_chunks,
-            self._batch, self._net, prior_arrays(theta0, self._precision),
+            *self._kernels, self.n_chunks, self._batch, self._net, prior_arrays(theta0, self._precision),
             meta_batch, config, self._work, self._out)
         out = self._out
         d = out.sums.shape[1]
         return UnrollResult(out.theta, out.query_loss, out.grad_theta0[:, :d],
                             out.grad_alpha[:, :d], loss_sum, out.sums[0],
                             out.sums[1])
+
+
+class NetworkImplicit(NetworkUnroller):
+    """Implicit meta-gradients (iMAML) of a network's meta-batches, bound once.
+
+    Calls as :class:`NetworkUnroller` (``grad_alpha`` is zero): each task's
+    inner problem is solved by ``n_steps`` steps ``alpha``, the conjugate
+    gradient stopped at relative residual ``cg_tol`` or ``cg_max``
+    iterations (see ``_mlp_implicit``).
+    """
+
+    _kernels = (network_implicit_tasks, network_implicit_parallel)
+
+    def __init__(self, batch, problem, precision, *, n_steps, n_sel, cg_tol,
+                 cg_max, n_threads=1):
+        super().__init__(batch, problem, precision, auto_step=False,
+                         n_steps=n_steps, mode=0, n_sel=n_sel,
+                         n_threads=n_threads)
+        self.cg_tol = float(cg_tol)
+        self.cg_max = int(cg_max)
+
+    def _config(self, alpha):
+        return NetworkImplicitConfig(
+            alpha, self.n_steps, self.block, adapts_output_only(self._head, alpha),
+            self._XTb, self.cg_tol, self.cg_max)
 
 
 def network_decision_values(X, row_model, params, problem):

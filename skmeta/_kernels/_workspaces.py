@@ -152,7 +152,7 @@ def network_workspace(batch, problem, n_steps, n_chunks):
         rd=np.empty((c, L, n, width)),
         thetas=np.empty((c, slots, d + _PAD)),
         grads=np.empty((c, max(slots - 1, 1), d + _PAD)),
-        vectors=np.empty((c, 6, d + _PAD)))
+        vectors=np.empty((c, 8, d + _PAD)))
 
 
 def network_chunks(batch, problem, n_steps, n_threads, n_blocks, max_threads,
@@ -192,5 +192,5 @@ def _network_bytes(batch, problem, n_steps):
     slots = max(int(n_steps), 0) + 1
     rows = n * (4 + problem.n_features) + 2 * nnz
     layers = (3 * slots + 3) * L * n * width + (slots + 3) * k * n
-    vectors = (2 * slots + 6) * (d + _PAD)
+    vectors = (2 * slots + 8) * (d + _PAD)
     return 8 * (rows + layers + vectors)

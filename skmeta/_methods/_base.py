@@ -28,6 +28,7 @@ class MetaSettings:
     n_jobs: object
     random_state: object
     verbose: int
+    adapt_layers: str = "all"
 
 
 @dataclass
@@ -81,6 +82,10 @@ class MetaMethod:
     name = None
     #: estimator parameters this method reads (others are ignored)
     parameters = frozenset()
+    #: ... and those it reads besides for a network base estimator
+    network_parameters = frozenset()
+    #: whether it meta-trains networks (non-convex inner problems)
+    networks = False
     default_max_iter = None
 
     def __init__(self, settings):
@@ -91,8 +96,21 @@ class MetaMethod:
         max_iter = self.settings.max_iter
         return self.default_max_iter if max_iter is None else int(max_iter)
 
+    def used_parameters(self, network):
+        """The estimator parameters read, for a network base estimator or not."""
+        return self.parameters | (self.network_parameters if network else set())
+
     def check(self, settings):
         """Raise a ValueError naming settings this method cannot honour."""
+
+    def check_problem(self, problem):
+        """Raise a ValueError if this method cannot learn on ``problem``."""
+        if problem.is_network and not self.networks:
+            raise ValueError(
+                f"method={self.name!r} solves every task's convex problem "
+                "exactly; a network's is not convex. Meta-train networks with "
+                "method='maml', 'metasgd', 'reptile' or 'imaml'."
+            )
 
     def fit(self, batch, problem, prior_mean=None, *, single_task=False):
         """Learn the meta-knowledge from ``batch``; returns a :class:`MetaFit`.

@@ -26,6 +26,7 @@ from sklearn.utils.random import sample_without_replacement
 from .._kernels._adam import adam_update
 from .._kernels._calls import Unroller, implicit, solve_inner, unroll
 from .._kernels._layout import block_size_for
+from .._kernels._network_calls import NetworkImplicit
 from .._kernels._unroll import FIRST_ORDER, FORWARD, SECOND_ORDER
 from ._base import MetaFit, MetaMethod
 from ._inner import INNER_TOL, map_task_chunks, solve_exactly
@@ -33,6 +34,8 @@ from ._inner import INNER_TOL, map_task_chunks, solve_exactly
 _ADAM_BETA1 = 0.9
 _ADAM_BETA2 = 0.999
 _ADAM_EPS = 1e-8
+# conjugate-gradient iterations of iMAML's implicit gradient for networks
+CG_MAX_ITER = 20
 
 
 class Adam:
@@ -146,11 +149,30 @@ class _Bilevel(MetaMethod):
     """
 
     parameters = frozenset(
-        {"meta_lr", "meta_batch_size", "query_fraction", "random_state"})
+        {"meta_lr", "meta_batch_size", "query_fraction", "random_state",
+         "adapt_layers"})
+    networks = True
     default_max_iter = 500
     default_meta_lr = 0.01
     #: whether the inner procedure takes step sizes (``inner_lr``)
     steps = True
+
+    def takes_steps(self, problem):
+        """Whether tasks adapt by gradient steps (``inner_steps``, ``inner_lr``)."""
+        return self.steps
+
+    def check_problem(self, problem):
+        super().check_problem(problem)
+        if (problem.is_network and self.takes_steps(problem)
+                and isinstance(self.settings.inner_lr, str)):
+            raise ValueError(
+                f"method={self.name!r} with a network needs a number for "
+                "inner_lr: inner_lr='auto' steps by 1 / L_t, a bound on the "
+                "smoothness of a task's objective, and a network's objective "
+                "has none. The step applies to the summed loss, as the "
+                "network's alpha does: Finn et al.'s step 0.01 on the mean "
+                "squared error of 10 rows is inner_lr=0.002 here."
+            )
 
     def check(self, settings):
         if settings.gamma == "auto" or settings.prior != "isotropic":
@@ -177,8 +199,13 @@ class _Bilevel(MetaMethod):
         rng = check_random_state(s.random_state)
         T = batch.n_tasks
         d = problem.n_params
-        auto = self.steps and isinstance(s.inner_lr, str)
-        alpha = np.full(d, 1.0 if auto or not self.steps else float(s.inner_lr))
+        steps = self.takes_steps(problem)
+        auto = steps and isinstance(s.inner_lr, str)
+        alpha = np.full(d, 1.0 if auto or not steps else float(s.inner_lr))
+        if problem.is_network and s.adapt_layers == "output":
+            # ANIL: zero steps leave the hidden layers where the prior has
+            # them (a linear model is its output layer: all of it adapts)
+            alpha[:problem.head] = 0.0
         n_query = self.query_rows(np.diff(batch.offsets))
         B = min(s.meta_batch_size, T)
         precision = float(s.gamma) * np.ones(d)
@@ -198,8 +225,8 @@ class _Bilevel(MetaMethod):
                 print(f"[{self.name}] meta-iteration {it + 1}: {self.progress} "
                       f"{losses[it]:.6g}")
         fitted = MetaFit(theta0, np.ones(d), float(s.gamma), None, max_iter,
-                         inner_lr=alpha if self.steps else None,
-                         inner_steps=int(s.inner_steps) if self.steps else 0,
+                         inner_lr=alpha if steps else None,
+                         inner_steps=int(s.inner_steps) if steps else 0,
                          auto_step=auto)
         fitted.theta = self.adapt(batch, problem, fitted)
         return fitted
@@ -230,12 +257,24 @@ class _Bilevel(MetaMethod):
 
 
 class IMAML(_Bilevel):
-    """``method="imaml"``: exact inner solves, implicit meta-gradients, Adam."""
+    """``method="imaml"``: exact inner solves, implicit meta-gradients, Adam.
+
+    A network's inner problem is not convex: it is solved by ``inner_steps``
+    gradient steps of ``inner_lr``, and the implicit gradient's system by
+    conjugate gradient to the relative residual ``tol`` (at most
+    ``CG_MAX_ITER`` iterations).
+    """
 
     name = "imaml"
     steps = False
+    network_parameters = frozenset({"inner_steps", "inner_lr", "tol"})
+
+    def takes_steps(self, problem):
+        return problem.is_network
 
     def _updater(self, batch, problem, precision, n_sel, auto, n_tasks):
+        if problem.is_network:
+            return self._network_updater(batch, problem, precision, n_sel)
         meta_grad = ImplicitMetaGradient(batch, problem, precision, n_sel=n_sel)
         optimizer = Adam(self.meta_lr, problem.n_params)
         warm = None
@@ -251,7 +290,24 @@ class IMAML(_Bilevel):
 
         return update
 
+    def _network_updater(self, batch, problem, precision, n_sel):
+        meta_grad = NetworkImplicit(
+            batch, problem, precision, n_steps=self.settings.inner_steps,
+            n_sel=n_sel, cg_tol=self.settings.tol, cg_max=CG_MAX_ITER,
+            n_threads=numba_threads(self.settings.n_jobs))
+        optimizer = Adam(self.meta_lr, problem.n_params)
+
+        def update(task_sel, seeds, n_query, theta0, alpha):
+            res = meta_grad(task_sel, seeds, n_query, theta0, alpha)
+            return (optimizer.step(theta0, res.grad_theta0 / n_sel), alpha,
+                    res.loss_sum / n_sel)
+
+        return update
+
     def adapt(self, batch, problem, fitted):
+        if problem.is_network:
+            # the inner procedure meta-training solved with: the steps
+            return super().adapt(batch, problem, fitted)
         return solve_exactly(batch, problem, fitted.theta0, fitted.precision,
                              n_jobs=self.settings.n_jobs)
 
@@ -275,13 +331,16 @@ class MAML(_Bilevel):
         d = problem.n_params
         theta_opt = Adam(self.meta_lr, d)
         alpha_opt = Adam(self.meta_lr, d) if self.learns_steps else None
+        # Adam's moves are of the order of meta_lr: the learned steps move as
+        # multiples of inner_lr (of 1 / L_t with "auto", as they are)
+        unit = 1.0 if auto else float(self.settings.inner_lr)
 
         def update(task_sel, seeds, n_query, theta0, alpha):
             loss, g_theta0, g_alpha, _ = meta_grad(task_sel, seeds, n_query, theta0,
                                                    alpha)
             theta0 = theta_opt.step(theta0, g_theta0)
             if alpha_opt is not None:
-                alpha = alpha_opt.step(alpha, g_alpha)
+                alpha = unit * alpha_opt.step(alpha / unit, unit * g_alpha)
             return theta0, alpha, loss
 
         return update
@@ -304,9 +363,21 @@ class Reptile(_Bilevel):
 
     name = "reptile"
     parameters = frozenset(
-        {"meta_lr", "meta_batch_size", "random_state", "inner_steps", "inner_lr"})
+        {"meta_lr", "meta_batch_size", "random_state", "inner_steps", "inner_lr",
+         "adapt_layers"})
     default_meta_lr = 0.5
     progress = "mean step"
+
+    def check_problem(self, problem):
+        super().check_problem(problem)
+        if problem.is_network and self.settings.adapt_layers == "output":
+            raise ValueError(
+                "method='reptile' moves the prior toward the adapted "
+                "parameters: with adapt_layers='output' the hidden layers "
+                "never move and keep their random initialization. Use "
+                "adapt_layers='all', or ANIL with method='maml', 'metasgd' "
+                "or 'imaml'."
+            )
 
     def query_rows(self, sizes):
         return np.zeros(len(sizes), dtype=np.intp)  # Reptile adapts on all rows
