@@ -51,6 +51,8 @@ class MLPFamily:
 
     def __init__(self, estimator):
         self.estimator = estimator
+        # its own fit would check its parameters first; skmeta never calls it
+        estimator._validate_params()
         params = estimator.get_params(deep=False)
         hidden = params["hidden_layer_sizes"]
         hidden = (int(hidden),) if np.ndim(hidden) == 0 else tuple(

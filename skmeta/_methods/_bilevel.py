@@ -331,9 +331,10 @@ class MAML(_Bilevel):
         d = problem.n_params
         theta_opt = Adam(self.meta_lr, d)
         alpha_opt = Adam(self.meta_lr, d) if self.learns_steps else None
-        # Adam's moves are of the order of meta_lr: the learned steps move as
-        # multiples of inner_lr (of 1 / L_t with "auto", as they are)
-        unit = 1.0 if auto else float(self.settings.inner_lr)
+        # Adam's moves are of the order of meta_lr: a network's learned steps
+        # move as multiples of inner_lr (a linear model's are multiples of
+        # 1 / L_t with "auto", or moved as they are)
+        unit = float(self.settings.inner_lr) if problem.is_network else 1.0
 
         def update(task_sel, seeds, n_query, theta0, alpha):
             loss, g_theta0, g_alpha, _ = meta_grad(task_sel, seeds, n_query, theta0,

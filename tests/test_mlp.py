@@ -1,0 +1,349 @@
+"""Networks as base estimators: kernels, meta-gradients, estimators, bad input.
+
+References: scikit-learn's own forward pass, back-propagation
+(``MLPRegressor._backprop``) and initialization (``_initialize``), and
+central finite differences of the meta-objective the kernels report.
+"""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.base import clone
+from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state
+
+import skmeta._kernels._workspaces as workspaces_module
+from skmeta import MetaClassifier, MetaRegressor
+from skmeta._families import family_for
+from skmeta._kernels._calls import Unroller
+from skmeta._kernels._codes import LOGISTIC, MULTINOMIAL, POISSON, SQUARED
+from skmeta._kernels._layers import IDENTITY, RELU, SIGMOID, TANH
+from skmeta._kernels._layout import make_batch
+from skmeta._kernels._network import NetworkProblem
+from skmeta._kernels._network_calls import NetworkImplicit
+from skmeta._kernels._unroll import FIRST_ORDER, FORWARD, SECOND_ORDER
+from skmeta.datasets import make_meta_classification, make_sine_tasks
+
+CODES = [SQUARED, LOGISTIC, MULTINOMIAL, POISSON]
+ACTIVATIONS = [IDENTITY, SIGMOID, TANH, RELU]
+T, N, P = 4, 12, 3
+N_QUERY = np.array([4, 5, 6, 3])
+
+
+def make_tasks(code, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(T * N, P))
+    if code == SQUARED:
+        y = rng.normal(size=T * N)
+    elif code == LOGISTIC:
+        y = rng.integers(0, 2, T * N).astype(float)
+    elif code == MULTINOMIAL:
+        y = rng.integers(0, 3, T * N).astype(float)
+    else:
+        y = rng.poisson(1.0, T * N).astype(float)
+    sw = rng.uniform(0.5, 1.5, T * N)
+    batch, _ = make_batch(X, y, sw, np.repeat(np.arange(T), N), T)
+    return batch, rng
+
+
+def relative_error(a, b):
+    return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300)
+
+
+def central_difference(f, x, h=1e-6):
+    out = np.zeros_like(x)
+    for j in range(x.size):
+        e = np.zeros_like(x)
+        e[j] = h
+        out[j] = (f(x + e) - f(x - e)) / (2 * h)
+    return out
+
+
+# --------------------------------------------------------------------------
+# 1. exact meta-gradients against finite differences
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("anil", [False, True], ids=["all", "anil"])
+@pytest.mark.parametrize("activation", ACTIVATIONS,
+                         ids=["identity", "logistic", "tanh", "relu"])
+@pytest.mark.parametrize("code", CODES,
+                         ids=["squared", "logistic", "multinomial", "poisson"])
+def test_second_order_meta_gradient_matches_finite_differences(code, activation,
+                                                               anil):
+    batch, rng = make_tasks(code, seed=10 * code + activation)
+    problem = NetworkProblem(code, activation, 3 if code == MULTINOMIAL else 1, P,
+                             (5, 4), False, 0.3)
+    d = problem.n_params
+    theta0 = rng.normal(scale=0.5, size=d)
+    alpha = rng.uniform(0.01, 0.05, d)
+    if anil:
+        alpha[:problem.head] = 0.0
+    run = Unroller(batch, problem, np.full(d, 0.7), auto_step=False, n_steps=3,
+                   mode=SECOND_ORDER, n_sel=T)
+    sel, seeds = np.arange(T), np.arange(T) + 3
+    res = run(sel, seeds, N_QUERY, theta0, alpha)
+    g_theta0, g_alpha = res.grad_theta0.copy(), res.grad_alpha.copy()
+    fd = central_difference(
+        lambda t: run(sel, seeds, N_QUERY, t, alpha).loss_sum, theta0)
+    assert relative_error(g_theta0, fd) < 1e-6
+    moved = alpha > 0
+    fd_alpha = central_difference(
+        lambda a: run(sel, seeds, N_QUERY, theta0,
+                      np.where(moved, a, 0.0)).loss_sum, alpha)
+    assert relative_error(g_alpha, np.where(moved, fd_alpha, 0.0)) < 1e-6
+
+
+@pytest.mark.parametrize("anil", [False, True], ids=["all", "anil"])
+@pytest.mark.parametrize("code", [SQUARED, MULTINOMIAL],
+                         ids=["squared", "multinomial"])
+def test_implicit_meta_gradient_matches_finite_differences(code, anil):
+    # iMAML's gradient is exact at the inner solution: steps that converge
+    # (a strong transfer term) and a conjugate gradient run to the end
+    batch, rng = make_tasks(code, seed=4 + code)
+    problem = NetworkProblem(code, TANH, 3 if code == MULTINOMIAL else 1, P,
+                             (4,), False, 0.1)
+    d = problem.n_params
+    theta0 = rng.normal(scale=0.3, size=d)
+    alpha = np.full(d, 0.02)
+    if anil:
+        alpha[:problem.head] = 0.0
+    run = NetworkImplicit(batch, problem, np.full(d, 5.0), n_steps=1000, n_sel=T,
+                          cg_tol=1e-14, cg_max=200)
+    sel, seeds = np.arange(T), np.arange(T) + 1
+    g = run(sel, seeds, N_QUERY, theta0, alpha).grad_theta0.copy()
+    fd = central_difference(
+        lambda t: run(sel, seeds, N_QUERY, t, alpha).loss_sum, theta0, h=1e-5)
+    assert relative_error(g, fd) < 1e-6
+
+
+# --------------------------------------------------------------------------
+# 2. the passes against scikit-learn's own code
+# --------------------------------------------------------------------------
+def sklearn_objective(est, X, y, sw):
+    """Loss and gradient of scikit-learn's MLP objective, times sum(sw)."""
+    coefs, intercepts = est.coefs_, est.intercepts_
+    layers = [X] + [None] * len(coefs)
+    deltas = [None] * len(coefs)
+    coef_grads = [np.empty_like(c) for c in coefs]
+    intercept_grads = [np.empty_like(b) for b in intercepts]
+    Y = (est._label_binarizer.transform(y) if hasattr(est, "_label_binarizer")
+         else y.reshape(-1, 1)).astype(np.float64)
+    loss, cg, ig = est._backprop(X, Y, sw, layers, deltas, coef_grads,
+                                 intercept_grads)
+    grad = np.concatenate([np.r_[c.ravel(), b] for c, b in zip(cg, ig)])
+    return loss * sw.sum(), grad * sw.sum()
+
+
+@pytest.mark.parametrize("estimator,n_classes", [
+    (MLPRegressor(hidden_layer_sizes=(6, 5), activation="tanh", alpha=0.0), None),
+    (MLPRegressor(hidden_layer_sizes=(6,), activation="relu", loss="poisson", alpha=0.0), None),
+    (MLPClassifier(hidden_layer_sizes=(6,), activation="logistic", alpha=0.0), 2),
+    (MLPClassifier(hidden_layer_sizes=(5, 4), activation="identity", alpha=0.0), 3),
+], ids=["regressor", "poisson", "binary", "multiclass"])
+def test_step_query_loss_and_first_order_gradient_are_scikit_learns(estimator,
+                                                                     n_classes):
+    rng = np.random.default_rng(0)
+    n, ns = 14, 8
+    X = rng.normal(size=(n, P))
+    if n_classes is None:
+        y = rng.poisson(1.0, n).astype(float) if estimator.loss == "poisson" \
+            else rng.normal(size=n)
+    else:
+        y = rng.integers(0, n_classes, n).astype(float)
+    sw = rng.uniform(0.5, 2.0, n)
+    family = family_for(estimator, classifier=n_classes is not None,
+                        owner="test")
+    problem = family.problem(P, n_classes)
+    classes = None if n_classes is None else np.arange(n_classes)
+    theta0 = family.initial_params(P, n_classes, 0)
+    batch, _ = make_batch(X, y, sw, np.zeros(n, dtype=int), 1)
+    lr = 0.05
+    alpha = np.full(problem.n_params, lr)
+    args = (np.array([0]), np.array([-1]), np.array([n - ns]), theta0, alpha)
+    res = Unroller(batch, problem, np.zeros(problem.n_params), auto_step=False,
+                   n_steps=1, mode=FIRST_ORDER, n_sel=1)(*args)
+    # one step on the support of scikit-learn's objective (penalty alpha=0)
+    before = family.build(theta0, n_features=P, classes=classes)
+    _, grad = sklearn_objective(before, X[:ns], y[:ns], sw[:ns])
+    assert_allclose(res.theta[0], theta0 - lr * grad, rtol=1e-12, atol=1e-14)
+    after = family.build(res.theta[0], n_features=P, classes=classes)
+    loss_q, grad_q = sklearn_objective(after, X[ns:], y[ns:], sw[ns:])
+    assert res.loss_sum == pytest.approx(loss_q, rel=1e-10)
+    assert_allclose(res.grad_theta0, grad_q, rtol=1e-10, atol=1e-13)
+
+
+def test_initialization_is_scikit_learns_glorot():
+    for est, n_classes in [
+            (MLPRegressor(hidden_layer_sizes=(7, 3), activation="logistic", random_state=5), None),
+            (MLPClassifier(hidden_layer_sizes=(4,), random_state=5), 3)]:
+        family = family_for(est, classifier=n_classes is not None, owner="test")
+        theta = family.initial_params(6, n_classes, None)
+        # scikit-learn's fit starts from these
+        ref = clone(est)
+        ref._random_state = check_random_state(5)
+        if n_classes is None:
+            y = np.zeros((1, 1))
+        else:
+            ref._label_binarizer = LabelBinarizer().fit(np.arange(n_classes))
+            y = np.eye(n_classes)[:1]
+        ref._initialize(y, [6, *est.hidden_layer_sizes, y.shape[1]], np.float64)
+        expected = np.concatenate([np.r_[c.ravel(), b] for c, b in
+                                   zip(ref.coefs_, ref.intercepts_)])
+        assert_array_equal(theta, expected)
+    # without a random_state of its own, the meta-estimator's seeds it
+    family = family_for(MLPRegressor(hidden_layer_sizes=(3,)), classifier=False, owner="test")
+    assert_array_equal(family.initial_params(2, None, 1),
+                       family.initial_params(2, None, 1))
+
+
+# --------------------------------------------------------------------------
+# 3. the estimators
+# --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sine():
+    return make_sine_tasks(n_tasks=40, n_samples_per_task=20, random_state=0)
+
+
+def fit_sine(sine, **params):
+    X, y, tasks = sine
+    kw = dict(estimator=MLPRegressor(hidden_layer_sizes=(8, 8), alpha=1e-3),
+              method="maml", inner_lr=0.005, inner_steps=1, max_iter=30,
+              meta_batch_size=8, random_state=0)
+    kw.update(params)
+    return MetaRegressor(**kw).fit(X, y, tasks=tasks)
+
+
+@pytest.mark.parametrize("params", [
+    dict(), dict(first_order=True), dict(method="metasgd"),
+    dict(method="reptile"), dict(method="imaml", gamma=2.0, inner_steps=5),
+    dict(adapt_layers="output"), dict(method="imaml", adapt_layers="output",
+                                      inner_steps=5),
+], ids=["maml", "fomaml", "metasgd", "reptile", "imaml", "anil", "anil-imaml"])
+def test_adapt_returns_a_plain_fitted_network(sine, params):
+    X, y, tasks = sine
+    meta = fit_sine(sine, **params)
+    net = meta.adapt(X[:10], y[:10])
+    assert type(net) is MLPRegressor
+    assert [c.shape for c in net.coefs_] == [(1, 8), (8, 8), (8, 1)]
+    blob = pickle.dumps(net)
+    assert b"skmeta" not in blob  # it unpickles without skmeta
+    assert_allclose(pickle.loads(blob).predict(X[:5]), net.predict(X[:5]))
+    # the kernels' forward pass is scikit-learn's
+    assert_allclose(meta.predict(X, tasks=tasks),
+                    np.concatenate([meta.task_estimator(t).predict(X[tasks == t])
+                                    for t in range(40)]), rtol=1e-12, atol=1e-12)
+    assert_allclose(meta.meta_estimator_.predict(X[:5]),
+                    meta.predict(X[:5], tasks=np.full(5, -1)), rtol=1e-12)
+    if params.get("adapt_layers") == "output":
+        # ANIL: the hidden layers are the prior's
+        prior = meta.meta_estimator_
+        for a, b in zip(net.coefs_[:-1], prior.coefs_[:-1]):
+            assert_array_equal(a, b)
+
+
+def test_fits_are_deterministic_whatever_the_threads(sine):
+    one = fit_sine(sine, n_jobs=1)
+    two = fit_sine(sine, n_jobs=2)
+    assert_array_equal(one.meta_params_, two.meta_params_)
+    assert_array_equal(one.task_params_, two.task_params_)
+
+
+def test_meta_training_improves_few_shot_error(sine):
+    X, y, tasks = sine
+    X_new, y_new, t_new = make_sine_tasks(n_tasks=20, n_samples_per_task=20,
+                                          random_state=1)
+    support = np.tile(np.arange(20) < 10, 20)
+
+    def few_shot_mse(meta):
+        nets = meta.adapt_tasks(X_new[support], y_new[support], tasks=t_new[support])
+        return np.mean([np.mean((nets[t].predict(X_new[~support & (t_new == t)])
+                                 - y_new[~support & (t_new == t)]) ** 2)
+                        for t in range(20)])
+
+    kw = dict(estimator=MLPRegressor(hidden_layer_sizes=(16, 16), alpha=1e-3),
+              inner_lr=0.01, inner_steps=2)
+    untrained = few_shot_mse(fit_sine(sine, max_iter=1, meta_lr=1e-12, **kw))
+    trained = few_shot_mse(fit_sine(sine, max_iter=1000, meta_lr=0.01, **kw))
+    # measured: 2.57 from the random initialization, 0.43 meta-trained
+    assert trained < 0.3 * untrained
+
+
+def test_classifier_binary_and_multiclass():
+    for n_classes in (2, 3):
+        X, y, tasks = make_meta_classification(
+            n_tasks=12, n_samples_per_task=30, n_features=4, n_informative=3,
+            n_redundant=0, n_classes=n_classes, random_state=0)
+        meta = MetaClassifier(MLPClassifier(hidden_layer_sizes=(6,)), method="maml", inner_lr=0.01,
+                              max_iter=20, random_state=0).fit(X, y, tasks=tasks)
+        clf = meta.adapt(X[:30], y[:30])
+        assert type(clf) is MLPClassifier
+        assert_array_equal(clf.classes_, np.arange(n_classes))
+        assert_allclose(meta.meta_estimator_.predict_proba(X[:5]),
+                        meta.predict_proba(X[:5], tasks=np.full(5, 99)),
+                        rtol=1e-10, atol=1e-12)
+        proba = meta.task_estimator(0).predict_proba(X[tasks == 0])
+        assert_allclose(proba, meta.predict_proba(X[tasks == 0],
+                                                  tasks=tasks[tasks == 0]),
+                        rtol=1e-10, atol=1e-12)
+
+
+def test_sparse_and_float32_inputs_give_the_dense_results(sine):
+    X, y, tasks = sine
+    dense = fit_sine(sine)
+    X2 = np.hstack([X, np.zeros_like(X)])
+    sparse = fit_sine((sp.csr_matrix(X2), y, tasks))
+    wide = fit_sine((X2, y, tasks))
+    # the same sums in another order (zeros skipped), through 30 Adam steps
+    assert_allclose(sparse.meta_params_, wide.meta_params_, rtol=1e-6)
+    # float32 inputs are converted to float64 once
+    single = fit_sine((X.astype(np.float32), y, tasks))
+    assert_array_equal(single.meta_params_,
+                       fit_sine((X.astype(np.float32).astype(np.float64), y,
+                                 tasks)).meta_params_)
+    assert dense.meta_params_.dtype == np.float64
+
+
+# --------------------------------------------------------------------------
+# 4. bad input
+# --------------------------------------------------------------------------
+def test_training_settings_of_the_network_warn(sine):
+    X, y, tasks = sine
+    est = MLPRegressor(hidden_layer_sizes=(4,), solver="sgd", learning_rate="adaptive")
+    with pytest.warns(UserWarning, match=r"solver='sgd', learning_rate='adaptive'"):
+        MetaRegressor(est, method="maml", inner_lr=0.01, max_iter=2).fit(
+            X, y, tasks=tasks)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        MetaRegressor(MLPRegressor(hidden_layer_sizes=(4,)), method="maml", inner_lr=0.01,
+                      max_iter=2).fit(X, y, tasks=tasks)
+
+
+@pytest.mark.parametrize("params,match", [
+    (dict(method="proximal"), "not convex"),
+    (dict(method="maml"), "needs a number for inner_lr"),
+    (dict(method="reptile", inner_lr=0.01, adapt_layers="output"),
+     "hidden layers never move"),
+])
+def test_refused_settings(sine, params, match):
+    X, y, tasks = sine
+    with pytest.raises(ValueError, match=match):
+        MetaRegressor(MLPRegressor(hidden_layer_sizes=(4,)), **params).fit(X, y, tasks=tasks)
+
+
+def test_network_too_big_for_the_workspace_budget(sine, monkeypatch):
+    X, y, tasks = sine
+    monkeypatch.setattr(workspaces_module, "WORKSPACE_MAX_BYTES", 1 << 20)
+    with pytest.raises(ValueError, match="workspace budget of 1 MiB"):
+        MetaRegressor(MLPRegressor(hidden_layer_sizes=(200, 200)), method="maml", inner_lr=0.01,
+                      max_iter=1).fit(X, y, tasks=tasks)
+
+
+def test_no_hidden_layer_is_refused(sine):
+    X, y, tasks = sine
+    with pytest.raises(ValueError, match="at least one hidden layer"):
+        MetaRegressor(MLPRegressor(hidden_layer_sizes=()), method="maml", inner_lr=0.01).fit(
+            X, y, tasks=tasks)
