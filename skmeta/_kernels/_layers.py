@@ -108,6 +108,14 @@ def dense_forward(A, n, fan_in, params, w0, fan_out, out, accumulate):
         for r in range(n):
             for j in range(fan_out):
                 out[r, j] = params[b0 + j]
+    if fan_out == 1:
+        # one output (a regression's, a binary classifier's): a dot product
+        for r in range(n):
+            s = 0.0
+            for i in range(fan_in):
+                s += A[r, i] * params[w0 + i]
+            out[r, 0] += s
+        return
     four = np.uintp(4)
     for r in range(n):
         i = np.uintp(0)
@@ -142,6 +150,12 @@ def dense_gradient(A, n, fan_in, delta, fan_out, out, w0, with_bias):
     w0 = np.uintp(w0)
     four = np.uintp(4)
     r = np.uintp(0)
+    if fan_out == 1:
+        for r in range(n):
+            dr = delta[r, 0]
+            for i in range(fan_in):
+                out[w0 + i] += A[r, i] * dr
+        r = n
     while r + four <= n:
         r1 = r + np.uintp(1)
         r2 = r + np.uintp(2)
@@ -179,6 +193,16 @@ def dense_backward(delta, n, fan_out, params, w0, fan_in, out, accumulate):
     fan_out = np.uintp(fan_out)
     w0 = np.uintp(w0)
     four = np.uintp(4)
+    if fan_out == 1:
+        for r in range(n):
+            dr = delta[r, 0]
+            if accumulate:
+                for i in range(fan_in):
+                    out[r, i] += dr * params[w0 + i]
+            else:
+                for i in range(fan_in):
+                    out[r, i] = dr * params[w0 + i]
+        return
     for r in range(n):
         i = np.uintp(0)
         while i + four <= fan_in:
