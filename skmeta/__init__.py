@@ -5,8 +5,9 @@ of a scikit-learn base estimator, and fits each task -- including new ones
 with a handful of samples -- as that estimator regularized toward the prior.
 """
 
+from ._embedding import MetaEmbedding
 from ._estimators import MetaClassifier, MetaRegressor
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["MetaClassifier", "MetaRegressor", "__version__"]
+__all__ = ["MetaClassifier", "MetaEmbedding", "MetaRegressor", "__version__"]
