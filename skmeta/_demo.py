@@ -10,7 +10,9 @@ a few labelled samples per class ("shots"); we compare what a user can do:
 * logistic regression fitted on the task's shots alone,
 * one logistic regression pooled over every training task and the shots,
 * ``MetaClassifier``: a prior learned across the training tasks, adapted to
-  each new task from its shots.
+  each new task from its shots,
+* k-NN on ``MetaEmbedding``: a representation learned across the training
+  tasks (feature transfer), k-NN fitted on each new task's embedded shots.
 
 Run it with ``python -m skmeta`` (or ``make demo``).
 """
@@ -18,9 +20,12 @@ Run it with ``python -m skmeta`` (or ``make demo``).
 import time
 
 import numpy as np
+from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
 
+from ._embedding import MetaEmbedding
 from ._estimators import MetaClassifier
 from .datasets import make_meta_classification
 
@@ -101,6 +106,10 @@ def run_demo(shots=SHOTS, n_train_tasks=200, n_test_tasks=100, task_spread=1.0,
              "n_informative=2, n_redundant=10, random_state=42)")
     print_fn(f"MetaClassifier meta-training: {meta_train_time:.2f} s "
              f"({meta.n_iter_} iterations, learned gamma {meta.gamma_:.3g})")
+    start = time.perf_counter()
+    embedding = MetaEmbedding(n_components=2, max_iter=300, random_state=0)
+    embedding.fit(X_tr, y_tr, tasks=t_tr)
+    print_fn(f"MetaEmbedding meta-training: {time.perf_counter() - start:.2f} s")
     header = f"{'shots/class':>11}  {'method':<28}{'accuracy':>9}{'time (s)':>10}"
     print_fn(header)
     print_fn("-" * len(header))
@@ -135,6 +144,14 @@ def run_demo(shots=SHOTS, n_train_tasks=200, n_test_tasks=100, task_spread=1.0,
             y_te[query], adapted.predict(X_te[query], tasks=t_te[query]),
             t_te[query])
         rows.append(("MetaClassifier (adapt)", acc, time.perf_counter() - start))
+
+        start = time.perf_counter()
+        # the embedding is frozen: fitting the pipeline fits k-NN alone
+        acc = _per_task_accuracy(
+            lambda n: make_pipeline(FrozenEstimator(embedding),
+                                    KNeighborsClassifier(n_neighbors=min(5, n - 1 | 1))),
+            X_te, y_te, t_te, support)
+        rows.append(("k-NN on MetaEmbedding", acc, time.perf_counter() - start))
 
         for method, acc, seconds in rows:
             print_fn(f"{n_shots:>11}  {method:<28}{acc:>9.3f}{seconds:>10.3f}")

@@ -71,7 +71,7 @@ def test_embedding_lifts_five_shot_knn_on_new_tasks(subspace_tasks, params):
         X[new], y[new], tasks[new],
         lambda: make_pipeline(FrozenEstimator(embedding),
                               KNeighborsClassifier(n_neighbors=3)))
-    # measured on this seed: raw 0.64; embedded 0.90-0.93
+    # measured on this seed: raw 0.641; embedded 0.880, 0.892, 0.859
     assert raw < 0.7
     assert embedded >= 0.85
 
