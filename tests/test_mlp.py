@@ -245,6 +245,27 @@ def test_adapt_returns_a_plain_fitted_network(sine, params):
             assert_array_equal(a, b)
 
 
+def test_adapted_network_goes_on_with_scikit_learns_own_steps(sine):
+    # full-batch SGD on scikit-learn's objective (a mean over the n rows)
+    # with step n * lr is skmeta's inner step lr on the summed one
+    X, y, _ = sine
+    meta = fit_sine(sine, gamma=0.0)
+    net = meta.adapt(X[:10], y[:10])
+    net.set_params(solver="sgd", learning_rate_init=0.005 * 10, momentum=0.0,
+                   batch_size=10, shuffle=False)
+    for _ in range(4):
+        net.partial_fit(X[:10], y[:10])
+    problem = meta._problem()
+    batch, _ = make_batch(X[:10], y[:10], np.ones(10), np.zeros(10, dtype=int), 1)
+    d = problem.n_params
+    five = Unroller(batch, problem, np.zeros(d), auto_step=False, n_steps=5,
+                    mode=FORWARD, n_sel=1)(np.array([0]), np.array([-1]),
+                                           np.array([0]), meta.meta_params_,
+                                           meta.inner_lr_)
+    assert_allclose(problem.join(net.coefs_, net.intercepts_), five.theta[0],
+                    rtol=1e-12, atol=1e-14)
+
+
 def test_fits_are_deterministic_whatever_the_threads(sine):
     one = fit_sine(sine, n_jobs=1)
     two = fit_sine(sine, n_jobs=2)

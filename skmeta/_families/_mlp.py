@@ -178,7 +178,17 @@ class MLPFamily:
         est.n_layers_ = problem.n_layers + 1
         est.n_outputs_ = problem.n_outputs
         est.n_iter_ = int(n_iter)
+        # the state scikit-learn's own stochastic solvers keep, as its
+        # _initialize leaves it: the network can go on with partial_fit
         est.t_ = 0
+        est.loss_curve_ = []
+        est.best_loss_ = np.inf
+        est.validation_scores_ = None
+        est.best_validation_score_ = None
+        est._no_improvement_count = 0
+        est._best_coefs = [c.copy() for c in est.coefs_]
+        est._best_intercepts = [b.copy() for b in est.intercepts_]
+        est._random_state = check_random_state(est.random_state)
         if self.classifier:
             est.out_activation_ = "logistic" if n_classes == 2 else "softmax"
             est.classes_ = np.asarray(classes)
