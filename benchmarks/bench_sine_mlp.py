@@ -356,7 +356,7 @@ def main():
     child = Child(sys.argv[1:])
     torch_runs = {}
     times = {}
-    for r in range(args.rounds):
+    for _ in range(args.rounds):
         for n in (1, 2):
             times.setdefault(f"skmeta, {n} thread(s)", []).append(
                 child.ask(do="time", threads=n, warm=50, n=args.timed * 4))

@@ -148,8 +148,9 @@ def run_demo(shots=SHOTS, n_train_tasks=200, n_test_tasks=100, task_spread=1.0,
         start = time.perf_counter()
         # the embedding is frozen: fitting the pipeline fits k-NN alone
         acc = _per_task_accuracy(
-            lambda n: make_pipeline(FrozenEstimator(embedding),
-                                    KNeighborsClassifier(n_neighbors=min(5, n - 1 | 1))),
+            lambda n: make_pipeline(
+                FrozenEstimator(embedding),
+                KNeighborsClassifier(n_neighbors=min(5, n - 1 | 1))),
             X_te, y_te, t_te, support)
         rows.append(("k-NN on MetaEmbedding", acc, time.perf_counter() - start))
 

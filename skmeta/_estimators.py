@@ -604,6 +604,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         objective with its own solvers: the base estimator's ``solver``,
         ``tol`` and ``max_iter`` are not used, except that
         ``solver="liblinear"`` penalizes the intercept and that is reproduced.
+        :class:`~sklearn.neural_network.MLPClassifier` too, with the
+        gradient-based methods (see :ref:`networks`); its training settings
+        do not apply (a changed one gets a warning).
     method : {"proximal", "imaml", "maml", "metasgd", "reptile"}, \
             default="proximal"
         How the meta-knowledge is learned. ``"proximal"``: every task is
@@ -645,9 +648,18 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         ``"reptile"``. ``"auto"``: ``1 / L_t`` with ``L_t`` a bound on the
         smoothness of the objective on the rows the task adapts on (then
         ``inner_lr_`` holds multipliers of it). Unused by the other methods.
+        A network needs a number, a step on its summed loss, and takes it in
+        ``"imaml"`` too (its inner problem is solved by ``inner_steps``
+        steps).
     first_order : bool, default=False
         ``"maml"`` only: drop the second-order terms of the meta-gradient
         (first-order MAML).
+    adapt_layers : {"all", "output"}, default="all"
+        Parameters of a network base estimator that the inner steps move:
+        all, or those of the output layer only (ANIL; the hidden layers stay
+        the prior's and are meta-learned through it). ``"imaml"``,
+        ``"maml"`` and ``"metasgd"``; a linear model is its own output
+        layer.
     meta_lr : float > 0, default=None
         Learning rate of the meta-optimizer: Adam's for ``"imaml"``,
         ``"maml"`` and ``"metasgd"`` (default 0.01), the outer step
@@ -664,7 +676,8 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     tol : float, default=1e-4
         ``"proximal"``: stop when the prior mean and the task models change by
         less than ``tol`` (relative to their magnitude) in an iteration.
-        Unused by the other methods, which run ``max_iter`` meta-iterations.
+        ``"imaml"`` with a network: relative residual at which the conjugate
+        gradient of the implicit meta-gradient stops. Unused otherwise.
     n_jobs : int, default=None
         Number of task shards solved in parallel (threads, or the workers of
         an active joblib backend such as Dask). ``"maml"``, ``"metasgd"``
@@ -962,7 +975,8 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         :class:`~sklearn.linear_model.ElasticNet`,
         :class:`~sklearn.linear_model.PoissonRegressor`. skmeta solves their
         objectives with its own solvers; their ``solver``, ``tol`` and
-        ``max_iter`` are not used.
+        ``max_iter`` are not used. :class:`~sklearn.neural_network.MLPRegressor`
+        too, with the gradient-based methods (see :ref:`networks`).
     method : {"proximal", "imaml", "maml", "metasgd", "reptile"}, \
             default="proximal"
         How the meta-knowledge is learned; see :class:`MetaClassifier`.
@@ -987,6 +1001,9 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         Inner step size; see :class:`MetaClassifier`.
     first_order : bool, default=False
         ``"maml"`` only: first-order meta-gradient.
+    adapt_layers : {"all", "output"}, default="all"
+        Adapt all of a network's parameters, or its output layer only
+        (ANIL); see :class:`MetaClassifier`.
     meta_lr : float > 0, default=None
         Learning rate of the meta-optimizer; see :class:`MetaClassifier`.
     meta_batch_size : int, default=32
@@ -999,7 +1016,8 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         the other methods (default 500).
     tol : float, default=1e-4
         Relative tolerance of ``"proximal"`` on the change of the prior mean
-        and of the task models per iteration; unused by the other methods.
+        and of the task models per iteration; for ``"imaml"`` with a
+        network, of its conjugate gradient; unused otherwise.
     n_jobs : int, default=None
         Number of task shards solved in parallel; see :class:`MetaClassifier`.
     random_state : int, RandomState instance or None, default=None

@@ -140,9 +140,10 @@ def sklearn_objective(est, X, y, sw):
 
 @pytest.mark.parametrize("estimator,n_classes", [
     (MLPRegressor(hidden_layer_sizes=(6, 5), activation="tanh", alpha=0.0), None),
-    (MLPRegressor(hidden_layer_sizes=(6,), activation="relu", loss="poisson", alpha=0.0), None),
+    (MLPRegressor(hidden_layer_sizes=(6,), loss="poisson", alpha=0.0), None),
     (MLPClassifier(hidden_layer_sizes=(6,), activation="logistic", alpha=0.0), 2),
-    (MLPClassifier(hidden_layer_sizes=(5, 4), activation="identity", alpha=0.0), 3),
+    (MLPClassifier(hidden_layer_sizes=(5, 4), activation="identity",
+                   alpha=0.0), 3),
 ], ids=["regressor", "poisson", "binary", "multiclass"])
 def test_step_query_loss_and_first_order_gradient_are_scikit_learns(estimator,
                                                                      n_classes):
@@ -178,7 +179,8 @@ def test_step_query_loss_and_first_order_gradient_are_scikit_learns(estimator,
 
 def test_initialization_is_scikit_learns_glorot():
     for est, n_classes in [
-            (MLPRegressor(hidden_layer_sizes=(7, 3), activation="logistic", random_state=5), None),
+            (MLPRegressor(hidden_layer_sizes=(7, 3), activation="logistic",
+                          random_state=5), None),
             (MLPClassifier(hidden_layer_sizes=(4,), random_state=5), 3)]:
         family = family_for(est, classifier=n_classes is not None, owner="test")
         theta = family.initial_params(6, n_classes, None)
@@ -195,7 +197,8 @@ def test_initialization_is_scikit_learns_glorot():
                                    zip(ref.coefs_, ref.intercepts_)])
         assert_array_equal(theta, expected)
     # without a random_state of its own, the meta-estimator's seeds it
-    family = family_for(MLPRegressor(hidden_layer_sizes=(3,)), classifier=False, owner="test")
+    family = family_for(MLPRegressor(hidden_layer_sizes=(3,)), classifier=False,
+                        owner="test")
     assert_array_equal(family.initial_params(2, None, 1),
                        family.initial_params(2, None, 1))
 
@@ -298,8 +301,9 @@ def test_classifier_binary_and_multiclass():
         X, y, tasks = make_meta_classification(
             n_tasks=12, n_samples_per_task=30, n_features=4, n_informative=3,
             n_redundant=0, n_classes=n_classes, random_state=0)
-        meta = MetaClassifier(MLPClassifier(hidden_layer_sizes=(6,)), method="maml", inner_lr=0.01,
-                              max_iter=20, random_state=0).fit(X, y, tasks=tasks)
+        meta = MetaClassifier(MLPClassifier(hidden_layer_sizes=(6,)),
+                              method="maml", inner_lr=0.01, max_iter=20,
+                              random_state=0).fit(X, y, tasks=tasks)
         clf = meta.adapt(X[:30], y[:30])
         assert type(clf) is MLPClassifier
         assert_array_equal(clf.classes_, np.arange(n_classes))
@@ -339,8 +343,8 @@ def test_training_settings_of_the_network_warn(sine):
             X, y, tasks=tasks)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        MetaRegressor(MLPRegressor(hidden_layer_sizes=(4,)), method="maml", inner_lr=0.01,
-                      max_iter=2).fit(X, y, tasks=tasks)
+        MetaRegressor(MLPRegressor(hidden_layer_sizes=(4,)), method="maml",
+                      inner_lr=0.01, max_iter=2).fit(X, y, tasks=tasks)
 
 
 @pytest.mark.parametrize("params,match", [
@@ -352,19 +356,20 @@ def test_training_settings_of_the_network_warn(sine):
 def test_refused_settings(sine, params, match):
     X, y, tasks = sine
     with pytest.raises(ValueError, match=match):
-        MetaRegressor(MLPRegressor(hidden_layer_sizes=(4,)), **params).fit(X, y, tasks=tasks)
+        MetaRegressor(MLPRegressor(hidden_layer_sizes=(4,)), **params).fit(
+            X, y, tasks=tasks)
 
 
 def test_network_too_big_for_the_workspace_budget(sine, monkeypatch):
     X, y, tasks = sine
     monkeypatch.setattr(workspaces_module, "WORKSPACE_MAX_BYTES", 1 << 20)
     with pytest.raises(ValueError, match="workspace budget of 1 MiB"):
-        MetaRegressor(MLPRegressor(hidden_layer_sizes=(200, 200)), method="maml", inner_lr=0.01,
-                      max_iter=1).fit(X, y, tasks=tasks)
+        MetaRegressor(MLPRegressor(hidden_layer_sizes=(200, 200)), method="maml",
+                      inner_lr=0.01, max_iter=1).fit(X, y, tasks=tasks)
 
 
 def test_no_hidden_layer_is_refused(sine):
     X, y, tasks = sine
     with pytest.raises(ValueError, match="at least one hidden layer"):
-        MetaRegressor(MLPRegressor(hidden_layer_sizes=()), method="maml", inner_lr=0.01).fit(
-            X, y, tasks=tasks)
+        MetaRegressor(MLPRegressor(hidden_layer_sizes=()), method="maml",
+                      inner_lr=0.01).fit(X, y, tasks=tasks)

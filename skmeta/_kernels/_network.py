@@ -96,8 +96,9 @@ class NetworkProblem:
     def l2w(self):
         sizes, offsets = self.sizes, self.offsets
         weights = np.zeros(self.n_params)
-        for l in range(self.n_layers):
-            weights[offsets[l]:offsets[l] + sizes[l] * sizes[l + 1]] = 1.0
+        for layer in range(self.n_layers):
+            start = offsets[layer]
+            weights[start:start + sizes[layer] * sizes[layer + 1]] = 1.0
         return weights
 
     @property
@@ -113,10 +114,12 @@ class NetworkProblem:
         scikit-learn's ``coefs_`` and ``intercepts_`` (copies)."""
         sizes, offsets = self.sizes, self.offsets
         coefs, intercepts = [], []
-        for l in range(self.n_layers):
-            w0, n_w = offsets[l], sizes[l] * sizes[l + 1]
-            coefs.append(theta[w0:w0 + n_w].reshape(sizes[l], sizes[l + 1]).copy())
-            intercepts.append(theta[w0 + n_w:offsets[l + 1]].copy())
+        for layer in range(self.n_layers):
+            fan_in, fan_out = sizes[layer], sizes[layer + 1]
+            w0 = offsets[layer]
+            coefs.append(theta[w0:w0 + fan_in * fan_out].reshape(fan_in, fan_out)
+                         .copy())
+            intercepts.append(theta[w0 + fan_in * fan_out:offsets[layer + 1]].copy())
         return coefs, intercepts
 
     def join(self, coefs, intercepts):

@@ -96,8 +96,9 @@ class NetworkUnroller:
                                as_index_array(n_query))
         config = self._config(as_float_array(alpha))
         loss_sum = run_chunked(
-            *self._kernels, self.n_chunks, self._batch, self._net, prior_arrays(theta0, self._precision),
-            meta_batch, config, self._work, self._out)
+            *self._kernels, self.n_chunks, self._batch, self._net,
+            prior_arrays(theta0, self._precision), meta_batch, config,
+            self._work, self._out)
         out = self._out
         d = out.sums.shape[1]
         return UnrollResult(out.theta, out.query_loss, out.grad_theta0[:, :d],
@@ -126,8 +127,9 @@ class NetworkImplicit(NetworkUnroller):
 
     def _config(self, alpha):
         return NetworkImplicitConfig(
-            alpha, self.n_steps, self.block, adapts_output_only(self._head, alpha),
-            self._XTb, self.cg_tol, self.cg_max)
+            alpha, self.n_steps, self.block,
+            adapts_output_only(self._head, alpha), self._XTb, self.cg_tol,
+            self.cg_max)
 
 
 def network_decision_values(X, row_model, params, problem):
