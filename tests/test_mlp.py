@@ -16,6 +16,7 @@ from sklearn.base import clone
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import skmeta._kernels._workspaces as workspaces_module
 from skmeta import MetaClassifier, MetaRegressor
@@ -373,3 +374,22 @@ def test_no_hidden_layer_is_refused(sine):
     with pytest.raises(ValueError, match="at least one hidden layer"):
         MetaRegressor(MLPRegressor(hidden_layer_sizes=()), method="maml",
                       inner_lr=0.01).fit(X, y, tasks=tasks)
+
+
+def _stochastic_splits(estimator):
+    # the gradient-based methods draw support/query splits row by row: a
+    # row of weight 2 is one row of the split, its duplicate may be two
+    reason = "support/query splits are drawn per row"
+    return {"check_sample_weight_equivalence_on_dense_data": reason,
+            "check_sample_weight_equivalence_on_sparse_data": reason}
+
+
+@parametrize_with_checks([
+    MetaRegressor(MLPRegressor(hidden_layer_sizes=(5,)), method="maml",
+                  inner_lr=5e-4, inner_steps=20, max_iter=50, meta_lr=0.05,
+                  random_state=0),
+    MetaClassifier(MLPClassifier(hidden_layer_sizes=(5,), activation="tanh"),
+                   method="imaml", inner_lr=0.01, max_iter=5, random_state=0),
+], expected_failed_checks=_stochastic_splits)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
