@@ -1,7 +1,7 @@
 """
-=====================================================
+========================================================
 MAML on the sinusoid tasks, with a network on raw inputs
-=====================================================
+========================================================
 
 The regression benchmark of the MAML paper (Finn, Abbeel & Levine, 2017):
 each task is a sinusoid ``A sin(x - phase)`` with its own amplitude (0.1 to
