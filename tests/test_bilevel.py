@@ -565,8 +565,8 @@ def test_unroller_keeps_its_workspace_within_budget(monkeypatch):
     expected = np.copy(roomy(*args).grad_theta0)
     monkeypatch.setattr(_workspaces_module, "WORKSPACE_MAX_BYTES", 1)
     tight = _calls_module.Unroller(batch, pb, np.ones(4), **kw)
-    expected = (min(2, numba.config.NUMBA_NUM_THREADS), 1)
-    assert (roomy.n_chunks, tight.n_chunks) == expected
+    chunks = (min(2, numba.config.NUMBA_NUM_THREADS), 1)
+    assert (roomy.n_chunks, tight.n_chunks) == chunks
     assert_array_equal(tight(*args).grad_theta0, expected)
 
 

@@ -16,7 +16,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 
 import skmeta._methods._inner as inner_module
 from skmeta import MetaClassifier, MetaRegressor
-from skmeta._kernels._calls import decision_values, solve_inner
+from skmeta._kernels._calls import InverseRequest, decision_values, solve_inner
 from skmeta._kernels._codes import LOGISTIC, MULTINOMIAL, POISSON, SQUARED
 from skmeta._kernels._layout import Problem, block_size_for, make_batch
 from skmeta._methods._inner import InnerSolver
@@ -205,11 +205,15 @@ def task_reference(problem, X, y, sw, tasks, t, theta0, precision):
                      theta0=theta0, precision=precision)
 
 
-def solve(X, y, sw, tasks, problem, theta0, precision, **kwargs):
+def solve(X, y, sw, tasks, problem, theta0, precision, *, inverse=None,
+          exact_inverse=False, **kwargs):
     n_tasks = int(tasks.max()) + 1
     batch, _ = make_batch(X, y, sw, tasks, n_tasks)
     start = np.zeros((n_tasks, problem.n_params))
     kwargs.setdefault("tol", KERNEL_TOL)
+    if inverse is not None:
+        kwargs["inverse"] = InverseRequest(posterior=inverse == "posterior",
+                                           exact=exact_inverse)
     return solve_inner(batch, problem, theta0, precision, start, **kwargs)
 
 
