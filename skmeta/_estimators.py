@@ -417,6 +417,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         ``"proximal"`` and ``"imaml"``, the (learned) gradient steps for the
         others.
         """
+        # fit validated the base estimator; its parameters may have been set since
+        self._family.check_params()
         X, y, labels = self._check_input(X, y, tasks, reset=False)
         y_encoded = self._encode_y(y, known_only=True)
         self._family.check_targets(y_encoded)

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.special import expit
-from sklearn import config_context
-from sklearn.exceptions import ConvergenceWarning
+from sklearn import clone, config_context
+from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
 from sklearn.linear_model import (
     ElasticNet,
     Lasso,
@@ -30,11 +30,13 @@ from sklearn.linear_model import (
     LogisticRegression,
     PoissonRegressor,
     Ridge,
+    SGDClassifier,
 )
-from sklearn.model_selection import GroupKFold, cross_validate
+from sklearn.model_selection import GridSearchCV, GroupKFold, cross_validate
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, SVR
+from sklearn.utils._param_validation import InvalidParameterError
 
 from skmeta import MetaClassifier, MetaRegressor
 
@@ -1458,3 +1460,171 @@ def test_unique_labels_counting_path_matches_numpy(y):
     assert_array_equal(labels, expected)
     narrow = (y % 7).astype(y.dtype)
     assert_array_equal(_unique_labels(narrow), np.unique(narrow))
+
+
+# ==========================================================================
+# 14. settings of the base estimator and of prior_estimator
+# ==========================================================================
+def _redteam_data(Meta, base=None):
+    """The red-team reproducer: 6 tasks of 20 rows, 4 features."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(120, 4)
+    tasks = np.repeat(np.arange(6), 20)
+    z = X @ np.array([1.0, -0.5, 0.0, 0.3]) + 0.5 * rng.randn(120)
+    if Meta is MetaClassifier:
+        y = (z > 0).astype(np.int64)
+    elif isinstance(base, PoissonRegressor):
+        y = rng.poisson(np.exp(0.3 * z)).astype(np.float64)
+    else:
+        y = z
+    return X, y, tasks
+
+
+# settings every supported family's own fit refuses; the last item is the
+# parameter the message must name
+INVALID_BASE_SETTINGS = [
+    (MetaClassifier, LogisticRegression(C=0), "C"),
+    (MetaClassifier, LogisticRegression(C=-1.0), "C"),
+    (MetaClassifier, LogisticRegression(C=np.nan), "C"),
+    (MetaClassifier, LogisticRegression(l1_ratio=np.nan, solver="saga"),
+     "l1_ratio"),
+    (MetaClassifier, LogisticRegression(l1_ratio=2.0, solver="saga"),
+     "l1_ratio"),
+    (MetaClassifier, LogisticRegression(solver="liblinear", intercept_scaling=0),
+     "intercept_scaling"),
+    (MetaClassifier, LogisticRegression(class_weight="even"), "class_weight"),
+    (MetaRegressor, Ridge(alpha=-3.0), "alpha"),
+    (MetaRegressor, Ridge(alpha=np.nan), "alpha"),
+    (MetaRegressor, LinearRegression(fit_intercept="yes"), "fit_intercept"),
+    (MetaRegressor, Lasso(alpha=-1.0), "alpha"),
+    (MetaRegressor, ElasticNet(alpha=0.1, l1_ratio=2.0), "l1_ratio"),
+    (MetaRegressor, ElasticNet(alpha=np.inf), "alpha"),
+    (MetaRegressor, PoissonRegressor(alpha=-1.0), "alpha"),
+    (MetaRegressor, PoissonRegressor(alpha=np.nan), "alpha"),
+]
+
+
+def _setting_id(case):
+    _, base, param = case
+    return f"{type(base).__name__}-{param}={base.get_params()[param]}"
+
+
+@pytest.mark.parametrize("Meta, base, param", INVALID_BASE_SETTINGS,
+                         ids=[_setting_id(c) for c in INVALID_BASE_SETTINGS])
+def test_invalid_base_estimator_settings_are_refused(Meta, base, param):
+    X, y, tasks = _redteam_data(Meta, base)
+    name = type(base).__name__
+    # the reference: scikit-learn's own fit refuses the setting
+    with pytest.raises(InvalidParameterError, match=f"'{param}' parameter of {name}"):
+        clone(base).fit(X, y)
+    message = f"The '{param}' parameter of {name} passed as estimator"
+    with pytest.raises(InvalidParameterError, match=message):
+        Meta(base).fit(X, y, tasks=tasks)
+    with pytest.raises(InvalidParameterError, match=message):
+        Meta(base).partial_fit(X, y, tasks=tasks)
+    with pytest.raises(InvalidParameterError, match=message):
+        Meta(base).fit(X, y)  # single task
+    # a setting changed after fit is caught by the next partial_fit and adapt
+    bad = base.get_params()[param]
+    good = clone(base).set_params(**{param: type(base)().get_params()[param]})
+    meta = Meta(good).fit(X, y, tasks=tasks)
+    before = meta.task_params_.copy()
+    meta.set_params(**{f"estimator__{param}": bad})
+    with pytest.raises(InvalidParameterError, match=message):
+        meta.partial_fit(X[:20], y[:20], tasks=np.full(20, 99))
+    with pytest.raises(InvalidParameterError, match=message):
+        meta.adapt(X[:20], y[:20])
+    assert_array_equal(meta.tasks_, np.arange(6))
+    assert_array_equal(meta.task_params_, before)
+
+
+@pytest.mark.parametrize("Meta, base, param, requirement", [
+    # scikit-learn accepts these, but 1/C, 1/intercept_scaling**2 overflow
+    (MetaClassifier, LogisticRegression(C=1e-320), "C", "1/C is finite"),
+    (MetaClassifier,
+     LogisticRegression(solver="liblinear", intercept_scaling=1e-200),
+     "intercept_scaling", "finite"),
+    # a 0-d array passes the "array-like" constraint of Ridge's alpha
+    (MetaRegressor, Ridge(alpha=np.array(-3.0)), "alpha", ">= 0"),
+], ids=["tiny-C", "tiny-intercept_scaling", "0d-alpha"])
+def test_settings_skmeta_cannot_solve_are_refused(Meta, base, param, requirement):
+    X, y, tasks = _redteam_data(Meta, base)
+    with pytest.raises(InvalidParameterError,
+                       match=f"'{param}' parameter of .* passed as estimator "
+                             f".*{requirement}"):
+        Meta(base).fit(X, y, tasks=tasks)
+
+
+@pytest.mark.parametrize("Meta, base, param", [
+    (MetaClassifier, LogisticRegression(C=0), "C"),
+    (MetaClassifier, LogisticRegression(solver="liblinear", intercept_scaling=0),
+     "intercept_scaling"),
+    (MetaRegressor, Ridge(alpha=-3.0), "alpha"),
+    (MetaRegressor, Lasso(alpha=np.nan), "alpha"),
+    (MetaRegressor, ElasticNet(l1_ratio=-0.5), "l1_ratio"),
+], ids=["C", "intercept_scaling", "ridge-alpha", "lasso-alpha", "l1_ratio"])
+def test_skipped_validation_still_refuses_unsolvable_settings(Meta, base, param):
+    # skip_parameter_validation switches off scikit-learn's constraints (for
+    # the meta-estimator too) but never lets a NaN or a division by zero
+    # reach the solvers
+    X, y, tasks = _redteam_data(Meta, base)
+    with (config_context(skip_parameter_validation=True),
+          pytest.raises(InvalidParameterError, match=f"'{param}' parameter")):
+        Meta(base).fit(X, y, tasks=tasks)
+
+
+@pytest.mark.filterwarnings("ignore:One or more of the test scores:UserWarning")
+def test_grid_search_reports_an_invalid_candidate_instead_of_scoring_it():
+    X, y, tasks = _redteam_data(MetaRegressor)
+    Xt = np.column_stack([tasks, X])
+    search = GridSearchCV(MetaRegressor(task_column=0),
+                          {"estimator": [Ridge(alpha=-3.0), Ridge(alpha=1.0)]},
+                          cv=GroupKFold(n_splits=3), error_score="raise")
+    with pytest.raises(InvalidParameterError, match="'alpha' parameter of Ridge"):
+        search.fit(Xt, y, groups=tasks)
+    search.set_params(error_score=np.nan)
+    with pytest.warns(FitFailedWarning):
+        search.fit(Xt, y, groups=tasks)
+    scores = search.cv_results_["mean_test_score"]
+    assert np.isnan(scores[0]) and np.isfinite(scores[1])
+    assert search.best_params_["estimator"].alpha == 1.0
+
+
+PRIOR_FAMILIES = [
+    (MetaClassifier, LogisticRegression(C=1.0), LogisticRegression(C=0.5)),
+    (MetaRegressor, Ridge(alpha=1.0), Ridge(alpha=2.0)),
+    (MetaRegressor, LinearRegression(), Ridge(alpha=2.0)),
+    (MetaRegressor, Lasso(alpha=0.01), Ridge(alpha=2.0)),
+    (MetaRegressor, ElasticNet(alpha=0.01), LinearRegression()),
+    (MetaRegressor, PoissonRegressor(alpha=0.1), PoissonRegressor(alpha=0.5)),
+]
+
+
+@pytest.mark.parametrize("Meta, base, source", PRIOR_FAMILIES,
+                         ids=[f"{type(b).__name__}-from-{type(s).__name__}"
+                              for _, b, s in PRIOR_FAMILIES])
+def test_prior_estimator_settings_and_family_are_checked(Meta, base, source):
+    X, y, tasks = _redteam_data(Meta, base)
+    source = clone(source).fit(X, y)
+    # the reference: a valid source of the family gives theta0 exactly
+    meta = Meta(base, prior_estimator=source).fit(X, y, tasks=tasks)
+    assert_allclose(meta.meta_params_, flat_params(source))
+    name = type(source).__name__
+    bad = {"C": -1.0} if name == "LogisticRegression" else {"fit_intercept": 2}
+    broken = copy.deepcopy(source).set_params(**bad)
+    with pytest.raises(InvalidParameterError,
+                       match=f"parameter of {name} passed as prior_estimator"):
+        Meta(base, prior_estimator=broken).fit(X, y, tasks=tasks)
+    nan_source = copy.deepcopy(source)
+    nan_source.coef_ = np.full_like(nan_source.coef_, np.nan)
+    with pytest.raises(ValueError, match="prior_estimator has NaN"):
+        Meta(base, prior_estimator=nan_source).fit(X, y, tasks=tasks)
+    # a model of another loss or link: its coefficients mean something else
+    if Meta is MetaClassifier:
+        other = SGDClassifier(loss="hinge", random_state=0).fit(X, y)
+    elif isinstance(base, PoissonRegressor):
+        other = Ridge().fit(X, y)
+    else:
+        other = PoissonRegressor().fit(X, np.abs(y))
+    with pytest.raises(TypeError, match="prior_estimator must be a fitted"):
+        Meta(base, prior_estimator=other).fit(X, y, tasks=tasks)
