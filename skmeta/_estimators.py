@@ -40,6 +40,7 @@ from ._methods._inner import InnerSolver
 from ._methods._prior import Prior
 from ._methods._proximal import fit_proximal
 from ._validation import (
+    add_tasks,
     check_task_labels,
     encode_tasks,
     lookup_tasks,
@@ -497,13 +498,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         if known is None:
             self.task_params_ = theta
             return self
-        merged, inverse = np.unique(np.concatenate([known, uniques]),
-                                    return_inverse=True)
-        table = np.empty((len(merged), theta.shape[1]))
-        table[inverse[:len(known)]] = self.task_params_
-        table[inverse[len(known):]] = theta
-        self.tasks_ = merged
-        self.task_params_ = table
+        self.tasks_, self.task_params_ = add_tasks(known, self.task_params_,
+                                                   uniques, theta)
         return self
 
     # --------------------------------------------------------------- tags

@@ -674,6 +674,91 @@ def test_string_task_labels_fitted_then_int_labels_rejected(binary_data):
         meta.predict(X, tasks=tasks)
 
 
+@pytest.mark.parametrize("fit_kind", ["str", "bytes"])
+def test_bytes_and_str_task_labels_are_the_same_tasks(fit_kind, binary_data):
+    # labels read from HDF5 or Parquet arrive as bytes: they are decoded as
+    # UTF-8, so either spelling finds the task whichever one fit received
+    X, y, tasks = binary_data
+    names = np.array(["zürich", "north", "south", "east"])
+    text, raw = names[tasks], np.char.encode(names, "utf-8")[tasks]
+    reference = MetaClassifier().fit(X, y, tasks=tasks)
+    meta = MetaClassifier().fit(X, y, tasks=text if fit_kind == "str" else raw)
+    assert meta.tasks_.dtype.kind == "U"
+    assert_array_equal(meta.tasks_, np.sort(names))
+    # each spelling predicts with the task's own model, not the prior's
+    order = np.argsort(np.argsort(names))  # label position -> sorted position
+    for labels in (text, raw, raw.astype(object), list(raw)):
+        assert_allclose(meta.predict_proba(X, tasks=labels),
+                        reference.predict_proba(X, tasks=tasks), rtol=1e-12)
+    assert_allclose(meta.task_params_[order], reference.task_params_,
+                    rtol=1e-12)
+    assert_allclose(meta.task_estimator(b"north").coef_,
+                    meta.task_estimator("north").coef_, rtol=0)
+    # a task added through the other spelling joins the same tasks_
+    Xn, yn, _ = make_tasks("binary", n_tasks=1, n_per_task=8, seed=40)
+    other = np.full(8, b"west") if fit_kind == "str" else np.full(8, "west")
+    meta.partial_fit(Xn, yn, tasks=other)
+    assert meta.tasks_.dtype.kind == "U"
+    assert_array_equal(meta.tasks_, np.sort(np.append(names, "west")))
+    assert_allclose(meta.predict_proba(Xn, tasks=np.full(8, "west")),
+                    meta.predict_proba(Xn, tasks=np.full(8, b"west")), rtol=0)
+
+
+@pytest.mark.parametrize("fit_kind", ["str", "bytes"])
+def test_bytes_and_str_task_columns_are_the_same_tasks(fit_kind, binary_data):
+    X, y, tasks = binary_data
+    frame, stores = _store_frame(X, tasks)
+    stores = np.where(stores == "north", "zürich", stores)
+    frame = frame.assign(store=stores)
+    raw = frame.assign(store=[s.encode("utf-8") for s in stores])
+    meta = MetaClassifier(task_column="store").fit(
+        frame if fit_kind == "str" else raw, y)
+    direct = MetaClassifier().fit(X, y, tasks=stores)
+    assert_array_equal(meta.tasks_, direct.tasks_)
+    for data in (frame, raw):
+        assert_allclose(meta.predict_proba(data),
+                        direct.predict_proba(X, tasks=stores), rtol=1e-12)
+
+
+def test_task_labels_that_are_not_utf8_are_refused(binary_data):
+    X, y, tasks = binary_data
+    latin1 = np.array([s.encode("latin-1") for s in ["zürich", "b", "c", "d"]])
+    with pytest.raises(ValueError, match="not valid UTF-8"):
+        MetaClassifier().fit(X, y, tasks=latin1[tasks])
+    with pytest.raises(ValueError, match="not valid UTF-8"):
+        MetaClassifier().fit(X, y, tasks=latin1[tasks].astype(object))
+    meta = MetaClassifier().fit(X, y, tasks=np.array(["a", "b", "c", "d"])[tasks])
+    with pytest.raises(ValueError, match="not valid UTF-8"):
+        meta.predict(X, tasks=latin1[tasks])
+
+
+def test_float_task_labels_beyond_int64_are_refused(binary_data):
+    # 1e19 and 2e19 do not fit in int64: converting them would give one
+    # task (the overflow value) for both
+    X, y, tasks = binary_data
+    huge = np.array([1e19, 2e19, 3.0, 4.0])[tasks]
+    with pytest.raises(ValueError, match="beyond the int64 range, such as [12]e\\+19"):
+        MetaClassifier().fit(X, y, tasks=huge)
+    with pytest.raises(ValueError, match="beyond the int64 range"):
+        MetaClassifier(task_column=0).fit(np.column_stack([huge, X]), y)
+    with pytest.raises(ValueError, match="beyond the int64 range"):
+        MetaClassifier().fit(X, y, tasks=-huge)
+    # the extremes of the int64 range are exact, and stay distinct tasks
+    edge = np.array([-(2.0**63), 2.0**62, 2.0**62 + 1024, np.nextafter(2.0**63, 0)])
+    meta = MetaClassifier().fit(X, y, tasks=edge[tasks])
+    assert meta.tasks_.dtype == np.int64
+    assert_array_equal(meta.tasks_, [-(2**63), 2**62, 2**62 + 1024,
+                                     2**63 - 1024])
+    # as integers, labels past int64 are kept exactly
+    big = np.array([10**19, 10**19 + 1, 3, 4], dtype=np.uint64)[tasks]
+    reference = MetaClassifier().fit(X, y, tasks=tasks)
+    meta = MetaClassifier().fit(X, y, tasks=big)
+    assert meta.tasks_.dtype == np.uint64
+    assert_array_equal(meta.tasks_, [3, 4, 10**19, 10**19 + 1])
+    assert_allclose(meta.predict_proba(X, tasks=big),
+                    reference.predict_proba(X, tasks=tasks), rtol=1e-12)
+
+
 def test_unsupported_base_estimator_lists_the_supported_ones(binary_data):
     X, y, tasks = binary_data
     with pytest.raises(TypeError, match="Supported: LogisticRegression"):
@@ -963,6 +1048,58 @@ def test_partial_fit_with_tasks_on_a_single_task_model(binary_data):
     meta = MetaClassifier().fit(X, y)
     with pytest.raises(ValueError, match="without task identities"):
         meta.partial_fit(X, y, tasks=tasks)
+
+
+def test_partial_fit_refuses_another_kind_of_task_label():
+    X, y, tasks = _redteam_data(MetaClassifier)
+    meta = MetaClassifier().fit(X, y, tasks=tasks)
+    before = meta.task_params_.copy()
+    reference = meta.predict_proba(X, tasks=tasks)
+    with pytest.raises(ValueError, match="different type.*tasks_ are integers"):
+        meta.partial_fit(X[:20], y[:20], tasks=["new"] * 20)
+    # the model is untouched and still takes its own labels
+    assert meta.tasks_.dtype == tasks.dtype
+    assert_array_equal(meta.tasks_, np.arange(6))
+    assert_array_equal(meta.task_params_, before)
+    assert_array_equal(meta.predict_proba(X, tasks=tasks), reference)
+    strings = MetaClassifier().fit(X, y, tasks=np.array(list("abcdef"))[tasks])
+    with pytest.raises(ValueError, match="different type.*tasks_ are strings"):
+        strings.partial_fit(X[:20], y[:20], tasks=np.full(20, 7))
+    # a longer string is a new task, not truncated to tasks_'s width
+    strings.partial_fit(X[:20], y[:20], tasks=np.full(20, "a much longer name"))
+    assert "a much longer name" in strings.tasks_
+    assert strings.tasks_.dtype.kind == "U"
+
+
+def test_partial_fit_keeps_the_integer_dtype_of_tasks_():
+    # int64 labels near 2**62 and a uint64 label >= 2**63 have no common
+    # integer dtype: numpy would merge them as float64, 7 tasks into 2
+    X, y, tasks = _redteam_data(MetaClassifier)
+    near = np.int64(2**62) + tasks
+    meta = MetaClassifier().fit(X, y, tasks=near)
+    before = meta.task_params_.copy()
+    beyond = np.full(20, 2**63 + 5, dtype=np.uint64)
+    with pytest.raises(ValueError, match="9223372036854775813 cannot be stored"
+                                         ".*dtype is int64"):
+        meta.partial_fit(X[:20], y[:20], tasks=beyond)
+    assert_array_equal(meta.tasks_, np.int64(2**62) + np.arange(6))
+    assert_array_equal(meta.task_params_, before)
+    # predicting with it: an unseen task, so the prior model, not a merged task
+    assert_allclose(meta.predict_proba(X[:20], tasks=beyond),
+                    meta.meta_estimator_.predict_proba(X[:20]), rtol=1e-12)
+    # uint64 labels int64 holds are converted exactly, and stay distinct
+    Xn, yn, _ = make_tasks("binary", n_tasks=1, n_per_task=8, seed=41,
+                           n_features=4)
+    new = np.full(8, 2**62 + 6, dtype=np.uint64)
+    expected = meta.adapt(Xn, yn)
+    meta.partial_fit(Xn, yn, tasks=new)
+    assert meta.tasks_.dtype == np.int64
+    assert_array_equal(meta.tasks_, np.int64(2**62) + np.arange(7))
+    assert_array_equal(meta.task_params_[:6], before)
+    assert_allclose(meta.task_params_[6], flat_params(expected), rtol=1e-12)
+    # and a known task is found whatever the integer dtype of the labels
+    assert_allclose(meta.predict_proba(X, tasks=near.astype(np.uint64)),
+                    meta.predict_proba(X, tasks=near), rtol=0)
 
 
 # ==========================================================================
