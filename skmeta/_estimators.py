@@ -68,7 +68,10 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         "meta_batch_size": [Interval(Integral, 1, None, closed="left")],
         "query_fraction": [Interval(Real, 0, 1, closed="right")],
         "max_iter": [Interval(Integral, 1, None, closed="left"), None],
-        "tol": [Interval(Real, 0, None, closed="left")],
+        # a relative change: from 1 on, the first iterate, the prior mean at
+        # its starting point, would pass for converged (and tol**2, in the
+        # stationarity test, must stay a finite float)
+        "tol": [Interval(Real, 0, 1, closed="left")],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -605,10 +608,12 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     max_iter : int, default=None
         Maximum number of outer iterations of ``"proximal"`` (default 100),
         or number of meta-iterations of the other methods (default 500).
-    tol : float, default=1e-4
+    tol : float in [0, 1), default=1e-4
         ``"proximal"``: stop when the prior mean and the task models change by
-        less than ``tol`` (relative to their magnitude) in an iteration.
-        Unused by the other methods, which run ``max_iter`` meta-iterations.
+        less than ``tol`` (relative to their magnitude, or absolute below 1)
+        in an iteration. It must be below 1: a change as large as the
+        parameters themselves is no convergence. Unused by the other methods,
+        which run ``max_iter`` meta-iterations.
     n_jobs : int, default=None
         Number of task shards solved in parallel (threads, or the workers of
         an active joblib backend such as Dask). ``"maml"``, ``"metasgd"``
@@ -935,9 +940,10 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
     max_iter : int, default=None
         Outer iterations of ``"proximal"`` (default 100), meta-iterations of
         the other methods (default 500).
-    tol : float, default=1e-4
+    tol : float in [0, 1), default=1e-4
         Relative tolerance of ``"proximal"`` on the change of the prior mean
-        and of the task models per iteration; unused by the other methods.
+        and of the task models per iteration (below 1); see
+        :class:`MetaClassifier`. Unused by the other methods.
     n_jobs : int, default=None
         Number of task shards solved in parallel; see :class:`MetaClassifier`.
     random_state : int, RandomState instance or None, default=None

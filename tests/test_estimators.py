@@ -1765,3 +1765,30 @@ def test_prior_estimator_settings_and_family_are_checked(Meta, base, source):
         other = PoissonRegressor().fit(X, np.abs(y))
     with pytest.raises(TypeError, match="prior_estimator must be a fitted"):
         Meta(base, prior_estimator=other).fit(X, y, tasks=tasks)
+
+
+@pytest.mark.parametrize("tol", [1e200, 1.0, -1e-3, np.nan])
+def test_tol_outside_zero_one_is_refused(tol):
+    # 1e200 used to overflow in tol**2; from 1 on, the starting prior mean
+    # (zero) passed for converged after one iteration
+    X, y, tasks = _redteam_data(MetaRegressor)
+    with pytest.raises(InvalidParameterError,
+                       match=r"'tol' parameter of MetaRegressor must be a float "
+                             r"in the range \[0.0, 1.0\)"):
+        MetaRegressor(tol=tol).fit(X, y, tasks=tasks)
+
+
+@pytest.mark.parametrize("tol", [0.1, 0.99])
+def test_loose_tol_meets_its_documented_meaning(tol):
+    # the ridge objective is quadratic in theta0: the first Newton step on it
+    # is exact, and a loose tol stops after it, or before it when the
+    # starting prior mean (zero) is within tol of the solution already
+    X, y, tasks = _redteam_data(MetaRegressor)
+    meta = MetaRegressor(Ridge(alpha=1.0), gamma=2.0, tol=tol).fit(
+        X, y, tasks=tasks)
+    theta, theta0 = ridge_joint_reference(X, y, tasks, 1.0, 2.0)
+    error = np.max(np.abs(meta.meta_params_ - theta0))
+    assert error <= tol * max(1.0, np.max(np.abs(theta0)))
+    if tol == 0.1:
+        assert_allclose(meta.meta_params_, theta0, rtol=1e-8, atol=1e-10)
+        assert_allclose(meta.task_params_, theta, rtol=1e-8, atol=1e-10)
