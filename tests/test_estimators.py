@@ -1599,6 +1599,61 @@ def test_unique_labels_counting_path_matches_numpy(y):
     assert_array_equal(_unique_labels(narrow), np.unique(narrow))
 
 
+_INT_DTYPES = ["bool", "int8", "int16", "int64", "uint8", "uint32", "uint64"]
+
+
+def _int_labels(dtype, max_size):
+    info = (0, 1) if dtype == "bool" else (int(np.iinfo(dtype).min),
+                                           int(np.iinfo(dtype).max))
+    # values near the ends of the range are where dtypes disagree
+    values = st.one_of(st.integers(*info),
+                       st.sampled_from(sorted({info[0], info[1], 0, 1,
+                                               max(info[0], -1)})))
+    return st.lists(values, min_size=1, max_size=max_size).map(
+        lambda v: np.array(v, dtype=dtype))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.tuples(st.sampled_from(_INT_DTYPES),
+                 st.sampled_from(_INT_DTYPES)).flatmap(
+    lambda dtypes: st.tuples(_int_labels(dtypes[0], 8),
+                             _int_labels(dtypes[1], 8))))
+def test_fuzz_integer_task_labels_of_mixed_dtypes(labels):
+    # tasks_ keeps its integer dtype; labels of another integer dtype are
+    # compared by value, exactly, never through float64
+    from skmeta._validation import add_tasks, encode_tasks, lookup_tasks
+
+    fitted, new = labels
+    known, _ = encode_tasks(fitted)
+    known_values = {int(v) for v in known}
+    params = np.arange(len(known), dtype=float)[:, None]
+    codes = lookup_tasks(known, new)
+    for value, code in zip(new.tolist(), codes):
+        if int(value) in known_values:
+            assert int(known[code]) == int(value)
+        else:
+            assert code == -1
+    uniques, _ = encode_tasks(new)
+    low, high = (0, 1) if known.dtype == bool else (
+        int(np.iinfo(known.dtype).min), int(np.iinfo(known.dtype).max))
+    storable = all(low <= int(v) <= high for v in uniques.tolist())
+    if not storable:
+        with pytest.raises(ValueError, match="cannot be stored"):
+            add_tasks(known, params, uniques, -np.ones((len(uniques), 1)))
+        return
+    merged, table = add_tasks(known, params, uniques,
+                              -np.ones((len(uniques), 1)))
+    assert merged.dtype == known.dtype
+    assert [int(v) for v in merged] == sorted(
+        known_values | {int(v) for v in uniques})
+    # new rows replace known ones; the others keep theirs
+    added = {int(v) for v in uniques}
+    fitted_order = [int(v) for v in known]
+    for value, row in zip(merged.tolist(), table[:, 0]):
+        expected = -1 if int(value) in added else fitted_order.index(int(value))
+        assert row == expected
+
+
 # ==========================================================================
 # 14. settings of the base estimator and of prior_estimator
 # ==========================================================================
