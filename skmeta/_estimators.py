@@ -208,7 +208,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         y : array-like of shape (n_samples,)
             Targets.
         tasks : array-like of shape (n_samples,), default=None
-            Task label (int or str) of each sample. When neither ``tasks`` nor
+            Task label (int or str; bytes are decoded as UTF-8) of each
+            sample. When neither ``tasks`` nor
             ``task_column`` is given, all samples form a single task: the base
             estimator is fitted with the transfer term toward
             ``prior_estimator`` (or toward zero).
@@ -667,6 +668,14 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     MetaRegressor : The same for regression.
     sklearn.linear_model.LogisticRegression : The default base estimator.
 
+    Notes
+    -----
+    To load a fitted model with ``skops.io.load``, trust
+    ``skmeta._estimators.MetaClassifier``,
+    ``skmeta._families._logistic.LogisticFamily`` and
+    ``skmeta._methods._bilevel.InnerProcedure``: see
+    :ref:`persistence`.
+
     Examples
     --------
     >>> from sklearn.linear_model import LogisticRegression
@@ -984,6 +993,16 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
     --------
     MetaClassifier : The same for classification.
     sklearn.linear_model.Ridge : The default base estimator.
+
+    Notes
+    -----
+    To load a fitted model with ``skops.io.load``, trust
+    ``skmeta._estimators.MetaRegressor``,
+    ``skmeta._methods._bilevel.InnerProcedure`` and the adapter of the base
+    estimator's family: ``skmeta._families._squared.RidgeFamily`` (``Ridge``,
+    ``LinearRegression``), ``skmeta._families._squared.LassoFamily``
+    (``Lasso``, ``ElasticNet``) or ``skmeta._families._poisson.PoissonFamily``
+    (``PoissonRegressor``); see :ref:`persistence`.
 
     Examples
     --------

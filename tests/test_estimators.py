@@ -9,8 +9,10 @@ what is tested is the mathematics and the API, not speed.
 
 import copy
 import pickle
+import re
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 
 import joblib
 import numpy as np
@@ -1134,14 +1136,83 @@ def test_pickle_round_trip():
             assert_array_equal(a, b)
 
 
+# The skmeta types a user must trust to load a fitted model with skops, as
+# doc/user_guide.rst lists them (section "Saving a fitted model"): the
+# meta-estimator, the family adapter of its base estimator, the inner procedure
+SKOPS_FAMILY_TYPES = {
+    "LogisticRegression": "skmeta._families._logistic.LogisticFamily",
+    "Ridge": "skmeta._families._squared.RidgeFamily",
+    "LinearRegression": "skmeta._families._squared.RidgeFamily",
+    "Lasso": "skmeta._families._squared.LassoFamily",
+    "ElasticNet": "skmeta._families._squared.LassoFamily",
+    "PoissonRegressor": "skmeta._families._poisson.PoissonFamily",
+}
+SKOPS_PROCEDURE_TYPE = "skmeta._methods._bilevel.InnerProcedure"
+
+
+def _skops_trusted(meta):
+    base = type(meta.meta_estimator_).__name__
+    return [f"skmeta._estimators.{type(meta).__name__}",
+            SKOPS_FAMILY_TYPES[base], SKOPS_PROCEDURE_TYPE]
+
+
+def _skops_round_trip(meta):
+    """Load with exactly the documented types; they must also be all it needs."""
+    sio = pytest.importorskip("skops.io", reason="skops is not installed")
+    data = sio.dumps(meta)
+    trusted = _skops_trusted(meta)
+    assert sorted(sio.get_untrusted_types(data=data)) == sorted(trusted)
+    return sio.loads(data, trusted=trusted)
+
+
 def test_skops_round_trip():
-    sio = pytest.importorskip("skops.io",
-                              reason="skops is not installed")
     for meta, X, tasks in _persistence_cases():
-        data = sio.dumps(meta)
-        restored = sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+        restored = _skops_round_trip(meta)
         for a, b in zip(_outputs(meta, X, tasks), _outputs(restored, X, tasks)):
             assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("Meta, base, kwargs", [
+    (MetaClassifier, LogisticRegression(C=0.5, class_weight="balanced"), {}),
+    (MetaClassifier, None, {"method": "metasgd", "max_iter": 20}),
+    (MetaRegressor, Ridge(alpha=0.5), {"prior": "full"}),
+    (MetaRegressor, LinearRegression(), {"method": "maml", "max_iter": 20}),
+    (MetaRegressor, Lasso(alpha=0.01), {"gamma": "auto"}),
+    (MetaRegressor, ElasticNet(alpha=0.01, l1_ratio=0.5), {"method": "imaml",
+                                                          "max_iter": 20}),
+    (MetaRegressor, PoissonRegressor(alpha=0.1), {"method": "reptile",
+                                                  "max_iter": 20}),
+], ids=["logistic", "logistic-metasgd", "ridge", "linear-maml", "lasso",
+        "enet-imaml", "poisson-reptile"])
+@pytest.mark.parametrize("labels", ["int", "str"])
+def test_skops_loads_with_exactly_the_documented_types(Meta, base, kwargs,
+                                                       labels):
+    kind = ("multiclass" if Meta is MetaClassifier else
+            "poisson" if isinstance(base, PoissonRegressor) else "regression")
+    X, y, tasks = make_tasks(kind, n_tasks=3, n_per_task=12, seed=23)
+    if labels == "str":
+        tasks = np.array(["north", "south", "east"])[tasks]
+    meta = Meta(base, random_state=0, **kwargs).fit(X, y, tasks=tasks)
+    restored = _skops_round_trip(meta)
+    for a, b in zip(_outputs(meta, X, tasks), _outputs(restored, X, tasks)):
+        assert_array_equal(a, b)
+    assert_array_equal(restored.tasks_, meta.tasks_)
+    assert_array_equal(restored.adapt(X[:6], y[:6]).coef_,
+                       meta.adapt(X[:6], y[:6]).coef_)
+
+
+def test_the_user_guide_lists_the_skops_types():
+    guide = Path(__file__).resolve().parents[1] / "doc" / "user_guide.rst"
+    if not guide.exists():
+        pytest.skip(f"{guide} is not there (not a source checkout)")
+    section = guide.read_text(encoding="utf-8").split("Saving a fitted model")[1]
+    # the rows of its table: "* - model (base estimators)\n  - types"
+    rows = section.split("* - ``Meta")[1:]
+    for base, family in SKOPS_FAMILY_TYPES.items():
+        [row] = [row for row in rows if f"``{base}``" in row]
+        meta = "MetaClassifier" if base == "LogisticRegression" else "MetaRegressor"
+        types = {f"skmeta._estimators.{meta}", family, SKOPS_PROCEDURE_TYPE}
+        assert set(re.findall(r"``(skmeta\.[\w.]+)``", row)) == types
 
 
 # ==========================================================================
