@@ -227,7 +227,8 @@ def _align(known, labels):
             f"model's tasks_ are {'strings' if known_text else 'integers'}."
         )
     if known.dtype.kind == "S":
-        # tasks_ of a model fitted before bytes were decoded at the door
+        # a model fitted by an earlier skmeta, which kept bytes labels as
+        # bytes: compare in its terms
         return np.char.encode(labels, "utf-8"), None
     if known_text or labels.dtype == known.dtype:
         return labels, None

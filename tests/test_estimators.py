@@ -722,6 +722,23 @@ def test_bytes_and_str_task_columns_are_the_same_tasks(fit_kind, binary_data):
                         direct.predict_proba(X, tasks=stores), rtol=1e-12)
 
 
+def test_bytes_tasks_of_an_earlier_version_still_match(binary_data):
+    # skmeta used to keep bytes labels as bytes in tasks_: such a fitted
+    # model still finds its tasks under either spelling, and stays bytes
+    X, y, tasks = binary_data
+    names = np.array(["zürich", "north", "south", "east"])
+    meta = MetaClassifier().fit(X, y, tasks=names[tasks])
+    expected = meta.predict_proba(X, tasks=names[tasks])
+    meta.tasks_ = np.char.encode(meta.tasks_, "utf-8")
+    for labels in (names[tasks], np.char.encode(names, "utf-8")[tasks]):
+        assert_array_equal(meta.predict_proba(X, tasks=labels), expected)
+    Xn, yn, _ = make_tasks("binary", n_tasks=1, n_per_task=8, seed=42)
+    meta.partial_fit(Xn, yn, tasks=np.full(8, "west"))
+    assert meta.tasks_.dtype.kind == "S"
+    assert_array_equal(meta.tasks_, np.char.encode(
+        np.sort(np.append(names, "west")), "utf-8"))
+
+
 def test_task_labels_that_are_not_utf8_are_refused(binary_data):
     X, y, tasks = binary_data
     latin1 = np.array([s.encode("latin-1") for s in ["zürich", "b", "c", "d"]])
