@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # it is missing and `make test` after `make demo` does not reinstall.
 STAMP := $(VENV)/.skmeta-installed
 
-.PHONY: demo test doc bench bench-torch clean
+.PHONY: demo test lint doc bench bench-torch clean clean-cache
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ demo: $(STAMP)-base
 test: $(STAMP)-tests
 	$(BIN)/python -m pytest -n 2 --durations=15
 
+lint: $(STAMP)-tests
+	$(BIN)/ruff check skmeta tests benchmarks examples doc
+
 doc: $(STAMP)-docs
 	$(MAKE) -C doc html SPHINXBUILD=$(abspath $(BIN))/sphinx-build
 
@@ -48,5 +51,10 @@ $(STAMP)-bench: $(STAMP)-tests
 bench-torch: $(STAMP)-bench
 	$(BIN)/python benchmarks/bench_maml_torch.py
 
-clean:
+# numba's disk cache of the kernels (also cleared by skmeta itself when a
+# kernel source changes; see skmeta/_kernels/_cache.py)
+clean-cache:
+	find skmeta -name "*.nb[ic]" -delete -o -name "skmeta-kernels.stamp" -delete
+
+clean: clean-cache
 	rm -rf $(VENV) build dist *.egg-info doc/_build doc/auto_examples doc/generated

@@ -7,12 +7,13 @@ from datetime import date
 sys.path.insert(0, os.path.abspath(".."))
 sys.path.insert(0, os.path.abspath("sphinxext"))
 
-import skmeta  # noqa: E402
 from offline_inventories import (  # noqa: E402
     joblib_inventory,
     numpy_inventory,
     sklearn_inventory,
 )
+
+import skmeta  # noqa: E402
 
 project = "skmeta"
 author = "The skmeta developers"

@@ -175,7 +175,8 @@ def _as_frame(X, y, tasks, caller):
     },
     prefer_skip_nested_validation=True,
 )
-def make_meta_classification(
+# the parameters of scikit-learn's make_classification, and the tasks' own
+def make_meta_classification(  # noqa: PLR0913
     n_tasks=100,
     n_samples_per_task=40,
     n_features=20,

@@ -498,7 +498,8 @@ def test_ridge_multitask_fit_is_the_joint_minimizer(regression_data):
     thetas, theta0 = ridge_joint_reference(X, y, tasks, 0.5, 1.5)
     assert_allclose(meta.task_params_, thetas, rtol=1e-6, atol=1e-8)
     assert_allclose(meta.meta_params_, theta0, rtol=1e-6, atol=1e-8)
-    assert_array_equal(meta.prior_precision_, np.ones(4))
+    assert_array_equal(meta.prior_shape_, np.ones(4))
+    assert_array_equal(meta.prior_precision_, np.full(4, 1.5))
     assert meta.gamma_ == 1.5
 
 
@@ -857,8 +858,9 @@ def test_learned_prior_shape_is_normalized(prior, binary_data):
     # Lambda is the shape only (det = 1) so that gamma keeps its meaning
     X, y, tasks = binary_data
     meta = MetaClassifier(gamma=1.0, prior=prior).fit(X, y, tasks=tasks)
-    L = meta.prior_precision_
+    L = meta.prior_shape_
     assert meta.gamma_ == 1.0
+    assert_array_equal(meta.prior_precision_, meta.gamma_ * L)
     if prior == "full":
         assert L.shape == (4, 4)
         assert_allclose(L, L.T, rtol=1e-12, atol=1e-14)
@@ -924,7 +926,7 @@ def test_adapt_returns_a_plain_logistic_regression(fitted_classifier):
     assert_array_equal(clf.classes_, meta.classes_)
     # the inner problem solved directly, under the fitted prior
     expected = logistic_reference(X, y, 1.0, meta.gamma_, meta.meta_params_,
-                                  meta.prior_precision_)
+                                  meta.prior_shape_)
     assert_allclose(flat_params(clf), expected, rtol=1e-6, atol=1e-8)
     restored = pickle.loads(pickle.dumps(clf))
     assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
@@ -944,7 +946,7 @@ def test_adapt_regressor_matches_the_closed_form():
     reg = meta.adapt(Xn, yn, sample_weight=w)
     assert type(reg) is Ridge
     expected = ridge_reference(Xn, yn, 0.5, meta.gamma_, meta.meta_params_,
-                               meta.prior_precision_, sample_weight=w)
+                               meta.prior_shape_, sample_weight=w)
     assert_allclose(flat_params(reg), expected, rtol=1e-7, atol=1e-9)
     restored = pickle.loads(pickle.dumps(reg))
     assert_array_equal(restored.predict(Xn), reg.predict(Xn))
@@ -959,7 +961,7 @@ def test_adapt_under_a_full_prior_matches_direct_solve():
     w = np.array([1.0, 0.5, 2.0, 1.0, 3.0])
     clf = meta.adapt(Xn, yn, sample_weight=w)
     expected = logistic_reference(Xn, yn, 3.0, 2.0, meta.meta_params_,
-                                  meta.prior_precision_, sample_weight=w)
+                                  meta.prior_shape_, sample_weight=w)
     assert_allclose(flat_params(clf), expected, rtol=1e-6, atol=1e-8)
 
 
@@ -967,7 +969,7 @@ def test_adapt_several_tasks_gives_a_dict(fitted_classifier):
     meta = fitted_classifier
     X, y, tasks = make_tasks("binary", n_tasks=3, n_per_task=6, seed=14)
     labels = np.array(["a", "b", "c"])[tasks]
-    models = meta.adapt(X, y, tasks=labels)
+    models = meta.adapt_tasks(X, y, tasks=labels)
     assert sorted(models) == ["a", "b", "c"]
     for label, clf in models.items():
         rows = labels == label
@@ -1004,7 +1006,7 @@ def test_partial_fit_adds_and_refits_tasks_without_moving_the_prior(
     Xn, yn, tn = make_tasks("binary", n_tasks=2, n_per_task=7, seed=16)
     # task 10 is new; task 1 is known and refitted on these rows only
     tn = np.where(tn == 0, 10, 1)
-    expected = meta.adapt(Xn, yn, tasks=tn)
+    expected = meta.adapt_tasks(Xn, yn, tasks=tn)
     meta.partial_fit(Xn, yn, tasks=tn)
     assert_array_equal(meta.tasks_, [0, 1, 2, 3, 10])
     assert_array_equal(meta.meta_params_, theta0)
@@ -1046,7 +1048,7 @@ def test_partial_fit_regressor_adds_a_task(regression_data):
     Xn, yn, _ = make_tasks("regression", n_tasks=1, n_per_task=3, seed=18)
     meta.partial_fit(Xn, yn, tasks=np.full(3, 50))
     expected = ridge_reference(Xn, yn, 1.0, 2.0, meta.meta_params_,
-                               meta.prior_precision_)
+                               meta.prior_shape_)
     assert_allclose(meta.task_params_[-1], expected, rtol=1e-7, atol=1e-9)
     assert_allclose(meta.predict(Xn, tasks=np.full(3, 50)),
                     design(Xn) @ expected, rtol=1e-7)
@@ -1155,22 +1157,15 @@ def test_pickle_round_trip():
 
 # The skmeta types a user must trust to load a fitted model with skops, as
 # doc/user_guide.rst lists them (section "Saving a fitted model"): the
-# meta-estimator, the family adapter of its base estimator, the inner procedure
-SKOPS_FAMILY_TYPES = {
-    "LogisticRegression": "skmeta._families._logistic.LogisticFamily",
-    "Ridge": "skmeta._families._squared.RidgeFamily",
-    "LinearRegression": "skmeta._families._squared.RidgeFamily",
-    "Lasso": "skmeta._families._squared.LassoFamily",
-    "ElasticNet": "skmeta._families._squared.LassoFamily",
-    "PoissonRegressor": "skmeta._families._poisson.PoissonFamily",
+# meta-estimator's class alone, whatever its base estimator
+SKOPS_TRUSTED = {
+    "MetaClassifier": ["skmeta._estimators.MetaClassifier"],
+    "MetaRegressor": ["skmeta._estimators.MetaRegressor"],
 }
-SKOPS_PROCEDURE_TYPE = "skmeta._methods._bilevel.InnerProcedure"
 
 
 def _skops_trusted(meta):
-    base = type(meta.meta_estimator_).__name__
-    return [f"skmeta._estimators.{type(meta).__name__}",
-            SKOPS_FAMILY_TYPES[base], SKOPS_PROCEDURE_TYPE]
+    return SKOPS_TRUSTED[type(meta).__name__]
 
 
 def _skops_round_trip(meta):
@@ -1225,11 +1220,10 @@ def test_the_user_guide_lists_the_skops_types():
     section = guide.read_text(encoding="utf-8").split("Saving a fitted model")[1]
     # the rows of its table: "* - model (base estimators)\n  - types"
     rows = section.split("* - ``Meta")[1:]
-    for base, family in SKOPS_FAMILY_TYPES.items():
-        [row] = [row for row in rows if f"``{base}``" in row]
-        meta = "MetaClassifier" if base == "LogisticRegression" else "MetaRegressor"
-        types = {f"skmeta._estimators.{meta}", family, SKOPS_PROCEDURE_TYPE}
-        assert set(re.findall(r"``(skmeta\.[\w.]+)``", row)) == types
+    assert len(rows) == len(SKOPS_TRUSTED)
+    for meta, trusted in SKOPS_TRUSTED.items():
+        [row] = [row for row in rows if row.startswith(meta[len("Meta"):])]
+        assert re.findall(r"``(skmeta\.[\w.]+)``", row) == trusted
 
 
 # ==========================================================================
@@ -1274,7 +1268,7 @@ def test_inputs_are_not_modified(container, binary_data):
     meta.predict_proba(X, tasks=tasks)
     meta.decision_function(X, tasks=tasks)
     meta.score(X, y, tasks=tasks, sample_weight=sw)
-    meta.adapt(X, y, tasks=tasks, sample_weight=sw)
+    meta.adapt_tasks(X, y, tasks=tasks, sample_weight=sw)
     meta.partial_fit(X, y, tasks=tasks, sample_weight=sw)
     for before, after in zip(saved, (X, y, tasks, sw)):
         assert_unchanged(before, after)
@@ -1289,7 +1283,7 @@ def test_task_column_inputs_are_not_modified(binary_data):
         saved = snapshot(data)
         meta = MetaClassifier(task_column=column).fit(data, y)
         meta.predict(data)
-        meta.adapt(data, y)
+        meta.adapt_tasks(data, y)
         meta.partial_fit(data, y)
         assert_unchanged(saved, data)
 
@@ -1303,7 +1297,7 @@ def test_read_only_inputs(binary_data, regression_data):
             a.setflags(write=False)
         meta = Meta().fit(X, y, tasks=tasks, sample_weight=sw)
         meta.predict(X, tasks=tasks)
-        meta.adapt(X, y, tasks=tasks, sample_weight=sw)
+        meta.adapt_tasks(X, y, tasks=tasks, sample_weight=sw)
         meta.partial_fit(X, y, tasks=tasks, sample_weight=sw)
         Xt = np.column_stack([tasks, X])
         Xt.setflags(write=False)
@@ -1410,7 +1404,7 @@ def test_one_sample_task_and_single_class_task():
     # ... and is still the exact inner solution under the learned prior
     for rows in (one, single):
         expected = logistic_reference(X[rows], y[rows], 1.0, meta.gamma_,
-                                      meta.meta_params_, meta.prior_precision_)
+                                      meta.meta_params_, meta.prior_shape_)
         t = np.searchsorted(meta.tasks_, tasks[rows][0])
         assert_allclose(meta.task_params_[t], expected, rtol=1e-6, atol=1e-8)
 
@@ -1804,18 +1798,19 @@ def test_invalid_base_estimator_settings_are_refused(Meta, base, param):
         Meta(base).partial_fit(X, y, tasks=tasks)
     with pytest.raises(InvalidParameterError, match=message):
         Meta(base).fit(X, y)  # single task
-    # a setting changed after fit is caught by the next partial_fit and adapt
+    # a setting changed after fit reaches the next fit, which refuses it; the
+    # fitted model keeps the base estimator it was fitted with (validated)
     bad = base.get_params()[param]
     good = clone(base).set_params(**{param: type(base)().get_params()[param]})
     meta = Meta(good).fit(X, y, tasks=tasks)
-    before = meta.task_params_.copy()
+    expected = meta.adapt(X[:20], y[:20])
     meta.set_params(**{f"estimator__{param}": bad})
+    assert_array_equal(flat_params(meta.adapt(X[:20], y[:20])),
+                       flat_params(expected))
+    meta.partial_fit(X[:20], y[:20], tasks=np.full(20, 99))
+    assert_array_equal(meta.tasks_, [0, 1, 2, 3, 4, 5, 99])
     with pytest.raises(InvalidParameterError, match=message):
-        meta.partial_fit(X[:20], y[:20], tasks=np.full(20, 99))
-    with pytest.raises(InvalidParameterError, match=message):
-        meta.adapt(X[:20], y[:20])
-    assert_array_equal(meta.tasks_, np.arange(6))
-    assert_array_equal(meta.task_params_, before)
+        meta.fit(X, y, tasks=tasks)
 
 
 @pytest.mark.parametrize("Meta, base, param, requirement", [
@@ -1935,3 +1930,106 @@ def test_loose_tol_meets_its_documented_meaning(tol):
     if tol == 0.1:
         assert_allclose(meta.meta_params_, theta0, rtol=1e-8, atol=1e-10)
         assert_allclose(meta.task_params_, theta, rtol=1e-8, atol=1e-10)
+
+
+# ==========================================================================
+# API contract: keyword-only metadata, fitted state independent of later
+# parameter changes, warnings for ignored parameters
+# ==========================================================================
+def test_tasks_and_sample_weight_are_keyword_only(binary_data):
+    # meta.fit(X, y, w) used to take integer weights for task labels
+    X, y, tasks = binary_data
+    w = np.ones(len(y))
+    meta = MetaClassifier()
+    with pytest.raises(TypeError):
+        meta.fit(X, y, tasks)
+    meta.fit(X, y, tasks=tasks, sample_weight=w)
+    for call in (lambda: meta.score(X, y, tasks),
+                 lambda: meta.adapt(X[:8], y[:8], tasks[:8]),
+                 lambda: meta.adapt_tasks(X, y, tasks),
+                 lambda: meta.partial_fit(X, y, tasks),
+                 lambda: meta.predict(X, tasks),
+                 lambda: meta.predict_proba(X, tasks),
+                 lambda: meta.decision_function(X, tasks)):
+        with pytest.raises(TypeError):
+            call()
+
+
+@pytest.mark.parametrize("prior", ["isotropic", "diagonal", "full"])
+def test_prior_precision_is_gamma_times_the_shape(prior, regression_data):
+    X, y, tasks = regression_data
+    meta = MetaRegressor(gamma="auto", prior=prior).fit(X, y, tasks=tasks)
+    assert_allclose(meta.prior_precision_, meta.gamma_ * meta.prior_shape_,
+                    rtol=1e-15)
+    shape = meta.prior_shape_
+    det = np.prod(shape) if shape.ndim == 1 else np.linalg.det(shape)
+    assert det == pytest.approx(1.0)
+    # the transfer term of adapt() is that precision: the closed form
+    Xn, yn, _ = make_tasks("regression", n_tasks=1, n_per_task=5, seed=3)
+    expected = ridge_reference(Xn, yn, 1.0, 1.0, meta.meta_params_,
+                               meta.prior_precision_)
+    assert_allclose(flat_params(meta.adapt(Xn, yn)), expected, rtol=1e-8)
+
+
+def test_fitted_models_do_not_follow_later_parameter_changes(regression_data):
+    X, y, tasks = regression_data
+    meta = MetaRegressor(Ridge(alpha=2.0), gamma=1.0).fit(X, y, tasks=tasks)
+    before = (meta.task_estimator(0).get_params(), flat_params(meta.adapt(X[:6],
+                                                                           y[:6])))
+    meta.set_params(estimator=Lasso(alpha=5.0), gamma=100.0)
+    assert type(meta.estimator_) is Ridge and meta.estimator_.alpha == 2.0
+    assert type(meta.task_estimator(0)) is Ridge
+    assert meta.task_estimator(0).get_params() == before[0]
+    assert type(meta.meta_estimator_) is Ridge
+    assert_array_equal(flat_params(meta.adapt(X[:6], y[:6])), before[1])
+
+
+@pytest.mark.parametrize("method, params, ignored", [
+    ("proximal", dict(inner_steps=3), "inner_steps"),
+    ("proximal", dict(meta_lr=0.1), "meta_lr"),
+    ("imaml", dict(first_order=True), "first_order"),
+    ("maml", dict(tol=1e-2), "tol"),
+    ("reptile", dict(query_fraction=0.2), "query_fraction"),
+    ("metasgd", dict(first_order=True), "first_order"),
+])
+def test_parameters_the_method_ignores_warn(method, params, ignored, binary_data):
+    X, y, tasks = binary_data
+    meta = MetaClassifier(method=method, max_iter=3, **params)
+    with pytest.warns(UserWarning, match=f"{ignored}=.*method='{method}'"):
+        meta.fit(X, y, tasks=tasks)
+
+
+@pytest.mark.parametrize("method", ["proximal", "imaml", "maml", "metasgd",
+                                    "reptile"])
+def test_parameters_the_method_reads_do_not_warn(method, binary_data):
+    X, y, tasks = binary_data
+    used = {"proximal": dict(tol=1e-3), "imaml": dict(meta_lr=0.02),
+            "maml": dict(inner_steps=2, first_order=True),
+            "metasgd": dict(inner_lr=0.1, query_fraction=0.3),
+            "reptile": dict(inner_steps=2, meta_batch_size=2)}[method]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        MetaClassifier(method=method, max_iter=3, random_state=0,
+                       **used).fit(X, y, tasks=tasks)
+
+
+def test_adapt_returns_one_estimator_and_adapt_tasks_a_dict(fitted_classifier):
+    meta = fitted_classifier
+    X, y, tasks = make_tasks("binary", n_tasks=2, n_per_task=6, seed=15)
+    with pytest.raises(ValueError, match="adapt_tasks"):
+        meta.adapt(X, y, tasks=tasks)
+    one = meta.adapt(X[tasks == 0], y[tasks == 0], tasks=tasks[tasks == 0])
+    assert type(one) is LogisticRegression
+    models = meta.adapt_tasks(X, y, tasks=tasks)
+    assert set(models) == {0, 1}
+    assert_allclose(flat_params(models[0]), flat_params(one), rtol=1e-10)
+    with pytest.raises(ValueError, match="task identities"):
+        meta.adapt_tasks(X, y)
+
+
+def test_refit_with_another_method_drops_stale_attributes(binary_data):
+    X, y, tasks = binary_data
+    meta = MetaClassifier(method="metasgd", max_iter=3, random_state=0)
+    assert hasattr(meta.fit(X, y, tasks=tasks), "inner_lr_")
+    meta.set_params(method="proximal")
+    assert not hasattr(meta.fit(X, y, tasks=tasks), "inner_lr_")

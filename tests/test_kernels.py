@@ -235,3 +235,31 @@ def test_the_package_runs_with_the_jit_disabled(tmp_path):
                                    atol=1e-14, err_msg=name)
     # exp in pure Python is the same arithmetic as the intrinsic's
     np.testing.assert_array_equal(python["exp"], jitted["exp"])
+
+
+def test_stale_numba_cache_is_cleared_when_a_kernel_source_changes(
+        tmp_path, monkeypatch):
+    # numba checks a cached kernel against its own file only; an edited
+    # helper in another file must still invalidate it
+    from skmeta._kernels import _cache
+
+    package = tmp_path / "kernels"
+    package.mkdir()
+    for name in ("_cache.py", "_rows.py"):
+        (package / name).write_text((Path(_cache.__file__).parent / name)
+                                    .read_text())
+    pycache = package / "__pycache__"
+    pycache.mkdir()
+    monkeypatch.setattr(_cache, "_HERE", package)
+    compiled = pycache / "_newton.solve_tasks-1.py311.nbi"
+    compiled.write_bytes(b"old")
+    _cache.clear_stale_cache()  # no stamp yet: the cache's origin is unknown
+    assert not compiled.exists()
+    compiled.write_bytes(b"current")
+    _cache.clear_stale_cache()  # same sources: kept
+    assert compiled.read_bytes() == b"current"
+    with (package / "_rows.py").open("a") as source:
+        source.write("\n# an edit\n")
+    _cache.clear_stale_cache()
+    assert not compiled.exists()
+    assert (pycache / "skmeta-kernels.stamp").read_text() == _cache.source_digest()

@@ -22,7 +22,7 @@ from sklearn.utils._param_validation import (
     validate_parameter_constraints,
 )
 
-from .._kernels._batch import Problem
+from .._kernels._layout import Problem
 
 
 def check_constraints(estimator, role):
@@ -89,26 +89,14 @@ class LinearFamily:
 
     def __init__(self, estimator):
         self.estimator = estimator
-        (self.fit_intercept, self.lam, self.l1_ratio, self.intercept_l2,
-         self.intercept_l1) = self._objective()
+        params = estimator.get_params(deep=False)
+        self.fit_intercept = bool(params.get("fit_intercept", True))
+        self.lam, self.l1_ratio = self._read_objective(params)
+        self.intercept_l2, self.intercept_l1 = self._intercept_penalty(params)
 
     @classmethod
     def handles(cls, estimator):
         return type(estimator) in cls.supported
-
-    def check_params(self):
-        """Validate the base estimator's parameters (they may have been set
-        since this adapter was made); raise ``InvalidParameterError`` naming
-        the parameter."""
-        self._objective()
-
-    def _objective(self):
-        check_constraints(self.estimator, "estimator")
-        params = self.estimator.get_params(deep=False)
-        fit_intercept = bool(params.get("fit_intercept", True))
-        lam, l1_ratio = self._read_objective(params)
-        intercept_l2, intercept_l1 = self._intercept_penalty(params)
-        return fit_intercept, lam, l1_ratio, intercept_l2, intercept_l1
 
     def _read_objective(self, params):
         """Return ``(lambda, l1_ratio)`` of the base estimator's penalty,

@@ -11,13 +11,14 @@ and partial sums are added in block order, so results do not depend on
 """
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from joblib.parallel import ThreadingBackend, get_active_backend
 
-from .._kernels._batch import block_size_for, solve_inner
+from .._kernels._calls import TaskSolutions, solve_inner
+from .._kernels._layout import block_size_for
+from .._kernels._newton import KeptInverses
 
 # Newton converges quadratically: a tight tolerance costs one more step at
 # most, and the outer loops (implicit gradients, empirical Bayes) need
@@ -30,25 +31,6 @@ INVERSE_MEMORY = 512 * 2**20
 # Below this many entries of X per shard, a thread costs more than it saves.
 MIN_SHARD_ENTRIES = 100_000
 SHARDS_PER_WORKER = 4
-
-
-@dataclass
-class TaskSolutions:
-    """Solutions of every task of a batch, with the sums the outer loops use.
-
-    ``inv_sum`` is the sum over tasks of the active-set inverse Hessians
-    ``A_t^{-1}``, ``inv_wsum`` the same sum weighted by the caller's
-    ``inv_weight`` (both ``None`` unless asked for); ``trace[t]`` is
-    ``tr(H_data A_t^{-1})``.
-    """
-
-    theta: np.ndarray
-    objective: np.ndarray
-    loss: np.ndarray
-    n_iter: np.ndarray
-    trace: np.ndarray
-    inv_sum: np.ndarray = None
-    inv_wsum: np.ndarray = None
 
 
 class Workers:
@@ -150,9 +132,9 @@ class InnerSolver:
     def __exit__(self, *exc_info):
         self._workers.__exit__(*exc_info)
 
-    def solve(self, theta0, precision, theta, *, want_inverse=False,
-              want_posterior=True, exact_inverse=False, inv_weight=None,
-              tol=INNER_TOL, solved_at=None):
+    def solve(self, theta0, precision, theta, *, inverse=None,
+              exact_inverse=False, inv_weight=None, tol=INNER_TOL,
+              solved_at=None):
         """Solve every task from the warm start ``theta``; see ``solve_inner``.
 
         ``solved_at`` is the prior mean of the solve that returned ``theta``,
@@ -172,37 +154,27 @@ class InnerSolver:
             # the kept inverses are of Hessians under another prior
             self.inverse_ok[:] = 0
             self._kept_precision = precision.copy()
-        shift = None
+        moved = None
         if solved_at is not None and same_precision:
             moved = np.asarray(theta0, dtype=np.float64) - solved_at
-            shift = precision @ moved if precision.ndim == 2 else precision * moved
-        kwargs = dict(max_iter=INNER_MAX_ITER, tol=tol,
-                      want_inverse=want_inverse, want_posterior=want_posterior,
-                      exact_inverse=exact_inverse,
-                      block=self.block)
+        kwargs = dict(max_iter=INNER_MAX_ITER, tol=tol, inverse=inverse,
+                      exact_inverse=exact_inverse, block=self.block)
+        moved = np.empty(0) if moved is None else moved
         calls = []
         for (a, b), shard in zip(self.ranges, self.shards):
-            store = {} if self.inverses is None else dict(
-                inverses=self.inverses[a:b], inverse_ok=self.inverse_ok[a:b],
-                shift=shift)
+            kept = None if self.inverses is None else KeptInverses(
+                self.inverses[a:b], self.inverse_ok[a:b], moved)
             calls.append((solve_inner, (shard, self.problem, theta0, precision,
                                         theta[a:b]),
-                          dict(inv_weight=inv_weight[a:b], **kwargs, **store)))
-        parts = self._workers.run(calls)
-        solutions = TaskSolutions(
-            theta=np.concatenate([p.theta for p in parts]),
-            objective=np.concatenate([p.objective for p in parts]),
-            loss=np.concatenate([p.loss for p in parts]),
-            n_iter=np.concatenate([p.n_iter for p in parts]),
-            trace=np.concatenate([p.trace for p in parts]),
-        )
-        if want_inverse:
-            # block partial sums, added in block order whatever the sharding
-            solutions.inv_sum = np.concatenate(
-                [p.inv_blocks for p in parts]).sum(axis=0)
-            solutions.inv_wsum = np.concatenate(
-                [p.inv_wblocks for p in parts]).sum(axis=0)
-        return solutions
+                          dict(inv_weight=inv_weight[a:b], kept=kept, **kwargs)))
+        return TaskSolutions.concatenate(self._workers.run(calls))
+
+
+def solve_exactly(batch, problem, theta0, precision, *, n_jobs=None):
+    """Every task of ``batch`` solved exactly from the prior ``(theta0, precision)``."""
+    with InnerSolver(batch, problem, n_jobs=n_jobs) as solver:
+        return solver.solve(theta0, precision,
+                            np.tile(theta0, (batch.n_tasks, 1))).theta
 
 
 def map_task_chunks(func, n_tasks, block, n_jobs, batch):

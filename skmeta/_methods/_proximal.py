@@ -2,7 +2,8 @@
 
 The joint objective over the prior mean ``theta0`` and the task parameters,
 
-    J = sum_t [ L_t(theta_t) + lambda R(theta_t) + gamma/2 ||theta_t - theta0||_Lambda^2 ],
+    J = sum_t [L_t(theta_t) + lambda R(theta_t)
+               + gamma/2 ||theta_t - theta0||_Lambda^2],
 
 is convex. Each iteration solves every task exactly (one kernel call), then
 takes a Newton step on the reduced objective ``F(theta0) = min_theta J``,
@@ -30,7 +31,8 @@ from scipy import linalg
 from sklearn.exceptions import ConvergenceWarning
 
 from .._kernels._codes import SQUARED
-from ._inner import INNER_TOL, InnerSolver
+from ._base import MetaFit, MetaMethod
+from ._inner import INNER_TOL, InnerSolver, solve_exactly
 from ._prior import Prior, precision_inverse, psd_solve, split_strength
 
 _MAX_HALVINGS = 30
@@ -205,8 +207,8 @@ class _Iteration:
     def solve(self, prior, theta, tol=INNER_TOL, solved_at=None):
         return self.solver.solve(
             prior.theta0, prior.precision, theta,
-            want_inverse=self.learn_theta0 or self.learn_prior,
-            want_posterior=self.learn_prior,
+            inverse=("posterior" if self.learn_prior
+                     else "sum" if self.learn_theta0 else None),
             inv_weight=1.0 / self.task_scale, tol=tol, solved_at=solved_at)
 
     def propose(self, prior, solutions):
@@ -405,3 +407,35 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
                            state.get("objective", np.nan))
     return ProximalFit(state["prior"], state["theta"], state["n_iter"],
                        bool(done), state["objective"])
+
+
+class Proximal(MetaMethod):
+    """``method="proximal"``: every task solved exactly, the prior re-estimated.
+
+    The prior mean by Newton steps on the reduced objective, and with
+    ``gamma="auto"`` or a diagonal or full ``prior`` the precision by
+    empirical Bayes (see :func:`fit_proximal`).
+    """
+
+    name = "proximal"
+    parameters = frozenset({"tol"})
+    default_max_iter = 100
+
+    def fit(self, batch, problem, prior_mean=None, *, single_task=False):
+        # a single task, or a given prior mean, keeps theta0 where it is
+        learn_theta0 = prior_mean is None and not single_task
+        theta0 = np.zeros(problem.n_params) if prior_mean is None else prior_mean
+        s = self.settings
+        learn_gamma = s.gamma == "auto"
+        prior = Prior.initial(theta0, s.prior, 1.0 if learn_gamma else s.gamma)
+        with InnerSolver(batch, problem, n_jobs=s.n_jobs) as solver:
+            result = fit_proximal(
+                solver, prior, learn_theta0=learn_theta0, kind=s.prior,
+                learn_gamma=learn_gamma, max_iter=self.max_iter, tol=s.tol,
+                verbose=s.verbose, name=self.name)
+        return MetaFit(result.prior.theta0, result.prior.shape,
+                       result.prior.gamma, result.theta, result.n_iter)
+
+    def adapt(self, batch, problem, fitted):
+        return solve_exactly(batch, problem, fitted.theta0, fitted.precision,
+                             n_jobs=self.settings.n_jobs)
