@@ -4,6 +4,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 
 import numbers
+import warnings
 from math import ceil
 
 import numpy as np
@@ -39,7 +40,8 @@ class FewShotSplit(GroupsConsumerMixin, BaseCrossValidator):
 
     With ``stratify=True`` and a classification target, the support set of a
     held-out task holds ``n_shots`` samples *of every class present in that
-    task* (the usual "N-way K-shot" protocol); otherwise it holds ``n_shots``
+    task* (the usual "N-way K-shot" protocol), or all of them for a class with
+    fewer samples (with a warning, see Notes); otherwise it holds ``n_shots``
     samples of the task drawn without regard to ``y``.
 
     Splits are independent random draws, as in
@@ -90,12 +92,20 @@ class FewShotSplit(GroupsConsumerMixin, BaseCrossValidator):
     first offending task and its sample counts when
 
     - without stratification, a task has fewer than ``n_shots + 1`` samples;
-    - with stratification, a class present in a task has fewer than
-      ``n_shots`` samples in that task, or the task has no sample left once
-      ``n_shots`` samples of each of its classes are removed.
+    - with stratification, the task has no sample left once its support set
+      is drawn, i.e. none of its classes has more than ``n_shots`` samples.
 
-    The check does not depend on ``random_state``, so an unsuitable data set
-    fails on every call rather than only for unlucky draws.
+    With stratification, a class that has fewer than ``n_shots`` samples in a
+    task (a store with 4 positive samples and ``n_shots=5``) does not stop the
+    split: as :class:`~sklearn.model_selection.StratifiedKFold` does for a
+    class smaller than ``n_splits``, :meth:`split` emits a ``UserWarning``
+    naming such tasks and classes, and proceeds. When such a task is held out,
+    all of its samples of that class go to the support set, so its query set
+    has no sample of that class (a per-task metric that needs every class,
+    such as ROC AUC, is then undefined for it).
+
+    The checks do not depend on ``random_state``, so an unsuitable data set
+    fails (or warns) on every call rather than only for unlucky draws.
 
     **Zero-shot evaluation.** ``FewShotSplit(n_shots=0)`` holds out whole
     tasks, as does scikit-learn's :class:`~sklearn.model_selection.GroupKFold`
@@ -289,6 +299,12 @@ class FewShotSplit(GroupsConsumerMixin, BaseCrossValidator):
             stratifying, or if some task has too few samples to be held out
             (see the Notes of :class:`FewShotSplit`).
 
+        Warns
+        -----
+        UserWarning
+            When stratifying, if a class has fewer than ``n_shots`` samples in
+            some task; the warning names those tasks and classes.
+
         Notes
         -----
         Inputs are validated when ``split`` is called, before the first split
@@ -327,13 +343,14 @@ class FewShotSplit(GroupsConsumerMixin, BaseCrossValidator):
         pools = self._support_pools(y, task_labels, task_of_sample)
         return self._iter_indices(_num_samples(X), task_of_sample, n_test_tasks, pools)
 
-    def _support_pools(self, y, task_labels, task_of_sample):
+    def _support_pools(self, y, task_labels, task_of_sample, candidates=None):
         """Group each task's samples into the pools support shots come from.
 
         Returns a list, one entry per task, of lists of index arrays: a single
         pool holding all of the task's samples, or one pool per class present
-        in the task when stratifying. Raises if any task is too small to be
-        held out.
+        in the task when stratifying. Raises if a task that may be held out
+        (any task, or the task indices in ``candidates``) is too small to be,
+        and warns about classes smaller than ``n_shots`` in such tasks.
         """
         n_tasks = len(task_labels)
         stratified = self.stratify and y is not None
@@ -371,30 +388,25 @@ class FewShotSplit(GroupsConsumerMixin, BaseCrossValidator):
         # messages below is the plain label (3, 'a') rather than np.int64(3).
         task_labels, classes = task_labels.tolist(), classes.tolist()
         n_shots = self.n_shots
-        for task in range(n_tasks):
+        short_classes = []
+        for task in range(n_tasks) if candidates is None else candidates:
             label = task_labels[task]
             n_task_samples = sum(c for _, c in class_counts[task])
             if stratified:
-                for cls, count in class_counts[task]:
-                    cls = classes[cls]
-                    if count < n_shots:
-                        raise ValueError(
-                            f"Task {label!r} has only {count} sample(s) of class "
-                            f"{cls!r}, fewer than n_shots={n_shots}. With "
-                            "stratify=True every class present in a task needs "
-                            "at least n_shots samples, because any task may be "
-                            "held out. Reduce n_shots, pass stratify=False or "
-                            "drop this task."
-                        )
-                n_support = n_shots * len(class_counts[task])
+                n_support = sum(min(c, n_shots) for _, c in class_counts[task])
                 if n_task_samples <= n_support:
                     raise ValueError(
                         f"Task {label!r} has {n_task_samples} sample(s) in "
-                        f"{len(class_counts[task])} class(es); drawing "
-                        f"n_shots={n_shots} per class leaves no sample for "
-                        f"testing (at least {n_support + 1} are needed). "
+                        f"{len(class_counts[task])} class(es), none of which "
+                        f"has more than n_shots={n_shots}: its support set "
+                        "would take every sample and leave none for testing. "
                         "Reduce n_shots or drop this task."
                     )
+                short_classes += [
+                    (label, classes[cls], count)
+                    for cls, count in class_counts[task]
+                    if count < n_shots
+                ]
             elif n_task_samples < n_shots + 1:
                 raise ValueError(
                     f"Task {label!r} has only {n_task_samples} sample(s), but "
@@ -402,29 +414,71 @@ class FewShotSplit(GroupsConsumerMixin, BaseCrossValidator):
                     f"(n_shots={n_shots} for training and at least one for "
                     "testing). Reduce n_shots or drop this task."
                 )
+        if short_classes:
+            _warn_short_classes(short_classes, n_shots)
         return pools
 
     def _iter_indices(self, n_samples, task_of_sample, n_test_tasks, pools):
         """Draw the held-out tasks and their support samples for each split."""
-        rng = check_random_state(self.random_state)
-        # Separate streams for tasks and shots: how many draws the shots take
-        # depends on n_shots, stratify and y, and must not change which tasks
-        # are held out. With a fixed random_state, zero-shot and few-shot runs
-        # are then scored on the same held-out tasks.
-        task_rng, shot_rng = (
-            np.random.RandomState(seed)
-            for seed in rng.randint(np.iinfo(np.int32).max, size=2)
-        )
+        task_rng, shot_rng = _task_and_shot_streams(self.random_state)
         indices = np.arange(n_samples, dtype=np.intp)
         n_tasks = len(pools)
         for _ in range(self.n_splits):
             held_out = np.sort(task_rng.permutation(n_tasks)[:n_test_tasks])
             test_mask = np.isin(task_of_sample, held_out)
-            if self.n_shots > 0:
-                for task in held_out:
-                    for pool in pools[task]:
-                        shots = shot_rng.choice(pool, size=self.n_shots, replace=False)
-                        test_mask[shots] = False
+            test_mask[_draw_support(pools, held_out, self.n_shots, shot_rng)] = False
             # Every sample is in exactly one of the two sets, so train is the
             # complement of test.
             yield indices[~test_mask], indices[test_mask]
+
+
+def _warn_short_classes(short_classes, n_shots, max_listed=5):
+    """One warning naming the (task, class) cells smaller than ``n_shots``."""
+    listed = "; ".join(
+        f"task {task!r}, class {cls!r}: {count} sample(s)"
+        for task, cls, count in short_classes[:max_listed]
+    )
+    if len(short_classes) > max_listed:
+        listed += f" (and {len(short_classes) - max_listed} more)"
+    warnings.warn(
+        f"Some tasks have fewer than n_shots={n_shots} samples of a class: "
+        f"{listed}. When such a task is held out, its support set takes all "
+        "of them, and its query set has no sample of that class.",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
+def _task_and_shot_streams(random_state):
+    """Independent random streams for the held-out tasks and for the shots.
+
+    How many draws the shots take depends on ``n_shots``, ``stratify`` and
+    ``y``, and must not change which tasks are held out: with a fixed
+    ``random_state``, zero-shot and few-shot runs are then scored on the same
+    held-out tasks.
+    """
+    rng = check_random_state(random_state)
+    return tuple(
+        np.random.RandomState(seed)
+        for seed in rng.randint(np.iinfo(np.int32).max, size=2)
+    )
+
+
+def _draw_support(pools, held_out, n_shots, rng):
+    """Indices of ``n_shots`` samples of each pool of each held-out task.
+
+    A pool smaller than ``n_shots`` gives all of its samples. The legacy
+    ``RandomState.choice`` without replacement takes the first ``size``
+    entries of one permutation of the pool, whatever ``size``: drawn from the
+    same stream state, the shots of a smaller ``n_shots`` are a subset of
+    those of a larger one, and the stream advances by the same amount.
+    """
+    chunks = [
+        rng.choice(pool, size=min(n_shots, len(pool)), replace=False)
+        for task in held_out
+        for pool in pools[task]
+        if n_shots > 0
+    ]
+    if not chunks:
+        return np.empty(0, dtype=np.intp)
+    return np.concatenate(chunks).astype(np.intp, copy=False)
