@@ -619,9 +619,9 @@ def adaptation_curve(
     scoring : str or callable, default=None
         Scorer applied to each new task's query samples: a name of
         :func:`~sklearn.metrics.get_scorer_names` or a callable
-        ``scorer(estimator, X, y)``, see :ref:`sklearn:scoring_parameter`.
-        ``None`` means ``"accuracy"`` for classifiers and ``"r2"`` for
-        regressors.
+        ``scorer(estimator, X, y)``, as the ``scoring`` of scikit-learn's
+        model selection tools. ``None`` means ``"accuracy"`` for classifiers
+        and ``"r2"`` for regressors.
 
     error_score : "raise" or numeric, default=np.nan
         Score given to the new tasks whose fit or scoring raised an error;
