@@ -158,17 +158,18 @@ class AdaptationCurveDisplay:
         },
         prefer_skip_nested_validation=False,
     )
-    def from_estimator(cls, estimator, X, y, *, groups, shots=(1, 2, 5, 10, 20),
-                       baselines=_BASELINES, scoring=None, test_size=0.2,
-                       n_repeats=5, random_state=None, estimator_name=None,
-                       n_jobs=None, ax=None):
+    def from_estimator(  # noqa: PLR0913
+        cls, estimator, X, y, *, groups, shots=(1, 2, 5, 10, 20),
+        baselines=_BASELINES, scoring=None, test_size=0.2, n_repeats=5,
+        random_state=None, estimator_name=None, n_jobs=None, ax=None,
+    ):
         """Compute the adaptation curve of a meta-learner and plot it.
 
         For each repeat, a fraction of the tasks is held out (the same tasks
         for every number of shots); the meta-learner is fitted on the other
         tasks, then adapts each held-out task from ``k`` of its samples
-        (:meth:`~skmeta.MetaClassifier.adapt`) and is scored on the task's
-        remaining samples, task by task. Every curve comes from
+        (:meth:`~skmeta.MetaClassifier.adapt_tasks`) and is scored on the
+        task's remaining samples, task by task. Every curve comes from
         :func:`~skmeta.model_selection.adaptation_curve` with the same
         held-out tasks and shots.
 

@@ -524,7 +524,7 @@ _STRATEGIES = ("adapt", "per_task", "pooled")
     },
     prefer_skip_nested_validation=False,
 )
-def adaptation_curve(
+def adaptation_curve(  # noqa: PLR0913
     estimator,
     X,
     y,
@@ -583,11 +583,11 @@ def adaptation_curve(
     strategy : {"auto", "adapt", "per_task", "pooled"}, default="auto"
         How the estimator learns a new task from its shots:
 
-        - ``"adapt"``: a meta-learner (it must have an ``adapt`` method, as
-          :class:`~skmeta.MetaClassifier`) is fitted once per repeat on the
-          tasks that are not held out, with ``tasks=``; then, for each ``k``,
-          ``adapt`` fits every new task from its shots, and each new task is
-          scored with the model ``adapt`` returns for it.
+        - ``"adapt"``: a meta-learner (it must have an ``adapt_tasks``
+          method, as :class:`~skmeta.MetaClassifier`) is fitted once per
+          repeat on the tasks that are not held out, with ``tasks=``; then,
+          for each ``k``, ``adapt_tasks`` fits every new task from its shots
+          in one batch, and each new task is scored with the model it gets.
         - ``"per_task"``: a clone of the estimator is fitted on each new
           task's shots alone. An estimator with an ``n_neighbors`` attribute
           (k-NN) gets at most the largest odd number not above its number of
@@ -595,8 +595,8 @@ def adaptation_curve(
         - ``"pooled"``: one clone of the estimator is fitted, ignoring tasks,
           on every sample of the tasks not held out and the shots of the new
           tasks.
-        - ``"auto"``: ``"adapt"`` if the estimator has an ``adapt`` method,
-          else ``"per_task"``.
+        - ``"auto"``: ``"adapt"`` if the estimator has an ``adapt_tasks``
+          method, else ``"per_task"``.
 
     test_size : float or int, default=None
         If float, in (0, 1): the fraction of the tasks held out in each
@@ -659,8 +659,8 @@ def adaptation_curve(
         last axis of ``scores``.
 
     fit_times : ndarray of shape (n_shots, n_repeats)
-        Seconds spent learning the new tasks from their shots (the calls to
-        ``adapt``, the per-task fits, or the pooled fit). The meta-training
+        Seconds spent learning the new tasks from their shots (the call to
+        ``adapt_tasks``, the per-task fits, or the pooled fit). The meta-training
         of ``"adapt"``, shared by every ``k`` of a repeat, is not included.
         Only present if ``return_times`` is True.
 
@@ -803,15 +803,15 @@ def _check_shots(shots):
 
 def _check_strategy(estimator, strategy):
     """Resolve ``"auto"`` and check that ``"adapt"`` can be used."""
-    can_adapt = hasattr(estimator, "adapt")
+    can_adapt = hasattr(estimator, "adapt_tasks")
     if strategy == "auto":
         strategy = "adapt" if can_adapt else "per_task"
     if strategy == "adapt":
         if not can_adapt:
             raise ValueError(
-                f"strategy='adapt' needs a meta-learner with an adapt method; "
-                f"{type(estimator).__name__} has none. Use strategy='per_task' "
-                "or 'pooled' for a plain estimator."
+                "strategy='adapt' needs a meta-learner with an adapt_tasks "
+                f"method; {type(estimator).__name__} has none. Use "
+                "strategy='per_task' or 'pooled' for a plain estimator."
             )
         if getattr(estimator, "task_column", None) is not None:
             raise ValueError(
@@ -869,7 +869,7 @@ def _adaptation_repeat(estimator, X, y, groups, task_of_sample, pools, held_out,
     n_samples = len(task_of_sample)
     held_rows = {t: np.flatnonzero(task_of_sample == t) for t in held_out}
     in_held_out = np.isin(task_of_sample, held_out)
-    # Python scalars: the keys of the dict that adapt returns
+    # Python scalars: the keys of the dict that adapt_tasks returns
     labels = {t: groups[rows[:1]].tolist()[0] for t, rows in held_rows.items()}
     scores = np.full((len(shots), len(held_out)), np.nan)
     fit_times = np.zeros(len(shots))
@@ -913,8 +913,8 @@ def _adaptation_repeat(estimator, X, y, groups, task_of_sample, pools, held_out,
         start = time.perf_counter()
         if strategy == "adapt":
             n_fits += 1
-            adapted = attempt("fit", held_out, k, meta.adapt, *rows(support),
-                              tasks=groups[support])
+            adapted = attempt("fit", held_out, k, meta.adapt_tasks,
+                              *rows(support), tasks=groups[support])
             if adapted is not None:
                 models = {t: adapted[labels[t]] for t in held_out}
         elif strategy == "pooled":

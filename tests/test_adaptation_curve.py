@@ -47,7 +47,7 @@ def _hand_curve(fit_task, X, y, groups, shots, n_repeats, random_state,
     scores, held = [], []
     for j, k in enumerate(shots):
         per_repeat = []
-        for r, seed in enumerate(seeds):
+        for seed in seeds:
             cv = FewShotSplit(n_splits=1, n_shots=k, test_size=test_size,
                               stratify=stratify, random_state=seed)
             train, test = next(cv.split(X, y, groups))
@@ -110,7 +110,8 @@ def test_adapt_matches_a_hand_written_loop_and_partial_fit(classification):
             fitted = MetaClassifier(LogisticRegression(), gamma=1.0).fit(
                 X[~held], y[~held], tasks=groups[~held])
             support = train[held[train]]
-            models = fitted.adapt(X[support], y[support], tasks=groups[support])
+            models = fitted.adapt_tasks(X[support], y[support],
+                                        tasks=groups[support])
             # the same predictions as partial_fit, then predict with tasks
             fitted.partial_fit(X[support], y[support], tasks=groups[support])
             for i, t in enumerate(test_tasks[r]):

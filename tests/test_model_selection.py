@@ -637,7 +637,10 @@ def test_property_invariants(problem):
         assert_few_shot_split(
             train, test, y, groups, n_shots=n_shots, stratified=stratify, n_test=n_test
         )
-    again = list(cv.split(X, y, groups))
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        again = list(cv.split(X, y, groups))
+    assert len(record) == int(short)
     for (tr_a, te_a), (tr_b, te_b) in zip(splits, again):
         np.testing.assert_array_equal(tr_a, tr_b)
         np.testing.assert_array_equal(te_a, te_b)
