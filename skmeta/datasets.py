@@ -1,10 +1,13 @@
-"""Synthetic families of related tasks for meta-learning.
+"""Families of related tasks for meta-learning: generators and a real data set.
 
 Each generator returns ``X, y, tasks``: the samples of every task stacked
 row-wise, task 0 first, and an integer array telling which task each row
 belongs to. The tasks of one call share a common structure (a shared decision
 boundary, a shared coefficient vector, a shared functional form) and differ by
 a controlled amount, which is what a meta-learner is meant to exploit.
+
+:func:`fetch_school` loads the ILEA School exam data, the standard real
+benchmark of multi-task regression, in the same ``X, y, tasks`` form.
 """
 
 from numbers import Integral, Real
@@ -14,7 +17,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, validate_params
 from sklearn.utils.random import sample_without_replacement
 
+from ._school import fetch_school
+
 __all__ = [
+    "fetch_school",
     "make_meta_classification",
     "make_meta_regression",
     "make_sine_tasks",
