@@ -407,7 +407,6 @@ def _dof_step(prior, stats, hyper_cov):
 
     lo = np.full_like(prior.dof, np.log(DOF_EXCESS_BOUNDS[0]))
     hi = np.full_like(prior.dof, np.log(DOF_EXCESS_BOUNDS[1]))
-    current = np.log(prior.dof - d + 1)
     found = _golden_max(f, lo, hi)
     dof = d - 1 + np.exp(found)
     u = best_log_scale(dof)

@@ -21,11 +21,15 @@ FLOAT_DTYPES = (np.float64, np.float32)
 def check_unsupervised_input(estimator, X, tasks, *, reset):
     """Validate ``X``; return ``(features, task_labels)``.
 
+    Features are made C-contiguous, so that a DataFrame and the array of its
+    values give the same fit to the last bit (sums depend on memory layout).
+
     ``n_features_in_`` and ``feature_names_in_`` describe ``X`` as passed, task
     column included. ``task_labels`` is None without task identities.
     """
     if estimator.task_column is None:
-        X = validate_data(estimator, X, dtype=FLOAT_DTYPES, reset=reset)
+        X = validate_data(estimator, X, dtype=FLOAT_DTYPES, order="C",
+                          reset=reset)
         labels = None
         if tasks is not None:
             labels = check_task_labels(tasks, X.shape[0])
@@ -37,7 +41,8 @@ def check_unsupervised_input(estimator, X, tasks, *, reset):
         )
     validate_data(estimator, X, reset=reset, skip_check_array=True)
     features, labels = split_task_column(X, estimator.task_column)
-    features = check_array(features, dtype=FLOAT_DTYPES, input_name="X")
+    features = check_array(features, dtype=FLOAT_DTYPES, order="C",
+                           input_name="X")
     labels = check_task_labels(labels, features.shape[0], name="task column")
     return features, labels
 

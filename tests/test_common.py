@@ -18,7 +18,13 @@ from sklearn.utils.estimator_checks import (
     parametrize_with_checks,
 )
 
-from skmeta import MetaClassifier, MetaRegressor
+from skmeta import (
+    MetaClassifier,
+    MetaGaussianDensity,
+    MetaRegressor,
+    TaskGaussianDensity,
+)
+from skmeta.preprocessing import TaskScaler
 
 ESTIMATORS = [
     MetaClassifier(),
@@ -33,6 +39,13 @@ ESTIMATORS = [
     MetaRegressor(ElasticNet(alpha=0.01, l1_ratio=0.5), prior="diagonal"),
     MetaRegressor(PoissonRegressor(alpha=0.01), gamma=0.01),
     MetaRegressor(Ridge(alpha=1.0), gamma="auto", prior="full"),
+    MetaGaussianDensity(),
+    MetaGaussianDensity(contamination=0.05),
+    TaskGaussianDensity(),
+    TaskGaussianDensity(mean_precision_prior=0.1, contamination=0.2),
+    TaskScaler(),
+    TaskScaler(with_mean=False, new_tasks="transductive"),
+    TaskScaler(with_std=False),
 ]
 
 
@@ -41,7 +54,9 @@ def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
 
 
-@pytest.mark.parametrize("estimator", [MetaClassifier(), MetaRegressor()],
+@pytest.mark.parametrize("estimator", [MetaClassifier(), MetaRegressor(),
+                                       MetaGaussianDensity(),
+                                       TaskGaussianDensity(), TaskScaler()],
                          ids=lambda est: type(est).__name__)
 def test_param_validation(estimator):
     check_param_validation(type(estimator).__name__, estimator)
