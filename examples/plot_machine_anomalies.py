@@ -120,6 +120,7 @@ for name, values in curves.items():
     left.plot(shots, values, marker="o", label=name)
 left.set_xscale("log")
 left.set_xticks(shots, [str(s) for s in shots])
+left.minorticks_off()
 left.set_xlabel("normal readings of the new machine")
 left.set_ylabel("mean ROC AUC on new machines")
 left.legend()
