@@ -29,8 +29,8 @@ readings, and one Gaussian fitted on all the fleet's readings.
 # deviations, in a random direction of the machine's whitened space.
 import matplotlib.pyplot as plt
 import numpy as np
+from scipy.stats import mannwhitneyu
 from sklearn.covariance import EmpiricalCovariance, LedoitWolf
-from sklearn.metrics import roc_auc_score
 
 from skmeta import MetaGaussianDensity
 from skmeta.datasets import make_meta_anomalies
@@ -67,8 +67,6 @@ print(f"{detector.n_iter_} empirical Bayes iterations")
 # against anomalies, divided by the number of pairs (what
 # :func:`~sklearn.metrics.roc_auc_score` computes), here for all machines
 # at once.
-from scipy.stats import mannwhitneyu
-
 pooled = EmpiricalCovariance().fit(X[train])
 new_machines = np.arange(n_train, n_train + n_new)
 readings = [np.flatnonzero(machine == t) for t in new_machines]

@@ -390,16 +390,17 @@ class MetaGaussianDensity(OutlierMixin, BaseEstimator):
     task's rows, which is closed form given the hyper-parameters, by a block
     coordinate ascent in which every step increases it: a
     minorise-maximise step for ``mu0``, an EM step for ``Psi0``, and exact
-    one-dimensional maximisations for ``kappa0`` and ``nu0`` (the latter at
-    a fixed prior mean of the precision ``nu0 Psi0^{-1}``), all computed for
-    every task at once. A weak hyperprior, worth one task, keeps ``Psi0``
-    positive definite when the tasks alone cannot (one task, or rows in a
-    subspace). Each task's posterior is then closed form, and a row is
-    scored by its log density under its task's posterior predictive
-    distribution, a multivariate Student t; a task not seen in ``fit`` gets
-    the prior predictive. A task with few rows is thus scored with a mean
-    and covariance shrunk toward the population's, as far as the tasks
-    differ.
+    one-dimensional maximisations (safeguarded Newton) for ``kappa0`` and
+    for ``nu0`` jointly with the overall scale of ``Psi0``, all computed for
+    every task at once and accelerated by SQUAREM. A weak Wishart
+    hyperprior on ``Psi0``, worth one task and centred on the feature
+    variances, keeps it positive definite when the tasks alone cannot (one
+    task, or rows in a subspace). Each task's posterior is then closed
+    form, and a row is scored by its log density under its task's posterior
+    predictive distribution, a multivariate Student t; a task not seen in
+    ``fit`` gets the prior predictive. A task with few rows is thus scored
+    with a mean and covariance shrunk toward the population's, as far as the
+    tasks differ.
 
     Outliers are rows whose predictive tail probability (the probability
     that a new normal row of their task is less likely) is below a level

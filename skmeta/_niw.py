@@ -23,12 +23,13 @@ degrees of freedom, location ``mu_n`` and shape
 ``Psi_n (kappa_n + 1) / (kappa_n (nu_n - d + 1))``.
 
 Empirical Bayes chooses ``(mu0, kappa0, nu0, Psi0)`` to maximise the sum
-over tasks of the log evidence, plus the log density of a pseudo-task whose
-covariance is known to be ``Sigma_star`` (a diagonal matrix of feature
-variances): the pseudo-task keeps ``Psi0`` positive definite when the tasks
-alone do not (one task, or every task's rows in a subspace) and weighs as
-one task among ``T``. The maximisation is a block coordinate ascent in which
-every step can only increase the objective:
+over tasks of the log evidence plus the log density of a weak hyperprior
+``Psi0 ~ W(Sigma_star, nu0 + d + 1)``, ``Sigma_star`` the diagonal matrix
+of the feature variances. Its mode ``nu0 Sigma_star`` is where a pseudo-task
+of covariance ``Sigma_star`` would put ``Psi0``, and it weighs as one task
+among ``T``: it keeps ``Psi0`` positive definite when the tasks alone do not
+(one task, or every task's rows in a subspace). The maximisation is a block
+coordinate ascent in which every step can only increase the objective:
 
 * ``mu0``: one minorise-maximise step. As a function of ``mu0`` the
   objective is ``-sum_t nu_n / 2 log(1 + c_t (xbar_t - mu0)^T A_t^{-1}
@@ -42,18 +43,23 @@ every step can only increase the objective:
   complete log likelihood is maximised by ``Psi0 = (T + 1) nu0 (sum_t nu_n
   Psi_n^{-1} + Sigma_star^{-1})^{-1}``.
 * ``kappa0``: exact maximisation of the evidence over ``log kappa0``. With
-  ``q_t = (xbar_t - mu0)^T A_t^{-1} (xbar_t - mu0)`` from one Cholesky
-  factorisation per task, ``log |Psi_n| = log |A_t| + log(1 + c_t q_t)`` and
-  the objective is a sum of scalar functions of ``kappa0``.
+  ``q_t = (xbar_t - mu0)^T A_t^{-1} (xbar_t - mu0)`` from one solve per
+  task, ``log |Psi_n| = log |A_t| + log(1 + c_t q_t)`` and the objective is
+  a sum of scalar functions of ``kappa0``.
 * ``nu0``: exact maximisation over ``log(nu0 - d + 1)`` with ``Psi0 = nu0
-  B`` and ``B`` fixed (the prior mean of the precision, ``nu0 Psi0^{-1}``,
-  stays where the ``Psi0`` step put it; only its concentration changes).
-  With the generalised eigenvalues ``lambda_ti`` of ``(S_t + c_t r_t
-  r_t^T, B)``, ``log |Psi_n| = log |B| + sum_i log(nu0 + lambda_ti)``.
+  exp(u) B``, ``B`` the current ``Psi0 / nu0`` and the overall scale ``u``
+  maximised for each ``nu0`` (the objective is concave in ``u``: Newton's
+  method). Profiling the scale follows the ridge along which ``nu0`` and
+  ``Psi0`` trade off, where separate steps would zig-zag. With the
+  generalised eigenvalues ``lambda_ti`` of ``(S_t + c_t r_t r_t^T, B)``,
+  ``log |Psi_n| = log |B| + sum_i log(nu0 exp(u) + lambda_ti)``.
 
-The two scalar searches are golden-section searches on bounded intervals,
-run for all tasks (and all problems) at once; each keeps the current value
-when the search does not improve on it. Arrays carry a leading axis of
+The two scalar maximisations run Newton's method on the derivative (first
+and second derivatives in closed form, digamma and trigamma functions for
+``nu0``; the envelope theorem for the profiled scale), safeguarded by
+bisection on bounded intervals, for all problems at once; each keeps the
+current value when it does not improve on it. The cycles are accelerated by
+SQUAREM (see :func:`fit_empirical_bayes`). Arrays carry a leading axis of
 independent problems: the density model solves one problem in dimension
 ``d``, the task scaler one problem in dimension 1 per feature.
 """
@@ -64,7 +70,7 @@ from collections import namedtuple
 import numpy as np
 import scipy.sparse as sp
 from scipy import stats
-from scipy.special import gammaln
+from scipy.special import digamma, gammaln, polygamma
 from sklearn.exceptions import ConvergenceWarning
 
 # Search intervals of the scalar hyper-parameters. kappa0 is a ratio of
@@ -74,8 +80,9 @@ from sklearn.exceptions import ConvergenceWarning
 # unconstrained" (small).
 KAPPA_BOUNDS = (1e-8, 1e8)
 DOF_EXCESS_BOUNDS = (1e-3, 1e8)
-_GOLDEN_STEPS = 36
-_NEWTON_STEPS = 30
+_NEWTON_STEPS = 60
+# Scalar searches stop at steps below this, in log-parameter units.
+_STEP_TOL = 1e-8
 # Rows per block when task scatters are accumulated, bounding the
 # temporary outer products to about 2**22 numbers.
 _OUTER_BUDGET = 2**22
@@ -143,21 +150,47 @@ def diagonal_stats(counts, means, sums_of_squares):
 
 
 # ------------------------------------------------------------ linear algebra
+# The scaler solves thousands of one-dimensional problems at once, where
+# LAPACK's per-matrix overhead dominates: dimension 1 takes element-wise paths.
+def _cholesky(A):
+    if A.shape[-1] == 1:
+        if np.any(~(A > 0)):
+            raise np.linalg.LinAlgError("Matrix is not positive definite")
+        return np.sqrt(A)
+    return np.linalg.cholesky(A)
+
+
+def _solve(A, B):
+    """``A^{-1} B`` for stacks of square ``A`` (triangular or not)."""
+    if A.shape[-1] == 1:
+        return B / A
+    return np.linalg.solve(A, B)
+
+
 def _logdet_chol(L):
     return 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(axis=-1)
 
 
 def _spd_inverse(A):
     """Inverse of a stack of symmetric positive definite matrices."""
-    d = A.shape[-1]
-    L = np.linalg.cholesky(A)
-    eye = np.broadcast_to(np.eye(d), A.shape)
-    L_inv = np.linalg.solve(L, eye)
-    return np.swapaxes(L_inv, -1, -2) @ L_inv
+    if A.shape[-1] == 1:
+        return 1.0 / _cholesky(A) ** 2
+    return _symmetric(np.linalg.inv(A))
 
 
 def _symmetric(A):
     return 0.5 * (A + np.swapaxes(A, -1, -2))
+
+
+def _multidigamma(a, d):
+    """Derivative of ``multigammaln`` in ``a``."""
+    return digamma(np.asarray(a)[..., np.newaxis] - np.arange(d) / 2.0).sum(-1)
+
+
+def _multitrigamma(a, d):
+    """Second derivative of ``multigammaln`` in ``a``."""
+    return polygamma(1, np.asarray(a)[..., np.newaxis]
+                     - np.arange(d) / 2.0).sum(-1)
 
 
 def multigammaln(a, d):
@@ -188,8 +221,8 @@ def log_evidence(prior, stats):
     d = prior.mean.shape[-1]
     n = stats.counts
     post = posterior(prior, stats)
-    logdet0 = _logdet_chol(np.linalg.cholesky(prior.scale))[:, None]
-    logdetn = _logdet_chol(np.linalg.cholesky(post.scale))
+    logdet0 = _logdet_chol(_cholesky(prior.scale))[:, None]
+    logdetn = _logdet_chol(_cholesky(post.scale))
     return (-0.5 * n * d * np.log(np.pi)
             + multigammaln(post.dof / 2.0, d)
             - multigammaln(prior.dof / 2.0, d)[:, None]
@@ -197,20 +230,26 @@ def log_evidence(prior, stats):
             + 0.5 * d * (np.log(prior.kappa)[:, None] - np.log(post.kappa)))
 
 
-def log_iw_density(sigma, scale, dof):
-    """Log density of IW(scale, dof) at ``sigma``; stacks of shape (P, d, d)."""
-    d = sigma.shape[-1]
-    L_sigma = np.linalg.cholesky(sigma)
-    trace = np.einsum("pij,pji->p", scale, _spd_inverse(sigma))
-    return (0.5 * dof * _logdet_chol(np.linalg.cholesky(scale))
-            - 0.5 * dof * d * np.log(2.0) - multigammaln(dof / 2.0, d)
-            - 0.5 * (dof + d + 1) * _logdet_chol(L_sigma) - 0.5 * trace)
+def log_hyperprior(scale, dof, hyper_cov):
+    """Log density of the hyperprior ``Psi0 ~ W(Sigma_star, nu0 + d + 1)``.
+
+    Its mode ``nu0 Sigma_star`` is where a pseudo-task of covariance
+    ``Sigma_star`` would put ``Psi0``, and in the EM step for ``Psi0`` it
+    weighs as one task. Stacks of shape (P, d, d); ``dof`` of shape (P,).
+    """
+    d = scale.shape[-1]
+    m = dof + d + 1
+    trace = np.einsum("pij,pji->p", scale, _spd_inverse(hyper_cov))
+    return (0.5 * dof * _logdet_chol(_cholesky(scale)) - 0.5 * trace
+            - 0.5 * m * d * np.log(2.0)
+            - 0.5 * m * _logdet_chol(_cholesky(hyper_cov))
+            - multigammaln(m / 2.0, d))
 
 
 def objective(prior, stats, hyper_cov):
     """Empirical Bayes objective of every problem, shape (P,)."""
     return (log_evidence(prior, stats).sum(axis=1)
-            + log_iw_density(hyper_cov, prior.scale, prior.dof))
+            + log_hyperprior(prior.scale, prior.dof, hyper_cov))
 
 
 # -------------------------------------------------------- predictive density
@@ -234,9 +273,9 @@ def student_t_tables(df, shape):
     ``df`` of shape (K,), ``shape`` of shape (K, d, d).
     """
     d = shape.shape[-1]
-    L = np.linalg.cholesky(shape)
+    L = _cholesky(shape)
     eye = np.broadcast_to(np.eye(d), shape.shape)
-    L_inv = np.linalg.solve(L, eye)
+    L_inv = _solve(L, eye)
     lognorm = (gammaln((df + d) / 2.0) - gammaln(df / 2.0)
                - 0.5 * d * np.log(df * np.pi) - 0.5 * _logdet_chol(L))
     return lognorm, L_inv
@@ -271,29 +310,42 @@ def student_t_tail_quantile(level, df, d):
 
 
 # ---------------------------------------------------------- empirical Bayes
-def _golden_max(f, lo, hi):
-    """Maximise ``f`` on ``[lo, hi]`` for every problem at once."""
-    ratio = (np.sqrt(5.0) - 1.0) / 2.0
+def _maximise_1d(f, derivatives, lo, hi, start):
+    """Maximise ``f`` on ``[lo, hi]`` for every problem at once.
+
+    Newton's method on the derivative, safeguarded by bisection of a bracket
+    of its sign change (``rtsafe``); ``derivatives(x)`` gives the first and
+    second derivatives. A maximum at an end of the interval is returned as
+    such. The current value ``start`` is kept where the result is no better.
+    """
+    g_lo, _ = derivatives(lo)
+    g_hi, _ = derivatives(hi)
+    up, down = g_lo > 0, g_hi < 0
     a, b = lo.copy(), hi.copy()
-    c = b - ratio * (b - a)
-    e = a + ratio * (b - a)
-    fc, fe = f(c), f(e)
-    for _ in range(_GOLDEN_STEPS):
-        left = fc >= fe
-        # the maximum is in [a, e] (left) or [c, b]; one of the two inner
-        # points carries over, the other is new
-        b = np.where(left, e, b)
-        a = np.where(left, a, c)
-        carried, f_carried = np.where(left, c, e), np.where(left, fc, fe)
-        new = np.where(left, b - ratio * (b - a), a + ratio * (b - a))
-        f_new = f(new)
-        c, fc = np.where(left, new, carried), np.where(left, f_new, f_carried)
-        e, fe = np.where(left, carried, new), np.where(left, f_carried, f_new)
-    return np.where(fc >= fe, c, e)
-
-
-def _keep_better(f, current, proposal):
-    return np.where(f(proposal) >= f(current), proposal, current)
+    x = np.clip(start, lo, hi)
+    # problems stop moving once a step is below the tolerance: near the
+    # maximum, rounding can flip the sign of the derivative and set the
+    # bisection off again
+    active = up & down
+    for _ in range(_NEWTON_STEPS):
+        if not active.any():
+            break
+        g, h = derivatives(x)
+        a = np.where(g > 0, x, a)
+        b = np.where(g > 0, b, x)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            newton = x - g / h
+        safe = (h < 0) & (newton > a) & (newton < b)
+        new = np.where(safe, newton, 0.5 * (a + b))
+        new = np.where(active & (g != 0), new, x)
+        active &= np.abs(new - x) > _STEP_TOL
+        x = new
+    inside = up & down
+    # no sign change: the maximum is at an end (or, with a minimum inside,
+    # at the better end)
+    ends = np.where(f(lo) >= f(hi), lo, hi)
+    x = np.where(inside, x, np.where(up, hi, np.where(down, lo, ends)))
+    return np.where(f(x) >= f(start), x, start)
 
 
 def _mean_step(prior, stats):
@@ -306,7 +358,7 @@ def _mean_step(prior, stats):
     a = (prior.dof[:, None] + n) * c / (1.0 + c * q)
     H = np.einsum("pt,ptij->pij", a, M)
     g = np.einsum("pt,ptij,ptj->pi", a, M, stats.means)
-    mean = np.linalg.solve(H, g[..., None])[..., 0]
+    mean = _solve(H, g[..., None])[..., 0]
     return prior._replace(mean=mean)
 
 
@@ -324,9 +376,7 @@ def _kappa_step(prior, stats):
     n = stats.counts
     A = prior.scale[:, None] + stats.scatters
     r = stats.means - prior.mean[:, None, :]
-    L = np.linalg.cholesky(A)
-    z = np.linalg.solve(L, r[..., None])[..., 0]
-    q = np.einsum("pti,pti->pt", z, z)
+    q = np.einsum("pti,pti->pt", r, _solve(A, r[..., None])[..., 0])
     dof_n = prior.dof[:, None] + n
 
     def f(log_kappa):
@@ -336,9 +386,21 @@ def _kappa_step(prior, stats):
         return (0.5 * d * (np.log(kappa) - np.log(kappa_n))
                 - 0.5 * dof_n * np.log1p(c * q)).sum(axis=1)
 
+    def derivatives(log_kappa):
+        # with h = n / (kappa + n), c = kappa h and g = c q / (1 + c q):
+        # dc/dl = c h, dh/dl = -h (1 - h), dg/dl = g h / (1 + c q)
+        kappa = np.exp(log_kappa)[:, None]
+        h = n / (kappa + n)
+        cq = kappa * h * q
+        g = cq / (1.0 + cq)
+        first = (0.5 * d * h - 0.5 * dof_n * g * h).sum(axis=1)
+        second = (-0.5 * d * h * (1.0 - h)
+                  - 0.5 * dof_n * g * h * (h / (1.0 + cq) - (1.0 - h))).sum(axis=1)
+        return first, second
+
     lo = np.full_like(prior.kappa, np.log(KAPPA_BOUNDS[0]))
     hi = np.full_like(prior.kappa, np.log(KAPPA_BOUNDS[1]))
-    found = _keep_better(f, np.log(prior.kappa), _golden_max(f, lo, hi))
+    found = _maximise_1d(f, derivatives, lo, hi, np.log(prior.kappa))
     return prior._replace(kappa=np.exp(found))
 
 
@@ -346,16 +408,19 @@ def _dof_step(prior, stats, hyper_cov):
     d = prior.mean.shape[-1]
     n = stats.counts
     B = prior.scale / prior.dof[:, None, None]
-    L_B = np.linalg.cholesky(B)
+    L_B = _cholesky(B)
     logdet_B = _logdet_chol(L_B)
     r = stats.means - prior.mean[:, None, :]
     c = prior.kappa[:, None] * n / (prior.kappa[:, None] + n)
     S = stats.scatters + c[..., None, None] * r[..., :, None] * r[..., None, :]
-    L_Bt = np.broadcast_to(L_B[:, None], S.shape)
-    half = np.linalg.solve(L_Bt, S)
-    whitened = np.linalg.solve(L_Bt, np.swapaxes(half, -1, -2))
-    lam = np.clip(np.linalg.eigvalsh(_symmetric(whitened)), 0.0, None)
-    logdet_star = _logdet_chol(np.linalg.cholesky(hyper_cov))
+    # B is shared by the tasks: whiten with its inverse factor, by products
+    L_B_inv = _solve(L_B, np.broadcast_to(np.eye(d), L_B.shape))[:, None]
+    whitened = L_B_inv @ S @ np.swapaxes(L_B_inv, -1, -2)
+    if d == 1:
+        lam = np.clip(whitened[..., 0], 0.0, None)
+    else:
+        lam = np.clip(np.linalg.eigvalsh(_symmetric(whitened)), 0.0, None)
+    logdet_star = _logdet_chol(_cholesky(hyper_cov))
     trace_star = np.einsum("pij,pji->p", B, _spd_inverse(hyper_cov))
     # the gamma functions depend on a task through its size only
     sizes, multiplicity = np.unique(n, return_counts=True)
@@ -374,10 +439,11 @@ def _dof_step(prior, stats, hyper_cov):
                     - 0.5 * n_t * np.log(w + lam)).sum(axis=(1, 2))
         evidence -= 0.5 * n.sum() * logdet_B
         evidence += gammas - n_tasks * multigammaln(nu / 2.0, d)
+        m = nu + d + 1
         hyper = (0.5 * nu * (d * (np.log(nu) + u) + logdet_B)
-                 - 0.5 * nu * d * np.log(2.0) - multigammaln(nu / 2.0, d)
-                 - 0.5 * (nu + d + 1) * logdet_star
-                 - 0.5 * nu * np.exp(u) * trace_star)
+                 - 0.5 * nu * np.exp(u) * trace_star
+                 - 0.5 * m * d * np.log(2.0) - 0.5 * m * logdet_star
+                 - multigammaln(m / 2.0, d))
         return evidence + hyper
 
     start = {"u": np.zeros_like(prior.dof)}
@@ -405,14 +471,46 @@ def _dof_step(prior, stats, hyper_cov):
         nu = d - 1 + np.exp(log_excess)
         return value(nu, best_log_scale(nu))
 
+    def derivatives(log_excess):
+        """First and second derivatives of ``f``: with ``u`` maximised,
+        ``f' = V_nu`` and ``f'' = V_nu,nu - V_nu,u**2 / V_u,u``."""
+        excess = np.exp(log_excess)
+        nu = d - 1 + excess
+        u = best_log_scale(nu)
+        nu_t = nu[:, None, None]
+        w = nu_t * np.exp(u)[:, None, None]
+        share = w / (w + lam)
+        rest = lam / (w + lam)
+        v_nu = (-0.5 * np.log1p(lam / w) + 0.5 * rest
+                - 0.5 * n_t / nu_t * share).sum(axis=(1, 2))
+        v_nunu = (0.5 * rest**2 / nu_t
+                  + 0.5 * n_t * share**2 / nu_t**2).sum(axis=(1, 2))
+        v_uu = -(0.5 * (nu_t + n_t) * share * rest).sum(axis=(1, 2))
+        v_nuu = (0.5 * rest**2 - 0.5 * n_t / nu_t * share * rest).sum(axis=(1, 2))
+        half_nu = nu[:, None] / 2.0
+        v_nu += 0.5 * (multiplicity * (_multidigamma(half_nu + sizes / 2.0, d)
+                                       - _multidigamma(half_nu, d))).sum(1)
+        v_nunu += 0.25 * (multiplicity * (
+            _multitrigamma(half_nu + sizes / 2.0, d)
+            - _multitrigamma(half_nu, d))).sum(1)
+        scale_u = np.exp(u) * trace_star
+        half_m = (nu + d + 1) / 2.0
+        v_nu += (0.5 * (d * (np.log(nu) + u) + logdet_B) + 0.5 * d
+                 - 0.5 * scale_u - 0.5 * d * np.log(2.0) - 0.5 * logdet_star
+                 - 0.5 * _multidigamma(half_m, d))
+        v_nunu += 0.5 * d / nu - 0.25 * _multitrigamma(half_m, d)
+        v_uu -= 0.5 * nu * scale_u
+        v_nuu += 0.5 * d - 0.5 * scale_u
+        f_nunu = v_nunu - v_nuu**2 / v_uu
+        return excess * v_nu, excess * v_nu + excess**2 * f_nunu
+
     lo = np.full_like(prior.dof, np.log(DOF_EXCESS_BOUNDS[0]))
     hi = np.full_like(prior.dof, np.log(DOF_EXCESS_BOUNDS[1]))
-    found = _golden_max(f, lo, hi)
+    current = np.log(prior.dof - d + 1)
+    found = _maximise_1d(f, derivatives, lo, hi, current)
     dof = d - 1 + np.exp(found)
+    # at the current dof, the scale is re-optimised too (never worse)
     u = best_log_scale(dof)
-    better = value(dof, u) >= value(prior.dof, np.zeros_like(u))
-    dof = np.where(better, dof, prior.dof)
-    u = np.where(better, u, 0.0)
     scale = (dof * np.exp(u))[:, None, None] * B
     return prior._replace(dof=dof, scale=scale)
 
@@ -440,7 +538,7 @@ def _pack(prior, root):
     data (``root`` is the square root of the hyperprior's diagonal)."""
     d = prior.mean.shape[-1]
     rows, cols = np.tril_indices(d)
-    L = np.linalg.cholesky(prior.scale / (root[:, :, None] * root[:, None, :]))
+    L = _cholesky(prior.scale / (root[:, :, None] * root[:, None, :]))
     L[:, np.arange(d), np.arange(d)] = np.log(np.diagonal(L, axis1=1, axis2=2))
     return np.concatenate([
         prior.mean / root, np.log(prior.kappa)[:, None],

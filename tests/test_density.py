@@ -349,7 +349,8 @@ def test_every_ascent_step_increases_the_objective():
 
 def test_empirical_bayes_is_a_maximum_of_the_exact_objective(fleet):
     """No perturbation of any hyper-parameter increases the objective,
-    computed from the textbook evidence task by task."""
+    computed from the textbook evidence task by task and scipy's Wishart
+    density for the hyperprior ``Psi0 ~ W(diag(var(X)), nu0 + d + 1)``."""
     X, tasks, det = fleet
     v = np.diag(X.var(axis=0))
     labels = np.unique(tasks)
@@ -357,7 +358,7 @@ def test_empirical_bayes_is_a_maximum_of_the_exact_objective(fleet):
     def total(mu0, kappa0, nu0, psi0):
         evidence = sum(murphy_log_evidence(X[tasks == t], mu0, kappa0, nu0,
                                            psi0) for t in labels)
-        hyper = stats.invwishart(df=nu0, scale=psi0).logpdf(v)
+        hyper = stats.wishart(df=nu0 + 4, scale=v).logpdf(psi0)
         return evidence + hyper
 
     mu0, kappa0, nu0, psi0 = learned_prior(det)

@@ -105,9 +105,9 @@ def test_task_statistics_are_the_posterior_of_the_learned_prior(shops):
 
 
 def test_hyper_parameters_maximise_the_marginal_likelihood(shops):
-    """Per feature: the evidence of every task plus the hyperprior (one
-    pseudo-task whose variance is the feature's variance) has its maximum
-    at the fitted values; scipy finds nothing better."""
+    """Per feature: the evidence of every task plus the hyperprior
+    ``nu0 s0**2 ~ W(var, nu0 + 2)`` (a gamma distribution in one dimension)
+    has its maximum at the fitted values; scipy finds nothing better."""
     X, tasks = shops
     scaler = TaskScaler().fit(X, tasks=tasks)
     labels = np.unique(tasks)
@@ -120,7 +120,7 @@ def test_hyper_parameters_maximise_the_marginal_likelihood(shops):
                                       np.exp(theta[2]), np.exp(theta[3]))
             evidence = sum(nix_log_evidence(x[tasks == t], mu0, kappa0, nu0,
                                             s0sq) for t in labels)
-            hyper = stats.invgamma.logpdf(v, a=nu0 / 2, scale=nu0 * s0sq / 2)
+            hyper = stats.gamma.logpdf(nu0 * s0sq, a=(nu0 + 2) / 2, scale=2 * v)
             return -(evidence + hyper)
 
         fitted = np.array([scaler.population_mean_[j],
