@@ -371,7 +371,9 @@ def _scale_step(prior, stats, hyper_precision):
     return prior._replace(scale=_symmetric(scale))
 
 
-def _kappa_step(prior, stats):
+def _kappa_objective(prior, stats):
+    """The objective as a function of ``log kappa0`` (all else fixed), and
+    its first and second derivatives."""
     d = prior.mean.shape[-1]
     n = stats.counts
     A = prior.scale[:, None] + stats.scatters
@@ -398,13 +400,21 @@ def _kappa_step(prior, stats):
                   - 0.5 * dof_n * g * h * (h / (1.0 + cq) - (1.0 - h))).sum(axis=1)
         return first, second
 
+    return f, derivatives
+
+
+def _kappa_step(prior, stats):
+    f, derivatives = _kappa_objective(prior, stats)
     lo = np.full_like(prior.kappa, np.log(KAPPA_BOUNDS[0]))
     hi = np.full_like(prior.kappa, np.log(KAPPA_BOUNDS[1]))
     found = _maximise_1d(f, derivatives, lo, hi, np.log(prior.kappa))
     return prior._replace(kappa=np.exp(found))
 
 
-def _dof_step(prior, stats, hyper_cov):
+def _dof_objective(prior, stats, hyper_cov):
+    """The objective as a function of ``log(nu0 - d + 1)``, with ``Psi0 =
+    nu0 exp(u) B`` and ``u`` maximised; its first and second derivatives;
+    the maximising ``u``; and ``B``."""
     d = prior.mean.shape[-1]
     n = stats.counts
     B = prior.scale / prior.dof[:, None, None]
@@ -504,6 +514,12 @@ def _dof_step(prior, stats, hyper_cov):
         f_nunu = v_nunu - v_nuu**2 / v_uu
         return excess * v_nu, excess * v_nu + excess**2 * f_nunu
 
+    return f, derivatives, best_log_scale, B
+
+
+def _dof_step(prior, stats, hyper_cov):
+    d = prior.mean.shape[-1]
+    f, derivatives, best_log_scale, B = _dof_objective(prior, stats, hyper_cov)
     lo = np.full_like(prior.dof, np.log(DOF_EXCESS_BOUNDS[0]))
     hi = np.full_like(prior.dof, np.log(DOF_EXCESS_BOUNDS[1]))
     current = np.log(prior.dof - d + 1)

@@ -347,6 +347,43 @@ def test_every_ascent_step_increases_the_objective():
             value = new
 
 
+@pytest.mark.parametrize("d", [1, 3])
+def test_scalar_steps_derivatives_against_finite_differences(d):
+    """The closed-form derivatives driving the kappa0 and nu0 searches."""
+    rng = np.random.default_rng(21)
+    sizes = rng.integers(0, 10, size=30)
+    X = rng.normal(size=(sizes.sum(), d)) * 2
+    codes = np.repeat(np.arange(30), sizes)
+    stats_ = _niw.full_stats(*_niw.task_statistics(X, codes, 30))
+    hyper = np.diag(X.var(axis=0))[None]
+    prior = _niw.initial_prior(stats_, hyper)._replace(
+        kappa=np.array([0.7]), dof=np.array([d + 1.3]))
+    kappa_f, kappa_d = _niw._kappa_objective(prior, stats_)
+    dof_f, dof_d, best_log_scale, B = _niw._dof_objective(prior, stats_, hyper)
+    h = 1e-4
+    for f, derivatives in [(kappa_f, kappa_d), (dof_f, dof_d)]:
+        for x in [-3.0, 0.0, 0.5, 2.0, 6.0]:
+            x = np.array([x])
+            first, second = derivatives(x)
+            assert_allclose(first, (f(x + h) - f(x - h)) / (2 * h), rtol=1e-6,
+                            atol=1e-6)
+            assert_allclose(second, (derivatives(x + h)[0]
+                                     - derivatives(x - h)[0]) / (2 * h),
+                            rtol=1e-5, atol=1e-6)
+    # the dof objective is the exact objective at the profiled scale
+    nu = np.array([d + 2.5])
+    u = best_log_scale(nu)
+    profiled = prior._replace(dof=nu, scale=(nu * np.exp(u))[:, None, None] * B)
+    shift = (_niw.objective(profiled, stats_, hyper)
+             - dof_f(np.log(nu - d + 1)))
+    nu2 = np.array([d + 7.0])
+    u2 = best_log_scale(nu2)
+    profiled2 = prior._replace(dof=nu2,
+                               scale=(nu2 * np.exp(u2))[:, None, None] * B)
+    assert_allclose(_niw.objective(profiled2, stats_, hyper)
+                    - dof_f(np.log(nu2 - d + 1)), shift, rtol=1e-9)
+
+
 def test_empirical_bayes_is_a_maximum_of_the_exact_objective(fleet):
     """No perturbation of any hyper-parameter increases the objective,
     computed from the textbook evidence task by task and scipy's Wishart
