@@ -639,5 +639,5 @@ def fit_empirical_bayes(stats, hyper_cov, *, max_iter, tol, verbose=0,
         warnings.warn(
             f"{owner}: empirical Bayes did not converge in max_iter="
             f"{max_iter} iterations (last gain per row {gain:.3e} > tol="
-            f"{tol}); increase max_iter.", ConvergenceWarning)
+            f"{tol}); increase max_iter.", ConvergenceWarning, stacklevel=2)
     return EBResult(prior, current, n_iter, converged)
