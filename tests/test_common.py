@@ -23,7 +23,13 @@ from sklearn.utils.estimator_checks import (
     parametrize_with_checks,
 )
 
-from skmeta import MetaClassifier, MetaRegressor
+from skmeta import (
+    MetaClassifier,
+    MetaGaussianDensity,
+    MetaRegressor,
+    TaskGaussianDensity,
+)
+from skmeta.preprocessing import TaskScaler
 
 ESTIMATORS = [
     MetaClassifier(),
@@ -52,6 +58,13 @@ ESTIMATORS = [
     MetaRegressor(method="metasgd", query_fraction=1.0, max_iter=100),
     # Reptile adapts on all rows: all checks pass
     MetaClassifier(method="reptile", max_iter=100),
+    MetaGaussianDensity(),
+    MetaGaussianDensity(contamination=0.05),
+    TaskGaussianDensity(),
+    TaskGaussianDensity(mean_precision_prior=0.1, contamination=0.2),
+    TaskScaler(),
+    TaskScaler(with_mean=False, new_tasks="transductive"),
+    TaskScaler(with_std=False),
 ]
 
 _RANDOM_SPLIT = (
@@ -86,7 +99,9 @@ def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
 
 
-@pytest.mark.parametrize("estimator", [MetaClassifier(), MetaRegressor()],
+@pytest.mark.parametrize("estimator", [MetaClassifier(), MetaRegressor(),
+                                       MetaGaussianDensity(),
+                                       TaskGaussianDensity(), TaskScaler()],
                          ids=lambda est: type(est).__name__)
 def test_param_validation(estimator):
     check_param_validation(type(estimator).__name__, estimator)
