@@ -51,7 +51,8 @@ def _curvature(code, sw, start, stop, D, n_outputs, mean_loss, U):
     for k in range(n_outputs):
         for m in range(n_outputs):
             hessian_weights(code, sw, start, stop, D, k, m, scale, a)
-            blocks[k, m, :] = a
+            for r in range(n):  # a loop: slice assignment costs seconds to compile
+                blocks[k, m, r] = a[r]
     CU = U.copy()
     curvature_times(code, sw, start, stop, D, CU, n_outputs, scale)
     return scale, blocks, CU

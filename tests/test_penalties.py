@@ -121,7 +121,7 @@ finite = st.floats(-1e300, 1e300, allow_nan=False)
 thresholds = st.floats(0.0, 1e300) | st.sampled_from([0.0, 5e-324, 1.0])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(u=st.lists(finite, min_size=1, max_size=20), data=st.data())
 def test_soft_threshold_is_the_proximal_operator_of_the_l1_norm(u, data):
     # x = prox_{t|.|}(u) iff 0 is in x - u + t d|x|: x - u + t sign(x) = 0
@@ -151,7 +151,7 @@ def test_soft_threshold_special_values():
                                       1e308, 0.0])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(u=st.lists(finite, min_size=1, max_size=20), data=st.data())
 def test_held_at_zero_agrees_with_soft_threshold(u, data):
     # a coordinate is held at zero exactly when the proximal step puts it
