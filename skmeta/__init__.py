@@ -5,9 +5,17 @@ of a scikit-learn base estimator, and fits each task -- including new ones
 with a handful of samples -- as that estimator regularized toward the prior.
 """
 
+from ._density import MetaGaussianDensity, TaskGaussianDensity
 from ._embedding import MetaEmbedding
 from ._estimators import MetaClassifier, MetaRegressor
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["MetaClassifier", "MetaEmbedding", "MetaRegressor", "__version__"]
+__all__ = [
+    "MetaClassifier",
+    "MetaEmbedding",
+    "MetaGaussianDensity",
+    "MetaRegressor",
+    "TaskGaussianDensity",
+    "__version__",
+]

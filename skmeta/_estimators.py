@@ -34,6 +34,7 @@ from ._kernels._calls import decision_values
 from ._kernels._layout import make_batch
 from ._methods import METHODS, MetaFit, MetaSettings
 from ._validation import (
+    add_tasks,
     check_task_labels,
     encode_tasks,
     lookup_tasks,
@@ -65,7 +66,10 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         "meta_batch_size": [Interval(Integral, 1, None, closed="left")],
         "query_fraction": [Interval(Real, 0, 1, closed="right")],
         "max_iter": [Interval(Integral, 1, None, closed="left"), None],
-        "tol": [Interval(Real, 0, None, closed="left")],
+        # a relative change: from 1 on, the first iterate, the prior mean at
+        # its starting point, would pass for converged (and tol**2, in the
+        # stationarity test, must stay a finite float)
+        "tol": [Interval(Real, 0, 1, closed="left")],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -205,7 +209,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         y : array-like of shape (n_samples,)
             Targets.
         tasks : array-like of shape (n_samples,), default=None
-            Task label (int or str) of each sample. When neither ``tasks`` nor
+            Task label (int or str; bytes are decoded as UTF-8) of each
+            sample. When neither ``tasks`` nor
             ``task_column`` is given, all samples form a single task: the base
             estimator is fitted with the transfer term toward
             ``prior_estimator`` (or toward zero).
@@ -252,7 +257,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
     def _fit(self, X, y, tasks, sample_weight, classes=None):
         base = self._base_estimator()
         family = family_for(base, classifier=self._is_classifier,
-                            owner=type(self).__name__)
+                            owner=type(self).__name__, check=True)
         method = self._meta_method(warn=True, network=family.is_network)
         method.check(method.settings)
         family.warn_ignored_settings()
@@ -544,13 +549,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         if known is None:
             self.task_params_ = theta
             return self
-        merged, inverse = np.unique(np.concatenate([known, uniques]),
-                                    return_inverse=True)
-        table = np.empty((len(merged), theta.shape[1]))
-        table[inverse[:len(known)]] = self.task_params_
-        table[inverse[len(known):]] = theta
-        self.tasks_ = merged
-        self.task_params_ = table
+        self.tasks_, self.task_params_ = add_tasks(known, self.task_params_,
+                                                   uniques, theta)
         return self
 
     # --------------------------------------------------------------- tags
@@ -673,11 +673,13 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     max_iter : int, default=None
         Maximum number of outer iterations of ``"proximal"`` (default 100),
         or number of meta-iterations of the other methods (default 500).
-    tol : float, default=1e-4
+    tol : float in [0, 1), default=1e-4
         ``"proximal"``: stop when the prior mean and the task models change by
-        less than ``tol`` (relative to their magnitude) in an iteration.
-        ``"imaml"`` with a network: relative residual at which the conjugate
-        gradient of the implicit meta-gradient stops. Unused otherwise.
+        less than ``tol`` (relative to their magnitude, or absolute below 1)
+        in an iteration. It must be below 1: a change as large as the
+        parameters themselves is no convergence. ``"imaml"`` with a network:
+        relative residual at which the conjugate gradient of the implicit
+        meta-gradient stops. Unused otherwise.
     n_jobs : int, default=None
         Number of task shards solved in parallel (threads, or the workers of
         an active joblib backend such as Dask). ``"maml"``, ``"metasgd"``
@@ -736,6 +738,12 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     --------
     MetaRegressor : The same for regression.
     sklearn.linear_model.LogisticRegression : The default base estimator.
+
+    Notes
+    -----
+    To load a fitted model with ``skops.io.load``, trust
+    ``skmeta._estimators.MetaClassifier``, the only skmeta type it holds;
+    see :ref:`persistence`.
 
     Examples
     --------
@@ -1014,10 +1022,11 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
     max_iter : int, default=None
         Outer iterations of ``"proximal"`` (default 100), meta-iterations of
         the other methods (default 500).
-    tol : float, default=1e-4
+    tol : float in [0, 1), default=1e-4
         Relative tolerance of ``"proximal"`` on the change of the prior mean
-        and of the task models per iteration; for ``"imaml"`` with a
-        network, of its conjugate gradient; unused otherwise.
+        and of the task models per iteration (below 1); for ``"imaml"``
+        with a network, of its conjugate gradient; see
+        :class:`MetaClassifier`. Unused otherwise.
     n_jobs : int, default=None
         Number of task shards solved in parallel; see :class:`MetaClassifier`.
     random_state : int, RandomState instance or None, default=None
@@ -1063,6 +1072,12 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
     --------
     MetaClassifier : The same for classification.
     sklearn.linear_model.Ridge : The default base estimator.
+
+    Notes
+    -----
+    To load a fitted model with ``skops.io.load``, trust
+    ``skmeta._estimators.MetaRegressor``, the only skmeta type it holds;
+    see :ref:`persistence`.
 
     Examples
     --------

@@ -1,5 +1,12 @@
-"""Elementary functions and row primitives of the kernels against references."""
+"""Elementary functions, row primitives, Adam and the kernel cache against references.
 
+The datafits and penalties have their own modules: ``test_datafits.py`` and
+``test_penalties.py``.
+"""
+
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -7,8 +14,6 @@ import pytest
 from numba import njit
 
 from skmeta._kernels._adam import adam_update
-from skmeta._kernels._codes import LOGISTIC, MULTINOMIAL, POISSON, SQUARED
-from skmeta._kernels._datafits import datafit_derivatives
 from skmeta._kernels._elementary import exp, log1p_unit
 from skmeta._kernels._rows import dense_gradient, dense_predictor
 
@@ -138,45 +143,59 @@ def test_adam_kernel_is_the_numpy_formula_to_the_last_bit():
         np.testing.assert_array_equal(v, ref_v)
 
 
-@njit
-def _datafit(code, y, sw, start, Z, G, D, n_outputs):
-    return datafit_derivatives(code, y, sw, start, y.shape[0], Z, n_outputs, G, D)
+# --------------------------------------------------------------------------
+# numba's debug mode: NUMBA_DISABLE_JIT=1 runs every kernel as Python
+# --------------------------------------------------------------------------
+def _tiny_fits():
+    """A proximal fit, a MAML fit and predictions, on three tasks of six rows,
+    and ``exp`` across its range: small, since without the JIT it is Python."""
+    from skmeta import MetaClassifier, MetaRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(18, 2))
+    tasks = np.repeat(np.arange(3), 6)
+    y = np.tile([0, 1], 9)
+    yr = X[:, 0] - 0.5 * X[:, 1] + 0.1 * rng.normal(size=18)
+    prox = MetaClassifier(gamma=1.0).fit(X, y, tasks=tasks)
+    maml = MetaRegressor(method="maml", inner_steps=2, max_iter=3,
+                         random_state=0).fit(X, yr, tasks=tasks)
+    unseen = np.r_[tasks[:-1], 7]  # the last row's task is new: the prior
+    return {
+        "prox_theta": prox.task_params_,
+        "prox_proba": prox.predict_proba(X, tasks=unseen),
+        "maml_theta0": maml.meta_params_,
+        "maml_pred": maml.predict(X, tasks=unseen),
+        "adapted": maml.adapt(X[:4], yr[:4]).coef_,
+        "exp": _apply_exp(np.array([-800.0, -700.0, -1.5, 0.0, 1e-3, 2.0,
+                                    700.0, 710.0])),
+    }
 
 
-@pytest.mark.parametrize("code", [SQUARED, LOGISTIC, MULTINOMIAL, POISSON])
-def test_datafit_does_not_depend_on_where_its_buffers_lie(code):
-    # LLVM runs a loop that writes some arrays while reading others in one
-    # of two versions, picked by comparing their addresses at run time; a
-    # sum made in such a loop would differ in the last bits with the
-    # arrays' placement (it did: the query loss of a task changed with the
-    # heap's layout)
-    K = 12 if code == MULTINOMIAL else 1
-    rng = np.random.default_rng(code)
-    for n in (5, 6, 13, 45):
-        z = rng.normal(scale=2.0, size=(K, n))
-        y = (rng.integers(0, K, n) if code == MULTINOMIAL
-             else rng.poisson(1.0, n) if code == POISSON else rng.normal(size=n))
-        sw = rng.uniform(0.5, 1.5, n)
-        sizes = [n + 3, n + 3, K * n, K * n, K * n]  # y, sw (from row 3), Z, G, D
-        results = set()
-        for seed in range(40):
-            order = np.random.default_rng(seed).permutation(5)
-            gaps = np.random.default_rng(seed + 99).integers(0, 12, 5)
-            buf = np.zeros(sum(sizes) + gaps.sum() + 8)
-            pos = 0
-            views = [None] * 5
-            for k in order:
-                pos += gaps[k]
-                views[k] = buf[pos:pos + sizes[k]]
-                pos += sizes[k]
-            yv, swv = views[0], views[1]
-            yv[3:] = y
-            swv[3:] = sw
-            Z, G, D = (v.reshape(K, n) for v in views[2:])
-            Z[:] = z
-            total = _datafit(code, yv, swv, 3, Z, G, D, K)
-            results.add((total.hex(), G.tobytes(), D.tobytes()))
-        assert len(results) == 1, n
+@pytest.mark.slow
+def test_the_package_runs_with_the_jit_disabled(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "fits.npz"
+    code = (f"import sys; sys.path.insert(0, {str(root / 'tests')!r}); "
+            "import numba, numpy as np; assert numba.config.DISABLE_JIT; "
+            "from test_kernels import _tiny_fits; "
+            f"np.savez({str(out)!r}, **_tiny_fits())")
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1",
+           "PYTHONPATH": os.pathsep.join(
+               [str(root), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    # the timeout only guards against a hang
+    run = subprocess.run([sys.executable, "-c", code], cwd=root, env=env,
+                         capture_output=True, text=True, check=False,
+                         timeout=1800)
+    assert run.returncode == 0, run.stderr
+    python = np.load(out)
+    jitted = _tiny_fits()
+    assert set(python.files) == set(jitted)
+    for name, value in jitted.items():
+        # the jitted kernels may reassociate sums (fastmath): round-off only
+        np.testing.assert_allclose(python[name], value, rtol=1e-12,
+                                   atol=1e-14, err_msg=name)
+    # exp in pure Python is the same arithmetic as the intrinsic's
+    np.testing.assert_array_equal(python["exp"], jitted["exp"])
 
 
 def test_stale_numba_cache_is_cleared_when_a_kernel_source_changes(

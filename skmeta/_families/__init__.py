@@ -2,6 +2,7 @@
 
 from sklearn.base import is_classifier
 
+from ._base import check_constraints
 from ._logistic import LogisticFamily
 from ._mlp import MLPFamily
 from ._poisson import PoissonFamily
@@ -26,14 +27,19 @@ def _names(families, classifier):
     return ", ".join(cls.__name__ for cls in _supported(families, classifier))
 
 
-def family_for(estimator, *, classifier, owner):
+def family_for(estimator, *, classifier, owner, check=False):
     """The adapter for ``estimator``, or a TypeError listing what is supported.
 
-    ``owner`` names the meta-estimator in the message.
+    ``owner`` names the meta-estimator in the message. With ``check`` (once
+    per fit), the estimator's parameters are first validated as its own fit
+    would validate them; the adapter itself always refuses settings its
+    solvers cannot use.
     """
     families = CLASSIFIER_FAMILIES if classifier else REGRESSOR_FAMILIES
     for family in families:
         if family.handles(estimator) and _fits(family, estimator, classifier):
+            if check:
+                check_constraints(estimator, "estimator")
             return family(estimator)
     raise TypeError(
         f"{owner} does not support {type(estimator).__name__} as base "

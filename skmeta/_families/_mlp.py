@@ -24,6 +24,7 @@ from sklearn.utils import check_random_state
 from .._kernels._codes import LOGISTIC, MULTINOMIAL, POISSON, SQUARED
 from .._kernels._layers import IDENTITY, RELU, SIGMOID, TANH
 from .._kernels._network import NetworkProblem
+from ._base import penalty_strength
 
 _ACTIVATIONS = {"identity": IDENTITY, "logistic": SIGMOID, "tanh": TANH,
                 "relu": RELU}
@@ -51,8 +52,6 @@ class MLPFamily:
 
     def __init__(self, estimator):
         self.estimator = estimator
-        # its own fit would check its parameters first; skmeta never calls it
-        estimator._validate_params()
         params = estimator.get_params(deep=False)
         hidden = params["hidden_layer_sizes"]
         hidden = (int(hidden),) if np.ndim(hidden) == 0 else tuple(
@@ -65,7 +64,7 @@ class MLPFamily:
             )
         self.hidden = hidden
         self.activation = params["activation"]
-        self.alpha = float(params["alpha"])
+        self.alpha = penalty_strength(estimator, "alpha", params["alpha"])
         self.loss = params.get("loss", "squared_error")
         self.random_state = params["random_state"]
 

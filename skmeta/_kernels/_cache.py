@@ -30,7 +30,7 @@ def source_digest():
 def cache_folders():
     """Where numba may keep this package's cached kernels (existing folders)."""
     # numba's own rules (its locators), asked about a function of this folder
-    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl")
+    impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
     here = str(_HERE / "_cache.py")
     folders = []
     for locator_class in impl._locator_classes:

@@ -22,7 +22,14 @@ from ._layout import (
     prior_arrays,
     transposed_batch,
 )
-from ._newton import KeptInverses, SolveOutputs, SolveSettings, solve_tasks
+from ._newton import (
+    KeptInverses,
+    SolveOutputs,
+    SolveSettings,
+    curvature_products,
+    solve_tasks,
+    solve_tasks_rowspace,
+)
 from ._penalties import smooth_curvature_bound
 from ._predict import decision_rows
 from ._rows import MetaBatch
@@ -34,13 +41,22 @@ from ._unroll import (
 )
 from ._workspaces import (
     _PAD,
+    CURVATURE_MAX_BYTES,
+    FULL_INVERSE_MAX_PARAMS,
+    INVERSE_SUMS_MAX_BYTES,
     TRANSPOSED_MAX_BYTES,
     implicit_workspace,
     largest_task,
     newton_workspace,
+    rowspace_workspace,
     unroll_chunks,
     unroll_workspace,
 )
+
+# below this many parameters the dense Newton solver is used whatever the
+# tasks' sizes: it keeps each task's inverse Hessian between solves, which
+# saves more than the row space would
+ROWSPACE_MIN_PARAMS = 128
 
 # numba's "workqueue" threading layer (its fallback where OpenMP and TBB are
 # missing) aborts the process when two threads launch parallel kernels at
@@ -51,14 +67,111 @@ _PARALLEL_LAUNCH = threading.Lock()
 # --------------------------------------------------------------------------
 # exact solves
 # --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InverseRequest:
+    """Which sums of inverse Hessians an exact solve of all tasks returns.
+
+    Always the sums of the active-set inverse Hessians; with ``posterior``
+    also their sums weighted by ``inv_weight`` and the traces empirical
+    Bayes needs; with ``exact``, taken at the solutions rather than at the
+    last Hessian computed; with ``diagonal``, only their diagonals; with
+    ``products``, also (where the row-space solver is used, within
+    ``CURVATURE_MAX_BYTES``) the means to multiply vectors by their sum
+    (``TaskSolutions.inverse_sum_times``).
+    """
+
+    posterior: bool = False
+    exact: bool = False
+    diagonal: bool = False
+    products: bool = False
+
+
+def diagonal_inverses(n_params):
+    """Whether inverse Hessians are only summed on their diagonal, for this size."""
+    return n_params > FULL_INVERSE_MAX_PARAMS
+
+
+def summation_block(n_tasks, n_params, diagonal=False):
+    """Tasks summed together per block: :func:`block_size_for`, or more.
+
+    A block holds ``d x d`` sums of inverse Hessians (``d`` of their
+    diagonals): blocks are made larger rather than having their sums take
+    more than ``INVERSE_SUMS_MAX_BYTES``. Depends on the shapes only, so
+    that sums do not depend on how tasks are spread over threads.
+    """
+    per_block = 16 * n_params * (1 if diagonal else n_params)
+    max_blocks = max(1, INVERSE_SUMS_MAX_BYTES // max(per_block, 1))
+    return max(block_size_for(n_tasks), -(-n_tasks // max_blocks))
+
+
+def row_space_pays(batch, problem, precision):
+    """Whether Newton steps in the row space cost less than dense ones.
+
+    Only for objectives without l1 part whose smooth penalties have a
+    positive diagonal curvature (see ``_rowspace``); compares the flop
+    counts of a step for the batch's tasks.
+    """
+    precision = np.asarray(precision, dtype=np.float64)
+    d = problem.n_params
+    if d <= ROWSPACE_MIN_PARAMS or problem.has_l1 or precision.ndim == 2:
+        return False
+    if not np.all(problem.lam2 * problem.l2w + precision > 0):
+        return False
+    K = problem.n_outputs
+    p1 = problem.n_features + problem.fit_intercept
+    n = np.diff(batch.offsets).astype(np.float64)
+    hessian_blocks = K * (K + 1) // 2
+    dense = np.sum(hessian_blocks * n * p1**2 / 2 + d**3 / 3)
+    # the row-space Gram matrices are made once per solve (about 5 steps)
+    rows = np.sum((K * n) ** 3 / 3 + (K * n) ** 2 + K * n**2 * p1 / 10)
+    return rows < dense / 2
+
+
+class InverseSumProducts:
+    """Products of vectors with ``sum_t A_t^{-1}``, from the row-space factors.
+
+    ``A_t^{-1} = M^{-1} - M^{-1} B_t^T N_t B_t M^{-1}`` (see ``_rowspace``);
+    ``parts`` are ``(batch, problem, N)`` of consecutive shards of tasks,
+    ``minv`` the inverse of ``M``'s diagonal.
+    """
+
+    def __init__(self, parts, minv, n_tasks):
+        self.parts = parts
+        self.minv = minv
+        self.n_tasks = n_tasks
+
+    def __call__(self, x):
+        """``sum_t A_t^{-1} x``."""
+        v = (self.minv * x)[np.newaxis]
+        products = np.zeros_like(v)
+        for batch, problem, N in self.parts:
+            n_max = largest_task(batch)[0]
+            K = problem.n_outputs
+            p1 = problem.n_features + problem.fit_intercept
+            work = (np.empty((0 if batch.is_sparse else p1, n_max)),
+                    np.empty((K, n_max)), np.empty((K, n_max)))
+            out = np.empty_like(v)
+            curvature_products(batch.arrays, problem.arrays, N, v, work, out)
+            products += out
+        return self.n_tasks * v[0] - self.minv * products[0]
+
+    @classmethod
+    def concatenate(cls, parts):
+        if any(part is None for part in parts):
+            return None
+        return cls([p for part in parts for p in part.parts], parts[0].minv,
+                   sum(part.n_tasks for part in parts))
+
+
 @dataclass
 class TaskSolutions:
     """Exact solutions of the tasks of a batch, and what the outer loops need.
 
     ``inv_blocks`` holds, per block of tasks, the sum of the active-set
-    inverse Hessians ``A_t^{-1}``, and ``inv_wblocks`` the same sums
-    weighted by the caller's ``inv_weight`` (both ``None`` unless asked
-    for); ``trace[t]`` is ``tr(H_data A_t^{-1})``.
+    inverse Hessians ``A_t^{-1}`` (or of their diagonals), and
+    ``inv_wblocks`` the same sums weighted by the caller's ``inv_weight``
+    (both ``None`` unless asked for); ``trace[t]`` is
+    ``tr(H_data A_t^{-1})``.
     """
 
     theta: np.ndarray
@@ -68,16 +181,21 @@ class TaskSolutions:
     trace: np.ndarray
     inv_blocks: np.ndarray = None
     inv_wblocks: np.ndarray = None
+    #: an InverseSumProducts, where asked for and available
+    inverse_sum_times: object = None
 
     @cached_property
     def inv_sum(self):
-        """Sum over all tasks of the inverse Hessians (block sums in order)."""
-        return None if self.inv_blocks is None else self.inv_blocks.sum(axis=0)
+        """Sum over all tasks of the inverse Hessians (block sums in order).
+
+        A ``(d, d)`` matrix, or a ``(d,)`` vector of diagonals.
+        """
+        return _total(self.inv_blocks)
 
     @cached_property
     def inv_wsum(self):
-        """Weighted sum over all tasks of the inverse Hessians."""
-        return None if self.inv_wblocks is None else self.inv_wblocks.sum(axis=0)
+        """Weighted sum over all tasks of the inverse Hessians (as ``inv_sum``)."""
+        return _total(self.inv_wblocks)
 
     @classmethod
     def concatenate(cls, parts):
@@ -89,28 +207,36 @@ class TaskSolutions:
             inv_blocks=np.concatenate([p.inv_blocks for p in parts])
             if blocks else None,
             inv_wblocks=np.concatenate([p.inv_wblocks for p in parts])
-            if blocks else None)
+            if blocks else None,
+            inverse_sum_times=InverseSumProducts.concatenate(
+                [p.inverse_sum_times for p in parts]))
+
+
+def _total(blocks):
+    if blocks is None:
+        return None
+    total = blocks.sum(axis=0)
+    return total[0] if total.shape[0] == 1 and total.shape[1] > 1 else total
 
 
 def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
-                tol=1e-8, inverse=None, exact_inverse=False, inv_weight=None,
-                block=None, kept=None):
+                tol=1e-8, inverse=None, inv_weight=None, block=None, kept=None,
+                rowspace=None):
     """Solve every task of ``batch`` from the warm start ``theta`` (not modified).
 
     ``precision`` is the transfer term's ``gamma * Lambda``: a vector (its
-    diagonal) or a full matrix. With ``inverse="sum"``, the per-block sums
-    of inverse Hessians are returned, and with ``inverse="posterior"`` also
-    the weighted sums (weights ``inv_weight``) and traces empirical Bayes
-    needs; ``exact_inverse`` takes them at the solutions. ``block`` is the
-    summation block size (default :func:`block_size_for` of the batch's task
-    count); shards of one larger batch pass the parent's so that sums come
-    out bit-identical. ``kept`` (a ``_newton.KeptInverses``, updated in
-    place) keeps the inverse of each task's Hessian between calls; see
-    ``_newton.solve_tasks``. Returns a :class:`TaskSolutions`.
+    diagonal) or a full matrix. ``inverse`` (an :class:`InverseRequest`)
+    asks for sums of inverse Hessians, with weights ``inv_weight``.
+    ``block`` is the summation block size (default :func:`summation_block`);
+    shards of one larger batch pass the parent's so that sums come out
+    bit-identical. ``kept`` (a ``_newton.KeptInverses``, updated in place)
+    keeps the inverse of each task's Hessian between calls (dense solver
+    only); see ``_newton.solve_tasks``. ``rowspace`` chooses the row-space
+    solver (default: :func:`row_space_pays`). Returns a
+    :class:`TaskSolutions`.
     """
-    if inverse not in (None, "sum", "posterior"):
-        raise ValueError(f"inverse must be None, 'sum' or 'posterior', got {inverse!r}")
     want_inverse = inverse is not None
+    diagonal = want_inverse and inverse.diagonal
     if max_iter < 1:
         # the kernels compute each task's Hessian in their first iteration
         raise ValueError(f"max_iter must be at least 1, got {max_iter}.")
@@ -118,27 +244,45 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
     d = problem.n_params
     theta = np.array(theta, dtype=np.float64, order="C", copy=True)
     if block is None:
-        block = block_size_for(n_tasks)
+        block = summation_block(n_tasks, d, diagonal)
     n_blocks = -(-n_tasks // block)
     n_inv = n_blocks if want_inverse else 0
+    shape = (n_inv, 1, d) if diagonal else (n_inv, d, d)
     out = SolveOutputs(np.empty(n_tasks), np.empty(n_tasks),
                        np.empty(n_tasks, dtype=np.intp), np.zeros(n_tasks),
-                       np.zeros((n_inv, d, d)), np.zeros((n_inv, d, d)))
-    if kept is None:
-        kept = KeptInverses(np.empty((0, d, d)), np.empty(0, dtype=np.uint8),
-                            np.empty(0))
+                       np.zeros(shape), np.zeros(shape))
     settings = SolveSettings(int(max_iter), float(tol), want_inverse,
-                             inverse == "posterior", bool(exact_inverse),
-                             int(block))
+                             want_inverse and inverse.posterior,
+                             want_inverse and inverse.exact, diagonal, int(block))
     inv_weight = np.ones(n_tasks) if inv_weight is None else as_float_array(
         inv_weight)
-    work = newton_workspace(problem, largest_task(batch)[0],
-                            dense=not batch.is_sparse)
-    solve_tasks(batch.arrays, problem.arrays, prior_arrays(theta0, precision),
-                theta, inv_weight, settings, kept, work, out)
+    prior = prior_arrays(theta0, precision)
+    n_max = largest_task(batch)[0]
+    if rowspace is None:
+        rowspace = row_space_pays(batch, problem, precision)
+    products = None
+    if rowspace:
+        nK = problem.n_outputs * n_max
+        keep = (want_inverse and inverse.products
+                and 8 * n_tasks * nK * nK <= CURVATURE_MAX_BYTES)
+        curvatures = np.empty((n_tasks, nK, nK) if keep else (0, 0, 0))
+        work = rowspace_workspace(batch, problem, n_max, diagonal)
+        solve_tasks_rowspace(batch.arrays, problem.arrays, prior, theta,
+                             inv_weight, settings, (*work, curvatures), out)
+        if keep:
+            minv = 1.0 / (problem.lam2 * problem.l2w + prior.diag)
+            products = InverseSumProducts([(batch, problem, curvatures)], minv,
+                                          n_tasks)
+    else:
+        if kept is None:
+            kept = KeptInverses(np.empty((0, d, d)), np.empty(0, dtype=np.uint8),
+                                np.empty(0))
+        work = newton_workspace(problem, n_max, dense=not batch.is_sparse)
+        solve_tasks(batch.arrays, problem.arrays, prior, theta, inv_weight,
+                    settings, kept, work, out)
     return TaskSolutions(theta, out.objective, out.loss, out.n_iter, out.trace,
                          out.inv_sum if want_inverse else None,
-                         out.inv_wsum if want_inverse else None)
+                         out.inv_wsum if want_inverse else None, products)
 
 
 def decision_values(X, row_model, params, problem):

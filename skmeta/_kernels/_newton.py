@@ -40,11 +40,19 @@ from ._penalties import (
     l1_threshold,
     penalty_values,
     precision_times,
+    smooth_curvature_diagonal,
     smooth_curvature_trace,
     smooth_gradient,
     soft_threshold,
 )
 from ._rows import batch_task, gradient, gram, predictor
+from ._rowspace import (
+    factor_capacitance,
+    row_space_direction,
+    row_space_grams,
+    row_space_inverse,
+    task_curvature_product,
+)
 
 NewtonWork = namedtuple(
     "NewtonWork",
@@ -53,13 +61,13 @@ NewtonWork.__doc__ = """Buffers of ``solve_task`` (``_workspaces.newton_workspac
 
 SolveSettings = namedtuple(
     "SolveSettings",
-    "max_iter tol want_inverse want_posterior exact_inverse block_size")
+    "max_iter tol want_inverse want_posterior exact_inverse diagonal block_size")
 SolveSettings.__doc__ = """What ``solve_tasks`` computes besides the solutions.
 
 ``want_inverse``: per-block sums of the active-set inverse Hessians;
 ``want_posterior`` also their weighted sums and traces (empirical Bayes);
 ``exact_inverse``: those inverses at the solutions rather than at the last
-Hessian computed.
+Hessian computed; ``diagonal``: only their diagonals (in slot ``[b, 0]``).
 """
 
 KeptInverses = namedtuple("KeptInverses", "inverses ok moved")
@@ -495,10 +503,7 @@ def solve_tasks(batch, problem, prior, theta, inv_weight, settings, kept, work,
             cholesky_inverse(work.L, work.W, Ainv, d)
             if store:
                 kept.ok[t] = 1
-        inv_sum = out.inv_sum[b]
-        for i in range(d):
-            for j in range(d):
-                inv_sum[i, j] += Ainv[i, j]
+        add_inverse(Ainv, 1.0, settings.diagonal, out.inv_sum[b])
         if not settings.want_posterior:
             continue
         if problem.lam1 > 0.0:
@@ -507,9 +512,138 @@ def solve_tasks(batch, problem, prior, theta, inv_weight, settings, kept, work,
             # between active sets
             hessian_inverse(work.A, work.L, work.W, Ainv, th, problem, d,
                             not on_active_set)
-        weight = inv_weight[t]
-        inv_wsum = out.inv_wsum[b]
-        for i in range(d):
-            for j in range(d):
-                inv_wsum[i, j] += weight * Ainv[i, j]
+        add_inverse(Ainv, inv_weight[t], settings.diagonal, out.inv_wsum[b])
         out.trace[t] = d - smooth_curvature_trace(problem, prior, Ainv, d)
+
+
+@helper
+def add_inverse(Ainv, weight, diagonal, total):
+    """``total += weight * Ainv``, or only its diagonal into ``total[0]``.
+
+    In diagonal mode ``Ainv`` may also be a single row holding the diagonal.
+    """
+    d = Ainv.shape[1]
+    if diagonal:
+        one_row = Ainv.shape[0] == 1
+        for i in range(d):
+            total[0, i] += weight * (Ainv[0, i] if one_row else Ainv[i, i])
+        return
+    for i in range(d):
+        for j in range(d):
+            total[i, j] += weight * Ainv[i, j]
+
+
+# --------------------------------------------------------------------------
+# tasks with fewer rows than parameters: Newton steps in the row space
+# --------------------------------------------------------------------------
+@helper
+def solve_task_rowspace(rows, problem, prior, theta, max_iter, tol, work,
+                        row_work):
+    """``solve_task`` with Newton directions computed in the row space.
+
+    For objectives without l1 part whose smooth penalties' curvature ``M``
+    is diagonal and positive (``row_work.minv`` holds its inverse); see
+    ``_rowspace``. Returns ``(objective, loss, n_iter)``; on return
+    ``row_work.C`` is factored at the solution.
+    """
+    d = theta.shape[0]
+    scale = loss_scale(problem.mean_loss, rows.sw, 0, rows.n)
+    quadratic = problem.code == SQUARED
+    fit = (work.Z, work.G, work.D, work.q)
+    trial_fit = (work.Zt, work.Gt, work.Dt, work.qt)
+    predictor(rows, 0, rows.n, theta, problem.n_outputs, problem.n_features,
+              problem.fit_intercept, work.Z)
+    loss, smooth, l1_value = evaluate(rows, problem, prior, theta, scale, fit,
+                                      True, work.diff)
+    objective = loss + smooth + l1_value
+    row_space_grams(rows, problem, row_work)
+    n_iter = -max_iter
+    for it in range(max_iter):
+        objective_gradient(rows, problem, theta, scale, fit[1], fit[3], work.grad)
+        factor_capacitance(rows, problem, fit[2], scale, row_work)
+        row_space_direction(rows, problem, work.grad, fit[2], scale, row_work,
+                            work.U, work.trial, work.delta)
+        step, loss, smooth, l1_value = line_search(
+            rows, problem, prior, theta, scale, objective, l1_value, fit,
+            trial_fit, work)
+        max_step, max_value = take_step(theta, work.trial, d)
+        fit, trial_fit = trial_fit, fit
+        objective = loss + smooth + l1_value
+        done, _ = convergence(True, step == 1.0, quadratic, max_step, max_value,
+                              0.0, tol)
+        if done:
+            n_iter = it + 1
+            break
+    factor_capacitance(rows, problem, fit[2], scale, row_work)
+    return objective, loss, n_iter, scale, fit[2]
+
+
+@borrowing_kernel
+def solve_tasks_rowspace(batch, problem, prior, theta, inv_weight, settings, work,
+                         out):
+    """``solve_tasks`` with Newton steps in the row space (see ``_rowspace``).
+
+    ``work`` is ``(newton_work, row_work, curvatures)``. For a diagonal
+    transfer precision and no l1 penalty; no inverse Hessians are kept
+    between calls (their size is what this solver avoids), and
+    ``settings.exact_inverse`` is implied. With inverses asked for and
+    ``curvatures`` not empty, ``curvatures[t]`` receives task ``t``'s
+    ``C^{-1} W`` (see ``_rowspace``), from which ``curvature_products``
+    applies the sum of the inverse Hessians to vectors.
+    """
+    work, row_work, curvatures = work
+    n_tasks = batch.offsets.shape[0] - 1
+    d = theta.shape[1]
+    smooth_curvature_diagonal(problem, prior, d, row_work.minv)
+    for j in range(d):
+        row_work.minv[j] = 1.0 / row_work.minv[j]
+    if settings.want_inverse:
+        out.inv_sum[:] = 0.0
+        out.inv_wsum[:] = 0.0
+    for t in range(n_tasks):
+        b = t // settings.block_size
+        th = theta[t]
+        rows = batch_task(batch, t, problem.n_features, problem.fit_intercept,
+                          work.XT)
+        obj, loss, it, scale, D = solve_task_rowspace(
+            rows, problem, prior, th, settings.max_iter, settings.tol, work,
+            row_work)
+        out.objective[t] = obj
+        out.loss[t] = loss
+        out.n_iter[t] = it
+        if not settings.want_inverse:
+            continue
+        # in diagonal mode, work.Ainv is one row: the diagonal
+        diagonal = settings.diagonal
+        row_space_inverse(rows, problem, D, scale, diagonal, row_work, work.Ainv)
+        if curvatures.shape[0] > 0:
+            nK = problem.n_outputs * rows.n
+            for i in range(nK):
+                for j in range(nK):
+                    curvatures[t, i, j] = row_work.N[i, j]
+        add_inverse(work.Ainv, 1.0, diagonal, out.inv_sum[b])
+        if not settings.want_posterior:
+            continue
+        add_inverse(work.Ainv, inv_weight[t], diagonal, out.inv_wsum[b])
+        trace = 0.0
+        for i in range(d):
+            posterior_variance = work.Ainv[0, i] if diagonal else work.Ainv[i, i]
+            trace += posterior_variance / row_work.minv[i]
+        out.trace[t] = d - trace
+
+
+@borrowing_kernel
+def curvature_products(batch, problem, curvatures, V, work, out):
+    """``out[i] = sum_t B_t^T N_t B_t V[i]`` over the tasks of ``batch``.
+
+    ``N_t = curvatures[t]`` as ``solve_tasks_rowspace`` kept it. ``work`` is
+    ``(XT, Z, NZ)``, sized for the largest task. Tasks are summed in order.
+    """
+    XT, Z, NZ = work
+    out[:] = 0.0
+    n_tasks = batch.offsets.shape[0] - 1
+    for t in range(n_tasks):
+        rows = batch_task(batch, t, problem.n_features, problem.fit_intercept, XT)
+        for i in range(V.shape[0]):
+            task_curvature_product(rows, problem, curvatures[t], V[i], Z, NZ,
+                                   out[i])

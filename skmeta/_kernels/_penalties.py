@@ -163,3 +163,16 @@ def smooth_curvature_bound(problem, precision):
     else:
         top = float(precision.max(initial=0.0))
     return problem.lam2 * float(problem.l2w.max(initial=0.0)) + top
+
+
+@helper
+def smooth_curvature_diagonal(problem, prior, d, out):
+    """``out = lam2 l2w + diag(Pi)``, the smooth penalties' curvature (diagonal ``Pi``).
+
+    Returns whether every entry is positive.
+    """
+    positive = True
+    for j in range(d):
+        out[j] = problem.lam2 * problem.l2w[j] + prior.diag[j]
+        positive = positive and out[j] > 0.0
+    return positive

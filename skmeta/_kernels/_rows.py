@@ -393,3 +393,139 @@ def sparse_gram(rows, lo, hi, a, n_features, fit_intercept, out, row0, col0,
                     out[row0 + j1, col0 + p] += v1
         if fit_intercept:
             out[row0 + p, col0 + p] += ai
+
+
+# --------------------------------------------------------------------------
+# products in the row space (n x n), for tasks with fewer rows than
+# parameters (see _rowspace)
+# --------------------------------------------------------------------------
+@helper
+def row_gram(rows, n, weights, n_features, fit_intercept, out):
+    """``out[r, s] = sum_j x~_rj x~_sj weights[j]`` for rows ``0:n`` (symmetric)."""
+    for r in range(n):
+        for s in range(r + 1):
+            out[r, s] = 0.0
+    if rows.is_sparse:
+        data = rows.data
+        indices = rows.indices
+        indptr = rows.indptr
+        for r in range(n):
+            for s in range(r + 1):
+                # a merge of the two rows' sorted column indices
+                acc = 0.0
+                a = indptr[r]
+                b = indptr[s]
+                while a < indptr[r + 1] and b < indptr[s + 1]:
+                    ja = indices[a]
+                    jb = indices[b]
+                    if ja == jb:
+                        acc += data[a] * data[b] * weights[ja]
+                        a += 1
+                        b += 1
+                    elif ja < jb:
+                        a += 1
+                    else:
+                        b += 1
+                out[r, s] = acc
+    else:
+        XT = rows.XT
+        for j in range(n_features):
+            wj = weights[j]
+            for r in range(n):
+                xr = XT[j, r] * wj
+                for s in range(r + 1):
+                    out[r, s] += xr * XT[j, s]
+    if fit_intercept:
+        wi = weights[n_features]
+        for r in range(n):
+            for s in range(r + 1):
+                out[r, s] += wi
+    for r in range(n):
+        for s in range(r):
+            out[s, r] = out[r, s]
+
+
+@helper
+def rows_combination(rows, n, coef, n_features, fit_intercept, out):
+    """``out[r, :] = sum_s coef[r, s] x~_s`` for rows ``0:n``: ``coef @ X~``."""
+    p1 = n_features + fit_intercept
+    for r in range(n):
+        for j in range(p1):
+            out[r, j] = 0.0
+    if rows.is_sparse:
+        data = rows.data
+        indices = rows.indices
+        indptr = rows.indptr
+        for s in range(n):
+            for e in range(indptr[s], indptr[s + 1]):
+                j = indices[e]
+                v = data[e]
+                for r in range(n):
+                    out[r, j] += coef[r, s] * v
+    else:
+        XT = rows.XT
+        for j in range(n_features):
+            for r in range(n):
+                acc = 0.0
+                for s in range(n):
+                    acc += coef[r, s] * XT[j, s]
+                out[r, j] = acc
+    if fit_intercept:
+        for r in range(n):
+            acc = 0.0
+            for s in range(n):
+                acc += coef[r, s]
+            out[r, n_features] = acc
+
+
+@helper
+def rows_inner(rows, n, T, n_features, fit_intercept, out, diagonal):
+    """``out[j, k] = sum_r x~_rj T[r, k]`` for rows ``0:n``: ``X~^T T``.
+
+    With ``diagonal``, only ``out[0, j] = sum_r x~_rj T[r, j]``.
+    """
+    p1 = n_features + fit_intercept
+    if diagonal:
+        for j in range(p1):
+            out[0, j] = 0.0
+    else:
+        for j in range(p1):
+            for k in range(p1):
+                out[j, k] = 0.0
+    if rows.is_sparse:
+        data = rows.data
+        indices = rows.indices
+        indptr = rows.indptr
+        for r in range(n):
+            for e in range(indptr[r], indptr[r + 1]):
+                j = indices[e]
+                v = data[e]
+                if diagonal:
+                    out[0, j] += v * T[r, j]
+                else:
+                    for k in range(p1):
+                        out[j, k] += v * T[r, k]
+    else:
+        XT = rows.XT
+        for j in range(n_features):
+            if diagonal:
+                acc = 0.0
+                for r in range(n):
+                    acc += XT[j, r] * T[r, j]
+                out[0, j] = acc
+            else:
+                for r in range(n):
+                    x = XT[j, r]
+                    for k in range(p1):
+                        out[j, k] += x * T[r, k]
+    if fit_intercept:
+        j = n_features
+        if diagonal:
+            acc = 0.0
+            for r in range(n):
+                acc += T[r, j]
+            out[0, j] = acc
+        else:
+            for r in range(n):
+                for k in range(p1):
+                    out[j, k] += T[r, k]

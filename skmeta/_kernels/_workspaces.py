@@ -14,6 +14,7 @@ from ._implicit import ImplicitWork
 from ._mlp_unroll import NetworkWork
 from ._newton import NewtonWork
 from ._rows import TaskBuffers
+from ._rowspace import RowspaceWork
 from ._unroll import UnrollWork
 
 # the transposed copy of a batch (see _layout.transposed_batch)
@@ -22,6 +23,14 @@ TRANSPOSED_MAX_BYTES = 1 << 28
 WORKSPACE_MAX_BYTES = 1 << 28
 # float64 entries: one cache line
 _PAD = 8
+# the per-block sums of inverse Hessians of one exact solve of all tasks
+INVERSE_SUMS_MAX_BYTES = 1 << 27
+# the row-space factors kept per task for products with the inverse sums
+CURVATURE_MAX_BYTES = 1 << 28
+# above this many parameters per task, only the diagonals of the inverse
+# Hessians are summed (a d x d matrix per block, and its eigendecomposition in
+# the prior's Newton step, would cost more than the task solves)
+FULL_INVERSE_MAX_PARAMS = 512
 
 
 def unroll_workspace(batch, problem, n_steps, n_chunks):
@@ -73,16 +82,37 @@ def unroll_chunks(batch, problem, n_steps, n_threads, n_blocks, max_threads):
     return max(1, min(n_chunks, WORKSPACE_MAX_BYTES // max(per_chunk, 1)))
 
 
-def newton_workspace(problem, n_max, dense):
-    """Buffers of ``_newton.solve_tasks`` for tasks of up to ``n_max`` rows."""
+def newton_workspace(problem, n_max, dense, matrices=True):
+    """Buffers of ``_newton.solve_tasks`` for tasks of up to ``n_max`` rows.
+
+    Without ``matrices``, the ``d x d`` ones are left out (empty), but for
+    ``Ainv``, one row (for the row-space solver's diagonals).
+    """
     k, d = problem.n_outputs, problem.n_params
     p1 = problem.n_features + problem.fit_intercept
     n_max = max(1, int(n_max))
     rows = [np.empty((k, n_max)) for _ in range(7)]
+    square = (d, d) if matrices else (0, 0)
     return NewtonWork(np.empty((p1 if dense else 0, n_max)), *rows,
                       np.empty(n_max), np.empty((2, n_max)),
-                      *(np.empty((d, d)) for _ in range(4)),
+                      *(np.empty(square) for _ in range(3)),
+                      np.empty((d, d) if matrices else (1, d)),
                       *(np.empty(d) for _ in range(8)))
+
+
+def rowspace_workspace(batch, problem, n_max, diagonal):
+    """Buffers of ``_newton.solve_tasks_rowspace`` for tasks of ``n_max`` rows."""
+    k, d = problem.n_outputs, problem.n_params
+    p1 = problem.n_features + problem.fit_intercept
+    n_max = max(1, int(n_max))
+    nk = k * n_max
+    newton = newton_workspace(problem, n_max, not batch.is_sparse,
+                              matrices=not diagonal)
+    return newton, RowspaceWork(
+        minv=np.empty(d), G=np.empty((k, n_max, n_max)), C=np.empty((nk, nk)),
+        piv=np.empty(nk, dtype=np.intp), z=np.empty(nk), w=np.empty(nk),
+        N=np.empty((nk, nk)), T=np.empty((n_max, p1)),
+        P=np.empty((1, p1) if diagonal else (p1, p1)), a=np.empty(n_max))
 
 
 def task_buffers(batch, n_max, nnz_max, p1):

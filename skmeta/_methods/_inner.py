@@ -16,8 +16,13 @@ import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from joblib.parallel import ThreadingBackend, get_active_backend
 
-from .._kernels._calls import TaskSolutions, solve_inner
-from .._kernels._layout import block_size_for
+from .._kernels._calls import (
+    InverseRequest,
+    TaskSolutions,
+    diagonal_inverses,
+    solve_inner,
+    summation_block,
+)
 from .._kernels._newton import KeptInverses
 
 # Newton converges quadratically: a tight tolerance costs one more step at
@@ -27,7 +32,7 @@ INNER_TOL = 1e-9
 INNER_MAX_ITER = 200
 # Keeping the inverse of each task's Hessian between outer iterations saves
 # most Hessian evaluations; above this many bytes the inverses are not kept.
-INVERSE_MEMORY = 512 * 2**20
+INVERSE_MEMORY = 256 * 2**20
 # Below this many entries of X per shard, a thread costs more than it saves.
 MIN_SHARD_ENTRIES = 100_000
 SHARDS_PER_WORKER = 4
@@ -95,9 +100,12 @@ class InnerSolver:
         self.batch = batch
         self.problem = problem
         self.n_jobs = n_jobs
-        self.block = block_size_for(batch.n_tasks)
+        d = problem.n_params
+        # wide tasks: only the diagonals of the inverse Hessians are summed
+        self.diagonal = diagonal_inverses(d)
+        self.block = summation_block(batch.n_tasks, d, self.diagonal)
         n_blocks = -(-batch.n_tasks // self.block)
-        entries = batch.n_rows * max(problem.n_features, 1)
+        entries = batch.n_rows * max(problem.n_features, 1) * problem.n_outputs
         n_workers = effective_n_jobs(n_jobs)
         # several shards per worker: a worker slowed down (a busy core)
         # then takes fewer of them instead of holding up the whole solve
@@ -116,8 +124,7 @@ class InnerSolver:
         edges = np.unique(edges)
         self.ranges = list(zip(edges[:-1], edges[1:]))
         self.shards = [batch.shard(a, b) for a, b in self.ranges]
-        d = problem.n_params
-        if batch.n_tasks * d * d * 8 <= INVERSE_MEMORY:
+        if not self.diagonal and batch.n_tasks * d * d * 8 <= INVERSE_MEMORY:
             self.inverses = np.empty((batch.n_tasks, d, d))
             self.inverse_ok = np.zeros(batch.n_tasks, dtype=np.uint8)
         else:
@@ -136,6 +143,11 @@ class InnerSolver:
               exact_inverse=False, inv_weight=None, tol=INNER_TOL,
               solved_at=None):
         """Solve every task from the warm start ``theta``; see ``solve_inner``.
+
+        ``inverse`` is None, ``"sum"`` (the sums of inverse Hessians the
+        prior's Newton step needs) or ``"posterior"`` (also what empirical
+        Bayes needs); they are ``d x d``, or their diagonals for wide tasks
+        (``self.diagonal``).
 
         ``solved_at`` is the prior mean of the solve that returned ``theta``,
         under the same precision: the kept inverse Hessians then first move
@@ -157,8 +169,12 @@ class InnerSolver:
         moved = None
         if solved_at is not None and same_precision:
             moved = np.asarray(theta0, dtype=np.float64) - solved_at
-        kwargs = dict(max_iter=INNER_MAX_ITER, tol=tol, inverse=inverse,
-                      exact_inverse=exact_inverse, block=self.block)
+        # wide tasks: the prior's Newton step multiplies by the inverses' sum
+        request = None if inverse is None else InverseRequest(
+            posterior=inverse == "posterior", exact=exact_inverse,
+            diagonal=self.diagonal, products=self.diagonal)
+        kwargs = dict(max_iter=INNER_MAX_ITER, tol=tol, inverse=request,
+                      block=self.block)
         moved = np.empty(0) if moved is None else moved
         calls = []
         for (a, b), shard in zip(self.ranges, self.shards):
