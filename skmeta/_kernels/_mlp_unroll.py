@@ -228,7 +228,8 @@ def network_unroll_tasks(c, n_chunks, batch, net, prior, meta_batch, config,
     n_steps = config.n_steps
     for s in range(s_lo, s_hi):
         b = s // block_size
-        if s == b * block_size:
+        # (FORWARD: no per-block sums, see _network_calls)
+        if s == b * block_size and config.mode != FORWARD:
             for j in range(d):
                 out.grad_theta0[b, j] = 0.0
                 out.grad_alpha[b, j] = 0.0

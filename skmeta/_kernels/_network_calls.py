@@ -25,6 +25,7 @@ from ._mlp_implicit import (
     network_implicit_tasks,
 )
 from ._mlp_unroll import (
+    FORWARD,
     NetworkOutputs,
     NetworkUnrollConfig,
     network_unroll_parallel,
@@ -68,10 +69,12 @@ class NetworkUnroller:
         self.mode = int(mode)
         self.block = block
         self._head = problem.head
+        # per-block meta-gradients: none to sum when only adapting
+        n_grad_blocks = n_blocks if self._sums_gradients(mode) else 0
         self.n_chunks = network_chunks(batch, problem, n_steps, n_threads,
                                        n_blocks, numba.config.NUMBA_NUM_THREADS,
-                                       n_sel)
-        blocks = np.zeros((2, n_blocks, d + _PAD))
+                                       n_grad_blocks)
+        blocks = np.zeros((2, n_grad_blocks, d + _PAD))
         self._out = NetworkOutputs(np.zeros((2, d)), np.empty((n_sel, d)),
                                    np.empty(n_sel), blocks[0], blocks[1])
         self._batch = batch.arrays
@@ -80,6 +83,9 @@ class NetworkUnroller:
         self._XTb = (transposed_batch(batch, problem, TRANSPOSED_MAX_BYTES)
                      if transposed else np.empty(0))
         self._work = network_workspace(batch, problem, n_steps, self.n_chunks)
+
+    def _sums_gradients(self, mode):
+        return mode != FORWARD
 
     def _config(self, alpha):
         return NetworkUnrollConfig(
@@ -116,6 +122,9 @@ class NetworkImplicit(NetworkUnroller):
     """
 
     _kernels = (network_implicit_tasks, network_implicit_parallel)
+
+    def _sums_gradients(self, mode):
+        return True
 
     def __init__(self, batch, problem, precision, *, n_steps, n_sel, cg_tol,
                  cg_max, n_threads=1):

@@ -186,27 +186,29 @@ def network_workspace(batch, problem, n_steps, n_chunks):
 
 
 def network_chunks(batch, problem, n_steps, n_threads, n_blocks, max_threads,
-                   n_sel):
+                   n_grad_blocks):
     """How many chunks (threads) a network's meta-batch runs in.
 
-    As ``unroll_chunks``; a network whose buffers for one chunk, with the
-    meta-batch's adapted parameters, exceed ``WORKSPACE_MAX_BYTES`` cannot
-    be meta-trained: a ValueError says so, naming the budget.
+    As ``unroll_chunks``. A network whose buffers for one chunk, with the
+    per-block sums of the meta-gradients (``n_grad_blocks`` blocks), exceed
+    ``WORKSPACE_MAX_BYTES`` cannot be meta-trained: a ValueError says so,
+    naming the budget. (The adapted parameters are results, not buffers.)
     """
     per_chunk = _network_bytes(batch, problem, n_steps)
-    outputs = 8 * (n_sel + 2 * n_blocks + 2) * (problem.n_params + _PAD)
-    if per_chunk + outputs > WORKSPACE_MAX_BYTES:
+    sums = 8 * (2 * n_grad_blocks + 2) * (problem.n_params + _PAD)
+    if per_chunk + sums > WORKSPACE_MAX_BYTES:
         raise ValueError(
-            f"The network has {problem.n_params} parameters: one meta-batch of "
-            f"{n_sel} tasks with {int(n_steps)} inner steps needs "
-            f"{(per_chunk + outputs) / 2**20:.0f} MiB of buffers, over skmeta's "
-            f"workspace budget of {WORKSPACE_MAX_BYTES / 2**20:.0f} MiB "
+            f"The network has {problem.n_params} parameters: with "
+            f"{int(n_steps)} inner steps on tasks of up to "
+            f"{int(np.diff(batch.offsets).max(initial=0))} rows, one "
+            f"meta-batch needs {(per_chunk + sums) / 2**20:.0f} MiB of "
+            f"buffers, over skmeta's workspace budget of "
+            f"{WORKSPACE_MAX_BYTES / 2**20:.0f} MiB "
             "(skmeta._kernels._workspaces.WORKSPACE_MAX_BYTES). Use smaller "
-            "hidden layers, fewer inner_steps, a smaller meta_batch_size or "
-            "smaller tasks."
+            "hidden layers, fewer inner_steps or smaller tasks."
         )
     n_chunks = min(int(n_threads), n_blocks, int(max_threads))
-    room = (WORKSPACE_MAX_BYTES - outputs) // max(per_chunk, 1)
+    room = (WORKSPACE_MAX_BYTES - sums) // max(per_chunk, 1)
     return max(1, min(n_chunks, room))
 
 
