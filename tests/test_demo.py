@@ -12,13 +12,14 @@ def test_demo_scores_the_new_tasks_with_adaptation_curve():
     results = run_demo(shots=(1, 3), n_train_tasks=20, n_test_tasks=6,
                        random_state=0, print_fn=lines.append)
     methods = ["k-NN per task", "logistic per task", "logistic pooled",
-               "MetaClassifier (adapt)"]
+               "MetaClassifier (adapt)", "k-NN on MetaEmbedding"]
     assert [(r["shots"], r["method"]) for r in results] == [
         (k, m) for k in (1, 3) for m in methods]
-    assert lines[2].split() == ["shots/class", "method", "accuracy", "fit", "(s)",
+    # (lines 1 and 2: the meta-training of MetaClassifier and MetaEmbedding)
+    assert lines[3].split() == ["shots/class", "method", "accuracy", "fit", "(s)",
                                 "score", "(s)"]
-    assert len(lines) == 4 + len(results)
-    for line, r in zip(lines[4:], results):
+    assert len(lines) == 5 + len(results)
+    for line, r in zip(lines[5:], results):
         assert f"{r['accuracy']:.3f}" in line
         assert r["fit_seconds"] > 0 and r["score_seconds"] > 0
     # the pooled row: one logistic regression on the training tasks and the

@@ -6,7 +6,10 @@ from numpy.testing import assert_allclose
 from sklearn.frozen import FrozenEstimator
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import (
+    check_param_validation,
+    parametrize_with_checks,
+)
 
 from skmeta import MetaEmbedding
 from skmeta._embedding import _rows_by_task_and_class
@@ -98,3 +101,7 @@ def test_tasks_without_two_classes_of_two_rows_are_refused():
                                         loss="neighbourhood", random_state=0)])
 def test_sklearn_compatible_transformer(estimator, check):
     check(estimator)
+
+
+def test_param_validation():
+    check_param_validation("MetaEmbedding", MetaEmbedding())
