@@ -10,6 +10,13 @@
 * Python side: ``_layout`` (task batches, problems, priors as the kernels'
   named tuples), ``_workspaces`` (the kernels' buffers), ``_calls`` (the
   entry points the methods call, and their result types).
+* Networks (multi-layer perceptrons): ``_network`` (their problem, the
+  call layer's other problem type), ``_layers`` (dense layers and
+  activations), ``_mlp`` (one task's forward, backward and
+  Hessian-vector passes, the output layer's loss from ``_datafits``), the
+  solvers ``_mlp_unroll`` (unrolled steps) and ``_mlp_implicit`` (iMAML,
+  using ``_mlp_unroll``'s per-task steps), and ``_network_calls``, the
+  entry points ``_calls`` hands a network to.
 
 Nothing in this package knows about scikit-learn objects.
 """
