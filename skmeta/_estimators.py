@@ -5,9 +5,11 @@ and every task is solved by one kernel call (see :mod:`skmeta._kernels`).
 """
 
 import warnings
+from dataclasses import replace
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
@@ -31,8 +33,10 @@ from sklearn.utils.validation import (
 
 from ._families import family_for
 from ._kernels._calls import decision_values
+from ._kernels._codes import POISSON, SQUARED
 from ._kernels._layout import make_batch
 from ._methods import METHODS, MetaFit, MetaSettings
+from ._methods._inner import posterior_covariances
 from ._validation import (
     add_tasks,
     check_task_labels,
@@ -44,7 +48,7 @@ from ._validation import (
 # the parameters that only some methods read (each method lists its own)
 _METHOD_PARAMETERS = frozenset({
     "inner_steps", "inner_lr", "first_order", "meta_lr", "meta_batch_size",
-    "query_fraction", "tol"})
+    "query_fraction", "tol", "random_effects"})
 _TASKS_REQUESTED = {"tasks": True}
 
 
@@ -55,7 +59,9 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         "estimator": [HasMethods(["fit", "predict"]), None],
         "method": [StrOptions(set(METHODS))],
         "gamma": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
-        "prior": [StrOptions({"isotropic", "diagonal", "full"})],
+        "prior": [StrOptions({"auto", "isotropic", "diagonal", "full",
+                              "lowrank"})],
+        "random_effects": [None, StrOptions({"auto"}), "array-like"],
         "task_column": [Integral, str, None],
         "prior_estimator": [HasMethods(["fit", "predict"]), None],
         "inner_steps": [Interval(Integral, 0, None, closed="left")],
@@ -89,8 +95,9 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         estimator=None,
         *,
         method="proximal",
-        gamma=1.0,
-        prior="isotropic",
+        gamma="auto",
+        prior="auto",
+        random_effects="auto",
         task_column=None,
         prior_estimator=None,
         inner_steps=5,
@@ -109,6 +116,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         self.method = method
         self.gamma = gamma
         self.prior = prior
+        self.random_effects = random_effects
         self.task_column = task_column
         self.prior_estimator = prior_estimator
         self.inner_steps = inner_steps
@@ -221,9 +229,13 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         """
         return self._fit(X, y, tasks, sample_weight)
 
-    def _settings(self):
+    def _settings(self, random_effects=None):
+        """The settings the methods read; ``random_effects`` resolved (a mask)."""
+        if random_effects is None and isinstance(self.random_effects, str):
+            random_effects = self.random_effects
         return MetaSettings(
-            gamma=self.gamma, prior=self.prior, inner_steps=self.inner_steps,
+            gamma=self.gamma, prior=self.prior, random_effects=random_effects,
+            inner_steps=self.inner_steps,
             inner_lr=self.inner_lr, first_order=self.first_order,
             meta_lr=self.meta_lr, meta_batch_size=self.meta_batch_size,
             query_fraction=self.query_fraction, max_iter=self.max_iter,
@@ -249,8 +261,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         return method
 
     def _fit(self, X, y, tasks, sample_weight, classes=None):
-        method = self._meta_method(warn=True)
-        method.check(method.settings)
+        self._meta_method(warn=True)
         base = self._base_estimator()
         family = family_for(base, classifier=self._is_classifier,
                             owner=type(self).__name__, check=True)
@@ -273,8 +284,23 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                                      getattr(self, "classes_", None))
         batch, _ = make_batch(X, y_encoded, weights, codes, n_tasks)
         prior_mean = self._given_prior_mean(family, n_features)
+        settings = self._settings(self._random_effects_mask(problem))
+        if self.tasks_ is None and prior_mean is None:
+            # one task and nothing to transfer: the base estimator's own fit
+            settings = replace(settings, gamma=0.0, prior="isotropic",
+                               random_effects=None)
+            method = METHODS["proximal"](settings)
+            adaptation = METHODS[self.method](settings)
+        else:
+            method = adaptation = METHODS[self.method](settings)
+        method.check(settings)
+        if settings.gamma == 0 or (self.tasks_ is None and prior_mean is None):
+            _warn_unbounded_tasks(batch, problem, self.tasks_)
         fitted = method.fit(batch, problem, prior_mean,
                             single_task=self.tasks_ is None)
+        if method is not adaptation:
+            fitted = adaptation.single_task_fit(fitted, problem)
+        self._check_finite(fitted)
         # the fitted models are those of this base estimator, whatever
         # happens to self.estimator later
         self.estimator_ = clone(base)
@@ -289,8 +315,71 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         elif hasattr(self, "inner_lr_"):
             del self.inner_lr_  # from an earlier fit with another method
         self._adaptation = (int(fitted.inner_steps), bool(fitted.auto_step))
+        # where the transfer term pulls (meta_params_ unless the base penalty
+        # is part of a learned prior)
+        self._transfer_center = fitted.center
+        self.prior_kind_ = fitted.prior_kind
+        self.prior_scores_ = dict(fitted.prior_scores or {})
+        self._store_posteriors(batch, problem, fitted, adaptation)
         self.meta_estimator_ = self._build(self.meta_params_, self.n_iter_)
         return self
+
+    def _store_posteriors(self, batch, problem, fitted, method):
+        """Keep what predictive uncertainty needs (regressors; see there)."""
+
+    def _check_finite(self, fitted):
+        """A fit whose parameters are not finite raises, naming what diverged."""
+        for name, values in (("task parameters", fitted.theta),
+                             ("prior mean", fitted.theta0),
+                             ("prior precision", fitted.precision)):
+            if not np.all(np.isfinite(values)):
+                raise FloatingPointError(
+                    f"{type(self).__name__} (method={self.method!r}) gave "
+                    f"non-finite {name}: the problem is ill-posed as set "
+                    "(e.g. separable classes or all-zero counts without any "
+                    "penalty or transfer), or a step size is too large.")
+
+    def _random_effects_mask(self, problem):
+        """``random_effects`` as a mask of the parameters (or None/"auto")."""
+        spec = self.random_effects
+        if spec is None or isinstance(spec, str):
+            return spec
+        names = self._model_feature_names()
+        p = problem.n_features
+        columns = []
+        for item in np.asarray(spec, dtype=object).ravel():
+            if isinstance(item, str) and item == "intercept":
+                if not problem.fit_intercept:
+                    raise ValueError(
+                        "random_effects names the intercept, but the base "
+                        "estimator has fit_intercept=False.")
+                columns.append(p)
+            elif isinstance(item, str):
+                if names is None or item not in list(names):
+                    raise ValueError(
+                        f"random_effects names {item!r}, which is not a feature "
+                        "of X (the task column excluded); use feature names of "
+                        "a DataFrame, integer positions or 'intercept'.")
+                columns.append(list(names).index(item))
+            elif isinstance(item, (Integral, np.integer)) and not isinstance(
+                    item, bool):
+                if not -p <= item < p:
+                    raise ValueError(
+                        f"random_effects holds {item}, out of range for "
+                        f"{p} features (the task column excluded).")
+                columns.append(int(item) % p)
+            else:
+                raise ValueError(
+                    f"random_effects holds {item!r}: expected feature names, "
+                    "integer positions or 'intercept'.")
+        if not columns:
+            raise ValueError("random_effects is empty: name at least one "
+                             "coefficient that varies across tasks.")
+        p1 = p + problem.fit_intercept
+        mask = np.zeros(problem.n_params, dtype=bool)
+        for k in range(problem.n_outputs):
+            mask[k * p1 + np.asarray(columns)] = True
+        return mask
 
     def _meta_fit(self):
         """The fitted meta-knowledge, as the methods take it."""
@@ -298,7 +387,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         return MetaFit(self.meta_params_, self.prior_shape_, self.gamma_,
                        self.task_params_, self.n_iter_,
                        inner_lr=getattr(self, "inner_lr_", None),
-                       inner_steps=inner_steps, auto_step=auto_step)
+                       inner_steps=inner_steps, auto_step=auto_step,
+                       center=self._transfer_center)
 
     def _given_prior_mean(self, family, n_features):
         """The prior mean of ``prior_estimator`` (parameter transfer), or None."""
@@ -419,7 +509,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                                                   self._n_model_features())[1]
 
     def _solve_new_tasks(self, X, y, tasks, sample_weight):
-        """Adapt tasks of new data from the fitted prior: ``(labels, theta)``.
+        """Adapt tasks of new data from the fitted prior: ``(labels, theta, batch)``.
 
         The method's own inner procedure is used: the exact solve for
         ``"proximal"`` and ``"imaml"``, the (learned) gradient steps for the
@@ -441,7 +531,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         batch, _ = make_batch(X, y_encoded, weights, codes, n_tasks)
         theta = self._meta_method().adapt(batch, self._problem(),
                                           self._meta_fit())
-        return uniques, theta
+        return uniques, theta, batch
 
     def adapt(self, X, y, *, tasks=None, sample_weight=None):
         """Fit a new task from the meta-learned prior (few-shot learning).
@@ -472,7 +562,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         adapt_tasks : Several new tasks at once.
         """
         check_is_fitted(self)
-        uniques, theta = self._solve_new_tasks(X, y, tasks, sample_weight)
+        uniques, theta, _ = self._solve_new_tasks(X, y, tasks, sample_weight)
         if uniques is not None and len(uniques) > 1:
             raise ValueError(
                 f"adapt fits one task, but the data hold {len(uniques)} tasks "
@@ -508,7 +598,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                 "adapt_tasks needs task identities: pass tasks= or set "
                 "task_column (adapt fits a single task)."
             )
-        uniques, theta = self._solve_new_tasks(X, y, tasks, sample_weight)
+        uniques, theta, _ = self._solve_new_tasks(X, y, tasks, sample_weight)
         return {label: self._build(row) for label, row in zip(uniques.tolist(),
                                                                 theta)}
 
@@ -534,13 +624,23 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                 "pass tasks= or set task_column in partial_fit."
             )
 
-        uniques, theta = self._solve_new_tasks(X, y, tasks, sample_weight)
+        uniques, theta, batch = self._solve_new_tasks(X, y, tasks, sample_weight)
+        covariances = self._new_task_covariances(batch, theta)
         if known is None:
             self.task_params_ = theta
+            if covariances is not None:
+                self._task_covariances = covariances
             return self
+        if covariances is not None:
+            _, self._task_covariances = add_tasks(known, self._task_covariances,
+                                                  uniques, covariances)
         self.tasks_, self.task_params_ = add_tasks(known, self.task_params_,
                                                    uniques, theta)
         return self
+
+    def _new_task_covariances(self, batch, theta):
+        """Posterior covariances of newly fitted tasks (regressors; see there)."""
+        return None
 
     # --------------------------------------------------------------- tags
     def __sklearn_tags__(self):
@@ -549,6 +649,51 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         base_tags = get_tags(self._base_estimator())
         tags.target_tags.positive_only = base_tags.target_tags.positive_only
         return tags
+
+
+def _warn_unbounded_tasks(batch, problem, labels):
+    """Warn of tasks whose objective has no minimizer (nothing transferred).
+
+    Without a penalty, a task of one class (log-losses) or of all-zero counts
+    (Poisson) is fitted best by parameters that grow without limit, as
+    scikit-learn's own solvers find.
+    """
+    if problem.lam2 > 0 or problem.lam1 > 0 or problem.code == SQUARED:
+        return
+    starts, stops = batch.offsets[:-1], batch.offsets[1:]
+    bad = np.zeros(len(starts), dtype=bool)
+    filled = np.flatnonzero(stops > starts)
+    # reduceat over the tasks that have rows (its indices must be increasing)
+    at = starts[filled]
+    if problem.code == POISSON:
+        bad[filled] = np.add.reduceat(batch.y * (batch.sw > 0), at) == 0
+        what = "all-zero counts"
+    else:
+        bad[filled] = (np.maximum.reduceat(batch.y, at)
+                       == np.minimum.reduceat(batch.y, at))
+        what = "a single class"
+    if np.any(bad):
+        names = ("the task" if labels is None
+                 else f"tasks {labels[bad][:5].tolist()}"
+                 + (" ..." if bad.sum() > 5 else ""))
+        warnings.warn(
+            f"{names} hold {what} and nothing bounds the model (no penalty "
+            "in the base estimator and no transfer): the fitted parameters "
+            "grow until the solver stops.", UserWarning, stacklevel=4)
+
+
+def _quadratic_forms(X, rows, covariances, fit_intercept, chunk=4096):
+    """``x~_i^T C[rows[i]] x~_i`` for every row, by chunks of rows (memory)."""
+    out = np.empty(X.shape[0])
+    for start in range(0, X.shape[0], chunk):
+        block = X[start:start + chunk]
+        block = block.toarray() if sp.issparse(block) else np.asarray(block)
+        if fit_intercept:
+            block = np.column_stack([block, np.ones(block.shape[0])])
+        C = covariances[rows[start:start + chunk]]
+        with np.errstate(invalid="ignore"):
+            out[start:start + chunk] = np.einsum("ij,ijk,ik->i", block, C, block)
+    return out
 
 
 def _same_value(a, b):
@@ -1097,7 +1242,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         """
         return self._partial_fit(X, y, tasks, sample_weight)
 
-    def predict(self, X, *, tasks=None):
+    def predict(self, X, *, tasks=None, return_std=False):
         """Predict each sample with its task's model.
 
         Parameters
@@ -1106,14 +1251,113 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
             Samples.
         tasks : array-like of shape (n_samples,), default=None
             Task labels (or use ``task_column``); unseen tasks use the prior.
+        return_std : bool, default=False
+            Also return the standard deviation of the posterior predictive
+            distribution of each sample's target: the spread of its task's
+            parameters under the Laplace approximation of their posterior
+            (for an unseen task, the prior's spread, wider), plus the noise
+            (``noise_variance_`` for squared errors; the Poisson variance,
+            the mean, for ``PoissonRegressor``). For the exact methods,
+            ``"proximal"`` and ``"imaml"``; see :meth:`task_posterior_cov`.
 
         Returns
         -------
         y_pred : ndarray of shape (n_samples,)
             Predictions.
+        y_std : ndarray of shape (n_samples,)
+            Standard deviations, with ``return_std=True``.
         """
-        Z = self._decision(X, tasks)
-        return self._fitted_family().predict_from_decision(Z)
+        if not return_std:
+            Z = self._decision(X, tasks)
+            return self._fitted_family().predict_from_decision(Z)
+        check_is_fitted(self)
+        if getattr(self, "_task_covariances", None) is None:
+            raise ValueError(self._no_covariance_reason)
+        X, _, labels = self._check_input(X, tasks=tasks, reset=False)
+        rows = self._row_models(labels, X.shape[0])
+        params = np.vstack([self.task_params_, self.meta_params_[np.newaxis]])
+        Z = decision_values(X, rows, params, self._problem())
+        covariances = np.concatenate(
+            [self._task_covariances, self.prior_covariance_[np.newaxis]])
+        variance = _quadratic_forms(X, rows, covariances,
+                                    self._problem().fit_intercept)
+        family = self._fitted_family()
+        return family.predict_from_decision(Z), family.predictive_std(
+            Z[:, 0], variance, self.noise_variance_)
+
+    def task_posterior_cov(self, task=None):
+        """Posterior covariance of a seen task's parameters.
+
+        The Laplace approximation under the fitted prior, in the layout of
+        ``task_params_`` (coefficients, then the intercept), in the model's
+        natural units (the noise variance included for squared errors).
+
+        Parameters
+        ----------
+        task : int or str, default=None
+            Task label. Leave it out for a model fitted without tasks.
+
+        Returns
+        -------
+        covariance : ndarray of shape (n_params, n_params)
+            Unseen tasks have the prior's, ``prior_covariance_``.
+        """
+        check_is_fitted(self)
+        if getattr(self, "_task_covariances", None) is None:
+            raise ValueError(self._no_covariance_reason)
+        if self.tasks_ is None:
+            if task is not None:
+                raise ValueError("This model was fitted without task identities.")
+            return self._task_covariances[0].copy()
+        if task is None:
+            raise ValueError("Pass the label of a task seen in fit.")
+        code = lookup_tasks(self.tasks_, np.asarray([task]))[0]
+        if code < 0:
+            raise ValueError(
+                f"Task {task!r} was not seen in fit; its covariance is the "
+                "prior's, prior_covariance_.")
+        return self._task_covariances[code].copy()
+
+    _no_covariance_reason = (
+        "This model keeps no posterior covariances: they come from the exact "
+        "methods ('proximal', 'imaml'), for tasks of at most "
+        "FULL_INVERSE_MAX_PARAMS parameters and within COVARIANCE_MEMORY "
+        "bytes (see skmeta._methods._inner).")
+
+    def _store_posteriors(self, batch, problem, fitted, method):
+        """Keep each task's posterior covariance, the prior's and the noise."""
+        self._task_covariances = None
+        for name in ("prior_covariance_", "noise_variance_"):
+            self.__dict__.pop(name, None)
+        if not method.exact:
+            return
+        covariances, dispersion = posterior_covariances(
+            batch, problem, fitted.center, fitted.precision, fitted.theta,
+            dispersion=fitted.dispersion, n_jobs=self.n_jobs)
+        if covariances is None:
+            return
+        scale = batch.task_weights() if problem.mean_loss else np.ones(
+            batch.n_tasks)
+        # the prior of an unseen task's parameters: mean meta_params_
+        precision = np.asarray(fitted.combined_precision, dtype=float)
+        if not np.all(np.isfinite(precision)) or not np.any(precision):
+            prior = np.full((problem.n_params, problem.n_params), np.inf)
+        else:
+            prior = (dispersion / max(float(np.mean(scale)),
+                                      np.finfo(float).tiny)) * (
+                np.linalg.pinv(precision) if precision.ndim == 2
+                else np.diag(np.where(precision > 0, 1.0 / precision, np.inf)))
+        self._task_covariances = covariances
+        self.prior_covariance_ = prior
+        self.noise_variance_ = float(dispersion)
+
+    def _new_task_covariances(self, batch, theta):
+        if getattr(self, "_task_covariances", None) is None:
+            return None
+        covariances, _ = posterior_covariances(
+            batch, self._problem(), self._transfer_center, self.prior_precision_,
+            theta, dispersion=self.noise_variance_, n_jobs=self.n_jobs)
+        return covariances
 
     def score(self, X, y, *, tasks=None, sample_weight=None):
         """Coefficient of determination, each sample predicted by its task.

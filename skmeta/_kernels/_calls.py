@@ -31,7 +31,7 @@ from ._newton import (
     solve_tasks_rowspace,
 )
 from ._penalties import smooth_curvature_bound
-from ._predict import decision_rows
+from ._predict import decision_rows, task_losses
 from ._rows import MetaBatch
 from ._unroll import (
     UnrollConfig,
@@ -77,13 +77,15 @@ class InverseRequest:
     last Hessian computed; with ``diagonal``, only their diagonals; with
     ``products``, also (where the row-space solver is used, within
     ``CURVATURE_MAX_BYTES``) the means to multiply vectors by their sum
-    (``TaskSolutions.inverse_sum_times``).
+    (``TaskSolutions.inverse_sum_times``); with ``covariances``, each
+    task's posterior inverse Hessian too (``TaskSolutions.covariances``).
     """
 
     posterior: bool = False
     exact: bool = False
     diagonal: bool = False
     products: bool = False
+    covariances: bool = False
 
 
 def diagonal_inverses(n_params):
@@ -183,6 +185,10 @@ class TaskSolutions:
     inv_wblocks: np.ndarray = None
     #: an InverseSumProducts, where asked for and available
     inverse_sum_times: object = None
+    #: log-determinants of the Hessians at the solutions (exact solves only)
+    logdet: np.ndarray = None
+    #: each task's posterior inverse Hessian (or its diagonal), if asked for
+    covariances: np.ndarray = None
 
     @cached_property
     def inv_sum(self):
@@ -209,7 +215,10 @@ class TaskSolutions:
             inv_wblocks=np.concatenate([p.inv_wblocks for p in parts])
             if blocks else None,
             inverse_sum_times=InverseSumProducts.concatenate(
-                [p.inverse_sum_times for p in parts]))
+                [p.inverse_sum_times for p in parts]),
+            logdet=np.concatenate([p.logdet for p in parts]),
+            covariances=np.concatenate([p.covariances for p in parts])
+            if parts[0].covariances is not None else None)
 
 
 def _total(blocks):
@@ -248,9 +257,13 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
     n_blocks = -(-n_tasks // block)
     n_inv = n_blocks if want_inverse else 0
     shape = (n_inv, 1, d) if diagonal else (n_inv, d, d)
+    keep_covariances = want_inverse and inverse.posterior and inverse.covariances
+    covariances = np.zeros(((n_tasks, 1, d) if diagonal else (n_tasks, d, d))
+                           if keep_covariances else (0, 0, 0))
     out = SolveOutputs(np.empty(n_tasks), np.empty(n_tasks),
                        np.empty(n_tasks, dtype=np.intp), np.zeros(n_tasks),
-                       np.zeros(shape), np.zeros(shape))
+                       np.full(n_tasks, np.nan), np.zeros(shape), np.zeros(shape),
+                       covariances)
     settings = SolveSettings(int(max_iter), float(tol), want_inverse,
                              want_inverse and inverse.posterior,
                              want_inverse and inverse.exact, diagonal, int(block))
@@ -282,7 +295,10 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
                     settings, kept, work, out)
     return TaskSolutions(theta, out.objective, out.loss, out.n_iter, out.trace,
                          out.inv_sum if want_inverse else None,
-                         out.inv_wsum if want_inverse else None, products)
+                         out.inv_wsum if want_inverse else None, products,
+                         out.logdet,
+                         covariances[:, 0] if keep_covariances and diagonal
+                         else covariances if keep_covariances else None)
 
 
 def decision_values(X, row_model, params, problem):
@@ -293,6 +309,18 @@ def decision_values(X, row_model, params, problem):
                          np.empty(0, dtype=np.intp))
     return decision_rows(design, as_index_array(row_model),
                          as_float_array(params), problem.arrays)
+
+
+def datafit_losses(batch, problem, theta):
+    """Each task's weighted sum of datafit losses at ``theta[t]``."""
+    n_max = largest_task(batch)[0]
+    K = problem.n_outputs
+    p1 = problem.n_features + problem.fit_intercept
+    work = (np.empty((0 if batch.is_sparse else p1, n_max)),
+            *(np.empty((K, n_max)) for _ in range(3)))
+    out = np.zeros(batch.n_tasks)
+    task_losses(batch.arrays, problem.arrays, as_float_array(theta), work, out)
+    return out
 
 
 # --------------------------------------------------------------------------

@@ -17,6 +17,7 @@ class MetaSettings:
 
     gamma: object
     prior: str
+    random_effects: object
     inner_steps: int
     inner_lr: object
     first_order: bool
@@ -53,6 +54,19 @@ class MetaFit:
         Inner steps of the gradient-step methods.
     auto_step : bool
         Whether steps are scaled by ``1 / L_t`` (``inner_lr="auto"``).
+    prior_kind : str
+        The structure of the prior covariance (see ``_structures``).
+    prior_scores : dict or None
+        The selection score of each structure compared, when several were.
+    dispersion : float or None
+        The noise variance learned with the prior (squared errors), if it
+        was.
+    center : ndarray of shape (n_params,)
+        Where the transfer term pulls (``theta0``, unless the base penalty
+        is part of the learned prior: see ``_prior.Prior.center``).
+    combined_precision : ndarray
+        The precision of the prior of the tasks' parameters (``gamma *
+        Lambda``, plus the base penalty's l2 part when it is part of it).
     """
 
     theta0: np.ndarray
@@ -63,6 +77,17 @@ class MetaFit:
     inner_lr: np.ndarray = None
     inner_steps: int = 0
     auto_step: bool = False
+    prior_kind: str = "isotropic"
+    prior_scores: dict = None
+    dispersion: float = None
+    center: np.ndarray = None
+    combined_precision: np.ndarray = None
+
+    def __post_init__(self):
+        if self.center is None:
+            self.center = self.theta0
+        if self.combined_precision is None:
+            self.combined_precision = self.precision
 
     @property
     def precision(self):
@@ -81,6 +106,9 @@ class MetaMethod:
     name = None
     #: estimator parameters this method reads (others are ignored)
     parameters = frozenset()
+    #: whether tasks are adapted by exact inner solves (their Laplace
+    #: posteriors are then those of the fitted prior)
+    exact = False
     default_max_iter = None
 
     def __init__(self, settings):
@@ -102,6 +130,11 @@ class MetaMethod:
         without task identities.
         """
         raise NotImplementedError
+
+    def single_task_fit(self, fitted, problem):
+        """``fitted``, the base estimator's own fit of a single task, with
+        what this method's adaptation reads (e.g. its initial step sizes)."""
+        return fitted
 
     def adapt(self, batch, problem, fitted):
         """Parameters of every task of ``batch`` adapted from ``fitted``.
