@@ -33,6 +33,15 @@ from ._families import family_for
 from ._kernels._calls import decision_values
 from ._kernels._layout import make_batch
 from ._methods import METHODS, MetaFit, MetaSettings
+from ._semi_supervised import (
+    UNLABELED,
+    FeatureModel,
+    TaskRows,
+    adapt_with_unlabeled,
+    fit_with_unlabeled,
+    labeled_targets,
+    unlabeled_rows,
+)
 from ._validation import (
     add_tasks,
     check_task_labels,
@@ -269,12 +278,10 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         else:
             self.tasks_, codes = encode_tasks(labels)
         n_tasks = 1 if self.tasks_ is None else len(self.tasks_)
-        weights = family.row_weights(y_encoded, sample_weight, codes, n_tasks,
-                                     getattr(self, "classes_", None))
-        batch, _ = make_batch(X, y_encoded, weights, codes, n_tasks)
         prior_mean = self._given_prior_mean(family, n_features)
-        fitted = method.fit(batch, problem, prior_mean,
-                            single_task=self.tasks_ is None)
+        fitted = self._fit_method(method, family, problem,
+                                  TaskRows(X, y_encoded, sample_weight, codes,
+                                           n_tasks), prior_mean)
         # the fitted models are those of this base estimator, whatever
         # happens to self.estimator later
         self.estimator_ = clone(base)
@@ -291,6 +298,14 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         self._adaptation = (int(fitted.inner_steps), bool(fitted.auto_step))
         self.meta_estimator_ = self._build(self.meta_params_, self.n_iter_)
         return self
+
+    def _fit_method(self, method, family, problem, rows, prior_mean):
+        """The method fitted on ``rows`` (a :class:`TaskRows`): a ``MetaFit``."""
+        weights = family.row_weights(rows.y, rows.sample_weight, rows.codes,
+                                     rows.n_tasks, getattr(self, "classes_", None))
+        batch, _ = make_batch(rows.X, rows.y, weights, rows.codes, rows.n_tasks)
+        return method.fit(batch, problem, prior_mean,
+                          single_task=self.tasks_ is None)
 
     def _meta_fit(self):
         """The fitted meta-knowledge, as the methods take it."""
@@ -436,12 +451,16 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         else:
             uniques, codes = encode_tasks(labels)
         n_tasks = 1 if uniques is None else len(uniques)
-        weights = family.row_weights(y_encoded, sample_weight, codes, n_tasks,
-                                     getattr(self, "classes_", None))
-        batch, _ = make_batch(X, y_encoded, weights, codes, n_tasks)
-        theta = self._meta_method().adapt(batch, self._problem(),
-                                          self._meta_fit())
+        theta = self._adapt_method(family, TaskRows(X, y_encoded, sample_weight,
+                                                    codes, n_tasks))
         return uniques, theta
+
+    def _adapt_method(self, family, rows):
+        """Parameters of every task of ``rows`` adapted from the fitted prior."""
+        weights = family.row_weights(rows.y, rows.sample_weight, rows.codes,
+                                     rows.n_tasks, getattr(self, "classes_", None))
+        batch, _ = make_batch(rows.X, rows.y, weights, rows.codes, rows.n_tasks)
+        return self._meta_method().adapt(batch, self._problem(), self._meta_fit())
 
     def adapt(self, X, y, *, tasks=None, sample_weight=None):
         """Fit a new task from the meta-learned prior (few-shot learning).
@@ -743,10 +762,89 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     __metadata_request__predict_log_proba = _TASKS_REQUESTED
     __metadata_request__decision_function = _TASKS_REQUESTED
 
+    _parameter_constraints: dict = {
+        **_BaseMetaEstimator._parameter_constraints,
+        "unlabeled_weight": [Interval(Real, 0, None, closed="left"),
+                             StrOptions({"auto"}), None],
+    }
+
+    # the shared parameters, then the classifier's own (scikit-learn reads
+    # the parameters off this signature; tests/test_semi_supervised.py checks
+    # that the shared defaults stay those of _BaseMetaEstimator)
+    def __init__(  # noqa: PLR0913
+        self,
+        estimator=None,
+        *,
+        method="proximal",
+        gamma=1.0,
+        prior="isotropic",
+        task_column=None,
+        prior_estimator=None,
+        inner_steps=5,
+        inner_lr="auto",
+        first_order=False,
+        meta_lr=None,
+        meta_batch_size=32,
+        query_fraction=0.5,
+        max_iter=None,
+        tol=1e-4,
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+        unlabeled_weight=None,
+    ):
+        super().__init__(
+            estimator, method=method, gamma=gamma, prior=prior,
+            task_column=task_column, prior_estimator=prior_estimator,
+            inner_steps=inner_steps, inner_lr=inner_lr, first_order=first_order,
+            meta_lr=meta_lr, meta_batch_size=meta_batch_size,
+            query_fraction=query_fraction, max_iter=max_iter, tol=tol,
+            n_jobs=n_jobs, random_state=random_state, verbose=verbose)
+        self.unlabeled_weight = unlabeled_weight
+
     def _base_estimator(self):
         return LogisticRegression() if self.estimator is None else self.estimator
 
+    # ------------------------------------------------------- unlabeled rows
+    def _marks_unlabeled(self, fitted):
+        """Whether ``y == -1`` marks unlabeled rows: as ``unlabeled_weight``
+        says while fitting, as the last fit had it afterward (``fitted``)."""
+        if fitted:
+            return hasattr(self, "unlabeled_weight_")
+        return self.unlabeled_weight is not None
+
+    def _fit_method(self, method, family, problem, rows, prior_mean):
+        if not self._marks_unlabeled(fitted=False):
+            for name in ("unlabeled_weight_", "class_means_",
+                         "within_class_covariance_", "unlabeled_validation_"):
+                if hasattr(self, name):
+                    delattr(self, name)  # from an earlier fit with unlabeled rows
+            return super()._fit_method(method, family, problem, rows, prior_mean)
+        fitted, unlabeled = fit_with_unlabeled(
+            method, family, problem, rows, prior_mean,
+            weight=self.unlabeled_weight, classes=self.classes_,
+            single_task=self.tasks_ is None, random_state=self.random_state)
+        self.unlabeled_weight_ = unlabeled.weight
+        self.class_means_ = unlabeled.model.means
+        self.within_class_covariance_ = unlabeled.model.covariance
+        if unlabeled.validation is not None:
+            self.unlabeled_validation_ = unlabeled.validation
+        elif hasattr(self, "unlabeled_validation_"):
+            del self.unlabeled_validation_
+        return fitted
+
+    def _adapt_method(self, family, rows):
+        if not self._marks_unlabeled(fitted=True):
+            return super()._adapt_method(family, rows)
+        return adapt_with_unlabeled(
+            self._meta_method(), family, self._problem(), self._meta_fit(), rows,
+            weight=self.unlabeled_weight_,
+            model=FeatureModel(self.class_means_, self.within_class_covariance_),
+            classes=self.classes_)
+
     def _set_targets(self, y, classes):
+        if self._marks_unlabeled(fitted=False):
+            y = labeled_targets(y, classes)
         y = np.asarray(y)
         if y.dtype.kind == "O":
             check_classification_targets(y)  # before np.unique meets mixed types
@@ -779,6 +877,17 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         return len(self.classes_)
 
     def _encode_y(self, y, known_only=False):
+        # known_only: encoding rows for adapt and partial_fit, after a fit
+        if not self._marks_unlabeled(fitted=known_only):
+            return self._encode_labels(y, known_only)
+        unlabeled = unlabeled_rows(y)
+        codes = np.full(unlabeled.shape[0], float(UNLABELED))
+        if not unlabeled.all():
+            codes[~unlabeled] = self._encode_labels(np.asarray(y)[~unlabeled],
+                                                    known_only)
+        return codes
+
+    def _encode_labels(self, y, known_only):
         y = np.asarray(y)
         if known_only:
             check_classification_targets(y)
@@ -793,9 +902,14 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
             codes = np.clip(codes, 0, len(classes) - 1)
             unknown = classes[codes] != y
         if np.any(unknown):
+            hint = ""
+            if np.any(unlabeled_rows(y[unknown].astype(object))):
+                hint = (" -1 marks unlabeled rows only for a model fitted with "
+                        "unlabeled_weight set.")
             raise ValueError(
                 f"y contains labels {np.unique(y[unknown]).tolist()} not seen "
                 f"during meta-training (classes_={self.classes_.tolist()})."
+                + hint
             )
         return codes.astype(np.float64)
 
