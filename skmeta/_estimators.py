@@ -213,7 +213,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
             Training data, task column included when ``task_column`` is set.
         y : array-like of shape (n_samples,)
-            Targets.
+            Targets; for a :class:`MetaClassifier` with ``unlabeled_weight``
+            set, ``-1`` marks an unlabeled row.
         tasks : array-like of shape (n_samples,), default=None
             Task label (int or str; bytes are decoded as UTF-8) of each
             sample. When neither ``tasks`` nor
@@ -474,7 +475,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
             Support samples of the new task.
         y : array-like of shape (n_samples,)
-            Their targets.
+            Their targets; for a :class:`MetaClassifier` fitted with
+            ``unlabeled_weight`` set, ``-1`` marks an unlabeled row.
         tasks : array-like of shape (n_samples,), default=None
             The task's label on every sample, when task identities are given
             this way (all equal: use :meth:`adapt_tasks` for several tasks).
@@ -510,7 +512,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
             Support samples of the new tasks.
         y : array-like of shape (n_samples,)
-            Their targets.
+            Their targets; for a :class:`MetaClassifier` fitted with
+            ``unlabeled_weight`` set, ``-1`` marks an unlabeled row.
         tasks : array-like of shape (n_samples,), default=None
             Task label of each sample (or use ``task_column``).
         sample_weight : array-like of shape (n_samples,), default=None
@@ -684,16 +687,35 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         uses all processors. Results do not depend on it.
     random_state : int, RandomState instance or None, default=None
         Draws the meta-batches and the support/query splits of the gradient
-        based methods. Unused by ``method="proximal"``, which is
+        based methods, and the validation episodes of
+        ``unlabeled_weight="auto"``; ``method="proximal"`` is otherwise
         deterministic.
     verbose : int, default=0
         Print progress (outer iterations, or every tenth of the
         meta-iterations) when positive.
+    unlabeled_weight : float >= 0, "auto" or None, default=None
+        What ``y == -1`` means, and the weight ``omega`` of such rows.
+        ``None``: ``-1`` is a class label like any other, as for
+        :class:`~sklearn.linear_model.LogisticRegression`. A number or
+        ``"auto"``: a row with ``y == -1`` is *unlabeled*, the convention of
+        :mod:`sklearn.semi_supervised`, in ``fit``, ``partial_fit``,
+        ``adapt`` and ``adapt_tasks``. As for scikit-learn's semi-supervised
+        estimators, ``-1`` then cannot be a class (relabel such a class
+        first, e.g. with :class:`~sklearn.preprocessing.LabelEncoder`),
+        ``classes_`` are those of the labeled rows, and ``y`` of a string
+        dtype is refused (use dtype object, with ``-1`` on unlabeled rows).
+        Unlabeled rows enter each task's model through a Gaussian model of
+        the task's classes, with weight ``omega`` (see Notes); ``0`` ignores
+        them. ``"auto"`` chooses ``omega`` among 0, 0.1, 0.3 and 1 on
+        few-shot episodes of the training tasks and keeps 0 unless a weight
+        raises their accuracy significantly (``unlabeled_validation_``).
+        The prior itself is learned from the labeled rows.
 
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-        Union of the classes over all tasks; a task may lack some.
+        Union of the classes over all tasks; a task may lack some. With
+        ``unlabeled_weight`` set, the classes of the labeled rows.
     tasks_ : ndarray of shape (n_tasks,) or None
         Sorted labels of the tasks seen in ``fit``; ``None`` for a model
         fitted without task identities.
@@ -728,6 +750,25 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         Number of columns seen during fit (task column included).
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names seen during fit, when ``X`` has string column names.
+    unlabeled_weight_ : float
+        The weight ``omega`` of unlabeled rows (chosen when
+        ``unlabeled_weight="auto"``). This and the next two attributes are
+        only set when ``unlabeled_weight`` is not None.
+    class_means_ : ndarray of shape (n_classes, n_features)
+        Mean features of each class over the labeled rows of all training
+        tasks (task column excluded): the prior mean of a task's class means.
+    within_class_covariance_ : ndarray of shape (n_features, n_features) \
+            or (n_features,)
+        Covariance of the features within a class of a task, pooled over the
+        training tasks' labeled rows (its diagonal for sparse input or more
+        than 128 features).
+    unlabeled_validation_ : dict
+        With ``unlabeled_weight="auto"`` only: ``"weight"`` the candidate
+        weights, ``"accuracy"`` and ``"log_loss"`` their means over the
+        held-out rows of the validation episodes, ``"accuracy_gain_se"`` the
+        standard error of each one's accuracy gain over weight 0,
+        ``"n_episodes"`` and ``"n_tasks"`` (the training tasks they came
+        from).
 
     See Also
     --------
@@ -739,6 +780,43 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     To load a fitted model with ``skops.io.load``, trust
     ``skmeta._estimators.MetaClassifier``, the only skmeta type it holds;
     see :ref:`persistence`.
+
+    **Unlabeled rows.** With ``unlabeled_weight`` set, a task with labeled
+    rows ``L`` and unlabeled rows ``U`` is fitted jointly with ``K``
+    Gaussian clusters of its features, one per class,
+    ``g_k = N(mu_k, Sigma)``: the class means ``mu_k`` are the task's own,
+    ``Sigma`` (``within_class_covariance_``) and the clusters' prior means
+    ``m_k`` (``class_means_``) are learned across tasks. An unlabeled row
+    is seen as drawn by the task's classifier ``p_theta`` and then through
+    its class's cluster, and the task solves
+
+    ``min_{theta, mu} L_t(theta) + lambda R(theta) + gamma P(theta)
+    + omega G_t(theta, mu)``, with
+
+    ``G_t = - sum_L w_i log g_{y_i}(x_i) - sum_U w_j log sum_k
+    p_theta(k | x_j) g_k(x_j) + 1/2 sum_k (mu_k - m_k)^T Sigma^-1
+    (mu_k - m_k)``
+
+    the first terms being its supervised inner problem. EM solves it: the
+    E-step gives each unlabeled row the responsibilities ``q_jk``
+    proportional to ``p_theta(k | x_j) g_k(x_j)``; the M-step refits the
+    classifier with each unlabeled row added once per class with weight
+    ``omega w_j q_jk`` (by the method's own adaptation, so every method
+    applies; class weights apply to the labeled rows only), and moves each
+    ``mu_k`` to the weighted mean of the task's rows of class ``k``, ``m_k``
+    counting for one row. Each step lowers the objective for the methods
+    that solve the inner problem exactly (``"proximal"``, ``"imaml"``); for
+    the others it is a fixed-point iteration of their adaptation. Where the
+    clusters do not tell the classes apart, ``q`` is the classifier's own
+    probability, the unlabeled term's gradient vanishes and the supervised
+    model is the fixed point.
+
+    A task with only unlabeled rows starts from the prior model
+    ``theta0``: its rows are labeled by it, its clusters placed on them,
+    and it ends at the minimizer of ``lambda R + gamma P + omega G_t`` (no
+    labeled term). With ``omega = 0`` it is the prior model itself, as for
+    a task never seen. See :ref:`unlabeled_rows` for when unlabeled rows
+    help.
 
     Examples
     --------
@@ -755,6 +833,14 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     >>> clf = meta.adapt(X[:10], y[:10])  # a plain, fitted LogisticRegression
     >>> type(clf).__name__
     'LogisticRegression'
+
+    Unlabeled rows (``y == -1``) of a new task, with 2 labeled ones:
+
+    >>> semi = MetaClassifier(unlabeled_weight=1.0).fit(X, y, tasks=tasks)
+    >>> y_new = y[:20].copy()
+    >>> y_new[2:] = -1
+    >>> semi.adapt(X[:20], y_new).classes_
+    array([0, 1])
     """
 
     _is_classifier = True
@@ -927,13 +1013,15 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
             Samples.
         y : array-like of shape (n_samples,)
-            Targets.
+            Targets; ``-1`` marks an unlabeled row when the model was fitted
+            (or is first fitted) with ``unlabeled_weight`` set.
         tasks : array-like of shape (n_samples,), default=None
             Task labels (or use ``task_column``).
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
         classes : array-like of shape (n_classes,), default=None
-            All classes; taken into account on the first call only.
+            All classes; taken into account on the first call only. With
+            ``unlabeled_weight`` set, ``-1`` cannot be one of them.
 
         Returns
         -------

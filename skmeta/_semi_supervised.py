@@ -43,7 +43,11 @@ alternating
 Every step lowers ``J`` when the M-step in ``theta`` is the exact minimizer
 (``method="proximal"`` and ``"imaml"``). The other methods adapt by a fixed
 number of gradient steps from ``theta0``; the same alternation is then a
-fixed-point iteration of their adaptation.
+fixed-point iteration of their adaptation, which can cycle: there, a task
+whose responsibilities move no less than in its previous iteration has its
+steps toward the E-step's ones halved (down to ``1 / 2**MAX_HALVINGS``, and
+grown back by ``STEP_GROWTH`` while it progresses), which leaves the fixed
+points as they are.
 
 Where the Gaussians do not tell the classes apart (``g_k(x_j)`` the same for
 every ``k``), ``q = p_theta`` and the gradient of the unlabeled term in
@@ -82,7 +86,12 @@ WEIGHT_CANDIDATES = (0.0, 0.1, 0.3, 1.0)
 MEAN_PRIOR_ROWS = 1.0
 #: EM stops when no responsibility moves by more than EM_TOL in an iteration
 EM_TOL = 1e-5
-EM_MAX_ITER = 200
+EM_MAX_ITER = 500
+#: the damping of the fixed-point iteration of inexact adaptations: halved
+#: when a task stalls (at most MAX_HALVINGS times), grown back while it
+#: progresses
+MAX_HALVINGS = 2
+STEP_GROWTH = 1.1
 #: the validation of the weight: at most VALIDATION_TASKS training tasks,
 #: each split at random up to MAX_REPEATS times so that there are at least
 #: MIN_EPISODES episodes (repeated splits of a task average out the noise of
@@ -420,6 +429,10 @@ class _EMTasks:
                                                 initial=0.0))
         return change
 
+    def restrict(self, learner, rows, keep):
+        """The same for the tasks ``keep`` (a mask) only."""
+        return _EMTasks(learner, rows, self.tasks[keep])
+
 
 def run_em(learner, rows, model, weight, *, start=None, max_iter=EM_MAX_ITER,
            tol=EM_TOL):
@@ -442,6 +455,7 @@ def run_em(learner, rows, model, weight, *, start=None, max_iter=EM_MAX_ITER,
     position[tasks] = np.arange(tasks.shape[0])
     precision = model.precision()
 
+    damped = not learner.method.exact_adaptation
     current = _EMTasks(learner, rows, tasks)
     theta_now = theta[tasks]
     q_now = np.exp(learner.log_proba(current.XU, current.cU, theta_now))
@@ -449,6 +463,8 @@ def run_em(learner, rows, model, weight, *, start=None, max_iter=EM_MAX_ITER,
     means = means_now.copy()
     q = np.zeros((rows.y.shape[0], K))
     q[current.unlabeled] = q_now
+    step = np.ones(tasks.shape[0])  # toward the E-step's responsibilities
+    last_change = np.full(tasks.shape[0], np.inf)
     n_iter, converged = 0, False
     while n_iter < max_iter and not converged:
         n_iter += 1
@@ -456,27 +472,42 @@ def run_em(learner, rows, model, weight, *, start=None, max_iter=EM_MAX_ITER,
             learner.log_proba(current.XU, current.cU, theta_now)
             + model.log_evidence(current.XU, current.cU, means_now, precision),
             axis=1)
+        # the residual of the fixed point, whatever the damping
+        change = current.changes(q_new, q_now)
+        if damped:
+            stalled = change >= last_change
+            step = np.where(stalled, np.maximum(step / 2, 0.5**MAX_HALVINGS),
+                            np.minimum(step * STEP_GROWTH, 1.0))
+            q_new = q_now + step[current.cU, np.newaxis] * (q_new - q_now)
+            last_change = change
         theta_now = current.theta_step(learner, weight, q_new)
         means_now = current.means_step(model, q_new)
-        moving = current.changes(q_new, q_now) > tol
+        moving = change > tol
         q_now = q_new
         theta[current.tasks] = theta_now
         means[position[current.tasks]] = means_now
         q[current.unlabeled] = q_now
         converged = not moving.any()
         if not converged and 2 * moving.sum() <= moving.shape[0]:
-            current = _EMTasks(learner, rows, current.tasks[moving])
+            current = current.restrict(learner, rows, moving)
             theta_now, means_now = theta_now[moving], means_now[moving]
+            step, last_change = step[moving], last_change[moving]
             q_now = q[current.unlabeled]
     return EMResult(theta, tasks, means, q[unlabeled], n_iter, converged)
 
 
-def _warn_unconverged(result):
+# stack levels of warnings that point at the caller of fit (through
+# scikit-learn's _fit_context) and of adapt / adapt_tasks
+_FIT_STACKLEVEL = 7
+_ADAPT_STACKLEVEL = 6
+
+
+def _warn_unconverged(result, stacklevel):
     if not result.converged:
         warnings.warn(
             f"EM over the unlabeled rows did not converge in {result.n_iter} "
             "iterations; the task models are those of the last one.",
-            ConvergenceWarning, stacklevel=4)
+            ConvergenceWarning, stacklevel=stacklevel)
 
 
 # --------------------------------------------------------------------------
@@ -597,7 +628,7 @@ def choose_weight(learner, rows, model, random_state):
             "beyond one per class and a row to leave unlabeled, so the weight "
             "of unlabeled rows cannot be validated: they are ignored "
             "(unlabeled_weight_=0). Set unlabeled_weight to a number to use "
-            "them.", UserWarning, stacklevel=4)
+            "them.", UserWarning, stacklevel=_FIT_STACKLEVEL)
         nan = np.full(candidates.shape[0], np.nan)
         return 0.0, dict(weight=candidates, accuracy=nan, log_loss=nan.copy(),
                          accuracy_gain_se=nan.copy(), n_episodes=0, n_tasks=0)
@@ -683,7 +714,7 @@ def fit_with_unlabeled(method, family, problem, rows, prior_mean, *, weight,
                   f"accuracy {np.round(validation['accuracy'], 4)}; "
                   f"chosen {weight}")
     result = run_em(learner, rows, model, float(weight), start=theta)
-    _warn_unconverged(result)
+    _warn_unconverged(result, _FIT_STACKLEVEL)
     return (replace(fitted, theta=result.theta),
             UnlabeledFit(float(weight), model, validation))
 
@@ -693,5 +724,5 @@ def adapt_with_unlabeled(method, family, problem, fitted, rows, *, weight,
     """Every task of ``rows`` adapted from ``fitted``, with its unlabeled rows."""
     learner = Learner(method, family, problem, fitted, classes)
     result = run_em(learner, rows, model, weight)
-    _warn_unconverged(result)
+    _warn_unconverged(result, _ADAPT_STACKLEVEL)
     return result.theta

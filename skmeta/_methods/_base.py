@@ -82,6 +82,9 @@ class MetaMethod:
     #: estimator parameters this method reads (others are ignored)
     parameters = frozenset()
     default_max_iter = None
+    #: whether ``adapt`` returns the exact minimizer of each task's inner
+    #: problem (rather than a fixed number of steps toward it)
+    exact_adaptation = False
 
     def __init__(self, settings):
         self.settings = settings

@@ -234,6 +234,7 @@ class IMAML(_Bilevel):
 
     name = "imaml"
     steps = False
+    exact_adaptation = True
 
     def _updater(self, batch, problem, precision, n_sel, auto, n_tasks):
         meta_grad = ImplicitMetaGradient(batch, problem, precision, n_sel=n_sel)

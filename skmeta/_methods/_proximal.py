@@ -463,6 +463,7 @@ class Proximal(MetaMethod):
     name = "proximal"
     parameters = frozenset({"tol"})
     default_max_iter = 100
+    exact_adaptation = True
 
     def fit(self, batch, problem, prior_mean=None, *, single_task=False):
         # a single task, or a given prior mean, keeps theta0 where it is
