@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from conftest import InnerObjective, design
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.special import logsumexp
 from sklearn.exceptions import ConvergenceWarning
@@ -661,3 +663,83 @@ def test_refit_without_unlabeled_weight_forgets_the_unlabeled_rows(binary):
     meta.set_params(unlabeled_weight=1.0)
     with pytest.raises(ValueError, match="not seen during meta-training"):
         meta.adapt(X[:4], [0, 1, -1, 1])
+
+
+def test_pipeline_with_task_scaler_and_a_task_column(binary):
+    pd = pytest.importorskip("pandas")
+    from sklearn.pipeline import make_pipeline
+
+    from skmeta.preprocessing import TaskScaler
+
+    X, y, tasks, train = binary
+    y_semi = hide_labels(y, tasks, 2, seed=4)
+    frame = pd.DataFrame(X, columns=["a", "b", "c"]).assign(
+        store=[f"s{t}" for t in tasks])
+    model = make_pipeline(
+        TaskScaler(task_column="store"),
+        MetaClassifier(task_column="store", unlabeled_weight=1.0),
+    ).set_output(transform="pandas")
+    model.fit(frame[train], pd.Series(y_semi[train]))
+    meta = model[-1]
+    assert_array_equal(meta.classes_, [0, 1])
+    assert meta.tasks_.shape == (40,)
+    # the same as the classifier on the scaled rows, with tasks= given
+    scaled = model[0].transform(frame[train]).drop(columns="store")
+    direct = MetaClassifier(unlabeled_weight=1.0).fit(
+        scaled.to_numpy(), y_semi[train],
+        tasks=frame["store"][train].to_numpy())
+    assert_allclose(meta.task_params_, direct.task_params_)
+    assert model.score(frame[~train], y[~train]) > 0.5
+
+
+# --------------------------------------------------------------------------
+# fuzzing
+# --------------------------------------------------------------------------
+@st.composite
+def small_semi_supervised_problems(draw):
+    n_tasks = draw(st.integers(1, 5))
+    n_features = draw(st.integers(1, 3))
+    sizes = draw(st.lists(st.integers(1, 9), min_size=n_tasks,
+                          max_size=n_tasks))
+    n = sum(sizes)
+    values = st.floats(-3, 3, allow_nan=False, width=64)
+    X = np.array(draw(st.lists(values, min_size=n * n_features,
+                               max_size=n * n_features))).reshape(n, n_features)
+    y = np.array(draw(st.lists(st.integers(-1, 2), min_size=n, max_size=n)))
+    tasks = np.repeat(np.arange(n_tasks), sizes)
+    weight = draw(st.sampled_from([0.0, 0.5, "auto"]))
+    if draw(st.booleans()):
+        # string labels and the integer -1, in an object array
+        y = np.array([-1 if v < 0 else "abc"[v] for v in y], dtype=object)
+    return X, y, tasks, weight
+
+
+@settings(max_examples=20, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(small_semi_supervised_problems())
+def test_fuzz_unlabeled_rows(problem):
+    X, y, tasks, weight = problem
+    saved = [a.copy() for a in (X, y, tasks)]
+    labels = np.unique(y[y != -1].astype(str))
+    meta = MetaClassifier(unlabeled_weight=weight, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", UserWarning)  # nothing to validate on
+        if labels.shape[0] < 2:
+            with pytest.raises(ValueError, match="labeled row|2 classes"):
+                meta.fit(X, y, tasks=tasks)
+            return
+        meta.fit(X, y, tasks=tasks)
+        models = meta.adapt_tasks(X, y, tasks=tasks)
+    assert_array_equal(meta.classes_.astype(str), labels)
+    assert_array_equal(meta.tasks_, np.unique(tasks))
+    for name in ("task_params_", "meta_params_", "class_means_",
+                 "within_class_covariance_"):
+        assert np.all(np.isfinite(getattr(meta, name)))
+    P = meta.predict_proba(X, tasks=tasks)
+    assert_allclose(P.sum(axis=1), 1.0)
+    assert set(meta.predict(X, tasks=tasks)) <= set(meta.classes_)
+    for model in models.values():
+        assert np.all(np.isfinite(model.coef_))
+    for before, after in zip(saved, (X, y, tasks)):
+        assert_array_equal(before, after)
