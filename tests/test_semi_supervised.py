@@ -182,6 +182,9 @@ def test_minus_one_is_a_class_without_unlabeled_weight():
     meta = MetaClassifier().fit(X, y)
     assert_array_equal(meta.classes_, LogisticRegression().fit(X, y).classes_)
     assert not hasattr(meta, "unlabeled_weight_")
+    # and so it stays in adapt, whatever the parameter says now
+    meta.set_params(unlabeled_weight=1.0)
+    assert_array_equal(meta.adapt(X[:4], y[:4]).classes_, [-1, 1])
 
 
 def test_string_targets_are_refused_as_scikit_learn_does():
