@@ -37,6 +37,15 @@ from ._kernels._codes import POISSON, SQUARED
 from ._kernels._layout import make_batch
 from ._methods import METHODS, MetaFit, MetaSettings
 from ._methods._inner import posterior_covariances
+from ._semi_supervised import (
+    UNLABELED,
+    FeatureModel,
+    TaskRows,
+    adapt_with_unlabeled,
+    fit_with_unlabeled,
+    labeled_targets,
+    unlabeled_rows,
+)
 from ._validation import (
     add_tasks,
     check_task_labels,
@@ -212,7 +221,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
             Training data, task column included when ``task_column`` is set.
         y : array-like of shape (n_samples,)
-            Targets.
+            Targets; for a :class:`MetaClassifier` with ``unlabeled_weight``
+            set, ``-1`` marks an unlabeled row.
         tasks : array-like of shape (n_samples,), default=None
             Task label (int or str; bytes are decoded as UTF-8) of each
             sample. When neither ``tasks`` nor
@@ -280,10 +290,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         else:
             self.tasks_, codes = encode_tasks(labels)
         n_tasks = 1 if self.tasks_ is None else len(self.tasks_)
-        weights = family.row_weights(y_encoded, sample_weight, codes, n_tasks,
-                                     getattr(self, "classes_", None))
-        batch, _ = make_batch(X, y_encoded, weights, codes, n_tasks)
         prior_mean = self._given_prior_mean(family, n_features)
+        rows = TaskRows(X, y_encoded, sample_weight, codes, n_tasks)
         settings = self._settings(self._random_effects_mask(problem))
         if self.tasks_ is None and prior_mean is None:
             # one task and nothing to transfer: the base estimator's own fit
@@ -294,10 +302,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         else:
             method = adaptation = METHODS[self.method](settings)
         method.check(settings)
-        if settings.gamma == 0 or (self.tasks_ is None and prior_mean is None):
-            _warn_unbounded_tasks(batch, problem, self.tasks_)
-        fitted = method.fit(batch, problem, prior_mean,
-                            single_task=self.tasks_ is None)
+        fitted = self._fit_method(method, family, problem, rows, prior_mean)
         if method is not adaptation:
             fitted = adaptation.single_task_fit(fitted, problem)
         self._check_finite(fitted)
@@ -320,11 +325,11 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         self._transfer_center = fitted.center
         self.prior_kind_ = fitted.prior_kind
         self.prior_scores_ = dict(fitted.prior_scores or {})
-        self._store_posteriors(batch, problem, fitted, adaptation)
+        self._store_posteriors(family, rows, problem, fitted, adaptation)
         self.meta_estimator_ = self._build(self.meta_params_, self.n_iter_)
         return self
 
-    def _store_posteriors(self, batch, problem, fitted, method):
+    def _store_posteriors(self, family, rows, problem, fitted, method):
         """Keep what predictive uncertainty needs (regressors; see there)."""
 
     def _check_finite(self, fitted):
@@ -380,6 +385,21 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         for k in range(problem.n_outputs):
             mask[k * p1 + np.asarray(columns)] = True
         return mask
+
+    def _fit_method(self, method, family, problem, rows, prior_mean):
+        """The method fitted on ``rows`` (a :class:`TaskRows`): a ``MetaFit``."""
+        batch = self._task_batch(family, rows)
+        single_task = self.tasks_ is None
+        if method.settings.gamma == 0 or (single_task and prior_mean is None):
+            _warn_unbounded_tasks(batch, problem, self.tasks_)
+        return method.fit(batch, problem, prior_mean, single_task=single_task)
+
+    def _task_batch(self, family, rows):
+        """``rows`` (a :class:`TaskRows`) sorted by task, with the family's
+        row weights (class weights), in the kernels' layout."""
+        weights = family.row_weights(rows.y, rows.sample_weight, rows.codes,
+                                     rows.n_tasks, getattr(self, "classes_", None))
+        return make_batch(rows.X, rows.y, weights, rows.codes, rows.n_tasks)[0]
 
     def _meta_fit(self):
         """The fitted meta-knowledge, as the methods take it."""
@@ -526,12 +546,15 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         else:
             uniques, codes = encode_tasks(labels)
         n_tasks = 1 if uniques is None else len(uniques)
-        weights = family.row_weights(y_encoded, sample_weight, codes, n_tasks,
-                                     getattr(self, "classes_", None))
-        batch, _ = make_batch(X, y_encoded, weights, codes, n_tasks)
-        theta = self._meta_method().adapt(batch, self._problem(),
-                                          self._meta_fit())
-        return uniques, theta, batch
+        rows = TaskRows(X, y_encoded, sample_weight, codes, n_tasks)
+        return uniques, self._adapt_method(family, rows), rows
+
+    def _adapt_method(self, family, rows):
+        """Parameters of every task of ``rows`` adapted from the fitted prior."""
+        weights = family.row_weights(rows.y, rows.sample_weight, rows.codes,
+                                     rows.n_tasks, getattr(self, "classes_", None))
+        batch, _ = make_batch(rows.X, rows.y, weights, rows.codes, rows.n_tasks)
+        return self._meta_method().adapt(batch, self._problem(), self._meta_fit())
 
     def adapt(self, X, y, *, tasks=None, sample_weight=None):
         """Fit a new task from the meta-learned prior (few-shot learning).
@@ -545,7 +568,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
             Support samples of the new task.
         y : array-like of shape (n_samples,)
-            Their targets.
+            Their targets; for a :class:`MetaClassifier` fitted with
+            ``unlabeled_weight`` set, ``-1`` marks an unlabeled row.
         tasks : array-like of shape (n_samples,), default=None
             The task's label on every sample, when task identities are given
             this way (all equal: use :meth:`adapt_tasks` for several tasks).
@@ -581,7 +605,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
             Support samples of the new tasks.
         y : array-like of shape (n_samples,)
-            Their targets.
+            Their targets; for a :class:`MetaClassifier` fitted with
+            ``unlabeled_weight`` set, ``-1`` marks an unlabeled row.
         tasks : array-like of shape (n_samples,), default=None
             Task label of each sample (or use ``task_column``).
         sample_weight : array-like of shape (n_samples,), default=None
@@ -624,8 +649,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                 "pass tasks= or set task_column in partial_fit."
             )
 
-        uniques, theta, batch = self._solve_new_tasks(X, y, tasks, sample_weight)
-        covariances = self._new_task_covariances(batch, theta)
+        uniques, theta, rows = self._solve_new_tasks(X, y, tasks, sample_weight)
+        covariances = self._new_task_covariances(rows, theta)
         if known is None:
             self.task_params_ = theta
             if covariances is not None:
@@ -638,7 +663,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                                                    uniques, theta)
         return self
 
-    def _new_task_covariances(self, batch, theta):
+    def _new_task_covariances(self, rows, theta):
         """Posterior covariances of newly fitted tasks (regressors; see there)."""
         return None
 
@@ -810,16 +835,35 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         uses all processors. Results do not depend on it.
     random_state : int, RandomState instance or None, default=None
         Draws the meta-batches and the support/query splits of the gradient
-        based methods. Unused by ``method="proximal"``, which is
+        based methods, and the validation episodes of
+        ``unlabeled_weight="auto"``; ``method="proximal"`` is otherwise
         deterministic.
     verbose : int, default=0
         Print progress (outer iterations, or every tenth of the
         meta-iterations) when positive.
+    unlabeled_weight : float >= 0, "auto" or None, default=None
+        What ``y == -1`` means, and the weight ``omega`` of such rows.
+        ``None``: ``-1`` is a class label like any other, as for
+        :class:`~sklearn.linear_model.LogisticRegression`. A number or
+        ``"auto"``: a row with ``y == -1`` is *unlabeled*, the convention of
+        :mod:`sklearn.semi_supervised`, in ``fit``, ``partial_fit``,
+        ``adapt`` and ``adapt_tasks``. As for scikit-learn's semi-supervised
+        estimators, ``-1`` then cannot be a class (relabel such a class
+        first, e.g. with :class:`~sklearn.preprocessing.LabelEncoder`),
+        ``classes_`` are those of the labeled rows, and ``y`` of a string
+        dtype is refused (use dtype object, with ``-1`` on unlabeled rows).
+        Unlabeled rows enter each task's model through a Gaussian model of
+        the task's classes, with weight ``omega`` (see Notes); ``0`` ignores
+        them. ``"auto"`` chooses ``omega`` among 0, 0.1, 0.3 and 1 on
+        few-shot episodes of the training tasks and keeps 0 unless a weight
+        raises their accuracy significantly (``unlabeled_validation_``).
+        The prior itself is learned from the labeled rows.
 
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-        Union of the classes over all tasks; a task may lack some.
+        Union of the classes over all tasks; a task may lack some. With
+        ``unlabeled_weight`` set, the classes of the labeled rows.
     tasks_ : ndarray of shape (n_tasks,) or None
         Sorted labels of the tasks seen in ``fit``; ``None`` for a model
         fitted without task identities.
@@ -854,6 +898,25 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         Number of columns seen during fit (task column included).
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names seen during fit, when ``X`` has string column names.
+    unlabeled_weight_ : float
+        The weight ``omega`` of unlabeled rows (chosen when
+        ``unlabeled_weight="auto"``). This and the next two attributes are
+        only set when ``unlabeled_weight`` is not None.
+    class_means_ : ndarray of shape (n_classes, n_features)
+        Mean features of each class over the labeled rows of all training
+        tasks (task column excluded): the prior mean of a task's class means.
+    within_class_covariance_ : ndarray of shape (n_features, n_features) \
+            or (n_features,)
+        Covariance of the features within a class of a task, pooled over the
+        training tasks' labeled rows (its diagonal for sparse input or more
+        than 128 features).
+    unlabeled_validation_ : dict
+        With ``unlabeled_weight="auto"`` only: ``"weight"`` the candidate
+        weights, ``"accuracy"`` and ``"log_loss"`` their means over the
+        held-out rows of the validation episodes, ``"accuracy_gain_se"`` the
+        standard error of each one's accuracy gain over weight 0,
+        ``"n_episodes"`` and ``"n_tasks"`` (the training tasks they came
+        from).
 
     See Also
     --------
@@ -865,6 +928,43 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     To load a fitted model with ``skops.io.load``, trust
     ``skmeta._estimators.MetaClassifier``, the only skmeta type it holds;
     see :ref:`persistence`.
+
+    **Unlabeled rows.** With ``unlabeled_weight`` set, a task with labeled
+    rows ``L`` and unlabeled rows ``U`` is fitted jointly with ``K``
+    Gaussian clusters of its features, one per class,
+    ``g_k = N(mu_k, Sigma)``: the class means ``mu_k`` are the task's own,
+    ``Sigma`` (``within_class_covariance_``) and the clusters' prior means
+    ``m_k`` (``class_means_``) are learned across tasks. An unlabeled row
+    is seen as drawn by the task's classifier ``p_theta`` and then through
+    its class's cluster, and the task solves
+
+    ``min_{theta, mu} L_t(theta) + lambda R(theta) + gamma P(theta)
+    + omega G_t(theta, mu)``, with
+
+    ``G_t = - sum_L w_i log g_{y_i}(x_i) - sum_U w_j log sum_k
+    p_theta(k | x_j) g_k(x_j) + 1/2 sum_k (mu_k - m_k)^T Sigma^-1
+    (mu_k - m_k)``
+
+    the first terms being its supervised inner problem. EM solves it: the
+    E-step gives each unlabeled row the responsibilities ``q_jk``
+    proportional to ``p_theta(k | x_j) g_k(x_j)``; the M-step refits the
+    classifier with each unlabeled row added once per class with weight
+    ``omega w_j q_jk`` (by the method's own adaptation, so every method
+    applies; class weights apply to the labeled rows only), and moves each
+    ``mu_k`` to the weighted mean of the task's rows of class ``k``, ``m_k``
+    counting for one row. Each step lowers the objective for the methods
+    that solve the inner problem exactly (``"proximal"``, ``"imaml"``); for
+    the others it is a fixed-point iteration of their adaptation. Where the
+    clusters do not tell the classes apart, ``q`` is the classifier's own
+    probability, the unlabeled term's gradient vanishes and the supervised
+    model is the fixed point.
+
+    A task with only unlabeled rows starts from the prior model
+    ``theta0``: its rows are labeled by it, its clusters placed on them,
+    and it ends at the minimizer of ``lambda R + gamma P + omega G_t`` (no
+    labeled term). With ``omega = 0`` it is the prior model itself, as for
+    a task never seen. See :ref:`unlabeled_rows` for when unlabeled rows
+    help.
 
     Examples
     --------
@@ -881,6 +981,14 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     >>> clf = meta.adapt(X[:10], y[:10])  # a plain, fitted LogisticRegression
     >>> type(clf).__name__
     'LogisticRegression'
+
+    Unlabeled rows (``y == -1``) of a new task, with 2 labeled ones:
+
+    >>> semi = MetaClassifier(unlabeled_weight=1.0).fit(X, y, tasks=tasks)
+    >>> y_new = y[:20].copy()
+    >>> y_new[2:] = -1
+    >>> semi.adapt(X[:20], y_new).classes_
+    array([0, 1])
     """
 
     _is_classifier = True
@@ -888,10 +996,91 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     __metadata_request__predict_log_proba = _TASKS_REQUESTED
     __metadata_request__decision_function = _TASKS_REQUESTED
 
+    _parameter_constraints: dict = {
+        **_BaseMetaEstimator._parameter_constraints,
+        "unlabeled_weight": [Interval(Real, 0, None, closed="left"),
+                             StrOptions({"auto"}), None],
+    }
+
+    # the shared parameters, then the classifier's own (scikit-learn reads
+    # the parameters off this signature; tests/test_semi_supervised.py checks
+    # that the shared defaults stay those of _BaseMetaEstimator)
+    def __init__(  # noqa: PLR0913
+        self,
+        estimator=None,
+        *,
+        method="proximal",
+        gamma="auto",
+        prior="auto",
+        random_effects="auto",
+        task_column=None,
+        prior_estimator=None,
+        inner_steps=5,
+        inner_lr="auto",
+        first_order=False,
+        meta_lr=None,
+        meta_batch_size=32,
+        query_fraction=0.5,
+        max_iter=None,
+        tol=1e-4,
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+        unlabeled_weight=None,
+    ):
+        super().__init__(
+            estimator, method=method, gamma=gamma, prior=prior,
+            random_effects=random_effects,
+            task_column=task_column, prior_estimator=prior_estimator,
+            inner_steps=inner_steps, inner_lr=inner_lr, first_order=first_order,
+            meta_lr=meta_lr, meta_batch_size=meta_batch_size,
+            query_fraction=query_fraction, max_iter=max_iter, tol=tol,
+            n_jobs=n_jobs, random_state=random_state, verbose=verbose)
+        self.unlabeled_weight = unlabeled_weight
+
     def _base_estimator(self):
         return LogisticRegression() if self.estimator is None else self.estimator
 
+    # ------------------------------------------------------- unlabeled rows
+    def _marks_unlabeled(self, fitted):
+        """Whether ``y == -1`` marks unlabeled rows: as ``unlabeled_weight``
+        says while fitting, as the last fit had it afterward (``fitted``)."""
+        if fitted:
+            return hasattr(self, "unlabeled_weight_")
+        return self.unlabeled_weight is not None
+
+    def _fit_method(self, method, family, problem, rows, prior_mean):
+        if not self._marks_unlabeled(fitted=False):
+            for name in ("unlabeled_weight_", "class_means_",
+                         "within_class_covariance_", "unlabeled_validation_"):
+                if hasattr(self, name):
+                    delattr(self, name)  # from an earlier fit with unlabeled rows
+            return super()._fit_method(method, family, problem, rows, prior_mean)
+        fitted, unlabeled = fit_with_unlabeled(
+            method, family, problem, rows, prior_mean,
+            weight=self.unlabeled_weight, classes=self.classes_,
+            single_task=self.tasks_ is None, random_state=self.random_state)
+        self.unlabeled_weight_ = unlabeled.weight
+        self.class_means_ = unlabeled.model.means
+        self.within_class_covariance_ = unlabeled.model.covariance
+        if unlabeled.validation is not None:
+            self.unlabeled_validation_ = unlabeled.validation
+        elif hasattr(self, "unlabeled_validation_"):
+            del self.unlabeled_validation_
+        return fitted
+
+    def _adapt_method(self, family, rows):
+        if not self._marks_unlabeled(fitted=True):
+            return super()._adapt_method(family, rows)
+        return adapt_with_unlabeled(
+            self._meta_method(), family, self._problem(), self._meta_fit(), rows,
+            weight=self.unlabeled_weight_,
+            model=FeatureModel(self.class_means_, self.within_class_covariance_),
+            classes=self.classes_)
+
     def _set_targets(self, y, classes):
+        if self._marks_unlabeled(fitted=False):
+            y = labeled_targets(y, classes)
         y = np.asarray(y)
         if y.dtype.kind == "O":
             check_classification_targets(y)  # before np.unique meets mixed types
@@ -924,6 +1113,17 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         return len(self.classes_)
 
     def _encode_y(self, y, known_only=False):
+        # known_only: encoding rows for adapt and partial_fit, after a fit
+        if not self._marks_unlabeled(fitted=known_only):
+            return self._encode_labels(y, known_only)
+        unlabeled = unlabeled_rows(y)
+        codes = np.full(unlabeled.shape[0], float(UNLABELED))
+        if not unlabeled.all():
+            codes[~unlabeled] = self._encode_labels(np.asarray(y)[~unlabeled],
+                                                    known_only)
+        return codes
+
+    def _encode_labels(self, y, known_only):
         y = np.asarray(y)
         if known_only:
             check_classification_targets(y)
@@ -938,9 +1138,14 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
             codes = np.clip(codes, 0, len(classes) - 1)
             unknown = classes[codes] != y
         if np.any(unknown):
+            hint = ""
+            if np.any(unlabeled_rows(y[unknown].astype(object))):
+                hint = (" -1 marks unlabeled rows only for a model fitted with "
+                        "unlabeled_weight set.")
             raise ValueError(
                 f"y contains labels {np.unique(y[unknown]).tolist()} not seen "
                 f"during meta-training (classes_={self.classes_.tolist()})."
+                + hint
             )
         return codes.astype(np.float64)
 
@@ -958,13 +1163,15 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
             Samples.
         y : array-like of shape (n_samples,)
-            Targets.
+            Targets; ``-1`` marks an unlabeled row when the model was fitted
+            (or is first fitted) with ``unlabeled_weight`` set.
         tasks : array-like of shape (n_samples,), default=None
             Task labels (or use ``task_column``).
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
         classes : array-like of shape (n_classes,), default=None
-            All classes; taken into account on the first call only.
+            All classes; taken into account on the first call only. With
+            ``unlabeled_weight`` set, ``-1`` cannot be one of them.
 
         Returns
         -------
@@ -1324,13 +1531,14 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         "FULL_INVERSE_MAX_PARAMS parameters and within COVARIANCE_MEMORY "
         "bytes (see skmeta._methods._inner).")
 
-    def _store_posteriors(self, batch, problem, fitted, method):
+    def _store_posteriors(self, family, rows, problem, fitted, method):
         """Keep each task's posterior covariance, the prior's and the noise."""
         self._task_covariances = None
         for name in ("prior_covariance_", "noise_variance_"):
             self.__dict__.pop(name, None)
         if not method.exact:
             return
+        batch = self._task_batch(family, rows)
         covariances, dispersion = posterior_covariances(
             batch, problem, fitted.center, fitted.precision, fitted.theta,
             dispersion=fitted.dispersion, n_jobs=self.n_jobs)
@@ -1351,9 +1559,10 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         self.prior_covariance_ = prior
         self.noise_variance_ = float(dispersion)
 
-    def _new_task_covariances(self, batch, theta):
+    def _new_task_covariances(self, rows, theta):
         if getattr(self, "_task_covariances", None) is None:
             return None
+        batch = self._task_batch(self._fitted_family(), rows)
         covariances, _ = posterior_covariances(
             batch, self._problem(), self._transfer_center, self.prior_precision_,
             theta, dispersion=self.noise_variance_, n_jobs=self.n_jobs)

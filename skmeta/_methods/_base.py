@@ -106,8 +106,9 @@ class MetaMethod:
     name = None
     #: estimator parameters this method reads (others are ignored)
     parameters = frozenset()
-    #: whether tasks are adapted by exact inner solves (their Laplace
-    #: posteriors are then those of the fitted prior)
+    #: whether ``adapt`` returns the exact minimizer of each task's inner
+    #: problem (rather than a fixed number of steps toward it): the Laplace
+    #: posteriors are then those of the fitted prior
     exact = False
     default_max_iter = None
 
