@@ -5,9 +5,11 @@ and every task is solved by one kernel call (see :mod:`skmeta._kernels`).
 """
 
 import warnings
+from dataclasses import replace
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
@@ -31,8 +33,19 @@ from sklearn.utils.validation import (
 
 from ._families import family_for
 from ._kernels._calls import decision_values
+from ._kernels._codes import POISSON, SQUARED
 from ._kernels._layout import make_batch
 from ._methods import METHODS, MetaFit, MetaSettings
+from ._methods._inner import posterior_covariances
+from ._semi_supervised import (
+    UNLABELED,
+    FeatureModel,
+    TaskRows,
+    adapt_with_unlabeled,
+    fit_with_unlabeled,
+    labeled_targets,
+    unlabeled_rows,
+)
 from ._validation import (
     add_tasks,
     check_task_labels,
@@ -44,7 +57,7 @@ from ._validation import (
 # the parameters that only some methods read (each method lists its own)
 _METHOD_PARAMETERS = frozenset({
     "inner_steps", "inner_lr", "first_order", "meta_lr", "meta_batch_size",
-    "query_fraction", "tol", "adapt_layers"})
+    "query_fraction", "tol", "random_effects", "adapt_layers"})
 _TASKS_REQUESTED = {"tasks": True}
 
 
@@ -55,7 +68,9 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         "estimator": [HasMethods(["fit", "predict"]), None],
         "method": [StrOptions(set(METHODS))],
         "gamma": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
-        "prior": [StrOptions({"isotropic", "diagonal", "full"})],
+        "prior": [StrOptions({"auto", "isotropic", "diagonal", "full",
+                              "lowrank"})],
+        "random_effects": [None, StrOptions({"auto"}), "array-like"],
         "task_column": [Integral, str, None],
         "prior_estimator": [HasMethods(["fit", "predict"]), None],
         "inner_steps": [Interval(Integral, 0, None, closed="left")],
@@ -90,8 +105,9 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         estimator=None,
         *,
         method="proximal",
-        gamma=1.0,
-        prior="isotropic",
+        gamma="auto",
+        prior="auto",
+        random_effects="auto",
         task_column=None,
         prior_estimator=None,
         inner_steps=5,
@@ -111,6 +127,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         self.method = method
         self.gamma = gamma
         self.prior = prior
+        self.random_effects = random_effects
         self.task_column = task_column
         self.prior_estimator = prior_estimator
         self.inner_steps = inner_steps
@@ -207,7 +224,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
             Training data, task column included when ``task_column`` is set.
         y : array-like of shape (n_samples,)
-            Targets.
+            Targets; for a :class:`MetaClassifier` with ``unlabeled_weight``
+            set, ``-1`` marks an unlabeled row.
         tasks : array-like of shape (n_samples,), default=None
             Task label (int or str; bytes are decoded as UTF-8) of each
             sample. When neither ``tasks`` nor
@@ -224,9 +242,13 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         """
         return self._fit(X, y, tasks, sample_weight)
 
-    def _settings(self):
+    def _settings(self, random_effects=None):
+        """The settings the methods read; ``random_effects`` resolved (a mask)."""
+        if random_effects is None and isinstance(self.random_effects, str):
+            random_effects = self.random_effects
         return MetaSettings(
-            gamma=self.gamma, prior=self.prior, inner_steps=self.inner_steps,
+            gamma=self.gamma, prior=self.prior, random_effects=random_effects,
+            inner_steps=self.inner_steps,
             inner_lr=self.inner_lr, first_order=self.first_order,
             adapt_layers=self.adapt_layers,
             meta_lr=self.meta_lr, meta_batch_size=self.meta_batch_size,
@@ -259,7 +281,6 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         family = family_for(base, classifier=self._is_classifier,
                             owner=type(self).__name__, check=True)
         method = self._meta_method(warn=True, network=family.is_network)
-        method.check(method.settings)
         family.warn_ignored_settings()
         X, y, labels = self._check_input(X, y, tasks, reset=True)
         self._set_targets(y, classes)
@@ -277,16 +298,28 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         else:
             self.tasks_, codes = encode_tasks(labels)
         n_tasks = 1 if self.tasks_ is None else len(self.tasks_)
-        weights = family.row_weights(y_encoded, sample_weight, codes, n_tasks,
-                                     getattr(self, "classes_", None))
-        batch, _ = make_batch(X, y_encoded, weights, codes, n_tasks)
         prior_mean = self._given_prior_mean(family, n_features)
+        rows = TaskRows(X, y_encoded, sample_weight, codes, n_tasks)
+        settings = self._settings(self._random_effects_mask(problem))
+        if self.tasks_ is None and prior_mean is None and not problem.is_network:
+            # one task and nothing to transfer: the base estimator's own fit
+            # (a network's, by scikit-learn's stochastic optimizers, is not
+            # reproduced: its single task is meta-trained as any other)
+            settings = replace(settings, gamma=0.0, prior="isotropic",
+                               random_effects=None)
+            method = METHODS["proximal"](settings)
+            adaptation = METHODS[self.method](settings)
+        else:
+            method = adaptation = METHODS[self.method](settings)
+        method.check(settings)
         if prior_mean is None:
             # a network starts from scikit-learn's random initialization
             prior_mean = family.initial_params(n_features, self._n_classes(),
                                                self.random_state)
-        fitted = method.fit(batch, problem, prior_mean,
-                            single_task=self.tasks_ is None)
+        fitted = self._fit_method(method, family, problem, rows, prior_mean)
+        if method is not adaptation:
+            fitted = adaptation.single_task_fit(fitted, problem)
+        self._check_finite(fitted)
         # the fitted models are those of this base estimator, whatever
         # happens to self.estimator later
         self.estimator_ = clone(base)
@@ -301,8 +334,95 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         elif hasattr(self, "inner_lr_"):
             del self.inner_lr_  # from an earlier fit with another method
         self._adaptation = (int(fitted.inner_steps), bool(fitted.auto_step))
+        # where the transfer term pulls (meta_params_ unless the base penalty
+        # is part of a learned prior)
+        self._transfer_center = fitted.center
+        self.prior_kind_ = fitted.prior_kind
+        self.prior_scores_ = dict(fitted.prior_scores or {})
+        self._store_posteriors(family, rows, problem, fitted, adaptation)
         self.meta_estimator_ = self._build(self.meta_params_, self.n_iter_)
         return self
+
+    def _store_posteriors(self, family, rows, problem, fitted, method):
+        """Keep what predictive uncertainty needs (regressors; see there)."""
+
+    def _check_finite(self, fitted):
+        """A fit whose parameters are not finite raises, naming what diverged."""
+        for name, values in (("task parameters", fitted.theta),
+                             ("prior mean", fitted.theta0),
+                             ("prior precision", fitted.precision)):
+            if not np.all(np.isfinite(values)):
+                raise FloatingPointError(
+                    f"{type(self).__name__} (method={self.method!r}) gave "
+                    f"non-finite {name}: the problem is ill-posed as set "
+                    "(e.g. separable classes or all-zero counts without any "
+                    "penalty or transfer), or a step size is too large.")
+
+    def _random_effects_mask(self, problem):
+        """``random_effects`` as a mask of the parameters (or None/"auto")."""
+        spec = self.random_effects
+        if spec is None or isinstance(spec, str):
+            return spec
+        if problem.is_network:
+            raise ValueError(
+                "random_effects names coefficients of a linear base estimator; "
+                "a network's parameters are its layers' weights, which share "
+                "one isotropic transfer term. Leave random_effects='auto' "
+                "(or None) with a network.")
+        names = self._model_feature_names()
+        p = problem.n_features
+        columns = []
+        for item in np.asarray(spec, dtype=object).ravel():
+            if isinstance(item, str) and item == "intercept":
+                if not problem.fit_intercept:
+                    raise ValueError(
+                        "random_effects names the intercept, but the base "
+                        "estimator has fit_intercept=False.")
+                columns.append(p)
+            elif isinstance(item, str):
+                if names is None or item not in list(names):
+                    raise ValueError(
+                        f"random_effects names {item!r}, which is not a feature "
+                        "of X (the task column excluded); use feature names of "
+                        "a DataFrame, integer positions or 'intercept'.")
+                columns.append(list(names).index(item))
+            elif isinstance(item, (Integral, np.integer)) and not isinstance(
+                    item, bool):
+                if not -p <= item < p:
+                    raise ValueError(
+                        f"random_effects holds {item}, out of range for "
+                        f"{p} features (the task column excluded).")
+                columns.append(int(item) % p)
+            else:
+                raise ValueError(
+                    f"random_effects holds {item!r}: expected feature names, "
+                    "integer positions or 'intercept'.")
+        if not columns:
+            raise ValueError("random_effects is empty: name at least one "
+                             "coefficient that varies across tasks.")
+        p1 = p + problem.fit_intercept
+        mask = np.zeros(problem.n_params, dtype=bool)
+        for k in range(problem.n_outputs):
+            mask[k * p1 + np.asarray(columns)] = True
+        return mask
+
+    def _fit_method(self, method, family, problem, rows, prior_mean):
+        """The method fitted on ``rows`` (a :class:`TaskRows`): a ``MetaFit``."""
+        batch = self._task_batch(family, rows)
+        single_task = self.tasks_ is None
+        # (a network's inner problem is a fixed number of steps: it stays
+        # bounded whatever the data)
+        if not problem.is_network and (
+                method.settings.gamma == 0 or (single_task and prior_mean is None)):
+            _warn_unbounded_tasks(batch, problem, self.tasks_)
+        return method.fit(batch, problem, prior_mean, single_task=single_task)
+
+    def _task_batch(self, family, rows):
+        """``rows`` (a :class:`TaskRows`) sorted by task, with the family's
+        row weights (class weights), in the kernels' layout."""
+        weights = family.row_weights(rows.y, rows.sample_weight, rows.codes,
+                                     rows.n_tasks, getattr(self, "classes_", None))
+        return make_batch(rows.X, rows.y, weights, rows.codes, rows.n_tasks)[0]
 
     def _meta_fit(self):
         """The fitted meta-knowledge, as the methods take it."""
@@ -310,7 +430,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         return MetaFit(self.meta_params_, self.prior_shape_, self.gamma_,
                        self.task_params_, self.n_iter_,
                        inner_lr=getattr(self, "inner_lr_", None),
-                       inner_steps=inner_steps, auto_step=auto_step)
+                       inner_steps=inner_steps, auto_step=auto_step,
+                       center=self._transfer_center)
 
     def _given_prior_mean(self, family, n_features):
         """The prior mean of ``prior_estimator`` (parameter transfer), or None."""
@@ -430,7 +551,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                                                   self._n_model_features())[1]
 
     def _solve_new_tasks(self, X, y, tasks, sample_weight):
-        """Adapt tasks of new data from the fitted prior: ``(labels, theta)``.
+        """Adapt tasks of new data from the fitted prior: ``(labels, theta, batch)``.
 
         The method's own inner procedure is used: the exact solve for
         ``"proximal"`` and ``"imaml"``, the (learned) gradient steps for the
@@ -447,12 +568,15 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         else:
             uniques, codes = encode_tasks(labels)
         n_tasks = 1 if uniques is None else len(uniques)
-        weights = family.row_weights(y_encoded, sample_weight, codes, n_tasks,
-                                     getattr(self, "classes_", None))
-        batch, _ = make_batch(X, y_encoded, weights, codes, n_tasks)
-        theta = self._meta_method().adapt(batch, self._problem(),
-                                          self._meta_fit())
-        return uniques, theta
+        rows = TaskRows(X, y_encoded, sample_weight, codes, n_tasks)
+        return uniques, self._adapt_method(family, rows), rows
+
+    def _adapt_method(self, family, rows):
+        """Parameters of every task of ``rows`` adapted from the fitted prior."""
+        weights = family.row_weights(rows.y, rows.sample_weight, rows.codes,
+                                     rows.n_tasks, getattr(self, "classes_", None))
+        batch, _ = make_batch(rows.X, rows.y, weights, rows.codes, rows.n_tasks)
+        return self._meta_method().adapt(batch, self._problem(), self._meta_fit())
 
     def adapt(self, X, y, *, tasks=None, sample_weight=None):
         """Fit a new task from the meta-learned prior (few-shot learning).
@@ -466,7 +590,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
             Support samples of the new task.
         y : array-like of shape (n_samples,)
-            Their targets.
+            Their targets; for a :class:`MetaClassifier` fitted with
+            ``unlabeled_weight`` set, ``-1`` marks an unlabeled row.
         tasks : array-like of shape (n_samples,), default=None
             The task's label on every sample, when task identities are given
             this way (all equal: use :meth:`adapt_tasks` for several tasks).
@@ -483,7 +608,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         adapt_tasks : Several new tasks at once.
         """
         check_is_fitted(self)
-        uniques, theta = self._solve_new_tasks(X, y, tasks, sample_weight)
+        uniques, theta, _ = self._solve_new_tasks(X, y, tasks, sample_weight)
         if uniques is not None and len(uniques) > 1:
             raise ValueError(
                 f"adapt fits one task, but the data hold {len(uniques)} tasks "
@@ -502,7 +627,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
             Support samples of the new tasks.
         y : array-like of shape (n_samples,)
-            Their targets.
+            Their targets; for a :class:`MetaClassifier` fitted with
+            ``unlabeled_weight`` set, ``-1`` marks an unlabeled row.
         tasks : array-like of shape (n_samples,), default=None
             Task label of each sample (or use ``task_column``).
         sample_weight : array-like of shape (n_samples,), default=None
@@ -519,7 +645,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                 "adapt_tasks needs task identities: pass tasks= or set "
                 "task_column (adapt fits a single task)."
             )
-        uniques, theta = self._solve_new_tasks(X, y, tasks, sample_weight)
+        uniques, theta, _ = self._solve_new_tasks(X, y, tasks, sample_weight)
         return {label: self._build(row) for label, row in zip(uniques.tolist(),
                                                                 theta)}
 
@@ -545,13 +671,23 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                 "pass tasks= or set task_column in partial_fit."
             )
 
-        uniques, theta = self._solve_new_tasks(X, y, tasks, sample_weight)
+        uniques, theta, rows = self._solve_new_tasks(X, y, tasks, sample_weight)
+        covariances = self._new_task_covariances(rows, theta)
         if known is None:
             self.task_params_ = theta
+            if covariances is not None:
+                self._task_covariances = covariances
             return self
+        if covariances is not None:
+            _, self._task_covariances = add_tasks(known, self._task_covariances,
+                                                  uniques, covariances)
         self.tasks_, self.task_params_ = add_tasks(known, self.task_params_,
                                                    uniques, theta)
         return self
+
+    def _new_task_covariances(self, rows, theta):
+        """Posterior covariances of newly fitted tasks (regressors; see there)."""
+        return None
 
     # --------------------------------------------------------------- tags
     def __sklearn_tags__(self):
@@ -560,6 +696,51 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         base_tags = get_tags(self._base_estimator())
         tags.target_tags.positive_only = base_tags.target_tags.positive_only
         return tags
+
+
+def _warn_unbounded_tasks(batch, problem, labels):
+    """Warn of tasks whose objective has no minimizer (nothing transferred).
+
+    Without a penalty, a task of one class (log-losses) or of all-zero counts
+    (Poisson) is fitted best by parameters that grow without limit, as
+    scikit-learn's own solvers find.
+    """
+    if problem.lam2 > 0 or problem.lam1 > 0 or problem.code == SQUARED:
+        return
+    starts, stops = batch.offsets[:-1], batch.offsets[1:]
+    bad = np.zeros(len(starts), dtype=bool)
+    filled = np.flatnonzero(stops > starts)
+    # reduceat over the tasks that have rows (its indices must be increasing)
+    at = starts[filled]
+    if problem.code == POISSON:
+        bad[filled] = np.add.reduceat(batch.y * (batch.sw > 0), at) == 0
+        what = "all-zero counts"
+    else:
+        bad[filled] = (np.maximum.reduceat(batch.y, at)
+                       == np.minimum.reduceat(batch.y, at))
+        what = "a single class"
+    if np.any(bad):
+        names = ("the task" if labels is None
+                 else f"tasks {labels[bad][:5].tolist()}"
+                 + (" ..." if bad.sum() > 5 else ""))
+        warnings.warn(
+            f"{names} hold {what} and nothing bounds the model (no penalty "
+            "in the base estimator and no transfer): the fitted parameters "
+            "grow until the solver stops.", UserWarning, stacklevel=4)
+
+
+def _quadratic_forms(X, rows, covariances, fit_intercept, chunk=4096):
+    """``x~_i^T C[rows[i]] x~_i`` for every row, by chunks of rows (memory)."""
+    out = np.empty(X.shape[0])
+    for start in range(0, X.shape[0], chunk):
+        block = X[start:start + chunk]
+        block = block.toarray() if sp.issparse(block) else np.asarray(block)
+        if fit_intercept:
+            block = np.column_stack([block, np.ones(block.shape[0])])
+        C = covariances[rows[start:start + chunk]]
+        with np.errstate(invalid="ignore"):
+            out[start:start + chunk] = np.einsum("ij,ijk,ik->i", block, C, block)
+    return out
 
 
 def _same_value(a, b):
@@ -619,16 +800,35 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         ``"metasgd"`` (MAML with learned per-parameter step sizes),
         ``"reptile"``; these start the prior mean from the base estimator
         fitted on pooled training rows. See the :ref:`User Guide <user_guide>`.
-    gamma : float >= 0 or "auto", default=1.0
+    gamma : float >= 0 or "auto", default="auto"
         Strength of the transfer term, in the units of the base estimator's
         own l2 penalty (compare with ``1/C``). ``0`` fits tasks independently
         (plain MAML for the gradient-step methods). ``"auto"`` learns it by
-        empirical Bayes (``method="proximal"`` only).
-    prior : {"isotropic", "diagonal", "full"}, default="isotropic"
+        empirical Bayes: with the prior for ``"proximal"``; for the other
+        methods, as ``"proximal"`` learns the strength of an isotropic prior
+        on the same tasks. With a network base estimator, ``"auto"`` is 0
+        for ``"maml"``, ``"metasgd"`` and ``"reptile"`` (MAML's own
+        formulation: the meta-learned starting point and the few steps from
+        it are the transfer; a network's non-convex tasks give no
+        empirical-Bayes estimate), and ``"imaml"`` needs a number > 0.
+    prior : {"auto", "isotropic", "diagonal", "full", "lowrank"}, \
+            default="auto"
         Shape ``Lambda`` of the prior precision: the identity, or a learned
-        diagonal or full matrix (empirical Bayes, normalized to unit
-        determinant so that ``gamma`` keeps its meaning; ``method="proximal"``
-        only).
+        diagonal, full or low-rank-plus-diagonal (factor model) matrix
+        (empirical Bayes, normalized to unit determinant so that ``gamma``
+        keeps its meaning; ``method="proximal"`` only). ``"auto"``: for
+        ``"proximal"``, the structure whose prior best predicts held-out rows
+        of the training tasks (``prior_kind_``, ``prior_scores_``); for the
+        other methods, and for every method with a network base estimator,
+        ``"isotropic"``, the only prior they meta-learn.
+    random_effects : "auto", None or array-like, default="auto"
+        Which coefficients vary across tasks, for a learned prior of
+        ``method="proximal"``: ``None``, all of them; feature names, integer
+        positions of features or ``"intercept"``: those only, the others
+        being shared by all tasks (a mixed model's fixed effects);
+        ``"auto"``: as ``None``, and ``prior="auto"`` also considers
+        random intercepts only. A network base estimator takes ``"auto"``
+        or ``None`` (its parameters are layers of weights).
     task_column : int or str, default=None
         Column of ``X`` holding each sample's task label (an integer position,
         or a name for DataFrames); it is removed before the models see the
@@ -689,16 +889,35 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         uses all processors. Results do not depend on it.
     random_state : int, RandomState instance or None, default=None
         Draws the meta-batches and the support/query splits of the gradient
-        based methods. Unused by ``method="proximal"``, which is
+        based methods, and the validation episodes of
+        ``unlabeled_weight="auto"``; ``method="proximal"`` is otherwise
         deterministic.
     verbose : int, default=0
         Print progress (outer iterations, or every tenth of the
         meta-iterations) when positive.
+    unlabeled_weight : float >= 0, "auto" or None, default=None
+        What ``y == -1`` means, and the weight ``omega`` of such rows.
+        ``None``: ``-1`` is a class label like any other, as for
+        :class:`~sklearn.linear_model.LogisticRegression`. A number or
+        ``"auto"``: a row with ``y == -1`` is *unlabeled*, the convention of
+        :mod:`sklearn.semi_supervised`, in ``fit``, ``partial_fit``,
+        ``adapt`` and ``adapt_tasks``. As for scikit-learn's semi-supervised
+        estimators, ``-1`` then cannot be a class (relabel such a class
+        first, e.g. with :class:`~sklearn.preprocessing.LabelEncoder`),
+        ``classes_`` are those of the labeled rows, and ``y`` of a string
+        dtype is refused (use dtype object, with ``-1`` on unlabeled rows).
+        Unlabeled rows enter each task's model through a Gaussian model of
+        the task's classes, with weight ``omega`` (see Notes); ``0`` ignores
+        them. ``"auto"`` chooses ``omega`` among 0, 0.1, 0.3 and 1 on
+        few-shot episodes of the training tasks and keeps 0 unless a weight
+        raises their accuracy significantly (``unlabeled_validation_``).
+        The prior itself is learned from the labeled rows.
 
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-        Union of the classes over all tasks; a task may lack some.
+        Union of the classes over all tasks; a task may lack some. With
+        ``unlabeled_weight`` set, the classes of the labeled rows.
     tasks_ : ndarray of shape (n_tasks,) or None
         Sorted labels of the tasks seen in ``fit``; ``None`` for a model
         fitted without task identities.
@@ -733,6 +952,25 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         Number of columns seen during fit (task column included).
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names seen during fit, when ``X`` has string column names.
+    unlabeled_weight_ : float
+        The weight ``omega`` of unlabeled rows (chosen when
+        ``unlabeled_weight="auto"``). This and the next two attributes are
+        only set when ``unlabeled_weight`` is not None.
+    class_means_ : ndarray of shape (n_classes, n_features)
+        Mean features of each class over the labeled rows of all training
+        tasks (task column excluded): the prior mean of a task's class means.
+    within_class_covariance_ : ndarray of shape (n_features, n_features) \
+            or (n_features,)
+        Covariance of the features within a class of a task, pooled over the
+        training tasks' labeled rows (its diagonal for sparse input or more
+        than 128 features).
+    unlabeled_validation_ : dict
+        With ``unlabeled_weight="auto"`` only: ``"weight"`` the candidate
+        weights, ``"accuracy"`` and ``"log_loss"`` their means over the
+        held-out rows of the validation episodes, ``"accuracy_gain_se"`` the
+        standard error of each one's accuracy gain over weight 0,
+        ``"n_episodes"`` and ``"n_tasks"`` (the training tasks they came
+        from).
 
     See Also
     --------
@@ -744,6 +982,43 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     To load a fitted model with ``skops.io.load``, trust
     ``skmeta._estimators.MetaClassifier``, the only skmeta type it holds;
     see :ref:`persistence`.
+
+    **Unlabeled rows.** With ``unlabeled_weight`` set, a task with labeled
+    rows ``L`` and unlabeled rows ``U`` is fitted jointly with ``K``
+    Gaussian clusters of its features, one per class,
+    ``g_k = N(mu_k, Sigma)``: the class means ``mu_k`` are the task's own,
+    ``Sigma`` (``within_class_covariance_``) and the clusters' prior means
+    ``m_k`` (``class_means_``) are learned across tasks. An unlabeled row
+    is seen as drawn by the task's classifier ``p_theta`` and then through
+    its class's cluster, and the task solves
+
+    ``min_{theta, mu} L_t(theta) + lambda R(theta) + gamma P(theta)
+    + omega G_t(theta, mu)``, with
+
+    ``G_t = - sum_L w_i log g_{y_i}(x_i) - sum_U w_j log sum_k
+    p_theta(k | x_j) g_k(x_j) + 1/2 sum_k (mu_k - m_k)^T Sigma^-1
+    (mu_k - m_k)``
+
+    the first terms being its supervised inner problem. EM solves it: the
+    E-step gives each unlabeled row the responsibilities ``q_jk``
+    proportional to ``p_theta(k | x_j) g_k(x_j)``; the M-step refits the
+    classifier with each unlabeled row added once per class with weight
+    ``omega w_j q_jk`` (by the method's own adaptation, so every method
+    applies; class weights apply to the labeled rows only), and moves each
+    ``mu_k`` to the weighted mean of the task's rows of class ``k``, ``m_k``
+    counting for one row. Each step lowers the objective for the methods
+    that solve the inner problem exactly (``"proximal"``, ``"imaml"``); for
+    the others it is a fixed-point iteration of their adaptation. Where the
+    clusters do not tell the classes apart, ``q`` is the classifier's own
+    probability, the unlabeled term's gradient vanishes and the supervised
+    model is the fixed point.
+
+    A task with only unlabeled rows starts from the prior model
+    ``theta0``: its rows are labeled by it, its clusters placed on them,
+    and it ends at the minimizer of ``lambda R + gamma P + omega G_t`` (no
+    labeled term). With ``omega = 0`` it is the prior model itself, as for
+    a task never seen. See :ref:`unlabeled_rows` for when unlabeled rows
+    help.
 
     Examples
     --------
@@ -760,6 +1035,14 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     >>> clf = meta.adapt(X[:10], y[:10])  # a plain, fitted LogisticRegression
     >>> type(clf).__name__
     'LogisticRegression'
+
+    Unlabeled rows (``y == -1``) of a new task, with 2 labeled ones:
+
+    >>> semi = MetaClassifier(unlabeled_weight=1.0).fit(X, y, tasks=tasks)
+    >>> y_new = y[:20].copy()
+    >>> y_new[2:] = -1
+    >>> semi.adapt(X[:20], y_new).classes_
+    array([0, 1])
     """
 
     _is_classifier = True
@@ -767,10 +1050,92 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     __metadata_request__predict_log_proba = _TASKS_REQUESTED
     __metadata_request__decision_function = _TASKS_REQUESTED
 
+    _parameter_constraints: dict = {
+        **_BaseMetaEstimator._parameter_constraints,
+        "unlabeled_weight": [Interval(Real, 0, None, closed="left"),
+                             StrOptions({"auto"}), None],
+    }
+
+    # the shared parameters, then the classifier's own (scikit-learn reads
+    # the parameters off this signature; tests/test_semi_supervised.py checks
+    # that the shared defaults stay those of _BaseMetaEstimator)
+    def __init__(  # noqa: PLR0913
+        self,
+        estimator=None,
+        *,
+        method="proximal",
+        gamma="auto",
+        prior="auto",
+        random_effects="auto",
+        task_column=None,
+        prior_estimator=None,
+        inner_steps=5,
+        inner_lr="auto",
+        first_order=False,
+        adapt_layers="all",
+        meta_lr=None,
+        meta_batch_size=32,
+        query_fraction=0.5,
+        max_iter=None,
+        tol=1e-4,
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+        unlabeled_weight=None,
+    ):
+        super().__init__(
+            estimator, method=method, gamma=gamma, prior=prior,
+            random_effects=random_effects,
+            task_column=task_column, prior_estimator=prior_estimator,
+            inner_steps=inner_steps, inner_lr=inner_lr, first_order=first_order,
+            adapt_layers=adapt_layers, meta_lr=meta_lr, meta_batch_size=meta_batch_size,
+            query_fraction=query_fraction, max_iter=max_iter, tol=tol,
+            n_jobs=n_jobs, random_state=random_state, verbose=verbose)
+        self.unlabeled_weight = unlabeled_weight
+
     def _base_estimator(self):
         return LogisticRegression() if self.estimator is None else self.estimator
 
+    # ------------------------------------------------------- unlabeled rows
+    def _marks_unlabeled(self, fitted):
+        """Whether ``y == -1`` marks unlabeled rows: as ``unlabeled_weight``
+        says while fitting, as the last fit had it afterward (``fitted``)."""
+        if fitted:
+            return hasattr(self, "unlabeled_weight_")
+        return self.unlabeled_weight is not None
+
+    def _fit_method(self, method, family, problem, rows, prior_mean):
+        if not self._marks_unlabeled(fitted=False):
+            for name in ("unlabeled_weight_", "class_means_",
+                         "within_class_covariance_", "unlabeled_validation_"):
+                if hasattr(self, name):
+                    delattr(self, name)  # from an earlier fit with unlabeled rows
+            return super()._fit_method(method, family, problem, rows, prior_mean)
+        fitted, unlabeled = fit_with_unlabeled(
+            method, family, problem, rows, prior_mean,
+            weight=self.unlabeled_weight, classes=self.classes_,
+            single_task=self.tasks_ is None, random_state=self.random_state)
+        self.unlabeled_weight_ = unlabeled.weight
+        self.class_means_ = unlabeled.model.means
+        self.within_class_covariance_ = unlabeled.model.covariance
+        if unlabeled.validation is not None:
+            self.unlabeled_validation_ = unlabeled.validation
+        elif hasattr(self, "unlabeled_validation_"):
+            del self.unlabeled_validation_
+        return fitted
+
+    def _adapt_method(self, family, rows):
+        if not self._marks_unlabeled(fitted=True):
+            return super()._adapt_method(family, rows)
+        return adapt_with_unlabeled(
+            self._meta_method(), family, self._problem(), self._meta_fit(), rows,
+            weight=self.unlabeled_weight_,
+            model=FeatureModel(self.class_means_, self.within_class_covariance_),
+            classes=self.classes_)
+
     def _set_targets(self, y, classes):
+        if self._marks_unlabeled(fitted=False):
+            y = labeled_targets(y, classes)
         y = np.asarray(y)
         if y.dtype.kind == "O":
             check_classification_targets(y)  # before np.unique meets mixed types
@@ -803,6 +1168,17 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         return len(self.classes_)
 
     def _encode_y(self, y, known_only=False):
+        # known_only: encoding rows for adapt and partial_fit, after a fit
+        if not self._marks_unlabeled(fitted=known_only):
+            return self._encode_labels(y, known_only)
+        unlabeled = unlabeled_rows(y)
+        codes = np.full(unlabeled.shape[0], float(UNLABELED))
+        if not unlabeled.all():
+            codes[~unlabeled] = self._encode_labels(np.asarray(y)[~unlabeled],
+                                                    known_only)
+        return codes
+
+    def _encode_labels(self, y, known_only):
         y = np.asarray(y)
         if known_only:
             check_classification_targets(y)
@@ -817,9 +1193,14 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
             codes = np.clip(codes, 0, len(classes) - 1)
             unknown = classes[codes] != y
         if np.any(unknown):
+            hint = ""
+            if np.any(unlabeled_rows(y[unknown].astype(object))):
+                hint = (" -1 marks unlabeled rows only for a model fitted with "
+                        "unlabeled_weight set.")
             raise ValueError(
                 f"y contains labels {np.unique(y[unknown]).tolist()} not seen "
                 f"during meta-training (classes_={self.classes_.tolist()})."
+                + hint
             )
         return codes.astype(np.float64)
 
@@ -837,13 +1218,15 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
             Samples.
         y : array-like of shape (n_samples,)
-            Targets.
+            Targets; ``-1`` marks an unlabeled row when the model was fitted
+            (or is first fitted) with ``unlabeled_weight`` set.
         tasks : array-like of shape (n_samples,), default=None
             Task labels (or use ``task_column``).
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
         classes : array-like of shape (n_classes,), default=None
-            All classes; taken into account on the first call only.
+            All classes; taken into account on the first call only. With
+            ``unlabeled_weight`` set, ``-1`` cannot be one of them.
 
         Returns
         -------
@@ -991,10 +1374,18 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
     gamma : float >= 0 or "auto", default=1.0
         Strength of the transfer term, in the units of the base estimator's
         own l2 penalty (compare with ``alpha``). ``"auto"`` learns it by
-        empirical Bayes, with the noise variance for squared errors
-        (``method="proximal"`` only).
-    prior : {"isotropic", "diagonal", "full"}, default="isotropic"
-        Shape ``Lambda`` of the prior precision; see :class:`MetaClassifier`.
+        empirical Bayes, with the noise variance for squared errors; with a
+        network base estimator it is 0 for ``"maml"``, ``"metasgd"`` and
+        ``"reptile"``, and ``"imaml"`` needs a number > 0 (see
+        :class:`MetaClassifier`).
+    prior : {"auto", "isotropic", "diagonal", "full", "lowrank"}, \
+            default="auto"
+        Shape ``Lambda`` of the prior precision; ``"auto"`` chooses it for
+        ``"proximal"`` and is ``"isotropic"`` otherwise, and for networks;
+        see :class:`MetaClassifier`.
+    random_effects : "auto", None or array-like, default="auto"
+        Which coefficients vary across tasks (``method="proximal"``); see
+        :class:`MetaClassifier`.
     task_column : int or str, default=None
         Column of ``X`` holding each sample's task label; see
         :class:`MetaClassifier`.
@@ -1126,7 +1517,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         """
         return self._partial_fit(X, y, tasks, sample_weight)
 
-    def predict(self, X, *, tasks=None):
+    def predict(self, X, *, tasks=None, return_std=False):
         """Predict each sample with its task's model.
 
         Parameters
@@ -1135,14 +1526,119 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
             Samples.
         tasks : array-like of shape (n_samples,), default=None
             Task labels (or use ``task_column``); unseen tasks use the prior.
+        return_std : bool, default=False
+            Also return the standard deviation of the posterior predictive
+            distribution of each sample's target: the spread of its task's
+            parameters under the Laplace approximation of their posterior
+            (for an unseen task, the prior's spread, wider), plus the noise
+            (``noise_variance_`` for squared errors; the Poisson variance,
+            the mean, for ``PoissonRegressor``). For the exact methods,
+            ``"proximal"`` and ``"imaml"``, with a linear base estimator (a
+            network's tasks are adapted by a fixed number of steps, not to
+            a posterior mode: refused); see :meth:`task_posterior_cov`.
 
         Returns
         -------
         y_pred : ndarray of shape (n_samples,)
             Predictions.
+        y_std : ndarray of shape (n_samples,)
+            Standard deviations, with ``return_std=True``.
         """
-        Z = self._decision(X, tasks)
-        return self._fitted_family().predict_from_decision(Z)
+        if not return_std:
+            Z = self._decision(X, tasks)
+            return self._fitted_family().predict_from_decision(Z)
+        check_is_fitted(self)
+        if getattr(self, "_task_covariances", None) is None:
+            raise ValueError(self._no_covariance_reason)
+        X, _, labels = self._check_input(X, tasks=tasks, reset=False)
+        rows = self._row_models(labels, X.shape[0])
+        params = np.vstack([self.task_params_, self.meta_params_[np.newaxis]])
+        Z = decision_values(X, rows, params, self._problem())
+        covariances = np.concatenate(
+            [self._task_covariances, self.prior_covariance_[np.newaxis]])
+        variance = _quadratic_forms(X, rows, covariances,
+                                    self._problem().fit_intercept)
+        family = self._fitted_family()
+        return family.predict_from_decision(Z), family.predictive_std(
+            Z[:, 0], variance, self.noise_variance_)
+
+    def task_posterior_cov(self, task=None):
+        """Posterior covariance of a seen task's parameters.
+
+        The Laplace approximation under the fitted prior, in the layout of
+        ``task_params_`` (coefficients, then the intercept), in the model's
+        natural units (the noise variance included for squared errors).
+
+        Parameters
+        ----------
+        task : int or str, default=None
+            Task label. Leave it out for a model fitted without tasks.
+
+        Returns
+        -------
+        covariance : ndarray of shape (n_params, n_params)
+            Unseen tasks have the prior's, ``prior_covariance_``.
+        """
+        check_is_fitted(self)
+        if getattr(self, "_task_covariances", None) is None:
+            raise ValueError(self._no_covariance_reason)
+        if self.tasks_ is None:
+            if task is not None:
+                raise ValueError("This model was fitted without task identities.")
+            return self._task_covariances[0].copy()
+        if task is None:
+            raise ValueError("Pass the label of a task seen in fit.")
+        code = lookup_tasks(self.tasks_, np.asarray([task]))[0]
+        if code < 0:
+            raise ValueError(
+                f"Task {task!r} was not seen in fit; its covariance is the "
+                "prior's, prior_covariance_.")
+        return self._task_covariances[code].copy()
+
+    _no_covariance_reason = (
+        "This model keeps no posterior covariances: they come from the exact "
+        "methods ('proximal', 'imaml') with a linear base estimator (a "
+        "network's tasks are adapted by a fixed number of gradient steps, "
+        "not to a posterior mode), for tasks of at most "
+        "FULL_INVERSE_MAX_PARAMS parameters and within COVARIANCE_MEMORY "
+        "bytes (see skmeta._methods._inner).")
+
+    def _store_posteriors(self, family, rows, problem, fitted, method):
+        """Keep each task's posterior covariance, the prior's and the noise."""
+        self._task_covariances = None
+        for name in ("prior_covariance_", "noise_variance_"):
+            self.__dict__.pop(name, None)
+        if not method.exact_for(problem):
+            return
+        batch = self._task_batch(family, rows)
+        covariances, dispersion = posterior_covariances(
+            batch, problem, fitted.center, fitted.precision, fitted.theta,
+            dispersion=fitted.dispersion, n_jobs=self.n_jobs)
+        if covariances is None:
+            return
+        scale = batch.task_weights() if problem.mean_loss else np.ones(
+            batch.n_tasks)
+        # the prior of an unseen task's parameters: mean meta_params_
+        precision = np.asarray(fitted.combined_precision, dtype=float)
+        if not np.all(np.isfinite(precision)) or not np.any(precision):
+            prior = np.full((problem.n_params, problem.n_params), np.inf)
+        else:
+            prior = (dispersion / max(float(np.mean(scale)),
+                                      np.finfo(float).tiny)) * (
+                np.linalg.pinv(precision) if precision.ndim == 2
+                else np.diag(np.where(precision > 0, 1.0 / precision, np.inf)))
+        self._task_covariances = covariances
+        self.prior_covariance_ = prior
+        self.noise_variance_ = float(dispersion)
+
+    def _new_task_covariances(self, rows, theta):
+        if getattr(self, "_task_covariances", None) is None:
+            return None
+        batch = self._task_batch(self._fitted_family(), rows)
+        covariances, _ = posterior_covariances(
+            batch, self._problem(), self._transfer_center, self.prior_precision_,
+            theta, dispersion=self.noise_variance_, n_jobs=self.n_jobs)
+        return covariances
 
     def score(self, X, y, *, tasks=None, sample_weight=None):
         """Coefficient of determination, each sample predicted by its task.

@@ -270,7 +270,7 @@ def add_tasks(known, params, labels, new_params):
         )
     merged, inverse = np.unique(np.concatenate([known, aligned]),
                                 return_inverse=True)
-    table = np.empty((len(merged), params.shape[1]))
+    table = np.empty((len(merged),) + params.shape[1:])
     table[inverse[:len(known)]] = params
     table[inverse[len(known):]] = new_params
     return merged, table

@@ -356,18 +356,26 @@ def test_gamma_zero_single_task_equals_base_estimator(kind, base, reference):
 
 
 def test_gamma_in_units_of_the_base_l2_strength():
-    # single task, theta0 fixed at 0: the transfer term adds gamma/2 |theta|^2
-    # to the objective divided by its own scaling (1/C for LogisticRegression,
-    # 1/2 for Ridge), so gamma adds to 1/C or alpha and also pulls the intercept
+    # single task pulled toward a source model theta_s: the transfer term
+    # adds gamma/2 |theta - theta_s|^2 to the objective divided by its own
+    # scaling (1/C for LogisticRegression, 1/2 for Ridge), so gamma adds to
+    # 1/C or alpha and also pulls the intercept
     X, y, _ = make_tasks("binary", n_tasks=1, n_per_task=40, seed=4)
-    meta = MetaClassifier(LogisticRegression(C=2.0), gamma=0.7).fit(X, y)
-    expected = logistic_reference(X, y, 2.0, 0.7, np.zeros(4), np.ones(4))
+    Xs, ys, _ = make_tasks("binary", n_tasks=1, n_per_task=40, seed=14)
+    source = LogisticRegression().fit(Xs, ys)
+    meta = MetaClassifier(LogisticRegression(C=2.0), gamma=0.7,
+                          prior="isotropic", prior_estimator=source).fit(X, y)
+    expected = logistic_reference(X, y, 2.0, 0.7, flat_params(source),
+                                  np.ones(4))
     assert_allclose(meta.task_params_[0], expected, rtol=1e-6, atol=1e-8)
-    assert_array_equal(meta.meta_params_, 0.0)
+    assert_allclose(meta.meta_params_, flat_params(source))
 
     X, y, _ = make_tasks("regression", n_tasks=1, n_per_task=15, seed=4)
-    meta = MetaRegressor(Ridge(alpha=2.0), gamma=0.7).fit(X, y)
-    expected = ridge_reference(X, y, 2.0, 0.7, np.zeros(4), np.ones(4))
+    Xs, ys, _ = make_tasks("regression", n_tasks=1, n_per_task=15, seed=14)
+    source = Ridge().fit(Xs, ys)
+    meta = MetaRegressor(Ridge(alpha=2.0), gamma=0.7, prior="isotropic",
+                         prior_estimator=source).fit(X, y)
+    expected = ridge_reference(X, y, 2.0, 0.7, flat_params(source), np.ones(4))
     assert_allclose(meta.task_params_[0], expected, rtol=1e-8, atol=1e-10)
 
 
@@ -376,7 +384,8 @@ def test_prior_estimator_sets_a_fixed_theta0():
     X_src, y_src, _ = make_tasks("regression", n_tasks=1, n_per_task=40, seed=5)
     source = Ridge(alpha=1.0).fit(X_src, y_src)
     X, y, tasks = make_tasks("regression", n_tasks=3, n_per_task=6, seed=6)
-    meta = MetaRegressor(Ridge(alpha=1.0), gamma=3.0, prior_estimator=source)
+    meta = MetaRegressor(Ridge(alpha=1.0), gamma=3.0, prior="isotropic",
+                         prior_estimator=source)
     meta.fit(X, y, tasks=tasks)
     theta0 = flat_params(source)
     assert_allclose(meta.meta_params_, theta0)
@@ -478,7 +487,8 @@ def test_huge_gamma_ties_every_task_to_the_pooled_model(Meta, kind, base,
     # is sum_t L_t(theta) + T lambda R(theta): the base estimator on the pooled
     # data with T times its penalty
     X, y, tasks = make_tasks(kind, n_tasks=4, n_per_task=15, seed=8)
-    meta = Meta(base, gamma=1e7, tol=1e-10).fit(X, y, tasks=tasks)
+    meta = Meta(base, gamma=1e7, prior="isotropic", tol=1e-10).fit(
+        X, y, tasks=tasks)
     scale = np.max(np.abs(meta.meta_params_))
     assert np.max(np.abs(meta.task_params_ - meta.meta_params_)) < 1e-4 * scale
     ref = pooled(4).fit(X, y)
@@ -490,8 +500,8 @@ def test_huge_gamma_ties_every_task_to_the_pooled_model(Meta, kind, base,
 # ==========================================================================
 def test_ridge_multitask_fit_is_the_joint_minimizer(regression_data):
     X, y, tasks = regression_data
-    meta = MetaRegressor(Ridge(alpha=0.5), gamma=1.5, tol=1e-10).fit(
-        X, y, tasks=tasks)
+    meta = MetaRegressor(Ridge(alpha=0.5), gamma=1.5, prior="isotropic",
+                         tol=1e-10).fit(X, y, tasks=tasks)
     thetas, theta0 = ridge_joint_reference(X, y, tasks, 0.5, 1.5)
     assert_allclose(meta.task_params_, thetas, rtol=1e-6, atol=1e-8)
     assert_allclose(meta.meta_params_, theta0, rtol=1e-6, atol=1e-8)
@@ -1332,11 +1342,21 @@ def test_zero_weight_equals_dropping_the_rows(Meta, kind):
     X, y, tasks = make_tasks(kind, n_tasks=3, n_per_task=10, seed=22)
     w = np.ones(y.size)
     w[[0, 5, 11]] = 0.0
-    weighted = Meta(gamma=0.8, tol=1e-10).fit(X, y, tasks=tasks,
-                                              sample_weight=w)
+    weighted = Meta(gamma=0.8, prior="isotropic", tol=1e-10).fit(
+        X, y, tasks=tasks, sample_weight=w)
     keep = w > 0
-    dropped = Meta(gamma=0.8, tol=1e-10).fit(X[keep], y[keep],
-                                             tasks=tasks[keep])
+    dropped = Meta(gamma=0.8, prior="isotropic", tol=1e-10).fit(
+        X[keep], y[keep], tasks=tasks[keep])
+    assert_array_equal(weighted.tasks_, dropped.tasks_)
+    assert_allclose(weighted.task_params_, dropped.task_params_, rtol=1e-6,
+                    atol=1e-8)
+    # the structure of the prior is chosen on held-out weighted rows alike
+    # (the candidates are fitted to the selection's tolerance, 1e-3)
+    weighted = Meta().fit(X, y, tasks=tasks, sample_weight=w)
+    dropped = Meta().fit(X[keep], y[keep], tasks=tasks[keep])
+    assert weighted.prior_kind_ == dropped.prior_kind_
+    assert weighted.prior_scores_ == pytest.approx(dropped.prior_scores_,
+                                                   rel=1e-2)
     assert_array_equal(weighted.tasks_, dropped.tasks_)
     assert_allclose(weighted.task_params_, dropped.task_params_, rtol=1e-6,
                     atol=1e-8)
@@ -1430,18 +1450,22 @@ def test_constant_features(Meta, kind, base, reference):
 def test_separable_tasks_without_penalty_stay_finite():
     rng = np.random.default_rng(26)
     X = rng.normal(size=(40, 2))
-    # single task, separable: the transfer term toward 0 is the only penalty
+    # single task, separable: the transfer term toward a source model is
+    # the only penalty
     y = (X[:, 0] > 0).astype(int)
-    meta = MetaClassifier(LogisticRegression(C=np.inf), gamma=0.5).fit(X, y)
-    expected = logistic_reference(X, y, np.inf, 0.5, np.zeros(3), np.ones(3))
+    source = LogisticRegression().fit(X[:20], y[:20])
+    meta = MetaClassifier(LogisticRegression(C=np.inf), gamma=0.5,
+                          prior="isotropic", prior_estimator=source).fit(X, y)
+    expected = logistic_reference(X, y, np.inf, 0.5, flat_params(source),
+                                  np.ones(3))
     assert_allclose(meta.task_params_[0], expected, rtol=1e-6, atol=1e-8)
     assert_array_equal(meta.predict(X), y)
     # several separable tasks that disagree (no common separator), so the
     # joint objective has a finite minimizer
     tasks = np.repeat([0, 1, 2, 3], 10)
     y = np.where(tasks % 2 == 0, X[:, 0] > 0, X[:, 0] < 0).astype(int)
-    meta = MetaClassifier(LogisticRegression(C=np.inf), gamma=0.5).fit(
-        X, y, tasks=tasks)
+    meta = MetaClassifier(LogisticRegression(C=np.inf), gamma=0.5,
+                          prior="isotropic").fit(X, y, tasks=tasks)
     assert np.all(np.isfinite(meta.task_params_))
     assert np.all(np.abs(meta.task_params_) < 1e3)
     assert_array_equal(meta.predict(X, tasks=tasks), y)
@@ -1653,7 +1677,8 @@ def small_regression_problems(draw):
 @given(small_regression_problems())
 def test_fuzz_ridge_multitask_is_the_joint_minimizer(problem):
     X, y, tasks, alpha, gamma = problem
-    meta = MetaRegressor(Ridge(alpha=alpha), gamma=gamma, tol=1e-10)
+    meta = MetaRegressor(Ridge(alpha=alpha), gamma=gamma, prior="isotropic",
+                         tol=1e-10)
     meta.fit(X, y, tasks=tasks)
     thetas, theta0 = ridge_joint_reference(X, y, tasks, alpha, gamma)
     scale = 1.0 + np.max(np.abs(thetas))
@@ -1919,8 +1944,8 @@ def test_loose_tol_meets_its_documented_meaning(tol):
     # is exact, and a loose tol stops after it, or before it when the
     # starting prior mean (zero) is within tol of the solution already
     X, y, tasks = _redteam_data(MetaRegressor)
-    meta = MetaRegressor(Ridge(alpha=1.0), gamma=2.0, tol=tol).fit(
-        X, y, tasks=tasks)
+    meta = MetaRegressor(Ridge(alpha=1.0), gamma=2.0, prior="isotropic",
+                         tol=tol).fit(X, y, tasks=tasks)
     theta, theta0 = ridge_joint_reference(X, y, tasks, 1.0, 2.0)
     error = np.max(np.abs(meta.meta_params_ - theta0))
     assert error <= tol * max(1.0, np.max(np.abs(theta0)))
@@ -1991,7 +2016,8 @@ def test_fitted_models_do_not_follow_later_parameter_changes(regression_data):
 ])
 def test_parameters_the_method_ignores_warn(method, params, ignored, binary_data):
     X, y, tasks = binary_data
-    meta = MetaClassifier(method=method, max_iter=3, **params)
+    meta = MetaClassifier(method=method, max_iter=3, gamma=1.0,
+                          prior="isotropic", **params)
     with pytest.warns(UserWarning, match=f"{ignored}=.*method='{method}'"):
         meta.fit(X, y, tasks=tasks)
 
@@ -2006,8 +2032,8 @@ def test_parameters_the_method_reads_do_not_warn(method, binary_data):
             "reptile": dict(inner_steps=2, meta_batch_size=2)}[method]
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        MetaClassifier(method=method, max_iter=3, random_state=0,
-                       **used).fit(X, y, tasks=tasks)
+        MetaClassifier(method=method, max_iter=3, random_state=0, gamma=1.0,
+                       prior="isotropic", **used).fit(X, y, tasks=tasks)
 
 
 def test_adapt_returns_one_estimator_and_adapt_tasks_a_dict(fitted_classifier):
@@ -2026,7 +2052,8 @@ def test_adapt_returns_one_estimator_and_adapt_tasks_a_dict(fitted_classifier):
 
 def test_refit_with_another_method_drops_stale_attributes(binary_data):
     X, y, tasks = binary_data
-    meta = MetaClassifier(method="metasgd", max_iter=3, random_state=0)
+    meta = MetaClassifier(method="metasgd", max_iter=3, random_state=0,
+                          gamma=1.0, prior="isotropic")
     assert hasattr(meta.fit(X, y, tasks=tasks), "inner_lr_")
     meta.set_params(method="proximal")
     assert not hasattr(meta.fit(X, y, tasks=tasks), "inner_lr_")

@@ -225,7 +225,7 @@ def fit_sine(sine, **params):
     dict(), dict(first_order=True), dict(method="metasgd"),
     dict(method="reptile"), dict(method="imaml", gamma=2.0, inner_steps=5),
     dict(adapt_layers="output"), dict(method="imaml", adapt_layers="output",
-                                      inner_steps=5),
+                                      gamma=2.0, inner_steps=5),
 ], ids=["maml", "fomaml", "metasgd", "reptile", "imaml", "anil", "anil-imaml"])
 def test_adapt_returns_a_plain_fitted_network(sine, params):
     X, y, tasks = sine
@@ -353,12 +353,74 @@ def test_training_settings_of_the_network_warn(sine):
     (dict(method="maml"), "needs a number for inner_lr"),
     (dict(method="reptile", inner_lr=0.01, adapt_layers="output"),
      "hidden layers never move"),
+    # gamma="auto" (the default) has no empirical-Bayes estimate for a
+    # network, and iMAML needs a transfer term
+    (dict(method="imaml", inner_lr=0.01), "needs a number gamma > 0"),
+    (dict(method="imaml", inner_lr=0.01, gamma=0.0), "needs a number gamma > 0"),
+    (dict(method="maml", inner_lr=0.01, random_effects=[0]),
+     "random_effects names coefficients of a linear"),
+    (dict(method="maml", inner_lr=0.01, prior="diagonal"), "structured prior"),
 ])
+# (a random_effects that the method cannot honour is first reported unused)
+@pytest.mark.filterwarnings("ignore:random_effects=:UserWarning")
 def test_refused_settings(sine, params, match):
     X, y, tasks = sine
     with pytest.raises(ValueError, match=match):
         MetaRegressor(MLPRegressor(hidden_layer_sizes=(4,)), **params).fit(
             X, y, tasks=tasks)
+
+
+def test_default_prior_of_a_network_is_maml_without_transfer_term(sine):
+    # gamma="auto" is 0 and prior="auto" isotropic for a network: the same
+    # fit as MAML's own formulation, set explicitly
+    default = fit_sine(sine)
+    assert default.get_params()["gamma"] == "auto"
+    assert default.get_params()["prior"] == "auto"
+    explicit = fit_sine(sine, gamma=0.0, prior="isotropic")
+    assert default.gamma_ == 0.0
+    assert default.prior_kind_ == "isotropic"
+    assert_array_equal(default.prior_precision_, np.zeros(default.meta_params_.size))
+    assert_array_equal(default.meta_params_, explicit.meta_params_)
+    assert_array_equal(default.task_params_, explicit.task_params_)
+
+
+def test_posterior_spread_is_refused_for_a_network(sine):
+    # a network's tasks are a fixed number of steps from the prior, not
+    # posterior modes: there is no Laplace posterior to report
+    X, y, tasks = sine
+    meta = fit_sine(sine, method="imaml", gamma=1.0, inner_steps=3, max_iter=3)
+    with pytest.raises(ValueError, match="network's tasks are adapted"):
+        meta.predict(X[:5], tasks=tasks[:5], return_std=True)
+    with pytest.raises(ValueError, match="network's tasks are adapted"):
+        meta.task_posterior_cov(0)
+
+
+def test_unlabeled_rows_with_a_network():
+    X, y, tasks = make_meta_classification(
+        n_tasks=12, n_samples_per_task=30, n_features=4, n_informative=3,
+        n_redundant=0, random_state=0)
+    y_semi = y.copy()
+    y_semi[np.random.default_rng(0).random(y.size) < 0.5] = -1
+    labeled = y_semi >= 0
+    kw = dict(estimator=MLPClassifier(hidden_layer_sizes=(6,)), method="maml",
+              inner_lr=0.01, max_iter=20, random_state=0)
+    supervised = MetaClassifier(**kw).fit(X[labeled], y[labeled],
+                                          tasks=tasks[labeled])
+    # weight 0: the fit on the labeled rows alone
+    ignored = MetaClassifier(unlabeled_weight=0.0, **kw).fit(X, y_semi, tasks=tasks)
+    assert_array_equal(ignored.meta_params_, supervised.meta_params_)
+    assert_array_equal(ignored.task_params_, supervised.task_params_)
+    # weight 1: the prior is still the labeled rows', the tasks move (EM
+    # through the steps of the network's adaptation)
+    used = MetaClassifier(unlabeled_weight=1.0, **kw).fit(X, y_semi, tasks=tasks)
+    assert_array_equal(used.meta_params_, supervised.meta_params_)
+    assert np.all(np.isfinite(used.task_params_))
+    assert not np.allclose(used.task_params_, supervised.task_params_)
+    y_new = y[:30].copy()
+    y_new[4:] = -1
+    clf = used.adapt(X[:30], y_new)
+    assert type(clf) is MLPClassifier
+    assert_array_equal(clf.classes_, [0, 1])
 
 
 def test_network_too_big_for_the_workspace_budget(sine, monkeypatch):
@@ -385,11 +447,14 @@ def _stochastic_splits(estimator):
 
 
 @parametrize_with_checks([
+    # the default gamma="auto" (0 for a network); steps small enough for the
+    # checks' unscaled targets (200 rows, y of spread ~50: 5e-4 diverges)
     MetaRegressor(MLPRegressor(hidden_layer_sizes=(5,)), method="maml",
-                  inner_lr=5e-4, inner_steps=20, max_iter=50, meta_lr=0.05,
+                  inner_lr=2e-4, inner_steps=20, max_iter=50, meta_lr=0.05,
                   random_state=0),
     MetaClassifier(MLPClassifier(hidden_layer_sizes=(5,), activation="tanh"),
-                   method="imaml", inner_lr=0.01, max_iter=5, random_state=0),
+                   method="imaml", gamma=1.0, inner_lr=0.01, max_iter=5,
+                   random_state=0),
 ], expected_failed_checks=_stochastic_splits)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)

@@ -32,6 +32,7 @@ from skmeta._kernels._layout import Problem, block_size_for, make_batch
 from skmeta._methods._inner import InnerSolver
 from skmeta._methods._prior import Prior
 from skmeta._methods._proximal import fit_proximal
+from skmeta._methods._structures import Structure
 
 KERNEL_TOL = 1e-11
 
@@ -582,7 +583,8 @@ def test_fit_proximal_minimizes_joint_objective(code, mean_loss, prec_kind):
     solver = InnerSolver(batch, problem)
     prior = Prior(theta0=np.zeros(d), shape=shape, gamma=gamma)
     # "isotropic" without learn_gamma leaves the given precision fixed
-    fit = fit_proximal(solver, prior, learn_theta0=True, kind="isotropic",
+    fit = fit_proximal(solver, prior, learn_theta0=True,
+                       structure=Structure("isotropic"),
                        learn_gamma=False, max_iter=100, tol=1e-12)
     assert fit.converged
     np.testing.assert_array_equal(fit.prior.precision, gamma * shape)
@@ -634,7 +636,8 @@ def test_fit_proximal_with_l1_is_jointly_optimal(code):
     batch, _ = make_batch(X, y, sw, tasks, n_tasks)
     fit = fit_proximal(InnerSolver(batch, problem),
                        Prior(theta0=np.zeros(d), shape=shape, gamma=gamma),
-                       learn_theta0=True, kind="isotropic", learn_gamma=False,
+                       learn_theta0=True, structure=Structure("isotropic"),
+                       learn_gamma=False,
                        max_iter=100, tol=1e-12)
     assert fit.converged
     theta0, theta = fit.prior.theta0, fit.theta
@@ -709,8 +712,9 @@ def test_empirical_bayes_fixed_point_of_linear_tasks():
     problem = make_problem(SQUARED, 2)
     batch, _ = make_batch(X, y, np.ones(len(y)), tasks, n_tasks)
     fit = fit_proximal(InnerSolver(batch, problem),
-                       Prior.initial(np.zeros(3), "full", 1.0),
-                       learn_theta0=True, kind="full", learn_gamma=True,
+                       Prior.initial(np.zeros(3), Structure("full"), 1.0),
+                       learn_theta0=True, structure=Structure("full"),
+                       learn_gamma=True,
                        max_iter=500, tol=1e-10)
     assert fit.converged
     phi, P, theta0, theta = (fit.prior.dispersion, fit.prior.precision,

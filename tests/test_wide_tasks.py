@@ -121,12 +121,14 @@ def test_proximal_fit_of_wide_tasks_reaches_the_joint_minimizer(monkeypatch):
     w = rng.normal(size=p) / np.sqrt(p)
     tasks = np.repeat(np.arange(T), n)
     y = X @ w + 0.1 * rng.normal(size=T * n)
-    meta = MetaRegressor(Ridge(alpha=1.0), gamma=2.0, tol=1e-10).fit(
+    meta = MetaRegressor(Ridge(alpha=1.0), gamma=2.0, prior="isotropic",
+                         tol=1e-10).fit(
         X, y, tasks=tasks)
     assert_joint_optimality(meta, X, y, tasks, 1.0)
     # the same minimizer as with the full inverse Hessian sums
     monkeypatch.setattr(calls_module, "FULL_INVERSE_MAX_PARAMS", 10**6)
-    full = MetaRegressor(Ridge(alpha=1.0), gamma=2.0, tol=1e-10).fit(
+    full = MetaRegressor(Ridge(alpha=1.0), gamma=2.0, prior="isotropic",
+                         tol=1e-10).fit(
         X, y, tasks=tasks)
     assert_allclose(meta.task_params_, full.task_params_, atol=1e-7)
 

@@ -235,3 +235,10 @@ class LinearFamily:
     def predict_from_decision(self, Z):
         """Regression output from the linear predictor ``Z`` (n, 1)."""
         return Z[:, 0]
+
+    def predictive_std(self, z, variance, noise_variance):
+        """Standard deviation of the target when the predictor is ``N(z, variance)``.
+
+        For squared errors, ``sqrt(variance + noise_variance)``.
+        """
+        return np.sqrt(variance + noise_variance)

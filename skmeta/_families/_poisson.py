@@ -33,6 +33,11 @@ class PoissonFamily(LinearFamily):
     def predict_from_decision(self, Z):
         return np.exp(Z[:, 0])
 
+    def predictive_std(self, z, variance, noise_variance):
+        """For ``log mu ~ N(z, v)``: ``Var y = E mu + Var mu`` (log-normal ``mu``)."""
+        mean = np.exp(z + variance / 2.0)
+        return np.sqrt(mean + np.expm1(variance) * np.exp(2.0 * z + variance))
+
     def _finish_build(self, est, *, classes, n_iter):
         est.n_iter_ = int(n_iter)
         # what PoissonRegressor.predict reads to apply the inverse link

@@ -9,7 +9,9 @@
   and ``_predict``, ``_adam``;
 * Python side: ``_layout`` (task batches, problems, priors as the kernels'
   named tuples), ``_workspaces`` (the kernels' buffers), ``_calls`` (the
-  entry points the methods call, and their result types).
+  entry points the methods call, and their result types), ``_launch``
+  (what ``_calls`` and ``_network_calls`` share: thread launches, the
+  unrolled loops' result).
 * Networks (multi-layer perceptrons): ``_network`` (their problem, the
   call layer's other problem type), ``_layers`` (dense layers and
   activations), ``_mlp`` (one task's forward, backward and

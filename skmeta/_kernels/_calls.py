@@ -5,7 +5,6 @@ a :class:`~._layout.Problem`, a prior mean and precision) into the kernels'
 named tuples, calls one kernel, and wraps what it wrote.
 """
 
-import threading
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -13,6 +12,8 @@ import numba
 import numpy as np
 
 from ._implicit import ImplicitOutputs, implicit_tasks
+from ._launch import _PARALLEL_LAUNCH as _PARALLEL_LAUNCH  # tests hold it
+from ._launch import UnrollResult, run_chunked
 from ._layout import (
     BatchArrays,
     as_float_array,
@@ -31,7 +32,7 @@ from ._newton import (
     solve_tasks_rowspace,
 )
 from ._penalties import smooth_curvature_bound
-from ._predict import decision_rows
+from ._predict import decision_rows, task_losses
 from ._rows import MetaBatch
 from ._unroll import (
     UnrollConfig,
@@ -58,12 +59,6 @@ from ._workspaces import (
 # saves more than the row space would
 ROWSPACE_MIN_PARAMS = 128
 
-# numba's "workqueue" threading layer (its fallback where OpenMP and TBB are
-# missing) aborts the process when two threads launch parallel kernels at
-# once; skmeta's own worker threads therefore take turns.
-_PARALLEL_LAUNCH = threading.Lock()
-
-
 # --------------------------------------------------------------------------
 # exact solves
 # --------------------------------------------------------------------------
@@ -77,13 +72,15 @@ class InverseRequest:
     last Hessian computed; with ``diagonal``, only their diagonals; with
     ``products``, also (where the row-space solver is used, within
     ``CURVATURE_MAX_BYTES``) the means to multiply vectors by their sum
-    (``TaskSolutions.inverse_sum_times``).
+    (``TaskSolutions.inverse_sum_times``); with ``covariances``, each
+    task's posterior inverse Hessian too (``TaskSolutions.covariances``).
     """
 
     posterior: bool = False
     exact: bool = False
     diagonal: bool = False
     products: bool = False
+    covariances: bool = False
 
 
 def diagonal_inverses(n_params):
@@ -183,6 +180,10 @@ class TaskSolutions:
     inv_wblocks: np.ndarray = None
     #: an InverseSumProducts, where asked for and available
     inverse_sum_times: object = None
+    #: log-determinants of the Hessians at the solutions (exact solves only)
+    logdet: np.ndarray = None
+    #: each task's posterior inverse Hessian (or its diagonal), if asked for
+    covariances: np.ndarray = None
 
     @cached_property
     def inv_sum(self):
@@ -209,7 +210,10 @@ class TaskSolutions:
             inv_wblocks=np.concatenate([p.inv_wblocks for p in parts])
             if blocks else None,
             inverse_sum_times=InverseSumProducts.concatenate(
-                [p.inverse_sum_times for p in parts]))
+                [p.inverse_sum_times for p in parts]),
+            logdet=np.concatenate([p.logdet for p in parts]),
+            covariances=np.concatenate([p.covariances for p in parts])
+            if parts[0].covariances is not None else None)
 
 
 def _total(blocks):
@@ -248,9 +252,13 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
     n_blocks = -(-n_tasks // block)
     n_inv = n_blocks if want_inverse else 0
     shape = (n_inv, 1, d) if diagonal else (n_inv, d, d)
+    keep_covariances = want_inverse and inverse.posterior and inverse.covariances
+    covariances = np.zeros(((n_tasks, 1, d) if diagonal else (n_tasks, d, d))
+                           if keep_covariances else (0, 0, 0))
     out = SolveOutputs(np.empty(n_tasks), np.empty(n_tasks),
                        np.empty(n_tasks, dtype=np.intp), np.zeros(n_tasks),
-                       np.zeros(shape), np.zeros(shape))
+                       np.full(n_tasks, np.nan), np.zeros(shape), np.zeros(shape),
+                       covariances)
     settings = SolveSettings(int(max_iter), float(tol), want_inverse,
                              want_inverse and inverse.posterior,
                              want_inverse and inverse.exact, diagonal, int(block))
@@ -282,7 +290,10 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
                     settings, kept, work, out)
     return TaskSolutions(theta, out.objective, out.loss, out.n_iter, out.trace,
                          out.inv_sum if want_inverse else None,
-                         out.inv_wsum if want_inverse else None, products)
+                         out.inv_wsum if want_inverse else None, products,
+                         out.logdet,
+                         covariances[:, 0] if keep_covariances and diagonal
+                         else covariances if keep_covariances else None)
 
 
 def decision_values(X, row_model, params, problem):
@@ -302,47 +313,21 @@ def decision_values(X, row_model, params, problem):
                          as_float_array(params), problem.arrays)
 
 
+def datafit_losses(batch, problem, theta):
+    """Each task's weighted sum of datafit losses at ``theta[t]``."""
+    n_max = largest_task(batch)[0]
+    K = problem.n_outputs
+    p1 = problem.n_features + problem.fit_intercept
+    work = (np.empty((0 if batch.is_sparse else p1, n_max)),
+            *(np.empty((K, n_max)) for _ in range(3)))
+    out = np.zeros(batch.n_tasks)
+    task_losses(batch.arrays, problem.arrays, as_float_array(theta), work, out)
+    return out
+
+
 # --------------------------------------------------------------------------
 # unrolled inner loops
 # --------------------------------------------------------------------------
-def run_chunked(serial, parallel, n_chunks, *args):
-    """``parallel(n_chunks, *args)`` on ``n_chunks`` of numba's threads.
-
-    ``serial(0, 1, *args)``, all in one chunk (same results), for a single
-    chunk or while another thread holds numba's thread pool.
-    """
-    if n_chunks < 2 or not _PARALLEL_LAUNCH.acquire(blocking=False):
-        return serial(0, 1, *args)
-    try:
-        previous = numba.get_num_threads()
-        if previous == n_chunks:
-            return parallel(n_chunks, *args)
-        numba.set_num_threads(n_chunks)
-        try:
-            return parallel(n_chunks, *args)
-        finally:
-            numba.set_num_threads(previous)
-    finally:
-        _PARALLEL_LAUNCH.release()
-
-
-@dataclass
-class UnrollResult:
-    """Adapted parameters and query losses; meta-gradients, per block and summed.
-
-    ``loss_sum`` is the sum of ``query_loss``, ``grad_theta0`` and
-    ``grad_alpha`` the sums over blocks (block order) of the ``*_blocks``.
-    """
-
-    theta: np.ndarray
-    query_loss: np.ndarray
-    grad_theta0_blocks: np.ndarray
-    grad_alpha_blocks: np.ndarray
-    loss_sum: float
-    grad_theta0: np.ndarray
-    grad_alpha: np.ndarray
-
-
 class Unroller:
     """``unroll`` of one batch and problem, called again and again.
 

@@ -191,6 +191,38 @@ class TaskBatch:
                          self.indices, self.indptr, False, self.y[rows],
                          self.sw[rows], offsets)
 
+    def split_rows(self, every):
+        """``(kept, held_out)``: each task's weighted rows number ``every - 1,
+        2 every - 1, ...`` held out, the others kept (rows copied). Rows of
+        zero weight are not counted: they change nothing, here neither."""
+        sizes = np.diff(self.offsets)
+        weighted = self.sw > 0
+        counted = np.cumsum(weighted) - weighted
+        before = np.repeat(counted[self.offsets[:-1].clip(max=self.n_rows - 1)]
+                           if self.n_rows else np.zeros(len(sizes), int), sizes)
+        position = counted - before
+        held = weighted & (position % every == every - 1)
+        return self._rows_where(~held), self._rows_where(held)
+
+    def _rows_where(self, mask):
+        """A new batch of the rows where ``mask`` holds, tasks kept in order."""
+        rows = np.flatnonzero(mask)
+        task_of_row = np.repeat(np.arange(self.n_tasks), np.diff(self.offsets))
+        counts = np.bincount(task_of_row[rows], minlength=self.n_tasks)
+        offsets = np.zeros(self.n_tasks + 1, dtype=np.intp)
+        np.cumsum(counts, out=offsets[1:])
+        if self.is_sparse:
+            lengths = self.indptr[rows + 1] - self.indptr[rows]
+            indptr = np.zeros(len(rows) + 1, dtype=np.intp)
+            np.cumsum(lengths, out=indptr[1:])
+            entries = np.repeat(self.indptr[rows] - indptr[:-1], lengths) + \
+                np.arange(indptr[-1])
+            return TaskBatch(self.Xd, self.data[entries], self.indices[entries],
+                             indptr, True, self.y[rows], self.sw[rows], offsets)
+        return TaskBatch(np.ascontiguousarray(self.Xd[rows]), self.data,
+                         self.indices, self.indptr, False, self.y[rows],
+                         self.sw[rows], offsets)
+
     def pooled(self):
         """The same rows as a single task."""
         return TaskBatch(self.Xd, self.data, self.indices, self.indptr,

@@ -183,3 +183,30 @@ def lu_solve(LU, piv, b, n):
         for k in range(i + 1, n):
             s -= LU[i, k] * b[k]
         b[i] = s / LU[i, i]
+
+
+@helper
+def cholesky_logdet(L, d):
+    """``log det(L L^T)`` from the Cholesky factor ``L``."""
+    total = 0.0
+    for i in range(d):
+        total += math.log(L[i, i])
+    return 2.0 * total
+
+
+@helper
+def lu_logdet(LU, n):
+    """``log |det A|`` from ``lu_factor``'s factors of ``A``."""
+    total = 0.0
+    for i in range(n):
+        total += math.log(abs(LU[i, i]))
+    return total
+
+
+@helper
+def log_sum(values, n):
+    """``sum(log(values[:n]))``."""
+    total = 0.0
+    for i in range(n):
+        total += math.log(values[i])
+    return total

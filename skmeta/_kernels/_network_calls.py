@@ -2,13 +2,14 @@
 
 ``_calls`` hands a :class:`~._network.NetworkProblem` here (importing this
 module when it first meets one): the methods call the same functions and
-classes, with the same results, whatever the base estimator.
+classes, with the same results, whatever the base estimator. What both
+share is in ``_launch``, so that this module does not import ``_calls``.
 """
 
 import numba
 import numpy as np
 
-from ._calls import UnrollResult, run_chunked
+from ._launch import UnrollResult, run_chunked
 from ._layout import (
     BatchArrays,
     as_float_array,

@@ -22,13 +22,18 @@ result is the same however the blocks are spread over threads or processes.
 
 from collections import namedtuple
 
+import numpy as np
+
 from ._codes import MULTINOMIAL, SQUARED
 from ._datafits import datafit_derivatives, hessian_weights, loss_scale
 from ._jit import borrowing_kernel, helper
 from ._linalg import (
     cholesky_inverse,
+    cholesky_logdet,
     cholesky_solve,
     cholesky_with_jitter,
+    log_sum,
+    lu_logdet,
     symmetric_matvec,
     symmetrize_lower,
 )
@@ -79,8 +84,15 @@ or the change of ``theta0`` since those solves).
 """
 
 SolveOutputs = namedtuple(
-    "SolveOutputs", "objective loss n_iter trace inv_sum inv_wsum")
-SolveOutputs.__doc__ = """What ``solve_tasks`` writes, besides the solutions."""
+    "SolveOutputs",
+    "objective loss n_iter trace logdet inv_sum inv_wsum covariances")
+SolveOutputs.__doc__ = """What ``solve_tasks`` writes, besides the solutions.
+
+``logdet[t]``: log-determinant of task ``t``'s Hessian at its solution
+(with ``exact_inverse``, NaN otherwise); ``covariances``: empty, or one slot
+per task for the inverse Hessian that enters ``inv_wsum`` (the Laplace
+posterior covariance, up to the task's scale).
+"""
 
 _ARMIJO = 1e-4
 _MAX_HALVINGS = 40
@@ -483,12 +495,15 @@ def solve_tasks(batch, problem, prior, theta, inv_weight, settings, kept, work,
             have_inverse = predicted_start(th, Ainv, shift, work.delta, d)
         rows = batch_task(batch, t, problem.n_features, problem.fit_intercept,
                           work.XT)
+        exact = want_inverse and settings.exact_inverse
         obj, loss, it, refreshed = solve_task(
             rows, problem, prior, th, settings.max_iter, settings.tol,
-            have_inverse, want_inverse and settings.exact_inverse, work, Ainv)
+            have_inverse, exact, work, Ainv)
         out.objective[t] = obj
         out.loss[t] = loss
         out.n_iter[t] = it
+        # the factor is of the Hessian at the solution only after a final one
+        out.logdet[t] = cholesky_logdet(work.L, d) if exact else np.nan
         if store and refreshed:
             kept.ok[t] = 0
         if not want_inverse:
@@ -514,6 +529,22 @@ def solve_tasks(batch, problem, prior, theta, inv_weight, settings, kept, work,
                             not on_active_set)
         add_inverse(Ainv, inv_weight[t], settings.diagonal, out.inv_wsum[b])
         out.trace[t] = d - smooth_curvature_trace(problem, prior, Ainv, d)
+        if out.covariances.shape[0] > 0:
+            copy_inverse(Ainv, settings.diagonal, out.covariances[t])
+
+
+@helper
+def copy_inverse(Ainv, diagonal, slot):
+    """``slot = Ainv`` (``slot[0]`` its diagonal in diagonal mode)."""
+    d = Ainv.shape[1]
+    if diagonal:
+        one_row = Ainv.shape[0] == 1
+        for i in range(d):
+            slot[0, i] = Ainv[0, i] if one_row else Ainv[i, i]
+        return
+    for i in range(d):
+        for j in range(d):
+            slot[i, j] = Ainv[i, j]
 
 
 @helper
@@ -611,6 +642,9 @@ def solve_tasks_rowspace(batch, problem, prior, theta, inv_weight, settings, wor
         out.objective[t] = obj
         out.loss[t] = loss
         out.n_iter[t] = it
+        # det(A) = det(M) det(C), C factored at the solution (positive)
+        out.logdet[t] = (lu_logdet(row_work.C, problem.n_outputs * rows.n)
+                         - log_sum(row_work.minv, d))
         if not settings.want_inverse:
             continue
         # in diagonal mode, work.Ainv is one row: the diagonal
@@ -630,6 +664,8 @@ def solve_tasks_rowspace(batch, problem, prior, theta, inv_weight, settings, wor
             posterior_variance = work.Ainv[0, i] if diagonal else work.Ainv[i, i]
             trace += posterior_variance / row_work.minv[i]
         out.trace[t] = d - trace
+        if out.covariances.shape[0] > 0:
+            copy_inverse(work.Ainv, diagonal, out.covariances[t])
 
 
 @borrowing_kernel

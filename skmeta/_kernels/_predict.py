@@ -2,7 +2,9 @@
 
 import numpy as np
 
-from ._jit import kernel
+from ._datafits import datafit_derivatives
+from ._jit import borrowing_kernel, kernel
+from ._rows import batch_task, predictor
 
 
 @kernel
@@ -34,3 +36,18 @@ def decision_rows(design, row_model, params, problem):
                     acc += design.Xd[i, j] * th[base + j]
             out[i, k] = acc
     return out
+
+
+@borrowing_kernel
+def task_losses(batch, problem, theta, work, out):
+    """``out[t]``: the weighted sum of task ``t``'s datafit at ``theta[t]``.
+
+    ``work`` is ``(XT, Z, G, D)``, sized for the largest task.
+    """
+    XT, Z, G, D = work
+    for t in range(batch.offsets.shape[0] - 1):
+        rows = batch_task(batch, t, problem.n_features, problem.fit_intercept, XT)
+        predictor(rows, 0, rows.n, theta[t], problem.n_outputs,
+                  problem.n_features, problem.fit_intercept, Z)
+        out[t] = datafit_derivatives(problem.code, rows.y, rows.sw, 0, rows.n, Z,
+                                     problem.n_outputs, G, D, True)

@@ -17,6 +17,7 @@ class MetaSettings:
 
     gamma: object
     prior: str
+    random_effects: object
     inner_steps: int
     inner_lr: object
     first_order: bool
@@ -54,6 +55,19 @@ class MetaFit:
         Inner steps of the gradient-step methods.
     auto_step : bool
         Whether steps are scaled by ``1 / L_t`` (``inner_lr="auto"``).
+    prior_kind : str
+        The structure of the prior covariance (see ``_structures``).
+    prior_scores : dict or None
+        The selection score of each structure compared, when several were.
+    dispersion : float or None
+        The noise variance learned with the prior (squared errors), if it
+        was.
+    center : ndarray of shape (n_params,)
+        Where the transfer term pulls (``theta0``, unless the base penalty
+        is part of the learned prior: see ``_prior.Prior.center``).
+    combined_precision : ndarray
+        The precision of the prior of the tasks' parameters (``gamma *
+        Lambda``, plus the base penalty's l2 part when it is part of it).
     """
 
     theta0: np.ndarray
@@ -64,6 +78,17 @@ class MetaFit:
     inner_lr: np.ndarray = None
     inner_steps: int = 0
     auto_step: bool = False
+    prior_kind: str = "isotropic"
+    prior_scores: dict = None
+    dispersion: float = None
+    center: np.ndarray = None
+    combined_precision: np.ndarray = None
+
+    def __post_init__(self):
+        if self.center is None:
+            self.center = self.theta0
+        if self.combined_precision is None:
+            self.combined_precision = self.precision
 
     @property
     def precision(self):
@@ -86,6 +111,11 @@ class MetaMethod:
     network_parameters = frozenset()
     #: whether it meta-trains networks (non-convex inner problems)
     networks = False
+    #: whether ``adapt`` returns the exact minimizer of each task's inner
+    #: problem (rather than a fixed number of steps toward it): the Laplace
+    #: posteriors are then those of the fitted prior (for a linear base
+    #: estimator: see ``exact_for``)
+    exact = False
     default_max_iter = None
 
     def __init__(self, settings):
@@ -99,6 +129,14 @@ class MetaMethod:
     def used_parameters(self, network):
         """The estimator parameters read, for a network base estimator or not."""
         return self.parameters | (self.network_parameters if network else set())
+
+    def exact_for(self, problem):
+        """Whether ``adapt`` solves the inner problems of ``problem`` exactly.
+
+        A network's inner problem is not convex: every method adapts it by
+        ``inner_steps`` gradient steps, whatever it does for linear models.
+        """
+        return self.exact and not problem.is_network
 
     def check(self, settings):
         """Raise a ValueError naming settings this method cannot honour."""
@@ -120,6 +158,11 @@ class MetaMethod:
         without task identities.
         """
         raise NotImplementedError
+
+    def single_task_fit(self, fitted, problem):
+        """``fitted``, the base estimator's own fit of a single task, with
+        what this method's adaptation reads (e.g. its initial step sizes)."""
+        return fitted
 
     def adapt(self, batch, problem, fitted):
         """Parameters of every task of ``batch`` adapted from ``fitted``.

@@ -18,8 +18,12 @@ loss, in the base estimator's own scaling and without penalty (the penalties
 act in the inner problem); MAML, Meta-SGD and iMAML minimize it with Adam.
 """
 
+import warnings
+from dataclasses import replace
+
 import numpy as np
 from joblib import effective_n_jobs
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.random import sample_without_replacement
 
@@ -175,14 +179,49 @@ class _Bilevel(MetaMethod):
             )
 
     def check(self, settings):
-        if settings.gamma == "auto" or settings.prior != "isotropic":
+        if settings.prior not in ("auto", "isotropic") or not (
+                settings.random_effects is None
+                or isinstance(settings.random_effects, str)):
             raise ValueError(
                 f"method={self.name!r} meta-learns the prior mean (and, for "
-                "'metasgd', the step sizes) by gradient; a learned prior "
-                "(gamma='auto', prior='diagonal' or 'full') is learned by "
-                "empirical Bayes with method='proximal' only. Set a numeric "
-                "gamma and prior='isotropic', or method='proximal'."
+                "'metasgd', the step sizes) by gradient, under an isotropic "
+                "transfer term; a structured prior (prior='diagonal', 'full', "
+                "'lowrank', random_effects) is learned by empirical Bayes with "
+                "method='proximal' only. Use prior='auto' or 'isotropic', or "
+                "method='proximal'."
             )
+
+    def transfer_strength(self, batch, problem, prior_mean):
+        """``gamma``, or with ``gamma="auto"`` its empirical-Bayes estimate.
+
+        The strength of an isotropic prior learned by ``method="proximal"``
+        on the same tasks: how strongly the tasks' data say that their
+        parameters cluster. A network has no such estimate (its tasks'
+        problems are not convex): ``"auto"`` is then 0, MAML's own
+        formulation, where the meta-learned starting point and the finite
+        number of steps from it are the transfer (``"imaml"`` refuses it:
+        see ``IMAML.check_problem``).
+        """
+        s = self.settings
+        if s.gamma != "auto":
+            return float(s.gamma)
+        if problem.is_network:
+            return 0.0
+        from ._proximal import Proximal
+
+        # the proximal method's own iteration count, not the meta-iterations
+        settings = replace(s, prior="isotropic", random_effects=None,
+                           max_iter=None)
+        return Proximal(settings).fit(batch, problem, prior_mean).gamma
+
+    def single_task_fit(self, fitted, problem):
+        s = self.settings
+        auto = self.steps and isinstance(s.inner_lr, str)
+        alpha = np.full(problem.n_params, 1.0 if auto or not self.steps
+                        else float(s.inner_lr))
+        return replace(fitted, inner_lr=alpha if self.steps else None,
+                       inner_steps=int(s.inner_steps) if self.steps else 0,
+                       auto_step=auto)
 
     @property
     def meta_lr(self):
@@ -208,7 +247,8 @@ class _Bilevel(MetaMethod):
             alpha[:problem.head] = 0.0
         n_query = self.query_rows(np.diff(batch.offsets))
         B = min(s.meta_batch_size, T)
-        precision = float(s.gamma) * np.ones(d)
+        gamma = self.transfer_strength(batch, problem, prior_mean)
+        precision = gamma * np.ones(d)
         # the meta-optimizer starts from the given prior mean, or from the
         # pooled fit (its steps are then refinements, whatever the scale)
         theta0 = np.array(pooled_start(batch, problem) if prior_mean is None
@@ -216,15 +256,30 @@ class _Bilevel(MetaMethod):
         update = self._updater(batch, problem, precision, B, auto, T)
         max_iter = self.max_iter
         losses = np.empty(max_iter)
+        n_iter = max_iter
         for it in range(max_iter):
             task_sel = np.sort(sample_without_replacement(T, B, random_state=rng))
             seeds = rng.randint(0, 2**31 - 1, size=B)
-            theta0, alpha, losses[it] = update(task_sel, seeds, n_query[task_sel],
-                                               theta0, alpha)
+            new_theta0, new_alpha, losses[it] = update(
+                task_sel, seeds, n_query[task_sel], theta0, alpha)
+            if not (np.isfinite(losses[it]) and np.all(np.isfinite(new_theta0))
+                    and np.all(np.isfinite(new_alpha))):
+                # keep the last finite meta-knowledge rather than a NaN model
+                what = ("the query loss" if not np.isfinite(losses[it])
+                        else "the prior mean" if not np.all(np.isfinite(
+                            new_theta0)) else "the step sizes")
+                warnings.warn(
+                    f"method={self.name!r} diverged at meta-iteration {it + 1}: "
+                    f"{what} is not finite. Stopped there, with the last "
+                    "finite prior; lower meta_lr (or inner_lr).",
+                    ConvergenceWarning, stacklevel=3)
+                n_iter = it
+                break
+            theta0, alpha = new_theta0, new_alpha
             if s.verbose and (it + 1) % max(1, max_iter // 10) == 0:
                 print(f"[{self.name}] meta-iteration {it + 1}: {self.progress} "
                       f"{losses[it]:.6g}")
-        fitted = MetaFit(theta0, np.ones(d), float(s.gamma), None, max_iter,
+        fitted = MetaFit(theta0, np.ones(d), gamma, None, n_iter,
                          inner_lr=alpha if steps else None,
                          inner_steps=int(s.inner_steps) if steps else 0,
                          auto_step=auto)
@@ -268,9 +323,24 @@ class IMAML(_Bilevel):
     name = "imaml"
     steps = False
     network_parameters = frozenset({"inner_steps", "inner_lr", "tol"})
+    exact = True
 
     def takes_steps(self, problem):
         return problem.is_network
+
+    def check_problem(self, problem):
+        super().check_problem(problem)
+        gamma = self.settings.gamma
+        if problem.is_network and (gamma == "auto" or float(gamma) == 0):
+            raise ValueError(
+                f"method='imaml' with a network needs a number gamma > 0, got "
+                f"gamma={gamma!r}: its transfer term is what keeps a task's "
+                "non-convex inner problem near the prior and the implicit "
+                "gradient's system (gamma + Hessian) positive definite, and "
+                "gamma='auto', an empirical-Bayes estimate, exists for linear "
+                "base estimators only (e.g. gamma=1.0, in the units of the "
+                "network's alpha)."
+            )
 
     def _updater(self, batch, problem, precision, n_sel, auto, n_tasks):
         if problem.is_network:
@@ -308,7 +378,7 @@ class IMAML(_Bilevel):
         if problem.is_network:
             # the inner procedure meta-training solved with: the steps
             return super().adapt(batch, problem, fitted)
-        return solve_exactly(batch, problem, fitted.theta0, fitted.precision,
+        return solve_exactly(batch, problem, fitted.center, fitted.precision,
                              n_jobs=self.settings.n_jobs)
 
 

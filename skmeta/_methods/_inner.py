@@ -23,6 +23,7 @@ from .._kernels._calls import (
     solve_inner,
     summation_block,
 )
+from .._kernels._codes import SQUARED
 from .._kernels._newton import KeptInverses
 
 # Newton converges quadratically: a tight tolerance costs one more step at
@@ -141,13 +142,14 @@ class InnerSolver:
 
     def solve(self, theta0, precision, theta, *, inverse=None,
               exact_inverse=False, inv_weight=None, tol=INNER_TOL,
-              solved_at=None):
+              solved_at=None, covariances=False):
         """Solve every task from the warm start ``theta``; see ``solve_inner``.
 
         ``inverse`` is None, ``"sum"`` (the sums of inverse Hessians the
         prior's Newton step needs) or ``"posterior"`` (also what empirical
         Bayes needs); they are ``d x d``, or their diagonals for wide tasks
-        (``self.diagonal``).
+        (``self.diagonal``). With ``covariances`` (and ``"posterior"``), each
+        task's posterior inverse Hessian is returned too.
 
         ``solved_at`` is the prior mean of the solve that returned ``theta``,
         under the same precision: the kept inverse Hessians then first move
@@ -172,7 +174,8 @@ class InnerSolver:
         # wide tasks: the prior's Newton step multiplies by the inverses' sum
         request = None if inverse is None else InverseRequest(
             posterior=inverse == "posterior", exact=exact_inverse,
-            diagonal=self.diagonal, products=self.diagonal)
+            diagonal=self.diagonal, products=self.diagonal,
+            covariances=covariances)
         kwargs = dict(max_iter=INNER_MAX_ITER, tol=tol, inverse=request,
                       block=self.block)
         moved = np.empty(0) if moved is None else moved
@@ -191,6 +194,44 @@ def solve_exactly(batch, problem, theta0, precision, *, n_jobs=None):
     with InnerSolver(batch, problem, n_jobs=n_jobs) as solver:
         return solver.solve(theta0, precision,
                             np.tile(theta0, (batch.n_tasks, 1))).theta
+
+
+# per-task posterior covariances are kept up to this many bytes
+COVARIANCE_MEMORY = 256 * 2**20
+
+
+def posterior_covariances(batch, problem, theta0, precision, theta, *,
+                          dispersion=None, n_jobs=None):
+    """Laplace posteriors of every task under the prior ``(theta0, precision)``.
+
+    Returns ``(covariances, dispersion)``: each task's posterior covariance
+    ``(phi / s_t) A_t^{-1}`` in the model's natural units (``s_t`` 1 for
+    summed losses, the task's total weight for averaged ones; ``A_t`` the
+    Hessian at the task's solution ``theta[t]``), and ``phi``, the noise
+    variance of squared errors -- ``dispersion`` if given, else its
+    estimate ``RSS / (W - sum_t tr(H_data,t A_t^{-1}))`` (residuals over the
+    rows' total weight less the parameters the data fitted: the fixed point
+    of empirical Bayes' update) -- or 1 for the other datafits. None when
+    the covariances would take more than ``COVARIANCE_MEMORY`` bytes or the
+    tasks are too wide for full inverses.
+    """
+    T, d = theta.shape
+    scale = batch.task_weights() if problem.mean_loss else np.ones(T)
+    scale = np.maximum(scale, np.finfo(float).tiny)
+    with InnerSolver(batch, problem, n_jobs=n_jobs) as solver:
+        if solver.diagonal or 8 * T * d * d > COVARIANCE_MEMORY:
+            return None, dispersion
+        solutions = solver.solve(theta0, precision, theta, inverse="posterior",
+                                 exact_inverse=True, inv_weight=1.0 / scale,
+                                 covariances=True)
+    if dispersion is None:
+        dispersion = 1.0
+        if problem.code == SQUARED:
+            rss = float(np.sum(2.0 * scale * solutions.loss))
+            dof = float(batch.sw.sum()) - float(solutions.trace.sum())
+            dispersion = rss / dof if dof > 0 and rss > 0 else max(
+                rss / max(float(batch.sw.sum()), 1.0), np.finfo(float).tiny)
+    return solutions.covariances * (dispersion / scale)[:, None, None], dispersion
 
 
 def map_task_chunks(func, n_tasks, block, n_jobs, batch):

@@ -25,11 +25,19 @@ class Prior:
     shape: np.ndarray
     gamma: float
     dispersion: float = 1.0
+    #: the base estimator's l2 penalty per parameter, when it counts as part
+    #: of the prior (empirical Bayes): ``theta0`` is then the mean of the
+    #: tasks' parameters under penalty and transfer term together, and the
+    #: transfer term pulls toward ``center``
+    ridge: np.ndarray = None
 
     @classmethod
-    def initial(cls, theta0, kind, gamma):
+    def initial(cls, theta0, structure, gamma):
+        """The prior that empirical Bayes starts from (see ``_structures``)."""
         d = theta0.shape[0]
-        shape = np.eye(d) if kind == "full" else np.ones(d)
+        shape = structure.initial_shape(d)
+        if structure.shared is not None:
+            shape = split_strength(shape)[1]
         return cls(theta0=np.array(theta0, dtype=np.float64), shape=shape,
                    gamma=float(gamma))
 
@@ -37,6 +45,32 @@ class Prior:
     def precision(self):
         """``gamma * Lambda``, as the kernels take it."""
         return self.gamma * self.shape
+
+    @property
+    def combined_precision(self):
+        """``Pi + diag(ridge)``: the precision of the prior of the tasks'
+        parameters (``Pi`` alone when the ridge is not part of it)."""
+        precision = self.precision
+        if self.ridge is None:
+            return precision
+        if precision.ndim == 2:
+            return precision + np.diag(self.ridge)
+        return precision + self.ridge
+
+    @property
+    def center(self):
+        """Where the transfer term pulls: the point ``c`` whose pull, with the
+        base penalty's toward zero, leaves a task without data at ``theta0``
+        (``(Pi + D)^{-1} Pi c = theta0``); ``theta0`` itself without ridge."""
+        if self.ridge is None or not np.any(self.ridge):
+            return self.theta0
+        precision = self.precision
+        pulled = self.combined_precision @ self.theta0 if precision.ndim == 2 \
+            else self.combined_precision * self.theta0
+        if precision.ndim == 2:
+            return linalg.solve(precision, pulled, assume_a="pos",
+                                check_finite=False)
+        return pulled / precision
 
     def with_theta0(self, theta0):
         return replace(self, theta0=theta0)

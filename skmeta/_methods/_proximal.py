@@ -24,25 +24,34 @@ task's posterior (mean ``theta_t``, covariance ``(phi / s_t) A_t^{-1}``): see
 """
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import linalg
 from scipy.sparse import linalg as sparse_linalg
 from sklearn.exceptions import ConvergenceWarning
 
+from .._kernels._calls import datafit_losses
 from .._kernels._codes import SQUARED
 from .._kernels._workspaces import FULL_INVERSE_MAX_PARAMS
 from ._base import MetaFit, MetaMethod
 from ._inner import INNER_TOL, InnerSolver, solve_exactly
 from ._prior import Prior, precision_inverse, psd_solve, split_strength
+from ._structures import Structure
 
 _MAX_HALVINGS = 30
 # Problems with at least _WARM_UP_FACTOR * _WARM_UP_TASKS tasks first learn
 # the prior on _WARM_UP_TASKS of them.
 _WARM_UP_TASKS = 256
 _WARM_UP_FACTOR = 8
-_HYPERPRIOR_TASKS = 1.0
+# the transfer term's precision is kept above this fraction of the prior's
+# (see empirical_bayes_update)
+_TRANSFER_FLOOR = 1e-3
+# prior structures are compared on at most this many tasks, on every
+# HELD_OUT_EVERY-th row of each
+SELECTION_TASKS = 1000
+HELD_OUT_EVERY = 4
+SELECTION_TOL = 1e-3
 _SQUAREM_STEP_GROWTH = 4.0
 # inner tolerance of the first solve after a warm-up prior (see _fixed_prior)
 _FIRST_SOLVE_TOL = 1e-4
@@ -105,60 +114,69 @@ def _newton_by_conjugate_gradients(matvec, rhs, diagonal, start):
     return x
 
 
-def empirical_bayes_update(prior, theta, theta0, solutions, *, kind, learn_gamma,
-                           task_scale, total_weight, squared, min_dispersion=0.0):
-    """One EM step for the prior covariance (and noise variance).
+def empirical_bayes_update(prior, theta, solutions, *, structure, learn_gamma,
+                           ridge, task_scale, total_weight, squared,
+                           min_dispersion=0.0):
+    """One EM step for the prior (mean, covariance) and the noise variance.
 
     In the model's natural units, task t's negative log-likelihood is
     ``s_t L_t / phi`` (``s_t`` = 1 for summed losses, the task's total weight
     for averaged ones; ``phi`` the noise variance of squared losses, 1
-    otherwise). The M-step sets ``Sigma = mean_t[(theta_t - theta0)(...)^T +
-    (phi / s_t) A_t^{-1}]`` (restricted to its diagonal, or to its trace, for
-    the diagonal and isotropic priors) and ``phi`` to the expected residual
-    variance. The precision in the estimator's units is then
-    ``(phi / mean_t s_t) Sigma^{-1}``; with averaged losses a single ``gamma``
-    for tasks of different sizes makes this an approximation. For the
-    diagonal and full priors the M-step is a MAP step under a weak conjugate
-    hyperprior worth one task, centred on the isotropic covariance.
+    otherwise), and the prior of its parameters is what the inner problem's
+    smooth penalties say: the base estimator's l2 part ``D = lam2
+    diag(l2w)`` and the transfer term together, of precision ``M = Pi + D``
+    (estimator units). The E-step gives the tasks' posterior means
+    ``theta_t`` and covariances ``(phi / s_t) A_t^{-1}``; given ``theta0``
+    (the caller's Newton step: the joint objective's minimizer, the means'
+    mean at convergence), the M-step sets the prior's covariance ``V`` to the
+    ``structure`` (see :mod:`._structures`) that fits ``S = mean_t[(theta_t
+    - theta0)(...)^T + (phi / s_t) A_t^{-1}]``, and ``phi`` to the expected
+    residual variance. In estimator units ``M = (phi / mean_t s_t)
+    V^{-1}``, and the transfer term is what ``M`` needs beyond the base
+    penalty, ``Pi = M - D`` (kept positive definite, at least
+    ``_TRANSFER_FLOOR`` of ``M``: the base penalty alone may already be
+    stronger than the tasks' spread asks for). Counting the base penalty in
+    the prior keeps it from being counted twice: without it, a penalized base
+    estimator's pull toward zero shrinks the tasks' spread, which a prior
+    fitted to that spread then shrinks again. With averaged losses a single
+    precision for tasks of different sizes makes this an approximation.
     """
     T, d = theta.shape
-    dev = theta - theta0
+    dev = theta - prior.theta0
     posterior = prior.dispersion * solutions.inv_wsum / T
     if posterior.ndim == 2:
         moments = dev.T @ dev / T + posterior
         diag = np.diag(moments).copy()
     else:
-        # wide tasks: the posterior covariances' diagonals only (no full prior)
+        # wide tasks: the posterior covariances' diagonals only
+        moments = None
         diag = np.einsum("ij,ij->j", dev, dev) / T + posterior
-    floor = 1e-12 * max(float(diag.mean()), np.finfo(float).tiny)
     dispersion = prior.dispersion
     if squared:
         rss = 2.0 * task_scale * solutions.loss
         expected = rss.sum() + prior.dispersion * solutions.trace.sum()
         dispersion = max(expected / total_weight, min_dispersion,
                          np.finfo(float).tiny)
-    # A weak conjugate hyperprior (one pseudo-task) shrinks the learned
-    # covariance toward its isotropic version; without it, directions in
-    # which the tasks do not vary collapse to zero variance (the maximum of
-    # the evidence is on the boundary) and EM crawls toward it.
-    isotropic_level = max(diag.mean(), floor)
-    shrink = _HYPERPRIOR_TASKS / (T + _HYPERPRIOR_TASKS)
-    if kind == "full":
-        moments = (1.0 - shrink) * moments + shrink * isotropic_level * np.eye(d)
-        natural = linalg.inv(moments, check_finite=False)
-        natural = (natural + natural.T) / 2.0
-    elif kind == "diagonal":
-        natural = 1.0 / np.maximum((1.0 - shrink) * diag
-                                   + shrink * isotropic_level, floor)
-    else:
-        natural = np.full(d, d / max(diag.sum(), d * floor))
-    precision = dispersion / task_scale.mean() * natural
+    natural = structure.natural_precision(moments, diag, T)
+    M = dispersion / task_scale.mean() * natural
+    precision = _transfer_beyond_ridge(M, ridge) if np.any(ridge > 0) else M
     strength, shape = split_strength(precision)
     gamma = strength if learn_gamma else prior.gamma
-    if kind == "isotropic":
+    if (structure.kind == "isotropic" and structure.shared is None
+            and not np.any(ridge > 0)):
         shape = prior.shape
     return Prior(theta0=prior.theta0, shape=shape, gamma=gamma,
-                 dispersion=dispersion)
+                 dispersion=dispersion, ridge=prior.ridge)
+
+
+def _transfer_beyond_ridge(M, ridge):
+    """``Pi = M - diag(ridge)``, kept at least ``_TRANSFER_FLOOR`` of ``M``."""
+    if M.ndim == 1:
+        return np.maximum(M - ridge, _TRANSFER_FLOOR * M)
+    w, V = linalg.eigh(M - np.diag(ridge), check_finite=False)
+    floor = _TRANSFER_FLOOR * float(linalg.eigvalsh(M, check_finite=False)[0])
+    precision = (V * np.maximum(w, floor)) @ V.T
+    return (precision + precision.T) / 2.0
 
 
 def _changed(new, old, tol):
@@ -175,8 +193,13 @@ class _PriorCoordinates:
     that any extrapolated vector decodes to a positive definite precision.
     """
 
-    def __init__(self, prior, *, kind, learn_theta0, learn_gamma, squared):
-        self.kind = kind
+    def __init__(self, prior, *, structure, learn_theta0, learn_gamma, squared,
+                 ridge):
+        self.structure = structure
+        # the diagonal precision's shape is learned (else only its strength)
+        self.shape_learned = (structure.kind != "isotropic"
+                              or structure.shared is not None
+                              or bool(np.any(ridge > 0)))
         self.learn_theta0 = learn_theta0
         self.learn_gamma = learn_gamma
         self.squared = squared
@@ -188,10 +211,10 @@ class _PriorCoordinates:
         if self.squared:
             parts.append([np.log(max(prior.dispersion, np.finfo(float).tiny))])
         precision = prior.precision
-        if self.kind == "full":
+        if self.structure.full_precision:
             L = linalg.cholesky(precision, lower=True, check_finite=False)
             parts += [np.log(np.diag(L)), L[np.tril_indices(self.d, -1)]]
-        elif self.kind == "diagonal":
+        elif self.shape_learned:
             parts.append(np.log(precision))
         else:
             parts.append([np.log(prior.gamma)])
@@ -207,33 +230,41 @@ class _PriorCoordinates:
         dispersion = self.template.dispersion
         if self.squared:
             dispersion, at = float(np.exp(x[at])), at + 1
-        if self.kind == "full":
+        if self.structure.full_precision:
             L = np.zeros((d, d))
             L[np.diag_indices(d)] = np.exp(x[at:at + d])
             L[np.tril_indices(d, -1)] = x[at + d:]
             precision = L @ L.T
-        elif self.kind == "diagonal":
+        elif self.shape_learned:
             precision = np.exp(x[at:])
         else:
             precision = float(np.exp(x[at])) * self.template.shape
         strength, shape = split_strength(precision)
         gamma = strength if self.learn_gamma else self.template.gamma
         return Prior(theta0=np.array(theta0), shape=shape, gamma=gamma,
-                     dispersion=dispersion)
+                     dispersion=dispersion, ridge=self.template.ridge)
 
 
 class _Iteration:
     """One outer iteration: solve all tasks under a prior, propose the next."""
 
-    def __init__(self, solver, *, learn_theta0, kind, learn_gamma):
+    def __init__(self, solver, *, learn_theta0, structure, learn_gamma):
         batch, problem = solver.batch, solver.problem
         T = batch.n_tasks
         self.solver = solver
         self.learn_theta0 = learn_theta0
-        self.kind = kind
+        self.structure = structure
         self.learn_gamma = learn_gamma
-        self.learn_prior = kind != "isotropic" or learn_gamma
+        self.learn_prior = (structure.kind != "isotropic" or learn_gamma
+                            or structure.shared is not None)
         self.squared = problem.code == SQUARED
+        # the base penalty counts as part of a learned prior, except for wide
+        # tasks: there, in the directions no task's data reach, the prior
+        # mean's Newton step with the penalty included is a difference of
+        # nearly equal inverses (M^{-1} - A_t^{-1}), and only diagonals of
+        # the A_t^{-1} are at hand to guard it
+        self.ridge = (np.zeros(problem.n_params) if solver.diagonal
+                      else problem.lam2 * problem.l2w)
         scale = batch.task_weights() if problem.mean_loss else np.ones(T)
         # a task without weight carries no information; give it a neutral scale
         positive = scale > 0
@@ -248,31 +279,36 @@ class _Iteration:
 
     def solve(self, prior, theta, tol=INNER_TOL, solved_at=None):
         return self.solver.solve(
-            prior.theta0, prior.precision, theta,
+            prior.center, prior.precision, theta,
             inverse=("posterior" if self.learn_prior
                      else "sum" if self.learn_theta0 else None),
             inv_weight=1.0 / self.task_scale, tol=tol, solved_at=solved_at)
 
     def propose(self, prior, solutions):
-        """The next prior: Newton step on theta0, EM step on the rest."""
+        """The next prior: a Newton step on theta0 (the exact minimizer of the
+        joint objective for the current precision: shared coefficients move
+        there at once, where EM's average of pinned tasks would crawl), then
+        an EM step on the rest (empirical Bayes)."""
         theta = solutions.theta
         theta0 = prior.theta0
         if self.learn_theta0:
+            # the mean of the tasks' prior moves with the transfer term and,
+            # when it is part of the prior, the base penalty together
             theta0 = theta0 + newton_theta0_step(
-                theta, theta0, prior.precision, solutions.inv_sum,
+                theta, theta0, prior.combined_precision, solutions.inv_sum,
                 solutions.inverse_sum_times)
         if not self.learn_prior:
             return prior.with_theta0(theta0)
         return empirical_bayes_update(
-            prior, theta, theta0, solutions, kind=self.kind,
-            learn_gamma=self.learn_gamma, task_scale=self.task_scale,
+            prior.with_theta0(theta0), theta, solutions,
+            structure=self.structure, learn_gamma=self.learn_gamma,
+            ridge=self.ridge, task_scale=self.task_scale,
             total_weight=self.total_weight, squared=self.squared,
-            min_dispersion=self.min_dispersion,
-        ).with_theta0(theta0)
+            min_dispersion=self.min_dispersion)
 
 
-def fit_proximal(solver, prior, *, learn_theta0, kind, learn_gamma, max_iter, tol,
-                 verbose=0, theta=None, name="proximal"):
+def fit_proximal(solver, prior, *, learn_theta0, structure, learn_gamma, max_iter,
+                 tol, verbose=0, theta=None, name="proximal"):
     """Alternate exact task solves with prior updates until converged.
 
     Parameters
@@ -280,13 +316,17 @@ def fit_proximal(solver, prior, *, learn_theta0, kind, learn_gamma, max_iter, to
     solver : InnerSolver
     prior : Prior
         Starting prior; its ``theta0`` is kept when ``learn_theta0`` is False.
-    kind : {"isotropic", "diagonal", "full"}
+    structure : Structure
+        The shape the prior covariance may take (see :mod:`._structures`).
     learn_gamma : bool
     theta : ndarray of shape (n_tasks, n_params), default=None
         Warm start of the task parameters (default: ``theta0`` for all).
     """
-    step = _Iteration(solver, learn_theta0=learn_theta0, kind=kind,
+    step = _Iteration(solver, learn_theta0=learn_theta0, structure=structure,
                       learn_gamma=learn_gamma)
+    if step.learn_prior and learn_theta0 and np.any(step.ridge > 0):
+        # empirical Bayes: the base penalty is part of the tasks' prior
+        prior = replace(prior, ridge=step.ridge)
     T = solver.batch.n_tasks
     warm_prior = theta is None and (learn_theta0 or step.learn_prior) and (
         T >= _WARM_UP_FACTOR * _WARM_UP_TASKS)
@@ -300,7 +340,7 @@ def fit_proximal(solver, prior, *, learn_theta0, kind, learn_gamma, max_iter, to
                 warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             prior = fit_proximal(sub_solver, prior, learn_theta0=learn_theta0,
-                                 kind=kind, learn_gamma=learn_gamma,
+                                 structure=structure, learn_gamma=learn_gamma,
                                  max_iter=max_iter, tol=tol, name=name).prior
     if theta is None:
         theta = np.tile(prior.theta0, (T, 1))
@@ -387,9 +427,10 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
     moving even where the evidence keeps pushing a precision toward infinity
     along directions in which the tasks do not vary.
     """
-    coords = _PriorCoordinates(prior, kind=step.kind,
+    coords = _PriorCoordinates(prior, structure=step.structure,
                                learn_theta0=step.learn_theta0,
-                               learn_gamma=step.learn_gamma, squared=step.squared)
+                               learn_gamma=step.learn_gamma, squared=step.squared,
+                               ridge=step.ridge)
     state = {"n_iter": 0, "theta": theta, "prior": prior}
 
     def em_map(current):
@@ -452,6 +493,55 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
                        bool(done), state["objective"])
 
 
+def candidate_structures(prior, random_effects, problem, diagonal, single_task,
+                         gamma="auto"):
+    """The structures ``prior="auto"`` (or ``"lowrank"``) chooses among.
+
+    ``random_effects`` is None (every coefficient varies), ``"auto"`` (also
+    consider random intercepts only, the others shared) or a boolean mask of
+    the parameters that vary. Wide tasks (``diagonal``) allow neither full
+    nor low-rank priors; a single task allows nothing but the isotropic one.
+    """
+    d = problem.n_params
+    shared = None
+    if random_effects is not None and not isinstance(random_effects, str):
+        shared = ~np.asarray(random_effects, dtype=bool)
+    full_ok = not diagonal and d >= 3
+    ranks = [q for q in (1, 2) if q < d - 1] if prior == "auto" else [
+        q for q in (1, 2, 3) if q < d - 1] or [1]
+    if single_task or (not isinstance(gamma, str) and gamma == 0):
+        # nothing to compare: one task, or no transfer at all
+        return [Structure("isotropic", shared=None if gamma == 0 else shared)]
+    if prior == "lowrank":
+        if diagonal:
+            raise ValueError(
+                f"prior='lowrank' needs n_params x n_params matrices, and these "
+                f"tasks have n_params={d} (more than "
+                f"{FULL_INVERSE_MAX_PARAMS}): use prior='diagonal' or "
+                "'isotropic'.")
+        return [Structure("lowrank", rank=q, shared=shared) for q in ranks]
+    if prior != "auto":
+        if diagonal and prior == "full":
+            raise ValueError(
+                f"prior='full' needs n_params x n_params matrices, and these "
+                f"tasks have n_params={d} (more than "
+                f"{FULL_INVERSE_MAX_PARAMS}): use prior='diagonal' or "
+                "'isotropic'.")
+        return [Structure(prior, shared=shared)]
+    structures = [Structure("isotropic", shared=shared),
+                  Structure("diagonal", shared=shared)]
+    if full_ok:
+        structures.append(Structure("full", shared=shared))
+        structures += [Structure("lowrank", rank=q, shared=shared) for q in ranks]
+    p1 = problem.n_features + problem.fit_intercept
+    if (isinstance(random_effects, str) and problem.fit_intercept
+            and problem.n_features > 0):
+        intercepts = np.zeros(d, dtype=bool)
+        intercepts[p1 - 1::p1] = True
+        structures.append(Structure("isotropic", shared=~intercepts))
+    return structures
+
+
 class Proximal(MetaMethod):
     """``method="proximal"``: every task solved exactly, the prior re-estimated.
 
@@ -461,7 +551,8 @@ class Proximal(MetaMethod):
     """
 
     name = "proximal"
-    parameters = frozenset({"tol"})
+    parameters = frozenset({"tol", "random_effects"})
+    exact = True
     default_max_iter = 100
 
     def fit(self, batch, problem, prior_mean=None, *, single_task=False):
@@ -470,22 +561,78 @@ class Proximal(MetaMethod):
         theta0 = np.zeros(problem.n_params) if prior_mean is None else prior_mean
         s = self.settings
         learn_gamma = s.gamma == "auto"
-        prior = Prior.initial(theta0, s.prior, 1.0 if learn_gamma else s.gamma)
+        gamma = 1.0 if learn_gamma else s.gamma
         with InnerSolver(batch, problem, n_jobs=s.n_jobs) as solver:
-            if solver.diagonal and s.prior == "full":
-                raise ValueError(
-                    f"prior='full' needs n_params x n_params matrices, and "
-                    f"these tasks have n_params={problem.n_params} (more than "
-                    f"{FULL_INVERSE_MAX_PARAMS}): use prior='diagonal' or "
-                    "'isotropic'."
-                )
+            structures = candidate_structures(
+                s.prior, s.random_effects, problem, solver.diagonal, single_task,
+                s.gamma)
+            scores = {}
+            start = None
+            if len(structures) > 1:
+                structure, scores, start = self._select(
+                    batch, problem, structures, theta0, learn_theta0, gamma)
+            else:
+                structure = structures[0]
+            # from the prior the selection learned on part of the rows: the
+            # fit on all of them starts close to its end
             result = fit_proximal(
-                solver, prior, learn_theta0=learn_theta0, kind=s.prior,
+                solver, start or Prior.initial(theta0, structure, gamma),
+                learn_theta0=learn_theta0, structure=structure,
                 learn_gamma=learn_gamma, max_iter=self.max_iter, tol=s.tol,
                 verbose=s.verbose, name=self.name)
+        learned = learn_gamma or structure.kind != "isotropic" or (
+            structure.shared is not None)
         return MetaFit(result.prior.theta0, result.prior.shape,
-                       result.prior.gamma, result.theta, result.n_iter)
+                       result.prior.gamma, result.theta, result.n_iter,
+                       center=result.prior.center,
+                       combined_precision=result.prior.combined_precision,
+                       prior_kind=structure.name, prior_scores=scores,
+                       dispersion=result.prior.dispersion
+                       if learned and problem.code == SQUARED else None)
+
+    def _select(self, batch, problem, structures, theta0, learn_theta0, gamma):
+        """The structure that best predicts held-out rows of the training tasks.
+
+        Every ``HELD_OUT_EVERY``-th row of each task is held out; each
+        candidate prior is learned from the other rows, its tasks' models
+        predict the held-out ones, and the smallest total datafit loss on
+        them (log-loss, squared error, Poisson deviance: the base
+        estimator's own loss) wins. The score is what the models are for --
+        predictions within the tasks -- whatever the base estimator's
+        penalty, the noise or a misspecified likelihood, which an evidence
+        (marginal likelihood) would have to get right. On many tasks, the
+        comparison runs on a spread-out subset of ``SELECTION_TASKS``.
+        Returns the structure, every candidate's score (the mean held-out
+        loss per unit of weight; smaller is better), and the chosen
+        candidate's prior. The selection is made to a tolerance of at least
+        ``SELECTION_TOL``: it only has to tell the structures apart.
+        """
+        s = self.settings
+        T = batch.n_tasks
+        if T > SELECTION_TASKS:
+            batch = batch.subset(
+                np.linspace(0, T - 1, SELECTION_TASKS).round().astype(np.intp))
+        kept, held_out = batch.split_rows(HELD_OUT_EVERY)
+        total_weight = max(float(held_out.sw.sum()), np.finfo(float).tiny)
+        scores = {}
+        best = best_prior = None
+        with InnerSolver(kept, problem, n_jobs=s.n_jobs) as solver, \
+                warnings.catch_warnings():
+            # a candidate that did not converge is still scored as it is
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            for structure in structures:
+                result = fit_proximal(
+                    solver, Prior.initial(theta0, structure, gamma),
+                    learn_theta0=learn_theta0, structure=structure,
+                    learn_gamma=s.gamma == "auto", max_iter=self.max_iter,
+                    tol=max(s.tol, SELECTION_TOL), name=self.name)
+                loss = datafit_losses(held_out, problem, result.theta).sum()
+                score = float(loss) / total_weight
+                scores[structure.name] = score
+                if best is None or score < scores[best.name]:
+                    best, best_prior = structure, result.prior
+        return best, scores, best_prior
 
     def adapt(self, batch, problem, fitted):
-        return solve_exactly(batch, problem, fitted.theta0, fitted.precision,
+        return solve_exactly(batch, problem, fitted.center, fitted.precision,
                              n_jobs=self.settings.n_jobs)

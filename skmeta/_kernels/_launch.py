@@ -1,0 +1,57 @@
+"""What the two call layers share: ``_calls`` (linear models) and
+``_network_calls`` (networks) launch kernels on numba's threads the same
+way and return the same result type for unrolled inner loops.
+
+Kept apart from both so that ``_calls``, which hands a network's problem to
+``_network_calls``, and ``_network_calls`` do not import each other.
+"""
+
+import threading
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+# numba's "workqueue" threading layer (its fallback where OpenMP and TBB are
+# missing) aborts the process when two threads launch parallel kernels at
+# once; skmeta's own worker threads therefore take turns.
+_PARALLEL_LAUNCH = threading.Lock()
+
+
+def run_chunked(serial, parallel, n_chunks, *args):
+    """``parallel(n_chunks, *args)`` on ``n_chunks`` of numba's threads.
+
+    ``serial(0, 1, *args)``, all in one chunk (same results), for a single
+    chunk or while another thread holds numba's thread pool.
+    """
+    if n_chunks < 2 or not _PARALLEL_LAUNCH.acquire(blocking=False):
+        return serial(0, 1, *args)
+    try:
+        previous = numba.get_num_threads()
+        if previous == n_chunks:
+            return parallel(n_chunks, *args)
+        numba.set_num_threads(n_chunks)
+        try:
+            return parallel(n_chunks, *args)
+        finally:
+            numba.set_num_threads(previous)
+    finally:
+        _PARALLEL_LAUNCH.release()
+
+
+@dataclass
+class UnrollResult:
+    """Adapted parameters and query losses; meta-gradients, per block and summed.
+
+    ``loss_sum`` is the sum of ``query_loss``, ``grad_theta0`` and
+    ``grad_alpha`` the sums over blocks (block order) of the ``*_blocks``.
+    """
+
+    theta: np.ndarray
+    query_loss: np.ndarray
+    grad_theta0_blocks: np.ndarray
+    grad_alpha_blocks: np.ndarray
+    loss_sum: float
+    grad_theta0: np.ndarray
+    grad_alpha: np.ndarray
+

@@ -1,0 +1,245 @@
+"""The learned prior: its structure chosen from the data, predictive uncertainty.
+
+Generated tasks whose truth is known: the structure ``prior="auto"``
+selects must be the one the tasks were drawn from, the posterior predictive
+spread must equal its closed form for ridge regression, and 90% intervals
+on new few-shot tasks must cover 86-94% of their targets.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import (
+    ElasticNet,
+    Lasso,
+    LinearRegression,
+    LogisticRegression,
+    PoissonRegressor,
+    Ridge,
+)
+
+from skmeta import MetaClassifier, MetaRegressor
+
+
+def linear_tasks(n_tasks, n_rows, covariance, *, noise=0.5, seed=0,
+                 mean=None):
+    """Tasks ``y = X theta_t + N(0, noise^2)``, ``theta_t ~ N(mean, covariance)``.
+
+    The last parameter is the intercept.
+    """
+    rng = np.random.default_rng(seed)
+    d = covariance.shape[0]
+    mean = np.linspace(-1.0, 1.0, d) if mean is None else mean
+    theta = rng.multivariate_normal(mean, covariance, size=n_tasks)
+    X = rng.normal(size=(n_tasks * n_rows, d - 1))
+    tasks = np.repeat(np.arange(n_tasks), n_rows)
+    y = np.einsum("ij,ij->i", X, theta[tasks, :-1]) + theta[tasks, -1]
+    return X, y + noise * rng.normal(size=y.shape), tasks, theta
+
+
+# --------------------------------------------------------------------------
+# the structure of the prior, chosen by held-out rows
+# --------------------------------------------------------------------------
+def test_random_intercept_truth_selects_random_intercepts():
+    covariance = np.diag([1e-8, 1e-8, 1e-8, 1.0])  # only intercepts vary
+    X, y, tasks, _ = linear_tasks(150, 12, covariance, seed=1)
+    meta = MetaRegressor(LinearRegression()).fit(X, y, tasks=tasks)
+    assert meta.prior_kind_ == "isotropic on 1 random effects"
+    assert meta.prior_scores_[meta.prior_kind_] == min(meta.prior_scores_.values())
+    # the slopes are shared: every task has the same, the prior mean's
+    slopes = meta.task_params_[:, :-1]
+    assert np.ptp(slopes, axis=0).max() < 1e-3 * np.abs(slopes).max()
+
+
+def test_low_rank_truth_selects_a_factor_prior():
+    rng = np.random.default_rng(2)
+    d = 13
+    direction = rng.normal(size=d)
+    covariance = 2.0 * np.outer(direction, direction) / (direction @ direction)
+    covariance += 1e-4 * np.eye(d)
+    X, y, tasks, _ = linear_tasks(120, 16, covariance, seed=3)
+    meta = MetaRegressor(LinearRegression()).fit(X, y, tasks=tasks)
+    assert meta.prior_kind_.startswith("lowrank")
+    # the learned covariance has one dominant direction, the true one
+    w, V = np.linalg.eigh(np.linalg.inv(meta.prior_precision_))
+    assert w[-1] > 10 * w[-2]
+    assert abs(V[:, -1] @ direction) / np.linalg.norm(direction) > 0.99
+
+
+def test_explicit_structures_and_random_effects():
+    X, y, tasks, _ = linear_tasks(40, 10, 0.3 * np.eye(3), seed=4)
+    for prior in ("isotropic", "diagonal", "full"):
+        meta = MetaRegressor(LinearRegression(), prior=prior).fit(
+            X, y, tasks=tasks)
+        assert meta.prior_kind_ == prior
+        assert meta.prior_scores_ == {}
+    meta = MetaRegressor(LinearRegression(), prior="lowrank").fit(
+        X, y, tasks=tasks)
+    assert meta.prior_kind_ == "lowrank-1"  # the only rank below d - 1 = 2
+    # random effects by position and by name; the others are shared
+    import pandas as pd
+
+    frame = pd.DataFrame(X, columns=["a", "b"])
+    by_name = MetaRegressor(LinearRegression(), prior="diagonal",
+                            random_effects=["b", "intercept"]).fit(
+        frame, y, tasks=tasks)
+    by_position = MetaRegressor(LinearRegression(), prior="diagonal",
+                                random_effects=[1, "intercept"]).fit(
+        X, y, tasks=tasks)
+    assert by_name.prior_kind_ == "diagonal on 2 random effects"
+    assert_allclose(by_name.task_params_, by_position.task_params_)
+    spread = np.ptp(by_name.task_params_, axis=0)
+    assert spread[0] < 1e-3 * spread[1:].min()
+    with pytest.raises(ValueError, match="not a feature"):
+        MetaRegressor(random_effects=["c"]).fit(frame, y, tasks=tasks)
+    with pytest.raises(ValueError, match="out of range"):
+        MetaRegressor(random_effects=[5]).fit(X, y, tasks=tasks)
+    with pytest.raises(ValueError, match="empty"):
+        MetaRegressor(random_effects=[]).fit(X, y, tasks=tasks)
+
+
+def test_wide_tasks_leave_out_matrix_priors():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(20 * 4, 600))
+    tasks = np.repeat(np.arange(20), 4)
+    y = X[:, 0] + rng.normal(size=80)
+    meta = MetaRegressor(Ridge()).fit(X, y, tasks=tasks)
+    assert set(meta.prior_scores_) == {"isotropic", "diagonal",
+                                       "isotropic on 1 random effects"}
+
+
+# --------------------------------------------------------------------------
+# predictive uncertainty
+# --------------------------------------------------------------------------
+def test_predictive_std_is_the_closed_form_of_ridge_under_a_fixed_prior():
+    X, y, tasks, _ = linear_tasks(8, 15, 0.2 * np.eye(4), seed=6)
+    alpha, gamma = 0.7, 2.0
+    meta = MetaRegressor(Ridge(alpha=alpha), gamma=gamma,
+                         prior="isotropic").fit(X, y, tasks=tasks)
+    Z = np.column_stack([X, np.ones(len(y))])
+    D = np.diag([alpha] * 3 + [0.0]) + gamma * np.eye(4)
+    # the noise variance: residuals over the rows less the fitted dof
+    rss, dof = 0.0, 0.0
+    covs = []
+    for t in range(8):
+        Zt = Z[tasks == t]
+        A_inv = np.linalg.inv(Zt.T @ Zt + D)
+        rss += np.sum((y[tasks == t] - Zt @ meta.task_params_[t]) ** 2)
+        dof += np.trace(Zt.T @ Zt @ A_inv)
+        covs.append(A_inv)
+    phi = rss / (len(y) - dof)
+    assert meta.noise_variance_ == pytest.approx(phi, rel=1e-8)
+    Xq = np.random.default_rng(7).normal(size=(5, 3))
+    Zq = np.column_stack([Xq, np.ones(5)])
+    for t in (0, 5):
+        mean, std = meta.predict(Xq, tasks=np.full(5, t), return_std=True)
+        expected = np.sqrt(np.einsum("ij,jk,ik->i", Zq, phi * covs[t], Zq)
+                           + phi)
+        assert_allclose(std, expected, rtol=1e-7)
+        assert_allclose(mean, Zq @ meta.task_params_[t], rtol=1e-10)
+        assert_allclose(meta.task_posterior_cov(t), phi * covs[t], rtol=1e-7)
+    # an unseen task: the prior's spread, wider than a seen task's
+    _, unseen = meta.predict(Xq, tasks=np.full(5, 99), return_std=True)
+    expected = np.sqrt(np.einsum("ij,ij->i", Zq, Zq) * phi / gamma + phi)
+    assert_allclose(unseen, expected, rtol=1e-7)
+    assert np.all(unseen > std)
+
+
+@pytest.mark.parametrize("base", [LinearRegression(), Ridge(alpha=1.0)],
+                         ids=["unpenalized", "ridge"])
+def test_intervals_on_new_few_shot_tasks_are_calibrated(base):
+    covariance = np.diag([0.4, 0.3, 0.2, 1.0])
+    X, y, tasks, _ = linear_tasks(300, 20, covariance, seed=8)
+    meta = MetaRegressor(base).fit(X, y, tasks=tasks)
+    # new tasks from the same population: 5 rows to adapt, 20 to score
+    Xn, yn, tn, _ = linear_tasks(300, 25, covariance, seed=9)
+    tn = tn + 1000
+    position = np.arange(len(yn)) % 25
+    support, query = position < 5, position >= 5
+    meta.partial_fit(Xn[support], yn[support], tasks=tn[support])
+    mean, std = meta.predict(Xn[query], tasks=tn[query], return_std=True)
+    coverage = np.mean(np.abs(yn[query] - mean) <= 1.6449 * std)
+    assert 0.86 <= coverage <= 0.94, coverage
+
+
+def test_poisson_predictive_std_adds_the_parameters_spread():
+    rng = np.random.default_rng(10)
+    X = rng.normal(size=(300, 2))
+    tasks = np.repeat(np.arange(30), 10)
+    y = rng.poisson(np.exp(0.3 * X[:, 0] + 0.5))
+    meta = MetaRegressor(PoissonRegressor(alpha=0.1)).fit(X, y, tasks=tasks)
+    mean, std = meta.predict(X[:20], tasks=tasks[:20], return_std=True)
+    # at least the Poisson noise of the plug-in mean, a little more
+    assert np.all(std > np.sqrt(mean))
+    assert np.all(std < 1.5 * np.sqrt(mean) + 1.0)
+
+
+def test_no_posterior_for_the_unrolled_methods():
+    X, y, tasks, _ = linear_tasks(10, 8, 0.2 * np.eye(3), seed=11)
+    meta = MetaRegressor(method="maml", max_iter=5).fit(X, y, tasks=tasks)
+    with pytest.raises(ValueError, match="posterior covariances"):
+        meta.predict(X, tasks=tasks, return_std=True)
+
+
+# --------------------------------------------------------------------------
+# one task is the base estimator; no silent nonsense
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("base", [Ridge(), LinearRegression(), Lasso(alpha=0.1),
+                                  ElasticNet(alpha=0.1), PoissonRegressor()],
+                         ids=lambda est: type(est).__name__)
+def test_a_fit_without_tasks_is_the_base_estimators_own(base):
+    rng = np.random.default_rng(12)
+    X = rng.normal(size=(60, 3))
+    y = rng.poisson(np.exp(0.2 * X[:, 0] + 1.0)).astype(float)
+    meta = MetaRegressor(base).fit(X, y)
+    own = base.set_params(**({"tol": 1e-12, "max_iter": 10000}
+                             if "max_iter" in base.get_params() else {})).fit(X, y)
+    assert_allclose(meta.task_params_[0],
+                    np.r_[own.coef_, own.intercept_], rtol=1e-5, atol=1e-7)
+    assert meta.gamma_ == 0.0
+
+
+def test_a_classifier_without_tasks_is_the_base_estimators_own():
+    rng = np.random.default_rng(13)
+    X = rng.normal(size=(80, 3))
+    y = (X[:, 0] + rng.logistic(size=80) > 0).astype(int)
+    meta = MetaClassifier().fit(X, y)
+    own = LogisticRegression(tol=1e-12, max_iter=10000).fit(X, y)
+    assert_allclose(meta.task_params_[0], np.r_[own.coef_[0], own.intercept_],
+                    rtol=1e-5)
+
+
+def test_tasks_with_nothing_to_bound_them_warn():
+    rng = np.random.default_rng(14)
+    X = rng.normal(size=(40, 2))
+    tasks = np.repeat(np.arange(4), 10)
+    y = (X[:, 0] > 0).astype(int)
+    y[tasks == 2] = 1
+    with pytest.warns(UserWarning, match=r"tasks \[2\] hold a single class"):
+        MetaClassifier(LogisticRegression(C=np.inf), gamma=0.0).fit(
+            X, y, tasks=tasks)
+    counts = rng.poisson(2.0, size=40).astype(float)
+    counts[tasks == 1] = 0.0
+    with pytest.warns(UserWarning, match=r"tasks \[1\] hold all-zero counts"):
+        MetaRegressor(PoissonRegressor(alpha=0.0), gamma=0.0).fit(
+            X, counts, tasks=tasks)
+    # a prior bounds them: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        MetaClassifier(LogisticRegression(C=np.inf), gamma=1.0).fit(
+            X, y, tasks=tasks)
+
+
+def test_a_diverging_meta_training_stops_with_the_last_finite_prior():
+    X, y, tasks, _ = linear_tasks(10, 12, 0.2 * np.eye(3), seed=15)
+    y = 1e6 * y
+    with pytest.warns(ConvergenceWarning, match="diverged at meta-iteration"):
+        meta = MetaRegressor(LinearRegression(), method="maml", gamma=1.0,
+                             inner_lr=5.0, inner_steps=300,
+                             max_iter=200).fit(X, y, tasks=tasks)
+    assert np.all(np.isfinite(meta.meta_params_))
+    assert np.all(np.isfinite(meta.task_params_))
+    assert meta.n_iter_ < 200
