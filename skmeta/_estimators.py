@@ -18,6 +18,7 @@ from sklearn.base import (
     _fit_context,
     clone,
 )
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils import get_tags
@@ -304,6 +305,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         method.check(settings)
         fitted = self._fit_method(method, family, problem, rows, prior_mean)
         if method is not adaptation:
+            fitted = self._own_fit(base, family, fitted, X, y, sample_weight)
             fitted = adaptation.single_task_fit(fitted, problem)
         self._check_finite(fitted)
         # the fitted models are those of this base estimator, whatever
@@ -320,9 +322,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         elif hasattr(self, "inner_lr_"):
             del self.inner_lr_  # from an earlier fit with another method
         self._adaptation = (int(fitted.inner_steps), bool(fitted.auto_step))
-        # where the transfer term pulls (meta_params_ unless the base penalty
-        # is part of a learned prior)
-        self._transfer_center = fitted.center
+        self.transfer_center_ = fitted.center
         self.prior_kind_ = fitted.prior_kind
         self.prior_scores_ = dict(fitted.prior_scores or {})
         self._store_posteriors(family, rows, problem, fitted, adaptation)
@@ -386,6 +386,30 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
             mask[k * p1 + np.asarray(columns)] = True
         return mask
 
+    def _own_fit(self, base, family, fitted, X, y, sample_weight):
+        """``fitted`` (one task, nothing to transfer) with the parameters of
+        the base estimator's own fit on the same rows.
+
+        The two solve one problem, but to their own solvers' tolerances; the
+        promise is the base estimator's fit, not an approximation of it.
+        """
+        if type(base) not in family.prior_types or not self._plain_rows():
+            return fitted
+        with warnings.catch_warnings():
+            # the solve above already warned about what this one would
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            own = clone(base).fit(X, y, sample_weight=sample_weight)
+        classes = getattr(self, "classes_", None)
+        if classes is not None and not np.array_equal(own.classes_, classes):
+            return fitted  # classes declared to partial_fit but absent here
+        theta = family.params_from(own, X.shape[1], classes)
+        return replace(fitted, theta=theta[None, :], theta0=theta, center=theta)
+
+    def _plain_rows(self):
+        """Whether every row is an ordinary labeled row of the base
+        estimator (not so for a classifier's unlabeled rows)."""
+        return True
+
     def _fit_method(self, method, family, problem, rows, prior_mean):
         """The method fitted on ``rows`` (a :class:`TaskRows`): a ``MetaFit``."""
         batch = self._task_batch(family, rows)
@@ -408,7 +432,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                        self.task_params_, self.n_iter_,
                        inner_lr=getattr(self, "inner_lr_", None),
                        inner_steps=inner_steps, auto_step=auto_step,
-                       center=self._transfer_center)
+                       center=self.transfer_center_)
 
     def _given_prior_mean(self, family, n_features):
         """The prior mean of ``prior_estimator`` (parameter transfer), or None."""
@@ -818,8 +842,10 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         support), drawn anew at every meta-iteration; ``"imaml"``, ``"maml"``
         and ``"metasgd"`` only (Reptile adapts on all rows).
     max_iter : int, default=None
-        Maximum number of outer iterations of ``"proximal"`` (default 100),
-        or number of meta-iterations of the other methods (default 500).
+        Maximum number of outer iterations of ``"proximal"`` (default 300;
+        a fixed prior converges in a few, a learned one may crawl where the
+        tasks barely differ), or number of meta-iterations of the other
+        methods (default 500).
     tol : float in [0, 1), default=1e-4
         ``"proximal"``: stop when the prior mean and the task models change by
         less than ``tol`` (relative to their magnitude, or absolute below 1)
@@ -875,6 +901,13 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     prior_precision_ : ndarray of shape (n_params,) or (n_params, n_params)
         Precision ``gamma_ * prior_shape_`` of the transfer term (its
         diagonal unless ``prior="full"``).
+    transfer_center_ : ndarray of shape (n_params,)
+        Where the transfer term pulls: ``meta_params_``, except under a prior
+        learned by ``method="proximal"`` with a base estimator whose own l2
+        penalty then counts as part of the prior (see the user guide); the
+        tasks' parameters are then centred on ``meta_params_`` by the two
+        terms together, and ``adapt`` solves ``L + lambda R + gamma/2 (theta -
+        transfer_center_)' Lambda (theta - transfer_center_)``.
     prior_shape_ : ndarray of shape (n_params,) or (n_params, n_params)
         The shape ``Lambda`` of that precision, with unit determinant (its
         diagonal unless ``prior="full"``).
@@ -1042,6 +1075,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         return LogisticRegression() if self.estimator is None else self.estimator
 
     # ------------------------------------------------------- unlabeled rows
+    def _plain_rows(self):
+        return not self._marks_unlabeled(fitted=False)
+
     def _marks_unlabeled(self, fitted):
         """Whether ``y == -1`` marks unlabeled rows: as ``unlabeled_weight``
         says while fitting, as the last fit had it afterward (``fitted``)."""
@@ -1344,7 +1380,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         Share of each training task's rows used as query; see
         :class:`MetaClassifier`.
     max_iter : int, default=None
-        Outer iterations of ``"proximal"`` (default 100), meta-iterations of
+        Outer iterations of ``"proximal"`` (default 300), meta-iterations of
         the other methods (default 500).
     tol : float in [0, 1), default=1e-4
         Relative tolerance of ``"proximal"`` on the change of the prior mean
@@ -1369,6 +1405,13 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
     prior_precision_ : ndarray of shape (n_params,) or (n_params, n_params)
         Precision ``gamma_ * prior_shape_`` of the transfer term (its
         diagonal unless ``prior="full"``).
+    transfer_center_ : ndarray of shape (n_params,)
+        Where the transfer term pulls: ``meta_params_``, except under a prior
+        learned by ``method="proximal"`` with a base estimator whose own l2
+        penalty then counts as part of the prior (see the user guide); the
+        tasks' parameters are then centred on ``meta_params_`` by the two
+        terms together, and ``adapt`` solves ``L + lambda R + gamma/2 (theta -
+        transfer_center_)' Lambda (theta - transfer_center_)``.
     prior_shape_ : ndarray of shape (n_params,) or (n_params, n_params)
         The shape ``Lambda`` of that precision, with unit determinant.
     gamma_ : float
@@ -1564,7 +1607,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
             return None
         batch = self._task_batch(self._fitted_family(), rows)
         covariances, _ = posterior_covariances(
-            batch, self._problem(), self._transfer_center, self.prior_precision_,
+            batch, self._problem(), self.transfer_center_, self.prior_precision_,
             theta, dispersion=self.noise_variance_, n_jobs=self.n_jobs)
         return covariances
 

@@ -172,9 +172,12 @@ class _Bilevel(MetaMethod):
     def transfer_strength(self, batch, problem, prior_mean):
         """``gamma``, or with ``gamma="auto"`` its empirical-Bayes estimate.
 
-        The strength of an isotropic prior learned by ``method="proximal"``
-        on the same tasks: how strongly the tasks' data say that their
-        parameters cluster.
+        The strength of an isotropic prior centred on the prior mean, learned
+        by ``method="proximal"`` on the same tasks: how strongly the tasks'
+        data say that their parameters cluster. The prior is the transfer
+        term alone, as this method's is, beside the base penalty (proximal's
+        own learned prior includes that penalty and is centred elsewhere; its
+        transfer part would be too weak here).
         """
         s = self.settings
         if s.gamma != "auto":
@@ -184,7 +187,9 @@ class _Bilevel(MetaMethod):
         # the proximal method's own iteration count, not the meta-iterations
         settings = replace(s, prior="isotropic", random_effects=None,
                            max_iter=None)
-        return Proximal(settings).fit(batch, problem, prior_mean).gamma
+        proximal = Proximal(settings)
+        proximal.count_penalty = False
+        return proximal.fit(batch, problem, prior_mean).gamma
 
     def single_task_fit(self, fitted, problem):
         s = self.settings
