@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # it is missing and `make test` after `make demo` does not reinstall.
 STAMP := $(VENV)/.skmeta-installed
 
-.PHONY: demo test doc bench bench-torch clean
+.PHONY: demo test doc bench bench-torch bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,16 @@ $(STAMP)-bench: $(STAMP)-tests
 
 bench-torch: $(STAMP)-bench
 	$(BIN)/python benchmarks/bench_maml_torch.py
+
+# statsmodels, GPBoost and LightGBM, pinned in the "peers" extra, are
+# benchmark-only dependencies too. BENCH_PEERS_ARGS=--quick for a short run.
+BENCH_PEERS_ARGS ?=
+$(STAMP)-peers: $(STAMP)-base
+	$(BIN)/python -m pip install -e ".[peers]"
+	touch $@
+
+bench-peers: $(STAMP)-peers
+	$(BIN)/python benchmarks/bench_peers.py --csv benchmarks/bench_peers.csv $(BENCH_PEERS_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info doc/_build doc/auto_examples doc/generated

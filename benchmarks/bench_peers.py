@@ -390,8 +390,8 @@ PEERS = {
                        ("gaussian",), _MixedLM, True),
     "bayesglmm-ri": ("statsmodels BinomialBayesMixedGLM, random intercept",
                      ("binary",), _BayesGLMM, False),
-    "bayesglmm-slopes": ("statsmodels BinomialBayesMixedGLM, random intercept + "
-                         "slopes", ("binary",), _BayesGLMM, True),
+    "bayesglmm-slopes": ("statsmodels BinomialBayesMixedGLM, random intercept + slopes",
+                         ("binary",), _BayesGLMM, True),
     "gpboost-ri": ("GPBoost GPModel, random intercept", ("gaussian", "binary"),
                    _GPBoost, False),
     "gpboost-slopes": ("GPBoost GPModel, random intercept + coefficients",
@@ -407,7 +407,8 @@ def _peer_job(conn, name, family, options, job):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 1)           # GPBoost prints to the C stdout
         _, _, kind, slopes = PEERS[name]
-        with threadpool_limits(limits=1), warnings.catch_warnings(record=True) as caught:
+        with (threadpool_limits(limits=1),
+              warnings.catch_warnings(record=True) as caught):
             warnings.simplefilter("always")
             peer = kind(family, slopes, options["slope_columns"], options["n_jobs"],
                         options["n_codes"])
@@ -429,7 +430,7 @@ def _peer_job(conn, name, family, options, job):
                              for w in caught)
         conn.send({"status": "ok", "seconds": seconds, "pred": pred, "adapt": adapt,
                    "notes": peer.notes + list(seen)})
-    except Exception as exc:  # reported in the table, not raised
+    except Exception as exc:  # noqa: BLE001 -- reported in the table, not raised
         conn.send({"status": "error", "message": f"{type(exc).__name__}: {exc}"[:200]})
 
 
@@ -565,7 +566,8 @@ def run_local(split, repeat, shots, n_jobs):
             if family == "binary" and np.unique(ys).size < 2:
                 return None
             return clone(base).fit(Xs, ys)
-        add_curve(f"{BASE_NAMES[family]} per task", new_task_curve(split, shots, per_task),
+        add_curve(f"{BASE_NAMES[family]} per task",
+                  new_task_curve(split, shots, per_task),
                   note="one class in the support rows")
 
     for label, params, base_kind in SKMETA_CONFIGS:
@@ -599,7 +601,7 @@ def run_peers(split, repeat, peers, shots, args, blocked):
         if family not in families:
             continue
 
-        def add(phase, k=0, score=None, seconds=float("nan"), **kw):
+        def add(phase, k=0, score=None, seconds=float("nan"), label=label, **kw):
             s1, s2 = score if score is not None else (float("nan"), None)
             records.append(Record(split.name, family, split.n_groups, repeat, label,
                                   phase, k, s1, float("nan") if s2 is None else s2,
@@ -760,7 +762,8 @@ def adapt_table(records, dataset, shots):
             cell = status_cell(group)
             if cell is None:
                 score = np.mean([r.score for r in group])
-                cell = f"{score:.3f} · {fmt_seconds(np.median([r.seconds for r in group]))}"
+                seconds = np.median([r.seconds for r in group])
+                cell = f"{score:.3f} · {fmt_seconds(seconds)}"
                 notes += [f"{method}, k={k}: {r.note}" for r in group if r.note
                           and r.note != "no adaptation"]
             cells.append(cell)
@@ -839,7 +842,8 @@ def main(argv=None):
                              "pip install -e '.[peers]', or leave it out with "
                              "--peers.") from None
     print(f"Python {platform.python_version()}, {versions()}; "
-          f"{args.n_jobs} thread(s) per library; {time.strftime('%Y-%m-%d %H:%M %Z')}")
+          f"{args.n_jobs} thread(s) per library; {time.strftime('%Y-%m-%d %H:%M %Z')}; "
+          f"load average {os.getloadavg()[1]:.1f} on {os.cpu_count()} cores")
     with threadpool_limits(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         print(f"skmeta warm-up (compilation or numba cache): "
@@ -868,6 +872,8 @@ def main(argv=None):
             print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
     if args.csv:
         write_csv(records, args.csv)
+    print(f"done {time.strftime('%H:%M %Z')}; load average over the last 15 min "
+          f"{os.getloadavg()[2]:.1f}")
     print()
     for family in args.families:
         print(f"## Fit on the training tasks: {family}\n")
