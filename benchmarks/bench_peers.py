@@ -691,17 +691,36 @@ def fmt_seconds(s):
     return f"{s:.3g} s"
 
 
-def status_cell(group):
-    statuses = {r.status for r in group}
-    if statuses == {"ok"}:
-        return None
+class Footnotes:
+    """Numbered notes under a table, each text once."""
+
+    def __init__(self):
+        self.texts = {}
+
+    def ref(self, text):
+        return f"[{self.texts.setdefault(text, len(self.texts) + 1)}]"
+
+    def lines(self):
+        return [f"* [{n}] {text}" for text, n in self.texts.items()]
+
+
+def status_cell(group, notes):
+    """None when every record is ok, else the first problem, with its note."""
     bad = [r for r in group if r.status != "ok"]
-    return f"{bad[0].status}: {bad[0].note}" if bad[0].note else bad[0].status
+    if not bad:
+        return None
+    return f"{bad[0].status} {notes.ref(bad[0].note)}" if bad[0].note else bad[0].status
 
 
-def aggregate(records, school):
-    """One cell per (score, time): mean (± std over School's splits)."""
-    cell = status_cell(records)
+def warning_refs(group, notes):
+    texts = dict.fromkeys(r.note for r in group
+                          if r.note and r.note != "no adaptation")
+    return "".join(" " + notes.ref(text) for text in texts)
+
+
+def aggregate(records, school, notes):
+    """Score and time cells: mean (± std over School's splits), median time."""
+    cell = status_cell(records, notes)
     if cell is not None:
         return cell, "–"
     scores = np.array([r.score for r in records])
@@ -712,6 +731,7 @@ def aggregate(records, school):
         second = np.array([r.score2 for r in records])
         if np.all(np.isfinite(second)):
             score += f" / {second.mean():.3f}"
+    score += warning_refs(records, notes)
     return score, fmt_seconds(float(np.median([r.seconds for r in records])))
 
 
@@ -719,56 +739,66 @@ def method_order(records):
     return list(dict.fromkeys(r.method for r in records))
 
 
+def markdown(head, rows, notes):
+    lines = ["| " + " | ".join(head) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in rows]
+    footnotes = notes.lines()
+    return "\n".join(lines + ([""] + footnotes if footnotes else []))
+
+
 def fit_table(records, family):
     fits = [r for r in records if r.family == family and r.phase == "fit"]
-    datasets = list(dict.fromkeys(r.dataset for r in fits))
     if not fits:
         return ""
+    datasets = list(dict.fromkeys(r.dataset for r in fits))
     metric = "ROC AUC / accuracy" if family == "binary" else "R²"
     head = ["method"]
     for d in datasets:
         head += [("explained variance" if d == "school" else metric) + f" {d}",
                  f"fit {d}"]
-    lines = ["| " + " | ".join(head) + " |",
-             "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
-    notes = []
+    notes, rows = Footnotes(), []
     for method in method_order(fits):
         cells = [method]
         for d in datasets:
             group = [r for r in fits if r.method == method and r.dataset == d]
-            if not group:
-                cells += ["n/a", "–"]
-                continue
-            cells += list(aggregate(group, d == "school"))
-            for r in group:
-                if r.status == "ok" and r.note:
-                    notes.append(f"{method}, {d}, repeat {r.repeat}: {r.note}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines + [""] + [f"* {n}" for n in dict.fromkeys(notes)])
+            cells += aggregate(group, d == "school", notes) if group else ["n/a", "–"]
+        rows.append(cells)
+    return markdown(head, rows, notes)
 
 
-def adapt_table(records, dataset, shots):
-    rows = [r for r in records if r.dataset == dataset and r.phase == "adapt"]
-    if not rows:
+def adapt_table(records, dataset):
+    adapt = [r for r in records if r.dataset == dataset and r.phase == "adapt"]
+    if not adapt:
         return ""
-    head = ["method"] + [f"k={k}" for k in shots]
-    lines = ["| " + " | ".join(head) + " |",
-             "|" + "|".join(["---"] + ["---:"] * len(shots)) + "|"]
-    notes = []
-    for method in method_order(rows):
+    shots = sorted({r.k for r in adapt})
+    notes, rows = Footnotes(), []
+    for method in method_order(adapt):
         cells = [method]
         for k in shots:
-            group = [r for r in rows if r.method == method and r.k == k]
-            cell = status_cell(group)
+            group = [r for r in adapt if r.method == method and r.k == k]
+            cell = status_cell(group, notes)
             if cell is None:
                 score = np.mean([r.score for r in group])
                 seconds = np.median([r.seconds for r in group])
-                cell = f"{score:.3f} · {fmt_seconds(seconds)}"
-                notes += [f"{method}, k={k}: {r.note}" for r in group if r.note
-                          and r.note != "no adaptation"]
+                cell = (f"{score:.3f} · {fmt_seconds(seconds)}"
+                        + warning_refs(group, notes))
             cells.append(cell)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines + [""] + [f"* {n}" for n in dict.fromkeys(notes)])
+        rows.append(cells)
+    return markdown(["method"] + [f"k={k}" for k in shots], rows, notes)
+
+
+def print_tables(records):
+    for family in dict.fromkeys(r.family for r in records):
+        print(f"## Fit on the training tasks: {family}\n")
+        print(fit_table(records, family))
+        print()
+    for dataset in dict.fromkeys(r.dataset for r in records):
+        table = adapt_table(records, dataset)
+        if table:
+            print(f"## New tasks, {dataset}: score · time at k support rows\n")
+            print(table)
+            print()
 
 
 def write_csv(records, path):
@@ -778,6 +808,14 @@ def write_csv(records, path):
         writer.writerow(names)
         for r in records:
             writer.writerow([getattr(r, n) for n in names])
+
+
+def read_csv(path):
+    fields = Record.__dataclass_fields__
+    with open(path, newline="") as handle:
+        return [Record(**{name: fields[name].type(value) if fields[name].type in
+                          (int, float) else value for name, value in row.items()})
+                for row in csv.DictReader(handle)]
 
 
 # -------------------------------------------------------------------- main
@@ -807,6 +845,8 @@ def parse_args(argv):
     parser.add_argument("--n-jobs", type=int, default=1,
                         help="threads of every library")
     parser.add_argument("--csv", help="write every measurement to this CSV file")
+    parser.add_argument("--from-csv", help="print the tables of a CSV written "
+                        "by --csv, without running anything")
     parser.add_argument("--quick", action="store_true",
                         help="100 tasks, 2 School splits, 20 new tasks, k = 1, "
                         "5, 20, 30 s timeout, 10 s refit budget")
@@ -832,6 +872,9 @@ def versions():
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.from_csv:
+        print_tables(read_csv(args.from_csv))
+        return
     for name in args.peers:
         module = {"mixedlm": "statsmodels", "bayesglmm": "statsmodels",
                   "gpboost": "gpboost", "lightgbm": "lightgbm"}[name.split("-")[0]]
@@ -875,16 +918,7 @@ def main(argv=None):
     print(f"done {time.strftime('%H:%M %Z')}; load average over the last 15 min "
           f"{os.getloadavg()[2]:.1f}")
     print()
-    for family in args.families:
-        print(f"## Fit on the training tasks: {family}\n")
-        print(fit_table(records, family))
-        print()
-    for dataset in dict.fromkeys(r.dataset for r in records):
-        table = adapt_table(records, dataset, args.shots)
-        if table:
-            print(f"## New tasks, {dataset}: score · time at k support rows\n")
-            print(table)
-            print()
+    print_tables(records)
 
 
 if __name__ == "__main__":
