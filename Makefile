@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # it is missing and `make test` after `make demo` does not reinstall.
 STAMP := $(VENV)/.skmeta-installed
 
-.PHONY: demo test doc bench bench-torch bench-peers clean
+.PHONY: demo test lint doc bench bench-torch bench-peers clean clean-cache
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ demo: $(STAMP)-base
 
 test: $(STAMP)-tests
 	$(BIN)/python -m pytest -n 2 --durations=15
+
+lint: $(STAMP)-tests
+	$(BIN)/ruff check skmeta tests benchmarks examples doc
 
 doc: $(STAMP)-docs
 	$(MAKE) -C doc html SPHINXBUILD=$(abspath $(BIN))/sphinx-build
@@ -58,5 +61,10 @@ $(STAMP)-peers: $(STAMP)-base
 bench-peers: $(STAMP)-peers
 	$(BIN)/python benchmarks/bench_peers.py --csv benchmarks/bench_peers.csv $(BENCH_PEERS_ARGS)
 
-clean:
+# numba's disk cache of the kernels (also cleared by skmeta itself when a
+# kernel source changes; see skmeta/_kernels/_cache.py)
+clean-cache:
+	find skmeta -name "*.nb[ic]" -delete -o -name "skmeta-kernels.stamp" -delete
+
+clean: clean-cache
 	rm -rf $(VENV) build dist *.egg-info doc/_build doc/auto_examples doc/generated

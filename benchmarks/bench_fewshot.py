@@ -149,7 +149,8 @@ def run_problem(name, spec, seed):
         row = {"train": fit_s}
         for k in SHOTS:
             s = np.concatenate(support[k])
-            seconds, models = timed(lambda: meta.adapt(X[s], y[s], tasks=tasks[s]))
+            seconds, models = timed(
+                lambda: meta.adapt_tasks(X[s], y[s], tasks=tasks[s]))
             row[k] = mean_score(score, y, query,
                                 lambda i, q: models[N_TRAIN + i].predict(X[q]))
             if k == TIMED_SHOTS:

@@ -6,7 +6,7 @@ meta-gradient (MAML), Adam as the outer optimizer. In one run, on the same
 tasks and the same meta-batches:
 
 * skmeta: ``_bilevel.meta_gradient`` (the numba kernel ``unroll_tasks``)
-  plus ``_bilevel.Adam``, i.e. the body of ``fit_bilevel``'s loop; and the
+  plus ``_bilevel.Adam``, i.e. the body of the MAML meta-training loop; and the
   whole ``MetaClassifier(method="maml").fit`` per meta-iteration;
 * ``torch.func``: ``vmap`` over the tasks of ``grad`` of a function that
   takes 5 steps of ``grad`` (second order by composition), then
@@ -46,7 +46,7 @@ does not load PyTorch (see ``SkmetaTimer``). Numba compile time is
 measured in fresh processes (empty cache, and cache on disk). Last, a
 breakdown of skmeta's meta-iteration (forward only, first order, shuffled
 rows, ``inner_lr="auto"``, the transcendental functions, the task sampling
-of ``fit_bilevel``).
+of a MAML fit).
 
 Run: ``python benchmarks/bench_maml_torch.py`` (needs skmeta and
 ``pip install torch==2.13.0``; PyTorch is a benchmark-only dependency).
@@ -85,8 +85,9 @@ from sklearn.linear_model import LogisticRegression
 import skmeta
 from skmeta import MetaClassifier
 from skmeta._families import family_for
-from skmeta._kernels._batch import make_batch
-from skmeta._methods._bilevel import Adam, MetaGradient
+from skmeta._kernels._layout import make_batch
+from skmeta._kernels._unroll import SECOND_ORDER
+from skmeta._methods._bilevel import Adam, UnrolledMetaGradient
 from skmeta.datasets import make_meta_classification
 
 N_FEATURES = 20
@@ -130,7 +131,7 @@ class Tasks:
 
 # ------------------------------------------------------------------- skmeta
 class SkmetaMAML:
-    """The body of ``fit_bilevel``'s loop, on pre-split tasks."""
+    """The body of the MAML meta-training loop, on pre-split tasks."""
 
     name = "skmeta (numba)"
 
@@ -158,12 +159,12 @@ class SkmetaMAML:
         self.set_threads(n_threads)
 
     def set_threads(self, n_threads):
-        """Bind the meta-gradient, as ``fit_bilevel`` does with ``n_jobs``."""
+        """Bind the meta-gradient, as a MAML fit does with ``n_jobs``."""
         self.n_threads = n_threads
-        self.meta_gradient = MetaGradient(
-            self.batch, self.problem, "maml", self.precision,
+        self.meta_gradient = UnrolledMetaGradient(
+            self.batch, self.problem, self.precision,
             n_sel=len(self.batches[0]), n_steps=self.inner_steps,
-            auto_step=self.auto_step, first_order=False, n_threads=n_threads)
+            auto_step=self.auto_step, mode=SECOND_ORDER, n_threads=n_threads)
 
     def reset(self, theta0):
         self.theta = np.array(theta0, dtype=np.float64)
@@ -372,17 +373,18 @@ t0 = time.perf_counter()
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from skmeta._families import family_for
-from skmeta._kernels._batch import make_batch
-from skmeta._methods._bilevel import MetaGradient
+from skmeta._kernels._layout import make_batch
+from skmeta._kernels._unroll import SECOND_ORDER
+from skmeta._methods._bilevel import UnrolledMetaGradient
 t1 = time.perf_counter()
 rng = np.random.default_rng(0)
 X = rng.normal(size=(80, 20)); y = (X[:, 0] > 0).astype(float)
 batch, _ = make_batch(X, y, np.ones(80), np.repeat(np.arange(2), 40), 2)
 problem = family_for(LogisticRegression(C=np.inf), classifier=True,
                      owner="probe").problem(20, 2)
-meta_gradient = MetaGradient(batch, problem, "maml", np.zeros(21), n_sel=2,
-                             n_steps=5, auto_step=False, first_order=False,
-                             n_threads=N_THREADS)
+meta_gradient = UnrolledMetaGradient(batch, problem, np.zeros(21), n_sel=2,
+                                     n_steps=5, auto_step=False, mode=SECOND_ORDER,
+                                     n_threads=N_THREADS)
 args = (np.arange(2), np.full(2, -1), np.full(2, 20), np.zeros(21),
         np.full(21, 0.005))
 t2 = time.perf_counter()
@@ -470,7 +472,7 @@ def _logistic_rows(z, out, with_loss):
 
 def skmeta_breakdown(sk, n_tasks, meta_batch_size, inner_steps):
     """Where the time of one skmeta meta-iteration goes (1 thread)."""
-    from skmeta._kernels._batch import Unroller
+    from skmeta._kernels._calls import Unroller
     from skmeta._kernels._unroll import FIRST_ORDER, FORWARD, SECOND_ORDER
 
     sk.set_threads(1)
@@ -483,7 +485,7 @@ def skmeta_breakdown(sk, n_tasks, meta_batch_size, inner_steps):
     unrollers = {}
 
     def run_unroll(i, mode, shuffle=False, auto=False):
-        # bound once per configuration, as fit_bilevel does
+        # bound once per configuration, as a MAML fit does
         key = (mode, auto)
         if key not in unrollers:
             unrollers[key] = Unroller(sk.batch, sk.problem, sk.precision,
@@ -517,7 +519,7 @@ def skmeta_breakdown(sk, n_tasks, meta_batch_size, inner_steps):
     out.append(("  the same without the (unused) loss value's log1p", without))
     rs = np.random.RandomState(0)
     for T in (n_tasks, 10 * n_tasks, 100 * n_tasks):
-        out.append((f"fit_bilevel's rng.choice({T}, {B}, replace=False)",
+        out.append((f"the meta-batch draw rng.choice({T}, {B}, replace=False)",
                     median_time(lambda i: rs.choice(T, B, replace=False), 200)))
     return out
 

@@ -7,12 +7,13 @@ from datetime import date
 sys.path.insert(0, os.path.abspath(".."))
 sys.path.insert(0, os.path.abspath("sphinxext"))
 
-import skmeta  # noqa: E402
 from offline_inventories import (  # noqa: E402
     joblib_inventory,
     numpy_inventory,
     sklearn_inventory,
 )
+
+import skmeta  # noqa: E402
 
 project = "skmeta"
 author = "The skmeta developers"
@@ -54,6 +55,15 @@ intersphinx_mapping = {
     "joblib": ("https://joblib.readthedocs.io/en/latest",
                joblib_inventory(os.path.join(_inventories, "joblib.inv"))),
 }
+
+# The School example loads its data with skmeta.datasets.fetch_school, which
+# reads the file named by SKMETA_SCHOOL_DATA: point it at the project's copy
+# next to the repository, when there is one, so that the build never
+# downloads it.
+_school = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                       "shared", "data", "school.npz")
+if os.path.isfile(_school):
+    os.environ.setdefault("SKMETA_SCHOOL_DATA", os.path.normpath(_school))
 
 sphinx_gallery_conf = {
     "examples_dirs": "../examples",

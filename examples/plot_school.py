@@ -10,35 +10,33 @@ Argyriou, Evgeniou & Pontil (2008): per school, a random 75% / 25%
 train/test split, 10 splits; the score is the explained variance,
 ``1 - MSE / (variance of y within each school)``.
 
-The data are not distributed with skmeta and never downloaded: set the
-environment variable ``SKMETA_SCHOOL_DATA`` to the path of ``school.npz``
-(arrays ``X``, ``y``, ``task``), or place it in ``../shared/data/``. The
-published figures for this protocol are about 23% for one ridge regression
-pooled over all schools and 34% for regularized multi-task learning
-(Evgeniou & Pontil, 2004).
+The data are not distributed with skmeta:
+:func:`~skmeta.datasets.fetch_school` downloads them once from the MALSAR
+repository and caches them (set the environment variable
+``SKMETA_SCHOOL_DATA`` to the path of a converted ``school.npz`` to use a copy
+you already have). The published figures for this protocol are about 23% for
+one ridge regression pooled over all schools and 34% for regularized
+multi-task learning (Evgeniou & Pontil, 2004).
 """
 
 # %%
-# Load the data (from a path you give)
-# ------------------------------------
-import os
-from pathlib import Path
-
+# Load the data
+# -------------
 import numpy as np
 from sklearn.linear_model import Ridge
 from sklearn.preprocessing import StandardScaler
 
 from skmeta import MetaRegressor
+from skmeta.datasets import fetch_school
 
-candidates = [os.environ.get("SKMETA_SCHOOL_DATA", ""),
-              "../shared/data/school.npz", "../../shared/data/school.npz"]
-path = next((Path(p) for p in candidates if p and Path(p).is_file()), None)
-if path is None:
-    print("school.npz not found: set SKMETA_SCHOOL_DATA to its path to run "
-          "this example.")
+try:
+    school_data = fetch_school()
+except OSError as exc:
+    # no network and no local copy: say why instead of failing
+    school_data = None
+    print(f"The School data could not be loaded: {exc}")
 else:
-    data = np.load(path)
-    X, y, school = data["X"], data["y"], data["task"]
+    X, y, school = school_data.data, school_data.target, school_data.tasks
     print(f"{X.shape[0]} pupils, {X.shape[1]} features, "
           f"{np.unique(school).size} schools")
 
@@ -54,7 +52,7 @@ from skmeta.metrics import within_task_explained_variance
 
 splits = StratifiedShuffleSplit(n_splits=10, test_size=0.25, random_state=0)
 
-if path is not None:
+if school_data is not None:
     scores = {"pooled ridge": [], "ridge per school": [],
               "MetaRegressor (proximal, empirical Bayes)": []}
     for train, test in splits.split(X, school):

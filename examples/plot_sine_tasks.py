@@ -53,7 +53,7 @@ errors = {}
 curves = {}
 for name, model in models.items():
     model.fit(F, y, tasks=tasks)
-    adapted = model.adapt(sincos.transform(X_new), y_new, tasks=t_new)
+    adapted = model.adapt_tasks(sincos.transform(X_new), y_new, tasks=t_new)
     preds = np.array([adapted[t].predict(sincos.transform(grid))
                       for t in range(50)])
     curves[name] = preds

@@ -18,11 +18,13 @@ Run it with ``python -m skmeta`` (or ``make demo``).
 import time
 
 import numpy as np
+from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 
 from ._estimators import MetaClassifier
 from .datasets import make_meta_classification
+from .model_selection import adaptation_curve
 
 SHOTS = (1, 2, 5, 10, 20)
 
@@ -46,50 +48,21 @@ def make_demo_tasks(n_train_tasks=200, n_test_tasks=100, n_query=40,
     return (X[train], y[train], tasks[train]), (X[~train], y[~train], tasks[~train])
 
 
-def split_shots(y, tasks, n_shots, rng):
-    """Boolean mask of ``n_shots`` support rows per class of every task."""
-    support = np.zeros(len(y), dtype=bool)
-    order = rng.permutation(len(y))
-    # a stable sort by (task, class) of a random permutation gives, within
-    # each (task, class) cell, a random order: take the first n_shots of it
-    keys = np.lexsort((y[order], tasks[order]))
-    ranked = order[keys]
-    cell = tasks[ranked] * (y.max() + 1) + y[ranked]
-    starts = np.r_[0, np.flatnonzero(np.diff(cell)) + 1]
-    rank = np.arange(len(y)) - np.repeat(starts, np.diff(np.r_[starts, len(y)]))
-    support[ranked[rank < n_shots]] = True
-    return support
-
-
-def _per_task_accuracy(estimator_factory, X, y, tasks, support):
-    """Fit one estimator per task on its support rows; mean query accuracy."""
-    scores = []
-    for t in np.unique(tasks):
-        fit_rows = support & (tasks == t)
-        query_rows = ~support & (tasks == t)
-        est = estimator_factory(int(fit_rows.sum()))
-        est.fit(X[fit_rows], y[fit_rows])
-        scores.append(np.mean(est.predict(X[query_rows]) == y[query_rows]))
-    return float(np.mean(scores))
-
-
-def _query_accuracy(y_true, y_pred, tasks):
-    """Mean over tasks of the accuracy on each task's query rows."""
-    correct = (y_true == y_pred).astype(float)
-    _, codes = np.unique(tasks, return_inverse=True)
-    return float(np.mean(np.bincount(codes, correct) / np.bincount(codes)))
-
-
 def run_demo(shots=SHOTS, n_train_tasks=200, n_test_tasks=100, task_spread=1.0,
              random_state=42, print_fn=print):
-    """Print accuracy and time of every approach for each number of shots.
+    """Print accuracy and times of every approach for each number of shots.
 
-    Returns the results as a list of dicts (one per shot count and method).
+    Every approach sees the same shots of the same new tasks
+    (:func:`~skmeta.model_selection.adaptation_curve` with the new tasks held
+    out and one repeat). The accuracy is the mean over the new tasks of the
+    accuracy on each task's other samples; "fit" is the time taken to learn
+    all new tasks from their shots, "score" the time taken to score them
+    (predictions and scikit-learn's accuracy scorer, task by task). Returns
+    the results as a list of dicts (one per shot count and method).
     """
     (X_tr, y_tr, t_tr), (X_te, y_te, t_te) = make_demo_tasks(
         n_train_tasks, n_test_tasks, task_spread=task_spread,
         random_state=random_state)
-    rng = np.random.default_rng(random_state)
 
     start = time.perf_counter()
     meta = MetaClassifier(LogisticRegression(), gamma="auto", prior="full")
@@ -101,43 +74,35 @@ def run_demo(shots=SHOTS, n_train_tasks=200, n_test_tasks=100, task_spread=1.0,
              "n_informative=2, n_redundant=10, random_state=42)")
     print_fn(f"MetaClassifier meta-training: {meta_train_time:.2f} s "
              f"({meta.n_iter_} iterations, learned gamma {meta.gamma_:.3g})")
-    header = f"{'shots/class':>11}  {'method':<28}{'accuracy':>9}{'time (s)':>10}"
+
+    approaches = {
+        # k-NN's n_neighbors=5 is capped at the largest odd number of shots
+        "k-NN per task": (KNeighborsClassifier(), "per_task"),
+        "logistic per task": (LogisticRegression(), "per_task"),
+        "logistic pooled": (LogisticRegression(max_iter=1000), "pooled"),
+        # meta-trained above on the training tasks: frozen, it only adapts
+        "MetaClassifier (adapt)": (FrozenEstimator(meta), "adapt"),
+    }
+    X, y, tasks = np.vstack([X_tr, X_te]), np.r_[y_tr, y_te], np.r_[t_tr, t_te]
+    curves = {}
+    for method, (estimator, strategy) in approaches.items():
+        shots_, scores, _, fit_times, score_times = adaptation_curve(
+            estimator, X, y, groups=tasks, shots=shots, strategy=strategy,
+            held_out_tasks=np.unique(t_te), n_repeats=1, return_times=True,
+            random_state=random_state)
+        curves[method] = (np.nanmean(scores[:, 0], axis=1), fit_times[:, 0],
+                          score_times[:, 0])
+
+    header = (f"{'shots/class':>11}  {'method':<28}{'accuracy':>9}{'fit (s)':>9}"
+              f"{'score (s)':>10}")
     print_fn(header)
     print_fn("-" * len(header))
     results = []
-    for n_shots in shots:
-        support = split_shots(y_te, t_te, n_shots, rng)
-        query = ~support
-        rows = []
-
-        start = time.perf_counter()
-        # an odd k below the support size avoids ties between the two classes
-        acc = _per_task_accuracy(
-            lambda n: KNeighborsClassifier(n_neighbors=min(5, n - 1 | 1)), X_te,
-            y_te, t_te, support)
-        rows.append(("k-NN per task", acc, time.perf_counter() - start))
-
-        start = time.perf_counter()
-        acc = _per_task_accuracy(lambda n: LogisticRegression(), X_te, y_te, t_te,
-                                 support)
-        rows.append(("logistic per task", acc, time.perf_counter() - start))
-
-        start = time.perf_counter()
-        pooled = LogisticRegression(max_iter=1000).fit(
-            np.vstack([X_tr, X_te[support]]), np.r_[y_tr, y_te[support]])
-        acc = _query_accuracy(y_te[query], pooled.predict(X_te[query]), t_te[query])
-        rows.append(("logistic pooled", acc, time.perf_counter() - start))
-
-        start = time.perf_counter()
-        adapted = meta.partial_fit(X_te[support], y_te[support],
-                                   tasks=t_te[support])
-        acc = _query_accuracy(
-            y_te[query], adapted.predict(X_te[query], tasks=t_te[query]),
-            t_te[query])
-        rows.append(("MetaClassifier (adapt)", acc, time.perf_counter() - start))
-
-        for method, acc, seconds in rows:
-            print_fn(f"{n_shots:>11}  {method:<28}{acc:>9.3f}{seconds:>10.3f}")
-            results.append(dict(shots=n_shots, method=method, accuracy=acc,
-                                seconds=seconds))
+    for j, n_shots in enumerate(shots_.tolist()):
+        for method, (accuracy, fit, score) in curves.items():
+            acc, fit, score = float(accuracy[j]), float(fit[j]), float(score[j])
+            print_fn(f"{n_shots:>11}  {method:<28}{acc:>9.3f}{fit:>9.3f}"
+                     f"{score:>10.3f}")
+            results.append({"shots": n_shots, "method": method, "accuracy": acc,
+                            "fit_seconds": fit, "score_seconds": score})
     return results

@@ -4,6 +4,7 @@ The estimators never loop over tasks in Python: rows are sorted by task once
 and every task is solved by one kernel call (see :mod:`skmeta._kernels`).
 """
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -13,6 +14,7 @@ from sklearn.base import (
     MetaEstimatorMixin,
     RegressorMixin,
     _fit_context,
+    clone,
 )
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score, r2_score
@@ -28,25 +30,21 @@ from sklearn.utils.validation import (
 )
 
 from ._families import family_for
-from ._kernels._batch import decision_values, make_batch
-from ._methods._bilevel import (
-    BILEVEL_METHODS,
-    DEFAULT_MAX_ITER,
-    InnerProcedure,
-    fit_bilevel,
-    pooled_start,
-)
-from ._methods._inner import InnerSolver
-from ._methods._prior import Prior
-from ._methods._proximal import fit_proximal
+from ._kernels._calls import decision_values
+from ._kernels._layout import make_batch
+from ._methods import METHODS, MetaFit, MetaSettings
 from ._validation import (
+    add_tasks,
     check_task_labels,
     encode_tasks,
     lookup_tasks,
     split_task_column,
 )
 
-_METHODS = {"proximal", *BILEVEL_METHODS}
+# the parameters that only some methods read (each method lists its own)
+_METHOD_PARAMETERS = frozenset({
+    "inner_steps", "inner_lr", "first_order", "meta_lr", "meta_batch_size",
+    "query_fraction", "tol"})
 _TASKS_REQUESTED = {"tasks": True}
 
 
@@ -55,7 +53,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "estimator": [HasMethods(["fit", "predict"]), None],
-        "method": [StrOptions(_METHODS)],
+        "method": [StrOptions(set(METHODS))],
         "gamma": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "prior": [StrOptions({"isotropic", "diagonal", "full"})],
         "task_column": [Integral, str, None],
@@ -67,7 +65,10 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         "meta_batch_size": [Interval(Integral, 1, None, closed="left")],
         "query_fraction": [Interval(Real, 0, 1, closed="right")],
         "max_iter": [Interval(Integral, 1, None, closed="left"), None],
-        "tol": [Interval(Real, 0, None, closed="left")],
+        # a relative change: from 1 on, the first iterate, the prior mean at
+        # its starting point, would pass for converged (and tol**2, in the
+        # stationarity test, must stay a finite float)
+        "tol": [Interval(Real, 0, 1, closed="left")],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -82,7 +83,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
 
     _is_classifier = False
 
-    def __init__(
+    # the hyper-parameters, keyword-only as scikit-learn's estimators have them
+    def __init__(  # noqa: PLR0913
         self,
         estimator=None,
         *,
@@ -194,7 +196,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y, tasks=None, sample_weight=None):
+    def fit(self, X, y, *, tasks=None, sample_weight=None):
         """Meta-train on all tasks, and fit every task seen.
 
         Parameters
@@ -204,7 +206,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         y : array-like of shape (n_samples,)
             Targets.
         tasks : array-like of shape (n_samples,), default=None
-            Task label (int or str) of each sample. When neither ``tasks`` nor
+            Task label (int or str; bytes are decoded as UTF-8) of each
+            sample. When neither ``tasks`` nor
             ``task_column`` is given, all samples form a single task: the base
             estimator is fitted with the transfer term toward
             ``prior_estimator`` (or toward zero).
@@ -218,9 +221,39 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         """
         return self._fit(X, y, tasks, sample_weight)
 
+    def _settings(self):
+        return MetaSettings(
+            gamma=self.gamma, prior=self.prior, inner_steps=self.inner_steps,
+            inner_lr=self.inner_lr, first_order=self.first_order,
+            meta_lr=self.meta_lr, meta_batch_size=self.meta_batch_size,
+            query_fraction=self.query_fraction, max_iter=self.max_iter,
+            tol=self.tol, n_jobs=self.n_jobs, random_state=self.random_state,
+            verbose=self.verbose)
+
+    def _meta_method(self, *, warn=False):
+        """The ``method``'s object, reading the current parameters.
+
+        With ``warn``, a parameter that the method ignores and that was set
+        to something other than its default gets a warning.
+        """
+        method = METHODS[self.method](self._settings())
+        if warn:
+            defaults = _BaseMetaEstimator().get_params(deep=False)
+            for name in sorted(_METHOD_PARAMETERS - method.parameters):
+                value = getattr(self, name)
+                if not _same_value(value, defaults[name]):
+                    warnings.warn(
+                        f"{name}={value!r} is not used by method="
+                        f"{self.method!r} and is ignored.", UserWarning,
+                        stacklevel=4)
+        return method
+
     def _fit(self, X, y, tasks, sample_weight, classes=None):
-        family = family_for(self._base_estimator(), classifier=self._is_classifier,
-                            owner=type(self).__name__)
+        method = self._meta_method(warn=True)
+        method.check(method.settings)
+        base = self._base_estimator()
+        family = family_for(base, classifier=self._is_classifier,
+                            owner=type(self).__name__, check=True)
         X, y, labels = self._check_input(X, y, tasks, reset=True)
         self._set_targets(y, classes)
         y_encoded = self._encode_y(y)
@@ -239,67 +272,38 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         weights = family.row_weights(y_encoded, sample_weight, codes, n_tasks,
                                      getattr(self, "classes_", None))
         batch, _ = make_batch(X, y_encoded, weights, codes, n_tasks)
-        theta0 = self._initial_theta0(family, problem, n_features)
-        self._family = family
-        if self.method == "proximal":
-            self._fit_proximal(batch, problem, theta0)
-        else:
-            self._fit_bilevel(batch, problem, theta0)
+        prior_mean = self._given_prior_mean(family, n_features)
+        fitted = method.fit(batch, problem, prior_mean,
+                            single_task=self.tasks_ is None)
+        # the fitted models are those of this base estimator, whatever
+        # happens to self.estimator later
+        self.estimator_ = clone(base)
+        self.task_params_ = fitted.theta
+        self.meta_params_ = fitted.theta0
+        self.prior_shape_ = fitted.shape
+        self.gamma_ = float(fitted.gamma)
+        self.prior_precision_ = fitted.precision
+        self.n_iter_ = fitted.n_iter
+        if fitted.inner_lr is not None:
+            self.inner_lr_ = fitted.inner_lr
+        elif hasattr(self, "inner_lr_"):
+            del self.inner_lr_  # from an earlier fit with another method
+        self._adaptation = (int(fitted.inner_steps), bool(fitted.auto_step))
         self.meta_estimator_ = self._build(self.meta_params_, self.n_iter_)
         return self
 
-    def _fit_proximal(self, batch, problem, theta0):
-        # single-task fits and parameter transfer keep theta0 where it is
-        learn_theta0 = self.tasks_ is not None and self.prior_estimator is None
-        learn_gamma = self.gamma == "auto"
-        prior = Prior.initial(theta0, self.prior, 1.0 if learn_gamma else self.gamma)
-        with InnerSolver(batch, problem, n_jobs=self.n_jobs) as solver:
-            result = fit_proximal(
-                solver, prior, learn_theta0=learn_theta0, kind=self.prior,
-                learn_gamma=learn_gamma,
-                max_iter=100 if self.max_iter is None else self.max_iter,
-                tol=self.tol, verbose=self.verbose, name=self.method,
-            )
-        self._procedure = InnerProcedure("proximal", 0, None, False)
-        self.task_params_ = result.theta
-        self.meta_params_ = result.prior.theta0
-        self.prior_precision_ = result.prior.shape
-        self.gamma_ = result.prior.gamma
-        self.n_iter_ = result.n_iter
+    def _meta_fit(self):
+        """The fitted meta-knowledge, as the methods take it."""
+        inner_steps, auto_step = self._adaptation
+        return MetaFit(self.meta_params_, self.prior_shape_, self.gamma_,
+                       self.task_params_, self.n_iter_,
+                       inner_lr=getattr(self, "inner_lr_", None),
+                       inner_steps=inner_steps, auto_step=auto_step)
 
-    def _fit_bilevel(self, batch, problem, theta0):
-        if self.gamma == "auto" or self.prior != "isotropic":
-            raise ValueError(
-                f"method={self.method!r} meta-learns the prior mean (and, for "
-                "'metasgd', the step sizes) by gradient; a learned prior "
-                "(gamma='auto', prior='diagonal' or 'full') is learned by "
-                "empirical Bayes with method='proximal' only. Set a numeric "
-                "gamma and prior='isotropic', or method='proximal'."
-            )
-        shape = np.ones(problem.n_params)
+    def _given_prior_mean(self, family, n_features):
+        """The prior mean of ``prior_estimator`` (parameter transfer), or None."""
         if self.prior_estimator is None:
-            theta0 = pooled_start(batch, problem)
-        result = fit_bilevel(
-            batch, problem, theta0, self.gamma * shape, method=self.method,
-            inner_steps=self.inner_steps, inner_lr=self.inner_lr,
-            first_order=self.first_order, meta_lr=self.meta_lr,
-            meta_batch_size=self.meta_batch_size,
-            max_iter=DEFAULT_MAX_ITER if self.max_iter is None else self.max_iter,
-            query_fraction=self.query_fraction, random_state=self.random_state,
-            verbose=self.verbose, n_jobs=self.n_jobs,
-        )
-        self._procedure = result.procedure
-        self.task_params_ = result.theta
-        self.meta_params_ = result.theta0
-        self.prior_precision_ = shape
-        self.gamma_ = float(self.gamma)
-        self.n_iter_ = result.n_iter
-        if self.method != "imaml":
-            self.inner_lr_ = result.procedure.alpha
-
-    def _initial_theta0(self, family, problem, n_features):
-        if self.prior_estimator is None:
-            return np.zeros(problem.n_params)
+            return None
         check_is_fitted(self.prior_estimator)
         if self._is_classifier:
             prior_classes = getattr(self.prior_estimator, "classes_", None)
@@ -323,22 +327,26 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
     def _set_targets(self, y, classes):
         """Record target metadata (``classes_`` for classifiers)."""
 
+    def _fitted_family(self):
+        """The family adapter of the fitted base estimator."""
+        return family_for(self.estimator_, classifier=self._is_classifier,
+                          owner=type(self).__name__)
+
     def _build(self, theta, n_iter=1):
-        return self._family.build(
+        return self._fitted_family().build(
             theta, n_features=self._n_model_features(),
             classes=getattr(self, "classes_", None), n_iter=n_iter,
             feature_names=self._model_feature_names(),
         )
 
     def _n_model_features(self):
-        return self.task_params_.shape[1] // self._problem().n_outputs - int(
-            self._family.fit_intercept)
+        family = self._fitted_family()
+        n_outputs = family.n_outputs(self._n_classes())
+        return self.meta_params_.shape[0] // n_outputs - int(family.fit_intercept)
 
     def _problem(self):
-        n_outputs = self._family.n_outputs(self._n_classes())
-        p1 = self.meta_params_.shape[0] // n_outputs
-        return self._family.problem(p1 - int(self._family.fit_intercept),
-                                    self._n_classes())
+        return self._fitted_family().problem(self._n_model_features(),
+                                             self._n_classes())
 
     # ------------------------------------------------------------ prediction
     def _row_models(self, labels, n_samples):
@@ -400,15 +408,15 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
     def coef_(self):
         """Coefficients of each seen task, stacked on a leading task axis."""
         check_is_fitted(self, "task_params_")
-        return self._family.split_params(self.task_params_,
-                                         self._n_model_features())[0]
+        return self._fitted_family().split_params(self.task_params_,
+                                                  self._n_model_features())[0]
 
     @property
     def intercept_(self):
         """Intercepts of each seen task, stacked on a leading task axis."""
         check_is_fitted(self, "task_params_")
-        return self._family.split_params(self.task_params_,
-                                         self._n_model_features())[1]
+        return self._fitted_family().split_params(self.task_params_,
+                                                  self._n_model_features())[1]
 
     def _solve_new_tasks(self, X, y, tasks, sample_weight):
         """Adapt tasks of new data from the fitted prior: ``(labels, theta)``.
@@ -417,9 +425,10 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         ``"proximal"`` and ``"imaml"``, the (learned) gradient steps for the
         others.
         """
+        family = self._fitted_family()
         X, y, labels = self._check_input(X, y, tasks, reset=False)
         y_encoded = self._encode_y(y, known_only=True)
-        self._family.check_targets(y_encoded)
+        family.check_targets(y_encoded)
         sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                              ensure_non_negative=True)
         if labels is None:
@@ -427,45 +436,79 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         else:
             uniques, codes = encode_tasks(labels)
         n_tasks = 1 if uniques is None else len(uniques)
-        weights = self._family.row_weights(y_encoded, sample_weight, codes,
-                                           n_tasks,
-                                           getattr(self, "classes_", None))
+        weights = family.row_weights(y_encoded, sample_weight, codes, n_tasks,
+                                     getattr(self, "classes_", None))
         batch, _ = make_batch(X, y_encoded, weights, codes, n_tasks)
-        theta = self._procedure.adapt(batch, self._problem(), self.meta_params_,
-                                      self._precision(), n_jobs=self.n_jobs)
+        theta = self._meta_method().adapt(batch, self._problem(),
+                                          self._meta_fit())
         return uniques, theta
 
-    def _precision(self):
-        """The transfer term's precision ``gamma * Lambda``."""
-        return self.gamma_ * self.prior_precision_
+    def adapt(self, X, y, *, tasks=None, sample_weight=None):
+        """Fit a new task from the meta-learned prior (few-shot learning).
 
-    def adapt(self, X, y, tasks=None, sample_weight=None):
-        """Fit new task(s) from the meta-learned prior (few-shot learning).
-
-        Each task solves the base estimator's objective plus the transfer term
-        toward the fitted prior; the meta-knowledge is not changed.
+        The task solves the base estimator's objective plus the transfer term
+        toward the fitted prior, with the method's own inner procedure; the
+        meta-knowledge is not changed.
 
         Parameters
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
-            Support samples of the new task(s).
+            Support samples of the new task.
         y : array-like of shape (n_samples,)
             Their targets.
         tasks : array-like of shape (n_samples,), default=None
-            Task labels when ``X`` holds several tasks (or use ``task_column``).
+            The task's label on every sample, when task identities are given
+            this way (all equal: use :meth:`adapt_tasks` for several tasks).
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
 
         Returns
         -------
-        estimator : estimator instance or dict
-            A fitted clone of the base estimator (a plain scikit-learn model);
-            with several tasks, a dict mapping each task label to its model.
+        estimator : estimator instance
+            A fitted clone of the base estimator (a plain scikit-learn model).
+
+        See Also
+        --------
+        adapt_tasks : Several new tasks at once.
         """
         check_is_fitted(self)
         uniques, theta = self._solve_new_tasks(X, y, tasks, sample_weight)
-        if uniques is None:
-            return self._build(theta[0])
+        if uniques is not None and len(uniques) > 1:
+            raise ValueError(
+                f"adapt fits one task, but the data hold {len(uniques)} tasks "
+                f"({uniques[:5].tolist()}...); use adapt_tasks for several."
+            )
+        return self._build(theta[0])
+
+    def adapt_tasks(self, X, y, *, tasks=None, sample_weight=None):
+        """Fit several new tasks from the meta-learned prior, in one batch.
+
+        As :meth:`adapt`, each task on its own rows, without a Python loop
+        over tasks.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
+            Support samples of the new tasks.
+        y : array-like of shape (n_samples,)
+            Their targets.
+        tasks : array-like of shape (n_samples,), default=None
+            Task label of each sample (or use ``task_column``).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        estimators : dict
+            Maps each task label to a fitted clone of the base estimator.
+        """
+        check_is_fitted(self)
+        if self.task_column is None and tasks is None:
+            raise ValueError(
+                "adapt_tasks needs task identities: pass tasks= or set "
+                "task_column (adapt fits a single task)."
+            )
+        uniques, theta = self._solve_new_tasks(X, y, tasks, sample_weight)
         return {label: self._build(row) for label, row in zip(uniques.tolist(),
                                                                 theta)}
 
@@ -495,13 +538,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         if known is None:
             self.task_params_ = theta
             return self
-        merged, inverse = np.unique(np.concatenate([known, uniques]),
-                                    return_inverse=True)
-        table = np.empty((len(merged), theta.shape[1]))
-        table[inverse[:len(known)]] = self.task_params_
-        table[inverse[len(known):]] = theta
-        self.tasks_ = merged
-        self.task_params_ = table
+        self.tasks_, self.task_params_ = add_tasks(known, self.task_params_,
+                                                   uniques, theta)
         return self
 
     # --------------------------------------------------------------- tags
@@ -512,6 +550,11 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         tags.target_tags.positive_only = base_tags.target_tags.positive_only
         return tags
 
+
+def _same_value(a, b):
+    if isinstance(a, str) or isinstance(b, str):
+        return isinstance(a, str) and isinstance(b, str) and a == b
+    return a is b or a == b
 
 
 def _unique_labels(y):
@@ -607,17 +650,19 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     max_iter : int, default=None
         Maximum number of outer iterations of ``"proximal"`` (default 100),
         or number of meta-iterations of the other methods (default 500).
-    tol : float, default=1e-4
+    tol : float in [0, 1), default=1e-4
         ``"proximal"``: stop when the prior mean and the task models change by
-        less than ``tol`` (relative to their magnitude) in an iteration.
-        Unused by the other methods, which run ``max_iter`` meta-iterations.
+        less than ``tol`` (relative to their magnitude, or absolute below 1)
+        in an iteration. It must be below 1: a change as large as the
+        parameters themselves is no convergence. Unused by the other methods,
+        which run ``max_iter`` meta-iterations.
     n_jobs : int, default=None
         Number of task shards solved in parallel (threads, or the workers of
         an active joblib backend such as Dask). ``"maml"``, ``"metasgd"``
         and ``"reptile"`` also share the tasks of each meta-batch among that
-        many of numba's threads (at most ``NUMBA_NUM_THREADS``). ``None`` means 1 unless in
-        a :obj:`joblib.parallel_backend` context; ``-1`` uses all
-        processors. Results do not depend on it.
+        many of numba's threads (at most ``NUMBA_NUM_THREADS``). ``None``
+        means 1 unless in a :obj:`joblib.parallel_backend` context; ``-1``
+        uses all processors. Results do not depend on it.
     random_state : int, RandomState instance or None, default=None
         Draws the meta-batches and the support/query splits of the gradient
         based methods. Unused by ``method="proximal"``, which is
@@ -639,13 +684,19 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     meta_params_ : ndarray of shape (n_params,)
         The prior mean ``theta0`` (same layout): the model for unseen tasks.
     prior_precision_ : ndarray of shape (n_params,) or (n_params, n_params)
-        The prior shape ``Lambda`` (its diagonal unless ``prior="full"``).
+        Precision ``gamma_ * prior_shape_`` of the transfer term (its
+        diagonal unless ``prior="full"``).
+    prior_shape_ : ndarray of shape (n_params,) or (n_params, n_params)
+        The shape ``Lambda`` of that precision, with unit determinant (its
+        diagonal unless ``prior="full"``).
     gamma_ : float
         The transfer strength used (learned when ``gamma="auto"``).
     inner_lr_ : ndarray of shape (n_params,)
         Per-parameter inner step sizes of ``"maml"``, ``"reptile"`` (constant)
         and ``"metasgd"`` (learned); multipliers of ``1 / L_t`` when
         ``inner_lr="auto"``. Only set for those methods.
+    estimator_ : estimator instance
+        Unfitted clone of the base estimator the models were fitted with.
     meta_estimator_ : estimator instance
         Fitted base estimator holding ``theta0`` (the population model).
     coef_ : ndarray of shape (n_tasks, n_outputs, n_features)
@@ -663,6 +714,12 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     --------
     MetaRegressor : The same for regression.
     sklearn.linear_model.LogisticRegression : The default base estimator.
+
+    Notes
+    -----
+    To load a fitted model with ``skops.io.load``, trust
+    ``skmeta._estimators.MetaClassifier``, the only skmeta type it holds;
+    see :ref:`persistence`.
 
     Examples
     --------
@@ -743,7 +800,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         return codes.astype(np.float64)
 
     @_fit_context(prefer_skip_nested_validation=False)
-    def partial_fit(self, X, y, tasks=None, sample_weight=None, classes=None):
+    def partial_fit(self, X, y, *, tasks=None, sample_weight=None, classes=None):
         """Fit the given tasks from the current prior, adding new ones.
 
         The prior itself (``meta_params_``, ``prior_precision_``) does not
@@ -771,7 +828,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         """
         return self._partial_fit(X, y, tasks, sample_weight, classes)
 
-    def decision_function(self, X, tasks=None):
+    def decision_function(self, X, *, tasks=None):
         """Linear decision values of each sample under its task's model.
 
         Parameters
@@ -789,7 +846,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         Z = self._decision(X, tasks)
         return Z[:, 0] if Z.shape[1] == 1 else Z
 
-    def predict_proba(self, X, tasks=None):
+    def predict_proba(self, X, *, tasks=None):
         """Class probabilities of each sample under its task's model.
 
         Parameters
@@ -812,7 +869,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         E = np.exp(Z)
         return E / E.sum(axis=1, keepdims=True)
 
-    def predict_log_proba(self, X, tasks=None):
+    def predict_log_proba(self, X, *, tasks=None):
         """Logarithm of :meth:`predict_proba`.
 
         Parameters
@@ -833,7 +890,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
             return np.column_stack([-np.logaddexp(0.0, z), -np.logaddexp(0.0, -z)])
         return Z - np.logaddexp.reduce(Z, axis=1, keepdims=True)
 
-    def predict(self, X, tasks=None):
+    def predict(self, X, *, tasks=None):
         """Predict the class of each sample with its task's model.
 
         Parameters
@@ -853,7 +910,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
             return self.classes_[(Z[:, 0] > 0).astype(np.intp)]
         return self.classes_[np.argmax(Z, axis=1)]
 
-    def score(self, X, y, tasks=None, sample_weight=None):
+    def score(self, X, y, *, tasks=None, sample_weight=None):
         """Mean accuracy, each sample predicted by its task's model.
 
         Parameters
@@ -937,9 +994,10 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
     max_iter : int, default=None
         Outer iterations of ``"proximal"`` (default 100), meta-iterations of
         the other methods (default 500).
-    tol : float, default=1e-4
+    tol : float in [0, 1), default=1e-4
         Relative tolerance of ``"proximal"`` on the change of the prior mean
-        and of the task models per iteration; unused by the other methods.
+        and of the task models per iteration (below 1); see
+        :class:`MetaClassifier`. Unused by the other methods.
     n_jobs : int, default=None
         Number of task shards solved in parallel; see :class:`MetaClassifier`.
     random_state : int, RandomState instance or None, default=None
@@ -957,12 +1015,17 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
     meta_params_ : ndarray of shape (n_params,)
         The prior mean ``theta0``: the model for unseen tasks.
     prior_precision_ : ndarray of shape (n_params,) or (n_params, n_params)
-        The prior shape ``Lambda`` (its diagonal unless ``prior="full"``).
+        Precision ``gamma_ * prior_shape_`` of the transfer term (its
+        diagonal unless ``prior="full"``).
+    prior_shape_ : ndarray of shape (n_params,) or (n_params, n_params)
+        The shape ``Lambda`` of that precision, with unit determinant.
     gamma_ : float
         The transfer strength used.
     inner_lr_ : ndarray of shape (n_params,)
         Inner step sizes of ``"maml"``, ``"metasgd"``, ``"reptile"``; see
         :class:`MetaClassifier`.
+    estimator_ : estimator instance
+        Unfitted clone of the base estimator the models were fitted with.
     meta_estimator_ : estimator instance
         Fitted base estimator holding ``theta0``.
     coef_ : ndarray of shape (n_tasks, n_features)
@@ -980,6 +1043,12 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
     --------
     MetaClassifier : The same for classification.
     sklearn.linear_model.Ridge : The default base estimator.
+
+    Notes
+    -----
+    To load a fitted model with ``skops.io.load``, trust
+    ``skmeta._estimators.MetaRegressor``, the only skmeta type it holds;
+    see :ref:`persistence`.
 
     Examples
     --------
@@ -1003,7 +1072,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         return np.asarray(y, dtype=np.float64)
 
     @_fit_context(prefer_skip_nested_validation=False)
-    def partial_fit(self, X, y, tasks=None, sample_weight=None):
+    def partial_fit(self, X, y, *, tasks=None, sample_weight=None):
         """Fit the given tasks from the current prior, adding new ones.
 
         The prior itself does not move. A task already known is refitted on
@@ -1028,7 +1097,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         """
         return self._partial_fit(X, y, tasks, sample_weight)
 
-    def predict(self, X, tasks=None):
+    def predict(self, X, *, tasks=None):
         """Predict each sample with its task's model.
 
         Parameters
@@ -1044,9 +1113,9 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
             Predictions.
         """
         Z = self._decision(X, tasks)
-        return self._family.predict_from_decision(Z)
+        return self._fitted_family().predict_from_decision(Z)
 
-    def score(self, X, y, tasks=None, sample_weight=None):
+    def score(self, X, y, *, tasks=None, sample_weight=None):
         """Coefficient of determination, each sample predicted by its task.
 
         Parameters

@@ -76,17 +76,53 @@ def _is_text(value):
     return isinstance(value, (str, bytes, np.str_, np.bytes_))
 
 
+def _decode(value, name):
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"{name} contains bytes that are not valid UTF-8, such as "
+            f"{bytes(value)!r}; task labels given as bytes are decoded as UTF-8 "
+            "(decode them to str yourself if they use another encoding)."
+        ) from None
+
+
+def _as_str(labels, name):
+    """Text labels as a str array, bytes decoded as UTF-8.
+
+    Labels read from HDF5 or Parquet often arrive as bytes: decoding them
+    makes ``b"north"`` and ``"north"`` the same task, whichever of the two
+    fit and predict receive.
+    """
+    if labels.dtype.kind == "S":
+        try:
+            return np.char.decode(labels, "utf-8")
+        except UnicodeDecodeError:
+            for value in labels:
+                _decode(value, name)
+    if labels.dtype.kind == "U":
+        return labels
+    return np.asarray([_decode(v, name) if isinstance(v, bytes) else v
+                       for v in labels], dtype=str)
+
+
+# integral float labels convert exactly to int64 within [-2**63, 2**63)
+_INT64_FLOAT_BOUND = 2.0**63
+
+
 def check_task_labels(labels, n_samples, *, name="tasks"):
     """Validate task labels: 1-D, one per sample, integers or strings.
 
-    Integral floats (as read from a numeric column) become integers; other
-    floats, missing values and mixtures of numbers and strings are refused.
+    Integral floats (as read from a numeric column) become int64; other
+    floats, floats beyond the int64 range, missing values and mixtures of
+    numbers and strings are refused. Bytes are decoded as UTF-8 (see
+    :func:`_as_str`), so text labels are always str.
     """
     if not hasattr(labels, "dtype"):
         # np.asarray would quietly turn [1, "a"] into the strings "1", "a"
         labels = np.asarray(labels, dtype=object)
         if labels.ndim == 1 and labels.size and all(_is_text(v) for v in labels):
-            labels = labels.astype(str)
+            labels = _as_str(labels, name)
         elif labels.ndim == 1 and labels.size and not any(
                 _is_text(v) or v is None for v in labels):
             labels = np.asarray(labels.tolist())
@@ -107,7 +143,7 @@ def check_task_labels(labels, n_samples, *, name="tasks"):
                 f"{name} mixes strings and numbers; use one type of label."
             )
         if kinds == {True}:
-            return labels.astype(str)
+            return _as_str(labels, name)
         labels = np.asarray(labels.tolist())
     if labels.dtype.kind == "f":
         if not np.all(np.isfinite(labels)):
@@ -117,8 +153,19 @@ def check_task_labels(labels, n_samples, *, name="tasks"):
                 f"{name} labels must be integers or strings; got non-integral "
                 f"numbers such as {labels[labels != np.round(labels)][0]!r}."
             )
+        outside = (labels < -_INT64_FLOAT_BOUND) | (labels >= _INT64_FLOAT_BOUND)
+        if np.any(outside):
+            # converting would overflow, and distinct labels would merge
+            raise ValueError(
+                f"{name} has float labels beyond the int64 range, such as "
+                f"{labels[outside][0].item()!r}, which cannot be converted to "
+                "integers exactly; pass such labels as integers (e.g. uint64) "
+                "or as strings."
+            )
         return labels.astype(np.int64)
-    if labels.dtype.kind not in "iubUS":
+    if labels.dtype.kind == "S":
+        return _as_str(labels, name)
+    if labels.dtype.kind not in "iubU":
         raise ValueError(
             f"{name} labels must be integers or strings, got dtype {labels.dtype}."
         )
@@ -140,22 +187,90 @@ def encode_tasks(labels):
     return uniques, codes.astype(np.intp).ravel()
 
 
-def _text_like(array):
-    if array.dtype.kind in "US":
-        return True
-    return array.dtype.kind == "O" and len(array) > 0 and _is_text(array[0])
+def _bounds(dtype):
+    if dtype.kind == "b":
+        return 0, 1
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
+
+
+def _representable(labels, dtype):
+    """Which integer (or bool) ``labels`` the integer ``dtype`` holds exactly.
+
+    Compared in uint64 or int64, never through float64, which would merge
+    labels that differ beyond 2**53.
+    """
+    low, high = _bounds(dtype)
+    if labels.dtype.kind == "b":
+        return np.ones(labels.shape, dtype=bool)
+    if labels.dtype.kind == "u":
+        return labels.astype(np.uint64) <= np.uint64(high)
+    values = labels.astype(np.int64)
+    fits = values >= np.int64(low)
+    if high < 2**63:
+        fits &= values <= np.int64(high)
+    return fits
+
+
+def _align(known, labels):
+    """``labels`` in the dtype of the fitted ``known`` labels.
+
+    Returns ``(aligned, fits)``: ``fits`` marks the labels the dtype holds
+    exactly (``None`` when all do); the others cannot be known tasks. Labels
+    of another kind (numbers against strings) are refused.
+    """
+    known_text = known.dtype.kind in "US"
+    if known_text != (labels.dtype.kind == "U"):
+        raise ValueError(
+            "task labels are of a different type than those seen in fit "
+            f"(e.g. {labels[0].item()!r} vs {known[0].item()!r}): the "
+            f"model's tasks_ are {'strings' if known_text else 'integers'}."
+        )
+    if known.dtype.kind == "S":
+        # a model fitted by an earlier skmeta, which kept bytes labels as
+        # bytes: compare in its terms
+        return np.char.encode(labels, "utf-8"), None
+    if known_text or labels.dtype == known.dtype:
+        return labels, None
+    fits = _representable(labels, known.dtype)
+    aligned = np.zeros(labels.shape, dtype=known.dtype)
+    aligned[fits] = labels[fits].astype(known.dtype)
+    return aligned, (None if fits.all() else fits)
 
 
 def lookup_tasks(known, labels):
     """Index of each label in the sorted ``known`` labels, -1 when unseen."""
-    if len(known) and len(labels) and _text_like(known) != _text_like(labels):
-        raise ValueError(
-            "task labels are of a different type than those seen in fit "
-            f"(e.g. {labels[0]!r} vs {known[0]!r})."
-        )
-    if len(known) == 0:
+    labels = check_task_labels(labels, len(labels))
+    if len(known) == 0 or len(labels) == 0:
         return np.full(len(labels), -1, dtype=np.intp)
+    labels, fits = _align(known, labels)
     pos = np.searchsorted(known, labels)
     pos = np.clip(pos, 0, len(known) - 1)
     found = known[pos] == labels
+    if fits is not None:
+        found &= fits
     return np.where(found, pos, -1).astype(np.intp)
+
+
+def add_tasks(known, params, labels, new_params):
+    """Merge newly fitted tasks into ``(tasks_, task_params_)``.
+
+    ``tasks_`` keeps its dtype: labels of another kind, or integers it cannot
+    hold exactly, are refused rather than converted (``np.concatenate`` would
+    turn integers and strings into strings, or int64 and uint64 into float64,
+    merging tasks). A known label's parameters are replaced.
+    """
+    aligned, fits = _align(known, labels)
+    if fits is not None:
+        raise ValueError(
+            f"task label {labels[~fits][0].item()!r} cannot be stored with the tasks "
+            f"seen so far, whose dtype is {known.dtype} (range "
+            f"{_bounds(known.dtype)}); use labels of one integer type in fit "
+            "and partial_fit."
+        )
+    merged, inverse = np.unique(np.concatenate([known, aligned]),
+                                return_inverse=True)
+    table = np.empty((len(merged), params.shape[1]))
+    table[inverse[:len(known)]] = params
+    table[inverse[len(known):]] = new_params
+    return merged, table

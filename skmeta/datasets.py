@@ -1,10 +1,13 @@
-"""Synthetic families of related tasks for meta-learning.
+"""Families of related tasks for meta-learning: generators and a real data set.
 
 Each generator returns ``X, y, tasks``: the samples of every task stacked
 row-wise, task 0 first, and an integer array telling which task each row
 belongs to. The tasks of one call share a common structure (a shared decision
 boundary, a shared coefficient vector, a shared functional form) and differ by
 a controlled amount, which is what a meta-learner is meant to exploit.
+
+:func:`fetch_school` loads the ILEA School exam data, the standard real
+benchmark of multi-task regression, in the same ``X, y, tasks`` form.
 """
 
 from numbers import Integral, Real
@@ -14,7 +17,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, validate_params
 from sklearn.utils.random import sample_without_replacement
 
+from ._school import fetch_school
+
 __all__ = [
+    "fetch_school",
+    "make_meta_anomalies",
     "make_meta_classification",
     "make_meta_regression",
     "make_sine_tasks",
@@ -175,7 +182,8 @@ def _as_frame(X, y, tasks, caller):
     },
     prefer_skip_nested_validation=True,
 )
-def make_meta_classification(
+# the parameters of scikit-learn's make_classification, and the tasks' own
+def make_meta_classification(  # noqa: PLR0913
     n_tasks=100,
     n_samples_per_task=40,
     n_features=20,
@@ -756,4 +764,210 @@ def make_sine_tasks(
         X, y, tasks = _as_frame(X, y, tasks, "make_sine_tasks")
     if return_params:
         return X, y, tasks, amplitude, phase
+    return X, y, tasks
+
+
+@validate_params(
+    {
+        "n_tasks": [Interval(Integral, 1, None, closed="left")],
+        "n_samples_per_task": _SIZES_CONSTRAINT,
+        "n_features": [Interval(Integral, 1, None, closed="left")],
+        "contamination": [Interval(Real, 0, 1, closed="left")],
+        "n_factors": [Interval(Integral, 0, None, closed="left")],
+        "mean_spread": [Interval(Real, 0, None, closed="left")],
+        "covariance_spread": [Interval(Real, 0, None, closed="left")],
+        "anomaly_strength": [Interval(Real, 0, None, closed="left")],
+        "return_params": ["boolean"],
+        "as_frame": ["boolean"],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def make_meta_anomalies(
+    n_tasks=100,
+    n_samples_per_task=40,
+    n_features=5,
+    *,
+    contamination=0.1,
+    n_factors=2,
+    mean_spread=1.0,
+    covariance_spread=0.5,
+    anomaly_strength=4.0,
+    return_params=False,
+    as_frame=False,
+    random_state=None,
+):
+    """Generate sensor readings of a fleet of machines, with anomalies.
+
+    Every task is a machine with ``n_features`` sensors. Its normal readings
+    are Gaussian, ``x ~ N(m_t, Sigma_t)``, with a mean and covariance of its
+    own drawn from a distribution shared by the fleet:
+
+    * The fleet's nominal covariance ``C = D (W W^T + diag(psi)) D`` has
+      ``n_factors`` latent operating factors (load, ambient temperature...)
+      driving correlated sensors through loadings ``W ~ N(0, 1)``, specific
+      variances ``psi`` drawn uniformly in ``[0.2, 1]``, and sensor units
+      ``D``: each sensor's scale is drawn log-uniformly in ``[0.1, 100]``.
+      The fleet's mean reading of each sensor is drawn uniformly within
+      three of its scales of zero.
+    * Machine covariances scatter around ``C``: ``Sigma_t ~ IW((nu - d - 1)
+      C, nu)``, inverse-Wishart with mean ``C`` and ``nu = d + 3 + 2 /
+      covariance_spread**2`` degrees of freedom, so that
+      ``covariance_spread`` is the coefficient of variation of each
+      sensor's variance across machines (``0`` gives every machine ``C``).
+    * Machine means scatter around the fleet's, in each machine's own units:
+      ``m_t ~ N(m, mean_spread**2 Sigma_t)``.
+
+    This is the Normal-inverse-Wishart model of
+    :class:`~skmeta.MetaGaussianDensity` with ``kappa0 = 1 /
+    mean_spread**2``. An anomaly of machine ``t`` is a normal reading moved
+    by ``anomaly_strength`` in a uniformly random direction of the
+    machine's whitened space, ``m_t + Sigma_t^(1/2) (z + anomaly_strength
+    u)`` with ``|u| = 1``: it is unusual for its machine, although it may be
+    ordinary for the fleet. ``round(contamination * n)`` of the ``n`` rows
+    of each machine are anomalies.
+
+    The rows are grouped by task, task 0 first, in random order within a
+    task.
+
+    Parameters
+    ----------
+    n_tasks : int, default=100
+        The number of machines.
+
+    n_samples_per_task : int or array-like of shape (n_tasks,), default=40
+        The number of readings of each machine, anomalies included.
+
+    n_features : int, default=5
+        The number of sensors.
+
+    contamination : float in [0, 1), default=0.1
+        The fraction of anomalies among each machine's readings (rounded to
+        the nearest count).
+
+    n_factors : int, default=2
+        The number of latent factors correlating the sensors (reduced to
+        ``n_features`` if larger); ``0`` gives independent sensors.
+
+    mean_spread : float, default=1.0
+        The standard deviation of the machines' means around the fleet's, in
+        units of the machines' own standard deviations.
+
+    covariance_spread : float, default=0.5
+        The coefficient of variation of each sensor's variance across
+        machines.
+
+    anomaly_strength : float, default=4.0
+        The Mahalanobis length of the shift that makes an anomaly, in the
+        metric of its machine's covariance.
+
+    return_params : bool, default=False
+        If True, also return the mean and covariance of each machine.
+
+    as_frame : bool, default=False
+        If True, return ``X`` as a pandas DataFrame with columns ``"x0"``,
+        ``"x1"``, ... and a last column ``"task"`` holding the task labels,
+        and ``y`` and ``tasks`` as pandas Series named ``"y"`` and ``"task"``.
+        ``means`` and ``covariances`` stay NumPy arrays. Requires pandas.
+
+    random_state : int, RandomState instance or None, default=None
+        Determines random number generation for dataset creation. Pass an int
+        for reproducible output across multiple function calls.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features) or DataFrame of shape \
+            (n_samples, n_features + 1)
+        The readings of all machines.
+
+    y : ndarray of shape (n_samples,) or Series
+        +1 for normal readings, -1 for anomalies (the convention of
+        scikit-learn's outlier detectors' ``predict``).
+
+    tasks : ndarray of shape (n_samples,) or Series
+        The int64 machine of each reading, in ``0, ..., n_tasks - 1``,
+        sorted in increasing order.
+
+    means : ndarray of shape (n_tasks, n_features)
+        The mean normal reading of each machine. Only returned if
+        ``return_params=True``.
+
+    covariances : ndarray of shape (n_tasks, n_features, n_features)
+        The covariance of each machine's normal readings. Only returned if
+        ``return_params=True``.
+
+    See Also
+    --------
+    skmeta.MetaGaussianDensity : Per-machine anomaly detectors under a prior
+        learned across the fleet.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmeta.datasets import make_meta_anomalies
+    >>> X, y, tasks, means, covariances = make_meta_anomalies(
+    ...     n_tasks=3, n_samples_per_task=[10, 20, 30], n_features=4,
+    ...     contamination=0.1, return_params=True, random_state=0
+    ... )
+    >>> X.shape, means.shape, covariances.shape
+    ((60, 4), (3, 4), (3, 4, 4))
+    >>> np.bincount(tasks[y == -1])
+    array([1, 2, 3])
+    """
+    generator = check_random_state(random_state)
+    sizes = _check_n_samples_per_task(n_samples_per_task, n_tasks)
+    d = n_features
+    n_factors = min(n_factors, d)
+    n_samples = int(sizes.sum())
+    tasks = np.repeat(np.arange(n_tasks, dtype=np.int64), sizes)
+
+    # The fleet. Every draw is made whatever the spreads, so that with a
+    # fixed seed changing a spread changes only what it controls.
+    units = 10.0 ** generator.uniform(-1.0, 2.0, size=d)
+    loadings = generator.standard_normal(size=(d, n_factors))
+    specific = generator.uniform(0.2, 1.0, size=d)
+    nominal = (loadings @ loadings.T + np.diag(specific)) * np.outer(units, units)
+    fleet_mean = units * generator.uniform(-3.0, 3.0, size=d)
+
+    # The machines: inverse-Wishart draws by the Bartlett decomposition of
+    # a Wishart draw of the precision, all machines at once.
+    if covariance_spread > 0:
+        dof = d + 3.0 + 2.0 / covariance_spread**2
+        precision_scale = np.linalg.inv((dof - d - 1.0) * nominal)
+        chol_scale = np.linalg.cholesky(precision_scale)
+        bartlett = np.zeros((n_tasks, d, d))
+        rows, cols = np.tril_indices(d, -1)
+        bartlett[:, rows, cols] = generator.standard_normal(
+            size=(n_tasks, rows.size))
+        diagonal = np.arange(d)
+        bartlett[:, diagonal, diagonal] = np.sqrt(
+            generator.chisquare(dof - diagonal, size=(n_tasks, d)))
+        factor = chol_scale @ bartlett
+        covariances = np.linalg.inv(factor @ np.swapaxes(factor, 1, 2))
+        covariances = 0.5 * (covariances + np.swapaxes(covariances, 1, 2))
+    else:
+        covariances = np.broadcast_to(nominal, (n_tasks, d, d)).copy()
+    roots = np.linalg.cholesky(covariances)
+    means = fleet_mean + mean_spread * np.einsum(
+        "tij,tj->ti", roots, generator.standard_normal(size=(n_tasks, d)))
+
+    # Readings: the first round(contamination * n) rows of each machine are
+    # its anomalies, then rows are shuffled within machines.
+    n_anomalies = np.floor(contamination * sizes + 0.5).astype(np.int64)
+    starts = np.cumsum(sizes) - sizes
+    rank = np.arange(n_samples) - np.repeat(starts, sizes)
+    y = np.where(rank < np.repeat(n_anomalies, sizes), -1, 1)
+    noise = generator.standard_normal(size=(n_samples, d))
+    direction = generator.standard_normal(size=(n_samples, d))
+    direction /= np.maximum(np.linalg.norm(direction, axis=1, keepdims=True),
+                            np.finfo(np.float64).tiny)
+    noise += (y == -1)[:, None] * anomaly_strength * direction
+    X = means[tasks] + np.einsum("nij,nj->ni", roots[tasks], noise)
+    order = np.lexsort((generator.uniform(size=n_samples), tasks))
+    X, y = X[order], y[order]
+
+    if as_frame:
+        X, y, tasks = _as_frame(X, y, tasks, "make_meta_anomalies")
+    if return_params:
+        return X, y, tasks, means, covariances
     return X, y, tasks

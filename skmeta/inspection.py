@@ -1,49 +1,25 @@
 """Visual checks of how well new tasks are learned from a few samples."""
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import clone, is_classifier
+from sklearn.base import is_classifier
+from sklearn.metrics import get_scorer_names
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, validate_params
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
-from .metrics import _METRICS, per_task_score
-from .model_selection import FewShotSplit
+from .model_selection import adaptation_curve
 
 _BASELINES = ("per_task", "pooled")
 
 
-def _score_rows(estimator, X, y, tasks, scoring, predict_kwargs):
-    """Mean over tasks of the per-task score of ``estimator`` on rows X."""
-    if scoring in ("roc_auc", "neg_log_loss"):
-        proba = estimator.predict_proba(X, **predict_kwargs)
-        pred = proba[:, 1] if scoring == "roc_auc" and proba.shape[1] == 2 else proba
-    else:
-        pred = estimator.predict(X, **predict_kwargs)
-    table = per_task_score(y, pred, tasks, scoring, min_samples=2)
-    return float(np.nanmean(table["score"]))
-
-
-def _per_task_fits(base, X, y, tasks, train, test, scoring):
-    """Fit a clone of ``base`` on each held-out task's shots; mean test score."""
-    scores = []
-    for t in np.unique(tasks[test]):
-        fit_rows = train & (tasks == t)
-        test_rows = test & (tasks == t)
-        if not fit_rows.any():
-            continue
-        model = clone(base)
-        if hasattr(model, "n_neighbors"):
-            # k-NN cannot look at more neighbours than there are shots
-            model.set_params(n_neighbors=min(model.n_neighbors,
-                                             max(1, int(fit_rows.sum()) - 1 | 1)))
-        try:
-            model.fit(_rows(X, fit_rows), y[fit_rows])
-        except ValueError:
-            continue  # e.g. one class among the shots: no model to score
-        scores.append(_score_rows(model, _rows(X, test_rows), y[test_rows],
-                                  tasks[test_rows], scoring, {}))
-    return float(np.mean(scores)) if scores else np.nan
+def _mean_over_tasks(scores):
+    """``(n_repeats, n_shots)`` mean over held-out tasks, NaN-aware."""
+    with warnings.catch_warnings():
+        # a repeat where every task failed is NaN, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(scores, axis=2).T
 
 
 class AdaptationCurveDisplay:
@@ -52,18 +28,22 @@ class AdaptationCurveDisplay:
     The curve that matters for meta-learning: how well a task never seen in
     training is learned from 1, 2, 5... samples (per class for classifiers),
     compared with fitting the base estimator on those samples alone and with
-    one model pooled over all data. Use :meth:`from_estimator` to compute it.
+    one model pooled over all data. Use :meth:`from_estimator` to compute it;
+    the numbers come from :func:`~skmeta.model_selection.adaptation_curve`.
 
     Parameters
     ----------
     shots : ndarray of shape (n_shots,)
         Numbers of samples (per class for classifiers) of each new task.
     scores : dict of str to ndarray of shape (n_repeats, n_shots)
-        Mean per-task score of each approach, one row per repeat.
+        Mean per-task score of each approach, one row per repeat; the keys
+        name the curves in the legend.
     scoring : str
-        Name of the score, used as the y label.
-    estimator_name : str, default="skmeta"
-        Name of the meta-learner's curve.
+        Name of the score, used in the y label.
+    estimator_name : str, default=None
+        Key of ``scores`` holding the meta-learner's curve, which is drawn
+        above the others with a thicker line and named in the title. None
+        singles out no curve.
 
     Attributes
     ----------
@@ -76,7 +56,8 @@ class AdaptationCurveDisplay:
 
     See Also
     --------
-    skmeta.model_selection.FewShotSplit : The splits behind the curve.
+    skmeta.model_selection.adaptation_curve : The scores behind the curves.
+    skmeta.model_selection.FewShotSplit : The splits behind each point.
     skmeta.metrics.per_task_score : Scores task by task.
 
     Examples
@@ -92,10 +73,14 @@ class AdaptationCurveDisplay:
     ...     MetaClassifier(), X, y, groups=tasks, shots=(1, 5), n_repeats=2,
     ...     random_state=0)
     >>> sorted(display.scores)
-    ['per_task', 'pooled', 'skmeta']
+    ['MetaClassifier', 'per_task', 'pooled']
+    >>> display.scores["MetaClassifier"].shape
+    (2, 2)
+    >>> [text.get_text() for text in display.ax_.get_legend().get_texts()]
+    ['MetaClassifier', 'per_task', 'pooled']
     """
 
-    def __init__(self, *, shots, scores, scoring, estimator_name="skmeta"):
+    def __init__(self, *, shots, scores, scoring, estimator_name=None):
         self.shots = shots
         self.scores = scores
         self.scoring = scoring
@@ -118,16 +103,26 @@ class AdaptationCurveDisplay:
         """
         import matplotlib.pyplot as plt
 
+        if self.estimator_name is not None and self.estimator_name not in self.scores:
+            raise ValueError(
+                f"estimator_name={self.estimator_name!r} is not a key of scores "
+                f"({sorted(self.scores)})."
+            )
         if ax is None:
             _, ax = plt.subplots()
         self.lines_ = {}
         for name, values in self.scores.items():
             values = np.asarray(values, dtype=float)
-            mean = np.nanmean(values, axis=0)
-            (line,) = ax.plot(self.shots, mean, marker="o", label=name)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean = np.nanmean(values, axis=0)
+                spread = np.nanstd(values, axis=0)
+            main = name == self.estimator_name
+            (line,) = ax.plot(self.shots, mean, marker="o", label=name,
+                              linewidth=2.5 if main else 1.5,
+                              zorder=3 if main else 2)
             self.lines_[name] = line
             if show_spread and values.shape[0] > 1:
-                spread = np.nanstd(values, axis=0)
                 ax.fill_between(self.shots, mean - spread, mean + spread,
                                 alpha=0.2, color=line.get_color())
         ax.set_xscale("log")
@@ -138,6 +133,8 @@ class AdaptationCurveDisplay:
                                                "roc_auc", "neg_log_loss")
             else ""))
         ax.set_ylabel(f"{self.scoring} on the new tasks")
+        if self.estimator_name is not None:
+            ax.set_title(f"Adaptation curve of {self.estimator_name}")
         ax.legend()
         self.ax_ = ax
         self.figure_ = ax.figure
@@ -151,24 +148,30 @@ class AdaptationCurveDisplay:
             "groups": ["array-like"],
             "shots": ["array-like"],
             "baselines": [tuple, list, dict],
-            "scoring": [str, callable, None],
+            "scoring": [StrOptions(set(get_scorer_names())), callable, None],
             "test_size": [Interval(Real, 0, 1, closed="neither"),
                           Interval(Integral, 1, None, closed="left")],
             "n_repeats": [Interval(Integral, 1, None, closed="left")],
             "random_state": ["random_state"],
+            "estimator_name": [str, None],
+            "n_jobs": [Integral, None],
         },
         prefer_skip_nested_validation=False,
     )
-    def from_estimator(cls, estimator, X, y, *, groups, shots=(1, 2, 5, 10, 20),
-                       baselines=_BASELINES, scoring=None, test_size=0.2,
-                       n_repeats=5, random_state=None, ax=None):
+    def from_estimator(  # noqa: PLR0913
+        cls, estimator, X, y, *, groups, shots=(1, 2, 5, 10, 20),
+        baselines=_BASELINES, scoring=None, test_size=0.2, n_repeats=5,
+        random_state=None, estimator_name=None, n_jobs=None, ax=None,
+    ):
         """Compute the adaptation curve of a meta-learner and plot it.
 
         For each repeat, a fraction of the tasks is held out (the same tasks
         for every number of shots); the meta-learner is fitted on the other
         tasks, then adapts each held-out task from ``k`` of its samples
-        (:meth:`~skmeta.MetaClassifier.partial_fit`) and is scored on the
-        task's remaining samples, task by task.
+        (:meth:`~skmeta.MetaClassifier.adapt_tasks`) and is scored on the
+        task's remaining samples, task by task. Every curve comes from
+        :func:`~skmeta.model_selection.adaptation_curve` with the same
+        held-out tasks and shots.
 
         Parameters
         ----------
@@ -189,17 +192,24 @@ class AdaptationCurveDisplay:
             ignoring tasks. A dict names its curves; its values are those two
             strings or estimators fitted per task (e.g. ``{"k-NN":
             KNeighborsClassifier(), "pooled": "pooled"}``); an estimator with
-            ``n_neighbors`` gets at most the (odd) number of samples below the
-            task's sample count.
+            ``n_neighbors`` gets at most the largest odd number not above its
+            number of samples (see ``strategy`` in
+            :func:`~skmeta.model_selection.adaptation_curve`).
         scoring : str or callable, default=None
-            Per-task metric, see :func:`skmeta.metrics.per_task_score`;
-            ``None`` means accuracy for classifiers and R^2 for regressors.
+            Scorer applied to each held-out task: a scorer name or a callable
+            ``scorer(estimator, X, y)``; ``None`` means accuracy for
+            classifiers and R^2 for regressors.
         test_size : float or int, default=0.2
             Fraction (or number) of tasks held out in each repeat.
         n_repeats : int, default=5
             Number of random sets of held-out tasks.
         random_state : int, RandomState instance or None, default=None
             Controls the held-out tasks and the samples drawn as shots.
+        estimator_name : str, default=None
+            Name of the meta-learner's curve in the legend and the title;
+            None means the class name of ``estimator``.
+        n_jobs : int, default=None
+            Number of jobs running the repeats of each curve in parallel.
         ax : matplotlib Axes, default=None
             Axes to plot on.
 
@@ -208,14 +218,8 @@ class AdaptationCurveDisplay:
         display : AdaptationCurveDisplay
             The computed and plotted display.
         """
-        X_arr = X
-        y = np.asarray(y)
-        groups = np.asarray(groups)
-        shots = np.sort(np.unique(np.asarray(shots, dtype=int)))
-        if scoring is None:
-            scoring = "accuracy" if is_classifier(estimator) else "r2"
-        if isinstance(scoring, str) and scoring not in _METRICS:
-            raise ValueError(f"scoring={scoring!r} is not one of {sorted(_METRICS)}.")
+        if estimator_name is None:
+            estimator_name = type(estimator).__name__
         if not isinstance(baselines, dict):
             baselines = {name: name for name in baselines}
         unknown = sorted(str(v) for v in baselines.values()
@@ -224,53 +228,34 @@ class AdaptationCurveDisplay:
             raise ValueError(
                 f"Unknown baselines {unknown}; use {_BASELINES} or estimators."
             )
-        base = estimator._base_estimator()
-        rng = check_random_state(random_state)
-        seeds = rng.randint(np.iinfo(np.int32).max, size=n_repeats)
-        names = ["skmeta", *baselines]
-        scores = {name: np.full((n_repeats, len(shots)), np.nan) for name in names}
-        stratify = is_classifier(estimator)
-        for r, seed in enumerate(seeds):
-            meta = None
-            for j, k in enumerate(shots):
-                split = FewShotSplit(n_splits=1, n_shots=int(k), test_size=test_size,
-                                     stratify=stratify, random_state=seed)
-                train_idx, test_idx = next(split.split(X_arr, y, groups))
-                train = np.zeros(len(y), dtype=bool)
-                train[train_idx] = True
-                test = np.zeros(len(y), dtype=bool)
-                test[test_idx] = True
-                held_out = np.isin(groups, np.unique(groups[test]))
-                if meta is None:
-                    # meta-train once per repeat, on the tasks not held out
-                    meta = clone(estimator).fit(
-                        _rows(X_arr, ~held_out), y[~held_out],
-                        tasks=groups[~held_out])
-                shots_rows = train & held_out
-                meta.partial_fit(_rows(X_arr, shots_rows), y[shots_rows],
-                                 tasks=groups[shots_rows])
-                scores["skmeta"][r, j] = _score_rows(
-                    meta, _rows(X_arr, test), y[test], groups[test], scoring,
-                    {"tasks": groups[test]})
-                for name, how in baselines.items():
-                    if isinstance(how, str) and how == "pooled":
-                        pooled = clone(base).fit(_rows(X_arr, train), y[train])
-                        scores[name][r, j] = _score_rows(
-                            pooled, _rows(X_arr, test), y[test], groups[test],
-                            scoring, {})
-                    else:
-                        per_task = base if isinstance(how, str) else how
-                        scores[name][r, j] = _per_task_fits(
-                            per_task, X_arr, y, groups, train, test, scoring)
-        display = cls(shots=shots, scores=scores,
+        if estimator_name in baselines:
+            raise ValueError(
+                f"estimator_name={estimator_name!r} is also the name of a "
+                "baseline; pass another estimator_name."
+            )
+        if scoring is None:
+            scoring = "accuracy" if is_classifier(estimator) else "r2"
+        # One seed for every curve, so that they share held-out tasks and shots
+        # even when random_state is a RandomState instance or None.
+        if not isinstance(random_state, Integral):
+            random_state = check_random_state(random_state).randint(
+                np.iinfo(np.int32).max)
+        curves = {estimator_name: (estimator, "adapt")}
+        for name, how in baselines.items():
+            if isinstance(how, str):
+                curves[name] = (estimator._base_estimator(), how)
+            else:
+                curves[name] = (how, "per_task")
+        scores = {}
+        for name, (model, strategy) in curves.items():
+            shots_, task_scores, _ = adaptation_curve(
+                model, X, y, groups=groups, shots=shots, strategy=strategy,
+                test_size=test_size, n_repeats=n_repeats,
+                stratify=is_classifier(estimator), scoring=scoring,
+                n_jobs=n_jobs, random_state=random_state)
+            scores[name] = _mean_over_tasks(task_scores)
+        display = cls(shots=shots_, scores=scores,
                       scoring=scoring if isinstance(scoring, str)
                       else getattr(scoring, "__name__", "score"),
-                      estimator_name=type(estimator).__name__)
+                      estimator_name=estimator_name)
         return display.plot(ax=ax)
-
-
-def _rows(X, mask):
-    """Rows of an array, sparse matrix or DataFrame selected by a mask."""
-    if hasattr(X, "iloc"):
-        return X.iloc[np.flatnonzero(mask)]
-    return X[mask]

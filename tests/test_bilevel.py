@@ -13,6 +13,7 @@ import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import meta_gradient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
@@ -30,16 +31,18 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils._param_validation import InvalidParameterError
 from threadpoolctl import threadpool_limits
 
+import skmeta._kernels._calls as _calls_module
+import skmeta._kernels._unroll as unroll_module
+import skmeta._kernels._workspaces as _workspaces_module
 import skmeta._methods._bilevel as bilevel_module
 import skmeta._methods._inner as inner_module
 from skmeta import MetaClassifier, MetaRegressor
 from skmeta._families import family_for
-from skmeta._kernels._batch import Problem, make_batch, unroll
+from skmeta._kernels._calls import unroll
 from skmeta._kernels._codes import LOGISTIC, MULTINOMIAL, POISSON, SQUARED
+from skmeta._kernels._layout import Problem, make_batch
 from skmeta._kernels._unroll import FORWARD
-import skmeta._kernels._batch as _batch_module
-import skmeta._kernels._unroll as unroll_module
-from skmeta._methods._bilevel import meta_gradient, pooled_start, query_sizes
+from skmeta._methods._bilevel import pooled_start, query_sizes
 from skmeta.datasets import make_meta_classification, make_meta_regression
 
 CODES = [SQUARED, LOGISTIC, MULTINOMIAL, POISSON]
@@ -313,7 +316,7 @@ def test_maml_without_inner_steps_fits_the_pooled_data(estimator):
     X, z, tasks, rng = equal_tasks()
     T = 6
     kw = dict(method="maml", inner_steps=0, query_fraction=1.0,
-              meta_batch_size=T, max_iter=1500, meta_lr=0.05, random_state=0)
+              meta_batch_size=T, max_iter=1500, meta_lr=0.01, random_state=0)
     if isinstance(estimator, LogisticRegression):
         y = (z + rng.logistic(size=z.shape) > 0).astype(int)
         pooled = optimize.minimize(
@@ -384,9 +387,10 @@ def test_metasgd_theta0_gradient_is_maml_gradient_at_the_same_alpha(code,
 
 def test_metasgd_with_frozen_step_sizes_follows_the_maml_trajectory(monkeypatch):
     # The public API has no way to freeze alpha (one meta_lr drives both Adam
-    # optimizers), so the optimizer class is replaced: fit_bilevel creates the
+    # optimizers), so the optimizer class is replaced: Meta-SGD creates the
     # theta0 optimizer first and the alpha optimizer second, and the latter is
-    # made a no-op. Every theta0 iterate is recorded from the first.
+    # made a no-op; MAML creates only the first. Every theta0 iterate is
+    # recorded.
     real_adam = bilevel_module.Adam
     trajectories = []
 
@@ -415,7 +419,7 @@ def test_metasgd_with_frozen_step_sizes_follows_the_maml_trajectory(monkeypatch)
               random_state=0)
     sgd = MetaClassifier(method="metasgd", **kw).fit(X, y, tasks=tasks)
     maml = MetaClassifier(method="maml", **kw).fit(X, y, tasks=tasks)
-    sgd_path, marker, maml_path, _ = trajectories
+    sgd_path, marker, maml_path = trajectories
     assert marker == "alpha" and len(sgd_path) == len(maml_path) == 25
     assert_array_equal(np.array(sgd_path), np.array(maml_path))
     assert_array_equal(sgd.inner_lr_, np.full(sgd.meta_params_.shape, 0.3))
@@ -498,7 +502,8 @@ def test_fits_are_reproducible_and_n_jobs_invariant(method, small_classification
 
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("layout", ["dense", "csr"])
-@pytest.mark.parametrize("code", [LOGISTIC, MULTINOMIAL], ids=["logistic", "multinomial"])
+@pytest.mark.parametrize("code", [LOGISTIC, MULTINOMIAL],
+                         ids=["logistic", "multinomial"])
 def test_unroller_results_do_not_depend_on_threads_or_the_transposed_copy(
         code, layout, fit_intercept):
     # one meta-batch, four ways: serially from the batch's rows, from the
@@ -526,16 +531,16 @@ def test_unroller_results_do_not_depend_on_threads_or_the_transposed_copy(
               n_sel=len(sel), block=1)
     for seeds in (np.full(len(sel), -1), np.arange(len(sel)) + 11):
         args = (sel, seeds, np.full(len(sel), 5), theta0, alpha)
-        reference = _batch_module.Unroller(batch, pb, np.full(d, 0.4),
+        reference = _calls_module.Unroller(batch, pb, np.full(d, 0.4),
                                            transposed=False, **kw)(*args)
         fields = ("theta", "query_loss", "grad_theta0_blocks",
                   "grad_alpha_blocks", "loss_sum", "grad_theta0", "grad_alpha")
         expected = {f: np.copy(getattr(reference, f)) for f in fields}
         for n_threads, busy in [(1, False), (2, False), (2, True)]:
-            run = _batch_module.Unroller(batch, pb, np.full(d, 0.4),
+            run = _calls_module.Unroller(batch, pb, np.full(d, 0.4),
                                          n_threads=n_threads, **kw)
             if busy:
-                with _batch_module._PARALLEL_LAUNCH:
+                with _calls_module._PARALLEL_LAUNCH:
                     res = run(*args)
             else:
                 res = run(*args)
@@ -556,11 +561,12 @@ def test_unroller_keeps_its_workspace_within_budget(monkeypatch):
               n_sel=8, block=1, n_threads=2)
     args = (np.arange(8), np.arange(8), np.full(8, 4), np.zeros(4),
             np.full(4, 0.1))
-    roomy = _batch_module.Unroller(batch, pb, np.ones(4), **kw)
+    roomy = _calls_module.Unroller(batch, pb, np.ones(4), **kw)
     expected = np.copy(roomy(*args).grad_theta0)
-    monkeypatch.setattr(_batch_module, "_WORKSPACE_MAX_BYTES", 1)
-    tight = _batch_module.Unroller(batch, pb, np.ones(4), **kw)
-    assert (roomy.n_chunks, tight.n_chunks) == (min(2, numba.config.NUMBA_NUM_THREADS), 1)
+    monkeypatch.setattr(_workspaces_module, "WORKSPACE_MAX_BYTES", 1)
+    tight = _calls_module.Unroller(batch, pb, np.ones(4), **kw)
+    chunks = (min(2, numba.config.NUMBA_NUM_THREADS), 1)
+    assert (roomy.n_chunks, tight.n_chunks) == chunks
     assert_array_equal(tight(*args).grad_theta0, expected)
 
 
@@ -596,7 +602,7 @@ def test_unroller_matches_the_one_shot_unroll_on_any_tasks(
     auto = data.draw(st.booleans())
     expected = unroll(batch, pb, sel, seeds, n_query, theta0, precision, alpha,
                       auto, 2, mode, 1)
-    run = _batch_module.Unroller(batch, pb, precision, auto_step=auto, n_steps=2,
+    run = _calls_module.Unroller(batch, pb, precision, auto_step=auto, n_steps=2,
                                  mode=mode, n_sel=len(sel), block=1, n_threads=2)
     res = run(sel, seeds, n_query, theta0, alpha)
     for field in ("theta", "query_loss", "grad_theta0_blocks",
@@ -865,7 +871,7 @@ def test_few_shot_beats_per_task_and_pooled_fits(kind, method, few_shot_problems
                 **METHOD_PARAMS[kind][method]).fit(X[train], y[train],
                                                    tasks=tasks[train])
     rows = np.concatenate(support)
-    models = meta.adapt(X[rows], y[rows], tasks=tasks[rows])
+    models = meta.adapt_tasks(X[rows], y[rows], tasks=tasks[rows])
     scores = [score(y[q], models[t].predict(X[q]))
               for t, q in zip(range(N_TRAIN, N_TRAIN + N_NEW), query)]
     assert np.mean(scores) > max(baselines.values()), (np.mean(scores), baselines)

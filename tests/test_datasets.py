@@ -7,9 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
+from scipy import stats
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from skmeta.datasets import (
+    make_meta_anomalies,
     make_meta_classification,
     make_meta_regression,
     make_sine_tasks,
@@ -686,3 +688,94 @@ def test_sine_invariants(
     assert np.all((phase >= phase_range[0]) & (phase <= phase_range[1]))
     assert np.all((X >= x_range[0]) & (X <= x_range[1]))
     assert_allclose(y, amplitude[tasks] * np.sin(X[:, 0] - phase[tasks]), atol=1e-12)
+
+
+# make_meta_anomalies
+
+
+def _mahalanobis(X, means, covariances, tasks):
+    diff = X - means[tasks]
+    return np.einsum("ni,nij,nj->n", diff, np.linalg.inv(covariances)[tasks], diff)
+
+
+def test_anomalies_shapes_counts_and_reproducibility():
+    sizes = [10, 15, 1, 30]
+    X, y, tasks = make_meta_anomalies(n_tasks=4, n_samples_per_task=sizes,
+                                      n_features=3, contamination=0.1,
+                                      random_state=0)
+    assert X.shape == (56, 3) and X.dtype == np.float64
+    _check_grouping(tasks, sizes)
+    assert set(np.unique(y)) <= {-1, 1}
+    # round(0.1 * n) anomalies per machine: 1, 2 (1.5 rounds up), 0, 3
+    assert_array_equal(np.bincount(tasks[y == -1], minlength=4), [1, 2, 0, 3])
+    again = make_meta_anomalies(n_tasks=4, n_samples_per_task=sizes,
+                                n_features=3, random_state=0)
+    for a, b in zip((X, y, tasks), again):
+        assert_array_equal(a, b)
+    # rows are shuffled within machines: anomalies are not always first
+    _, y_many, _ = make_meta_anomalies(n_tasks=200, n_samples_per_task=10,
+                                       random_state=1)
+    first_is_anomaly = y_many[np.arange(0, 2000, 10)] == -1
+    assert 0 < first_is_anomaly.mean() < 0.5
+
+
+def test_anomalies_follow_the_stated_model():
+    d, spread, strength = 4, 0.4, 3.0
+    X, y, tasks, means, covariances = make_meta_anomalies(
+        n_tasks=4000, n_samples_per_task=20, n_features=d, contamination=0.25,
+        covariance_spread=spread, mean_spread=0.7, anomaly_strength=strength,
+        return_params=True, random_state=2)
+    m = _mahalanobis(X, means, covariances, tasks)
+    # normal readings: chi2 with d degrees of freedom; anomalies: shifted by
+    # `strength` in the whitened space, so E|z + strength u|^2 = d + strength^2
+    assert abs(m[y == 1].mean() - d) < 0.05
+    assert abs(np.mean(stats.chi2.cdf(m[y == 1], d) < 0.5) - 0.5) < 0.01
+    assert abs(m[y == -1].mean() - (d + strength**2)) < 0.15
+    # the coefficient of variation of a sensor's variance across machines
+    variances = np.diagonal(covariances, axis1=1, axis2=2)
+    cv = variances.std(axis=0) / variances.mean(axis=0)
+    assert_allclose(cv, spread, rtol=0.15)
+    # machine means scatter by mean_spread in each machine's own metric
+    centre = means.mean(axis=0)
+    spread_m = _mahalanobis(means, np.broadcast_to(centre, means.shape),
+                            covariances, np.arange(4000))
+    assert abs(spread_m.mean() / 0.7**2 - d) < 0.15
+
+
+def test_anomalies_zero_spreads_give_identical_machines():
+    _, _, _, means, covariances = make_meta_anomalies(
+        n_tasks=5, n_features=3, mean_spread=0.0, covariance_spread=0.0,
+        return_params=True, random_state=3)
+    assert_allclose(covariances, np.broadcast_to(covariances[0], (5, 3, 3)))
+    assert_allclose(means, np.broadcast_to(means[0], (5, 3)))
+    # the fleet does not depend on the spreads
+    _, _, _, means_2, _ = make_meta_anomalies(
+        n_tasks=5, n_features=3, mean_spread=0.0, covariance_spread=0.9,
+        return_params=True, random_state=3)
+    assert_allclose(means_2, means)
+
+
+def test_anomalies_as_frame():
+    pd = pytest.importorskip("pandas")
+    X, y, tasks = make_meta_anomalies(n_tasks=3, n_samples_per_task=4,
+                                      n_features=2, random_state=0)
+    X_df, y_s, tasks_s = make_meta_anomalies(n_tasks=3, n_samples_per_task=4,
+                                             n_features=2, as_frame=True,
+                                             random_state=0)
+    assert list(X_df.columns) == ["x0", "x1", "task"]
+    assert_array_equal(X_df[["x0", "x1"]].to_numpy(), X)
+    assert isinstance(y_s, pd.Series) and y_s.name == "y"
+    assert_array_equal(y_s, y)
+    assert_array_equal(tasks_s, tasks)
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"contamination": 1.0}, "contamination"),
+    ({"covariance_spread": -0.1}, "covariance_spread"),
+    ({"n_features": 0}, "n_features"),
+    ({"n_samples_per_task": [3, 0]}, "at least one sample"),
+])
+def test_anomalies_invalid_parameters(params, match):
+    params = {"n_tasks": 2, **params}
+    with pytest.raises(ValueError, match=match):
+        make_meta_anomalies(**params)

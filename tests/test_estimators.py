@@ -9,8 +9,10 @@ what is tested is the mathematics and the API, not speed.
 
 import copy
 import pickle
+import re
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 
 import joblib
 import numpy as np
@@ -21,8 +23,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.special import expit
-from sklearn import config_context
-from sklearn.exceptions import ConvergenceWarning
+from sklearn import clone, config_context
+from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
 from sklearn.linear_model import (
     ElasticNet,
     Lasso,
@@ -30,11 +32,13 @@ from sklearn.linear_model import (
     LogisticRegression,
     PoissonRegressor,
     Ridge,
+    SGDClassifier,
 )
-from sklearn.model_selection import GroupKFold, cross_validate
+from sklearn.model_selection import GridSearchCV, GroupKFold, cross_validate
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, SVR
+from sklearn.utils._param_validation import InvalidParameterError
 
 from skmeta import MetaClassifier, MetaRegressor
 
@@ -494,7 +498,8 @@ def test_ridge_multitask_fit_is_the_joint_minimizer(regression_data):
     thetas, theta0 = ridge_joint_reference(X, y, tasks, 0.5, 1.5)
     assert_allclose(meta.task_params_, thetas, rtol=1e-6, atol=1e-8)
     assert_allclose(meta.meta_params_, theta0, rtol=1e-6, atol=1e-8)
-    assert_array_equal(meta.prior_precision_, np.ones(4))
+    assert_array_equal(meta.prior_shape_, np.ones(4))
+    assert_array_equal(meta.prior_precision_, np.full(4, 1.5))
     assert meta.gamma_ == 1.5
 
 
@@ -672,6 +677,108 @@ def test_string_task_labels_fitted_then_int_labels_rejected(binary_data):
         meta.predict(X, tasks=tasks)
 
 
+@pytest.mark.parametrize("fit_kind", ["str", "bytes"])
+def test_bytes_and_str_task_labels_are_the_same_tasks(fit_kind, binary_data):
+    # labels read from HDF5 or Parquet arrive as bytes: they are decoded as
+    # UTF-8, so either spelling finds the task whichever one fit received
+    X, y, tasks = binary_data
+    names = np.array(["zürich", "north", "south", "east"])
+    text, raw = names[tasks], np.char.encode(names, "utf-8")[tasks]
+    reference = MetaClassifier().fit(X, y, tasks=tasks)
+    meta = MetaClassifier().fit(X, y, tasks=text if fit_kind == "str" else raw)
+    assert meta.tasks_.dtype.kind == "U"
+    assert_array_equal(meta.tasks_, np.sort(names))
+    # each spelling predicts with the task's own model, not the prior's
+    order = np.argsort(np.argsort(names))  # label position -> sorted position
+    for labels in (text, raw, raw.astype(object), list(raw)):
+        assert_allclose(meta.predict_proba(X, tasks=labels),
+                        reference.predict_proba(X, tasks=tasks), rtol=1e-12)
+    assert_allclose(meta.task_params_[order], reference.task_params_,
+                    rtol=1e-12)
+    assert_allclose(meta.task_estimator(b"north").coef_,
+                    meta.task_estimator("north").coef_, rtol=0)
+    # a task added through the other spelling joins the same tasks_
+    Xn, yn, _ = make_tasks("binary", n_tasks=1, n_per_task=8, seed=40)
+    other = np.full(8, b"west") if fit_kind == "str" else np.full(8, "west")
+    meta.partial_fit(Xn, yn, tasks=other)
+    assert meta.tasks_.dtype.kind == "U"
+    assert_array_equal(meta.tasks_, np.sort(np.append(names, "west")))
+    assert_allclose(meta.predict_proba(Xn, tasks=np.full(8, "west")),
+                    meta.predict_proba(Xn, tasks=np.full(8, b"west")), rtol=0)
+
+
+@pytest.mark.parametrize("fit_kind", ["str", "bytes"])
+def test_bytes_and_str_task_columns_are_the_same_tasks(fit_kind, binary_data):
+    X, y, tasks = binary_data
+    frame, stores = _store_frame(X, tasks)
+    stores = np.where(stores == "north", "zürich", stores)
+    frame = frame.assign(store=stores)
+    raw = frame.assign(store=[s.encode("utf-8") for s in stores])
+    meta = MetaClassifier(task_column="store").fit(
+        frame if fit_kind == "str" else raw, y)
+    direct = MetaClassifier().fit(X, y, tasks=stores)
+    assert_array_equal(meta.tasks_, direct.tasks_)
+    for data in (frame, raw):
+        assert_allclose(meta.predict_proba(data),
+                        direct.predict_proba(X, tasks=stores), rtol=1e-12)
+
+
+def test_bytes_tasks_of_an_earlier_version_still_match(binary_data):
+    # skmeta used to keep bytes labels as bytes in tasks_: such a fitted
+    # model still finds its tasks under either spelling, and stays bytes
+    X, y, tasks = binary_data
+    names = np.array(["zürich", "north", "south", "east"])
+    meta = MetaClassifier().fit(X, y, tasks=names[tasks])
+    expected = meta.predict_proba(X, tasks=names[tasks])
+    meta.tasks_ = np.char.encode(meta.tasks_, "utf-8")
+    for labels in (names[tasks], np.char.encode(names, "utf-8")[tasks]):
+        assert_array_equal(meta.predict_proba(X, tasks=labels), expected)
+    Xn, yn, _ = make_tasks("binary", n_tasks=1, n_per_task=8, seed=42)
+    meta.partial_fit(Xn, yn, tasks=np.full(8, "west"))
+    assert meta.tasks_.dtype.kind == "S"
+    assert_array_equal(meta.tasks_, np.char.encode(
+        np.sort(np.append(names, "west")), "utf-8"))
+
+
+def test_task_labels_that_are_not_utf8_are_refused(binary_data):
+    X, y, tasks = binary_data
+    latin1 = np.array([s.encode("latin-1") for s in ["zürich", "b", "c", "d"]])
+    with pytest.raises(ValueError, match="not valid UTF-8"):
+        MetaClassifier().fit(X, y, tasks=latin1[tasks])
+    with pytest.raises(ValueError, match="not valid UTF-8"):
+        MetaClassifier().fit(X, y, tasks=latin1[tasks].astype(object))
+    meta = MetaClassifier().fit(X, y, tasks=np.array(["a", "b", "c", "d"])[tasks])
+    with pytest.raises(ValueError, match="not valid UTF-8"):
+        meta.predict(X, tasks=latin1[tasks])
+
+
+def test_float_task_labels_beyond_int64_are_refused(binary_data):
+    # 1e19 and 2e19 do not fit in int64: converting them would give one
+    # task (the overflow value) for both
+    X, y, tasks = binary_data
+    huge = np.array([1e19, 2e19, 3.0, 4.0])[tasks]
+    with pytest.raises(ValueError, match="beyond the int64 range, such as [12]e\\+19"):
+        MetaClassifier().fit(X, y, tasks=huge)
+    with pytest.raises(ValueError, match="beyond the int64 range"):
+        MetaClassifier(task_column=0).fit(np.column_stack([huge, X]), y)
+    with pytest.raises(ValueError, match="beyond the int64 range"):
+        MetaClassifier().fit(X, y, tasks=-huge)
+    # the extremes of the int64 range are exact, and stay distinct tasks
+    edge = np.array([-(2.0**63), 2.0**62, 2.0**62 + 1024, np.nextafter(2.0**63, 0)])
+    meta = MetaClassifier().fit(X, y, tasks=edge[tasks])
+    assert meta.tasks_.dtype == np.int64
+    assert_array_equal(meta.tasks_, [-(2**63), 2**62, 2**62 + 1024,
+                                     2**63 - 1024])
+    # as integers, labels past int64 are kept exactly
+    big = np.array([10**19, 10**19 + 1, 3, 4], dtype=np.uint64)[tasks]
+    reference = MetaClassifier().fit(X, y, tasks=tasks)
+    meta = MetaClassifier().fit(X, y, tasks=big)
+    assert meta.tasks_.dtype == np.uint64
+    assert_array_equal(meta.tasks_, [3, 4, 10**19, 10**19 + 1])
+    assert_allclose(meta.predict_proba(X, tasks=big),
+                    reference.predict_proba(X, tasks=tasks), rtol=1e-12)
+
+
 def test_unsupported_base_estimator_lists_the_supported_ones(binary_data):
     X, y, tasks = binary_data
     with pytest.raises(TypeError, match="Supported: LogisticRegression"):
@@ -751,8 +858,9 @@ def test_learned_prior_shape_is_normalized(prior, binary_data):
     # Lambda is the shape only (det = 1) so that gamma keeps its meaning
     X, y, tasks = binary_data
     meta = MetaClassifier(gamma=1.0, prior=prior).fit(X, y, tasks=tasks)
-    L = meta.prior_precision_
+    L = meta.prior_shape_
     assert meta.gamma_ == 1.0
+    assert_array_equal(meta.prior_precision_, meta.gamma_ * L)
     if prior == "full":
         assert L.shape == (4, 4)
         assert_allclose(L, L.T, rtol=1e-12, atol=1e-14)
@@ -818,7 +926,7 @@ def test_adapt_returns_a_plain_logistic_regression(fitted_classifier):
     assert_array_equal(clf.classes_, meta.classes_)
     # the inner problem solved directly, under the fitted prior
     expected = logistic_reference(X, y, 1.0, meta.gamma_, meta.meta_params_,
-                                  meta.prior_precision_)
+                                  meta.prior_shape_)
     assert_allclose(flat_params(clf), expected, rtol=1e-6, atol=1e-8)
     restored = pickle.loads(pickle.dumps(clf))
     assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
@@ -838,7 +946,7 @@ def test_adapt_regressor_matches_the_closed_form():
     reg = meta.adapt(Xn, yn, sample_weight=w)
     assert type(reg) is Ridge
     expected = ridge_reference(Xn, yn, 0.5, meta.gamma_, meta.meta_params_,
-                               meta.prior_precision_, sample_weight=w)
+                               meta.prior_shape_, sample_weight=w)
     assert_allclose(flat_params(reg), expected, rtol=1e-7, atol=1e-9)
     restored = pickle.loads(pickle.dumps(reg))
     assert_array_equal(restored.predict(Xn), reg.predict(Xn))
@@ -853,7 +961,7 @@ def test_adapt_under_a_full_prior_matches_direct_solve():
     w = np.array([1.0, 0.5, 2.0, 1.0, 3.0])
     clf = meta.adapt(Xn, yn, sample_weight=w)
     expected = logistic_reference(Xn, yn, 3.0, 2.0, meta.meta_params_,
-                                  meta.prior_precision_, sample_weight=w)
+                                  meta.prior_shape_, sample_weight=w)
     assert_allclose(flat_params(clf), expected, rtol=1e-6, atol=1e-8)
 
 
@@ -861,7 +969,7 @@ def test_adapt_several_tasks_gives_a_dict(fitted_classifier):
     meta = fitted_classifier
     X, y, tasks = make_tasks("binary", n_tasks=3, n_per_task=6, seed=14)
     labels = np.array(["a", "b", "c"])[tasks]
-    models = meta.adapt(X, y, tasks=labels)
+    models = meta.adapt_tasks(X, y, tasks=labels)
     assert sorted(models) == ["a", "b", "c"]
     for label, clf in models.items():
         rows = labels == label
@@ -898,7 +1006,7 @@ def test_partial_fit_adds_and_refits_tasks_without_moving_the_prior(
     Xn, yn, tn = make_tasks("binary", n_tasks=2, n_per_task=7, seed=16)
     # task 10 is new; task 1 is known and refitted on these rows only
     tn = np.where(tn == 0, 10, 1)
-    expected = meta.adapt(Xn, yn, tasks=tn)
+    expected = meta.adapt_tasks(Xn, yn, tasks=tn)
     meta.partial_fit(Xn, yn, tasks=tn)
     assert_array_equal(meta.tasks_, [0, 1, 2, 3, 10])
     assert_array_equal(meta.meta_params_, theta0)
@@ -940,7 +1048,7 @@ def test_partial_fit_regressor_adds_a_task(regression_data):
     Xn, yn, _ = make_tasks("regression", n_tasks=1, n_per_task=3, seed=18)
     meta.partial_fit(Xn, yn, tasks=np.full(3, 50))
     expected = ridge_reference(Xn, yn, 1.0, 2.0, meta.meta_params_,
-                               meta.prior_precision_)
+                               meta.prior_shape_)
     assert_allclose(meta.task_params_[-1], expected, rtol=1e-7, atol=1e-9)
     assert_allclose(meta.predict(Xn, tasks=np.full(3, 50)),
                     design(Xn) @ expected, rtol=1e-7)
@@ -961,6 +1069,58 @@ def test_partial_fit_with_tasks_on_a_single_task_model(binary_data):
     meta = MetaClassifier().fit(X, y)
     with pytest.raises(ValueError, match="without task identities"):
         meta.partial_fit(X, y, tasks=tasks)
+
+
+def test_partial_fit_refuses_another_kind_of_task_label():
+    X, y, tasks = _redteam_data(MetaClassifier)
+    meta = MetaClassifier().fit(X, y, tasks=tasks)
+    before = meta.task_params_.copy()
+    reference = meta.predict_proba(X, tasks=tasks)
+    with pytest.raises(ValueError, match="different type.*tasks_ are integers"):
+        meta.partial_fit(X[:20], y[:20], tasks=["new"] * 20)
+    # the model is untouched and still takes its own labels
+    assert meta.tasks_.dtype == tasks.dtype
+    assert_array_equal(meta.tasks_, np.arange(6))
+    assert_array_equal(meta.task_params_, before)
+    assert_array_equal(meta.predict_proba(X, tasks=tasks), reference)
+    strings = MetaClassifier().fit(X, y, tasks=np.array(list("abcdef"))[tasks])
+    with pytest.raises(ValueError, match="different type.*tasks_ are strings"):
+        strings.partial_fit(X[:20], y[:20], tasks=np.full(20, 7))
+    # a longer string is a new task, not truncated to tasks_'s width
+    strings.partial_fit(X[:20], y[:20], tasks=np.full(20, "a much longer name"))
+    assert "a much longer name" in strings.tasks_
+    assert strings.tasks_.dtype.kind == "U"
+
+
+def test_partial_fit_keeps_the_integer_dtype_of_tasks_():
+    # int64 labels near 2**62 and a uint64 label >= 2**63 have no common
+    # integer dtype: numpy would merge them as float64, 7 tasks into 2
+    X, y, tasks = _redteam_data(MetaClassifier)
+    near = np.int64(2**62) + tasks
+    meta = MetaClassifier().fit(X, y, tasks=near)
+    before = meta.task_params_.copy()
+    beyond = np.full(20, 2**63 + 5, dtype=np.uint64)
+    with pytest.raises(ValueError, match="9223372036854775813 cannot be stored"
+                                         ".*dtype is int64"):
+        meta.partial_fit(X[:20], y[:20], tasks=beyond)
+    assert_array_equal(meta.tasks_, np.int64(2**62) + np.arange(6))
+    assert_array_equal(meta.task_params_, before)
+    # predicting with it: an unseen task, so the prior model, not a merged task
+    assert_allclose(meta.predict_proba(X[:20], tasks=beyond),
+                    meta.meta_estimator_.predict_proba(X[:20]), rtol=1e-12)
+    # uint64 labels int64 holds are converted exactly, and stay distinct
+    Xn, yn, _ = make_tasks("binary", n_tasks=1, n_per_task=8, seed=41,
+                           n_features=4)
+    new = np.full(8, 2**62 + 6, dtype=np.uint64)
+    expected = meta.adapt(Xn, yn)
+    meta.partial_fit(Xn, yn, tasks=new)
+    assert meta.tasks_.dtype == np.int64
+    assert_array_equal(meta.tasks_, np.int64(2**62) + np.arange(7))
+    assert_array_equal(meta.task_params_[:6], before)
+    assert_allclose(meta.task_params_[6], flat_params(expected), rtol=1e-12)
+    # and a known task is found whatever the integer dtype of the labels
+    assert_allclose(meta.predict_proba(X, tasks=near.astype(np.uint64)),
+                    meta.predict_proba(X, tasks=near), rtol=0)
 
 
 # ==========================================================================
@@ -995,14 +1155,75 @@ def test_pickle_round_trip():
             assert_array_equal(a, b)
 
 
+# The skmeta types a user must trust to load a fitted model with skops, as
+# doc/user_guide.rst lists them (section "Saving a fitted model"): the
+# meta-estimator's class alone, whatever its base estimator
+SKOPS_TRUSTED = {
+    "MetaClassifier": ["skmeta._estimators.MetaClassifier"],
+    "MetaRegressor": ["skmeta._estimators.MetaRegressor"],
+}
+
+
+def _skops_trusted(meta):
+    return SKOPS_TRUSTED[type(meta).__name__]
+
+
+def _skops_round_trip(meta):
+    """Load with exactly the documented types; they must also be all it needs."""
+    sio = pytest.importorskip("skops.io", reason="skops is not installed")
+    data = sio.dumps(meta)
+    trusted = _skops_trusted(meta)
+    assert sorted(sio.get_untrusted_types(data=data)) == sorted(trusted)
+    return sio.loads(data, trusted=trusted)
+
+
 def test_skops_round_trip():
-    sio = pytest.importorskip("skops.io",
-                              reason="skops is not installed")
     for meta, X, tasks in _persistence_cases():
-        data = sio.dumps(meta)
-        restored = sio.loads(data, trusted=sio.get_untrusted_types(data=data))
+        restored = _skops_round_trip(meta)
         for a, b in zip(_outputs(meta, X, tasks), _outputs(restored, X, tasks)):
             assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("Meta, base, kwargs", [
+    (MetaClassifier, LogisticRegression(C=0.5, class_weight="balanced"), {}),
+    (MetaClassifier, None, {"method": "metasgd", "max_iter": 20}),
+    (MetaRegressor, Ridge(alpha=0.5), {"prior": "full"}),
+    (MetaRegressor, LinearRegression(), {"method": "maml", "max_iter": 20}),
+    (MetaRegressor, Lasso(alpha=0.01), {"gamma": "auto"}),
+    (MetaRegressor, ElasticNet(alpha=0.01, l1_ratio=0.5), {"method": "imaml",
+                                                          "max_iter": 20}),
+    (MetaRegressor, PoissonRegressor(alpha=0.1), {"method": "reptile",
+                                                  "max_iter": 20}),
+], ids=["logistic", "logistic-metasgd", "ridge", "linear-maml", "lasso",
+        "enet-imaml", "poisson-reptile"])
+@pytest.mark.parametrize("labels", ["int", "str"])
+def test_skops_loads_with_exactly_the_documented_types(Meta, base, kwargs,
+                                                       labels):
+    kind = ("multiclass" if Meta is MetaClassifier else
+            "poisson" if isinstance(base, PoissonRegressor) else "regression")
+    X, y, tasks = make_tasks(kind, n_tasks=3, n_per_task=12, seed=23)
+    if labels == "str":
+        tasks = np.array(["north", "south", "east"])[tasks]
+    meta = Meta(base, random_state=0, **kwargs).fit(X, y, tasks=tasks)
+    restored = _skops_round_trip(meta)
+    for a, b in zip(_outputs(meta, X, tasks), _outputs(restored, X, tasks)):
+        assert_array_equal(a, b)
+    assert_array_equal(restored.tasks_, meta.tasks_)
+    assert_array_equal(restored.adapt(X[:6], y[:6]).coef_,
+                       meta.adapt(X[:6], y[:6]).coef_)
+
+
+def test_the_user_guide_lists_the_skops_types():
+    guide = Path(__file__).resolve().parents[1] / "doc" / "user_guide.rst"
+    if not guide.exists():
+        pytest.skip(f"{guide} is not there (not a source checkout)")
+    section = guide.read_text(encoding="utf-8").split("Saving a fitted model")[1]
+    # the rows of its table: "* - model (base estimators)\n  - types"
+    rows = section.split("* - ``Meta")[1:]
+    assert len(rows) == len(SKOPS_TRUSTED)
+    for meta, trusted in SKOPS_TRUSTED.items():
+        [row] = [row for row in rows if row.startswith(meta[len("Meta"):])]
+        assert re.findall(r"``(skmeta\.[\w.]+)``", row) == trusted
 
 
 # ==========================================================================
@@ -1047,7 +1268,7 @@ def test_inputs_are_not_modified(container, binary_data):
     meta.predict_proba(X, tasks=tasks)
     meta.decision_function(X, tasks=tasks)
     meta.score(X, y, tasks=tasks, sample_weight=sw)
-    meta.adapt(X, y, tasks=tasks, sample_weight=sw)
+    meta.adapt_tasks(X, y, tasks=tasks, sample_weight=sw)
     meta.partial_fit(X, y, tasks=tasks, sample_weight=sw)
     for before, after in zip(saved, (X, y, tasks, sw)):
         assert_unchanged(before, after)
@@ -1062,7 +1283,7 @@ def test_task_column_inputs_are_not_modified(binary_data):
         saved = snapshot(data)
         meta = MetaClassifier(task_column=column).fit(data, y)
         meta.predict(data)
-        meta.adapt(data, y)
+        meta.adapt_tasks(data, y)
         meta.partial_fit(data, y)
         assert_unchanged(saved, data)
 
@@ -1076,7 +1297,7 @@ def test_read_only_inputs(binary_data, regression_data):
             a.setflags(write=False)
         meta = Meta().fit(X, y, tasks=tasks, sample_weight=sw)
         meta.predict(X, tasks=tasks)
-        meta.adapt(X, y, tasks=tasks, sample_weight=sw)
+        meta.adapt_tasks(X, y, tasks=tasks, sample_weight=sw)
         meta.partial_fit(X, y, tasks=tasks, sample_weight=sw)
         Xt = np.column_stack([tasks, X])
         Xt.setflags(write=False)
@@ -1183,7 +1404,7 @@ def test_one_sample_task_and_single_class_task():
     # ... and is still the exact inner solution under the learned prior
     for rows in (one, single):
         expected = logistic_reference(X[rows], y[rows], 1.0, meta.gamma_,
-                                      meta.meta_params_, meta.prior_precision_)
+                                      meta.meta_params_, meta.prior_shape_)
         t = np.searchsorted(meta.tasks_, tasks[rows][0])
         assert_allclose(meta.task_params_[t], expected, rtol=1e-6, atol=1e-8)
 
@@ -1458,3 +1679,357 @@ def test_unique_labels_counting_path_matches_numpy(y):
     assert_array_equal(labels, expected)
     narrow = (y % 7).astype(y.dtype)
     assert_array_equal(_unique_labels(narrow), np.unique(narrow))
+
+
+_INT_DTYPES = ["bool", "int8", "int16", "int64", "uint8", "uint32", "uint64"]
+
+
+def _int_labels(dtype, max_size):
+    info = (0, 1) if dtype == "bool" else (int(np.iinfo(dtype).min),
+                                           int(np.iinfo(dtype).max))
+    # values near the ends of the range are where dtypes disagree
+    values = st.one_of(st.integers(*info),
+                       st.sampled_from(sorted({info[0], info[1], 0, 1,
+                                               max(info[0], -1)})))
+    return st.lists(values, min_size=1, max_size=max_size).map(
+        lambda v: np.array(v, dtype=dtype))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.tuples(st.sampled_from(_INT_DTYPES),
+                 st.sampled_from(_INT_DTYPES)).flatmap(
+    lambda dtypes: st.tuples(_int_labels(dtypes[0], 8),
+                             _int_labels(dtypes[1], 8))))
+def test_fuzz_integer_task_labels_of_mixed_dtypes(labels):
+    # tasks_ keeps its integer dtype; labels of another integer dtype are
+    # compared by value, exactly, never through float64
+    from skmeta._validation import add_tasks, encode_tasks, lookup_tasks
+
+    fitted, new = labels
+    known, _ = encode_tasks(fitted)
+    known_values = {int(v) for v in known}
+    params = np.arange(len(known), dtype=float)[:, None]
+    codes = lookup_tasks(known, new)
+    for value, code in zip(new.tolist(), codes):
+        if int(value) in known_values:
+            assert int(known[code]) == int(value)
+        else:
+            assert code == -1
+    uniques, _ = encode_tasks(new)
+    low, high = (0, 1) if known.dtype == bool else (
+        int(np.iinfo(known.dtype).min), int(np.iinfo(known.dtype).max))
+    storable = all(low <= int(v) <= high for v in uniques.tolist())
+    if not storable:
+        with pytest.raises(ValueError, match="cannot be stored"):
+            add_tasks(known, params, uniques, -np.ones((len(uniques), 1)))
+        return
+    merged, table = add_tasks(known, params, uniques,
+                              -np.ones((len(uniques), 1)))
+    assert merged.dtype == known.dtype
+    assert [int(v) for v in merged] == sorted(
+        known_values | {int(v) for v in uniques})
+    # new rows replace known ones; the others keep theirs
+    added = {int(v) for v in uniques}
+    fitted_order = [int(v) for v in known]
+    for value, row in zip(merged.tolist(), table[:, 0]):
+        expected = -1 if int(value) in added else fitted_order.index(int(value))
+        assert row == expected
+
+
+# ==========================================================================
+# 14. settings of the base estimator and of prior_estimator
+# ==========================================================================
+def _redteam_data(Meta, base=None):
+    """The red-team reproducer: 6 tasks of 20 rows, 4 features."""
+    rng = np.random.RandomState(0)
+    X = rng.randn(120, 4)
+    tasks = np.repeat(np.arange(6), 20)
+    z = X @ np.array([1.0, -0.5, 0.0, 0.3]) + 0.5 * rng.randn(120)
+    if Meta is MetaClassifier:
+        y = (z > 0).astype(np.int64)
+    elif isinstance(base, PoissonRegressor):
+        y = rng.poisson(np.exp(0.3 * z)).astype(np.float64)
+    else:
+        y = z
+    return X, y, tasks
+
+
+# settings every supported family's own fit refuses; the last item is the
+# parameter the message must name
+INVALID_BASE_SETTINGS = [
+    (MetaClassifier, LogisticRegression(C=0), "C"),
+    (MetaClassifier, LogisticRegression(C=-1.0), "C"),
+    (MetaClassifier, LogisticRegression(C=np.nan), "C"),
+    (MetaClassifier, LogisticRegression(l1_ratio=np.nan, solver="saga"),
+     "l1_ratio"),
+    (MetaClassifier, LogisticRegression(l1_ratio=2.0, solver="saga"),
+     "l1_ratio"),
+    (MetaClassifier, LogisticRegression(solver="liblinear", intercept_scaling=0),
+     "intercept_scaling"),
+    (MetaClassifier, LogisticRegression(class_weight="even"), "class_weight"),
+    (MetaRegressor, Ridge(alpha=-3.0), "alpha"),
+    (MetaRegressor, Ridge(alpha=np.nan), "alpha"),
+    (MetaRegressor, LinearRegression(fit_intercept="yes"), "fit_intercept"),
+    (MetaRegressor, Lasso(alpha=-1.0), "alpha"),
+    (MetaRegressor, ElasticNet(alpha=0.1, l1_ratio=2.0), "l1_ratio"),
+    (MetaRegressor, ElasticNet(alpha=np.inf), "alpha"),
+    (MetaRegressor, PoissonRegressor(alpha=-1.0), "alpha"),
+    (MetaRegressor, PoissonRegressor(alpha=np.nan), "alpha"),
+]
+
+
+def _setting_id(case):
+    _, base, param = case
+    return f"{type(base).__name__}-{param}={base.get_params()[param]}"
+
+
+@pytest.mark.parametrize("Meta, base, param", INVALID_BASE_SETTINGS,
+                         ids=[_setting_id(c) for c in INVALID_BASE_SETTINGS])
+def test_invalid_base_estimator_settings_are_refused(Meta, base, param):
+    X, y, tasks = _redteam_data(Meta, base)
+    name = type(base).__name__
+    # the reference: scikit-learn's own fit refuses the setting
+    with pytest.raises(InvalidParameterError, match=f"'{param}' parameter of {name}"):
+        clone(base).fit(X, y)
+    message = f"The '{param}' parameter of {name} passed as estimator"
+    with pytest.raises(InvalidParameterError, match=message):
+        Meta(base).fit(X, y, tasks=tasks)
+    with pytest.raises(InvalidParameterError, match=message):
+        Meta(base).partial_fit(X, y, tasks=tasks)
+    with pytest.raises(InvalidParameterError, match=message):
+        Meta(base).fit(X, y)  # single task
+    # a setting changed after fit reaches the next fit, which refuses it; the
+    # fitted model keeps the base estimator it was fitted with (validated)
+    bad = base.get_params()[param]
+    good = clone(base).set_params(**{param: type(base)().get_params()[param]})
+    meta = Meta(good).fit(X, y, tasks=tasks)
+    expected = meta.adapt(X[:20], y[:20])
+    meta.set_params(**{f"estimator__{param}": bad})
+    assert_array_equal(flat_params(meta.adapt(X[:20], y[:20])),
+                       flat_params(expected))
+    meta.partial_fit(X[:20], y[:20], tasks=np.full(20, 99))
+    assert_array_equal(meta.tasks_, [0, 1, 2, 3, 4, 5, 99])
+    with pytest.raises(InvalidParameterError, match=message):
+        meta.fit(X, y, tasks=tasks)
+
+
+@pytest.mark.parametrize("Meta, base, param, requirement", [
+    # scikit-learn accepts these, but 1/C, 1/intercept_scaling**2 overflow
+    (MetaClassifier, LogisticRegression(C=1e-320), "C", "1/C is finite"),
+    (MetaClassifier,
+     LogisticRegression(solver="liblinear", intercept_scaling=1e-200),
+     "intercept_scaling", "finite"),
+    # a 0-d array passes the "array-like" constraint of Ridge's alpha
+    (MetaRegressor, Ridge(alpha=np.array(-3.0)), "alpha", ">= 0"),
+], ids=["tiny-C", "tiny-intercept_scaling", "0d-alpha"])
+def test_settings_skmeta_cannot_solve_are_refused(Meta, base, param, requirement):
+    X, y, tasks = _redteam_data(Meta, base)
+    with pytest.raises(InvalidParameterError,
+                       match=f"'{param}' parameter of .* passed as estimator "
+                             f".*{requirement}"):
+        Meta(base).fit(X, y, tasks=tasks)
+
+
+@pytest.mark.parametrize("Meta, base, param", [
+    (MetaClassifier, LogisticRegression(C=0), "C"),
+    (MetaClassifier, LogisticRegression(solver="liblinear", intercept_scaling=0),
+     "intercept_scaling"),
+    (MetaRegressor, Ridge(alpha=-3.0), "alpha"),
+    (MetaRegressor, Lasso(alpha=np.nan), "alpha"),
+    (MetaRegressor, ElasticNet(l1_ratio=-0.5), "l1_ratio"),
+], ids=["C", "intercept_scaling", "ridge-alpha", "lasso-alpha", "l1_ratio"])
+def test_skipped_validation_still_refuses_unsolvable_settings(Meta, base, param):
+    # skip_parameter_validation switches off scikit-learn's constraints (for
+    # the meta-estimator too) but never lets a NaN or a division by zero
+    # reach the solvers
+    X, y, tasks = _redteam_data(Meta, base)
+    with (config_context(skip_parameter_validation=True),
+          pytest.raises(InvalidParameterError, match=f"'{param}' parameter")):
+        Meta(base).fit(X, y, tasks=tasks)
+
+
+@pytest.mark.filterwarnings("ignore:One or more of the test scores:UserWarning")
+def test_grid_search_reports_an_invalid_candidate_instead_of_scoring_it():
+    X, y, tasks = _redteam_data(MetaRegressor)
+    Xt = np.column_stack([tasks, X])
+    search = GridSearchCV(MetaRegressor(task_column=0),
+                          {"estimator": [Ridge(alpha=-3.0), Ridge(alpha=1.0)]},
+                          cv=GroupKFold(n_splits=3), error_score="raise")
+    with pytest.raises(InvalidParameterError, match="'alpha' parameter of Ridge"):
+        search.fit(Xt, y, groups=tasks)
+    search.set_params(error_score=np.nan)
+    with pytest.warns(FitFailedWarning):
+        search.fit(Xt, y, groups=tasks)
+    scores = search.cv_results_["mean_test_score"]
+    assert np.isnan(scores[0]) and np.isfinite(scores[1])
+    assert search.best_params_["estimator"].alpha == 1.0
+
+
+PRIOR_FAMILIES = [
+    (MetaClassifier, LogisticRegression(C=1.0), LogisticRegression(C=0.5)),
+    (MetaRegressor, Ridge(alpha=1.0), Ridge(alpha=2.0)),
+    (MetaRegressor, LinearRegression(), Ridge(alpha=2.0)),
+    (MetaRegressor, Lasso(alpha=0.01), Ridge(alpha=2.0)),
+    (MetaRegressor, ElasticNet(alpha=0.01), LinearRegression()),
+    (MetaRegressor, PoissonRegressor(alpha=0.1), PoissonRegressor(alpha=0.5)),
+]
+
+
+@pytest.mark.parametrize("Meta, base, source", PRIOR_FAMILIES,
+                         ids=[f"{type(b).__name__}-from-{type(s).__name__}"
+                              for _, b, s in PRIOR_FAMILIES])
+def test_prior_estimator_settings_and_family_are_checked(Meta, base, source):
+    X, y, tasks = _redteam_data(Meta, base)
+    source = clone(source).fit(X, y)
+    # the reference: a valid source of the family gives theta0 exactly
+    meta = Meta(base, prior_estimator=source).fit(X, y, tasks=tasks)
+    assert_allclose(meta.meta_params_, flat_params(source))
+    name = type(source).__name__
+    bad = {"C": -1.0} if name == "LogisticRegression" else {"fit_intercept": 2}
+    broken = copy.deepcopy(source).set_params(**bad)
+    with pytest.raises(InvalidParameterError,
+                       match=f"parameter of {name} passed as prior_estimator"):
+        Meta(base, prior_estimator=broken).fit(X, y, tasks=tasks)
+    nan_source = copy.deepcopy(source)
+    nan_source.coef_ = np.full_like(nan_source.coef_, np.nan)
+    with pytest.raises(ValueError, match="prior_estimator has NaN"):
+        Meta(base, prior_estimator=nan_source).fit(X, y, tasks=tasks)
+    # a model of another loss or link: its coefficients mean something else
+    if Meta is MetaClassifier:
+        other = SGDClassifier(loss="hinge", random_state=0).fit(X, y)
+    elif isinstance(base, PoissonRegressor):
+        other = Ridge().fit(X, y)
+    else:
+        other = PoissonRegressor().fit(X, np.abs(y))
+    with pytest.raises(TypeError, match="prior_estimator must be a fitted"):
+        Meta(base, prior_estimator=other).fit(X, y, tasks=tasks)
+
+
+@pytest.mark.parametrize("tol", [1e200, 1.0, -1e-3, np.nan])
+def test_tol_outside_zero_one_is_refused(tol):
+    # 1e200 used to overflow in tol**2; from 1 on, the starting prior mean
+    # (zero) passed for converged after one iteration
+    X, y, tasks = _redteam_data(MetaRegressor)
+    with pytest.raises(InvalidParameterError,
+                       match=r"'tol' parameter of MetaRegressor must be a float "
+                             r"in the range \[0.0, 1.0\)"):
+        MetaRegressor(tol=tol).fit(X, y, tasks=tasks)
+
+
+@pytest.mark.parametrize("tol", [0.1, 0.99])
+def test_loose_tol_meets_its_documented_meaning(tol):
+    # the ridge objective is quadratic in theta0: the first Newton step on it
+    # is exact, and a loose tol stops after it, or before it when the
+    # starting prior mean (zero) is within tol of the solution already
+    X, y, tasks = _redteam_data(MetaRegressor)
+    meta = MetaRegressor(Ridge(alpha=1.0), gamma=2.0, tol=tol).fit(
+        X, y, tasks=tasks)
+    theta, theta0 = ridge_joint_reference(X, y, tasks, 1.0, 2.0)
+    error = np.max(np.abs(meta.meta_params_ - theta0))
+    assert error <= tol * max(1.0, np.max(np.abs(theta0)))
+    if tol == 0.1:
+        assert_allclose(meta.meta_params_, theta0, rtol=1e-8, atol=1e-10)
+        assert_allclose(meta.task_params_, theta, rtol=1e-8, atol=1e-10)
+
+
+# ==========================================================================
+# API contract: keyword-only metadata, fitted state independent of later
+# parameter changes, warnings for ignored parameters
+# ==========================================================================
+def test_tasks_and_sample_weight_are_keyword_only(binary_data):
+    # meta.fit(X, y, w) used to take integer weights for task labels
+    X, y, tasks = binary_data
+    w = np.ones(len(y))
+    meta = MetaClassifier()
+    with pytest.raises(TypeError):
+        meta.fit(X, y, tasks)
+    meta.fit(X, y, tasks=tasks, sample_weight=w)
+    for call in (lambda: meta.score(X, y, tasks),
+                 lambda: meta.adapt(X[:8], y[:8], tasks[:8]),
+                 lambda: meta.adapt_tasks(X, y, tasks),
+                 lambda: meta.partial_fit(X, y, tasks),
+                 lambda: meta.predict(X, tasks),
+                 lambda: meta.predict_proba(X, tasks),
+                 lambda: meta.decision_function(X, tasks)):
+        with pytest.raises(TypeError):
+            call()
+
+
+@pytest.mark.parametrize("prior", ["isotropic", "diagonal", "full"])
+def test_prior_precision_is_gamma_times_the_shape(prior, regression_data):
+    X, y, tasks = regression_data
+    meta = MetaRegressor(gamma="auto", prior=prior).fit(X, y, tasks=tasks)
+    assert_allclose(meta.prior_precision_, meta.gamma_ * meta.prior_shape_,
+                    rtol=1e-15)
+    shape = meta.prior_shape_
+    det = np.prod(shape) if shape.ndim == 1 else np.linalg.det(shape)
+    assert det == pytest.approx(1.0)
+    # the transfer term of adapt() is that precision: the closed form
+    Xn, yn, _ = make_tasks("regression", n_tasks=1, n_per_task=5, seed=3)
+    expected = ridge_reference(Xn, yn, 1.0, 1.0, meta.meta_params_,
+                               meta.prior_precision_)
+    assert_allclose(flat_params(meta.adapt(Xn, yn)), expected, rtol=1e-8)
+
+
+def test_fitted_models_do_not_follow_later_parameter_changes(regression_data):
+    X, y, tasks = regression_data
+    meta = MetaRegressor(Ridge(alpha=2.0), gamma=1.0).fit(X, y, tasks=tasks)
+    before = (meta.task_estimator(0).get_params(), flat_params(meta.adapt(X[:6],
+                                                                           y[:6])))
+    meta.set_params(estimator=Lasso(alpha=5.0), gamma=100.0)
+    assert type(meta.estimator_) is Ridge and meta.estimator_.alpha == 2.0
+    assert type(meta.task_estimator(0)) is Ridge
+    assert meta.task_estimator(0).get_params() == before[0]
+    assert type(meta.meta_estimator_) is Ridge
+    assert_array_equal(flat_params(meta.adapt(X[:6], y[:6])), before[1])
+
+
+@pytest.mark.parametrize("method, params, ignored", [
+    ("proximal", dict(inner_steps=3), "inner_steps"),
+    ("proximal", dict(meta_lr=0.1), "meta_lr"),
+    ("imaml", dict(first_order=True), "first_order"),
+    ("maml", dict(tol=1e-2), "tol"),
+    ("reptile", dict(query_fraction=0.2), "query_fraction"),
+    ("metasgd", dict(first_order=True), "first_order"),
+])
+def test_parameters_the_method_ignores_warn(method, params, ignored, binary_data):
+    X, y, tasks = binary_data
+    meta = MetaClassifier(method=method, max_iter=3, **params)
+    with pytest.warns(UserWarning, match=f"{ignored}=.*method='{method}'"):
+        meta.fit(X, y, tasks=tasks)
+
+
+@pytest.mark.parametrize("method", ["proximal", "imaml", "maml", "metasgd",
+                                    "reptile"])
+def test_parameters_the_method_reads_do_not_warn(method, binary_data):
+    X, y, tasks = binary_data
+    used = {"proximal": dict(tol=1e-3), "imaml": dict(meta_lr=0.02),
+            "maml": dict(inner_steps=2, first_order=True),
+            "metasgd": dict(inner_lr=0.1, query_fraction=0.3),
+            "reptile": dict(inner_steps=2, meta_batch_size=2)}[method]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        MetaClassifier(method=method, max_iter=3, random_state=0,
+                       **used).fit(X, y, tasks=tasks)
+
+
+def test_adapt_returns_one_estimator_and_adapt_tasks_a_dict(fitted_classifier):
+    meta = fitted_classifier
+    X, y, tasks = make_tasks("binary", n_tasks=2, n_per_task=6, seed=15)
+    with pytest.raises(ValueError, match="adapt_tasks"):
+        meta.adapt(X, y, tasks=tasks)
+    one = meta.adapt(X[tasks == 0], y[tasks == 0], tasks=tasks[tasks == 0])
+    assert type(one) is LogisticRegression
+    models = meta.adapt_tasks(X, y, tasks=tasks)
+    assert set(models) == {0, 1}
+    assert_allclose(flat_params(models[0]), flat_params(one), rtol=1e-10)
+    with pytest.raises(ValueError, match="task identities"):
+        meta.adapt_tasks(X, y)
+
+
+def test_refit_with_another_method_drops_stale_attributes(binary_data):
+    X, y, tasks = binary_data
+    meta = MetaClassifier(method="metasgd", max_iter=3, random_state=0)
+    assert hasattr(meta.fit(X, y, tasks=tasks), "inner_lr_")
+    meta.set_params(method="proximal")
+    assert not hasattr(meta.fit(X, y, tasks=tasks), "inner_lr_")

@@ -69,12 +69,19 @@ def curve():
 def test_adaptation_curve_display_attributes(curve):
     import matplotlib.pyplot as plt
 
-    assert set(curve.scores) == {"skmeta", "logistic per task", "k-NN per task"}
+    assert set(curve.scores) == {"MetaClassifier", "logistic per task",
+                                 "k-NN per task"}
     assert all(v.shape == (2, 2) for v in curve.scores.values())
     assert curve.ax_.get_xlabel().startswith("samples of each new task")
     assert set(curve.lines_) == set(curve.scores)
-    np.testing.assert_allclose(curve.lines_["skmeta"].get_ydata(),
-                               curve.scores["skmeta"].mean(axis=0))
+    np.testing.assert_allclose(curve.lines_["MetaClassifier"].get_ydata(),
+                               curve.scores["MetaClassifier"].mean(axis=0))
+    # the meta-learner's name is in the legend and the title, its line on top
+    legend = [text.get_text() for text in curve.ax_.get_legend().get_texts()]
+    assert legend == ["MetaClassifier", "logistic per task", "k-NN per task"]
+    assert curve.ax_.get_title() == "Adaptation curve of MetaClassifier"
+    assert curve.lines_["MetaClassifier"].get_linewidth() > max(
+        curve.lines_[name].get_linewidth() for name in legend[1:])
     # drawing again on given axes reuses them
     _, ax = plt.subplots()
     assert curve.plot(ax=ax).ax_ is ax
@@ -83,8 +90,8 @@ def test_adaptation_curve_display_attributes(curve):
 
 def test_adaptation_curve_meta_learning_helps_at_one_shot(curve):
     scores = {name: values.mean(axis=0) for name, values in curve.scores.items()}
-    assert scores["skmeta"][0] > scores["logistic per task"][0]
-    assert scores["skmeta"][0] > scores["k-NN per task"][0]
+    assert scores["MetaClassifier"][0] > scores["logistic per task"][0]
+    assert scores["MetaClassifier"][0] > scores["k-NN per task"][0]
     # more shots help every approach
     assert all(v[1] > v[0] for v in scores.values())
 
@@ -102,10 +109,60 @@ def test_adaptation_curve_regression_and_pooled():
         MetaRegressor(Ridge(alpha=1e-3), gamma="auto"), X, y, groups=tasks,
         shots=(3, 10),
         n_repeats=1, random_state=0)
-    assert set(display.scores) == {"skmeta", "per_task", "pooled"}
+    assert set(display.scores) == {"MetaRegressor", "per_task", "pooled"}
     assert display.scoring == "r2"
-    assert display.scores["skmeta"][0, 0] > display.scores["pooled"][0, 0]
-    assert display.scores["skmeta"][0, 0] > display.scores["per_task"][0, 0]
+    assert display.scores["MetaRegressor"][0, 0] > display.scores["pooled"][0, 0]
+    assert display.scores["MetaRegressor"][0, 0] > display.scores["per_task"][0, 0]
     with pytest.raises(ValueError, match="Unknown baselines"):
         AdaptationCurveDisplay.from_estimator(
             MetaRegressor(), X, y, groups=tasks, baselines=("nope",))
+
+
+def test_adaptation_curve_display_uses_adaptation_curve():
+    pytest.importorskip("matplotlib")
+    from skmeta.inspection import AdaptationCurveDisplay
+    from skmeta.model_selection import adaptation_curve
+
+    X, y, tasks = make_meta_classification(
+        n_tasks=20, n_samples_per_task=20, n_features=4, n_informative=2,
+        n_redundant=0, task_spread=1.0, random_state=1)
+    meta = MetaClassifier(LogisticRegression(), gamma=1.0)
+    knn = KNeighborsClassifier(n_neighbors=3)
+    display = AdaptationCurveDisplay.from_estimator(
+        meta, X, y, groups=tasks, shots=(1, 3),
+        baselines={"k-NN": knn, "pooled": "pooled"}, n_repeats=2,
+        random_state=5, estimator_name="my prior")
+    expected = {
+        "my prior": (meta, "adapt"),
+        "k-NN": (knn, "per_task"),
+        "pooled": (LogisticRegression(), "pooled"),
+    }
+    for name, (estimator, strategy) in expected.items():
+        shots, scores, _ = adaptation_curve(
+            estimator, X, y, groups=tasks, shots=(1, 3), strategy=strategy,
+            n_repeats=2, random_state=5)
+        np.testing.assert_array_equal(display.shots, shots)
+        np.testing.assert_array_equal(display.scores[name],
+                                      np.nanmean(scores, axis=2).T)
+    legend = [text.get_text() for text in display.ax_.get_legend().get_texts()]
+    assert legend == ["my prior", "k-NN", "pooled"]
+    assert display.ax_.get_title() == "Adaptation curve of my prior"
+
+
+def test_adaptation_curve_display_estimator_name_errors():
+    pytest.importorskip("matplotlib")
+    from skmeta.inspection import AdaptationCurveDisplay
+
+    display = AdaptationCurveDisplay(shots=np.array([1, 2]),
+                                     scores={"a": np.ones((1, 2))},
+                                     scoring="accuracy", estimator_name="b")
+    with pytest.raises(ValueError, match="estimator_name='b' is not a key"):
+        display.plot()
+    # no name singles out no curve
+    display.estimator_name = None
+    assert display.plot().ax_.get_title() == ""
+    X, y, tasks = make_meta_classification(n_tasks=10, n_samples_per_task=10,
+                                           random_state=0)
+    with pytest.raises(ValueError, match="also the name of a baseline"):
+        AdaptationCurveDisplay.from_estimator(
+            MetaClassifier(), X, y, groups=tasks, estimator_name="pooled")

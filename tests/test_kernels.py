@@ -1,5 +1,10 @@
 """Elementary functions and row primitives of the kernels against references."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from numba import njit
@@ -175,3 +180,86 @@ def test_datafit_does_not_depend_on_where_its_buffers_lie(code):
             total = _datafit(code, yv, swv, 3, Z, G, D, K)
             results.add((total.hex(), G.tobytes(), D.tobytes()))
         assert len(results) == 1, n
+
+
+# --------------------------------------------------------------------------
+# numba's debug mode: NUMBA_DISABLE_JIT=1 runs every kernel as Python
+# --------------------------------------------------------------------------
+def _tiny_fits():
+    """A proximal fit, a MAML fit and predictions, on three tasks of six rows,
+    and ``exp`` across its range: small, since without the JIT it is Python."""
+    from skmeta import MetaClassifier, MetaRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(18, 2))
+    tasks = np.repeat(np.arange(3), 6)
+    y = np.tile([0, 1], 9)
+    yr = X[:, 0] - 0.5 * X[:, 1] + 0.1 * rng.normal(size=18)
+    prox = MetaClassifier(gamma=1.0).fit(X, y, tasks=tasks)
+    maml = MetaRegressor(method="maml", inner_steps=2, max_iter=3,
+                         random_state=0).fit(X, yr, tasks=tasks)
+    unseen = np.r_[tasks[:-1], 7]  # the last row's task is new: the prior
+    return {
+        "prox_theta": prox.task_params_,
+        "prox_proba": prox.predict_proba(X, tasks=unseen),
+        "maml_theta0": maml.meta_params_,
+        "maml_pred": maml.predict(X, tasks=unseen),
+        "adapted": maml.adapt(X[:4], yr[:4]).coef_,
+        "exp": _apply_exp(np.array([-800.0, -700.0, -1.5, 0.0, 1e-3, 2.0,
+                                    700.0, 710.0])),
+    }
+
+
+@pytest.mark.slow
+def test_the_package_runs_with_the_jit_disabled(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "fits.npz"
+    code = (f"import sys; sys.path.insert(0, {str(root / 'tests')!r}); "
+            "import numba, numpy as np; assert numba.config.DISABLE_JIT; "
+            "from test_kernels import _tiny_fits; "
+            f"np.savez({str(out)!r}, **_tiny_fits())")
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1",
+           "PYTHONPATH": os.pathsep.join(
+               [str(root), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    # the timeout only guards against a hang
+    run = subprocess.run([sys.executable, "-c", code], cwd=root, env=env,
+                         capture_output=True, text=True, check=False,
+                         timeout=1800)
+    assert run.returncode == 0, run.stderr
+    python = np.load(out)
+    jitted = _tiny_fits()
+    assert set(python.files) == set(jitted)
+    for name, value in jitted.items():
+        # the jitted kernels may reassociate sums (fastmath): round-off only
+        np.testing.assert_allclose(python[name], value, rtol=1e-12,
+                                   atol=1e-14, err_msg=name)
+    # exp in pure Python is the same arithmetic as the intrinsic's
+    np.testing.assert_array_equal(python["exp"], jitted["exp"])
+
+
+def test_stale_numba_cache_is_cleared_when_a_kernel_source_changes(
+        tmp_path, monkeypatch):
+    # numba checks a cached kernel against its own file only; an edited
+    # helper in another file must still invalidate it
+    from skmeta._kernels import _cache
+
+    package = tmp_path / "kernels"
+    package.mkdir()
+    for name in ("_cache.py", "_rows.py"):
+        (package / name).write_text((Path(_cache.__file__).parent / name)
+                                    .read_text())
+    pycache = package / "__pycache__"
+    pycache.mkdir()
+    monkeypatch.setattr(_cache, "_HERE", package)
+    compiled = pycache / "_newton.solve_tasks-1.py311.nbi"
+    compiled.write_bytes(b"old")
+    _cache.clear_stale_cache()  # no stamp yet: the cache's origin is unknown
+    assert not compiled.exists()
+    compiled.write_bytes(b"current")
+    _cache.clear_stale_cache()  # same sources: kept
+    assert compiled.read_bytes() == b"current"
+    with (package / "_rows.py").open("a") as source:
+        source.write("\n# an edit\n")
+    _cache.clear_stale_cache()
+    assert not compiled.exists()
+    assert (pycache / "skmeta-kernels.stamp").read_text() == _cache.source_digest()

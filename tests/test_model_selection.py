@@ -1,7 +1,9 @@
 """Tests for skmeta.model_selection.FewShotSplit."""
 
+import itertools
 import math
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -64,9 +66,11 @@ def assert_few_shot_split(train, test, y, groups, *, n_shots, stratified, n_test
             assert in_train[rows].all(), f"task {task!r} is not fully in train"
             continue
         if stratified:
+            # n_shots of every class, or all of a class that has fewer
             for cls in np.unique(y[rows]):
                 n_support = np.sum(in_train & rows & (y == cls))
-                assert n_support == n_shots, (task, cls, n_support)
+                expected = min(n_shots, np.sum(rows & (y == cls)))
+                assert n_support == expected, (task, cls, n_support)
         else:
             assert np.sum(in_train & rows) == n_shots, task
 
@@ -284,25 +288,89 @@ def test_too_few_rows_unstratified():
     list(FewShotSplit(n_shots=2, stratify=False).split(X, y, groups))
 
 
-def test_too_few_rows_of_a_class():
+def test_class_smaller_than_n_shots_warns_and_proceeds():
+    # Task 1 has a single sample of class 1: a store with fewer positives than
+    # n_shots. The split warns, naming the task and the class, and proceeds.
     X, y, groups = make_tasks([{0: 3, 1: 3}, {0: 3, 1: 1}, {0: 3, 1: 3}])
-    cv = FewShotSplit(n_shots=2)
-    msg = "Task 1 has only 1 sample(s) of class 1, fewer than n_shots=2"
-    with pytest.raises(ValueError, match=re.escape(msg)):
-        cv.split(X, y, groups)
+    cv = FewShotSplit(n_splits=20, n_shots=2, test_size=1, random_state=0)
+    msg = "task 1, class 1: 1 sample(s)"
+    with pytest.warns(UserWarning, match=re.escape(msg)) as record:
+        splits = list(cv.split(X, y, groups))
+    assert len(record) == 1, "one warning per call to split, not per split"
+    assert "fewer than n_shots=2" in str(record[0].message)
+    held_out_1 = 0
+    for train, test in splits:
+        assert_few_shot_split(
+            train, test, y, groups, n_shots=2, stratified=True, n_test=1
+        )
+        if groups[test[0]] == 1:
+            held_out_1 += 1
+            # its only sample of class 1 is a shot, the query has none of it
+            only = np.flatnonzero((groups == 1) & (y == 1))
+            assert np.isin(only, train).all()
+            np.testing.assert_array_equal(np.unique(y[test]), [0])
+    assert held_out_1 > 0
+    # reproducible, warning included
+    with pytest.warns(UserWarning, match=re.escape(msg)):
+        again = list(cv.split(X, y, groups))
+    for (tr_a, te_a), (tr_b, te_b) in zip(splits, again):
+        np.testing.assert_array_equal(tr_a, tr_b)
+        np.testing.assert_array_equal(te_a, te_b)
 
 
-def test_string_class_named_in_error():
+def test_shots_are_nested_across_n_shots():
+    # With the same random_state, the support set of n_shots=k is contained
+    # in that of n_shots=k + j (adaptation_curve relies on it), also when a
+    # class runs short.
+    X, y, groups = make_tasks([{0: 6, 1: 6}, {0: 6, 1: 2}, {0: 5, 1: 7}] * 3,
+                              shuffle_seed=4)
+    supports = []
+    for n_shots in (1, 2, 4):
+        cv = FewShotSplit(n_splits=4, n_shots=n_shots, test_size=3, random_state=5)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            splits = list(cv.split(X, y, groups))
+        supports.append([np.intersect1d(train, np.flatnonzero(
+            np.isin(groups, np.unique(groups[test])))) for train, test in splits])
+    for small, large in itertools.pairwise(supports):
+        for a, b in zip(small, large):
+            assert len(a) < len(b) and np.isin(a, b).all()
+
+
+def test_warning_lists_several_short_classes():
+    X, y, groups = make_tasks(
+        [{"neg": 9, "pos": 1}] * 7 + [{"neg": 9, "pos": 5}], labels=list("abcdefgh"))
+    with pytest.warns(UserWarning) as record:
+        FewShotSplit(n_shots=3).split(X, y, groups)
+    message = str(record[0].message)
+    assert "task 'a', class 'pos': 1 sample(s)" in message
+    assert "task 'e', class 'pos': 1 sample(s)" in message
+    assert "(and 2 more)" in message
+    assert "'h'" not in message
+
+
+def test_grid_search_with_a_store_of_four_positives():
+    # The situation of the issue: GridSearchCV used to die on it.
+    X, y, groups = make_tasks([{0: 20, 1: 10}] * 9 + [{0: 26, 1: 4}], shuffle_seed=0)
+    cv = FewShotSplit(n_splits=3, n_shots=5, random_state=0)
+    search = GridSearchCV(LogisticRegression(), {"C": [0.1, 1.0]}, cv=cv)
+    with pytest.warns(UserWarning, match="task 9, class 1: 4 sample"):
+        search.fit(X, y, groups=groups)
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+
+
+def test_string_class_named_in_warning():
     X, y, groups = make_tasks([{"cat": 3, "dog": 3}, {"cat": 3, "dog": 1}] * 2)
-    with pytest.raises(ValueError, match=re.escape("of class 'dog', fewer than")):
+    with pytest.warns(UserWarning, match=re.escape("class 'dog': 1 sample(s)")):
         FewShotSplit(n_shots=2).split(X, y, groups)
 
 
 def test_no_row_left_for_test_stratified():
-    X, y, groups = make_tasks([{0: 3, 1: 3}, {0: 2, 1: 2}, {0: 3, 1: 3}])
+    X, y, groups = make_tasks([{0: 3, 1: 3}, {0: 2, 1: 1}, {0: 3, 1: 3}])
     msg = (
-        "Task 1 has 4 sample(s) in 2 class(es); drawing n_shots=2 per class "
-        "leaves no sample for testing (at least 5 are needed)"
+        "Task 1 has 3 sample(s) in 2 class(es), none of which has more than "
+        "n_shots=2: its support set would take every sample and leave none "
+        "for testing"
     )
     with pytest.raises(ValueError, match=re.escape(msg)):
         FewShotSplit(n_shots=2).split(X, y, groups)
@@ -548,25 +616,31 @@ def test_property_invariants(problem):
         n_test = math.ceil(test_size * n_tasks)
     if stratify:
         too_small = any(
-            min(counts.values()) < n_shots
-            or sum(counts.values()) <= n_shots * len(counts)
-            for counts in class_counts
+            max(counts.values()) <= n_shots for counts in class_counts
         )
+        short = any(min(counts.values()) < n_shots for counts in class_counts)
     else:
         too_small = any(sum(counts.values()) < n_shots + 1 for counts in class_counts)
+        short = False
 
     if n_test >= n_tasks or too_small:
         with pytest.raises(ValueError, match=r"^(Task |test_size=)"):
             cv.split(X, y, groups)
         return
 
-    splits = list(cv.split(X, y, groups))
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        splits = list(cv.split(X, y, groups))
+    assert len(record) == int(short)
     assert len(splits) == 3
     for train, test in splits:
         assert_few_shot_split(
             train, test, y, groups, n_shots=n_shots, stratified=stratify, n_test=n_test
         )
-    again = list(cv.split(X, y, groups))
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        again = list(cv.split(X, y, groups))
+    assert len(record) == int(short)
     for (tr_a, te_a), (tr_b, te_b) in zip(splits, again):
         np.testing.assert_array_equal(tr_a, tr_b)
         np.testing.assert_array_equal(te_a, te_b)

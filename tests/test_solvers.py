@@ -16,14 +16,9 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 
 import skmeta._methods._inner as inner_module
 from skmeta import MetaClassifier, MetaRegressor
-from skmeta._kernels._batch import (
-    Problem,
-    block_size_for,
-    decision_values,
-    make_batch,
-    solve_inner,
-)
+from skmeta._kernels._calls import InverseRequest, decision_values, solve_inner
 from skmeta._kernels._codes import LOGISTIC, MULTINOMIAL, POISSON, SQUARED
+from skmeta._kernels._layout import Problem, block_size_for, make_batch
 from skmeta._methods._inner import InnerSolver
 from skmeta._methods._prior import Prior
 from skmeta._methods._proximal import fit_proximal
@@ -210,11 +205,15 @@ def task_reference(problem, X, y, sw, tasks, t, theta0, precision):
                      theta0=theta0, precision=precision)
 
 
-def solve(X, y, sw, tasks, problem, theta0, precision, **kwargs):
+def solve(X, y, sw, tasks, problem, theta0, precision, *, inverse=None,
+          exact_inverse=False, **kwargs):
     n_tasks = int(tasks.max()) + 1
     batch, _ = make_batch(X, y, sw, tasks, n_tasks)
     start = np.zeros((n_tasks, problem.n_params))
     kwargs.setdefault("tol", KERNEL_TOL)
+    if inverse is not None:
+        kwargs["inverse"] = InverseRequest(posterior=inverse == "posterior",
+                                           exact=exact_inverse)
     return solve_inner(batch, problem, theta0, precision, start, **kwargs)
 
 
@@ -383,9 +382,9 @@ def test_sparse_input_matches_dense(code, fit_intercept):
     theta0 = rng.normal(scale=0.2, size=d)
     precision = random_spd(d, rng, 0.3)
     Xs = messy_csr(X, rng)
-    dense = solve(X, y, sw, tasks, problem, theta0, precision, want_inverse=True)
+    dense = solve(X, y, sw, tasks, problem, theta0, precision, inverse="posterior")
     sparse = solve(Xs, y, sw, tasks, problem, theta0, precision,
-                   want_inverse=True)
+                   inverse="posterior")
     np.testing.assert_allclose(sparse.theta, dense.theta, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(sparse.objective, dense.objective, rtol=1e-12)
     np.testing.assert_allclose(sparse.inv_blocks, dense.inv_blocks, rtol=1e-8,
@@ -559,7 +558,7 @@ def inverse_case(code, prec_kind, tol, **kwargs):
                  else rng.uniform(0.5, 1.5, d))
     inv_weight = rng.uniform(0.1, 3.0, n_tasks)
     result = solve(X, y, sw, tasks, problem, theta0, precision,
-                   want_inverse=True, inv_weight=inv_weight, tol=tol, **kwargs)
+                   inverse="posterior", inv_weight=inv_weight, tol=tol, **kwargs)
     block = block_size_for(n_tasks)
     assert block > 1
     n_blocks = -(-n_tasks // block)
@@ -627,7 +626,7 @@ def test_inverse_hessian_with_l1_is_restricted_to_active_set(code):
     # proximal Newton rebuilds its Hessian every step, so a tight solve puts
     # the last one at the solution
     result = solve(X, y, sw, tasks, problem, theta0, precision,
-                   want_inverse=True, inv_weight=inv_weight, tol=1e-14)
+                   inverse="posterior", inv_weight=inv_weight, tol=1e-14)
     assert np.all(result.n_iter > 0)
     n_zero = 0
     for t in range(n_tasks):
@@ -838,9 +837,9 @@ def test_empirical_bayes_recovers_gaussian_prior_of_linear_tasks():
         # divided by sigma^2, so the precision in the loss's units is
         # sigma^2 Sigma^{-1}
         # the shape is normalized to unit determinant, gamma_ holds the scale
-        np.testing.assert_allclose(np.linalg.det(meta.prior_precision_), 1.0,
+        np.testing.assert_allclose(np.linalg.det(meta.prior_shape_), 1.0,
                                    rtol=1e-10)
-        sigma_hat = noise**2 * np.linalg.inv(meta.gamma_ * meta.prior_precision_)
+        sigma_hat = noise**2 * np.linalg.inv(meta.prior_precision_)
         errors_mu.append(np.linalg.norm(meta.meta_params_ - MU))
         errors_sigma.append(np.linalg.norm(sigma_hat - SIGMA)
                             / np.linalg.norm(SIGMA))
@@ -899,7 +898,7 @@ def assert_logistic_em_fixed_point(meta, X, y, tasks):
     # theta0 = mean_t theta_t and 1 / Pi = (1 - s) m + s mean(m), with
     # m = mean_t[(theta_t - theta0)^2 + diag(A_t^-1)], A_t the Hessian of
     # task t's objective at its solution
-    P = meta.gamma_ * meta.prior_precision_
+    P = meta.prior_precision_
     theta0, theta = meta.meta_params_, meta.task_params_
     n_tasks = theta.shape[0]
     second = np.empty_like(theta)
@@ -961,7 +960,7 @@ def test_inner_solver_results_do_not_depend_on_n_jobs(code, layout, monkeypatch)
     results = []
     for n_jobs in (1, 2, 3):
         solver = InnerSolver(batch, problem, n_jobs=n_jobs)
-        results.append(solver.solve(theta0, precision, start, want_inverse=True,
+        results.append(solver.solve(theta0, precision, start, inverse="posterior",
                                     inv_weight=inv_weight))
     # several shards per worker, contiguous and covering every task
     ranges = InnerSolver(batch, problem, n_jobs=3).ranges
@@ -1006,7 +1005,7 @@ def test_moved_prior_mean_starts_from_the_predicted_solutions(code):
     steps = {}
     for predict in (False, True):
         with InnerSolver(batch, problem) as solver:
-            first = solver.solve(theta0, precision, start, want_inverse=True)
+            first = solver.solve(theta0, precision, start, inverse="posterior")
             again = solver.solve(moved, precision, first.theta,
                                  solved_at=theta0 if predict else None)
         np.testing.assert_allclose(again.theta, fresh.theta, rtol=1e-7, atol=1e-9)

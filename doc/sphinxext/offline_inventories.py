@@ -87,6 +87,15 @@ def sklearn_inventory(path):
     entries.append(("metadata_routing", "std:label",
                     "metadata_routing.html#metadata-routing", "Metadata Routing"))
     entries.append(("user_guide", "std:label", "user_guide.html", "User Guide"))
+    # referred to by the inherited docstring of set_output (TaskScaler)
+    entries.append(("df_output_transform", "std:label",
+                    "modules/df_output_transform.html#df-output-transform",
+                    "Pandas/Polars Output for Transformers"))
+    entries.append(("sphx_glr_auto_examples_miscellaneous_plot_set_output.py",
+                    "std:label",
+                    "auto_examples/miscellaneous/plot_set_output.html"
+                    "#sphx-glr-auto-examples-miscellaneous-plot-set-output-py",
+                    "Introducing the set_output API"))
     return write_inventory(path, "scikit-learn", sklearn.__version__, entries)
 
 

@@ -15,9 +15,62 @@ units, so ``gamma`` compares directly with ``lambda`` (``1/C`` for
 """
 
 import numpy as np
+from sklearn import get_config
 from sklearn.base import clone
+from sklearn.utils._param_validation import (
+    InvalidParameterError,
+    validate_parameter_constraints,
+)
 
-from .._kernels._batch import Problem
+from .._kernels._layout import Problem
+
+
+def check_constraints(estimator, role):
+    """Validate ``estimator``'s parameters as its own ``fit`` would.
+
+    skmeta never calls the base estimator's ``fit`` (its own solvers take
+    over), so the estimator's ``_parameter_constraints`` would otherwise go
+    unchecked. Like scikit-learn, this honours
+    ``sklearn.set_config(skip_parameter_validation=True)``. ``role`` is the
+    meta-estimator parameter that holds ``estimator``, for the message.
+    """
+    if get_config().get("skip_parameter_validation", False):
+        return
+    constraints = getattr(type(estimator), "_parameter_constraints", None)
+    if constraints:
+        validate_parameter_constraints(
+            constraints, estimator.get_params(deep=False),
+            caller_name=f"{type(estimator).__name__} passed as {role}",
+        )
+
+
+def refuse(estimator, name, value, requirement):
+    """Raise the error of a base-estimator parameter skmeta cannot use."""
+    raise InvalidParameterError(
+        f"The {name!r} parameter of {type(estimator).__name__} passed as "
+        f"estimator {requirement}. Got {value!r} instead."
+    )
+
+
+def penalty_strength(estimator, name, value):
+    """``value`` as a float, refused unless finite and non-negative.
+
+    scikit-learn's constraints say the same, but they can be switched off
+    and do not cover a 0-d array ``alpha``; a negative, NaN or infinite
+    strength would reach the solvers as a NaN or non-convex objective.
+    """
+    strength = np.float64(value) if np.ndim(value) == 0 else np.nan
+    if not (np.isfinite(strength) and strength >= 0):
+        refuse(estimator, name, value, "must be a finite number >= 0")
+    return float(strength)
+
+
+def mixing_ratio(estimator, name, value):
+    """An ``l1_ratio`` as a float, refused unless within [0, 1]."""
+    ratio = np.float64(value) if np.ndim(value) == 0 else np.nan
+    if not 0 <= ratio <= 1:
+        refuse(estimator, name, value, "must be a number in [0, 1]")
+    return float(ratio)
 
 
 class LinearFamily:
@@ -28,6 +81,9 @@ class LinearFamily:
     """
 
     supported = ()
+    #: Estimators whose fitted parameters may serve as this family's prior
+    #: mean (same loss and link, so coefficients mean the same thing).
+    prior_types = ()
     #: The loss is divided by the task's total sample weight (vs. summed).
     mean_loss = False
 
@@ -43,7 +99,8 @@ class LinearFamily:
         return type(estimator) in cls.supported
 
     def _read_objective(self, params):
-        """Return ``(lambda, l1_ratio)`` of the base estimator's penalty."""
+        """Return ``(lambda, l1_ratio)`` of the base estimator's penalty,
+        refusing values the solvers cannot use."""
         raise NotImplementedError
 
     def _intercept_penalty(self, params):
@@ -111,6 +168,14 @@ class LinearFamily:
 
     def params_from(self, fitted, n_features, classes=None):
         """Flat parameter vector of a fitted estimator of this family."""
+        if type(fitted) not in self.prior_types:
+            names = ", ".join(cls.__name__ for cls in self.prior_types)
+            raise TypeError(
+                f"prior_estimator must be a fitted {names} for a "
+                f"{type(self.estimator).__name__} base estimator (the same "
+                f"loss and link); got {type(fitted).__name__}."
+            )
+        check_constraints(fitted, "prior_estimator")
         coef = np.asarray(fitted.coef_, dtype=np.float64)
         n_outputs = self.n_outputs(None if classes is None else len(classes))
         coef = coef.reshape(n_outputs, -1)
@@ -126,7 +191,13 @@ class LinearFamily:
                 (n_outputs,),
             )
             parts.append(intercept.reshape(n_outputs, 1))
-        return np.hstack(parts).ravel()
+        theta0 = np.hstack(parts).ravel()
+        if not np.all(np.isfinite(theta0)):
+            raise ValueError(
+                "prior_estimator has NaN or infinite coefficients or "
+                "intercept; it cannot serve as the prior mean."
+            )
+        return theta0
 
     def build(self, theta, *, n_features, classes=None, n_iter=1,
               feature_names=None):

@@ -5,7 +5,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.class_weight import compute_class_weight
 
 from .._kernels._codes import LOGISTIC, MULTINOMIAL
-from ._base import LinearFamily
+from ._base import LinearFamily, mixing_ratio, refuse
 
 
 class LogisticFamily(LinearFamily):
@@ -20,10 +20,20 @@ class LogisticFamily(LinearFamily):
     """
 
     supported = (LogisticRegression,)
+    prior_types = supported
 
     def _read_objective(self, params):
         C = params["C"]
         l1_ratio = params.get("l1_ratio", 0.0)
+        # the solvers work with 1/C: C must be positive (inf: no penalty) and
+        # not so small that 1/C overflows
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            lam = np.float64(1.0) / np.float64(C) if np.ndim(C) == 0 else np.nan
+        if not (np.isfinite(lam) and lam >= 0):
+            refuse(self.estimator, "C", C,
+                   "must be a number > 0 (or inf) whose inverse 1/C is finite")
+        if l1_ratio is not None:
+            l1_ratio = mixing_ratio(self.estimator, "l1_ratio", l1_ratio)
         penalty = params.get("penalty", "deprecated")
         # scikit-learn >= 1.8 spells the penalty with l1_ratio and C=inf; the
         # older `penalty=` spelling is still honoured where it is set
@@ -32,18 +42,26 @@ class LogisticFamily(LinearFamily):
         elif penalty == "l1":
             l1_ratio = 1.0
         elif penalty is None:
-            C = np.inf
+            lam = 0.0
         if l1_ratio is None:
             l1_ratio = 0.0
-        lam = 0.0 if np.isinf(C) else 1.0 / C
-        return lam, float(l1_ratio)
+        return float(lam), l1_ratio
 
     def _intercept_penalty(self, params):
-        if params.get("solver") == "liblinear" and self.fit_intercept:
+        if (params.get("solver") == "liblinear"
+                and params.get("fit_intercept", True)):
             # liblinear appends a constant feature equal to intercept_scaling
             # and penalizes its weight like any other: b = s * w_s
-            s = float(params.get("intercept_scaling", 1.0))
-            return 1.0 / s**2, 1.0 / s
+            s = params.get("intercept_scaling", 1.0)
+            with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+                scale = np.float64(s) if np.ndim(s) == 0 else np.nan
+                l2, l1 = 1.0 / (scale * scale), 1.0 / scale
+            if not (scale > 0 and np.isfinite(l2)):
+                refuse(self.estimator, "intercept_scaling", s,
+                       "must be a number > 0 whose 1/intercept_scaling**2 (the "
+                       "weight liblinear's penalty puts on the intercept) is "
+                       "finite")
+            return float(l2), float(l1)
         return 0.0, 0.0
 
     def datafit_code(self, n_classes):

@@ -4,7 +4,7 @@ import numpy as np
 from sklearn.linear_model import PoissonRegressor
 
 from .._kernels._codes import POISSON
-from ._base import LinearFamily
+from ._base import LinearFamily, penalty_strength
 
 
 class PoissonFamily(LinearFamily):
@@ -14,10 +14,11 @@ class PoissonFamily(LinearFamily):
     """
 
     supported = (PoissonRegressor,)
+    prior_types = supported
     mean_loss = True
 
     def _read_objective(self, params):
-        return float(params["alpha"]), 0.0
+        return penalty_strength(self.estimator, "alpha", params["alpha"]), 0.0
 
     def datafit_code(self, n_classes):
         return POISSON

@@ -4,7 +4,11 @@ import numpy as np
 from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, Ridge
 
 from .._kernels._codes import SQUARED
-from ._base import LinearFamily
+from ._base import LinearFamily, mixing_ratio, penalty_strength
+
+# one loss and link: the coefficients of any of them can be a prior mean for
+# any other
+_SQUARED = (Ridge, LinearRegression, Lasso, ElasticNet)
 
 
 def _refuse_positive(params, name):
@@ -22,6 +26,7 @@ class RidgeFamily(LinearFamily):
     """
 
     supported = (Ridge, LinearRegression)
+    prior_types = _SQUARED
 
     def _read_objective(self, params):
         name = type(self.estimator).__name__
@@ -34,7 +39,7 @@ class RidgeFamily(LinearFamily):
                 "Ridge with one alpha per target is not supported by skmeta; "
                 f"got alpha of shape {np.shape(alpha)}."
             )
-        return float(alpha), 0.0
+        return penalty_strength(self.estimator, "alpha", alpha), 0.0
 
     def datafit_code(self, n_classes):
         return SQUARED
@@ -49,12 +54,15 @@ class LassoFamily(LinearFamily):
     """
 
     supported = (Lasso, ElasticNet)
+    prior_types = _SQUARED
     mean_loss = True
 
     def _read_objective(self, params):
         _refuse_positive(params, type(self.estimator).__name__)
-        l1_ratio = 1.0 if isinstance(self.estimator, Lasso) else params["l1_ratio"]
-        return float(params["alpha"]), float(l1_ratio)
+        alpha = penalty_strength(self.estimator, "alpha", params["alpha"])
+        if isinstance(self.estimator, Lasso):
+            return alpha, 1.0
+        return alpha, mixing_ratio(self.estimator, "l1_ratio", params["l1_ratio"])
 
     def datafit_code(self, n_classes):
         return SQUARED

@@ -1,16 +1,17 @@
-"""Per-row losses of the supported datafits, their derivatives and curvature.
+"""Every formula of the supported datafits: losses, derivatives, curvature.
 
-Every function works on one task: ``Z[k, r]`` holds its linear predictor,
-``y`` and ``sw`` the targets and sample weights (global arrays read from
-``start``). Losses are returned as a plain weighted sum; the caller applies
-the family's scale (1, or 1 / total weight for mean-scaled estimators).
+Every function works on rows ``start:stop`` of one task: ``Z[k, r]`` holds
+the linear predictor of row ``start + r``, ``y`` and ``sw`` the targets and
+sample weights (read from ``start``). Losses are returned as a plain
+weighted sum; the caller multiplies by ``loss_scale`` (1, or 1 / total
+weight for mean-scaled estimators).
 """
 
 import math
 
 import numpy as np
 
-from ._codes import LOGISTIC, MULTINOMIAL, SQUARED
+from ._codes import LOGISTIC, MULTINOMIAL, POISSON, SQUARED
 from ._elementary import exp, log1p_unit
 from ._jit import helper, summing_helper
 
@@ -119,3 +120,73 @@ def datafit_derivatives(code, y, sw, start, stop, Z, n_outputs, G, D,
             G[0, r] = w * (mu - y[i])
             D[0, r] = w * mu
     return total
+
+
+@helper
+def loss_scale(mean_loss, sw, start, stop):
+    """The factor of the summed loss: 1, or 1 / total weight of the rows."""
+    if not mean_loss:
+        return 1.0
+    total = 0.0
+    for i in range(start, stop):
+        total += sw[i]
+    return 1.0 / total if total > 0.0 else 0.0
+
+
+@helper
+def hessian_weights(code, sw, start, stop, D, k, m, scale, a):
+    """Row weights ``a`` of block ``(k, m)`` of the datafit's Hessian in theta.
+
+    The block is ``X~^T diag(a) X~``; ``D`` holds what ``datafit_derivatives``
+    wrote (weighted curvature, or the multinomial's class probabilities,
+    whose curvature is ``w (diag(p) - p p^T)``). Single-output datafits have
+    the one block ``(0, 0)``.
+    """
+    n = stop - start
+    for r in range(n):
+        if code == MULTINOMIAL:
+            weight = scale * sw[start + r]
+            if k == m:
+                a[r] = weight * D[k, r] * (1.0 - D[k, r])
+            else:
+                a[r] = -weight * D[k, r] * D[m, r]
+        else:
+            a[r] = scale * D[0, r]
+
+
+@helper
+def curvature_times(code, sw, start, stop, D, U, n_outputs, scale):
+    """``U <- scale * (per-row curvature) U`` for rows ``start:stop``, in place.
+
+    With ``U`` the predictor of a direction ``v``, ``X~^T U`` is then the
+    datafit's Hessian-vector product. ``D`` is as in ``hessian_weights``.
+    """
+    n = np.uintp(stop - start)
+    start = np.uintp(start)  # unsigned indices: see _rows.dense_predictor
+    for r in range(n):
+        if code == MULTINOMIAL:
+            w = scale * sw[start + r]
+            s = 0.0
+            for k in range(n_outputs):
+                s += D[k, r] * U[k, r]
+            for k in range(n_outputs):
+                U[k, r] = w * D[k, r] * (U[k, r] - s)
+        else:
+            U[0, r] *= scale * D[0, r]
+
+
+@helper
+def curvature_bound(code, y, mean_y):
+    """A bound on one row's second derivative of the loss (weight excluded).
+
+    1 for the squared error, 1/4 logistic, 1/2 multinomial (the largest
+    eigenvalue of ``diag(p) - p p^T``); the Poisson deviance's curvature is
+    unbounded, and ``max(y, mean y, 1e-3)`` is its value near the solution.
+    """
+    if code == MULTINOMIAL:
+        return 0.5
+    if code == LOGISTIC:
+        return 0.25
+    if code == POISSON:
+        return max(y, mean_y, 1e-3)
+    return 1.0

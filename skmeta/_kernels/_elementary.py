@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import config, types
 from numba.extending import intrinsic
 
 from ._jit import helper
@@ -28,15 +28,23 @@ _EXP_MIN = -708.0
 _EXP_MAX = 709.782712893384
 
 
-@intrinsic
-def _double_from_bits(typingctx, bits):
-    """Reinterpret the 64 bits of an int64 as a double."""
-    signature = types.float64(types.int64)
+if config.DISABLE_JIT:
+    # numba's debug mode (NUMBA_DISABLE_JIT=1) runs the helpers as Python,
+    # where an intrinsic, which only exists as generated code, cannot run
+    def _double_from_bits(bits):
+        """Reinterpret the 64 bits of an int64 as a double."""
+        return np.int64(bits).view(np.float64)
 
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], ir.DoubleType())
+else:
+    @intrinsic
+    def _double_from_bits(typingctx, bits):
+        """Reinterpret the 64 bits of an int64 as a double."""
+        signature = types.float64(types.int64)
 
-    return signature, codegen
+        def codegen(context, builder, sig, args):
+            return builder.bitcast(args[0], ir.DoubleType())
+
+        return signature, codegen
 
 
 @helper

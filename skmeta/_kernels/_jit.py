@@ -6,12 +6,14 @@ compile time). All cache to disk and release the GIL. ``error_model
 ="numpy"`` drops division-by-zero checks: the kernels guard their divisions
 themselves, and the checks cost code size and compile time.
 
-Helpers are compiled without numba's reference counting (``_nrt=False``):
-they only read and write arrays their caller owns and keeps alive, and with
-it every array argument of a call, and every view, cost an atomic increment
-and decrement -- measured at over half the time of the unrolled inner loops,
-where the helpers are called per task and step. The few helpers that
-allocate their caller's buffers are ``allocating_helper``.
+The solvers' kernels and all helpers are compiled without numba's reference
+counting (``_nrt=False``): they only read and write arrays their caller owns
+and keeps alive, and with it every array argument of a call, and every view,
+cost an atomic increment and decrement -- measured at over half the time of
+the unrolled inner loops, where the helpers are called per task and step.
+So they allocate nothing (``_workspaces`` makes their buffers), and a helper
+may return views of its arguments only to callers compiled the same way: a
+caller with reference counting would release references it never took.
 """
 
 from numba import njit
@@ -23,7 +25,6 @@ kernel = njit(**_OPTIONS)
 # An entry point that allocates nothing, so needs no reference counting
 borrowing_kernel = njit(**_OPTIONS, _nrt=False)
 parallel_kernel = njit(**_OPTIONS, parallel=True)
-allocating_helper = njit(**_INNER)
 helper = njit(**_INNER, _nrt=False)
 # For dot products and matrix-vector loops: letting LLVM reorder the sums
 # ("reassoc", and fuse multiply-adds, "contract") is what allows it to

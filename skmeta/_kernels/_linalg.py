@@ -134,3 +134,52 @@ def symmetrize_lower(A, d):
     for i in range(d):
         for j in range(i):
             A[j, i] = A[i, j]
+
+
+@helper
+def lu_factor(A, piv, n):
+    """LU factorization with partial pivoting of ``A[:n, :n]``, in place.
+
+    ``piv[i]`` receives the row swapped with row ``i``. Returns False for an
+    exactly singular matrix.
+    """
+    for k in range(n):
+        best = k
+        size = abs(A[k, k])
+        for i in range(k + 1, n):
+            if abs(A[i, k]) > size:
+                size = abs(A[i, k])
+                best = i
+        piv[k] = best
+        if size == 0.0:
+            return False
+        if best != k:
+            for j in range(n):
+                A[k, j], A[best, j] = A[best, j], A[k, j]
+        inv = 1.0 / A[k, k]
+        for i in range(k + 1, n):
+            factor = A[i, k] * inv
+            A[i, k] = factor
+            if factor != 0.0:
+                for j in range(k + 1, n):
+                    A[i, j] -= factor * A[k, j]
+    return True
+
+
+@summing_helper
+def lu_solve(LU, piv, b, n):
+    """Solve ``A x = b`` in place, ``LU, piv`` from ``lu_factor``."""
+    for k in range(n):
+        p = piv[k]
+        if p != k:
+            b[k], b[p] = b[p], b[k]
+    for i in range(n):
+        s = b[i]
+        for k in range(i):
+            s -= LU[i, k] * b[k]
+        b[i] = s
+    for i in range(n - 1, -1, -1):
+        s = b[i]
+        for k in range(i + 1, n):
+            s -= LU[i, k] * b[k]
+        b[i] = s / LU[i, i]

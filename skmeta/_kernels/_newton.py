@@ -2,27 +2,29 @@
 
 Each task ``t`` solves
 
-    min_theta  c_t * sum_i w_i loss(y_i, x_i theta)
-               + lam2/2 * sum_j l2w_j theta_j**2 + lam1 * sum_j l1w_j |theta_j|
+    min_theta  c_t * sum_i w_i loss(y_i, x_i theta) + lambda R(theta)
                + 1/2 (theta - theta0)^T Pi (theta - theta0)
 
 where ``c_t`` is 1 (sum-scaled estimators) or ``1 / sum_i w_i`` (mean-scaled
-ones), ``lam2 = lambda (1 - rho)`` and ``lam1 = lambda rho`` come from the base
-estimator's own penalty and ``Pi = gamma * Lambda`` is the transfer term's
-precision, diagonal or full. Without an l1 part the step is a Newton step
+ones), ``lambda R`` is the base estimator's own penalty and ``Pi = gamma *
+Lambda`` the transfer term's precision (see ``_penalties``). An iteration
+reads as scikit-learn's ``NewtonSolver``: the gradient and (when due) the
+Hessian, a direction, a backtracking line search on the true objective, a
+convergence check. Without an l1 part the direction is a Newton step
 (Cholesky of the explicit Hessian); with one it is a proximal Newton step
-whose quadratic model is minimized by coordinate descent. Both use a
-backtracking line search on the true objective.
+whose quadratic model is minimized by coordinate descent. Close to the
+solution the Hessian is kept for a few steps (chord steps).
 
-The public kernel walks fixed-size blocks of tasks; a block's tasks run in
-order and sum their contributions into the block's slot, so every result is
-the same however the blocks are spread over threads or processes.
+The kernel ``solve_tasks`` walks fixed-size blocks of tasks; a block's tasks
+run in order and sum their contributions into the block's slot, so every
+result is the same however the blocks are spread over threads or processes.
 """
 
-import numpy as np
+from collections import namedtuple
+
 from ._codes import MULTINOMIAL, SQUARED
-from ._datafits import datafit_derivatives
-from ._jit import allocating_helper, helper, kernel
+from ._datafits import datafit_derivatives, hessian_weights, loss_scale
+from ._jit import borrowing_kernel, helper
 from ._linalg import (
     cholesky_inverse,
     cholesky_solve,
@@ -30,15 +32,55 @@ from ._linalg import (
     symmetric_matvec,
     symmetrize_lower,
 )
-from ._rows import (
-    dense_gradient,
-    dense_gram,
-    dense_predictor,
-    load_dense_block,
-    sparse_gradient,
-    sparse_gram,
-    sparse_predictor,
+from ._penalties import (
+    add_smooth_curvature,
+    class_shift_curvature,
+    has_l1,
+    held_at_zero,
+    l1_threshold,
+    penalty_values,
+    precision_times,
+    smooth_curvature_diagonal,
+    smooth_curvature_trace,
+    smooth_gradient,
+    soft_threshold,
 )
+from ._rows import batch_task, gradient, gram, predictor
+from ._rowspace import (
+    factor_capacitance,
+    row_space_direction,
+    row_space_grams,
+    row_space_inverse,
+    task_curvature_product,
+)
+
+NewtonWork = namedtuple(
+    "NewtonWork",
+    "XT Z Zt G Gt D Dt U a w A L W Ainv grad delta q qt trial diff r shift")
+NewtonWork.__doc__ = """Buffers of ``solve_task`` (``_workspaces.newton_workspace``)."""
+
+SolveSettings = namedtuple(
+    "SolveSettings",
+    "max_iter tol want_inverse want_posterior exact_inverse diagonal block_size")
+SolveSettings.__doc__ = """What ``solve_tasks`` computes besides the solutions.
+
+``want_inverse``: per-block sums of the active-set inverse Hessians;
+``want_posterior`` also their weighted sums and traces (empirical Bayes);
+``exact_inverse``: those inverses at the solutions rather than at the last
+Hessian computed; ``diagonal``: only their diagonals (in slot ``[b, 0]``).
+"""
+
+KeptInverses = namedtuple("KeptInverses", "inverses ok moved")
+KeptInverses.__doc__ = """Inverse Hessians kept between calls of ``solve_tasks``.
+
+``inverses`` (empty, or one ``(d, d)`` slot per task), ``ok[t]`` telling
+whether slot ``t`` holds one for the current objective, and ``moved`` (empty,
+or the change of ``theta0`` since those solves).
+"""
+
+SolveOutputs = namedtuple(
+    "SolveOutputs", "objective loss n_iter trace inv_sum inv_wsum")
+SolveOutputs.__doc__ = """What ``solve_tasks`` writes, besides the solutions."""
 
 _ARMIJO = 1e-4
 _MAX_HALVINGS = 40
@@ -54,80 +96,46 @@ _CHORD_FAR = 0.05
 _PREDICT_MAX = 0.5
 
 
+# --------------------------------------------------------------------------
+# the steps of one Newton iteration
+# --------------------------------------------------------------------------
 @helper
-def transfer_gradient(theta, theta0, prec_diag, prec_mat, prec_full, d, q):
-    """``q = Pi (theta - theta0)``, the transfer term's gradient."""
-    if prec_full:
-        for i in range(d):
-            s = 0.0
-            for j in range(d):
-                s += prec_mat[i, j] * (theta[j] - theta0[j])
-            q[i] = s
-    else:
-        for i in range(d):
-            q[i] = prec_diag[i] * (theta[i] - theta0[i])
+def objective_gradient(rows, problem, theta, scale, G, q, grad):
+    """The objective's gradient (l1 part excluded) from the datafit's ``G``."""
+    d = theta.shape[0]
+    smooth_gradient(theta, problem, q, d, grad)
+    gradient(rows, 0, rows.n, G, scale, problem.n_outputs, problem.n_features,
+             problem.fit_intercept, grad)
 
 
 @helper
-def penalty_parts(theta, theta0, prec_diag, prec_mat, prec_full, lam2, lam1, l2w,
-                  l1w, d, q):
-    """Smooth penalty (l2 part plus transfer term) and l1 part at ``theta``.
+def objective_hessian(rows, problem, prior, D, scale, work):
+    """Lower triangle of the objective's Hessian (l1 part excluded) into ``A``.
 
-    Also leaves ``q = Pi (theta - theta0)`` for the gradient.
+    For the multinomial, made definite along the class-shift directions
+    that nothing else curves (see ``pin_class_shift``).
     """
-    smooth = 0.0
-    l1 = 0.0
-    for j in range(d):
-        tj = theta[j]
-        smooth += 0.5 * lam2 * l2w[j] * tj * tj
-        l1 += lam1 * l1w[j] * abs(tj)
-    transfer_gradient(theta, theta0, prec_diag, prec_mat, prec_full, d, q)
-    for i in range(d):
-        smooth += 0.5 * (theta[i] - theta0[i]) * q[i]
-    return smooth, l1
-
-
-@helper
-def build_hessian(is_sparse, XT, data, indices, indptr, sw, start, stop, code,
-                  n_outputs, n_features, fit_intercept, scale, D, a, w, lam2, l2w,
-                  prec_diag, prec_mat, prec_full, A, d):
-    """Lower triangle of the objective's Hessian (l1 part excluded) into ``A``."""
-    p1 = n_features + fit_intercept
-    n = stop - start
+    A = work.A
+    d = A.shape[0]
+    n = rows.n
+    p1 = problem.n_features + problem.fit_intercept
     for i in range(d):
         for j in range(i + 1):
             A[i, j] = 0.0
-    n_blocks = n_outputs if code == MULTINOMIAL else 1
+    code = problem.code
+    n_blocks = problem.n_outputs if code == MULTINOMIAL else 1
     for k in range(n_blocks):
         for m in range(k + 1):
-            for r in range(n):
-                if code == MULTINOMIAL:
-                    weight = scale * sw[start + r]
-                    if k == m:
-                        a[r] = weight * D[k, r] * (1.0 - D[k, r])
-                    else:
-                        a[r] = -weight * D[k, r] * D[m, r]
-                else:
-                    a[r] = scale * D[0, r]
-            if is_sparse:
-                sparse_gram(data, indices, indptr, start, stop, a, n_features,
-                            fit_intercept, A, k * p1, m * p1, k == m)
-            else:
-                dense_gram(XT, n, p1, a, w, A, k * p1, m * p1, k == m)
-    for j in range(d):
-        A[j, j] += lam2 * l2w[j]
-    if prec_full:
-        for i in range(d):
-            for j in range(i + 1):
-                A[i, j] += prec_mat[i, j]
-    else:
-        for j in range(d):
-            A[j, j] += prec_diag[j]
+            hessian_weights(code, rows.sw, 0, n, D, k, m, scale, work.a)
+            gram(rows, 0, n, work.a, work.w, problem.n_features,
+                 problem.fit_intercept, A, k * p1, m * p1, k == m)
+    add_smooth_curvature(A, problem, prior, d)
+    if code == MULTINOMIAL:
+        pin_class_shift(A, problem, prior, d)
 
 
 @helper
-def pin_multinomial_shift(A, n_outputs, p1, lam2, l2w, lam1, l1w, prec_diag,
-                          prec_mat, prec_full, d):
+def pin_class_shift(A, problem, prior, d):
     """Make the multinomial Hessian definite along class-shift directions.
 
     Adding the same value to one coefficient (or the intercept) of every
@@ -137,21 +145,14 @@ def pin_multinomial_shift(A, n_outputs, p1, lam2, l2w, lam1, l1w, prec_diag,
     solutions, the one whose class shift does not move, as scikit-learn's
     solvers do when started from zero.
     """
+    n_outputs = problem.n_outputs
+    p1 = problem.n_features + problem.fit_intercept
     mean_diag = 0.0
     for i in range(d):
         mean_diag += A[i, i]
     mu = mean_diag / d if mean_diag > 0.0 else 1.0
     for j in range(p1):
-        curvature = 0.0
-        for k in range(n_outputs):
-            kj = k * p1 + j
-            curvature += lam2 * l2w[kj] + lam1 * l1w[kj]
-            if prec_full:
-                for m in range(n_outputs):
-                    curvature += prec_mat[kj, m * p1 + j]
-            else:
-                curvature += prec_diag[kj]
-        if curvature != 0.0:
+        if class_shift_curvature(problem, prior, j) != 0.0:
             continue
         for k in range(n_outputs):
             for m in range(k + 1):
@@ -159,7 +160,7 @@ def pin_multinomial_shift(A, n_outputs, p1, lam2, l2w, lam1, l1w, prec_diag,
 
 
 @helper
-def _prox_newton_direction(A, grad, theta, lam1, l1w, delta, r, d, tol):
+def prox_newton_direction(A, grad, theta, problem, delta, r, d, tol):
     """Minimize ``g.delta + delta.A.delta/2 + lam1 sum l1w |theta + delta|``.
 
     Cyclic coordinate descent on the quadratic model; ``A`` must be full
@@ -177,16 +178,7 @@ def _prox_newton_direction(A, grad, theta, lam1, l1w, delta, r, d, tol):
                 continue
             old = theta[j] + delta[j]
             z = old - (grad[j] + r[j]) / ajj
-            thr = lam1 * l1w[j] / ajj
-            if thr > 0.0:
-                if z > thr:
-                    new = z - thr
-                elif z < -thr:
-                    new = z + thr
-                else:
-                    new = 0.0
-            else:
-                new = z
+            new = soft_threshold(z, l1_threshold(problem, j, 1.0 / ajj))
             change = new - old
             if change != 0.0:
                 delta[j] += change
@@ -201,181 +193,200 @@ def _prox_newton_direction(A, grad, theta, lam1, l1w, delta, r, d, tol):
 
 
 @helper
-def solve_task(is_sparse, Xd, data, indices, indptr, y, sw, start, stop, code,
-               n_outputs, n_features, fit_intercept, mean_loss, lam2, lam1, l2w,
-               l1w, theta0, prec_diag, prec_mat, prec_full, theta, max_iter, tol,
-               have_inverse, final_hessian, XT, Z, Zt, G, Gt, D, Dt, U, a, w, A, L,
-               Ainv, grad, delta, q, r, trial):
-    """Solve one task's inner problem in place.
+def newton_direction(problem, theta, fresh, factored, l1, tol, work, Ainv):
+    """The step ``work.delta`` from the gradient ``work.grad``; returns the jitter.
+
+    With an l1 part, a proximal Newton step. Otherwise a Newton step with a
+    fresh Hessian's Cholesky factor (``fresh``; a jitter, returned, makes a
+    singular one definite), with the factor kept from an earlier iteration
+    (``factored``), or a chord step with the kept inverse ``Ainv``.
+    """
+    d = theta.shape[0]
+    A = work.A
+    L = work.L
+    grad = work.grad
+    delta = work.delta
+    jitter = 0.0
+    if l1:
+        symmetrize_lower(A, d)
+        prox_newton_direction(A, grad, theta, problem, delta, work.r, d,
+                              tol * 1e-2)
+    elif factored:
+        if fresh:
+            jitter = cholesky_with_jitter(A, L, d, problem.l2w)
+        for j in range(d):
+            delta[j] = -grad[j]
+        cholesky_solve(L, delta, delta, d)
+    else:
+        symmetric_matvec(Ainv, grad, -1.0, delta, d)
+    return jitter
+
+
+@helper
+def evaluate(rows, problem, prior, theta, scale, fit, with_value, diff):
+    """Loss, smooth and l1 penalty values at ``theta``; fills ``fit``.
+
+    ``fit = (Z, G, D, q)``: ``Z`` must already hold the predictor at
+    ``theta``; the datafit's derivatives go to ``G`` and ``D``, ``Pi (theta -
+    theta0)`` to ``q``.
+    """
+    Z, G, D, q = fit
+    d = theta.shape[0]
+    loss = scale * datafit_derivatives(problem.code, rows.y, rows.sw, 0, rows.n,
+                                       Z, problem.n_outputs, G, D, with_value)
+    smooth, l1 = penalty_values(theta, problem, prior, d, diff, q)
+    return loss, smooth, l1
+
+
+@helper
+def line_search(rows, problem, prior, theta, scale, objective, l1, fit, trial_fit,
+                work):
+    """Backtracking from the full step ``work.delta`` (Armijo's condition).
+
+    ``fit`` describes ``theta`` (see ``evaluate``); the accepted point goes
+    to ``work.trial`` and ``trial_fit``. Returns the step length and the
+    loss, smooth and l1 penalty values there.
+    """
+    d = theta.shape[0]
+    n = rows.n
+    delta = work.delta
+    trial = work.trial
+    U = work.U
+    Z = fit[0]
+    Zt = trial_fit[0]
+    slope = 0.0
+    for j in range(d):
+        slope += work.grad[j] * delta[j]
+    predictor(rows, 0, n, delta, problem.n_outputs, problem.n_features,
+              problem.fit_intercept, U)
+    step = 1.0
+    t_loss = 0.0
+    t_smooth = 0.0
+    t_l1 = l1
+    slack = 1e-13 * (abs(objective) + 1.0)
+    for _ in range(_MAX_HALVINGS):
+        for j in range(d):
+            trial[j] = theta[j] + step * delta[j]
+        for k in range(problem.n_outputs):
+            for r in range(n):
+                Zt[k, r] = Z[k, r] + step * U[k, r]
+        t_loss, t_smooth, t_l1 = evaluate(rows, problem, prior, trial, scale,
+                                          trial_fit, True, work.diff)
+        decrease = step * slope + (t_l1 - l1)
+        if t_loss + t_smooth + t_l1 <= objective + _ARMIJO * decrease + slack:
+            break
+        step *= 0.5
+    return step, t_loss, t_smooth, t_l1
+
+
+@helper
+def take_step(theta, trial, d):
+    """``theta <- trial``; returns the largest change and the scale of theta."""
+    max_step = 0.0
+    max_value = 1.0
+    for j in range(d):
+        change = abs(trial[j] - theta[j])
+        theta[j] = trial[j]
+        max_step = max(max_step, change)
+        max_value = max(max_value, abs(theta[j]))
+    return max_step, max_value
+
+
+@helper
+def convergence(fresh, full, quadratic, max_step, max_value, last_step, tol):
+    """After a step: ``(converged, refresh)``, ``refresh`` asking for a new Hessian.
+
+    ``full``: the whole step was taken without jitter; ``last_step`` is the
+    previous step's length (0 for the first).
+    """
+    if max_step <= tol * max_value:
+        return True, False
+    if fresh:
+        # Newton converges quadratically: once a full step is below
+        # sqrt(tol), the next one would be below tol
+        if full and (quadratic or max_step <= tol ** 0.5 * max_value):
+            return True, False
+        # keep this Hessian only close to the solution, where chord steps
+        # gain as much as its distance to the solution
+        return False, not (full and max_step <= _CHORD_START * max_value)
+    # a chord step (Hessian kept from an earlier iterate) converges linearly;
+    # estimate the rate to bound the remaining error
+    if last_step > 0.0:
+        rate = max_step / last_step
+        # the rate is estimated from two steps: a 10x margin on the remaining
+        # error it predicts
+        if rate < 1.0 and max_step * rate / (1.0 - rate) <= 0.1 * tol * max_value:
+            return True, False
+        return False, not full or rate > _CHORD_MAX_RATE
+    # the first step with a kept factor: no rate to judge yet; a long step
+    # means the solution moved far from where the factor was computed, so it
+    # and its inverse are stale
+    return False, not full or max_step > _CHORD_FAR * max_value
+
+
+@helper
+def solve_task(rows, problem, prior, theta, max_iter, tol, have_inverse,
+               final_hessian, work, Ainv):
+    """Solve one task's inner problem in place, from the warm start ``theta``.
 
     Returns ``(objective, loss, n_iter, refreshed)``; ``refreshed`` tells
-    whether a Hessian was computed (``L`` then holds a new factor).
+    whether a Hessian was computed (``work.L`` then holds a new factor).
+    ``n_iter`` is negative when ``max_iter`` was reached before convergence.
 
     With ``have_inverse``, ``Ainv`` already holds the inverse of a Hessian
     of this objective (from an earlier solve) and the first steps are chord
-    steps with it (a matrix-vector product). With ``final_hessian``, ``A``
-    and ``L`` are recomputed at the solution before returning.
-
-    ``n_iter`` is negative when ``max_iter`` was reached before convergence.
-    Once Newton steps are short and accepted whole, the Hessian is kept for
-    the next steps (chord steps) until their convergence slows down. On
-    return ``A`` holds the Hessian at the last iterate where it was computed.
+    steps with it. With ``final_hessian``, ``work.A`` and ``work.L`` are
+    recomputed at the solution before returning; otherwise ``work.A`` holds
+    the Hessian at the last iterate where it was computed.
     """
     d = theta.shape[0]
-    n = stop - start
-    p1 = n_features + fit_intercept
-    scale = 1.0
-    if mean_loss:
-        total_w = 0.0
-        for i in range(start, stop):
-            total_w += sw[i]
-        scale = 1.0 / total_w if total_w > 0.0 else 0.0
-    has_l1 = False
-    if lam1 > 0.0:
-        for j in range(d):
-            if l1w[j] > 0.0:
-                has_l1 = True
-    quadratic = code == SQUARED and not has_l1
-    # Newton converges quadratically: once a full step is below sqrt(tol),
-    # the next one would be below tol, so there is no need to compute it
-    sqrt_tol = tol ** 0.5
-    if not is_sparse:
-        load_dense_block(Xd, start, stop, n_features, fit_intercept, XT)
+    scale = loss_scale(problem.mean_loss, rows.sw, 0, rows.n)
+    l1 = has_l1(problem, d)
+    quadratic = problem.code == SQUARED and not l1
+    # the current iterate's predictor and derivatives, and the trial point's;
+    # the line search fills the trial ones, and the accepted point is swapped in
+    fit = (work.Z, work.G, work.D, work.q)
+    trial_fit = (work.Zt, work.Gt, work.Dt, work.qt)
+    predictor(rows, 0, rows.n, theta, problem.n_outputs, problem.n_features,
+              problem.fit_intercept, work.Z)
+    loss, smooth, l1_value = evaluate(rows, problem, prior, theta, scale, fit,
+                                      True, work.diff)
+    objective = loss + smooth + l1_value
 
     n_iter = -max_iter
-    refresh = not (have_inverse and not has_l1)  # compute the Hessian now
+    refresh = not (have_inverse and not l1)  # compute the Hessian now
     refreshed = False
     last_step = 0.0
-    # Z, G, D and q describe the current iterate; the line search computes
-    # them at each trial point, and the accepted one is swapped in
-    if is_sparse:
-        sparse_predictor(data, indices, indptr, start, stop, theta, n_outputs,
-                         n_features, fit_intercept, Z)
-    else:
-        dense_predictor(XT, 0, n, p1, theta, n_outputs, Z)
-    loss = scale * datafit_derivatives(code, y, sw, start, stop, Z, n_outputs, G,
-                                       D)
-    smooth, l1 = penalty_parts(theta, theta0, prec_diag, prec_mat, prec_full,
-                               lam2, lam1, l2w, l1w, d, q)
-    objective = loss + smooth + l1
     for it in range(max_iter):
-        for j in range(d):
-            grad[j] = lam2 * l2w[j] * theta[j] + q[j]
-        if is_sparse:
-            sparse_gradient(data, indices, indptr, start, stop, G, scale,
-                            n_outputs, n_features, fit_intercept, grad)
-        else:
-            dense_gradient(XT, 0, n, p1, G, scale, n_outputs, grad)
-        fresh = refresh or has_l1
+        objective_gradient(rows, problem, theta, scale, fit[1], fit[3], work.grad)
+        fresh = refresh or l1
         refreshed = refreshed or fresh
         if fresh:
-            build_hessian(is_sparse, XT, data, indices, indptr, sw, start, stop,
-                          code, n_outputs, n_features, fit_intercept, scale, D, a,
-                          w, lam2, l2w, prec_diag, prec_mat, prec_full, A, d)
-            if code == MULTINOMIAL:
-                pin_multinomial_shift(A, n_outputs, p1, lam2, l2w, lam1, l1w,
-                                      prec_diag, prec_mat, prec_full, d)
-        jitter = 0.0
-        if has_l1:
-            symmetrize_lower(A, d)
-            _prox_newton_direction(A, grad, theta, lam1, l1w, delta, r, d,
-                                   tol * 1e-2)
-        elif refreshed:
-            if fresh:
-                jitter = cholesky_with_jitter(A, L, d, l2w)
-            for j in range(d):
-                delta[j] = -grad[j]
-            cholesky_solve(L, delta, delta, d)
-        else:
-            # chord step with the kept inverse
-            symmetric_matvec(Ainv, grad, -1.0, delta, d)
-
-        slope = 0.0
-        for j in range(d):
-            slope += grad[j] * delta[j]
-        if is_sparse:
-            sparse_predictor(data, indices, indptr, start, stop, delta, n_outputs,
-                             n_features, fit_intercept, U)
-        else:
-            dense_predictor(XT, 0, n, p1, delta, n_outputs, U)
-        step = 1.0
-        t_loss = loss
-        t_smooth = smooth
-        t_l1 = l1
-        slack = 1e-13 * (abs(objective) + 1.0)
-        for _ in range(_MAX_HALVINGS):
-            for j in range(d):
-                trial[j] = theta[j] + step * delta[j]
-            for k in range(n_outputs):
-                for rr in range(n):
-                    Zt[k, rr] = Z[k, rr] + step * U[k, rr]
-            t_loss = scale * datafit_derivatives(code, y, sw, start, stop, Zt,
-                                                 n_outputs, Gt, Dt)
-            t_smooth, t_l1 = penalty_parts(trial, theta0, prec_diag, prec_mat,
-                                           prec_full, lam2, lam1, l2w, l1w, d, r)
-            decrease = step * slope + (t_l1 - l1)
-            if t_loss + t_smooth + t_l1 <= objective + _ARMIJO * decrease + slack:
-                break
-            step *= 0.5
-        max_step = 0.0
-        max_value = 1.0
-        for j in range(d):
-            change = abs(trial[j] - theta[j])
-            theta[j] = trial[j]
-            max_step = max(max_step, change)
-            max_value = max(max_value, abs(theta[j]))
-        Z, Zt = Zt, Z
-        G, Gt = Gt, G
-        D, Dt = Dt, D
-        q, r = r, q
-        loss = t_loss
-        smooth = t_smooth
-        l1 = t_l1
-        objective = loss + smooth + l1
-        full = step == 1.0 and jitter == 0.0
-        if max_step <= tol * max_value:
+            objective_hessian(rows, problem, prior, fit[2], scale, work)
+        jitter = newton_direction(problem, theta, fresh, refreshed, l1, tol, work,
+                                  Ainv)
+        step, loss, smooth, l1_value = line_search(
+            rows, problem, prior, theta, scale, objective, l1_value, fit,
+            trial_fit, work)
+        max_step, max_value = take_step(theta, work.trial, d)
+        fit, trial_fit = trial_fit, fit
+        objective = loss + smooth + l1_value
+        done, refresh = convergence(fresh, step == 1.0 and jitter == 0.0,
+                                    quadratic, max_step, max_value, last_step,
+                                    tol)
+        if done:
             n_iter = it + 1
             break
-        if fresh:
-            # Newton converges quadratically: once a full step is below
-            # sqrt(tol), the next one would be below tol
-            if full and (quadratic or max_step <= sqrt_tol * max_value):
-                n_iter = it + 1
-                break
-            # keep this Hessian only close to the solution, where chord
-            # steps gain as much as its distance to the solution
-            refresh = not (full and max_step <= _CHORD_START * max_value)
-        else:
-            # a chord step (Hessian kept from an earlier iterate) converges
-            # linearly; estimate the rate to bound the remaining error
-            if last_step > 0.0:
-                rate = max_step / last_step
-                # the rate is estimated from two steps: a 10x margin on the
-                # remaining error it predicts
-                if rate < 1.0 and max_step * rate / (1.0 - rate) <= 0.1 * tol * max_value:
-                    n_iter = it + 1
-                    break
-                refresh = not full or rate > _CHORD_MAX_RATE
-            else:
-                # the first step with a kept factor: no rate to judge yet;
-                # a long step means the solution moved far from where the
-                # factor was computed, so it and its inverse are stale
-                refresh = not full or max_step > _CHORD_FAR * max_value
         last_step = max_step
     if final_hessian:
-        build_hessian(is_sparse, XT, data, indices, indptr, sw, start, stop, code,
-                      n_outputs, n_features, fit_intercept, scale, D, a, w, lam2,
-                      l2w, prec_diag, prec_mat, prec_full, A, d)
-        if code == MULTINOMIAL:
-            pin_multinomial_shift(A, n_outputs, p1, lam2, l2w, lam1, l1w,
-                                  prec_diag, prec_mat, prec_full, d)
-        cholesky_with_jitter(A, L, d, l2w)
+        objective_hessian(rows, problem, prior, fit[2], scale, work)
+        cholesky_with_jitter(work.A, work.L, d, problem.l2w)
         refreshed = True
     return objective, loss, n_iter, refreshed
 
 
 @helper
-def hessian_inverse(A, L, W, Ainv, theta, lam1, l1w, l2w, d, active_only):
+def hessian_inverse(A, L, W, Ainv, theta, problem, d, active_only):
     """Inverse of the Hessian ``A`` (lower triangle), optionally on the active set.
 
     With ``active_only``, coordinates held at zero by the l1 penalty get zero
@@ -383,153 +394,256 @@ def hessian_inverse(A, L, W, Ainv, theta, lam1, l1w, l2w, d, active_only):
     exact derivative of the solution with respect to the prior mean.
     """
     for i in range(d):
-        inactive_i = active_only and lam1 > 0.0 and l1w[i] > 0.0 and theta[i] == 0.0
+        inactive_i = active_only and held_at_zero(
+            theta[i], l1_threshold(problem, i, 1.0))
         for j in range(i + 1):
-            inactive_j = (active_only and lam1 > 0.0 and l1w[j] > 0.0
-                          and theta[j] == 0.0)
+            inactive_j = active_only and held_at_zero(
+                theta[j], l1_threshold(problem, j, 1.0))
             if inactive_i or inactive_j:
                 W[i, j] = 1.0 if i == j else 0.0
             else:
                 W[i, j] = A[i, j]
-    cholesky_with_jitter(W, L, d, l2w)
+    cholesky_with_jitter(W, L, d, problem.l2w)
     cholesky_inverse(L, W, Ainv, d)
-    if active_only and lam1 > 0.0:
+    if active_only:
         for i in range(d):
-            if l1w[i] > 0.0 and theta[i] == 0.0:
+            if held_at_zero(theta[i], l1_threshold(problem, i, 1.0)):
                 Ainv[i, i] = 0.0
 
 
-@allocating_helper
-def newton_workspace(is_sparse, n_outputs, n_max, d, p1):
-    """Buffers of ``solve_task`` for tasks of up to ``n_max`` rows."""
-    XT = np.empty((0 if is_sparse else p1, n_max))
-    Z = np.empty((n_outputs, n_max))
-    Zt = np.empty((n_outputs, n_max))
-    G = np.empty((n_outputs, n_max))
-    Gt = np.empty((n_outputs, n_max))
-    D = np.empty((n_outputs, n_max))
-    Dt = np.empty((n_outputs, n_max))
-    U = np.empty((n_outputs, n_max))
-    a = np.empty(n_max)
-    w = np.empty((2, n_max))
-    A = np.empty((d, d))
-    L = np.empty((d, d))
-    W = np.empty((d, d))
-    Ainv = np.empty((d, d))
-    return (XT, Z, Zt, G, Gt, D, Dt, U, a, w, A, L, W, Ainv, np.empty(d),
-            np.empty(d), np.empty(d), np.empty(d), np.empty(d))
+# --------------------------------------------------------------------------
+# every task of a batch
+# --------------------------------------------------------------------------
+@helper
+def predicted_start(theta, Ainv, shift, delta, d):
+    """Move ``theta`` by its first-order change ``Ainv shift``, if trustworthy.
 
-
-@kernel
-def solve_tasks(Xd, data, indices, indptr, is_sparse, y, sw, offsets, task_sel,
-                code, n_outputs, n_features, fit_intercept, mean_loss, lam2, lam1,
-                l2w, l1w, theta0, prec_diag, prec_mat, prec_full, theta, max_iter,
-                tol, want_inverse, want_posterior, exact_inverse, inv_weight,
-                block_size, inverses, inverse_ok, shift, out_objective,
-                out_loss, out_iter, out_trace, inv_sum, inv_wsum):
-    """Solve the inner problem of every selected task (see module docstring).
-
-    ``theta[s]`` is the warm start and the solution of task ``task_sel[s]``.
-    With ``want_inverse``, block ``b`` of ``inv_sum`` receives the sum over its
-    tasks of the active-set inverse Hessian (the Jacobian of the solution with
-    respect to the prior mean, times the precision's inverse); with
-    ``want_posterior`` also, ``inv_wsum`` the sum of the full inverse
-    Hessians weighted by ``inv_weight[s]`` (the Laplace posterior
-    covariances) and ``out_trace[s]`` gets ``tr(H_data A^{-1})``.
-
-    ``inverses`` (empty, or one ``(d, d)`` slot per selected task) keeps the
-    inverse of each task's last Hessian between calls, ``inverse_ok[s]``
-    telling whether the slot holds one for the current objective: the next
-    solve then starts with chord steps (products with it) instead of a new
-    Hessian, and, when ``shift`` (the change of ``Pi theta0`` since that
-    solve) is not empty, from the first-order prediction ``theta[s] +
-    inverse shift`` of the new solution. The inverses are those of the last
-    Hessian computed, unless ``exact_inverse`` asks for the Hessian at the
-    solution.
-
-    The kernel is serial and releases the GIL: callers run shards of tasks on
-    a thread pool (see ``skmeta._methods._inner``).
+    Returns whether the kept inverse ``Ainv`` is still good for chord steps:
+    a long predicted move means the solution moved far from where it was
+    computed.
     """
-    n_sel = task_sel.shape[0]
+    symmetric_matvec(Ainv, shift, 1.0, delta, d)
+    moved = 0.0
+    size = 1.0
+    for j in range(d):
+        moved = max(moved, abs(delta[j]))
+        size = max(size, abs(theta[j] + delta[j]))
+    if not moved <= _PREDICT_MAX * size:
+        # a wild (or non-finite) prediction from an ill-conditioned kept
+        # inverse: start from the last solution instead
+        return False
+    for j in range(d):
+        theta[j] += delta[j]
+    return moved <= _CHORD_FAR * size
+
+
+@borrowing_kernel
+def solve_tasks(batch, problem, prior, theta, inv_weight, settings, kept, work,
+                out):
+    """Solve the inner problem of every task of ``batch`` (see module docstring).
+
+    ``theta[t]`` is the warm start and the solution of task ``t``. With
+    ``settings.want_inverse``, block ``b`` of ``out.inv_sum`` receives the
+    sum over its tasks of the active-set inverse Hessian (the Jacobian of the
+    solution with respect to the prior mean, times the precision's
+    inverse); with ``want_posterior`` also, ``out.inv_wsum`` the sum of the
+    full inverse Hessians weighted by ``inv_weight[t]`` (the Laplace
+    posterior covariances) and ``out.trace[t]`` gets ``tr(H_data A^{-1})``.
+
+    ``kept`` (see ``KeptInverses``) keeps the inverse of each task's last
+    Hessian between calls: the next solve then starts with chord steps
+    (products with it) instead of a new Hessian, and, when ``kept.moved`` is
+    not empty, from the first-order prediction ``theta[t] + inverse Pi
+    moved`` of the new solution (the implicit function theorem). The
+    inverses are those of the last Hessian computed, unless
+    ``settings.exact_inverse`` asks for the Hessian at the solution.
+
+    ``work`` is sized for the batch's largest task (see
+    ``_workspaces.newton_workspace``). The kernel is serial, allocates
+    nothing and releases the GIL: callers run shards of tasks on a thread
+    pool (see ``skmeta._methods._inner``).
+    """
+    n_tasks = batch.offsets.shape[0] - 1
     d = theta.shape[1]
-    # not the literal 1: numba would also compile newton_workspace for it
-    n_max = offsets[0] - offsets[0] + 1
-    for s in range(n_sel):
-        t = task_sel[s]
-        n_max = max(n_max, offsets[t + 1] - offsets[t])
-    (XT, Z, Zt, G, Gt, D, Dt, U, a, w, A, L, W, Ainv, grad, delta, q, r,
-     trial) = newton_workspace(is_sparse, n_outputs, n_max, d,
-                               n_features + fit_intercept)
+    want_inverse = settings.want_inverse
     if want_inverse:
-        inv_sum[:] = 0.0
-        inv_wsum[:] = 0.0
-    store = inverses.shape[0] > 0 and lam1 == 0.0
-    predict = store and shift.shape[0] == d
-    for s in range(n_sel):
-        b = s // block_size
-        t = task_sel[s]
-        th = theta[s]
-        Ai = inverses[s] if store else Ainv
-        have_inverse = store and inverse_ok[s] == 1
+        out.inv_sum[:] = 0.0
+        out.inv_wsum[:] = 0.0
+    store = kept.inverses.shape[0] > 0 and problem.lam1 == 0.0
+    predict = store and kept.moved.shape[0] == d
+    shift = work.shift
+    if predict:
+        precision_times(prior, kept.moved, shift, d)
+    for t in range(n_tasks):
+        b = t // settings.block_size
+        th = theta[t]
+        Ainv = kept.inverses[t] if store else work.Ainv
+        have_inverse = store and kept.ok[t] == 1
         if have_inverse and predict:
-            symmetric_matvec(Ai, shift, 1.0, delta, d)
-            moved = 0.0
-            size = 1.0
-            for j in range(d):
-                moved = max(moved, abs(delta[j]))
-                size = max(size, abs(th[j] + delta[j]))
-            if moved <= _PREDICT_MAX * size:
-                for j in range(d):
-                    th[j] += delta[j]
-            else:
-                # a wild (or non-finite) prediction from an ill-conditioned
-                # kept inverse: start from the last solution instead
-                have_inverse = False
-            if not moved <= _CHORD_FAR * size:
-                # as for a long first chord step: the kept inverse is stale
-                have_inverse = False
-        final_hessian = want_inverse and exact_inverse
+            have_inverse = predicted_start(th, Ainv, shift, work.delta, d)
+        rows = batch_task(batch, t, problem.n_features, problem.fit_intercept,
+                          work.XT)
         obj, loss, it, refreshed = solve_task(
-            is_sparse, Xd, data, indices, indptr, y, sw, offsets[t],
-            offsets[t + 1], code, n_outputs, n_features, fit_intercept,
-            mean_loss, lam2, lam1, l2w, l1w, theta0, prec_diag, prec_mat,
-            prec_full, th, max_iter, tol, have_inverse, final_hessian, XT, Z, Zt,
-            G, Gt, D, Dt, U, a, w, A, L, Ai, grad, delta, q, r, trial)
-        out_objective[s] = obj
-        out_loss[s] = loss
-        out_iter[s] = it
+            rows, problem, prior, th, settings.max_iter, settings.tol,
+            have_inverse, want_inverse and settings.exact_inverse, work, Ainv)
+        out.objective[t] = obj
+        out.loss[t] = loss
+        out.n_iter[t] = it
         if store and refreshed:
-            inverse_ok[s] = 0
-        if want_inverse:
-            # a runtime flag rather than literal True/False: one compiled
-            # specialization of hessian_inverse instead of two
-            on_active_set = want_inverse
-            if lam1 > 0.0:
-                hessian_inverse(A, L, W, Ai, th, lam1, l1w, l2w, d,
-                                on_active_set)
-            elif not (store and inverse_ok[s] == 1):
-                cholesky_inverse(L, W, Ai, d)
-                if store:
-                    inverse_ok[s] = 1
-            for i in range(d):
-                for j in range(d):
-                    inv_sum[b, i, j] += Ai[i, j]
-            if not want_posterior:
-                continue
-            if lam1 > 0.0:
-                # the Laplace covariance used by empirical Bayes ignores the
-                # active set: it must vary continuously with the prior, or EM
-                # can cycle between active sets
-                hessian_inverse(A, L, W, Ai, th, lam1, l1w, l2w, d,
-                                not on_active_set)
-            weight = inv_weight[s]
-            penalty_trace = 0.0
-            for i in range(d):
-                penalty_trace += lam2 * l2w[i] * Ai[i, i]
-                if not prec_full:
-                    penalty_trace += prec_diag[i] * Ai[i, i]
-                for j in range(d):
-                    inv_wsum[b, i, j] += weight * Ai[i, j]
-                    if prec_full:
-                        penalty_trace += prec_mat[i, j] * Ai[j, i]
-            out_trace[s] = d - penalty_trace
+            kept.ok[t] = 0
+        if not want_inverse:
+            continue
+        # a runtime flag rather than literal True/False: one compiled
+        # specialization of hessian_inverse instead of two
+        on_active_set = want_inverse
+        if problem.lam1 > 0.0:
+            hessian_inverse(work.A, work.L, work.W, Ainv, th, problem, d,
+                            on_active_set)
+        elif not (store and kept.ok[t] == 1):
+            cholesky_inverse(work.L, work.W, Ainv, d)
+            if store:
+                kept.ok[t] = 1
+        add_inverse(Ainv, 1.0, settings.diagonal, out.inv_sum[b])
+        if not settings.want_posterior:
+            continue
+        if problem.lam1 > 0.0:
+            # the Laplace covariance used by empirical Bayes ignores the active
+            # set: it must vary continuously with the prior, or EM can cycle
+            # between active sets
+            hessian_inverse(work.A, work.L, work.W, Ainv, th, problem, d,
+                            not on_active_set)
+        add_inverse(Ainv, inv_weight[t], settings.diagonal, out.inv_wsum[b])
+        out.trace[t] = d - smooth_curvature_trace(problem, prior, Ainv, d)
+
+
+@helper
+def add_inverse(Ainv, weight, diagonal, total):
+    """``total += weight * Ainv``, or only its diagonal into ``total[0]``.
+
+    In diagonal mode ``Ainv`` may also be a single row holding the diagonal.
+    """
+    d = Ainv.shape[1]
+    if diagonal:
+        one_row = Ainv.shape[0] == 1
+        for i in range(d):
+            total[0, i] += weight * (Ainv[0, i] if one_row else Ainv[i, i])
+        return
+    for i in range(d):
+        for j in range(d):
+            total[i, j] += weight * Ainv[i, j]
+
+
+# --------------------------------------------------------------------------
+# tasks with fewer rows than parameters: Newton steps in the row space
+# --------------------------------------------------------------------------
+@helper
+def solve_task_rowspace(rows, problem, prior, theta, max_iter, tol, work,
+                        row_work):
+    """``solve_task`` with Newton directions computed in the row space.
+
+    For objectives without l1 part whose smooth penalties' curvature ``M``
+    is diagonal and positive (``row_work.minv`` holds its inverse); see
+    ``_rowspace``. Returns ``(objective, loss, n_iter)``; on return
+    ``row_work.C`` is factored at the solution.
+    """
+    d = theta.shape[0]
+    scale = loss_scale(problem.mean_loss, rows.sw, 0, rows.n)
+    quadratic = problem.code == SQUARED
+    fit = (work.Z, work.G, work.D, work.q)
+    trial_fit = (work.Zt, work.Gt, work.Dt, work.qt)
+    predictor(rows, 0, rows.n, theta, problem.n_outputs, problem.n_features,
+              problem.fit_intercept, work.Z)
+    loss, smooth, l1_value = evaluate(rows, problem, prior, theta, scale, fit,
+                                      True, work.diff)
+    objective = loss + smooth + l1_value
+    row_space_grams(rows, problem, row_work)
+    n_iter = -max_iter
+    for it in range(max_iter):
+        objective_gradient(rows, problem, theta, scale, fit[1], fit[3], work.grad)
+        factor_capacitance(rows, problem, fit[2], scale, row_work)
+        row_space_direction(rows, problem, work.grad, fit[2], scale, row_work,
+                            work.U, work.trial, work.delta)
+        step, loss, smooth, l1_value = line_search(
+            rows, problem, prior, theta, scale, objective, l1_value, fit,
+            trial_fit, work)
+        max_step, max_value = take_step(theta, work.trial, d)
+        fit, trial_fit = trial_fit, fit
+        objective = loss + smooth + l1_value
+        done, _ = convergence(True, step == 1.0, quadratic, max_step, max_value,
+                              0.0, tol)
+        if done:
+            n_iter = it + 1
+            break
+    factor_capacitance(rows, problem, fit[2], scale, row_work)
+    return objective, loss, n_iter, scale, fit[2]
+
+
+@borrowing_kernel
+def solve_tasks_rowspace(batch, problem, prior, theta, inv_weight, settings, work,
+                         out):
+    """``solve_tasks`` with Newton steps in the row space (see ``_rowspace``).
+
+    ``work`` is ``(newton_work, row_work, curvatures)``. For a diagonal
+    transfer precision and no l1 penalty; no inverse Hessians are kept
+    between calls (their size is what this solver avoids), and
+    ``settings.exact_inverse`` is implied. With inverses asked for and
+    ``curvatures`` not empty, ``curvatures[t]`` receives task ``t``'s
+    ``C^{-1} W`` (see ``_rowspace``), from which ``curvature_products``
+    applies the sum of the inverse Hessians to vectors.
+    """
+    work, row_work, curvatures = work
+    n_tasks = batch.offsets.shape[0] - 1
+    d = theta.shape[1]
+    smooth_curvature_diagonal(problem, prior, d, row_work.minv)
+    for j in range(d):
+        row_work.minv[j] = 1.0 / row_work.minv[j]
+    if settings.want_inverse:
+        out.inv_sum[:] = 0.0
+        out.inv_wsum[:] = 0.0
+    for t in range(n_tasks):
+        b = t // settings.block_size
+        th = theta[t]
+        rows = batch_task(batch, t, problem.n_features, problem.fit_intercept,
+                          work.XT)
+        obj, loss, it, scale, D = solve_task_rowspace(
+            rows, problem, prior, th, settings.max_iter, settings.tol, work,
+            row_work)
+        out.objective[t] = obj
+        out.loss[t] = loss
+        out.n_iter[t] = it
+        if not settings.want_inverse:
+            continue
+        # in diagonal mode, work.Ainv is one row: the diagonal
+        diagonal = settings.diagonal
+        row_space_inverse(rows, problem, D, scale, diagonal, row_work, work.Ainv)
+        if curvatures.shape[0] > 0:
+            nK = problem.n_outputs * rows.n
+            for i in range(nK):
+                for j in range(nK):
+                    curvatures[t, i, j] = row_work.N[i, j]
+        add_inverse(work.Ainv, 1.0, diagonal, out.inv_sum[b])
+        if not settings.want_posterior:
+            continue
+        add_inverse(work.Ainv, inv_weight[t], diagonal, out.inv_wsum[b])
+        trace = 0.0
+        for i in range(d):
+            posterior_variance = work.Ainv[0, i] if diagonal else work.Ainv[i, i]
+            trace += posterior_variance / row_work.minv[i]
+        out.trace[t] = d - trace
+
+
+@borrowing_kernel
+def curvature_products(batch, problem, curvatures, V, work, out):
+    """``out[i] = sum_t B_t^T N_t B_t V[i]`` over the tasks of ``batch``.
+
+    ``N_t = curvatures[t]`` as ``solve_tasks_rowspace`` kept it. ``work`` is
+    ``(XT, Z, NZ)``, sized for the largest task. Tasks are summed in order.
+    """
+    XT, Z, NZ = work
+    out[:] = 0.0
+    n_tasks = batch.offsets.shape[0] - 1
+    for t in range(n_tasks):
+        rows = batch_task(batch, t, problem.n_features, problem.fit_intercept, XT)
+        for i in range(V.shape[0]):
+            task_curvature_product(rows, problem, curvatures[t], V[i], Z, NZ,
+                                   out[i])

@@ -1,18 +1,22 @@
 """Decision values of many task models in one pass over the rows."""
 
 import numpy as np
+
 from ._jit import kernel
 
 
 @kernel
-def decision_rows(Xd, data, indices, indptr, is_sparse, row_model, params,
-                  n_outputs, n_features, fit_intercept):
-    """``out[i, k] = x_i . coef + intercept`` of model ``row_model[i]``.
+def decision_rows(design, row_model, params, problem):
+    """``out[i, k] = x_i . coef_k + intercept_k`` of model ``row_model[i]``.
 
-    ``params`` has one flat parameter vector per model (see ``_rows``); rows
-    need not be grouped by model.
+    ``design`` is a ``BatchArrays`` whose targets, weights and offsets are
+    not used; ``params`` has one flat parameter vector per model (see
+    ``_rows``). Rows need not be grouped by model.
     """
     n = row_model.shape[0]
+    n_outputs = problem.n_outputs
+    n_features = problem.n_features
+    fit_intercept = problem.fit_intercept
     p1 = n_features + fit_intercept
     out = np.empty((n, n_outputs))
     for i in range(n):
@@ -22,11 +26,11 @@ def decision_rows(Xd, data, indices, indptr, is_sparse, row_model, params,
             acc = 0.0
             if fit_intercept:
                 acc = th[base + n_features]
-            if is_sparse:
-                for e in range(indptr[i], indptr[i + 1]):
-                    acc += data[e] * th[base + indices[e]]
+            if design.is_sparse:
+                for e in range(design.indptr[i], design.indptr[i + 1]):
+                    acc += design.data[e] * th[base + design.indices[e]]
             else:
                 for j in range(n_features):
-                    acc += Xd[i, j] * th[base + j]
+                    acc += design.Xd[i, j] * th[base + j]
             out[i, k] = acc
     return out

@@ -1,26 +1,41 @@
-"""Design-matrix primitives for one task: linear predictor, X^T G, X^T D X.
+"""One task's rows: loading them, and the design-matrix products every solver uses.
 
-A batch stores its rows sorted by task, either as a dense C-contiguous array
-``Xd`` or as CSR arrays ``(data, indices, indptr)``; the unused one is an
-empty array. Passing both through one signature halves the number of
-compiled specializations.
+A solver sees a task as a :data:`TaskRows`: its ``n`` rows, numbered from 0,
+dense or sparse. Dense rows are held transposed in a float64 buffer ``XT``
+of shape ``(p1, n_max)`` whose row ``p`` is ones when there is an intercept,
+so every inner loop runs over contiguous memory (and vectorizes); sparse
+rows are CSR arrays whose ``indptr`` has ``n + 1`` entries (pointing into
+``data`` and ``indices``, which may be the whole batch's). ``y`` and ``sw``
+hold the rows' targets and weights. The first ``m`` rows of a task are again
+a ``TaskRows`` (the same arrays with ``n = m``): a support set is a prefix.
 
-Dense tasks are first copied, transposed, into a float64 buffer ``XT`` of
-shape ``(p1, n_max)`` whose last row is ones when there is an intercept, so
-every inner loop runs over contiguous rows (and vectorizes). Sparse tasks are
-read row by row.
-
-Parameters are flat: output ``k`` owns ``theta[k * p1:(k + 1) * p1]``, the
-``p`` coefficients then, with ``fit_intercept``, the intercept
-(``p1 = p + fit_intercept``). Per-row arrays (``Z``, ``G``...) have shape
-``(n_outputs, n_max)``.
+The products -- linear predictor, ``X~^T G`` and ``X~^T diag(a) X~`` with
+``X~ = [X, 1]`` -- take a row range ``lo:hi`` of a task; per-row arrays
+(``Z``, ``G``...) have shape ``(n_outputs, n_max)`` and hold row ``lo + r``
+at position ``r``. Parameters are flat: output ``k`` owns
+``theta[k * p1:(k + 1) * p1]``, the coefficients then the intercept.
 """
+
+from collections import namedtuple
 
 import numpy as np
 
 from ._jit import helper, summing_helper
 
+TaskRows = namedtuple("TaskRows", "is_sparse XT data indices indptr y sw n")
 
+TaskBuffers = namedtuple("TaskBuffers", "order XT data indices indptr y sw")
+TaskBuffers.__doc__ = """Where ``shuffled_task`` gathers a task's rows, reordered."""
+
+MetaBatch = namedtuple("MetaBatch", "task_sel seeds n_query")
+MetaBatch.__doc__ = """A meta-batch: tasks ``task_sel[s]``, their rows shuffled with
+``seeds[s]`` (kept in order when negative), the last ``n_query[s]`` of them
+the query and the others the support."""
+
+
+# --------------------------------------------------------------------------
+# loading a task
+# --------------------------------------------------------------------------
 @helper
 def load_dense_block(Xd, start, stop, n_features, fit_intercept, XT):
     """Copy rows ``start:stop`` of ``Xd`` into ``XT`` transposed."""
@@ -31,6 +46,135 @@ def load_dense_block(Xd, start, stop, n_features, fit_intercept, XT):
     if fit_intercept:
         for r in range(n):
             XT[n_features, r] = 1.0
+
+
+@helper
+def batch_task(batch, t, n_features, fit_intercept, XT):
+    """Task ``t`` of ``batch`` in its stored order; dense rows go to ``XT``."""
+    start = batch.offsets[t]
+    stop = batch.offsets[t + 1]
+    if not batch.is_sparse:
+        load_dense_block(batch.Xd, start, stop, n_features, fit_intercept, XT)
+    return TaskRows(batch.is_sparse, XT, batch.data, batch.indices,
+                    batch.indptr[start:stop + 1], batch.y[start:stop],
+                    batch.sw[start:stop], stop - start)
+
+
+@helper
+def shuffled_rows(start, stop, seed, order):
+    """A permutation of the rows ``start:stop`` drawn from ``seed``.
+
+    Fisher-Yates with a splitmix64 stream: cheap to seed per task, which
+    keeps every task's split a function of its own seed only. A negative
+    seed keeps the stored order.
+    """
+    n = stop - start
+    for r in range(n):
+        order[r] = start + r
+    if seed < 0:
+        return
+    state = np.uint64(seed)
+    for r in range(n - 1, 0, -1):
+        state = state + np.uint64(0x9E3779B97F4A7C15)
+        z = state
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+        j = int(z % np.uint64(r + 1))
+        order[r], order[j] = order[j], order[r]
+
+
+@helper
+def shuffled_task(batch, t, seed, n_features, fit_intercept, XTb, buffers):
+    """Task ``t`` of ``batch`` with its rows shuffled by ``seed``.
+
+    The rows are gathered into ``buffers``, except that a dense task of a
+    batch kept transposed (``XTb`` not empty: every task's ``(p1, n_t)``
+    block, task after task, the block of the task starting at row ``start``
+    beginning at ``p1 * start``) is read there in place when not shuffled
+    (``seed < 0``), and gathered from there otherwise.
+    """
+    start = batch.offsets[t]
+    n = batch.offsets[t + 1] - start
+    p1 = n_features + fit_intercept
+    order = buffers.order
+    shuffled_rows(start, start + n, seed, order)
+    y = buffers.y
+    sw = buffers.sw
+    for r in range(n):
+        y[r] = batch.y[order[r]]
+        sw[r] = batch.sw[order[r]]
+    XT = buffers.XT
+    indptr = buffers.indptr
+    if batch.is_sparse:
+        pos = 0
+        indptr[0] = 0
+        for r in range(n):
+            i = order[r]
+            for e in range(batch.indptr[i], batch.indptr[i + 1]):
+                buffers.data[pos] = batch.data[e]
+                buffers.indices[pos] = batch.indices[e]
+                pos += 1
+            indptr[r + 1] = pos
+    elif XTb.shape[0] > 0:
+        block = XTb[p1 * start:p1 * (start + n)].reshape((p1, n))
+        if seed < 0:
+            XT = block
+        else:
+            for j in range(p1):
+                for r in range(n):
+                    XT[j, r] = block[j, order[r] - start]
+    else:
+        for r in range(n):
+            i = order[r]
+            for j in range(n_features):
+                XT[j, r] = batch.Xd[i, j]
+        if fit_intercept:
+            for r in range(n):
+                XT[n_features, r] = 1.0
+    return TaskRows(batch.is_sparse, XT, buffers.data, buffers.indices,
+                    indptr, y, sw, n)
+
+
+# --------------------------------------------------------------------------
+# products with the design matrix
+# --------------------------------------------------------------------------
+@helper
+def predictor(rows, lo, hi, theta, n_outputs, n_features, fit_intercept, Z):
+    """``Z[k, r - lo] = x~_r . theta_k`` for rows ``lo:hi``."""
+    if rows.is_sparse:
+        sparse_predictor(rows, lo, hi, theta, n_outputs, n_features,
+                         fit_intercept, Z)
+    else:
+        dense_predictor(rows.XT, lo, hi, n_features + fit_intercept, theta,
+                        n_outputs, Z)
+
+
+@helper
+def gradient(rows, lo, hi, G, scale, n_outputs, n_features, fit_intercept, out):
+    """Add ``scale * X~^T G_k`` (rows ``lo:hi``) to ``out``'s block ``k``."""
+    if rows.is_sparse:
+        sparse_gradient(rows, lo, hi, G, scale, n_outputs, n_features,
+                        fit_intercept, out)
+    else:
+        dense_gradient(rows.XT, lo, hi, n_features + fit_intercept, G, scale,
+                       n_outputs, out)
+
+
+@helper
+def gram(rows, lo, hi, a, w, n_features, fit_intercept, out, row0, col0,
+         diagonal_block):
+    """Add ``X~^T diag(a) X~`` (rows ``lo:hi``) to the block at ``out[row0, col0]``.
+
+    Only the lower triangle is written for a diagonal block. ``w`` is a
+    workspace of shape ``(2, n_max)``.
+    """
+    if rows.is_sparse:
+        sparse_gram(rows, lo, hi, a, n_features, fit_intercept, out, row0, col0,
+                    diagonal_block)
+    else:
+        dense_gram(rows.XT, lo, hi, n_features + fit_intercept, a, w, out, row0,
+                   col0, diagonal_block)
 
 
 @summing_helper
@@ -74,7 +218,7 @@ def dense_predictor(XT, lo, hi, p1, theta, n_outputs, Z):
 
 @summing_helper
 def dense_gradient(XT, lo, hi, p1, G, scale, n_outputs, out):
-    """Add ``scale * X_tilde^T G_k`` (loaded rows ``lo:hi``) to ``out``.
+    """Add ``scale * X~^T G_k`` (loaded rows ``lo:hi``) to ``out``.
 
     ``G[k, r - lo]`` belongs to row ``r``. Four coefficients per pass over
     the rows, as in ``dense_predictor``.
@@ -109,21 +253,22 @@ def dense_gradient(XT, lo, hi, p1, G, scale, n_outputs, out):
 
 
 @summing_helper
-def dense_gram(XT, n, p1, a, w, out, row0, col0, diagonal_block):
-    """Add ``X_tilde^T diag(a) X_tilde`` to the block at ``out[row0, col0]``.
+def dense_gram(XT, lo, hi, p1, a, w, out, row0, col0, diagonal_block):
+    """Add ``X~^T diag(a) X~`` (loaded rows ``lo:hi``) to a block of ``out``.
 
-    Uses loaded rows ``0:n``. Only the lower triangle is written for a
-    diagonal block. ``w`` is a workspace of shape ``(2, n)``. This is the hot
-    loop of the whole package: output rows go in pairs and columns in fours,
-    so that each pass over the rows feeds eight sums from six loads.
+    This is the hot loop of the whole package: output rows go in pairs and
+    columns in fours, so that each pass over the rows feeds eight sums from
+    six loads.
     """
+    n = np.uintp(hi - lo)
+    lo = np.uintp(lo)
     for j1 in range(0, p1, 2):
         pair = j1 + 1 < p1
         for r in range(n):
-            w[0, r] = a[r] * XT[j1, r]
+            w[0, r] = a[r] * XT[j1, lo + r]
         if pair:
             for r in range(n):
-                w[1, r] = a[r] * XT[j1 + 1, r]
+                w[1, r] = a[r] * XT[j1 + 1, lo + r]
         # columns both rows need: up to j1 on a diagonal block
         last = j1 + 1 if diagonal_block else p1
         j2 = 0
@@ -137,10 +282,10 @@ def dense_gram(XT, n, p1, a, w, out, row0, col0, diagonal_block):
             s12 = 0.0
             s13 = 0.0
             for r in range(n):
-                x0 = XT[j2, r]
-                x1 = XT[j2 + 1, r]
-                x2 = XT[j2 + 2, r]
-                x3 = XT[j2 + 3, r]
+                x0 = XT[j2, lo + r]
+                x1 = XT[j2 + 1, lo + r]
+                x2 = XT[j2 + 2, lo + r]
+                x3 = XT[j2 + 3, lo + r]
                 u = w[0, r]
                 v = w[1, r]
                 s00 += u * x0
@@ -165,7 +310,7 @@ def dense_gram(XT, n, p1, a, w, out, row0, col0, diagonal_block):
             s0 = 0.0
             s1 = 0.0
             for r in range(n):
-                x = XT[j2, r]
+                x = XT[j2, lo + r]
                 s0 += w[0, r] * x
                 s1 += w[1, r] * x
             out[row0 + j1, col0 + j2] += s0
@@ -175,17 +320,20 @@ def dense_gram(XT, n, p1, a, w, out, row0, col0, diagonal_block):
         if diagonal_block and pair:
             s = 0.0
             for r in range(n):
-                s += w[1, r] * XT[j1 + 1, r]
+                s += w[1, r] * XT[j1 + 1, lo + r]
             out[row0 + j1 + 1, col0 + j1 + 1] += s
 
 
 @helper
-def sparse_predictor(data, indices, indptr, start, stop, theta, n_outputs,
-                     n_features, fit_intercept, Z):
-    """``Z[k, r] = x_i . coef_k + intercept_k`` for CSR rows ``start:stop``."""
+def sparse_predictor(rows, lo, hi, theta, n_outputs, n_features, fit_intercept,
+                     Z):
+    """``Z[k, r - lo] = x_r . coef_k + intercept_k`` for CSR rows ``lo:hi``."""
     p1 = n_features + fit_intercept
-    for i in range(start, stop):
-        r = i - start
+    data = rows.data
+    indices = rows.indices
+    indptr = rows.indptr
+    for i in range(lo, hi):
+        r = i - lo
         for k in range(n_outputs):
             base = k * p1
             acc = theta[base + n_features] if fit_intercept else 0.0
@@ -195,12 +343,15 @@ def sparse_predictor(data, indices, indptr, start, stop, theta, n_outputs,
 
 
 @helper
-def sparse_gradient(data, indices, indptr, start, stop, G, scale, n_outputs,
-                    n_features, fit_intercept, out):
-    """Add ``scale * X_tilde^T G_k`` for CSR rows ``start:stop``."""
+def sparse_gradient(rows, lo, hi, G, scale, n_outputs, n_features, fit_intercept,
+                    out):
+    """Add ``scale * X~^T G_k`` for CSR rows ``lo:hi``."""
     p1 = n_features + fit_intercept
-    for i in range(start, stop):
-        r = i - start
+    data = rows.data
+    indices = rows.indices
+    indptr = rows.indptr
+    for i in range(lo, hi):
+        r = i - lo
         for k in range(n_outputs):
             g = scale * G[k, r]
             if g == 0.0:
@@ -213,25 +364,28 @@ def sparse_gradient(data, indices, indptr, start, stop, G, scale, n_outputs,
 
 
 @helper
-def sparse_gram(data, indices, indptr, start, stop, a, n_features, fit_intercept,
-                out, row0, col0, diagonal_block):
-    """Add ``X_tilde^T diag(a) X_tilde`` (CSR rows) to a block of ``out``.
+def sparse_gram(rows, lo, hi, a, n_features, fit_intercept, out, row0, col0,
+                diagonal_block):
+    """Add ``X~^T diag(a) X~`` (CSR rows ``lo:hi``) to a block of ``out``.
 
     Column indices must be sorted within rows, so that pairs ``e2 <= e1`` are
     the lower triangle of a diagonal block.
     """
     p = n_features
-    for i in range(start, stop):
-        ai = a[i - start]
+    data = rows.data
+    indices = rows.indices
+    indptr = rows.indptr
+    for i in range(lo, hi):
+        ai = a[i - lo]
         if ai == 0.0:
             continue
-        lo = indptr[i]
-        hi = indptr[i + 1]
-        for e1 in range(lo, hi):
+        first = indptr[i]
+        end = indptr[i + 1]
+        for e1 in range(first, end):
             j1 = indices[e1]
             v1 = ai * data[e1]
-            last = e1 + 1 if diagonal_block else hi
-            for e2 in range(lo, last):
+            last = e1 + 1 if diagonal_block else end
+            for e2 in range(first, last):
                 out[row0 + j1, col0 + indices[e2]] += v1 * data[e2]
             if fit_intercept:
                 out[row0 + p, col0 + j1] += v1
@@ -239,3 +393,139 @@ def sparse_gram(data, indices, indptr, start, stop, a, n_features, fit_intercept
                     out[row0 + j1, col0 + p] += v1
         if fit_intercept:
             out[row0 + p, col0 + p] += ai
+
+
+# --------------------------------------------------------------------------
+# products in the row space (n x n), for tasks with fewer rows than
+# parameters (see _rowspace)
+# --------------------------------------------------------------------------
+@helper
+def row_gram(rows, n, weights, n_features, fit_intercept, out):
+    """``out[r, s] = sum_j x~_rj x~_sj weights[j]`` for rows ``0:n`` (symmetric)."""
+    for r in range(n):
+        for s in range(r + 1):
+            out[r, s] = 0.0
+    if rows.is_sparse:
+        data = rows.data
+        indices = rows.indices
+        indptr = rows.indptr
+        for r in range(n):
+            for s in range(r + 1):
+                # a merge of the two rows' sorted column indices
+                acc = 0.0
+                a = indptr[r]
+                b = indptr[s]
+                while a < indptr[r + 1] and b < indptr[s + 1]:
+                    ja = indices[a]
+                    jb = indices[b]
+                    if ja == jb:
+                        acc += data[a] * data[b] * weights[ja]
+                        a += 1
+                        b += 1
+                    elif ja < jb:
+                        a += 1
+                    else:
+                        b += 1
+                out[r, s] = acc
+    else:
+        XT = rows.XT
+        for j in range(n_features):
+            wj = weights[j]
+            for r in range(n):
+                xr = XT[j, r] * wj
+                for s in range(r + 1):
+                    out[r, s] += xr * XT[j, s]
+    if fit_intercept:
+        wi = weights[n_features]
+        for r in range(n):
+            for s in range(r + 1):
+                out[r, s] += wi
+    for r in range(n):
+        for s in range(r):
+            out[s, r] = out[r, s]
+
+
+@helper
+def rows_combination(rows, n, coef, n_features, fit_intercept, out):
+    """``out[r, :] = sum_s coef[r, s] x~_s`` for rows ``0:n``: ``coef @ X~``."""
+    p1 = n_features + fit_intercept
+    for r in range(n):
+        for j in range(p1):
+            out[r, j] = 0.0
+    if rows.is_sparse:
+        data = rows.data
+        indices = rows.indices
+        indptr = rows.indptr
+        for s in range(n):
+            for e in range(indptr[s], indptr[s + 1]):
+                j = indices[e]
+                v = data[e]
+                for r in range(n):
+                    out[r, j] += coef[r, s] * v
+    else:
+        XT = rows.XT
+        for j in range(n_features):
+            for r in range(n):
+                acc = 0.0
+                for s in range(n):
+                    acc += coef[r, s] * XT[j, s]
+                out[r, j] = acc
+    if fit_intercept:
+        for r in range(n):
+            acc = 0.0
+            for s in range(n):
+                acc += coef[r, s]
+            out[r, n_features] = acc
+
+
+@helper
+def rows_inner(rows, n, T, n_features, fit_intercept, out, diagonal):
+    """``out[j, k] = sum_r x~_rj T[r, k]`` for rows ``0:n``: ``X~^T T``.
+
+    With ``diagonal``, only ``out[0, j] = sum_r x~_rj T[r, j]``.
+    """
+    p1 = n_features + fit_intercept
+    if diagonal:
+        for j in range(p1):
+            out[0, j] = 0.0
+    else:
+        for j in range(p1):
+            for k in range(p1):
+                out[j, k] = 0.0
+    if rows.is_sparse:
+        data = rows.data
+        indices = rows.indices
+        indptr = rows.indptr
+        for r in range(n):
+            for e in range(indptr[r], indptr[r + 1]):
+                j = indices[e]
+                v = data[e]
+                if diagonal:
+                    out[0, j] += v * T[r, j]
+                else:
+                    for k in range(p1):
+                        out[j, k] += v * T[r, k]
+    else:
+        XT = rows.XT
+        for j in range(n_features):
+            if diagonal:
+                acc = 0.0
+                for r in range(n):
+                    acc += XT[j, r] * T[r, j]
+                out[0, j] = acc
+            else:
+                for r in range(n):
+                    x = XT[j, r]
+                    for k in range(p1):
+                        out[j, k] += x * T[r, k]
+    if fit_intercept:
+        j = n_features
+        if diagonal:
+            acc = 0.0
+            for r in range(n):
+                acc += T[r, j]
+            out[0, j] = acc
+        else:
+            for r in range(n):
+                for k in range(p1):
+                    out[j, k] += T[r, k]

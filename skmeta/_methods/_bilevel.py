@@ -18,27 +18,17 @@ loss, in the base estimator's own scaling and without penalty (the penalties
 act in the inner problem); MAML, Meta-SGD and iMAML minimize it with Adam.
 """
 
-from dataclasses import dataclass
-
 import numpy as np
 from joblib import effective_n_jobs
 from sklearn.utils import check_random_state
 from sklearn.utils.random import sample_without_replacement
 
 from .._kernels._adam import adam_update
-from .._kernels._batch import (
-    Unroller,
-    block_size_for,
-    implicit,
-    solve_inner,
-    unroll,
-)
+from .._kernels._calls import Unroller, implicit, solve_inner, unroll
+from .._kernels._layout import block_size_for
 from .._kernels._unroll import FIRST_ORDER, FORWARD, SECOND_ORDER
-from ._inner import INNER_TOL, InnerSolver, map_task_chunks
-
-BILEVEL_METHODS = ("imaml", "maml", "metasgd", "reptile")
-DEFAULT_META_LR = {"imaml": 0.01, "maml": 0.01, "metasgd": 0.01, "reptile": 0.5}
-DEFAULT_MAX_ITER = 500
+from ._base import MetaFit, MetaMethod
+from ._inner import INNER_TOL, map_task_chunks, solve_exactly
 
 _ADAM_BETA1 = 0.9
 _ADAM_BETA2 = 0.999
@@ -79,37 +69,6 @@ def query_sizes(sizes, query_fraction):
     return np.where(sizes >= 2, n_query, 0).astype(np.intp)
 
 
-@dataclass(frozen=True)
-class InnerProcedure:
-    """How a task is adapted from the meta-knowledge, in training and after.
-
-    ``alpha`` holds the per-parameter step sizes (multipliers of ``1 / L_t``
-    when ``auto``).
-    """
-
-    method: str
-    n_steps: int
-    alpha: np.ndarray
-    auto: bool
-
-    def adapt(self, batch, problem, theta0, precision, *, n_jobs=None):
-        """Parameters of every task of ``batch`` adapted on all its rows."""
-        T = batch.n_tasks
-        if self.method in ("proximal", "imaml"):
-            with InnerSolver(batch, problem, n_jobs=n_jobs) as solver:
-                return solver.solve(theta0, precision,
-                                    np.tile(theta0, (T, 1))).theta
-        block = block_size_for(T)
-
-        def run(lo, hi):
-            tasks = np.arange(lo, hi)
-            return unroll(batch, problem, tasks, np.full(hi - lo, -1),
-                          np.zeros(hi - lo), theta0, precision, self.alpha,
-                          self.auto, self.n_steps, FORWARD, block).theta
-
-        return np.concatenate(map_task_chunks(run, T, block, n_jobs, batch))
-
-
 def pooled_start(batch, problem, max_tasks=64, max_iter=20):
     """The base estimator fitted on the pooled rows of up to ``max_tasks`` tasks.
 
@@ -120,23 +79,10 @@ def pooled_start(batch, problem, max_tasks=64, max_iter=20):
     """
     T = batch.n_tasks
     subset = np.unique(np.linspace(0, T - 1, min(T, max_tasks)).round().astype(int))
-    pooled = batch.subset(subset)
-    pooled = type(pooled)(pooled.Xd, pooled.data, pooled.indices, pooled.indptr,
-                          pooled.is_sparse, pooled.y, pooled.sw,
-                          np.array([0, pooled.n_rows], dtype=np.intp))
     d = problem.n_params
-    return solve_inner(pooled, problem, np.zeros(d), np.zeros(d),
-                       np.zeros((1, d)), max_iter=max_iter,
+    return solve_inner(batch.subset(subset).pooled(), problem, np.zeros(d),
+                       np.zeros(d), np.zeros((1, d)), max_iter=max_iter,
                        tol=INNER_TOL).theta[0]
-
-
-@dataclass
-class BilevelFit:
-    theta0: np.ndarray
-    procedure: InnerProcedure
-    theta: np.ndarray
-    n_iter: int
-    meta_loss: np.ndarray
 
 
 def numba_threads(n_jobs):
@@ -144,104 +90,238 @@ def numba_threads(n_jobs):
     return max(1, effective_n_jobs(n_jobs))
 
 
-class MetaGradient:
-    """Mean query loss of a meta-batch and its meta-gradients, for one fit.
+class UnrolledMetaGradient:
+    """Mean query loss of a meta-batch after unrolled steps, and its gradients.
 
-    Binds what stays fixed over a fit (data, problem, prior precision,
-    inner procedure, meta-batch size) once; each call then costs the kernel
-    and little else. Calls return ``(loss, grad_theta0, grad_alpha,
-    adapted)``; ``grad_alpha`` is ``None`` for iMAML, ``adapted`` the
-    tasks' adapted parameters. Returned arrays are only valid until the
-    next call.
+    Binds what stays fixed over a fit (data, problem, prior precision, inner
+    procedure, meta-batch size) once; each call then costs the kernel and
+    little else. Calls return ``(loss, grad_theta0, grad_alpha, adapted)``,
+    ``adapted`` the tasks' adapted parameters; returned arrays are only
+    valid until the next call.
     """
 
-    def __init__(self, batch, problem, method, precision, *, n_sel, n_steps,
-                 auto_step, first_order, n_threads=1):
-        self.batch = batch
-        self.problem = problem
-        self.method = method
-        self.precision = precision
+    def __init__(self, batch, problem, precision, *, n_sel, n_steps, auto_step,
+                 mode, n_threads=1):
         self.n_sel = n_sel
-        self.block = block_size_for(n_sel)
-        if method != "imaml":
-            mode = FIRST_ORDER if first_order else SECOND_ORDER
-            self._unroll = Unroller(batch, problem, precision, auto_step=auto_step,
-                                    n_steps=n_steps, mode=mode, n_sel=n_sel,
-                                    block=self.block, n_threads=n_threads)
+        self._unroll = Unroller(batch, problem, precision, auto_step=auto_step,
+                                n_steps=n_steps, mode=mode, n_sel=n_sel,
+                                block=block_size_for(n_sel), n_threads=n_threads)
 
     def __call__(self, task_sel, seeds, n_query, theta0, alpha, warm=None):
         B = self.n_sel
-        if self.method == "imaml":
-            start = np.tile(theta0, (B, 1)) if warm is None else warm
-            res = implicit(self.batch, self.problem, task_sel, seeds, n_query,
-                           theta0, self.precision, start, self.block)
-            return (res.query_loss.mean(), res.grad_theta0_blocks.sum(axis=0) / B,
-                    None, res.theta)
         res = self._unroll(task_sel, seeds, n_query, theta0, alpha)
         return (res.loss_sum / B, res.grad_theta0 / B, res.grad_alpha / B,
                 res.theta)
 
 
-def meta_gradient(batch, problem, method, task_sel, seeds, n_query, theta0,
-                  precision, alpha, auto_step, n_steps, first_order, warm=None):
-    """One call of a :class:`MetaGradient` (see there)."""
-    run = MetaGradient(batch, problem, method, precision, n_sel=len(task_sel),
-                       n_steps=n_steps, auto_step=auto_step,
-                       first_order=first_order)
-    return run(task_sel, seeds, n_query, theta0, alpha, warm)
+class ImplicitMetaGradient:
+    """Mean query loss of a meta-batch after exact solves, and its implicit gradient.
+
+    As :class:`UnrolledMetaGradient`; ``grad_alpha`` is ``None``, and
+    ``warm`` (the tasks' last support solutions, or ``None``) starts the
+    solves.
+    """
+
+    def __init__(self, batch, problem, precision, *, n_sel):
+        self.batch = batch
+        self.problem = problem
+        self.precision = precision
+        self.n_sel = n_sel
+        self.block = block_size_for(n_sel)
+
+    def __call__(self, task_sel, seeds, n_query, theta0, alpha, warm=None):
+        B = self.n_sel
+        start = np.tile(theta0, (B, 1)) if warm is None else warm
+        res = implicit(self.batch, self.problem, task_sel, seeds, n_query, theta0,
+                       self.precision, start, self.block)
+        return (res.query_loss.mean(), res.grad_theta0_blocks.sum(axis=0) / B,
+                None, res.theta)
 
 
-def fit_bilevel(batch, problem, theta0, precision, *, method, inner_steps,
-                inner_lr, first_order, meta_lr, meta_batch_size, max_iter,
-                query_fraction, random_state, verbose=0, n_jobs=None):
-    """Meta-train with a bilevel method, then adapt every training task."""
-    rng = check_random_state(random_state)
-    T = batch.n_tasks
-    d = problem.n_params
-    auto = isinstance(inner_lr, str) and inner_lr == "auto"
-    alpha = np.full(d, 1.0 if auto else float(inner_lr))
-    sizes = np.diff(batch.offsets)
-    if method == "reptile":
-        n_query = np.zeros(T, dtype=np.intp)  # Reptile adapts on all rows
-    else:
-        n_query = query_sizes(sizes, query_fraction)
-    B = min(meta_batch_size, T)
-    lr = DEFAULT_META_LR[method] if meta_lr is None else meta_lr
-    theta0 = np.array(theta0, dtype=np.float64)
-    theta_opt = Adam(lr, d)
-    alpha_opt = Adam(lr, d)
-    warm = np.tile(theta0, (T, 1)) if method == "imaml" else None
-    n_threads = numba_threads(n_jobs)
-    if method == "reptile":
-        forward = Unroller(batch, problem, precision, auto_step=auto,
-                           n_steps=inner_steps, mode=FORWARD, n_sel=B,
-                           n_threads=n_threads)
-    else:
-        meta_grad = MetaGradient(batch, problem, method, precision, n_sel=B,
-                                 n_steps=inner_steps, auto_step=auto,
-                                 first_order=first_order, n_threads=n_threads)
-    losses = np.empty(max_iter)
-    for it in range(max_iter):
-        task_sel = np.sort(sample_without_replacement(T, B, random_state=rng))
-        seeds = rng.randint(0, 2**31 - 1, size=B)
-        if method == "reptile":
-            res = forward(task_sel, seeds, n_query[task_sel], theta0, alpha)
-            displacement = (res.theta - theta0).mean(axis=0)
-            theta0 = theta0 + lr * displacement
-            losses[it] = float(np.linalg.norm(displacement))
-        else:
-            loss, g_theta0, g_alpha, adapted = meta_grad(
-                task_sel, seeds, n_query[task_sel], theta0, alpha,
-                None if warm is None else warm[task_sel])
-            if warm is not None:
-                warm[task_sel] = adapted
+class _Bilevel(MetaMethod):
+    """The meta-training loop shared by the bilevel methods.
+
+    Subclasses make the per-meta-batch update (``_updater``) and say how
+    a task is adapted (``adapt``).
+    """
+
+    parameters = frozenset(
+        {"meta_lr", "meta_batch_size", "query_fraction", "random_state"})
+    default_max_iter = 500
+    default_meta_lr = 0.01
+    #: whether the inner procedure takes step sizes (``inner_lr``)
+    steps = True
+
+    def check(self, settings):
+        if settings.gamma == "auto" or settings.prior != "isotropic":
+            raise ValueError(
+                f"method={self.name!r} meta-learns the prior mean (and, for "
+                "'metasgd', the step sizes) by gradient; a learned prior "
+                "(gamma='auto', prior='diagonal' or 'full') is learned by "
+                "empirical Bayes with method='proximal' only. Set a numeric "
+                "gamma and prior='isotropic', or method='proximal'."
+            )
+
+    @property
+    def meta_lr(self):
+        lr = self.settings.meta_lr
+        return self.default_meta_lr if lr is None else float(lr)
+
+    def query_rows(self, sizes):
+        """Number of query rows of each training task."""
+        return query_sizes(sizes, self.settings.query_fraction)
+
+    def fit(self, batch, problem, prior_mean=None, *, single_task=False):
+        s = self.settings
+        self.check(s)
+        rng = check_random_state(s.random_state)
+        T = batch.n_tasks
+        d = problem.n_params
+        auto = self.steps and isinstance(s.inner_lr, str)
+        alpha = np.full(d, 1.0 if auto or not self.steps else float(s.inner_lr))
+        n_query = self.query_rows(np.diff(batch.offsets))
+        B = min(s.meta_batch_size, T)
+        precision = float(s.gamma) * np.ones(d)
+        # the meta-optimizer starts from the given prior mean, or from the
+        # pooled fit (its steps are then refinements, whatever the scale)
+        theta0 = np.array(pooled_start(batch, problem) if prior_mean is None
+                          else prior_mean, dtype=np.float64)
+        update = self._updater(batch, problem, precision, B, auto, T)
+        max_iter = self.max_iter
+        losses = np.empty(max_iter)
+        for it in range(max_iter):
+            task_sel = np.sort(sample_without_replacement(T, B, random_state=rng))
+            seeds = rng.randint(0, 2**31 - 1, size=B)
+            theta0, alpha, losses[it] = update(task_sel, seeds, n_query[task_sel],
+                                               theta0, alpha)
+            if s.verbose and (it + 1) % max(1, max_iter // 10) == 0:
+                print(f"[{self.name}] meta-iteration {it + 1}: {self.progress} "
+                      f"{losses[it]:.6g}")
+        fitted = MetaFit(theta0, np.ones(d), float(s.gamma), None, max_iter,
+                         inner_lr=alpha if self.steps else None,
+                         inner_steps=int(s.inner_steps) if self.steps else 0,
+                         auto_step=auto)
+        fitted.theta = self.adapt(batch, problem, fitted)
+        return fitted
+
+    progress = "query loss"
+
+    def _updater(self, batch, problem, precision, n_sel, auto, n_tasks):
+        """``update(task_sel, seeds, n_query, theta0, alpha)``: one meta-iteration.
+
+        Returns the new ``(theta0, alpha, loss)``.
+        """
+        raise NotImplementedError
+
+    def adapt(self, batch, problem, fitted):
+        """The inner procedure's steps from ``fitted``, on all of each task's rows."""
+        T = batch.n_tasks
+        block = block_size_for(T)
+
+        def run(lo, hi):
+            tasks = np.arange(lo, hi)
+            return unroll(batch, problem, tasks, np.full(hi - lo, -1),
+                          np.zeros(hi - lo), fitted.theta0, fitted.precision,
+                          fitted.inner_lr, fitted.auto_step, fitted.inner_steps,
+                          FORWARD, block).theta
+
+        return np.concatenate(map_task_chunks(run, T, block, self.settings.n_jobs,
+                                              batch))
+
+
+class IMAML(_Bilevel):
+    """``method="imaml"``: exact inner solves, implicit meta-gradients, Adam."""
+
+    name = "imaml"
+    steps = False
+
+    def _updater(self, batch, problem, precision, n_sel, auto, n_tasks):
+        meta_grad = ImplicitMetaGradient(batch, problem, precision, n_sel=n_sel)
+        optimizer = Adam(self.meta_lr, problem.n_params)
+        warm = None
+
+        def update(task_sel, seeds, n_query, theta0, alpha):
+            nonlocal warm
+            if warm is None:
+                warm = np.tile(theta0, (n_tasks, 1))
+            loss, g_theta0, _, adapted = meta_grad(task_sel, seeds, n_query, theta0,
+                                                   alpha, warm[task_sel])
+            warm[task_sel] = adapted
+            return optimizer.step(theta0, g_theta0), alpha, loss
+
+        return update
+
+    def adapt(self, batch, problem, fitted):
+        return solve_exactly(batch, problem, fitted.theta0, fitted.precision,
+                             n_jobs=self.settings.n_jobs)
+
+
+class MAML(_Bilevel):
+    """``method="maml"``: unrolled gradient steps, exact (or first-order) gradient."""
+
+    name = "maml"
+    parameters = _Bilevel.parameters | {"inner_steps", "inner_lr", "first_order"}
+    learns_steps = False
+
+    @property
+    def mode(self):
+        return FIRST_ORDER if self.settings.first_order else SECOND_ORDER
+
+    def _updater(self, batch, problem, precision, n_sel, auto, n_tasks):
+        meta_grad = UnrolledMetaGradient(
+            batch, problem, precision, n_sel=n_sel,
+            n_steps=self.settings.inner_steps, auto_step=auto, mode=self.mode,
+            n_threads=numba_threads(self.settings.n_jobs))
+        d = problem.n_params
+        theta_opt = Adam(self.meta_lr, d)
+        alpha_opt = Adam(self.meta_lr, d) if self.learns_steps else None
+
+        def update(task_sel, seeds, n_query, theta0, alpha):
+            loss, g_theta0, g_alpha, _ = meta_grad(task_sel, seeds, n_query, theta0,
+                                                   alpha)
             theta0 = theta_opt.step(theta0, g_theta0)
-            if method == "metasgd":
+            if alpha_opt is not None:
                 alpha = alpha_opt.step(alpha, g_alpha)
-            losses[it] = loss
-        if verbose and (it + 1) % max(1, max_iter // 10) == 0:
-            what = "mean step" if method == "reptile" else "query loss"
-            print(f"[{method}] meta-iteration {it + 1}: {what} {losses[it]:.6g}")
-    procedure = InnerProcedure(method, inner_steps, alpha, auto)
-    theta = procedure.adapt(batch, problem, theta0, precision, n_jobs=n_jobs)
-    return BilevelFit(theta0, procedure, theta, max_iter, losses)
+            return theta0, alpha, loss
+
+        return update
+
+
+class MetaSGD(MAML):
+    """``method="metasgd"``: MAML whose per-parameter step sizes are learned too."""
+
+    name = "metasgd"
+    parameters = _Bilevel.parameters | {"inner_steps", "inner_lr"}
+    learns_steps = True
+
+    @property
+    def mode(self):
+        return SECOND_ORDER
+
+
+class Reptile(_Bilevel):
+    """``method="reptile"``: steps on all of a task's rows, then move toward them."""
+
+    name = "reptile"
+    parameters = frozenset(
+        {"meta_lr", "meta_batch_size", "random_state", "inner_steps", "inner_lr"})
+    default_meta_lr = 0.5
+    progress = "mean step"
+
+    def query_rows(self, sizes):
+        return np.zeros(len(sizes), dtype=np.intp)  # Reptile adapts on all rows
+
+    def _updater(self, batch, problem, precision, n_sel, auto, n_tasks):
+        forward = Unroller(batch, problem, precision, auto_step=auto,
+                           n_steps=self.settings.inner_steps, mode=FORWARD,
+                           n_sel=n_sel,
+                           n_threads=numba_threads(self.settings.n_jobs))
+        lr = self.meta_lr
+
+        def update(task_sel, seeds, n_query, theta0, alpha):
+            res = forward(task_sel, seeds, n_query, theta0, alpha)
+            displacement = (res.theta - theta0).mean(axis=0)
+            return (theta0 + lr * displacement, alpha,
+                    float(np.linalg.norm(displacement)))
+
+        return update

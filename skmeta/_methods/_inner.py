@@ -11,13 +11,19 @@ and partial sums are added in block order, so results do not depend on
 """
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from joblib.parallel import ThreadingBackend, get_active_backend
 
-from .._kernels._batch import block_size_for, solve_inner
+from .._kernels._calls import (
+    InverseRequest,
+    TaskSolutions,
+    diagonal_inverses,
+    solve_inner,
+    summation_block,
+)
+from .._kernels._newton import KeptInverses
 
 # Newton converges quadratically: a tight tolerance costs one more step at
 # most, and the outer loops (implicit gradients, empirical Bayes) need
@@ -26,29 +32,10 @@ INNER_TOL = 1e-9
 INNER_MAX_ITER = 200
 # Keeping the inverse of each task's Hessian between outer iterations saves
 # most Hessian evaluations; above this many bytes the inverses are not kept.
-INVERSE_MEMORY = 512 * 2**20
+INVERSE_MEMORY = 256 * 2**20
 # Below this many entries of X per shard, a thread costs more than it saves.
 MIN_SHARD_ENTRIES = 100_000
 SHARDS_PER_WORKER = 4
-
-
-@dataclass
-class TaskSolutions:
-    """Solutions of every task of a batch, with the sums the outer loops use.
-
-    ``inv_sum`` is the sum over tasks of the active-set inverse Hessians
-    ``A_t^{-1}``, ``inv_wsum`` the same sum weighted by the caller's
-    ``inv_weight`` (both ``None`` unless asked for); ``trace[t]`` is
-    ``tr(H_data A_t^{-1})``.
-    """
-
-    theta: np.ndarray
-    objective: np.ndarray
-    loss: np.ndarray
-    n_iter: np.ndarray
-    trace: np.ndarray
-    inv_sum: np.ndarray = None
-    inv_wsum: np.ndarray = None
 
 
 class Workers:
@@ -113,9 +100,12 @@ class InnerSolver:
         self.batch = batch
         self.problem = problem
         self.n_jobs = n_jobs
-        self.block = block_size_for(batch.n_tasks)
+        d = problem.n_params
+        # wide tasks: only the diagonals of the inverse Hessians are summed
+        self.diagonal = diagonal_inverses(d)
+        self.block = summation_block(batch.n_tasks, d, self.diagonal)
         n_blocks = -(-batch.n_tasks // self.block)
-        entries = batch.n_rows * max(problem.n_features, 1)
+        entries = batch.n_rows * max(problem.n_features, 1) * problem.n_outputs
         n_workers = effective_n_jobs(n_jobs)
         # several shards per worker: a worker slowed down (a busy core)
         # then takes fewer of them instead of holding up the whole solve
@@ -134,8 +124,7 @@ class InnerSolver:
         edges = np.unique(edges)
         self.ranges = list(zip(edges[:-1], edges[1:]))
         self.shards = [batch.shard(a, b) for a, b in self.ranges]
-        d = problem.n_params
-        if batch.n_tasks * d * d * 8 <= INVERSE_MEMORY:
+        if not self.diagonal and batch.n_tasks * d * d * 8 <= INVERSE_MEMORY:
             self.inverses = np.empty((batch.n_tasks, d, d))
             self.inverse_ok = np.zeros(batch.n_tasks, dtype=np.uint8)
         else:
@@ -150,10 +139,15 @@ class InnerSolver:
     def __exit__(self, *exc_info):
         self._workers.__exit__(*exc_info)
 
-    def solve(self, theta0, precision, theta, *, want_inverse=False,
-              want_posterior=True, exact_inverse=False, inv_weight=None,
-              tol=INNER_TOL, solved_at=None):
+    def solve(self, theta0, precision, theta, *, inverse=None,
+              exact_inverse=False, inv_weight=None, tol=INNER_TOL,
+              solved_at=None):
         """Solve every task from the warm start ``theta``; see ``solve_inner``.
+
+        ``inverse`` is None, ``"sum"`` (the sums of inverse Hessians the
+        prior's Newton step needs) or ``"posterior"`` (also what empirical
+        Bayes needs); they are ``d x d``, or their diagonals for wide tasks
+        (``self.diagonal``).
 
         ``solved_at`` is the prior mean of the solve that returned ``theta``,
         under the same precision: the kept inverse Hessians then first move
@@ -172,37 +166,31 @@ class InnerSolver:
             # the kept inverses are of Hessians under another prior
             self.inverse_ok[:] = 0
             self._kept_precision = precision.copy()
-        shift = None
+        moved = None
         if solved_at is not None and same_precision:
             moved = np.asarray(theta0, dtype=np.float64) - solved_at
-            shift = precision @ moved if precision.ndim == 2 else precision * moved
-        kwargs = dict(max_iter=INNER_MAX_ITER, tol=tol,
-                      want_inverse=want_inverse, want_posterior=want_posterior,
-                      exact_inverse=exact_inverse,
+        # wide tasks: the prior's Newton step multiplies by the inverses' sum
+        request = None if inverse is None else InverseRequest(
+            posterior=inverse == "posterior", exact=exact_inverse,
+            diagonal=self.diagonal, products=self.diagonal)
+        kwargs = dict(max_iter=INNER_MAX_ITER, tol=tol, inverse=request,
                       block=self.block)
+        moved = np.empty(0) if moved is None else moved
         calls = []
         for (a, b), shard in zip(self.ranges, self.shards):
-            store = {} if self.inverses is None else dict(
-                inverses=self.inverses[a:b], inverse_ok=self.inverse_ok[a:b],
-                shift=shift)
+            kept = None if self.inverses is None else KeptInverses(
+                self.inverses[a:b], self.inverse_ok[a:b], moved)
             calls.append((solve_inner, (shard, self.problem, theta0, precision,
                                         theta[a:b]),
-                          dict(inv_weight=inv_weight[a:b], **kwargs, **store)))
-        parts = self._workers.run(calls)
-        solutions = TaskSolutions(
-            theta=np.concatenate([p.theta for p in parts]),
-            objective=np.concatenate([p.objective for p in parts]),
-            loss=np.concatenate([p.loss for p in parts]),
-            n_iter=np.concatenate([p.n_iter for p in parts]),
-            trace=np.concatenate([p.trace for p in parts]),
-        )
-        if want_inverse:
-            # block partial sums, added in block order whatever the sharding
-            solutions.inv_sum = np.concatenate(
-                [p.inv_blocks for p in parts]).sum(axis=0)
-            solutions.inv_wsum = np.concatenate(
-                [p.inv_wblocks for p in parts]).sum(axis=0)
-        return solutions
+                          dict(inv_weight=inv_weight[a:b], kept=kept, **kwargs)))
+        return TaskSolutions.concatenate(self._workers.run(calls))
+
+
+def solve_exactly(batch, problem, theta0, precision, *, n_jobs=None):
+    """Every task of ``batch`` solved exactly from the prior ``(theta0, precision)``."""
+    with InnerSolver(batch, problem, n_jobs=n_jobs) as solver:
+        return solver.solve(theta0, precision,
+                            np.tile(theta0, (batch.n_tasks, 1))).theta
 
 
 def map_task_chunks(func, n_tasks, block, n_jobs, batch):

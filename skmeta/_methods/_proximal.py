@@ -2,7 +2,8 @@
 
 The joint objective over the prior mean ``theta0`` and the task parameters,
 
-    J = sum_t [ L_t(theta_t) + lambda R(theta_t) + gamma/2 ||theta_t - theta0||_Lambda^2 ],
+    J = sum_t [L_t(theta_t) + lambda R(theta_t)
+               + gamma/2 ||theta_t - theta0||_Lambda^2],
 
 is convex. Each iteration solves every task exactly (one kernel call), then
 takes a Newton step on the reduced objective ``F(theta0) = min_theta J``,
@@ -27,10 +28,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import linalg
+from scipy.sparse import linalg as sparse_linalg
 from sklearn.exceptions import ConvergenceWarning
 
 from .._kernels._codes import SQUARED
-from ._inner import INNER_TOL, InnerSolver
+from .._kernels._workspaces import FULL_INVERSE_MAX_PARAMS
+from ._base import MetaFit, MetaMethod
+from ._inner import INNER_TOL, InnerSolver, solve_exactly
 from ._prior import Prior, precision_inverse, psd_solve, split_strength
 
 _MAX_HALVINGS = 30
@@ -53,16 +57,52 @@ class ProximalFit:
     objective: float
 
 
-def newton_theta0_step(theta, theta0, precision, inv_sum):
-    """Newton step on ``F(theta0)`` for a fixed prior precision."""
+def newton_theta0_step(theta, theta0, precision, inv_sum, inverse_sum_times=None):
+    """Newton step on ``F(theta0)`` for a fixed prior precision.
+
+    ``inv_sum`` is the sum of the tasks' inverse Hessians, or of their
+    diagonals only (wide tasks, diagonal precision). In the latter case the
+    Newton system is solved by conjugate gradients with products by the sum
+    (``inverse_sum_times``), preconditioned by its diagonal; without them
+    the step is taken with the Hessian's diagonal, and the callers'
+    backtracking or EM iterations make up for the approximation.
+    """
     T = theta.shape[0]
     diff = theta.mean(axis=0) - theta0
     if not np.any(precision):
         # no coupling: F is flat and the prior mean is the tasks' mean
         return diff
+    if inv_sum.ndim == 1:
+        P_inv = 1.0 / precision
+        curvature = P_inv - inv_sum / T
+        keep = curvature > 1e-12 * max(curvature.max(initial=0.0),
+                                        np.finfo(float).tiny)
+        step = np.divide(diff, curvature, out=np.zeros_like(diff), where=keep)
+        if inverse_sum_times is not None:
+            step = _newton_by_conjugate_gradients(
+                lambda v: P_inv * v - inverse_sum_times(v) / T, diff,
+                np.where(keep, curvature, 1.0), step)
+        return P_inv * step
     P_inv = precision_inverse(precision)
     step = psd_solve(P_inv - inv_sum / T, diff)
     return P_inv @ step
+
+
+def _newton_by_conjugate_gradients(matvec, rhs, diagonal, start):
+    """Solve ``H x = rhs`` for PSD ``H`` given by products, from ``start``.
+
+    Preconditioned by ``H``'s diagonal; a relative residual of 1e-10, at
+    most ``4 d`` iterations (the caller's line search or EM iterations
+    absorb a rare unfinished solve).
+    """
+    d = rhs.shape[0]
+    operator = sparse_linalg.LinearOperator((d, d), matvec=matvec,
+                                            dtype=np.float64)
+    preconditioner = sparse_linalg.LinearOperator(
+        (d, d), matvec=lambda v: v / diagonal, dtype=np.float64)
+    x, _ = sparse_linalg.cg(operator, rhs, x0=start, rtol=1e-10, atol=0.0,
+                            maxiter=4 * d, M=preconditioner)
+    return x
 
 
 def empirical_bayes_update(prior, theta, theta0, solutions, *, kind, learn_gamma,
@@ -84,8 +124,12 @@ def empirical_bayes_update(prior, theta, theta0, solutions, *, kind, learn_gamma
     T, d = theta.shape
     dev = theta - theta0
     posterior = prior.dispersion * solutions.inv_wsum / T
-    moments = dev.T @ dev / T + posterior
-    diag = np.diag(moments).copy()
+    if posterior.ndim == 2:
+        moments = dev.T @ dev / T + posterior
+        diag = np.diag(moments).copy()
+    else:
+        # wide tasks: the posterior covariances' diagonals only (no full prior)
+        diag = np.einsum("ij,ij->j", dev, dev) / T + posterior
     floor = 1e-12 * max(float(diag.mean()), np.finfo(float).tiny)
     dispersion = prior.dispersion
     if squared:
@@ -205,8 +249,8 @@ class _Iteration:
     def solve(self, prior, theta, tol=INNER_TOL, solved_at=None):
         return self.solver.solve(
             prior.theta0, prior.precision, theta,
-            want_inverse=self.learn_theta0 or self.learn_prior,
-            want_posterior=self.learn_prior,
+            inverse=("posterior" if self.learn_prior
+                     else "sum" if self.learn_theta0 else None),
             inv_weight=1.0 / self.task_scale, tol=tol, solved_at=solved_at)
 
     def propose(self, prior, solutions):
@@ -214,8 +258,9 @@ class _Iteration:
         theta = solutions.theta
         theta0 = prior.theta0
         if self.learn_theta0:
-            theta0 = theta0 + newton_theta0_step(theta, theta0, prior.precision,
-                                                 solutions.inv_sum)
+            theta0 = theta0 + newton_theta0_step(
+                theta, theta0, prior.precision, solutions.inv_sum,
+                solutions.inverse_sum_times)
         if not self.learn_prior:
             return prior.with_theta0(theta0)
         return empirical_bayes_update(
@@ -405,3 +450,42 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
                            state.get("objective", np.nan))
     return ProximalFit(state["prior"], state["theta"], state["n_iter"],
                        bool(done), state["objective"])
+
+
+class Proximal(MetaMethod):
+    """``method="proximal"``: every task solved exactly, the prior re-estimated.
+
+    The prior mean by Newton steps on the reduced objective, and with
+    ``gamma="auto"`` or a diagonal or full ``prior`` the precision by
+    empirical Bayes (see :func:`fit_proximal`).
+    """
+
+    name = "proximal"
+    parameters = frozenset({"tol"})
+    default_max_iter = 100
+
+    def fit(self, batch, problem, prior_mean=None, *, single_task=False):
+        # a single task, or a given prior mean, keeps theta0 where it is
+        learn_theta0 = prior_mean is None and not single_task
+        theta0 = np.zeros(problem.n_params) if prior_mean is None else prior_mean
+        s = self.settings
+        learn_gamma = s.gamma == "auto"
+        prior = Prior.initial(theta0, s.prior, 1.0 if learn_gamma else s.gamma)
+        with InnerSolver(batch, problem, n_jobs=s.n_jobs) as solver:
+            if solver.diagonal and s.prior == "full":
+                raise ValueError(
+                    f"prior='full' needs n_params x n_params matrices, and "
+                    f"these tasks have n_params={problem.n_params} (more than "
+                    f"{FULL_INVERSE_MAX_PARAMS}): use prior='diagonal' or "
+                    "'isotropic'."
+                )
+            result = fit_proximal(
+                solver, prior, learn_theta0=learn_theta0, kind=s.prior,
+                learn_gamma=learn_gamma, max_iter=self.max_iter, tol=s.tol,
+                verbose=s.verbose, name=self.name)
+        return MetaFit(result.prior.theta0, result.prior.shape,
+                       result.prior.gamma, result.theta, result.n_iter)
+
+    def adapt(self, batch, problem, fitted):
+        return solve_exactly(batch, problem, fitted.theta0, fitted.precision,
+                             n_jobs=self.settings.n_jobs)

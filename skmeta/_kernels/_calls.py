@@ -1,0 +1,430 @@
+"""Python entry points of the kernels: argument bundles in, result objects out.
+
+Everything here converts what the methods hold (a :class:`~._layout.TaskBatch`,
+a :class:`~._layout.Problem`, a prior mean and precision) into the kernels'
+named tuples, calls one kernel, and wraps what it wrote.
+"""
+
+import threading
+from dataclasses import dataclass
+from functools import cached_property
+
+import numba
+import numpy as np
+
+from ._implicit import ImplicitOutputs, implicit_tasks
+from ._layout import (
+    BatchArrays,
+    as_float_array,
+    as_index_array,
+    block_size_for,
+    design_arrays,
+    prior_arrays,
+    transposed_batch,
+)
+from ._newton import (
+    KeptInverses,
+    SolveOutputs,
+    SolveSettings,
+    curvature_products,
+    solve_tasks,
+    solve_tasks_rowspace,
+)
+from ._penalties import smooth_curvature_bound
+from ._predict import decision_rows
+from ._rows import MetaBatch
+from ._unroll import (
+    UnrollConfig,
+    UnrollOutputs,
+    unroll_tasks,
+    unroll_tasks_parallel,
+)
+from ._workspaces import (
+    _PAD,
+    CURVATURE_MAX_BYTES,
+    FULL_INVERSE_MAX_PARAMS,
+    INVERSE_SUMS_MAX_BYTES,
+    TRANSPOSED_MAX_BYTES,
+    implicit_workspace,
+    largest_task,
+    newton_workspace,
+    rowspace_workspace,
+    unroll_chunks,
+    unroll_workspace,
+)
+
+# below this many parameters the dense Newton solver is used whatever the
+# tasks' sizes: it keeps each task's inverse Hessian between solves, which
+# saves more than the row space would
+ROWSPACE_MIN_PARAMS = 128
+
+# numba's "workqueue" threading layer (its fallback where OpenMP and TBB are
+# missing) aborts the process when two threads launch parallel kernels at
+# once; skmeta's own worker threads therefore take turns.
+_PARALLEL_LAUNCH = threading.Lock()
+
+
+# --------------------------------------------------------------------------
+# exact solves
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InverseRequest:
+    """Which sums of inverse Hessians an exact solve of all tasks returns.
+
+    Always the sums of the active-set inverse Hessians; with ``posterior``
+    also their sums weighted by ``inv_weight`` and the traces empirical
+    Bayes needs; with ``exact``, taken at the solutions rather than at the
+    last Hessian computed; with ``diagonal``, only their diagonals; with
+    ``products``, also (where the row-space solver is used, within
+    ``CURVATURE_MAX_BYTES``) the means to multiply vectors by their sum
+    (``TaskSolutions.inverse_sum_times``).
+    """
+
+    posterior: bool = False
+    exact: bool = False
+    diagonal: bool = False
+    products: bool = False
+
+
+def diagonal_inverses(n_params):
+    """Whether inverse Hessians are only summed on their diagonal, for this size."""
+    return n_params > FULL_INVERSE_MAX_PARAMS
+
+
+def summation_block(n_tasks, n_params, diagonal=False):
+    """Tasks summed together per block: :func:`block_size_for`, or more.
+
+    A block holds ``d x d`` sums of inverse Hessians (``d`` of their
+    diagonals): blocks are made larger rather than having their sums take
+    more than ``INVERSE_SUMS_MAX_BYTES``. Depends on the shapes only, so
+    that sums do not depend on how tasks are spread over threads.
+    """
+    per_block = 16 * n_params * (1 if diagonal else n_params)
+    max_blocks = max(1, INVERSE_SUMS_MAX_BYTES // max(per_block, 1))
+    return max(block_size_for(n_tasks), -(-n_tasks // max_blocks))
+
+
+def row_space_pays(batch, problem, precision):
+    """Whether Newton steps in the row space cost less than dense ones.
+
+    Only for objectives without l1 part whose smooth penalties have a
+    positive diagonal curvature (see ``_rowspace``); compares the flop
+    counts of a step for the batch's tasks.
+    """
+    precision = np.asarray(precision, dtype=np.float64)
+    d = problem.n_params
+    if d <= ROWSPACE_MIN_PARAMS or problem.has_l1 or precision.ndim == 2:
+        return False
+    if not np.all(problem.lam2 * problem.l2w + precision > 0):
+        return False
+    K = problem.n_outputs
+    p1 = problem.n_features + problem.fit_intercept
+    n = np.diff(batch.offsets).astype(np.float64)
+    hessian_blocks = K * (K + 1) // 2
+    dense = np.sum(hessian_blocks * n * p1**2 / 2 + d**3 / 3)
+    # the row-space Gram matrices are made once per solve (about 5 steps)
+    rows = np.sum((K * n) ** 3 / 3 + (K * n) ** 2 + K * n**2 * p1 / 10)
+    return rows < dense / 2
+
+
+class InverseSumProducts:
+    """Products of vectors with ``sum_t A_t^{-1}``, from the row-space factors.
+
+    ``A_t^{-1} = M^{-1} - M^{-1} B_t^T N_t B_t M^{-1}`` (see ``_rowspace``);
+    ``parts`` are ``(batch, problem, N)`` of consecutive shards of tasks,
+    ``minv`` the inverse of ``M``'s diagonal.
+    """
+
+    def __init__(self, parts, minv, n_tasks):
+        self.parts = parts
+        self.minv = minv
+        self.n_tasks = n_tasks
+
+    def __call__(self, x):
+        """``sum_t A_t^{-1} x``."""
+        v = (self.minv * x)[np.newaxis]
+        products = np.zeros_like(v)
+        for batch, problem, N in self.parts:
+            n_max = largest_task(batch)[0]
+            K = problem.n_outputs
+            p1 = problem.n_features + problem.fit_intercept
+            work = (np.empty((0 if batch.is_sparse else p1, n_max)),
+                    np.empty((K, n_max)), np.empty((K, n_max)))
+            out = np.empty_like(v)
+            curvature_products(batch.arrays, problem.arrays, N, v, work, out)
+            products += out
+        return self.n_tasks * v[0] - self.minv * products[0]
+
+    @classmethod
+    def concatenate(cls, parts):
+        if any(part is None for part in parts):
+            return None
+        return cls([p for part in parts for p in part.parts], parts[0].minv,
+                   sum(part.n_tasks for part in parts))
+
+
+@dataclass
+class TaskSolutions:
+    """Exact solutions of the tasks of a batch, and what the outer loops need.
+
+    ``inv_blocks`` holds, per block of tasks, the sum of the active-set
+    inverse Hessians ``A_t^{-1}`` (or of their diagonals), and
+    ``inv_wblocks`` the same sums weighted by the caller's ``inv_weight``
+    (both ``None`` unless asked for); ``trace[t]`` is
+    ``tr(H_data A_t^{-1})``.
+    """
+
+    theta: np.ndarray
+    objective: np.ndarray
+    loss: np.ndarray
+    n_iter: np.ndarray
+    trace: np.ndarray
+    inv_blocks: np.ndarray = None
+    inv_wblocks: np.ndarray = None
+    #: an InverseSumProducts, where asked for and available
+    inverse_sum_times: object = None
+
+    @cached_property
+    def inv_sum(self):
+        """Sum over all tasks of the inverse Hessians (block sums in order).
+
+        A ``(d, d)`` matrix, or a ``(d,)`` vector of diagonals.
+        """
+        return _total(self.inv_blocks)
+
+    @cached_property
+    def inv_wsum(self):
+        """Weighted sum over all tasks of the inverse Hessians (as ``inv_sum``)."""
+        return _total(self.inv_wblocks)
+
+    @classmethod
+    def concatenate(cls, parts):
+        """The solutions of consecutive shards of tasks, as one."""
+        blocks = parts[0].inv_blocks is not None
+        return cls(
+            *(np.concatenate([getattr(p, name) for p in parts])
+              for name in ("theta", "objective", "loss", "n_iter", "trace")),
+            inv_blocks=np.concatenate([p.inv_blocks for p in parts])
+            if blocks else None,
+            inv_wblocks=np.concatenate([p.inv_wblocks for p in parts])
+            if blocks else None,
+            inverse_sum_times=InverseSumProducts.concatenate(
+                [p.inverse_sum_times for p in parts]))
+
+
+def _total(blocks):
+    if blocks is None:
+        return None
+    total = blocks.sum(axis=0)
+    return total[0] if total.shape[0] == 1 and total.shape[1] > 1 else total
+
+
+def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
+                tol=1e-8, inverse=None, inv_weight=None, block=None, kept=None,
+                rowspace=None):
+    """Solve every task of ``batch`` from the warm start ``theta`` (not modified).
+
+    ``precision`` is the transfer term's ``gamma * Lambda``: a vector (its
+    diagonal) or a full matrix. ``inverse`` (an :class:`InverseRequest`)
+    asks for sums of inverse Hessians, with weights ``inv_weight``.
+    ``block`` is the summation block size (default :func:`summation_block`);
+    shards of one larger batch pass the parent's so that sums come out
+    bit-identical. ``kept`` (a ``_newton.KeptInverses``, updated in place)
+    keeps the inverse of each task's Hessian between calls (dense solver
+    only); see ``_newton.solve_tasks``. ``rowspace`` chooses the row-space
+    solver (default: :func:`row_space_pays`). Returns a
+    :class:`TaskSolutions`.
+    """
+    want_inverse = inverse is not None
+    diagonal = want_inverse and inverse.diagonal
+    if max_iter < 1:
+        # the kernels compute each task's Hessian in their first iteration
+        raise ValueError(f"max_iter must be at least 1, got {max_iter}.")
+    n_tasks = batch.n_tasks
+    d = problem.n_params
+    theta = np.array(theta, dtype=np.float64, order="C", copy=True)
+    if block is None:
+        block = summation_block(n_tasks, d, diagonal)
+    n_blocks = -(-n_tasks // block)
+    n_inv = n_blocks if want_inverse else 0
+    shape = (n_inv, 1, d) if diagonal else (n_inv, d, d)
+    out = SolveOutputs(np.empty(n_tasks), np.empty(n_tasks),
+                       np.empty(n_tasks, dtype=np.intp), np.zeros(n_tasks),
+                       np.zeros(shape), np.zeros(shape))
+    settings = SolveSettings(int(max_iter), float(tol), want_inverse,
+                             want_inverse and inverse.posterior,
+                             want_inverse and inverse.exact, diagonal, int(block))
+    inv_weight = np.ones(n_tasks) if inv_weight is None else as_float_array(
+        inv_weight)
+    prior = prior_arrays(theta0, precision)
+    n_max = largest_task(batch)[0]
+    if rowspace is None:
+        rowspace = row_space_pays(batch, problem, precision)
+    products = None
+    if rowspace:
+        nK = problem.n_outputs * n_max
+        keep = (want_inverse and inverse.products
+                and 8 * n_tasks * nK * nK <= CURVATURE_MAX_BYTES)
+        curvatures = np.empty((n_tasks, nK, nK) if keep else (0, 0, 0))
+        work = rowspace_workspace(batch, problem, n_max, diagonal)
+        solve_tasks_rowspace(batch.arrays, problem.arrays, prior, theta,
+                             inv_weight, settings, (*work, curvatures), out)
+        if keep:
+            minv = 1.0 / (problem.lam2 * problem.l2w + prior.diag)
+            products = InverseSumProducts([(batch, problem, curvatures)], minv,
+                                          n_tasks)
+    else:
+        if kept is None:
+            kept = KeptInverses(np.empty((0, d, d)), np.empty(0, dtype=np.uint8),
+                                np.empty(0))
+        work = newton_workspace(problem, n_max, dense=not batch.is_sparse)
+        solve_tasks(batch.arrays, problem.arrays, prior, theta, inv_weight,
+                    settings, kept, work, out)
+    return TaskSolutions(theta, out.objective, out.loss, out.n_iter, out.trace,
+                         out.inv_sum if want_inverse else None,
+                         out.inv_wsum if want_inverse else None, products)
+
+
+def decision_values(X, row_model, params, problem):
+    """Linear predictor of each row under model ``row_model[i]`` of ``params``."""
+    Xd, data, indices, indptr, is_sparse = design_arrays(X)
+    empty = np.empty(0)
+    design = BatchArrays(Xd, data, indices, indptr, is_sparse, empty, empty,
+                         np.empty(0, dtype=np.intp))
+    return decision_rows(design, as_index_array(row_model),
+                         as_float_array(params), problem.arrays)
+
+
+# --------------------------------------------------------------------------
+# unrolled inner loops
+# --------------------------------------------------------------------------
+def run_chunked(serial, parallel, n_chunks, *args):
+    """``parallel(n_chunks, *args)`` on ``n_chunks`` of numba's threads.
+
+    ``serial(0, 1, *args)``, all in one chunk (same results), for a single
+    chunk or while another thread holds numba's thread pool.
+    """
+    if n_chunks < 2 or not _PARALLEL_LAUNCH.acquire(blocking=False):
+        return serial(0, 1, *args)
+    try:
+        previous = numba.get_num_threads()
+        if previous == n_chunks:
+            return parallel(n_chunks, *args)
+        numba.set_num_threads(n_chunks)
+        try:
+            return parallel(n_chunks, *args)
+        finally:
+            numba.set_num_threads(previous)
+    finally:
+        _PARALLEL_LAUNCH.release()
+
+
+@dataclass
+class UnrollResult:
+    """Adapted parameters and query losses; meta-gradients, per block and summed.
+
+    ``loss_sum`` is the sum of ``query_loss``, ``grad_theta0`` and
+    ``grad_alpha`` the sums over blocks (block order) of the ``*_blocks``.
+    """
+
+    theta: np.ndarray
+    query_loss: np.ndarray
+    grad_theta0_blocks: np.ndarray
+    grad_alpha_blocks: np.ndarray
+    loss_sum: float
+    grad_theta0: np.ndarray
+    grad_alpha: np.ndarray
+
+
+class Unroller:
+    """``unroll`` of one batch and problem, called again and again.
+
+    Everything that does not change between the meta-iterations of a fit is
+    converted once, and the outputs are written into buffers allocated once:
+    the arrays of a returned result are only valid until the next call.
+    ``n_sel`` is the number of tasks per call; with ``n_threads > 1`` their
+    blocks are shared among that many of numba's threads (one meta-batch is
+    a few dozen microseconds of work: only numba's own thread pool starts
+    fast enough). The results do not depend on it. With ``transposed``, a
+    dense batch is also kept transposed (see ``_layout.transposed_batch``).
+    """
+
+    def __init__(self, batch, problem, precision, *, auto_step, n_steps, mode,
+                 n_sel, block=None, n_threads=1, transposed=True):
+        block = block_size_for(n_sel) if block is None else int(block)
+        d = problem.n_params
+        n_blocks = max(1, -(-n_sel // block))
+        self.n_sel = n_sel
+        self.n_chunks = unroll_chunks(batch, problem, n_steps, n_threads,
+                                      n_blocks, numba.config.NUMBA_NUM_THREADS)
+        # rows padded: per-block sums are updated at every step (see
+        # _workspaces.unroll_workspace)
+        blocks = np.zeros((2, n_blocks, d + _PAD))
+        self._out = UnrollOutputs(np.zeros((2, d)), np.empty((n_sel, d)),
+                                  np.empty(n_sel), blocks[0], blocks[1])
+        self._batch = batch.arrays
+        self._problem = problem.arrays
+        self._precision = np.asarray(precision, dtype=np.float64)
+        self._config = (
+            bool(auto_step), smooth_curvature_bound(problem, precision),
+            int(n_steps), int(mode), block,
+            transposed_batch(batch, problem, TRANSPOSED_MAX_BYTES)
+            if transposed else np.empty(0))
+        self._work = unroll_workspace(batch, problem, n_steps, self.n_chunks)
+
+    def __call__(self, task_sel, seeds, n_query, theta0, alpha):
+        if len(task_sel) != self.n_sel:
+            raise ValueError(f"expected {self.n_sel} tasks, got {len(task_sel)}")
+        meta_batch = MetaBatch(as_index_array(task_sel),
+                               np.ascontiguousarray(seeds, dtype=np.int64),
+                               as_index_array(n_query))
+        config = UnrollConfig(as_float_array(alpha), *self._config)
+        loss_sum = run_chunked(
+            unroll_tasks, unroll_tasks_parallel, self.n_chunks, self._batch,
+            self._problem, prior_arrays(theta0, self._precision), meta_batch,
+            config, self._work, self._out)
+        out = self._out
+        d = out.sums.shape[1]
+        return UnrollResult(out.theta, out.query_loss, out.grad_theta0[:, :d],
+                            out.grad_alpha[:, :d], loss_sum, out.sums[0],
+                            out.sums[1])
+
+
+def unroll(batch, problem, task_sel, seeds, n_query, theta0, precision, alpha,
+           auto_step, n_steps, mode, block):
+    """Unrolled inner loops of tasks ``task_sel``; see ``_unroll.unroll_tasks``."""
+    run = Unroller(batch, problem, precision, auto_step=auto_step,
+                   n_steps=n_steps, mode=mode, n_sel=len(task_sel), block=block,
+                   transposed=False)
+    return run(task_sel, seeds, n_query, theta0, alpha)
+
+
+# --------------------------------------------------------------------------
+# implicit meta-gradients
+# --------------------------------------------------------------------------
+@dataclass
+class ImplicitResult:
+    """Support solutions, query losses and per-block implicit meta-gradients."""
+
+    theta: np.ndarray
+    query_loss: np.ndarray
+    grad_theta0_blocks: np.ndarray
+    n_iter: np.ndarray
+
+
+def implicit(batch, problem, task_sel, seeds, n_query, theta0, precision, theta,
+             block, *, max_iter=200, tol=1e-10):
+    """Exact support solves and implicit meta-gradients of tasks ``task_sel``."""
+    n_sel = len(task_sel)
+    d = problem.n_params
+    n_blocks = max(1, -(-n_sel // block))
+    theta = np.array(theta, dtype=np.float64, order="C", copy=True)
+    out = ImplicitOutputs(np.empty(n_sel), np.zeros((n_blocks, d)),
+                          np.empty(n_sel, dtype=np.intp))
+    meta_batch = MetaBatch(as_index_array(task_sel),
+                           np.ascontiguousarray(seeds, dtype=np.int64),
+                           as_index_array(n_query))
+    implicit_tasks(batch.arrays, problem.arrays, prior_arrays(theta0, precision),
+                   meta_batch, theta, int(max_iter), float(tol), int(block),
+                   implicit_workspace(batch, problem, meta_batch.task_sel), out)
+    return ImplicitResult(theta, out.query_loss, out.grad_theta0, out.n_iter)

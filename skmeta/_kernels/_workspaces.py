@@ -1,0 +1,147 @@
+"""Buffers of the kernels, and how large they may grow.
+
+The kernels allocate nothing (they are compiled without numba's reference
+counting: see ``_jit``): their buffers are made here, in Python, sized for
+the largest task they will see. The unrolled kernel runs once per
+meta-iteration, thousands of times per fit, on a few dozen microseconds of
+work: its buffers are made once per fit, one slice per chunk of tasks
+(chunks run on different threads).
+"""
+
+import numpy as np
+
+from ._implicit import ImplicitWork
+from ._newton import NewtonWork
+from ._rows import TaskBuffers
+from ._rowspace import RowspaceWork
+from ._unroll import UnrollWork
+
+# the transposed copy of a batch (see _layout.transposed_batch)
+TRANSPOSED_MAX_BYTES = 1 << 28
+# the unrolled kernel's workspace, all chunks together
+WORKSPACE_MAX_BYTES = 1 << 28
+# float64 entries: one cache line
+_PAD = 8
+# the per-block sums of inverse Hessians of one exact solve of all tasks
+INVERSE_SUMS_MAX_BYTES = 1 << 27
+# the row-space factors kept per task for products with the inverse sums
+CURVATURE_MAX_BYTES = 1 << 28
+# above this many parameters per task, only the diagonals of the inverse
+# Hessians are summed (a d x d matrix per block, and its eigendecomposition in
+# the prior's Newton step, would cost more than the task solves)
+FULL_INVERSE_MAX_PARAMS = 512
+
+
+def unroll_workspace(batch, problem, n_steps, n_chunks):
+    """Buffers of ``_unroll.unroll_tasks``, one slice per chunk of tasks.
+
+    Every row is padded by ``_PAD`` unused entries: chunks run on different
+    cores, and two chunks' buffers sharing a cache line (the end of one
+    slice, the start of the next) would make the cores fight over it at
+    every step.
+    """
+    sizes = np.diff(batch.offsets)
+    n = max(1, int(sizes.max(initial=0))) + _PAD
+    nnz = _PAD
+    if batch.is_sparse and batch.n_tasks:
+        nnz += max(1, int(np.diff(batch.indptr[batch.offsets]).max()))
+    k, d = problem.n_outputs, problem.n_params
+    p1 = problem.n_features + problem.fit_intercept
+    steps = max(int(n_steps), 1)
+    sparse = 1 if batch.is_sparse else 0
+    c = n_chunks
+    return UnrollWork(
+        order=np.empty((c, n), dtype=np.intp),
+        XT=np.empty((c, (1 - sparse) * p1, n)),
+        data=np.empty((c, sparse * nnz)),
+        indices=np.empty((c, sparse * nnz), dtype=np.intp),
+        indptr=np.empty((c, sparse * (n + 1)), dtype=np.intp),
+        y=np.empty((c, n)), sw=np.empty((c, n)),
+        Z=np.empty((c, k, n)), G=np.empty((c, k, n)), U=np.empty((c, k, n)),
+        Ds=np.empty((c, steps, k, n)),
+        thetas=np.empty((c, steps + 1, d + _PAD)),
+        grads=np.empty((c, steps, d + _PAD)),
+        pre=np.empty((c, steps, d + _PAD)),
+        vectors=np.empty((c, 7, d + _PAD)),
+        power=np.empty((c, 2, p1 + _PAD)))
+
+
+def workspace_bytes(work):
+    return sum(a.nbytes for a in work)
+
+
+def unroll_chunks(batch, problem, n_steps, n_threads, n_blocks, max_threads):
+    """How many chunks (threads) a meta-batch of ``n_blocks`` blocks runs in.
+
+    Each chunk's workspace is sized for the batch's largest task: fewer
+    chunks rather than more than ``WORKSPACE_MAX_BYTES`` of buffers.
+    """
+    n_chunks = min(int(n_threads), n_blocks, int(max_threads))
+    per_chunk = workspace_bytes(unroll_workspace(batch, problem, n_steps, 1))
+    return max(1, min(n_chunks, WORKSPACE_MAX_BYTES // max(per_chunk, 1)))
+
+
+def newton_workspace(problem, n_max, dense, matrices=True):
+    """Buffers of ``_newton.solve_tasks`` for tasks of up to ``n_max`` rows.
+
+    Without ``matrices``, the ``d x d`` ones are left out (empty), but for
+    ``Ainv``, one row (for the row-space solver's diagonals).
+    """
+    k, d = problem.n_outputs, problem.n_params
+    p1 = problem.n_features + problem.fit_intercept
+    n_max = max(1, int(n_max))
+    rows = [np.empty((k, n_max)) for _ in range(7)]
+    square = (d, d) if matrices else (0, 0)
+    return NewtonWork(np.empty((p1 if dense else 0, n_max)), *rows,
+                      np.empty(n_max), np.empty((2, n_max)),
+                      *(np.empty(square) for _ in range(3)),
+                      np.empty((d, d) if matrices else (1, d)),
+                      *(np.empty(d) for _ in range(8)))
+
+
+def rowspace_workspace(batch, problem, n_max, diagonal):
+    """Buffers of ``_newton.solve_tasks_rowspace`` for tasks of ``n_max`` rows."""
+    k, d = problem.n_outputs, problem.n_params
+    p1 = problem.n_features + problem.fit_intercept
+    n_max = max(1, int(n_max))
+    nk = k * n_max
+    newton = newton_workspace(problem, n_max, not batch.is_sparse,
+                              matrices=not diagonal)
+    return newton, RowspaceWork(
+        minv=np.empty(d), G=np.empty((k, n_max, n_max)), C=np.empty((nk, nk)),
+        piv=np.empty(nk, dtype=np.intp), z=np.empty(nk), w=np.empty(nk),
+        N=np.empty((nk, nk)), T=np.empty((n_max, p1)),
+        P=np.empty((1, p1) if diagonal else (p1, p1)), a=np.empty(n_max))
+
+
+def task_buffers(batch, n_max, nnz_max, p1):
+    """``_rows.TaskBuffers`` for tasks of up to ``n_max`` rows, ``nnz_max`` entries."""
+    sparse = 1 if batch.is_sparse else 0
+    return TaskBuffers(
+        np.empty(n_max, dtype=np.intp), np.empty(((1 - sparse) * p1, n_max)),
+        np.empty(sparse * nnz_max), np.empty(sparse * nnz_max, dtype=np.intp),
+        np.empty(sparse * (n_max + 1), dtype=np.intp), np.empty(n_max),
+        np.empty(n_max))
+
+
+def largest_task(batch, task_sel=None):
+    """Most rows, and most stored entries, among the (selected) tasks (at least 1)."""
+    starts = batch.offsets[:-1]
+    stops = batch.offsets[1:]
+    if task_sel is not None:
+        starts, stops = starts[task_sel], stops[task_sel]
+    n_max = max(1, int(np.max(stops - starts, initial=0)))
+    nnz_max = 1
+    if batch.is_sparse:
+        nnz_max = max(1, int(np.max(batch.indptr[stops] - batch.indptr[starts],
+                                    initial=0)))
+    return n_max, nnz_max
+
+
+def implicit_workspace(batch, problem, task_sel):
+    """Buffers of ``_implicit.implicit_tasks`` for the tasks ``task_sel``."""
+    n_max, nnz_max = largest_task(batch, task_sel)
+    p1 = problem.n_features + problem.fit_intercept
+    return ImplicitWork(task_buffers(batch, n_max, nnz_max, p1),
+                        newton_workspace(problem, n_max, dense=False),
+                        np.empty(0))

@@ -1,0 +1,5 @@
+"""Preprocessing that learns across tasks."""
+
+from ._scaler import TaskScaler
+
+__all__ = ["TaskScaler"]

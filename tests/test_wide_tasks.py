@@ -1,0 +1,155 @@
+"""Tasks with many parameters: Newton steps in the row space, diagonal sums.
+
+The row-space solver must give the dense solver's results (solutions,
+inverse Hessian sums, traces) on every datafit, dense and sparse; past
+``FULL_INVERSE_MAX_PARAMS`` the proximal method works with the diagonals of
+the inverse Hessians and must reach the same joint minimizer.
+"""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numpy.testing import assert_allclose
+from sklearn.linear_model import LogisticRegression, Ridge
+
+import skmeta._kernels._calls as calls_module
+import skmeta._methods._inner as inner_module
+from skmeta import MetaClassifier, MetaRegressor
+from skmeta._kernels._calls import (
+    InverseRequest,
+    row_space_pays,
+    solve_inner,
+    summation_block,
+)
+from skmeta._kernels._codes import LOGISTIC, MULTINOMIAL, POISSON, SQUARED
+from skmeta._kernels._layout import Problem, make_batch
+
+CASES = [(SQUARED, 1), (LOGISTIC, 1), (POISSON, 1), (MULTINOMIAL, 3)]
+
+
+def wide_tasks(code, n_outputs, *, sparse, n_tasks=5, n_rows=6, n_features=40,
+               seed=0):
+    rng = np.random.default_rng([code, sparse, seed])
+    X = rng.normal(size=(n_tasks * n_rows, n_features))
+    if sparse:
+        X[rng.uniform(size=X.shape) < 0.6] = 0.0
+    z = 0.3 * X @ rng.normal(size=n_features)
+    if code == SQUARED:
+        y = z + rng.normal(size=z.shape)
+    elif code == LOGISTIC:
+        y = (z > 0).astype(float)
+    elif code == POISSON:
+        y = rng.poisson(np.exp(0.3 * z)).astype(float)
+    else:
+        y = rng.integers(0, n_outputs, z.size).astype(float)
+    sw = rng.uniform(0.5, 1.5, z.size)
+    tasks = np.repeat(np.arange(n_tasks), n_rows)
+    l2w = np.tile(np.r_[np.ones(n_features), 0.0], n_outputs)
+    problem = Problem(code, n_outputs, n_features, True, code == POISSON, 0.3,
+                      0.0, l2w, l2w.copy())
+    batch, _ = make_batch(sp.csr_matrix(X) if sparse else X, y, sw, tasks,
+                          n_tasks)
+    d = problem.n_params
+    return batch, problem, rng.normal(scale=0.1, size=d), rng.uniform(0.5, 2, d)
+
+
+@pytest.mark.parametrize("diagonal", [False, True], ids=["full", "diagonal"])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+@pytest.mark.parametrize("code, n_outputs", CASES,
+                         ids=["squared", "logistic", "poisson", "multinomial"])
+def test_row_space_solver_gives_the_dense_solvers_results(code, n_outputs, sparse,
+                                                          diagonal):
+    batch, problem, theta0, precision = wide_tasks(code, n_outputs,
+                                                   sparse=sparse)
+    T, d = batch.n_tasks, problem.n_params
+    request = InverseRequest(posterior=True, exact=True, diagonal=diagonal)
+    kw = dict(tol=1e-12, inverse=request, inv_weight=np.arange(1.0, T + 1))
+    dense = solve_inner(batch, problem, theta0, precision, np.zeros((T, d)),
+                        rowspace=False, **kw)
+    rows = solve_inner(batch, problem, theta0, precision, np.zeros((T, d)),
+                       rowspace=True, **kw)
+    assert np.all(rows.n_iter > 0)
+    assert_allclose(rows.theta, dense.theta, rtol=1e-9, atol=1e-10)
+    assert_allclose(rows.objective, dense.objective, rtol=1e-12)
+    assert_allclose(rows.trace, dense.trace, rtol=1e-8, atol=1e-10)
+    assert rows.inv_sum.shape == ((d,) if diagonal else (d, d))
+    for a, b in [(rows.inv_sum, dense.inv_sum), (rows.inv_wsum, dense.inv_wsum)]:
+        assert_allclose(a, b, rtol=1e-8, atol=1e-10 * np.abs(b).max())
+
+
+def test_the_row_space_is_used_where_it_pays():
+    batch, problem, _, precision = wide_tasks(LOGISTIC, 1, sparse=False,
+                                              n_features=300)
+    assert row_space_pays(batch, problem, precision)
+    # a full precision, or an l1 part, keeps the dense solver
+    assert not row_space_pays(batch, problem, np.diag(precision))
+    l1 = Problem(problem.code, 1, 300, True, False, 0.3, 0.1, problem.l2w,
+                 problem.l1w)
+    assert not row_space_pays(batch, l1, precision)
+    # so does a parameter without any curvature from the penalties
+    assert not row_space_pays(batch, problem, np.where(problem.l2w > 0,
+                                                       precision, 0.0))
+    narrow, small, _, prec = wide_tasks(LOGISTIC, 1, sparse=False, n_features=8)
+    assert not row_space_pays(narrow, small, prec)
+
+
+def test_summed_inverses_stay_within_their_memory_budget(monkeypatch):
+    monkeypatch.setattr(calls_module, "INVERSE_SUMS_MAX_BYTES", 16 * 300**2 * 4)
+    # at most four d x d blocks (or that many bytes of diagonals)
+    assert -(-1000 // summation_block(1000, 300)) <= 4
+    assert summation_block(1000, 300, diagonal=True) == summation_block(1000, 1)
+
+
+def assert_joint_optimality(meta, X, y, tasks, alpha):
+    """Each task's ridge gradient is zero, and theta0 is the tasks' mean."""
+    P = meta.prior_precision_
+    for t, label in enumerate(meta.tasks_):
+        Z = np.column_stack([X[tasks == label], np.ones((tasks == label).sum())])
+        theta = meta.task_params_[t]
+        penalty = np.r_[np.full(X.shape[1], alpha), 0.0] * theta
+        grad = Z.T @ (Z @ theta - y[tasks == label]) + penalty + P * (
+            theta - meta.meta_params_)
+        scale = max(1.0, np.abs(Z.T @ y[tasks == label]).max())
+        assert np.max(np.abs(grad)) < 1e-6 * scale
+    assert_allclose(meta.meta_params_, meta.task_params_.mean(axis=0), atol=1e-6)
+
+
+def test_proximal_fit_of_wide_tasks_reaches_the_joint_minimizer(monkeypatch):
+    rng = np.random.default_rng(3)
+    T, n, p = 12, 8, 600  # d = 601: only diagonals of the inverses are summed
+    X = rng.normal(size=(T * n, p))
+    w = rng.normal(size=p) / np.sqrt(p)
+    tasks = np.repeat(np.arange(T), n)
+    y = X @ w + 0.1 * rng.normal(size=T * n)
+    meta = MetaRegressor(Ridge(alpha=1.0), gamma=2.0, tol=1e-10).fit(
+        X, y, tasks=tasks)
+    assert_joint_optimality(meta, X, y, tasks, 1.0)
+    # the same minimizer as with the full inverse Hessian sums
+    monkeypatch.setattr(calls_module, "FULL_INVERSE_MAX_PARAMS", 10**6)
+    full = MetaRegressor(Ridge(alpha=1.0), gamma=2.0, tol=1e-10).fit(
+        X, y, tasks=tasks)
+    assert_allclose(meta.task_params_, full.task_params_, atol=1e-7)
+
+
+def test_empirical_bayes_on_wide_tasks_uses_diagonal_posteriors(monkeypatch):
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(10 * 6, 520))
+    tasks = np.repeat(np.arange(10), 6)
+    y = (X[:, 0] + rng.logistic(size=60) > 0).astype(int)
+    meta = MetaClassifier(LogisticRegression(), gamma="auto",
+                          prior="diagonal").fit(X, y, tasks=tasks)
+    assert meta.prior_shape_.shape == (521,)
+    assert np.isfinite(meta.gamma_) and meta.gamma_ > 0
+    with pytest.raises(ValueError, match="prior='full'.*n_params=521"):
+        MetaClassifier(gamma="auto", prior="full").fit(X, y, tasks=tasks)
+    # no per-task d x d matrix is kept for wide tasks
+    seen = []
+    original = inner_module.InnerSolver.__init__
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        seen.append((self.diagonal, self.inverses))
+
+    monkeypatch.setattr(inner_module.InnerSolver, "__init__", spy)
+    MetaClassifier(gamma=1.0).fit(X, y, tasks=tasks)
+    assert seen and all(diagonal and kept is None for diagonal, kept in seen)
