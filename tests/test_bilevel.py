@@ -13,12 +13,20 @@ import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import meta_gradient
+from conftest import (
+    CODE_IDS,
+    CODES,
+    InnerObjective,
+    design,
+    make_problem,
+    make_tasks,
+    meta_gradient,
+    random_spd,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy import optimize
-from scipy.special import expit, logsumexp, softmax, xlogy
 from sklearn.base import clone
 from sklearn.linear_model import (
     Lasso,
@@ -40,121 +48,40 @@ from skmeta import MetaClassifier, MetaRegressor
 from skmeta._families import family_for
 from skmeta._kernels._calls import unroll
 from skmeta._kernels._codes import LOGISTIC, MULTINOMIAL, POISSON, SQUARED
-from skmeta._kernels._layout import Problem, make_batch
+from skmeta._kernels._layout import make_batch
 from skmeta._kernels._unroll import FORWARD
 from skmeta._methods._bilevel import pooled_start, query_sizes
 from skmeta.datasets import make_meta_classification, make_meta_regression
 
-CODES = [SQUARED, LOGISTIC, MULTINOMIAL, POISSON]
-CODE_IDS = ["squared", "logistic", "multinomial", "poisson"]
-N_CLASSES = 3
 BILEVEL = ["imaml", "maml", "metasgd", "reptile"]
 
 
 # --------------------------------------------------------------------------
-# numpy reference of the inner objective and of the unrolled inner loop
+# numpy reference of the unrolled inner loop
 # --------------------------------------------------------------------------
-def n_outputs(code):
-    return N_CLASSES if code == MULTINOMIAL else 1
+def gd_steps(pb, X, y, sw, theta0, precision, step, n_steps):
+    """``n_steps`` proximal gradient steps of size ``step`` (a vector) from theta0.
 
-
-def design(X, fit_intercept=True):
-    X = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=np.float64)
-    return np.hstack([X, np.ones((X.shape[0], 1))]) if fit_intercept else X
-
-
-def datafit(code, Xt, y, sw, theta):
-    """Weighted sum of the per-row losses and its gradient in ``theta``."""
-    K = n_outputs(code)
-    Theta = theta.reshape(K, Xt.shape[1])
-    Z = Xt @ Theta.T
-    if code == SQUARED:
-        r = Z[:, 0] - y
-        loss, G = 0.5 * sw @ r**2, (sw * r)[:, None]
-    elif code == LOGISTIC:
-        z = Z[:, 0]
-        loss = sw @ (np.logaddexp(0.0, z) - y * z)
-        G = (sw * (expit(z) - y))[:, None]
-    elif code == MULTINOMIAL:
-        onehot = np.eye(K)[y.astype(int)]
-        loss = sw @ (logsumexp(Z, axis=1) - (Z * onehot).sum(axis=1))
-        G = sw[:, None] * (softmax(Z, axis=1) - onehot)
-    else:
-        mu = np.exp(Z[:, 0])
-        # the half deviance's constant, so that a perfect fit costs zero
-        loss = sw @ (mu - y * Z[:, 0] + xlogy(y, y) - y)
-        G = (sw * (mu - y))[:, None]
-    return loss, (G.T @ Xt).ravel()
-
-
-def scale_of(sw, mean_loss):
-    total = sw.sum()
-    return (1.0 / total if total > 0 else 0.0) if mean_loss else 1.0
-
-
-def smooth_gradient(pb, Xt, y, sw, theta, theta0, P):
-    """Gradient of the support objective without its l1 part."""
-    _, g = datafit(pb.code, Xt, y, sw, theta)
-    return (scale_of(sw, pb.mean_loss) * g + pb.lam2 * pb.l2w * theta
-            + P @ (theta - theta0))
-
-
-def soft_threshold(u, thr):
-    return np.sign(u) * np.maximum(np.abs(u) - thr, 0.0)
-
-
-def gd_steps(pb, Xt, y, sw, theta0, P, step, n_steps):
-    """``n_steps`` proximal gradient steps of size ``step`` (a vector) from theta0."""
-    theta = theta0.copy()
+    On the support objective of ``pb`` with the transfer term toward theta0
+    (``conftest.InnerObjective``).
+    """
+    ref = InnerObjective.from_problem(pb, X, y, sw, theta0=theta0,
+                                      precision=precision)
+    theta = np.array(theta0, dtype=np.float64)
     for _ in range(n_steps):
-        u = theta - step * smooth_gradient(pb, Xt, y, sw, theta, theta0, P)
-        theta = soft_threshold(u, step * pb.lam1 * pb.l1w)
+        theta = ref.prox_l1(theta - step * ref.grad(theta), step)
     return theta
 
 
-def as_matrix(precision):
-    precision = np.asarray(precision, dtype=np.float64)
-    return np.diag(precision) if precision.ndim == 1 else precision
-
-
-def family_problem(code, p, *, mean_loss, lam2=0.3, lam1=0.0):
-    """A kernel problem with an unpenalized intercept, like the families build."""
-    K = n_outputs(code)
-    l2w = np.tile(np.r_[np.ones(p), 0.0], K)
-    return Problem(code, K, p, True, mean_loss, lam2, lam1, l2w, l2w.copy())
-
-
-def make_targets(code, z, rng):
-    if code == SQUARED:
-        return z + 0.3 * rng.normal(size=z.shape)
-    if code == LOGISTIC:
-        return (z + rng.logistic(size=z.shape) > 0).astype(float)
-    if code == MULTINOMIAL:
-        noisy = z + 0.5 * rng.normal(size=z.shape)
-        return np.digitize(noisy, [-0.5, 0.5]).astype(float)
-    return rng.poisson(np.exp(0.3 * z)).astype(float)
-
-
-def make_tasks(code, *, seed, T=4, n=12, p=3, sparse=False):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(T * n, p))
-    if sparse:
-        # explicit zeros in every task, so the CSR walk skips real entries
-        X[rng.uniform(size=X.shape) < 0.3] = 0.0
-    y = make_targets(code, X @ rng.normal(size=p), rng)
-    sw = rng.uniform(0.5, 1.5, T * n)
-    tasks = np.repeat(np.arange(T), n)
-    return (sp.csr_matrix(X) if sparse else X), y, sw, tasks
+def bilevel_tasks(code, *, seed, T=4, n=12, p=3, sparse=False):
+    """``T`` tasks of ``n`` rows (with zeros in ``X`` when ``sparse``)."""
+    return make_tasks(code, [n] * T, p, seed=seed,
+                      density=0.7 if sparse else None, sparse=sparse)
 
 
 # --------------------------------------------------------------------------
 # 1. meta-gradients against finite differences of the outer objective
 # --------------------------------------------------------------------------
-def spd_matrix(rng, d):
-    M = rng.normal(size=(d, d))
-    return M @ M.T / d + 0.5 * np.eye(d)
-
-
 def relative_error(approx, exact):
     return np.max(np.abs(approx - exact)) / max(np.max(np.abs(exact)), 1e-12)
 
@@ -172,15 +99,15 @@ def central_difference(f, x, h=1e-6):
 def test_meta_gradient_matches_finite_differences(method, code, lam1, mean_loss,
                                                   layout, precision_kind):
     seed = 1000 * code + 10 * int(lam1 > 0) + int(mean_loss)
-    X, y, sw, tasks = make_tasks(code, seed=seed, sparse=layout == "csr")
+    X, y, sw, tasks = bilevel_tasks(code, seed=seed, sparse=layout == "csr")
     T, p = 4, 3
     batch, _ = make_batch(X, y, sw, tasks, T)
-    pb = family_problem(code, p, mean_loss=mean_loss, lam1=lam1)
+    pb = make_problem(code, p, mean_loss=mean_loss, lam2=0.3, lam1=lam1)
     d = pb.n_params
     rng = np.random.default_rng(seed + 1)
     theta0 = rng.normal(scale=0.3, size=d)
     precision = (rng.uniform(0.5, 2.0, d) if precision_kind == "diagonal"
-                 else spd_matrix(rng, d))
+                 else random_spd(d, rng))
     alpha = rng.uniform(0.3, 0.9, d)
     sel = np.array([0, 2, 3])
     seeds = np.array([11, 12, 13])
@@ -215,7 +142,7 @@ def test_meta_gradient_on_the_objectives_the_families_build(method, estimator):
         code = LOGISTIC
     else:
         code = POISSON if isinstance(estimator, PoissonRegressor) else SQUARED
-    X, y, sw, tasks = make_tasks(code, seed=7)
+    X, y, sw, tasks = bilevel_tasks(code, seed=7)
     family = family_for(estimator, classifier=classifier, owner="test")
     pb = family.problem(3, 2 if classifier else None)
     batch, _ = make_batch(X, y, sw, tasks, 4)
@@ -240,16 +167,16 @@ def test_meta_gradient_on_the_objectives_the_families_build(method, estimator):
 def test_first_order_gradient_is_the_query_gradient_at_the_adapted_parameters(
         code, mean_loss):
     T, p, n, n_steps = 4, 3, 12, 3
-    X, y, sw, tasks = make_tasks(code, seed=50 + code)
+    X, y, sw, tasks = bilevel_tasks(code, seed=50 + code)
     batch, _ = make_batch(X, y, sw, tasks, T)
-    pb = family_problem(code, p, mean_loss=mean_loss)
+    pb = make_problem(code, p, mean_loss=mean_loss, lam2=0.3)
     d = pb.n_params
     rng = np.random.default_rng(code)
     theta0 = rng.normal(scale=0.3, size=d)
     precision = rng.uniform(0.5, 2.0, d)
     sel = np.arange(T)
     n_query = np.array([4, 5, 6, 7])
-    Xt, P = design(X), as_matrix(precision)
+    Xt = design(X)
     # fixed steps (no auto scaling, so numpy needs no power iteration), made
     # stable from a generous smoothness bound of the largest support
     curvature = {SQUARED: 1.0, LOGISTIC: 0.25, MULTINOMIAL: 0.5,
@@ -268,13 +195,14 @@ def test_first_order_gradient_is_the_query_gradient_at_the_adapted_parameters(
     for t in range(T):
         rows = np.arange(t * n, (t + 1) * n)
         s, q = rows[:n - n_query[t]], rows[n - n_query[t]:]
-        theta_t = gd_steps(pb, Xt[s], y[s], sw[s], theta0, P, alpha, n_steps)
+        theta_t = gd_steps(pb, X[s], y[s], sw[s], theta0, precision, alpha,
+                           n_steps)
         assert_allclose(adapted[t], theta_t, rtol=1e-10, atol=1e-12)
         # query loss: the datafit alone, in the estimator's own scaling
-        value, grad = datafit(code, Xt[q], y[q], sw[q], theta_t)
-        c = scale_of(sw[q], mean_loss)
-        losses.append(c * value)
-        grads.append(c * grad)
+        query = InnerObjective.from_problem(
+            make_problem(code, p, mean_loss=mean_loss), X[q], y[q], sw[q])
+        losses.append(query.loss(theta_t))
+        grads.append(query.data_grad(theta_t))
     assert loss == pytest.approx(np.mean(losses), rel=1e-12)
     assert_allclose(g_first, np.mean(grads, axis=0), rtol=1e-10, atol=1e-13)
     # the Hessian terms do matter here, so first order is an approximation
@@ -319,10 +247,10 @@ def test_maml_without_inner_steps_fits_the_pooled_data(estimator):
               meta_batch_size=T, max_iter=1500, meta_lr=0.01, random_state=0)
     if isinstance(estimator, LogisticRegression):
         y = (z + rng.logistic(size=z.shape) > 0).astype(int)
+        pooled_loss = InnerObjective(X, y, None, LOGISTIC)
         pooled = optimize.minimize(
-            lambda t: datafit(LOGISTIC, design(X), y.astype(float),
-                              np.ones(len(y)), t),
-            np.zeros(4), jac=True, method="BFGS", options={"gtol": 1e-12}).x
+            pooled_loss.loss, np.zeros(4), jac=pooled_loss.data_grad,
+            method="BFGS", options={"gtol": 1e-12}).x
         meta = MetaClassifier(estimator, **kw).fit(X, y, tasks=tasks)
     elif isinstance(estimator, PoissonRegressor):
         y = rng.poisson(np.exp(0.5 * z))
@@ -369,9 +297,9 @@ def test_imaml_with_infinite_gamma_pins_every_task_to_the_prior(Meta):
 @pytest.mark.parametrize("code", CODES, ids=CODE_IDS)
 def test_metasgd_theta0_gradient_is_maml_gradient_at_the_same_alpha(code,
                                                                     first_order):
-    X, y, sw, tasks = make_tasks(code, seed=80 + code)
+    X, y, sw, tasks = bilevel_tasks(code, seed=80 + code)
     batch, _ = make_batch(X, y, sw, tasks, 4)
-    pb = family_problem(code, 3, mean_loss=False, lam1=0.02)
+    pb = make_problem(code, 3, lam2=0.3, lam1=0.02)
     rng = np.random.default_rng(code)
     d = pb.n_params
     theta0, alpha = rng.normal(scale=0.3, size=d), rng.uniform(0.3, 0.9, d)
@@ -430,7 +358,7 @@ def test_metasgd_with_frozen_step_sizes_follows_the_maml_trajectory(monkeypatch)
 # 4. the Reptile update
 # --------------------------------------------------------------------------
 def ridge_problem(p, alpha):
-    return family_problem(SQUARED, p, mean_loss=False, lam2=alpha)
+    return make_problem(SQUARED, p, lam2=alpha)
 
 
 def test_reptile_update_rule_in_numpy():
@@ -438,7 +366,6 @@ def test_reptile_update_rule_in_numpy():
     y = z + 0.3 * rng.normal(size=z.shape)
     T, p, inner_lr, meta_lr, gamma, n_steps = 5, 3, 0.02, 0.3, 0.8, 3
     pb = ridge_problem(p, 0.5)
-    Xt, P = design(X), gamma * np.eye(p + 1)
     # the gradient-based methods start from the base estimator's pooled fit
     batch, _ = make_batch(X, y, np.ones(len(y)), tasks, T)
     theta0 = pooled_start(batch, pb)
@@ -450,7 +377,8 @@ def test_reptile_update_rule_in_numpy():
                              meta_batch_size=T, random_state=0)
         meta.fit(X, y, tasks=tasks)
         adapted = np.array([
-            gd_steps(pb, Xt[tasks == t], y[tasks == t], np.ones(10), theta0, P,
+            gd_steps(pb, X[tasks == t], y[tasks == t], None, theta0,
+                     np.full(p + 1, gamma),
                      inner_lr, n_steps) for t in range(T)])
         theta0 = theta0 + meta_lr * (adapted - theta0).mean(axis=0)
         assert_allclose(meta.meta_params_, theta0, rtol=1e-12, atol=1e-14)
@@ -463,7 +391,7 @@ def test_reptile_update_rule_with_auto_steps_follows_forward_unroll():
     meta = MetaClassifier(LogisticRegression(C=2.0), method="reptile", gamma=gamma,
                           inner_steps=n_steps, meta_lr=meta_lr, max_iter=1,
                           meta_batch_size=T, random_state=0).fit(X, y, tasks=tasks)
-    pb = family_problem(LOGISTIC, 4, mean_loss=False, lam2=0.5)
+    pb = make_problem(LOGISTIC, 4, lam2=0.5)
     batch, _ = make_batch(X, y.astype(float), np.ones(len(y)), tasks, T)
     precision = np.full(5, gamma)
     theta0 = pooled_start(batch, pb)
@@ -510,18 +438,11 @@ def test_unroller_results_do_not_depend_on_threads_or_the_transposed_copy(
     # transposed copy of the batch (read in place, or gathered when the rows
     # are shuffled), on two of numba's threads, and serially again because
     # another thread holds numba's pool: the very same numbers
-    X, y, sw, tasks = make_tasks(code, seed=7, T=9, n=14, p=4)
-    keep = np.ones(len(y), dtype=bool)
-    keep[[28, 29, 30, 31, 70, 71, 72]] = False  # tasks of different sizes
-    X, y, sw, tasks = X[keep], y[keep], sw[keep], tasks[keep]
-    if layout == "csr":
-        X = sp.csr_matrix(X)
+    X, y, sw, tasks = make_tasks(code, [14, 14, 10, 14, 14, 11, 14, 14, 14], 4,
+                                 seed=7, sparse=layout == "csr")
     batch, _ = make_batch(X, y, sw, tasks, 9)
-    pb = family_problem(code, 4, mean_loss=True, lam1=0.02)
-    if not fit_intercept:
-        K = n_outputs(code)
-        pb = Problem(code, K, 4, False, True, 0.3, 0.02, np.ones(4 * K),
-                     np.ones(4 * K))
+    pb = make_problem(code, 4, fit_intercept=fit_intercept, mean_loss=True,
+                      lam2=0.3, lam1=0.02)
     d = pb.n_params
     rng = np.random.default_rng(0)
     theta0 = rng.normal(scale=0.3, size=d)
@@ -554,9 +475,9 @@ def test_unroller_results_do_not_depend_on_threads_or_the_transposed_copy(
 def test_unroller_keeps_its_workspace_within_budget(monkeypatch):
     # per-chunk buffers are sized for the largest task: past the budget the
     # meta-batch is split into fewer chunks, with the same results
-    X, y, sw, tasks = make_tasks(LOGISTIC, seed=3, T=8, n=10, p=3)
+    X, y, sw, tasks = bilevel_tasks(LOGISTIC, seed=3, T=8, n=10)
     batch, _ = make_batch(X, y, sw, tasks, 8)
-    pb = family_problem(LOGISTIC, 3, mean_loss=False)
+    pb = make_problem(LOGISTIC, 3, lam2=0.3)
     kw = dict(auto_step=False, n_steps=2, mode=unroll_module.SECOND_ORDER,
               n_sel=8, block=1, n_threads=2)
     args = (np.arange(8), np.arange(8), np.full(8, 4), np.zeros(4),
@@ -584,14 +505,12 @@ def test_unroller_matches_the_one_shot_unroll_on_any_tasks(
     # version gives the very numbers of the plain kernel call
     rng = np.random.default_rng(len(sizes) * 100 + p)
     T = len(sizes)
-    X = rng.normal(size=(sum(sizes), p))
-    y = make_targets(code, X @ rng.normal(size=p), rng)
-    tasks = np.repeat(np.arange(T), sizes)
-    batch, _ = make_batch(X, y, rng.uniform(0.5, 1.5, len(y)), tasks, T)
-    K = n_outputs(code)
-    d = K * (p + fit_intercept)
-    pb = Problem(code, K, p, fit_intercept, data.draw(st.booleans()), 0.1,
-                 data.draw(st.sampled_from([0.0, 0.03])), np.ones(d), np.ones(d))
+    X, y, sw, tasks = make_tasks(code, sizes, p, seed=rng)
+    batch, _ = make_batch(X, y, sw, tasks, T)
+    pb = make_problem(code, p, fit_intercept=fit_intercept,
+                      mean_loss=data.draw(st.booleans()), lam2=0.1,
+                      lam1=data.draw(st.sampled_from([0.0, 0.03])))
+    d = pb.n_params
     sel = np.array(data.draw(st.lists(st.integers(0, T - 1), min_size=1,
                                       max_size=8)))
     n_query = np.array([data.draw(st.integers(0, sizes[t])) for t in sel])
@@ -686,15 +605,15 @@ def test_adapt_runs_the_learned_gradient_steps(classifier, method, inner_lr,
         code, lam2, curvature = SQUARED, 1.5, 1.0
     meta.fit(X, y, tasks=tasks)
     Xn, yn = new_task(classifier)
-    pb = family_problem(code, 4, mean_loss=False, lam2=lam2)
+    pb = make_problem(code, 4, lam2=lam2)
     Xt = design(Xn)
     if inner_lr == "auto":
         # 1/L of the new task's support objective, estimated as the kernel does
         scale = 1.0 / (power_top_eigenvalue(Xt, curvature) + lam2 + gamma)
     else:
         scale = 1.0
-    expected = gd_steps(pb, Xt, yn.astype(float), np.ones(len(yn)), meta.meta_params_,
-                        gamma * np.eye(5), scale * meta.inner_lr_, n_steps)
+    expected = gd_steps(pb, Xn, yn, None, meta.meta_params_, np.full(5, gamma),
+                        scale * meta.inner_lr_, n_steps)
     if method == "metasgd":
         # the learned step sizes are what is used, not the initial inner_lr
         assert not np.allclose(meta.inner_lr_, 1.0 if inner_lr == "auto" else 0.05)
@@ -710,29 +629,21 @@ def test_imaml_adapt_is_the_exact_inner_solution(classifier, train_classificatio
                                                  train_regression):
     gamma = 0.7
     Xn, yn = new_task(classifier)
-    Xt = design(Xn)
     if classifier:
         X, y, tasks = train_classification
         meta = MetaClassifier(LogisticRegression(C=2.0), method="imaml", gamma=gamma,
                               max_iter=20, meta_lr=0.1, random_state=0)
-        pb = family_problem(LOGISTIC, 4, mean_loss=False, lam2=0.5)
+        pb = make_problem(LOGISTIC, 4, lam2=0.5)
     else:
         X, y, tasks = train_regression
         meta = MetaRegressor(Ridge(alpha=1.5), method="imaml", gamma=gamma,
                              max_iter=20, meta_lr=0.5, random_state=0)
-        pb = family_problem(SQUARED, 4, mean_loss=False, lam2=1.5)
+        pb = make_problem(SQUARED, 4, lam2=1.5)
     meta.fit(X, y, tasks=tasks)
     theta0 = meta.meta_params_
-    P = gamma * np.eye(5)
-    yf, sw = yn.astype(float), np.ones(len(yn))
-
-    def objective(theta):
-        value, grad = datafit(pb.code, Xt, yf, sw, theta)
-        diff = theta - theta0
-        value += 0.5 * pb.lam2 * pb.l2w @ theta**2 + 0.5 * diff @ P @ diff
-        return value, grad + pb.lam2 * pb.l2w * theta + P @ diff
-
-    expected = optimize.minimize(objective, theta0, jac=True, method="BFGS",
+    ref = InnerObjective.from_problem(pb, Xn, yn, None, theta0=theta0,
+                                      precision=np.full(5, gamma))
+    expected = optimize.minimize(ref.smooth, theta0, jac=ref.grad, method="BFGS",
                                  options={"gtol": 1e-11}).x
     assert_allclose(flat_params(meta.adapt(Xn, yn)), expected, rtol=1e-6, atol=1e-8)
     meta.partial_fit(Xn, yn, tasks=np.full(len(yn), 99))
@@ -749,8 +660,8 @@ def test_a_support_is_adapted_alike_in_meta_training_and_in_adapt(code, mean_los
     # support part of a training task (query rows held out) and the same rows
     # given alone, as adapt() gives them, must get the same parameters. This
     # once failed with auto steps sized from the whole task in meta-training.
-    X, y, sw, tasks = make_tasks(code, seed=90 + code, T=3, n=16)
-    pb = family_problem(code, 3, mean_loss=mean_loss, lam1=0.01)
+    X, y, sw, tasks = bilevel_tasks(code, seed=90 + code, T=3, n=16)
+    pb = make_problem(code, 3, mean_loss=mean_loss, lam2=0.3, lam1=0.01)
     rng = np.random.default_rng(code)
     theta0 = rng.normal(scale=0.3, size=pb.n_params)
     precision = rng.uniform(0.5, 2.0, pb.n_params)

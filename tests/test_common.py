@@ -76,7 +76,7 @@ _RANDOM_SPLIT = (
 
 def _expected_failed_checks(estimator):
     """The checks a configuration fails by design, each with its reason."""
-    method = estimator.method
+    method = getattr(estimator, "method", None)
     if method in ("imaml", "maml", "metasgd") and estimator.query_fraction < 1:
         reason = _RANDOM_SPLIT.format(method=method)
         return {

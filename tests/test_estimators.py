@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from conftest import InnerObjective
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
-from scipy.special import expit
 from sklearn import clone, config_context
 from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
 from sklearn.linear_model import (
@@ -41,6 +41,7 @@ from sklearn.svm import SVC, SVR
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skmeta import MetaClassifier, MetaRegressor
+from skmeta._kernels._codes import LOGISTIC
 
 # Every fit here is small and well posed: not converging is a failure, unless
 # a test caps max_iter on purpose and says so.
@@ -137,17 +138,13 @@ def logistic_reference(X, y01, C, gamma, theta0, shape, sample_weight=None):
     i.e. LogisticRegression's objective divided by C (intercept unpenalized
     by C); ``shape`` is Lambda's diagonal or the full matrix.
     """
-    Z = design(X)
-    sw = np.ones(len(y01)) if sample_weight is None else sample_weight
-    lam = 0.0 if np.isinf(C) else 1.0 / C
-    P = gamma * (np.diag(shape) if np.ndim(shape) == 1 else shape)
-    D = np.diag(np.r_[np.full(X.shape[1], lam), 0.0]) + P
+    ref = InnerObjective(X, y01, sample_weight, LOGISTIC,
+                         lam2=0.0 if np.isinf(C) else 1.0 / C,
+                         l2w=np.r_[np.ones(X.shape[1]), 0.0], theta0=theta0,
+                         precision=gamma * np.asarray(shape))
     theta = np.array(theta0, dtype=float)
     for _ in range(100):
-        p = expit(Z @ theta)
-        grad = Z.T @ (sw * (p - y01)) + D @ theta - P @ theta0
-        H = Z.T @ ((sw * p * (1 - p))[:, None] * Z) + D
-        step = np.linalg.solve(H, grad)
+        step = np.linalg.solve(ref.hess(theta), ref.grad(theta))
         theta -= step
         if np.max(np.abs(step)) < 1e-13:
             break

@@ -1,4 +1,8 @@
-"""Elementary functions and row primitives of the kernels against references."""
+"""Elementary functions, row primitives, Adam and the kernel cache against references.
+
+The datafits and penalties have their own modules: ``test_datafits.py`` and
+``test_penalties.py``.
+"""
 
 import os
 import subprocess
@@ -10,8 +14,6 @@ import pytest
 from numba import njit
 
 from skmeta._kernels._adam import adam_update
-from skmeta._kernels._codes import LOGISTIC, MULTINOMIAL, POISSON, SQUARED
-from skmeta._kernels._datafits import datafit_derivatives
 from skmeta._kernels._elementary import exp, log1p_unit
 from skmeta._kernels._rows import dense_gradient, dense_predictor
 
@@ -139,47 +141,6 @@ def test_adam_kernel_is_the_numpy_formula_to_the_last_bit():
         np.testing.assert_array_equal(param, ref)
         np.testing.assert_array_equal(m, ref_m)
         np.testing.assert_array_equal(v, ref_v)
-
-
-@njit
-def _datafit(code, y, sw, start, Z, G, D, n_outputs):
-    return datafit_derivatives(code, y, sw, start, y.shape[0], Z, n_outputs, G, D)
-
-
-@pytest.mark.parametrize("code", [SQUARED, LOGISTIC, MULTINOMIAL, POISSON])
-def test_datafit_does_not_depend_on_where_its_buffers_lie(code):
-    # LLVM runs a loop that writes some arrays while reading others in one
-    # of two versions, picked by comparing their addresses at run time; a
-    # sum made in such a loop would differ in the last bits with the
-    # arrays' placement (it did: the query loss of a task changed with the
-    # heap's layout)
-    K = 12 if code == MULTINOMIAL else 1
-    rng = np.random.default_rng(code)
-    for n in (5, 6, 13, 45):
-        z = rng.normal(scale=2.0, size=(K, n))
-        y = (rng.integers(0, K, n) if code == MULTINOMIAL
-             else rng.poisson(1.0, n) if code == POISSON else rng.normal(size=n))
-        sw = rng.uniform(0.5, 1.5, n)
-        sizes = [n + 3, n + 3, K * n, K * n, K * n]  # y, sw (from row 3), Z, G, D
-        results = set()
-        for seed in range(40):
-            order = np.random.default_rng(seed).permutation(5)
-            gaps = np.random.default_rng(seed + 99).integers(0, 12, 5)
-            buf = np.zeros(sum(sizes) + gaps.sum() + 8)
-            pos = 0
-            views = [None] * 5
-            for k in order:
-                pos += gaps[k]
-                views[k] = buf[pos:pos + sizes[k]]
-                pos += sizes[k]
-            yv, swv = views[0], views[1]
-            yv[3:] = y
-            swv[3:] = sw
-            Z, G, D = (v.reshape(K, n) for v in views[2:])
-            Z[:] = z
-            total = _datafit(code, yv, swv, 3, Z, G, D, K)
-            results.add((total.hex(), G.tobytes(), D.tobytes()))
-        assert len(results) == 1, n
 
 
 # --------------------------------------------------------------------------

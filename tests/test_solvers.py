@@ -1,17 +1,27 @@
 """The task-batched inner solver and the proximal outer loop, against references.
 
-Every objective is rewritten here in plain numpy, independently of the
-kernels, and minimized with scipy.optimize; the kernels must land on the
-same minimizer, satisfy its optimality conditions, and report the same
-objective. The numpy references are themselves checked against finite
-differences, so a shared mistake cannot make both sides agree.
+Every objective is the plain numpy reference of ``conftest.InnerObjective``
+(written independently of the kernels, and itself checked against finite
+differences in ``test_datafits.py``), minimized here with scipy.optimize;
+the kernels must land on the same minimizer, satisfy its optimality
+conditions, and report the same objective.
 """
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import (
+    CODE_IDS,
+    CODES,
+    N_CLASSES,
+    InnerObjective,
+    intercept_mask,
+    make_problem,
+    make_tasks,
+    random_spd,
+)
 from scipy import optimize
-from scipy.special import expit, logsumexp, softmax, xlogy
+from scipy.special import expit
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 import skmeta._methods._inner as inner_module
@@ -23,89 +33,12 @@ from skmeta._methods._inner import InnerSolver
 from skmeta._methods._prior import Prior
 from skmeta._methods._proximal import fit_proximal
 
-CODES = [SQUARED, LOGISTIC, MULTINOMIAL, POISSON]
-CODE_IDS = ["squared", "logistic", "multinomial", "poisson"]
-N_CLASSES = 3
 KERNEL_TOL = 1e-11
 
 
 # --------------------------------------------------------------------------
-# independent numpy reference of one task's objective
+# references
 # --------------------------------------------------------------------------
-class Reference:
-    """One task's inner objective, written directly from its definition."""
-
-    def __init__(self, X, y, sw, code, *, fit_intercept, mean_loss, lam2=0.0,
-                 l2w=None, lam1=0.0, l1w=None, theta0=None, precision=None):
-        X = X.toarray() if sp.issparse(X) else np.asarray(X)
-        X = np.asarray(X, dtype=np.float64)
-        self.Xt = np.hstack([X, np.ones((X.shape[0], 1))]) if fit_intercept else X
-        self.y = np.asarray(y, dtype=np.float64)
-        self.sw = np.asarray(sw, dtype=np.float64)
-        self.code = code
-        self.K = N_CLASSES if code == MULTINOMIAL else 1
-        self.p1 = self.Xt.shape[1]
-        self.d = self.K * self.p1
-        self.c = 1.0 / self.sw.sum() if mean_loss else 1.0
-        self.lam2, self.lam1 = lam2, lam1
-        self.l2w = np.ones(self.d) if l2w is None else np.asarray(l2w)
-        self.l1w = np.ones(self.d) if l1w is None else np.asarray(l1w)
-        self.theta0 = np.zeros(self.d) if theta0 is None else np.asarray(theta0)
-        P = np.zeros(self.d) if precision is None else np.asarray(precision)
-        self.P = np.diag(P) if P.ndim == 1 else P
-
-    def _z(self, theta):
-        return self.Xt @ theta.reshape(self.K, self.p1).T  # (n, K)
-
-    def rows(self, theta):
-        """Per-row loss, dloss/dz (n, K) and d2loss/dz2 (n, K, K)."""
-        Z = self._z(theta)
-        y = self.y
-        n = Z.shape[0]
-        if self.code == SQUARED:
-            z = Z[:, 0]
-            return (0.5 * (y - z) ** 2, (z - y)[:, None], np.ones((n, 1, 1)))
-        if self.code == LOGISTIC:
-            z = Z[:, 0]
-            p = expit(z)
-            return (np.logaddexp(0.0, z) - y * z, (p - y)[:, None],
-                    (p * (1 - p))[:, None, None])
-        if self.code == POISSON:
-            z = Z[:, 0]
-            mu = np.exp(z)
-            const = xlogy(y, y) - y
-            return mu - y * z + const, (mu - y)[:, None], mu[:, None, None]
-        onehot = np.eye(self.K)[y.astype(int)]
-        P = softmax(Z, axis=1)
-        loss = logsumexp(Z, axis=1) - np.sum(Z * onehot, axis=1)
-        H = P[:, :, None] * np.eye(self.K)[None] - P[:, :, None] * P[:, None, :]
-        return loss, P - onehot, H
-
-    def loss(self, theta):
-        return self.c * np.sum(self.sw * self.rows(theta)[0])
-
-    def smooth(self, theta):
-        dev = theta - self.theta0
-        return (self.loss(theta) + 0.5 * self.lam2 * np.sum(self.l2w * theta**2)
-                + 0.5 * dev @ self.P @ dev)
-
-    def objective(self, theta):
-        return self.smooth(theta) + self.lam1 * np.sum(self.l1w * np.abs(theta))
-
-    def grad(self, theta):
-        G = self.rows(theta)[1] * (self.c * self.sw)[:, None]
-        data = (G.T @ self.Xt).ravel()
-        return data + self.lam2 * self.l2w * theta + self.P @ (theta - self.theta0)
-
-    def data_hess(self, theta):
-        H = self.rows(theta)[2] * (self.c * self.sw)[:, None, None]
-        out = np.einsum("nkm,ni,nj->kimj", H, self.Xt, self.Xt)
-        return out.reshape(self.d, self.d)
-
-    def hess(self, theta):
-        return (self.data_hess(theta) + np.diag(self.lam2 * self.l2w) + self.P)
-
-
 def scipy_minimize_smooth(ref, x0=None):
     x0 = np.zeros(ref.d) if x0 is None else x0
     res = optimize.minimize(ref.smooth, x0, jac=ref.grad, hess=ref.hess,
@@ -143,66 +76,10 @@ def scipy_minimize_l1(ref):
     return unpack(res.x)
 
 
-# --------------------------------------------------------------------------
-# data
-# --------------------------------------------------------------------------
-def make_targets(code, Z, rng):
-    if code == SQUARED:
-        return Z[:, 0] + rng.normal(scale=0.5, size=Z.shape[0])
-    if code == LOGISTIC:
-        return (rng.random(Z.shape[0]) < expit(Z[:, 0])).astype(float)
-    if code == POISSON:
-        return rng.poisson(np.exp(Z[:, 0])).astype(float)
-    P = softmax(Z, axis=1)
-    return np.array([rng.choice(N_CLASSES, p=p) for p in P], dtype=float)
-
-
-def make_tasks(code, sizes, n_features, rng, *, weights=True, density=None):
-    """Rows of several tasks stacked in task order, with task codes."""
-    n = int(np.sum(sizes))
-    X = rng.normal(size=(n, n_features))
-    if density is not None:
-        X[rng.random(X.shape) > density] = 0.0
-    K = N_CLASSES if code == MULTINOMIAL else 1
-    beta = rng.normal(scale=0.5, size=(n_features, K))
-    y = make_targets(code, X @ beta + 0.2, rng)
-    sw = rng.uniform(0.2, 2.0, size=n) if weights else np.ones(n)
-    if weights and sizes[-1] > 6:
-        # weightless rows, kept out of small tasks so every task has weight
-        sw[n - 1 - rng.choice(sizes[-1], size=2, replace=False)] = 0.0
-    tasks = np.repeat(np.arange(len(sizes)), sizes)
-    return X, y, sw, tasks
-
-
-def random_spd(d, rng, scale=1.0):
-    A = rng.normal(size=(d, d))
-    return scale * (A @ A.T / d + 0.3 * np.eye(d))
-
-
-def make_problem(code, n_features, fit_intercept, mean_loss, *, lam2=0.0,
-                 lam1=0.0, l2w=None, l1w=None):
-    K = N_CLASSES if code == MULTINOMIAL else 1
-    d = K * (n_features + int(fit_intercept))
-    return Problem(code, K, n_features, fit_intercept, mean_loss, float(lam2),
-                   float(lam1), np.ones(d) if l2w is None else l2w,
-                   np.ones(d) if l1w is None else l1w)
-
-
-def intercept_mask(problem):
-    p1 = problem.n_features + int(problem.fit_intercept)
-    mask = np.zeros((problem.n_outputs, p1), dtype=bool)
-    if problem.fit_intercept:
-        mask[:, -1] = True
-    return mask.ravel()
-
-
 def task_reference(problem, X, y, sw, tasks, t, theta0, precision):
     rows = tasks == t
-    return Reference(X[rows], y[rows], sw[rows], problem.code,
-                     fit_intercept=problem.fit_intercept,
-                     mean_loss=problem.mean_loss, lam2=problem.lam2,
-                     l2w=problem.l2w, lam1=problem.lam1, l1w=problem.l1w,
-                     theta0=theta0, precision=precision)
+    return InnerObjective.from_problem(problem, X[rows], y[rows], sw[rows],
+                                       theta0=theta0, precision=precision)
 
 
 def solve(X, y, sw, tasks, problem, theta0, precision, *, inverse=None,
@@ -218,29 +95,6 @@ def solve(X, y, sw, tasks, problem, theta0, precision, *, inverse=None,
 
 
 # --------------------------------------------------------------------------
-# the reference itself
-# --------------------------------------------------------------------------
-@pytest.mark.parametrize("code", CODES, ids=CODE_IDS)
-def test_reference_derivatives_match_finite_differences(code):
-    rng = np.random.default_rng(10 + code)
-    X, y, sw, _ = make_tasks(code, [15], 3, rng)
-    K = N_CLASSES if code == MULTINOMIAL else 1
-    d = K * 4
-    ref = Reference(X, y, sw, code, fit_intercept=True, mean_loss=True,
-                    lam2=0.7, l2w=rng.uniform(0, 2, d),
-                    theta0=rng.normal(size=d), precision=random_spd(d, rng))
-    theta = rng.normal(scale=0.3, size=d)
-    eps = 1e-6
-    basis = np.eye(d) * eps
-    fd_grad = np.array([(ref.smooth(theta + e) - ref.smooth(theta - e)) / (2 * eps)
-                        for e in basis])
-    np.testing.assert_allclose(ref.grad(theta), fd_grad, rtol=1e-6, atol=1e-8)
-    fd_hess = np.array([(ref.grad(theta + e) - ref.grad(theta - e)) / (2 * eps)
-                        for e in basis])
-    np.testing.assert_allclose(ref.hess(theta), fd_hess, rtol=1e-6, atol=1e-8)
-
-
-# --------------------------------------------------------------------------
 # smooth problems: the minimizer scipy finds
 # --------------------------------------------------------------------------
 @pytest.mark.parametrize("mean_loss", [False, True], ids=["sum", "mean"])
@@ -252,15 +106,16 @@ def test_smooth_solution_matches_scipy(code, fit_intercept, prec_kind, mean_loss
                                  mean_loss])
     n_features = 3
     # a one-sample task and a weightless row exercise the degenerate paths
-    X, y, sw, tasks = make_tasks(code, [1, 18, 35], n_features, rng)
-    problem0 = make_problem(code, n_features, fit_intercept, mean_loss)
+    X, y, sw, tasks = make_tasks(code, [1, 18, 35], n_features, seed=rng,
+                                 weightless=2)
+    problem0 = make_problem(code, n_features, fit_intercept=fit_intercept)
     d = problem0.n_params
     l2w = rng.uniform(0.5, 2.0, d)
     l2w[intercept_mask(problem0)] = 0.0
     # lam2 = 0 on the mean-scaled variant: the prior alone makes it definite
     lam2 = 0.0 if mean_loss and prec_kind == "full" else 0.4
-    problem = make_problem(code, n_features, fit_intercept, mean_loss,
-                           lam2=lam2, l2w=l2w)
+    problem = make_problem(code, n_features, fit_intercept=fit_intercept,
+                           mean_loss=mean_loss, lam2=lam2, l2w=l2w)
     theta0 = rng.normal(scale=0.3, size=d)
     scale = 0.05 if mean_loss else 1.0
     precision = (random_spd(d, rng, scale) if prec_kind == "full"
@@ -293,16 +148,17 @@ def test_smooth_solution_matches_scipy(code, fit_intercept, prec_kind, mean_loss
 def test_l1_solution_satisfies_kkt_and_beats_scipy(code, lam2, intercept_l1):
     rng = np.random.default_rng([code, int(lam2 * 10), intercept_l1, 7])
     n_features = 6
-    X, y, sw, tasks = make_tasks(code, [30, 45], n_features, rng)
+    X, y, sw, tasks = make_tasks(code, [30, 45], n_features, seed=rng,
+                                 weightless=2)
     mean_loss = code in (SQUARED, POISSON)
-    problem0 = make_problem(code, n_features, True, mean_loss)
+    problem0 = make_problem(code, n_features)
     d = problem0.n_params
     icpt = intercept_mask(problem0)
     l1w = rng.uniform(0.5, 1.5, d)
     l1w[icpt] = 0.5 if intercept_l1 else 0.0
     l2w = np.where(icpt, 0.0, 1.0)
     lam1 = {SQUARED: 0.25, LOGISTIC: 3.0, MULTINOMIAL: 3.0, POISSON: 0.2}[code]
-    problem = make_problem(code, n_features, True, mean_loss, lam2=lam2,
+    problem = make_problem(code, n_features, mean_loss=mean_loss, lam2=lam2,
                            lam1=lam1, l2w=l2w, l1w=l1w)
     theta0 = rng.normal(scale=0.05, size=d)
     precision = np.full(d, 0.01 if mean_loss else 0.2)
@@ -373,11 +229,13 @@ def messy_csr(X, rng):
 @pytest.mark.parametrize("code", CODES, ids=CODE_IDS)
 def test_sparse_input_matches_dense(code, fit_intercept):
     rng = np.random.default_rng([code, fit_intercept, 3])
-    X, y, sw, tasks = make_tasks(code, [20, 1, 33], 5, rng, density=0.4)
+    X, y, sw, tasks = make_tasks(code, [20, 1, 33], 5, seed=rng, weightless=2,
+                                 density=0.4)
     # interleave the tasks so that make_batch has to reorder the CSR rows
     perm = rng.permutation(len(y))
     X, y, sw, tasks = X[perm], y[perm], sw[perm], tasks[perm]
-    problem = make_problem(code, 5, fit_intercept, code == POISSON, lam2=0.2)
+    problem = make_problem(code, 5, fit_intercept=fit_intercept,
+                           mean_loss=code == POISSON, lam2=0.2)
     d = problem.n_params
     theta0 = rng.normal(scale=0.2, size=d)
     precision = random_spd(d, rng, 0.3)
@@ -398,9 +256,9 @@ def test_sparse_input_matches_dense(code, fit_intercept):
 @pytest.mark.parametrize("code", [LOGISTIC, MULTINOMIAL], ids=CODE_IDS[1:3])
 def test_float32_input(code, layout):
     rng = np.random.default_rng([code, layout == "csr"])
-    X, y, sw, tasks = make_tasks(code, [25, 30], 4, rng, density=0.6)
-    problem = make_problem(code, 4, True, False, lam2=0.3,
-                           lam1=0.5, l1w=np.ones(problem_size(code, 4)))
+    X, y, sw, tasks = make_tasks(code, [25, 30], 4, seed=rng, weightless=2,
+                                 density=0.6)
+    problem = make_problem(code, 4, lam2=0.3, lam1=0.5)
     d = problem.n_params
     theta0 = np.zeros(d)
     precision = np.full(d, 0.1)
@@ -416,11 +274,6 @@ def test_float32_input(code, layout):
     np.testing.assert_allclose(r32.theta, r64.theta, rtol=1e-5, atol=1e-6)
 
 
-def problem_size(code, n_features, fit_intercept=True):
-    K = N_CLASSES if code == MULTINOMIAL else 1
-    return K * (n_features + int(fit_intercept))
-
-
 # --------------------------------------------------------------------------
 # batching
 # --------------------------------------------------------------------------
@@ -429,8 +282,9 @@ def problem_size(code, n_features, fit_intercept=True):
 def test_tasks_solved_together_equal_tasks_solved_alone(code, layout):
     rng = np.random.default_rng([code, layout == "csr", 5])
     sizes = [12, 3, 40, 1, 25, 8, 17]
-    X, y, sw, tasks = make_tasks(code, sizes, 4, rng, density=0.7)
-    problem = make_problem(code, 4, True, code == POISSON, lam2=0.1,
+    X, y, sw, tasks = make_tasks(code, sizes, 4, seed=rng, weightless=2,
+                                 density=0.7)
+    problem = make_problem(code, 4, mean_loss=code == POISSON, lam2=0.1,
                            lam1=0.05 if code == SQUARED else 0.0)
     d = problem.n_params
     theta0 = rng.normal(scale=0.2, size=d)
@@ -470,8 +324,8 @@ def test_tasks_solved_together_equal_tasks_solved_alone(code, layout):
 @pytest.mark.parametrize("code", CODES, ids=CODE_IDS)
 def test_warm_start_iteration_limit_and_inputs(code):
     rng = np.random.default_rng([code, 29])
-    X, y, sw, tasks = make_tasks(code, [20, 30, 25], 3, rng)
-    problem = make_problem(code, 3, True, False, lam2=0.3)
+    X, y, sw, tasks = make_tasks(code, [20, 30, 25], 3, seed=rng, weightless=2)
+    problem = make_problem(code, 3, lam2=0.3)
     d = problem.n_params
     theta0 = rng.normal(scale=0.2, size=d)
     precision = np.full(d, 0.5)
@@ -506,11 +360,12 @@ def test_empty_task_gets_the_penalized_prior_mean():
     # a task without rows minimizes the penalties alone:
     # (lam2 diag(l2w) + Pi) theta = Pi theta0
     rng = np.random.default_rng(31)
-    X, y, sw, tasks = make_tasks(LOGISTIC, [10, 12], 2, rng)
+    X, y, sw, tasks = make_tasks(LOGISTIC, [10, 12], 2, seed=rng, weightless=2)
     tasks = np.where(tasks == 1, 2, 0)  # task 1 has no rows
     l2w = np.array([1.0, 1.0, 0.0])
     for mean_loss in (False, True):
-        problem = make_problem(LOGISTIC, 2, True, mean_loss, lam2=0.4, l2w=l2w)
+        problem = make_problem(LOGISTIC, 2, mean_loss=mean_loss, lam2=0.4,
+                               l2w=l2w)
         theta0 = np.array([0.5, -1.0, 2.0])
         precision = random_spd(3, rng)
         result = solve(X, y, sw, tasks, problem, theta0, precision)
@@ -548,10 +403,8 @@ def inverse_case(code, prec_kind, tol, **kwargs):
     rng = np.random.default_rng([code, prec_kind == "full", 11])
     n_tasks = 150  # several tasks per summation block
     sizes = rng.integers(1, 12, size=n_tasks)
-    X, y, sw, tasks = make_tasks(code, sizes, 2, rng)
-    problem0 = make_problem(code, 2, True, code == POISSON)
-    l2w = np.where(intercept_mask(problem0), 0.0, 1.0)
-    problem = make_problem(code, 2, True, code == POISSON, lam2=0.3, l2w=l2w)
+    X, y, sw, tasks = make_tasks(code, sizes, 2, seed=rng)
+    problem = make_problem(code, 2, mean_loss=code == POISSON, lam2=0.3)
     d = problem.n_params
     theta0 = rng.normal(scale=0.3, size=d)
     precision = (random_spd(d, rng) if prec_kind == "full"
@@ -613,12 +466,9 @@ def test_inverse_hessian_with_l1_is_restricted_to_active_set(code):
     rng = np.random.default_rng([code, 13])
     n_tasks = 12  # one task per block, so blocks are individual tasks
     assert block_size_for(n_tasks) == 1
-    X, y, sw, tasks = make_tasks(code, [30] * n_tasks, 6, rng)
-    problem0 = make_problem(code, 6, True, True)
-    icpt = intercept_mask(problem0)
-    problem = make_problem(code, 6, True, True, lam2=0.05, lam1=0.1,
-                           l2w=np.where(icpt, 0.0, 1.0),
-                           l1w=np.where(icpt, 0.0, 1.0))
+    X, y, sw, tasks = make_tasks(code, [30] * n_tasks, 6, seed=rng,
+                                 weightless=2)
+    problem = make_problem(code, 6, mean_loss=True, lam2=0.05, lam1=0.1)
     d = problem.n_params
     precision = np.full(d, 0.02)
     theta0 = np.zeros(d)
@@ -723,10 +573,8 @@ def joint_reference(refs, P):
 def test_fit_proximal_minimizes_joint_objective(code, mean_loss, prec_kind):
     rng = np.random.default_rng([code, 17])
     n_tasks, p = 6, 2
-    X, y, sw, tasks = make_tasks(code, [8, 15, 3, 20, 11, 6], p, rng)
-    problem0 = make_problem(code, p, True, mean_loss)
-    l2w = np.where(intercept_mask(problem0), 0.0, 1.0)
-    problem = make_problem(code, p, True, mean_loss, lam2=0.2, l2w=l2w)
+    X, y, sw, tasks = make_tasks(code, [8, 15, 3, 20, 11, 6], p, seed=rng)
+    problem = make_problem(code, p, mean_loss=mean_loss, lam2=0.2)
     d = problem.n_params
     shape = random_spd(d, rng) if prec_kind == "full" else rng.uniform(0.5, 2, d)
     gamma = 0.7
@@ -775,14 +623,11 @@ def test_fit_proximal_with_l1_is_jointly_optimal(code):
     # and the theta0-gradient Pi sum_t (theta0 - theta_t) vanishes
     rng = np.random.default_rng([code, 19])
     n_tasks, p = 8, 4
-    X, y, sw, tasks = make_tasks(code, rng.integers(5, 30, n_tasks), p, rng)
+    X, y, sw, tasks = make_tasks(code, rng.integers(5, 30, n_tasks), p, seed=rng)
     mean_loss = code == SQUARED
-    problem0 = make_problem(code, p, True, mean_loss)
-    icpt = intercept_mask(problem0)
-    penalized = np.where(icpt, 0.0, 1.0)
     lam1 = 0.1 if mean_loss else 2.0
-    problem = make_problem(code, p, True, mean_loss, lam2=0.05, lam1=lam1,
-                           l2w=penalized, l1w=penalized)
+    problem = make_problem(code, p, mean_loss=mean_loss, lam2=0.05, lam1=lam1)
+    penalized = problem.l1w
     d = problem.n_params
     shape = random_spd(d, rng)
     gamma = 0.05 if mean_loss else 0.5
@@ -861,7 +706,7 @@ def test_empirical_bayes_fixed_point_of_linear_tasks():
     noise, n_tasks, n_per_task = 0.7, 1000, 40
     X, y, tasks = draw_linear_tasks(n_tasks, noise, np.random.default_rng(1),
                                     n_per_task)
-    problem = make_problem(SQUARED, 2, True, False, l2w=np.array([1.0, 1.0, 0.0]))
+    problem = make_problem(SQUARED, 2)
     batch, _ = make_batch(X, y, np.ones(len(y)), tasks, n_tasks)
     fit = fit_proximal(InnerSolver(batch, problem),
                        Prior.initial(np.zeros(3), "full", 1.0),
@@ -904,9 +749,8 @@ def assert_logistic_em_fixed_point(meta, X, y, tasks):
     second = np.empty_like(theta)
     for t in range(n_tasks):
         rows = tasks == t
-        ref = Reference(X[rows], y[rows], np.ones(rows.sum()), LOGISTIC,
-                        fit_intercept=True, mean_loss=False, theta0=theta0,
-                        precision=P)
+        ref = InnerObjective(X[rows], y[rows], None, LOGISTIC, theta0=theta0,
+                             precision=P)
         second[t] = (theta[t] - theta0) ** 2 + np.diag(
             np.linalg.inv(ref.hess(theta[t])))
     m = second.mean(axis=0)
@@ -947,9 +791,9 @@ def test_inner_solver_results_do_not_depend_on_n_jobs(code, layout, monkeypatch)
     monkeypatch.setattr(inner_module, "MIN_SHARD_ENTRIES", 0)
     rng = np.random.default_rng([code, layout == "csr", 23])
     n_tasks = 300
-    X, y, sw, tasks = make_tasks(code, rng.integers(1, 9, n_tasks), 3, rng,
+    X, y, sw, tasks = make_tasks(code, rng.integers(1, 9, n_tasks), 3, seed=rng,
                                  density=0.7)
-    problem = make_problem(code, 3, True, False, lam2=0.5)
+    problem = make_problem(code, 3, lam2=0.5)
     d = problem.n_params
     Xin = sp.csr_matrix(X) if layout == "csr" else X
     batch, _ = make_batch(Xin, y, sw, tasks, n_tasks)
@@ -993,8 +837,9 @@ def test_moved_prior_mean_starts_from_the_predicted_solutions(code):
     # prediction
     rng = np.random.default_rng([code, 31])
     n_tasks = 200
-    X, y, sw, tasks = make_tasks(code, rng.integers(20, 40, n_tasks), 3, rng)
-    problem = make_problem(code, 3, True, False, lam2=0.1)
+    X, y, sw, tasks = make_tasks(code, rng.integers(20, 40, n_tasks), 3,
+                                 seed=rng)
+    problem = make_problem(code, 3, lam2=0.1)
     d = problem.n_params
     batch, _ = make_batch(X, y, sw, tasks, n_tasks)
     theta0 = rng.normal(scale=0.2, size=d)
@@ -1065,7 +910,7 @@ def test_rank_deficient_least_squares_gives_minimum_norm(fit_intercept, seed):
     X = rng.normal(size=(30, 3))
     X = np.hstack([X, X[:, :1]])  # the last column repeats the first
     y = 2 * X[:, 0] + X[:, 1] + 1 + rng.normal(scale=0.1, size=30)
-    problem = make_problem(SQUARED, 4, fit_intercept, False)
+    problem = make_problem(SQUARED, 4, fit_intercept=fit_intercept)
     d = problem.n_params
     result = solve(X, y, np.ones(30), np.zeros(30, dtype=int), problem,
                    np.zeros(d), np.zeros(d))
