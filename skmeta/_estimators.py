@@ -18,7 +18,6 @@ from sklearn.base import (
     _fit_context,
     clone,
 )
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils import get_tags
@@ -305,7 +304,6 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         method.check(settings)
         fitted = self._fit_method(method, family, problem, rows, prior_mean)
         if method is not adaptation:
-            fitted = self._own_fit(base, family, fitted, X, y, sample_weight)
             fitted = adaptation.single_task_fit(fitted, problem)
         self._check_finite(fitted)
         # the fitted models are those of this base estimator, whatever
@@ -385,30 +383,6 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         for k in range(problem.n_outputs):
             mask[k * p1 + np.asarray(columns)] = True
         return mask
-
-    def _own_fit(self, base, family, fitted, X, y, sample_weight):
-        """``fitted`` (one task, nothing to transfer) with the parameters of
-        the base estimator's own fit on the same rows.
-
-        The two solve one problem, but to their own solvers' tolerances; the
-        promise is the base estimator's fit, not an approximation of it.
-        """
-        if type(base) not in family.prior_types or not self._plain_rows():
-            return fitted
-        with warnings.catch_warnings():
-            # the solve above already warned about what this one would
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            own = clone(base).fit(X, y, sample_weight=sample_weight)
-        classes = getattr(self, "classes_", None)
-        if classes is not None and not np.array_equal(own.classes_, classes):
-            return fitted  # classes declared to partial_fit but absent here
-        theta = family.params_from(own, X.shape[1], classes)
-        return replace(fitted, theta=theta[None, :], theta0=theta, center=theta)
-
-    def _plain_rows(self):
-        """Whether every row is an ordinary labeled row of the base
-        estimator (not so for a classifier's unlabeled rows)."""
-        return True
 
     def _fit_method(self, method, family, problem, rows, prior_mean):
         """The method fitted on ``rows`` (a :class:`TaskRows`): a ``MetaFit``."""
@@ -915,8 +889,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         The transfer strength used (learned when ``gamma="auto"``).
     inner_lr_ : ndarray of shape (n_params,)
         Per-parameter inner step sizes of ``"maml"``, ``"reptile"`` (constant)
-        and ``"metasgd"`` (learned); multipliers of ``1 / L_t`` when
-        ``inner_lr="auto"``. Only set for those methods.
+        and ``"metasgd"`` (learned, by Adam on their logarithms: always
+        positive, each moving by relative amounts); multipliers of ``1 / L_t``
+        when ``inner_lr="auto"``. Only set for those methods.
     estimator_ : estimator instance
         Unfitted clone of the base estimator the models were fitted with.
     meta_estimator_ : estimator instance
@@ -1075,9 +1050,6 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         return LogisticRegression() if self.estimator is None else self.estimator
 
     # ------------------------------------------------------- unlabeled rows
-    def _plain_rows(self):
-        return not self._marks_unlabeled(fitted=False)
-
     def _marks_unlabeled(self, fitted):
         """Whether ``y == -1`` marks unlabeled rows: as ``unlabeled_weight``
         says while fitting, as the last fit had it afterward (``fitted``)."""

@@ -12,6 +12,7 @@ from functools import cached_property
 import numba
 import numpy as np
 
+from ._fork import threads_unsafe
 from ._implicit import ImplicitOutputs, implicit_tasks
 from ._layout import (
     BatchArrays,
@@ -330,9 +331,11 @@ def run_chunked(serial, parallel, n_chunks, *args):
     """``parallel(n_chunks, *args)`` on ``n_chunks`` of numba's threads.
 
     ``serial(0, 1, *args)``, all in one chunk (same results), for a single
-    chunk or while another thread holds numba's thread pool.
+    chunk, while another thread holds numba's thread pool, or in a process
+    forked after its parent ran OpenMP threads (see ``_fork``).
     """
-    if n_chunks < 2 or not _PARALLEL_LAUNCH.acquire(blocking=False):
+    if (n_chunks < 2 or threads_unsafe()
+            or not _PARALLEL_LAUNCH.acquire(blocking=False)):
         return serial(0, 1, *args)
     try:
         previous = numba.get_num_threads()

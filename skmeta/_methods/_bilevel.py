@@ -336,7 +336,10 @@ class MAML(_Bilevel):
                                                    alpha)
             theta0 = theta_opt.step(theta0, g_theta0)
             if alpha_opt is not None:
-                alpha = alpha_opt.step(alpha, g_alpha)
+                # Adam on log(alpha): the step sizes stay positive (a negative
+                # one would climb the task's loss) and move by relative amounts,
+                # whatever their scale; d loss / d log(alpha) = alpha * g_alpha
+                alpha = np.exp(alpha_opt.step(np.log(alpha), alpha * g_alpha))
             return theta0, alpha, loss
 
         return update

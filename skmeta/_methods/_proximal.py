@@ -635,17 +635,28 @@ class Proximal(MetaMethod):
             # a candidate that did not converge is still scored as it is
             warnings.simplefilter("ignore", ConvergenceWarning)
             for structure in structures:
-                result = fit_proximal(
-                    solver, Prior.initial(theta0, structure, gamma),
-                    learn_theta0=learn_theta0, structure=structure,
-                    learn_gamma=s.gamma == "auto", max_iter=self.max_iter,
-                    tol=max(s.tol, SELECTION_TOL), name=self.name,
-                    count_penalty=self.count_penalty)
+                try:
+                    result = fit_proximal(
+                        solver, Prior.initial(theta0, structure, gamma),
+                        learn_theta0=learn_theta0, structure=structure,
+                        learn_gamma=s.gamma == "auto", max_iter=self.max_iter,
+                        tol=max(s.tol, SELECTION_TOL), name=self.name,
+                        count_penalty=self.count_penalty)
+                except (FloatingPointError, linalg.LinAlgError):
+                    # this structure's precision degenerates on these rows
+                    # (a direction no kept row reaches): it cannot be chosen
+                    scores[structure.name] = np.inf
+                    continue
                 loss = datafit_losses(held_out, problem, result.theta).sum()
                 score = float(loss) / total_weight
                 scores[structure.name] = score
                 if best is None or score < scores[best.name]:
                     best, best_prior = structure, result.prior
+        if best is None:
+            raise FloatingPointError(
+                "the learned prior precision is degenerate for every "
+                f"structure compared ({', '.join(scores)}); use a fixed "
+                "gamma and prior='isotropic'.")
         return best, scores, best_prior
 
     def adapt(self, batch, problem, fitted):
