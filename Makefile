@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # it is missing and `make test` after `make demo` does not reinstall.
 STAMP := $(VENV)/.skmeta-installed
 
-.PHONY: demo test lint doc bench bench-torch clean clean-cache
+.PHONY: demo test lint doc bench bench-torch bench-peers clean clean-cache
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,16 @@ $(STAMP)-bench: $(STAMP)-tests
 
 bench-torch: $(STAMP)-bench
 	$(BIN)/python benchmarks/bench_maml_torch.py
+
+# statsmodels, GPBoost and LightGBM, pinned in the "peers" extra, are
+# benchmark-only dependencies too. BENCH_PEERS_ARGS=--quick for a short run.
+BENCH_PEERS_ARGS ?=
+$(STAMP)-peers: $(STAMP)-base
+	$(BIN)/python -m pip install -e ".[peers]"
+	touch $@
+
+bench-peers: $(STAMP)-peers
+	$(BIN)/python benchmarks/bench_peers.py --csv benchmarks/bench_peers.csv $(BENCH_PEERS_ARGS)
 
 # numba's disk cache of the kernels (also cleared by skmeta itself when a
 # kernel source changes; see skmeta/_kernels/_cache.py)

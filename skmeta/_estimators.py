@@ -334,9 +334,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         elif hasattr(self, "inner_lr_"):
             del self.inner_lr_  # from an earlier fit with another method
         self._adaptation = (int(fitted.inner_steps), bool(fitted.auto_step))
-        # where the transfer term pulls (meta_params_ unless the base penalty
-        # is part of a learned prior)
-        self._transfer_center = fitted.center
+        self.transfer_center_ = fitted.center
         self.prior_kind_ = fitted.prior_kind
         self.prior_scores_ = dict(fitted.prior_scores or {})
         self._store_posteriors(family, rows, problem, fitted, adaptation)
@@ -431,7 +429,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                        self.task_params_, self.n_iter_,
                        inner_lr=getattr(self, "inner_lr_", None),
                        inner_steps=inner_steps, auto_step=auto_step,
-                       center=self._transfer_center)
+                       center=self.transfer_center_)
 
     def _given_prior_mean(self, family, n_features):
         """The prior mean of ``prior_estimator`` (parameter transfer), or None."""
@@ -871,8 +869,10 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         support), drawn anew at every meta-iteration; ``"imaml"``, ``"maml"``
         and ``"metasgd"`` only (Reptile adapts on all rows).
     max_iter : int, default=None
-        Maximum number of outer iterations of ``"proximal"`` (default 100),
-        or number of meta-iterations of the other methods (default 500).
+        Maximum number of outer iterations of ``"proximal"`` (default 300;
+        a fixed prior converges in a few, a learned one may crawl where the
+        tasks barely differ), or number of meta-iterations of the other
+        methods (default 500).
     tol : float in [0, 1), default=1e-4
         ``"proximal"``: stop when the prior mean and the task models change by
         less than ``tol`` (relative to their magnitude, or absolute below 1)
@@ -929,6 +929,13 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     prior_precision_ : ndarray of shape (n_params,) or (n_params, n_params)
         Precision ``gamma_ * prior_shape_`` of the transfer term (its
         diagonal unless ``prior="full"``).
+    transfer_center_ : ndarray of shape (n_params,)
+        Where the transfer term pulls: ``meta_params_``, except under a prior
+        learned by ``method="proximal"`` with a base estimator whose own l2
+        penalty then counts as part of the prior (see the user guide); the
+        tasks' parameters are then centred on ``meta_params_`` by the two
+        terms together, and ``adapt`` solves ``L + lambda R + gamma/2 (theta -
+        transfer_center_)' Lambda (theta - transfer_center_)``.
     prior_shape_ : ndarray of shape (n_params,) or (n_params, n_params)
         The shape ``Lambda`` of that precision, with unit determinant (its
         diagonal unless ``prior="full"``).
@@ -936,8 +943,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         The transfer strength used (learned when ``gamma="auto"``).
     inner_lr_ : ndarray of shape (n_params,)
         Per-parameter inner step sizes of ``"maml"``, ``"reptile"`` (constant)
-        and ``"metasgd"`` (learned); multipliers of ``1 / L_t`` when
-        ``inner_lr="auto"``. Only set for those methods.
+        and ``"metasgd"`` (learned, by Adam on their logarithms: always
+        positive, each moving by relative amounts); multipliers of ``1 / L_t``
+        when ``inner_lr="auto"``. Only set for those methods.
     estimator_ : estimator instance
         Unfitted clone of the base estimator the models were fitted with.
     meta_estimator_ : estimator instance
@@ -1371,7 +1379,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
     method : {"proximal", "imaml", "maml", "metasgd", "reptile"}, \
             default="proximal"
         How the meta-knowledge is learned; see :class:`MetaClassifier`.
-    gamma : float >= 0 or "auto", default=1.0
+    gamma : float >= 0 or "auto", default="auto"
         Strength of the transfer term, in the units of the base estimator's
         own l2 penalty (compare with ``alpha``). ``"auto"`` learns it by
         empirical Bayes, with the noise variance for squared errors; with a
@@ -1411,7 +1419,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         Share of each training task's rows used as query; see
         :class:`MetaClassifier`.
     max_iter : int, default=None
-        Outer iterations of ``"proximal"`` (default 100), meta-iterations of
+        Outer iterations of ``"proximal"`` (default 300), meta-iterations of
         the other methods (default 500).
     tol : float in [0, 1), default=1e-4
         Relative tolerance of ``"proximal"`` on the change of the prior mean
@@ -1437,6 +1445,13 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
     prior_precision_ : ndarray of shape (n_params,) or (n_params, n_params)
         Precision ``gamma_ * prior_shape_`` of the transfer term (its
         diagonal unless ``prior="full"``).
+    transfer_center_ : ndarray of shape (n_params,)
+        Where the transfer term pulls: ``meta_params_``, except under a prior
+        learned by ``method="proximal"`` with a base estimator whose own l2
+        penalty then counts as part of the prior (see the user guide); the
+        tasks' parameters are then centred on ``meta_params_`` by the two
+        terms together, and ``adapt`` solves ``L + lambda R + gamma/2 (theta -
+        transfer_center_)' Lambda (theta - transfer_center_)``.
     prior_shape_ : ndarray of shape (n_params,) or (n_params, n_params)
         The shape ``Lambda`` of that precision, with unit determinant.
     gamma_ : float
@@ -1636,7 +1651,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
             return None
         batch = self._task_batch(self._fitted_family(), rows)
         covariances, _ = posterior_covariances(
-            batch, self._problem(), self._transfer_center, self.prior_precision_,
+            batch, self._problem(), self.transfer_center_, self.prior_precision_,
             theta, dispersion=self.noise_variance_, n_jobs=self.n_jobs)
         return covariances
 

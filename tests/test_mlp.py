@@ -249,6 +249,18 @@ def test_adapt_returns_a_plain_fitted_network(sine, params):
             assert_array_equal(a, b)
 
 
+def test_metasgd_learns_positive_steps_of_the_output_layer_only_with_anil(sine):
+    # Adam moves log(alpha): the learned steps stay positive, and ANIL's
+    # zero steps of the hidden layers stay zero (no log of zero either)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        meta = fit_sine(sine, method="metasgd", adapt_layers="output")
+    head = meta._problem().head
+    assert_array_equal(meta.inner_lr_[:head], 0.0)
+    assert np.all(meta.inner_lr_[head:] > 0)
+    assert not np.allclose(meta.inner_lr_[head:], 0.005)
+
+
 def test_adapted_network_goes_on_with_scikit_learns_own_steps(sine):
     # full-batch SGD on scikit-learn's objective (a mean over the n rows)
     # with step n * lr is skmeta's inner step lr on the summed one

@@ -1,5 +1,9 @@
 """Task shards on a Dask cluster give the same models as on one machine."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from joblib import parallel_backend
@@ -26,3 +30,50 @@ def test_dask_backend_gives_the_same_fit(method, monkeypatch):
     np.testing.assert_array_equal(remote.task_params_, local.task_params_)
     np.testing.assert_array_equal(remote.meta_params_, local.meta_params_)
     np.testing.assert_array_equal(predictions, local.predict(X, tasks=tasks))
+
+
+_FORKED_CHILD = """
+import multiprocessing as mp, warnings
+import numpy as np
+from skmeta import MetaClassifier
+from skmeta.datasets import make_meta_classification
+
+X, y, t = make_meta_classification(n_tasks=40, n_samples_per_task=20,
+                                   n_features=5, random_state=0)
+kw = dict(method="maml", gamma=1.0, max_iter=20, meta_batch_size=16,
+          random_state=0, n_jobs=2)
+
+def child(queue):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        meta = MetaClassifier(**kw).fit(X, y, tasks=t)
+    queue.put((meta.meta_params_, [str(w.message) for w in caught]))
+
+if __name__ == "__main__":
+    import numba
+    parent = MetaClassifier(**kw).fit(X, y, tasks=t)
+    context = mp.get_context("fork")
+    queue = context.Queue()
+    process = context.Process(target=child, args=(queue,))
+    process.start()
+    params, messages = queue.get(timeout=300)
+    process.join(60)
+    assert process.exitcode == 0, process.exitcode
+    assert np.array_equal(params, parent.meta_params_)
+    forked = [m for m in messages if "forked" in m]
+    print(numba.threading_layer(), len(forked))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_of_a_threaded_fit_fits_alike(tmp_path):
+    # GNU OpenMP kills a child forked after its parent ran OpenMP threads; the
+    # child then runs the kernels on one thread, with the same results, and
+    # says so once (with TBB, numba's first choice, nothing needs saying)
+    script = tmp_path / "forked_child.py"
+    script.write_text(_FORKED_CHILD)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    layer, n_warned = done.stdout.split()
+    assert int(n_warned) == (1 if layer == "omp" else 0)

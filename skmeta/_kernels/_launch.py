@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from ._fork import threads_unsafe
+
 # numba's "workqueue" threading layer (its fallback where OpenMP and TBB are
 # missing) aborts the process when two threads launch parallel kernels at
 # once; skmeta's own worker threads therefore take turns.
@@ -22,9 +24,11 @@ def run_chunked(serial, parallel, n_chunks, *args):
     """``parallel(n_chunks, *args)`` on ``n_chunks`` of numba's threads.
 
     ``serial(0, 1, *args)``, all in one chunk (same results), for a single
-    chunk or while another thread holds numba's thread pool.
+    chunk, while another thread holds numba's thread pool, or in a process
+    forked after its parent ran OpenMP threads (see ``_fork``).
     """
-    if n_chunks < 2 or not _PARALLEL_LAUNCH.acquire(blocking=False):
+    if (n_chunks < 2 or threads_unsafe()
+            or not _PARALLEL_LAUNCH.acquire(blocking=False)):
         return serial(0, 1, *args)
     try:
         previous = numba.get_num_threads()

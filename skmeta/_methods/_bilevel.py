@@ -194,13 +194,16 @@ class _Bilevel(MetaMethod):
     def transfer_strength(self, batch, problem, prior_mean):
         """``gamma``, or with ``gamma="auto"`` its empirical-Bayes estimate.
 
-        The strength of an isotropic prior learned by ``method="proximal"``
-        on the same tasks: how strongly the tasks' data say that their
-        parameters cluster. A network has no such estimate (its tasks'
-        problems are not convex): ``"auto"`` is then 0, MAML's own
-        formulation, where the meta-learned starting point and the finite
-        number of steps from it are the transfer (``"imaml"`` refuses it:
-        see ``IMAML.check_problem``).
+        The strength of an isotropic prior centred on the prior mean, learned
+        by ``method="proximal"`` on the same tasks: how strongly the tasks'
+        data say that their parameters cluster. The prior is the transfer
+        term alone, as this method's is, beside the base penalty (proximal's
+        own learned prior includes that penalty and is centred elsewhere; its
+        transfer part would be too weak here). A network has no such
+        estimate (its tasks' problems are not convex): ``"auto"`` is then 0,
+        MAML's own formulation, where the meta-learned starting point and the
+        finite number of steps from it are the transfer (``"imaml"`` refuses
+        it: see ``IMAML.check_problem``).
         """
         s = self.settings
         if s.gamma != "auto":
@@ -212,7 +215,9 @@ class _Bilevel(MetaMethod):
         # the proximal method's own iteration count, not the meta-iterations
         settings = replace(s, prior="isotropic", random_effects=None,
                            max_iter=None)
-        return Proximal(settings).fit(batch, problem, prior_mean).gamma
+        proximal = Proximal(settings)
+        proximal.count_penalty = False
+        return proximal.fit(batch, problem, prior_mean).gamma
 
     def single_task_fit(self, fitted, problem):
         s = self.settings
@@ -401,17 +406,22 @@ class MAML(_Bilevel):
         d = problem.n_params
         theta_opt = Adam(self.meta_lr, d)
         alpha_opt = Adam(self.meta_lr, d) if self.learns_steps else None
-        # Adam's moves are of the order of meta_lr: a network's learned steps
-        # move as multiples of inner_lr (a linear model's are multiples of
-        # 1 / L_t with "auto", or moved as they are)
-        unit = float(self.settings.inner_lr) if problem.is_network else 1.0
 
         def update(task_sel, seeds, n_query, theta0, alpha):
             loss, g_theta0, g_alpha, _ = meta_grad(task_sel, seeds, n_query, theta0,
                                                    alpha)
             theta0 = theta_opt.step(theta0, g_theta0)
             if alpha_opt is not None:
-                alpha = unit * alpha_opt.step(alpha / unit, unit * g_alpha)
+                # Adam on log(alpha): the step sizes stay positive (a negative
+                # one would climb the task's loss) and move by relative amounts,
+                # whatever their scale (a network's inner_lr, or multiples of
+                # 1 / L_t); d loss / d log(alpha) = alpha * g_alpha. The zero
+                # steps of ANIL's hidden layers stay zero.
+                moving = alpha > 0
+                log_alpha = np.log(np.where(moving, alpha, 1.0))
+                stepped = alpha_opt.step(log_alpha,
+                                         np.where(moving, alpha * g_alpha, 0.0))
+                alpha = np.where(moving, np.exp(stepped), 0.0)
             return theta0, alpha, loss
 
         return update

@@ -248,7 +248,8 @@ class _PriorCoordinates:
 class _Iteration:
     """One outer iteration: solve all tasks under a prior, propose the next."""
 
-    def __init__(self, solver, *, learn_theta0, structure, learn_gamma):
+    def __init__(self, solver, *, learn_theta0, structure, learn_gamma,
+                 count_penalty=True):
         batch, problem = solver.batch, solver.problem
         T = batch.n_tasks
         self.solver = solver
@@ -258,12 +259,15 @@ class _Iteration:
         self.learn_prior = (structure.kind != "isotropic" or learn_gamma
                             or structure.shared is not None)
         self.squared = problem.code == SQUARED
-        # the base penalty counts as part of a learned prior, except for wide
-        # tasks: there, in the directions no task's data reach, the prior
-        # mean's Newton step with the penalty included is a difference of
-        # nearly equal inverses (M^{-1} - A_t^{-1}), and only diagonals of
-        # the A_t^{-1} are at hand to guard it
-        self.ridge = (np.zeros(problem.n_params) if solver.diagonal
+        # The base penalty counts as part of a prior whose strength is
+        # learned. Not with a fixed gamma: that is the user's transfer term,
+        # centred on theta0 as written. Nor for wide tasks: there, in the
+        # directions no task's data reach, the prior mean's Newton step with
+        # the penalty included is a difference of nearly equal inverses
+        # (M^{-1} - A_t^{-1}), and only diagonals of the A_t^{-1} are at hand
+        # to guard it.
+        self.ridge = (np.zeros(problem.n_params)
+                      if solver.diagonal or not (count_penalty and learn_gamma)
                       else problem.lam2 * problem.l2w)
         scale = batch.task_weights() if problem.mean_loss else np.ones(T)
         # a task without weight carries no information; give it a neutral scale
@@ -308,7 +312,7 @@ class _Iteration:
 
 
 def fit_proximal(solver, prior, *, learn_theta0, structure, learn_gamma, max_iter,
-                 tol, verbose=0, theta=None, name="proximal"):
+                 tol, verbose=0, theta=None, name="proximal", count_penalty=True):
     """Alternate exact task solves with prior updates until converged.
 
     Parameters
@@ -321,9 +325,13 @@ def fit_proximal(solver, prior, *, learn_theta0, structure, learn_gamma, max_ite
     learn_gamma : bool
     theta : ndarray of shape (n_tasks, n_params), default=None
         Warm start of the task parameters (default: ``theta0`` for all).
+    count_penalty : bool
+        Whether a learned prior includes the base estimator's l2 penalty (the
+        transfer term then pulls toward a center other than ``theta0``), or
+        is the transfer term alone, centred on ``theta0``.
     """
     step = _Iteration(solver, learn_theta0=learn_theta0, structure=structure,
-                      learn_gamma=learn_gamma)
+                      learn_gamma=learn_gamma, count_penalty=count_penalty)
     if step.learn_prior and learn_theta0 and np.any(step.ridge > 0):
         # empirical Bayes: the base penalty is part of the tasks' prior
         prior = replace(prior, ridge=step.ridge)
@@ -341,7 +349,8 @@ def fit_proximal(solver, prior, *, learn_theta0, structure, learn_gamma, max_ite
             warnings.simplefilter("ignore", ConvergenceWarning)
             prior = fit_proximal(sub_solver, prior, learn_theta0=learn_theta0,
                                  structure=structure, learn_gamma=learn_gamma,
-                                 max_iter=max_iter, tol=tol, name=name).prior
+                                 max_iter=max_iter, tol=tol, name=name,
+                                 count_penalty=count_penalty).prior
     if theta is None:
         theta = np.tile(prior.theta0, (T, 1))
     if step.learn_prior:
@@ -553,7 +562,11 @@ class Proximal(MetaMethod):
     name = "proximal"
     parameters = frozenset({"tol", "random_effects"})
     exact = True
-    default_max_iter = 100
+    # empirical Bayes crawls (linearly, with a small rate) where the tasks
+    # barely differ and the learned strength grows without bound
+    default_max_iter = 300
+    #: whether a learned prior includes the base estimator's l2 penalty
+    count_penalty = True
 
     def fit(self, batch, problem, prior_mean=None, *, single_task=False):
         # a single task, or a given prior mean, keeps theta0 where it is
@@ -579,7 +592,8 @@ class Proximal(MetaMethod):
                 solver, start or Prior.initial(theta0, structure, gamma),
                 learn_theta0=learn_theta0, structure=structure,
                 learn_gamma=learn_gamma, max_iter=self.max_iter, tol=s.tol,
-                verbose=s.verbose, name=self.name)
+                verbose=s.verbose, name=self.name,
+                count_penalty=self.count_penalty)
         learned = learn_gamma or structure.kind != "isotropic" or (
             structure.shared is not None)
         return MetaFit(result.prior.theta0, result.prior.shape,
@@ -621,16 +635,28 @@ class Proximal(MetaMethod):
             # a candidate that did not converge is still scored as it is
             warnings.simplefilter("ignore", ConvergenceWarning)
             for structure in structures:
-                result = fit_proximal(
-                    solver, Prior.initial(theta0, structure, gamma),
-                    learn_theta0=learn_theta0, structure=structure,
-                    learn_gamma=s.gamma == "auto", max_iter=self.max_iter,
-                    tol=max(s.tol, SELECTION_TOL), name=self.name)
+                try:
+                    result = fit_proximal(
+                        solver, Prior.initial(theta0, structure, gamma),
+                        learn_theta0=learn_theta0, structure=structure,
+                        learn_gamma=s.gamma == "auto", max_iter=self.max_iter,
+                        tol=max(s.tol, SELECTION_TOL), name=self.name,
+                        count_penalty=self.count_penalty)
+                except (FloatingPointError, linalg.LinAlgError):
+                    # this structure's precision degenerates on these rows
+                    # (a direction no kept row reaches): it cannot be chosen
+                    scores[structure.name] = np.inf
+                    continue
                 loss = datafit_losses(held_out, problem, result.theta).sum()
                 score = float(loss) / total_weight
                 scores[structure.name] = score
                 if best is None or score < scores[best.name]:
                     best, best_prior = structure, result.prior
+        if best is None:
+            raise FloatingPointError(
+                "the learned prior precision is degenerate for every "
+                f"structure compared ({', '.join(scores)}); use a fixed "
+                "gamma and prior='isotropic'.")
         return best, scores, best_prior
 
     def adapt(self, batch, problem, fitted):
