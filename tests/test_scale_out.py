@@ -10,10 +10,10 @@ from conftest import make_problem, make_tasks
 from joblib import parallel_backend
 
 import skmeta._methods._inner as inner_module
+from skmeta import MetaClassifier
 from skmeta._kernels._codes import LOGISTIC
 from skmeta._kernels._layout import make_batch
 from skmeta._methods._inner import InnerSolver
-from skmeta import MetaClassifier
 from skmeta.datasets import make_meta_classification
 
 
