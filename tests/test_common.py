@@ -72,7 +72,7 @@ ESTIMATORS = [
     MetaClassifier(method="reptile", max_iter=100),
     # y == -1 marks unlabeled rows (the weight of those validated on the
     # training tasks); see _expected_failed_checks
-    MetaClassifier(unlabeled_weight="auto", random_state=0),
+    MetaClassifier(unlabeled_weight=0.5, random_state=0),
     MetaGaussianDensity(),
     MetaGaussianDensity(contamination=0.05),
     TaskGaussianDensity(),
