@@ -329,7 +329,8 @@ def test_tasks_routed_through_a_pipeline(stores):
     X, y, groups = stores
     features = X.drop(columns="store").to_numpy()
     with config_context(enable_metadata_routing=True):
-        pipe = make_pipeline(TaskScaler(), MetaClassifier(LogisticRegression(), **FIXED))
+        pipe = make_pipeline(TaskScaler(),
+                             MetaClassifier(LogisticRegression(), **FIXED))
         pipe.fit(features, y, tasks=groups)
         proba = pipe.predict_proba(features, tasks=groups)
     scaler = TaskScaler().fit(features, tasks=groups)
