@@ -334,7 +334,7 @@ def test_tasks_routed_through_a_pipeline(stores):
         pipe.fit(features, y, tasks=groups)
         proba = pipe.predict_proba(features, tasks=groups)
     scaler = TaskScaler().fit(features, tasks=groups)
-    meta = MetaClassifier(LogisticRegression()).fit(
+    meta = MetaClassifier(LogisticRegression(), **FIXED).fit(
         scaler.transform(features, tasks=groups), y, tasks=groups)
     assert_allclose(proba, meta.predict_proba(
         scaler.transform(features, tasks=groups), tasks=groups))
