@@ -38,6 +38,7 @@ from ._kernels._codes import POISSON, SQUARED
 from ._kernels._layout import make_batch
 from ._methods import METHODS, MetaFit, MetaSettings
 from ._methods._inner import posterior_covariances
+from ._methods._mixture import PriorMixture, adapt_mixture
 from ._semi_supervised import (
     UNLABELED,
     FeatureModel,
@@ -70,7 +71,10 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         "method": [StrOptions(set(METHODS))],
         "gamma": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "prior": [StrOptions({"auto", "isotropic", "diagonal", "full",
-                              "lowrank"})],
+                              "lowrank", "mixture"})],
+        "n_prior_components": [Interval(Integral, 1, None, closed="left"),
+                               StrOptions({"auto"})],
+        "prior_df": [Interval(Real, 0, None, closed="neither"), None],
         "random_effects": [None, StrOptions({"auto"}), "array-like"],
         "task_column": [Integral, str, None],
         "prior_estimator": [HasMethods(["fit", "predict"]), None],
@@ -107,6 +111,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         method="proximal",
         gamma="auto",
         prior="auto",
+        n_prior_components="auto",
+        prior_df=None,
         random_effects="auto",
         task_column=None,
         prior_estimator=None,
@@ -126,6 +132,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         self.method = method
         self.gamma = gamma
         self.prior = prior
+        self.n_prior_components = n_prior_components
+        self.prior_df = prior_df
         self.random_effects = random_effects
         self.task_column = task_column
         self.prior_estimator = prior_estimator
@@ -251,7 +259,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
             meta_lr=self.meta_lr, meta_batch_size=self.meta_batch_size,
             query_fraction=self.query_fraction, max_iter=self.max_iter,
             tol=self.tol, n_jobs=self.n_jobs, random_state=self.random_state,
-            verbose=self.verbose)
+            verbose=self.verbose, n_prior_components=self.n_prior_components,
+            prior_df=self.prior_df)
 
     def _meta_method(self, *, warn=False):
         """The ``method``'s object, reading the current parameters.
@@ -297,7 +306,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         if self.tasks_ is None and prior_mean is None:
             # one task and nothing to transfer: the base estimator's own fit
             settings = replace(settings, gamma=0.0, prior="isotropic",
-                               random_effects=None)
+                               random_effects=None, prior_df=None,
+                               n_prior_components="auto")
             method = METHODS["proximal"](settings)
             adaptation = METHODS[self.method](settings)
         else:
@@ -325,12 +335,69 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         self.transfer_center_ = fitted.center
         self.prior_kind_ = fitted.prior_kind
         self.prior_scores_ = dict(fitted.prior_scores or {})
+        self._store_mixture(fitted)
         self._store_posteriors(family, rows, problem, fitted, adaptation)
         self.meta_estimator_ = self._build(self.meta_params_, self.n_iter_)
         return self
 
     def _store_posteriors(self, family, rows, problem, fitted, method):
         """Keep what predictive uncertainty needs (regressors; see there)."""
+
+    _MIXTURE_ATTRIBUTES = ("task_clusters_", "cluster_weights_", "cluster_means_",
+                           "cluster_precisions_", "n_prior_components_",
+                           "task_weights_", "_mixture_state")
+
+    def _store_mixture(self, fitted):
+        """The mixture or Student-t prior's attributes (removed without one)."""
+        for name in self._MIXTURE_ATTRIBUTES:
+            self.__dict__.pop(name, None)
+        mixture = fitted.mixture
+        if mixture is None:
+            return
+        self.task_clusters_ = fitted.task_clusters
+        self.cluster_weights_ = mixture.weights
+        self.cluster_means_ = mixture.means
+        self.cluster_precisions_ = mixture.precisions
+        self.n_prior_components_ = mixture.n_components
+        self._mixture_state = mixture.state
+        if fitted.task_weights is not None:
+            self.task_weights_ = fitted.task_weights
+
+    def _fitted_mixture(self):
+        if not hasattr(self, "_mixture_state"):
+            return None
+        return PriorMixture.from_arrays(self.cluster_weights_, self.cluster_means_,
+                                        self.cluster_precisions_,
+                                        self._mixture_state)
+
+    def predict_task_cluster(self, X, y, *, tasks=None, sample_weight=None):
+        """Posterior over the prior's components of new tasks, from their rows.
+
+        Each task is solved under every component of the fitted mixture; its
+        posterior follows from the Laplace approximations of its marginal
+        likelihoods and the components' weights (see the user guide). The
+        meta-knowledge is not changed.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
+            Rows of the new tasks.
+        y : array-like of shape (n_samples,)
+            Their targets.
+        tasks : array-like of shape (n_samples,), default=None
+            Task label of each sample (or use ``task_column``); without
+            either, the rows form one task.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_new_tasks, n_prior_components_)
+            One row per task, in the order of the sorted unique labels.
+        """
+        check_is_fitted(self, "task_clusters_")
+        return self._solve_new_tasks(X, y, tasks, sample_weight,
+                                     clusters=True)[1]
 
     def _check_finite(self, fitted):
         """A fit whose parameters are not finite raises, naming what diverged."""
@@ -432,7 +499,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                        self.task_params_, self.n_iter_,
                        inner_lr=getattr(self, "inner_lr_", None),
                        inner_steps=inner_steps, auto_step=auto_step,
-                       center=self.transfer_center_)
+                       center=self.transfer_center_,
+                       mixture=self._fitted_mixture())
 
     def _given_prior_mean(self, family, n_features):
         """The prior mean of ``prior_estimator`` (parameter transfer), or None."""
@@ -552,7 +620,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         return self._fitted_family().split_params(self.task_params_,
                                                   self._n_model_features())[1]
 
-    def _solve_new_tasks(self, X, y, tasks, sample_weight):
+    def _solve_new_tasks(self, X, y, tasks, sample_weight, clusters=False):
         """Adapt tasks of new data from the fitted prior: ``(labels, theta, batch)``.
 
         The method's own inner procedure is used: the exact solve for
@@ -571,6 +639,14 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
             uniques, codes = encode_tasks(labels)
         n_tasks = 1 if uniques is None else len(uniques)
         rows = TaskRows(X, y_encoded, sample_weight, codes, n_tasks)
+        if clusters:  # the posteriors over the mixture's components
+            weights = family.row_weights(rows.y, rows.sample_weight, rows.codes,
+                                         rows.n_tasks, getattr(self, "classes_",
+                                                               None))
+            batch, _ = make_batch(rows.X, rows.y, weights, rows.codes, n_tasks)
+            return uniques, adapt_mixture(batch, self._problem(),
+                                          self._fitted_mixture(),
+                                          n_jobs=self.n_jobs)[1], rows
         return uniques, self._adapt_method(family, rows), rows
 
     def _adapt_method(self, family, rows):
@@ -1045,6 +1121,8 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         method="proximal",
         gamma="auto",
         prior="auto",
+        n_prior_components="auto",
+        prior_df=None,
         random_effects="auto",
         task_column=None,
         prior_estimator=None,
@@ -1063,6 +1141,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     ):
         super().__init__(
             estimator, method=method, gamma=gamma, prior=prior,
+            n_prior_components=n_prior_components, prior_df=prior_df,
             random_effects=random_effects,
             task_column=task_column, prior_estimator=prior_estimator,
             inner_steps=inner_steps, inner_lr=inner_lr, first_order=first_order,
