@@ -751,6 +751,11 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
 
         uniques, theta, rows = self._solve_new_tasks(X, y, tasks, sample_weight)
         covariances = self._new_task_covariances(rows, theta)
+        if known is not None and hasattr(self, "task_clusters_"):
+            clusters = self._solve_new_tasks(X, y, tasks, sample_weight,
+                                             clusters=True)[1]
+            self.task_clusters_ = add_tasks(known, self.task_clusters_, uniques,
+                                            clusters)[1]
         if known is None:
             self.task_params_ = theta
             if covariances is not None:
@@ -1171,6 +1176,10 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
                 if hasattr(self, name):
                     delattr(self, name)  # from an earlier fit with unlabeled rows
             return super()._fit_method(method, family, problem, rows, prior_mean)
+        if self.prior == "mixture" or self.prior_df is not None:
+            raise ValueError(
+                "unlabeled_weight is not supported with prior='mixture' or "
+                "prior_df: leave unlabeled_weight=None or use another prior.")
         fitted, unlabeled = fit_with_unlabeled(
             method, family, problem, rows, prior_mean,
             weight=self.unlabeled_weight, classes=self.classes_,

@@ -167,6 +167,7 @@ class _Setup:
             scale = np.where(positive, scale, scale[positive].mean())
         self.task_scale = np.maximum(scale, np.finfo(float).tiny)
         self.total_weight = max(float(batch.sw.sum()), np.finfo(float).tiny)
+        self.task_rows = batch.task_weights()
         spread = float(np.var(batch.y)) if batch.n_rows else 1.0
         self.min_dispersion = 1e-10 * spread if spread > 0 else 1e-300
 
@@ -274,10 +275,14 @@ def _m_step(mixture, solved, resp, u, setup):
     K, T, d = solved.theta.shape
     dispersion = mixture.components[0].dispersion
     if setup.squared:
-        rss = np.sum(resp.T * 2.0 * setup.task_scale * solved.loss)
-        expected = rss + dispersion * np.sum(resp.T * solved.trace)
-        dispersion = max(expected / setup.total_weight, setup.min_dispersion,
-                         np.finfo(float).tiny)
+        # a task the Student-t weights set aside does not set the noise
+        # either: its rows count with its weight (all 1 for Gaussians)
+        w = resp.T * u
+        rss = np.sum(w * 2.0 * setup.task_scale * solved.loss)
+        expected = rss + dispersion * np.sum(w * solved.trace)
+        total = np.sum(w.sum(axis=0) * setup.task_rows)
+        dispersion = max(expected / max(total, np.finfo(float).tiny),
+                         setup.min_dispersion, np.finfo(float).tiny)
     counts = resp.sum(axis=0)
     weights = np.maximum(counts / T, np.finfo(float).tiny)
     weights /= weights.sum()
