@@ -885,11 +885,23 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         own l2 penalty (compare with ``1/C``). ``0`` fits tasks independently
         (plain MAML for the gradient-step methods). ``"auto"`` learns it by
         empirical Bayes (``method="proximal"`` only).
-    prior : {"isotropic", "diagonal", "full"}, default="isotropic"
+    prior : {"auto", "isotropic", "diagonal", "full", "lowrank", "mixture"}, \
+            default="auto"
         Shape ``Lambda`` of the prior precision: the identity, or a learned
         diagonal or full matrix (empirical Bayes, normalized to unit
         determinant so that ``gamma`` keeps its meaning; ``method="proximal"``
-        only).
+        only). ``"mixture"``: a mixture of ``n_prior_components`` Gaussian
+        priors with diagonal covariances, for tasks that come in families
+        (task clustering; ``method="proximal"`` only). See
+        :ref:`mixture_priors`.
+    n_prior_components : int >= 1 or "auto", default="auto"
+        Number of components of ``prior="mixture"`` (and only of it);
+        ``"auto"`` chooses among 1 to 4 by BIC.
+    prior_df : float > 0, default=None
+        Degrees of freedom of a Student-t prior (with ``prior`` "isotropic",
+        "diagonal" or "mixture"; ``method="proximal"`` only): its EM weights
+        (``task_weights_``) keep outlying tasks from moving the prior. None:
+        Gaussian.
     task_column : int or str, default=None
         Column of ``X`` holding each sample's task label (an integer position,
         or a name for DataFrames); it is removed before the models see the
@@ -1006,6 +1018,21 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         Each seen task's coefficients (``n_outputs`` is 1 for two classes).
     intercept_ : ndarray of shape (n_tasks, n_outputs)
         Each seen task's intercepts.
+    task_clusters_ : ndarray of shape (n_tasks, n_prior_components_)
+        With ``prior="mixture"`` (or ``prior_df``): each task's
+        responsibilities, its posterior over the prior's components.
+    cluster_weights_ : ndarray of shape (n_prior_components_,)
+        The components' weights.
+    cluster_means_ : ndarray of shape (n_prior_components_, n_params)
+        The components' means (layout of ``meta_params_``).
+    cluster_precisions_ : ndarray of shape (n_prior_components_, n_params)
+        The components' transfer-term precisions, diagonal (layout of
+        ``prior_precision_``).
+    n_prior_components_ : int
+        The number of components fitted.
+    task_weights_ : ndarray of shape (n_tasks_fit,)
+        With ``prior_df``: each training task's Student-t EM weight (near 0
+        for outlying tasks); the tasks of ``fit``.
     n_iter_ : int
         Number of outer iterations (or meta-iterations) run.
     n_features_in_ : int
@@ -1444,8 +1471,15 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         own l2 penalty (compare with ``alpha``). ``"auto"`` learns it by
         empirical Bayes, with the noise variance for squared errors
         (``method="proximal"`` only).
-    prior : {"isotropic", "diagonal", "full"}, default="isotropic"
-        Shape ``Lambda`` of the prior precision; see :class:`MetaClassifier`.
+    prior : {"auto", "isotropic", "diagonal", "full", "lowrank", "mixture"}, \
+            default="auto"
+        Shape ``Lambda`` of the prior precision, or a mixture of Gaussian
+        priors (task clustering); see :class:`MetaClassifier`.
+    n_prior_components : int >= 1 or "auto", default="auto"
+        Number of components of ``prior="mixture"``; ``"auto"`` by BIC.
+    prior_df : float > 0, default=None
+        Degrees of freedom of a Student-t prior (outlying tasks
+        down-weighted); see :class:`MetaClassifier`.
     task_column : int or str, default=None
         Column of ``X`` holding each sample's task label; see
         :class:`MetaClassifier`.
@@ -1515,6 +1549,21 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         Each seen task's coefficients.
     intercept_ : ndarray of shape (n_tasks,)
         Each seen task's intercept.
+    task_clusters_ : ndarray of shape (n_tasks, n_prior_components_)
+        With ``prior="mixture"`` (or ``prior_df``): each task's
+        responsibilities, its posterior over the prior's components.
+    cluster_weights_ : ndarray of shape (n_prior_components_,)
+        The components' weights.
+    cluster_means_ : ndarray of shape (n_prior_components_, n_params)
+        The components' means (layout of ``meta_params_``).
+    cluster_precisions_ : ndarray of shape (n_prior_components_, n_params)
+        The components' transfer-term precisions, diagonal (layout of
+        ``prior_precision_``).
+    n_prior_components_ : int
+        The number of components fitted.
+    task_weights_ : ndarray of shape (n_tasks_fit,)
+        With ``prior_df``: each training task's Student-t EM weight (near 0
+        for outlying tasks); the tasks of ``fit``.
     n_iter_ : int
         Number of outer iterations (or meta-iterations) run.
     n_features_in_ : int

@@ -48,6 +48,9 @@ ESTIMATORS = [
     MetaRegressor(ElasticNet(alpha=0.01, l1_ratio=0.5), prior="diagonal"),
     MetaRegressor(PoissonRegressor(alpha=0.01), gamma=0.01),
     MetaRegressor(Ridge(alpha=1.0), gamma="auto", prior="full"),
+    MetaClassifier(prior="mixture", n_prior_components=2, prior_df=4.0,
+                   random_state=0),
+    MetaRegressor(prior="mixture", random_state=0),
     # the gradient-based methods (fewer meta-iterations than the default 500:
     # no check depends on how far the prior mean has moved)
     MetaClassifier(method="imaml", max_iter=100),

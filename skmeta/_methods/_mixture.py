@@ -51,7 +51,7 @@ from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 
 from .._kernels._codes import SQUARED
-from ._inner import INNER_TOL, InnerSolver
+from ._inner import InnerSolver
 from ._prior import Prior, split_strength
 
 # a component whose expected number of tasks falls below this keeps its
