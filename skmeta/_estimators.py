@@ -394,6 +394,22 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         -------
         proba : ndarray of shape (n_new_tasks, n_prior_components_)
             One row per task, in the order of the sorted unique labels.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmeta import MetaRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> slope = np.repeat([-2.0, 2.0], 10)  # two families of 10 tasks
+        >>> X = rng.standard_normal((200, 1))
+        >>> tasks = np.repeat(np.arange(20), 10)
+        >>> y = slope[tasks] * X[:, 0] + 0.1 * rng.standard_normal(200)
+        >>> meta = MetaRegressor(prior="mixture", n_prior_components=2,
+        ...                      random_state=0).fit(X, y, tasks=tasks)
+        >>> meta.cluster_means_[:, 0].round(1)  # the two slopes
+        array([ 2., -2.])
+        >>> meta.predict_task_cluster([[1.0], [-1.0]], [2.0, -2.0]).round(3)
+        array([[1., 0.]])
         """
         check_is_fitted(self, "task_clusters_")
         return self._solve_new_tasks(X, y, tasks, sample_weight,

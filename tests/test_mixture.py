@@ -186,8 +186,8 @@ def broken_store_tasks(n_tasks=30, n_rows=15, seed=0):
 
 def test_a_student_t_prior_keeps_a_broken_task_from_dragging_theta0():
     """Measured: the Gaussian prior's mean moves 2.33 from the reference (the
-    same fit without the broken task), the Student-t's (3 df) 0.0019; the
-    broken task's weight 1.2e-4, the others' at least 0.49."""
+    same fit without the broken task), the Student-t's (3 df) 0.0017; the
+    broken task's weight 1.1e-4, the others' at least 0.46."""
     X, y, tasks = broken_store_tasks()
     clean = tasks != 0
     gaussian = MetaRegressor(Ridge(alpha=0.1), prior="diagonal")
@@ -234,7 +234,7 @@ def test_grid_search_over_the_number_of_components_with_few_shot_splits():
     search = GridSearchCV(
         MetaClassifier(prior="mixture", task_column=0, random_state=0),
         {"n_prior_components": [1, 2]},
-        cv=FewShotSplit(n_splits=2, n_shots=4, random_state=0))
+        cv=FewShotSplit(n_splits=2, n_shots=3, random_state=0))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         search.fit(Xc, y, groups=tasks)

@@ -30,8 +30,10 @@ exact task solves:
 * M-step: ``pi_k = mean_t r_tk``, ``mu_k`` the ``r u``-weighted mean of the
   ``theta_tk``, ``V_k`` the weighted expected second moments about it (mode
   spread plus posterior covariances ``(phi / s_t) A_tk^{-1}``) over
-  ``sum_t r_tk``, shrunk as :mod:`._structures` does, and ``phi`` the
-  expected residual variance.
+  ``sum_t r_tk u_tk`` (the parameter-expanded EM of the Student-t), shrunk
+  as :mod:`._structures` does, and ``phi`` the expected residual variance
+  (rows counted with their task's ``u``). A Student-t fit starts from the
+  Gaussian one.
 
 Tasks are solved under the Gaussian components (``u = 1``): the Student-t
 weights act in the M-step only, so an outlying task keeps its own fit
@@ -294,8 +296,11 @@ def _m_step(mixture, solved, resp, u, setup):
             continue
         mean = ru @ solved.theta[k] / ru.sum()
         dev = solved.theta[k] - mean
+        # over sum r u rather than sum r: the parameter-expanded EM of the
+        # Student-t (Liu, Rubin & Wu, 1998), same fixed point, and a scale
+        # that does not shrink while every weight is small
         diag = (ru @ (dev * dev) + old.dispersion * solved.inv_wsum[k]
-                ) / counts[k]
+                ) / ru.sum()
         natural = setup.structure.natural_precision(None, diag, counts[k])
         prior = setup.component(mean, natural, dispersion)
         components.append(prior)
@@ -522,6 +527,14 @@ def learn_mixture(batch, problem, spec, settings, max_iter):
                   ridge=ridge)
     options = dict(max_iter=max_iter, tol=settings.tol, n_jobs=settings.n_jobs,
                    verbose=settings.verbose)
+    if spec.df is not None:
+        # from the Gaussian's fit: far from it, every task looks outlying,
+        # and a prior pinning them all is a fixed point of the weights too
+        gaussian = _Setup(batch, problem, structure=spec.structure,
+                          learn_gamma=spec.learn_gamma, gamma=spec.gamma,
+                          ridge=ridge, df=None)
+        start = fit_mixture(batch, problem, PriorMixture(np.ones(1), (start,)),
+                            gaussian, **options).mixture.components[0]
     fit1 = fit_mixture(batch, problem,
                        PriorMixture(np.ones(1), (start,), spec.df), setup,
                        **options)
