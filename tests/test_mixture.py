@@ -249,6 +249,7 @@ def test_grid_search_over_the_number_of_components_with_few_shot_splits():
     (dict(prior_df=2.0, method="reptile"), "method='reptile' meta-learns"),
     (dict(prior="mixture", n_prior_components=50), "exceeds the number of"),
     (dict(prior="mixture", unlabeled_weight=0.5), "unlabeled_weight is not"),
+    (dict(prior="mixture", gamma=0.0), "gamma=0 leaves no transfer term"),
 ])
 def test_settings_that_cannot_be_honoured_are_refused(params, match):
     X, y, tasks, *_ = family_tasks(10, 8)
@@ -271,3 +272,13 @@ def test_mixture_with_a_prior_estimator_is_refused_and_clusters_need_one():
     meta.set_params(prior="diagonal", n_prior_components="auto").fit(
         X, y, tasks=tasks)
     assert not hasattr(meta, "task_clusters_")
+
+
+def test_a_fixed_gamma_is_the_strength_of_every_component():
+    X, y, tasks, *_ = family_tasks(20, 15, seed=6)
+    meta = MetaClassifier(prior="mixture", n_prior_components=2, gamma=2.0,
+                          random_state=0).fit(X, y, tasks=tasks)
+    assert meta.gamma_ == 2.0
+    # the shapes are learned at unit geometric mean, the strength is gamma
+    assert_allclose(np.exp(np.log(meta.cluster_precisions_).mean(axis=1)), 2.0)
+    assert np.ptp(meta.cluster_precisions_[0]) > 0

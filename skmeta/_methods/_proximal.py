@@ -578,6 +578,12 @@ class Proximal(MetaMethod):
                 f"prior_df={settings.prior_df!r} makes the prior a Student-t "
                 "(or a mixture of them), whose scale is diagonal: use it with "
                 f"prior in {self.robust_priors}, not prior={settings.prior!r}.")
+        if (settings.prior == "mixture" or settings.prior_df is not None) and (
+                not isinstance(settings.gamma, str) and settings.gamma == 0):
+            raise ValueError(
+                "gamma=0 leaves no transfer term, so no prior to make a "
+                "mixture or a Student-t of: use gamma > 0 or 'auto' with "
+                "prior='mixture' or prior_df.")
         if settings.prior != "mixture" and not (
                 isinstance(settings.n_prior_components, str)
                 and settings.n_prior_components == "auto"):
