@@ -52,6 +52,7 @@ from scipy.special import logsumexp
 from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 
+from .._kernels._calls import diagonal_inverses
 from .._kernels._codes import SQUARED
 from ._inner import InnerSolver
 from ._prior import Prior, split_strength
@@ -515,10 +516,11 @@ def learn_mixture(batch, problem, spec, settings, max_iter):
     the BIC of each ``K`` compared (keys ``"mixture-K"``; smaller is better).
     """
     T, d = batch.n_tasks, problem.n_params
-    with InnerSolver(batch, problem) as probe:
-        diagonal = probe.diagonal
+    # as for the Gaussian prior: the base penalty is part of a prior whose
+    # strength is learned, except for wide tasks (see _proximal._Iteration)
     ridge = (problem.lam2 * problem.l2w
-             if spec.learn_gamma and not diagonal and problem.lam2 > 0 else None)
+             if spec.learn_gamma and not diagonal_inverses(d) and problem.lam2 > 0
+             else None)
     setup = _Setup(batch, problem, structure=spec.structure,
                    learn_gamma=spec.learn_gamma, gamma=spec.gamma, ridge=ridge,
                    df=spec.df)
