@@ -1,7 +1,7 @@
 """
-=========================================================
+==========================================================
 Tasks in families: a mixture prior picks a new task's kind
-=========================================================
+==========================================================
 
 Stores come as premium and discount stores, sensors in a few models: the
 tasks' parameters form *families* that one Gaussian prior cannot describe.
@@ -39,8 +39,8 @@ def family_tasks(n_tasks, n_rows, seed):
             np.repeat(np.arange(n_tasks), n_rows), family)
 
 
-X, y, tasks, family = family_tasks(120, 20, seed=0)
-X_new, y_new, tasks_new, _ = family_tasks(60, 110, seed=1)
+X, y, tasks, family = family_tasks(100, 20, seed=0)
+X_new, y_new, tasks_new, _ = family_tasks(40, 110, seed=1)
 
 # %%
 # Meta-train both priors
@@ -60,7 +60,7 @@ print("clusters x families:\n",
 # ------------------------------
 # Each new task gives its first ``k`` rows to ``adapt_tasks``; its last 100
 # rows score the adapted model.
-position = np.tile(np.arange(110), 60)
+position = np.tile(np.arange(110), 40)
 query = position >= 10
 shots = [1, 2, 4, 6, 10]
 accuracy = {"single Gaussian (default)": [], "mixture": []}
@@ -72,7 +72,7 @@ for k in shots:
         accuracy[name].append(np.mean([
             models[t].score(X_new[query & (tasks_new == t)],
                             y_new[query & (tasks_new == t)])
-            for t in range(60)]))
+            for t in range(40)]))
 
 fig, ax = plt.subplots(figsize=(5, 3.5))
 for name, values in accuracy.items():

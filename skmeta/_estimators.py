@@ -392,7 +392,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
 
         Returns
         -------
-        proba : ndarray of shape (n_new_tasks, n_prior_components_)
+        proba : ndarray of shape (n_new_tasks, n_components)
             One row per task, in the order of the sorted unique labels.
 
         Examples
@@ -1034,14 +1034,15 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         Each seen task's coefficients (``n_outputs`` is 1 for two classes).
     intercept_ : ndarray of shape (n_tasks, n_outputs)
         Each seen task's intercepts.
-    task_clusters_ : ndarray of shape (n_tasks, n_prior_components_)
+    task_clusters_ : ndarray of shape (n_tasks, n_components)
         With ``prior="mixture"`` (or ``prior_df``): each task's
-        responsibilities, its posterior over the prior's components.
-    cluster_weights_ : ndarray of shape (n_prior_components_,)
+        responsibilities, its posterior over the prior's ``n_components =
+        n_prior_components_`` components.
+    cluster_weights_ : ndarray of shape (n_components,)
         The components' weights.
-    cluster_means_ : ndarray of shape (n_prior_components_, n_params)
+    cluster_means_ : ndarray of shape (n_components, n_params)
         The components' means (layout of ``meta_params_``).
-    cluster_precisions_ : ndarray of shape (n_prior_components_, n_params)
+    cluster_precisions_ : ndarray of shape (n_components, n_params)
         The components' transfer-term precisions, diagonal (layout of
         ``prior_precision_``).
     n_prior_components_ : int
@@ -1565,14 +1566,15 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         Each seen task's coefficients.
     intercept_ : ndarray of shape (n_tasks,)
         Each seen task's intercept.
-    task_clusters_ : ndarray of shape (n_tasks, n_prior_components_)
+    task_clusters_ : ndarray of shape (n_tasks, n_components)
         With ``prior="mixture"`` (or ``prior_df``): each task's
-        responsibilities, its posterior over the prior's components.
-    cluster_weights_ : ndarray of shape (n_prior_components_,)
+        responsibilities, its posterior over the prior's ``n_components =
+        n_prior_components_`` components.
+    cluster_weights_ : ndarray of shape (n_components,)
         The components' weights.
-    cluster_means_ : ndarray of shape (n_prior_components_, n_params)
+    cluster_means_ : ndarray of shape (n_components, n_params)
         The components' means (layout of ``meta_params_``).
-    cluster_precisions_ : ndarray of shape (n_prior_components_, n_params)
+    cluster_precisions_ : ndarray of shape (n_components, n_params)
         The components' transfer-term precisions, diagonal (layout of
         ``prior_precision_``).
     n_prior_components_ : int

@@ -282,3 +282,10 @@ def test_a_fixed_gamma_is_the_strength_of_every_component():
     # the shapes are learned at unit geometric mean, the strength is gamma
     assert_allclose(np.exp(np.log(meta.cluster_precisions_).mean(axis=1)), 2.0)
     assert np.ptp(meta.cluster_precisions_[0]) > 0
+
+
+def test_an_unfinished_em_warns():
+    X, y, tasks, *_ = family_tasks(20, 15, seed=6)
+    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+        MetaClassifier(prior="mixture", n_prior_components=2, max_iter=2,
+                       random_state=0).fit(X, y, tasks=tasks)

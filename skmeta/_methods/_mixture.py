@@ -357,7 +357,8 @@ def fit_mixture(batch, problem, mixture, setup, *, max_iter, tol, n_jobs=None,
     the plain EM iterate when the extrapolation leaves a larger fixed-point
     residual. Converged when the component means and the responsibilities
     change by less than ``tol`` (relative), and the tasks' modes too or the
-    log evidence by less than ``tol`` per task. Returns a
+    log evidence by less than ``tol`` per task (``converged`` of the result;
+    the caller warns). Returns a
     :class:`MixtureFit`.
     """
     K, T = mixture.n_components, batch.n_tasks
@@ -427,10 +428,6 @@ def fit_mixture(batch, problem, mixture, setup, *, max_iter, tol, n_jobs=None,
     finally:
         for solver in solvers:
             solver.__exit__(None, None, None)
-    if not state["done"]:
-        warnings.warn(
-            f"prior EM did not converge in max_iter={max_iter} iterations; "
-            "increase max_iter or tol.", ConvergenceWarning, stacklevel=3)
     mixture, resp, u = state["mixture"], state["resp"], state["u"]
     log_evidence = state["log_evidence"] - (
         0.5 * setup.total_weight * np.log(2 * np.pi * mixture.components[0].dispersion)
@@ -558,4 +555,10 @@ def learn_mixture(batch, problem, spec, settings, max_iter):
         scores[f"mixture-{K}"] = (-2.0 * fit.log_evidence + n_free_parameters(
             K, spec.structure, d) * np.log(T))
     best = min(fits, key=lambda K: scores[f"mixture-{K}"])
+    if not fits[best].converged:
+        # (candidates not chosen may stop unconverged: they are only compared)
+        warnings.warn(
+            f"the prior's EM did not converge in max_iter={max_iter} "
+            "iterations; increase max_iter or tol.", ConvergenceWarning,
+            stacklevel=3)
     return fits[best], scores if spec.n_components == "auto" else {}
