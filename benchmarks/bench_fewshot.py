@@ -16,18 +16,14 @@ task_spread=0.5)``, 20 features, 300 training + 100 new tasks of 80 rows. The
 tasks differ enough that one pooled model is off for each, and a few shots
 are too few for 21 parameters: the regime meta-learning is for.
 
-Method parameters (everything not listed is the default: ``gamma=1``,
-``inner_steps=5``, ``inner_lr="auto"``, ``meta_batch_size=32``,
-``query_fraction=0.5``, ``max_iter=500``):
+Method parameters: the defaults (``gamma="auto"``, and for ``"proximal"``
+``prior="auto"``; ``inner_steps=5``, ``inner_lr="auto"``,
+``meta_batch_size=32``, ``query_fraction=0.5``, ``max_iter=500``), except:
 
 * base estimators ``LogisticRegression(C=1)`` and ``Ridge(alpha=1)``;
 * regression, ``meta_lr=0.5`` for imaml / maml / metasgd: the coefficients
   are ~U(0, 100) and Adam moves theta0 by about ``meta_lr`` per iteration,
-  so the default 0.01 cannot get there in 500 iterations;
-* regression, proximal ``gamma=10``: ``Ridge(alpha=1)`` pulls every
-  coefficient toward 0 with strength 1, so the transfer term must be stronger
-  than that to pull toward theta0 (``gamma="auto"`` estimates ~0.5 here and
-  gets R^2 ~0.5 at 5 shots).
+  so the default 0.01 cannot get there in 500 iterations.
 
 Times: "train s" is meta-training (for pooled, its one fit); "adapt ms" is
 adapting all 100 new tasks at 5 shots (one ``adapt(..., tasks=...)`` call;
@@ -56,7 +52,7 @@ import skmeta
 from skmeta import MetaClassifier, MetaRegressor
 from skmeta.datasets import make_meta_classification, make_meta_regression
 
-SHOTS = (1, 5, 20)
+SHOTS = (1, 5, 10, 20)
 TIMED_SHOTS = 5
 N_TRAIN, N_NEW, N_ROWS, N_QUERY = 300, 100, 80, 20
 METHODS = ("proximal", "imaml", "maml", "metasgd", "reptile")
@@ -73,7 +69,7 @@ PROBLEMS = {
         generator=make_meta_regression, meta=MetaRegressor,
         base=Ridge(alpha=1.0), score=r2_score,
         data=dict(n_features=20, n_informative=10, noise=10.0, task_spread=0.5),
-        params={"proximal": dict(gamma=10.0), "imaml": dict(meta_lr=0.5),
+        params={"proximal": {}, "imaml": dict(meta_lr=0.5),
                 "maml": dict(meta_lr=0.5), "metasgd": dict(meta_lr=0.5),
                 "reptile": {}},
     ),

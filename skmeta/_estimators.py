@@ -37,6 +37,7 @@ from ._kernels._codes import POISSON, SQUARED
 from ._kernels._layout import make_batch
 from ._methods import METHODS, MetaFit, MetaSettings
 from ._methods._inner import posterior_covariances
+from ._methods._mixture import PriorMixture, adapt_mixture
 from ._semi_supervised import (
     UNLABELED,
     FeatureModel,
@@ -69,7 +70,10 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         "method": [StrOptions(set(METHODS))],
         "gamma": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "prior": [StrOptions({"auto", "isotropic", "diagonal", "full",
-                              "lowrank"})],
+                              "lowrank", "mixture"})],
+        "n_prior_components": [Interval(Integral, 1, None, closed="left"),
+                               StrOptions({"auto"})],
+        "prior_df": [Interval(Real, 0, None, closed="neither"), None],
         "random_effects": [None, StrOptions({"auto"}), "array-like"],
         "task_column": [Integral, str, None],
         "prior_estimator": [HasMethods(["fit", "predict"]), None],
@@ -107,6 +111,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         method="proximal",
         gamma="auto",
         prior="auto",
+        n_prior_components="auto",
+        prior_df=None,
         random_effects="auto",
         task_column=None,
         prior_estimator=None,
@@ -127,6 +133,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         self.method = method
         self.gamma = gamma
         self.prior = prior
+        self.n_prior_components = n_prior_components
+        self.prior_df = prior_df
         self.random_effects = random_effects
         self.task_column = task_column
         self.prior_estimator = prior_estimator
@@ -254,7 +262,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
             meta_lr=self.meta_lr, meta_batch_size=self.meta_batch_size,
             query_fraction=self.query_fraction, max_iter=self.max_iter,
             tol=self.tol, n_jobs=self.n_jobs, random_state=self.random_state,
-            verbose=self.verbose)
+            verbose=self.verbose, n_prior_components=self.n_prior_components,
+            prior_df=self.prior_df)
 
     def _meta_method(self, *, warn=False, network=False):
         """The ``method``'s object, reading the current parameters.
@@ -306,7 +315,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
             # (a network's, by scikit-learn's stochastic optimizers, is not
             # reproduced: its single task is meta-trained as any other)
             settings = replace(settings, gamma=0.0, prior="isotropic",
-                               random_effects=None)
+                               random_effects=None, prior_df=None,
+                               n_prior_components="auto")
             method = METHODS["proximal"](settings)
             adaptation = METHODS[self.method](settings)
         else:
@@ -337,12 +347,85 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         self.transfer_center_ = fitted.center
         self.prior_kind_ = fitted.prior_kind
         self.prior_scores_ = dict(fitted.prior_scores or {})
+        self._store_mixture(fitted)
         self._store_posteriors(family, rows, problem, fitted, adaptation)
         self.meta_estimator_ = self._build(self.meta_params_, self.n_iter_)
         return self
 
     def _store_posteriors(self, family, rows, problem, fitted, method):
         """Keep what predictive uncertainty needs (regressors; see there)."""
+
+    _MIXTURE_ATTRIBUTES = ("task_clusters_", "cluster_weights_", "cluster_means_",
+                           "cluster_precisions_", "n_prior_components_",
+                           "task_weights_", "_mixture_state")
+
+    def _store_mixture(self, fitted):
+        """The mixture or Student-t prior's attributes (removed without one)."""
+        for name in self._MIXTURE_ATTRIBUTES:
+            self.__dict__.pop(name, None)
+        mixture = fitted.mixture
+        if mixture is None:
+            return
+        self.task_clusters_ = fitted.task_clusters
+        self.cluster_weights_ = mixture.weights
+        self.cluster_means_ = mixture.means
+        self.cluster_precisions_ = mixture.precisions
+        self.n_prior_components_ = mixture.n_components
+        self._mixture_state = mixture.state
+        if fitted.task_weights is not None:
+            self.task_weights_ = fitted.task_weights
+
+    def _fitted_mixture(self):
+        if not hasattr(self, "_mixture_state"):
+            return None
+        return PriorMixture.from_arrays(self.cluster_weights_, self.cluster_means_,
+                                        self.cluster_precisions_,
+                                        self._mixture_state)
+
+    def predict_task_cluster(self, X, y, *, tasks=None, sample_weight=None):
+        """Posterior over the prior's components of new tasks, from their rows.
+
+        Each task is solved under every component of the fitted mixture; its
+        posterior follows from the Laplace approximations of its marginal
+        likelihoods and the components' weights (see the user guide). The
+        meta-knowledge is not changed.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
+            Rows of the new tasks.
+        y : array-like of shape (n_samples,)
+            Their targets.
+        tasks : array-like of shape (n_samples,), default=None
+            Task label of each sample (or use ``task_column``); without
+            either, the rows form one task.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_new_tasks, n_components)
+            One row per task, in the order of the sorted unique labels.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmeta import MetaRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> slope = np.repeat([-2.0, 2.0], 10)  # two families of 10 tasks
+        >>> X = rng.standard_normal((200, 1))
+        >>> tasks = np.repeat(np.arange(20), 10)
+        >>> y = slope[tasks] * X[:, 0] + 0.1 * rng.standard_normal(200)
+        >>> meta = MetaRegressor(prior="mixture", n_prior_components=2,
+        ...                      random_state=0).fit(X, y, tasks=tasks)
+        >>> meta.cluster_means_[:, 0].round(1)  # the two slopes
+        array([ 2., -2.])
+        >>> meta.predict_task_cluster([[1.0], [-1.0]], [2.0, -2.0]).round(3)
+        array([[1., 0.]])
+        """
+        check_is_fitted(self, "task_clusters_")
+        return self._solve_new_tasks(X, y, tasks, sample_weight,
+                                     clusters=True)[1]
 
     def _check_finite(self, fitted):
         """A fit whose parameters are not finite raises, naming what diverged."""
@@ -429,7 +512,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                        self.task_params_, self.n_iter_,
                        inner_lr=getattr(self, "inner_lr_", None),
                        inner_steps=inner_steps, auto_step=auto_step,
-                       center=self.transfer_center_)
+                       center=self.transfer_center_,
+                       mixture=self._fitted_mixture())
 
     def _given_prior_mean(self, family, n_features):
         """The prior mean of ``prior_estimator`` (parameter transfer), or None."""
@@ -548,7 +632,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         return self._fitted_family().split_params(self.task_params_,
                                                   self._n_model_features())[1]
 
-    def _solve_new_tasks(self, X, y, tasks, sample_weight):
+    def _solve_new_tasks(self, X, y, tasks, sample_weight, clusters=False):
         """Adapt tasks of new data from the fitted prior: ``(labels, theta, batch)``.
 
         The method's own inner procedure is used: the exact solve for
@@ -567,6 +651,14 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
             uniques, codes = encode_tasks(labels)
         n_tasks = 1 if uniques is None else len(uniques)
         rows = TaskRows(X, y_encoded, sample_weight, codes, n_tasks)
+        if clusters:  # the posteriors over the mixture's components
+            weights = family.row_weights(rows.y, rows.sample_weight, rows.codes,
+                                         rows.n_tasks, getattr(self, "classes_",
+                                                               None))
+            batch, _ = make_batch(rows.X, rows.y, weights, rows.codes, n_tasks)
+            return uniques, adapt_mixture(batch, self._problem(),
+                                          self._fitted_mixture(),
+                                          n_jobs=self.n_jobs)[1], rows
         return uniques, self._adapt_method(family, rows), rows
 
     def _adapt_method(self, family, rows):
@@ -671,6 +763,11 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
 
         uniques, theta, rows = self._solve_new_tasks(X, y, tasks, sample_weight)
         covariances = self._new_task_covariances(rows, theta)
+        if known is not None and hasattr(self, "task_clusters_"):
+            clusters = self._solve_new_tasks(X, y, tasks, sample_weight,
+                                             clusters=True)[1]
+            self.task_clusters_ = add_tasks(known, self.task_clusters_, uniques,
+                                            clusters)[1]
         if known is None:
             self.task_params_ = theta
             if covariances is not None:
@@ -809,16 +906,27 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         formulation: the meta-learned starting point and the few steps from
         it are the transfer; a network's non-convex tasks give no
         empirical-Bayes estimate), and ``"imaml"`` needs a number > 0.
-    prior : {"auto", "isotropic", "diagonal", "full", "lowrank"}, \
+    prior : {"auto", "isotropic", "diagonal", "full", "lowrank", "mixture"}, \
             default="auto"
         Shape ``Lambda`` of the prior precision: the identity, or a learned
         diagonal, full or low-rank-plus-diagonal (factor model) matrix
         (empirical Bayes, normalized to unit determinant so that ``gamma``
-        keeps its meaning; ``method="proximal"`` only). ``"auto"``: for
-        ``"proximal"``, the structure whose prior best predicts held-out rows
-        of the training tasks (``prior_kind_``, ``prior_scores_``); for the
-        other methods, and for every method with a network base estimator,
-        ``"isotropic"``, the only prior they meta-learn.
+        keeps its meaning; ``method="proximal"`` only). ``"mixture"``: a
+        mixture of ``n_prior_components`` Gaussian priors with diagonal
+        covariances, for tasks that come in families (task clustering;
+        ``method="proximal"`` only). See :ref:`mixture_priors`. ``"auto"``:
+        for ``"proximal"``, the structure whose prior best predicts held-out
+        rows of the training tasks (``prior_kind_``, ``prior_scores_``); for
+        the other methods, and for every method with a network base
+        estimator, ``"isotropic"``, the only prior they meta-learn.
+    n_prior_components : int >= 1 or "auto", default="auto"
+        Number of components of ``prior="mixture"`` (and only of it);
+        ``"auto"`` chooses among 1 to 4 by BIC.
+    prior_df : float > 0, default=None
+        Degrees of freedom of a Student-t prior (with ``prior`` "isotropic",
+        "diagonal" or "mixture"; ``method="proximal"`` only): its EM weights
+        (``task_weights_``) keep outlying tasks from moving the prior. None:
+        Gaussian.
     random_effects : "auto", None or array-like, default="auto"
         Which coefficients vary across tasks, for a learned prior of
         ``method="proximal"``: ``None``, all of them; feature names, integer
@@ -954,6 +1062,22 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         Each seen task's coefficients (``n_outputs`` is 1 for two classes).
     intercept_ : ndarray of shape (n_tasks, n_outputs)
         Each seen task's intercepts.
+    task_clusters_ : ndarray of shape (n_tasks, n_components)
+        With ``prior="mixture"`` (or ``prior_df``): each task's
+        responsibilities, its posterior over the prior's ``n_components =
+        n_prior_components_`` components.
+    cluster_weights_ : ndarray of shape (n_components,)
+        The components' weights.
+    cluster_means_ : ndarray of shape (n_components, n_params)
+        The components' means (layout of ``meta_params_``).
+    cluster_precisions_ : ndarray of shape (n_components, n_params)
+        The components' transfer-term precisions, diagonal (layout of
+        ``prior_precision_``).
+    n_prior_components_ : int
+        The number of components fitted.
+    task_weights_ : ndarray of shape (n_tasks_fit,)
+        With ``prior_df``: each training task's Student-t EM weight (near 0
+        for outlying tasks); the tasks of ``fit``.
     n_iter_ : int
         Number of outer iterations (or meta-iterations) run.
     n_features_in_ : int
@@ -1074,6 +1198,8 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         method="proximal",
         gamma="auto",
         prior="auto",
+        n_prior_components="auto",
+        prior_df=None,
         random_effects="auto",
         task_column=None,
         prior_estimator=None,
@@ -1093,6 +1219,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     ):
         super().__init__(
             estimator, method=method, gamma=gamma, prior=prior,
+            n_prior_components=n_prior_components, prior_df=prior_df,
             random_effects=random_effects,
             task_column=task_column, prior_estimator=prior_estimator,
             inner_steps=inner_steps, inner_lr=inner_lr, first_order=first_order,
@@ -1119,6 +1246,10 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
                 if hasattr(self, name):
                     delattr(self, name)  # from an earlier fit with unlabeled rows
             return super()._fit_method(method, family, problem, rows, prior_mean)
+        if self.prior == "mixture" or self.prior_df is not None:
+            raise ValueError(
+                "unlabeled_weight is not supported with prior='mixture' or "
+                "prior_df: leave unlabeled_weight=None or use another prior.")
         fitted, unlabeled = fit_with_unlabeled(
             method, family, problem, rows, prior_mean,
             weight=self.unlabeled_weight, classes=self.classes_,
@@ -1386,11 +1517,17 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         network base estimator it is 0 for ``"maml"``, ``"metasgd"`` and
         ``"reptile"``, and ``"imaml"`` needs a number > 0 (see
         :class:`MetaClassifier`).
-    prior : {"auto", "isotropic", "diagonal", "full", "lowrank"}, \
+    prior : {"auto", "isotropic", "diagonal", "full", "lowrank", "mixture"}, \
             default="auto"
-        Shape ``Lambda`` of the prior precision; ``"auto"`` chooses it for
-        ``"proximal"`` and is ``"isotropic"`` otherwise, and for networks;
-        see :class:`MetaClassifier`.
+        Shape ``Lambda`` of the prior precision, or a mixture of Gaussian
+        priors (task clustering); ``"auto"`` chooses it for ``"proximal"``
+        and is ``"isotropic"`` otherwise, and for networks; see
+        :class:`MetaClassifier`.
+    n_prior_components : int >= 1 or "auto", default="auto"
+        Number of components of ``prior="mixture"``; ``"auto"`` by BIC.
+    prior_df : float > 0, default=None
+        Degrees of freedom of a Student-t prior (outlying tasks
+        down-weighted); see :class:`MetaClassifier`.
     random_effects : "auto", None or array-like, default="auto"
         Which coefficients vary across tasks (``method="proximal"``); see
         :class:`MetaClassifier`.
@@ -1467,6 +1604,22 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         Each seen task's coefficients.
     intercept_ : ndarray of shape (n_tasks,)
         Each seen task's intercept.
+    task_clusters_ : ndarray of shape (n_tasks, n_components)
+        With ``prior="mixture"`` (or ``prior_df``): each task's
+        responsibilities, its posterior over the prior's ``n_components =
+        n_prior_components_`` components.
+    cluster_weights_ : ndarray of shape (n_components,)
+        The components' weights.
+    cluster_means_ : ndarray of shape (n_components, n_params)
+        The components' means (layout of ``meta_params_``).
+    cluster_precisions_ : ndarray of shape (n_components, n_params)
+        The components' transfer-term precisions, diagonal (layout of
+        ``prior_precision_``).
+    n_prior_components_ : int
+        The number of components fitted.
+    task_weights_ : ndarray of shape (n_tasks_fit,)
+        With ``prior_df``: each training task's Student-t EM weight (near 0
+        for outlying tasks); the tasks of ``fit``.
     n_iter_ : int
         Number of outer iterations (or meta-iterations) run.
     n_features_in_ : int

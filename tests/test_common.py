@@ -3,8 +3,9 @@
 No check is skipped here (``check_array_api_input`` skips itself unless
 ``SCIPY_ARRAY_API`` is set). A few are expected to fail, each with its
 reason (see ``_expected_failed_checks``): a classifier whose ``y == -1``
-marks unlabeled rows, and unpenalized base estimators on data where their
-objective has no unique minimizer.
+marks unlabeled rows, unpenalized base estimators on data where their
+objective has no unique minimizer, and default-strength l1 regressors, which
+score below the training check's bar (as they do alone).
 
 The checks fit without task identities, that is one task and nothing to
 transfer: every method then solves the base estimator's own objective, so the
@@ -50,6 +51,14 @@ ESTIMATORS = [
     MetaRegressor(ElasticNet(alpha=0.01, l1_ratio=0.5), prior="diagonal"),
     MetaRegressor(PoissonRegressor(alpha=0.01), gamma=0.01),
     MetaRegressor(Ridge(alpha=1.0), gamma="auto", prior="full"),
+    # every family's base estimator as constructed by default
+    MetaRegressor(LinearRegression()),
+    MetaRegressor(Lasso()),
+    MetaRegressor(ElasticNet()),
+    MetaRegressor(PoissonRegressor()),
+    MetaClassifier(prior="mixture", n_prior_components=2, prior_df=4.0,
+                   random_state=0),
+    MetaRegressor(prior="mixture", random_state=0),
     # the gradient-based methods (fewer meta-iterations than the default 500:
     # no check depends on how far the prior mean has moved)
     MetaClassifier(method="imaml", max_iter=100),
@@ -66,7 +75,7 @@ ESTIMATORS = [
     MetaClassifier(method="reptile", max_iter=100),
     # y == -1 marks unlabeled rows (the weight of those validated on the
     # training tasks); see _expected_failed_checks
-    MetaClassifier(unlabeled_weight="auto", random_state=0),
+    MetaClassifier(unlabeled_weight=0.5, random_state=0),
     MetaGaussianDensity(),
     MetaGaussianDensity(contamination=0.05),
     TaskGaussianDensity(),
@@ -93,11 +102,21 @@ _NO_UNIQUE_FIT = (
 )
 
 
+_STRONG_L1 = (
+    "the check sets alpha=0.01 on regressors that have an alpha; the base "
+    "estimator keeps its default alpha=1.0, with which {name} itself scores "
+    "below the check's 0.5 on these data (Lasso: 0.0, ElasticNet: 0.40)"
+)
+
+
 def _expected_failed_checks(estimator):
     """The checks a configuration fails by design, each with its reason."""
     if getattr(estimator, "unlabeled_weight", None) is not None:
         return {"check_classifiers_classes": _UNLABELED_MARKER}
     base = estimator.get_params().get("estimator")
+    if isinstance(base, (Lasso, ElasticNet)) and base.alpha >= 1.0:
+        return {"check_regressors_train": _STRONG_L1.format(
+            name=type(base).__name__)}
     what = None
     if isinstance(base, LinearRegression):
         what = "unpenalized, on the checks' 15 rows of 30 features,"

@@ -916,9 +916,12 @@ def test_task_column_makes_plain_cross_validation_task_aware(binary_data):
     X, y, tasks = binary_data
     Xt = np.column_stack([tasks, X])
     cv = KFold(3, shuffle=True, random_state=0)
-    scores = cross_val_score(MetaClassifier(task_column=0), Xt, y, cv=cv)
+    fixed = dict(gamma=1.0, prior="isotropic")  # routing, not the defaults
+    scores = cross_val_score(MetaClassifier(task_column=0, **fixed), Xt, y,
+                             cv=cv)
     for score, (train, test) in zip(scores, cv.split(Xt)):
-        fitted = MetaClassifier().fit(X[train], y[train], tasks=tasks[train])
+        fitted = MetaClassifier(**fixed).fit(X[train], y[train],
+                                             tasks=tasks[train])
         assert score == pytest.approx(
             fitted.score(X[test], y[test], tasks=tasks[test]))
 
@@ -1548,17 +1551,21 @@ def test_empirical_bayes_converges_on_a_small_problem():
 # ==========================================================================
 # 11. metadata routing
 # ==========================================================================
+FIXED_PRIOR = dict(gamma=1.0, prior="isotropic")  # routing, not the defaults
+
+
 def test_cross_validate_routes_tasks():
     X, y, tasks = make_tasks("binary", n_tasks=6, n_per_task=15, seed=29)
     cv = GroupKFold(n_splits=3)
     with config_context(enable_metadata_routing=True):
-        result = cross_validate(MetaClassifier(), X, y, cv=cv,
+        result = cross_validate(MetaClassifier(**FIXED_PRIOR), X, y, cv=cv,
                                 params={"tasks": tasks, "groups": tasks},
                                 return_estimator=True)
     # the same by hand: fit on the training tasks, score the held-out tasks
     # (unseen, hence the prior model)
     for k, (train, test) in enumerate(cv.split(X, y, groups=tasks)):
-        fitted = MetaClassifier().fit(X[train], y[train], tasks=tasks[train])
+        fitted = MetaClassifier(**FIXED_PRIOR).fit(X[train], y[train],
+                                                   tasks=tasks[train])
         assert_array_equal(result["estimator"][k].tasks_, fitted.tasks_)
         assert_allclose(result["estimator"][k].task_params_,
                         fitted.task_params_)

@@ -296,17 +296,21 @@ def stores():
     return X, pd.Series(y, name="y"), X["store"].to_numpy()
 
 
+# a fixed prior: these tests are about routing tasks, not about the defaults
+FIXED = dict(gamma=1.0, prior="isotropic")
+
+
 def test_pipeline_with_meta_classifier_on_a_dataframe(stores):
     X, y, groups = stores
     pipe = make_pipeline(
         TaskScaler(task_column="store"),
-        MetaClassifier(LogisticRegression(), task_column="store"),
+        MetaClassifier(LogisticRegression(), task_column="store", **FIXED),
     ).set_output(transform="pandas")
     pipe.fit(X, y)
     # what the pipeline does, step by step
     Z = TaskScaler(task_column="store").set_output(
         transform="pandas").fit_transform(X)
-    meta = MetaClassifier(LogisticRegression(), task_column="store").fit(Z, y)
+    meta = MetaClassifier(LogisticRegression(), task_column="store", **FIXED).fit(Z, y)
     assert_allclose(pipe.predict_proba(X), meta.predict_proba(Z))
     # scorers pass no metadata: the task column carries the tasks through
     scores = cross_val_score(pipe, X, y, groups=groups, cv=GroupKFold(3),
@@ -315,7 +319,7 @@ def test_pipeline_with_meta_classifier_on_a_dataframe(stores):
     # with numpy containers the column is read by position
     by_position = Pipeline([
         ("scale", TaskScaler(task_column=4)),
-        ("meta", MetaClassifier(LogisticRegression(), task_column=4)),
+        ("meta", MetaClassifier(LogisticRegression(), task_column=4, **FIXED)),
     ]).fit(X.to_numpy(), y)
     assert_allclose(by_position.predict_proba(X.to_numpy()),
                     meta.predict_proba(Z))
@@ -325,11 +329,12 @@ def test_tasks_routed_through_a_pipeline(stores):
     X, y, groups = stores
     features = X.drop(columns="store").to_numpy()
     with config_context(enable_metadata_routing=True):
-        pipe = make_pipeline(TaskScaler(), MetaClassifier(LogisticRegression()))
+        pipe = make_pipeline(TaskScaler(),
+                             MetaClassifier(LogisticRegression(), **FIXED))
         pipe.fit(features, y, tasks=groups)
         proba = pipe.predict_proba(features, tasks=groups)
     scaler = TaskScaler().fit(features, tasks=groups)
-    meta = MetaClassifier(LogisticRegression()).fit(
+    meta = MetaClassifier(LogisticRegression(), **FIXED).fit(
         scaler.transform(features, tasks=groups), y, tasks=groups)
     assert_allclose(proba, meta.predict_proba(
         scaler.transform(features, tasks=groups), tasks=groups))

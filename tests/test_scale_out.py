@@ -6,15 +6,21 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import make_problem, make_tasks
 from joblib import parallel_backend
 
 import skmeta._methods._inner as inner_module
 from skmeta import MetaClassifier
+from skmeta._kernels._codes import LOGISTIC
+from skmeta._kernels._layout import make_batch
+from skmeta._methods._inner import InnerSolver
 from skmeta.datasets import make_meta_classification
 
 
-@pytest.mark.parametrize("method", ["proximal", "maml"])
-def test_dask_backend_gives_the_same_fit(method, monkeypatch):
+@pytest.mark.parametrize("method, processes", [("proximal", False),
+                                               ("proximal", True),
+                                               ("maml", False)])
+def test_dask_backend_gives_the_same_fit(method, processes, monkeypatch):
     distributed = pytest.importorskip("distributed")
     # small data normally stays in one shard: split it to exercise the cluster
     monkeypatch.setattr(inner_module, "MIN_SHARD_ENTRIES", 0)
@@ -22,8 +28,8 @@ def test_dask_backend_gives_the_same_fit(method, monkeypatch):
                                            n_features=6, random_state=0)
     params = dict(method=method, gamma=1.0, max_iter=20, random_state=0)
     local = MetaClassifier(n_jobs=1, **params).fit(X, y, tasks=tasks)
-    with distributed.Client(processes=False, n_workers=2, threads_per_worker=1,
-                            dashboard_address=None):
+    with distributed.Client(processes=processes, n_workers=2,
+                            threads_per_worker=1, dashboard_address=None):
         with parallel_backend("dask"):
             remote = MetaClassifier(n_jobs=2, **params).fit(X, y, tasks=tasks)
             predictions = remote.predict(X, tasks=tasks)
@@ -77,3 +83,33 @@ def test_a_forked_child_of_a_threaded_fit_fits_alike(tmp_path):
     assert done.returncode == 0, done.stderr
     layer, n_warned = done.stdout.split()
     assert int(n_warned) == (1 if layer == "omp" else 0)
+
+
+def test_process_workers_send_back_the_kept_inverses(monkeypatch):
+    # a shard solved in another process updates the kept inverse Hessians on
+    # its copy: they come back with the solutions, so a second solve from a
+    # moved prior mean starts from them, as on threads, to the last bit
+    monkeypatch.setattr(inner_module, "MIN_SHARD_ENTRIES", 0)
+    rng = np.random.default_rng(5)
+    X, y, sw, tasks = make_tasks(LOGISTIC, [12, 9, 15, 11, 8, 14], 3, seed=rng)
+    problem = make_problem(LOGISTIC, 3, lam2=0.5)
+    batch, _ = make_batch(X, y, sw, tasks, 6)
+    d = problem.n_params
+    theta0, precision = np.zeros(d), np.full(d, 2.0)
+    moved = theta0 + 0.3
+
+    def two_solves():
+        with InnerSolver(batch, problem, n_jobs=2) as solver:
+            first = solver.solve(theta0, precision, np.zeros((6, d)),
+                                 inverse="sum")
+            kept = solver.inverse_ok.copy()
+            second = solver.solve(moved, precision, first.theta,
+                                  solved_at=theta0)
+        return kept, second
+
+    kept_threads, on_threads = two_solves()
+    with parallel_backend("loky", n_jobs=2):
+        kept_processes, in_processes = two_solves()
+    assert np.all(kept_threads) and np.all(kept_processes)
+    np.testing.assert_array_equal(in_processes.theta, on_threads.theta)
+    np.testing.assert_array_equal(in_processes.n_iter, on_threads.n_iter)

@@ -30,6 +30,8 @@ class MetaSettings:
     random_state: object
     verbose: int
     adapt_layers: str = "all"
+    n_prior_components: object = "auto"
+    prior_df: object = None
 
 
 @dataclass
@@ -68,6 +70,14 @@ class MetaFit:
     combined_precision : ndarray
         The precision of the prior of the tasks' parameters (``gamma *
         Lambda``, plus the base penalty's l2 part when it is part of it).
+    mixture : PriorMixture or None
+        The mixture (or Student-t) prior, when one was fitted (see
+        ``_mixture``); ``theta0``, ``shape`` and ``gamma`` then hold its
+        moment-matched single Gaussian.
+    task_clusters : ndarray of shape (n_tasks, n_components) or None
+        Each training task's responsibilities under the mixture.
+    task_weights : ndarray of shape (n_tasks,) or None
+        Each training task's Student-t EM weight, with ``prior_df``.
     """
 
     theta0: np.ndarray
@@ -83,6 +93,9 @@ class MetaFit:
     dispersion: float = None
     center: np.ndarray = None
     combined_precision: np.ndarray = None
+    mixture: object = None
+    task_clusters: np.ndarray = None
+    task_weights: np.ndarray = None
 
     def __post_init__(self):
         if self.center is None:

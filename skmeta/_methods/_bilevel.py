@@ -181,12 +181,15 @@ class _Bilevel(MetaMethod):
     def check(self, settings):
         if settings.prior not in ("auto", "isotropic") or not (
                 settings.random_effects is None
-                or isinstance(settings.random_effects, str)):
+                or isinstance(settings.random_effects, str)) or (
+                settings.prior_df is not None) or not (
+                isinstance(settings.n_prior_components, str)):
             raise ValueError(
                 f"method={self.name!r} meta-learns the prior mean (and, for "
                 "'metasgd', the step sizes) by gradient, under an isotropic "
                 "transfer term; a structured prior (prior='diagonal', 'full', "
-                "'lowrank', random_effects) is learned by empirical Bayes with "
+                "'lowrank', 'mixture', random_effects, n_prior_components, "
+                "a Student-t prior_df) is learned by empirical Bayes with "
                 "method='proximal' only. Use prior='auto' or 'isotropic', or "
                 "method='proximal'."
             )

@@ -70,6 +70,12 @@ class Workers:
             self._parallel.__exit__(*exc_info)
             self._parallel = None
 
+    @property
+    def may_copy(self):
+        """Whether calls may run on copies of their arguments (joblib
+        backends other than threads: processes, a Dask cluster)."""
+        return self._parallel is not None
+
     def run(self, calls):
         """Results of ``func(*args, **kwargs)`` for each ``(func, args, kwargs)``."""
         if len(calls) == 1 or self.n_workers == 1:
@@ -120,7 +126,9 @@ class InnerSolver:
         rows_before = batch.offsets[block_starts]
         targets = np.linspace(0, batch.n_rows, n_shards + 1)[1:-1]
         cuts = np.unique(np.searchsorted(rows_before, targets))
-        edges = np.concatenate([[0], block_starts[cuts[cuts > 0]],
+        # (a target past the last block's start cuts nowhere)
+        cuts = cuts[(cuts > 0) & (cuts < n_blocks)]
+        edges = np.concatenate([[0], block_starts[cuts],
                                 [batch.n_tasks]]).astype(np.intp)
         edges = np.unique(edges)
         self.ranges = list(zip(edges[:-1], edges[1:]))
@@ -179,14 +187,33 @@ class InnerSolver:
         kwargs = dict(max_iter=INNER_MAX_ITER, tol=tol, inverse=request,
                       block=self.block)
         moved = np.empty(0) if moved is None else moved
+        # a worker that holds copies (a process, a Dask worker) updates the
+        # kept inverses on its copy: it sends them back with its solutions
+        send_back = self.inverses is not None and self._workers.may_copy
+        solve = _solve_returning_kept if send_back else solve_inner
         calls = []
         for (a, b), shard in zip(self.ranges, self.shards):
             kept = None if self.inverses is None else KeptInverses(
                 self.inverses[a:b], self.inverse_ok[a:b], moved)
-            calls.append((solve_inner, (shard, self.problem, theta0, precision,
-                                        theta[a:b]),
+            calls.append((solve, (shard, self.problem, theta0, precision,
+                                  theta[a:b]),
                           dict(inv_weight=inv_weight[a:b], kept=kept, **kwargs)))
-        return TaskSolutions.concatenate(self._workers.run(calls))
+        results = self._workers.run(calls)
+        if send_back:
+            for (a, b), (_, inverses, ok) in zip(self.ranges, results):
+                self.inverses[a:b] = inverses
+                self.inverse_ok[a:b] = ok
+            results = [solutions for solutions, _, _ in results]
+        return TaskSolutions.concatenate(results)
+
+
+def _solve_returning_kept(shard, problem, theta0, precision, theta, *, kept,
+                          **kwargs):
+    """``solve_inner``, and the kept inverses it updated (in place, on this
+    worker's copy)."""
+    solutions = solve_inner(shard, problem, theta0, precision, theta, kept=kept,
+                            **kwargs)
+    return solutions, kept.inverses, kept.ok
 
 
 def solve_exactly(batch, problem, theta0, precision, *, n_jobs=None):

@@ -36,6 +36,7 @@ from .._kernels._codes import SQUARED
 from .._kernels._workspaces import FULL_INVERSE_MAX_PARAMS
 from ._base import MetaFit, MetaMethod
 from ._inner import INNER_TOL, InnerSolver, solve_exactly
+from ._mixture import MixtureSpec, adapt_mixture, learn_mixture
 from ._prior import Prior, precision_inverse, psd_solve, split_strength
 from ._structures import Structure
 
@@ -561,6 +562,8 @@ class Proximal(MetaMethod):
 
     name = "proximal"
     parameters = frozenset({"tol", "random_effects"})
+    #: the priors a Student-t ``prior_df`` applies to
+    robust_priors = ("isotropic", "diagonal", "mixture")
     exact = True
     # empirical Bayes crawls (linearly, with a small rate) where the tasks
     # barely differ and the learned strength grows without bound
@@ -568,7 +571,31 @@ class Proximal(MetaMethod):
     #: whether a learned prior includes the base estimator's l2 penalty
     count_penalty = True
 
+    def check(self, settings):
+        if settings.prior_df is not None and settings.prior not in \
+                self.robust_priors:
+            raise ValueError(
+                f"prior_df={settings.prior_df!r} makes the prior a Student-t "
+                "(or a mixture of them), whose scale is diagonal: use it with "
+                f"prior in {self.robust_priors}, not prior={settings.prior!r}.")
+        if (settings.prior == "mixture" or settings.prior_df is not None) and (
+                not isinstance(settings.gamma, str) and settings.gamma == 0):
+            raise ValueError(
+                "gamma=0 leaves no transfer term, so no prior to make a "
+                "mixture or a Student-t of: use gamma > 0 or 'auto' with "
+                "prior='mixture' or prior_df.")
+        if settings.prior != "mixture" and not (
+                isinstance(settings.n_prior_components, str)
+                and settings.n_prior_components == "auto"):
+            raise ValueError(
+                f"n_prior_components={settings.n_prior_components!r} is the "
+                "number of components of prior='mixture'; with "
+                f"prior={settings.prior!r} leave it at 'auto'.")
+
     def fit(self, batch, problem, prior_mean=None, *, single_task=False):
+        s = self.settings
+        if s.prior == "mixture" or s.prior_df is not None:
+            return self._fit_mixture(batch, problem, prior_mean)
         # a single task, or a given prior mean, keeps theta0 where it is
         learn_theta0 = prior_mean is None and not single_task
         theta0 = np.zeros(problem.n_params) if prior_mean is None else prior_mean
@@ -659,6 +686,49 @@ class Proximal(MetaMethod):
                 "gamma and prior='isotropic'.")
         return best, scores, best_prior
 
+    def _fit_mixture(self, batch, problem, prior_mean):
+        """A mixture or Student-t prior by EM (see :mod:`._mixture`)."""
+        s = self.settings
+        if prior_mean is not None:
+            raise ValueError(
+                "prior='mixture' and prior_df learn the prior's mean(s) from "
+                "the tasks; they cannot start from a prior_estimator.")
+        if s.prior == "mixture" and not isinstance(s.n_prior_components, str) \
+                and s.n_prior_components > batch.n_tasks:
+            raise ValueError(
+                f"n_prior_components={s.n_prior_components} exceeds the "
+                f"number of tasks, {batch.n_tasks}.")
+        kind = "isotropic" if s.prior == "isotropic" else "diagonal"
+        shared = None
+        if s.random_effects is not None and not isinstance(s.random_effects, str):
+            shared = ~np.asarray(s.random_effects, dtype=bool)
+        learn_gamma = s.gamma == "auto"
+        spec = MixtureSpec(
+            n_components=s.n_prior_components if s.prior == "mixture" else 1,
+            df=None if s.prior_df is None else float(s.prior_df),
+            structure=Structure(kind, shared=shared), learn_gamma=learn_gamma,
+            gamma=1.0 if learn_gamma else float(s.gamma))
+        fit, scores = learn_mixture(batch, problem, spec, s, self.max_iter)
+        prior = fit.summary(learn_gamma, spec.gamma)
+        K = fit.mixture.n_components
+        name = spec.structure.name
+        if s.prior == "mixture":
+            name = f"mixture of {K} {name}"
+        if spec.df is not None:
+            name = f"student-t ({spec.df:g} df) {name}"
+        return MetaFit(prior.theta0, prior.shape, prior.gamma, fit.theta,
+                       fit.n_iter, center=prior.center,
+                       combined_precision=prior.combined_precision,
+                       prior_kind=name, prior_scores=scores,
+                       dispersion=prior.dispersion
+                       if problem.code == SQUARED else None,
+                       mixture=fit.mixture, task_clusters=fit.responsibilities,
+                       task_weights=fit.robust_weights
+                       if spec.df is not None else None)
+
     def adapt(self, batch, problem, fitted):
+        if fitted.mixture is not None:
+            return adapt_mixture(batch, problem, fitted.mixture,
+                                 n_jobs=self.settings.n_jobs)[0]
         return solve_exactly(batch, problem, fitted.center, fitted.precision,
                              n_jobs=self.settings.n_jobs)

@@ -23,7 +23,7 @@ covariance (without it, directions in which the tasks do not vary collapse
 to zero variance: the maximum of the evidence is on the boundary).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import linalg
@@ -31,6 +31,10 @@ from scipy import linalg
 SHARED_PRECISION_RATIO = 1e6
 _HYPERPRIOR_TASKS = 1.0
 _FACTOR_ITERATIONS = 200
+# from the factors of the previous M-step, a few EM iterations per M-step: the
+# outer iterations carry the factor model along (a generalized EM step, which
+# still increases the evidence) instead of refitting it to 1e-10 every time
+_FACTOR_WARM_ITERATIONS = 10
 _FACTOR_TOL = 1e-10
 
 KINDS = ("isotropic", "diagonal", "full", "lowrank")
@@ -47,6 +51,9 @@ class Structure:
     kind: str
     rank: int = 0
     shared: np.ndarray = None
+    #: the last factor model fitted (lowrank): the next M-step starts there,
+    #: a few EM iterations from its optimum instead of a few hundred
+    warm: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def name(self):
@@ -106,7 +113,8 @@ class Structure:
             if self.kind == "full":
                 inverse = linalg.inv(sub, check_finite=False)
             else:
-                inverse = factor_precision(sub, self.rank)
+                inverse, self.warm["factors"] = factor_precision(
+                    sub, self.rank, self.warm.get("factors"))
             natural = np.zeros((d, d))
             natural[np.ix_(random, random)] = (inverse + inverse.T) / 2.0
             if self.shared is not None:
@@ -119,32 +127,42 @@ class Structure:
         return natural
 
 
-def factor_precision(S, rank):
-    """``(F F^T + Psi)^{-1}`` for the factor model of rank ``rank`` fitted to ``S``.
+def factor_precision(S, rank, start=None):
+    """``(F F^T + Psi)^{-1}`` for the factor model of rank ``rank`` fitted to
+    ``S``, and the factors ``(F, psi)``.
 
     Maximum likelihood of the factor model for a sample covariance ``S``
-    (Rubin & Thayer's EM on the covariance, started from the probabilistic
-    PCA solution of Tipping & Bishop), ``Psi`` kept above ``1e-8`` of the
-    mean variance. The inverse by the Woodbury identity.
+    (Rubin & Thayer's EM on the covariance, started from ``start`` -- the
+    factors of a nearby ``S`` -- or from the probabilistic PCA solution of
+    Tipping & Bishop), ``Psi`` kept above ``1e-8`` of the mean variance. The
+    inverse by the Woodbury identity.
     """
     d = S.shape[0]
     q = min(rank, d - 1)
-    w, V = linalg.eigh(S, check_finite=False)
-    w, V = w[::-1], V[:, ::-1]
-    noise = max(float(w[q:].mean()), 1e-8 * float(w.mean()), np.finfo(float).tiny)
-    F = V[:, :q] * np.sqrt(np.maximum(w[:q] - noise, 0.0))
-    psi = np.full(d, noise)
     floor = 1e-8 * float(np.mean(np.diag(S)))
-    for _ in range(_FACTOR_ITERATIONS):
+    n_iter = _FACTOR_ITERATIONS
+    if start is not None and start[0].shape == (d, q):
+        F, psi = start[0], np.maximum(start[1], floor)
+        n_iter = _FACTOR_WARM_ITERATIONS
+    else:
+        w, V = linalg.eigh(S, check_finite=False)
+        w, V = w[::-1], V[:, ::-1]
+        noise = max(float(w[q:].mean()), 1e-8 * float(w.mean()),
+                    np.finfo(float).tiny)
+        F = V[:, :q] * np.sqrt(np.maximum(w[:q] - noise, 0.0))
+        psi = np.full(d, noise)
+    for _ in range(n_iter):
         # E-step: beta = F^T (F F^T + Psi)^{-1}, by the q x q Woodbury form
         scaled = F / psi[:, None]
         inner = np.eye(q) + F.T @ scaled
-        beta = linalg.solve(inner, scaled.T, assume_a="pos", check_finite=False)
+        # (q x q systems: numpy's solve, without scipy's checks, which cost
+        # more than the solve itself at this size)
+        beta = np.linalg.solve(inner, scaled.T)
         SB = S @ beta.T
         second = np.eye(q) - beta @ F + beta @ SB
-        F_new = linalg.solve(second, SB.T, assume_a="pos", check_finite=False).T
+        F_new = np.linalg.solve(second, SB.T).T
         psi_new = np.maximum(np.diag(S) - np.sum(F_new * SB, axis=1), floor)
-        change = max(np.max(np.abs(F_new - F)), np.max(np.abs(psi_new - psi)))
+        change = max(np.abs(F_new - F).max(), np.abs(psi_new - psi).max())
         F, psi = F_new, psi_new
         if change <= _FACTOR_TOL * max(1.0, float(np.max(np.diag(S)))):
             break
@@ -152,4 +170,4 @@ def factor_precision(S, rank):
     inner = np.eye(q) + F.T @ scaled
     correction = scaled @ linalg.solve(inner, scaled.T, assume_a="pos",
                                        check_finite=False)
-    return np.diag(1.0 / psi) - correction
+    return np.diag(1.0 / psi) - correction, (F, psi)

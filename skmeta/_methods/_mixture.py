@@ -1,0 +1,564 @@
+"""Mixture and Student-t priors over the task parameters, by empirical Bayes.
+
+``prior="mixture"`` models the task parameters as drawn from one of ``K``
+Gaussian families (task clustering),
+
+    theta_t ~ sum_k pi_k N(mu_k, V_k),       V_k diagonal (or isotropic),
+
+and ``prior_df=nu`` makes each family a Student-t of ``nu`` degrees of
+freedom, a scale mixture ``theta_t | u_t ~ N(mu_k, V_k / u_t)``, ``u_t ~
+Gamma(nu/2, nu/2)``, whose EM weights ``u_t`` down-weight the tasks that do
+not fit the prior (task selection). Both are fitted by EM, alternating with
+exact task solves:
+
+* every task is solved under every component (one batched kernel call per
+  component: the kernels take one prior per call), giving its posterior
+  mode ``theta_tk`` and the Laplace approximation of its marginal
+  likelihood under the component,
+
+      log p(D_t | k) ~ -(s_t / phi) E_tk + 1/2 log det M_k - 1/2 log det A_tk,
+
+  with ``E_tk`` the task's inner objective less its constant (datafit plus
+  ``1/2 ||theta_tk - mu_k||^2_{M_k}``), ``M_k`` the component's precision
+  in the estimator's units (transfer term plus, when part of the learned
+  prior, the base l2 penalty), ``A_tk`` the objective's Hessian at the mode,
+  ``s_t`` the task's weight for averaged losses (else 1) and ``phi`` the
+  noise variance of squared losses (else 1);
+* E-step: responsibilities ``r_tk ~ pi_k p(D_t | k)``, and with ``nu`` the
+  weights ``u_tk = (nu + d) / (nu + delta_tk)``, ``delta_tk`` the expected
+  Mahalanobis distance of the task from the component's mean;
+* M-step: ``pi_k = mean_t r_tk``, ``mu_k`` the ``r u``-weighted mean of the
+  ``theta_tk``, ``V_k`` the weighted expected second moments about it (mode
+  spread plus posterior covariances ``(phi / s_t) A_tk^{-1}``) over
+  ``sum_t r_tk u_tk`` (the parameter-expanded EM of the Student-t), shrunk
+  as :mod:`._structures` does, and ``phi`` the expected residual variance
+  (rows counted with their task's ``u``). A Student-t fit starts from the
+  Gaussian one.
+
+Tasks are solved under the Gaussian components (``u = 1``): the Student-t
+weights act in the M-step only, so an outlying task keeps its own fit
+under the fitted prior while it no longer moves the prior.
+
+With one component and no ``nu`` the fixed point is that of ``prior=
+"diagonal"`` (or ``"isotropic"``) in :mod:`._proximal`, whose Newton step on
+the mean converges to the same mean (the tasks' average).
+"""
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import logsumexp
+from sklearn.cluster import KMeans
+from sklearn.exceptions import ConvergenceWarning
+
+from .._kernels._calls import diagonal_inverses
+from .._kernels._codes import SQUARED
+from ._inner import InnerSolver
+from ._prior import Prior, split_strength
+
+# a component whose expected number of tasks falls below this keeps its
+# previous parameters (an empty component has none to estimate)
+_EMPTY_COMPONENT = 1e-8
+# n_prior_components="auto" compares K = 1 .. this many components ...
+AUTO_MAX_COMPONENTS = 4
+# ... with at least this many tasks per component
+AUTO_TASKS_PER_COMPONENT = 5
+_TRANSFER_FLOOR = 1e-3
+
+
+@dataclass(frozen=True)
+class PriorMixture:
+    """The fitted mixture: component priors, weights, and the tasks' EM state.
+
+    ``components`` are :class:`~._prior.Prior` (mean ``theta0``, diagonal
+    transfer precision ``gamma * shape``, shared ``dispersion`` and
+    ``ridge``); ``df`` the Student-t degrees of freedom, or None.
+    """
+
+    weights: np.ndarray
+    components: tuple
+    df: float = None
+
+    @classmethod
+    def from_arrays(cls, weights, means, precisions, state):
+        """The mixture from fitted arrays; ``state`` is ``(dispersion, ridge,
+        df)`` (see :meth:`state`)."""
+        dispersion, ridge, df = state
+        return cls(np.asarray(weights, dtype=float), tuple(
+            Prior(theta0=np.asarray(m, dtype=float), shape=np.asarray(p, float),
+                  gamma=1.0, dispersion=float(dispersion), ridge=ridge)
+            for m, p in zip(means, precisions)), df)
+
+    @property
+    def state(self):
+        """``(dispersion, ridge, df)``: plain values, for pickling."""
+        first = self.components[0]
+        return (float(first.dispersion), first.ridge, self.df)
+
+    @property
+    def n_components(self):
+        return len(self.components)
+
+    @property
+    def means(self):
+        return np.stack([c.theta0 for c in self.components])
+
+    @property
+    def precisions(self):
+        return np.stack([c.precision for c in self.components])
+
+
+@dataclass
+class MixtureFit:
+    """What the EM loop returns."""
+
+    mixture: PriorMixture
+    theta: np.ndarray  # (T, d) the tasks' posterior means under the mixture
+    responsibilities: np.ndarray  # (T, K)
+    robust_weights: np.ndarray  # (T,) sum_k r_tk u_tk (ones without df)
+    log_evidence: float
+    n_iter: int
+    converged: bool
+
+    def summary(self, learn_gamma, gamma):
+        """The single Gaussian with the mixture's mean and covariance.
+
+        Moment matching in the model's natural units (diagonal covariances
+        ``V_k = (phi / s) M_k^{-1}`` add up with the spread of the means);
+        the transfer term beyond the ridge as in the components.
+        """
+        mix = self.mixture
+        first = mix.components[0]
+        w = mix.weights
+        mean = w @ mix.means
+        combined = np.stack([np.asarray(c.combined_precision)
+                             for c in mix.components])
+        variance = w @ (1.0 / combined + (mix.means - mean) ** 2)
+        M = 1.0 / variance
+        ridge = first.ridge
+        precision = transfer_beyond_ridge(M, ridge)
+        strength, shape = split_strength(precision)
+        return Prior(theta0=mean, shape=shape,
+                     gamma=strength if learn_gamma else gamma,
+                     dispersion=first.dispersion, ridge=ridge)
+
+
+def transfer_beyond_ridge(M, ridge):
+    """``M - ridge`` kept above ``_TRANSFER_FLOOR`` of ``M`` (diagonal)."""
+    if ridge is None or not np.any(ridge > 0):
+        return M
+    return np.maximum(M - ridge, _TRANSFER_FLOOR * M)
+
+
+class _Setup:
+    """What stays fixed over the EM iterations of one batch and problem."""
+
+    def __init__(self, batch, problem, *, structure, learn_gamma, gamma, ridge,
+                 df):
+        T = batch.n_tasks
+        self.structure = structure
+        self.learn_gamma = learn_gamma
+        self.gamma = gamma
+        self.ridge = ridge
+        self.df = df
+        self.squared = problem.code == SQUARED
+        self.d = problem.n_params
+        scale = batch.task_weights() if problem.mean_loss else np.ones(T)
+        positive = scale > 0
+        if problem.mean_loss and positive.any():
+            scale = np.where(positive, scale, scale[positive].mean())
+        self.task_scale = np.maximum(scale, np.finfo(float).tiny)
+        self.total_weight = max(float(batch.sw.sum()), np.finfo(float).tiny)
+        self.task_rows = batch.task_weights()
+        spread = float(np.var(batch.y)) if batch.n_rows else 1.0
+        self.min_dispersion = 1e-10 * spread if spread > 0 else 1e-300
+
+    def component(self, mean, natural, dispersion):
+        """The component prior with natural precision ``V^{-1}``."""
+        M = dispersion / self.task_scale.mean() * natural
+        precision = transfer_beyond_ridge(M, self.ridge)
+        strength, shape = split_strength(precision)
+        return Prior(theta0=np.array(mean, dtype=float), shape=shape,
+                     gamma=strength if self.learn_gamma else self.gamma,
+                     dispersion=dispersion, ridge=self.ridge)
+
+
+@dataclass
+class _Solved:
+    """Every task solved under every component: stacked over components."""
+
+    theta: np.ndarray  # (K, T, d)
+    loss: np.ndarray  # (K, T)
+    trace: np.ndarray  # (K, T)
+    log_lik: np.ndarray  # (K, T) Laplace log marginal likelihoods
+    inv_wsum: list  # per component: weighted sums of the inverse Hessians
+
+
+def solve_components(solvers, mixture, theta, setup):
+    """Solve every task under every component (one kernel call each).
+
+    A first call per component finds the modes and the Hessians'
+    log-determinants; once the responsibilities (and Student-t weights)
+    are known, a second call from the modes (one Newton check each) sums
+    the inverse Hessians with those weights. Returns the solutions and the
+    E-step's ``(resp, u, log_evidence)``.
+    """
+    K = mixture.n_components
+    T = theta.shape[1]
+    out = _Solved(np.empty_like(theta), np.empty((K, T)), np.empty((K, T)),
+                  np.empty((K, T)), [])
+    for k, (solver, prior) in enumerate(zip(solvers, mixture.components)):
+        solution = solver.solve(prior.center, prior.precision, theta[k],
+                                inverse="sum", exact_inverse=True)
+        out.theta[k] = solution.theta
+        out.loss[k] = solution.loss
+        out.log_lik[k] = laplace_log_evidence(prior, solution, setup.task_scale)
+    resp, log_evidence = _responsibilities(mixture, out)
+    for k, (solver, prior) in enumerate(zip(solvers, mixture.components)):
+        solution = solver.solve(prior.center, prior.precision, out.theta[k],
+                                inverse="posterior", exact_inverse=True,
+                                inv_weight=resp[:, k] / setup.task_scale)
+        out.theta[k] = solution.theta
+        out.trace[k] = solution.trace
+        inv = solution.inv_wsum
+        out.inv_wsum.append(np.diag(inv).copy() if inv.ndim == 2 else inv)
+    u = _robust_weights(mixture, out, setup)
+    if mixture.df is not None:
+        # the posterior covariances enter the moments with weights r u
+        for k, (solver, prior) in enumerate(zip(solvers, mixture.components)):
+            inv = solver.solve(prior.center, prior.precision, out.theta[k],
+                               inverse="posterior", exact_inverse=True,
+                               inv_weight=resp[:, k] * u[k] / setup.task_scale
+                               ).inv_wsum
+            out.inv_wsum[k] = np.diag(inv).copy() if inv.ndim == 2 else inv
+    return out, resp, u, log_evidence
+
+
+def laplace_log_evidence(prior, solution, task_scale):
+    """Each task's Laplace log marginal likelihood under ``prior`` (up to
+    terms that are the same under every prior: see the module docstring)."""
+    M = np.asarray(prior.combined_precision, dtype=float)
+    precision = prior.precision
+    center = prior.center
+    # the objective less its constant: the quadratic centred on theta0
+    constant = 0.5 * center @ (precision * center) - 0.5 * prior.theta0 @ (
+        M * prior.theta0)
+    energy = solution.objective - constant
+    return (-task_scale / prior.dispersion * energy
+            + 0.5 * np.sum(np.log(M)) - 0.5 * solution.logdet)
+
+
+def _responsibilities(mixture, solved):
+    log_joint = np.log(mixture.weights)[:, None] + solved.log_lik
+    total = logsumexp(log_joint, axis=0)
+    return np.exp(log_joint - total).T, float(total.sum())
+
+
+def _robust_weights(mixture, solved, setup):
+    """``u_tk = (nu + d) / (nu + delta_tk)`` (ones without ``nu``)."""
+    K, T, d = solved.theta.shape
+    if mixture.df is None:
+        return np.ones((K, T))
+    s_bar = setup.task_scale.mean()
+    u = np.empty((K, T))
+    for k, prior in enumerate(mixture.components):
+        # natural precision P = (s / phi) M; the posterior covariance's part
+        # tr(P C_t) = (s / s_t) tr(M A_t^{-1}) = (s / s_t) (d - tr(H A_t^{-1}))
+        M = np.asarray(prior.combined_precision, dtype=float)
+        dev = solved.theta[k] - prior.theta0
+        mode = s_bar / prior.dispersion * np.einsum("tj,j,tj->t", dev, M, dev)
+        spread = s_bar / setup.task_scale * np.maximum(d - solved.trace[k], 0.0)
+        u[k] = (mixture.df + d) / (mixture.df + mode + spread)
+    return u
+
+
+def _m_step(mixture, solved, resp, u, setup):
+    """New weights, means, covariances and noise variance."""
+    K, T, d = solved.theta.shape
+    dispersion = mixture.components[0].dispersion
+    if setup.squared:
+        # a task the Student-t weights set aside does not set the noise
+        # either: its rows count with its weight (all 1 for Gaussians)
+        w = resp.T * u
+        rss = np.sum(w * 2.0 * setup.task_scale * solved.loss)
+        expected = rss + dispersion * np.sum(w * solved.trace)
+        total = np.sum(w.sum(axis=0) * setup.task_rows)
+        dispersion = max(expected / max(total, np.finfo(float).tiny),
+                         setup.min_dispersion, np.finfo(float).tiny)
+    counts = resp.sum(axis=0)
+    weights = np.maximum(counts / T, np.finfo(float).tiny)
+    weights /= weights.sum()
+    components = []
+    for k, old in enumerate(mixture.components):
+        ru = resp[:, k] * u[k]
+        if counts[k] < _EMPTY_COMPONENT or ru.sum() <= 0:
+            components.append(old)
+            continue
+        mean = ru @ solved.theta[k] / ru.sum()
+        dev = solved.theta[k] - mean
+        # over sum r u rather than sum r: the parameter-expanded EM of the
+        # Student-t (Liu, Rubin & Wu, 1998), same fixed point, and a scale
+        # that does not shrink while every weight is small
+        diag = (ru @ (dev * dev) + old.dispersion * solved.inv_wsum[k]
+                ) / ru.sum()
+        natural = setup.structure.natural_precision(None, diag, counts[k])
+        prior = setup.component(mean, natural, dispersion)
+        components.append(prior)
+    return PriorMixture(weights, tuple(components), mixture.df)
+
+
+def _changed(new, old, tol):
+    scale = max(1.0, float(np.max(np.abs(old), initial=0.0)))
+    return float(np.max(np.abs(new - old), initial=0.0)) > tol * scale
+
+
+class _Coordinates:
+    """Unconstrained coordinates of a mixture, for SQUAREM: log weights,
+    means, log precisions and (squared losses) the log noise variance."""
+
+    def __init__(self, mixture, setup):
+        self.K = mixture.n_components
+        self.d = mixture.components[0].theta0.shape[0]
+        self.setup = setup
+        self.df = mixture.df
+
+    def encode(self, mixture):
+        parts = [np.log(mixture.weights), mixture.means.ravel(),
+                 np.log(mixture.precisions).ravel()]
+        if self.setup.squared:
+            parts.append([np.log(mixture.components[0].dispersion)])
+        return np.concatenate(parts)
+
+    def decode(self, z):
+        K, d, setup = self.K, self.d, self.setup
+        weights = np.exp(z[:K] - logsumexp(z[:K]))
+        means = z[K:K + K * d].reshape(K, d)
+        precisions = np.exp(z[K + K * d:K + 2 * K * d]).reshape(K, d)
+        dispersion = (float(np.exp(z[-1])) if setup.squared
+                      else 1.0)
+        components = []
+        for mean, precision in zip(means, precisions):
+            strength, shape = split_strength(precision)
+            components.append(Prior(
+                theta0=mean.copy(), shape=shape,
+                gamma=strength if setup.learn_gamma else setup.gamma,
+                dispersion=dispersion, ridge=setup.ridge))
+        return PriorMixture(weights, tuple(components), self.df)
+
+
+def fit_mixture(batch, problem, mixture, setup, *, max_iter, tol, n_jobs=None,
+                verbose=0):
+    """EM for the mixture prior from ``mixture``, accelerated by SQUAREM.
+
+    Each evaluation of the EM map solves every task under every component.
+    A SQUAREM cycle (Varadhan & Roland, 2008) makes two EM steps,
+    extrapolates along them and stabilizes with a third, falling back to
+    the plain EM iterate when the extrapolation leaves a larger fixed-point
+    residual. Converged when the component means and the responsibilities
+    change by less than ``tol`` (relative), and the tasks' modes too or the
+    log evidence by less than ``tol`` per task (``converged`` of the result;
+    the caller warns). Returns a
+    :class:`MixtureFit`.
+    """
+    K, T = mixture.n_components, batch.n_tasks
+    coords = _Coordinates(mixture, setup)
+    state = {"n_iter": 0, "done": False, "resp": None, "theta": np.stack(
+        [np.tile(c.theta0, (T, 1)) for c in mixture.components])}
+    solvers = [InnerSolver(batch, problem, n_jobs=n_jobs) for _ in range(K)]
+
+    def em_map(current):
+        solved, resp, u, log_evidence = solve_components(
+            solvers, current, state["theta"], setup)
+        state["n_iter"] += 1
+        if verbose:
+            print(f"[mixture] iteration {state['n_iter']}: log evidence "
+                  f"{log_evidence:.8g}, weights {np.round(current.weights, 4)}")
+        proposal = _m_step(current, solved, resp, u, setup)
+        # where the evidence pushes a component's precision toward infinity
+        # (a family whose tasks barely differ), the modes keep creeping while
+        # the evidence has stopped gaining: either ends the iterations
+        settled = not _changed(solved.theta, state["theta"], tol) or (
+            abs(log_evidence - state.get("log_evidence", np.inf)) < tol * T)
+        done = (state["resp"] is not None and settled
+                and not _changed(resp, state["resp"], tol)
+                and not _changed(proposal.means, current.means, tol))
+        state.update(theta=solved.theta, resp=resp, u=u, mixture=current,
+                     log_evidence=log_evidence, done=done)
+        return proposal
+
+    def finished():
+        return state["done"] or state["n_iter"] >= max_iter
+
+    try:
+        for solver in solvers:
+            solver.__enter__()
+        x0 = mixture
+        step_max = 1.0
+        while not finished():
+            x1 = em_map(x0)
+            if finished():
+                break
+            x2 = em_map(x1)
+            if finished():
+                break
+            z0, z1, z2 = coords.encode(x0), coords.encode(x1), coords.encode(x2)
+            r = z1 - z0
+            v = z2 - z1 - r
+            norm_v = np.linalg.norm(v)
+            if norm_v == 0.0 or not np.all(np.isfinite(v)):
+                x0 = x2
+                continue
+            alpha = max(-step_max, min(-1.0, -np.linalg.norm(r) / norm_v))
+            if alpha == -step_max:
+                step_max *= 4.0
+            try:
+                candidate = coords.decode(z0 - 2.0 * alpha * r + alpha**2 * v)
+                x3 = em_map(candidate)
+            except (FloatingPointError, ValueError, np.linalg.LinAlgError):
+                x0, step_max = x2, 1.0
+                continue
+            z3 = coords.encode(x3)
+            if not np.all(np.isfinite(z3)) or (
+                    np.linalg.norm(z3 - coords.encode(candidate))
+                    > np.linalg.norm(z2 - z1)):
+                x0, step_max = x2, 1.0
+            else:
+                x0 = x3
+    finally:
+        for solver in solvers:
+            solver.__exit__(None, None, None)
+    mixture, resp, u = state["mixture"], state["resp"], state["u"]
+    log_evidence = state["log_evidence"] - (
+        0.5 * setup.total_weight * np.log(2 * np.pi * mixture.components[0].dispersion)
+        if setup.squared else 0.0)
+    return MixtureFit(mixture, np.einsum("tk,ktj->tj", resp, state["theta"]),
+                      resp, np.sum(resp * u.T, axis=1), float(log_evidence),
+                      state["n_iter"], bool(state["done"]))
+
+
+def initial_components(fit1, n_components, setup, random_state):
+    """``K`` components from a one-component fit: k-means on its task modes.
+
+    The modes are whitened by the fitted precision so that every parameter
+    counts in units of the tasks' spread; the components start at the
+    clusters' means, with the fitted covariance and the clusters' shares.
+    """
+    prior = fit1.mixture.components[0]
+    theta = fit1.theta
+    scale = np.sqrt(np.asarray(prior.combined_precision, dtype=float))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # duplicate points
+        km = KMeans(n_clusters=n_components, n_init=10,
+                    random_state=random_state).fit(theta * scale)
+    labels = km.labels_
+    counts = np.bincount(labels, minlength=n_components).astype(float)
+    components = []
+    for k in range(n_components):
+        mean = theta[labels == k].mean(axis=0) if counts[k] else prior.theta0
+        components.append(Prior(theta0=mean, shape=prior.shape, gamma=prior.gamma,
+                                dispersion=prior.dispersion, ridge=prior.ridge))
+    weights = np.maximum(counts, 1.0) / np.maximum(counts, 1.0).sum()
+    return PriorMixture(weights, tuple(components), fit1.mixture.df)
+
+
+def n_free_parameters(n_components, structure, d):
+    """Parameters of a mixture: weights, means, covariances (for BIC)."""
+    return (n_components - 1) + n_components * (
+        d + structure.n_hyperparameters(d))
+
+
+def adapt_mixture(batch, problem, mixture, *, n_jobs=None):
+    """New tasks under a fitted mixture: ``(theta, responsibilities)``.
+
+    Each task is solved under every component; its posterior over the
+    components follows from the Laplace marginal likelihoods, and its
+    parameters are its posterior mean under the mixture of the Laplace
+    posteriors, ``sum_k r_tk theta_tk``.
+    """
+    K, T = mixture.n_components, batch.n_tasks
+    scale = batch.task_weights() if problem.mean_loss else np.ones(T)
+    scale = np.maximum(scale, np.finfo(float).tiny)
+    log_lik = np.empty((K, T))
+    thetas = np.empty((K, T, problem.n_params))
+    with InnerSolver(batch, problem, n_jobs=n_jobs) as solver:
+        for k, prior in enumerate(mixture.components):
+            solution = solver.solve(prior.center, prior.precision,
+                                    np.tile(prior.theta0, (T, 1)),
+                                    inverse="sum", exact_inverse=True)
+            thetas[k] = solution.theta
+            log_lik[k] = laplace_log_evidence(prior, solution, scale)
+    log_joint = np.log(mixture.weights)[:, None] + log_lik
+    resp = np.exp(log_joint - logsumexp(log_joint, axis=0)).T
+    return np.einsum("tk,ktj->tj", resp, thetas), resp
+
+
+@dataclass(frozen=True)
+class MixtureSpec:
+    """What the estimator asks of the prior: ``n_components`` (int or
+    ``"auto"``), the Student-t ``df`` (or None), the components' ``structure``
+    and whether the strength is learned (else ``gamma``)."""
+
+    n_components: object
+    df: object
+    structure: object
+    learn_gamma: bool
+    gamma: float
+
+
+def learn_mixture(batch, problem, spec, settings, max_iter):
+    """Fit the mixture prior (choosing ``K`` by BIC for ``"auto"``).
+
+    Returns ``(fit, scores)``: the :class:`MixtureFit` and, for ``"auto"``,
+    the BIC of each ``K`` compared (keys ``"mixture-K"``; smaller is better).
+    """
+    T, d = batch.n_tasks, problem.n_params
+    # as for the Gaussian prior: the base penalty is part of a prior whose
+    # strength is learned, except for wide tasks (see _proximal._Iteration)
+    ridge = (problem.lam2 * problem.l2w
+             if spec.learn_gamma and not diagonal_inverses(d) and problem.lam2 > 0
+             else None)
+    setup = _Setup(batch, problem, structure=spec.structure,
+                   learn_gamma=spec.learn_gamma, gamma=spec.gamma, ridge=ridge,
+                   df=spec.df)
+    start = Prior.initial(np.zeros(d), spec.structure, spec.gamma)
+    start = Prior(theta0=start.theta0, shape=start.shape, gamma=start.gamma,
+                  ridge=ridge)
+    options = dict(max_iter=max_iter, tol=settings.tol, n_jobs=settings.n_jobs,
+                   verbose=settings.verbose)
+    if spec.df is not None:
+        # from the Gaussian's fit: far from it, every task looks outlying,
+        # and a prior pinning them all is a fixed point of the weights too
+        gaussian = _Setup(batch, problem, structure=spec.structure,
+                          learn_gamma=spec.learn_gamma, gamma=spec.gamma,
+                          ridge=ridge, df=None)
+        start = fit_mixture(batch, problem, PriorMixture(np.ones(1), (start,)),
+                            gaussian, **options).mixture.components[0]
+    fit1 = fit_mixture(batch, problem,
+                       PriorMixture(np.ones(1), (start,), spec.df), setup,
+                       **options)
+    if spec.n_components == "auto":
+        candidates = range(1, max(1, min(AUTO_MAX_COMPONENTS,
+                                         T // AUTO_TASKS_PER_COMPONENT)) + 1)
+    else:
+        candidates = [int(spec.n_components)]
+    fits, scores = {}, {}
+    for K in candidates:
+        if K == 1:
+            fit = fit1
+        else:
+            fit = fit_mixture(
+                batch, problem,
+                initial_components(fit1, K, setup, settings.random_state),
+                setup, **options)
+        fits[K] = fit
+        scores[f"mixture-{K}"] = (-2.0 * fit.log_evidence + n_free_parameters(
+            K, spec.structure, d) * np.log(T))
+    best = min(fits, key=lambda K: scores[f"mixture-{K}"])
+    if not fits[best].converged:
+        # (candidates not chosen may stop unconverged: they are only compared)
+        warnings.warn(
+            f"the prior's EM did not converge in max_iter={max_iter} "
+            "iterations; increase max_iter or tol.", ConvergenceWarning,
+            stacklevel=3)
+    return fits[best], scores if spec.n_components == "auto" else {}
