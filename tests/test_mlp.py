@@ -372,6 +372,8 @@ def test_training_settings_of_the_network_warn(sine):
     (dict(method="maml", inner_lr=0.01, random_effects=[0]),
      "random_effects names coefficients of a linear"),
     (dict(method="maml", inner_lr=0.01, prior="diagonal"), "structured prior"),
+    (dict(method="maml", inner_lr=0.01, prior="mixture"), "structured prior"),
+    (dict(method="maml", inner_lr=0.01, prior_df=3.0), "structured prior"),
 ])
 # (a random_effects that the method cannot honour is first reported unused)
 @pytest.mark.filterwarnings("ignore:random_effects=:UserWarning")
