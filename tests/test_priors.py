@@ -22,6 +22,7 @@ from sklearn.linear_model import (
 )
 
 from skmeta import MetaClassifier, MetaRegressor
+from skmeta.datasets import make_meta_classification
 
 
 def linear_tasks(n_tasks, n_rows, covariance, *, noise=0.5, seed=0,
@@ -243,3 +244,19 @@ def test_a_diverging_meta_training_stops_with_the_last_finite_prior():
     assert np.all(np.isfinite(meta.meta_params_))
     assert np.all(np.isfinite(meta.task_params_))
     assert meta.n_iter_ < 200
+
+
+def test_a_prior_that_cannot_be_learned_falls_back_to_the_fixed_one():
+    # four tasks of five rows and 21 parameters, separable: empirical Bayes
+    # runs away (the precision degenerates); the fit says so and is the one
+    # with the former fixed prior, gamma=1 and isotropic
+    X, y, tasks = make_meta_classification(
+        n_tasks=200, n_samples_per_task=5, n_features=20, n_informative=10,
+        n_redundant=0, random_state=0)
+    X, y, tasks = X[tasks < 4], y[tasks < 4], tasks[tasks < 4]
+    with pytest.warns(ConvergenceWarning, match="could not be learned"):
+        meta = MetaClassifier().fit(X, y, tasks=tasks)
+    fixed = MetaClassifier(gamma=1.0, prior="isotropic").fit(X, y, tasks=tasks)
+    assert meta.gamma_ == 1.0 and meta.prior_kind_ == "isotropic"
+    assert_allclose(meta.task_params_, fixed.task_params_, rtol=1e-12)
+    assert_allclose(meta.meta_params_, fixed.meta_params_, rtol=1e-12)

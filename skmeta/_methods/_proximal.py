@@ -608,19 +608,42 @@ class Proximal(MetaMethod):
                 s.gamma)
             scores = {}
             start = None
-            if len(structures) > 1:
-                structure, scores, start = self._select(
-                    batch, problem, structures, theta0, learn_theta0, gamma)
-            else:
-                structure = structures[0]
-            # from the prior the selection learned on part of the rows: the
-            # fit on all of them starts close to its end
-            result = fit_proximal(
-                solver, start or Prior.initial(theta0, structure, gamma),
-                learn_theta0=learn_theta0, structure=structure,
-                learn_gamma=learn_gamma, max_iter=self.max_iter, tol=s.tol,
-                verbose=s.verbose, name=self.name,
-                count_penalty=self.count_penalty)
+            try:
+                if len(structures) > 1:
+                    structure, scores, start = self._select(
+                        batch, problem, structures, theta0, learn_theta0, gamma)
+                else:
+                    structure = structures[0]
+                # from the prior the selection learned on part of the rows:
+                # the fit on all of them starts close to its end
+                result = fit_proximal(
+                    solver, start or Prior.initial(theta0, structure, gamma),
+                    learn_theta0=learn_theta0, structure=structure,
+                    learn_gamma=learn_gamma, max_iter=self.max_iter, tol=s.tol,
+                    verbose=s.verbose, name=self.name,
+                    count_penalty=self.count_penalty)
+            except (FloatingPointError, linalg.LinAlgError):
+                if not (learn_gamma or len(structures) > 1
+                        or structures[0].kind != "isotropic"):
+                    raise
+                # Tasks that a few rows cannot pin down (e.g. separable
+                # classes in fewer rows than parameters) make empirical
+                # Bayes run away; say so, and fall back to the fixed prior.
+                warnings.warn(
+                    "the prior could not be learned from these tasks (its "
+                    "precision degenerates: too few rows per task to tell "
+                    "how the tasks differ); fitted with gamma=1.0, "
+                    "prior='isotropic' instead. Set gamma and prior "
+                    "explicitly to choose the transfer.",
+                    ConvergenceWarning, stacklevel=4)
+                learn_gamma, gamma, scores = False, 1.0, {}
+                structure = Structure("isotropic")
+                result = fit_proximal(
+                    solver, Prior.initial(theta0, structure, gamma),
+                    learn_theta0=learn_theta0, structure=structure,
+                    learn_gamma=False, max_iter=self.max_iter, tol=s.tol,
+                    verbose=s.verbose, name=self.name,
+                    count_penalty=self.count_penalty)
         learned = learn_gamma or structure.kind != "isotropic" or (
             structure.shared is not None)
         return MetaFit(result.prior.theta0, result.prior.shape,
