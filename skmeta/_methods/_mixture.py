@@ -56,6 +56,7 @@ from .._kernels._calls import diagonal_inverses
 from .._kernels._codes import SQUARED
 from ._inner import InnerSolver
 from ._prior import Prior, split_strength
+from ._squarem import squarem
 
 # a component whose expected number of tasks falls below this keeps its
 # previous parameters (an empty component has none to estimate)
@@ -393,38 +394,7 @@ def fit_mixture(batch, problem, mixture, setup, *, max_iter, tol, n_jobs=None,
     try:
         for solver in solvers:
             solver.__enter__()
-        x0 = mixture
-        step_max = 1.0
-        while not finished():
-            x1 = em_map(x0)
-            if finished():
-                break
-            x2 = em_map(x1)
-            if finished():
-                break
-            z0, z1, z2 = coords.encode(x0), coords.encode(x1), coords.encode(x2)
-            r = z1 - z0
-            v = z2 - z1 - r
-            norm_v = np.linalg.norm(v)
-            if norm_v == 0.0 or not np.all(np.isfinite(v)):
-                x0 = x2
-                continue
-            alpha = max(-step_max, min(-1.0, -np.linalg.norm(r) / norm_v))
-            if alpha == -step_max:
-                step_max *= 4.0
-            try:
-                candidate = coords.decode(z0 - 2.0 * alpha * r + alpha**2 * v)
-                x3 = em_map(candidate)
-            except (FloatingPointError, ValueError, np.linalg.LinAlgError):
-                x0, step_max = x2, 1.0
-                continue
-            z3 = coords.encode(x3)
-            if not np.all(np.isfinite(z3)) or (
-                    np.linalg.norm(z3 - coords.encode(candidate))
-                    > np.linalg.norm(z2 - z1)):
-                x0, step_max = x2, 1.0
-            else:
-                x0 = x3
+        squarem(em_map, mixture, coords, finished)
     finally:
         for solver in solvers:
             solver.__exit__(None, None, None)

@@ -38,6 +38,7 @@ from ._base import MetaFit, MetaMethod
 from ._inner import INNER_TOL, InnerSolver, solve_exactly
 from ._mixture import MixtureSpec, adapt_mixture, learn_mixture
 from ._prior import Prior, precision_inverse, psd_solve, split_strength
+from ._squarem import squarem
 from ._structures import Structure
 
 _MAX_HALVINGS = 30
@@ -53,7 +54,6 @@ _TRANSFER_FLOOR = 1e-3
 SELECTION_TASKS = 1000
 HELD_OUT_EVERY = 4
 SELECTION_TOL = 1e-3
-_SQUAREM_STEP_GROWTH = 4.0
 # inner tolerance of the first solve after a warm-up prior (see _fixed_prior)
 _FIRST_SOLVE_TOL = 1e-4
 
@@ -428,11 +428,9 @@ def _fixed_prior(step, prior, theta, *, max_iter, tol, verbose, name,
 
 
 def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
-    """EM on the prior, accelerated by SQUAREM (Varadhan & Roland, 2008).
+    """EM on the prior, accelerated by SQUAREM (see ``_squarem``).
 
-    Each evaluation of the EM map solves all tasks once. A SQUAREM cycle
-    makes two EM steps, extrapolates along them, and stabilizes with a third;
-    a failed extrapolation falls back to the plain EM iterate. Convergence is
+    Each evaluation of the EM map solves all tasks once. Convergence is
     judged on the models (the task parameters and the prior mean), which stop
     moving even where the evidence keeps pushing a precision toward infinity
     along directions in which the tasks do not vary.
@@ -441,10 +439,10 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
                                learn_theta0=step.learn_theta0,
                                learn_gamma=step.learn_gamma, squared=step.squared,
                                ridge=step.ridge)
-    state = {"n_iter": 0, "theta": theta, "prior": prior}
+    state = {"n_iter": 0, "theta": theta, "prior": prior, "done": False}
 
     def em_map(current):
-        """One EM evaluation; True in the second slot when converged."""
+        """One EM evaluation; ``state["done"]`` when converged."""
         solutions = step.solve(current, state["theta"])
         state["n_iter"] += 1
         _report(verbose, name, state["n_iter"], solutions, current)
@@ -453,54 +451,14 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
         state["theta"] = solutions.theta
         state["prior"] = current
         state["objective"] = float(solutions.objective.sum())
-        done = (state["n_iter"] > 1 and not moved
-                and not _changed(proposal.theta0, current.theta0, tol))
-        return proposal, done
+        state["done"] = (state["n_iter"] > 1 and not moved
+                         and not _changed(proposal.theta0, current.theta0, tol))
+        return proposal
 
-    x0 = prior
-    step_max = 1.0
-    while state["n_iter"] < max_iter:
-        x1, done = em_map(x0)
-        if done or state["n_iter"] >= max_iter:
-            break
-        x2, done = em_map(x1)
-        if done or state["n_iter"] >= max_iter:
-            break
-        z0, z1, z2 = coords.encode(x0), coords.encode(x1), coords.encode(x2)
-        r = z1 - z0
-        v = z2 - z1 - r
-        norm_v = np.linalg.norm(v)
-        if norm_v == 0.0 or not np.all(np.isfinite(v)):
-            x0 = x2
-            continue
-        # steplength control of Varadhan & Roland: the extrapolation is
-        # bounded, and the bound grows only while it keeps being reached
-        alpha = -np.linalg.norm(r) / norm_v
-        alpha = max(-step_max, min(-1.0, alpha))
-        if alpha == -step_max:
-            step_max *= _SQUAREM_STEP_GROWTH
-        try:
-            candidate = coords.decode(z0 - 2.0 * alpha * r + alpha**2 * v)
-            x3, done = em_map(candidate)
-        except (FloatingPointError, linalg.LinAlgError, ValueError):
-            x0, step_max = x2, 1.0
-            continue
-        if done:
-            break
-        # keep the extrapolation only if it left the iterates no worse than
-        # a plain EM step would: the fixed-point residual must not grow
-        z3 = coords.encode(x3)
-        if not np.all(np.isfinite(z3)) or (
-                np.linalg.norm(z3 - coords.encode(candidate))
-                > np.linalg.norm(z2 - z1)):
-            x0, step_max = x2, 1.0
-        else:
-            x0 = x3
-    else:
-        return ProximalFit(state["prior"], state["theta"], state["n_iter"], False,
-                           state.get("objective", np.nan))
+    squarem(em_map, prior, coords,
+            lambda: state["done"] or state["n_iter"] >= max_iter)
     return ProximalFit(state["prior"], state["theta"], state["n_iter"],
-                       bool(done), state["objective"])
+                       state["done"], state.get("objective", np.nan))
 
 
 def candidate_structures(prior, random_effects, problem, diagonal, single_task,
