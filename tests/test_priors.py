@@ -260,3 +260,21 @@ def test_a_prior_that_cannot_be_learned_falls_back_to_the_fixed_one():
     assert meta.gamma_ == 1.0 and meta.prior_kind_ == "isotropic"
     assert_allclose(meta.task_params_, fixed.task_params_, rtol=1e-12)
     assert_allclose(meta.meta_params_, fixed.meta_params_, rtol=1e-12)
+
+
+def test_separable_tasks_learn_a_prior_without_numerical_warnings():
+    # identical, separable tasks: the candidate structures whose precision
+    # runs away are scored out, not reported as overflows of private code
+    rng = np.random.RandomState(0)
+    X = rng.randn(120, 4)
+    y = (X[:, 0] > 0).astype(int)
+    tasks = np.repeat(np.arange(6), 20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        meta = MetaClassifier().fit(X, y, tasks=tasks)
+    scores = meta.prior_scores_
+    assert np.isfinite(scores[meta.prior_kind_])
+    assert scores[meta.prior_kind_] == min(scores.values())
+    # the learned model separates the classes as the pooled one does
+    pooled = LogisticRegression().fit(X, y)
+    assert meta.score(X, y, tasks=tasks) >= pooled.score(X, y) - 0.01

@@ -24,6 +24,7 @@ task's posterior (mean ``theta_t``, covariance ``(phi / s_t) A_t^{-1}``): see
 """
 
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -41,6 +42,9 @@ from ._prior import Prior, precision_inverse, psd_solve, split_strength
 from ._squarem import squarem
 from ._structures import Structure
 
+# what a prior whose precision runs away raises (see _degeneracy_raises)
+_DEGENERATE = (FloatingPointError, linalg.LinAlgError, linalg.LinAlgWarning)
+
 _MAX_HALVINGS = 30
 # Problems with at least _WARM_UP_FACTOR * _WARM_UP_TASKS tasks first learn
 # the prior on _WARM_UP_TASKS of them.
@@ -56,6 +60,25 @@ HELD_OUT_EVERY = 4
 SELECTION_TOL = 1e-3
 # inner tolerance of the first solve after a warm-up prior (see _fixed_prior)
 _FIRST_SOLVE_TOL = 1e-4
+
+
+@contextmanager
+def _degeneracy_raises(ill_conditioned=False):
+    """Turn the signs of a runaway prior into exceptions.
+
+    Where empirical Bayes degenerates (a task direction that no row pins
+    down, e.g. separable classes), the prior's moments overflow and its
+    precision turns singular long before anything fails; numpy and scipy
+    only warn. Raised instead, they reach the caller's fallback and the user
+    sees one ConvergenceWarning that says what happened, not dozens of
+    overflow warnings from private modules. ``ill_conditioned`` also raises
+    scipy's LinAlgWarning, for throw-away fits whose result is only scored.
+    """
+    with np.errstate(over="raise", divide="raise", invalid="raise"), \
+            warnings.catch_warnings():
+        if ill_conditioned:
+            warnings.simplefilter("error", linalg.LinAlgWarning)
+        yield
 
 
 @dataclass
@@ -574,13 +597,14 @@ class Proximal(MetaMethod):
                     structure = structures[0]
                 # from the prior the selection learned on part of the rows:
                 # the fit on all of them starts close to its end
-                result = fit_proximal(
-                    solver, start or Prior.initial(theta0, structure, gamma),
-                    learn_theta0=learn_theta0, structure=structure,
-                    learn_gamma=learn_gamma, max_iter=self.max_iter, tol=s.tol,
-                    verbose=s.verbose, name=self.name,
-                    count_penalty=self.count_penalty)
-            except (FloatingPointError, linalg.LinAlgError):
+                with _degeneracy_raises():
+                    result = fit_proximal(
+                        solver, start or Prior.initial(theta0, structure, gamma),
+                        learn_theta0=learn_theta0, structure=structure,
+                        learn_gamma=learn_gamma, max_iter=self.max_iter,
+                        tol=s.tol, verbose=s.verbose, name=self.name,
+                        count_penalty=self.count_penalty)
+            except _DEGENERATE:
                 if not (learn_gamma or len(structures) > 1
                         or structures[0].kind != "isotropic"):
                     raise
@@ -644,19 +668,24 @@ class Proximal(MetaMethod):
             warnings.simplefilter("ignore", ConvergenceWarning)
             for structure in structures:
                 try:
-                    result = fit_proximal(
-                        solver, Prior.initial(theta0, structure, gamma),
-                        learn_theta0=learn_theta0, structure=structure,
-                        learn_gamma=s.gamma == "auto", max_iter=self.max_iter,
-                        tol=max(s.tol, SELECTION_TOL), name=self.name,
-                        count_penalty=self.count_penalty)
-                except (FloatingPointError, linalg.LinAlgError):
+                    with _degeneracy_raises(ill_conditioned=True):
+                        result = fit_proximal(
+                            solver, Prior.initial(theta0, structure, gamma),
+                            learn_theta0=learn_theta0, structure=structure,
+                            learn_gamma=s.gamma == "auto",
+                            max_iter=self.max_iter,
+                            tol=max(s.tol, SELECTION_TOL), name=self.name,
+                            count_penalty=self.count_penalty)
+                except _DEGENERATE:
                     # this structure's precision degenerates on these rows
                     # (a direction no kept row reaches): it cannot be chosen
                     scores[structure.name] = np.inf
                     continue
                 loss = datafit_losses(held_out, problem, result.theta).sum()
                 score = float(loss) / total_weight
+                if not np.isfinite(score):
+                    scores[structure.name] = np.inf
+                    continue
                 scores[structure.name] = score
                 if best is None or score < scores[best.name]:
                     best, best_prior = structure, result.prior
