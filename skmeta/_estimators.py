@@ -38,6 +38,8 @@ from ._kernels._layout import make_batch
 from ._methods import METHODS, MetaFit, MetaSettings
 from ._methods._inner import posterior_covariances
 from ._methods._mixture import PriorMixture, adapt_mixture
+from ._methods._nested import Tree, adapt_nested
+from ._methods._prior import Prior
 from ._semi_supervised import (
     UNLABELED,
     FeatureModel,
@@ -47,12 +49,11 @@ from ._semi_supervised import (
     labeled_targets,
     unlabeled_rows,
 )
-from ._methods._nested import Tree, adapt_nested
-from ._methods._prior import Prior
 from ._validation import (
     NestedLabels,
     add_tasks,
     check_any_task_labels,
+    check_task_labels,
     encode_nested,
     encode_tasks,
     lookup_nested,

@@ -437,19 +437,32 @@ def _changed(new, old, tol):
     return float(np.max(np.abs(new - old), initial=0.0)) > tol * scale
 
 
-def fit_nested(batch, problem, tree, *, kind, learn_gamma, gamma, mu0, learn_mu0,
-               shared=None, max_iter, tol, n_jobs=None, verbose=0):
+@dataclass(frozen=True)
+class NestedSpec:
+    """What the estimator asks of the hierarchical prior: the ``structure``
+    of every level's spread (diagonal or isotropic), whether the tasks'
+    transfer strength is learned (else their transfer precision stays
+    ``gamma * I`` and only the group levels' spreads are learned), and the
+    population mean's start ``mu0``, learned or (``learn_mu0`` False, a
+    ``prior_estimator``) kept."""
+
+    structure: Structure
+    learn_gamma: bool
+    gamma: float
+    mu0: np.ndarray
+    learn_mu0: bool
+
+
+def fit_nested(batch, problem, tree, spec, *, max_iter, tol, n_jobs=None,
+               verbose=0):
     """Learn the hierarchical prior by EM (see the module docstring).
 
-    ``kind`` is ``"diagonal"`` or ``"isotropic"`` (the spreads of every
-    level); with ``learn_gamma`` False the tasks' transfer precision stays
-    ``gamma * I`` and only the group levels' spreads are learned. Returns a
-    :class:`NestedFit`.
+    ``spec`` is a :class:`NestedSpec`. Returns a :class:`NestedFit`.
     """
-    structure = Structure(kind, shared=shared)
-    hierarchy = _Hierarchy(batch, problem, tree, structure=structure,
-                           learn_gamma=learn_gamma, gamma=gamma,
-                           learn_mu0=learn_mu0, n_jobs=n_jobs)
+    mu0 = spec.mu0
+    hierarchy = _Hierarchy(batch, problem, tree, structure=spec.structure,
+                           learn_gamma=spec.learn_gamma, gamma=spec.gamma,
+                           learn_mu0=spec.learn_mu0, n_jobs=n_jobs)
     start = hierarchy.initial_state(mu0)
     coords = _Coordinates(hierarchy, start)
     T = batch.n_tasks

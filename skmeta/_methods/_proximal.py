@@ -37,7 +37,7 @@ from .._kernels._workspaces import FULL_INVERSE_MAX_PARAMS
 from ._base import MetaFit, MetaMethod
 from ._inner import INNER_TOL, InnerSolver, solve_exactly
 from ._mixture import MixtureSpec, adapt_mixture, learn_mixture
-from ._nested import fit_nested
+from ._nested import NestedSpec, fit_nested
 from ._prior import Prior, precision_inverse, psd_solve, split_strength
 from ._squarem import squarem
 from ._structures import Structure
@@ -640,14 +640,13 @@ class Proximal(MetaMethod):
             shared = ~np.asarray(s.random_effects, dtype=bool)
         learn_gamma = s.gamma == "auto"
         d = problem.n_params
-        fit = fit_nested(
-            batch, problem, tree, kind=kind, learn_gamma=learn_gamma,
-            gamma=1.0 if learn_gamma else float(s.gamma),
-            mu0=np.zeros(d) if prior_mean is None else np.asarray(prior_mean,
-                                                                  float),
-            learn_mu0=prior_mean is None, shared=shared,
-            max_iter=self.max_iter, tol=s.tol, n_jobs=s.n_jobs,
-            verbose=s.verbose)
+        spec = NestedSpec(
+            Structure(kind, shared=shared), learn_gamma,
+            1.0 if learn_gamma else float(s.gamma),
+            np.zeros(d) if prior_mean is None else np.asarray(prior_mean, float),
+            prior_mean is None)
+        fit = fit_nested(batch, problem, tree, spec, max_iter=self.max_iter,
+                         tol=s.tol, n_jobs=s.n_jobs, verbose=s.verbose)
         prior = fit.task_prior
         name = Structure(kind, shared=shared).name
         return MetaFit(prior.theta0, prior.shape, prior.gamma, fit.theta,
