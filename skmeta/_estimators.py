@@ -483,7 +483,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                 f"A group is a path of 1 to {n_levels - 1} labels, outermost "
                 f"first; got {group!r}.")
         columns = [np.asarray([label]) for label in path]
-        columns += [np.asarray([path[0]])] * (n_levels - len(path))
+        # (the deeper levels are not looked at: any label of their type)
+        columns += [level[:1] for level in self._nested_levels[len(path):]]
         found = lookup_nested(self._nested_levels, self._nested_paths,
                               NestedLabels(columns))[0, len(path) - 1]
         if found < 0:

@@ -308,8 +308,8 @@ def _columns_of(labels):
 def check_any_task_labels(labels, n_samples, *, name="tasks"):
     """Validate 1-D task labels, or 2-D nested ones (one column per level).
 
-    A 2-D array of one column is a 1-D one; of several columns, a
-    :class:`NestedLabels` whose columns pass :func:`check_task_labels` each.
+    A 2-D array of several columns is a :class:`NestedLabels` whose columns
+    pass :func:`check_task_labels` each; of one column, an error.
     """
     if not is_dataframe(labels) and np.ndim(labels) != 2:
         return check_task_labels(labels, n_samples, name=name)
@@ -318,13 +318,13 @@ def check_any_task_labels(labels, n_samples, *, name="tasks"):
         raise ValueError(
             f"{name} has {shape[0]} rows of labels but X has {n_samples} "
             "samples.")
-    if shape[1] == 0:
-        raise ValueError(f"{name} is 2-dimensional with no column of labels.")
+    if shape[1] < 2:
+        raise ValueError(
+            f"{name} must be 1-dimensional, or 2-dimensional with one column "
+            f"per level of nested tasks (at least 2), got shape {shape}.")
     columns = [check_task_labels(column, n_samples,
                                  name=f"{name} (level {level})")
                for level, column in enumerate(_columns_of(labels))]
-    if len(columns) == 1:
-        return columns[0]
     return NestedLabels(columns)
 
 
