@@ -248,9 +248,12 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         y : array-like of shape (n_samples,)
             Targets; for a :class:`MetaClassifier` with ``unlabeled_weight``
             set, ``-1`` marks an unlabeled row.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), \
+default=None
             Task label (int or str; bytes are decoded as UTF-8) of each
-            sample. When neither ``tasks`` nor
+            sample, or one column of labels per level for nested tasks,
+            outermost first (``np.c_[region, store]``: a hierarchical prior,
+            see :ref:`nested_tasks`). When neither ``tasks`` nor
             ``task_column`` is given, all samples form a single task: the base
             estimator is fitted with the transfer term toward
             ``prior_estimator`` (or toward zero).
@@ -470,6 +473,23 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         -------
         estimator : estimator instance
             A fitted clone of the base estimator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.linear_model import Ridge
+        >>> from skmeta import MetaRegressor
+        >>> from skmeta.datasets import make_nested_tasks
+        >>> X, y, tasks = make_nested_tasks(n_groups=3, n_tasks_per_group=5,
+        ...                                 random_state=0)
+        >>> meta = MetaRegressor(Ridge()).fit(X, y, tasks=tasks)
+        >>> meta.groups_[0].ravel().tolist()
+        [0, 1, 2]
+        >>> region = meta.group_estimator(1)
+        >>> new_store = np.c_[np.ones(2, dtype=int), [99, 99]]
+        >>> bool(np.allclose(meta.predict(X[:2], tasks=new_store),
+        ...                  region.predict(X[:2])))
+        True
         """
         check_is_fitted(self)
         if getattr(self, "groups_", None) is None:
@@ -548,7 +568,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
             Rows of the new tasks.
         y : array-like of shape (n_samples,)
             Their targets.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task label of each sample (or use ``task_column``); without
             either, the rows form one task.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -868,7 +888,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         y : array-like of shape (n_samples,)
             Their targets; for a :class:`MetaClassifier` fitted with
             ``unlabeled_weight`` set, ``-1`` marks an unlabeled row.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             The task's label on every sample, when task identities are given
             this way (all equal: use :meth:`adapt_tasks` for several tasks).
         sample_weight : array-like of shape (n_samples,), default=None
@@ -905,7 +925,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         y : array-like of shape (n_samples,)
             Their targets; for a :class:`MetaClassifier` fitted with
             ``unlabeled_weight`` set, ``-1`` marks an unlabeled row.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task label of each sample (or use ``task_column``).
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
@@ -1127,11 +1147,13 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         ``"auto"``: as ``None``, and ``prior="auto"`` also considers
         random intercepts only. A network base estimator takes ``"auto"``
         or ``None`` (its parameters are layers of weights).
-    task_column : int or str, default=None
+    task_column : int, str or list, default=None
         Column of ``X`` holding each sample's task label (an integer position,
         or a name for DataFrames); it is removed before the models see the
         features. This is what makes scorers and searches task-aware, since
-        they pass no metadata to ``predict``.
+        they pass no metadata to ``predict``. A list of columns, outermost
+        level first (``["region", "store"]``), gives nested tasks and a
+        hierarchical prior (see :ref:`nested_tasks`).
     prior_estimator : estimator instance, default=None
         A fitted classifier of the base estimator's family (same classes and
         features) whose parameters are the prior mean ``theta0``
@@ -1218,9 +1240,23 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     classes_ : ndarray of shape (n_classes,)
         Union of the classes over all tasks; a task may lack some. With
         ``unlabeled_weight`` set, the classes of the labeled rows.
-    tasks_ : ndarray of shape (n_tasks,) or None
+    tasks_ : ndarray of shape (n_tasks,) or (n_tasks, n_levels), or None
         Sorted labels of the tasks seen in ``fit``; ``None`` for a model
-        fitted without task identities.
+        fitted without task identities. For nested tasks, one row per task:
+        its path of labels, outermost level first (object array).
+    groups_ : list of ndarray
+        Nested tasks only: for each level of groups, outermost first, an
+        object array of shape ``(n_groups, level + 1)`` holding each group's
+        path of labels.
+    group_params_ : list of ndarray
+        Nested tasks only: for each level of groups, the groups' posterior
+        mean parameters, ``(n_groups, n_params)``: the models of new tasks
+        of these groups (see :meth:`group_estimator`).
+    group_precisions_ : list of ndarray
+        Nested tasks only: for each level of groups, the diagonal precision
+        ``(n_params,)`` of a group's parameters about its parent's, in the
+        units of ``prior_precision_`` (which is then the tasks' transfer
+        precision about their group).
     task_params_ : ndarray of shape (n_tasks, n_params)
         Flat parameters of each task's model: for each output the
         coefficients then (if fitted) the intercept.
@@ -1551,7 +1587,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         y : array-like of shape (n_samples,)
             Targets; ``-1`` marks an unlabeled row when the model was fitted
             (or is first fitted) with ``unlabeled_weight`` set.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task labels (or use ``task_column``).
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
@@ -1573,7 +1609,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
             Samples.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task labels (or use ``task_column``); unseen tasks use the prior.
 
         Returns
@@ -1591,7 +1627,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
             Samples.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task labels (or use ``task_column``); unseen tasks use the prior.
 
         Returns
@@ -1614,7 +1650,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
             Samples.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task labels (or use ``task_column``); unseen tasks use the prior.
 
         Returns
@@ -1635,7 +1671,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
             Samples.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task labels (or use ``task_column``); unseen tasks use the prior.
 
         Returns
@@ -1657,7 +1693,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
             Samples.
         y : array-like of shape (n_samples,)
             True labels.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task labels (or use ``task_column``).
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
@@ -1723,9 +1759,9 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
     random_effects : "auto", None or array-like, default="auto"
         Which coefficients vary across tasks (``method="proximal"``); see
         :class:`MetaClassifier`.
-    task_column : int or str, default=None
-        Column of ``X`` holding each sample's task label; see
-        :class:`MetaClassifier`.
+    task_column : int, str or list, default=None
+        Column of ``X`` holding each sample's task label, or a list of
+        columns for nested tasks; see :class:`MetaClassifier`.
     prior_estimator : estimator instance, default=None
         A fitted regressor of the base estimator's family whose parameters are
         the prior mean ``theta0``: kept fixed by ``method="proximal"``, the
@@ -1765,8 +1801,15 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
 
     Attributes
     ----------
-    tasks_ : ndarray of shape (n_tasks,) or None
-        Sorted labels of the tasks seen in ``fit`` (``None`` without tasks).
+    tasks_ : ndarray of shape (n_tasks,) or (n_tasks, n_levels), or None
+        Sorted labels of the tasks seen in ``fit`` (``None`` without tasks);
+        for nested tasks, one row of labels per task, outermost level first.
+    groups_ : list of ndarray
+        Nested tasks only: each level's groups (see :class:`MetaClassifier`).
+    group_params_ : list of ndarray
+        Nested tasks only: each level's group posterior means.
+    group_precisions_ : list of ndarray
+        Nested tasks only: each level's precision about its parent level.
     task_params_ : ndarray of shape (n_tasks, n_params)
         Flat parameters of each task's model: coefficients, then intercept.
     meta_params_ : ndarray of shape (n_params,)
@@ -1865,7 +1908,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
             Samples.
         y : array-like of shape (n_samples,)
             Targets.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task labels (or use ``task_column``).
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
@@ -1884,7 +1927,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
             Samples.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task labels (or use ``task_column``); unseen tasks use the prior.
         return_std : bool, default=False
             Also return the standard deviation of the posterior predictive
@@ -2036,7 +2079,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
             Samples.
         y : array-like of shape (n_samples,)
             True targets.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task labels (or use ``task_column``).
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
