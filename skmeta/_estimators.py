@@ -849,6 +849,10 @@ default=None
         if labels is None:
             uniques, codes = None, np.zeros(X.shape[0], dtype=np.intp)
         elif isinstance(labels, NestedLabels):
+            if getattr(self, "groups_", None) is None:
+                raise ValueError(
+                    f"This {type(self).__name__} was fitted on tasks of one "
+                    f"level; got task labels of {labels.n_levels} levels.")
             levels, paths, codes, _ = encode_nested(labels)
             uniques = nested_label_array(levels, paths)
         else:

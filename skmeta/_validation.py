@@ -390,8 +390,16 @@ def encode_nested(labels):
     ``l - 1`` (level 0: the population).
     """
     levels, level_codes = zip(*(encode_tasks(column) for column in labels.columns))
-    paths, codes = np.unique(np.column_stack(level_codes), axis=0,
-                             return_inverse=True)
+    dims = [len(level) for level in levels]
+    if np.prod(np.asarray(dims, dtype=float)) < 2.0**62:
+        # one integer per path, in the paths' lexicographic order (and
+        # already sorted when the rows are grouped by task): cheaper than
+        # np.unique over rows
+        keys, codes = encode_tasks(np.ravel_multi_index(level_codes, dims))
+        paths = np.column_stack(np.unravel_index(keys, dims)).astype(np.intp)
+    else:
+        paths, codes = np.unique(np.column_stack(level_codes), axis=0,
+                                 return_inverse=True)
     parents = []
     above = np.zeros(len(paths), dtype=np.intp)
     for depth in range(1, paths.shape[1] + 1):

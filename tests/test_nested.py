@@ -344,6 +344,9 @@ def test_bad_nested_input(stores):
     with pytest.raises(ValueError, match="tasks of one level; got task labels "
                                          "of 2 levels"):
         flat.predict(X, tasks=tasks)
+    with pytest.raises(ValueError, match="tasks of one level; got task labels "
+                                         "of 2 levels"):
+        flat.adapt_tasks(X, y, tasks=tasks)
     # inputs are not modified
     before = tasks.copy()
     MetaRegressor(Ridge()).fit(X, y, tasks=tasks)

@@ -337,12 +337,12 @@ class _Hierarchy:
         to_natural = phi_old / self.s_bar
         M = state.transfer + self.ridge
         g = self.group_of_task
-        S_g = covs[-1][g]
         step = means[-1] - state.means[-1]
         # the tasks' modes follow their group's mean: C_t M
         CM = cov * M if self.diagonal else cov * M[None, None, :]
-        dev = theta + self._mv(CM, step[g]) - means[-1][g]
+        dev = theta + self._mv(cov, (M * step)[g]) - means[-1][g]
         if self.diagonal:
+            S_g = covs[-1][g]
             R = 1.0 - CM
             spread = R * S_g * R
             # the part of the mode's covariance due to the group's: C M S M C
@@ -350,12 +350,23 @@ class _Hierarchy:
             data_hessian = 1.0 / cov - (state.transfer + self.penalty)
             extra = np.sum(data_hessian * through, axis=1)
         else:
-            R = np.eye(self.d)[None] - CM
-            spread = np.einsum("tij,tjk,tik->ti", R, S_g, R)
-            through = CM @ S_g @ np.swapaxes(CM, 1, 2)
-            data_hessian = (np.linalg.inv(cov)
-                            - np.diag(state.transfer + self.penalty)[None])
-            extra = np.einsum("tij,tji->t", data_hessian, through)
+            # diag(R S R^T), R = I - C M, and diag(C M S M C), from C M S
+            # (S and C symmetric); tr(H C M S M C) with H = A - Pi - D and
+            # A C = I is tr(M S M C) - sum_i (Pi + D)_i (C M S M C)_ii:
+            # no per-task inverse nor product of three matrices
+            CMS = np.empty_like(cov)
+            MS = M[None, :, None] * covs[-1]
+            MSM = MS * M[None, None, :]
+            trace_MSMC = np.empty(len(cov))
+            for group, (a, b) in enumerate(self.ranges):
+                # (C_t M S_g) for all the group's tasks: one matrix product
+                CMS[a:b] = (cov[a:b].reshape(-1, self.d) @ MS[group]).reshape(
+                    b - a, self.d, self.d)
+                trace_MSMC[a:b] = cov[a:b].reshape(b - a, -1) @ MSM[group].ravel()
+            through = np.einsum("tij,tij->ti", CMS, CM)
+            spread = (np.diagonal(covs[-1], axis1=1, axis2=2)[g]
+                      - 2.0 * np.diagonal(CMS, axis1=1, axis2=2) + through)
+            extra = trace_MSMC - through @ (state.transfer + self.penalty)
         task_cov = self._diag(cov) if not self.diagonal else cov
         second = (dev * dev + (phi_old / self.task_scale)[:, None] * task_cov
                   + to_natural * spread)
