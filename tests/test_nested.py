@@ -4,6 +4,9 @@ import pickle
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import linalg, optimize
 from sklearn.linear_model import (
     ElasticNet,
@@ -17,6 +20,13 @@ from sklearn.metrics import r2_score
 from sklearn.model_selection import GridSearchCV, KFold
 
 from skmeta import MetaClassifier, MetaRegressor
+from skmeta._validation import (
+    NestedLabels,
+    check_any_task_labels,
+    encode_nested,
+    lookup_nested,
+    nested_label_array,
+)
 from skmeta.datasets import make_nested_tasks
 from skmeta.model_selection import FewShotSplit
 
@@ -351,3 +361,50 @@ def test_bad_nested_input(stores):
     before = tasks.copy()
     MetaRegressor(Ridge()).fit(X, y, tasks=tasks)
     np.testing.assert_array_equal(tasks, before)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.sampled_from("abc"),
+                          st.integers(-2, 2)), min_size=1, max_size=40))
+def test_nested_encoding_round_trip(rows):
+    """Any 2-D labels: every sample's task is its whole path, the tree's
+    parents are consistent with the paths, and lookups find every path."""
+    columns = [np.asarray([r[level] for r in rows]) for level in range(3)]
+    labels = check_any_task_labels(np.array(rows, dtype=object), len(rows))
+    levels, paths, codes, parents = encode_nested(labels)
+    table = nested_label_array(levels, paths)
+    for i, row in enumerate(rows):
+        assert tuple(table[codes[i]]) == row
+    assert len({tuple(p) for p in paths.tolist()}) == len(paths)
+    assert np.all(np.diff(parents[-1]) >= 0)  # tasks grouped by group
+    for depth in range(1, 3):
+        nodes = np.unique(paths[:, :depth + 1], axis=0)
+        above = np.unique(paths[:, :depth], axis=0)
+        np.testing.assert_array_equal(above[parents[depth]], nodes[:, :depth])
+    known = [np.unique(paths[:, :depth], axis=0) for depth in (1, 2)] + [paths]
+    found = lookup_nested(levels, known, NestedLabels(columns))
+    np.testing.assert_array_equal(found[:, -1], codes)
+
+
+def test_sparse_threads_and_options(stores):
+    X, y, tasks = stores
+    dense = MetaRegressor(Ridge()).fit(X, y, tasks=tasks)
+    sparse = MetaRegressor(Ridge(), n_jobs=2).fit(sp.csr_matrix(X), y,
+                                                  tasks=tasks)
+    np.testing.assert_allclose(sparse.task_params_, dense.task_params_,
+                               rtol=1e-7, atol=1e-9)
+    # a fixed gamma: the tasks' transfer precision stays gamma * I, the
+    # groups' spreads are learned
+    fixed = MetaRegressor(Ridge(), gamma=2.0).fit(X, y, tasks=tasks)
+    np.testing.assert_allclose(fixed.prior_precision_, 2.0)
+    assert fixed.group_precisions_[0].shape == (4,)
+    # a prior_estimator fixes the population mean
+    source = Ridge().fit(X + 1.0, y)
+    given_mean = MetaRegressor(Ridge(), prior_estimator=source).fit(
+        X, y, tasks=tasks)
+    np.testing.assert_allclose(given_mean.meta_params_,
+                               np.r_[source.coef_, source.intercept_])
+    # the isotropic prior: one spread per level
+    iso = MetaRegressor(Ridge(), prior="isotropic").fit(X, y, tasks=tasks)
+    assert iso.prior_kind_ == "nested isotropic"
+    assert np.ptp(iso.group_precisions_[0]) < 1e-12 * iso.group_precisions_[0][0]
