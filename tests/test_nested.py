@@ -292,6 +292,25 @@ def test_pickle_round_trip(stores):
     assert std_new_region.mean() > std[~seen].mean()
 
 
+def test_skops_round_trip_needs_only_the_estimator_type(stores):
+    sio = pytest.importorskip("skops.io", reason="skops is not installed")
+    X, y, tasks = stores
+    labels = np.column_stack([np.array(["n", "s", "e", "w", "x", "z"],
+                                       dtype=object)[tasks[:, 0]],
+                              tasks[:, 1].astype(object)])
+    meta = MetaRegressor(Ridge()).fit(X, y, tasks=labels)
+    data = sio.dumps(meta)
+    assert sio.get_untrusted_types(data=data) == [
+        "skmeta._estimators.MetaRegressor"]
+    restored = sio.loads(data, trusted=["skmeta._estimators.MetaRegressor"])
+    probe = labels.copy()
+    probe[::2, 1] = 999  # new stores of known regions
+    np.testing.assert_array_equal(restored.predict(X, tasks=probe),
+                                  meta.predict(X, tasks=probe))
+    np.testing.assert_array_equal(restored.group_estimator("s").coef_,
+                                  meta.group_estimator("s").coef_)
+
+
 def test_few_shot_split_groups_by_the_innermost_level(stores):
     X, y, tasks = stores
     # store labels repeat across regions: the task is the (region, store) pair
