@@ -2047,8 +2047,6 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         uncertainty included), and the prior covariance of a new task of
         each known group (the tasks' spread, the deeper levels' spreads and
         the group mean's posterior) and of the population."""
-        if nested.task_covariances is None:
-            return
         prior = nested.task_prior
         scale = nested.task_scale
         task_spread = prior.dispersion / scale / np.asarray(

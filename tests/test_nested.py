@@ -357,6 +357,8 @@ def test_bad_nested_input(stores):
         MetaRegressor().partial_fit(X, y, tasks=tasks)
     with pytest.raises(ValueError, match="names the same column twice"):
         MetaRegressor(task_column=[0, 0]).fit(np.c_[tasks, X], y)
+    with pytest.raises(ValueError, match="nested tasks need n_params <= 512"):
+        MetaRegressor(Ridge()).fit(np.tile(X, 171), y, tasks=tasks)
     meta = MetaRegressor(Ridge()).fit(X, y, tasks=tasks)
     with pytest.raises(ValueError, match="nested tasks of 2 levels; got task "
                                          "labels of 1 level"):

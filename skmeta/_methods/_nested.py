@@ -62,6 +62,11 @@ maximum of the exact marginal likelihood. The iterations are accelerated by
 SQUAREM (:mod:`._squarem`). The hierarchy adds work per group (``d x d``
 matrices), not per task: each iteration still solves every task once.
 
+Tasks of more than ``FULL_INVERSE_MAX_PARAMS`` parameters are refused by
+the caller: the group means' posterior needs each task's ``d x d``
+curvature ``J_t`` (with its diagonal alone, the rank-deficient ``J_t`` of a
+task with fewer rows than parameters makes the updates overshoot).
+
 A new task of a known group is adapted from its group's posterior mean; of
 an unknown group, from the deepest known ancestor's; of no known group, from
 the population mean.
@@ -74,7 +79,7 @@ import numpy as np
 from joblib import effective_n_jobs
 from sklearn.exceptions import ConvergenceWarning
 
-from .._kernels._calls import InverseRequest, diagonal_inverses, solve_inner
+from .._kernels._calls import InverseRequest, solve_inner
 from .._kernels._codes import SQUARED
 from .._kernels._newton import KeptInverses
 from ._inner import INNER_MAX_ITER, INNER_TOL, Workers
@@ -89,6 +94,9 @@ _WARM_UP_TASKS = 512
 _WARM_UP_FACTOR = 4
 # the kept inverse Hessians of all tasks, up to this many bytes
 _KEPT_MEMORY = 256 * 2**20
+# each EM iteration holds every task's d x d inverse Hessian: at most this
+# many bytes of them (the caller refuses larger problems)
+COVARIANCE_MEMORY = 2 * 2**30
 
 
 @dataclass(frozen=True)
@@ -128,10 +136,9 @@ class NestedFit:
     the population mean); ``means[l]`` and ``precisions[l]`` the posterior
     means of the groups of level ``l + 1`` and that level's prior precision
     about the parents (estimator units), ``covariances[l]`` the groups'
-    posterior covariances (natural units, diagonals for wide tasks).
-    ``task_covariances`` is every task's Laplace posterior covariance
-    (natural units, its group mean's uncertainty included), or None when
-    not kept. ``task_scale`` is the tasks' mean weight for averaged losses
+    posterior covariances (natural units). ``task_covariances`` is every
+    task's Laplace posterior covariance (natural units, its group mean's
+    uncertainty included). ``task_scale`` is the tasks' mean weight for averaged losses
     (else 1): natural-unit covariances are ``phi / task_scale`` times
     inverse precisions.
     """
@@ -168,7 +175,6 @@ class _Hierarchy:
         self.learn_gamma, self.gamma, self.learn_mu0 = learn_gamma, gamma, learn_mu0
         T, d = batch.n_tasks, problem.n_params
         self.d = d
-        self.diagonal = diagonal_inverses(d)
         self.squared = problem.code == SQUARED
         scale = batch.task_weights() if problem.mean_loss else np.ones(T)
         positive = scale > 0
@@ -182,12 +188,11 @@ class _Hierarchy:
         # the base penalty's l2 part, counted in the tasks' prior when its
         # strength is learned (not for wide tasks: see _proximal._Iteration)
         self.penalty = problem.lam2 * problem.l2w
-        self.ridge = (self.penalty if learn_gamma and not self.diagonal
-                      else np.zeros(d))
+        self.ridge = self.penalty if learn_gamma else np.zeros(d)
         self.ranges = tree.task_ranges()
         self.group_of_task = tree.parents[-1]
         self.shards = [batch.shard(a, b) for a, b in self.ranges]
-        if not self.diagonal and T * d * d * 8 <= _KEPT_MEMORY:
+        if T * d * d * 8 <= _KEPT_MEMORY:
             self.inverses = np.empty((T, d, d))
             self.inverse_ok = np.zeros(T, dtype=np.uint8)
         else:
@@ -229,8 +234,7 @@ class _Hierarchy:
             else:
                 moved = centres - self._kept[1]
             self._kept = (precision.copy(), centres.copy())
-        request = InverseRequest(posterior=True, exact=False,
-                                 diagonal=self.diagonal, covariances=True)
+        request = InverseRequest(posterior=True, covariances=True)
         calls = []
         for g, ((a, b), shard) in enumerate(zip(self.ranges, self.shards)):
             kept = None
@@ -239,8 +243,10 @@ class _Hierarchy:
                                     np.empty(0) if moved is None else moved[g])
             calls.append((solve_inner, (shard, self.problem, centres[g],
                                         precision, theta[a:b]),
+                          # (the row-space solver of wide tasks keeps no
+                          # per-task inverse Hessians: the dense one does)
                           dict(max_iter=INNER_MAX_ITER, tol=INNER_TOL,
-                               inverse=request, kept=kept)))
+                               inverse=request, kept=kept, rowspace=False)))
         results = self.workers.run(calls)
         return (np.concatenate([r.theta for r in results]),
                 np.concatenate([r.loss for r in results]),
@@ -248,27 +254,18 @@ class _Hierarchy:
                 np.concatenate([r.covariances for r in results]))
 
     # ------------------------------------------------------- Gaussian tree
-    def _matrix(self, vector, n):
-        """``n`` copies of ``diag(vector)`` in the layout of the tree's
-        information (matrices, or diagonals for wide tasks)."""
-        if self.diagonal:
-            return np.tile(vector, (n, 1))
+    @staticmethod
+    def _matrix(vector, n):
+        """``n`` copies of ``diag(vector)``."""
         return np.tile(np.diag(vector), (n, 1, 1))
 
-    def _inv(self, K):
-        return 1.0 / K if self.diagonal else np.linalg.inv(K)
+    @staticmethod
+    def _mv(A, v):
+        return np.einsum("nij,nj->ni", A, v)
 
-    def _mm(self, A, B):
-        return A * B if self.diagonal else A @ B
-
-    def _mv(self, A, v):
-        return A * v if self.diagonal else np.einsum("nij,nj->ni", A, v)
-
-    def _diag(self, A):
-        return A if self.diagonal else np.diagonal(A, axis1=1, axis2=2)
-
-    def _transpose(self, A):
-        return A if self.diagonal else np.swapaxes(A, 1, 2)
+    @staticmethod
+    def _diag(A):
+        return np.diagonal(A, axis1=1, axis2=2)
 
     def tree_posterior(self, state, theta, cov):
         """The group means' posterior given the tasks' solutions.
@@ -285,20 +282,17 @@ class _Hierarchy:
         m_inner = state.means[-1]
         S = np.add.reduceat(cov, starts, axis=0)
         theta_sum = np.add.reduceat(theta, starts, axis=0)
-        if self.diagonal:
-            J = counts[:, None] * M - M * S * M
-        else:
-            J = (counts[:, None, None] * np.diag(M)
-                 - M[None, :, None] * S * M[None, None, :])
+        J = (counts[:, None, None] * np.diag(M)
+             - M[None, :, None] * S * M[None, None, :])
         h = self._mv(J, m_inner) + M * (theta_sum - counts[:, None] * m_inner)
         infos = [None] * L  # per level l = 1 .. L-1: (K^{-1}, h)
         for level in range(L - 1, 0, -1):
             P = state.precisions[level - 1]
             Pm = self._matrix(P, sizes[level])
-            Kinv = self._inv(Pm + J)
-            Kinv = Kinv if self.diagonal else (Kinv + self._transpose(Kinv)) / 2
+            Kinv = np.linalg.inv(Pm + J)
+            Kinv = (Kinv + np.swapaxes(Kinv, 1, 2)) / 2
             infos[level] = (Kinv, h)
-            message_J = Pm - self._mm(self._mm(Pm, Kinv), Pm)
+            message_J = Pm - Pm @ Kinv @ Pm
             message_h = self._mv(Pm, self._mv(Kinv, h))
             parents = self.tree.parents[level - 1]
             J = np.zeros((sizes[level - 1],) + message_J.shape[1:])
@@ -307,25 +301,19 @@ class _Hierarchy:
             np.add.at(h, parents, message_h)
         mu0 = state.mu0
         if self.learn_mu0:
-            if self.diagonal:
-                mu0 = np.divide(h[0], J[0], out=state.mu0.copy(),
-                                where=J[0] > 1e-12 * max(J[0].max(), 1e-300))
-            else:
-                mu0 = psd_solve(J[0], h[0])
+            mu0 = psd_solve(J[0], h[0])
         parent_mean = mu0[None]
-        parent_cov = np.zeros((1,) + ((self.d,) if self.diagonal
-                                      else (self.d, self.d)))
+        parent_cov = np.zeros((1, self.d, self.d))
         means, covs, cross = [], [], []
         for level in range(1, L):
             P = state.precisions[level - 1]
             Kinv, h_level = infos[level]
             parents = self.tree.parents[level - 1]
             Pm = self._matrix(P, sizes[level])
-            G = self._mm(Kinv, Pm)
+            G = Kinv @ Pm
             mean = self._mv(Kinv, P * parent_mean[parents] + h_level)
-            pc = parent_cov[parents]
-            cross_level = self._mm(G, pc)
-            cov_level = Kinv + self._mm(cross_level, self._transpose(G))
+            cross_level = G @ parent_cov[parents]
+            cov_level = Kinv + cross_level @ np.swapaxes(G, 1, 2)
             means.append(mean)
             covs.append(cov_level)
             cross.append(cross_level)
@@ -343,35 +331,26 @@ class _Hierarchy:
         g = self.group_of_task
         step = means[-1] - state.means[-1]
         # the tasks' modes follow their group's mean: C_t M
-        CM = cov * M if self.diagonal else cov * M[None, None, :]
+        CM = cov * M[None, None, :]
         dev = theta + self._mv(cov, (M * step)[g]) - means[-1][g]
-        if self.diagonal:
-            S_g = covs[-1][g]
-            R = 1.0 - CM
-            spread = R * S_g * R
-            # the part of the mode's covariance due to the group's: C M S M C
-            through = CM * S_g * CM
-            data_hessian = 1.0 / cov - (state.transfer + self.penalty)
-            extra = np.sum(data_hessian * through, axis=1)
-        else:
-            # diag(R S R^T), R = I - C M, and diag(C M S M C), from C M S
-            # (S and C symmetric); tr(H C M S M C) with H = A - Pi - D and
-            # A C = I is tr(M S M C) - sum_i (Pi + D)_i (C M S M C)_ii:
-            # no per-task inverse nor product of three matrices
-            CMS = np.empty_like(cov)
-            MS = M[None, :, None] * covs[-1]
-            MSM = MS * M[None, None, :]
-            trace_MSMC = np.empty(len(cov))
-            for group, (a, b) in enumerate(self.ranges):
-                # (C_t M S_g) for all the group's tasks: one matrix product
-                CMS[a:b] = (cov[a:b].reshape(-1, self.d) @ MS[group]).reshape(
-                    b - a, self.d, self.d)
-                trace_MSMC[a:b] = cov[a:b].reshape(b - a, -1) @ MSM[group].ravel()
-            through = np.einsum("tij,tij->ti", CMS, CM)
-            spread = (np.diagonal(covs[-1], axis1=1, axis2=2)[g]
-                      - 2.0 * np.diagonal(CMS, axis1=1, axis2=2) + through)
-            extra = trace_MSMC - through @ (state.transfer + self.penalty)
-        task_cov = self._diag(cov) if not self.diagonal else cov
+        # diag(R S R^T), R = I - C M, and diag(C M S M C), from C M S
+        # (S and C symmetric); tr(H C M S M C) with H = A - Pi - D and
+        # A C = I is tr(M S M C) - sum_i (Pi + D)_i (C M S M C)_ii:
+        # no per-task inverse nor product of three matrices
+        CMS = np.empty_like(cov)
+        MS = M[None, :, None] * covs[-1]
+        MSM = MS * M[None, None, :]
+        trace_MSMC = np.empty(len(cov))
+        for group, (a, b) in enumerate(self.ranges):
+            # (C_t M S_g) for all the group's tasks: one matrix product
+            CMS[a:b] = (cov[a:b].reshape(-1, self.d) @ MS[group]).reshape(
+                b - a, self.d, self.d)
+            trace_MSMC[a:b] = cov[a:b].reshape(b - a, -1) @ MSM[group].ravel()
+        through = np.einsum("tij,tij->ti", CMS, CM)
+        spread = (np.diagonal(covs[-1], axis1=1, axis2=2)[g]
+                  - 2.0 * np.diagonal(CMS, axis1=1, axis2=2) + through)
+        extra = trace_MSMC - through @ (state.transfer + self.penalty)
+        task_cov = self._diag(cov)
         second = (dev * dev + (phi_old / self.task_scale)[:, None] * task_cov
                   + to_natural * spread)
         dispersion = phi_old
@@ -529,16 +508,14 @@ def fit_nested(batch, problem, tree, spec, *, max_iter, tol, n_jobs=None,
             stacklevel=3)
     _, _, covs, _ = state["posterior"]
     to_natural = current.dispersion / hierarchy.s_bar
-    task_covariances = None
     cov = state["cov"]
-    if not hierarchy.diagonal:
-        # the task's own posterior plus its group mean's, carried by C_t M
-        M = current.transfer + hierarchy.ridge
-        CM = cov * M[None, None, :]
-        S_g = covs[-1][hierarchy.group_of_task]
-        task_covariances = (
-            (current.dispersion / hierarchy.task_scale)[:, None, None] * cov
-            + to_natural * (CM @ S_g @ np.swapaxes(CM, 1, 2)))
+    # the task's own posterior plus its group mean's, carried by C_t M
+    M = current.transfer + hierarchy.ridge
+    CM = cov * M[None, None, :]
+    S_g = covs[-1][hierarchy.group_of_task]
+    task_covariances = (
+        (current.dispersion / hierarchy.task_scale)[:, None, None] * cov
+        + to_natural * (CM @ S_g @ np.swapaxes(CM, 1, 2)))
     return NestedFit(
         hierarchy.task_prior(current), tuple(current.means),
         tuple(current.precisions), tuple(to_natural * c for c in covs),

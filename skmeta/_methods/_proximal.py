@@ -37,7 +37,7 @@ from .._kernels._workspaces import FULL_INVERSE_MAX_PARAMS
 from ._base import MetaFit, MetaMethod
 from ._inner import INNER_TOL, InnerSolver, solve_exactly
 from ._mixture import MixtureSpec, adapt_mixture, learn_mixture
-from ._nested import NestedSpec, fit_nested
+from ._nested import COVARIANCE_MEMORY, NestedSpec, fit_nested
 from ._prior import Prior, precision_inverse, psd_solve, split_strength
 from ._squarem import squarem
 from ._structures import Structure
@@ -634,6 +634,21 @@ class Proximal(MetaMethod):
         """The hierarchical prior of nested tasks (see :mod:`._nested`)."""
         s = self.settings
         self.check_nested(s)
+        if problem.n_params > FULL_INVERSE_MAX_PARAMS:
+            # the group means' posterior needs each task's d x d curvature:
+            # its diagonal alone makes their updates overshoot
+            raise ValueError(
+                f"nested tasks need n_params <= {FULL_INVERSE_MAX_PARAMS} "
+                f"(coefficients and intercepts of a task); these tasks have "
+                f"n_params={problem.n_params}. Reduce the features, or fit "
+                "the tasks with one level of labels.")
+        size = 8 * batch.n_tasks * problem.n_params**2
+        if size > COVARIANCE_MEMORY:
+            raise ValueError(
+                f"nested tasks hold each task's n_params x n_params inverse "
+                f"Hessian: {batch.n_tasks} tasks of n_params="
+                f"{problem.n_params} need {size / 2**30:.1f} GiB, more than "
+                f"{COVARIANCE_MEMORY / 2**30:.0f} GiB.")
         kind = "isotropic" if s.prior == "isotropic" else "diagonal"
         shared = None
         if s.random_effects is not None and not isinstance(s.random_effects, str):
