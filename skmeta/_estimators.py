@@ -38,6 +38,8 @@ from ._kernels._layout import make_batch
 from ._methods import METHODS, MetaFit, MetaSettings
 from ._methods._inner import posterior_covariances
 from ._methods._mixture import PriorMixture, adapt_mixture
+from ._methods._nested import Tree, adapt_nested
+from ._methods._prior import Prior
 from ._semi_supervised import (
     UNLABELED,
     FeatureModel,
@@ -48,11 +50,17 @@ from ._semi_supervised import (
     unlabeled_rows,
 )
 from ._validation import (
+    NestedLabels,
     add_tasks,
+    check_any_task_labels,
     check_task_labels,
+    encode_nested,
     encode_tasks,
+    lookup_nested,
     lookup_tasks,
+    nested_label_array,
     split_task_column,
+    split_task_columns,
 )
 
 # the parameters that only some methods read (each method lists its own)
@@ -75,7 +83,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                                StrOptions({"auto"})],
         "prior_df": [Interval(Real, 0, None, closed="neither"), None],
         "random_effects": [None, StrOptions({"auto"}), "array-like"],
-        "task_column": [Integral, str, None],
+        "task_column": [Integral, str, list, None],
         "prior_estimator": [HasMethods(["fit", "predict"]), None],
         "inner_steps": [Interval(Integral, 0, None, closed="left")],
         "inner_lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
@@ -175,7 +183,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                                      reset=reset)
             labels = None
             if tasks is not None:
-                labels = check_task_labels(tasks, X.shape[0])
+                labels = check_any_task_labels(tasks, X.shape[0])
             return X, y, labels
         if tasks is not None:
             raise ValueError(
@@ -186,7 +194,10 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
             # the error scikit-learn gives for a missing target
             validate_data(self, X, y, skip_check_array=True, reset=reset)
         validate_data(self, X, reset=reset, skip_check_array=True)
-        features, labels = split_task_column(X, self.task_column)
+        if isinstance(self.task_column, list):
+            features, labels = split_task_columns(X, self.task_column)
+        else:
+            features, labels = split_task_column(X, self.task_column)
         features = check_array(features, accept_sparse="csr", dtype=dtype,
                                input_name="X")
         if predicting:
@@ -200,7 +211,9 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                 raise ValueError(
                     f"X has {features.shape[0]} samples but y has {y.shape[0]}."
                 )
-        labels = check_task_labels(labels, features.shape[0], name="task column")
+        if not isinstance(labels, NestedLabels):
+            labels = check_task_labels(labels, features.shape[0],
+                                       name="task column")
         return features, y, labels
 
     def _model_feature_names(self):
@@ -209,11 +222,12 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         if names is None or self.task_column is None:
             return names
         names = list(names)
-        if self.task_column in names:
-            names.remove(self.task_column)
-        else:
-            del names[self.task_column]
-        return np.asarray(names, dtype=object)
+        columns = (self.task_column if isinstance(self.task_column, list)
+                   else [self.task_column])
+        drop = {names.index(c) if c in names else int(c) % len(names)
+                for c in columns}
+        return np.asarray([n for i, n in enumerate(names) if i not in drop],
+                          dtype=object)
 
     def _encode_y(self, y, known_only=False):
         """Targets as the kernels take them (class indices for classifiers)."""
@@ -234,9 +248,12 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         y : array-like of shape (n_samples,)
             Targets; for a :class:`MetaClassifier` with ``unlabeled_weight``
             set, ``-1`` marks an unlabeled row.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), \
+default=None
             Task label (int or str; bytes are decoded as UTF-8) of each
-            sample. When neither ``tasks`` nor
+            sample, or one column of labels per level for nested tasks,
+            outermost first (``np.c_[region, store]``: a hierarchical prior,
+            see :ref:`nested_tasks`). When neither ``tasks`` nor
             ``task_column`` is given, all samples form a single task: the base
             estimator is fitted with the transfer term toward
             ``prior_estimator`` (or toward zero).
@@ -301,9 +318,14 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         problem = family.problem(n_features, self._n_classes())
         method.check_problem(problem)
 
+        for name in self._NESTED_ATTRIBUTES:
+            self.__dict__.pop(name, None)
+        tree = None
         if labels is None:
             self.tasks_ = None
             codes = np.zeros(X.shape[0], dtype=np.intp)
+        elif isinstance(labels, NestedLabels):
+            tree, codes = self._encode_nested_tasks(labels)
         else:
             self.tasks_, codes = encode_tasks(labels)
         n_tasks = 1 if self.tasks_ is None else len(self.tasks_)
@@ -322,11 +344,15 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         else:
             method = adaptation = METHODS[self.method](settings)
         method.check(settings)
-        if prior_mean is None:
-            # a network starts from scikit-learn's random initialization
-            prior_mean = family.initial_params(n_features, self._n_classes(),
-                                               self.random_state)
-        fitted = self._fit_method(method, family, problem, rows, prior_mean)
+        if tree is not None:
+            fitted = self._fit_nested(method, family, problem, rows, prior_mean,
+                                      tree)
+        else:
+            if prior_mean is None:
+                # a network starts from scikit-learn's random initialization
+                prior_mean = family.initial_params(n_features, self._n_classes(),
+                                                   self.random_state)
+            fitted = self._fit_method(method, family, problem, rows, prior_mean)
         if method is not adaptation:
             fitted = adaptation.single_task_fit(fitted, problem)
         self._check_finite(fitted)
@@ -348,12 +374,158 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         self.prior_kind_ = fitted.prior_kind
         self.prior_scores_ = dict(fitted.prior_scores or {})
         self._store_mixture(fitted)
+        if fitted.nested is not None:
+            self._store_nested(fitted.nested)
         self._store_posteriors(family, rows, problem, fitted, adaptation)
         self.meta_estimator_ = self._build(self.meta_params_, self.n_iter_)
         return self
 
     def _store_posteriors(self, family, rows, problem, fitted, method):
         """Keep what predictive uncertainty needs (regressors; see there)."""
+
+    # ---------------------------------------------------------- nested tasks
+    _NESTED_ATTRIBUTES = ("groups_", "group_params_", "group_precisions_",
+                          "_nested_levels", "_nested_paths", "_nested_state")
+
+    def _encode_nested_tasks(self, labels):
+        """Encode nested labels: ``tasks_`` (one row per task, outermost
+        level first), the groups, and the tree; returns ``(tree, codes)``."""
+        levels, paths, codes, parents = encode_nested(labels)
+        self.tasks_ = nested_label_array(levels, paths)
+        self._nested_levels = levels
+        self._nested_paths = [np.unique(paths[:, :depth], axis=0)
+                              for depth in range(1, paths.shape[1])] + [paths]
+        self.groups_ = [nested_label_array(levels, table)
+                        for table in self._nested_paths[:-1]]
+        return Tree(tuple(parents)), codes
+
+    def _fit_nested(self, method, family, problem, rows, prior_mean, tree):
+        """The hierarchical prior of nested tasks: a ``MetaFit``."""
+        if not hasattr(method, "fit_nested") or problem.is_network:
+            raise ValueError(
+                "nested tasks (a 2-D tasks or a list task_column) are fitted "
+                "by empirical Bayes with exact task solves: use "
+                f"method='proximal' with a linear base estimator, not "
+                f"method={self.method!r}"
+                + (" with a network." if problem.is_network else "."))
+        if getattr(self, "unlabeled_weight", None) is not None:
+            raise ValueError(
+                "unlabeled_weight is not supported with nested tasks: leave "
+                "unlabeled_weight=None.")
+        method.check_nested(method.settings)
+        batch = self._task_batch(family, rows)
+        return method.fit_nested(batch, problem, tree, prior_mean)
+
+    def _store_nested(self, nested):
+        self.group_params_ = [np.array(m) for m in nested.means]
+        self.group_precisions_ = [np.array(p) for p in nested.precisions]
+        self._nested_state = (nested.task_prior.ridge,
+                              [np.array(c) for c in nested.covariances])
+
+    def _nested_nodes(self, labels, n_samples):
+        """Each sample's model in the table of :meth:`_nested_params`: its
+        task's, else its deepest known group's, else the population's."""
+        n_tasks = len(self.tasks_)
+        n_levels = self.tasks_.shape[1]
+        if labels is None:
+            return np.full(n_samples, self._nested_params().shape[0] - 1,
+                           dtype=np.intp)
+        if not isinstance(labels, NestedLabels) or labels.n_levels != n_levels:
+            given = 1 if not isinstance(labels, NestedLabels) else labels.n_levels
+            raise ValueError(
+                f"This {type(self).__name__} was fitted on nested tasks of "
+                f"{n_levels} levels; got task labels of {given} level"
+                f"{'s' if given != 1 else ''}. Pass one column per level, "
+                "outermost first.")
+        found = lookup_nested(self._nested_levels, self._nested_paths, labels)
+        offsets = np.cumsum([0, n_tasks] + [len(g) for g in self.groups_[::-1]])
+        nodes = np.full(n_samples, offsets[-1], dtype=np.intp)
+        # from the outermost level inward: the deepest known node wins
+        for depth in range(n_levels - 1):
+            known = found[:, depth] >= 0
+            block = n_levels - 2 - depth
+            nodes[known] = offsets[1 + block] + found[known, depth]
+        known = found[:, -1] >= 0
+        nodes[known] = found[known, -1]
+        return nodes
+
+    def _nested_params(self):
+        """Task models, then the groups' (innermost level first), then the
+        population's."""
+        return np.vstack([self.task_params_, *self.group_params_[::-1],
+                          self.meta_params_[np.newaxis]])
+
+    def group_estimator(self, group):
+        """The fitted base estimator of a group of nested tasks: its prior mean.
+
+        This is the model a new task of the group gets before any of its
+        data is seen (``predict`` with an unseen task of a known group), and
+        the centre from which :meth:`adapt` fits such a task.
+
+        Parameters
+        ----------
+        group : label or tuple of labels
+            The group's path of labels, outermost first: ``(region,)`` or
+            ``(region, district)`` for three levels. With two levels
+            (groups, tasks) a single label names the group.
+
+        Returns
+        -------
+        estimator : estimator instance
+            A fitted clone of the base estimator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.linear_model import Ridge
+        >>> from skmeta import MetaRegressor
+        >>> from skmeta.datasets import make_nested_tasks
+        >>> X, y, tasks = make_nested_tasks(n_groups=3, n_tasks_per_group=5,
+        ...                                 random_state=0)
+        >>> meta = MetaRegressor(Ridge()).fit(X, y, tasks=tasks)
+        >>> meta.groups_[0].ravel().tolist()
+        [0, 1, 2]
+        >>> region = meta.group_estimator(1)
+        >>> new_store = np.c_[np.ones(2, dtype=int), [99, 99]]
+        >>> bool(np.allclose(meta.predict(X[:2], tasks=new_store),
+        ...                  region.predict(X[:2])))
+        True
+        """
+        check_is_fitted(self)
+        if getattr(self, "groups_", None) is None:
+            raise ValueError(
+                "group_estimator needs a model fitted on nested tasks (a 2-D "
+                "tasks or a list task_column).")
+        path = tuple(group) if isinstance(group, (tuple, list)) else (group,)
+        n_levels = self.tasks_.shape[1]
+        if not 1 <= len(path) <= n_levels - 1:
+            raise ValueError(
+                f"A group is a path of 1 to {n_levels - 1} labels, outermost "
+                f"first; got {group!r}.")
+        columns = [np.asarray([label]) for label in path]
+        # (the deeper levels are not looked at: any label of their type)
+        columns += [level[:1] for level in self._nested_levels[len(path):]]
+        found = lookup_nested(self._nested_levels, self._nested_paths,
+                              NestedLabels(columns))[0, len(path) - 1]
+        if found < 0:
+            raise ValueError(
+                f"Group {group!r} was not seen in fit; its known groups are "
+                "listed in groups_.")
+        return self._build(self.group_params_[len(path) - 1][found])
+
+    def _adapt_nested(self, family, rows, labels):
+        """New tasks of a nested model, each from its deepest known node."""
+        weights = family.row_weights(rows.y, rows.sample_weight, rows.codes,
+                                     rows.n_tasks, getattr(self, "classes_", None))
+        batch, _ = make_batch(rows.X, rows.y, weights, rows.codes, rows.n_tasks)
+        row_nodes = self._nested_nodes(labels, rows.X.shape[0])
+        node_of_task = np.empty(rows.n_tasks, dtype=np.intp)
+        node_of_task[rows.codes] = row_nodes
+        task_prior = Prior(theta0=self.meta_params_, shape=self.prior_shape_,
+                           gamma=self.gamma_, ridge=self._nested_state[0])
+        return adapt_nested(batch, self._problem(), task_prior,
+                            self._nested_params(), node_of_task,
+                            n_jobs=self.n_jobs)
 
     _MIXTURE_ATTRIBUTES = ("task_clusters_", "cluster_weights_", "cluster_means_",
                            "cluster_precisions_", "n_prior_components_",
@@ -396,7 +568,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
             Rows of the new tasks.
         y : array-like of shape (n_samples,)
             Their targets.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task label of each sample (or use ``task_column``); without
             either, the rows form one task.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -578,16 +750,27 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                 "tasks: pass tasks= or set task_column so that each sample is "
                 "predicted by its task's model."
             )
+        if getattr(self, "groups_", None) is not None:
+            return self._nested_nodes(labels, n_samples)
+        if isinstance(labels, NestedLabels):
+            raise ValueError(
+                f"This {type(self).__name__} was fitted on tasks of one level; "
+                f"got task labels of {labels.n_levels} levels.")
         codes = lookup_tasks(self.tasks_, labels)
         # unseen tasks get the prior model, stored after the task models
         return np.where(codes < 0, len(self.tasks_), codes)
+
+    def _model_table(self):
+        """The models rows may be predicted by (see :meth:`_row_models`)."""
+        if getattr(self, "groups_", None) is not None:
+            return self._nested_params()
+        return np.vstack([self.task_params_, self.meta_params_[np.newaxis]])
 
     def _decision(self, X, tasks):
         check_is_fitted(self)
         X, _, labels = self._check_input(X, tasks=tasks, reset=False)
         rows = self._row_models(labels, X.shape[0])
-        params = np.vstack([self.task_params_, self.meta_params_[np.newaxis]])
-        return decision_values(X, rows, params, self._problem())
+        return decision_values(X, rows, self._model_table(), self._problem())
 
     # ------------------------------------------------------- task-level API
     def task_estimator(self, task=None):
@@ -595,8 +778,10 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
 
         Parameters
         ----------
-        task : int or str, default=None
-            Task label. Leave it out for a model fitted without tasks.
+        task : int, str or tuple, default=None
+            Task label (for nested tasks, its path of labels, outermost
+            first: a row of ``tasks_``). Leave it out for a model fitted
+            without tasks.
 
         Returns
         -------
@@ -610,13 +795,29 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
             return self._build(self.task_params_[0])
         if task is None:
             raise ValueError("Pass the label of a task seen in fit.")
-        code = lookup_tasks(self.tasks_, np.asarray([task]))[0]
+        code = self._task_code(task)
         if code < 0:
             raise ValueError(
                 f"Task {task!r} was not seen in fit; meta_estimator_ is the "
-                "prior model for new tasks, and adapt() fits one from data."
+                "prior model for new tasks"
+                + (", group_estimator(group) a known group's"
+                   if getattr(self, "groups_", None) is not None else "")
+                + ", and adapt() fits one from data."
             )
         return self._build(self.task_params_[code])
+
+    def _task_code(self, task):
+        """Index of a seen task (a path of labels for nested tasks), or -1."""
+        if getattr(self, "groups_", None) is None:
+            return lookup_tasks(self.tasks_, np.asarray([task]))[0]
+        n_levels = self.tasks_.shape[1]
+        if not isinstance(task, (tuple, list)) or len(task) != n_levels:
+            raise ValueError(
+                f"A task of this model is a path of {n_levels} labels, "
+                f"outermost first (a row of tasks_); got {task!r}.")
+        labels = NestedLabels([np.asarray([label]) for label in task])
+        return lookup_nested(self._nested_levels, self._nested_paths,
+                             labels)[0, -1]
 
     @property
     def coef_(self):
@@ -647,10 +848,19 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                                              ensure_non_negative=True)
         if labels is None:
             uniques, codes = None, np.zeros(X.shape[0], dtype=np.intp)
+        elif isinstance(labels, NestedLabels):
+            if getattr(self, "groups_", None) is None:
+                raise ValueError(
+                    f"This {type(self).__name__} was fitted on tasks of one "
+                    f"level; got task labels of {labels.n_levels} levels.")
+            levels, paths, codes, _ = encode_nested(labels)
+            uniques = nested_label_array(levels, paths)
         else:
             uniques, codes = encode_tasks(labels)
         n_tasks = 1 if uniques is None else len(uniques)
         rows = TaskRows(X, y_encoded, sample_weight, codes, n_tasks)
+        if getattr(self, "groups_", None) is not None:
+            return uniques, self._adapt_nested(family, rows, labels), rows
         if clusters:  # the posteriors over the mixture's components
             weights = family.row_weights(rows.y, rows.sample_weight, rows.codes,
                                          rows.n_tasks, getattr(self, "classes_",
@@ -682,7 +892,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         y : array-like of shape (n_samples,)
             Their targets; for a :class:`MetaClassifier` fitted with
             ``unlabeled_weight`` set, ``-1`` marks an unlabeled row.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             The task's label on every sample, when task identities are given
             this way (all equal: use :meth:`adapt_tasks` for several tasks).
         sample_weight : array-like of shape (n_samples,), default=None
@@ -719,7 +929,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         y : array-like of shape (n_samples,)
             Their targets; for a :class:`MetaClassifier` fitted with
             ``unlabeled_weight`` set, ``-1`` marks an unlabeled row.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task label of each sample (or use ``task_column``).
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
@@ -736,10 +946,16 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                 "task_column (adapt fits a single task)."
             )
         uniques, theta, _ = self._solve_new_tasks(X, y, tasks, sample_weight)
-        return {label: self._build(row) for label, row in zip(uniques.tolist(),
-                                                                theta)}
+        keys = [tuple(row) for row in uniques.tolist()] if uniques.ndim == 2 \
+            else uniques.tolist()
+        return {label: self._build(row) for label, row in zip(keys, theta)}
 
     def _partial_fit(self, X, y, tasks, sample_weight, classes=None):
+        if isinstance(self.task_column, list) or np.ndim(tasks) == 2 or (
+                getattr(self, "groups_", None) is not None):
+            raise ValueError(
+                "partial_fit does not take nested tasks (a 2-D tasks or a "
+                "list task_column): fit them at once with fit.")
         if not hasattr(self, "task_params_"):
             return self._fit(X, y, tasks, sample_weight, classes=classes)
         if classes is not None and self._is_classifier and not np.array_equal(
@@ -935,11 +1151,13 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         ``"auto"``: as ``None``, and ``prior="auto"`` also considers
         random intercepts only. A network base estimator takes ``"auto"``
         or ``None`` (its parameters are layers of weights).
-    task_column : int or str, default=None
+    task_column : int, str or list, default=None
         Column of ``X`` holding each sample's task label (an integer position,
         or a name for DataFrames); it is removed before the models see the
         features. This is what makes scorers and searches task-aware, since
-        they pass no metadata to ``predict``.
+        they pass no metadata to ``predict``. A list of columns, outermost
+        level first (``["region", "store"]``), gives nested tasks and a
+        hierarchical prior (see :ref:`nested_tasks`).
     prior_estimator : estimator instance, default=None
         A fitted classifier of the base estimator's family (same classes and
         features) whose parameters are the prior mean ``theta0``
@@ -1026,9 +1244,23 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     classes_ : ndarray of shape (n_classes,)
         Union of the classes over all tasks; a task may lack some. With
         ``unlabeled_weight`` set, the classes of the labeled rows.
-    tasks_ : ndarray of shape (n_tasks,) or None
+    tasks_ : ndarray of shape (n_tasks,) or (n_tasks, n_levels), or None
         Sorted labels of the tasks seen in ``fit``; ``None`` for a model
-        fitted without task identities.
+        fitted without task identities. For nested tasks, one row per task:
+        its path of labels, outermost level first (object array).
+    groups_ : list of ndarray
+        Nested tasks only: for each level of groups, outermost first, an
+        object array of shape ``(n_groups, level + 1)`` holding each group's
+        path of labels.
+    group_params_ : list of ndarray
+        Nested tasks only: for each level of groups, the groups' posterior
+        mean parameters, ``(n_groups, n_params)``: the models of new tasks
+        of these groups (see :meth:`group_estimator`).
+    group_precisions_ : list of ndarray
+        Nested tasks only: for each level of groups, the diagonal precision
+        ``(n_params,)`` of a group's parameters about its parent's, in the
+        units of ``prior_precision_`` (which is then the tasks' transfer
+        precision about their group).
     task_params_ : ndarray of shape (n_tasks, n_params)
         Flat parameters of each task's model: for each output the
         coefficients then (if fitted) the intercept.
@@ -1359,7 +1591,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         y : array-like of shape (n_samples,)
             Targets; ``-1`` marks an unlabeled row when the model was fitted
             (or is first fitted) with ``unlabeled_weight`` set.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task labels (or use ``task_column``).
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
@@ -1381,7 +1613,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
             Samples.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task labels (or use ``task_column``); unseen tasks use the prior.
 
         Returns
@@ -1399,7 +1631,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
             Samples.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task labels (or use ``task_column``); unseen tasks use the prior.
 
         Returns
@@ -1422,7 +1654,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
             Samples.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task labels (or use ``task_column``); unseen tasks use the prior.
 
         Returns
@@ -1443,7 +1675,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
             Samples.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task labels (or use ``task_column``); unseen tasks use the prior.
 
         Returns
@@ -1465,7 +1697,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
             Samples.
         y : array-like of shape (n_samples,)
             True labels.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task labels (or use ``task_column``).
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
@@ -1531,9 +1763,9 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
     random_effects : "auto", None or array-like, default="auto"
         Which coefficients vary across tasks (``method="proximal"``); see
         :class:`MetaClassifier`.
-    task_column : int or str, default=None
-        Column of ``X`` holding each sample's task label; see
-        :class:`MetaClassifier`.
+    task_column : int, str or list, default=None
+        Column of ``X`` holding each sample's task label, or a list of
+        columns for nested tasks; see :class:`MetaClassifier`.
     prior_estimator : estimator instance, default=None
         A fitted regressor of the base estimator's family whose parameters are
         the prior mean ``theta0``: kept fixed by ``method="proximal"``, the
@@ -1573,8 +1805,15 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
 
     Attributes
     ----------
-    tasks_ : ndarray of shape (n_tasks,) or None
-        Sorted labels of the tasks seen in ``fit`` (``None`` without tasks).
+    tasks_ : ndarray of shape (n_tasks,) or (n_tasks, n_levels), or None
+        Sorted labels of the tasks seen in ``fit`` (``None`` without tasks);
+        for nested tasks, one row of labels per task, outermost level first.
+    groups_ : list of ndarray
+        Nested tasks only: each level's groups (see :class:`MetaClassifier`).
+    group_params_ : list of ndarray
+        Nested tasks only: each level's group posterior means.
+    group_precisions_ : list of ndarray
+        Nested tasks only: each level's precision about its parent level.
     task_params_ : ndarray of shape (n_tasks, n_params)
         Flat parameters of each task's model: coefficients, then intercept.
     meta_params_ : ndarray of shape (n_params,)
@@ -1673,7 +1912,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
             Samples.
         y : array-like of shape (n_samples,)
             Targets.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task labels (or use ``task_column``).
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
@@ -1692,7 +1931,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
             Samples.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task labels (or use ``task_column``); unseen tasks use the prior.
         return_std : bool, default=False
             Also return the standard deviation of the posterior predictive
@@ -1720,10 +1959,10 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
             raise ValueError(self._no_covariance_reason)
         X, _, labels = self._check_input(X, tasks=tasks, reset=False)
         rows = self._row_models(labels, X.shape[0])
-        params = np.vstack([self.task_params_, self.meta_params_[np.newaxis]])
-        Z = decision_values(X, rows, params, self._problem())
+        Z = decision_values(X, rows, self._model_table(), self._problem())
         covariances = np.concatenate(
-            [self._task_covariances, self.prior_covariance_[np.newaxis]])
+            [self._task_covariances, *self._group_covariances,
+             self.prior_covariance_[np.newaxis]])
         variance = _quadratic_forms(X, rows, covariances,
                                     self._problem().fit_intercept)
         family = self._fitted_family()
@@ -1756,7 +1995,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
             return self._task_covariances[0].copy()
         if task is None:
             raise ValueError("Pass the label of a task seen in fit.")
-        code = lookup_tasks(self.tasks_, np.asarray([task]))[0]
+        code = self._task_code(task)
         if code < 0:
             raise ValueError(
                 f"Task {task!r} was not seen in fit; its covariance is the "
@@ -1774,9 +2013,13 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
     def _store_posteriors(self, family, rows, problem, fitted, method):
         """Keep each task's posterior covariance, the prior's and the noise."""
         self._task_covariances = None
+        self._group_covariances = []
         for name in ("prior_covariance_", "noise_variance_"):
             self.__dict__.pop(name, None)
         if not method.exact_for(problem):
+            return
+        if fitted.nested is not None:
+            self._store_nested_posteriors(fitted.nested)
             return
         batch = self._task_batch(family, rows)
         covariances, dispersion = posterior_covariances(
@@ -1799,6 +2042,27 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         self.prior_covariance_ = prior
         self.noise_variance_ = float(dispersion)
 
+    def _store_nested_posteriors(self, nested):
+        """Nested tasks: each task's posterior covariance (its group mean's
+        uncertainty included), and the prior covariance of a new task of
+        each known group (the tasks' spread, the deeper levels' spreads and
+        the group mean's posterior) and of the population."""
+        prior = nested.task_prior
+        scale = nested.task_scale
+        task_spread = prior.dispersion / scale / np.asarray(
+            prior.combined_precision, dtype=float)
+        level_spreads = [prior.dispersion / scale / p for p in nested.precisions]
+        group_covariances = []
+        below = task_spread.copy()
+        for level in range(len(nested.means) - 1, -1, -1):
+            cov = nested.covariances[level]
+            group_covariances.append(cov + np.diag(below)[None])
+            below = below + level_spreads[level]
+        self._task_covariances = nested.task_covariances
+        self._group_covariances = group_covariances
+        self.prior_covariance_ = np.diag(below)
+        self.noise_variance_ = float(prior.dispersion)
+
     def _new_task_covariances(self, rows, theta):
         if getattr(self, "_task_covariances", None) is None:
             return None
@@ -1817,7 +2081,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
             Samples.
         y : array-like of shape (n_samples,)
             True targets.
-        tasks : array-like of shape (n_samples,), default=None
+        tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task labels (or use ``task_column``).
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.

@@ -274,3 +274,174 @@ def add_tasks(known, params, labels, new_params):
     table[inverse[:len(known)]] = params
     table[inverse[len(known):]] = new_params
     return merged, table
+
+
+class NestedLabels:
+    """Task labels of nested tasks: one validated 1-D column per level,
+    outermost first (see :func:`check_nested_labels`)."""
+
+    def __init__(self, columns):
+        self.columns = tuple(columns)
+
+    @property
+    def n_levels(self):
+        return len(self.columns)
+
+    def __len__(self):
+        return len(self.columns[0])
+
+
+def _columns_of(labels):
+    """The columns of a 2-D array-like of labels (a DataFrame's kept apart,
+    so that each keeps its own type)."""
+    if is_dataframe(labels):
+        if _module_of(labels) == "pandas":
+            return [labels.iloc[:, i].to_numpy() for i in range(labels.shape[1])]
+        return [labels.get_column(name).to_numpy() for name in labels.columns]
+    if isinstance(labels, (list, tuple)) and not hasattr(labels, "dtype"):
+        rows = np.asarray(labels, dtype=object)
+    else:
+        rows = np.asarray(labels)
+    return [rows[:, i] for i in range(rows.shape[1])]
+
+
+def check_any_task_labels(labels, n_samples, *, name="tasks"):
+    """Validate 1-D task labels, or 2-D nested ones (one column per level).
+
+    A 2-D array of several columns is a :class:`NestedLabels` whose columns
+    pass :func:`check_task_labels` each; of one column, an error.
+    """
+    if not is_dataframe(labels) and np.ndim(labels) != 2:
+        return check_task_labels(labels, n_samples, name=name)
+    shape = np.shape(labels)
+    if shape[0] != n_samples:
+        raise ValueError(
+            f"{name} has {shape[0]} rows of labels but X has {n_samples} "
+            "samples.")
+    if shape[1] < 2:
+        raise ValueError(
+            f"{name} must be 1-dimensional, or 2-dimensional with one column "
+            f"per level of nested tasks (at least 2), got shape {shape}.")
+    columns = [check_task_labels(column, n_samples,
+                                 name=f"{name} (level {level})")
+               for level, column in enumerate(_columns_of(labels))]
+    return NestedLabels(columns)
+
+
+def split_task_columns(X, task_columns):
+    """``(features, NestedLabels)``: ``X`` without the task columns listed
+    (outermost level first); ``X`` itself is never modified."""
+    task_columns = list(task_columns)
+    if len(task_columns) == 0:
+        raise ValueError("task_column is an empty list; give at least one column.")
+    if is_dataframe(X):
+        columns = X.columns
+    else:
+        if sp.issparse(X):
+            n_columns = X.shape[1]
+        else:
+            X = np.asarray(X)
+            if X.ndim != 2:
+                raise ValueError(
+                    f"Expected a 2D array with task columns, got an array of "
+                    f"shape {X.shape}.")
+            n_columns = X.shape[1]
+        columns = range(n_columns)
+        for column in task_columns:
+            if not isinstance(column, numbers.Integral) or isinstance(column,
+                                                                       bool):
+                raise ValueError(
+                    f"task_column entry {column!r} is a name, but X is not a "
+                    "DataFrame; use integer column positions for arrays.")
+    positions = [_column_position(columns, column) for column in task_columns]
+    if len(set(positions)) != len(positions):
+        raise ValueError(
+            f"task_column={task_columns!r} names the same column twice.")
+    if is_dataframe(X):
+        names = [list(X.columns)[p] for p in positions]
+        if _module_of(X) == "pandas":
+            labels = [X.iloc[:, p].to_numpy() for p in positions]
+            features = X.drop(columns=names)
+        else:
+            labels = [X.get_column(name).to_numpy() for name in names]
+            features = X.drop(names)
+    elif sp.issparse(X):
+        Xc = X.tocsc()
+        labels = [Xc[:, p].toarray().ravel() for p in positions]
+        keep = ~np.isin(np.arange(X.shape[1]), positions)
+        features = Xc[:, keep].tocsr()
+    else:
+        labels = [X[:, p] for p in positions]
+        features = np.delete(X, positions, axis=1)
+    n = features.shape[0]
+    checked = [check_task_labels(column, n, name=f"task column {column_name!r}")
+               for column_name, column in zip(task_columns, labels)]
+    return features, checked[0] if len(checked) == 1 else NestedLabels(checked)
+
+
+def encode_nested(labels):
+    """Encode nested labels: the task of a sample is its whole path of labels.
+
+    Returns ``(levels, paths, codes, parents)``: the sorted unique labels of
+    each level, the tasks' paths as codes into them (``(n_tasks,
+    n_levels)``, sorted lexicographically, so that the tasks of a group are
+    consecutive), each sample's task, and for each level ``l = 1 ..
+    n_levels`` the index of each node's parent among the nodes of level
+    ``l - 1`` (level 0: the population).
+    """
+    levels, level_codes = zip(*(encode_tasks(column) for column in labels.columns))
+    dims = [len(level) for level in levels]
+    if np.prod(np.asarray(dims, dtype=float)) < 2.0**62:
+        # one integer per path, in the paths' lexicographic order (and
+        # already sorted when the rows are grouped by task): cheaper than
+        # np.unique over rows
+        keys, codes = encode_tasks(np.ravel_multi_index(level_codes, dims))
+        paths = np.column_stack(np.unravel_index(keys, dims)).astype(np.intp)
+    else:
+        paths, codes = np.unique(np.column_stack(level_codes), axis=0,
+                                 return_inverse=True)
+    parents = []
+    above = np.zeros(len(paths), dtype=np.intp)
+    for depth in range(1, paths.shape[1] + 1):
+        _, node = np.unique(paths[:, :depth], axis=0, return_inverse=True)
+        node = node.astype(np.intp).ravel()
+        parent = np.empty(node.max() + 1, dtype=np.intp)
+        parent[node] = above
+        parents.append(parent)
+        above = node
+    return list(levels), paths, codes.astype(np.intp).ravel(), parents
+
+
+def nested_label_array(levels, paths):
+    """The labels of ``paths`` (codes into ``levels``) as an object array."""
+    out = np.empty(paths.shape, dtype=object)
+    for depth in range(paths.shape[1]):
+        out[:, depth] = levels[depth][paths[:, depth]]
+    return out
+
+
+def lookup_nested(levels, known_paths, labels):
+    """Where each sample's path is known, level by level.
+
+    ``known_paths[l]`` are the sorted code paths of the nodes of depth
+    ``l + 1`` (groups, then tasks). Returns ``(n_samples, n_levels)``
+    indices into them, -1 where that prefix of the path is unseen.
+    """
+    n = len(labels)
+    codes = np.column_stack([lookup_tasks(level, column)
+                             for level, column in zip(levels, labels.columns)])
+    dims = [len(level) for level in levels]
+    found = np.full((n, len(levels)), -1, dtype=np.intp)
+    valid = np.ones(n, dtype=bool)
+    for depth in range(len(levels)):
+        valid &= codes[:, depth] >= 0
+        table = known_paths[depth]
+        keys = np.ravel_multi_index(table.T, dims[:depth + 1])
+        rows = np.flatnonzero(valid)
+        if rows.size == 0:
+            break
+        query = np.ravel_multi_index(codes[rows, :depth + 1].T, dims[:depth + 1])
+        pos = np.clip(np.searchsorted(keys, query), 0, len(keys) - 1)
+        hit = keys[pos] == query
+        found[rows[hit], depth] = pos[hit]
+    return found

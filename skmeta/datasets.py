@@ -24,6 +24,7 @@ __all__ = [
     "make_meta_anomalies",
     "make_meta_classification",
     "make_meta_regression",
+    "make_nested_tasks",
     "make_sine_tasks",
     "make_subspace_tasks",
 ]
@@ -1091,3 +1092,136 @@ def make_subspace_tasks(
     latent[:, n_subspace:] *= noise
     latent[:, :n_subspace] += centres[tasks, y]
     return latent @ rotation.T, y, tasks
+
+
+@validate_params(
+    {
+        "n_groups": [Interval(Integral, 1, None, closed="left")],
+        "n_tasks_per_group": [Interval(Integral, 1, None, closed="left")],
+        "n_samples_per_task": [Interval(Integral, 1, None, closed="left")],
+        "n_features": [Interval(Integral, 1, None, closed="left")],
+        "group_spread": [Interval(Real, 0, None, closed="left")],
+        "task_spread": [Interval(Real, 0, None, closed="left")],
+        "noise": [Interval(Real, 0, None, closed="left")],
+        "coef": ["boolean"],
+        "random_state": ["random_state"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def make_nested_tasks(
+    n_groups=10,
+    n_tasks_per_group=20,
+    n_samples_per_task=20,
+    n_features=5,
+    *,
+    group_spread=1.0,
+    task_spread=0.2,
+    noise=0.5,
+    coef=False,
+    random_state=None,
+):
+    """Generate linear regression tasks nested in groups (stores in regions).
+
+    The parameters (coefficients, then the intercept) of group ``g`` and of
+    its task ``t`` are drawn as a two-level hierarchy about a population
+    vector ``w`` (drawn from ``N(0, I)``)::
+
+        w_g = w + group_spread * N(0, I)
+        w_t = w_g + task_spread * N(0, I)
+        y = X @ w_t[:-1] + w_t[-1] + noise * N(0, 1),   X ~ N(0, I)
+
+    With ``group_spread`` much larger than ``task_spread``, knowing a task's
+    group tells most of its model: what a hierarchical prior exploits.
+
+    The rows are grouped by task, the tasks by group.
+
+    Parameters
+    ----------
+    n_groups : int, default=10
+        The number of groups.
+
+    n_tasks_per_group : int, default=20
+        The number of tasks of each group.
+
+    n_samples_per_task : int, default=20
+        The number of samples of each task.
+
+    n_features : int, default=5
+        The number of features.
+
+    group_spread : float, default=1.0
+        The standard deviation of the groups' parameters about the
+        population's.
+
+    task_spread : float, default=0.2
+        The standard deviation of the tasks' parameters about their group's.
+
+    noise : float, default=0.5
+        The standard deviation of the Gaussian noise added to the targets.
+
+    coef : bool, default=False
+        If True, also return the tasks' and the groups' parameters.
+
+    random_state : int, RandomState instance or None, default=None
+        Determines random number generation for dataset creation. Pass an int
+        for reproducible output across multiple function calls.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features)
+        The samples of all tasks.
+
+    y : ndarray of shape (n_samples,)
+        The targets.
+
+    tasks : ndarray of shape (n_samples, 2)
+        The int64 group label (in ``0, ..., n_groups - 1``) and task label
+        (in ``0, ..., n_groups * n_tasks_per_group - 1``, unique over all
+        groups) of each sample: ``tasks=`` of the meta-estimators, outermost
+        level first.
+
+    task_params : ndarray of shape (n_groups * n_tasks_per_group, n_features + 1)
+        Each task's coefficients and intercept (last column). Only returned
+        if ``coef=True``.
+
+    group_params : ndarray of shape (n_groups, n_features + 1)
+        Each group's coefficients and intercept. Only returned if
+        ``coef=True``.
+
+    See Also
+    --------
+    make_meta_regression : Related regression tasks without groups.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmeta.datasets import make_nested_tasks
+    >>> X, y, tasks, task_params, group_params = make_nested_tasks(
+    ...     n_groups=3, n_tasks_per_group=4, n_samples_per_task=5, n_features=2,
+    ...     noise=0.0, coef=True, random_state=0)
+    >>> X.shape, y.shape, tasks.shape
+    ((60, 2), (60,), (60, 2))
+    >>> tasks[:6, 0].tolist(), tasks[:6, 1].tolist()
+    ([0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1])
+    >>> rows = tasks[:, 1] == 5
+    >>> bool(np.allclose(y[rows], X[rows] @ task_params[5, :2] + task_params[5, 2]))
+    True
+    """
+    generator = check_random_state(random_state)
+    d = n_features + 1
+    n_tasks = n_groups * n_tasks_per_group
+    population = generator.standard_normal(size=d)
+    group_params = population + group_spread * generator.standard_normal(
+        size=(n_groups, d))
+    group_of_task = np.repeat(np.arange(n_groups, dtype=np.int64),
+                              n_tasks_per_group)
+    task_params = group_params[group_of_task] + task_spread * \
+        generator.standard_normal(size=(n_tasks, d))
+    task = np.repeat(np.arange(n_tasks, dtype=np.int64), n_samples_per_task)
+    X = generator.standard_normal(size=(task.size, n_features))
+    y = np.einsum("ij,ij->i", X, task_params[task, :-1]) + task_params[task, -1]
+    y += noise * generator.standard_normal(size=task.size)
+    tasks = np.column_stack([group_of_task[task], task])
+    if coef:
+        return X, y, tasks, task_params, group_params
+    return X, y, tasks

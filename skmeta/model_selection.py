@@ -31,6 +31,8 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import _num_samples, check_array, column_or_1d
 
+from ._validation import check_any_task_labels, encode_nested, nested_label_array
+
 __all__ = ["FewShotSplit", "adaptation_curve"]
 
 
@@ -39,6 +41,31 @@ def _is_int(value):
     return isinstance(value, numbers.Integral) and not isinstance(
         value, (bool, np.bool_)
     )
+
+
+def _tasks_of_groups(groups, n_samples):
+    """``(task_labels, task_of_sample)`` of FewShotSplit's ``groups``.
+
+    ``groups`` is 1-D (one task label per sample) or 2-D, one column per
+    level of nested tasks, outermost first: a task is then the whole path
+    of labels (the innermost level), and ``task_labels`` holds one tuple
+    per task.
+    """
+    if np.ndim(groups) == 2 and np.shape(groups)[1] > 1:
+        labels = check_any_task_labels(groups, n_samples, name="groups")
+        levels, paths, codes, _ = encode_nested(labels)
+        rows = nested_label_array(levels, paths)
+        task_labels = np.empty(len(rows), dtype=object)
+        task_labels[:] = [tuple(row) for row in rows.tolist()]
+        return task_labels, codes
+    groups = check_array(groups, input_name="groups", ensure_2d=False, dtype=None,
+                         allow_nd=True)
+    if groups.ndim != 1:
+        raise ValueError(
+            f"groups must be 1-dimensional (or 2-dimensional, one column per "
+            f"level of nested tasks), got an array of shape {groups.shape}."
+        )
+    return np.unique(groups, return_inverse=True)
 
 
 class FewShotSplit(GroupsConsumerMixin, BaseCrossValidator):
@@ -333,12 +360,7 @@ class FewShotSplit(GroupsConsumerMixin, BaseCrossValidator):
                 "The 'groups' parameter should not be None: FewShotSplit needs "
                 "the task label of every sample."
             )
-        groups = check_array(groups, input_name="groups", ensure_2d=False, dtype=None)
-        if groups.ndim != 1:
-            raise ValueError(
-                f"groups must be 1-dimensional, got an array of shape {groups.shape}."
-            )
-        task_labels, task_of_sample = np.unique(groups, return_inverse=True)
+        task_labels, task_of_sample = _tasks_of_groups(groups, _num_samples(X))
         n_tasks = len(task_labels)
 
         if _is_int(self.test_size):

@@ -415,7 +415,10 @@ def test_regression_target_with_stratify():
 def test_groups_must_be_1d():
     X, y, groups = make_tasks(BALANCED)
     with pytest.raises(ValueError, match="groups must be 1-dimensional"):
-        FewShotSplit().split(X, y, groups.reshape(-1, 2).repeat(2, axis=0)[: len(y)])
+        FewShotSplit().split(X, y, groups[:, None])
+    # (two columns or more are nested tasks: see test_nested.py)
+    with pytest.raises(ValueError, match="groups must be 1-dimensional"):
+        FewShotSplit().split(X, y, groups[:, None, None])
 
 
 def test_inconsistent_lengths():

@@ -78,6 +78,10 @@ class MetaFit:
         Each training task's responsibilities under the mixture.
     task_weights : ndarray of shape (n_tasks,) or None
         Each training task's Student-t EM weight, with ``prior_df``.
+    nested : NestedFit or None
+        The hierarchical prior of nested tasks (see ``_nested``); ``theta0``,
+        ``shape`` and ``gamma`` then hold the population mean and the tasks'
+        prior about their group.
     """
 
     theta0: np.ndarray
@@ -96,6 +100,7 @@ class MetaFit:
     mixture: object = None
     task_clusters: np.ndarray = None
     task_weights: np.ndarray = None
+    nested: object = None
 
     def __post_init__(self):
         if self.center is None:

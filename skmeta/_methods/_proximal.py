@@ -38,6 +38,7 @@ from .._kernels._workspaces import FULL_INVERSE_MAX_PARAMS
 from ._base import MetaFit, MetaMethod
 from ._inner import INNER_TOL, InnerSolver, solve_exactly
 from ._mixture import MixtureSpec, adapt_mixture, learn_mixture
+from ._nested import COVARIANCE_MEMORY, NestedSpec, fit_nested
 from ._prior import Prior, precision_inverse, psd_solve, split_strength
 from ._squarem import squarem
 from ._structures import Structure
@@ -635,6 +636,64 @@ class Proximal(MetaMethod):
                        prior_kind=structure.name, prior_scores=scores,
                        dispersion=result.prior.dispersion
                        if learned and problem.code == SQUARED else None)
+
+    def check_nested(self, settings):
+        """Raise a ValueError naming settings nested tasks cannot honour."""
+        if settings.prior not in ("auto", "isotropic", "diagonal"):
+            raise ValueError(
+                f"prior={settings.prior!r} is not supported with nested tasks "
+                "(a 2-D tasks or a list task_column): every level's spread is "
+                "diagonal (prior='auto' or 'diagonal') or isotropic "
+                "(prior='isotropic').")
+        if settings.prior_df is not None:
+            raise ValueError(
+                "prior_df (a Student-t prior) is not supported with nested "
+                "tasks; leave prior_df=None.")
+        if not isinstance(settings.gamma, str) and settings.gamma == 0:
+            raise ValueError(
+                "gamma=0 leaves no transfer term, so no prior to nest: use "
+                "gamma > 0 or 'auto' with nested tasks.")
+
+    def fit_nested(self, batch, problem, tree, prior_mean=None):
+        """The hierarchical prior of nested tasks (see :mod:`._nested`)."""
+        s = self.settings
+        self.check_nested(s)
+        if problem.n_params > FULL_INVERSE_MAX_PARAMS:
+            # the group means' posterior needs each task's d x d curvature:
+            # its diagonal alone makes their updates overshoot
+            raise ValueError(
+                f"nested tasks need n_params <= {FULL_INVERSE_MAX_PARAMS} "
+                f"(coefficients and intercepts of a task); these tasks have "
+                f"n_params={problem.n_params}. Reduce the features, or fit "
+                "the tasks with one level of labels.")
+        size = 8 * batch.n_tasks * problem.n_params**2
+        if size > COVARIANCE_MEMORY:
+            raise ValueError(
+                f"nested tasks hold each task's n_params x n_params inverse "
+                f"Hessian: {batch.n_tasks} tasks of n_params="
+                f"{problem.n_params} need {size / 2**30:.1f} GiB, more than "
+                f"{COVARIANCE_MEMORY / 2**30:.0f} GiB.")
+        kind = "isotropic" if s.prior == "isotropic" else "diagonal"
+        shared = None
+        if s.random_effects is not None and not isinstance(s.random_effects, str):
+            shared = ~np.asarray(s.random_effects, dtype=bool)
+        learn_gamma = s.gamma == "auto"
+        d = problem.n_params
+        spec = NestedSpec(
+            Structure(kind, shared=shared), learn_gamma,
+            1.0 if learn_gamma else float(s.gamma),
+            np.zeros(d) if prior_mean is None else np.asarray(prior_mean, float),
+            prior_mean is None)
+        fit = fit_nested(batch, problem, tree, spec, max_iter=self.max_iter,
+                         tol=s.tol, n_jobs=s.n_jobs, verbose=s.verbose)
+        prior = fit.task_prior
+        name = Structure(kind, shared=shared).name
+        return MetaFit(prior.theta0, prior.shape, prior.gamma, fit.theta,
+                       fit.n_iter, center=prior.center,
+                       combined_precision=prior.combined_precision,
+                       prior_kind=f"nested {name}", prior_scores={},
+                       dispersion=prior.dispersion
+                       if problem.code == SQUARED else None, nested=fit)
 
     def _select(self, batch, problem, structures, theta0, learn_theta0, gamma):
         """The structure that best predicts held-out rows of the training tasks.
