@@ -31,6 +31,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._dask import dask_aware, is_dask_collection
 from ._families import family_for
 from ._kernels._calls import decision_values
 from ._kernels._codes import POISSON, SQUARED
@@ -286,6 +287,10 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         return method
 
     def _fit(self, X, y, tasks, sample_weight, classes=None):
+        if any(is_dask_collection(a) for a in (X, y, tasks, sample_weight)):
+            from ._dask import fit_dask
+
+            return fit_dask(self, X, y, tasks, sample_weight)
         base = self._base_estimator()
         family = family_for(base, classifier=self._is_classifier,
                             owner=type(self).__name__, check=True)
@@ -330,6 +335,11 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         if method is not adaptation:
             fitted = adaptation.single_task_fit(fitted, problem)
         self._check_finite(fitted)
+        return self._store_fit(base, fitted, family, problem, rows, adaptation)
+
+    def _store_fit(self, base, fitted, family, problem, rows, adaptation):
+        """Set the fitted attributes from a ``MetaFit``; ``rows`` is None for
+        a fit on Dask collections (no per-task posteriors are kept)."""
         # the fitted models are those of this base estimator, whatever
         # happens to self.estimator later
         self.estimator_ = clone(base)
@@ -616,7 +626,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                 f"Task {task!r} was not seen in fit; meta_estimator_ is the "
                 "prior model for new tasks, and adapt() fits one from data."
             )
-        return self._build(self.task_params_[code])
+        # (a fit on Dask collections keeps task_params_ on the cluster)
+        return self._build(np.asarray(self.task_params_[code]))
 
     @property
     def coef_(self):
@@ -1374,6 +1385,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         """
         return self._partial_fit(X, y, tasks, sample_weight, classes)
 
+    @dask_aware
     def decision_function(self, X, *, tasks=None):
         """Linear decision values of each sample under its task's model.
 
@@ -1392,6 +1404,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         Z = self._decision(X, tasks)
         return Z[:, 0] if Z.shape[1] == 1 else Z
 
+    @dask_aware
     def predict_proba(self, X, *, tasks=None):
         """Class probabilities of each sample under its task's model.
 
@@ -1415,6 +1428,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         E = np.exp(Z)
         return E / E.sum(axis=1, keepdims=True)
 
+    @dask_aware
     def predict_log_proba(self, X, *, tasks=None):
         """Logarithm of :meth:`predict_proba`.
 
@@ -1436,6 +1450,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
             return np.column_stack([-np.logaddexp(0.0, z), -np.logaddexp(0.0, -z)])
         return Z - np.logaddexp.reduce(Z, axis=1, keepdims=True)
 
+    @dask_aware
     def predict(self, X, *, tasks=None):
         """Predict the class of each sample with its task's model.
 
@@ -1685,6 +1700,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         """
         return self._partial_fit(X, y, tasks, sample_weight)
 
+    @dask_aware
     def predict(self, X, *, tasks=None, return_std=False):
         """Predict each sample with its task's model.
 
@@ -1776,7 +1792,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         self._task_covariances = None
         for name in ("prior_covariance_", "noise_variance_"):
             self.__dict__.pop(name, None)
-        if not method.exact_for(problem):
+        if rows is None or not method.exact_for(problem):
             return
         batch = self._task_batch(family, rows)
         covariances, dispersion = posterior_covariances(
