@@ -26,7 +26,11 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    validate_data,
+)
 
 from ._kernels._layout import TaskBatch, make_batch
 from ._methods._inner import INNER_TOL, InnerSolver
