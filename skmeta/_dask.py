@@ -59,6 +59,27 @@ def _import_dask():
         raise ImportError(
             "Fitting on Dask collections needs dask[distributed]: "
             "pip install 'skmeta[dask]'.") from exc
+    _register_sizes()
+
+
+@functools.cache
+def _register_sizes():
+    """Tell Dask the real size of the objects kept on the workers: the
+    scheduler weighs moving a partition's state against running where it
+    is, and counts the bytes it moves, by these sizes."""
+    from dask.sizeof import sizeof
+
+    @sizeof.register(_Part)
+    def _part_size(part):
+        b = part.batch
+        arrays = [b.Xd, b.data, b.indices, b.indptr, b.y, b.sw, b.offsets,
+                  part.theta, part.scale, part.solver.inverses]
+        return sum(a.nbytes for a in arrays if a is not None)
+
+    @sizeof.register(_PartSums)
+    def _sums_size(sums):
+        arrays = [sums.theta_sum, sums.spread, sums.inv_sum, sums.inv_wsum]
+        return 64 + sum(np.asarray(a).nbytes for a in arrays if a is not None)
 
 
 def _client():
@@ -234,6 +255,7 @@ class _Part:
 
 
 def _make_part(rows, estimator, family, problem):
+    _register_sizes()  # in this worker's process
     y_encoded = estimator._encode_y(rows.y)
     family.check_targets(y_encoded)
     n_tasks = len(rows.labels)
@@ -302,6 +324,7 @@ class _PartSums:
 def _solve_part(part, generation, reference, center, precision, kwargs,
                 squared, wide):
     """Solve a partition's tasks from their current parameters (on its worker)."""
+    _register_sizes()
     if part.generation != generation - 1:
         raise RuntimeError("a partition's task parameters are out of step with "
                            "the fit (a worker lost its state)")
@@ -325,6 +348,7 @@ def _solve_part(part, generation, reference, center, precision, kwargs,
 
 
 def _sums_of(part):
+    _register_sizes()
     return part.sums
 
 
