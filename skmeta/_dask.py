@@ -631,7 +631,7 @@ def fit_dask(estimator, X, y, tasks, sample_weight):
         split_task_column(meta, estimator.task_column)  # names a bad column
     for name in ("classes_", "tasks_"):
         estimator.__dict__.pop(name, None)
-    reader = copy.copy(estimator)
+    reader = _shipped(estimator)
     delayed_rows = [
         _delayed(_read_partition)(reader, xp, yp, tp, wp)
         for xp, yp, tp, wp in zip(X_parts, y_parts, t_parts, w_parts)]
@@ -654,7 +654,7 @@ def fit_dask(estimator, X, y, tasks, sample_weight):
     settings = estimator._settings(estimator._random_effects_mask(problem))
     method = METHODS[estimator.method](settings)
     method.check(settings)
-    encoder = copy.copy(estimator)
+    encoder = _shipped(estimator)
     parts = client.map(_make_part, rows, estimator=encoder, family=family,
                        problem=problem, pure=False)
     del rows
@@ -676,6 +676,19 @@ def fit_dask(estimator, X, y, tasks, sample_weight):
     fitted.theta = theta
     estimator._store_fit(base, fitted, family, problem, None, method)
     return estimator
+
+
+def _shipped(estimator):
+    """A copy of ``estimator`` to send to the workers: its parameters and
+    what reading rows needs, none of a previous fit's (possibly large)
+    attributes."""
+    from sklearn.base import clone
+
+    shipped = clone(estimator)
+    for name in ("n_features_in_", "feature_names_in_", "classes_"):
+        if hasattr(estimator, name):
+            setattr(shipped, name, getattr(estimator, name))
+    return shipped
 
 
 def _delayed(func):
@@ -747,6 +760,7 @@ def predict_dask(estimator, name, X, tasks, kwargs):
     params = estimator.task_params_
     local = copy.copy(estimator)
     local.task_params_ = None  # sent once, as its own graph node
+    local = dask.delayed(local, pure=True)
     params = dask.delayed(params) if is_dask_collection(params) else \
         dask.delayed(np.asarray(params), pure=True)
     shape, dtype = _output_spec(estimator, name)

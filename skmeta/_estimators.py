@@ -232,6 +232,12 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
             Training data, task column included when ``task_column`` is set.
+            A Dask DataFrame or 2-D Dask array (with ``y``, ``tasks`` and
+            ``sample_weight`` Dask collections of the same partitions), each
+            task whole in one partition (see :func:`repartition_by_task`), is
+            fitted with its data kept on the cluster: ``method="proximal"``
+            only, and ``task_params_`` is then a Dask array; see
+            :ref:`scaling-out`.
         y : array-like of shape (n_samples,)
             Targets; for a :class:`MetaClassifier` with ``unlabeled_weight``
             set, ``-1`` marks an unlabeled row.
@@ -1040,9 +1046,13 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     tasks_ : ndarray of shape (n_tasks,) or None
         Sorted labels of the tasks seen in ``fit``; ``None`` for a model
         fitted without task identities.
-    task_params_ : ndarray of shape (n_tasks, n_params)
+    task_params_ : ndarray or dask.array.Array of shape (n_tasks, n_params)
         Flat parameters of each task's model: for each output the
         coefficients then (if fitted) the intercept.
+        After a fit on Dask collections, a Dask array kept on the cluster
+        (one chunk per partition of tasks, in the order of ``tasks_``);
+        ``task_params_.compute()`` brings it into memory (see
+        :ref:`scaling-out`).
     meta_params_ : ndarray of shape (n_params,)
         The prior mean ``theta0`` (same layout): the model for unseen tasks.
     prior_precision_ : ndarray of shape (n_params,) or (n_params, n_params)
@@ -1392,7 +1402,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         Parameters
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
-            Samples.
+            Samples. A Dask DataFrame or Dask array (with ``tasks`` a Dask
+            collection of the same partitions) gives a Dask array; see
+            :ref:`scaling-out`.
         tasks : array-like of shape (n_samples,), default=None
             Task labels (or use ``task_column``); unseen tasks use the prior.
 
@@ -1411,7 +1423,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         Parameters
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
-            Samples.
+            Samples. A Dask DataFrame or Dask array (with ``tasks`` a Dask
+            collection of the same partitions) gives a Dask array; see
+            :ref:`scaling-out`.
         tasks : array-like of shape (n_samples,), default=None
             Task labels (or use ``task_column``); unseen tasks use the prior.
 
@@ -1435,7 +1449,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         Parameters
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
-            Samples.
+            Samples. A Dask DataFrame or Dask array (with ``tasks`` a Dask
+            collection of the same partitions) gives a Dask array; see
+            :ref:`scaling-out`.
         tasks : array-like of shape (n_samples,), default=None
             Task labels (or use ``task_column``); unseen tasks use the prior.
 
@@ -1457,7 +1473,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         Parameters
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
-            Samples.
+            Samples. A Dask DataFrame or Dask array (with ``tasks`` a Dask
+            collection of the same partitions) gives a Dask array; see
+            :ref:`scaling-out`.
         tasks : array-like of shape (n_samples,), default=None
             Task labels (or use ``task_column``); unseen tasks use the prior.
 
@@ -1590,8 +1608,12 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
     ----------
     tasks_ : ndarray of shape (n_tasks,) or None
         Sorted labels of the tasks seen in ``fit`` (``None`` without tasks).
-    task_params_ : ndarray of shape (n_tasks, n_params)
+    task_params_ : ndarray or dask.array.Array of shape (n_tasks, n_params)
         Flat parameters of each task's model: coefficients, then intercept.
+        After a fit on Dask collections, a Dask array kept on the cluster
+        (one chunk per partition of tasks, in the order of ``tasks_``);
+        ``task_params_.compute()`` brings it into memory (see
+        :ref:`scaling-out`).
     meta_params_ : ndarray of shape (n_params,)
         The prior mean ``theta0``: the model for unseen tasks.
     prior_precision_ : ndarray of shape (n_params,) or (n_params, n_params)
@@ -1707,7 +1729,9 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         Parameters
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
-            Samples.
+            Samples. A Dask DataFrame or Dask array (with ``tasks`` a Dask
+            collection of the same partitions) gives a Dask array; see
+            :ref:`scaling-out`.
         tasks : array-like of shape (n_samples,), default=None
             Task labels (or use ``task_column``); unseen tasks use the prior.
         return_std : bool, default=False
