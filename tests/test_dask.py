@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 distributed = pytest.importorskip("distributed")
 dd = pytest.importorskip("dask.dataframe")
@@ -29,7 +31,7 @@ ATOL = 1e-8
 def client():
     # process workers: the fit must not rely on sharing memory with them
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1,
-                                  processes=True, dashboard_address=None) as cluster, \
+                                  processes=True, dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as client:
         yield client
 
@@ -214,3 +216,49 @@ def test_mixed_inputs_are_refused(client):
         MetaRegressor(Ridge()).fit(Xd, y, tasks=da.from_array(tasks, chunks=10))
     with pytest.raises(ValueError, match="task identities"):
         MetaRegressor(Ridge()).fit(Xd, da.from_array(y, chunks=10))
+
+
+def test_prior_estimator_keeps_the_given_prior_mean(client):
+    # a prior mean from a source model is not learned: the fixed-theta0 path
+    X, y, tasks = make_meta_regression(n_tasks=12, n_samples_per_task=10,
+                                       n_features=3, random_state=9)
+    source = Ridge(alpha=1.0).fit(X, y)
+    Xd = da.from_array(X, chunks=(40, 3))
+    yd, td = da.from_array(y, chunks=40), da.from_array(tasks, chunks=40)
+    params = dict(prior_estimator=source, gamma="auto", prior="isotropic")
+    local = MetaRegressor(Ridge(alpha=1.0), **params).fit(X, y, tasks=tasks)
+    remote = MetaRegressor(Ridge(alpha=1.0), **params).fit(Xd, yd, tasks=td)
+    _assert_same_fit(remote, local)
+    np.testing.assert_allclose(remote.meta_params_,
+                               np.r_[source.coef_, source.intercept_])
+
+
+def test_in_memory_model_predicts_dask_collections(client):
+    X, y, tasks = make_meta_classification(n_tasks=10, n_samples_per_task=20,
+                                           n_features=3, n_informative=2,
+                                           n_redundant=0, random_state=10)
+    meta = MetaClassifier(gamma=1.0, prior="isotropic").fit(X, y, tasks=tasks)
+    # a task never seen gets the prior model, here too
+    tasks_q = np.where(tasks == tasks[0], 999, tasks)
+    Xd = da.from_array(X, chunks=(50, 3))
+    td = da.from_array(tasks_q, chunks=50)
+    for name in ("predict", "predict_proba", "decision_function",
+                 "predict_log_proba"):
+        out = getattr(meta, name)(Xd, tasks=td)
+        assert isinstance(out, da.Array)
+        np.testing.assert_array_equal(out.compute(),
+                                      getattr(meta, name)(X, tasks=tasks_q))
+
+
+@settings(max_examples=10, deadline=None)
+@given(labels=st.lists(st.integers(-3, 30), min_size=1, max_size=60),
+       n_in=st.integers(1, 4), n_out=st.integers(1, 4))
+def test_repartition_by_task_fuzzed(client, labels, n_in, n_out):
+    df = pd.DataFrame({"task": labels, "x": np.arange(len(labels), dtype=float)})
+    n_in = min(n_in, len(labels))
+    ddf = repartition_by_task(dd.from_pandas(df, npartitions=n_in), "task",
+                              npartitions=n_out)
+    parts = [p for p in (q.compute() for q in ddf.partitions) if len(p)]
+    for before, after in zip(parts[:-1], parts[1:]):
+        assert before["task"].max() < after["task"].min()
+    assert sorted(pd.concat(parts)["x"]) == sorted(df["x"])
