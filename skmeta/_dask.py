@@ -132,11 +132,12 @@ def repartition_by_task(frame, task_column, *, npartitions=None):
     >>> df = pd.DataFrame({"store": [3, 1, 2, 1, 3, 2], "x": [0., 1, 2, 3, 4, 5],
     ...                    "sales": [1., 2, 3, 4, 5, 6]})
     >>> ddf = repartition_by_task(dd.from_pandas(df, npartitions=2), "store")
-    >>> [sorted(part["store"].unique()) for part in ddf.partitions]
-    ... # doctest: +SKIP
-    [[1, 2], [3]]
     >>> ddf["store"].compute().tolist()
     [1, 1, 2, 2, 3, 3]
+    >>> parts = [set(ddf.get_partition(i)["store"].compute())
+    ...          for i in range(ddf.npartitions)]
+    >>> all(not a & b for i, a in enumerate(parts) for b in parts[i + 1:])
+    True
     """
     _import_dask()
     if not (is_dask_collection(frame) and hasattr(frame, "columns")):
