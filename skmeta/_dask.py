@@ -26,6 +26,7 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils.validation import (
     _check_sample_weight,
     check_is_fitted,
@@ -225,6 +226,11 @@ def _read_partition(estimator, X, y, tasks, sample_weight):
     if X.shape[0] == 0:
         return None
     features, y, labels = estimator._check_input(X, y, tasks, reset=False)
+    if sp.issparse(features):
+        raise TypeError(
+            "Fitting on Dask collections takes dense chunks; this partition "
+            "holds a sparse matrix. Compute the collections to fit sparse "
+            "data in memory.")
     sample_weight = _check_sample_weight(
         None if sample_weight is None else np.asarray(sample_weight),
         features, dtype=np.float64, ensure_non_negative=True)

@@ -262,3 +262,21 @@ def test_repartition_by_task_fuzzed(client, labels, n_in, n_out):
     for before, after in zip(parts[:-1], parts[1:]):
         assert before["task"].max() < after["task"].min()
     assert sorted(pd.concat(parts)["x"]) == sorted(df["x"])
+
+
+@pytest.mark.parametrize("params", [{"gamma": 1.0, "prior": "isotropic"},
+                                    {"gamma": "auto", "prior": "diagonal"}])
+def test_wide_tasks(client, params):
+    # more than 512 parameters: only the inverse Hessians' diagonals are
+    # summed, and the prior mean's Newton step multiplies by their sum
+    # through one map over the partitions per conjugate-gradient step
+    rng = np.random.default_rng(11)
+    n_tasks, n, p = 8, 6, 515
+    tasks = np.repeat(np.arange(n_tasks), n)
+    X = rng.normal(size=(n_tasks * n, p))
+    y = X[:, :3].sum(axis=1) + rng.normal(size=n_tasks * n)
+    local = MetaRegressor(Ridge(alpha=1.0), **params).fit(X, y, tasks=tasks)
+    remote = MetaRegressor(Ridge(alpha=1.0), **params).fit(
+        da.from_array(X, chunks=(24, p)), da.from_array(y, chunks=24),
+        tasks=da.from_array(tasks, chunks=24))
+    _assert_same_fit(remote, local)
