@@ -77,6 +77,11 @@ def _register_sizes():
                   part.theta, part.scale, part.solver.inverses]
         return sum(a.nbytes for a in arrays if a is not None)
 
+    @sizeof.register(_Rows)
+    def _rows_size(rows):
+        return sum(np.asarray(a).nbytes for a in (
+            rows.X, rows.y, rows.sample_weight, rows.labels, rows.codes))
+
     @sizeof.register(_PartSums)
     def _sums_size(sums):
         arrays = [sums.theta_sum, sums.spread, sums.inv_sum, sums.inv_wsum]
@@ -223,6 +228,7 @@ class _Rows:
 
 def _read_partition(estimator, X, y, tasks, sample_weight):
     """Validate one partition's rows as ``fit`` validates in-memory input."""
+    _register_sizes()  # in this worker's process
     if X.shape[0] == 0:
         return None
     features, y, labels = estimator._check_input(X, y, tasks, reset=False)
