@@ -5,6 +5,7 @@ of a scikit-learn base estimator, and fits each task -- including new ones
 with a handful of samples -- as that estimator regularized toward the prior.
 """
 
+from ._dask import repartition_by_task
 from ._density import MetaGaussianDensity, TaskGaussianDensity
 from ._embedding import MetaEmbedding
 from ._estimators import MetaClassifier, MetaRegressor
@@ -17,5 +18,6 @@ __all__ = [
     "MetaGaussianDensity",
     "MetaRegressor",
     "TaskGaussianDensity",
+    "repartition_by_task",
     "__version__",
 ]

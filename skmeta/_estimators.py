@@ -31,6 +31,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._dask import dask_aware, is_dask_collection
 from ._families import family_for
 from ._kernels._calls import decision_values
 from ._kernels._codes import POISSON, SQUARED
@@ -245,6 +246,12 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
             Training data, task column included when ``task_column`` is set.
+            A Dask DataFrame or 2-D Dask array (with ``y``, ``tasks`` and
+            ``sample_weight`` Dask collections of the same partitions), each
+            task whole in one partition (see :func:`repartition_by_task`), is
+            fitted with its data kept on the cluster: ``method="proximal"``
+            only, and ``task_params_`` is then a Dask array; see
+            :ref:`scaling-out`.
         y : array-like of shape (n_samples,)
             Targets; for a :class:`MetaClassifier` with ``unlabeled_weight``
             set, ``-1`` marks an unlabeled row.
@@ -303,6 +310,10 @@ default=None
         return method
 
     def _fit(self, X, y, tasks, sample_weight, classes=None):
+        if any(is_dask_collection(a) for a in (X, y, tasks, sample_weight)):
+            from ._dask import fit_dask
+
+            return fit_dask(self, X, y, tasks, sample_weight)
         base = self._base_estimator()
         family = family_for(base, classifier=self._is_classifier,
                             owner=type(self).__name__, check=True)
@@ -356,6 +367,11 @@ default=None
         if method is not adaptation:
             fitted = adaptation.single_task_fit(fitted, problem)
         self._check_finite(fitted)
+        return self._store_fit(base, fitted, family, problem, rows, adaptation)
+
+    def _store_fit(self, base, fitted, family, problem, rows, adaptation):
+        """Set the fitted attributes from a ``MetaFit``; ``rows`` is None for
+        a fit on Dask collections (no per-task posteriors are kept)."""
         # the fitted models are those of this base estimator, whatever
         # happens to self.estimator later
         self.estimator_ = clone(base)
@@ -804,7 +820,8 @@ default=None
                    if getattr(self, "groups_", None) is not None else "")
                 + ", and adapt() fits one from data."
             )
-        return self._build(self.task_params_[code])
+        # (a fit on Dask collections keeps task_params_ on the cluster)
+        return self._build(np.asarray(self.task_params_[code]))
 
     def _task_code(self, task):
         """Index of a seen task (a path of labels for nested tasks), or -1."""
@@ -1261,9 +1278,13 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         ``(n_params,)`` of a group's parameters about its parent's, in the
         units of ``prior_precision_`` (which is then the tasks' transfer
         precision about their group).
-    task_params_ : ndarray of shape (n_tasks, n_params)
+    task_params_ : ndarray or dask.array.Array of shape (n_tasks, n_params)
         Flat parameters of each task's model: for each output the
         coefficients then (if fitted) the intercept.
+        After a fit on Dask collections, a Dask array kept on the cluster
+        (one chunk per partition of tasks, in the order of ``tasks_``);
+        ``task_params_.compute()`` brings it into memory (see
+        :ref:`scaling-out`).
     meta_params_ : ndarray of shape (n_params,)
         The prior mean ``theta0`` (same layout): the model for unseen tasks.
     prior_precision_ : ndarray of shape (n_params,) or (n_params, n_params)
@@ -1606,13 +1627,16 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         """
         return self._partial_fit(X, y, tasks, sample_weight, classes)
 
+    @dask_aware
     def decision_function(self, X, *, tasks=None):
         """Linear decision values of each sample under its task's model.
 
         Parameters
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
-            Samples.
+            Samples. A Dask DataFrame or Dask array (with ``tasks`` a Dask
+            collection of the same partitions) gives a Dask array; see
+            :ref:`scaling-out`.
         tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task labels (or use ``task_column``); unseen tasks use the prior.
 
@@ -1624,13 +1648,16 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         Z = self._decision(X, tasks)
         return Z[:, 0] if Z.shape[1] == 1 else Z
 
+    @dask_aware
     def predict_proba(self, X, *, tasks=None):
         """Class probabilities of each sample under its task's model.
 
         Parameters
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
-            Samples.
+            Samples. A Dask DataFrame or Dask array (with ``tasks`` a Dask
+            collection of the same partitions) gives a Dask array; see
+            :ref:`scaling-out`.
         tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task labels (or use ``task_column``); unseen tasks use the prior.
 
@@ -1647,13 +1674,16 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         E = np.exp(Z)
         return E / E.sum(axis=1, keepdims=True)
 
+    @dask_aware
     def predict_log_proba(self, X, *, tasks=None):
         """Logarithm of :meth:`predict_proba`.
 
         Parameters
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
-            Samples.
+            Samples. A Dask DataFrame or Dask array (with ``tasks`` a Dask
+            collection of the same partitions) gives a Dask array; see
+            :ref:`scaling-out`.
         tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task labels (or use ``task_column``); unseen tasks use the prior.
 
@@ -1668,13 +1698,16 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
             return np.column_stack([-np.logaddexp(0.0, z), -np.logaddexp(0.0, -z)])
         return Z - np.logaddexp.reduce(Z, axis=1, keepdims=True)
 
+    @dask_aware
     def predict(self, X, *, tasks=None):
         """Predict the class of each sample with its task's model.
 
         Parameters
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
-            Samples.
+            Samples. A Dask DataFrame or Dask array (with ``tasks`` a Dask
+            collection of the same partitions) gives a Dask array; see
+            :ref:`scaling-out`.
         tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task labels (or use ``task_column``); unseen tasks use the prior.
 
@@ -1814,8 +1847,12 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         Nested tasks only: each level's group posterior means.
     group_precisions_ : list of ndarray
         Nested tasks only: each level's precision about its parent level.
-    task_params_ : ndarray of shape (n_tasks, n_params)
+    task_params_ : ndarray or dask.array.Array of shape (n_tasks, n_params)
         Flat parameters of each task's model: coefficients, then intercept.
+        After a fit on Dask collections, a Dask array kept on the cluster
+        (one chunk per partition of tasks, in the order of ``tasks_``);
+        ``task_params_.compute()`` brings it into memory (see
+        :ref:`scaling-out`).
     meta_params_ : ndarray of shape (n_params,)
         The prior mean ``theta0``: the model for unseen tasks.
     prior_precision_ : ndarray of shape (n_params,) or (n_params, n_params)
@@ -1924,13 +1961,16 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         """
         return self._partial_fit(X, y, tasks, sample_weight)
 
+    @dask_aware
     def predict(self, X, *, tasks=None, return_std=False):
         """Predict each sample with its task's model.
 
         Parameters
         ----------
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_columns)
-            Samples.
+            Samples. A Dask DataFrame or Dask array (with ``tasks`` a Dask
+            collection of the same partitions) gives a Dask array; see
+            :ref:`scaling-out`.
         tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task labels (or use ``task_column``); unseen tasks use the prior.
         return_std : bool, default=False
@@ -2016,7 +2056,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         self._group_covariances = []
         for name in ("prior_covariance_", "noise_variance_"):
             self.__dict__.pop(name, None)
-        if not method.exact_for(problem):
+        if rows is None or not method.exact_for(problem):
             return
         if fitted.nested is not None:
             self._store_nested_posteriors(fitted.nested)

@@ -101,8 +101,15 @@ def newton_theta0_step(theta, theta0, precision, inv_sum, inverse_sum_times=None
     the step is taken with the Hessian's diagonal, and the callers'
     backtracking or EM iterations make up for the approximation.
     """
-    T = theta.shape[0]
-    diff = theta.mean(axis=0) - theta0
+    return newton_step_from_mean(theta.mean(axis=0), theta.shape[0], theta0,
+                                 precision, inv_sum, inverse_sum_times)
+
+
+def newton_step_from_mean(theta_mean, T, theta0, precision, inv_sum,
+                          inverse_sum_times=None):
+    """:func:`newton_theta0_step` given the mean of the ``T`` tasks'
+    parameters (all it needs of them)."""
+    diff = theta_mean - theta0
     if not np.any(precision):
         # no coupling: F is flat and the prior mean is the tasks' mean
         return diff
@@ -168,22 +175,56 @@ def empirical_bayes_update(prior, theta, solutions, *, structure, learn_gamma,
     """
     T, d = theta.shape
     dev = theta - prior.theta0
-    posterior = prior.dispersion * solutions.inv_wsum / T
+    wide = solutions.inv_wsum.ndim == 1
+    # wide tasks: the posterior covariances' diagonals only
+    spread = np.einsum("ij,ij->j", dev, dev) if wide else dev.T @ dev
+    rss = 2.0 * task_scale * solutions.loss if squared else np.zeros(1)
+    return eb_update_from_sums(
+        prior, TaskSums(T, spread, solutions.inv_wsum, rss.sum(),
+                        solutions.trace.sum(), task_scale.mean()),
+        structure=structure, learn_gamma=learn_gamma, ridge=ridge,
+        total_weight=total_weight, squared=squared,
+        min_dispersion=min_dispersion)
+
+
+@dataclass
+class TaskSums:
+    """What one EM step of the prior needs of the tasks: sums of fixed size.
+
+    ``spread`` is ``sum_t (theta_t - theta0)(theta_t - theta0)^T`` about the
+    prior mean being updated (its diagonal for wide tasks), ``inv_wsum`` the
+    weighted sum of the inverse Hessians, ``rss`` the sum of ``2 s_t L_t``,
+    ``trace`` that of ``tr(H_data,t A_t^{-1})`` and ``mean_scale`` the mean
+    of the ``s_t``. Tasks held on several machines send these, not their
+    parameters (see :mod:`skmeta._dask`).
+    """
+
+    n_tasks: int
+    spread: np.ndarray
+    inv_wsum: np.ndarray
+    rss: float
+    trace: float
+    mean_scale: float
+
+
+def eb_update_from_sums(prior, sums, *, structure, learn_gamma, ridge,
+                        total_weight, squared, min_dispersion=0.0):
+    """:func:`empirical_bayes_update` from the tasks' :class:`TaskSums`."""
+    T = sums.n_tasks
+    posterior = prior.dispersion * sums.inv_wsum / T
     if posterior.ndim == 2:
-        moments = dev.T @ dev / T + posterior
+        moments = sums.spread / T + posterior
         diag = np.diag(moments).copy()
     else:
-        # wide tasks: the posterior covariances' diagonals only
         moments = None
-        diag = np.einsum("ij,ij->j", dev, dev) / T + posterior
+        diag = sums.spread / T + posterior
     dispersion = prior.dispersion
     if squared:
-        rss = 2.0 * task_scale * solutions.loss
-        expected = rss.sum() + prior.dispersion * solutions.trace.sum()
+        expected = sums.rss + prior.dispersion * sums.trace
         dispersion = max(expected / total_weight, min_dispersion,
                          np.finfo(float).tiny)
     natural = structure.natural_precision(moments, diag, T)
-    M = dispersion / task_scale.mean() * natural
+    M = dispersion / sums.mean_scale * natural
     precision = _transfer_beyond_ridge(M, ridge) if np.any(ridge > 0) else M
     strength, shape = split_strength(precision)
     gamma = strength if learn_gamma else prior.gamma
@@ -276,7 +317,7 @@ class _Iteration:
     def __init__(self, solver, *, learn_theta0, structure, learn_gamma,
                  count_penalty=True):
         batch, problem = solver.batch, solver.problem
-        T = batch.n_tasks
+        T = self.n_tasks = batch.n_tasks
         self.solver = solver
         self.learn_theta0 = learn_theta0
         self.structure = structure
@@ -305,6 +346,27 @@ class _Iteration:
         # variance estimate would go to zero: keep it above round-off of y
         spread = float(np.var(batch.y)) if batch.n_rows else 1.0
         self.min_dispersion = 1e-10 * spread if spread > 0 else 1e-300
+
+    def initial_theta(self, prior):
+        """Every task's parameters at the prior mean (a warm start)."""
+        return np.tile(prior.theta0, (self.n_tasks, 1))
+
+    def subset(self, task_index):
+        """The tasks ``task_index`` as a :class:`TaskBatch` in memory."""
+        return self.solver.batch.subset(task_index)
+
+    @staticmethod
+    def objective(solutions):
+        return float(solutions.objective.sum())
+
+    @staticmethod
+    def theta_mean(solutions):
+        return solutions.theta.mean(axis=0)
+
+    @staticmethod
+    def theta_changed(solutions, previous, tol):
+        """Whether the solve moved any task's parameters from ``previous``."""
+        return _changed(solutions.theta, previous, tol)
 
     def solve(self, prior, theta, tol=INNER_TOL, solved_at=None):
         return self.solver.solve(
@@ -355,12 +417,14 @@ def fit_proximal(solver, prior, *, learn_theta0, structure, learn_gamma, max_ite
         transfer term then pulls toward a center other than ``theta0``), or
         is the transfer term alone, centred on ``theta0``.
     """
-    step = _Iteration(solver, learn_theta0=learn_theta0, structure=structure,
-                      learn_gamma=learn_gamma, count_penalty=count_penalty)
+    # a solver whose tasks live elsewhere (a Dask cluster) brings its own
+    make_step = getattr(solver, "iteration_class", _Iteration)
+    step = make_step(solver, learn_theta0=learn_theta0, structure=structure,
+                     learn_gamma=learn_gamma, count_penalty=count_penalty)
     if step.learn_prior and learn_theta0 and np.any(step.ridge > 0):
         # empirical Bayes: the base penalty is part of the tasks' prior
         prior = replace(prior, ridge=step.ridge)
-    T = solver.batch.n_tasks
+    T = step.n_tasks
     warm_prior = theta is None and (learn_theta0 or step.learn_prior) and (
         T >= _WARM_UP_FACTOR * _WARM_UP_TASKS)
     if warm_prior:
@@ -368,7 +432,7 @@ def fit_proximal(solver, prior, *, learn_theta0, structure, learn_gamma, max_ite
         # problem then starts near its solution and needs fewer (expensive)
         # iterations over all tasks.
         subset = np.linspace(0, T - 1, _WARM_UP_TASKS).round().astype(np.intp)
-        with InnerSolver(solver.batch.subset(subset), solver.problem,
+        with InnerSolver(step.subset(subset), solver.problem,
                          n_jobs=solver.n_jobs) as sub_solver, \
                 warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -377,7 +441,7 @@ def fit_proximal(solver, prior, *, learn_theta0, structure, learn_gamma, max_ite
                                  max_iter=max_iter, tol=tol, name=name,
                                  count_penalty=count_penalty).prior
     if theta is None:
-        theta = np.tile(prior.theta0, (T, 1))
+        theta = step.initial_theta(prior)
     if step.learn_prior:
         fit = _empirical_bayes(step, prior, theta, max_iter=max_iter, tol=tol,
                                verbose=verbose, name=name)
@@ -394,10 +458,10 @@ def fit_proximal(solver, prior, *, learn_theta0, structure, learn_gamma, max_ite
     return fit
 
 
-def _report(verbose, name, n_iter, solutions, prior):
+def _report(verbose, name, n_iter, objective, prior):
     if verbose:
         print(f"[{name}] iteration {n_iter}: objective "
-              f"{float(solutions.objective.sum()):.8g}, gamma {prior.gamma:.4g}")
+              f"{objective:.8g}, gamma {prior.gamma:.4g}")
 
 
 def _fixed_prior(step, prior, theta, *, max_iter, tol, verbose, name,
@@ -419,7 +483,7 @@ def _fixed_prior(step, prior, theta, *, max_iter, tol, verbose, name,
         solved_at = prior.theta0
         was_loose, loose = loose, False
         theta = solutions.theta
-        objective = float(solutions.objective.sum())
+        objective = step.objective(solutions)
         if (previous is not None and halvings < _MAX_HALVINGS
                 and objective > previous[1] + 1e-12 * abs(previous[1])):
             # F is convex: a Newton step that increased it is halved
@@ -428,19 +492,21 @@ def _fixed_prior(step, prior, theta, *, max_iter, tol, verbose, name,
                                       + 0.5 * (prior.theta0 - previous[0]))
             continue
         halvings = 0
-        _report(verbose, name, n_iter, solutions, prior)
+        _report(verbose, name, n_iter, objective, prior)
         if not step.learn_theta0:
             return ProximalFit(prior, theta, n_iter, True, objective)
         if not np.any(prior.precision):
             # no transfer: tasks do not depend on theta0, which is their mean
-            return ProximalFit(prior.with_theta0(theta.mean(axis=0)), theta,
+            return ProximalFit(prior.with_theta0(step.theta_mean(solutions)),
+                               theta,
                                n_iter, True, objective)
         proposal = step.propose(prior, solutions)
         # converged when the next step is small, or when theta0 already is the
         # tasks' mean to far below tol (the stationarity condition): along a
         # direction where F flattens out toward infinity, Newton's steps stay
         # long while the gradient vanishes
-        stationary = not _changed(theta.mean(axis=0), prior.theta0, tol**2)
+        stationary = not _changed(step.theta_mean(solutions), prior.theta0,
+                                  tol**2)
         if stationary or not _changed(proposal.theta0, prior.theta0, tol):
             if was_loose:
                 continue  # solve exactly at this prior mean before returning
@@ -469,12 +535,13 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
         """One EM evaluation; ``state["done"]`` when converged."""
         solutions = step.solve(current, state["theta"])
         state["n_iter"] += 1
-        _report(verbose, name, state["n_iter"], solutions, current)
-        moved = _changed(solutions.theta, state["theta"], tol)
+        objective = step.objective(solutions)
+        _report(verbose, name, state["n_iter"], objective, current)
+        moved = step.theta_changed(solutions, state["theta"], tol)
         proposal = step.propose(current, solutions)
         state["theta"] = solutions.theta
         state["prior"] = current
-        state["objective"] = float(solutions.objective.sum())
+        state["objective"] = objective
         state["done"] = (state["n_iter"] > 1 and not moved
                          and not _changed(proposal.theta0, current.theta0, tol))
         return proposal
@@ -584,7 +651,11 @@ class Proximal(MetaMethod):
         s = self.settings
         learn_gamma = s.gamma == "auto"
         gamma = 1.0 if learn_gamma else s.gamma
-        with InnerSolver(batch, problem, n_jobs=s.n_jobs) as solver:
+        # tasks held elsewhere (a Dask cluster) come with their own solver
+        make_solver = getattr(batch, "inner_solver", None)
+        solver = (InnerSolver(batch, problem, n_jobs=s.n_jobs)
+                  if make_solver is None else make_solver(problem))
+        with solver:
             structures = candidate_structures(
                 s.prior, s.random_effects, problem, solver.diagonal, single_task,
                 s.gamma)

@@ -1,0 +1,820 @@
+"""Fitting on Dask collections, with the data kept on the workers.
+
+Each partition of the collection holds whole tasks. A partition's rows are
+validated, sorted by task and kept on the worker that holds it, beside an
+:class:`~skmeta._methods._inner.InnerSolver` of its own (with the inverse
+Hessians it keeps between iterations). Each outer iteration of
+``method="proximal"`` sends the prior to every partition, solves the
+partition's tasks there and adds up, on the workers, the sums of fixed size
+that the prior's update needs (:class:`_PartSums`); only the prior and those
+sums cross the network. The task parameters stay where their tasks are and
+become the fitted ``task_params_``, a Dask array with one chunk per
+non-empty partition.
+
+The prior structure selection of ``prior="auto"`` and the warm-up prior of a
+large fit run exactly as in memory, on the client, on the spread-out subsets
+of tasks they use (at most ``SELECTION_TASKS`` and ``_WARM_UP_TASKS`` of
+them), whose rows are fetched from the workers once. The whole fit then
+equals the in-memory fit on the same rows, to round-off in the order of the
+sums.
+
+Dask is imported only here, and only when a Dask collection is passed.
+"""
+
+import copy
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    validate_data,
+)
+
+from ._kernels._layout import TaskBatch, make_batch
+from ._methods._inner import INNER_TOL, InnerSolver
+from ._methods._proximal import (
+    TaskSums,
+    _Iteration,
+    eb_update_from_sums,
+    newton_step_from_mean,
+)
+from ._validation import encode_tasks, split_task_column
+
+SUPPORTED_METHOD = "proximal"
+
+
+def is_dask_collection(obj):
+    """Whether ``obj`` is a Dask collection (without importing Dask)."""
+    module = type(obj).__module__.partition(".")[0]
+    return module in ("dask", "dask_expr") and hasattr(obj, "__dask_graph__")
+
+
+def _import_dask():
+    try:
+        import dask  # noqa: F401
+        import distributed  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - dask is a declared extra
+        raise ImportError(
+            "Fitting on Dask collections needs dask[distributed]: "
+            "pip install 'skmeta[dask]'.") from exc
+    _register_sizes()
+
+
+@functools.cache
+def _register_sizes():
+    """Tell Dask the real size of the objects kept on the workers: the
+    scheduler weighs moving a partition's state against running where it
+    is, and counts the bytes it moves, by these sizes."""
+    from dask.sizeof import sizeof
+
+    @sizeof.register(_Part)
+    def _part_size(part):
+        b = part.batch
+        arrays = [b.Xd, b.data, b.indices, b.indptr, b.y, b.sw, b.offsets,
+                  part.theta, part.scale, part.solver.inverses]
+        return sum(a.nbytes for a in arrays if a is not None)
+
+    @sizeof.register(_Rows)
+    def _rows_size(rows):
+        return sum(np.asarray(a).nbytes for a in (
+            rows.X, rows.y, rows.sample_weight, rows.labels, rows.codes))
+
+    @sizeof.register(_PartSums)
+    def _sums_size(sums):
+        arrays = [sums.theta_sum, sums.spread, sums.inv_sum, sums.inv_wsum]
+        return 64 + sum(np.asarray(a).nbytes for a in arrays if a is not None)
+
+
+def _client():
+    from distributed import get_client
+
+    try:
+        return get_client()
+    except ValueError:
+        raise ValueError(
+            "Fitting on Dask collections needs a dask.distributed Client: "
+            "start one (e.g. Client(LocalCluster())) before calling fit."
+        ) from None
+
+
+# ------------------------------------------------------------- repartition
+def repartition_by_task(frame, task_column, *, npartitions=None):
+    """Repartition a Dask DataFrame so that each task lies whole in one partition.
+
+    The rows are sorted by task (a shuffle on the cluster): each partition
+    then holds whole tasks, in increasing order of task label from one
+    partition to the next, which is the layout that
+    :meth:`MetaClassifier.fit` and :meth:`MetaRegressor.fit` need to fit on
+    a Dask DataFrame with the data staying on the workers. Take ``X`` and
+    ``y`` from the result (``frame.drop(columns=target)`` and
+    ``frame[target]``), so that their partitions match.
+
+    Read more in the :ref:`User Guide <scaling-out>`.
+
+    Parameters
+    ----------
+    frame : dask.dataframe.DataFrame
+        Rows of all tasks, with the task column (and, usually, the target).
+    task_column : str
+        Name of the column holding each row's task label.
+    npartitions : int, default=None
+        Number of partitions of the result; by default, that of ``frame``.
+        Fewer partitions than workers leave workers idle; a task is never
+        split, so there may be fewer (non-empty) partitions than asked for.
+
+    Returns
+    -------
+    frame : dask.dataframe.DataFrame
+        The same rows, sorted by task and partitioned by task.
+
+    Examples
+    --------
+    >>> import dask.dataframe as dd
+    >>> import pandas as pd
+    >>> from skmeta import repartition_by_task
+    >>> df = pd.DataFrame({"store": [3, 1, 2, 1, 3, 2], "x": [0., 1, 2, 3, 4, 5],
+    ...                    "sales": [1., 2, 3, 4, 5, 6]})
+    >>> ddf = repartition_by_task(dd.from_pandas(df, npartitions=2), "store")
+    >>> ddf["store"].compute().tolist()
+    [1, 1, 2, 2, 3, 3]
+    >>> parts = [set(ddf.get_partition(i)["store"].compute())
+    ...          for i in range(ddf.npartitions)]
+    >>> all(not a & b for i, a in enumerate(parts) for b in parts[i + 1:])
+    True
+    """
+    _import_dask()
+    if not (is_dask_collection(frame) and hasattr(frame, "columns")):
+        raise TypeError(
+            "repartition_by_task takes a Dask DataFrame; got "
+            f"{type(frame).__name__}. Build one from Dask arrays with "
+            "dask.dataframe.from_dask_array.")
+    if task_column not in frame.columns:
+        raise ValueError(
+            f"task_column={task_column!r} is not a column of the DataFrame "
+            f"(columns: {list(frame.columns)}).")
+    npartitions = frame.npartitions if npartitions is None else npartitions
+    if not isinstance(npartitions, (int, np.integer)) or npartitions < 1:
+        raise ValueError(f"npartitions must be a positive integer, got "
+                         f"{npartitions!r}.")
+    # a sort by value splits between distinct values only: a task stays
+    # whole. With fewer distinct tasks than partitions asked for, the sort
+    # makes fewer partitions than the unoptimized frame reports; optimizing
+    # makes the frame's partition count the real one.
+    return frame.sort_values(task_column, npartitions=int(npartitions)).optimize()
+
+
+# ---------------------------------------------------------- partition input
+def _partitions(estimator, X, y, tasks, sample_weight):
+    """The collections as lists of per-partition Dask objects (delayed)."""
+    if not is_dask_collection(X):
+        raise TypeError(
+            "With Dask collections, X must be one (a Dask DataFrame or a 2-D "
+            f"Dask array), partitioned by task; got {type(X).__name__}.")
+    if hasattr(X, "columns"):
+        X_parts = list(X.to_delayed())
+    else:
+        if X.ndim != 2:
+            raise ValueError(f"X must be a 2-D Dask array, got {X.ndim} "
+                             "dimension(s).")
+        X = X.rechunk({1: -1})
+        X_parts = list(X.to_delayed()[:, 0])
+    n = len(X_parts)
+
+    def parts_of(name, value, required):
+        if value is None:
+            if required:
+                raise ValueError(f"{name} is required.")
+            return [None] * n
+        if not is_dask_collection(value):
+            raise TypeError(
+                f"X is a Dask collection, so {name} must be one too, with the "
+                f"same partitions (got {type(value).__name__}).")
+        parts = list(np.ravel(value.to_delayed()))
+        if len(parts) != n:
+            raise ValueError(
+                f"{name} has {len(parts)} partitions but X has {n}: take X "
+                f"and {name} from one collection partitioned by task (see "
+                "skmeta.repartition_by_task).")
+        chunks = getattr(X, "chunks", None)
+        if chunks is not None and getattr(value, "chunks", None) is not None \
+                and not np.any(np.isnan(chunks[0])) \
+                and tuple(value.chunks[0]) != tuple(chunks[0]):
+            raise ValueError(
+                f"{name} is chunked {value.chunks[0]} along the samples but X "
+                f"{chunks[0]}: the chunks must match.")
+        return parts
+
+    if estimator.task_column is None and tasks is None:
+        raise ValueError(
+            "Fitting on Dask collections needs task identities: set "
+            "task_column or pass tasks= (a Dask collection).")
+    return (X, X_parts, parts_of("y", y, True), parts_of("tasks", tasks, False),
+            parts_of("sample_weight", sample_weight, False))
+
+
+@dataclass
+class _Rows:
+    """One partition's validated rows, on its worker."""
+
+    X: np.ndarray
+    y: np.ndarray
+    sample_weight: np.ndarray
+    labels: np.ndarray
+    codes: np.ndarray
+
+
+def _read_partition(estimator, X, y, tasks, sample_weight):
+    """Validate one partition's rows as ``fit`` validates in-memory input."""
+    _register_sizes()  # in this worker's process
+    if X.shape[0] == 0:
+        return None
+    features, y, labels = estimator._check_input(X, y, tasks, reset=False)
+    if sp.issparse(features):
+        raise TypeError(
+            "Fitting on Dask collections takes dense chunks; this partition "
+            "holds a sparse matrix. Compute the collections to fit sparse "
+            "data in memory.")
+    sample_weight = _check_sample_weight(
+        None if sample_weight is None else np.asarray(sample_weight),
+        features, dtype=np.float64, ensure_non_negative=True)
+    uniques, codes = encode_tasks(labels)
+    return _Rows(features, np.asarray(y), sample_weight, uniques, codes)
+
+
+def _describe(rows, classifier):
+    """What the client needs to know of a partition: its tasks (and classes)."""
+    if rows is None:
+        return None
+    return rows.labels, (np.unique(rows.y) if classifier else None), \
+        rows.X.shape[1]
+
+
+class _Part:
+    """One partition's tasks on its worker: the batch, its solver and the
+    current task parameters (updated by each solve)."""
+
+    def __init__(self, batch, problem):
+        self.batch = batch
+        self.solver = InnerSolver(batch, problem, n_jobs=1)
+        self.theta = None
+        self.generation = -1
+        self.scale = None
+        self.products = None
+        self.sums = None
+
+    @property
+    def n_tasks(self):
+        return self.batch.n_tasks
+
+
+def _make_part(rows, estimator, family, problem):
+    _register_sizes()  # in this worker's process
+    y_encoded = estimator._encode_y(rows.y)
+    family.check_targets(y_encoded)
+    n_tasks = len(rows.labels)
+    weights = family.row_weights(y_encoded, rows.sample_weight, rows.codes,
+                                 n_tasks, getattr(estimator, "classes_", None))
+    batch, _ = make_batch(rows.X, y_encoded, weights, rows.codes, n_tasks)
+    return _Part(batch, problem)
+
+
+def _row_sums(part, mean_loss):
+    """Sums over a partition's rows and tasks (weights, targets, task scales)."""
+    b = part.batch
+    scale = b.task_weights() if mean_loss else np.ones(b.n_tasks)
+    positive = scale > 0
+    return np.array([b.sw.sum(), b.y.sum(), np.square(b.y).sum(), b.n_rows,
+                     scale[positive].sum(), positive.sum()])
+
+
+def _set_scale(part, mean_loss, fill):
+    """Each task's scale ``s_t`` (see ``_Iteration``); returns their sum."""
+    b = part.batch
+    scale = b.task_weights() if mean_loss else np.ones(b.n_tasks)
+    if mean_loss and fill is not None:
+        scale = np.where(scale > 0, scale, fill)
+    part.scale = np.maximum(scale, np.finfo(float).tiny)
+    return part.scale.sum()
+
+
+def _set_theta(part, theta0, generation):
+    part.theta = np.tile(theta0, (part.n_tasks, 1))
+    part.generation = generation
+    return part
+
+
+@dataclass
+class _PartSums:
+    """The sums of fixed size one solve of some tasks gives the prior update.
+
+    ``spread`` is about ``reference``, the prior mean the tasks were solved
+    under; ``change`` and ``size`` are the largest move of a parameter and the
+    largest previous parameter (the convergence test), maxima not sums.
+    """
+
+    n_tasks: int
+    theta_sum: np.ndarray
+    spread: np.ndarray
+    objective: float
+    rss: float
+    trace: float
+    inv_sum: object
+    inv_wsum: object
+    change: float
+    size: float
+
+    def __add__(self, other):
+        def add(a, b):
+            return None if a is None else a + b
+        return _PartSums(
+            self.n_tasks + other.n_tasks, self.theta_sum + other.theta_sum,
+            self.spread + other.spread, self.objective + other.objective,
+            self.rss + other.rss, self.trace + other.trace,
+            add(self.inv_sum, other.inv_sum), add(self.inv_wsum, other.inv_wsum),
+            max(self.change, other.change), max(self.size, other.size))
+
+
+def _solve_part(part, generation, reference, center, precision, kwargs,
+                squared, wide):
+    """Solve a partition's tasks from their current parameters (on its worker)."""
+    _register_sizes()
+    if part.generation != generation - 1:
+        raise RuntimeError("a partition's task parameters are out of step with "
+                           "the fit (a worker lost its state)")
+    previous = part.theta
+    solutions = part.solver.solve(center, precision, previous,
+                                  inv_weight=1.0 / part.scale, **kwargs)
+    theta = solutions.theta
+    dev = theta - reference
+    spread = np.einsum("ij,ij->j", dev, dev) if wide else dev.T @ dev
+    rss = float((2.0 * part.scale * solutions.loss).sum()) if squared else 0.0
+    part.sums = _PartSums(
+        part.n_tasks, theta.sum(axis=0), spread,
+        float(solutions.objective.sum()), rss, float(solutions.trace.sum()),
+        solutions.inv_sum, solutions.inv_wsum,
+        float(np.max(np.abs(theta - previous), initial=0.0)),
+        float(np.max(np.abs(previous), initial=0.0)))
+    part.products = solutions.inverse_sum_times
+    part.theta = theta
+    part.generation = generation
+    return part
+
+
+def _sums_of(part):
+    _register_sizes()
+    return part.sums
+
+
+def _add_all(*sums):
+    return functools.reduce(lambda a, b: a + b, sums)
+
+
+def _products_of(part, x):
+    # sum_t A_t^{-1} x over the partition's tasks (summed over partitions)
+    return part.products(x)
+
+
+def _theta_of(part):
+    return part.theta
+
+
+def _subset_of(part, index):
+    return part.batch.subset(index)
+
+
+def _concatenate(batches):
+    """Batches of consecutive tasks as one (dense rows)."""
+    sizes = np.concatenate([np.diff(b.offsets) for b in batches])
+    offsets = np.zeros(sizes.shape[0] + 1, dtype=np.intp)
+    np.cumsum(sizes, out=offsets[1:])
+    first = batches[0]
+    return TaskBatch(np.concatenate([b.Xd for b in batches]), first.data,
+                     first.indices, first.indptr, False,
+                     np.concatenate([b.y for b in batches]),
+                     np.concatenate([b.sw for b in batches]), offsets)
+
+
+@dataclass
+class _Solutions:
+    """The result of one distributed solve, as the outer loops read it."""
+
+    theta: int  # the generation of the task parameters held on the workers
+    sums: _PartSums
+    inverse_sum_times: object = None
+
+
+class DaskTasks:
+    """Tasks held in partitions on a Dask cluster, as ``Proximal.fit`` takes
+    a batch: it brings its own solver and hands out subsets in memory."""
+
+    def __init__(self, client, parts, task_counts, problem, n_jobs):
+        self.client = client
+        self.parts = parts  # futures of _Part, one per non-empty partition
+        self.task_counts = np.asarray(task_counts, dtype=np.intp)
+        self.starts = np.concatenate([[0], np.cumsum(self.task_counts)])
+        self.n_tasks = int(self.starts[-1])
+        self.problem = problem
+        self.n_jobs = n_jobs
+        self.generation = -1
+        mean_loss = bool(problem.mean_loss)
+        totals = np.sum(self.client.gather(self.client.map(
+            _row_sums, self.parts, mean_loss=mean_loss, pure=False)), axis=0)
+        sw, ysum, ysq, n_rows, positive_sum, n_positive = totals
+        fill = positive_sum / n_positive if n_positive > 0 else None
+        self.mean_scale = float(np.sum(self.client.gather(self.client.map(
+            _set_scale, self.parts, mean_loss=mean_loss, fill=fill,
+            pure=False)))) / self.n_tasks
+        self.total_weight = max(float(sw), np.finfo(float).tiny)
+        spread = max(ysq / n_rows - (ysum / n_rows) ** 2, 0.0) if n_rows else 1.0
+        self.min_dispersion = 1e-10 * spread if spread > 0 else 1e-300
+
+    def _map(self, func, **kwargs):
+        self.parts = self.client.map(func, self.parts, pure=False, **kwargs)
+
+    def reduce(self, func):
+        """``func`` of each partition, added up on the workers."""
+        pieces = self.client.map(func, self.parts, pure=False)
+        return self.client.submit(_add_all, *pieces, pure=False).result()
+
+    def subset(self, task_index):
+        """The tasks ``task_index`` (sorted), fetched into memory."""
+        task_index = np.asarray(task_index, dtype=np.intp)
+        which = np.searchsorted(self.starts, task_index, side="right") - 1
+        futures = []
+        for p in np.unique(which):
+            local = task_index[which == p] - self.starts[p]
+            futures.append(self.client.submit(_subset_of, self.parts[p], local,
+                                              pure=False))
+        return _concatenate(self.client.gather(futures))
+
+    def split_rows(self, every):
+        return self.subset(np.arange(self.n_tasks)).split_rows(every)
+
+    def inner_solver(self, problem):
+        return _DaskSolver(self, problem)
+
+    def set_theta(self, theta0):
+        self.generation += 1
+        self._map(_set_theta, theta0=np.asarray(theta0, dtype=np.float64),
+                  generation=self.generation)
+        return self.generation
+
+    def solve(self, theta, reference, center, precision, kwargs, squared, wide):
+        if theta != self.generation:
+            raise RuntimeError("the outer loop asked for a solve from task "
+                               "parameters the workers no longer hold")
+        self.generation += 1
+        self._map(_solve_part, generation=self.generation, reference=reference,
+                  center=center, precision=precision, kwargs=kwargs,
+                  squared=squared, wide=wide)
+        sums = self.reduce(_sums_of)
+        products = None
+        if wide and kwargs.get("inverse") is not None:
+            products = self._inverse_sum_times
+        return _Solutions(self.generation, sums, products)
+
+    def _inverse_sum_times(self, x):
+        pieces = self.client.map(_products_of, self.parts, x=x, pure=False)
+        return self.client.submit(_add_all, *pieces, pure=False).result()
+
+    def theta_array(self):
+        """The task parameters, a Dask array with one chunk per partition."""
+        import dask
+        import dask.array as da
+
+        d = self.problem.n_params
+        blocks = [da.from_delayed(dask.delayed(self.client.submit(
+            _theta_of, part, pure=False)), shape=(int(n), d), dtype=np.float64)
+            for part, n in zip(self.parts, self.task_counts)]
+        return da.concatenate(blocks)
+
+    def release(self):
+        self.parts = []
+
+
+class _DaskSolver:
+    """What ``fit_proximal`` takes as its solver, for tasks on the cluster."""
+
+    def __init__(self, tasks, problem):
+        from ._kernels._calls import diagonal_inverses
+
+        self.batch = tasks
+        self.problem = problem
+        self.n_jobs = tasks.n_jobs
+        self.diagonal = diagonal_inverses(problem.n_params)
+        self.iteration_class = _DaskIteration
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        pass
+
+
+class _DaskIteration(_Iteration):
+    """``_Iteration`` over tasks on the cluster: the solve runs on the
+    workers, and the prior's update reads only the sums they send."""
+
+    def __init__(self, solver, *, learn_theta0, structure, learn_gamma,
+                 count_penalty=True):
+        tasks, problem = solver.batch, solver.problem
+        self.solver = solver
+        self.tasks = tasks
+        self.n_tasks = tasks.n_tasks
+        self.learn_theta0 = learn_theta0
+        self.structure = structure
+        self.learn_gamma = learn_gamma
+        self.learn_prior = (structure.kind != "isotropic" or learn_gamma
+                            or structure.shared is not None)
+        from ._kernels._codes import SQUARED
+
+        self.squared = problem.code == SQUARED
+        # as in _Iteration: why the base penalty counts as part of the prior
+        self.ridge = (np.zeros(problem.n_params)
+                      if solver.diagonal or not (count_penalty and learn_gamma)
+                      else problem.lam2 * problem.l2w)
+        self.total_weight = tasks.total_weight
+        self.min_dispersion = tasks.min_dispersion
+
+    def initial_theta(self, prior):
+        return self.tasks.set_theta(prior.theta0)
+
+    def subset(self, task_index):
+        return self.tasks.subset(task_index)
+
+    @staticmethod
+    def objective(solutions):
+        return solutions.sums.objective
+
+    def theta_mean(self, solutions):
+        return solutions.sums.theta_sum / self.n_tasks
+
+    @staticmethod
+    def theta_changed(solutions, previous, tol):
+        if previous != solutions.theta - 1:
+            raise RuntimeError("convergence tested against parameters other "
+                               "than the solve's warm start")
+        s = solutions.sums
+        return s.change > tol * max(1.0, s.size)
+
+    def solve(self, prior, theta, tol=INNER_TOL, solved_at=None):
+        kwargs = dict(inverse=("posterior" if self.learn_prior
+                               else "sum" if self.learn_theta0 else None),
+                      tol=tol, solved_at=solved_at)
+        return self.tasks.solve(
+            theta, np.asarray(prior.theta0, dtype=np.float64), prior.center,
+            np.asarray(prior.precision, dtype=np.float64), kwargs, self.squared,
+            self.solver.diagonal)
+
+    def propose(self, prior, solutions):
+        """As ``_Iteration.propose``, from the sums: the spread about the
+        new prior mean is the spread about the old one, shifted."""
+        s = solutions.sums
+        T = self.n_tasks
+        theta0 = prior.theta0
+        if self.learn_theta0:
+            theta0 = theta0 + newton_step_from_mean(
+                s.theta_sum / T, T, theta0, prior.combined_precision, s.inv_sum,
+                solutions.inverse_sum_times)
+        if not self.learn_prior:
+            return prior.with_theta0(theta0)
+        shift = theta0 - prior.theta0
+        offset = s.theta_sum - T * prior.theta0  # sum_t (theta_t - old mean)
+        if s.spread.ndim == 2:
+            cross = np.outer(offset, shift)
+            spread = s.spread - cross - cross.T + T * np.outer(shift, shift)
+        else:
+            spread = s.spread - 2.0 * offset * shift + T * shift * shift
+        return eb_update_from_sums(
+            prior.with_theta0(theta0),
+            TaskSums(T, spread, s.inv_wsum, s.rss, s.trace,
+                     self.tasks.mean_scale),
+            structure=self.structure, learn_gamma=self.learn_gamma,
+            ridge=self.ridge, total_weight=self.total_weight,
+            squared=self.squared, min_dispersion=self.min_dispersion)
+
+
+# ------------------------------------------------------------------- fit
+def check_supported(estimator, family, settings):
+    """Refuse, naming what is supported, what the Dask fit does not do."""
+    if estimator.method != SUPPORTED_METHOD:
+        raise ValueError(
+            f"Fitting on Dask collections supports method={SUPPORTED_METHOD!r} "
+            f"(the data stay on the workers); method={estimator.method!r} "
+            "samples meta-batches and is fitted in memory: compute the "
+            "collections, or use joblib.parallel_backend('dask').")
+    if settings.prior == "mixture" or settings.prior_df is not None:
+        raise ValueError(
+            "Fitting on Dask collections supports the Gaussian priors "
+            "('auto', 'isotropic', 'diagonal', 'full', 'lowrank'), not "
+            "prior='mixture' nor prior_df: compute the collections.")
+    if family.is_network:
+        raise ValueError(
+            "Fitting on Dask collections supports linear base estimators; a "
+            "network is fitted in memory: compute the collections.")
+    if getattr(estimator, "unlabeled_weight", None) is not None:
+        raise ValueError(
+            "Fitting on Dask collections does not take unlabeled rows "
+            "(unlabeled_weight): compute the collections.")
+
+
+def fit_dask(estimator, X, y, tasks, sample_weight):
+    """``estimator.fit`` on Dask collections; see the module docstring."""
+    _import_dask()
+    from ._families import family_for
+    from ._methods import METHODS
+
+    client = _client()
+    base = estimator._base_estimator()
+    family = family_for(base, classifier=estimator._is_classifier,
+                        owner=type(estimator).__name__, check=True)
+    settings = estimator._settings()
+    check_supported(estimator, family, settings)
+    method = estimator._meta_method(warn=True, network=False)
+    family.warn_ignored_settings()
+    X, X_parts, y_parts, t_parts, w_parts = _partitions(
+        estimator, X, y, tasks, sample_weight)
+    if estimator.task_column is not None and tasks is not None:
+        raise ValueError("Pass task identities either through task_column or "
+                         "through tasks=, not both.")
+    # the column names and count, from the collection's metadata
+    meta = X._meta if hasattr(X, "columns") else np.empty((0, X.shape[1]))
+    validate_data(estimator, meta, reset=True, skip_check_array=True)
+    if estimator.task_column is not None:
+        split_task_column(meta, estimator.task_column)  # names a bad column
+    for name in ("classes_", "tasks_"):
+        estimator.__dict__.pop(name, None)
+    reader = _shipped(estimator)
+    delayed_rows = [
+        _delayed(_read_partition)(reader, xp, yp, tp, wp)
+        for xp, yp, tp, wp in zip(X_parts, y_parts, t_parts, w_parts)]
+    rows = client.compute(delayed_rows)
+    described = client.gather(client.map(
+        _describe, rows, classifier=estimator._is_classifier, pure=False))
+    keep = [i for i, d in enumerate(described) if d is not None]
+    if not keep:
+        raise ValueError("X has no rows: every partition is empty.")
+    rows = [rows[i] for i in keep]
+    described = [described[i] for i in keep]
+    labels = [d[0] for d in described]
+    _check_partitioned(labels)
+    estimator.tasks_ = np.concatenate(labels)
+    if estimator._is_classifier:
+        estimator._set_targets(np.concatenate([d[1] for d in described]), None)
+    n_features = described[0][2]
+    problem = family.problem(n_features, estimator._n_classes())
+    method.check_problem(problem)
+    settings = estimator._settings(estimator._random_effects_mask(problem))
+    method = METHODS[estimator.method](settings)
+    method.check(settings)
+    encoder = _shipped(estimator)
+    parts = client.map(_make_part, rows, estimator=encoder, family=family,
+                       problem=problem, pure=False)
+    del rows
+    prior_mean = estimator._given_prior_mean(family, n_features)
+    batch = DaskTasks(client, parts, [len(lab) for lab in labels], problem,
+                      estimator.n_jobs)
+    fitted = method.fit(batch, problem, prior_mean, single_task=False)
+    sums = batch.reduce(_sums_of) if batch.generation >= 0 else None
+    for name, value in (("prior mean", fitted.theta0),
+                        ("prior precision", fitted.precision),
+                        ("task parameters", None if sums is None
+                         else sums.theta_sum)):
+        if value is not None and not np.all(np.isfinite(value)):
+            raise FloatingPointError(
+                f"{type(estimator).__name__} (method={estimator.method!r}) "
+                f"gave non-finite {name}: the problem is ill-posed as set.")
+    theta = batch.theta_array().persist()
+    batch.release()
+    fitted.theta = theta
+    estimator._store_fit(base, fitted, family, problem, None, method)
+    return estimator
+
+
+def _shipped(estimator):
+    """A copy of ``estimator`` to send to the workers: its parameters and
+    what reading rows needs, none of a previous fit's (possibly large)
+    attributes."""
+    from sklearn.base import clone
+
+    shipped = clone(estimator)
+    for name in ("n_features_in_", "feature_names_in_", "classes_"):
+        if hasattr(estimator, name):
+            setattr(shipped, name, getattr(estimator, name))
+    return shipped
+
+
+def _delayed(func):
+    import dask
+
+    return dask.delayed(func, pure=False)
+
+
+def _check_partitioned(labels):
+    """Each task in one partition, tasks in increasing order across them."""
+    kinds = {lab.dtype.kind in "US" for lab in labels}
+    if len(kinds) > 1:
+        raise ValueError("task labels mix strings and integers across "
+                         "partitions; use labels of one kind.")
+    for i in range(1, len(labels)):
+        last, first = labels[i - 1][-1], labels[i][0]
+        if not last < first:
+            where = [j for j in range(len(labels))
+                     if np.isin(first, labels[j]) and j != i]
+            problem = (f"task {first.item()!r} lies in partitions {where[0]} "
+                       f"and {i}" if where else
+                       f"partition {i} starts with task {first.item()!r}, "
+                       f"before the last task of the previous partition, "
+                       f"{last.item()!r}")
+            raise ValueError(
+                f"The Dask collection is not partitioned by task: {problem}. "
+                "Each task must lie whole in one partition, in increasing "
+                "order of task label; repartition with "
+                "skmeta.repartition_by_task.")
+
+
+# ----------------------------------------------------------------- predict
+def predict_dask(estimator, name, X, tasks, kwargs):
+    """``estimator.<name>(X, tasks=tasks)`` partition by partition: a Dask array.
+
+    Each partition's worker receives the task parameters (the fitted
+    ``task_params_``, computed once there when it is a Dask array) and the
+    rest of the fitted model; the predictions stay on the workers.
+    """
+    _import_dask()
+    import dask
+    import dask.array as da
+
+    check_is_fitted(estimator)
+    if kwargs.get("return_std"):
+        raise ValueError(
+            "return_std=True is not available for Dask collections: compute "
+            "the collection, or predict without return_std.")
+    if not is_dask_collection(X):
+        raise TypeError(
+            f"tasks is a Dask collection, so X must be one too, with the same "
+            f"partitions (got {type(X).__name__}).")
+    if hasattr(X, "columns"):
+        X_parts, lengths = list(X.to_delayed()), None
+    else:
+        X = X.rechunk({1: -1})
+        X_parts, lengths = list(X.to_delayed()[:, 0]), X.chunks[0]
+    if tasks is None:
+        t_parts = [None] * len(X_parts)
+    else:
+        if not is_dask_collection(tasks):
+            raise TypeError(
+                "X is a Dask collection, so tasks must be one too, with the "
+                f"same partitions (got {type(tasks).__name__}).")
+        t_parts = list(np.ravel(tasks.to_delayed()))
+        if len(t_parts) != len(X_parts):
+            raise ValueError(f"tasks has {len(t_parts)} partitions but X has "
+                             f"{len(X_parts)}.")
+    params = estimator.task_params_
+    local = copy.copy(estimator)
+    local.task_params_ = None  # sent once, as its own graph node
+    local = dask.delayed(local, pure=True)
+    params = dask.delayed(params) if is_dask_collection(params) else \
+        dask.delayed(np.asarray(params), pure=True)
+    shape, dtype = _output_spec(estimator, name)
+    blocks = []
+    for i, (xp, tp) in enumerate(zip(X_parts, t_parts)):
+        n = np.nan if lengths is None else lengths[i]
+        out = dask.delayed(_predict_partition, pure=True)(
+            local, params, name, xp, tp, shape)
+        blocks.append(da.from_delayed(out, shape=(n, *shape), dtype=dtype))
+    return da.concatenate(blocks)
+
+
+def _predict_partition(estimator, params, name, X, tasks, shape):
+    if X.shape[0] == 0:
+        return np.empty((0, *shape))
+    estimator = copy.copy(estimator)
+    estimator.task_params_ = params
+    return getattr(estimator, name)(X, tasks=tasks)
+
+
+def _output_spec(estimator, name):
+    """Shape past the samples axis and dtype of ``estimator.<name>``."""
+    classes = getattr(estimator, "classes_", None)
+    if name == "predict":
+        return (), (classes.dtype if classes is not None else np.float64)
+    if name == "decision_function" and len(classes) == 2:
+        return (), np.float64
+    return (len(classes),), np.float64
+
+
+def dask_aware(method):
+    """Send a prediction method's Dask collections to :func:`predict_dask`."""
+    @functools.wraps(method)
+    def wrapper(self, X, *args, tasks=None, **kwargs):
+        if is_dask_collection(X) or is_dask_collection(tasks):
+            return predict_dask(self, method.__name__, X, tasks, kwargs)
+        return method(self, X, *args, tasks=tasks, **kwargs)
+    return wrapper
+
+
+__all__ = ["repartition_by_task"]

@@ -1,0 +1,282 @@
+"""Fits on Dask collections (data kept on the workers) equal in-memory fits."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+distributed = pytest.importorskip("distributed")
+dd = pytest.importorskip("dask.dataframe")
+da = pytest.importorskip("dask.array")
+pd = pytest.importorskip("pandas")
+
+from sklearn.linear_model import (  # noqa: E402
+    ElasticNet,
+    LogisticRegression,
+    PoissonRegressor,
+    Ridge,
+)
+
+from skmeta import MetaClassifier, MetaRegressor, repartition_by_task  # noqa: E402
+from skmeta.datasets import (  # noqa: E402
+    make_meta_classification,
+    make_meta_regression,
+)
+
+# what "the same fit" means: the sums are added in another order
+ATOL = 1e-8
+
+
+@pytest.fixture(scope="module")
+def client():
+    # process workers: the fit must not rely on sharing memory with them
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1,
+                                  processes=True, dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as client:
+        yield client
+
+
+def _frame(X, y, tasks, npartitions, shuffle_seed=0):
+    df = pd.DataFrame(X, columns=[f"x{j}" for j in range(X.shape[1])])
+    df["task"] = tasks
+    df["target"] = y
+    shuffled = df.sample(frac=1.0, random_state=shuffle_seed)
+    ddf = repartition_by_task(dd.from_pandas(shuffled, npartitions=npartitions),
+                              "task").persist()
+    return ddf
+
+
+def _assert_same_fit(remote, local):
+    np.testing.assert_array_equal(remote.tasks_, local.tasks_)
+    assert remote.prior_kind_ == local.prior_kind_
+    assert remote.n_iter_ == local.n_iter_
+    np.testing.assert_allclose(remote.task_params_.compute(), local.task_params_,
+                               rtol=0, atol=ATOL)
+    np.testing.assert_allclose(remote.meta_params_, local.meta_params_,
+                               rtol=0, atol=ATOL)
+    np.testing.assert_allclose(remote.gamma_, local.gamma_, rtol=1e-8)
+    np.testing.assert_allclose(remote.prior_precision_, local.prior_precision_,
+                               rtol=1e-7, atol=ATOL)
+
+
+@pytest.mark.parametrize("params", [
+    {},  # the learned defaults: prior="auto", gamma="auto"
+    {"gamma": 2.0, "prior": "isotropic"},  # fixed prior: Newton on theta0
+    {"prior": "diagonal"},
+])
+def test_dataframe_fit_equals_in_memory_fit(client, params):
+    X, y, tasks = make_meta_regression(n_tasks=40, n_samples_per_task=15,
+                                       n_features=3, random_state=0)
+    ddf = _frame(X, y, tasks, npartitions=3)
+    data = ddf.compute()
+    meta = MetaRegressor(Ridge(alpha=0.5), task_column="task", **params)
+    local = meta.fit(data.drop(columns="target"), data["target"])
+    remote = MetaRegressor(Ridge(alpha=0.5), task_column="task", **params).fit(
+        ddf.drop(columns="target"), ddf["target"])
+    assert isinstance(remote.task_params_, da.Array)
+    _assert_same_fit(remote, local)
+    # predictions on a Dask collection are a Dask collection, with the
+    # same values; an unseen task gets the prior model
+    predicted = remote.predict(ddf.drop(columns="target"))
+    assert isinstance(predicted, da.Array)
+    np.testing.assert_allclose(predicted.compute(),
+                               local.predict(data.drop(columns="target")),
+                               rtol=1e-9, atol=1e-9)
+    label = data["task"].iloc[0]
+    np.testing.assert_allclose(remote.task_estimator(label).coef_,
+                               local.task_estimator(label).coef_, atol=ATOL)
+
+
+def test_many_tasks_use_the_warm_up_and_the_selection_subset(client):
+    # above 2048 tasks the prior is first learned on 256 of them and the
+    # structures are compared on 1000: both subsets come from the workers
+    X, y, tasks = make_meta_regression(n_tasks=2100, n_samples_per_task=5,
+                                       n_features=2, random_state=1)
+    ddf = _frame(X, y, tasks, npartitions=4)
+    data = ddf.compute()
+    local = MetaRegressor(Ridge(alpha=1.0), task_column="task").fit(
+        data.drop(columns="target"), data["target"])
+    remote = MetaRegressor(Ridge(alpha=1.0), task_column="task").fit(
+        ddf.drop(columns="target"), ddf["target"])
+    _assert_same_fit(remote, local)
+    assert remote.prior_scores_.keys() == local.prior_scores_.keys()
+
+
+def test_dask_arrays_classifier_string_tasks(client):
+    X, y, tasks = make_meta_classification(n_tasks=30, n_samples_per_task=20,
+                                           n_features=4, random_state=2)
+    labels = np.array([f"store-{t:03d}" for t in tasks], dtype=object)
+    order = np.argsort(labels, kind="stable")
+    X, y, labels = X[order], y[order], labels[order]
+    # chunks end at task boundaries: 10 tasks of 20 rows each
+    Xd = da.from_array(X, chunks=(200, 2))  # columns rechunked by the fit
+    yd = da.from_array(y, chunks=200)
+    td = da.from_array(labels, chunks=200)
+    params = dict(prior="diagonal", max_iter=50)
+    local = MetaClassifier(LogisticRegression(C=2.0), **params).fit(
+        X, y, tasks=labels)
+    remote = MetaClassifier(LogisticRegression(C=2.0), **params).fit(
+        Xd, yd, tasks=td)
+    _assert_same_fit(remote, local)
+    np.testing.assert_array_equal(remote.classes_, local.classes_)
+    proba = remote.predict_proba(Xd, tasks=td)
+    assert isinstance(proba, da.Array)
+    np.testing.assert_allclose(proba.compute(),
+                               local.predict_proba(X, tasks=labels), atol=1e-9)
+    np.testing.assert_array_equal(remote.predict(Xd, tasks=td).compute(),
+                                  local.predict(X, tasks=labels))
+    # adapt uses the learned prior alone: the same few-shot model
+    np.testing.assert_allclose(remote.adapt(X[:5], y[:5]).coef_,
+                               local.adapt(X[:5], y[:5]).coef_, atol=ATOL)
+
+
+def test_averaged_loss_weights_and_empty_tasks_weight(client):
+    # ElasticNet averages its loss over a task's weight: the task scales, and
+    # the neutral scale of a task whose rows all weigh zero, are computed on
+    # the workers
+    X, y, tasks = make_meta_regression(n_tasks=24, n_samples_per_task=10,
+                                       n_features=3, random_state=3)
+    weights = np.random.default_rng(0).uniform(0.5, 2.0, size=y.shape[0])
+    weights[tasks == tasks[0]] = 0.0
+    Xd = da.from_array(X, chunks=(80, 3))
+    yd, td, wd = (da.from_array(a, chunks=80) for a in (y, tasks, weights))
+    params = dict(gamma="auto", prior="isotropic")
+    estimator = ElasticNet(alpha=0.01, l1_ratio=0.0)
+    local = MetaRegressor(estimator, **params).fit(X, y, tasks=tasks,
+                                                   sample_weight=weights)
+    remote = MetaRegressor(estimator, **params).fit(Xd, yd, tasks=td,
+                                                    sample_weight=wd)
+    _assert_same_fit(remote, local)
+
+
+def test_poisson_full_prior(client):
+    rng = np.random.default_rng(4)
+    n_tasks, n = 20, 25
+    tasks = np.repeat(np.arange(n_tasks), n)
+    X = rng.normal(size=(n_tasks * n, 3))
+    coef = 0.3 + 0.2 * rng.normal(size=(n_tasks, 3))
+    y = rng.poisson(np.exp(np.einsum("ij,ij->i", X, coef[tasks]) * 0.5))
+    Xd = da.from_array(X, chunks=(100, 3))
+    yd, td = da.from_array(y, chunks=100), da.from_array(tasks, chunks=100)
+    params = dict(prior="full")
+    local = MetaRegressor(PoissonRegressor(alpha=0.1), **params).fit(
+        X, y, tasks=tasks)
+    remote = MetaRegressor(PoissonRegressor(alpha=0.1), **params).fit(
+        Xd, yd, tasks=td)
+    _assert_same_fit(remote, local)
+
+
+def test_repartition_by_task_keeps_rows_and_makes_tasks_whole(client):
+    rng = np.random.default_rng(5)
+    labels = rng.choice(["a", "b", "c", "d", "e", "f", "g"], size=300)
+    df = pd.DataFrame({"task": labels, "x": rng.normal(size=300)})
+    ddf = repartition_by_task(dd.from_pandas(df, npartitions=5), "task",
+                              npartitions=3)
+    parts = [p.compute() for p in ddf.partitions]
+    seen = [set(p["task"]) for p in parts if len(p)]
+    for i, a in enumerate(seen):
+        for b in seen[i + 1:]:
+            assert not a & b
+            assert max(a) < min(b)
+    out = pd.concat(parts)
+    assert sorted(out["x"]) == sorted(df["x"])
+    with pytest.raises(ValueError, match="not a column"):
+        repartition_by_task(ddf, "store")
+    with pytest.raises(TypeError, match="Dask DataFrame"):
+        repartition_by_task(df, "task")
+
+
+def test_collection_not_partitioned_by_task_is_refused(client):
+    X, y, tasks = make_meta_regression(n_tasks=6, n_samples_per_task=10,
+                                       n_features=2, random_state=6)
+    Xd = da.from_array(X, chunks=(25, 2))  # cuts through tasks
+    yd, td = da.from_array(y, chunks=25), da.from_array(tasks, chunks=25)
+    with pytest.raises(ValueError, match="repartition_by_task"):
+        MetaRegressor(Ridge()).fit(Xd, yd, tasks=td)
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"method": "imaml"}, "method='proximal'"),
+    ({"prior": "mixture"}, "prior='mixture'"),
+])
+def test_unsupported_settings_are_refused(client, params, match):
+    X, y, tasks = make_meta_regression(n_tasks=4, n_samples_per_task=10,
+                                       n_features=2, random_state=7)
+    Xd = da.from_array(X, chunks=(10, 2))
+    yd, td = da.from_array(y, chunks=10), da.from_array(tasks, chunks=10)
+    with pytest.raises(ValueError, match=match):
+        MetaRegressor(Ridge(), **params).fit(Xd, yd, tasks=td)
+
+
+def test_mixed_inputs_are_refused(client):
+    X, y, tasks = make_meta_regression(n_tasks=4, n_samples_per_task=10,
+                                       n_features=2, random_state=8)
+    Xd = da.from_array(X, chunks=(10, 2))
+    with pytest.raises(TypeError, match="y must be one too"):
+        MetaRegressor(Ridge()).fit(Xd, y, tasks=da.from_array(tasks, chunks=10))
+    with pytest.raises(ValueError, match="task identities"):
+        MetaRegressor(Ridge()).fit(Xd, da.from_array(y, chunks=10))
+
+
+def test_prior_estimator_keeps_the_given_prior_mean(client):
+    # a prior mean from a source model is not learned: the fixed-theta0 path
+    X, y, tasks = make_meta_regression(n_tasks=12, n_samples_per_task=10,
+                                       n_features=3, random_state=9)
+    source = Ridge(alpha=1.0).fit(X, y)
+    Xd = da.from_array(X, chunks=(40, 3))
+    yd, td = da.from_array(y, chunks=40), da.from_array(tasks, chunks=40)
+    params = dict(prior_estimator=source, gamma="auto", prior="isotropic")
+    local = MetaRegressor(Ridge(alpha=1.0), **params).fit(X, y, tasks=tasks)
+    remote = MetaRegressor(Ridge(alpha=1.0), **params).fit(Xd, yd, tasks=td)
+    _assert_same_fit(remote, local)
+    np.testing.assert_allclose(remote.meta_params_,
+                               np.r_[source.coef_, source.intercept_])
+
+
+def test_in_memory_model_predicts_dask_collections(client):
+    X, y, tasks = make_meta_classification(n_tasks=10, n_samples_per_task=20,
+                                           n_features=3, n_informative=2,
+                                           n_redundant=0, random_state=10)
+    meta = MetaClassifier(gamma=1.0, prior="isotropic").fit(X, y, tasks=tasks)
+    # a task never seen gets the prior model, here too
+    tasks_q = np.where(tasks == tasks[0], 999, tasks)
+    Xd = da.from_array(X, chunks=(50, 3))
+    td = da.from_array(tasks_q, chunks=50)
+    for name in ("predict", "predict_proba", "decision_function",
+                 "predict_log_proba"):
+        out = getattr(meta, name)(Xd, tasks=td)
+        assert isinstance(out, da.Array)
+        np.testing.assert_array_equal(out.compute(),
+                                      getattr(meta, name)(X, tasks=tasks_q))
+
+
+@settings(max_examples=10, deadline=None)
+@given(labels=st.lists(st.integers(-3, 30), min_size=1, max_size=60),
+       n_in=st.integers(1, 4), n_out=st.integers(1, 4))
+def test_repartition_by_task_fuzzed(client, labels, n_in, n_out):
+    df = pd.DataFrame({"task": labels, "x": np.arange(len(labels), dtype=float)})
+    n_in = min(n_in, len(labels))
+    ddf = repartition_by_task(dd.from_pandas(df, npartitions=n_in), "task",
+                              npartitions=n_out)
+    parts = [p for p in (q.compute() for q in ddf.partitions) if len(p)]
+    for before, after in zip(parts[:-1], parts[1:]):
+        assert before["task"].max() < after["task"].min()
+    assert sorted(pd.concat(parts)["x"]) == sorted(df["x"])
+
+
+@pytest.mark.parametrize("params", [{"gamma": 1.0, "prior": "isotropic"},
+                                    {"gamma": "auto", "prior": "diagonal"}])
+def test_wide_tasks(client, params):
+    # more than 512 parameters: only the inverse Hessians' diagonals are
+    # summed, and the prior mean's Newton step multiplies by their sum
+    # through one map over the partitions per conjugate-gradient step
+    rng = np.random.default_rng(11)
+    n_tasks, n, p = 8, 6, 515
+    tasks = np.repeat(np.arange(n_tasks), n)
+    X = rng.normal(size=(n_tasks * n, p))
+    y = X[:, :3].sum(axis=1) + rng.normal(size=n_tasks * n)
+    local = MetaRegressor(Ridge(alpha=1.0), **params).fit(X, y, tasks=tasks)
+    remote = MetaRegressor(Ridge(alpha=1.0), **params).fit(
+        da.from_array(X, chunks=(24, p)), da.from_array(y, chunks=24),
+        tasks=da.from_array(tasks, chunks=24))
+    _assert_same_fit(remote, local)
