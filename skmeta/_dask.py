@@ -633,6 +633,12 @@ def fit_dask(estimator, X, y, tasks, sample_weight):
                         owner=type(estimator).__name__, check=True)
     settings = estimator._settings()
     check_supported(estimator, family, settings)
+    if isinstance(estimator.task_column, (list, tuple)) or (
+            tasks is not None and getattr(tasks, "ndim", 1) == 2):
+        raise ValueError(
+            "Fitting on Dask collections supports one level of tasks; nested "
+            "tasks (a list task_column or 2-D tasks) are fitted in memory: "
+            "compute the collections.")
     method = estimator._meta_method(warn=True, network=False)
     family.warn_ignored_settings()
     X, X_parts, y_parts, t_parts, w_parts = _partitions(

@@ -274,6 +274,16 @@ default=None
         """
         return self._fit(X, y, tasks, sample_weight)
 
+    def __getstate__(self):
+        state = super().__getstate__()
+        params = state.get("task_params_")
+        if is_dask_collection(params):
+            state = dict(state)  # may be the live __dict__
+            # a Dask array only refers to blocks held by the cluster, which
+            # a saved model outlives: the saved model carries the values
+            state["task_params_"] = np.asarray(params.compute())
+        return state
+
     def _settings(self, random_effects=None):
         """The settings the methods read; ``random_effects`` resolved (a mask)."""
         if random_effects is None and isinstance(self.random_effects, str):
@@ -1283,8 +1293,8 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         coefficients then (if fitted) the intercept.
         After a fit on Dask collections, a Dask array kept on the cluster
         (one chunk per partition of tasks, in the order of ``tasks_``);
-        ``task_params_.compute()`` brings it into memory (see
-        :ref:`scaling-out`).
+        ``task_params_.compute()`` brings it into memory, as pickling does
+        (see :ref:`scaling-out`).
     meta_params_ : ndarray of shape (n_params,)
         The prior mean ``theta0`` (same layout): the model for unseen tasks.
     prior_precision_ : ndarray of shape (n_params,) or (n_params, n_params)
@@ -1851,8 +1861,8 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         Flat parameters of each task's model: coefficients, then intercept.
         After a fit on Dask collections, a Dask array kept on the cluster
         (one chunk per partition of tasks, in the order of ``tasks_``);
-        ``task_params_.compute()`` brings it into memory (see
-        :ref:`scaling-out`).
+        ``task_params_.compute()`` brings it into memory, as pickling does
+        (see :ref:`scaling-out`).
     meta_params_ : ndarray of shape (n_params,)
         The prior mean ``theta0``: the model for unseen tasks.
     prior_precision_ : ndarray of shape (n_params,) or (n_params, n_params)

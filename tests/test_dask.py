@@ -280,3 +280,32 @@ def test_wide_tasks(client, params):
         da.from_array(X, chunks=(24, p)), da.from_array(y, chunks=24),
         tasks=da.from_array(tasks, chunks=24))
     _assert_same_fit(remote, local)
+
+
+def test_nested_tasks_are_refused(client):
+    X, y, tasks = make_meta_regression(n_tasks=4, n_samples_per_task=10,
+                                       n_features=2, random_state=7)
+    frame = pd.DataFrame({"x0": X[:, 0], "x1": X[:, 1], "region": tasks // 2,
+                          "store": tasks})
+    ddf = dd.from_pandas(frame, npartitions=2)
+    with pytest.raises(ValueError, match="one level of tasks"):
+        MetaRegressor(Ridge(), task_column=["region", "store"]).fit(
+            ddf, dd.from_pandas(pd.Series(y), npartitions=2))
+
+
+def test_a_dask_fitted_model_pickles_with_its_parameters(client):
+    import pickle
+
+    X, y, tasks = make_meta_regression(n_tasks=6, n_samples_per_task=10,
+                                       n_features=2, random_state=10)
+    Xd = da.from_array(X, chunks=(20, 2))
+    yd, td = da.from_array(y, chunks=20), da.from_array(tasks, chunks=20)
+    remote = MetaRegressor(Ridge()).fit(Xd, yd, tasks=td)
+    restored = pickle.loads(pickle.dumps(remote))
+    assert isinstance(restored.task_params_, np.ndarray)
+    np.testing.assert_array_equal(restored.task_params_,
+                                  remote.task_params_.compute())
+    # the fitted model itself keeps its parameters on the cluster
+    assert not isinstance(remote.task_params_, np.ndarray)
+    np.testing.assert_allclose(restored.predict(X, tasks=tasks),
+                               remote.predict(Xd, tasks=td).compute())
