@@ -36,8 +36,9 @@ from ._kernels._calls import decision_values
 from ._kernels._codes import POISSON, SQUARED
 from ._kernels._layout import make_batch
 from ._methods import METHODS, MetaFit, MetaSettings
-from ._methods._inner import posterior_covariances
+from ._methods._inner import posterior_covariances, solve_exactly
 from ._methods._mixture import PriorMixture, adapt_mixture
+from ._methods._online import update_online
 from ._semi_supervised import (
     UNLABELED,
     FeatureModel,
@@ -92,6 +93,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "keep_task_params": ["boolean"],
     }
 
     # `tasks` is what these estimators are about: requested by default, so
@@ -128,6 +130,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         n_jobs=None,
         random_state=None,
         verbose=0,
+        keep_task_params=True,
     ):
         self.estimator = estimator
         self.method = method
@@ -150,6 +153,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
+        self.keep_task_params = keep_task_params
 
     # ------------------------------------------------------------------ input
     def _base_estimator(self):
@@ -349,6 +353,10 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         self.prior_scores_ = dict(fitted.prior_scores or {})
         self._store_mixture(fitted)
         self._store_posteriors(family, rows, problem, fitted, adaptation)
+        # partial_fit moves the prior online where the method learned it
+        # from sums over tasks (see skmeta._methods._online)
+        self._online = fitted.online
+        self.n_tasks_seen_ = n_tasks
         self.meta_estimator_ = self._build(self.meta_params_, self.n_iter_)
         return self
 
@@ -612,9 +620,14 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
             raise ValueError("Pass the label of a task seen in fit.")
         code = lookup_tasks(self.tasks_, np.asarray([task]))[0]
         if code < 0:
+            dropped = "" if self.keep_task_params else (
+                " With keep_task_params=False only the tasks of the last call "
+                "to fit or partial_fit are kept (tasks_); earlier ones were "
+                "dropped.")
             raise ValueError(
-                f"Task {task!r} was not seen in fit; meta_estimator_ is the "
-                "prior model for new tasks, and adapt() fits one from data."
+                f"Task {task!r} is not among the fitted tasks (tasks_); "
+                "meta_estimator_ is the prior model for new tasks, and adapt() "
+                "fits one from data." + dropped
             )
         return self._build(self.task_params_[code])
 
@@ -761,24 +774,120 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                 "pass tasks= or set task_column in partial_fit."
             )
 
+        if known is not None and getattr(self, "_online", None) is not None:
+            return self._partial_fit_online(X, y, tasks, sample_weight)
+
+        # the prior stays fixed: the tasks are fitted from it
         uniques, theta, rows = self._solve_new_tasks(X, y, tasks, sample_weight)
         covariances = self._new_task_covariances(rows, theta)
+        clusters = None
         if known is not None and hasattr(self, "task_clusters_"):
             clusters = self._solve_new_tasks(X, y, tasks, sample_weight,
                                              clusters=True)[1]
-            self.task_clusters_ = add_tasks(known, self.task_clusters_, uniques,
-                                            clusters)[1]
         if known is None:
             self.task_params_ = theta
             if covariances is not None:
                 self._task_covariances = covariances
             return self
-        if covariances is not None:
-            _, self._task_covariances = add_tasks(known, self._task_covariances,
-                                                  uniques, covariances)
-        self.tasks_, self.task_params_ = add_tasks(known, self.task_params_,
-                                                   uniques, theta)
+        fresh = self._fresh_tasks(uniques)
+        if not self.keep_task_params:
+            self.tasks_, self.task_params_ = uniques, theta
+            if clusters is not None:
+                self.task_clusters_ = clusters
+            if covariances is not None:
+                self._task_covariances = covariances
+        else:
+            if clusters is not None:
+                self.task_clusters_ = add_tasks(known, self.task_clusters_,
+                                                uniques, clusters)[1]
+            if covariances is not None:
+                _, self._task_covariances = add_tasks(
+                    known, self._task_covariances, uniques, covariances)
+            self.tasks_, self.task_params_ = add_tasks(known, self.task_params_,
+                                                       uniques, theta)
+        self.n_tasks_seen_ += int(fresh.sum())
         return self
+
+    def _fresh_tasks(self, uniques):
+        """Which of the labels ``uniques`` are new to the model (all of them
+        when earlier tasks' labels are not kept); refuses, before anything
+        changes, labels that cannot be stored with ``tasks_``."""
+        if not self.keep_task_params:
+            return np.ones(len(uniques), dtype=bool)
+        d = self.task_params_.shape[1]
+        add_tasks(self.tasks_, np.empty((len(self.tasks_), d)), uniques,
+                  np.empty((len(uniques), d)))
+        return lookup_tasks(self.tasks_, uniques) < 0
+
+    def _partial_fit_online(self, X, y, tasks, sample_weight):
+        """Fit a chunk of tasks and move the prior by the new ones (online
+        empirical Bayes, see :mod:`skmeta._methods._online`).
+
+        Tasks new to the model enter the prior's statistics; a known task is
+        refitted on its new rows under the updated prior, as :meth:`adapt`
+        would, without entering them again.
+        """
+        family = self._fitted_family()
+        problem = self._problem()
+        X, y, labels = self._check_input(X, y, tasks, reset=False)
+        y_encoded = self._encode_y(y, known_only=True)
+        family.check_targets(y_encoded)
+        sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                             ensure_non_negative=True)
+        uniques, codes = encode_tasks(labels)
+        fresh = self._fresh_tasks(uniques)
+        online, n_iter = self._online, None
+        theta = np.empty((len(uniques), problem.n_params))
+        fresh_rows = fresh[codes]
+        if fresh_rows.any():
+            sub = np.unique(codes[fresh_rows], return_inverse=True)[1]
+            chunk = TaskRows(X[fresh_rows], y_encoded[fresh_rows],
+                             sample_weight[fresh_rows], sub, int(fresh.sum()))
+            online, theta[fresh], n_iter = update_online(
+                self._task_batch(family, chunk), problem, online,
+                max_iter=self._meta_method().max_iter, tol=self.tol,
+                n_jobs=self.n_jobs, verbose=self.verbose, name=self.method)
+        prior = online.prior
+        if not fresh.all():
+            sub = np.unique(codes[~fresh_rows], return_inverse=True)[1]
+            known = TaskRows(X[~fresh_rows], y_encoded[~fresh_rows],
+                             sample_weight[~fresh_rows], sub,
+                             int((~fresh).sum()))
+            theta[~fresh] = solve_exactly(
+                self._task_batch(family, known), problem, prior.center,
+                prior.precision, n_jobs=self.n_jobs)
+        fitted = MetaFit(prior.theta0, prior.shape, prior.gamma, theta,
+                         n_iter or 0, center=prior.center)
+        self._check_finite(fitted)
+
+        self._online = online
+        self.meta_params_ = prior.theta0
+        self.prior_shape_ = prior.shape
+        self.gamma_ = float(prior.gamma)
+        self.prior_precision_ = prior.precision
+        self.transfer_center_ = prior.center
+        if n_iter is not None:
+            self.n_iter_ = n_iter
+        self.n_tasks_seen_ = int(online.statistics.n_tasks)
+        self._refresh_prior_posterior(online)
+        rows = TaskRows(X, y_encoded, sample_weight, codes, len(uniques))
+        covariances = self._new_task_covariances(rows, theta)
+        if not self.keep_task_params:
+            self.tasks_, self.task_params_ = uniques, theta
+            if covariances is not None:
+                self._task_covariances = covariances
+        else:
+            if covariances is not None:
+                _, self._task_covariances = add_tasks(
+                    self.tasks_, self._task_covariances, uniques, covariances)
+            self.tasks_, self.task_params_ = add_tasks(
+                self.tasks_, self.task_params_, uniques, theta)
+        self.meta_estimator_ = self._build(self.meta_params_, self.n_iter_)
+        return self
+
+    def _refresh_prior_posterior(self, online):
+        """Bring what predictive uncertainty reads of the prior up to date
+        after an online move (regressors; see there)."""
 
     def _new_task_covariances(self, rows, theta):
         """Posterior covariances of newly fitted tasks (regressors; see there)."""
@@ -791,6 +900,18 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         base_tags = get_tags(self._base_estimator())
         tags.target_tags.positive_only = base_tags.target_tags.positive_only
         return tags
+
+
+def _prior_covariance(precision, dispersion, mean_scale):
+    """The covariance of an unseen task's parameters (mean ``meta_params_``)
+    under a prior of precision ``precision`` (estimator units)."""
+    precision = np.asarray(precision, dtype=float)
+    d = precision.shape[0]
+    if not np.all(np.isfinite(precision)) or not np.any(precision):
+        return np.full((d, d), np.inf)
+    return (dispersion / max(mean_scale, np.finfo(float).tiny)) * (
+        np.linalg.pinv(precision) if precision.ndim == 2
+        else np.diag(np.where(precision > 0, 1.0 / precision, np.inf)))
 
 
 def _warn_unbounded_tasks(batch, problem, labels):
@@ -1215,6 +1336,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         n_jobs=None,
         random_state=None,
         verbose=0,
+        keep_task_params=True,
         unlabeled_weight=None,
     ):
         super().__init__(
@@ -1225,7 +1347,8 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
             inner_steps=inner_steps, inner_lr=inner_lr, first_order=first_order,
             adapt_layers=adapt_layers, meta_lr=meta_lr, meta_batch_size=meta_batch_size,
             query_fraction=query_fraction, max_iter=max_iter, tol=tol,
-            n_jobs=n_jobs, random_state=random_state, verbose=verbose)
+            n_jobs=n_jobs, random_state=random_state, verbose=verbose,
+            keep_task_params=keep_task_params)
         self.unlabeled_weight = unlabeled_weight
 
     def _base_estimator(self):
@@ -1254,6 +1377,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
             method, family, problem, rows, prior_mean,
             weight=self.unlabeled_weight, classes=self.classes_,
             single_task=self.tasks_ is None, random_state=self.random_state)
+        # the prior is learned from the labeled rows, and unlabeled ones move
+        # the tasks: partial_fit keeps it fixed (see partial_fit)
+        fitted.online = None
         self.unlabeled_weight_ = unlabeled.weight
         self.class_means_ = unlabeled.model.means
         self.within_class_covariance_ = unlabeled.model.covariance
@@ -1786,18 +1912,23 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
             return
         scale = batch.task_weights() if problem.mean_loss else np.ones(
             batch.n_tasks)
-        # the prior of an unseen task's parameters: mean meta_params_
-        precision = np.asarray(fitted.combined_precision, dtype=float)
-        if not np.all(np.isfinite(precision)) or not np.any(precision):
-            prior = np.full((problem.n_params, problem.n_params), np.inf)
-        else:
-            prior = (dispersion / max(float(np.mean(scale)),
-                                      np.finfo(float).tiny)) * (
-                np.linalg.pinv(precision) if precision.ndim == 2
-                else np.diag(np.where(precision > 0, 1.0 / precision, np.inf)))
         self._task_covariances = covariances
-        self.prior_covariance_ = prior
+        self.prior_covariance_ = _prior_covariance(
+            fitted.combined_precision, dispersion, float(np.mean(scale)))
         self.noise_variance_ = float(dispersion)
+
+    def _refresh_prior_posterior(self, online):
+        if getattr(self, "_task_covariances", None) is None:
+            return
+        prior = online.prior
+        # a noise variance learned with the prior moves with it; one
+        # estimated beside a fixed prior is the fit's
+        if online.statistics.posterior is not None and (
+                self._problem().code == SQUARED):
+            self.noise_variance_ = float(prior.dispersion)
+        self.prior_covariance_ = _prior_covariance(
+            prior.combined_precision, self.noise_variance_,
+            online.statistics.mean_scale)
 
     def _new_task_covariances(self, rows, theta):
         if getattr(self, "_task_covariances", None) is None:

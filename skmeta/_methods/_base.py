@@ -78,6 +78,9 @@ class MetaFit:
         Each training task's responsibilities under the mixture.
     task_weights : ndarray of shape (n_tasks,) or None
         Each training task's Student-t EM weight, with ``prior_df``.
+    online : OnlinePrior or None
+        What moves the prior online in ``partial_fit`` (see ``_online``),
+        for the methods and priors that do; None for the others.
     """
 
     theta0: np.ndarray
@@ -96,6 +99,7 @@ class MetaFit:
     mixture: object = None
     task_clusters: np.ndarray = None
     task_weights: np.ndarray = None
+    online: object = None
 
     def __post_init__(self):
         if self.center is None:

@@ -1,0 +1,163 @@
+"""Sufficient statistics of fitted tasks for the prior, and their sums.
+
+Empirical Bayes re-estimates the prior from sums over tasks (see
+:func:`._proximal.empirical_bayes_update`): the tasks' posterior means, their
+spread and their posterior covariances, their scales, and, for squared
+errors, their expected residual sums of squares. :class:`TaskStatistics`
+holds those sums in a size independent of the number of tasks, so that
+tasks seen in earlier chunks of a stream count in later M-steps (see
+:mod:`._online`) without their data or their parameters.
+
+The spread is kept as a count, a mean and a scatter about that mean, merged
+by the pairwise update of Chan, Golub & LeVeque (1979): the second moments
+about the prior mean follow from them without the cancellation that raw sums
+of squares would suffer where the tasks sit far from the origin.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def _merge_moments(n_a, mean_a, scatter_a, n_b, mean_b, scatter_b):
+    """Count, mean and scatter of two groups together (Chan et al.)."""
+    n = n_a + n_b
+    delta = mean_b - mean_a
+    mean = mean_a + delta * (n_b / n)
+    if np.ndim(scatter_a) == 2:
+        cross = np.outer(delta, delta)
+    else:
+        cross = delta * delta
+    return n, mean, scatter_a + scatter_b + cross * (n_a * n_b / n)
+
+
+@dataclass(frozen=True)
+class TaskStatistics:
+    """Sums over tasks of what the empirical-Bayes M-step reads.
+
+    Attributes
+    ----------
+    n_tasks : int
+    mean : ndarray of shape (n_params,)
+        Mean of the tasks' posterior modes ``theta_t``.
+    scatter : ndarray of shape (n_params, n_params) or (n_params,)
+        ``sum_t (theta_t - mean)(theta_t - mean)^T``, or its diagonal for
+        wide tasks.
+    posterior : ndarray of the shape of ``scatter``, or None
+        ``sum_t (phi / s_t) A_t^{-1}``: the tasks' Laplace posterior
+        covariances, each under the prior (and noise variance ``phi``) of
+        the E-step that solved it; None when the prior's precision is not
+        learned (a fixed isotropic prior needs only the mean).
+    sum_scale : float
+        ``sum_t s_t``, the tasks' scales (1, or their total weight for
+        averaged losses).
+    expected_rss : float
+        ``sum_t (RSS_t + phi tr(H_data,t A_t^{-1}))``: the expected residual
+        sum of squares (squared errors; 0 otherwise).
+    total_weight : float
+        Total sample weight of the tasks' rows.
+    n_rows, y_mean, y_scatter
+        Count, mean and scatter of the targets of those rows (the floor of
+        the noise variance).
+    """
+
+    n_tasks: int
+    mean: np.ndarray
+    scatter: np.ndarray
+    posterior: np.ndarray
+    sum_scale: float
+    expected_rss: float
+    total_weight: float
+    n_rows: int
+    y_mean: float
+    y_scatter: float
+
+    @classmethod
+    def of(cls, solutions, prior, step):
+        """The statistics of the tasks of ``solutions``, solved under
+        ``prior`` by ``step`` (a ``_proximal._Iteration``)."""
+        theta = solutions.theta
+        T = theta.shape[0]
+        mean = theta.mean(axis=0)
+        dev = theta - mean
+        diagonal = step.solver.diagonal
+        scatter = (np.einsum("ij,ij->j", dev, dev) if diagonal
+                   else dev.T @ dev)
+        posterior = None
+        if step.learn_prior:
+            posterior = prior.dispersion * solutions.inv_wsum
+        expected_rss = 0.0
+        if step.squared and step.learn_prior:
+            rss = float(np.sum(2.0 * step.task_scale * solutions.loss))
+            expected_rss = rss + prior.dispersion * float(solutions.trace.sum())
+        y = step.solver.batch.y
+        y_mean = float(y.mean()) if y.size else 0.0
+        return cls(n_tasks=T, mean=mean, scatter=scatter, posterior=posterior,
+                   sum_scale=float(step.task_scale.sum()),
+                   expected_rss=expected_rss,
+                   total_weight=float(step.solver.batch.sw.sum()),
+                   n_rows=int(y.size), y_mean=y_mean,
+                   y_scatter=float(np.sum((y - y_mean) ** 2)))
+
+    def merge(self, other):
+        """The statistics of both groups of tasks together."""
+        n, mean, scatter = _merge_moments(self.n_tasks, self.mean, self.scatter,
+                                          other.n_tasks, other.mean,
+                                          other.scatter)
+        posterior = None
+        if self.posterior is not None and other.posterior is not None:
+            posterior = self.posterior + other.posterior
+        n_rows, y_mean, y_scatter = self.n_rows, self.y_mean, self.y_scatter
+        if other.n_rows:
+            n_rows, y_mean, y_scatter = _merge_moments(
+                self.n_rows, self.y_mean, self.y_scatter, other.n_rows,
+                other.y_mean, other.y_scatter)
+        return TaskStatistics(
+            n_tasks=n, mean=mean, scatter=scatter, posterior=posterior,
+            sum_scale=self.sum_scale + other.sum_scale,
+            expected_rss=self.expected_rss + other.expected_rss,
+            total_weight=self.total_weight + other.total_weight,
+            n_rows=int(n_rows), y_mean=float(y_mean), y_scatter=float(y_scatter))
+
+    def moments(self, theta0):
+        """The expected second moments about ``theta0``, ``(S, diag S)``.
+
+        ``S`` is ``mean_t E[(theta_t - theta0)(theta_t - theta0)^T]``, None
+        for wide tasks (only its diagonal is kept).
+        """
+        n = self.n_tasks
+        shift = self.mean - theta0
+        posterior = 0.0 if self.posterior is None else self.posterior
+        if self.scatter.ndim == 2:
+            S = (self.scatter + posterior) / n + np.outer(shift, shift)
+            return S, np.diag(S).copy()
+        return None, (self.scatter + posterior) / n + shift * shift
+
+    def dispersion(self):
+        """The M-step's noise variance of squared errors: the expected
+        residual variance, above round-off of the targets."""
+        spread = self.y_scatter / self.n_rows if self.n_rows else 1.0
+        floor = 1e-10 * spread if spread > 0 else 1e-300
+        weight = max(self.total_weight, np.finfo(float).tiny)
+        return max(self.expected_rss / weight, floor, np.finfo(float).tiny)
+
+    @property
+    def mean_scale(self):
+        return self.sum_scale / self.n_tasks
+
+
+@dataclass(frozen=True)
+class OnlinePrior:
+    """What ``partial_fit`` needs to move a proximal prior online.
+
+    The current prior (with the base penalty it counts and the noise
+    variance), the structure of its covariance and what is learned of it,
+    and the statistics of every task that has entered it.
+    """
+
+    prior: object
+    structure: object
+    learn_theta0: bool
+    learn_gamma: bool
+    count_penalty: bool
+    statistics: TaskStatistics
