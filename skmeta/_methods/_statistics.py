@@ -14,7 +14,7 @@ about the prior mean follow from them without the cancellation that raw sums
 of squares would suffer where the tasks sit far from the origin.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -59,6 +59,13 @@ class TaskStatistics:
     n_rows, y_mean, y_scatter
         Count, mean and scatter of the targets of those rows (the floor of
         the noise variance).
+    inverse_sum : ndarray of the shape of ``scatter``, or None
+        ``sum_t A_t^{-1}``, the tasks' inverse Hessians (estimator units);
+        None where the prior cannot move (nothing of it is learned).
+    theta0, precision, dispersion
+        The prior the statistics are under: its mean, its precision ``M``
+        (estimator units, the base penalty included when it counts as part
+        of the prior) and the noise variance.
     """
 
     n_tasks: int
@@ -71,6 +78,10 @@ class TaskStatistics:
     n_rows: int
     y_mean: float
     y_scatter: float
+    inverse_sum: np.ndarray
+    theta0: np.ndarray
+    precision: np.ndarray
+    dispersion: float
 
     @classmethod
     def of(cls, solutions, prior, step):
@@ -92,15 +103,82 @@ class TaskStatistics:
             expected_rss = rss + prior.dispersion * float(solutions.trace.sum())
         y = step.solver.batch.y
         y_mean = float(y.mean()) if y.size else 0.0
+        inverse_sum = None
+        if solutions.inv_blocks is not None:
+            inverse_sum = solutions.inv_sum
         return cls(n_tasks=T, mean=mean, scatter=scatter, posterior=posterior,
                    sum_scale=float(step.task_scale.sum()),
                    expected_rss=expected_rss,
                    total_weight=float(step.solver.batch.sw.sum()),
                    n_rows=int(y.size), y_mean=y_mean,
-                   y_scatter=float(np.sum((y - y_mean) ** 2)))
+                   y_scatter=float(np.sum((y - y_mean) ** 2)),
+                   inverse_sum=inverse_sum,
+                   theta0=np.array(prior.theta0, dtype=float),
+                   precision=np.array(prior.combined_precision, dtype=float),
+                   dispersion=float(prior.dispersion))
+
+    def swapped(self, prior):
+        """These statistics carried to another prior: the tasks' Laplace
+        posteriors under ``prior`` instead of the one they were computed
+        under, by the Gaussian prior-swap identity.
+
+        A task whose objective is ``L_t(theta) + 1/2 (theta - theta0)' M
+        (theta - theta0)`` has its mode ``m`` where ``grad L_t(m) = -M (m -
+        theta0)``; with ``L_t`` quadratic about ``m`` (Hessian ``A - M``), the
+        mode under ``(theta0', M')`` is ``(A + M' - M)^{-1} (A m - M theta0 +
+        M' theta0')`` and the inverse Hessian ``(A + M' - M)^{-1}``. The sums
+        over tasks follow with every task's ``A_t`` replaced by their
+        harmonic mean ``n (sum_t A_t^{-1})^{-1}``: exact for tasks of equal
+        Hessians (squared errors on the same design), and the identity when
+        the prior has not changed. The expected residuals of squared errors
+        are not carried (they move with the square of the change).
+        """
+        if self.inverse_sum is None:
+            return self
+        target = np.asarray(prior.combined_precision, dtype=float)
+        theta0 = np.asarray(prior.theta0, dtype=float)
+        dispersion = float(prior.dispersion)
+        if (np.array_equal(target, self.precision)
+                and np.array_equal(theta0, self.theta0)
+                and dispersion == self.dispersion):
+            return self
+        n = self.n_tasks
+        full = self.inverse_sum.ndim == 2
+        old, new = self.precision, target
+        if full:
+            old = old if old.ndim == 2 else np.diag(old)
+            new = new if new.ndim == 2 else np.diag(new)
+            mean_hessian = np.linalg.inv(self.inverse_sum / n)
+            moved = mean_hessian + new - old
+            shrink = np.linalg.solve(moved, mean_hessian)
+            shift = np.linalg.solve(moved, new @ theta0 - old @ self.theta0)
+            mean = shrink @ self.mean + shift
+            scatter = shrink @ self.scatter @ shrink.T
+            inverse_sum = n * np.linalg.inv(moved)
+            inverse_sum = (inverse_sum + inverse_sum.T) / 2.0
+            posterior = None
+            if self.posterior is not None:
+                carried = shrink @ self.posterior
+                posterior = (dispersion / self.dispersion) * (
+                    carried + carried.T) / 2.0
+        else:
+            mean_hessian = n / self.inverse_sum
+            moved = mean_hessian + new - old
+            shrink = mean_hessian / moved
+            mean = shrink * self.mean + (new * theta0 - old * self.theta0) / moved
+            scatter = shrink * shrink * self.scatter
+            inverse_sum = n / moved
+            posterior = None
+            if self.posterior is not None:
+                posterior = (dispersion / self.dispersion) * shrink * \
+                    self.posterior
+        return replace(self, mean=mean, scatter=scatter, posterior=posterior,
+                       inverse_sum=inverse_sum, theta0=theta0.copy(),
+                       precision=target.copy(), dispersion=dispersion)
 
     def merge(self, other):
-        """The statistics of both groups of tasks together."""
+        """The statistics of both groups of tasks together, under the prior
+        of ``other`` (that of both: see :meth:`swapped`)."""
         n, mean, scatter = _merge_moments(self.n_tasks, self.mean, self.scatter,
                                           other.n_tasks, other.mean,
                                           other.scatter)
@@ -112,12 +190,17 @@ class TaskStatistics:
             n_rows, y_mean, y_scatter = _merge_moments(
                 self.n_rows, self.y_mean, self.y_scatter, other.n_rows,
                 other.y_mean, other.y_scatter)
+        inverse_sum = None
+        if self.inverse_sum is not None and other.inverse_sum is not None:
+            inverse_sum = self.inverse_sum + other.inverse_sum
         return TaskStatistics(
             n_tasks=n, mean=mean, scatter=scatter, posterior=posterior,
             sum_scale=self.sum_scale + other.sum_scale,
             expected_rss=self.expected_rss + other.expected_rss,
             total_weight=self.total_weight + other.total_weight,
-            n_rows=int(n_rows), y_mean=float(y_mean), y_scatter=float(y_scatter))
+            n_rows=int(n_rows), y_mean=float(y_mean), y_scatter=float(y_scatter),
+            inverse_sum=inverse_sum, theta0=other.theta0,
+            precision=other.precision, dispersion=other.dispersion)
 
     def moments(self, theta0):
         """The expected second moments about ``theta0``, ``(S, diag S)``.
@@ -133,7 +216,7 @@ class TaskStatistics:
             return S, np.diag(S).copy()
         return None, (self.scatter + posterior) / n + shift * shift
 
-    def dispersion(self):
+    def noise_variance(self):
         """The M-step's noise variance of squared errors: the expected
         residual variance, above round-off of the targets."""
         spread = self.y_scatter / self.n_rows if self.n_rows else 1.0
