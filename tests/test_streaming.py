@@ -360,3 +360,30 @@ def test_methods_without_an_online_prior_keep_it_fixed(params):
     assert meta.n_tasks_seen_ == 30
     for t, model in expected.items():
         assert_allclose(meta.task_estimator(t).coef_, model.coef_, rtol=1e-10)
+
+
+def test_a_chunk_that_empirical_bayes_cannot_use_leaves_the_prior(monkeypatch):
+    from sklearn.exceptions import ConvergenceWarning
+
+    from skmeta._methods import _online
+
+    X, y, tasks = regression_tasks(60, seed=10)
+    meta = MetaRegressor(prior="diagonal").partial_fit(
+        X[tasks < 40], y[tasks < 40], tasks=tasks[tasks < 40])
+    theta0, precision = meta.meta_params_.copy(), meta.prior_precision_.copy()
+    new = tasks >= 40
+    expected = meta.adapt_tasks(X[new], y[new], tasks=tasks[new])
+
+    def runs_away(*args, **kwargs):
+        raise FloatingPointError("the learned prior precision is degenerate")
+
+    monkeypatch.setattr(_online, "_empirical_bayes", runs_away)
+    with pytest.warns(ConvergenceWarning, match="could not be moved"):
+        meta.partial_fit(X[new], y[new], tasks=tasks[new])
+    assert_array_equal(meta.meta_params_, theta0)
+    assert_array_equal(meta.prior_precision_, precision)
+    # the chunk's tasks entered the statistics by their E-step alone
+    assert meta.n_tasks_seen_ == meta._online.statistics.n_tasks == 60
+    for t, model in expected.items():
+        assert_allclose(meta.task_estimator(t).coef_, model.coef_, rtol=1e-6,
+                        atol=1e-9)

@@ -53,6 +53,7 @@ import warnings
 from dataclasses import replace
 
 import numpy as np
+from scipy import linalg
 from sklearn.exceptions import ConvergenceWarning
 
 from ._inner import InnerSolver
@@ -161,14 +162,37 @@ def update_online(batch, problem, online, *, max_iter, tol, n_jobs=None,
         step = _OnlineIteration(solver, online)
         prior = online.prior
         theta = np.tile(prior.center, (batch.n_tasks, 1))
-        if step.learn_prior:
-            fit = _empirical_bayes(step, prior, theta, max_iter=max_iter,
-                                   tol=tol, verbose=verbose, name=name)
-            prior, solutions = fit.prior, fit.solutions
-            n_iter, converged = fit.n_iter, fit.converged
-        else:
-            prior, solutions, n_iter, converged = _fixed_prior_online(
-                step, prior, theta, max_iter=max_iter, tol=tol)
+        try:
+            with warnings.catch_warnings():
+                # a run-away shows as overflow first; it is handled below
+                warnings.simplefilter("ignore", RuntimeWarning)
+                if step.learn_prior:
+                    fit = _empirical_bayes(step, prior, theta,
+                                           max_iter=max_iter, tol=tol,
+                                           verbose=verbose, name=name)
+                    prior, solutions = fit.prior, fit.solutions
+                    n_iter, converged = fit.n_iter, fit.converged
+                else:
+                    prior, solutions, n_iter, converged = _fixed_prior_online(
+                        step, prior, theta, max_iter=max_iter, tol=tol)
+            if not (np.all(np.isfinite(solutions.theta))
+                    and np.all(np.isfinite(prior.precision))
+                    and np.all(np.isfinite(prior.theta0))):
+                raise FloatingPointError("the prior ran away")
+        except (FloatingPointError, linalg.LinAlgError):
+            # Empirical Bayes ran away on this chunk (as a batch fit can, on
+            # tasks a few rows cannot pin down): its tasks still enter, by an
+            # E-step under the current prior without the M-step -- a partial
+            # step of incremental EM -- and the prior stays where it was.
+            warnings.warn(
+                f"partial_fit (method={name!r}): the prior could not be moved "
+                "by this chunk (empirical Bayes degenerates on its tasks); it "
+                "is kept as it was, and the chunk's tasks are fitted under it "
+                "and counted in its statistics.", ConvergenceWarning,
+                stacklevel=3)
+            prior = online.prior
+            solutions = step.solve(prior, theta)
+            n_iter, converged = 1, True
         if not converged:
             warnings.warn(
                 f"partial_fit (method={name!r}) did not converge in "
