@@ -39,6 +39,7 @@ from ._methods import METHODS, MetaFit, MetaSettings
 from ._methods._inner import posterior_covariances, solve_exactly
 from ._methods._mixture import PriorMixture, adapt_mixture
 from ._methods._online import update_online
+from ._methods._statistics import OnlinePrior
 from ._semi_supervised import (
     UNLABELED,
     FeatureModel,
@@ -355,7 +356,8 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         self._store_posteriors(family, rows, problem, fitted, adaptation)
         # partial_fit moves the prior online where the method learned it
         # from sums over tasks (see skmeta._methods._online)
-        self._online = fitted.online
+        self._online = (None if fitted.online is None
+                        else fitted.online.to_state())
         self.n_tasks_seen_ = n_tasks
         self.meta_estimator_ = self._build(self.meta_params_, self.n_iter_)
         return self
@@ -625,9 +627,9 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                 "to fit or partial_fit are kept (tasks_); earlier ones were "
                 "dropped.")
             raise ValueError(
-                f"Task {task!r} is not among the fitted tasks (tasks_); "
-                "meta_estimator_ is the prior model for new tasks, and adapt() "
-                "fits one from data." + dropped
+                f"Task {task!r} was not seen in fit or partial_fit (it is not "
+                "in tasks_); meta_estimator_ is the prior model for new tasks, "
+                "and adapt() fits one from data." + dropped
             )
         return self._build(self.task_params_[code])
 
@@ -836,7 +838,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                                              ensure_non_negative=True)
         uniques, codes = encode_tasks(labels)
         fresh = self._fresh_tasks(uniques)
-        online, n_iter = self._online, None
+        online, n_iter = OnlinePrior.from_state(self._online), None
         theta = np.empty((len(uniques), problem.n_params))
         fresh_rows = fresh[codes]
         if fresh_rows.any():
@@ -860,7 +862,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                          n_iter or 0, center=prior.center)
         self._check_finite(fitted)
 
-        self._online = online
+        self._online = online.to_state()
         self.meta_params_ = prior.theta0
         self.prior_shape_ = prior.shape
         self.gamma_ = float(prior.gamma)

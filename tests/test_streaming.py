@@ -18,7 +18,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from skmeta import MetaClassifier, MetaRegressor
 from skmeta._methods._proximal import prior_from_moments
-from skmeta._methods._statistics import TaskStatistics
+from skmeta._methods._statistics import OnlinePrior, TaskStatistics
 from skmeta.datasets import make_meta_regression
 
 N_TASKS, CHUNK = 4000, 200
@@ -109,7 +109,7 @@ def test_one_chunk_is_fit_and_its_statistics_are_the_tasks():
     for name in ("meta_params_", "prior_precision_", "task_params_",
                  "noise_variance_"):
         assert_array_equal(getattr(first, name), getattr(fitted, name))
-    stats = first._online.statistics
+    stats = OnlinePrior.from_state(first._online).statistics
     theta = first.task_params_
     assert stats.n_tasks == 60 == first.n_tasks_seen_
     assert_allclose(stats.mean, theta.mean(axis=0), rtol=1e-12)
@@ -134,7 +134,8 @@ def test_statistics_equal_the_batch_ones_when_the_prior_does_not_move():
     assert_array_equal(online.meta_params_, batch.meta_params_)
     assert_allclose(online.task_params_, batch.task_params_, rtol=1e-9,
                     atol=1e-12)
-    a, b = online._online.statistics, batch._online.statistics
+    a, b = (OnlinePrior.from_state(m._online).statistics
+            for m in (online, batch))
     assert a.n_tasks == b.n_tasks == 80
     assert_allclose(a.mean, b.mean, rtol=1e-9)
     assert_allclose(a.scatter, b.scatter, rtol=1e-8)
@@ -148,7 +149,7 @@ def test_the_online_m_step_is_the_batch_one():
     X, y, tasks = regression_tasks(200, seed=3)
     meta = MetaRegressor(prior="diagonal", tol=1e-10, max_iter=2000).fit(
         X, y, tasks=tasks)
-    online = meta._online
+    online = OnlinePrior.from_state(meta._online)
     prior, stats = online.prior, online.statistics
     moments, diag = stats.moments(prior.theta0)
     again = prior_from_moments(prior, moments, diag, stats.n_tasks,
@@ -296,7 +297,7 @@ def test_dropped_tasks_are_unseen_and_say_so():
     assert_allclose(meta.predict(X[rows], tasks=tasks[rows]),
                     meta.meta_estimator_.predict(X[rows]), rtol=1e-12)
     kept = stream(MetaRegressor(), X, y, tasks, 20)
-    with pytest.raises(ValueError, match="not among the fitted tasks") as info:
+    with pytest.raises(ValueError, match="not seen in fit") as info:
         kept.task_estimator(99)
     assert "keep_task_params" not in str(info.value)
 
@@ -383,7 +384,7 @@ def test_a_chunk_that_empirical_bayes_cannot_use_leaves_the_prior(monkeypatch):
     assert_array_equal(meta.meta_params_, theta0)
     assert_array_equal(meta.prior_precision_, precision)
     # the chunk's tasks entered the statistics by their E-step alone
-    assert meta.n_tasks_seen_ == meta._online.statistics.n_tasks == 60
+    assert meta.n_tasks_seen_ == meta._online["statistics"]["n_tasks"] == 60
     for t, model in expected.items():
         assert_allclose(meta.task_estimator(t).coef_, model.coef_, rtol=1e-6,
                         atol=1e-9)

@@ -143,31 +143,31 @@ class TaskStatistics:
                 and dispersion == self.dispersion):
             return self
         n = self.n_tasks
-        full = self.inverse_sum.ndim == 2
+        # written with the mean inverse Hessian C (not its inverse, the mean
+        # Hessian: with an l1 penalty C is singular on the coefficients no
+        # task uses): (A + D)^{-1} A = (I + C D)^{-1}, (A + D)^{-1} = (I +
+        # C D)^{-1} C
+        C = self.inverse_sum / n
         old, new = self.precision, target
-        if full:
+        if C.ndim == 2:
             old = old if old.ndim == 2 else np.diag(old)
             new = new if new.ndim == 2 else np.diag(new)
-            mean_hessian = np.linalg.inv(self.inverse_sum / n)
-            moved = mean_hessian + new - old
-            shrink = np.linalg.solve(moved, mean_hessian)
-            shift = np.linalg.solve(moved, new @ theta0 - old @ self.theta0)
-            mean = shrink @ self.mean + shift
+            shrink = np.linalg.inv(np.eye(C.shape[0]) + C @ (new - old))
+            moved_inverse = shrink @ C
+            mean = shrink @ self.mean + moved_inverse @ (
+                new @ theta0 - old @ self.theta0)
             scatter = shrink @ self.scatter @ shrink.T
-            inverse_sum = n * np.linalg.inv(moved)
-            inverse_sum = (inverse_sum + inverse_sum.T) / 2.0
+            inverse_sum = n * (moved_inverse + moved_inverse.T) / 2.0
             posterior = None
             if self.posterior is not None:
                 carried = shrink @ self.posterior
                 posterior = (dispersion / self.dispersion) * (
                     carried + carried.T) / 2.0
         else:
-            mean_hessian = n / self.inverse_sum
-            moved = mean_hessian + new - old
-            shrink = mean_hessian / moved
-            mean = shrink * self.mean + (new * theta0 - old * self.theta0) / moved
+            shrink = 1.0 / (1.0 + C * (new - old))
+            mean = shrink * (self.mean + C * (new * theta0 - old * self.theta0))
             scatter = shrink * shrink * self.scatter
-            inverse_sum = n / moved
+            inverse_sum = n * shrink * C
             posterior = None
             if self.posterior is not None:
                 posterior = (dispersion / self.dispersion) * shrink * \
@@ -229,6 +229,10 @@ class TaskStatistics:
         return self.sum_scale / self.n_tasks
 
 
+_STATISTICS_FLOATS = ("sum_scale", "expected_rss", "total_weight", "y_mean",
+                     "y_scatter", "dispersion")
+
+
 @dataclass(frozen=True)
 class OnlinePrior:
     """What ``partial_fit`` needs to move a proximal prior online.
@@ -244,3 +248,41 @@ class OnlinePrior:
     learn_gamma: bool
     count_penalty: bool
     statistics: TaskStatistics
+
+    def to_state(self):
+        """The state as plain values (arrays, numbers, strings, None), what a
+        fitted estimator stores: it persists with pickle or skops without
+        types of skmeta's own."""
+        prior, structure = self.prior, self.structure
+        stats = {name: getattr(self.statistics, name)
+                 for name in TaskStatistics.__dataclass_fields__}
+        for name in _STATISTICS_FLOATS:
+            stats[name] = float(stats[name])
+        for name in ("n_tasks", "n_rows"):
+            stats[name] = int(stats[name])
+        return {
+            "theta0": prior.theta0, "shape": prior.shape,
+            "gamma": float(prior.gamma), "dispersion": float(prior.dispersion),
+            "ridge": prior.ridge, "kind": structure.kind,
+            "rank": int(structure.rank), "shared": structure.shared,
+            "learn_theta0": bool(self.learn_theta0),
+            "learn_gamma": bool(self.learn_gamma),
+            "count_penalty": bool(self.count_penalty), "statistics": stats,
+        }
+
+    @classmethod
+    def from_state(cls, state):
+        """The inverse of :meth:`to_state`."""
+        from ._prior import Prior
+        from ._structures import Structure
+
+        prior = Prior(theta0=state["theta0"], shape=state["shape"],
+                      gamma=state["gamma"], dispersion=state["dispersion"],
+                      ridge=state["ridge"])
+        structure = Structure(state["kind"], rank=state["rank"],
+                              shared=state["shared"])
+        return cls(prior=prior, structure=structure,
+                   learn_theta0=state["learn_theta0"],
+                   learn_gamma=state["learn_gamma"],
+                   count_penalty=state["count_penalty"],
+                   statistics=TaskStatistics(**state["statistics"]))
