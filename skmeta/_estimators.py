@@ -37,10 +37,12 @@ from ._kernels._calls import decision_values
 from ._kernels._codes import POISSON, SQUARED
 from ._kernels._layout import make_batch
 from ._methods import METHODS, MetaFit, MetaSettings
-from ._methods._inner import posterior_covariances
+from ._methods._inner import posterior_covariances, solve_exactly
 from ._methods._mixture import PriorMixture, adapt_mixture
 from ._methods._nested import Tree, adapt_nested
+from ._methods._online import update_online
 from ._methods._prior import Prior
+from ._methods._statistics import OnlinePrior
 from ._semi_supervised import (
     UNLABELED,
     FeatureModel,
@@ -101,6 +103,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "keep_task_params": ["boolean"],
     }
 
     # `tasks` is what these estimators are about: requested by default, so
@@ -137,6 +140,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         n_jobs=None,
         random_state=None,
         verbose=0,
+        keep_task_params=True,
     ):
         self.estimator = estimator
         self.method = method
@@ -159,6 +163,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
+        self.keep_task_params = keep_task_params
 
     # ------------------------------------------------------------------ input
     def _base_estimator(self):
@@ -403,6 +408,11 @@ default=None
         if fitted.nested is not None:
             self._store_nested(fitted.nested)
         self._store_posteriors(family, rows, problem, fitted, adaptation)
+        # partial_fit moves the prior online where the method learned it
+        # from sums over tasks (see skmeta._methods._online)
+        self._online = (None if fitted.online is None
+                        else fitted.online.to_state())
+        self.n_tasks_seen_ = 1 if self.tasks_ is None else len(self.tasks_)
         self.meta_estimator_ = self._build(self.meta_params_, self.n_iter_)
         return self
 
@@ -823,12 +833,16 @@ default=None
             raise ValueError("Pass the label of a task seen in fit.")
         code = self._task_code(task)
         if code < 0:
+            dropped = "" if self.keep_task_params else (
+                " With keep_task_params=False only the tasks of the last call "
+                "to fit or partial_fit are kept (tasks_); earlier ones were "
+                "dropped.")
             raise ValueError(
-                f"Task {task!r} was not seen in fit; meta_estimator_ is the "
-                "prior model for new tasks"
+                f"Task {task!r} was not seen in fit or partial_fit (it is not "
+                "in tasks_); meta_estimator_ is the prior model for new tasks"
                 + (", group_estimator(group) a known group's"
                    if getattr(self, "groups_", None) is not None else "")
-                + ", and adapt() fits one from data."
+                + ", and adapt() fits one from data." + dropped
             )
         # (a fit on Dask collections keeps task_params_ on the cluster)
         return self._build(np.asarray(self.task_params_[code]))
@@ -1004,24 +1018,120 @@ default=None
                 "pass tasks= or set task_column in partial_fit."
             )
 
+        if known is not None and getattr(self, "_online", None) is not None:
+            return self._partial_fit_online(X, y, tasks, sample_weight)
+
+        # the prior stays fixed: the tasks are fitted from it
         uniques, theta, rows = self._solve_new_tasks(X, y, tasks, sample_weight)
         covariances = self._new_task_covariances(rows, theta)
+        clusters = None
         if known is not None and hasattr(self, "task_clusters_"):
             clusters = self._solve_new_tasks(X, y, tasks, sample_weight,
                                              clusters=True)[1]
-            self.task_clusters_ = add_tasks(known, self.task_clusters_, uniques,
-                                            clusters)[1]
         if known is None:
             self.task_params_ = theta
             if covariances is not None:
                 self._task_covariances = covariances
             return self
-        if covariances is not None:
-            _, self._task_covariances = add_tasks(known, self._task_covariances,
-                                                  uniques, covariances)
-        self.tasks_, self.task_params_ = add_tasks(known, self.task_params_,
-                                                   uniques, theta)
+        fresh = self._fresh_tasks(uniques)
+        if not self.keep_task_params:
+            self.tasks_, self.task_params_ = uniques, theta
+            if clusters is not None:
+                self.task_clusters_ = clusters
+            if covariances is not None:
+                self._task_covariances = covariances
+        else:
+            if clusters is not None:
+                self.task_clusters_ = add_tasks(known, self.task_clusters_,
+                                                uniques, clusters)[1]
+            if covariances is not None:
+                _, self._task_covariances = add_tasks(
+                    known, self._task_covariances, uniques, covariances)
+            self.tasks_, self.task_params_ = add_tasks(known, self.task_params_,
+                                                       uniques, theta)
+        self.n_tasks_seen_ += int(fresh.sum())
         return self
+
+    def _fresh_tasks(self, uniques):
+        """Which of the labels ``uniques`` are new to the model (all of them
+        when earlier tasks' labels are not kept); refuses, before anything
+        changes, labels that cannot be stored with ``tasks_``."""
+        if not self.keep_task_params:
+            return np.ones(len(uniques), dtype=bool)
+        d = self.task_params_.shape[1]
+        add_tasks(self.tasks_, np.empty((len(self.tasks_), d)), uniques,
+                  np.empty((len(uniques), d)))
+        return lookup_tasks(self.tasks_, uniques) < 0
+
+    def _partial_fit_online(self, X, y, tasks, sample_weight):
+        """Fit a chunk of tasks and move the prior by the new ones (online
+        empirical Bayes, see :mod:`skmeta._methods._online`).
+
+        Tasks new to the model enter the prior's statistics; a known task is
+        refitted on its new rows under the updated prior, as :meth:`adapt`
+        would, without entering them again.
+        """
+        family = self._fitted_family()
+        problem = self._problem()
+        X, y, labels = self._check_input(X, y, tasks, reset=False)
+        y_encoded = self._encode_y(y, known_only=True)
+        family.check_targets(y_encoded)
+        sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                             ensure_non_negative=True)
+        uniques, codes = encode_tasks(labels)
+        fresh = self._fresh_tasks(uniques)
+        online, n_iter = OnlinePrior.from_state(self._online), None
+        theta = np.empty((len(uniques), problem.n_params))
+        fresh_rows = fresh[codes]
+        if fresh_rows.any():
+            sub = np.unique(codes[fresh_rows], return_inverse=True)[1]
+            chunk = TaskRows(X[fresh_rows], y_encoded[fresh_rows],
+                             sample_weight[fresh_rows], sub, int(fresh.sum()))
+            online, theta[fresh], n_iter = update_online(
+                self._task_batch(family, chunk), problem, online,
+                max_iter=self._meta_method().max_iter, tol=self.tol,
+                n_jobs=self.n_jobs, verbose=self.verbose, name=self.method)
+        prior = online.prior
+        if not fresh.all():
+            sub = np.unique(codes[~fresh_rows], return_inverse=True)[1]
+            known = TaskRows(X[~fresh_rows], y_encoded[~fresh_rows],
+                             sample_weight[~fresh_rows], sub,
+                             int((~fresh).sum()))
+            theta[~fresh] = solve_exactly(
+                self._task_batch(family, known), problem, prior.center,
+                prior.precision, n_jobs=self.n_jobs)
+        fitted = MetaFit(prior.theta0, prior.shape, prior.gamma, theta,
+                         n_iter or 0, center=prior.center)
+        self._check_finite(fitted)
+
+        self._online = online.to_state()
+        self.meta_params_ = prior.theta0
+        self.prior_shape_ = prior.shape
+        self.gamma_ = float(prior.gamma)
+        self.prior_precision_ = prior.precision
+        self.transfer_center_ = prior.center
+        if n_iter is not None:
+            self.n_iter_ = n_iter
+        self.n_tasks_seen_ = int(online.statistics.n_tasks)
+        self._refresh_prior_posterior(online)
+        rows = TaskRows(X, y_encoded, sample_weight, codes, len(uniques))
+        covariances = self._new_task_covariances(rows, theta)
+        if not self.keep_task_params:
+            self.tasks_, self.task_params_ = uniques, theta
+            if covariances is not None:
+                self._task_covariances = covariances
+        else:
+            if covariances is not None:
+                _, self._task_covariances = add_tasks(
+                    self.tasks_, self._task_covariances, uniques, covariances)
+            self.tasks_, self.task_params_ = add_tasks(
+                self.tasks_, self.task_params_, uniques, theta)
+        self.meta_estimator_ = self._build(self.meta_params_, self.n_iter_)
+        return self
+
+    def _refresh_prior_posterior(self, online):
+        """Bring what predictive uncertainty reads of the prior up to date
+        after an online move (regressors; see there)."""
 
     def _new_task_covariances(self, rows, theta):
         """Posterior covariances of newly fitted tasks (regressors; see there)."""
@@ -1034,6 +1144,18 @@ default=None
         base_tags = get_tags(self._base_estimator())
         tags.target_tags.positive_only = base_tags.target_tags.positive_only
         return tags
+
+
+def _prior_covariance(precision, dispersion, mean_scale):
+    """The covariance of an unseen task's parameters (mean ``meta_params_``)
+    under a prior of precision ``precision`` (estimator units)."""
+    precision = np.asarray(precision, dtype=float)
+    d = precision.shape[0]
+    if not np.all(np.isfinite(precision)) or not np.any(precision):
+        return np.full((d, d), np.inf)
+    return (dispersion / max(mean_scale, np.finfo(float).tiny)) * (
+        np.linalg.pinv(precision) if precision.ndim == 2
+        else np.diag(np.where(precision > 0, 1.0 / precision, np.inf)))
 
 
 def _warn_unbounded_tasks(batch, problem, labels):
@@ -1248,6 +1370,15 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     verbose : int, default=0
         Print progress (outer iterations, or every tenth of the
         meta-iterations) when positive.
+    keep_task_params : bool, default=True
+        Whether the fitted parameters of the tasks of earlier calls are kept
+        (``tasks_``, ``task_params_``, :meth:`task_estimator`). ``False``
+        keeps only those of the last call to :meth:`fit` or
+        :meth:`partial_fit`: the fitted state then takes the same memory
+        however many tasks a stream has brought (the prior keeps their
+        statistics, see :ref:`streaming_tasks`), and a dropped task is
+        predicted, as any task not in ``tasks_``, by the prior model. A task
+        seen in an earlier call is not recognized then, and counts as new.
     unlabeled_weight : float >= 0, "auto" or None, default=None
         What ``y == -1`` means, and the weight ``omega`` of such rows.
         ``None``: ``-1`` is a class label like any other, as for
@@ -1272,9 +1403,10 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         Union of the classes over all tasks; a task may lack some. With
         ``unlabeled_weight`` set, the classes of the labeled rows.
     tasks_ : ndarray of shape (n_tasks,) or (n_tasks, n_levels), or None
-        Sorted labels of the tasks seen in ``fit``; ``None`` for a model
-        fitted without task identities. For nested tasks, one row per task:
-        its path of labels, outermost level first (object array).
+        Sorted labels of the tasks seen in ``fit`` and ``partial_fit`` (of
+        the last call only, with ``keep_task_params=False``); ``None`` for a
+        model fitted without task identities. For nested tasks, one row per
+        task: its path of labels, outermost level first (object array).
     groups_ : list of ndarray
         Nested tasks only: for each level of groups, outermost first, an
         object array of shape ``(n_groups, level + 1)`` holding each group's
@@ -1342,7 +1474,12 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         With ``prior_df``: each training task's Student-t EM weight (near 0
         for outlying tasks); the tasks of ``fit``.
     n_iter_ : int
-        Number of outer iterations (or meta-iterations) run.
+        Number of outer iterations (or meta-iterations) run, by the last
+        call that moved the prior.
+    n_tasks_seen_ : int
+        Number of distinct tasks that have entered the model: those of
+        :meth:`fit`, and the new ones of each :meth:`partial_fit` (every
+        task of a chunk, with ``keep_task_params=False``).
     n_features_in_ : int
         Number of columns seen during fit (task column included).
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -1478,6 +1615,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         n_jobs=None,
         random_state=None,
         verbose=0,
+        keep_task_params=True,
         unlabeled_weight=None,
     ):
         super().__init__(
@@ -1488,7 +1626,8 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
             inner_steps=inner_steps, inner_lr=inner_lr, first_order=first_order,
             adapt_layers=adapt_layers, meta_lr=meta_lr, meta_batch_size=meta_batch_size,
             query_fraction=query_fraction, max_iter=max_iter, tol=tol,
-            n_jobs=n_jobs, random_state=random_state, verbose=verbose)
+            n_jobs=n_jobs, random_state=random_state, verbose=verbose,
+            keep_task_params=keep_task_params)
         self.unlabeled_weight = unlabeled_weight
 
     def _base_estimator(self):
@@ -1517,6 +1656,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
             method, family, problem, rows, prior_mean,
             weight=self.unlabeled_weight, classes=self.classes_,
             single_task=self.tasks_ is None, random_state=self.random_state)
+        # the prior is learned from the labeled rows, and unlabeled ones move
+        # the tasks: partial_fit keeps it fixed (see partial_fit)
+        fitted.online = None
         self.unlabeled_weight_ = unlabeled.weight
         self.class_means_ = unlabeled.model.means
         self.within_class_covariance_ = unlabeled.model.covariance
@@ -1608,12 +1750,28 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
 
     @_fit_context(prefer_skip_nested_validation=False)
     def partial_fit(self, X, y, *, tasks=None, sample_weight=None, classes=None):
-        """Fit the given tasks from the current prior, adding new ones.
+        """Fit a chunk of tasks, and move the prior by the new ones.
 
-        The prior itself (``meta_params_``, ``prior_precision_``) does not
-        move. A task already known is refitted on the rows passed now (rows
-        from earlier calls are not stored). On an unfitted estimator this is
-        :meth:`fit`, with ``classes_`` set from ``classes``.
+        With ``method="proximal"`` (and neither ``prior="mixture"``,
+        ``prior_df`` nor ``unlabeled_weight``), the tasks new to the model
+        move the prior online: they are solved under it, and it is
+        re-estimated from running sufficient statistics of every task seen
+        so far, the earlier ones carried to the current prior (incremental
+        empirical Bayes; see :ref:`streaming_tasks`). Twenty chunks of 200
+        tasks give the prior one :meth:`fit` on the 4,000 gives, to about
+        1%. What is learned is what :meth:`fit` learned on the first call:
+        the structure of the prior (``prior_kind_``, chosen then under
+        ``prior="auto"``), and the strength if ``gamma="auto"``; with a
+        number ``gamma`` and an isotropic prior, only the prior mean moves
+        (not at all with ``prior_estimator``). A task already known is
+        refitted on the rows passed now under the updated prior, without
+        entering the prior a second time (rows from earlier calls are not
+        stored). With the other methods and priors the prior does not move,
+        and the tasks are fitted from it. :meth:`adapt` and
+        :meth:`adapt_tasks` fit tasks without moving the prior.
+
+        On an unfitted estimator this is :meth:`fit`, with ``classes_`` set from
+        ``classes``.
 
         Parameters
         ----------
@@ -1634,6 +1792,20 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         -------
         self : object
             The updated meta-estimator.
+
+        Examples
+        --------
+        >>> from skmeta import MetaClassifier
+        >>> from skmeta.datasets import make_meta_classification
+        >>> X, y, tasks = make_meta_classification(
+        ...     n_tasks=60, n_samples_per_task=30, n_features=4,
+        ...     n_informative=2, n_redundant=0, random_state=0)
+        >>> meta = MetaClassifier(prior="diagonal", keep_task_params=False)
+        >>> for start in range(0, 60, 20):  # three chunks of 20 tasks
+        ...     rows = (tasks >= start) & (tasks < start + 20)
+        ...     meta = meta.partial_fit(X[rows], y[rows], tasks=tasks[rows])
+        >>> meta.n_tasks_seen_, meta.task_params_.shape  # the last chunk kept
+        (60, (20, 5))
         """
         return self._partial_fit(X, y, tasks, sample_weight, classes)
 
@@ -1845,12 +2017,19 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         unused by ``method="proximal"``, which is deterministic.
     verbose : int, default=0
         Print progress when positive.
+    keep_task_params : bool, default=True
+        Whether the fitted parameters of the tasks of earlier calls are kept;
+        ``False`` keeps those of the last call to :meth:`fit` or
+        :meth:`partial_fit` only (streams of tasks in constant memory); see
+        :class:`MetaClassifier`.
 
     Attributes
     ----------
     tasks_ : ndarray of shape (n_tasks,) or (n_tasks, n_levels), or None
-        Sorted labels of the tasks seen in ``fit`` (``None`` without tasks);
-        for nested tasks, one row of labels per task, outermost level first.
+        Sorted labels of the tasks seen in ``fit`` and ``partial_fit`` (of
+        the last call only, with ``keep_task_params=False``; ``None``
+        without tasks); for nested tasks, one row of labels per task,
+        outermost level first.
     groups_ : list of ndarray
         Nested tasks only: each level's groups (see :class:`MetaClassifier`).
     group_params_ : list of ndarray
@@ -1907,7 +2086,12 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         With ``prior_df``: each training task's Student-t EM weight (near 0
         for outlying tasks); the tasks of ``fit``.
     n_iter_ : int
-        Number of outer iterations (or meta-iterations) run.
+        Number of outer iterations (or meta-iterations) run, by the last
+        call that moved the prior.
+    n_tasks_seen_ : int
+        Number of distinct tasks that have entered the model: those of
+        :meth:`fit`, and the new ones of each :meth:`partial_fit` (every
+        task of a chunk, with ``keep_task_params=False``).
     n_features_in_ : int
         Number of columns seen during fit (task column included).
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -1947,11 +2131,29 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
 
     @_fit_context(prefer_skip_nested_validation=False)
     def partial_fit(self, X, y, *, tasks=None, sample_weight=None):
-        """Fit the given tasks from the current prior, adding new ones.
+        """Fit a chunk of tasks, and move the prior by the new ones.
 
-        The prior itself does not move. A task already known is refitted on
-        the rows passed now (rows from earlier calls are not stored). On an
-        unfitted estimator this is :meth:`fit`.
+        With ``method="proximal"`` (and neither ``prior="mixture"``,
+        ``prior_df`` nor ``unlabeled_weight``), the tasks new to the model
+        move the prior online: they are solved under it, and it is
+        re-estimated from running sufficient statistics of every task seen
+        so far, the earlier ones carried to the current prior (incremental
+        empirical Bayes; see :ref:`streaming_tasks`). Twenty chunks of 200
+        tasks give the prior one :meth:`fit` on the 4,000 gives, to about
+        1%. What is learned is what :meth:`fit` learned on the first call:
+        the structure of the prior (``prior_kind_``, chosen then under
+        ``prior="auto"``), and the strength if ``gamma="auto"``; with a
+        number ``gamma`` and an isotropic prior, only the prior mean moves
+        (not at all with ``prior_estimator``). A task already known is
+        refitted on the rows passed now under the updated prior, without
+        entering the prior a second time (rows from earlier calls are not
+        stored). With the other methods and priors the prior does not move,
+        and the tasks are fitted from it. :meth:`adapt` and
+        :meth:`adapt_tasks` fit tasks without moving the prior.
+
+        On an unfitted estimator this is :meth:`fit`. The noise variance
+        (``noise_variance_``) moves with a learned prior; beside a fixed
+        prior it stays the one :meth:`fit` estimated.
 
         Parameters
         ----------
@@ -1968,6 +2170,22 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         -------
         self : object
             The updated meta-estimator.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmeta import MetaRegressor
+        >>> from skmeta.datasets import make_meta_regression
+        >>> X, y, tasks = make_meta_regression(n_tasks=400, n_features=3,
+        ...                                    noise=0.5, random_state=0)
+        >>> batch = MetaRegressor(prior="diagonal").fit(X, y, tasks=tasks)
+        >>> online = MetaRegressor(prior="diagonal")
+        >>> for start in range(0, 400, 100):  # four chunks of 100 tasks
+        ...     rows = (tasks >= start) & (tasks < start + 100)
+        ...     online = online.partial_fit(X[rows], y[rows], tasks=tasks[rows])
+        >>> gap = np.abs(online.meta_params_ - batch.meta_params_).max()
+        >>> bool(gap < 1e-3 * np.abs(batch.meta_params_).max())
+        True
         """
         return self._partial_fit(X, y, tasks, sample_weight)
 
@@ -2079,17 +2297,9 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
             return
         scale = batch.task_weights() if problem.mean_loss else np.ones(
             batch.n_tasks)
-        # the prior of an unseen task's parameters: mean meta_params_
-        precision = np.asarray(fitted.combined_precision, dtype=float)
-        if not np.all(np.isfinite(precision)) or not np.any(precision):
-            prior = np.full((problem.n_params, problem.n_params), np.inf)
-        else:
-            prior = (dispersion / max(float(np.mean(scale)),
-                                      np.finfo(float).tiny)) * (
-                np.linalg.pinv(precision) if precision.ndim == 2
-                else np.diag(np.where(precision > 0, 1.0 / precision, np.inf)))
         self._task_covariances = covariances
-        self.prior_covariance_ = prior
+        self.prior_covariance_ = _prior_covariance(
+            fitted.combined_precision, dispersion, float(np.mean(scale)))
         self.noise_variance_ = float(dispersion)
 
     def _store_nested_posteriors(self, nested):
@@ -2112,6 +2322,19 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         self._group_covariances = group_covariances
         self.prior_covariance_ = np.diag(below)
         self.noise_variance_ = float(prior.dispersion)
+
+    def _refresh_prior_posterior(self, online):
+        if getattr(self, "_task_covariances", None) is None:
+            return
+        prior = online.prior
+        # a noise variance learned with the prior moves with it; one
+        # estimated beside a fixed prior is the fit's
+        if online.statistics.posterior is not None and (
+                self._problem().code == SQUARED):
+            self.noise_variance_ = float(prior.dispersion)
+        self.prior_covariance_ = _prior_covariance(
+            prior.combined_precision, self.noise_variance_,
+            online.statistics.mean_scale)
 
     def _new_task_covariances(self, rows, theta):
         if getattr(self, "_task_covariances", None) is None:

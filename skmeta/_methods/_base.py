@@ -82,6 +82,9 @@ class MetaFit:
         The hierarchical prior of nested tasks (see ``_nested``); ``theta0``,
         ``shape`` and ``gamma`` then hold the population mean and the tasks'
         prior about their group.
+    online : OnlinePrior or None
+        What moves the prior online in ``partial_fit`` (see ``_online``),
+        for the methods and priors that do; None for the others.
     """
 
     theta0: np.ndarray
@@ -101,6 +104,7 @@ class MetaFit:
     task_clusters: np.ndarray = None
     task_weights: np.ndarray = None
     nested: object = None
+    online: object = None
 
     def __post_init__(self):
         if self.center is None:

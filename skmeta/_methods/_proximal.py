@@ -41,6 +41,7 @@ from ._mixture import MixtureSpec, adapt_mixture, learn_mixture
 from ._nested import COVARIANCE_MEMORY, NestedSpec, fit_nested
 from ._prior import Prior, precision_inverse, psd_solve, split_strength
 from ._squarem import squarem
+from ._statistics import OnlinePrior, TaskStatistics
 from ._structures import Structure
 
 # what a prior whose precision runs away raises (see _degeneracy_raises)
@@ -89,6 +90,10 @@ class ProximalFit:
     n_iter: int
     converged: bool
     objective: float
+    #: the tasks' solutions at ``prior`` (from the last evaluation)
+    solutions: object = None
+    #: their sufficient statistics (see ``_online.TaskStatistics``)
+    statistics: object = None
 
 
 def newton_theta0_step(theta, theta0, precision, inv_sum, inverse_sum_times=None):
@@ -101,15 +106,28 @@ def newton_theta0_step(theta, theta0, precision, inv_sum, inverse_sum_times=None
     the step is taken with the Hessian's diagonal, and the callers'
     backtracking or EM iterations make up for the approximation.
     """
-    return newton_step_from_mean(theta.mean(axis=0), theta.shape[0], theta0,
-                                 precision, inv_sum, inverse_sum_times)
+    return newton_mean_step(theta.mean(axis=0) - theta0, theta.shape[0],
+                            precision, inv_sum, inverse_sum_times)
 
 
 def newton_step_from_mean(theta_mean, T, theta0, precision, inv_sum,
                           inverse_sum_times=None):
     """:func:`newton_theta0_step` given the mean of the ``T`` tasks'
     parameters (all it needs of them)."""
-    diff = theta_mean - theta0
+    return newton_mean_step(theta_mean - theta0, T, precision, inv_sum,
+                            inverse_sum_times)
+
+
+def newton_mean_step(diff, T, precision, inv_sum, inverse_sum_times=None):
+    """The Newton step of :func:`newton_theta0_step` from ``diff``, the mean
+    of the ``T`` tasks' parameters less ``theta0``.
+
+    ``inv_sum`` sums the inverse Hessians of the tasks whose solutions move
+    with ``theta0``: all ``T`` of them in a batch fit; only those of the
+    current chunk when the others' statistics are frozen (online, see
+    :mod:`._online`), whose stationarity condition ``T theta0 = sum_t
+    theta_t(theta0)`` linearizes to the same system.
+    """
     if not np.any(precision):
         # no coupling: F is flat and the prior mean is the tasks' mean
         return diff
@@ -223,8 +241,18 @@ def eb_update_from_sums(prior, sums, *, structure, learn_gamma, ridge,
         expected = sums.rss + prior.dispersion * sums.trace
         dispersion = max(expected / total_weight, min_dispersion,
                          np.finfo(float).tiny)
-    natural = structure.natural_precision(moments, diag, T)
-    M = dispersion / sums.mean_scale * natural
+    return prior_from_moments(prior, moments, diag, T, dispersion,
+                              sums.mean_scale, structure=structure,
+                              learn_gamma=learn_gamma, ridge=ridge)
+
+
+def prior_from_moments(prior, moments, diag, n_tasks, dispersion, mean_scale, *,
+                       structure, learn_gamma, ridge):
+    """The M-step of :func:`empirical_bayes_update` from the tasks' expected
+    second moments about ``prior.theta0`` (``moments``, or its diagonal
+    ``diag`` alone), the noise variance and the tasks' mean scale."""
+    natural = structure.natural_precision(moments, diag, n_tasks)
+    M = dispersion / mean_scale * natural
     precision = _transfer_beyond_ridge(M, ridge) if np.any(ridge > 0) else M
     strength, shape = split_strength(precision)
     gamma = strength if learn_gamma else prior.gamma
@@ -448,6 +476,9 @@ def fit_proximal(solver, prior, *, learn_theta0, structure, learn_gamma, max_ite
     else:
         fit = _fixed_prior(step, prior, theta, max_iter=max_iter, tol=tol,
                            verbose=verbose, name=name, warm_prior=warm_prior)
+    if fit.solutions is not None:
+        # what a later partial_fit needs of these tasks (see _online)
+        fit.statistics = TaskStatistics.of(fit.solutions, fit.prior, step)
     if not fit.converged:
         warnings.warn(
             f"method={name!r} did not converge in max_iter={max_iter} "
@@ -494,12 +525,13 @@ def _fixed_prior(step, prior, theta, *, max_iter, tol, verbose, name,
         halvings = 0
         _report(verbose, name, n_iter, objective, prior)
         if not step.learn_theta0:
-            return ProximalFit(prior, theta, n_iter, True, objective)
+            return ProximalFit(prior, theta, n_iter, True, objective,
+                                  solutions=solutions)
         if not np.any(prior.precision):
             # no transfer: tasks do not depend on theta0, which is their mean
             return ProximalFit(prior.with_theta0(step.theta_mean(solutions)),
-                               theta,
-                               n_iter, True, objective)
+                               theta, n_iter, True, objective,
+                               solutions=solutions)
         proposal = step.propose(prior, solutions)
         # converged when the next step is small, or when theta0 already is the
         # tasks' mean to far below tol (the stationarity condition): along a
@@ -510,11 +542,13 @@ def _fixed_prior(step, prior, theta, *, max_iter, tol, verbose, name,
         if stationary or not _changed(proposal.theta0, prior.theta0, tol):
             if was_loose:
                 continue  # solve exactly at this prior mean before returning
-            return ProximalFit(prior, theta, n_iter, True, objective)
+            return ProximalFit(prior, theta, n_iter, True, objective,
+                                  solutions=solutions)
         # a loose solve's objective is not compared with an exact one's
         previous = None if was_loose else (prior.theta0, objective)
         prior = proposal
-    return ProximalFit(prior, theta, n_iter, False, objective)
+    return ProximalFit(prior, theta, n_iter, False, objective,
+                       solutions=solutions)
 
 
 def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
@@ -541,6 +575,7 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
         proposal = step.propose(current, solutions)
         state["theta"] = solutions.theta
         state["prior"] = current
+        state["solutions"] = solutions
         state["objective"] = objective
         state["done"] = (state["n_iter"] > 1 and not moved
                          and not _changed(proposal.theta0, current.theta0, tol))
@@ -549,7 +584,8 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
     squarem(em_map, prior, coords,
             lambda: state["done"] or state["n_iter"] >= max_iter)
     return ProximalFit(state["prior"], state["theta"], state["n_iter"],
-                       state["done"], state.get("objective", np.nan))
+                       state["done"], state.get("objective", np.nan),
+                       solutions=state.get("solutions"))
 
 
 def candidate_structures(prior, random_effects, problem, diagonal, single_task,
@@ -700,13 +736,21 @@ class Proximal(MetaMethod):
                     count_penalty=self.count_penalty)
         learned = learn_gamma or structure.kind != "isotropic" or (
             structure.shared is not None)
+        online = None
+        if not single_task and result.statistics is not None:
+            online = OnlinePrior(prior=result.prior, structure=structure,
+                                 learn_theta0=learn_theta0,
+                                 learn_gamma=learn_gamma,
+                                 count_penalty=self.count_penalty,
+                                 statistics=result.statistics)
         return MetaFit(result.prior.theta0, result.prior.shape,
                        result.prior.gamma, result.theta, result.n_iter,
                        center=result.prior.center,
                        combined_precision=result.prior.combined_precision,
                        prior_kind=structure.name, prior_scores=scores,
                        dispersion=result.prior.dispersion
-                       if learned and problem.code == SQUARED else None)
+                       if learned and problem.code == SQUARED else None,
+                       online=online)
 
     def check_nested(self, settings):
         """Raise a ValueError naming settings nested tasks cannot honour."""

@@ -1,0 +1,390 @@
+"""Streaming tasks: ``partial_fit`` moves the prior online (incremental EM).
+
+References: one batch fit on all the tasks (the issue's target: twenty
+chunks of 200 tasks within 5% of one fit on 4,000), the statistics of the
+fitted tasks computed directly from their parameters, and the EM fixed point
+of the batch fit.
+"""
+
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.linear_model import Ridge
+from sklearn.utils._param_validation import InvalidParameterError
+
+from skmeta import MetaClassifier, MetaRegressor
+from skmeta._methods._proximal import prior_from_moments
+from skmeta._methods._statistics import OnlinePrior, TaskStatistics
+from skmeta.datasets import make_meta_regression
+
+N_TASKS, CHUNK = 4000, 200
+
+
+def relative(a, b):
+    return np.linalg.norm(np.asarray(a) - b) / np.linalg.norm(b)
+
+
+def logistic_tasks(n_tasks, n_per_task, seed=0):
+    """Tasks of a hierarchical logistic model, ``theta_t ~ N(theta0, D)``."""
+    rng = np.random.default_rng(seed)
+    coef = np.array([1.0, -0.5, 0.5, 0.0]) + rng.standard_normal(
+        (n_tasks, 4)) * np.array([0.8, 0.6, 0.5, 0.6])
+    intercept = 0.3 + 0.5 * rng.standard_normal(n_tasks)
+    tasks = np.repeat(np.arange(n_tasks), n_per_task)
+    X = rng.standard_normal((tasks.size, 4))
+    z = np.einsum("ij,ij->i", X, coef[tasks]) + intercept[tasks]
+    y = (rng.random(tasks.size) < 1.0 / (1.0 + np.exp(-z))).astype(np.int64)
+    return X, y, tasks
+
+
+def regression_tasks(n_tasks, seed=0):
+    return make_meta_regression(n_tasks=n_tasks, n_samples_per_task=20,
+                                n_features=5, n_informative=5, noise=0.5,
+                                random_state=seed)
+
+
+def stream(meta, X, y, tasks, chunk, **kwargs):
+    for start in range(0, int(tasks.max()) + 1, chunk):
+        rows = (tasks >= start) & (tasks < start + chunk)
+        meta.partial_fit(X[rows], y[rows], tasks=tasks[rows], **kwargs)
+    return meta
+
+
+# --------------------------------------------------------------------------
+# the issue's target: twenty chunks of 200 tasks against one fit on 4,000
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("kind, prior", [("regressor", "diagonal"),
+                                         ("regressor", "full"),
+                                         ("classifier", "diagonal")])
+def test_twenty_chunks_match_one_fit_on_all_tasks(kind, prior):
+    if kind == "regressor":
+        X, y, tasks = regression_tasks(N_TASKS + 50)
+        Meta, rows_per_task = MetaRegressor, 20
+    else:
+        X, y, tasks = logistic_tasks(N_TASKS + 50, 50)
+        Meta, rows_per_task = MetaClassifier, 50
+    train = tasks < N_TASKS
+    batch = Meta(prior=prior).fit(X[train], y[train], tasks=tasks[train])
+    online = stream(Meta(prior=prior), X[train], y[train], tasks[train], CHUNK)
+    assert online.n_tasks_seen_ == N_TASKS
+    assert_array_equal(online.tasks_, batch.tasks_)
+    assert relative(online.meta_params_, batch.meta_params_) < 0.05
+    assert relative(online.prior_precision_, batch.prior_precision_) < 0.05
+    assert relative(online.gamma_, batch.gamma_) < 0.05
+
+    new = ~train
+    if kind == "regressor":
+        def predict(model, Z, **kwargs):
+            return model.predict(Z, **kwargs)
+    else:
+        def predict(model, Z, **kwargs):
+            return model.predict_proba(Z, **kwargs)
+    # zero-shot: an unseen task gets the prior model
+    assert relative(predict(online, X[new], tasks=tasks[new]),
+                    predict(batch, X[new], tasks=tasks[new])) < 0.05
+    # few-shot: unseen tasks adapted from 5 rows each
+    support = new & (np.arange(tasks.size) % rows_per_task < 5)
+    query = new & ~support
+    from_online = online.adapt_tasks(X[support], y[support],
+                                     tasks=tasks[support])
+    from_batch = batch.adapt_tasks(X[support], y[support], tasks=tasks[support])
+    got = np.concatenate([predict(from_online[t], X[query & (tasks == t)])
+                          for t in from_online])
+    expected = np.concatenate([predict(from_batch[t], X[query & (tasks == t)])
+                               for t in from_online])
+    assert relative(got, expected) < 0.05
+
+
+# --------------------------------------------------------------------------
+# the statistics: exact where the prior does not move
+# --------------------------------------------------------------------------
+def test_one_chunk_is_fit_and_its_statistics_are_the_tasks():
+    X, y, tasks = regression_tasks(60, seed=1)
+    fitted = MetaRegressor(prior="full").fit(X, y, tasks=tasks)
+    first = MetaRegressor(prior="full").partial_fit(X, y, tasks=tasks)
+    for name in ("meta_params_", "prior_precision_", "task_params_",
+                 "noise_variance_"):
+        assert_array_equal(getattr(first, name), getattr(fitted, name))
+    stats = OnlinePrior.from_state(first._online).statistics
+    theta = first.task_params_
+    assert stats.n_tasks == 60 == first.n_tasks_seen_
+    assert_allclose(stats.mean, theta.mean(axis=0), rtol=1e-12)
+    centred = theta - theta.mean(axis=0)
+    assert_allclose(stats.scatter, centred.T @ centred, rtol=1e-10)
+    # the E-step's posterior term is the sum of the tasks' Laplace posterior
+    # covariances (task_posterior_cov), computed apart by predict's code
+    covariances = sum(first.task_posterior_cov(t) for t in first.tasks_)
+    assert_allclose(stats.posterior, covariances, rtol=1e-4)
+    assert stats.total_weight == X.shape[0]
+    assert_allclose(stats.y_scatter / stats.n_rows, np.var(y), rtol=1e-12)
+
+
+def test_statistics_equal_the_batch_ones_when_the_prior_does_not_move():
+    # a given prior mean and a fixed isotropic strength: nothing is learned,
+    # so a stream must give exactly what one fit on all the tasks gives
+    X, y, tasks = regression_tasks(80, seed=2)
+    prior = Ridge(alpha=1.0).fit(X, y)
+    params = dict(prior_estimator=prior, gamma=3.0, prior="isotropic")
+    batch = MetaRegressor(**params).fit(X, y, tasks=tasks)
+    online = stream(MetaRegressor(**params), X, y, tasks, 20)
+    assert_array_equal(online.meta_params_, batch.meta_params_)
+    assert_allclose(online.task_params_, batch.task_params_, rtol=1e-9,
+                    atol=1e-12)
+    a, b = (OnlinePrior.from_state(m._online).statistics
+            for m in (online, batch))
+    assert a.n_tasks == b.n_tasks == 80
+    assert_allclose(a.mean, b.mean, rtol=1e-9)
+    assert_allclose(a.scatter, b.scatter, rtol=1e-8)
+    assert_allclose(a.sum_scale, b.sum_scale, rtol=1e-12)
+    assert_allclose(a.total_weight, b.total_weight, rtol=1e-12)
+
+
+def test_the_online_m_step_is_the_batch_one():
+    # the fitted prior is a fixed point of empirical Bayes: the online M-step
+    # on the fit's statistics must give it back
+    X, y, tasks = regression_tasks(200, seed=3)
+    meta = MetaRegressor(prior="diagonal", tol=1e-10, max_iter=2000).fit(
+        X, y, tasks=tasks)
+    online = OnlinePrior.from_state(meta._online)
+    prior, stats = online.prior, online.statistics
+    moments, diag = stats.moments(prior.theta0)
+    again = prior_from_moments(prior, moments, diag, stats.n_tasks,
+                               stats.noise_variance(), stats.mean_scale,
+                               structure=online.structure,
+                               learn_gamma=online.learn_gamma,
+                               ridge=prior.ridge)
+    assert_allclose(again.precision, prior.precision, rtol=1e-4)
+    assert_allclose(again.dispersion, prior.dispersion, rtol=1e-4)
+    assert_allclose(stats.mean, prior.theta0, rtol=1e-6, atol=1e-8)
+
+
+def _quadratic_statistics(centres, hessian, prior):
+    """Statistics of tasks ``1/2 (theta - c_t)' H (theta - c_t)`` solved
+    exactly under ``prior``: modes, inverse Hessians, from the definitions."""
+    M = np.diag(prior.precision) if prior.precision.ndim == 1 \
+        else prior.precision
+    A = hessian + M
+    modes = np.linalg.solve(A, (centres @ hessian.T + M @ prior.theta0).T).T
+    n = len(centres)
+    inverse = np.linalg.inv(A)
+    mean = modes.mean(axis=0)
+    return TaskStatistics(
+        n_tasks=n, mean=mean, scatter=(modes - mean).T @ (modes - mean),
+        posterior=prior.dispersion * n * inverse, sum_scale=float(n),
+        expected_rss=0.0, total_weight=float(n), n_rows=0, y_mean=0.0,
+        y_scatter=0.0, inverse_sum=n * inverse, theta0=prior.theta0,
+        precision=prior.precision, dispersion=prior.dispersion)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_tasks=st.integers(1, 30),
+       d=st.integers(1, 5), full=st.booleans())
+def test_prior_swap_is_exact_for_tasks_of_equal_hessians(seed, n_tasks, d,
+                                                         full):
+    from skmeta._methods._prior import Prior
+    rng = np.random.default_rng(seed)
+    G = rng.standard_normal((d, d + 2))
+    hessian = G @ G.T + 0.1 * np.eye(d)
+    centres = rng.standard_normal((n_tasks, d)) * 3.0
+
+    def random_prior():
+        if full:
+            B = rng.standard_normal((d, d))
+            shape = B @ B.T + 0.5 * np.eye(d)
+        else:
+            shape = rng.uniform(0.2, 5.0, d)
+        return Prior(theta0=rng.standard_normal(d), shape=shape,
+                     gamma=float(rng.uniform(0.1, 10.0)),
+                     dispersion=float(rng.uniform(0.5, 2.0)))
+
+    before, after = random_prior(), random_prior()
+    carried = _quadratic_statistics(centres, hessian, before).swapped(after)
+    direct = _quadratic_statistics(centres, hessian, after)
+    assert_allclose(carried.mean, direct.mean, rtol=1e-7, atol=1e-9)
+    assert_allclose(carried.scatter, direct.scatter, rtol=1e-6, atol=1e-8)
+    assert_allclose(carried.posterior, direct.posterior, rtol=1e-7, atol=1e-10)
+    assert_allclose(carried.inverse_sum, direct.inverse_sum, rtol=1e-7,
+                    atol=1e-10)
+    # and unchanged under its own prior
+    same = direct.swapped(after)
+    assert same is direct
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_tasks=st.integers(2, 40),
+       cut=st.floats(0.0, 1.0), d=st.integers(1, 4))
+def test_merged_statistics_are_those_of_all_tasks(seed, n_tasks, cut, d):
+    from skmeta._methods._prior import Prior
+    rng = np.random.default_rng(seed)
+    G = rng.standard_normal((d, d))
+    hessian = G @ G.T + np.eye(d)
+    centres = 100.0 + rng.standard_normal((n_tasks, d))  # far from 0
+    prior = Prior(theta0=np.full(d, 100.0), shape=np.ones(d), gamma=2.0)
+    k = min(max(int(cut * n_tasks), 1), n_tasks - 1)
+    merged = _quadratic_statistics(centres[:k], hessian, prior).merge(
+        _quadratic_statistics(centres[k:], hessian, prior))
+    whole = _quadratic_statistics(centres, hessian, prior)
+    assert merged.n_tasks == n_tasks
+    assert_allclose(merged.mean, whole.mean, rtol=1e-12)
+    assert_allclose(merged.scatter, whole.scatter, rtol=1e-7, atol=1e-9)
+    assert_allclose(merged.inverse_sum, whole.inverse_sum, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------
+# memory, dropped tasks, persistence, bad input
+# --------------------------------------------------------------------------
+def _fitted_bytes(meta):
+    """Bytes of every array in the fitted state, dataclasses followed."""
+    seen = 0
+    stack = [value for key, value in vars(meta).items() if key.endswith("_")
+             or key.startswith("_")]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, np.ndarray):
+            seen += value.nbytes if value.dtype != object else 8 * value.size
+        elif hasattr(value, "__dataclass_fields__"):
+            stack.extend(getattr(value, name)
+                         for name in value.__dataclass_fields__)
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+    return seen
+
+
+@pytest.mark.parametrize("Meta", [MetaRegressor, MetaClassifier])
+def test_memory_does_not_grow_with_the_chunks_without_task_params(Meta):
+    if Meta is MetaRegressor:
+        X, y, tasks = regression_tasks(300, seed=4)
+    else:
+        X, y, tasks = logistic_tasks(300, 20, seed=4)
+    meta = Meta(prior="full", keep_task_params=False)
+    kept = Meta(prior="full")
+    sizes, growth = [], []
+    for start in range(0, 300, 30):
+        rows = (tasks >= start) & (tasks < start + 30)
+        meta.partial_fit(X[rows], y[rows], tasks=tasks[rows])
+        kept.partial_fit(X[rows], y[rows], tasks=tasks[rows])
+        sizes.append(_fitted_bytes(meta))
+        growth.append(_fitted_bytes(kept))
+        # the last chunk's tasks only
+        assert_array_equal(meta.tasks_, np.arange(start, start + 30))
+        assert meta.task_params_.shape == (30, meta.meta_params_.shape[0])
+    assert meta.n_tasks_seen_ == kept.n_tasks_seen_ == 300
+    assert len(set(sizes)) == 1, sizes
+    # keeping them, the state grows by the tasks' parameters (and the
+    # regressor's posterior covariances) alone
+    d = meta.meta_params_.shape[0]
+    per_task = 8 * d + (8 * d * d if Meta is MetaRegressor else 0)
+    assert set(np.diff(growth)) == {30 * (per_task + 8)}
+    # the prior does not depend on whether the tasks' parameters are kept
+    assert_allclose(meta.meta_params_, kept.meta_params_, rtol=1e-12)
+    assert_allclose(meta.prior_precision_, kept.prior_precision_, rtol=1e-12)
+
+
+def test_dropped_tasks_are_unseen_and_say_so():
+    X, y, tasks = regression_tasks(40, seed=5)
+    meta = stream(MetaRegressor(keep_task_params=False), X, y, tasks, 20)
+    assert_array_equal(meta.tasks_, np.arange(20, 40))
+    with pytest.raises(ValueError, match="keep_task_params=False.*dropped"):
+        meta.task_estimator(3)
+    # predicted as any task not among tasks_: by the prior model
+    rows = tasks == 3
+    assert_allclose(meta.predict(X[rows], tasks=tasks[rows]),
+                    meta.meta_estimator_.predict(X[rows]), rtol=1e-12)
+    kept = stream(MetaRegressor(), X, y, tasks, 20)
+    with pytest.raises(ValueError, match="not seen in fit") as info:
+        kept.task_estimator(99)
+    assert "keep_task_params" not in str(info.value)
+
+
+def test_pickling_mid_stream_continues_identically():
+    X, y, tasks = logistic_tasks(90, 20, seed=6)
+    first, second, third = (tasks < 30), (tasks >= 30) & (tasks < 60), tasks >= 60
+    meta = MetaClassifier(prior="diagonal")
+    meta.partial_fit(X[first], y[first], tasks=tasks[first])
+    meta.partial_fit(X[second], y[second], tasks=tasks[second])
+    restored = pickle.loads(pickle.dumps(meta))
+    for model in (meta, restored):
+        model.partial_fit(X[third], y[third], tasks=tasks[third])
+    for name in ("meta_params_", "prior_precision_", "task_params_", "gamma_"):
+        assert_array_equal(getattr(restored, name), getattr(meta, name))
+    assert restored.n_tasks_seen_ == 90
+
+
+def test_bad_input_is_refused_and_leaves_the_model_unchanged():
+    X, y, tasks = regression_tasks(40, seed=7)
+    meta = MetaRegressor(prior="diagonal").partial_fit(X, y, tasks=tasks)
+    before = pickle.dumps(meta)
+    Xn, yn, tn = regression_tasks(5, seed=8)
+    tn = tn + 100
+    with pytest.raises(ValueError, match="features"):
+        meta.partial_fit(Xn[:, :3], yn, tasks=tn)
+    bad = Xn.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        meta.partial_fit(bad, yn, tasks=tn)
+    with pytest.raises(ValueError, match="tasks"):
+        meta.partial_fit(Xn, yn, tasks=tn[:-1])
+    with pytest.raises(ValueError, match="tasks=|task_column"):
+        meta.partial_fit(Xn, yn)
+    with pytest.raises(ValueError, match="different type"):
+        meta.partial_fit(Xn, yn, tasks=tn.astype(str))
+    with pytest.raises(ValueError, match="Negative values.*sample_weight"):
+        meta.partial_fit(Xn, yn, tasks=tn, sample_weight=-np.ones(yn.size))
+    assert pickle.dumps(meta) == before
+    with pytest.raises(InvalidParameterError, match="keep_task_params"):
+        MetaRegressor(keep_task_params="no").fit(X, y, tasks=tasks)
+
+
+# --------------------------------------------------------------------------
+# where the prior stays fixed (documented in partial_fit)
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("params", [dict(method="reptile", max_iter=20,
+                                         random_state=0),
+                                    dict(prior="mixture",
+                                         n_prior_components=2)],
+                         ids=["reptile", "mixture"])
+def test_methods_without_an_online_prior_keep_it_fixed(params):
+    X, y, tasks = regression_tasks(30, seed=9)
+    meta = MetaRegressor(**params).fit(X[tasks < 20], y[tasks < 20],
+                                       tasks=tasks[tasks < 20])
+    theta0 = meta.meta_params_.copy()
+    new = tasks >= 20
+    expected = meta.adapt_tasks(X[new], y[new], tasks=tasks[new])
+    meta.partial_fit(X[new], y[new], tasks=tasks[new])
+    assert_array_equal(meta.meta_params_, theta0)
+    assert meta.n_tasks_seen_ == 30
+    for t, model in expected.items():
+        assert_allclose(meta.task_estimator(t).coef_, model.coef_, rtol=1e-10)
+
+
+def test_a_chunk_that_empirical_bayes_cannot_use_leaves_the_prior(monkeypatch):
+    from sklearn.exceptions import ConvergenceWarning
+
+    from skmeta._methods import _online
+
+    X, y, tasks = regression_tasks(60, seed=10)
+    meta = MetaRegressor(prior="diagonal").partial_fit(
+        X[tasks < 40], y[tasks < 40], tasks=tasks[tasks < 40])
+    theta0, precision = meta.meta_params_.copy(), meta.prior_precision_.copy()
+    new = tasks >= 40
+    expected = meta.adapt_tasks(X[new], y[new], tasks=tasks[new])
+
+    def runs_away(*args, **kwargs):
+        raise FloatingPointError("the learned prior precision is degenerate")
+
+    monkeypatch.setattr(_online, "_empirical_bayes", runs_away)
+    with pytest.warns(ConvergenceWarning, match="could not be moved"):
+        meta.partial_fit(X[new], y[new], tasks=tasks[new])
+    assert_array_equal(meta.meta_params_, theta0)
+    assert_array_equal(meta.prior_precision_, precision)
+    # the chunk's tasks entered the statistics by their E-step alone
+    assert meta.n_tasks_seen_ == meta._online["statistics"]["n_tasks"] == 60
+    for t, model in expected.items():
+        assert_allclose(meta.task_estimator(t).coef_, model.coef_, rtol=1e-6,
+                        atol=1e-9)
