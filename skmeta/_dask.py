@@ -520,24 +520,18 @@ class _DaskIteration(_Iteration):
 
     def __init__(self, solver, *, learn_theta0, structure, learn_gamma,
                  count_penalty=True):
-        tasks, problem = solver.batch, solver.problem
-        self.solver = solver
-        self.tasks = tasks
-        self.n_tasks = tasks.n_tasks
-        self.learn_theta0 = learn_theta0
-        self.structure = structure
-        self.learn_gamma = learn_gamma
-        self.learn_prior = (structure.kind != "isotropic" or learn_gamma
-                            or structure.shared is not None)
-        from ._kernels._codes import SQUARED
+        self._set_prior_settings(solver, learn_theta0=learn_theta0,
+                                 structure=structure, learn_gamma=learn_gamma,
+                                 count_penalty=count_penalty)
+        self.tasks = solver.batch
+        self.total_weight = self.tasks.total_weight
+        self.min_dispersion = self.tasks.min_dispersion
 
-        self.squared = problem.code == SQUARED
-        # as in _Iteration: why the base penalty counts as part of the prior
-        self.ridge = (np.zeros(problem.n_params)
-                      if solver.diagonal or not (count_penalty and learn_gamma)
-                      else problem.lam2 * problem.l2w)
-        self.total_weight = tasks.total_weight
-        self.min_dispersion = tasks.min_dispersion
+    @staticmethod
+    def task_statistics(solutions, prior):
+        # the tasks stay on the workers: partial_fit on a Dask-fitted model
+        # does not move the prior (see MetaFit.online)
+        return None
 
     def initial_theta(self, prior):
         return self.tasks.set_theta(prior.theta0)

@@ -345,7 +345,27 @@ class _Iteration:
     def __init__(self, solver, *, learn_theta0, structure, learn_gamma,
                  count_penalty=True):
         batch, problem = solver.batch, solver.problem
-        T = self.n_tasks = batch.n_tasks
+        T = batch.n_tasks
+        self._set_prior_settings(solver, learn_theta0=learn_theta0,
+                                 structure=structure, learn_gamma=learn_gamma,
+                                 count_penalty=count_penalty)
+        scale = batch.task_weights() if problem.mean_loss else np.ones(T)
+        # a task without weight carries no information; give it a neutral scale
+        positive = scale > 0
+        if problem.mean_loss and positive.any():
+            scale = np.where(positive, scale, scale[positive].mean())
+        self.task_scale = np.maximum(scale, np.finfo(float).tiny)
+        self.total_weight = max(float(batch.sw.sum()), np.finfo(float).tiny)
+        # tasks with fewer samples than parameters fit exactly, and the noise
+        # variance estimate would go to zero: keep it above round-off of y
+        spread = float(np.var(batch.y)) if batch.n_rows else 1.0
+        self.min_dispersion = 1e-10 * spread if spread > 0 else 1e-300
+
+    def _set_prior_settings(self, solver, *, learn_theta0, structure,
+                            learn_gamma, count_penalty):
+        """What of the prior is learned, and the base penalty's share in it."""
+        problem = solver.problem
+        self.n_tasks = solver.batch.n_tasks
         self.solver = solver
         self.learn_theta0 = learn_theta0
         self.structure = structure
@@ -363,17 +383,10 @@ class _Iteration:
         self.ridge = (np.zeros(problem.n_params)
                       if solver.diagonal or not (count_penalty and learn_gamma)
                       else problem.lam2 * problem.l2w)
-        scale = batch.task_weights() if problem.mean_loss else np.ones(T)
-        # a task without weight carries no information; give it a neutral scale
-        positive = scale > 0
-        if problem.mean_loss and positive.any():
-            scale = np.where(positive, scale, scale[positive].mean())
-        self.task_scale = np.maximum(scale, np.finfo(float).tiny)
-        self.total_weight = max(float(batch.sw.sum()), np.finfo(float).tiny)
-        # tasks with fewer samples than parameters fit exactly, and the noise
-        # variance estimate would go to zero: keep it above round-off of y
-        spread = float(np.var(batch.y)) if batch.n_rows else 1.0
-        self.min_dispersion = 1e-10 * spread if spread > 0 else 1e-300
+
+    def task_statistics(self, solutions, prior):
+        """What a later ``partial_fit`` needs of these tasks (see _online)."""
+        return TaskStatistics.of(solutions, prior, self)
 
     def initial_theta(self, prior):
         """Every task's parameters at the prior mean (a warm start)."""
@@ -478,7 +491,7 @@ def fit_proximal(solver, prior, *, learn_theta0, structure, learn_gamma, max_ite
                            verbose=verbose, name=name, warm_prior=warm_prior)
     if fit.solutions is not None:
         # what a later partial_fit needs of these tasks (see _online)
-        fit.statistics = TaskStatistics.of(fit.solutions, fit.prior, step)
+        fit.statistics = step.task_statistics(fit.solutions, fit.prior)
     if not fit.converged:
         warnings.warn(
             f"method={name!r} did not converge in max_iter={max_iter} "
