@@ -30,6 +30,7 @@ import numpy as np
 from scipy import linalg
 from scipy.sparse import linalg as sparse_linalg
 from sklearn.exceptions import ConvergenceWarning
+from threadpoolctl import threadpool_limits
 
 from .._kernels._calls import datafit_losses
 from .._kernels._codes import SQUARED
@@ -54,6 +55,11 @@ _TRANSFER_FLOOR = 1e-3
 SELECTION_TASKS = 1000
 HELD_OUT_EVERY = 4
 SELECTION_TOL = 1e-3
+# and with at most this many EM evaluations each (see Proximal._select)
+SELECTION_MAX_ITER = 100
+# prior="auto" compares full and low-rank priors only with at least this many
+# tasks per varying coefficient (see matrix_priors_estimable)
+MATRIX_PRIOR_TASKS_PER_EFFECT = 2
 # inner tolerance of the first solve after a warm-up prior (see _fixed_prior)
 _FIRST_SOLVE_TOL = 1e-4
 
@@ -462,19 +468,27 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
 
 
 def candidate_structures(prior, random_effects, problem, diagonal, single_task,
-                         gamma="auto"):
+                         gamma="auto", n_tasks=None):
     """The structures ``prior="auto"`` (or ``"lowrank"``) chooses among.
 
     ``random_effects`` is None (every coefficient varies), ``"auto"`` (also
     consider random intercepts only, the others shared) or a boolean mask of
     the parameters that vary. Wide tasks (``diagonal``) allow neither full
     nor low-rank priors; a single task allows nothing but the isotropic one.
+
+    ``prior="auto"`` compares the matrix structures (full and low-rank) only
+    where ``n_tasks`` (the tasks the comparison is made on) are at least
+    ``MATRIX_PRIOR_TASKS_PER_EFFECT`` times the ``r`` coefficients that
+    vary (see :func:`matrix_priors_estimable`).
     """
     d = problem.n_params
     shared = None
     if random_effects is not None and not isinstance(random_effects, str):
         shared = ~np.asarray(random_effects, dtype=bool)
-    full_ok = not diagonal and d >= 3
+    n_random = d if shared is None else int(np.sum(~shared))
+    full_ok = (not diagonal and d >= 3 and (
+        prior != "auto" or n_tasks is None
+        or matrix_priors_estimable(n_random, n_tasks)))
     ranks = [q for q in (1, 2) if q < d - 1] if prior == "auto" else [
         q for q in (1, 2, 3) if q < d - 1] or [1]
     if single_task or (not isinstance(gamma, str) and gamma == 0):
@@ -508,6 +522,65 @@ def candidate_structures(prior, random_effects, problem, diagonal, single_task,
         intercepts[p1 - 1::p1] = True
         structures.append(Structure("isotropic", shared=~intercepts))
     return structures
+
+
+def matrix_priors_estimable(n_random, n_tasks):
+    """Whether ``prior="auto"`` compares full and low-rank covariances.
+
+    Only with at least ``MATRIX_PRIOR_TASKS_PER_EFFECT`` tasks per varying
+    coefficient. A full covariance of ``r`` coefficients has ``r (r + 1) /
+    2`` free values, learned from ``T`` tasks' deviations whose sample
+    covariance has rank below ``T``: with fewer than two tasks per
+    coefficient, most of its eigen-directions are the weak hyperprior's
+    (see :mod:`._structures`), not the tasks'. The factor model's directions
+    are the leading sample eigenvectors, which only point along the true
+    ones when ``r / T`` is small (a spiked covariance). Both also need each
+    task's ``d x d`` Hessian at every iteration instead of its row-space or
+    diagonal steps: ``O(d^3)`` per task and step.
+    """
+    return n_tasks >= MATRIX_PRIOR_TASKS_PER_EFFECT * n_random
+
+
+def _selection_start(structure, learned, theta0, gamma):
+    """Where the selection learns ``structure`` from: ``(prior, theta)``.
+
+    ``learned`` lists the ``(structure, ProximalFit)`` of the candidates
+    learned so far. From the nearest structure already learned on the same rows (with the
+    same shared coefficients): a diagonal prior from the isotropic one, a
+    full or low-rank one from the diagonal one, a low-rank one from the
+    rank below. Its prior mean, strength and precision (as a matrix where
+    the structure needs one) and its tasks' solutions start the candidate
+    next to where it ends instead of at the identity: each candidate's EM
+    then repeats none of the iterations that moved the prior mean and the
+    strength, which every structure shares. Without such a neighbour, the
+    initial prior and ``theta=None``.
+    """
+    if structure.kind == "isotropic":
+        nearer = []
+    elif structure.kind == "diagonal":
+        nearer = [("isotropic", 0)]
+    elif structure.kind == "full":
+        nearer = [("diagonal", 0), ("isotropic", 0)]
+    else:
+        nearer = [("lowrank", structure.rank - 1), ("diagonal", 0),
+                  ("isotropic", 0)]
+    for kind, rank in nearer:
+        for other, result in learned:
+            if (other.kind, other.rank) != (kind, rank) or not _same_mask(
+                    other.shared, structure.shared):
+                continue
+            prior = result.prior
+            shape = prior.shape
+            if structure.full_precision and shape.ndim == 1:
+                shape = np.diag(shape)
+            return replace(prior, shape=shape), result.theta
+    return Prior.initial(theta0, structure, gamma), None
+
+
+def _same_mask(a, b):
+    if a is None or b is None:
+        return a is None and b is None
+    return np.array_equal(a, b)
 
 
 class Proximal(MetaMethod):
@@ -551,6 +624,16 @@ class Proximal(MetaMethod):
                 f"prior={settings.prior!r} leave it at 'auto'.")
 
     def fit(self, batch, problem, prior_mean=None, *, single_task=False):
+        # The outer loop's dense algebra is on matrices of at most
+        # FULL_INVERSE_MAX_PARAMS rows, between task solves that already run
+        # on n_jobs threads: BLAS threads of their own only oversubscribe the
+        # cores. Measured on a shared 2-core machine under load, an
+        # eigendecomposition of 101 x 101 took 50 ms on two OpenBLAS threads
+        # and 4 ms on one.
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._fit(batch, problem, prior_mean, single_task=single_task)
+
+    def _fit(self, batch, problem, prior_mean, *, single_task):
         s = self.settings
         if s.prior == "mixture" or s.prior_df is not None:
             return self._fit_mixture(batch, problem, prior_mean)
@@ -563,7 +646,7 @@ class Proximal(MetaMethod):
         with InnerSolver(batch, problem, n_jobs=s.n_jobs) as solver:
             structures = candidate_structures(
                 s.prior, s.random_effects, problem, solver.diagonal, single_task,
-                s.gamma)
+                s.gamma, n_tasks=min(batch.n_tasks, SELECTION_TASKS))
             scores = {}
             start = None
             try:
@@ -642,19 +725,23 @@ class Proximal(MetaMethod):
                 warnings.catch_warnings():
             # a candidate that did not converge is still scored as it is
             warnings.simplefilter("ignore", ConvergenceWarning)
+            learned = []
             for structure in structures:
+                start, theta = _selection_start(structure, learned, theta0,
+                                                gamma)
                 try:
                     result = fit_proximal(
-                        solver, Prior.initial(theta0, structure, gamma),
-                        learn_theta0=learn_theta0, structure=structure,
-                        learn_gamma=s.gamma == "auto", max_iter=self.max_iter,
+                        solver, start, learn_theta0=learn_theta0,
+                        structure=structure, learn_gamma=s.gamma == "auto",
+                        max_iter=min(self.max_iter, SELECTION_MAX_ITER),
                         tol=max(s.tol, SELECTION_TOL), name=self.name,
-                        count_penalty=self.count_penalty)
+                        count_penalty=self.count_penalty, theta=theta)
                 except (FloatingPointError, linalg.LinAlgError):
                     # this structure's precision degenerates on these rows
                     # (a direction no kept row reaches): it cannot be chosen
                     scores[structure.name] = np.inf
                     continue
+                learned.append((structure, result))
                 loss = datafit_losses(held_out, problem, result.theta).sum()
                 score = float(loss) / total_weight
                 scores[structure.name] = score
