@@ -20,7 +20,6 @@ from sklearn.linear_model import (
     PoissonRegressor,
     Ridge,
 )
-
 from threadpoolctl import threadpool_info
 
 from skmeta import MetaClassifier, MetaRegressor

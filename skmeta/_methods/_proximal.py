@@ -545,10 +545,10 @@ def _selection_start(structure, learned, theta0, gamma):
     """Where the selection learns ``structure`` from: ``(prior, theta)``.
 
     ``learned`` lists the ``(structure, ProximalFit)`` of the candidates
-    learned so far. From the nearest structure already learned on the same rows (with the
-    same shared coefficients): a diagonal prior from the isotropic one, a
-    full or low-rank one from the diagonal one, a low-rank one from the
-    rank below. Its prior mean, strength and precision (as a matrix where
+    learned so far. From the nearest of them with the same shared
+    coefficients: a diagonal prior from the isotropic one, a full or
+    low-rank one from the diagonal one, a low-rank one from the rank
+    below. Its prior mean, strength and precision (as a matrix where
     the structure needs one) and its tasks' solutions start the candidate
     next to where it ends instead of at the identity: each candidate's EM
     then repeats none of the iterations that moved the prior mean and the
