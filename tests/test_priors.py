@@ -25,14 +25,10 @@ from threadpoolctl import threadpool_info
 from skmeta import MetaClassifier, MetaRegressor
 from skmeta._kernels._codes import LOGISTIC
 from skmeta._kernels._layout import Problem
-from skmeta._methods._prior import Prior
 from skmeta._methods._proximal import (
-    ProximalFit,
-    _selection_start,
     candidate_structures,
     matrix_priors_estimable,
 )
-from skmeta._methods._structures import Structure
 from skmeta.datasets import make_meta_classification
 
 
@@ -202,36 +198,6 @@ def test_the_prior_chosen_on_wide_tasks_is_the_explicit_fit():
     assert_allclose(explicit.task_params_, auto.task_params_, rtol=0,
                     atol=1e-5 * scale)
     assert explicit.gamma_ == pytest.approx(auto.gamma_, rel=1e-4)
-
-
-def test_selection_starts_each_candidate_from_its_nearest_neighbour():
-    d = 4
-    isotropic, diagonal = Structure("isotropic"), Structure("diagonal")
-    rank1, rank2 = Structure("lowrank", rank=1), Structure("lowrank", rank=2)
-    shared = np.array([True, True, True, False])
-    intercepts = Structure("isotropic", shared=shared)
-    theta = np.arange(8.0).reshape(2, d)
-
-    def fit_of(shape, gamma):
-        prior = Prior(theta0=np.ones(d), shape=shape, gamma=gamma)
-        return ProximalFit(prior, theta + gamma, 3, True, 0.0)
-
-    learned = [(isotropic, fit_of(np.ones(d), 2.0)),
-               (diagonal, fit_of(np.array([1.0, 2.0, 0.5, 1.0]), 3.0))]
-    start, warm = _selection_start(Structure("full"), learned, np.zeros(d), 1.0)
-    # a full precision from the learned diagonal one, with its strength
-    assert_allclose(start.precision, np.diag([3.0, 6.0, 1.5, 3.0]))
-    assert_allclose(start.theta0, np.ones(d))
-    assert_allclose(warm, theta + 3.0)
-    learned.append((rank1, fit_of(np.eye(d) * 2.0, 5.0)))
-    start, warm = _selection_start(rank2, learned, np.zeros(d), 1.0)
-    assert start.gamma == 5.0
-    assert_allclose(warm, theta + 5.0)
-    # other shared coefficients: nothing to start from but the initial prior
-    start, warm = _selection_start(intercepts, learned, np.zeros(d), 1.0)
-    assert warm is None
-    assert_allclose(start.precision, Prior.initial(np.zeros(d), intercepts,
-                                                   1.0).precision)
 
 
 def test_a_fit_leaves_the_blas_thread_limits_as_it_found_them():

@@ -55,8 +55,6 @@ _TRANSFER_FLOOR = 1e-3
 SELECTION_TASKS = 1000
 HELD_OUT_EVERY = 4
 SELECTION_TOL = 1e-3
-# and with at most this many EM evaluations each (see Proximal._select)
-SELECTION_MAX_ITER = 100
 # A prior with a vector precision needs only the diagonals of the tasks'
 # inverse Hessians (and products with their sum, for the prior mean's Newton
 # step): above this many parameters they are all it gets. Full d x d inverses
@@ -549,48 +547,6 @@ def matrix_priors_estimable(n_random, n_tasks):
     return n_tasks >= MATRIX_PRIOR_TASKS_PER_EFFECT * n_random
 
 
-def _selection_start(structure, learned, theta0, gamma):
-    """Where the selection learns ``structure`` from: ``(prior, theta)``.
-
-    ``learned`` lists the ``(structure, ProximalFit)`` of the candidates
-    learned so far. From the nearest of them with the same shared
-    coefficients: a diagonal prior from the isotropic one, a full or
-    low-rank one from the diagonal one, a low-rank one from the rank
-    below. Its prior mean, strength and precision (as a matrix where
-    the structure needs one) and its tasks' solutions start the candidate
-    next to where it ends instead of at the identity: each candidate's EM
-    then repeats none of the iterations that moved the prior mean and the
-    strength, which every structure shares. Without such a neighbour, the
-    initial prior and ``theta=None``.
-    """
-    if structure.kind == "isotropic":
-        nearer = []
-    elif structure.kind == "diagonal":
-        nearer = [("isotropic", 0)]
-    elif structure.kind == "full":
-        nearer = [("diagonal", 0), ("isotropic", 0)]
-    else:
-        nearer = [("lowrank", structure.rank - 1), ("diagonal", 0),
-                  ("isotropic", 0)]
-    for kind, rank in nearer:
-        for other, result in learned:
-            if (other.kind, other.rank) != (kind, rank) or not _same_mask(
-                    other.shared, structure.shared):
-                continue
-            prior = result.prior
-            shape = prior.shape
-            if structure.full_precision and shape.ndim == 1:
-                shape = np.diag(shape)
-            return replace(prior, shape=shape), result.theta
-    return Prior.initial(theta0, structure, gamma), None
-
-
-def _same_mask(a, b):
-    if a is None or b is None:
-        return a is None and b is None
-    return np.array_equal(a, b)
-
-
 class Proximal(MetaMethod):
     """``method="proximal"``: every task solved exactly, the prior re-estimated.
 
@@ -757,23 +713,19 @@ class Proximal(MetaMethod):
                 warnings.catch_warnings():
             # a candidate that did not converge is still scored as it is
             warnings.simplefilter("ignore", ConvergenceWarning)
-            learned = []
             for structure in structures:
-                start, theta = _selection_start(structure, learned, theta0,
-                                                gamma)
                 try:
                     result = fit_proximal(
-                        solver, start, learn_theta0=learn_theta0,
-                        structure=structure, learn_gamma=s.gamma == "auto",
-                        max_iter=min(self.max_iter, SELECTION_MAX_ITER),
+                        solver, Prior.initial(theta0, structure, gamma),
+                        learn_theta0=learn_theta0, structure=structure,
+                        learn_gamma=s.gamma == "auto", max_iter=self.max_iter,
                         tol=max(s.tol, SELECTION_TOL), name=self.name,
-                        count_penalty=self.count_penalty, theta=theta)
+                        count_penalty=self.count_penalty)
                 except (FloatingPointError, linalg.LinAlgError):
                     # this structure's precision degenerates on these rows
                     # (a direction no kept row reaches): it cannot be chosen
                     scores[structure.name] = np.inf
                     continue
-                learned.append((structure, result))
                 loss = datafit_losses(held_out, problem, result.theta).sum()
                 score = float(loss) / total_weight
                 scores[structure.name] = score
