@@ -11,7 +11,10 @@ over its size before the fit, measured in a child process per fit so that
 one shape's peak does not hide another's).
 
 Run: ``python benchmarks/bench_shapes.py [--n-tasks 200] [--n-jobs 2]
-[--shapes 500x5x2,100x50x10]``
+[--shapes 500x5x2,100x50x10] [--blas-threads 1] [--loop-only]``. On a
+loaded machine, the loop's scipy/BLAS calls on several threads can take many
+times longer than on one (threads spinning for cores others hold);
+``--blas-threads 1 --loop-only`` times the loop as it runs on one thread.
 """
 
 import argparse
@@ -35,6 +38,9 @@ X, y, tasks = make_meta_classification(
     n_informative=min(spec["features"], 10), n_redundant=0,
     random_state=0)
 warnings.simplefilter("ignore", ConvergenceWarning)
+if spec["blas_threads"] is not None:
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(limits=spec["blas_threads"], user_api="blas")
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 if spec["what"] == "loop":
     bounds = np.r_[0, np.flatnonzero(np.diff(tasks)) + 1, len(tasks)]
@@ -46,10 +52,10 @@ if spec["what"] == "loop":
             fitted += 1
     seconds = time.perf_counter() - start
 else:
-    # compiled once on a few tasks of the same shape: timed is the fit
-    small = tasks < 4
-    MetaClassifier(n_jobs=spec["n_jobs"]).fit(X[small], y[small],
-                                             tasks=tasks[small])
+    # compiled first by two iterations on the same tasks (every kernel the
+    # fit uses, the matrix priors' included: a fit on a few tasks does not
+    # compare them): timed is the fit
+    MetaClassifier(n_jobs=spec["n_jobs"], max_iter=2).fit(X, y, tasks=tasks)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     MetaClassifier(n_jobs=spec["n_jobs"]).fit(X, y, tasks=tasks)
@@ -81,6 +87,11 @@ def main(argv=None):
                         help="seconds before a fit counts as not finished")
     parser.add_argument("--shapes", help="comma-separated FEATURESxROWSxCLASSES")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--blas-threads", type=int,
+                        help="BLAS threads of both fits (default: the "
+                        "libraries' own choice)")
+    parser.add_argument("--loop-only", action="store_true",
+                        help="time the per-task loop only")
     args = parser.parse_args(argv)
     shapes = SHAPES if args.shapes is None else [
         tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
@@ -92,8 +103,14 @@ def main(argv=None):
     records = []
     for p, n, k in shapes:
         spec = dict(n_tasks=args.n_tasks, rows=n, features=p, classes=k,
-                    n_jobs=args.n_jobs)
+                    n_jobs=args.n_jobs, blas_threads=args.blas_threads)
         loop = run_child(dict(spec, what="loop"), args.timeout)
+        if args.loop_only:
+            print(f"| {p} | {n} | {k} | "
+                  f"{loop['seconds'] if loop else float('nan'):.2f} |",
+                  flush=True)
+            records.append(dict(features=p, rows=n, classes=k, loop=loop))
+            continue
         meta = run_child(dict(spec, what="skmeta"), args.timeout)
         loop_s = loop["seconds"] if loop else float("nan")
         if meta is None:

@@ -300,6 +300,12 @@ def _set_scale(part, mean_loss, fill):
     return part.scale.sum()
 
 
+def _limit_full_params(part, problem, max_full_params):
+    part.solver = InnerSolver(part.batch, problem, n_jobs=1,
+                              max_full_params=max_full_params)
+    return part
+
+
 def _set_theta(part, theta0, generation):
     part.theta = np.tile(theta0, (part.n_tasks, 1))
     part.generation = generation
@@ -418,6 +424,7 @@ class DaskTasks:
         self.n_tasks = int(self.starts[-1])
         self.problem = problem
         self.n_jobs = n_jobs
+        self.max_full_params = None  # that of the partitions' solvers
         self.generation = -1
         mean_loss = bool(problem.mean_loss)
         totals = np.sum(self.client.gather(self.client.map(
@@ -453,8 +460,14 @@ class DaskTasks:
     def split_rows(self, every):
         return self.subset(np.arange(self.n_tasks)).split_rows(every)
 
-    def inner_solver(self, problem):
-        return _DaskSolver(self, problem)
+    def inner_solver(self, problem, max_full_params=None):
+        """The solver of ``Proximal.fit``; ``max_full_params`` as in
+        ``InnerSolver``, applied to the partitions' own solvers."""
+        if max_full_params != self.max_full_params:
+            self._map(_limit_full_params, problem=problem,
+                      max_full_params=max_full_params)
+            self.max_full_params = max_full_params
+        return _DaskSolver(self, problem, max_full_params)
 
     def set_theta(self, theta0):
         self.generation += 1
@@ -498,13 +511,16 @@ class DaskTasks:
 class _DaskSolver:
     """What ``fit_proximal`` takes as its solver, for tasks on the cluster."""
 
-    def __init__(self, tasks, problem):
+    def __init__(self, tasks, problem, max_full_params=None):
         from ._kernels._calls import diagonal_inverses
 
         self.batch = tasks
         self.problem = problem
         self.n_jobs = tasks.n_jobs
-        self.diagonal = diagonal_inverses(problem.n_params)
+        self.max_full_params = max_full_params
+        d = problem.n_params
+        self.diagonal = (diagonal_inverses(d) if max_full_params is None
+                         else d > max_full_params)
         self.iteration_class = _DaskIteration
 
     def __enter__(self):

@@ -1281,9 +1281,12 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         covariances, for tasks that come in families (task clustering;
         ``method="proximal"`` only). See :ref:`mixture_priors`. ``"auto"``:
         for ``"proximal"``, the structure whose prior best predicts held-out
-        rows of the training tasks (``prior_kind_``, ``prior_scores_``); for
-        the other methods, and for every method with a network base
-        estimator, ``"isotropic"``, the only prior they meta-learn.
+        rows of the training tasks (``prior_kind_``, ``prior_scores_``),
+        full and low-rank ones compared only with at least two tasks per
+        coefficient that varies (fewer do not determine a full covariance;
+        see :ref:`learned_prior`); for the other methods, and for every
+        method with a network base estimator, ``"isotropic"``, the only
+        prior they meta-learn.
     n_prior_components : int >= 1 or "auto", default="auto"
         Number of components of ``prior="mixture"`` (and only of it);
         ``"auto"`` chooses among 1 to 4 by BIC.

@@ -20,8 +20,15 @@ from sklearn.linear_model import (
     PoissonRegressor,
     Ridge,
 )
+from threadpoolctl import threadpool_info
 
 from skmeta import MetaClassifier, MetaRegressor
+from skmeta._kernels._codes import LOGISTIC
+from skmeta._kernels._layout import Problem
+from skmeta._methods._proximal import (
+    candidate_structures,
+    matrix_priors_estimable,
+)
 from skmeta.datasets import make_meta_classification
 
 
@@ -110,6 +117,94 @@ def test_wide_tasks_leave_out_matrix_priors():
     meta = MetaRegressor(Ridge()).fit(X, y, tasks=tasks)
     assert set(meta.prior_scores_) == {"isotropic", "diagonal",
                                        "isotropic on 1 random effects"}
+
+
+def structure_names(n_features, n_tasks, *, prior="auto", random_effects="auto"):
+    """The candidates ``prior`` compares for a logistic model on ``n_tasks``."""
+    d = n_features + 1
+    l2w = np.r_[np.ones(n_features), 0.0]
+    problem = Problem(LOGISTIC, 1, n_features, True, False, 1.0, 0.0, l2w,
+                      np.zeros(d))
+    return [s.name for s in candidate_structures(
+        prior, random_effects, problem, False, False, "auto", n_tasks=n_tasks)]
+
+
+def test_auto_compares_matrix_priors_only_with_two_tasks_per_coefficient():
+    vector = ["isotropic", "diagonal", "isotropic on 1 random effects"]
+    matrix = ["full", "lowrank-1", "lowrank-2"]
+    # 11 coefficients: a full covariance has 66 free values, its sample
+    # version from 21 tasks a rank of at most 20
+    assert structure_names(10, 21) == vector
+    assert sorted(structure_names(10, 22)) == sorted(vector + matrix)
+    # 3 random effects out of 11 need 6 tasks only
+    varying = np.zeros(11, dtype=bool)
+    varying[[0, 1, 10]] = True
+    assert structure_names(10, 5, random_effects=varying) == [
+        "isotropic on 3 random effects", "diagonal on 3 random effects"]
+    assert "full on 3 random effects" in structure_names(
+        10, 6, random_effects=varying)
+    # an explicit structure is the user's choice, whatever the tasks
+    assert structure_names(10, 3, prior="full") == ["full"]
+    assert structure_names(10, 3, prior="lowrank") == [
+        "lowrank-1", "lowrank-2", "lowrank-3"]
+    assert matrix_priors_estimable(50, 100)
+    assert not matrix_priors_estimable(51, 100)
+
+
+def test_the_fitted_candidates_follow_the_number_of_tasks():
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(24 * 8, 5))  # 6 coefficients
+    tasks = np.repeat(np.arange(24), 8)
+    y = X @ rng.normal(size=5) + rng.normal(size=len(X))
+    few = MetaRegressor(Ridge()).fit(X[tasks < 11], y[tasks < 11],
+                                     tasks=tasks[tasks < 11])
+    assert set(few.prior_scores_) == {"isotropic", "diagonal",
+                                      "isotropic on 1 random effects"}
+    many = MetaRegressor(Ridge()).fit(X, y, tasks=tasks)
+    assert {"full", "lowrank-1", "lowrank-2"} <= set(many.prior_scores_)
+
+
+def explicit_prior(kind):
+    """``prior``, ``random_effects`` of an explicit fit of ``prior_kind_``."""
+    if kind.endswith(" on 1 random effects"):
+        return dict(prior=kind.split()[0], random_effects=["intercept"])
+    return dict(prior=kind, random_effects=None)
+
+
+def test_the_prior_chosen_on_wide_tasks_is_the_explicit_fit():
+    # 40 features, 20 rows per task (fewer than the 41 parameters), 40 tasks:
+    # the row-space solver, and no matrix prior to compare (41 > 40 / 2)
+    rng = np.random.default_rng(9)
+    T, n, p = 40, 20, 40
+    X = rng.normal(size=(T * n, p))
+    tasks = np.repeat(np.arange(T), n)
+    coef = rng.normal(size=p) * (np.arange(p) < 5) + 0.5 * rng.normal(
+        size=(T, p))
+    y = np.einsum("ij,ij->i", X, coef[tasks]) + rng.normal(size=T * n)
+    # (a tight tol: EM converges linearly, and at 1e-6 a fit from the
+    # initial prior may stop a percent short of the fixed point)
+    auto = MetaRegressor(Ridge(), tol=1e-9).fit(X, y, tasks=tasks)
+    assert set(auto.prior_scores_) == {"isotropic", "diagonal",
+                                       "isotropic on 1 random effects"}
+    explicit = MetaRegressor(Ridge(), tol=1e-9,
+                             **explicit_prior(auto.prior_kind_)).fit(
+        X, y, tasks=tasks)
+    assert explicit.prior_kind_ == auto.prior_kind_
+    # the same fixed point of empirical Bayes, reached from another start
+    # (the selection's prior, learned on three rows in four)
+    scale = np.abs(auto.task_params_).max()
+    assert_allclose(explicit.meta_params_, auto.meta_params_, rtol=0,
+                    atol=1e-5 * scale)
+    assert_allclose(explicit.task_params_, auto.task_params_, rtol=0,
+                    atol=1e-5 * scale)
+    assert explicit.gamma_ == pytest.approx(auto.gamma_, rel=1e-4)
+
+
+def test_a_fit_leaves_the_blas_thread_limits_as_it_found_them():
+    X, y, tasks, _ = linear_tasks(10, 6, 0.3 * np.eye(3), seed=8)
+    before = [info["num_threads"] for info in threadpool_info()]
+    MetaRegressor(LinearRegression()).fit(X, y, tasks=tasks)
+    assert [info["num_threads"] for info in threadpool_info()] == before
 
 
 # --------------------------------------------------------------------------

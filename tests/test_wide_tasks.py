@@ -14,6 +14,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 
 import skmeta._kernels._calls as calls_module
 import skmeta._methods._inner as inner_module
+import skmeta._methods._proximal as proximal_module
 from skmeta import MetaClassifier, MetaRegressor
 from skmeta._kernels._calls import (
     InverseRequest,
@@ -127,6 +128,7 @@ def test_proximal_fit_of_wide_tasks_reaches_the_joint_minimizer(monkeypatch):
     assert_joint_optimality(meta, X, y, tasks, 1.0)
     # the same minimizer as with the full inverse Hessian sums
     monkeypatch.setattr(calls_module, "FULL_INVERSE_MAX_PARAMS", 10**6)
+    monkeypatch.setattr(proximal_module, "VECTOR_PRIOR_MAX_FULL_PARAMS", 10**6)
     full = MetaRegressor(Ridge(alpha=1.0), gamma=2.0, prior="isotropic",
                          tol=1e-10).fit(
         X, y, tasks=tasks)
@@ -155,3 +157,35 @@ def test_empirical_bayes_on_wide_tasks_uses_diagonal_posteriors(monkeypatch):
     monkeypatch.setattr(inner_module.InnerSolver, "__init__", spy)
     MetaClassifier(gamma=1.0).fit(X, y, tasks=tasks)
     assert seen and all(diagonal and kept is None for diagonal, kept in seen)
+
+
+def test_vector_priors_sum_only_diagonals_past_their_own_threshold(monkeypatch):
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(12 * 5, 300))  # 301 parameters, 5 rows per task
+    tasks = np.repeat(np.arange(12), 5)
+    y = X[:, 0] + rng.normal(size=60)
+    seen = []
+
+    class Spy(inner_module.InnerSolver):
+        # the solvers of the proximal fit (not MetaRegressor's posteriors)
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self.diagonal)
+
+    monkeypatch.setattr(proximal_module, "InnerSolver", Spy)
+    # an isotropic or diagonal prior needs only diagonals of the inverses
+    for prior in ("isotropic", "diagonal", "auto"):
+        seen.clear()
+        MetaRegressor(Ridge(), prior=prior).fit(X, y, tasks=tasks)
+        assert seen and all(seen), prior
+    # a full one gets full inverses up to FULL_INVERSE_MAX_PARAMS
+    seen.clear()
+    full = MetaRegressor(Ridge(), prior="full").fit(X, y, tasks=tasks)
+    assert full.prior_shape_.shape == (301, 301)
+    assert seen and not any(seen)
+    # and so does prior="auto" with enough tasks to compare matrix priors
+    monkeypatch.setattr(proximal_module, "MATRIX_PRIOR_TASKS_PER_EFFECT", 0.01)
+    seen.clear()
+    auto = MetaRegressor(Ridge(), max_iter=3).fit(X, y, tasks=tasks)
+    assert "full" in auto.prior_scores_
+    assert seen and not any(seen)

@@ -101,15 +101,21 @@ class InnerSolver:
 
     Use it as a context manager: the joblib workers are started once and
     reused by every :meth:`solve` inside the ``with`` block.
+    ``max_full_params`` lowers the number of parameters above which only
+    the diagonals of the inverse Hessians are summed (default:
+    ``FULL_INVERSE_MAX_PARAMS``).
     """
 
-    def __init__(self, batch, problem, *, n_jobs=None):
+    def __init__(self, batch, problem, *, n_jobs=None, max_full_params=None):
         self.batch = batch
         self.problem = problem
         self.n_jobs = n_jobs
         d = problem.n_params
         # wide tasks: only the diagonals of the inverse Hessians are summed
-        self.diagonal = diagonal_inverses(d)
+        # (above FULL_INVERSE_MAX_PARAMS, or the caller's max_full_params)
+        self.max_full_params = max_full_params
+        self.diagonal = (diagonal_inverses(d) if max_full_params is None
+                         else d > max_full_params)
         self.block = summation_block(batch.n_tasks, d, self.diagonal)
         n_blocks = -(-batch.n_tasks // self.block)
         entries = batch.n_rows * max(problem.n_features, 1) * problem.n_outputs
@@ -204,6 +210,9 @@ class InnerSolver:
                 self.inverses[a:b] = inverses
                 self.inverse_ok[a:b] = ok
             results = [solutions for solutions, _, _ in results]
+        if len(results) == 1:
+            # one shard: its (n_blocks, d, d) sums are not copied again
+            return results[0]
         return TaskSolutions.concatenate(results)
 
 
