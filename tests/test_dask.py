@@ -103,16 +103,26 @@ def test_many_tasks_use_the_warm_up_and_the_selection_subset(client):
     assert remote.prior_scores_.keys() == local.prior_scores_.keys()
 
 
-def test_dask_arrays_classifier_string_tasks(client):
-    X, y, tasks = make_meta_classification(n_tasks=30, n_samples_per_task=20,
-                                           n_features=4, random_state=2)
+def _classification_arrays(n_tasks, n_samples_per_task, tasks_per_chunk,
+                           random_state, column_chunks=4):
+    """Rows sorted by string task label, in memory and as Dask arrays whose
+    chunks end at task boundaries."""
+    X, y, tasks = make_meta_classification(
+        n_tasks=n_tasks, n_samples_per_task=n_samples_per_task, n_features=4,
+        random_state=random_state)
     labels = np.array([f"store-{t:03d}" for t in tasks], dtype=object)
     order = np.argsort(labels, kind="stable")
     X, y, labels = X[order], y[order], labels[order]
-    # chunks end at task boundaries: 10 tasks of 20 rows each
-    Xd = da.from_array(X, chunks=(200, 2))  # columns rechunked by the fit
-    yd = da.from_array(y, chunks=200)
-    td = da.from_array(labels, chunks=200)
+    rows = tasks_per_chunk * n_samples_per_task
+    return (X, y, labels), (da.from_array(X, chunks=(rows, column_chunks)),
+                            da.from_array(y, chunks=rows),
+                            da.from_array(labels, chunks=rows))
+
+
+def test_dask_arrays_classifier_string_tasks(client):
+    # columns in two chunks: rechunked by the fit
+    (X, y, labels), (Xd, yd, td) = _classification_arrays(
+        30, 20, tasks_per_chunk=10, random_state=2, column_chunks=2)
     params = dict(prior="diagonal", max_iter=50)
     local = MetaClassifier(LogisticRegression(C=2.0), **params).fit(
         X, y, tasks=labels)
@@ -261,13 +271,8 @@ def test_bilevel_fit_equals_in_memory_fit(client, method, params):
 def test_bilevel_dask_arrays_classifier_whole_meta_batch(client):
     # string task labels, Dask arrays, and meta-batches of every task (each
     # meta-iteration touches every partition)
-    X, y, tasks = make_meta_classification(n_tasks=12, n_samples_per_task=16,
-                                           n_features=4, random_state=4)
-    labels = np.array([f"shop-{t:02d}" for t in tasks], dtype=object)
-    order = np.argsort(labels, kind="stable")
-    X, y, labels = X[order], y[order], labels[order]
-    Xd = da.from_array(X, chunks=(64, 4))  # 4 tasks per chunk
-    yd, td = da.from_array(y, chunks=64), da.from_array(labels, chunks=64)
+    (X, y, labels), (Xd, yd, td) = _classification_arrays(
+        12, 16, tasks_per_chunk=4, random_state=4)
     kwargs = dict(method="maml", max_iter=8, meta_batch_size=12, random_state=1)
     local = MetaClassifier(LogisticRegression(C=2.0), **kwargs).fit(
         X, y, tasks=labels)
