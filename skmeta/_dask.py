@@ -279,7 +279,6 @@ class _Part:
         self.sums = None
         # a bilevel method's sums over the partition's tasks of a meta-batch
         self.contribute = None
-        self.contribution = None
 
     @property
     def n_tasks(self):
@@ -389,22 +388,18 @@ def _attach_meta_gradient(part, method, problem, precision, auto, start, n_sel):
     part.contribute = method.meta_gradient(
         part.batch, problem, precision, auto, start, n_sel, n_threads=1,
         transposed=False)
-    part.contribution = None
     return part
 
 
 def _meta_batch_part(part, task_sel, seeds, n_query, theta0, alpha):
-    part.contribution = part.contribute(task_sel, seeds, n_query, theta0, alpha)
-    return part
-
-
-def _contribution_of(part):
-    return part.contribution
+    # what the method keeps per task (iMAML's warm starts) is updated in
+    # place, on the one worker the partition's meta-batch pieces are pinned to
+    return part.contribute(task_sel, seeds, n_query, theta0, alpha)
 
 
 def _adapt_part(part, method, problem, fitted):
     part.theta = method.adapt(part.batch, problem, fitted)
-    part.contribute = part.contribution = None
+    part.contribute = None
     return part
 
 
@@ -514,22 +509,28 @@ class DaskTasks:
     def meta_gradient(self, method, problem, precision, auto, start, n_sel):
         """As ``method.meta_gradient`` on all the tasks, each partition
         summing over its own tasks of a meta-batch on its worker."""
-        on_worker = _one_thread(method)
-        self._map(_attach_meta_gradient, method=on_worker, problem=problem,
-                  precision=precision, auto=auto,
+        from distributed import wait
+
+        self._map(_attach_meta_gradient, method=_one_thread(method),
+                  problem=problem, precision=precision, auto=auto,
                   start=np.asarray(start, dtype=np.float64), n_sel=n_sel)
+        wait(self.parts)
+        # one task per partition and meta-iteration (a second, to pass the
+        # partition on, would double the latency of the round trip), pinned
+        # to the worker holding it: its per-task state is never copied away
+        holders = self.client.who_has(self.parts)
+        workers = [sorted(holders[part.key])[:1] for part in self.parts]
 
         def contribute(task_sel, seeds, n_query, theta0, alpha):
             which = np.searchsorted(self.starts, task_sel, side="right") - 1
             pieces = []
             for p in np.unique(which):
                 mine = which == p
-                self.parts[p] = self.client.submit(
+                pieces.append(self.client.submit(
                     _meta_batch_part, self.parts[p],
                     task_sel[mine] - self.starts[p], seeds[mine], n_query[mine],
-                    theta0, alpha, pure=False)
-                pieces.append(self.client.submit(_contribution_of,
-                                                 self.parts[p], pure=False))
+                    theta0, alpha, workers=workers[p],
+                    allow_other_workers=False, pure=False))
             # added in partition order: the sum is the same from run to run
             return functools.reduce(operator.add, self.client.gather(pieces))
 
