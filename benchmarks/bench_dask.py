@@ -29,8 +29,8 @@ workers with one thread each:
     For each of ``--bilevel-methods`` (default ``maml`` and ``reptile``),
     ``--bilevel-tasks`` tasks (default 10,000) generated on the workers,
     fitted with ``gamma=1.0``, ``meta_batch_size=32`` and ``max_iter=
-    --bilevel-iter`` on the Dask DataFrame and in memory (``n_jobs=
-    --workers``) on its computed frame. Timed: each meta-batch's sums (for
+    --bilevel-iter`` on the Dask DataFrame and in memory on its computed
+    frame (``n_jobs=--workers``, and ``n_jobs=1``). Timed: each meta-batch's sums (for
     Dask the round trip to the partitions holding its tasks, for memory the
     kernel; the meta-optimizer's step, on the client, is the same for both),
     median per meta-iteration, and for Dask the bytes that left the workers
@@ -295,7 +295,9 @@ def run_bilevel(client, args):
         for name, X, y, n_jobs in (
                 ("dask", ddf.drop(columns="target"), ddf["target"], None),
                 ("in memory", frame.drop(columns="target"), frame["target"],
-                 args.workers)):
+                 args.workers),
+                ("in memory, 1 thread", frame.drop(columns="target"),
+                 frame["target"], 1)):
             with MetaIterationTimer(method_class) as timer:
                 start = time.perf_counter()
                 meta = MetaRegressor(Ridge(alpha=1.0), n_jobs=n_jobs,
@@ -309,7 +311,7 @@ def run_bilevel(client, args):
             moved = ("" if timer.bytes is None else
                      f", {timer.bytes / len(timer.times) / 1024:.1f} KiB out of "
                      "the workers per meta-iteration")
-            print(f"    {name:>9}: fit {total:.2f} s, {len(timer.times)} "
+            print(f"    {name:>19}: fit {total:.2f} s, {len(timer.times)} "
                   f"meta-iterations, median {per:.3f} ms each{moved}")
 
 
