@@ -393,7 +393,7 @@ def _attach_meta_gradient(part, method, problem, precision, auto, start, n_sel):
 
 def _meta_batch_part(part, task_sel, seeds, n_query, theta0, alpha):
     # what the method keeps per task (iMAML's warm starts) is updated in
-    # place, on the one worker the partition's meta-batch pieces are pinned to
+    # place, on the worker the partition's meta-batch pieces are sent to
     return part.contribute(task_sel, seeds, n_query, theta0, alpha)
 
 
@@ -516,8 +516,11 @@ class DaskTasks:
                   start=np.asarray(start, dtype=np.float64), n_sel=n_sel)
         wait(self.parts)
         # one task per partition and meta-iteration (a second, to pass the
-        # partition on, would double the latency of the round trip), pinned
-        # to the worker holding it: its per-task state is never copied away
+        # partition on, would double the latency of the round trip), sent to
+        # the worker holding it, where its per-task state is updated. Only
+        # if that worker is gone does a piece run elsewhere, on a copy:
+        # iMAML's warm starts there may then be older, which changes where
+        # its solves start, not where they converge
         holders = self.client.who_has(self.parts)
         workers = [sorted(holders[part.key])[:1] for part in self.parts]
 
@@ -530,7 +533,7 @@ class DaskTasks:
                     _meta_batch_part, self.parts[p],
                     task_sel[mine] - self.starts[p], seeds[mine], n_query[mine],
                     theta0, alpha, workers=workers[p],
-                    allow_other_workers=False, pure=False))
+                    allow_other_workers=True, pure=False))
             # added in partition order: the sum is the same from run to run
             return functools.reduce(operator.add, self.client.gather(pieces))
 
