@@ -25,9 +25,21 @@ workers with one thread each:
     served over the whole fit (its ``("get-data", "memory-read", "bytes")``
     metric: setup, subsets for the prior's selection, iterations).
 
+``bilevel``
+    For each of ``--bilevel-methods`` (default ``maml`` and ``reptile``),
+    ``--bilevel-tasks`` tasks (default 10,000) generated on the workers,
+    fitted with ``gamma=1.0``, ``meta_batch_size=32`` and ``max_iter=
+    --bilevel-iter`` on the Dask DataFrame and in memory on its computed
+    frame (``n_jobs=--workers``, and ``n_jobs=1``). Timed: each meta-batch's sums (for
+    Dask the round trip to the partitions holding its tasks, for memory the
+    kernel; the meta-optimizer's step, on the client, is the same for both),
+    median per meta-iteration, and for Dask the bytes that left the workers
+    over the meta-iterations, per meta-iteration.
+
 Run::
 
     python benchmarks/bench_dask.py memory time
+    python benchmarks/bench_dask.py bilevel
 """
 
 import argparse
@@ -44,7 +56,7 @@ from sklearn.linear_model import Ridge
 
 import skmeta._dask as dask_module
 from skmeta import MetaRegressor
-from skmeta._methods import _proximal
+from skmeta._methods import _bilevel, _proximal
 
 
 def make_partition(index, *, tasks_per_part, rows, features, seed):
@@ -213,9 +225,99 @@ def run_time(client, args, n_tasks):
               f"median {per:.2f} s each{moved}{deps} (prior {kind})")
 
 
+def _outgoing_bytes(client):
+    return sum(client.run(
+        lambda dask_worker: dask_worker.transfer_outgoing_bytes_total).values())
+
+
+class MetaIterationTimer:
+    """Times each meta-batch's sums: ``contribute`` of the bilevel methods in
+    memory (class ``method_class``) and on Dask (``DaskTasks``)."""
+
+    def __init__(self, method_class, client=None):
+        self.method_class = method_class
+        self.client = client
+        self.times = []
+        self.bytes = None
+
+    def _timed(self, contribute):
+        def timed(*args):
+            start = time.perf_counter()
+            result = contribute(*args)
+            self.times.append(time.perf_counter() - start)
+            return result
+        return timed
+
+    def __enter__(self):
+        timer = self
+        self._in_memory = self.method_class.meta_gradient
+        self._dask = dask_module.DaskTasks.meta_gradient
+        self._adapt = dask_module.DaskTasks.adapt_all
+
+        def in_memory(method, *args, **kwargs):
+            return timer._timed(timer._in_memory(method, *args, **kwargs))
+
+        def on_dask(tasks, *args, **kwargs):
+            contribute = timer._timed(timer._dask(tasks, *args, **kwargs))
+            timer._before = _outgoing_bytes(tasks.client)
+            return contribute
+
+        def adapt_all(tasks, *args, **kwargs):
+            timer.bytes = _outgoing_bytes(tasks.client) - timer._before
+            return timer._adapt(tasks, *args, **kwargs)
+
+        self.method_class.meta_gradient = in_memory
+        dask_module.DaskTasks.meta_gradient = on_dask
+        dask_module.DaskTasks.adapt_all = adapt_all
+        return self
+
+    def __exit__(self, *exc_info):
+        self.method_class.meta_gradient = self._in_memory
+        dask_module.DaskTasks.meta_gradient = self._dask
+        dask_module.DaskTasks.adapt_all = self._adapt
+
+
+def run_bilevel(client, args):
+    n_tasks = args.bilevel_tasks
+    ddf = generated(n_tasks, args.parts, args.rows, args.time_features).persist()
+    frame = ddf.compute()
+    print(f"bilevel: {n_tasks} tasks x {args.rows} rows x {args.time_features} "
+          f"features in {args.parts} partitions, meta_batch_size=32, "
+          f"max_iter={args.bilevel_iter}, gamma=1.0")
+    for method in args.bilevel_methods:
+        method_class = _bilevel.MetaSGD if method == "metasgd" else {
+            "maml": _bilevel.MAML, "imaml": _bilevel.IMAML,
+            "reptile": _bilevel.Reptile}[method]
+        params = dict(method=method, gamma=1.0, meta_batch_size=32,
+                      max_iter=args.bilevel_iter, random_state=0,
+                      task_column="task")
+        results = []
+        for name, X, y, n_jobs in (
+                ("dask", ddf.drop(columns="target"), ddf["target"], None),
+                ("in memory", frame.drop(columns="target"), frame["target"],
+                 args.workers),
+                ("in memory, 1 thread", frame.drop(columns="target"),
+                 frame["target"], 1)):
+            with MetaIterationTimer(method_class) as timer:
+                start = time.perf_counter()
+                meta = MetaRegressor(Ridge(alpha=1.0), n_jobs=n_jobs,
+                                     **params).fit(X, y)
+                total = time.perf_counter() - start
+            results.append((name, total, timer, meta.meta_params_))
+        gap = np.max(np.abs(results[0][3] - results[1][3]))
+        print(f"  {method} (meta_params_ of the two fits within {gap:.1e}):")
+        for name, total, timer, _ in results:
+            per = statistics.median(timer.times) * 1e3
+            moved = ("" if timer.bytes is None else
+                     f", {timer.bytes / len(timer.times) / 1024:.1f} KiB out of "
+                     "the workers per meta-iteration")
+            print(f"    {name:>19}: fit {total:.2f} s, {len(timer.times)} "
+                  f"meta-iterations, median {per:.3f} ms each{moved}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", nargs="+", choices=["memory", "time"])
+    parser.add_argument("what", nargs="+", choices=["memory", "time", "bilevel"])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--parts", type=int, default=8)
     parser.add_argument("--rows", type=int, default=10)
@@ -225,6 +327,11 @@ def main():
     parser.add_argument("--time-tasks", type=int, nargs="+",
                         default=[100_000, 1_000_000])
     parser.add_argument("--max-iter", type=int, default=6)
+    parser.add_argument("--bilevel-tasks", type=int, default=10_000)
+    parser.add_argument("--bilevel-iter", type=int, default=200)
+    parser.add_argument("--bilevel-methods", nargs="+",
+                        default=["maml", "reptile"],
+                        choices=["maml", "metasgd", "imaml", "reptile"])
     args = parser.parse_args()
     from distributed import Client, LocalCluster
 
@@ -236,6 +343,8 @@ def main():
         if "time" in args.what:
             for n_tasks in args.time_tasks:
                 run_time(client, args, n_tasks)
+        if "bilevel" in args.what:
+            run_bilevel(client, args)
 
 
 if __name__ == "__main__":

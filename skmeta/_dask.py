@@ -11,6 +11,20 @@ sums cross the network. The task parameters stay where their tasks are and
 become the fitted ``task_params_``, a Dask array with one chunk per
 non-empty partition.
 
+The bilevel methods (``"imaml"``, ``"maml"``, ``"metasgd"``,
+``"reptile"``) sample each meta-batch on the client, from all tasks and with
+the random stream of the in-memory fit. Each partition holding some of its
+tasks receives their indices and seeds and the meta-parameters, runs the
+method's meta-batch kernel on them there and sends back a
+:class:`~skmeta._methods._bilevel.MetaContribution` (sums of the size of the
+meta-parameters); the client adds these up and takes the meta-optimizer's
+step. A meta-iteration thus moves ``O(k d)`` numbers for ``k`` partitions
+touched, in one round trip, whatever the tasks' numbers of rows (fetching
+the meta-batch's rows instead would move all of them at every iteration).
+Each partition keeps what the method keeps per task between iterations
+(iMAML's warm starts). The final adaptation of every task runs on the
+partitions.
+
 The prior structure selection of ``prior="auto"`` and the warm-up prior of a
 large fit run exactly as in memory, on the client, on the spread-out subsets
 of tasks they use (at most ``SELECTION_TASKS`` and ``_WARM_UP_TASKS`` of
@@ -23,7 +37,8 @@ Dask is imported only here, and only when a Dask collection is passed.
 
 import copy
 import functools
-from dataclasses import dataclass
+import operator
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -42,8 +57,6 @@ from ._methods._proximal import (
     newton_step_from_mean,
 )
 from ._validation import encode_tasks, split_task_column
-
-SUPPORTED_METHOD = "proximal"
 
 
 def is_dask_collection(obj):
@@ -264,6 +277,8 @@ class _Part:
         self.scale = None
         self.products = None
         self.sums = None
+        # a bilevel method's sums over the partition's tasks of a meta-batch
+        self.contribute = None
 
     @property
     def n_tasks(self):
@@ -369,6 +384,35 @@ def _solve_part(part, generation, reference, center, precision, kwargs,
     return part
 
 
+def _task_sizes(part):
+    return np.diff(part.batch.offsets)
+
+
+def _attach_meta_gradient(part, method, problem, precision, auto, start, n_sel):
+    # no transposed copy of the partition's rows: a partition sees meta-batch
+    # pieces of several sizes, and each size gets its own kernel
+    part.contribute = method.meta_gradient(
+        part.batch, problem, precision, auto, start, n_sel, n_threads=1,
+        transposed=False)
+    return part
+
+
+def _meta_batch_part(part, task_sel, seeds, n_query, theta0, alpha):
+    # what the method keeps per task (iMAML's warm starts) is updated in
+    # place, on the worker the partition's meta-batch pieces are sent to
+    return part.contribute(task_sel, seeds, n_query, theta0, alpha)
+
+
+def _adapt_part(part, method, problem, fitted):
+    part.theta = method.adapt(part.batch, problem, fitted)
+    part.contribute = None
+    return part
+
+
+def _theta_finite(part):
+    return bool(np.all(np.isfinite(part.theta)))
+
+
 def _sums_of(part):
     _register_sizes()
     return part.sums
@@ -426,6 +470,8 @@ class DaskTasks:
         self.n_jobs = n_jobs
         self.max_full_params = None  # that of the partitions' solvers
         self.generation = -1
+        self.adapted = False
+        self._offsets = None
         mean_loss = bool(problem.mean_loss)
         totals = np.sum(self.client.gather(self.client.map(
             _row_sums, self.parts, mean_loss=mean_loss, pure=False)), axis=0)
@@ -456,6 +502,61 @@ class DaskTasks:
             futures.append(self.client.submit(_subset_of, self.parts[p], local,
                                               pure=False))
         return _concatenate(self.client.gather(futures))
+
+    @property
+    def offsets(self):
+        """Where each task's rows start, the partitions' tasks one after the
+        other (their numbers of rows, fetched once)."""
+        if self._offsets is None:
+            sizes = np.concatenate(self.client.gather(self.client.map(
+                _task_sizes, self.parts, pure=False)))
+            self._offsets = np.concatenate([[0], np.cumsum(sizes)])
+        return self._offsets
+
+    def meta_gradient(self, method, problem, precision, auto, start, n_sel):
+        """As ``method.meta_gradient`` on all the tasks, each partition
+        summing over its own tasks of a meta-batch on its worker."""
+        from distributed import wait
+
+        self._map(_attach_meta_gradient, method=_one_thread(method),
+                  problem=problem, precision=precision, auto=auto,
+                  start=np.asarray(start, dtype=np.float64), n_sel=n_sel)
+        wait(self.parts)
+        # one task per partition and meta-iteration (a second, to pass the
+        # partition on, would double the latency of the round trip), sent to
+        # the worker holding it, where its per-task state is updated. Only
+        # if that worker is gone does a piece run elsewhere, on a copy:
+        # iMAML's warm starts there may then be older, which changes where
+        # its solves start, not where they converge
+        holders = self.client.who_has(self.parts)
+        workers = [sorted(holders[part.key])[:1] for part in self.parts]
+
+        def contribute(task_sel, seeds, n_query, theta0, alpha):
+            which = np.searchsorted(self.starts, task_sel, side="right") - 1
+            pieces = []
+            for p in np.unique(which):
+                mine = which == p
+                pieces.append(self.client.submit(
+                    _meta_batch_part, self.parts[p],
+                    task_sel[mine] - self.starts[p], seeds[mine], n_query[mine],
+                    theta0, alpha, workers=workers[p],
+                    allow_other_workers=True, pure=False))
+            # added in partition order: the sum is the same from run to run
+            return functools.reduce(operator.add, self.client.gather(pieces))
+
+        return contribute
+
+    def adapt_all(self, method, problem, fitted):
+        """``method.adapt`` of every task, on the partitions: a Dask array."""
+        self._map(_adapt_part, method=_one_thread(method), problem=problem,
+                  fitted=fitted)
+        self.adapted = True
+        return self.theta_array()
+
+    def theta_finite(self):
+        """Whether every task parameter held on the partitions is finite."""
+        return all(self.client.gather(self.client.map(
+            _theta_finite, self.parts, pure=False)))
 
     def split_rows(self, every):
         return self.subset(np.arange(self.n_tasks)).split_rows(every)
@@ -608,14 +709,14 @@ class _DaskIteration(_Iteration):
 
 
 # ------------------------------------------------------------------- fit
+def _one_thread(method):
+    """A copy of ``method`` for a worker: one thread per task there (the
+    workers' own threads run the partitions side by side)."""
+    return type(method)(replace(method.settings, n_jobs=1))
+
+
 def check_supported(estimator, family, settings):
     """Refuse, naming what is supported, what the Dask fit does not do."""
-    if estimator.method != SUPPORTED_METHOD:
-        raise ValueError(
-            f"Fitting on Dask collections supports method={SUPPORTED_METHOD!r} "
-            f"(the data stay on the workers); method={estimator.method!r} "
-            "samples meta-batches and is fitted in memory: compute the "
-            "collections, or use joblib.parallel_backend('dask').")
     if settings.prior == "mixture" or settings.prior_df is not None:
         raise ValueError(
             "Fitting on Dask collections supports the Gaussian priors "
@@ -694,12 +795,16 @@ def fit_dask(estimator, X, y, tasks, sample_weight):
     batch = DaskTasks(client, parts, [len(lab) for lab in labels], problem,
                       estimator.n_jobs)
     fitted = method.fit(batch, problem, prior_mean, single_task=False)
-    sums = batch.reduce(_sums_of) if batch.generation >= 0 else None
-    for name, value in (("prior mean", fitted.theta0),
-                        ("prior precision", fitted.precision),
-                        ("task parameters", None if sums is None
-                         else sums.theta_sum)):
-        if value is not None and not np.all(np.isfinite(value)):
+    if batch.adapted:  # a bilevel method's adaptation
+        tasks_finite = batch.theta_finite()
+    else:
+        sums = batch.reduce(_sums_of) if batch.generation >= 0 else None
+        tasks_finite = sums is None or np.all(np.isfinite(sums.theta_sum))
+    for name, finite in (("prior mean", np.all(np.isfinite(fitted.theta0))),
+                         ("prior precision", fitted.precision is None
+                          or np.all(np.isfinite(fitted.precision))),
+                         ("task parameters", tasks_finite)):
+        if not finite:
             raise FloatingPointError(
                 f"{type(estimator).__name__} (method={estimator.method!r}) "
                 f"gave non-finite {name}: the problem is ill-posed as set.")

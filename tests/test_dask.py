@@ -16,6 +16,7 @@ from sklearn.linear_model import (  # noqa: E402
     PoissonRegressor,
     Ridge,
 )
+from sklearn.neural_network import MLPRegressor  # noqa: E402
 
 from skmeta import MetaClassifier, MetaRegressor, repartition_by_task  # noqa: E402
 from skmeta.datasets import (  # noqa: E402
@@ -102,16 +103,26 @@ def test_many_tasks_use_the_warm_up_and_the_selection_subset(client):
     assert remote.prior_scores_.keys() == local.prior_scores_.keys()
 
 
-def test_dask_arrays_classifier_string_tasks(client):
-    X, y, tasks = make_meta_classification(n_tasks=30, n_samples_per_task=20,
-                                           n_features=4, random_state=2)
+def _classification_arrays(n_tasks, n_samples_per_task, tasks_per_chunk,
+                           random_state, column_chunks=4):
+    """Rows sorted by string task label, in memory and as Dask arrays whose
+    chunks end at task boundaries."""
+    X, y, tasks = make_meta_classification(
+        n_tasks=n_tasks, n_samples_per_task=n_samples_per_task, n_features=4,
+        random_state=random_state)
     labels = np.array([f"store-{t:03d}" for t in tasks], dtype=object)
     order = np.argsort(labels, kind="stable")
     X, y, labels = X[order], y[order], labels[order]
-    # chunks end at task boundaries: 10 tasks of 20 rows each
-    Xd = da.from_array(X, chunks=(200, 2))  # columns rechunked by the fit
-    yd = da.from_array(y, chunks=200)
-    td = da.from_array(labels, chunks=200)
+    rows = tasks_per_chunk * n_samples_per_task
+    return (X, y, labels), (da.from_array(X, chunks=(rows, column_chunks)),
+                            da.from_array(y, chunks=rows),
+                            da.from_array(labels, chunks=rows))
+
+
+def test_dask_arrays_classifier_string_tasks(client):
+    # columns in two chunks: rechunked by the fit
+    (X, y, labels), (Xd, yd, td) = _classification_arrays(
+        30, 20, tasks_per_chunk=10, random_state=2, column_chunks=2)
     params = dict(prior="diagonal", max_iter=50)
     local = MetaClassifier(LogisticRegression(C=2.0), **params).fit(
         X, y, tasks=labels)
@@ -195,17 +206,81 @@ def test_collection_not_partitioned_by_task_is_refused(client):
         MetaRegressor(Ridge()).fit(Xd, yd, tasks=td)
 
 
-@pytest.mark.parametrize("params, match", [
-    ({"method": "imaml"}, "method='proximal'"),
-    ({"prior": "mixture"}, "prior='mixture'"),
+@pytest.mark.parametrize("base, params, match", [
+    (Ridge(), {"prior": "mixture"}, "prior='mixture'"),
+    (MLPRegressor(hidden_layer_sizes=(3,)), {"method": "maml", "inner_lr": 0.01},
+     "linear base estimators"),
 ])
-def test_unsupported_settings_are_refused(client, params, match):
+def test_unsupported_settings_are_refused(client, base, params, match):
     X, y, tasks = make_meta_regression(n_tasks=4, n_samples_per_task=10,
                                        n_features=2, random_state=7)
     Xd = da.from_array(X, chunks=(10, 2))
     yd, td = da.from_array(y, chunks=10), da.from_array(tasks, chunks=10)
     with pytest.raises(ValueError, match=match):
-        MetaRegressor(Ridge(), **params).fit(Xd, yd, tasks=td)
+        MetaRegressor(base, **params).fit(Xd, yd, tasks=td)
+
+
+def test_unlabeled_rows_are_refused(client):
+    X, y, tasks = make_meta_classification(n_tasks=4, n_samples_per_task=10,
+                                           n_features=4, random_state=7)
+    y = np.where(np.arange(len(y)) % 5 == 0, -1, y)
+    Xd = da.from_array(X, chunks=(10, 4))
+    yd, td = da.from_array(y, chunks=10), da.from_array(tasks, chunks=10)
+    with pytest.raises(ValueError, match="unlabeled_weight"):
+        MetaClassifier(LogisticRegression(), method="reptile",
+                       unlabeled_weight=0.5).fit(Xd, yd, tasks=td)
+
+
+def _assert_same_bilevel_fit(remote, local):
+    assert isinstance(remote.task_params_, da.Array)
+    _assert_same_fit(remote, local)
+    if hasattr(local, "inner_lr_"):
+        np.testing.assert_allclose(remote.inner_lr_, local.inner_lr_, rtol=1e-8)
+
+
+@pytest.mark.parametrize("method, params", [
+    ("maml", {}),
+    ("maml", {"first_order": True, "inner_lr": "auto"}),
+    ("metasgd", {}),
+    ("imaml", {"gamma": 1.0}),
+    ("reptile", {}),
+])
+def test_bilevel_fit_equals_in_memory_fit(client, method, params):
+    # 7 tasks per partition at most and meta-batches of 9: every meta-batch
+    # is summed over several partitions
+    X, y, tasks = make_meta_regression(n_tasks=20, n_samples_per_task=10,
+                                       n_features=3, random_state=3)
+    ddf = _frame(X, y, tasks, npartitions=3)
+    data = ddf.compute()
+    kwargs = dict(method=method, max_iter=12, meta_batch_size=9,
+                  random_state=0, task_column="task", **params)
+    local = MetaRegressor(Ridge(alpha=0.5), **kwargs).fit(
+        data.drop(columns="target"), data["target"])
+    remote = MetaRegressor(Ridge(alpha=0.5), **kwargs).fit(
+        ddf.drop(columns="target"), ddf["target"])
+    _assert_same_bilevel_fit(remote, local)
+    # the meta-parameters moved: the equality is not that of two starts
+    start = MetaRegressor(Ridge(alpha=0.5), **{**kwargs, "max_iter": 1}).fit(
+        data.drop(columns="target"), data["target"])
+    assert np.max(np.abs(local.meta_params_ - start.meta_params_)) > 1e-6
+    np.testing.assert_allclose(
+        remote.predict(ddf.drop(columns="target")).compute(),
+        local.predict(data.drop(columns="target")), atol=1e-8)
+
+
+def test_bilevel_dask_arrays_classifier_whole_meta_batch(client):
+    # string task labels, Dask arrays, and meta-batches of every task (each
+    # meta-iteration touches every partition)
+    (X, y, labels), (Xd, yd, td) = _classification_arrays(
+        12, 16, tasks_per_chunk=4, random_state=4)
+    kwargs = dict(method="maml", max_iter=8, meta_batch_size=12, random_state=1)
+    local = MetaClassifier(LogisticRegression(C=2.0), **kwargs).fit(
+        X, y, tasks=labels)
+    remote = MetaClassifier(LogisticRegression(C=2.0), **kwargs).fit(
+        Xd, yd, tasks=td)
+    _assert_same_bilevel_fit(remote, local)
+    np.testing.assert_allclose(remote.predict_proba(Xd, tasks=td).compute(),
+                               local.predict_proba(X, tasks=labels), atol=1e-9)
 
 
 def test_mixed_inputs_are_refused(client):

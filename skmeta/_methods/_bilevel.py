@@ -19,7 +19,7 @@ act in the inner problem); MAML, Meta-SGD and iMAML minimize it with Adam.
 """
 
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 from joblib import effective_n_jobs
@@ -104,21 +104,28 @@ class UnrolledMetaGradient:
     procedure, meta-batch size) once; each call then costs the kernel and
     little else. Calls return ``(loss, grad_theta0, grad_alpha, adapted)``,
     ``adapted`` the tasks' adapted parameters; returned arrays are only
-    valid until the next call.
+    valid until the next call. ``sums`` gives the sums over the tasks
+    rather than the means. ``transposed`` keeps a transposed copy of a dense
+    batch (see ``Unroller``).
     """
 
     def __init__(self, batch, problem, precision, *, n_sel, n_steps, auto_step,
-                 mode, n_threads=1):
+                 mode, n_threads=1, transposed=True):
         self.n_sel = n_sel
         self._unroll = Unroller(batch, problem, precision, auto_step=auto_step,
                                 n_steps=n_steps, mode=mode, n_sel=n_sel,
-                                block=block_size_for(n_sel), n_threads=n_threads)
+                                block=block_size_for(n_sel), n_threads=n_threads,
+                                transposed=transposed)
+
+    def sums(self, task_sel, seeds, n_query, theta0, alpha):
+        res = self._unroll(task_sel, seeds, n_query, theta0, alpha)
+        return res.loss_sum, res.grad_theta0, res.grad_alpha, res.theta
 
     def __call__(self, task_sel, seeds, n_query, theta0, alpha, warm=None):
         B = self.n_sel
-        res = self._unroll(task_sel, seeds, n_query, theta0, alpha)
-        return (res.loss_sum / B, res.grad_theta0 / B, res.grad_alpha / B,
-                res.theta)
+        loss, g_theta0, g_alpha, theta = self.sums(task_sel, seeds, n_query,
+                                                   theta0, alpha)
+        return loss / B, g_theta0 / B, g_alpha / B, theta
 
 
 class ImplicitMetaGradient:
@@ -136,20 +143,78 @@ class ImplicitMetaGradient:
         self.n_sel = n_sel
         self.block = block_size_for(n_sel)
 
+    def sums(self, task_sel, seeds, n_query, theta0, alpha, warm=None):
+        """As a call, summed over the tasks (of any number)."""
+        n = len(task_sel)
+        start = np.tile(theta0, (n, 1)) if warm is None else warm
+        block = self.block if n == self.n_sel else block_size_for(n)
+        res = implicit(self.batch, self.problem, task_sel, seeds, n_query, theta0,
+                       self.precision, start, block)
+        return (res.query_loss.sum(), res.grad_theta0_blocks.sum(axis=0), None,
+                res.theta)
+
     def __call__(self, task_sel, seeds, n_query, theta0, alpha, warm=None):
         B = self.n_sel
-        start = np.tile(theta0, (B, 1)) if warm is None else warm
-        res = implicit(self.batch, self.problem, task_sel, seeds, n_query, theta0,
-                       self.precision, start, self.block)
-        return (res.query_loss.mean(), res.grad_theta0_blocks.sum(axis=0) / B,
-                None, res.theta)
+        loss, g_theta0, _, theta = self.sums(task_sel, seeds, n_query, theta0,
+                                             alpha, warm)
+        return loss / B, g_theta0 / B, None, theta
+
+
+@dataclass
+class MetaContribution:
+    """Sums over some of a meta-batch's tasks, from which the meta-step is made.
+
+    ``grad_theta0`` is the summed gradient of the query losses with respect
+    to the prior mean (Reptile: the summed displacement of the adapted
+    parameters from it), ``grad_alpha`` that with respect to the step sizes
+    (or None). Contributions of disjoint sets of tasks add up to that of
+    their union (to round-off in the order of the sums): a meta-batch spread
+    over several holders of tasks is the sum of their contributions.
+    """
+
+    n_tasks: int
+    loss: float
+    grad_theta0: np.ndarray
+    grad_alpha: object = None
+
+    @classmethod
+    def of(cls, n_tasks, loss, grad_theta0, grad_alpha=None):
+        # the kernels' outputs are overwritten by their next call: copies
+        return cls(int(n_tasks), float(loss), np.array(grad_theta0, copy=True),
+                   None if grad_alpha is None else np.array(grad_alpha, copy=True))
+
+    def __add__(self, other):
+        grad_alpha = (None if self.grad_alpha is None
+                      else self.grad_alpha + other.grad_alpha)
+        return MetaContribution(self.n_tasks + other.n_tasks,
+                                self.loss + other.loss,
+                                self.grad_theta0 + other.grad_theta0, grad_alpha)
+
+
+class _PerSize:
+    """A kernel bound to a number of tasks, made once per number asked for.
+
+    A fit in memory asks for one number (the meta-batch size); a holder of
+    some of the tasks (a Dask partition) for as many as the meta-batches
+    give it.
+    """
+
+    def __init__(self, make):
+        self._make = make
+        self._made = {}
+
+    def __call__(self, n):
+        if n not in self._made:
+            self._made[n] = self._make(n)
+        return self._made[n]
 
 
 class _Bilevel(MetaMethod):
     """The meta-training loop shared by the bilevel methods.
 
-    Subclasses make the per-meta-batch update (``_updater``) and say how
-    a task is adapted (``adapt``).
+    Subclasses make the sums over a meta-batch's tasks (``meta_gradient``),
+    the meta-optimizer's step from them (``meta_step``) and say how a task is
+    adapted (``adapt``).
     """
 
     parameters = frozenset(
@@ -158,6 +223,8 @@ class _Bilevel(MetaMethod):
     networks = True
     default_max_iter = 500
     default_meta_lr = 0.01
+    #: whether the step sizes are meta-learned (Meta-SGD)
+    learns_steps = False
     #: whether the inner procedure takes step sizes (``inner_lr``)
     steps = True
 
@@ -261,15 +328,24 @@ class _Bilevel(MetaMethod):
         # pooled fit (its steps are then refinements, whatever the scale)
         theta0 = np.array(pooled_start(batch, problem) if prior_mean is None
                           else prior_mean, dtype=np.float64)
-        update = self._updater(batch, problem, precision, B, auto, T)
+        # tasks held elsewhere (partitions of a Dask collection) bring their
+        # own sums over each meta-batch's tasks and their own adaptation
+        distributed = getattr(batch, "meta_gradient", None)
+        if distributed is None:
+            contribute = self.meta_gradient(
+                batch, problem, precision, auto, theta0, B,
+                n_threads=numba_threads(s.n_jobs))
+        else:
+            contribute = distributed(self, problem, precision, auto, theta0, B)
+        step = self.meta_step(problem)
         max_iter = self.max_iter
         losses = np.empty(max_iter)
         n_iter = max_iter
         for it in range(max_iter):
             task_sel = np.sort(sample_without_replacement(T, B, random_state=rng))
             seeds = rng.randint(0, 2**31 - 1, size=B)
-            new_theta0, new_alpha, losses[it] = update(
-                task_sel, seeds, n_query[task_sel], theta0, alpha)
+            new_theta0, new_alpha, losses[it] = step(theta0, alpha, contribute(
+                task_sel, seeds, n_query[task_sel], theta0, alpha))
             if not (np.isfinite(losses[it]) and np.all(np.isfinite(new_theta0))
                     and np.all(np.isfinite(new_alpha))):
                 # keep the last finite meta-knowledge rather than a NaN model
@@ -291,17 +367,52 @@ class _Bilevel(MetaMethod):
                          inner_lr=alpha if steps else None,
                          inner_steps=int(s.inner_steps) if steps else 0,
                          auto_step=auto)
-        fitted.theta = self.adapt(batch, problem, fitted)
+        fitted.theta = (self.adapt(batch, problem, fitted) if distributed is None
+                        else batch.adapt_all(self, problem, fitted))
         return fitted
 
     progress = "query loss"
 
-    def _updater(self, batch, problem, precision, n_sel, auto, n_tasks):
-        """``update(task_sel, seeds, n_query, theta0, alpha)``: one meta-iteration.
+    def meta_gradient(self, batch, problem, precision, auto, start, n_sel, *,
+                      n_threads=1, transposed=True):
+        """``contribute(task_sel, seeds, n_query, theta0, alpha)``: the
+        :class:`MetaContribution` of some of ``batch``'s tasks.
 
-        Returns the new ``(theta0, alpha, loss)``.
+        ``start`` is the prior mean meta-training starts from, ``n_sel`` the
+        number of tasks of a meta-batch (calls may take fewer). The
+        contribution of a meta-batch is the sum of those of any partition of
+        its tasks.
         """
         raise NotImplementedError
+
+    def meta_step(self, problem):
+        """``step(theta0, alpha, contribution)``: one meta-iteration's update,
+        from the contribution of the whole meta-batch.
+
+        Returns the new ``(theta0, alpha, progress)``; the step keeps the
+        meta-optimizer's state between calls.
+        """
+        d = problem.n_params
+        theta_opt = Adam(self.meta_lr, d)
+        alpha_opt = Adam(self.meta_lr, d) if self.learns_steps else None
+
+        def step(theta0, alpha, total):
+            B = total.n_tasks
+            theta0 = theta_opt.step(theta0, total.grad_theta0 / B)
+            if alpha_opt is not None:
+                # Adam on log(alpha): the step sizes stay positive (a negative
+                # one would climb the task's loss) and move by relative amounts,
+                # whatever their scale (a network's inner_lr, or multiples of
+                # 1 / L_t); d loss / d log(alpha) = alpha * g_alpha. The zero
+                # steps of ANIL's hidden layers stay zero.
+                moving = alpha > 0
+                log_alpha = np.log(np.where(moving, alpha, 1.0))
+                stepped = alpha_opt.step(
+                    log_alpha, np.where(moving, alpha * total.grad_alpha / B, 0.0))
+                alpha = np.where(moving, np.exp(stepped), 0.0)
+            return theta0, alpha, total.loss / B
+
+        return step
 
     def adapt(self, batch, problem, fitted):
         """The inner procedure's steps from ``fitted``, on all of each task's rows."""
@@ -350,37 +461,35 @@ class IMAML(_Bilevel):
                 "network's alpha)."
             )
 
-    def _updater(self, batch, problem, precision, n_sel, auto, n_tasks):
+    def meta_gradient(self, batch, problem, precision, auto, start, n_sel, *,
+                      n_threads=1, transposed=True):
         if problem.is_network:
-            return self._network_updater(batch, problem, precision, n_sel)
+            s = self.settings
+            network = _PerSize(lambda n: NetworkImplicit(
+                batch, problem, precision, n_steps=s.inner_steps, n_sel=n,
+                cg_tol=s.tol, cg_max=CG_MAX_ITER, n_threads=n_threads))
+
+            def contribute(task_sel, seeds, n_query, theta0, alpha):
+                res = network(len(task_sel))(task_sel, seeds, n_query, theta0,
+                                             alpha)
+                return MetaContribution.of(len(task_sel), res.loss_sum,
+                                           res.grad_theta0)
+
+            return contribute
         meta_grad = ImplicitMetaGradient(batch, problem, precision, n_sel=n_sel)
-        optimizer = Adam(self.meta_lr, problem.n_params)
+        # each task's last support solution starts its next solve
         warm = None
 
-        def update(task_sel, seeds, n_query, theta0, alpha):
+        def contribute(task_sel, seeds, n_query, theta0, alpha):
             nonlocal warm
             if warm is None:
-                warm = np.tile(theta0, (n_tasks, 1))
-            loss, g_theta0, _, adapted = meta_grad(task_sel, seeds, n_query, theta0,
-                                                   alpha, warm[task_sel])
+                warm = np.tile(start, (batch.n_tasks, 1))
+            loss, g_theta0, _, adapted = meta_grad.sums(
+                task_sel, seeds, n_query, theta0, alpha, warm[task_sel])
             warm[task_sel] = adapted
-            return optimizer.step(theta0, g_theta0), alpha, loss
+            return MetaContribution.of(len(task_sel), loss, g_theta0)
 
-        return update
-
-    def _network_updater(self, batch, problem, precision, n_sel):
-        meta_grad = NetworkImplicit(
-            batch, problem, precision, n_steps=self.settings.inner_steps,
-            n_sel=n_sel, cg_tol=self.settings.tol, cg_max=CG_MAX_ITER,
-            n_threads=numba_threads(self.settings.n_jobs))
-        optimizer = Adam(self.meta_lr, problem.n_params)
-
-        def update(task_sel, seeds, n_query, theta0, alpha):
-            res = meta_grad(task_sel, seeds, n_query, theta0, alpha)
-            return (optimizer.step(theta0, res.grad_theta0 / n_sel), alpha,
-                    res.loss_sum / n_sel)
-
-        return update
+        return contribute
 
     def adapt(self, batch, problem, fitted):
         if problem.is_network:
@@ -395,39 +504,24 @@ class MAML(_Bilevel):
 
     name = "maml"
     parameters = _Bilevel.parameters | {"inner_steps", "inner_lr", "first_order"}
-    learns_steps = False
 
     @property
     def mode(self):
         return FIRST_ORDER if self.settings.first_order else SECOND_ORDER
 
-    def _updater(self, batch, problem, precision, n_sel, auto, n_tasks):
-        meta_grad = UnrolledMetaGradient(
-            batch, problem, precision, n_sel=n_sel,
-            n_steps=self.settings.inner_steps, auto_step=auto, mode=self.mode,
-            n_threads=numba_threads(self.settings.n_jobs))
-        d = problem.n_params
-        theta_opt = Adam(self.meta_lr, d)
-        alpha_opt = Adam(self.meta_lr, d) if self.learns_steps else None
+    def meta_gradient(self, batch, problem, precision, auto, start, n_sel, *,
+                      n_threads=1, transposed=True):
+        unrolled = _PerSize(lambda n: UnrolledMetaGradient(
+            batch, problem, precision, n_sel=n, n_steps=self.settings.inner_steps,
+            auto_step=auto, mode=self.mode, n_threads=n_threads,
+            transposed=transposed))
 
-        def update(task_sel, seeds, n_query, theta0, alpha):
-            loss, g_theta0, g_alpha, _ = meta_grad(task_sel, seeds, n_query, theta0,
-                                                   alpha)
-            theta0 = theta_opt.step(theta0, g_theta0)
-            if alpha_opt is not None:
-                # Adam on log(alpha): the step sizes stay positive (a negative
-                # one would climb the task's loss) and move by relative amounts,
-                # whatever their scale (a network's inner_lr, or multiples of
-                # 1 / L_t); d loss / d log(alpha) = alpha * g_alpha. The zero
-                # steps of ANIL's hidden layers stay zero.
-                moving = alpha > 0
-                log_alpha = np.log(np.where(moving, alpha, 1.0))
-                stepped = alpha_opt.step(log_alpha,
-                                         np.where(moving, alpha * g_alpha, 0.0))
-                alpha = np.where(moving, np.exp(stepped), 0.0)
-            return theta0, alpha, loss
+        def contribute(task_sel, seeds, n_query, theta0, alpha):
+            loss, g_theta0, g_alpha, _ = unrolled(len(task_sel)).sums(
+                task_sel, seeds, n_query, theta0, alpha)
+            return MetaContribution.of(len(task_sel), loss, g_theta0, g_alpha)
 
-        return update
+        return contribute
 
 
 class MetaSGD(MAML):
@@ -466,17 +560,26 @@ class Reptile(_Bilevel):
     def query_rows(self, sizes):
         return np.zeros(len(sizes), dtype=np.intp)  # Reptile adapts on all rows
 
-    def _updater(self, batch, problem, precision, n_sel, auto, n_tasks):
-        forward = Unroller(batch, problem, precision, auto_step=auto,
-                           n_steps=self.settings.inner_steps, mode=FORWARD,
-                           n_sel=n_sel,
-                           n_threads=numba_threads(self.settings.n_jobs))
+    def meta_gradient(self, batch, problem, precision, auto, start, n_sel, *,
+                      n_threads=1, transposed=True):
+        forward = _PerSize(lambda n: Unroller(
+            batch, problem, precision, auto_step=auto,
+            n_steps=self.settings.inner_steps, mode=FORWARD, n_sel=n,
+            n_threads=n_threads, transposed=transposed))
+
+        def contribute(task_sel, seeds, n_query, theta0, alpha):
+            res = forward(len(task_sel))(task_sel, seeds, n_query, theta0, alpha)
+            return MetaContribution.of(len(task_sel), 0.0,
+                                       (res.theta - theta0).sum(axis=0))
+
+        return contribute
+
+    def meta_step(self, problem):
         lr = self.meta_lr
 
-        def update(task_sel, seeds, n_query, theta0, alpha):
-            res = forward(task_sel, seeds, n_query, theta0, alpha)
-            displacement = (res.theta - theta0).mean(axis=0)
+        def step(theta0, alpha, total):
+            displacement = total.grad_theta0 / total.n_tasks
             return (theta0 + lr * displacement, alpha,
                     float(np.linalg.norm(displacement)))
 
-        return update
+        return step
