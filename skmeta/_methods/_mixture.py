@@ -55,7 +55,7 @@ from sklearn.exceptions import ConvergenceWarning
 from .._kernels._calls import diagonal_inverses
 from .._kernels._codes import SQUARED
 from ._inner import InnerSolver
-from ._prior import Prior, split_strength
+from ._prior import Prior, split_strength, task_scales
 from ._squarem import squarem
 
 # a component whose expected number of tasks falls below this keeps its
@@ -157,7 +157,6 @@ class _Setup:
 
     def __init__(self, batch, problem, *, structure, learn_gamma, gamma, ridge,
                  df):
-        T = batch.n_tasks
         self.structure = structure
         self.learn_gamma = learn_gamma
         self.gamma = gamma
@@ -165,11 +164,7 @@ class _Setup:
         self.df = df
         self.squared = problem.code == SQUARED
         self.d = problem.n_params
-        scale = batch.task_weights() if problem.mean_loss else np.ones(T)
-        positive = scale > 0
-        if problem.mean_loss and positive.any():
-            scale = np.where(positive, scale, scale[positive].mean())
-        self.task_scale = np.maximum(scale, np.finfo(float).tiny)
+        self.task_scale = task_scales(batch, problem)
         self.total_weight = max(float(batch.sw.sum()), np.finfo(float).tiny)
         self.task_rows = batch.task_weights()
         spread = float(np.var(batch.y)) if batch.n_rows else 1.0

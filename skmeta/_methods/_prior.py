@@ -101,3 +101,16 @@ def psd_solve(M, b, rcond=1e-12):
     keep = w > rcond * max(w.max(initial=0.0), np.finfo(float).tiny)
     coords = V[:, keep].T @ b
     return V[:, keep] @ (coords / w[keep])
+
+
+def task_scales(batch, problem):
+    """Each task's scale ``s_t`` in the prior's units: its total weight for
+    averaged losses (a task without weight carries no information and gets
+    the mean of the others, a neutral value), else 1."""
+    if not problem.mean_loss:
+        return np.ones(batch.n_tasks)
+    scale = batch.task_weights()
+    positive = scale > 0
+    if positive.any():
+        scale = np.where(positive, scale, scale[positive].mean())
+    return np.maximum(scale, np.finfo(float).tiny)

@@ -40,7 +40,7 @@ from ._base import MetaFit, MetaMethod
 from ._inner import INNER_TOL, InnerSolver, solve_exactly
 from ._mixture import MixtureSpec, adapt_mixture, learn_mixture
 from ._nested import COVARIANCE_MEMORY, NestedSpec, fit_nested
-from ._prior import Prior, precision_inverse, psd_solve, split_strength
+from ._prior import Prior, precision_inverse, psd_solve, split_strength, task_scales
 from ._squarem import squarem
 from ._statistics import OnlinePrior, TaskStatistics
 from ._structures import Structure
@@ -356,16 +356,10 @@ class _Iteration:
     def __init__(self, solver, *, learn_theta0, structure, learn_gamma,
                  count_penalty=True):
         batch, problem = solver.batch, solver.problem
-        T = batch.n_tasks
         self._set_prior_settings(solver, learn_theta0=learn_theta0,
                                  structure=structure, learn_gamma=learn_gamma,
                                  count_penalty=count_penalty)
-        scale = batch.task_weights() if problem.mean_loss else np.ones(T)
-        # a task without weight carries no information; give it a neutral scale
-        positive = scale > 0
-        if problem.mean_loss and positive.any():
-            scale = np.where(positive, scale, scale[positive].mean())
-        self.task_scale = np.maximum(scale, np.finfo(float).tiny)
+        self.task_scale = task_scales(batch, problem)
         self.total_weight = max(float(batch.sw.sum()), np.finfo(float).tiny)
         # tasks with fewer samples than parameters fit exactly, and the noise
         # variance estimate would go to zero: keep it above round-off of y
