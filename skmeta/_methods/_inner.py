@@ -190,11 +190,12 @@ class InnerSolver:
         per_task = theta0.ndim == 2
         moved = None
         if solved_at is not None and same_precision:
-            moved = theta0 - np.asarray(solved_at, dtype=np.float64)
-            if moved.shape != theta0.shape:
+            solved_at = np.asarray(solved_at, dtype=np.float64)
+            if solved_at.shape != theta0.shape:
                 raise ValueError(
-                    f"solved_at has shape {np.shape(solved_at)}, the prior "
-                    f"mean {theta0.shape}.")
+                    f"solved_at has shape {solved_at.shape}, the prior mean "
+                    f"{theta0.shape}.")
+            moved = theta0 - solved_at
         # wide tasks: the prior's Newton step multiplies by the inverses' sum
         request = None if inverse is None else InverseRequest(
             posterior=inverse == "posterior", exact=exact_inverse,
