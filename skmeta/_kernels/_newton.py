@@ -451,18 +451,6 @@ def predicted_start(theta, Ainv, shift, delta, d):
     return moved <= _CHORD_FAR * size
 
 
-@helper
-def task_prior(prior, centres, t):
-    """Task ``t``'s transfer term: ``prior`` centred on ``centres[t]``, or
-    ``prior`` itself when ``centres`` is empty (every task shares its centre).
-
-    Both branches have the same type: no second compiled specialization.
-    """
-    if centres.shape[0] == 0:
-        return prior
-    return PriorArrays(centres[t], prior.diag, prior.mat, prior.full)
-
-
 @borrowing_kernel
 def solve_tasks(batch, problem, prior, centres, theta, inv_weight, settings,
                 kept, work, out):
@@ -507,7 +495,11 @@ def solve_tasks(batch, problem, prior, centres, theta, inv_weight, settings,
     for t in range(n_tasks):
         b = t // settings.block_size
         th = theta[t]
-        prior_t = task_prior(prior, centres, t)
+        # the task's own centre, if any: both branches have the same type,
+        # so no second specialization (written out here rather than in a
+        # helper: one compiled function fewer)
+        prior_t = prior if centres.shape[0] == 0 else PriorArrays(
+            centres[t], prior.diag, prior.mat, prior.full)
         Ainv = kept.inverses[t] if store else work.Ainv
         have_inverse = store and kept.ok[t] == 1
         if have_inverse and predict:
@@ -658,9 +650,11 @@ def solve_tasks_rowspace(batch, problem, prior, centres, theta, inv_weight,
         th = theta[t]
         rows = batch_task(batch, t, problem.n_features, problem.fit_intercept,
                           work.XT)
+        prior_t = prior if centres.shape[0] == 0 else PriorArrays(
+            centres[t], prior.diag, prior.mat, prior.full)
         obj, loss, it, scale, D = solve_task_rowspace(
-            rows, problem, task_prior(prior, centres, t), th, settings.max_iter,
-            settings.tol, work, row_work)
+            rows, problem, prior_t, th, settings.max_iter, settings.tol, work,
+            row_work)
         out.objective[t] = obj
         out.loss[t] = loss
         out.n_iter[t] = it
