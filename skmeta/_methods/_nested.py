@@ -15,8 +15,8 @@ mean and spread is learned by empirical Bayes: EM on the marginal
 likelihood, with the Laplace approximation of each task's posterior.
 
 E-step. The tasks are solved with their transfer term centred on their
-group's current mean ``m_g`` (one batched kernel call per innermost group:
-the kernels take one prior centre per call), giving each task's mode
+group's current mean ``m_g`` (one batched kernel call for all tasks, each
+given its group's centre; sharded over ``n_jobs``), giving each task's mode
 ``theta_t`` and inverse Hessian ``C_t = A_t^{-1}`` (estimator units). With
 ``M`` the precision of the tasks' prior in estimator units (transfer term
 plus the counted l2 penalty), the task's mode moves with its group mean as
