@@ -231,9 +231,12 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
                 rowspace=None):
     """Solve every task of ``batch`` from the warm start ``theta`` (not modified).
 
-    ``precision`` is the transfer term's ``gamma * Lambda``: a vector (its
-    diagonal) or a full matrix. ``inverse`` (an :class:`InverseRequest`)
-    asks for sums of inverse Hessians, with weights ``inv_weight``.
+    ``theta0`` is the transfer term's centre: a vector shared by every
+    task, or one row per task (each task pulled toward its own centre, in
+    the same kernel call). ``precision`` is the transfer term's ``gamma *
+    Lambda``: a vector (its diagonal) or a full matrix. ``inverse`` (an
+    :class:`InverseRequest`) asks for sums of inverse Hessians, with weights
+    ``inv_weight``.
     ``block`` is the summation block size (default :func:`summation_block`);
     shards of one larger batch pass the parent's so that sums come out
     bit-identical. ``kept`` (a ``_newton.KeptInverses``, updated in place)
@@ -267,7 +270,18 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
                              want_inverse and inverse.exact, diagonal, int(block))
     inv_weight = np.ones(n_tasks) if inv_weight is None else as_float_array(
         inv_weight)
-    prior = prior_arrays(theta0, precision)
+    theta0 = np.asarray(theta0, dtype=np.float64)
+    if theta0.ndim == 2:
+        if theta0.shape != (n_tasks, d):
+            raise ValueError(
+                f"per-task centres must have shape ({n_tasks}, {d}), got "
+                f"{theta0.shape}.")
+        # the shared centre the kernels also take is unused: any row will do
+        centres = as_float_array(theta0)
+        prior = prior_arrays(centres[0] if n_tasks else np.zeros(d), precision)
+    else:
+        centres = np.empty((0, d))
+        prior = prior_arrays(theta0, precision)
     n_max = largest_task(batch)[0]
     if rowspace is None:
         rowspace = row_space_pays(batch, problem, precision)
@@ -278,7 +292,7 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
                 and 8 * n_tasks * nK * nK <= CURVATURE_MAX_BYTES)
         curvatures = np.empty((n_tasks, nK, nK) if keep else (0, 0, 0))
         work = rowspace_workspace(batch, problem, n_max, diagonal)
-        solve_tasks_rowspace(batch.arrays, problem.arrays, prior, theta,
+        solve_tasks_rowspace(batch.arrays, problem.arrays, prior, centres, theta,
                              inv_weight, settings, (*work, curvatures), out)
         if keep:
             minv = 1.0 / (problem.lam2 * problem.l2w + prior.diag)
@@ -287,10 +301,10 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
     else:
         if kept is None:
             kept = KeptInverses(np.empty((0, d, d)), np.empty(0, dtype=np.uint8),
-                                np.empty(0))
+                                np.empty((0, d)))
         work = newton_workspace(problem, n_max, dense=not batch.is_sparse)
-        solve_tasks(batch.arrays, problem.arrays, prior, theta, inv_weight,
-                    settings, kept, work, out)
+        solve_tasks(batch.arrays, problem.arrays, prior, centres, theta,
+                    inv_weight, settings, kept, work, out)
     return TaskSolutions(theta, out.objective, out.loss, out.n_iter, out.trace,
                          out.inv_sum if want_inverse else None,
                          out.inv_wsum if want_inverse else None, products,

@@ -27,6 +27,7 @@ import numpy as np
 from ._codes import MULTINOMIAL, SQUARED
 from ._datafits import datafit_derivatives, hessian_weights, loss_scale
 from ._jit import borrowing_kernel, helper
+from ._layout import PriorArrays
 from ._linalg import (
     cholesky_inverse,
     cholesky_logdet,
@@ -79,8 +80,9 @@ KeptInverses = namedtuple("KeptInverses", "inverses ok moved")
 KeptInverses.__doc__ = """Inverse Hessians kept between calls of ``solve_tasks``.
 
 ``inverses`` (empty, or one ``(d, d)`` slot per task), ``ok[t]`` telling
-whether slot ``t`` holds one for the current objective, and ``moved`` (empty,
-or the change of ``theta0`` since those solves).
+whether slot ``t`` holds one for the current objective, and ``moved`` the
+change of the prior centre since those solves: ``(0, d)`` (unknown), one row
+(every task's centre moved alike) or one row per task.
 """
 
 SolveOutputs = namedtuple(
@@ -450,11 +452,13 @@ def predicted_start(theta, Ainv, shift, delta, d):
 
 
 @borrowing_kernel
-def solve_tasks(batch, problem, prior, theta, inv_weight, settings, kept, work,
-                out):
+def solve_tasks(batch, problem, prior, centres, theta, inv_weight, settings,
+                kept, work, out):
     """Solve the inner problem of every task of ``batch`` (see module docstring).
 
-    ``theta[t]`` is the warm start and the solution of task ``t``. With
+    ``theta[t]`` is the warm start and the solution of task ``t``. Task
+    ``t``'s prior is centred on ``centres[t]``, or on ``prior.theta0`` for
+    every task when ``centres`` is empty ``(0, d)``. With
     ``settings.want_inverse``, block ``b`` of ``out.inv_sum`` receives the
     sum over its tasks of the active-set inverse Hessian (the Jacobian of the
     solution with respect to the prior mean, times the precision's
@@ -466,7 +470,8 @@ def solve_tasks(batch, problem, prior, theta, inv_weight, settings, kept, work,
     Hessian between calls: the next solve then starts with chord steps
     (products with it) instead of a new Hessian, and, when ``kept.moved`` is
     not empty, from the first-order prediction ``theta[t] + inverse Pi
-    moved`` of the new solution (the implicit function theorem). The
+    moved`` of the new solution (the implicit function theorem), ``moved``
+    being its one row or task ``t``'s row. The
     inverses are those of the last Hessian computed, unless
     ``settings.exact_inverse`` asks for the Hessian at the solution.
 
@@ -482,22 +487,30 @@ def solve_tasks(batch, problem, prior, theta, inv_weight, settings, kept, work,
         out.inv_sum[:] = 0.0
         out.inv_wsum[:] = 0.0
     store = kept.inverses.shape[0] > 0 and problem.lam1 == 0.0
-    predict = store and kept.moved.shape[0] == d
+    n_moved = kept.moved.shape[0]
+    predict = store and (n_moved == 1 or (n_moved == n_tasks and n_moved > 0))
     shift = work.shift
-    if predict:
-        precision_times(prior, kept.moved, shift, d)
+    if predict and n_moved == 1:
+        precision_times(prior, kept.moved[0], shift, d)
     for t in range(n_tasks):
         b = t // settings.block_size
         th = theta[t]
+        # the task's own centre, if any: both branches have the same type,
+        # so no second specialization (written out here rather than in a
+        # helper: one compiled function fewer)
+        prior_t = prior if centres.shape[0] == 0 else PriorArrays(
+            centres[t], prior.diag, prior.mat, prior.full)
         Ainv = kept.inverses[t] if store else work.Ainv
         have_inverse = store and kept.ok[t] == 1
         if have_inverse and predict:
+            if n_moved > 1:
+                precision_times(prior, kept.moved[t], shift, d)
             have_inverse = predicted_start(th, Ainv, shift, work.delta, d)
         rows = batch_task(batch, t, problem.n_features, problem.fit_intercept,
                           work.XT)
         exact = want_inverse and settings.exact_inverse
         obj, loss, it, refreshed = solve_task(
-            rows, problem, prior, th, settings.max_iter, settings.tol,
+            rows, problem, prior_t, th, settings.max_iter, settings.tol,
             have_inverse, exact, work, Ainv)
         out.objective[t] = obj
         out.loss[t] = loss
@@ -528,7 +541,7 @@ def solve_tasks(batch, problem, prior, theta, inv_weight, settings, kept, work,
             hessian_inverse(work.A, work.L, work.W, Ainv, th, problem, d,
                             not on_active_set)
         add_inverse(Ainv, inv_weight[t], settings.diagonal, out.inv_wsum[b])
-        out.trace[t] = d - smooth_curvature_trace(problem, prior, Ainv, d)
+        out.trace[t] = d - smooth_curvature_trace(problem, prior_t, Ainv, d)
         if out.covariances.shape[0] > 0:
             copy_inverse(Ainv, settings.diagonal, out.covariances[t])
 
@@ -610,11 +623,12 @@ def solve_task_rowspace(rows, problem, prior, theta, max_iter, tol, work,
 
 
 @borrowing_kernel
-def solve_tasks_rowspace(batch, problem, prior, theta, inv_weight, settings, work,
-                         out):
+def solve_tasks_rowspace(batch, problem, prior, centres, theta, inv_weight,
+                         settings, work, out):
     """``solve_tasks`` with Newton steps in the row space (see ``_rowspace``).
 
-    ``work`` is ``(newton_work, row_work, curvatures)``. For a diagonal
+    ``work`` is ``(newton_work, row_work, curvatures)``; ``centres`` as for
+    ``solve_tasks`` (the curvature does not depend on them). For a diagonal
     transfer precision and no l1 penalty; no inverse Hessians are kept
     between calls (their size is what this solver avoids), and
     ``settings.exact_inverse`` is implied. With inverses asked for and
@@ -636,8 +650,10 @@ def solve_tasks_rowspace(batch, problem, prior, theta, inv_weight, settings, wor
         th = theta[t]
         rows = batch_task(batch, t, problem.n_features, problem.fit_intercept,
                           work.XT)
+        prior_t = prior if centres.shape[0] == 0 else PriorArrays(
+            centres[t], prior.diag, prior.mat, prior.full)
         obj, loss, it, scale, D = solve_task_rowspace(
-            rows, problem, prior, th, settings.max_iter, settings.tol, work,
+            rows, problem, prior_t, th, settings.max_iter, settings.tol, work,
             row_work)
         out.objective[t] = obj
         out.loss[t] = loss

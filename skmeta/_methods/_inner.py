@@ -156,7 +156,7 @@ class InnerSolver:
 
     def solve(self, theta0, precision, theta, *, inverse=None,
               exact_inverse=False, inv_weight=None, tol=INNER_TOL,
-              solved_at=None, covariances=False):
+              solved_at=None, covariances=False, rowspace=None):
         """Solve every task from the warm start ``theta``; see ``solve_inner``.
 
         ``inverse`` is None, ``"sum"`` (the sums of inverse Hessians the
@@ -165,10 +165,14 @@ class InnerSolver:
         (``self.diagonal``). With ``covariances`` (and ``"posterior"``), each
         task's posterior inverse Hessian is returned too.
 
-        ``solved_at`` is the prior mean of the solve that returned ``theta``,
-        under the same precision: the kept inverse Hessians then first move
-        each solution by its first-order change (the implicit function
-        theorem), which saves steps. Returns a :class:`TaskSolutions`.
+        ``theta0`` is the prior mean of every task, or one row per task
+        (each task's own centre; still one kernel call per shard).
+        ``solved_at`` is the prior mean (of the same shape) of the solve that
+        returned ``theta``, under the same precision: the kept inverse
+        Hessians then first move each solution by the first-order change
+        its own centre's move makes (the implicit function theorem), which
+        saves steps. ``rowspace`` chooses the solver as in ``solve_inner``.
+        Returns a :class:`TaskSolutions`.
         """
         T = self.batch.n_tasks
         if inv_weight is None:
@@ -182,17 +186,28 @@ class InnerSolver:
             # the kept inverses are of Hessians under another prior
             self.inverse_ok[:] = 0
             self._kept_precision = precision.copy()
+        theta0 = np.asarray(theta0, dtype=np.float64)
+        per_task = theta0.ndim == 2
         moved = None
         if solved_at is not None and same_precision:
-            moved = np.asarray(theta0, dtype=np.float64) - solved_at
+            solved_at = np.asarray(solved_at, dtype=np.float64)
+            if solved_at.shape != theta0.shape:
+                raise ValueError(
+                    f"solved_at has shape {solved_at.shape}, the prior mean "
+                    f"{theta0.shape}.")
+            moved = theta0 - solved_at
         # wide tasks: the prior's Newton step multiplies by the inverses' sum
         request = None if inverse is None else InverseRequest(
             posterior=inverse == "posterior", exact=exact_inverse,
             diagonal=self.diagonal, products=self.diagonal,
             covariances=covariances)
         kwargs = dict(max_iter=INNER_MAX_ITER, tol=tol, inverse=request,
-                      block=self.block)
-        moved = np.empty(0) if moved is None else moved
+                      block=self.block, rowspace=rowspace)
+        d = self.problem.n_params
+        if moved is None:
+            moved = np.empty((0, d))
+        elif not per_task:
+            moved = moved[np.newaxis]
         # a worker that holds copies (a process, a Dask worker) updates the
         # kept inverses on its copy: it sends them back with its solutions
         send_back = self.inverses is not None and self._workers.may_copy
@@ -200,9 +215,11 @@ class InnerSolver:
         calls = []
         for (a, b), shard in zip(self.ranges, self.shards):
             kept = None if self.inverses is None else KeptInverses(
-                self.inverses[a:b], self.inverse_ok[a:b], moved)
-            calls.append((solve, (shard, self.problem, theta0, precision,
-                                  theta[a:b]),
+                self.inverses[a:b], self.inverse_ok[a:b],
+                moved[a:b] if per_task and len(moved) else moved)
+            calls.append((solve, (shard, self.problem,
+                                  theta0[a:b] if per_task else theta0,
+                                  precision, theta[a:b]),
                           dict(inv_weight=inv_weight[a:b], kept=kept, **kwargs)))
         results = self._workers.run(calls)
         if send_back:

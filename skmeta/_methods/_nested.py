@@ -15,8 +15,8 @@ mean and spread is learned by empirical Bayes: EM on the marginal
 likelihood, with the Laplace approximation of each task's posterior.
 
 E-step. The tasks are solved with their transfer term centred on their
-group's current mean ``m_g`` (one batched kernel call per innermost group:
-the kernels take one prior centre per call), giving each task's mode
+group's current mean ``m_g`` (one batched kernel call for all tasks, each
+given its group's centre; sharded over ``n_jobs``), giving each task's mode
 ``theta_t`` and inverse Hessian ``C_t = A_t^{-1}`` (estimator units). With
 ``M`` the precision of the tasks' prior in estimator units (transfer term
 plus the counted l2 penalty), the task's mode moves with its group mean as
@@ -76,13 +76,10 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from joblib import effective_n_jobs
 from sklearn.exceptions import ConvergenceWarning
 
-from .._kernels._calls import InverseRequest, solve_inner
 from .._kernels._codes import SQUARED
-from .._kernels._newton import KeptInverses
-from ._inner import INNER_MAX_ITER, INNER_TOL, Workers
+from ._inner import InnerSolver
 from ._prior import Prior, psd_solve, split_strength
 from ._squarem import squarem
 from ._structures import Structure
@@ -92,8 +89,6 @@ _TRANSFER_FLOOR = 1e-3
 # the prior on about _WARM_UP_TASKS of them (as the flat prior does)
 _WARM_UP_TASKS = 512
 _WARM_UP_FACTOR = 4
-# the kept inverse Hessians of all tasks, up to this many bytes
-_KEPT_MEMORY = 256 * 2**20
 # each EM iteration holds every task's d x d inverse Hessian: at most this
 # many bytes of them (the caller refuses larger problems)
 COVARIANCE_MEMORY = 2 * 2**30
@@ -191,14 +186,12 @@ class _Hierarchy:
         self.ridge = self.penalty if learn_gamma else np.zeros(d)
         self.ranges = tree.task_ranges()
         self.group_of_task = tree.parents[-1]
-        self.shards = [batch.shard(a, b) for a, b in self.ranges]
-        if T * d * d * 8 <= _KEPT_MEMORY:
-            self.inverses = np.empty((T, d, d))
-            self.inverse_ok = np.zeros(T, dtype=np.uint8)
-        else:
-            self.inverses = self.inverse_ok = None
-        self._kept = None  # (transfer precision, centres) of the kept inverses
-        self.workers = Workers(min(effective_n_jobs(n_jobs), len(self.shards)))
+        # every task of an iteration in one kernel call (per shard), each
+        # centred on its group's mean; the dense solver keeps each task's
+        # inverse Hessian between iterations (the row-space one of wide
+        # tasks keeps none)
+        self.solver = InnerSolver(batch, problem, n_jobs=n_jobs)
+        self._solved_at = None  # (transfer precision, per-task centres)
 
     # ------------------------------------------------------------ the prior
     def task_prior(self, state):
@@ -224,34 +217,17 @@ class _Hierarchy:
     # --------------------------------------------------------------- solves
     def solve(self, state, theta):
         """Every task solved under its group's centre; per-task results."""
-        innermost = state.means[-1]
-        centres = self.centres(state, innermost)
+        centres = self.centres(state, state.means[-1])[self.group_of_task]
         precision = state.transfer
-        moved = None
-        if self.inverses is not None:
-            if self._kept is None or not np.array_equal(self._kept[0], precision):
-                self.inverse_ok[:] = 0
-            else:
-                moved = centres - self._kept[1]
-            self._kept = (precision.copy(), centres.copy())
-        request = InverseRequest(posterior=True, covariances=True)
-        calls = []
-        for g, ((a, b), shard) in enumerate(zip(self.ranges, self.shards)):
-            kept = None
-            if self.inverses is not None:
-                kept = KeptInverses(self.inverses[a:b], self.inverse_ok[a:b],
-                                    np.empty(0) if moved is None else moved[g])
-            calls.append((solve_inner, (shard, self.problem, centres[g],
-                                        precision, theta[a:b]),
-                          # (the row-space solver of wide tasks keeps no
-                          # per-task inverse Hessians: the dense one does)
-                          dict(max_iter=INNER_MAX_ITER, tol=INNER_TOL,
-                               inverse=request, kept=kept, rowspace=False)))
-        results = self.workers.run(calls)
-        return (np.concatenate([r.theta for r in results]),
-                np.concatenate([r.loss for r in results]),
-                np.concatenate([r.trace for r in results]),
-                np.concatenate([r.covariances for r in results]))
+        solved_at = None
+        if self._solved_at is not None and np.array_equal(self._solved_at[0],
+                                                          precision):
+            solved_at = self._solved_at[1]
+        result = self.solver.solve(centres, precision, theta,
+                                   inverse="posterior", covariances=True,
+                                   solved_at=solved_at, rowspace=False)
+        self._solved_at = (precision.copy(), centres)
+        return result.theta, result.loss, result.trace, result.covariances
 
     # ------------------------------------------------------- Gaussian tree
     @staticmethod
@@ -497,7 +473,7 @@ def fit_nested(batch, problem, tree, spec, *, max_iter, tol, n_jobs=None,
                      done=state["n_iter"] > 1 and not moved and not means_moved)
         return proposal
 
-    with hierarchy.workers:
+    with hierarchy.solver:
         squarem(em_map, start, coords,
                 lambda: state["done"] or state["n_iter"] >= max_iter)
     current = state["current"]
@@ -526,22 +502,11 @@ def fit_nested(batch, problem, tree, spec, *, max_iter, tol, n_jobs=None,
 def adapt_nested(batch, problem, prior, node_means, node_of_task, *,
                  n_jobs=None):
     """New tasks, each adapted from the mean of its node ``node_of_task[t]``
-    (an index into the rows of ``node_means``): one kernel call per node."""
-    T = batch.n_tasks
-    theta = np.empty((T, problem.n_params))
-    nodes = np.unique(node_of_task)
+    (an index into the rows of ``node_means``): all in one kernel call per
+    shard, each task centred on its node's mean."""
+    node_means = np.asarray(node_means, dtype=float)
     ridge = prior.ridge if prior.ridge is not None else 0.0
     factor = (prior.precision + ridge) / prior.precision
-    calls = []
-    for node in nodes:
-        index = np.flatnonzero(node_of_task == node)
-        centre = node_means[node] * factor
-        calls.append((solve_inner, (batch.subset(index), problem, centre,
-                                    prior.precision,
-                                    np.tile(node_means[node], (len(index), 1))),
-                      dict(max_iter=INNER_MAX_ITER, tol=INNER_TOL)))
-    with Workers(min(effective_n_jobs(n_jobs), len(calls))) as workers:
-        results = workers.run(calls)
-    for node, result in zip(nodes, results):
-        theta[node_of_task == node] = result.theta
-    return theta
+    start = node_means[node_of_task]
+    with InnerSolver(batch, problem, n_jobs=n_jobs) as solver:
+        return solver.solve(start * factor, prior.precision, start).theta
