@@ -80,7 +80,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from .._kernels._codes import SQUARED
 from ._inner import InnerSolver
-from ._prior import Prior, psd_solve, split_strength
+from ._prior import Prior, psd_solve, split_strength, task_scales
 from ._squarem import squarem
 from ._structures import Structure
 
@@ -168,14 +168,10 @@ class _Hierarchy:
         self.batch, self.problem, self.tree = batch, problem, tree
         self.structure = structure
         self.learn_gamma, self.gamma, self.learn_mu0 = learn_gamma, gamma, learn_mu0
-        T, d = batch.n_tasks, problem.n_params
+        _T, d = batch.n_tasks, problem.n_params
         self.d = d
         self.squared = problem.code == SQUARED
-        scale = batch.task_weights() if problem.mean_loss else np.ones(T)
-        positive = scale > 0
-        if problem.mean_loss and positive.any():
-            scale = np.where(positive, scale, scale[positive].mean())
-        self.task_scale = np.maximum(scale, np.finfo(float).tiny)
+        self.task_scale = task_scales(batch, problem)
         self.s_bar = float(self.task_scale.mean())
         self.total_weight = max(float(batch.sw.sum()), np.finfo(float).tiny)
         spread = float(np.var(batch.y)) if batch.n_rows else 1.0
