@@ -58,10 +58,10 @@ from sklearn.exceptions import ConvergenceWarning
 
 from ._inner import InnerSolver
 from ._proximal import (
-    _MAX_HALVINGS,
     _changed,
     _empirical_bayes,
     _Iteration,
+    backtracked,
     newton_mean_step,
     prior_from_moments,
 )
@@ -132,11 +132,10 @@ def _fixed_prior_online(step, prior, theta, *, max_iter, tol):
         theta = solutions.theta
         objective = float(solutions.objective.sum()) + step.past_objective(
             prior.theta0)
-        if (previous is not None and halvings < _MAX_HALVINGS
-                and objective > previous[1] + 1e-12 * abs(previous[1])):
+        halved = backtracked(prior, objective, previous, halvings)
+        if halved is not None:
             halvings += 1
-            prior = prior.with_theta0(previous[0]
-                                      + 0.5 * (prior.theta0 - previous[0]))
+            prior = halved
             continue
         halvings = 0
         if not step.learn_theta0:

@@ -534,12 +534,10 @@ def _fixed_prior(step, prior, theta, *, max_iter, tol, verbose, name,
         was_loose, loose = loose, False
         theta = solutions.theta
         objective = step.objective(solutions)
-        if (previous is not None and halvings < _MAX_HALVINGS
-                and objective > previous[1] + 1e-12 * abs(previous[1])):
-            # F is convex: a Newton step that increased it is halved
+        halved = backtracked(prior, objective, previous, halvings)
+        if halved is not None:
             halvings += 1
-            prior = prior.with_theta0(previous[0]
-                                      + 0.5 * (prior.theta0 - previous[0]))
+            prior = halved
             continue
         halvings = 0
         _report(verbose, name, n_iter, objective, prior)
@@ -568,6 +566,16 @@ def _fixed_prior(step, prior, theta, *, max_iter, tol, verbose, name,
         prior = proposal
     return ProximalFit(prior, theta, n_iter, False, objective,
                        solutions=solutions)
+
+
+def backtracked(prior, objective, previous, halvings):
+    """The prior mean halfway back to the last accepted one, ``previous``
+    ``(theta0, objective)``, where this Newton step increased the objective
+    (it is convex in ``theta0``); None to accept the step."""
+    if (previous is None or halvings >= _MAX_HALVINGS
+            or objective <= previous[1] + 1e-12 * abs(previous[1])):
+        return None
+    return prior.with_theta0(previous[0] + 0.5 * (prior.theta0 - previous[0]))
 
 
 def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
@@ -607,6 +615,15 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
                        solutions=state.get("solutions"))
 
 
+def shared_coefficients(random_effects):
+    """The coefficients shared by all tasks (True) under ``random_effects``
+    (a mask of the varying ones), or None where every coefficient may vary
+    (None, or "auto" before it is decided)."""
+    if random_effects is None or isinstance(random_effects, str):
+        return None
+    return ~np.asarray(random_effects, dtype=bool)
+
+
 def candidate_structures(prior, random_effects, problem, diagonal, single_task,
                          gamma="auto", n_tasks=None):
     """The structures ``prior="auto"`` (or ``"lowrank"``) chooses among.
@@ -622,9 +639,7 @@ def candidate_structures(prior, random_effects, problem, diagonal, single_task,
     vary (see :func:`matrix_priors_estimable`).
     """
     d = problem.n_params
-    shared = None
-    if random_effects is not None and not isinstance(random_effects, str):
-        shared = ~np.asarray(random_effects, dtype=bool)
+    shared = shared_coefficients(random_effects)
     n_random = d if shared is None else int(np.sum(~shared))
     full_ok = (not diagonal and d >= 3 and (
         prior != "auto" or n_tasks is None
@@ -846,9 +861,7 @@ class Proximal(MetaMethod):
                 f"{problem.n_params} need {size / 2**30:.1f} GiB, more than "
                 f"{COVARIANCE_MEMORY / 2**30:.0f} GiB.")
         kind = "isotropic" if s.prior == "isotropic" else "diagonal"
-        shared = None
-        if s.random_effects is not None and not isinstance(s.random_effects, str):
-            shared = ~np.asarray(s.random_effects, dtype=bool)
+        shared = shared_coefficients(s.random_effects)
         learn_gamma = s.gamma == "auto"
         d = problem.n_params
         spec = NestedSpec(
@@ -877,10 +890,7 @@ class Proximal(MetaMethod):
         s = self.settings
         if s.prior in ("full", "lowrank"):
             return None
-        shared = None
-        if s.random_effects is not None and not isinstance(
-                s.random_effects, str):
-            shared = ~np.asarray(s.random_effects, dtype=bool)
+        shared = shared_coefficients(s.random_effects)
         n_random = problem.n_params if shared is None else int(np.sum(~shared))
         if s.prior == "auto" and matrix_priors_estimable(
                 n_random, min(batch.n_tasks, SELECTION_TASKS)):
@@ -962,9 +972,7 @@ class Proximal(MetaMethod):
                 f"n_prior_components={s.n_prior_components} exceeds the "
                 f"number of tasks, {batch.n_tasks}.")
         kind = "isotropic" if s.prior == "isotropic" else "diagonal"
-        shared = None
-        if s.random_effects is not None and not isinstance(s.random_effects, str):
-            shared = ~np.asarray(s.random_effects, dtype=bool)
+        shared = shared_coefficients(s.random_effects)
         learn_gamma = s.gamma == "auto"
         spec = MixtureSpec(
             n_components=s.n_prior_components if s.prior == "mixture" else 1,
