@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from numba import njit
+from scipy import linalg
 
 from skmeta._kernels._adam import adam_update
 from skmeta._kernels._elementary import exp, log1p_unit
+from skmeta._kernels._linalg import lu_factor, lu_solve
 from skmeta._kernels._rows import dense_gradient, dense_predictor
 
 # error bounds, in units of the result's spacing (ulp); the C library's
@@ -121,6 +123,41 @@ def test_dense_rows_primitives_on_any_row_range(p1, n_outputs):
         out = _gradient(XT, lo, hi, G, 0.5)
         np.testing.assert_allclose(out, 1.0 + 0.5 * (G @ XT[:, lo:hi].T).ravel(),
                                    rtol=1e-13, atol=1e-13)
+
+
+@njit
+def _lu_solve(A, b):
+    LU = A.copy()
+    # garbage, as in a reused workspace: every entry must be written
+    piv = np.full(A.shape[0], 10**9, dtype=np.intp)
+    regular = lu_factor(LU, piv, A.shape[0])
+    x = b.copy()
+    lu_solve(LU, piv, x, A.shape[0])
+    return regular, piv, x
+
+
+def test_lu_solve_matches_scipy():
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 7, 30):
+        A = rng.normal(size=(n, n)) + n * np.eye(n)
+        b = rng.normal(size=n)
+        regular, piv, x = _lu_solve(A, b)
+        assert regular
+        np.testing.assert_allclose(x, linalg.solve(A, b), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("zero_column", [0, 2, 4])
+def test_lu_of_a_singular_matrix_leaves_valid_pivots(zero_column):
+    # a singular capacitance (a degenerate prior) used to leave the pivots
+    # past the zero column unwritten, and lu_solve then swapped entries at
+    # whatever indices the workspace held: a crash or a silent overwrite
+    rng = np.random.default_rng(zero_column)
+    A = rng.normal(size=(5, 5))
+    A[:, zero_column] = 0.0
+    regular, piv, x = _lu_solve(A, rng.normal(size=5))
+    assert not regular
+    assert np.all((piv >= np.arange(5)) & (piv < 5))
+    assert not np.all(np.isfinite(x))
 
 
 def test_adam_kernel_is_the_numpy_formula_to_the_last_bit():

@@ -141,7 +141,9 @@ def lu_factor(A, piv, n):
     """LU factorization with partial pivoting of ``A[:n, :n]``, in place.
 
     ``piv[i]`` receives the row swapped with row ``i``. Returns False for an
-    exactly singular matrix.
+    exactly singular matrix; ``piv`` is then still a valid permutation (the
+    rows not reached stay in place), so that ``lu_solve`` reads no index
+    out of bounds and the solution's infinities or NaNs tell the caller.
     """
     for k in range(n):
         best = k
@@ -152,6 +154,8 @@ def lu_factor(A, piv, n):
                 best = i
         piv[k] = best
         if size == 0.0:
+            for i in range(k + 1, n):
+                piv[i] = i
             return False
         if best != k:
             for j in range(n):
