@@ -41,7 +41,7 @@ from ._methods._inner import posterior_covariances, solve_exactly
 from ._methods._mixture import PriorMixture, adapt_mixture
 from ._methods._nested import Tree, adapt_nested
 from ._methods._online import update_online
-from ._methods._prior import Prior
+from ._methods._prior import Prior, task_scales
 from ._methods._statistics import OnlinePrior
 from ._semi_supervised import (
     UNLABELED,
@@ -2298,8 +2298,9 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
             dispersion=fitted.dispersion, n_jobs=self.n_jobs)
         if covariances is None:
             return
-        scale = batch.task_weights() if problem.mean_loss else np.ones(
-            batch.n_tasks)
+        # the tasks' mean scale as empirical Bayes took it (a task without
+        # weight counts with the others' mean)
+        scale = task_scales(batch, problem)
         self._task_covariances = covariances
         self.prior_covariance_ = _prior_covariance(
             fitted.combined_precision, dispersion, float(np.mean(scale)))

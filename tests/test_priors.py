@@ -244,6 +244,25 @@ def test_predictive_std_is_the_closed_form_of_ridge_under_a_fixed_prior():
     assert np.all(unseen > std)
 
 
+def test_a_task_without_weight_has_the_prior_as_its_posterior():
+    # averaged losses (Poisson): a task whose rows all weigh zero carries no
+    # information, so its posterior is the prior -- it was an overflow
+    # (covariances of 1e300) when its scale, the weight, was zero
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    tasks = np.repeat(np.arange(6), 20)
+    y = rng.poisson(np.exp(0.3 * X[:, 0] + 0.2 * (tasks % 3)))
+    weight = np.where(tasks == 2, 0.0, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        meta = MetaRegressor(PoissonRegressor()).fit(X, y, tasks=tasks,
+                                                     sample_weight=weight)
+    assert_allclose(meta.task_posterior_cov(2), meta.prior_covariance_,
+                    rtol=1e-10)
+    assert np.all(np.diag(meta.task_posterior_cov(0))
+                  < np.diag(meta.prior_covariance_))
+
+
 @pytest.mark.parametrize("base", [LinearRegression(), Ridge(alpha=1.0)],
                          ids=["unpenalized", "ridge"])
 def test_intervals_on_new_few_shot_tasks_are_calibrated(base):

@@ -26,7 +26,12 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 
 import skmeta._methods._inner as inner_module
 from skmeta import MetaClassifier, MetaRegressor
-from skmeta._kernels._calls import InverseRequest, decision_values, solve_inner
+from skmeta._kernels._calls import (
+    InverseRequest,
+    decision_values,
+    solve_inner,
+    summation_block,
+)
 from skmeta._kernels._codes import LOGISTIC, MULTINOMIAL, POISSON, SQUARED
 from skmeta._kernels._layout import Problem, block_size_for, make_batch
 from skmeta._methods._inner import InnerSolver
@@ -413,7 +418,7 @@ def inverse_case(code, prec_kind, tol, **kwargs):
     inv_weight = rng.uniform(0.1, 3.0, n_tasks)
     result = solve(X, y, sw, tasks, problem, theta0, precision,
                    inverse="posterior", inv_weight=inv_weight, tol=tol, **kwargs)
-    block = block_size_for(n_tasks)
+    block = summation_block(n_tasks, d)
     assert block > 1
     n_blocks = -(-n_tasks // block)
     assert result.inv_blocks.shape == result.inv_wblocks.shape == (n_blocks, d, d)

@@ -62,6 +62,13 @@ from ._workspaces import (
 # 0.18 s against 0.30 s at 21 parameters, 2.4 s against 18.6 s at 101.
 ROWSPACE_MIN_PARAMS = 16
 
+# Sums of inverse Hessians are kept per block of tasks (so that they do not
+# depend on the number of threads), allocated and added up at every solve:
+# 200 tasks of 101 parameters in blocks of 3 (``block_size_for``) made that
+# 12% of an empirical-Bayes fit (profiled). Sixteen blocks still give each
+# of four workers its four shards (``_methods._inner.SHARDS_PER_WORKER``).
+INVERSE_SUM_BLOCKS = 16
+
 # --------------------------------------------------------------------------
 # exact solves
 # --------------------------------------------------------------------------
@@ -96,11 +103,13 @@ def summation_block(n_tasks, n_params, diagonal=False):
 
     A block holds ``d x d`` sums of inverse Hessians (``d`` of their
     diagonals): blocks are made larger rather than having their sums take
-    more than ``INVERSE_SUMS_MAX_BYTES``. Depends on the shapes only, so
-    that sums do not depend on how tasks are spread over threads.
+    more than ``INVERSE_SUMS_MAX_BYTES``, or there being more than
+    ``INVERSE_SUM_BLOCKS`` of them. Depends on the shapes only, so that
+    sums do not depend on how tasks are spread over threads.
     """
     per_block = 16 * n_params * (1 if diagonal else n_params)
-    max_blocks = max(1, INVERSE_SUMS_MAX_BYTES // max(per_block, 1))
+    max_blocks = max(1, min(INVERSE_SUM_BLOCKS,
+                            INVERSE_SUMS_MAX_BYTES // max(per_block, 1)))
     return max(block_size_for(n_tasks), -(-n_tasks // max_blocks))
 
 

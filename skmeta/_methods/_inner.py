@@ -25,6 +25,7 @@ from .._kernels._calls import (
 )
 from .._kernels._codes import SQUARED
 from .._kernels._newton import KeptInverses
+from ._prior import task_scales
 
 # Newton converges quadratically: a tight tolerance costs one more step at
 # most, and the outer loops (implicit gradients, empirical Bayes) need
@@ -269,8 +270,9 @@ def posterior_covariances(batch, problem, theta0, precision, theta, *,
     tasks are too wide for full inverses.
     """
     T, d = theta.shape
-    scale = batch.task_weights() if problem.mean_loss else np.ones(T)
-    scale = np.maximum(scale, np.finfo(float).tiny)
+    # as empirical Bayes weighs them: a task without weight gets the mean
+    # scale, so that its posterior is the prior (not an overflow)
+    scale = task_scales(batch, problem)
     with InnerSolver(batch, problem, n_jobs=n_jobs) as solver:
         if solver.diagonal or 8 * T * d * d > COVARIANCE_MEMORY:
             return None, dispersion
