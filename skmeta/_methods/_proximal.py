@@ -68,6 +68,16 @@ SELECTION_TOL = 1e-3
 # iteration; measured on 200 binary tasks of 5 rows and 500 features, a
 # default fit took over 240 s with them, 26 s without.
 VECTOR_PRIOR_MAX_FULL_PARAMS = 256
+# The prior mean's Newton step on wide tasks is solved by conjugate
+# gradients only this far: it is one step of an outer iteration that repeats
+# it, and its system is nearly singular (directions few tasks' rows reach),
+# where pressing on mostly amplifies round-off. Measured on 200 tasks of 5
+# rows (benchmarks/README.md section 8): at 1e-10 a 10-class fit (1,010
+# parameters) took 17.7 s, 80% of it in these solves, and one candidate
+# prior's fit ran off (held-out log-loss 18.4); at 1e-4, 3.5 s, that
+# candidate 1.54 and chosen; binary tasks of 500 features end at the same
+# parameters (to 1e-7) in half the time.
+MEAN_STEP_RTOL = 1e-4
 # prior="auto" compares full and low-rank priors only with at least this many
 # tasks per varying coefficient (see matrix_priors_estimable)
 MATRIX_PRIOR_TASKS_PER_EFFECT = 2
@@ -161,16 +171,16 @@ def newton_mean_step(diff, T, precision, inv_sum, inverse_sum_times=None):
 def _newton_by_conjugate_gradients(matvec, rhs, diagonal, start):
     """Solve ``H x = rhs`` for PSD ``H`` given by products, from ``start``.
 
-    Preconditioned by ``H``'s diagonal; a relative residual of 1e-10, at
-    most ``4 d`` iterations (the caller's line search or EM iterations
-    absorb a rare unfinished solve).
+    Preconditioned by ``H``'s diagonal; to a relative residual of
+    ``MEAN_STEP_RTOL``, at most ``4 d`` iterations (the caller's line search
+    or EM iterations absorb a rare unfinished solve).
     """
     d = rhs.shape[0]
     operator = sparse_linalg.LinearOperator((d, d), matvec=matvec,
                                             dtype=np.float64)
     preconditioner = sparse_linalg.LinearOperator(
         (d, d), matvec=lambda v: v / diagonal, dtype=np.float64)
-    x, _ = sparse_linalg.cg(operator, rhs, x0=start, rtol=1e-10, atol=0.0,
+    x, _ = sparse_linalg.cg(operator, rhs, x0=start, rtol=MEAN_STEP_RTOL, atol=0.0,
                             maxiter=4 * d, M=preconditioner)
     return x
 
