@@ -44,6 +44,7 @@ from ._workspaces import (
     _PAD,
     CURVATURE_MAX_BYTES,
     FULL_INVERSE_MAX_PARAMS,
+    INVERSE_SUM_BLOCKS,
     INVERSE_SUMS_MAX_BYTES,
     TRANSPOSED_MAX_BYTES,
     implicit_workspace,
@@ -61,13 +62,6 @@ from ._workspaces import (
 # tasks of 5 rows with an isotropic learned prior, the row space fits in
 # 0.18 s against 0.30 s at 21 parameters, 2.4 s against 18.6 s at 101.
 ROWSPACE_MIN_PARAMS = 16
-
-# Sums of inverse Hessians are kept per block of tasks (so that they do not
-# depend on the number of threads), allocated and added up at every solve:
-# 200 tasks of 101 parameters in blocks of 3 (``block_size_for``) made that
-# 12% of an empirical-Bayes fit (profiled). Sixteen blocks still give each
-# of four workers its four shards (``_methods._inner.SHARDS_PER_WORKER``).
-INVERSE_SUM_BLOCKS = 16
 
 # --------------------------------------------------------------------------
 # exact solves
