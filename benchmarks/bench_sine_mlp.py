@@ -30,8 +30,9 @@ Checks: the first meta-gradient agrees between skmeta and torch (float64).
 Timing: median time per meta-iteration over interleaved rounds; skmeta with
 1 and 2 threads (``n_jobs``), timed in a child process that does not load
 PyTorch (see ``bench_maml_torch.py``: PyTorch's OpenMP runtime can put
-numba's worker thread to sleep); torch with 1 and 2 intra-op threads, in
-float32 and float64.
+numba's worker thread to sleep); torch with 1 and 2 intra-op threads; both
+in float32 and float64 (skmeta computes in the float type of the rows it is
+given), each compared with the other at the same float type.
 
 Run: ``python benchmarks/bench_sine_mlp.py`` (needs ``pip install
 torch==2.13.0``, the ``bench`` extra). ``--torch-iters 70000`` trains torch
@@ -125,10 +126,11 @@ class Evaluator:
 class SkmetaMAML:
     """The body of skmeta's MAML loop (meta-gradient kernel and Adam), bound once."""
 
-    def __init__(self, X, y, tasks, batches, n_threads):
+    def __init__(self, X, y, tasks, batches, n_threads, dtype="float64"):
         self.problem, self.start = problem_and_start(0)
         n_tasks = int(tasks.max()) + 1
-        self.batch, _ = make_batch(X, y, np.ones(len(y)), tasks, n_tasks)
+        self.batch, _ = make_batch(X.astype(dtype), y, np.ones(len(y)), tasks,
+                                   n_tasks)
         self.batches = batches
         d = self.problem.n_params
         self.alpha = np.full(d, INNER_LR)
@@ -162,10 +164,10 @@ def child_main(args):
     for line in sys.stdin:
         request = json.loads(line)
         if request["do"] == "time":
-            n = request["threads"]
-            if n not in runners:
-                runners[n] = SkmetaMAML(X, y, tasks, batches, n)
-            sk = runners[n]
+            key = (request["threads"], request["dtype"])
+            if key not in runners:
+                runners[key] = SkmetaMAML(X, y, tasks, batches, *key)
+            sk = runners[key]
             sk.reset()
             for i in range(request["warm"]):
                 sk.step(i)
@@ -174,7 +176,8 @@ def child_main(args):
                 sk.step(request["warm"] + i)
             reply = (time.perf_counter() - start) / request["n"]
         elif request["do"] == "train":
-            sk = SkmetaMAML(X, y, tasks, batches, request["threads"])
+            sk = SkmetaMAML(X, y, tasks, batches, request["threads"],
+                            request["dtype"])
             evaluate = Evaluator(args.seed)
             reply, done, start = [], 0, time.perf_counter()
             for stop in sorted(args.checkpoints):
@@ -194,8 +197,9 @@ def child_main(args):
                 inner_lr=INNER_LR, meta_batch_size=META_BATCH, meta_lr=META_LR,
                 max_iter=request["iters"], n_jobs=request["threads"],
                 random_state=args.seed)
+            X_fit = X[first].astype(request["dtype"])
             start = time.perf_counter()
-            est.fit(X[first], y[first], tasks=tasks[first])
+            est.fit(X_fit, y[first], tasks=tasks[first])
             reply = (time.perf_counter() - start) / request["iters"]
         elif request["do"] == "compile":
             reply = compile_seconds(args)
@@ -369,8 +373,10 @@ def main():
     times = {}
     for _ in range(args.rounds):
         for n in (1, 2):
-            times.setdefault(f"skmeta, {n} thread(s)", []).append(
-                child.ask(do="time", threads=n, warm=50, n=args.timed * 4))
+            for dtype in ("float32", "float64"):
+                times.setdefault(f"skmeta, {dtype}, {n} thread(s)", []).append(
+                    child.ask(do="time", threads=n, dtype=dtype, warm=50,
+                              n=args.timed * 4))
             torch.set_num_threads(n)
             for dtype in (torch.float32, torch.float64):
                 key = (n, dtype)
@@ -379,28 +385,40 @@ def main():
                 times.setdefault(f"torch.func vmap, {str(dtype)[6:]}, {n} thread(s)",
                                  []).append(timed(torch_runs[key], 10, args.timed))
         for n in (1, 2):
-            times.setdefault(f"skmeta MetaRegressor.fit per iteration, {n} "
-                             "thread(s)", []).append(
-                child.ask(do="fit", threads=n, iters=args.timed * 4))
-    print("\nmedian time per meta-iteration (all rounds: min-max)")
+            for dtype in ("float32", "float64"):
+                times.setdefault(f"skmeta MetaRegressor.fit per iteration, "
+                                 f"{dtype}, {n} thread(s)", []).append(
+                    child.ask(do="fit", threads=n, dtype=dtype,
+                              iters=args.timed * 4))
+    print("\nmedian time per meta-iteration (all rounds: min-max); torch's "
+          "ratio to skmeta at the same float type, each at its faster thread "
+          "count")
     medians = {name: statistics.median(v) for name, v in times.items()}
-    best_sk = min(v for name, v in medians.items() if name.startswith("skmeta, "))
+    best_sk = {dtype: min(medians[f"skmeta, {dtype}, {n} thread(s)"]
+                          for n in (1, 2)) for dtype in ("float32", "float64")}
+    best_torch = {dtype: min(medians[f"torch.func vmap, {dtype}, {n} thread(s)"]
+                             for n in (1, 2)) for dtype in ("float32", "float64")}
     for name, value in medians.items():
-        ratio = "" if name.startswith("skmeta") else f"  ({value / best_sk:.1f}x)"
-        print(f"  {name:52s} {value * 1e6:9.0f} us  "
-              f"[{min(times[name]) * 1e6:.0f}-{max(times[name]) * 1e6:.0f}]{ratio}")
+        print(f"  {name:62s} {value * 1e6:9.0f} us  "
+              f"[{min(times[name]) * 1e6:.0f}-{max(times[name]) * 1e6:.0f}]")
+    for dtype in ("float32", "float64"):
+        print(f"  {dtype}: torch.func / skmeta = "
+              f"{best_torch[dtype] / best_sk[dtype]:.1f}x")
 
     # 3. accuracy on new tasks after 5k, 20k, 70k meta-iterations
     # trained at the thread count that was faster above
-    best = {n: medians[f"skmeta, {n} thread(s)"] for n in (1, 2)}
-    sk_threads = min(best, key=best.get)
     torch_threads = min((1, 2), key=lambda n: medians[
         f"torch.func vmap, float32, {n} thread(s)"])
     print("\nmean squared error on 600 new tasks (10 shots; 1 / 10 steps); "
-          f"skmeta on {sk_threads} thread(s), torch on {torch_threads}")
-    for row in child.ask(do="train", threads=sk_threads):
-        print(f"  skmeta      {row['iters']:6d} iterations: {row['mse1']:.3f} / "
-              f"{row['mse10']:.3f}   ({row['seconds']:.1f} s of training)")
+          f"skmeta at its faster thread count, torch on {torch_threads}")
+    for dtype in ("float64", "float32"):
+        sk_threads = min((1, 2), key=lambda n: medians[
+            f"skmeta, {dtype}, {n} thread(s)"])
+        for row in child.ask(do="train", threads=sk_threads, dtype=dtype):
+            print(f"  skmeta ({dtype[-2:]}) {row['iters']:6d} iterations: "
+                  f"{row['mse1']:.3f} / {row['mse10']:.3f}   "
+                  f"({row['seconds']:.1f} s of training, {sk_threads} "
+                  "thread(s))")
     torch.set_num_threads(torch_threads)
     evaluate = Evaluator(args.seed)
     tm = TorchMAML(X, y, batches, start, problem, torch.float32)
@@ -410,7 +428,7 @@ def main():
             tm.step(i)
         done = stop
         theta = flat(tm.params)
-        print(f"  torch (f32) {stop:6d} iterations: {evaluate(theta, 1):.3f} / "
+        print(f"  torch  (32) {stop:6d} iterations: {evaluate(theta, 1):.3f} / "
               f"{evaluate(theta, 10):.3f}   "
               f"({time.perf_counter() - t0:.1f} s of training)")
 

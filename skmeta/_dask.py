@@ -444,7 +444,8 @@ def _concatenate(batches):
     return TaskBatch(np.concatenate([b.Xd for b in batches]), first.data,
                      first.indices, first.indptr, False,
                      np.concatenate([b.y for b in batches]),
-                     np.concatenate([b.sw for b in batches]), offsets)
+                     np.concatenate([b.sw for b in batches]), offsets,
+                     first.float_type)
 
 
 @dataclass

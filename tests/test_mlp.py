@@ -98,6 +98,42 @@ def test_second_order_meta_gradient_matches_finite_differences(code, activation,
     assert relative_error(g_alpha, np.where(moved, fd_alpha, 0.0)) < 1e-6
 
 
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+@pytest.mark.parametrize("activation", [TANH, RELU], ids=["tanh", "relu"])
+@pytest.mark.parametrize("code", CODES,
+                         ids=["squared", "logistic", "multinomial", "poisson"])
+def test_float32_rows_run_the_unrolled_kernels_in_float32(code, activation,
+                                                          sparse):
+    # the same numbers given in float32 and in float64: the two runs differ
+    # by float32 round-off only, and the results are float64 in both
+    batch64, rng = make_tasks(code, seed=7 * code + activation)
+    X = batch64.Xd.astype(np.float32)
+    tasks = np.repeat(np.arange(T), N)
+    X = sp.csr_matrix(X) if sparse else X
+    batch32, _ = make_batch(X, batch64.y, batch64.sw, tasks, T)
+    assert batch32.float_type == np.float32
+    problem = NetworkProblem(code, activation, 3 if code == MULTINOMIAL else 1, P,
+                             (5, 4), False, 0.3)
+    d = problem.n_params
+    theta0 = rng.normal(scale=0.5, size=d)
+    alpha = rng.uniform(0.01, 0.05, d)
+    sel, seeds = np.arange(T), np.arange(T) + 3
+    results = []
+    for batch in (batch32, make_batch(X.astype(np.float64), batch64.y,
+                                      batch64.sw, tasks, T)[0]):
+        run = Unroller(batch, problem, np.full(d, 0.7), auto_step=False,
+                       n_steps=3, mode=SECOND_ORDER, n_sel=T)
+        res = run(sel, seeds, N_QUERY, theta0, alpha)
+        results.append((run.dtype, res.loss_sum, res.grad_theta0.copy(),
+                        res.grad_alpha.copy(), res.theta.copy()))
+    (dtype32, *single), (dtype64, *double) = results
+    assert (dtype32, dtype64) == (np.float32, np.float64)
+    for a, b in zip(single, double):
+        assert np.asarray(a).dtype == np.float64
+        assert relative_error(np.atleast_1d(a), np.atleast_1d(b)) < 1e-5
+    assert not np.array_equal(single[1], double[1])
+
+
 @pytest.mark.parametrize("anil", [False, True], ids=["all", "anil"])
 @pytest.mark.parametrize("code", [SQUARED, MULTINOMIAL],
                          ids=["squared", "multinomial"])
@@ -329,20 +365,39 @@ def test_classifier_binary_and_multiclass():
                         rtol=1e-10, atol=1e-12)
 
 
-def test_sparse_and_float32_inputs_give_the_dense_results(sine):
+def test_sparse_inputs_give_the_dense_results(sine):
     X, y, tasks = sine
-    dense = fit_sine(sine)
     X2 = np.hstack([X, np.zeros_like(X)])
     sparse = fit_sine((sp.csr_matrix(X2), y, tasks))
     wide = fit_sine((X2, y, tasks))
     # the same sums in another order (zeros skipped), through 30 Adam steps
     assert_allclose(sparse.meta_params_, wide.meta_params_, rtol=1e-6)
-    # float32 inputs are converted to float64 once
-    single = fit_sine((X.astype(np.float32), y, tasks))
-    assert_array_equal(single.meta_params_,
-                       fit_sine((X.astype(np.float32).astype(np.float64), y,
-                                 tasks)).meta_params_)
-    assert dense.meta_params_.dtype == np.float64
+    assert sparse.meta_params_.dtype == np.float64
+
+
+@pytest.mark.parametrize("method", ["maml", "imaml"])
+def test_float32_inputs_train_in_float32_with_float64_meta_parameters(sine,
+                                                                      method):
+    X, y, tasks = sine
+    X32 = X.astype(np.float32)
+    params = dict(method=method)
+    if method == "imaml":
+        params.update(gamma=2.0, inner_steps=5)
+    single = fit_sine((X32, y, tasks), **params)
+    double = fit_sine((X32.astype(np.float64), y, tasks), **params)
+    assert single.meta_params_.dtype == np.float64
+    assert single.task_params_.dtype == np.float64
+    if method == "imaml":
+        # the implicit meta-gradient is computed in float64 whatever the rows
+        assert_array_equal(single.meta_params_, double.meta_params_)
+    else:
+        # float32 arithmetic: round-off of float32, not a conversion
+        assert not np.array_equal(single.meta_params_, double.meta_params_)
+        assert_allclose(single.meta_params_, double.meta_params_, rtol=1e-4,
+                        atol=1e-6)
+    # the adapted networks too (unrolled steps, in float32 for float32 rows)
+    assert_allclose(single.task_params_, double.task_params_, rtol=1e-4,
+                    atol=1e-6)
 
 
 # --------------------------------------------------------------------------

@@ -30,12 +30,13 @@ RELU = 3
 @helper
 def activate(code, H, n, m):
     """``H[:n, :m] <- sigma(H)``, in place."""
+    zero = H.dtype.type(0)
     if code == RELU:
         for r in range(n):
             for j in range(m):
                 z = H[r, j]
                 # NaN stays NaN, as numpy.maximum
-                H[r, j] = 0.0 if z < 0.0 else z
+                H[r, j] = zero if z < zero else z
     elif code == TANH:
         for r in range(n):
             for j in range(m):
@@ -104,6 +105,7 @@ def dense_forward(A, n, fan_in, params, w0, fan_out, out, accumulate):
     fan_out = np.uintp(fan_out)
     w0 = np.uintp(w0)
     b0 = w0 + fan_in * fan_out
+    zero = out.dtype.type(0)
     if not accumulate:
         for r in range(n):
             for j in range(fan_out):
@@ -111,7 +113,7 @@ def dense_forward(A, n, fan_in, params, w0, fan_out, out, accumulate):
     if fan_out == 1:
         # one output (a regression's, a binary classifier's): a dot product
         for r in range(n):
-            s = 0.0
+            s = zero
             for i in range(fan_in):
                 s += A[r, i] * params[w0 + i]
             out[r, 0] += s
@@ -193,6 +195,7 @@ def dense_backward(delta, n, fan_out, params, w0, fan_in, out, accumulate):
     fan_out = np.uintp(fan_out)
     w0 = np.uintp(w0)
     four = np.uintp(4)
+    zero = out.dtype.type(0)
     if fan_out == 1:
         for r in range(n):
             dr = delta[r, 0]
@@ -210,10 +213,10 @@ def dense_backward(delta, n, fan_out, params, w0, fan_in, out, accumulate):
             k1 = k0 + fan_out
             k2 = k1 + fan_out
             k3 = k2 + fan_out
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            s3 = 0.0
+            s0 = zero
+            s1 = zero
+            s2 = zero
+            s3 = zero
             for j in range(fan_out):
                 d = delta[r, j]
                 s0 += d * params[k0 + j]
@@ -233,7 +236,7 @@ def dense_backward(delta, n, fan_out, params, w0, fan_in, out, accumulate):
             i += four
         while i < fan_in:
             base = w0 + i * fan_out
-            s = 0.0
+            s = zero
             for j in range(fan_out):
                 s += delta[r, j] * params[base + j]
             if accumulate:

@@ -11,11 +11,15 @@ positional arguments.
 Every array a kernel reads is float64 (or ``intp`` for indices), C-ordered
 and writable, whatever the caller passed: each distinct array type (float32,
 read-only, non-contiguous) would compile every kernel once more, seconds of
-user time for a conversion that costs milliseconds.
+user time for a conversion that costs milliseconds. The one exception is the
+network kernels of the unrolled methods: a batch remembers the float type
+of the rows it was made from (``TaskBatch.float_type``), and rows given in
+float32 are trained in float32 arithmetic, as PyTorch does by default (see
+``_network_calls``).
 """
 
 from collections import namedtuple
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -65,6 +69,14 @@ def as_float_array(a):
     if a.dtype == np.float64 and a.flags.c_contiguous and a.flags.writeable:
         return a
     return np.array(a, dtype=np.float64, order="C")
+
+
+def as_float_array_of(a, dtype):
+    """``a`` as a C-ordered, writable array of float type ``dtype``."""
+    a = np.asarray(a)
+    if a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable:
+        return a
+    return np.array(a, dtype=dtype, order="C")
 
 
 def as_index_array(a):
@@ -126,17 +138,20 @@ class Problem:
             float(self.lam1), as_float_array(self.l2w), as_float_array(self.l1w))
 
 
-def prior_arrays(theta0, precision):
+def prior_arrays(theta0, precision, dtype=np.float64):
     """The transfer term toward ``theta0`` with precision ``precision``.
 
     ``precision`` is ``gamma * Lambda``: a vector (its diagonal) or a full
-    matrix.
+    matrix; the arrays are of float type ``dtype``.
     """
-    precision = np.asarray(precision, dtype=np.float64)
-    theta0 = as_float_array(theta0)
+    precision = np.asarray(precision)
+    theta0 = as_float_array_of(theta0, dtype)
+    empty = np.empty(0, dtype=dtype)
     if precision.ndim == 2:
-        return PriorArrays(theta0, np.empty(0), as_float_array(precision), True)
-    return PriorArrays(theta0, as_float_array(precision), np.empty((0, 0)), False)
+        return PriorArrays(theta0, empty, as_float_array_of(precision, dtype),
+                           True)
+    return PriorArrays(theta0, as_float_array_of(precision, dtype),
+                       empty.reshape(0, 0), False)
 
 
 @dataclass(frozen=True)
@@ -151,6 +166,9 @@ class TaskBatch:
     y: np.ndarray
     sw: np.ndarray
     offsets: np.ndarray
+    # the float type of the rows as they were given (``float32`` or
+    # ``float64``); the arrays above are float64 whatever it is
+    float_type: type = np.float64
 
     @property
     def n_tasks(self):
@@ -165,6 +183,15 @@ class TaskBatch:
         """The batch as the kernels take it."""
         return BatchArrays(self.Xd, self.data, self.indices, self.indptr,
                            bool(self.is_sparse), self.y, self.sw, self.offsets)
+
+    def arrays_as(self, dtype):
+        """``arrays`` with their float arrays in type ``dtype`` (copies)."""
+        arrays = self.arrays
+        return arrays._replace(
+            Xd=as_float_array_of(arrays.Xd, dtype),
+            data=as_float_array_of(arrays.data, dtype),
+            y=as_float_array_of(arrays.y, dtype),
+            sw=as_float_array_of(arrays.sw, dtype))
 
     def task_weights(self):
         """Total sample weight of each task."""
@@ -185,11 +212,11 @@ class TaskBatch:
             np.cumsum(lengths, out=indptr[1:])
             entries = np.repeat(self.indptr[rows] - indptr[:-1], lengths) + \
                 np.arange(indptr[-1])
-            return TaskBatch(self.Xd, self.data[entries], self.indices[entries],
-                             indptr, True, self.y[rows], self.sw[rows], offsets)
-        return TaskBatch(np.ascontiguousarray(self.Xd[rows]), self.data,
-                         self.indices, self.indptr, False, self.y[rows],
-                         self.sw[rows], offsets)
+            return replace(self, data=self.data[entries],
+                           indices=self.indices[entries], indptr=indptr,
+                           y=self.y[rows], sw=self.sw[rows], offsets=offsets)
+        return replace(self, Xd=np.ascontiguousarray(self.Xd[rows]),
+                       y=self.y[rows], sw=self.sw[rows], offsets=offsets)
 
     def split_rows(self, every):
         """``(kept, held_out)``: each task's weighted rows number ``every - 1,
@@ -217,17 +244,15 @@ class TaskBatch:
             np.cumsum(lengths, out=indptr[1:])
             entries = np.repeat(self.indptr[rows] - indptr[:-1], lengths) + \
                 np.arange(indptr[-1])
-            return TaskBatch(self.Xd, self.data[entries], self.indices[entries],
-                             indptr, True, self.y[rows], self.sw[rows], offsets)
-        return TaskBatch(np.ascontiguousarray(self.Xd[rows]), self.data,
-                         self.indices, self.indptr, False, self.y[rows],
-                         self.sw[rows], offsets)
+            return replace(self, data=self.data[entries],
+                           indices=self.indices[entries], indptr=indptr,
+                           y=self.y[rows], sw=self.sw[rows], offsets=offsets)
+        return replace(self, Xd=np.ascontiguousarray(self.Xd[rows]),
+                       y=self.y[rows], sw=self.sw[rows], offsets=offsets)
 
     def pooled(self):
         """The same rows as a single task."""
-        return TaskBatch(self.Xd, self.data, self.indices, self.indptr,
-                         self.is_sparse, self.y, self.sw,
-                         np.array([0, self.n_rows], dtype=np.intp))
+        return replace(self, offsets=np.array([0, self.n_rows], dtype=np.intp))
 
     def shard(self, first, last):
         """The batch restricted to tasks ``first:last`` (views where possible)."""
@@ -235,11 +260,11 @@ class TaskBatch:
         offsets = self.offsets[first:last + 1] - lo
         if self.is_sparse:
             a, b = int(self.indptr[lo]), int(self.indptr[hi])
-            return TaskBatch(self.Xd, self.data[a:b], self.indices[a:b],
-                             self.indptr[lo:hi + 1] - a, True, self.y[lo:hi],
-                             self.sw[lo:hi], offsets)
-        return TaskBatch(self.Xd[lo:hi], self.data, self.indices, self.indptr,
-                         False, self.y[lo:hi], self.sw[lo:hi], offsets)
+            return replace(self, data=self.data[a:b], indices=self.indices[a:b],
+                           indptr=self.indptr[lo:hi + 1] - a, y=self.y[lo:hi],
+                           sw=self.sw[lo:hi], offsets=offsets)
+        return replace(self, Xd=self.Xd[lo:hi], y=self.y[lo:hi],
+                       sw=self.sw[lo:hi], offsets=offsets)
 
 
 def design_arrays(X):
@@ -274,32 +299,35 @@ def make_batch(X, y, sample_weight, task_codes, n_tasks):
     counts = np.bincount(task_codes, minlength=n_tasks)
     offsets = np.zeros(n_tasks + 1, dtype=np.intp)
     np.cumsum(counts, out=offsets[1:])
+    float_type = np.float32 if X.dtype == np.float32 else np.float64
     Xd, data, indices, indptr, is_sparse = design_arrays(X)
     batch = TaskBatch(Xd, data, indices, indptr, is_sparse, as_float_array(y),
-                      as_float_array(sample_weight), offsets)
+                      as_float_array(sample_weight), offsets, float_type)
     return batch, order
 
 
-def transposed_batch(batch, problem, max_bytes):
+def transposed_batch(batch, problem, max_bytes, dtype=np.float64):
     """Every dense task transposed, one after the other in a flat array.
 
     Task ``t``'s ``(p + fit_intercept, n_t)`` block, ones as its last row,
     starts at ``(p + fit_intercept) * offsets[t]``. For the meta-iterations
     of a fit: a task's design is then one contiguous run of memory, read in
     place or gathered, instead of being transposed at every visit. A copy
-    of the data, so not made for sparse batches nor beyond ``max_bytes``
-    (an empty array then: tasks are transposed at every visit).
+    of the data (of float type ``dtype``), so not made for sparse batches nor
+    beyond ``max_bytes`` (an empty array then: tasks are transposed at every
+    visit).
     """
     p, p1 = problem.n_features, problem.n_features + problem.fit_intercept
-    if batch.is_sparse or 8 * p1 * batch.n_rows > max_bytes:
-        return np.empty(0)
+    itemsize = np.dtype(dtype).itemsize
+    if batch.is_sparse or itemsize * p1 * batch.n_rows > max_bytes:
+        return np.empty(0, dtype=dtype)
     # entry (j, r) of the block of row i's task goes to
     # p1 * start + j * n_t + r = i + (p1 - 1) * start + j * n_t
     sizes = np.diff(batch.offsets)
     task_of_row = np.repeat(np.arange(batch.n_tasks), sizes)
     first = np.arange(batch.n_rows) + (p1 - 1) * batch.offsets[task_of_row]
     step = sizes[task_of_row]
-    XTb = np.empty(p1 * batch.n_rows)
+    XTb = np.empty(p1 * batch.n_rows, dtype=dtype)
     for j in range(p):
         XTb[first + j * step] = batch.Xd[:, j]
     if problem.fit_intercept:

@@ -4,6 +4,15 @@
 module when it first meets one): the methods call the same functions and
 classes, with the same results, whatever the base estimator. What both
 share is in ``_launch``, so that this module does not import ``_calls``.
+
+The unrolled inner loops run in the float type of the rows as given
+(``TaskBatch.float_type``): float32 rows are trained in float32 arithmetic,
+as PyTorch's default, which doubles the width of the vector instructions in
+the dense products. The results (adapted parameters, losses, summed
+meta-gradients) are float64 whatever the arithmetic, so that the outer
+loop and its optimizer keep the meta-parameters in float64. The implicit
+kernels compute in float64 always: their conjugate gradients stop at a
+relative residual that float32 round-off would not let them reach.
 """
 
 import numba
@@ -13,6 +22,7 @@ from ._launch import UnrollResult, run_chunked
 from ._layout import (
     BatchArrays,
     as_float_array,
+    as_float_array_of,
     as_index_array,
     block_size_for,
     design_arrays,
@@ -70,20 +80,27 @@ class NetworkUnroller:
         self.mode = int(mode)
         self.block = block
         self._head = problem.head
+        self.dtype = dtype = self._arithmetic(batch)
         # per-block meta-gradients: none to sum when only adapting
         n_grad_blocks = n_blocks if self._sums_gradients(mode) else 0
         self.n_chunks = network_chunks(batch, problem, n_steps, n_threads,
                                        n_blocks, numba.config.NUMBA_NUM_THREADS,
-                                       n_grad_blocks)
+                                       n_grad_blocks, dtype)
         blocks = np.zeros((2, n_grad_blocks, d + _PAD))
         self._out = NetworkOutputs(np.zeros((2, d)), np.empty((n_sel, d)),
                                    np.empty(n_sel), blocks[0], blocks[1])
-        self._batch = batch.arrays
-        self._net = problem.arrays
-        self._precision = np.asarray(precision, dtype=np.float64)
-        self._XTb = (transposed_batch(batch, problem, TRANSPOSED_MAX_BYTES)
-                     if transposed else np.empty(0))
-        self._work = network_workspace(batch, problem, n_steps, self.n_chunks)
+        self._batch = batch.arrays_as(dtype)
+        net = problem.arrays
+        self._net = net._replace(l2w=net.l2w.astype(dtype))
+        self._precision = np.asarray(precision, dtype=dtype)
+        self._XTb = (transposed_batch(batch, problem, TRANSPOSED_MAX_BYTES, dtype)
+                     if transposed else np.empty(0, dtype=dtype))
+        self._work = network_workspace(batch, problem, n_steps, self.n_chunks,
+                                       dtype)
+
+    def _arithmetic(self, batch):
+        """The float type the kernels compute in: that of the rows."""
+        return np.float32 if batch.float_type == np.float32 else np.float64
 
     def _sums_gradients(self, mode):
         return mode != FORWARD
@@ -101,11 +118,11 @@ class NetworkUnroller:
         meta_batch = MetaBatch(as_index_array(task_sel),
                                np.ascontiguousarray(seeds, dtype=np.int64),
                                as_index_array(n_query))
-        config = self._config(as_float_array(alpha))
+        config = self._config(as_float_array_of(alpha, self.dtype))
         loss_sum = run_chunked(
             *self._kernels, self.n_chunks, self._batch, self._net,
-            prior_arrays(theta0, self._precision), meta_batch, config,
-            self._work, self._out)
+            prior_arrays(theta0, self._precision, self.dtype), meta_batch,
+            config, self._work, self._out)
         out = self._out
         d = out.sums.shape[1]
         return UnrollResult(out.theta, out.query_loss, out.grad_theta0[:, :d],
@@ -123,6 +140,9 @@ class NetworkImplicit(NetworkUnroller):
     """
 
     _kernels = (network_implicit_tasks, network_implicit_parallel)
+
+    def _arithmetic(self, batch):
+        return np.float64
 
     def _sums_gradients(self, mode):
         return True

@@ -157,10 +157,11 @@ def implicit_workspace(batch, problem, task_sel):
 # --------------------------------------------------------------------------
 # networks
 # --------------------------------------------------------------------------
-def network_workspace(batch, problem, n_steps, n_chunks):
+def network_workspace(batch, problem, n_steps, n_chunks, dtype=np.float64):
     """Buffers of ``_mlp_unroll.network_unroll_tasks``, one slice per chunk.
 
-    Rows padded by ``_PAD`` entries, as in ``unroll_workspace``.
+    Rows padded by ``_PAD`` entries, as in ``unroll_workspace``; the float
+    buffers are of type ``dtype``, the arithmetic's.
     """
     sizes = np.diff(batch.offsets)
     n = max(1, int(sizes.max(initial=0))) + _PAD
@@ -172,27 +173,31 @@ def network_workspace(batch, problem, n_steps, n_chunks):
     slots = max(int(n_steps), 0) + 1
     sparse = 1 if batch.is_sparse else 0
     c = n_chunks
+
+    def floats(*shape):
+        return np.empty(shape, dtype=dtype)
+
     return NetworkWork(
         order=np.empty((c, n), dtype=np.intp),
-        XT=np.empty((c, (1 - sparse) * problem.n_features, n)),
-        data=np.empty((c, sparse * nnz)),
+        XT=floats(c, (1 - sparse) * problem.n_features, n),
+        data=floats(c, sparse * nnz),
         indices=np.empty((c, sparse * nnz), dtype=np.intp),
         indptr=np.empty((c, sparse * (n + 1)), dtype=np.intp),
-        y=np.empty((c, n)), sw=np.empty((c, n)),
-        acts=np.empty((c, slots, L, n, width)),
-        dAs=np.empty((c, slots, L, n, width)),
-        deltas=np.empty((c, slots, L, n, width)),
-        Ds=np.empty((c, slots, k, n)),
-        Z=np.empty((c, k, n)), G=np.empty((c, k, n)), U=np.empty((c, k, n)),
-        rz=np.empty((c, L, n, width)), ra=np.empty((c, L, n, width)),
-        rd=np.empty((c, L, n, width)),
-        thetas=np.empty((c, slots, d + _PAD)),
-        grads=np.empty((c, max(slots - 1, 1), d + _PAD)),
-        vectors=np.empty((c, 8, d + _PAD)))
+        y=floats(c, n), sw=floats(c, n),
+        acts=floats(c, slots, L, n, width),
+        dAs=floats(c, slots, L, n, width),
+        deltas=floats(c, slots, L, n, width),
+        Ds=floats(c, slots, k, n),
+        Z=floats(c, k, n), G=floats(c, k, n), U=floats(c, k, n),
+        rz=floats(c, L, n, width), ra=floats(c, L, n, width),
+        rd=floats(c, L, n, width),
+        thetas=floats(c, slots, d + _PAD),
+        grads=floats(c, max(slots - 1, 1), d + _PAD),
+        vectors=floats(c, 8, d + _PAD))
 
 
 def network_chunks(batch, problem, n_steps, n_threads, n_blocks, max_threads,
-                   n_grad_blocks):
+                   n_grad_blocks, dtype=np.float64):
     """How many chunks (threads) a network's meta-batch runs in.
 
     As ``unroll_chunks``. A network whose buffers for one chunk, with the
@@ -200,7 +205,7 @@ def network_chunks(batch, problem, n_steps, n_threads, n_blocks, max_threads,
     ``WORKSPACE_MAX_BYTES`` cannot be meta-trained: a ValueError says so,
     naming the budget. (The adapted parameters are results, not buffers.)
     """
-    per_chunk = _network_bytes(batch, problem, n_steps)
+    per_chunk = _network_bytes(batch, problem, n_steps, dtype)
     sums = 8 * (2 * n_grad_blocks + 2) * (problem.n_params + _PAD)
     if per_chunk + sums > WORKSPACE_MAX_BYTES:
         raise ValueError(
@@ -218,7 +223,7 @@ def network_chunks(batch, problem, n_steps, n_threads, n_blocks, max_threads,
     return max(1, min(n_chunks, room))
 
 
-def _network_bytes(batch, problem, n_steps):
+def _network_bytes(batch, problem, n_steps, dtype):
     """Bytes of one chunk of ``network_workspace``, without allocating it."""
     sizes = np.diff(batch.offsets)
     n = max(1, int(sizes.max(initial=0))) + _PAD
@@ -228,7 +233,9 @@ def _network_bytes(batch, problem, n_steps):
     k, d, L = problem.n_outputs, problem.n_params, problem.n_layers
     width = problem.width + _PAD
     slots = max(int(n_steps), 0) + 1
-    rows = n * (4 + problem.n_features) + 2 * nnz
+    indices = 2 * n + nnz  # order, indptr, indices
+    rows = (2 + problem.n_features) * n + nnz  # XT, y, sw, data
     layers = (3 * slots + 3) * L * n * width + (slots + 3) * k * n
     vectors = (2 * slots + 8) * (d + _PAD)
-    return 8 * (rows + layers + vectors)
+    return (np.dtype(dtype).itemsize * (rows + layers + vectors)
+            + np.dtype(np.intp).itemsize * indices)
