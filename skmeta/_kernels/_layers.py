@@ -97,8 +97,8 @@ def dense_forward(A, n, fan_in, params, w0, fan_out, out, accumulate):
     """``out[r] = A[r] @ W + b``, or ``out[r] += A[r] @ W`` with ``accumulate``.
 
     Rows ``0:n``; ``W`` and ``b`` are the layer of ``params`` at ``w0``.
-    Four inputs per pass over a row's outputs: each load and store of
-    ``out`` then feeds four multiply-adds.
+    Two rows and four inputs per pass over the outputs: each load and store
+    of ``out`` then feeds four multiply-adds, and each weight loaded two.
     """
     n = np.uintp(n)
     fan_in = np.uintp(fan_in)
@@ -119,7 +119,46 @@ def dense_forward(A, n, fan_in, params, w0, fan_out, out, accumulate):
             out[r, 0] += s
         return
     four = np.uintp(4)
-    for r in range(n):
+    two = np.uintp(2)
+    r = np.uintp(0)
+    while r + two <= n:
+        r1 = r + np.uintp(1)
+        i = np.uintp(0)
+        while i + four <= fan_in:
+            i1 = i + np.uintp(1)
+            i2 = i + np.uintp(2)
+            i3 = i + np.uintp(3)
+            a0 = A[r, i]
+            a1 = A[r, i1]
+            a2 = A[r, i2]
+            a3 = A[r, i3]
+            c0 = A[r1, i]
+            c1 = A[r1, i1]
+            c2 = A[r1, i2]
+            c3 = A[r1, i3]
+            k0 = w0 + i * fan_out
+            k1 = k0 + fan_out
+            k2 = k1 + fan_out
+            k3 = k2 + fan_out
+            for j in range(fan_out):
+                p0 = params[k0 + j]
+                p1 = params[k1 + j]
+                p2 = params[k2 + j]
+                p3 = params[k3 + j]
+                out[r, j] += (a0 * p0 + a1 * p1) + (a2 * p2 + a3 * p3)
+                out[r1, j] += (c0 * p0 + c1 * p1) + (c2 * p2 + c3 * p3)
+            i += four
+        while i < fan_in:
+            a = A[r, i]
+            c = A[r1, i]
+            base = w0 + i * fan_out
+            for j in range(fan_out):
+                p = params[base + j]
+                out[r, j] += a * p
+                out[r1, j] += c * p
+            i += np.uintp(1)
+        r += two
+    if r < n:
         i = np.uintp(0)
         while i + four <= fan_in:
             a0 = A[r, i]
@@ -145,12 +184,18 @@ def dense_forward(A, n, fan_in, params, w0, fan_out, out, accumulate):
 @summing_helper
 def dense_gradient(A, n, fan_in, delta, fan_out, out, w0, with_bias):
     """Add ``A^T delta`` to the weights at ``out[w0:]`` (and ``sum_r delta`` to
-    the biases, ``with_bias``), rows ``0:n``, four rows per pass."""
+    the biases, ``with_bias``), rows ``0:n``.
+
+    Four rows per pass over the weights, then two, then one: each load and
+    store of a weight then feeds up to four multiply-adds (a remainder taken
+    one row at a time cost as much as the rest on ten rows).
+    """
     n = np.uintp(n)
     fan_in = np.uintp(fan_in)
     fan_out = np.uintp(fan_out)
     w0 = np.uintp(w0)
     four = np.uintp(4)
+    two = np.uintp(2)
     r = np.uintp(0)
     if fan_out == 1:
         for r in range(n):
@@ -172,13 +217,21 @@ def dense_gradient(A, n, fan_in, delta, fan_out, out, w0, with_bias):
                 out[base + j] += ((a0 * delta[r, j] + a1 * delta[r1, j])
                                   + (a2 * delta[r2, j] + a3 * delta[r3, j]))
         r += four
-    while r < n:
+    if r + two <= n:
+        r1 = r + np.uintp(1)
+        for i in range(fan_in):
+            a0 = A[r, i]
+            a1 = A[r1, i]
+            base = w0 + i * fan_out
+            for j in range(fan_out):
+                out[base + j] += a0 * delta[r, j] + a1 * delta[r1, j]
+        r += two
+    if r < n:
         for i in range(fan_in):
             a = A[r, i]
             base = w0 + i * fan_out
             for j in range(fan_out):
                 out[base + j] += a * delta[r, j]
-        r += np.uintp(1)
     if with_bias:
         b0 = w0 + fan_in * fan_out
         for r in range(n):
@@ -189,12 +242,17 @@ def dense_gradient(A, n, fan_in, delta, fan_out, out, w0, with_bias):
 @summing_helper
 def dense_backward(delta, n, fan_out, params, w0, fan_in, out, accumulate):
     """``out[r, i] (+)= sum_j delta[r, j] W[i, j]``: the signal reaching the
-    inputs, four inputs per pass over a row's signal."""
+    inputs.
+
+    Two rows and four inputs per pass over the signal: each weight loaded
+    feeds two multiply-adds, and each of the eight sums is one dot product.
+    """
     n = np.uintp(n)
     fan_in = np.uintp(fan_in)
     fan_out = np.uintp(fan_out)
     w0 = np.uintp(w0)
     four = np.uintp(4)
+    two = np.uintp(2)
     zero = out.dtype.type(0)
     if fan_out == 1:
         for r in range(n):
@@ -206,9 +264,14 @@ def dense_backward(delta, n, fan_out, params, w0, fan_in, out, accumulate):
                 for i in range(fan_in):
                     out[r, i] = dr * params[w0 + i]
         return
-    for r in range(n):
+    r = np.uintp(0)
+    while r + two <= n:
+        r1 = r + np.uintp(1)
         i = np.uintp(0)
         while i + four <= fan_in:
+            i1 = i + np.uintp(1)
+            i2 = i + np.uintp(2)
+            i3 = i + np.uintp(3)
             k0 = w0 + i * fan_out
             k1 = k0 + fan_out
             k2 = k1 + fan_out
@@ -217,24 +280,62 @@ def dense_backward(delta, n, fan_out, params, w0, fan_in, out, accumulate):
             s1 = zero
             s2 = zero
             s3 = zero
+            t0 = zero
+            t1 = zero
+            t2 = zero
+            t3 = zero
             for j in range(fan_out):
                 d = delta[r, j]
-                s0 += d * params[k0 + j]
-                s1 += d * params[k1 + j]
-                s2 += d * params[k2 + j]
-                s3 += d * params[k3 + j]
+                e = delta[r1, j]
+                p0 = params[k0 + j]
+                p1 = params[k1 + j]
+                p2 = params[k2 + j]
+                p3 = params[k3 + j]
+                s0 += d * p0
+                s1 += d * p1
+                s2 += d * p2
+                s3 += d * p3
+                t0 += e * p0
+                t1 += e * p1
+                t2 += e * p2
+                t3 += e * p3
             if accumulate:
                 out[r, i] += s0
-                out[r, i + np.uintp(1)] += s1
-                out[r, i + np.uintp(2)] += s2
-                out[r, i + np.uintp(3)] += s3
+                out[r, i1] += s1
+                out[r, i2] += s2
+                out[r, i3] += s3
+                out[r1, i] += t0
+                out[r1, i1] += t1
+                out[r1, i2] += t2
+                out[r1, i3] += t3
             else:
                 out[r, i] = s0
-                out[r, i + np.uintp(1)] = s1
-                out[r, i + np.uintp(2)] = s2
-                out[r, i + np.uintp(3)] = s3
+                out[r, i1] = s1
+                out[r, i2] = s2
+                out[r, i3] = s3
+                out[r1, i] = t0
+                out[r1, i1] = t1
+                out[r1, i2] = t2
+                out[r1, i3] = t3
             i += four
         while i < fan_in:
+            base = w0 + i * fan_out
+            s = zero
+            t = zero
+            for j in range(fan_out):
+                p = params[base + j]
+                s += delta[r, j] * p
+                t += delta[r1, j] * p
+            if accumulate:
+                out[r, i] += s
+                out[r1, i] += t
+            else:
+                out[r, i] = s
+                out[r1, i] = t
+            i += np.uintp(1)
+        r += two
+    if r < n:
+        for i in range(fan_in):
             base = w0 + i * fan_out
             s = zero
             for j in range(fan_out):
@@ -243,7 +344,6 @@ def dense_backward(delta, n, fan_out, params, w0, fan_in, out, accumulate):
                 out[r, i] += s
             else:
                 out[r, i] = s
-            i += np.uintp(1)
 
 
 # --------------------------------------------------------------------------
