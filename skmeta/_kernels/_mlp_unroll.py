@@ -30,7 +30,7 @@ from numba import prange
 from ._datafits import datafit_derivatives, loss_scale
 from ._jit import borrowing_kernel, helper, parallel_kernel
 from ._mlp import HvpWork, network_backward, network_forward, network_hvp
-from ._penalties import precision_times, smooth_gradient, transfer_gradient
+from ._penalties import precision_times, smooth_penalty_gradient
 from ._rows import TaskBuffers, shuffled_task
 
 FORWARD = 0
@@ -98,8 +98,7 @@ def forward_steps(rows, ns, net, prior, alpha, n_steps, head_only, w):
         network_forward(rows, 0, ns, th, net, w.acts[k], w.Z, body)
         datafit_derivatives(net.code, rows.y, rows.sw, 0, ns, w.Z, net.n_outputs,
                             w.G, w.Ds[k], False)
-        transfer_gradient(th, prior, d, w.tmp, w.q)
-        smooth_gradient(th, net, w.q, d, grads[k])
+        smooth_penalty_gradient(th, net, prior, d, w.tmp, grads[k])
         network_backward(rows, 0, ns, th, net, w.acts[k], w.G, scale, w.dAs[k],
                          w.deltas[k], grads[k], not head_only)
         # unsigned indices from a run-time start: see _layers
@@ -150,27 +149,32 @@ def backward_steps(rows, ns, net, prior, alpha, n_steps, head_only, second_order
         direct[j] = 0.0
     # adj is d(query loss)/d(theta_{k+1})
     start = np.uintp(first)
+    lam2 = net.lam2
+    l2w = net.l2w
     for k in range(n_steps - 1, -1, -1):
         g = w.grads[k]
-        for j in range(start, np.uintp(d)):
-            grad_alpha[j] -= adj[j] * g[j]
         if not second_order:
+            for j in range(start, np.uintp(d)):
+                grad_alpha[j] -= adj[j] * g[j]
             continue
-        # adj <- adj - H_k (alpha adj), H_k the support objective's Hessian
+        # adj <- adj - H_k (alpha adj), H_k the support objective's Hessian:
+        # v = alpha adj, and hv starts as the l2 penalty's part of H_k v
         for j in range(first):
             v[j] = 0.0
+            hv[j] = 0.0
         for j in range(start, np.uintp(d)):
-            v[j] = alpha[j] * adj[j]
-        for j in range(d):
-            hv[j] = net.lam2 * net.l2w[j] * v[j]
+            grad_alpha[j] -= adj[j] * g[j]
+            vj = alpha[j] * adj[j]
+            v[j] = vj
+            hv[j] = lam2 * l2w[j] * vj
         network_hvp(rows, ns, w.thetas[k], v, net,
                     (w.acts[k], w.dAs[k], w.deltas[k]), w.Ds[k], rows.sw, scale,
                     not head_only, w.hvp, hv)
         precision_times(prior, v, w.tmp, d)
         for j in range(d):
-            hv[j] += w.tmp[j]
-            direct[j] += w.tmp[j]
-            adj[j] -= hv[j]
+            t = w.tmp[j]
+            direct[j] += t
+            adj[j] -= hv[j] + t
     for j in range(d):
         grad_theta0[j] += adj[j] + direct[j]
 

@@ -58,7 +58,7 @@ def adapts_output_only(head, alpha):
     That is ANIL's inner loop: the kernels then skip the hidden layers'
     passes that a zero step would multiply.
     """
-    return head > 0 and not np.any(alpha[:head])
+    return head > 0 and not alpha[:head].any()
 
 
 class NetworkUnroller:

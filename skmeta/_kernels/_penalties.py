@@ -38,6 +38,27 @@ def transfer_gradient(theta, prior, d, diff, q):
 
 
 @helper
+def smooth_penalty_gradient(theta, problem, prior, d, diff, out):
+    """``out = lam2 l2w * theta + Pi (theta - theta0)`` (``diff``: work).
+
+    As ``transfer_gradient`` then ``smooth_gradient``, in one pass over the
+    parameters for a diagonal ``Pi``: the unrolled network kernels take it
+    at every inner step, on thousands of parameters.
+    """
+    lam2 = problem.lam2
+    l2w = problem.l2w
+    if prior.full:
+        transfer_gradient(theta, prior, d, diff, out)
+        for j in range(d):
+            out[j] = lam2 * l2w[j] * theta[j] + out[j]
+        return
+    theta0 = prior.theta0
+    diag = prior.diag
+    for j in range(d):
+        out[j] = lam2 * l2w[j] * theta[j] + diag[j] * (theta[j] - theta0[j])
+
+
+@helper
 def penalty_values(theta, problem, prior, d, diff, q):
     """Smooth part (l2 penalty plus transfer term) and l1 part at ``theta``.
 
