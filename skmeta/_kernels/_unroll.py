@@ -44,9 +44,8 @@ from ._penalties import (
     held_at_zero,
     l1_threshold,
     precision_times,
-    smooth_gradient,
+    smooth_penalty_gradient,
     soft_threshold,
-    transfer_gradient,
 )
 from ._rows import TaskBuffers, gradient, predictor, shuffled_task
 
@@ -145,8 +144,7 @@ def forward(rows, ns, problem, prior, alpha, step, scale, n_steps, work):
                   problem.fit_intercept, work.Z)
         datafit_derivatives(problem.code, rows.y, rows.sw, 0, ns, work.Z,
                             problem.n_outputs, work.G, work.Ds[k], False)
-        transfer_gradient(th, prior, d, work.tmp, work.q)
-        smooth_gradient(th, problem, work.q, d, grads[k])
+        smooth_penalty_gradient(th, problem, prior, d, work.tmp, grads[k])
         gradient(rows, 0, ns, work.G, scale, problem.n_outputs,
                  problem.n_features, problem.fit_intercept, grads[k])
         for j in range(d):
@@ -217,11 +215,10 @@ def backward(rows, ns, problem, prior, alpha, step, scale, n_steps, second_order
         gradient(rows, 0, ns, work.U, scale, problem.n_outputs,
                  problem.n_features, problem.fit_intercept, hv)
         precision_times(prior, v, work.tmp, d)
-        for i in range(d):
-            hv[i] += work.tmp[i]
-            direct[i] += work.tmp[i]
         for j in range(d):
-            adj[j] = adj_u[j] - hv[j]
+            t = work.tmp[j]
+            direct[j] += t
+            adj[j] = adj_u[j] - (hv[j] + t)
     for j in range(d):
         grad_theta0[j] += adj[j] + direct[j]
 
