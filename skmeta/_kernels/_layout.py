@@ -185,7 +185,8 @@ class TaskBatch:
                            bool(self.is_sparse), self.y, self.sw, self.offsets)
 
     def arrays_as(self, dtype):
-        """``arrays`` with their float arrays in type ``dtype`` (copies)."""
+        """``arrays`` with their float arrays in type ``dtype`` (converted
+        copies where the type differs)."""
         arrays = self.arrays
         return arrays._replace(
             Xd=as_float_array_of(arrays.Xd, dtype),
