@@ -395,6 +395,9 @@ def test_float32_inputs_train_in_float32_with_float64_meta_parameters(sine,
         assert not np.array_equal(single.meta_params_, double.meta_params_)
         assert_allclose(single.meta_params_, double.meta_params_, rtol=1e-4,
                         atol=1e-6)
+        # on numba's threads too, with the same results
+        threaded = fit_sine((X32, y, tasks), n_jobs=2, **params)
+        assert_array_equal(threaded.meta_params_, single.meta_params_)
     # the adapted networks too (unrolled steps, in float32 for float32 rows)
     assert_allclose(single.task_params_, double.task_params_, rtol=1e-4,
                     atol=1e-6)
