@@ -56,7 +56,7 @@ NetworkWork.__doc__ = """Buffers of ``network_unroll_tasks``, one slice per chun
 of tasks (leading axis): task rows, every step's passes (``acts``,
 ``dAs``, ``deltas``: ``(n_steps + 1, n_layers, n_max, width)``, the last
 slot for the query), datafit buffers, the Hessian-vector product's, every
-iterate and gradient, and eight parameter-sized vectors."""
+iterate and gradient, and seven parameter-sized vectors."""
 
 NetworkOutputs = namedtuple(
     "NetworkOutputs", "sums theta query_loss grad_theta0 grad_alpha")
@@ -66,7 +66,7 @@ per-block sums of the meta-gradients, and their sums over blocks."""
 
 StepWork = namedtuple(
     "StepWork",
-    "acts dAs deltas Ds Z G U hvp thetas grads q tmp adj v hv direct x r")
+    "acts dAs deltas Ds Z G U hvp thetas grads tmp adj v hv direct x r")
 
 
 @helper
@@ -189,8 +189,7 @@ def chunk_work(work, c):
     step_work = StepWork(work.acts[c], work.dAs[c], work.deltas[c], work.Ds[c],
                          work.Z[c], work.G[c], work.U[c], hvp, work.thetas[c],
                          work.grads[c], vectors[0], vectors[1], vectors[2],
-                         vectors[3], vectors[4], vectors[5], vectors[6],
-                         vectors[7])
+                         vectors[3], vectors[4], vectors[5], vectors[6])
     return buffers, step_work
 
 

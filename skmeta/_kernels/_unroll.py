@@ -84,7 +84,7 @@ loss's gradients; ``sums``: the sums over blocks, in order, of those two.
 """
 
 StepWork = namedtuple(
-    "StepWork", "Z G U Ds thetas grads pre q adj adj_u v hv direct tmp vec nxt")
+    "StepWork", "Z G U Ds thetas grads pre adj adj_u v hv direct tmp vec nxt")
 
 
 @helper
@@ -233,7 +233,7 @@ def chunk_work(work, c):
     step_work = StepWork(work.Z[c], work.G[c], work.U[c], work.Ds[c],
                          work.thetas[c], work.grads[c], work.pre[c], vectors[0],
                          vectors[1], vectors[2], vectors[3], vectors[4],
-                         vectors[5], vectors[6], power[0], power[1])
+                         vectors[5], power[0], power[1])
     return buffers, step_work
 
 

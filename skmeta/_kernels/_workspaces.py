@@ -69,7 +69,7 @@ def unroll_workspace(batch, problem, n_steps, n_chunks):
         thetas=np.empty((c, steps + 1, d + _PAD)),
         grads=np.empty((c, steps, d + _PAD)),
         pre=np.empty((c, steps, d + _PAD)),
-        vectors=np.empty((c, 7, d + _PAD)),
+        vectors=np.empty((c, 6, d + _PAD)),
         power=np.empty((c, 2, p1 + _PAD)))
 
 
@@ -193,7 +193,7 @@ def network_workspace(batch, problem, n_steps, n_chunks, dtype=np.float64):
         rd=floats(c, L, n, width),
         thetas=floats(c, slots, d + _PAD),
         grads=floats(c, max(slots - 1, 1), d + _PAD),
-        vectors=floats(c, 8, d + _PAD))
+        vectors=floats(c, 7, d + _PAD))
 
 
 def network_chunks(batch, problem, n_steps, n_threads, n_blocks, max_threads,
@@ -236,6 +236,6 @@ def _network_bytes(batch, problem, n_steps, dtype):
     indices = 2 * n + nnz  # order, indptr, indices
     rows = (2 + problem.n_features) * n + nnz  # XT, y, sw, data
     layers = (3 * slots + 3) * L * n * width + (slots + 3) * k * n
-    vectors = (2 * slots + 8) * (d + _PAD)
+    vectors = (2 * slots + 7) * (d + _PAD)
     return (np.dtype(dtype).itemsize * (rows + layers + vectors)
             + np.dtype(np.intp).itemsize * indices)
