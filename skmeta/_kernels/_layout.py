@@ -63,20 +63,18 @@ def block_size_for(n_tasks):
     return int(min(_MAX_BLOCK, max(1, n_tasks // _MIN_BLOCKS)))
 
 
-def as_float_array(a):
-    """``a`` as a C-ordered, writable float64 array (copied only if needed)."""
-    a = np.asarray(a)
-    if a.dtype == np.float64 and a.flags.c_contiguous and a.flags.writeable:
-        return a
-    return np.array(a, dtype=np.float64, order="C")
-
-
 def as_float_array_of(a, dtype):
-    """``a`` as a C-ordered, writable array of float type ``dtype``."""
+    """``a`` as a C-ordered, writable array of float type ``dtype`` (copied
+    only if needed)."""
     a = np.asarray(a)
     if a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable:
         return a
     return np.array(a, dtype=dtype, order="C")
+
+
+def as_float_array(a):
+    """``a`` as a C-ordered, writable float64 array (copied only if needed)."""
+    return as_float_array_of(a, np.float64)
 
 
 def as_index_array(a):
