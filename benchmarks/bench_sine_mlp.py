@@ -138,7 +138,8 @@ class SkmetaMAML:
         self.n_query = np.full(META_BATCH, K)
         self.meta_gradient = UnrolledMetaGradient(
             self.batch, self.problem, np.zeros(d), n_sel=META_BATCH, n_steps=1,
-            auto_step=False, mode=SECOND_ORDER, n_threads=n_threads)
+            auto_step=False, mode=SECOND_ORDER, n_threads=n_threads,
+            step_gradient=False)
         self.reset()
 
     def reset(self):

@@ -507,6 +507,25 @@ def test_unroller_keeps_its_workspace_within_budget(monkeypatch):
     assert_array_equal(tight(*args).grad_theta0, expected)
 
 
+def test_unroller_without_step_gradient_returns_none_for_it():
+    # methods that do not learn the step sizes ask for no meta-gradient in
+    # them: None, not a stale or zero array, and the rest unchanged
+    X, y, sw, tasks = bilevel_tasks(LOGISTIC, seed=4, T=6, n=10)
+    batch, _ = make_batch(X, y, sw, tasks, 6)
+    pb = make_problem(LOGISTIC, 3, lam2=0.3)
+    kw = dict(auto_step=True, n_steps=2, mode=unroll_module.SECOND_ORDER,
+              n_sel=6, block=2)
+    args = (np.arange(6), np.arange(6), np.full(6, 4), np.full(4, 0.1),
+            np.full(4, 0.1))
+    full = _calls_module.Unroller(batch, pb, np.ones(4), **kw)(*args)
+    expected = np.copy(full.grad_theta0)
+    assert full.grad_alpha.shape == (4,)
+    lean = _calls_module.Unroller(batch, pb, np.ones(4), step_gradient=False,
+                                  **kw)(*args)
+    assert lean.grad_alpha is None and lean.grad_alpha_blocks is None
+    assert_array_equal(lean.grad_theta0, expected)
+
+
 @settings(max_examples=40, deadline=None)
 @given(sizes=st.lists(st.integers(1, 9), min_size=1, max_size=6),
        p=st.integers(1, 4), code=st.sampled_from(CODES),

@@ -134,6 +134,39 @@ def test_float32_rows_run_the_unrolled_kernels_in_float32(code, activation,
     assert not np.array_equal(single[1], double[1])
 
 
+@pytest.mark.parametrize("penalty", ["none", "l2", "transfer"])
+@pytest.mark.parametrize("mode", [FIRST_ORDER, SECOND_ORDER],
+                         ids=["first-order", "second-order"])
+def test_skipped_passes_change_no_number(mode, penalty):
+    # what the kernels skip -- the step sizes' meta-gradient when it is not
+    # wanted (every method but Meta-SGD), the penalties' passes when both
+    # are zero -- leaves every other number they return as it was
+    batch, rng = make_tasks(SQUARED, seed=5)
+    problem = NetworkProblem(SQUARED, TANH, 1, P, (5, 4), False,
+                             0.3 if penalty == "l2" else 0.0)
+    d = problem.n_params
+    precision = np.full(d, 0.7 if penalty == "transfer" else 0.0)
+    theta0 = rng.normal(scale=0.5, size=d)
+    alpha = rng.uniform(0.01, 0.05, d)
+    args = (np.arange(T), np.arange(T) + 3, N_QUERY, theta0, alpha)
+    kw = dict(auto_step=False, n_steps=2, mode=mode, n_sel=T)
+    reference = Unroller(batch, problem, precision, **kw)(*args)
+    fields = ("theta", "query_loss", "grad_theta0_blocks", "loss_sum",
+              "grad_theta0")
+    expected = {f: np.copy(getattr(reference, f)) for f in fields}
+    assert reference.grad_alpha.shape == (d,)
+    lean = Unroller(batch, problem, precision, step_gradient=False, **kw)
+    assert lean._penalized == (penalty != "none")
+    # the same call with the penalties' passes taken whatever their values
+    forced = Unroller(batch, problem, precision, step_gradient=False, **kw)
+    forced._penalized = True
+    for run in (lean, forced):
+        res = run(*args)
+        assert res.grad_alpha is None and res.grad_alpha_blocks is None
+        for f in fields:
+            assert_array_equal(getattr(res, f), expected[f])
+
+
 @pytest.mark.parametrize("anil", [False, True], ids=["all", "anil"])
 @pytest.mark.parametrize("code", [SQUARED, MULTINOMIAL],
                          ids=["squared", "multinomial"])

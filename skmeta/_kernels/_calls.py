@@ -359,6 +359,8 @@ class Unroller:
     a few dozen microseconds of work: only numba's own thread pool starts
     fast enough). The results do not depend on it. With ``transposed``, a
     dense batch is also kept transposed (see ``_layout.transposed_batch``).
+    Without ``step_gradient``, ``grad_alpha`` is None: the step sizes'
+    meta-gradient is not wanted (a network's kernels then skip it).
     """
 
     def __new__(cls, batch, problem, *args, **kwargs):
@@ -370,8 +372,10 @@ class Unroller:
         return super().__new__(cls)
 
     def __init__(self, batch, problem, precision, *, auto_step, n_steps, mode,
-                 n_sel, block=None, n_threads=1, transposed=True):
+                 n_sel, block=None, n_threads=1, transposed=True,
+                 step_gradient=True):
         block = block_size_for(n_sel) if block is None else int(block)
+        self._step_gradient = bool(step_gradient)
         d = problem.n_params
         n_blocks = max(1, -(-n_sel // block))
         self.n_sel = n_sel
@@ -405,9 +409,11 @@ class Unroller:
             config, self._work, self._out)
         out = self._out
         d = out.sums.shape[1]
+        stepped = self._step_gradient
         return UnrollResult(out.theta, out.query_loss, out.grad_theta0[:, :d],
-                            out.grad_alpha[:, :d], loss_sum, out.sums[0],
-                            out.sums[1])
+                            out.grad_alpha[:, :d] if stepped else None,
+                            loss_sum, out.sums[0],
+                            out.sums[1] if stepped else None)
 
 
 def unroll(batch, problem, task_sel, seeds, n_query, theta0, precision, alpha,

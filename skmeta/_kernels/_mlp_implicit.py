@@ -35,10 +35,14 @@ from ._rows import shuffled_task
 
 NetworkImplicitConfig = namedtuple(
     "NetworkImplicitConfig",
-    "alpha n_steps block_size head_only XTb cg_tol cg_max")
+    "alpha n_steps block_size head_only XTb penalized step_gradient cg_tol cg_max")
 NetworkImplicitConfig.__doc__ = """The inner steps (``alpha``, ``n_steps``),
 sums by blocks of ``block_size``, ANIL (``head_only``), the batch
-transposed or empty (``XTb``), and the conjugate gradient's stopping rule."""
+transposed or empty (``XTb``), ``penalized`` and ``step_gradient`` as in
+``_mlp_unroll.NetworkUnrollConfig`` (the latter False: no steps are
+learned), and the conjugate gradient's stopping rule. The flags are fields
+rather than constants in the calls: numba would compile the shared helpers
+once more for a constant argument."""
 
 
 @helper
@@ -135,7 +139,7 @@ def network_implicit_tasks(c, n_chunks, batch, net, prior, meta_batch, config,
     """Inner solves, query losses and implicit meta-gradients of a meta-batch.
 
     As ``_mlp_unroll.network_unroll_tasks`` (chunks, blocks, outputs; the
-    workspace has ``n_steps + 1`` slots); ``out.grad_alpha`` is left at 0.
+    workspace has ``n_steps + 1`` slots); ``out.grad_alpha`` is not written.
     """
     task_sel = meta_batch.task_sel
     n_sel = task_sel.shape[0]
@@ -149,21 +153,19 @@ def network_implicit_tasks(c, n_chunks, batch, net, prior, meta_batch, config,
     for s in range(s_lo, s_hi):
         b = s // block_size
         if s == b * block_size:
-            for j in range(d):
-                out.grad_theta0[b, j] = 0.0
-                out.grad_alpha[b, j] = 0.0
+            out.grad_theta0[b, :d] = 0.0
         rows = shuffled_task(batch, task_sel[s], meta_batch.seeds[s],
                              net.n_features, False, config.XTb, buffers)
         ns = rows.n - min(meta_batch.n_query[s], rows.n)
         forward_steps(rows, ns, net, prior, config.alpha, n_steps,
-                      config.head_only, w)
+                      config.head_only, config.penalized, w)
         adapted = w.thetas[n_steps]
         for j in range(d):
             out.theta[s, j] = adapted[j]
         out.query_loss[s] = query(rows, ns, net, adapted, n_steps, w)
         implicit_gradient(rows, ns, net, prior, config, w, out.grad_theta0[b])
     if n_chunks == 1:
-        return sum_blocks(out)
+        return sum_blocks(out, config.step_gradient)
     return 0.0
 
 
@@ -174,4 +176,4 @@ def network_implicit_parallel(n_chunks, batch, net, prior, meta_batch, config,
     for c in prange(n_chunks):
         network_implicit_tasks(np.intp(c), n_chunks, batch, net, prior,
                                meta_batch, config, work, out)
-    return sum_blocks(out)
+    return sum_blocks(out, config.step_gradient)

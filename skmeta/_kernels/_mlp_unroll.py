@@ -38,14 +38,18 @@ FIRST_ORDER = 1
 SECOND_ORDER = 2
 
 NetworkUnrollConfig = namedtuple(
-    "NetworkUnrollConfig", "alpha n_steps mode block_size head_only XTb")
+    "NetworkUnrollConfig",
+    "alpha n_steps mode block_size head_only XTb penalized step_gradient")
 NetworkUnrollConfig.__doc__ = """How tasks are adapted, and what is computed.
 
 ``alpha``: per-parameter inner steps; ``mode``: FORWARD (adapted
 parameters and query losses only), FIRST_ORDER or SECOND_ORDER; sums over
 tasks by blocks of ``block_size``; ``head_only``: adapt the output layer
 only (ANIL); ``XTb``: the batch transposed (``_layout.transposed_batch``)
-or empty.
+or empty; ``penalized``: whether the l2 penalty or the transfer term is
+nonzero (without, their passes over the parameters are skipped);
+``step_gradient``: whether to compute the meta-gradient with respect to
+``alpha`` (Meta-SGD's), else ``out.grad_alpha`` is left untouched.
 """
 
 NetworkWork = namedtuple(
@@ -76,8 +80,11 @@ def first_moved(net, head_only):
 
 
 @helper
-def forward_steps(rows, ns, net, prior, alpha, n_steps, head_only, w):
-    """``n_steps`` gradient steps from ``theta0`` on the support rows ``0:ns``."""
+def forward_steps(rows, ns, net, prior, alpha, n_steps, head_only, penalized, w):
+    """``n_steps`` gradient steps from ``theta0`` on the support rows ``0:ns``.
+
+    ``penalized``: see ``NetworkUnrollConfig``.
+    """
     d = prior.theta0.shape[0]
     L = net.sizes.shape[0] - 1
     first = first_moved(net, head_only)
@@ -98,7 +105,10 @@ def forward_steps(rows, ns, net, prior, alpha, n_steps, head_only, w):
         network_forward(rows, 0, ns, th, net, w.acts[k], w.Z, body)
         datafit_derivatives(net.code, rows.y, rows.sw, 0, ns, w.Z, net.n_outputs,
                             w.G, w.Ds[k], False)
-        smooth_penalty_gradient(th, net, prior, d, w.tmp, grads[k])
+        if penalized:
+            smooth_penalty_gradient(th, net, prior, d, w.tmp, grads[k])
+        else:
+            grads[k][:] = 0.0
         network_backward(rows, 0, ns, th, net, w.acts[k], w.G, scale, w.dAs[k],
                          w.deltas[k], grads[k], not head_only)
         # unsigned indices from a run-time start: see _layers
@@ -131,13 +141,17 @@ def query(rows, ns, net, theta, slot, w):
 
 
 @helper
-def backward_steps(rows, ns, net, prior, alpha, n_steps, head_only, second_order,
-                   w, grad_theta0, grad_alpha):
+def backward_steps(rows, ns, net, prior, config, w, grad_theta0, grad_alpha):
     """Back-propagate ``w.adj`` (the query gradient) through the steps.
 
-    Adds the gradients with respect to ``theta0`` and ``alpha`` to
-    ``grad_theta0`` and ``grad_alpha``.
+    Adds the gradients with respect to ``theta0`` and, with
+    ``config.step_gradient``, ``alpha`` to ``grad_theta0`` and ``grad_alpha``.
     """
+    alpha = config.alpha
+    head_only = config.head_only
+    second_order = config.mode == SECOND_ORDER
+    penalized = config.penalized
+    step_gradient = config.step_gradient
     d = prior.theta0.shape[0]
     first = first_moved(net, head_only)
     adj = w.adj
@@ -151,25 +165,34 @@ def backward_steps(rows, ns, net, prior, alpha, n_steps, head_only, second_order
     start = np.uintp(first)
     lam2 = net.lam2
     l2w = net.l2w
-    for k in range(n_steps - 1, -1, -1):
+    for k in range(config.n_steps - 1, -1, -1):
         g = w.grads[k]
-        if not second_order:
+        if step_gradient:
             for j in range(start, np.uintp(d)):
                 grad_alpha[j] -= adj[j] * g[j]
+        if not second_order:
             continue
         # adj <- adj - H_k (alpha adj), H_k the support objective's Hessian:
         # v = alpha adj, and hv starts as the l2 penalty's part of H_k v
         for j in range(first):
             v[j] = 0.0
             hv[j] = 0.0
-        for j in range(start, np.uintp(d)):
-            grad_alpha[j] -= adj[j] * g[j]
-            vj = alpha[j] * adj[j]
-            v[j] = vj
-            hv[j] = lam2 * l2w[j] * vj
+        if penalized:
+            for j in range(start, np.uintp(d)):
+                vj = alpha[j] * adj[j]
+                v[j] = vj
+                hv[j] = lam2 * l2w[j] * vj
+        else:
+            for j in range(start, np.uintp(d)):
+                v[j] = alpha[j] * adj[j]
+                hv[j] = 0.0
         network_hvp(rows, ns, w.thetas[k], v, net,
                     (w.acts[k], w.dAs[k], w.deltas[k]), w.Ds[k], rows.sw, scale,
                     not head_only, w.hvp, hv)
+        if not penalized:
+            for j in range(d):
+                adj[j] -= hv[j]
+            continue
         precision_times(prior, v, w.tmp, d)
         for j in range(d):
             t = w.tmp[j]
@@ -194,16 +217,23 @@ def chunk_work(work, c):
 
 
 @helper
-def sum_blocks(out):
-    """Sums over tasks and blocks, in order: the result of the kernel."""
+def sum_blocks(out, step_gradient):
+    """Sums over tasks and blocks, in order: the result of the kernel.
+
+    Sums ``out.grad_alpha`` only with ``step_gradient``.
+    """
     sums = out.sums
     for j in range(sums.shape[1]):
         sums[0, j] = 0.0
-        sums[1, j] = 0.0
     for b in range(out.grad_theta0.shape[0]):
         for j in range(sums.shape[1]):
             sums[0, j] += out.grad_theta0[b, j]
-            sums[1, j] += out.grad_alpha[b, j]
+    if step_gradient:
+        for j in range(sums.shape[1]):
+            sums[1, j] = 0.0
+        for b in range(out.grad_alpha.shape[0]):
+            for j in range(sums.shape[1]):
+                sums[1, j] += out.grad_alpha[b, j]
     total = 0.0
     for s in range(out.query_loss.shape[0]):
         total += out.query_loss[s]
@@ -233,25 +263,24 @@ def network_unroll_tasks(c, n_chunks, batch, net, prior, meta_batch, config,
         b = s // block_size
         # (FORWARD: no per-block sums, see _network_calls)
         if s == b * block_size and config.mode != FORWARD:
-            for j in range(d):
-                out.grad_theta0[b, j] = 0.0
-                out.grad_alpha[b, j] = 0.0
+            out.grad_theta0[b, :d] = 0.0
+            if config.step_gradient:
+                out.grad_alpha[b, :d] = 0.0
         rows = shuffled_task(batch, task_sel[s], meta_batch.seeds[s],
                              net.n_features, False, config.XTb, buffers)
         ns = rows.n - min(meta_batch.n_query[s], rows.n)
         forward_steps(rows, ns, net, prior, config.alpha, n_steps,
-                      config.head_only, w)
+                      config.head_only, config.penalized, w)
         adapted = w.thetas[n_steps]
         for j in range(d):
             out.theta[s, j] = adapted[j]
         out.query_loss[s] = query(rows, ns, net, adapted, n_steps, w)
         if config.mode == FORWARD:
             continue
-        backward_steps(rows, ns, net, prior, config.alpha, n_steps,
-                       config.head_only, config.mode == SECOND_ORDER, w,
-                       out.grad_theta0[b], out.grad_alpha[b])
+        backward_steps(rows, ns, net, prior, config, w, out.grad_theta0[b],
+                       out.grad_alpha[b])
     if n_chunks == 1:
-        return sum_blocks(out)
+        return sum_blocks(out, config.step_gradient)
     return 0.0
 
 
@@ -264,4 +293,4 @@ def network_unroll_parallel(n_chunks, batch, net, prior, meta_batch, config,
         # a second time
         network_unroll_tasks(np.intp(c), n_chunks, batch, net, prior,
                              meta_batch, config, work, out)
-    return sum_blocks(out)
+    return sum_blocks(out, config.step_gradient)

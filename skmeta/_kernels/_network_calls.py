@@ -65,11 +65,14 @@ class NetworkUnroller:
     """``_calls.Unroller`` for a network: same calls, same results.
 
     ``auto_step`` must be False: a network's steps are the numbers in
-    ``alpha`` (see ``_methods._bilevel``).
+    ``alpha`` (see ``_methods._bilevel``). Without ``step_gradient`` the
+    kernels skip the meta-gradient with respect to ``alpha`` (only Meta-SGD
+    learns the steps) and ``grad_alpha`` is None.
     """
 
     def __init__(self, batch, problem, precision, *, auto_step, n_steps, mode,
-                 n_sel, block=None, n_threads=1, transposed=True):
+                 n_sel, block=None, n_threads=1, transposed=True,
+                 step_gradient=True):
         if auto_step:
             raise ValueError("networks take steps of given sizes, not 'auto'")
         block = block_size_for(n_sel) if block is None else int(block)
@@ -91,8 +94,14 @@ class NetworkUnroller:
                                    np.empty(n_sel), blocks[0], blocks[1])
         self._batch = batch.arrays_as(dtype)
         net = problem.arrays
-        self._net = net._replace(l2w=net.l2w.astype(dtype))
+        # lam2 in the kernels' float type too: a float64 factor would turn
+        # the float32 loops over the parameters into float64 ones
+        self._net = net._replace(l2w=net.l2w.astype(dtype),
+                                 lam2=dtype(net.lam2))
         self._precision = np.asarray(precision, dtype=dtype)
+        self._penalized = bool(net.lam2 != 0.0 and np.any(net.l2w)
+                               or np.any(self._precision))
+        self._step_gradient = bool(step_gradient) and self._sums_gradients(mode)
         self._XTb = (transposed_batch(batch, problem, TRANSPOSED_MAX_BYTES, dtype)
                      if transposed else np.empty(0, dtype=dtype))
         self._work = network_workspace(batch, problem, n_steps, self.n_chunks,
@@ -108,7 +117,8 @@ class NetworkUnroller:
     def _config(self, alpha):
         return NetworkUnrollConfig(
             alpha, self.n_steps, self.mode, self.block,
-            adapts_output_only(self._head, alpha), self._XTb)
+            adapts_output_only(self._head, alpha), self._XTb, self._penalized,
+            self._step_gradient)
 
     _kernels = (network_unroll_tasks, network_unroll_parallel)
 
@@ -125,15 +135,17 @@ class NetworkUnroller:
             config, self._work, self._out)
         out = self._out
         d = out.sums.shape[1]
+        stepped = self._step_gradient
         return UnrollResult(out.theta, out.query_loss, out.grad_theta0[:, :d],
-                            out.grad_alpha[:, :d], loss_sum, out.sums[0],
-                            out.sums[1])
+                            out.grad_alpha[:, :d] if stepped else None,
+                            loss_sum, out.sums[0],
+                            out.sums[1] if stepped else None)
 
 
 class NetworkImplicit(NetworkUnroller):
     """Implicit meta-gradients (iMAML) of a network's meta-batches, bound once.
 
-    Calls as :class:`NetworkUnroller` (``grad_alpha`` is zero): each task's
+    Calls as :class:`NetworkUnroller` (``grad_alpha`` is None): each task's
     inner problem is solved by ``n_steps`` steps ``alpha``, the conjugate
     gradient stopped at relative residual ``cg_tol`` or ``cg_max``
     iterations (see ``_mlp_implicit``).
@@ -151,15 +163,15 @@ class NetworkImplicit(NetworkUnroller):
                  cg_max, n_threads=1):
         super().__init__(batch, problem, precision, auto_step=False,
                          n_steps=n_steps, mode=0, n_sel=n_sel,
-                         n_threads=n_threads)
+                         n_threads=n_threads, step_gradient=False)
         self.cg_tol = float(cg_tol)
         self.cg_max = int(cg_max)
 
     def _config(self, alpha):
         return NetworkImplicitConfig(
             alpha, self.n_steps, self.block,
-            adapts_output_only(self._head, alpha), self._XTb, self.cg_tol,
-            self.cg_max)
+            adapts_output_only(self._head, alpha), self._XTb, self._penalized,
+            self._step_gradient, self.cg_tol, self.cg_max)
 
 
 def network_decision_values(X, row_model, params, problem):

@@ -106,16 +106,17 @@ class UnrolledMetaGradient:
     ``adapted`` the tasks' adapted parameters; returned arrays are only
     valid until the next call. ``sums`` gives the sums over the tasks
     rather than the means. ``transposed`` keeps a transposed copy of a dense
-    batch (see ``Unroller``).
+    batch (see ``Unroller``). Without ``step_gradient``, ``grad_alpha`` is
+    None (only Meta-SGD learns the step sizes).
     """
 
     def __init__(self, batch, problem, precision, *, n_sel, n_steps, auto_step,
-                 mode, n_threads=1, transposed=True):
+                 mode, n_threads=1, transposed=True, step_gradient=True):
         self.n_sel = n_sel
         self._unroll = Unroller(batch, problem, precision, auto_step=auto_step,
                                 n_steps=n_steps, mode=mode, n_sel=n_sel,
                                 block=block_size_for(n_sel), n_threads=n_threads,
-                                transposed=transposed)
+                                transposed=transposed, step_gradient=step_gradient)
 
     def sums(self, task_sel, seeds, n_query, theta0, alpha):
         res = self._unroll(task_sel, seeds, n_query, theta0, alpha)
@@ -125,7 +126,8 @@ class UnrolledMetaGradient:
         B = self.n_sel
         loss, g_theta0, g_alpha, theta = self.sums(task_sel, seeds, n_query,
                                                    theta0, alpha)
-        return loss / B, g_theta0 / B, g_alpha / B, theta
+        return (loss / B, g_theta0 / B, None if g_alpha is None else g_alpha / B,
+                theta)
 
 
 class ImplicitMetaGradient:
@@ -514,7 +516,7 @@ class MAML(_Bilevel):
         unrolled = _PerSize(lambda n: UnrolledMetaGradient(
             batch, problem, precision, n_sel=n, n_steps=self.settings.inner_steps,
             auto_step=auto, mode=self.mode, n_threads=n_threads,
-            transposed=transposed))
+            transposed=transposed, step_gradient=self.learns_steps))
 
         def contribute(task_sel, seeds, n_query, theta0, alpha):
             loss, g_theta0, g_alpha, _ = unrolled(len(task_sel)).sums(
