@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from numba import njit
+from numba import njit, types
 from scipy import linalg
 
 from skmeta._kernels._adam import adam_update
 from skmeta._kernels._elementary import exp, log1p_unit
+from skmeta._kernels._jit import _jit
 from skmeta._kernels._linalg import lu_factor, lu_solve
 from skmeta._kernels._rows import dense_gradient, dense_predictor
 
@@ -206,6 +207,24 @@ def _tiny_fits():
         "exp": _apply_exp(np.array([-800.0, -700.0, -1.5, 0.0, 1e-3, 2.0,
                                     700.0, 710.0])),
     }
+
+
+def _shift(a, b, add):
+    return a + b if add else a - b
+
+
+def test_constant_arguments_compile_a_function_once():
+    # numba types a constant argument as a literal, one compiled
+    # specialization per value (and per combination); the kernels'
+    # functions are compiled once per kind of argument
+    shift = _jit(nogil=True)(_shift)  # as the kernels', without the cache
+
+    @njit
+    def calls(x):
+        return shift(x, 0, True) + shift(x, 1, False) + shift(x, x, x > 0)
+
+    assert calls(3) == 3 + 2 + 6
+    assert list(shift.overloads) == [(types.int64, types.int64, types.boolean)]
 
 
 @pytest.mark.slow

@@ -35,7 +35,7 @@ def _row_sum(A, n):
 
 @summing_helper
 def datafit_derivatives(code, y, sw, start, stop, Z, n_outputs, G, D,
-                        with_value=True):
+                        with_value):
     """Loss of one task, with its derivatives with respect to ``Z``.
 
     Fills ``G[k, r] = w_r dloss_r / dz_k``. For single-output datafits

@@ -76,7 +76,7 @@ def implicit_tasks(batch, problem, prior, meta_batch, theta, max_iter, tol,
                   problem.fit_intercept, work.Z)
         out.query_loss[s] = scale_q * datafit_derivatives(
             problem.code, rows.y, rows.sw, ns, n, work.Z, problem.n_outputs,
-            work.G, work.U)
+            work.G, work.U, True)
         for j in range(d):
             v[j] = 0.0
         gradient(rows, ns, n, work.G, scale_q, problem.n_outputs,

@@ -14,18 +14,47 @@ the unrolled inner loops, where the helpers are called per task and step.
 So they allocate nothing (``_workspaces`` makes their buffers), and a helper
 may return views of its arguments only to callers compiled the same way: a
 caller with reference counting would release references it never took.
+
+A jitted function called from another with a constant argument (``lo=0``,
+``with_value=True``) would be compiled once more for that constant's value:
+numba types a constant as a literal, and each literal signature is a
+specialization of its own. Every function compiled here is typed on its
+arguments' types only (``_typed_by_kind``): one specialization per kind of
+argument, as when called from Python. This halves the number of functions
+a first fit compiles.
 """
 
-from numba import njit
+from numba import config, njit, types
 
 _OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
 _INNER = dict(_OPTIONS, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
-kernel = njit(**_OPTIONS)
+
+
+def _typed_by_kind(dispatcher):
+    """``dispatcher``, typed at calls from jitted code on non-literal types."""
+    if config.DISABLE_JIT:
+        return dispatcher  # the Python function itself
+    resolve = dispatcher.get_call_template
+
+    def get_call_template(args, kws):
+        return resolve(tuple(types.unliteral(a) for a in args),
+                       {k: types.unliteral(v) for k, v in kws.items()})
+
+    dispatcher.get_call_template = get_call_template
+    return dispatcher
+
+
+def _jit(**options):
+    compile_ = njit(**options)
+    return lambda func: _typed_by_kind(compile_(func))
+
+
+kernel = _jit(**_OPTIONS)
 # An entry point that allocates nothing, so needs no reference counting
-borrowing_kernel = njit(**_OPTIONS, _nrt=False)
-parallel_kernel = njit(**_OPTIONS, parallel=True)
-helper = njit(**_INNER, _nrt=False)
+borrowing_kernel = _jit(**_OPTIONS, _nrt=False)
+parallel_kernel = _jit(**_OPTIONS, parallel=True)
+helper = _jit(**_INNER, _nrt=False)
 # For dot products and matrix-vector loops: letting LLVM reorder the sums
 # ("reassoc", and fuse multiply-adds, "contract") is what allows it to
 # vectorize them. It changes round-off, never NaN/inf semantics, and the
@@ -34,4 +63,11 @@ helper = njit(**_INNER, _nrt=False)
 # runs such a loop in a vectorized or a plain version chosen by comparing
 # the arrays' addresses at run time, and the two sum in different orders
 # (see datafit_derivatives).
-summing_helper = njit(**_INNER, _nrt=False, fastmath={"reassoc", "contract"})
+summing_helper = _jit(**_INNER, _nrt=False, fastmath={"reassoc", "contract"})
+# Inlined into its caller at numba's IR level: for a large helper with a
+# single caller per kernel (the per-task Newton solve), compiling it once
+# inside the kernel instead of as a library of its own, which LLVM would
+# optimize and emit once alone and then again inside the kernel that links
+# it. Measured: a cold first fit in 13% less CPU time. Not for helpers
+# called from many places: each call site is typed and lowered anew.
+inlined_helper = _jit(**_INNER, _nrt=False, inline="always")

@@ -167,7 +167,8 @@ def query(rows, ns, problem, theta, work):
     predictor(rows, ns, n, theta, problem.n_outputs, problem.n_features,
               problem.fit_intercept, work.Z)
     loss = scale * datafit_derivatives(problem.code, rows.y, rows.sw, ns, n,
-                                       work.Z, problem.n_outputs, work.G, work.U)
+                                       work.Z, problem.n_outputs, work.G, work.U,
+                                       True)
     gradient(rows, ns, n, work.G, scale, problem.n_outputs, problem.n_features,
              problem.fit_intercept, work.adj)
     return loss
