@@ -35,14 +35,12 @@ from ._rows import shuffled_task
 
 NetworkImplicitConfig = namedtuple(
     "NetworkImplicitConfig",
-    "alpha n_steps block_size head_only XTb penalized step_gradient cg_tol cg_max")
+    "alpha n_steps block_size head_only XTb penalized cg_tol cg_max")
 NetworkImplicitConfig.__doc__ = """The inner steps (``alpha``, ``n_steps``),
 sums by blocks of ``block_size``, ANIL (``head_only``), the batch
-transposed or empty (``XTb``), ``penalized`` and ``step_gradient`` as in
-``_mlp_unroll.NetworkUnrollConfig`` (the latter False: no steps are
-learned), and the conjugate gradient's stopping rule. The flags are fields
-rather than constants in the calls: numba would compile the shared helpers
-once more for a constant argument."""
+transposed or empty (``XTb``), ``penalized`` as in
+``_mlp_unroll.NetworkUnrollConfig``, and the conjugate gradient's stopping
+rule."""
 
 
 @helper
@@ -165,7 +163,7 @@ def network_implicit_tasks(c, n_chunks, batch, net, prior, meta_batch, config,
         out.query_loss[s] = query(rows, ns, net, adapted, n_steps, w)
         implicit_gradient(rows, ns, net, prior, config, w, out.grad_theta0[b])
     if n_chunks == 1:
-        return sum_blocks(out, config.step_gradient)
+        return sum_blocks(out, False)
     return 0.0
 
 
@@ -176,4 +174,4 @@ def network_implicit_parallel(n_chunks, batch, net, prior, meta_batch, config,
     for c in prange(n_chunks):
         network_implicit_tasks(np.intp(c), n_chunks, batch, net, prior,
                                meta_batch, config, work, out)
-    return sum_blocks(out, config.step_gradient)
+    return sum_blocks(out, False)

@@ -171,7 +171,7 @@ class NetworkImplicit(NetworkUnroller):
         return NetworkImplicitConfig(
             alpha, self.n_steps, self.block,
             adapts_output_only(self._head, alpha), self._XTb, self._penalized,
-            self._step_gradient, self.cg_tol, self.cg_max)
+            self.cg_tol, self.cg_max)
 
 
 def network_decision_values(X, row_model, params, problem):
