@@ -227,6 +227,48 @@ def test_constant_arguments_compile_a_function_once():
     assert list(shift.overloads) == [(types.int64, types.int64, types.boolean)]
 
 
+def _scaled_sum(x, scale):
+    total = 0.0
+    for v in x:
+        total += scale * v
+    return total
+
+
+def test_helpers_are_compiled_only_into_the_kernels_that_link_them():
+    # a helper's library is linked, never optimized and emitted on its own;
+    # kernels that call it -- two here, sharing it -- compute as with
+    # numba's default compilation
+    from skmeta._kernels import _linked
+    from skmeta._kernels._jit import helper
+    from skmeta._kernels._rows import dense_gram
+
+    assert _linked.AVAILABLE, "numba's codegen lacks what _linked relies on"
+    linked = helper(_scaled_sum)
+    default = njit(_scaled_sum)
+
+    @njit
+    def first(x):
+        return linked(x, 2.0) - linked(x[::2], 0.5)
+
+    @njit
+    def second(x):
+        return linked(x, -1.0)
+
+    x = np.random.default_rng(0).normal(size=17)
+    assert first(x) == default(x, 2.0) - default(x[::2], 0.5)
+    assert second(x) == default(x, -1.0)
+    assert len(linked.overloads) == 2  # contiguous and strided x
+    assert all(isinstance(c.library, _linked._LinkedOnlyLibrary)
+               for c in linked.overloads.values())
+    assert not isinstance(first.overloads[first.signatures[0]].library,
+                          _linked._LinkedOnlyLibrary)
+
+    _tiny_fits()  # the package's helpers too, e.g. the dense Gram product
+    assert dense_gram.overloads
+    assert all(isinstance(c.library, _linked._LinkedOnlyLibrary)
+               for c in dense_gram.overloads.values())
+
+
 @pytest.mark.slow
 def test_the_package_runs_with_the_jit_disabled(tmp_path):
     root = Path(__file__).resolve().parents[1]

@@ -2,7 +2,9 @@
 
 ``kernel`` is for entry points called from Python; the helpers are only
 called from other jitted code and need no Python or C wrapper (that saves
-compile time). All cache to disk and release the GIL. ``error_model
+compile time). They are not optimized or emitted as machine code on their
+own either, only inside the kernels that link them (``_linked``), so they
+are not cached to disk: their kernels are. All release the GIL. ``error_model
 ="numpy"`` drops division-by-zero checks: the kernels guard their divisions
 themselves, and the checks cost code size and compile time.
 
@@ -26,8 +28,14 @@ for the whole package (164 -> 123, ``benchmarks/bench_compile.py``).
 
 from numba import config, njit, types
 
+from . import _linked
+
 _OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
-_INNER = dict(_OPTIONS, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+if _linked.AVAILABLE:
+    _INNER = dict(nogil=True, error_model="numpy", no_cpython_wrapper=True,
+                  no_cfunc_wrapper=True, pipeline_class=_linked.HelperCompiler)
+else:
+    _INNER = dict(_OPTIONS, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
 
 def _typed_by_kind(dispatcher):
@@ -63,10 +71,3 @@ helper = _jit(**_INNER, _nrt=False)
 # the arrays' addresses at run time, and the two sum in different orders
 # (see datafit_derivatives).
 summing_helper = _jit(**_INNER, _nrt=False, fastmath={"reassoc", "contract"})
-# Inlined into its caller at numba's IR level: for a large helper with a
-# single caller per kernel (the per-task Newton solve), compiling it once
-# inside the kernel instead of as a library of its own, which LLVM would
-# optimize and emit once alone and then again inside the kernel that links
-# it. Measured: a cold first fit in 13% less CPU time. Not for helpers
-# called from many places: each call site is typed and lowered anew.
-inlined_helper = _jit(**_INNER, _nrt=False, inline="always")

@@ -26,7 +26,7 @@ import numpy as np
 
 from ._codes import MULTINOMIAL, SQUARED
 from ._datafits import datafit_derivatives, hessian_weights, loss_scale
-from ._jit import borrowing_kernel, helper, inlined_helper
+from ._jit import borrowing_kernel, helper
 from ._layout import PriorArrays
 from ._linalg import (
     cholesky_inverse,
@@ -338,7 +338,7 @@ def convergence(fresh, full, quadratic, max_step, max_value, last_step, tol):
     return False, not full or max_step > _CHORD_FAR * max_value
 
 
-@inlined_helper
+@helper
 def solve_task(rows, problem, prior, theta, max_iter, tol, have_inverse,
                final_hessian, work, Ainv):
     """Solve one task's inner problem in place, from the warm start ``theta``.

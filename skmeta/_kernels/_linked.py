@@ -1,0 +1,77 @@
+"""Helpers compiled only to be linked into the kernels that call them.
+
+numba compiles every jitted function into a code library of its own, which
+it then optimizes with its callees linked in, and emits as machine code.
+For a helper that only ever runs inside a kernel, both are wasted: the
+kernel links the helper's code, optimizes the whole again, and emits its
+own machine code. With helpers nested a few levels deep, each level
+optimized and emitted everything below it once more -- over half of the
+LLVM time of a first fit, and half of its CPU time once numba's own typing
+and lowering are counted (``benchmarks/bench_compile.py``).
+
+:class:`HelperCompiler`, numba's compiler with one change: a helper's
+library is *linked only*. Finalizing it links its callees' code into its
+module and stops; the kernel's library, a standard one, optimizes and emits
+everything once. Such a helper has no machine code of its own, so it
+cannot be called from Python (helpers are compiled without a Python
+wrapper in any case), nor cached on disk (its kernels are).
+
+This reaches into numba's codegen classes, which are not public API: it
+is used only when they have the members it relies on (:data:`AVAILABLE`),
+and otherwise the helpers compile as numba compiles any function.
+"""
+
+from numba.core import codegen, compiler
+from numba.core.compiler_lock import require_global_compiler_lock
+
+_NEEDED = ("_get_module_for_linking", "_raise_if_finalized", "finalize",
+           "codegen", "add_linking_library")
+AVAILABLE = (hasattr(codegen, "JITCodeLibrary")
+             and all(hasattr(codegen.JITCodeLibrary, m) for m in _NEEDED)
+             and hasattr(compiler.Compiler, "compile_extra"))
+
+
+class _LinkedOnlyLibrary(codegen.JITCodeLibrary if AVAILABLE else object):
+    """A code library that is linked into others, never run itself."""
+
+    def finalize(self):
+        require_global_compiler_lock()
+        self._raise_if_finalized()
+        for library in dict.fromkeys(self._linking_libraries):
+            self._reload_init.update(library._reload_init)
+            self._final_module.link_in(library._get_module_for_linking(),
+                                       preserve=True)
+        self._final_module.verify()
+        self._finalized = True
+
+    @property
+    def codegen(self):
+        return _NoEnvironment(self._codegen)
+
+
+class _NoEnvironment:
+    """The codegen, minus setting a function's environment pointer.
+
+    numba points a compiled function's environment global at its
+    environment in the machine code; a linked-only library has none, and
+    its code uses no environment (no object-mode blocks in a helper).
+    """
+
+    def __init__(self, wrapped):
+        self._wrapped = wrapped
+
+    def __getattr__(self, name):
+        return getattr(self._wrapped, name)
+
+    def set_env(self, env_name, env):
+        return None
+
+
+class HelperCompiler(compiler.Compiler):
+    """numba's compiler, with a linked-only library for the function."""
+
+    def compile_extra(self, func):
+        if self.state.library is None:
+            self.state.library = _LinkedOnlyLibrary(
+                self.state.targetctx.codegen(), func.__qualname__)
+        return super().compile_extra(func)
