@@ -322,3 +322,13 @@ def test_stale_numba_cache_is_cleared_when_a_kernel_source_changes(
     _cache.clear_stale_cache()
     assert not compiled.exists()
     assert (pycache / "skmeta-kernels.stamp").read_text() == _cache.source_digest()
+
+
+def test_importing_skmeta_leaves_optional_and_heavy_modules_unloaded():
+    # import time is every user's cost: what only some fits need (k-means
+    # for prior mixtures, Dask, plotting, skops) is imported where used
+    code = ("import sys, skmeta; print(' '.join(m for m in ('sklearn.cluster', "
+            "'dask', 'distributed', 'matplotlib', 'skops') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                         text=True, check=True, timeout=600)
+    assert run.stdout.split() == []

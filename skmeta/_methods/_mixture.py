@@ -49,7 +49,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import logsumexp
-from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 
 from .._kernels._calls import diagonal_inverses
@@ -409,6 +408,9 @@ def initial_components(fit1, n_components, setup, random_state):
     counts in units of the tasks' spread; the components start at the
     clusters' means, with the fitted covariance and the clusters' shares.
     """
+    # imported here: sklearn.cluster takes a quarter of skmeta's import time
+    from sklearn.cluster import KMeans
+
     prior = fit1.mixture.components[0]
     theta = fit1.theta
     scale = np.sqrt(np.asarray(prior.combined_precision, dtype=float))
