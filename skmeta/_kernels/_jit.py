@@ -23,7 +23,8 @@ numba types a constant as a literal, and each literal signature is a
 specialization of its own. Every function compiled here is typed on its
 arguments' types only (``_typed_by_kind``): one specialization per kind of
 argument, as when called from Python: a quarter fewer functions to compile
-for the whole package (164 -> 123, ``benchmarks/bench_compile.py``).
+for the whole package (164 -> 123, ``benchmarks/bench_compile.py``). The
+row products are the exception (``specializing_helper``, below).
 """
 
 from numba import config, njit, types
@@ -71,3 +72,11 @@ helper = _jit(**_INNER, _nrt=False)
 # the arrays' addresses at run time, and the two sum in different orders
 # (see datafit_derivatives).
 summing_helper = _jit(**_INNER, _nrt=False, fastmath={"reassoc", "contract"})
+# The row products of ``_rows`` are the exception to typing by kind: with a
+# constant first row (``lo=0``) or a single output (``n_outputs=1``) LLVM
+# simplifies their loops, which the unrolled kernels run at every inner step
+# and power iteration -- 8-13% of the linear MAML kernel's time, for three
+# specializations of each.
+specializing_helper = njit(**_INNER, _nrt=False)
+specializing_summing_helper = njit(**_INNER, _nrt=False,
+                                   fastmath={"reassoc", "contract"})

@@ -20,7 +20,12 @@ from collections import namedtuple
 
 import numpy as np
 
-from ._jit import helper, summing_helper
+from ._jit import (
+    helper,
+    specializing_helper,
+    specializing_summing_helper,
+    summing_helper,
+)
 
 TaskRows = namedtuple("TaskRows", "is_sparse XT data indices indptr y sw n")
 
@@ -139,7 +144,7 @@ def shuffled_task(batch, t, seed, n_features, fit_intercept, XTb, buffers):
 # --------------------------------------------------------------------------
 # products with the design matrix
 # --------------------------------------------------------------------------
-@helper
+@specializing_helper
 def predictor(rows, lo, hi, theta, n_outputs, n_features, fit_intercept, Z):
     """``Z[k, r - lo] = x~_r . theta_k`` for rows ``lo:hi``."""
     if rows.is_sparse:
@@ -150,7 +155,7 @@ def predictor(rows, lo, hi, theta, n_outputs, n_features, fit_intercept, Z):
                         n_outputs, Z)
 
 
-@helper
+@specializing_helper
 def gradient(rows, lo, hi, G, scale, n_outputs, n_features, fit_intercept, out):
     """Add ``scale * X~^T G_k`` (rows ``lo:hi``) to ``out``'s block ``k``."""
     if rows.is_sparse:
@@ -177,7 +182,7 @@ def gram(rows, lo, hi, a, w, n_features, fit_intercept, out, row0, col0,
                    col0, diagonal_block)
 
 
-@summing_helper
+@specializing_summing_helper
 def dense_predictor(XT, lo, hi, p1, theta, n_outputs, Z):
     """``Z[k, r - lo] = XT[:, r] . theta_k`` for loaded rows ``lo:hi``.
 
@@ -216,7 +221,7 @@ def dense_predictor(XT, lo, hi, p1, theta, n_outputs, Z):
             j += 1
 
 
-@summing_helper
+@specializing_summing_helper
 def dense_gradient(XT, lo, hi, p1, G, scale, n_outputs, out):
     """Add ``scale * X~^T G_k`` (loaded rows ``lo:hi``) to ``out``.
 
@@ -324,7 +329,7 @@ def dense_gram(XT, lo, hi, p1, a, w, out, row0, col0, diagonal_block):
             out[row0 + j1 + 1, col0 + j1 + 1] += s
 
 
-@helper
+@specializing_helper
 def sparse_predictor(rows, lo, hi, theta, n_outputs, n_features, fit_intercept,
                      Z):
     """``Z[k, r - lo] = x_r . coef_k + intercept_k`` for CSR rows ``lo:hi``."""
@@ -342,7 +347,7 @@ def sparse_predictor(rows, lo, hi, theta, n_outputs, n_features, fit_intercept,
             Z[k, r] = acc
 
 
-@helper
+@specializing_helper
 def sparse_gradient(rows, lo, hi, G, scale, n_outputs, n_features, fit_intercept,
                     out):
     """Add ``scale * X~^T G_k`` for CSR rows ``lo:hi``."""
