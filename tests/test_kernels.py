@@ -226,6 +226,21 @@ def test_constant_arguments_compile_a_function_once():
     assert calls(3) == 3 + 2 + 6
     assert list(shift.overloads) == [(types.int64, types.int64, types.boolean)]
 
+    # an argument named as literal keeps its constant's value (and only it)
+    shift = _jit(literal=("add",), nogil=True)(_shift)
+
+    @njit
+    def calls_literal(x):
+        return shift(x, 0, True) + shift(x, 1, False) + shift(x, x, x > 0)
+
+    assert calls_literal(3) == 3 + 2 + 6
+    assert set(shift.overloads) == {
+        (types.int64, types.int64, types.literal(True)),
+        (types.int64, types.int64, types.literal(False)),
+        (types.int64, types.int64, types.boolean)}
+    with pytest.raises(ValueError):
+        _jit(literal=("no_such_argument",))(_shift)
+
 
 def _scaled_sum(x, scale):
     total = 0.0

@@ -24,8 +24,10 @@ specialization of its own. Every function compiled here is typed on its
 arguments' types only (``_typed_by_kind``): one specialization per kind of
 argument, as when called from Python: a quarter fewer functions to compile
 for the whole package (164 -> 123, ``benchmarks/bench_compile.py``). The
-row products are the exception (``specializing_helper``, below).
+row products keep one constant argument (``specializing_helper``, below).
 """
+
+import inspect
 
 from numba import config, njit, types
 
@@ -39,23 +41,31 @@ else:
     _INNER = dict(_OPTIONS, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
 
-def _typed_by_kind(dispatcher):
-    """``dispatcher``, typed at calls from jitted code on non-literal types."""
+def _typed_by_kind(dispatcher, literal=()):
+    """``dispatcher``, typed at calls from jitted code on non-literal types.
+
+    Except the arguments named in ``literal``, which keep a constant's value.
+    """
     if config.DISABLE_JIT:
         return dispatcher  # the Python function itself
     resolve = dispatcher.get_call_template
+    names = list(inspect.signature(dispatcher.py_func).parameters)
+    kept = {names.index(name) for name in literal}
 
     def get_call_template(args, kws):
-        return resolve(tuple(types.unliteral(a) for a in args),
-                       {k: types.unliteral(v) for k, v in kws.items()})
+        return resolve(
+            tuple(a if i in kept else types.unliteral(a)
+                  for i, a in enumerate(args)),
+            {k: v if k in literal else types.unliteral(v)
+             for k, v in kws.items()})
 
     dispatcher.get_call_template = get_call_template
     return dispatcher
 
 
-def _jit(**options):
+def _jit(literal=(), **options):
     compile_ = njit(**options)
-    return lambda func: _typed_by_kind(compile_(func))
+    return lambda func: _typed_by_kind(compile_(func), literal)
 
 
 kernel = _jit(**_OPTIONS)
@@ -72,11 +82,11 @@ helper = _jit(**_INNER, _nrt=False)
 # the arrays' addresses at run time, and the two sum in different orders
 # (see datafit_derivatives).
 summing_helper = _jit(**_INNER, _nrt=False, fastmath={"reassoc", "contract"})
-# The row products of ``_rows`` are the exception to typing by kind: with a
-# constant first row (``lo=0``) or a single output (``n_outputs=1``) LLVM
-# simplifies their loops, which the unrolled kernels run at every inner step
-# and power iteration -- 8-13% of the linear MAML kernel's time, for three
-# specializations of each.
-specializing_helper = njit(**_INNER, _nrt=False)
-specializing_summing_helper = njit(**_INNER, _nrt=False,
-                                   fastmath={"reassoc", "contract"})
+# The row products of ``_rows`` are the exception to typing by kind, in one
+# argument: with a single output (``n_outputs=1``, the power iteration that
+# sets the unrolled kernels' step sizes) LLVM simplifies their loops -- 5-8%
+# of the linear MAML kernel's time, for a second specialization of each.
+# (Keeping ``lo=0`` as well cost another second of compilation for nothing.)
+specializing_helper = _jit(literal=("n_outputs",), **_INNER, _nrt=False)
+specializing_summing_helper = _jit(literal=("n_outputs",), **_INNER,
+                                   _nrt=False, fastmath={"reassoc", "contract"})
