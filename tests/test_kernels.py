@@ -249,6 +249,11 @@ def _scaled_sum(x, scale):
     return total
 
 
+def _shown(x):
+    print("x is", x)
+    return x
+
+
 def test_helpers_are_compiled_only_into_the_kernels_that_link_them():
     # a helper's library is linked, never optimized and emitted on its own;
     # kernels that call it -- two here, sharing it -- compute as with
@@ -277,6 +282,18 @@ def test_helpers_are_compiled_only_into_the_kernels_that_link_them():
                for c in linked.overloads.values())
     assert not isinstance(first.overloads[first.signatures[0]].library,
                           _linked._LinkedOnlyLibrary)
+
+    # a helper has no numba environment: one that needs it is refused at
+    # compile time (a print of a run-time value would otherwise hang a kernel
+    # compiled without the GIL)
+    shown = helper(_shown)
+
+    @njit
+    def shows(x):
+        return shown(x)
+
+    with pytest.raises(RuntimeError, match="needs a numba environment"):
+        shows(1.0)
 
     _tiny_fits()  # the package's helpers too, e.g. the dense Gram product
     assert dense_gram.overloads

@@ -12,31 +12,55 @@ and lowering are counted (``benchmarks/bench_compile.py``).
 :class:`HelperCompiler`, numba's compiler with one change: a helper's
 library is *linked only*. Finalizing it links its callees' code into its
 module and stops; the kernel's library, a standard one, optimizes and emits
-everything once. Such a helper has no machine code of its own, so it
-cannot be called from Python (helpers are compiled without a Python
-wrapper in any case), nor cached on disk (its kernels are).
+everything once. Such a helper has no machine code of its own, so
 
-This reaches into numba's codegen classes, which are not public API: it
-is used only when they have the members it relies on (:data:`AVAILABLE`),
-and otherwise the helpers compile as numba compiles any function.
+* it cannot be called from Python (helpers are compiled without a Python
+  wrapper in any case), nor cached on disk (its kernels are);
+* it has no numba environment: a helper whose code needs one (``print`` of
+  a run-time value, an object-mode block) is refused when it is compiled;
+* two helpers cannot call each other (a function calling itself can).
+
+This reaches into numba's codegen classes, which are not public API, so it
+is used only with the numba versions it was checked against
+(:data:`AVAILABLE`); with others the helpers compile as numba compiles any
+function.
 """
 
+import numba
 from numba.core import codegen, compiler
 from numba.core.compiler_lock import require_global_compiler_lock
 
+# the members relied on, and the versions where they behave as relied on:
+# numba's lowering keeps a library the pipeline set, and sets a function's
+# environment through its library's codegen
 _NEEDED = ("_get_module_for_linking", "_raise_if_finalized", "finalize",
            "codegen", "add_linking_library")
-AVAILABLE = (hasattr(codegen, "JITCodeLibrary")
-             and all(hasattr(codegen.JITCodeLibrary, m) for m in _NEEDED)
-             and hasattr(compiler.Compiler, "compile_extra"))
+_CHECKED_VERSIONS = ((0, 68),)
+AVAILABLE = (numba.version_info.short in _CHECKED_VERSIONS
+             and all(hasattr(codegen.JITCodeLibrary, m) for m in _NEEDED))
 
 
-class _LinkedOnlyLibrary(codegen.JITCodeLibrary if AVAILABLE else object):
+def _uses_environment(module_text):
+    """Whether the functions of an LLVM module read a numba environment.
+
+    numba names a function's environment global ``_ZN08NumbaEnv...``; its
+    definition is a line of its own, every other mention is a use.
+    """
+    return any("NumbaEnv" in line and not line.startswith("@")
+               for line in module_text.splitlines())
+
+
+class _LinkedOnlyLibrary(codegen.JITCodeLibrary):
     """A code library that is linked into others, never run itself."""
 
     def finalize(self):
         require_global_compiler_lock()
         self._raise_if_finalized()
+        if _uses_environment(str(self._final_module)):  # before linking: its own
+            raise RuntimeError(
+                f"skmeta helper {self.name!r} needs a numba environment (a "
+                "print of a run-time value, or an object-mode block), which "
+                "helpers compiled only into their kernels do not have")
         for library in dict.fromkeys(self._linking_libraries):
             self._reload_init.update(library._reload_init)
             self._final_module.link_in(library._get_module_for_linking(),
@@ -53,8 +77,8 @@ class _NoEnvironment:
     """The codegen, minus setting a function's environment pointer.
 
     numba points a compiled function's environment global at its
-    environment in the machine code; a linked-only library has none, and
-    its code uses no environment (no object-mode blocks in a helper).
+    environment in the machine code; a linked-only library has no machine
+    code, and its code reads no environment (``_uses_environment``).
     """
 
     def __init__(self, wrapped):
