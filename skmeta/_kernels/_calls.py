@@ -407,13 +407,8 @@ class Unroller:
             unroll_tasks, unroll_tasks_parallel, self.n_chunks, self._batch,
             self._problem, prior_arrays(theta0, self._precision), meta_batch,
             config, self._work, self._out)
-        out = self._out
-        d = out.sums.shape[1]
-        stepped = self._step_gradient
-        return UnrollResult(out.theta, out.query_loss, out.grad_theta0[:, :d],
-                            out.grad_alpha[:, :d] if stepped else None,
-                            loss_sum, out.sums[0],
-                            out.sums[1] if stepped else None)
+        return UnrollResult.from_outputs(self._out, loss_sum,
+                                         self._step_gradient)
 
 
 def unroll(batch, problem, task_sel, seeds, n_query, theta0, precision, alpha,

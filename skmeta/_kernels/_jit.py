@@ -34,11 +34,11 @@ from numba import config, njit, types
 from . import _linked
 
 _OPTIONS = dict(cache=True, nogil=True, error_model="numpy")
+_INNER = dict(_OPTIONS, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 if _linked.AVAILABLE:
-    _INNER = dict(nogil=True, error_model="numpy", no_cpython_wrapper=True,
-                  no_cfunc_wrapper=True, pipeline_class=_linked.HelperCompiler)
-else:
-    _INNER = dict(_OPTIONS, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+    # compiled only into their kernels, which are what is cached
+    _INNER.update(cache=False, pipeline_class=_linked.HelperCompiler)
+_SUMMING = {"reassoc", "contract"}
 
 
 def _typed_by_kind(dispatcher, literal=()):
@@ -81,7 +81,7 @@ helper = _jit(**_INNER, _nrt=False)
 # runs such a loop in a vectorized or a plain version chosen by comparing
 # the arrays' addresses at run time, and the two sum in different orders
 # (see datafit_derivatives).
-summing_helper = _jit(**_INNER, _nrt=False, fastmath={"reassoc", "contract"})
+summing_helper = _jit(**_INNER, _nrt=False, fastmath=_SUMMING)
 # The row products of ``_rows`` are the exception to typing by kind, in one
 # argument: with a single output (``n_outputs=1``, the power iteration that
 # sets the unrolled kernels' step sizes) LLVM simplifies their loops -- 5-8%
@@ -89,4 +89,4 @@ summing_helper = _jit(**_INNER, _nrt=False, fastmath={"reassoc", "contract"})
 # (Keeping ``lo=0`` as well cost another second of compilation for nothing.)
 specializing_helper = _jit(literal=("n_outputs",), **_INNER, _nrt=False)
 specializing_summing_helper = _jit(literal=("n_outputs",), **_INNER,
-                                   _nrt=False, fastmath={"reassoc", "contract"})
+                                   _nrt=False, fastmath=_SUMMING)

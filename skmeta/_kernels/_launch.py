@@ -59,3 +59,14 @@ class UnrollResult:
     grad_theta0: np.ndarray
     grad_alpha: np.ndarray
 
+    @classmethod
+    def from_outputs(cls, out, loss_sum, step_gradient):
+        """What an unrolled kernel wrote in ``out`` (``UnrollOutputs``).
+
+        Without ``step_gradient`` the step sizes' meta-gradients are None.
+        """
+        d = out.sums.shape[1]
+        return cls(out.theta, out.query_loss, out.grad_theta0[:, :d],
+                   out.grad_alpha[:, :d] if step_gradient else None, loss_sum,
+                   out.sums[0], out.sums[1] if step_gradient else None)
+

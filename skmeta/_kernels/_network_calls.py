@@ -133,13 +133,8 @@ class NetworkUnroller:
             *self._kernels, self.n_chunks, self._batch, self._net,
             prior_arrays(theta0, self._precision, self.dtype), meta_batch,
             config, self._work, self._out)
-        out = self._out
-        d = out.sums.shape[1]
-        stepped = self._step_gradient
-        return UnrollResult(out.theta, out.query_loss, out.grad_theta0[:, :d],
-                            out.grad_alpha[:, :d] if stepped else None,
-                            loss_sum, out.sums[0],
-                            out.sums[1] if stepped else None)
+        return UnrollResult.from_outputs(self._out, loss_sum,
+                                         self._step_gradient)
 
 
 class NetworkImplicit(NetworkUnroller):
