@@ -5,6 +5,7 @@ The datafits and penalties have their own modules: ``test_datafits.py`` and
 """
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -295,10 +296,63 @@ def test_helpers_are_compiled_only_into_the_kernels_that_link_them():
     with pytest.raises(RuntimeError, match="needs a numba environment"):
         shows(1.0)
 
-    _tiny_fits()  # the package's helpers too, e.g. the dense Gram product
-    assert dense_gram.overloads
-    assert all(isinstance(c.library, _linked._LinkedOnlyLibrary)
-               for c in dense_gram.overloads.values())
+    # the package's helpers too, e.g. the dense Gram product (its kernels may
+    # come from the cache, so that it is not compiled in this process)
+    assert dense_gram._compiler.pipeline_class is _linked.HelperCompiler
+
+
+def _call_count(kernel, name):
+    """Calls left in ``kernel``'s optimized code to functions named ``name``."""
+    text = "\n".join(kernel.inspect_llvm(s) for s in kernel.signatures)
+    return len(re.findall(rf"call [^\n]*@_ZN[^\n(]*{name}B", text))
+
+
+def test_always_inlined_helpers_leave_no_call_in_their_kernels():
+    # the row products and the unrolled steps are inlined wherever they are
+    # called; LLVM left them as calls, a quarter of the MAML kernel's time
+    from skmeta._kernels import _rows, _unroll
+    from skmeta._kernels._jit import always_inlined, helper, kernel
+
+    summed = helper(_scaled_sum)
+
+    def _twice_summed(x, scale):
+        return summed(x, scale) + summed(x[::-1], scale)
+
+    inlined = helper(always_inlined(_twice_summed))
+
+    @njit
+    def uses(x):
+        return inlined(x, 2.0) - inlined(x[:3], 0.5)
+
+    x = np.random.default_rng(0).normal(size=9)
+    def twice(x, scale):
+        return _scaled_sum(x, scale) + _scaled_sum(x[::-1], scale)
+
+    assert uses(x) == pytest.approx(twice(x, 2.0) - twice(x[:3], 0.5),
+                                    rel=1e-12)
+    assert all(c.library.always_inline for c in inlined.overloads.values())
+    assert _call_count(uses, "_twice_summed") == 0
+    with pytest.raises(TypeError, match="only helpers"):
+        kernel(always_inlined(lambda x: x))
+
+    _tiny_fits()  # a MAML fit compiles (or loads) the unrolled kernel
+    # compiled afresh: the code of a kernel loaded from the cache is not
+    # there to inspect
+    cached = _unroll.unroll_tasks
+    options = {k: v for k, v in cached.targetoptions.items()
+               if k not in ("cache", "nopython")}
+    fresh = njit(**options)(cached.py_func)
+    fresh.compile(cached.signatures[0])
+    for name, function in [("predictor", _rows.predictor),
+                           ("gradient", _rows.gradient),
+                           ("backward", _unroll.backward)]:
+        assert all(c.library.always_inline
+                   for c in function.overloads.values())
+        assert _call_count(fresh, name) == 0
+    assert _call_count(fresh, "shuffled_task") == 1
+    # a helper not so marked stays a call where LLVM judges it too big
+    assert not any(c.library.always_inline
+                   for c in _rows.shuffled_task.overloads.values())
 
 
 @pytest.mark.slow

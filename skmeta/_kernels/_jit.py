@@ -63,9 +63,28 @@ def _typed_by_kind(dispatcher, literal=()):
     return dispatcher
 
 
+def always_inlined(func):
+    """Mark a helper to be inlined at every call (apply under its decorator).
+
+    For helpers that inner loops call from several places, which LLVM would
+    otherwise leave as calls (see ``_linked.InlinedHelperCompiler``). Every
+    call site then carries its own copy: keep it to the few that are hot.
+    """
+    func._always_inlined = True
+    return func
+
+
 def _jit(literal=(), **options):
-    compile_ = njit(**options)
-    return lambda func: _typed_by_kind(compile_(func), literal)
+    def compile_(func):
+        opts = options
+        if getattr(func, "_always_inlined", False):
+            if opts.get("pipeline_class") is _linked.HelperCompiler:
+                opts = dict(opts, pipeline_class=_linked.InlinedHelperCompiler)
+            elif "no_cpython_wrapper" not in opts:
+                raise TypeError(
+                    f"{func.__qualname__}: only helpers can be always inlined")
+        return _typed_by_kind(njit(**opts)(func), literal)
+    return compile_
 
 
 kernel = _jit(**_OPTIONS)

@@ -21,6 +21,7 @@ from collections import namedtuple
 import numpy as np
 
 from ._jit import (
+    always_inlined,
     helper,
     specializing_helper,
     specializing_summing_helper,
@@ -145,6 +146,7 @@ def shuffled_task(batch, t, seed, n_features, fit_intercept, XTb, buffers):
 # products with the design matrix
 # --------------------------------------------------------------------------
 @specializing_helper
+@always_inlined
 def predictor(rows, lo, hi, theta, n_outputs, n_features, fit_intercept, Z):
     """``Z[k, r - lo] = x~_r . theta_k`` for rows ``lo:hi``."""
     if rows.is_sparse:
@@ -156,6 +158,7 @@ def predictor(rows, lo, hi, theta, n_outputs, n_features, fit_intercept, Z):
 
 
 @specializing_helper
+@always_inlined
 def gradient(rows, lo, hi, G, scale, n_outputs, n_features, fit_intercept, out):
     """Add ``scale * X~^T G_k`` (rows ``lo:hi``) to ``out``'s block ``k``."""
     if rows.is_sparse:
@@ -183,6 +186,7 @@ def gram(rows, lo, hi, a, w, n_features, fit_intercept, out, row0, col0,
 
 
 @specializing_summing_helper
+@always_inlined
 def dense_predictor(XT, lo, hi, p1, theta, n_outputs, Z):
     """``Z[k, r - lo] = XT[:, r] . theta_k`` for loaded rows ``lo:hi``.
 
@@ -222,6 +226,7 @@ def dense_predictor(XT, lo, hi, p1, theta, n_outputs, Z):
 
 
 @specializing_summing_helper
+@always_inlined
 def dense_gradient(XT, lo, hi, p1, G, scale, n_outputs, out):
     """Add ``scale * X~^T G_k`` (loaded rows ``lo:hi``) to ``out``.
 

@@ -39,7 +39,7 @@ from ._datafits import (
     datafit_derivatives,
     loss_scale,
 )
-from ._jit import borrowing_kernel, helper, parallel_kernel
+from ._jit import always_inlined, borrowing_kernel, helper, parallel_kernel
 from ._penalties import (
     held_at_zero,
     l1_threshold,
@@ -88,6 +88,7 @@ StepWork = namedtuple(
 
 
 @helper
+@always_inlined
 def support_curvature(rows, ns, problem, vec, nxt, Z):
     """Largest eigenvalue of ``X~^T diag(c) X~`` over the support rows ``0:ns``.
 
@@ -127,6 +128,7 @@ def support_curvature(rows, ns, problem, vec, nxt, Z):
 
 
 @helper
+@always_inlined
 def forward(rows, ns, problem, prior, alpha, step, scale, n_steps, work):
     """``n_steps`` (proximal) gradient steps from ``theta0`` on the support.
 
@@ -155,6 +157,7 @@ def forward(rows, ns, problem, prior, alpha, step, scale, n_steps, work):
 
 
 @helper
+@always_inlined
 def query(rows, ns, problem, theta, work):
     """Query loss at ``theta`` over rows ``ns:``; its gradient goes to ``work.adj``."""
     d = theta.shape[0]
@@ -175,6 +178,7 @@ def query(rows, ns, problem, theta, work):
 
 
 @helper
+@always_inlined
 def backward(rows, ns, problem, prior, alpha, step, scale, n_steps, second_order,
              work, grad_theta0, grad_alpha):
     """Back-propagate ``work.adj`` (the query gradient) through the steps.
