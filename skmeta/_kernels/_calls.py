@@ -433,19 +433,38 @@ class ImplicitResult:
     n_iter: np.ndarray
 
 
-def implicit(batch, problem, task_sel, seeds, n_query, theta0, precision, theta,
-             block, *, max_iter=200, tol=1e-10):
-    """Exact support solves and implicit meta-gradients of tasks ``task_sel``."""
-    n_sel = len(task_sel)
-    d = problem.n_params
-    n_blocks = max(1, -(-n_sel // block))
-    theta = np.array(theta, dtype=np.float64, order="C", copy=True)
-    out = ImplicitOutputs(np.empty(n_sel), np.zeros((n_blocks, d)),
-                          np.empty(n_sel, dtype=np.intp))
-    meta_batch = MetaBatch(as_index_array(task_sel),
-                           np.ascontiguousarray(seeds, dtype=np.int64),
-                           as_index_array(n_query))
-    implicit_tasks(batch.arrays, problem.arrays, prior_arrays(theta0, precision),
-                   meta_batch, theta, int(max_iter), float(tol), int(block),
-                   implicit_workspace(batch, problem, meta_batch.task_sel), out)
-    return ImplicitResult(theta, out.query_loss, out.grad_theta0, out.n_iter)
+class ImplicitSolver:
+    """Exact support solves and implicit meta-gradients, called again and again.
+
+    As :class:`Unroller`, for ``_implicit.implicit_tasks``: the workspace is
+    allocated once, for the batch's largest task, and what does not change
+    between meta-iterations is converted once.
+    """
+
+    def __init__(self, batch, problem, precision, *, max_iter=200, tol=1e-10):
+        self._batch = batch.arrays
+        self._problem = problem.arrays
+        self._precision = np.asarray(precision, dtype=np.float64)
+        self._d = problem.n_params
+        self._work = implicit_workspace(batch, problem, None)
+        self._max_iter = int(max_iter)
+        self._tol = float(tol)
+
+    def __call__(self, task_sel, seeds, n_query, theta0, theta, block):
+        """The results of tasks ``task_sel``, their solves started at ``theta``.
+
+        ``theta`` (one row per selected task) is not modified.
+        """
+        n_sel = len(task_sel)
+        n_blocks = max(1, -(-n_sel // block))
+        theta = np.array(theta, dtype=np.float64, order="C", copy=True)
+        out = ImplicitOutputs(np.empty(n_sel), np.zeros((n_blocks, self._d)),
+                              np.empty(n_sel, dtype=np.intp))
+        meta_batch = MetaBatch(as_index_array(task_sel),
+                               np.ascontiguousarray(seeds, dtype=np.int64),
+                               as_index_array(n_query))
+        implicit_tasks(self._batch, self._problem,
+                       prior_arrays(theta0, self._precision), meta_batch, theta,
+                       self._max_iter, self._tol, int(block), self._work, out)
+        return ImplicitResult(theta, out.query_loss, out.grad_theta0,
+                              out.n_iter)

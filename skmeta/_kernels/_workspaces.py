@@ -146,7 +146,10 @@ def largest_task(batch, task_sel=None):
 
 
 def implicit_workspace(batch, problem, task_sel):
-    """Buffers of ``_implicit.implicit_tasks`` for the tasks ``task_sel``."""
+    """Buffers of ``_implicit.implicit_tasks`` for the tasks ``task_sel``.
+
+    For every task of the batch when ``task_sel`` is None.
+    """
     n_max, nnz_max = largest_task(batch, task_sel)
     p1 = problem.n_features + problem.fit_intercept
     return ImplicitWork(task_buffers(batch, n_max, nnz_max, p1),

@@ -28,7 +28,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.random import sample_without_replacement
 
 from .._kernels._adam import adam_update
-from .._kernels._calls import Unroller, implicit, solve_inner, unroll
+from .._kernels._calls import ImplicitSolver, Unroller, solve_inner, unroll
 from .._kernels._layout import block_size_for
 from .._kernels._network_calls import NetworkImplicit
 from .._kernels._unroll import FIRST_ORDER, FORWARD, SECOND_ORDER
@@ -144,14 +144,14 @@ class ImplicitMetaGradient:
         self.precision = precision
         self.n_sel = n_sel
         self.block = block_size_for(n_sel)
+        self._solve = ImplicitSolver(batch, problem, precision)
 
     def sums(self, task_sel, seeds, n_query, theta0, alpha, warm=None):
         """As a call, summed over the tasks (of any number)."""
         n = len(task_sel)
         start = np.tile(theta0, (n, 1)) if warm is None else warm
         block = self.block if n == self.n_sel else block_size_for(n)
-        res = implicit(self.batch, self.problem, task_sel, seeds, n_query, theta0,
-                       self.precision, start, block)
+        res = self._solve(task_sel, seeds, n_query, theta0, start, block)
         return (res.query_loss.sum(), res.grad_theta0_blocks.sum(axis=0), None,
                 res.theta)
 
