@@ -94,6 +94,36 @@ def test_the_row_space_is_used_where_it_pays():
     assert not row_space_pays(narrow, small, prec)
 
 
+@pytest.mark.parametrize("n_rows, with_kept, without_kept",
+                         [(5, True, True), (15, False, True), (50, False, False)])
+def test_kept_inverses_favour_the_dense_solver(monkeypatch, n_rows, with_kept,
+                                               without_kept):
+    # a dense solver that keeps its inverse Hessians between solves takes
+    # chord steps: the row space must then save far more flops to pay
+    # (ROWSPACE_MIN_SAVING). 20 features, 21 parameters: the classic tasks
+    batch, problem, _, precision = wide_tasks(LOGISTIC, 1, sparse=False,
+                                              n_rows=n_rows, n_features=20)
+    assert row_space_pays(batch, problem, precision,
+                          kept_inverses=True) is with_kept
+    assert row_space_pays(batch, problem, precision) is without_kept
+    # solve_inner decides on the inverses it is given
+    row_space_calls = []
+    solve_rows = calls_module.solve_tasks_rowspace
+    monkeypatch.setattr(
+        calls_module, "solve_tasks_rowspace",
+        lambda *args: row_space_calls.append(1) or solve_rows(*args))
+    T, d = batch.n_tasks, problem.n_params
+    kept = calls_module.KeptInverses(np.empty((T, d, d)),
+                                     np.zeros(T, dtype=np.uint8), np.empty((0, d)))
+    chosen = []
+    for given in (kept, None):
+        row_space_calls.clear()
+        solve_inner(batch, problem, np.zeros(d), precision, np.zeros((T, d)),
+                    kept=given)
+        chosen.append(bool(row_space_calls))
+    assert chosen == [with_kept, without_kept]
+
+
 def test_summed_inverses_stay_within_their_memory_budget(monkeypatch):
     monkeypatch.setattr(calls_module, "INVERSE_SUMS_MAX_BYTES", 16 * 300**2 * 4)
     # at most four d x d blocks (or that many bytes of diagonals)
