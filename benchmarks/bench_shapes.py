@@ -35,7 +35,10 @@ spec = json.loads(sys.argv[1])
 X, y, tasks = make_meta_classification(
     n_tasks=spec["n_tasks"], n_samples_per_task=spec["rows"],
     n_features=spec["features"], n_classes=spec["classes"],
-    n_informative=min(spec["features"], 10), n_redundant=0,
+    n_informative=min(spec["features"], spec["informative"]),
+    n_redundant=min(spec["features"] - min(spec["features"],
+                                           spec["informative"]),
+                    spec["redundant"]),
     random_state=0)
 warnings.simplefilter("ignore", ConvergenceWarning)
 if spec["blas_threads"] is not None:
@@ -86,6 +89,11 @@ def main(argv=None):
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds before a fit counts as not finished")
     parser.add_argument("--shapes", help="comma-separated FEATURESxROWSxCLASSES")
+    parser.add_argument("--informative", type=int, default=10,
+                        help="informative features of the generator")
+    parser.add_argument("--redundant", type=int, default=0,
+                        help="redundant features (combinations of the "
+                             "informative ones; the classic example: 2 and 10)")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--blas-threads", type=int,
                         help="BLAS threads of both fits (default: the "
@@ -103,7 +111,8 @@ def main(argv=None):
     records = []
     for p, n, k in shapes:
         spec = dict(n_tasks=args.n_tasks, rows=n, features=p, classes=k,
-                    n_jobs=args.n_jobs, blas_threads=args.blas_threads)
+                    n_jobs=args.n_jobs, blas_threads=args.blas_threads,
+                    informative=args.informative, redundant=args.redundant)
         loop = run_child(dict(spec, what="loop"), args.timeout)
         if args.loop_only:
             print(f"| {p} | {n} | {k} | "
