@@ -128,6 +128,33 @@ def test_meta_gradient_matches_finite_differences(method, code, lam1, mean_loss,
         assert relative_error(g_alpha, fd_alpha) < 1e-5
 
 
+def test_an_implicit_meta_gradient_called_again_equals_a_fresh_one():
+    # ImplicitSolver keeps its workspace between calls: the largest task,
+    # then smaller ones, then the largest again give what new instances give
+    rng = np.random.default_rng(5)
+    sizes = [30, 6, 9, 4]
+    tasks = np.repeat(np.arange(4), sizes)
+    X = rng.normal(size=(tasks.size, 3))
+    y = (X[:, 0] + rng.normal(size=tasks.size) > 0).astype(float)
+    batch, _ = make_batch(X, y, np.ones(tasks.size), tasks, 4)
+    pb = make_problem(LOGISTIC, 3, lam2=0.3)
+    d = pb.n_params
+    precision = rng.uniform(0.5, 2.0, d)
+    theta0 = rng.normal(scale=0.3, size=d)
+    reused = bilevel_module.ImplicitMetaGradient(batch, pb, precision, n_sel=2)
+    for sel in ([0, 1], [2, 3], [0, 3]):
+        sel = np.array(sel)
+        seeds = np.array([7, 8])
+        n_query = query_sizes(np.diff(batch.offsets), 0.5)[sel]
+        fresh = bilevel_module.ImplicitMetaGradient(batch, pb, precision,
+                                                    n_sel=2)
+        expected = fresh(sel, seeds, n_query, theta0, None)
+        got = reused(sel, seeds, n_query, theta0, None)
+        for a, b in zip(got, expected):
+            if a is not None:
+                assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("estimator", [
     Ridge(alpha=0.7), LinearRegression(), Lasso(alpha=0.05),
     PoissonRegressor(alpha=0.2), LogisticRegression(C=2.0),

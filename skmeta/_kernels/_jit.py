@@ -70,6 +70,10 @@ def always_inlined(func):
     otherwise leave as calls (see ``_linked.InlinedHelperCompiler``). Every
     call site then carries its own copy: keep it to the few that are hot.
     """
+    if not inspect.isfunction(func):
+        raise TypeError(
+            f"always_inlined marks a Python function, under its jit decorator; "
+            f"got {func!r}")
     func._always_inlined = True
     return func
 

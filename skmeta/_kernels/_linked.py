@@ -38,7 +38,7 @@ from numba.core.compiler_lock import require_global_compiler_lock
 # numba's lowering keeps a library the pipeline set, and sets a function's
 # environment through its library's codegen
 _NEEDED = ("_get_module_for_linking", "_raise_if_finalized", "finalize",
-           "codegen", "add_linking_library")
+           "codegen", "add_linking_library", "add_ir_module")
 _CHECKED_VERSIONS = ((0, 68),)
 AVAILABLE = (numba.version_info.short in _CHECKED_VERSIONS
              and all(hasattr(codegen.JITCodeLibrary, m) for m in _NEEDED))
@@ -63,7 +63,11 @@ class _LinkedOnlyLibrary(codegen.JITCodeLibrary):
     def add_ir_module(self, ir_module):
         if self.always_inline:
             for function in ir_module.functions:
-                if not function.is_declaration:
+                # numba marks some functions noinline (all of them with
+                # NUMBA_DEBUGINFO=1), which LLVM refuses to combine
+                if not (function.is_declaration
+                        or "noinline" in function.attributes
+                        or "optnone" in function.attributes):
                     function.attributes.add("alwaysinline")
         super().add_ir_module(ir_module)
 

@@ -139,9 +139,6 @@ class ImplicitMetaGradient:
     """
 
     def __init__(self, batch, problem, precision, *, n_sel):
-        self.batch = batch
-        self.problem = problem
-        self.precision = precision
         self.n_sel = n_sel
         self.block = block_size_for(n_sel)
         self._solve = ImplicitSolver(batch, problem, precision)
