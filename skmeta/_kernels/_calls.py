@@ -13,7 +13,7 @@ import numpy as np
 
 from ._implicit import ImplicitOutputs, implicit_tasks
 from ._launch import _PARALLEL_LAUNCH as _PARALLEL_LAUNCH  # tests hold it
-from ._launch import UnrollResult, run_chunked
+from ._launch import UnrollResult, meta_batch_of, run_chunked
 from ._layout import (
     BatchArrays,
     as_float_array,
@@ -33,7 +33,6 @@ from ._newton import (
 )
 from ._penalties import smooth_curvature_bound
 from ._predict import decision_rows, task_losses
-from ._rows import MetaBatch
 from ._unroll import (
     UnrollConfig,
     UnrollOutputs,
@@ -422,9 +421,7 @@ class Unroller:
     def __call__(self, task_sel, seeds, n_query, theta0, alpha):
         if len(task_sel) != self.n_sel:
             raise ValueError(f"expected {self.n_sel} tasks, got {len(task_sel)}")
-        meta_batch = MetaBatch(as_index_array(task_sel),
-                               np.ascontiguousarray(seeds, dtype=np.int64),
-                               as_index_array(n_query))
+        meta_batch = meta_batch_of(task_sel, seeds, n_query)
         config = UnrollConfig(as_float_array(alpha), *self._config)
         loss_sum = run_chunked(
             unroll_tasks, unroll_tasks_parallel, self.n_chunks, self._batch,
@@ -485,9 +482,7 @@ class ImplicitSolver:
         theta = np.array(theta, dtype=np.float64, order="C", copy=True)
         out = ImplicitOutputs(np.empty(n_sel), np.zeros((n_blocks, self._d)),
                               np.empty(n_sel, dtype=np.intp))
-        meta_batch = MetaBatch(as_index_array(task_sel),
-                               np.ascontiguousarray(seeds, dtype=np.int64),
-                               as_index_array(n_query))
+        meta_batch = meta_batch_of(task_sel, seeds, n_query)
         implicit_tasks(self._batch, self._problem,
                        prior_arrays(theta0, self._precision), meta_batch, theta,
                        self._max_iter, self._tol, int(block), self._work, out)

@@ -1,6 +1,7 @@
 """What the two call layers share: ``_calls`` (linear models) and
 ``_network_calls`` (networks) launch kernels on numba's threads the same
-way and return the same result type for unrolled inner loops.
+way, convert a meta-batch the same way, and return the same result type
+for unrolled inner loops.
 
 Kept apart from both so that ``_calls``, which hands a network's problem to
 ``_network_calls``, and ``_network_calls`` do not import each other.
@@ -13,11 +14,20 @@ import numba
 import numpy as np
 
 from ._fork import threads_unsafe
+from ._layout import as_index_array
+from ._rows import MetaBatch
 
 # numba's "workqueue" threading layer (its fallback where OpenMP and TBB are
 # missing) aborts the process when two threads launch parallel kernels at
 # once; skmeta's own worker threads therefore take turns.
 _PARALLEL_LAUNCH = threading.Lock()
+
+
+def meta_batch_of(task_sel, seeds, n_query):
+    """The kernels' ``MetaBatch`` of a meta-batch given as array-likes."""
+    return MetaBatch(as_index_array(task_sel),
+                     np.ascontiguousarray(seeds, dtype=np.int64),
+                     as_index_array(n_query))
 
 
 def run_chunked(serial, parallel, n_chunks, *args):

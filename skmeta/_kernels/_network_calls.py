@@ -18,7 +18,7 @@ relative residual that float32 round-off would not let them reach.
 import numba
 import numpy as np
 
-from ._launch import UnrollResult, run_chunked
+from ._launch import UnrollResult, meta_batch_of, run_chunked
 from ._layout import (
     BatchArrays,
     as_float_array,
@@ -42,7 +42,6 @@ from ._mlp_unroll import (
     network_unroll_parallel,
     network_unroll_tasks,
 )
-from ._rows import MetaBatch
 from ._workspaces import (
     _PAD,
     TRANSPOSED_MAX_BYTES,
@@ -125,9 +124,7 @@ class NetworkUnroller:
     def __call__(self, task_sel, seeds, n_query, theta0, alpha):
         if len(task_sel) != self.n_sel:
             raise ValueError(f"expected {self.n_sel} tasks, got {len(task_sel)}")
-        meta_batch = MetaBatch(as_index_array(task_sel),
-                               np.ascontiguousarray(seeds, dtype=np.int64),
-                               as_index_array(n_query))
+        meta_batch = meta_batch_of(task_sel, seeds, n_query)
         config = self._config(as_float_array_of(alpha, self.dtype))
         loss_sum = run_chunked(
             *self._kernels, self.n_chunks, self._batch, self._net,
