@@ -78,6 +78,49 @@ def test_row_space_solver_gives_the_dense_solvers_results(code, n_outputs, spars
         assert_allclose(a, b, rtol=1e-8, atol=1e-10 * np.abs(b).max())
 
 
+@pytest.mark.parametrize("products", [False, True], ids=["blocks", "whole"])
+@pytest.mark.parametrize("diagonal", [False, True], ids=["full", "diagonal"])
+def test_multinomial_capacitance_by_blocks_gives_the_dense_results(diagonal,
+                                                                   products):
+    # ten classes: the capacitance is factored by the softmax's blocks; rows
+    # of weight zero leave their columns of U empty
+    batch, problem, theta0, precision = wide_tasks(
+        MULTINOMIAL, 10, sparse=False, n_tasks=4, n_rows=8, n_features=30)
+    batch.sw[::5] = 0.0
+    T, d = batch.n_tasks, problem.n_params
+    request = InverseRequest(posterior=True, exact=True, diagonal=diagonal,
+                             products=products)
+    kw = dict(tol=1e-12, inverse=request, inv_weight=np.arange(1.0, T + 1))
+    dense = solve_inner(batch, problem, theta0, precision, np.zeros((T, d)),
+                        rowspace=False, **kw)
+    rows = solve_inner(batch, problem, theta0, precision, np.zeros((T, d)),
+                       rowspace=True, **kw)
+    assert_allclose(rows.theta, dense.theta, rtol=1e-9, atol=1e-10)
+    assert_allclose(rows.trace, dense.trace, rtol=1e-8)
+    # log det A_t: the blocks' and the rank-n capacitance's determinants
+    assert_allclose(rows.logdet, dense.logdet, rtol=1e-10)
+    for a, b in [(rows.inv_sum, dense.inv_sum), (rows.inv_wsum, dense.inv_wsum)]:
+        assert_allclose(a, b, rtol=1e-8, atol=1e-10 * np.abs(b).max())
+    if products:
+        x = np.random.default_rng(1).normal(size=d)
+        full = solve_inner(batch, problem, theta0, precision, np.zeros((T, d)),
+                           rowspace=False, tol=1e-12,
+                           inverse=InverseRequest(exact=True)).inv_sum
+        assert_allclose(rows.inverse_sum_times(x), full @ x, rtol=1e-8)
+
+
+def test_the_multinomial_row_space_is_counted_by_blocks(monkeypatch):
+    # 20 rows, 20 features, ten classes: a whole capacitance (200 x 200)
+    # costs about as much as a dense step (210 parameters), its blocks many
+    # times less (see _calls.row_space_pays)
+    batch, problem, _, precision = wide_tasks(
+        MULTINOMIAL, 10, sparse=False, n_tasks=3, n_rows=20, n_features=20)
+    assert row_space_pays(batch, problem, precision, kept_inverses=True)
+    monkeypatch.setattr(calls_module, "multinomial_by_blocks",
+                        lambda problem: False)
+    assert not row_space_pays(batch, problem, precision)
+
+
 def test_the_row_space_is_used_where_it_pays():
     batch, problem, _, precision = wide_tasks(LOGISTIC, 1, sparse=False,
                                               n_features=300)

@@ -34,7 +34,6 @@ from ._linalg import (
     cholesky_solve,
     cholesky_with_jitter,
     log_sum,
-    lu_logdet,
     symmetric_matvec,
     symmetrize_lower,
 )
@@ -53,6 +52,7 @@ from ._penalties import (
 )
 from ._rows import batch_task, gradient, gram, predictor
 from ._rowspace import (
+    capacitance_logdet,
     factor_capacitance,
     row_space_direction,
     row_space_grams,
@@ -588,7 +588,8 @@ def solve_task_rowspace(rows, problem, prior, theta, max_iter, tol, work,
     For objectives without l1 part whose smooth penalties' curvature ``M``
     is diagonal and positive (``row_work.minv`` holds its inverse); see
     ``_rowspace``. Returns ``(objective, loss, n_iter)``; on return
-    ``row_work.C`` is factored at the solution.
+    the capacitance (``row_work.C``, or the multinomial's blocks) is
+    factored at the solution.
     """
     d = theta.shape[0]
     scale = loss_scale(problem.mean_loss, rows.sw, 0, rows.n)
@@ -659,13 +660,14 @@ def solve_tasks_rowspace(batch, problem, prior, centres, theta, inv_weight,
         out.loss[t] = loss
         out.n_iter[t] = it
         # det(A) = det(M) det(C), C factored at the solution (positive)
-        out.logdet[t] = (lu_logdet(row_work.C, problem.n_outputs * rows.n)
+        out.logdet[t] = (capacitance_logdet(row_work, rows.n, problem.n_outputs)
                          - log_sum(row_work.minv, d))
         if not settings.want_inverse:
             continue
         # in diagonal mode, work.Ainv is one row: the diagonal
         diagonal = settings.diagonal
-        row_space_inverse(rows, problem, D, scale, diagonal, row_work, work.Ainv)
+        row_space_inverse(rows, problem, D, scale, diagonal,
+                          curvatures.shape[0] > 0, row_work, work.Ainv)
         if curvatures.shape[0] > 0:
             nK = problem.n_outputs * rows.n
             for i in range(nK):

@@ -16,23 +16,57 @@ solves Newton's system with one ``K n_t x K n_t`` factorization instead of a
 quantities of empirical Bayes follow from the same factors:
 ``diag(A^{-1})`` (and ``A^{-1}`` itself for moderate ``d``) from
 ``N = C^{-1} W`` and ``tr(H_data A^{-1}) = d - tr(M A^{-1})``.
+
+For the multinomial, ``W`` has structure: per row ``r``, ``w_r (diag(p_r) -
+p_r p_r^T)``, a diagonal minus a rank-one term. So ``W = D_p - U U^T`` with
+``D_p`` diagonal and ``U`` (``K n x n``) holding ``sqrt(w_r) p_r`` in column
+``r``, and
+
+    C = A0 - U V^T,   A0 = blockdiag_k(I + diag(a_k) G_k),   V = G U,
+
+``a_k = (w_r p_rk)_r``: ``K`` independent ``n x n`` blocks and a correction
+of rank ``n``. By the Woodbury identity again, with ``Y = A0^{-1} U`` and
+the ``n x n`` capacitance ``S = I - V^T Y``,
+
+    C^{-1} = A0^{-1} + Y S^{-1} V^T A0^{-1},
+
+which costs ``O(K n^3)`` to factor and ``O(K n^2)`` per solve instead of
+``O(K^3 n^3)`` and ``O(K^2 n^2)`` (``multinomial_factors``). The diagonal
+blocks of ``N`` that the diagonals of ``A^{-1}`` need follow without the
+rest of it (``multinomial_curvature``), and ``det C = det S prod_k
+det A0_k``.
 """
 
+import math
 from collections import namedtuple
 
 from ._datafits import curvature_times, hessian_weights
 from ._jit import helper
-from ._linalg import lu_factor, lu_solve
+from ._linalg import lu_factor, lu_logdet, lu_solve
 from ._rows import gradient, predictor, row_gram, rows_combination, rows_inner
 
-RowspaceWork = namedtuple("RowspaceWork", "minv G C piv z w N T P a")
+RowspaceWork = namedtuple("RowspaceWork",
+                          "minv G C piv z w N T P a A0 apiv Y S spiv Qsum R u "
+                          "root")
 RowspaceWork.__doc__ = """Buffers of the row-space steps (``_workspaces``).
 
 ``minv`` the inverse of ``M``'s diagonal; ``G[k]`` the ``n x n`` row-space
 Gram matrix of output ``k``; ``C``, ``piv`` the factored capacitance; ``z`` and
 ``w`` vectors of ``K n``; ``N`` the ``K n x K n`` matrix ``C^{-1} W``; ``T``
 (``n x p1``) and ``P`` (``p1 x p1``) products with ``X~``; ``a`` row weights.
+
+The multinomial's factors (empty where ``C`` is factored whole): ``A0[k]``,
+``apiv[k]`` the factored blocks of ``A0``; ``Y[k]`` the blocks of ``Y``;
+``S``, ``spiv`` the factored capacitance of rank ``n`` and ``Qsum = I - S``
+unfactored; ``R`` an ``n x n`` workspace; ``u[k, r] = sqrt(w_r) p_rk`` and
+``root[r] = sqrt(w_r)``.
 """
+
+
+@helper
+def multinomial_structured(work):
+    """Whether ``work`` holds the multinomial's block factors (not ``C``)."""
+    return work.A0.shape[0] > 0
 
 
 @helper
@@ -50,6 +84,9 @@ def factor_capacitance(rows, problem, D, scale, work):
 
     Entry ``(k n + r, l n + s)`` of ``C`` is ``delta + W_r[k, l] G_l[r, s]``.
     """
+    if multinomial_structured(work):
+        multinomial_factors(rows, problem, D, scale, work)
+        return
     n = rows.n
     K = problem.n_outputs
     nK = K * n
@@ -71,6 +108,157 @@ def factor_capacitance(rows, problem, D, scale, work):
 
 
 @helper
+def multinomial_factors(rows, problem, D, scale, work):
+    """The multinomial's ``A0``, ``Y`` and ``S``, factored (module docstring)."""
+    n = rows.n
+    K = problem.n_outputs
+    u, root, z = work.u, work.root, work.z
+    for r in range(n):
+        root[r] = math.sqrt(scale * rows.sw[r])
+        for k in range(K):
+            u[k, r] = root[r] * D[k, r]
+    S = work.S
+    for r in range(n):
+        for s in range(n):
+            S[r, s] = 0.0
+        S[r, r] = 1.0
+    for k in range(K):
+        A, G, Y = work.A0[k], work.G[k], work.Y[k]
+        for r in range(n):
+            a = root[r] * u[k, r]
+            for s in range(n):
+                A[r, s] = a * G[r, s]
+            A[r, r] += 1.0
+        lu_factor(A, work.apiv[k], n)
+        # Y_k = A0_k^{-1} diag(u_k), a column at a time
+        for s in range(n):
+            for r in range(n):
+                z[r] = 0.0
+            z[s] = u[k, s]
+            lu_solve(A, work.apiv[k], z, n)
+            for r in range(n):
+                Y[r, s] = z[r]
+        # S -= diag(u_k) G_k Y_k
+        for r in range(n):
+            if u[k, r] == 0.0:
+                continue
+            for q in range(n):
+                g = u[k, r] * G[r, q]
+                if g != 0.0:
+                    for s in range(n):
+                        S[r, s] -= g * Y[q, s]
+    for r in range(n):
+        for s in range(n):
+            work.Qsum[r, s] = -S[r, s]
+        work.Qsum[r, r] += 1.0
+    lu_factor(S, work.spiv, n)
+
+
+@helper
+def multinomial_solve(work, z, n, K):
+    """Solve ``C x = z`` in place from ``multinomial_factors``' factors.
+
+    ``work.a`` is overwritten.
+    """
+    t = work.a
+    for r in range(n):
+        t[r] = 0.0
+    for k in range(K):
+        A, G = work.A0[k], work.G[k]
+        # c_k = A0_k^{-1} z_k, in place
+        lu_solve(A, work.apiv[k], z[k * n:(k + 1) * n], n)
+        # t += V_k^T c_k = diag(u_k) G_k c_k
+        for r in range(n):
+            if work.u[k, r] != 0.0:
+                acc = 0.0
+                for q in range(n):
+                    acc += G[r, q] * z[k * n + q]
+                t[r] += work.u[k, r] * acc
+    lu_solve(work.S, work.spiv, t, n)
+    for k in range(K):
+        Y = work.Y[k]
+        for r in range(n):
+            acc = 0.0
+            for s in range(n):
+                acc += Y[r, s] * t[s]
+            z[k * n + r] += acc
+
+
+@helper
+def multinomial_curvature(rows, problem, work, whole):
+    """``N = C^{-1} W`` into ``work.N`` from ``multinomial_factors``' factors:
+    whole, or (not ``whole``) its diagonal blocks only.
+
+    Block ``(k, m)`` of ``A0^{-1} W`` is ``Y_k (delta_km diag(root) -
+    diag(u_m))``, and with ``Q_m = diag(u_m) G_m Y_m`` (whose sum is ``I -
+    S``) the correction's is ``Y_k S^{-1} (Q_m diag(root) - (I - S)
+    diag(u_m))``. So ``N_km = Y_k (H_m + delta_km diag(root))``: ``O(K^2
+    n^3)`` for all of ``N``, ``O(K n^3)`` for its diagonal blocks, where a
+    solve per column would cost ``O(K^2 n^3)`` and ``O(K^3 n^3)`` whole.
+    """
+    n = rows.n
+    K = problem.n_outputs
+    H, z, root, Qsum = work.R, work.z, work.root, work.Qsum
+    for m in range(K):
+        G, u = work.G[m], work.u[m]
+        Y = work.Y[m]
+        # H = S^{-1} (Q_m diag(root) - Qsum diag(u_m)) - diag(u_m)
+        for q in range(n):
+            for s in range(n):
+                H[q, s] = -Qsum[q, s] * u[s]
+            if u[q] == 0.0:
+                continue
+            for p in range(n):
+                g = u[q] * G[q, p]
+                if g != 0.0:
+                    for s in range(n):
+                        H[q, s] += g * Y[p, s] * root[s]
+        for s in range(n):
+            for q in range(n):
+                z[q] = H[q, s]
+            lu_solve(work.S, work.spiv, z, n)
+            for q in range(n):
+                H[q, s] = z[q]
+            H[s, s] -= u[s]
+        for k in range(K):
+            if k != m and not whole:
+                continue
+            Yk = work.Y[k]
+            for r in range(n):
+                for s in range(n):
+                    acc = Yk[r, s] * root[s] if k == m else 0.0
+                    for q in range(n):
+                        acc += Yk[r, q] * H[q, s]
+                    work.N[k * n + r, m * n + s] = acc
+
+
+@helper
+def capacitance_solve(work, z, n, K):
+    """Solve ``C x = z`` in place, ``C`` factored whole or by blocks."""
+    if multinomial_structured(work):
+        multinomial_solve(work, z, n, K)
+    else:
+        lu_solve(work.C, work.piv, z, K * n)
+
+
+@helper
+def capacitance_logdet(work, n, K):
+    """``log det C`` (positive), ``C`` factored whole or by blocks."""
+    if multinomial_structured(work):
+        return multinomial_logdet(work, n, K)
+    return lu_logdet(work.C, K * n)
+
+
+@helper
+def multinomial_logdet(work, n, K):
+    """``log det C`` from ``multinomial_factors``' factors."""
+    total = lu_logdet(work.S, n)
+    for k in range(K):
+        total += lu_logdet(work.A0[k], n)
+    return total
+
+
+@helper
 def row_space_direction(rows, problem, grad, D, scale, work, U, v, delta):
     """``delta = -A^{-1} grad`` by the Woodbury identity (``C`` factored).
 
@@ -88,7 +276,7 @@ def row_space_direction(rows, problem, grad, D, scale, work, U, v, delta):
     for k in range(K):
         for r in range(n):
             z[k * n + r] = U[k, r]
-    lu_solve(work.C, work.piv, z, K * n)
+    capacitance_solve(work, z, n, K)
     for k in range(K):
         for r in range(n):
             U[k, r] = z[k * n + r]
@@ -100,18 +288,24 @@ def row_space_direction(rows, problem, grad, D, scale, work, U, v, delta):
 
 
 @helper
-def row_space_inverse(rows, problem, D, scale, diagonal, work, Ainv):
+def row_space_inverse(rows, problem, D, scale, diagonal, whole_N, work, Ainv):
     """``A^{-1}`` at the curvature ``D`` (``C`` factored there), or its diagonal.
 
     With ``diagonal``, ``Ainv[0, :]`` receives the diagonal; otherwise
-    ``Ainv`` the whole inverse.
+    ``Ainv`` the whole inverse. ``work.N`` then holds ``C^{-1} W``: whole
+    with ``whole_N`` or ``diagonal`` false, else (where the multinomial is
+    factored by blocks) at least its diagonal blocks.
     """
+    if multinomial_structured(work):
+        multinomial_curvature(rows, problem, work, whole_N or not diagonal)
+        if diagonal:
+            diagonal_of_inverse(rows, problem, work, Ainv)
+        else:
+            inverse_from_curvature(rows, problem, work, Ainv)
+        return
     n = rows.n
     K = problem.n_outputs
     nK = K * n
-    p1 = problem.n_features + problem.fit_intercept
-    d = K * p1
-    minv = work.minv
     N = work.N
     z = work.z
     # N = C^{-1} W, a column at a time: W's column (m, s) holds W_s[k, m] at
@@ -130,18 +324,20 @@ def row_space_inverse(rows, problem, D, scale, diagonal, work, Ainv):
             lu_solve(work.C, work.piv, z, nK)
             for i in range(nK):
                 N[i, m * n + s] = z[i]
-    # A^{-1} = diag(minv) - V N V^T with V = M^{-1} B^T: block (k, m) of
-    # V N V^T is minv_k minv_m (X~^T N_km X~)
     if diagonal:
-        for k in range(K):
-            rows_combination(rows, n, N[k * n:(k + 1) * n, k * n:(k + 1) * n],
-                             problem.n_features, problem.fit_intercept, work.T)
-            rows_inner(rows, n, work.T, problem.n_features, problem.fit_intercept,
-                       work.P, True)
-            for j in range(p1):
-                i = k * p1 + j
-                Ainv[0, i] = minv[i] - minv[i] * minv[i] * work.P[0, j]
-        return
+        diagonal_of_inverse(rows, problem, work, Ainv)
+    else:
+        inverse_from_curvature(rows, problem, work, Ainv)
+
+
+@helper
+def inverse_from_curvature(rows, problem, work, Ainv):
+    """``Ainv = A^{-1}`` from ``work.N`` (see ``diagonal_of_inverse``)."""
+    n = rows.n
+    K = problem.n_outputs
+    p1 = problem.n_features + problem.fit_intercept
+    d = K * p1
+    minv, N = work.minv, work.N
     for i in range(d):
         for j in range(d):
             Ainv[i, j] = 0.0
@@ -157,6 +353,26 @@ def row_space_inverse(rows, problem, D, scale, diagonal, work, Ainv):
                     a = k * p1 + j
                     b = m * p1 + jj
                     Ainv[a, b] -= minv[a] * minv[b] * work.P[j, jj]
+
+
+@helper
+def diagonal_of_inverse(rows, problem, work, Ainv):
+    """``Ainv[0] = diag(A^{-1})`` from the diagonal blocks of ``work.N``.
+
+    ``A^{-1} = diag(minv) - V N V^T`` with ``V = M^{-1} B^T``: block
+    ``(k, m)`` of ``V N V^T`` is ``minv_k minv_m (X~^T N_km X~)``.
+    """
+    n = rows.n
+    p1 = problem.n_features + problem.fit_intercept
+    minv, N = work.minv, work.N
+    for k in range(problem.n_outputs):
+        rows_combination(rows, n, N[k * n:(k + 1) * n, k * n:(k + 1) * n],
+                         problem.n_features, problem.fit_intercept, work.T)
+        rows_inner(rows, n, work.T, problem.n_features, problem.fit_intercept,
+                   work.P, True)
+        for j in range(p1):
+            i = k * p1 + j
+            Ainv[0, i] = minv[i] - minv[i] * minv[i] * work.P[0, j]
 
 
 @helper

@@ -10,6 +10,7 @@ work: its buffers are made once per fit, one slice per chunk of tasks
 
 import numpy as np
 
+from ._codes import MULTINOMIAL
 from ._implicit import ImplicitWork
 from ._mlp_unroll import NetworkWork
 from ._newton import NewtonWork
@@ -114,11 +115,26 @@ def rowspace_workspace(batch, problem, n_max, diagonal):
     nk = k * n_max
     newton = newton_workspace(problem, n_max, not batch.is_sparse,
                               matrices=not diagonal)
+    # the multinomial's capacitance is factored by blocks (see _rowspace)
+    blocks = multinomial_by_blocks(problem)
+    kb, nb = (k, n_max) if blocks else (0, 0)
     return newton, RowspaceWork(
-        minv=np.empty(d), G=np.empty((k, n_max, n_max)), C=np.empty((nk, nk)),
+        minv=np.empty(d), G=np.empty((k, n_max, n_max)),
+        C=np.empty((0, 0) if blocks else (nk, nk)),
         piv=np.empty(nk, dtype=np.intp), z=np.empty(nk), w=np.empty(nk),
         N=np.empty((nk, nk)), T=np.empty((n_max, p1)),
-        P=np.empty((1, p1) if diagonal else (p1, p1)), a=np.empty(n_max))
+        P=np.empty((1, p1) if diagonal else (p1, p1)), a=np.empty(n_max),
+        A0=np.empty((kb, nb, nb)), apiv=np.empty((kb, nb), dtype=np.intp),
+        Y=np.empty((kb, nb, nb)), S=np.empty((nb, nb)),
+        spiv=np.empty(nb, dtype=np.intp), Qsum=np.empty((nb, nb)),
+        R=np.empty((nb, nb)), u=np.empty((kb, nb)), root=np.empty(nb))
+
+
+def multinomial_by_blocks(problem):
+    """Whether the row-space capacitance is factored by the multinomial's
+    blocks: ``O(K n^3)`` against ``O(K^3 n^3)`` whole, and for ``K >= 3``
+    (a binary task has one output) no more memory."""
+    return problem.code == MULTINOMIAL and problem.n_outputs >= 3
 
 
 def task_buffers(batch, n_max, nnz_max, p1):
