@@ -30,8 +30,10 @@ CASES = [(SQUARED, 1), (LOGISTIC, 1), (POISSON, 1), (MULTINOMIAL, 3)]
 
 def wide_tasks(code, n_outputs, *, sparse, n_tasks=5, n_rows=6, n_features=40,
                seed=0):
+    """Tasks of ``n_rows`` rows each, or of the sizes ``n_rows`` lists."""
     rng = np.random.default_rng([code, sparse, seed])
-    X = rng.normal(size=(n_tasks * n_rows, n_features))
+    sizes = np.broadcast_to(n_rows, n_tasks)
+    X = rng.normal(size=(int(sizes.sum()), n_features))
     if sparse:
         X[rng.uniform(size=X.shape) < 0.6] = 0.0
     z = 0.3 * X @ rng.normal(size=n_features)
@@ -44,7 +46,7 @@ def wide_tasks(code, n_outputs, *, sparse, n_tasks=5, n_rows=6, n_features=40,
     else:
         y = rng.integers(0, n_outputs, z.size).astype(float)
     sw = rng.uniform(0.5, 1.5, z.size)
-    tasks = np.repeat(np.arange(n_tasks), n_rows)
+    tasks = np.repeat(np.arange(n_tasks), sizes)
     l2w = np.tile(np.r_[np.ones(n_features), 0.0], n_outputs)
     problem = Problem(code, n_outputs, n_features, True, code == POISSON, 0.3,
                       0.0, l2w, l2w.copy())
@@ -83,9 +85,11 @@ def test_row_space_solver_gives_the_dense_solvers_results(code, n_outputs, spars
 def test_multinomial_capacitance_by_blocks_gives_the_dense_results(diagonal,
                                                                    products):
     # ten classes: the capacitance is factored by the softmax's blocks; rows
-    # of weight zero leave their columns of U empty
+    # of weight zero leave their columns of U empty; tasks of several sizes
+    # (one of a single row) share the buffers sized for the largest
     batch, problem, theta0, precision = wide_tasks(
-        MULTINOMIAL, 10, sparse=False, n_tasks=4, n_rows=8, n_features=30)
+        MULTINOMIAL, 10, sparse=False, n_tasks=4, n_rows=[8, 3, 1, 6],
+        n_features=30)
     batch.sw[::5] = 0.0
     T, d = batch.n_tasks, problem.n_params
     request = InverseRequest(posterior=True, exact=True, diagonal=diagonal,
