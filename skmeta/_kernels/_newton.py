@@ -582,14 +582,14 @@ def add_inverse(Ainv, weight, diagonal, total):
 # --------------------------------------------------------------------------
 @helper
 def solve_task_rowspace(rows, problem, prior, theta, max_iter, tol, work,
-                        row_work):
+                        row_work, blocks):
     """``solve_task`` with Newton directions computed in the row space.
 
     For objectives without l1 part whose smooth penalties' curvature ``M``
     is diagonal and positive (``row_work.minv`` holds its inverse); see
-    ``_rowspace``. Returns ``(objective, loss, n_iter)``; on return
-    the capacitance (``row_work.C``, or the multinomial's blocks) is
-    factored at the solution.
+    ``_rowspace``; ``blocks`` the multinomial's block buffers, or None.
+    Returns ``(objective, loss, n_iter)``; on return the capacitance
+    (``row_work.C``, or its ``blocks``) is factored at the solution.
     """
     d = theta.shape[0]
     scale = loss_scale(problem.mean_loss, rows.sw, 0, rows.n)
@@ -605,9 +605,9 @@ def solve_task_rowspace(rows, problem, prior, theta, max_iter, tol, work,
     n_iter = -max_iter
     for it in range(max_iter):
         objective_gradient(rows, problem, theta, scale, fit[1], fit[3], work.grad)
-        factor_capacitance(rows, problem, fit[2], scale, row_work)
+        factor_capacitance(rows, problem, fit[2], scale, row_work, blocks)
         row_space_direction(rows, problem, work.grad, fit[2], scale, row_work,
-                            work.U, work.trial, work.delta)
+                            blocks, work.U, work.trial, work.delta)
         step, loss, smooth, l1_value = line_search(
             rows, problem, prior, theta, scale, objective, l1_value, fit,
             trial_fit, work)
@@ -619,7 +619,7 @@ def solve_task_rowspace(rows, problem, prior, theta, max_iter, tol, work,
         if done:
             n_iter = it + 1
             break
-    factor_capacitance(rows, problem, fit[2], scale, row_work)
+    factor_capacitance(rows, problem, fit[2], scale, row_work, blocks)
     return objective, loss, n_iter, scale, fit[2]
 
 
@@ -628,7 +628,8 @@ def solve_tasks_rowspace(batch, problem, prior, centres, theta, inv_weight,
                          settings, work, out):
     """``solve_tasks`` with Newton steps in the row space (see ``_rowspace``).
 
-    ``work`` is ``(newton_work, row_work, curvatures)``; ``centres`` as for
+    ``work`` is ``(newton_work, row_work, blocks, curvatures)`` (``blocks``
+    None, or the multinomial's ``BlockWork``); ``centres`` as for
     ``solve_tasks`` (the curvature does not depend on them). For a diagonal
     transfer precision and no l1 penalty; no inverse Hessians are kept
     between calls (their size is what this solver avoids), and
@@ -637,7 +638,7 @@ def solve_tasks_rowspace(batch, problem, prior, centres, theta, inv_weight,
     ``C^{-1} W`` (see ``_rowspace``), from which ``curvature_products``
     applies the sum of the inverse Hessians to vectors.
     """
-    work, row_work, curvatures = work
+    work, row_work, blocks, curvatures = work
     n_tasks = batch.offsets.shape[0] - 1
     d = theta.shape[1]
     smooth_curvature_diagonal(problem, prior, d, row_work.minv)
@@ -655,19 +656,20 @@ def solve_tasks_rowspace(batch, problem, prior, centres, theta, inv_weight,
             centres[t], prior.diag, prior.mat, prior.full)
         obj, loss, it, scale, D = solve_task_rowspace(
             rows, problem, prior_t, th, settings.max_iter, settings.tol, work,
-            row_work)
+            row_work, blocks)
         out.objective[t] = obj
         out.loss[t] = loss
         out.n_iter[t] = it
         # det(A) = det(M) det(C), C factored at the solution (positive)
-        out.logdet[t] = (capacitance_logdet(row_work, rows.n, problem.n_outputs)
+        out.logdet[t] = (capacitance_logdet(row_work, blocks, rows.n,
+                                            problem.n_outputs)
                          - log_sum(row_work.minv, d))
         if not settings.want_inverse:
             continue
         # in diagonal mode, work.Ainv is one row: the diagonal
         diagonal = settings.diagonal
         row_space_inverse(rows, problem, D, scale, diagonal,
-                          curvatures.shape[0] > 0, row_work, work.Ainv)
+                          curvatures.shape[0] > 0, row_work, blocks, work.Ainv)
         if curvatures.shape[0] > 0:
             nK = problem.n_outputs * rows.n
             for i in range(nK):

@@ -45,28 +45,25 @@ from ._jit import helper
 from ._linalg import lu_factor, lu_logdet, lu_solve
 from ._rows import gradient, predictor, row_gram, rows_combination, rows_inner
 
-RowspaceWork = namedtuple("RowspaceWork",
-                          "minv G C piv z w N T P a A0 apiv Y S spiv Qsum R u "
-                          "root")
+RowspaceWork = namedtuple("RowspaceWork", "minv G C piv z w N T P a")
 RowspaceWork.__doc__ = """Buffers of the row-space steps (``_workspaces``).
 
 ``minv`` the inverse of ``M``'s diagonal; ``G[k]`` the ``n x n`` row-space
 Gram matrix of output ``k``; ``C``, ``piv`` the factored capacitance; ``z`` and
 ``w`` vectors of ``K n``; ``N`` the ``K n x K n`` matrix ``C^{-1} W``; ``T``
 (``n x p1``) and ``P`` (``p1 x p1``) products with ``X~``; ``a`` row weights.
-
-The multinomial's factors (empty where ``C`` is factored whole): ``A0[k]``,
-``apiv[k]`` the factored blocks of ``A0``; ``Y[k]`` the blocks of ``Y``;
-``S``, ``spiv`` the factored capacitance of rank ``n`` and ``Qsum = I - S``
-unfactored; ``R`` an ``n x n`` workspace; ``u[k, r] = sqrt(w_r) p_rk`` and
-``root[r] = sqrt(w_r)``.
 """
 
+BlockWork = namedtuple("BlockWork", "A0 apiv Y S spiv Qsum R u root")
+BlockWork.__doc__ = """Buffers of the multinomial's capacitance by blocks.
 
-@helper
-def multinomial_structured(work):
-    """Whether ``work`` holds the multinomial's block factors (not ``C``)."""
-    return work.A0.shape[0] > 0
+``A0[k]``, ``apiv[k]`` the factored blocks of ``A0``; ``Y[k]`` the blocks
+of ``Y``; ``S``, ``spiv`` the factored capacitance of rank ``n`` and ``Qsum
+= I - S`` unfactored; ``R`` an ``n x n`` workspace; ``u[k, r] = sqrt(w_r)
+p_rk`` and ``root[r] = sqrt(w_r)``. The helpers take it as ``blocks``:
+None where ``C`` is factored whole, and then the block code is not even
+compiled (numba drops a branch on ``blocks is None`` before typing).
+"""
 
 
 @helper
@@ -79,13 +76,14 @@ def row_space_grams(rows, problem, work):
 
 
 @helper
-def factor_capacitance(rows, problem, D, scale, work):
-    """Factor ``C = I + W G`` at the curvature ``D`` (see ``datafit_derivatives``).
+def factor_capacitance(rows, problem, D, scale, work, blocks):
+    """Factor ``C = I + W G`` at the curvature ``D`` (see ``datafit_derivatives``),
+    whole or (``blocks`` given) by the multinomial's blocks.
 
     Entry ``(k n + r, l n + s)`` of ``C`` is ``delta + W_r[k, l] G_l[r, s]``.
     """
-    if multinomial_structured(work):
-        multinomial_factors(rows, problem, D, scale, work)
+    if blocks is not None:
+        multinomial_factors(rows, problem, D, scale, work, blocks)
         return
     n = rows.n
     K = problem.n_outputs
@@ -108,34 +106,34 @@ def factor_capacitance(rows, problem, D, scale, work):
 
 
 @helper
-def multinomial_factors(rows, problem, D, scale, work):
+def multinomial_factors(rows, problem, D, scale, work, blocks):
     """The multinomial's ``A0``, ``Y`` and ``S``, factored (module docstring)."""
     n = rows.n
     K = problem.n_outputs
-    u, root, z = work.u, work.root, work.z
+    u, root, z = blocks.u, blocks.root, work.z
     for r in range(n):
         root[r] = math.sqrt(scale * rows.sw[r])
         for k in range(K):
             u[k, r] = root[r] * D[k, r]
-    S = work.S
+    S = blocks.S
     for r in range(n):
         for s in range(n):
             S[r, s] = 0.0
         S[r, r] = 1.0
     for k in range(K):
-        A, G, Y = work.A0[k], work.G[k], work.Y[k]
+        A, G, Y = blocks.A0[k], work.G[k], blocks.Y[k]
         for r in range(n):
             a = root[r] * u[k, r]
             for s in range(n):
                 A[r, s] = a * G[r, s]
             A[r, r] += 1.0
-        lu_factor(A, work.apiv[k], n)
+        lu_factor(A, blocks.apiv[k], n)
         # Y_k = A0_k^{-1} diag(u_k), a column at a time
         for s in range(n):
             for r in range(n):
                 z[r] = 0.0
             z[s] = u[k, s]
-            lu_solve(A, work.apiv[k], z, n)
+            lu_solve(A, blocks.apiv[k], z, n)
             for r in range(n):
                 Y[r, s] = z[r]
         # S -= diag(u_k) G_k Y_k
@@ -149,34 +147,39 @@ def multinomial_factors(rows, problem, D, scale, work):
                         S[r, s] -= g * Y[q, s]
     for r in range(n):
         for s in range(n):
-            work.Qsum[r, s] = -S[r, s]
-        work.Qsum[r, r] += 1.0
-    lu_factor(S, work.spiv, n)
+            blocks.Qsum[r, s] = -S[r, s]
+        blocks.Qsum[r, r] += 1.0
+    lu_factor(S, blocks.spiv, n)
 
 
 @helper
-def multinomial_solve(work, z, n, K):
+def multinomial_solve(work, blocks, z, n, K):
     """Solve ``C x = z`` in place from ``multinomial_factors``' factors.
 
-    ``work.a`` is overwritten.
+    ``work.a`` and ``work.w`` are overwritten.
     """
-    t = work.a
+    t, c = work.a, work.w
     for r in range(n):
         t[r] = 0.0
     for k in range(K):
-        A, G = work.A0[k], work.G[k]
-        # c_k = A0_k^{-1} z_k, in place
-        lu_solve(A, work.apiv[k], z[k * n:(k + 1) * n], n)
+        A, G = blocks.A0[k], work.G[k]
+        # c_k = A0_k^{-1} z_k (in a whole buffer, not a slice of z: one
+        # specialization of lu_solve fewer to compile)
+        for r in range(n):
+            c[r] = z[k * n + r]
+        lu_solve(A, blocks.apiv[k], c, n)
+        for r in range(n):
+            z[k * n + r] = c[r]
         # t += V_k^T c_k = diag(u_k) G_k c_k
         for r in range(n):
-            if work.u[k, r] != 0.0:
+            if blocks.u[k, r] != 0.0:
                 acc = 0.0
                 for q in range(n):
-                    acc += G[r, q] * z[k * n + q]
-                t[r] += work.u[k, r] * acc
-    lu_solve(work.S, work.spiv, t, n)
+                    acc += G[r, q] * c[q]
+                t[r] += blocks.u[k, r] * acc
+    lu_solve(blocks.S, blocks.spiv, t, n)
     for k in range(K):
-        Y = work.Y[k]
+        Y = blocks.Y[k]
         for r in range(n):
             acc = 0.0
             for s in range(n):
@@ -185,7 +188,7 @@ def multinomial_solve(work, z, n, K):
 
 
 @helper
-def multinomial_curvature(rows, problem, work, whole):
+def multinomial_curvature(rows, problem, work, blocks, whole):
     """``N = C^{-1} W`` into ``work.N`` from ``multinomial_factors``' factors:
     whole, or (not ``whole``) its diagonal blocks only.
 
@@ -198,10 +201,10 @@ def multinomial_curvature(rows, problem, work, whole):
     """
     n = rows.n
     K = problem.n_outputs
-    H, z, root, Qsum = work.R, work.z, work.root, work.Qsum
+    H, z, root, Qsum = blocks.R, work.z, blocks.root, blocks.Qsum
     for m in range(K):
-        G, u = work.G[m], work.u[m]
-        Y = work.Y[m]
+        G, u = work.G[m], blocks.u[m]
+        Y = blocks.Y[m]
         # H = S^{-1} (Q_m diag(root) - Qsum diag(u_m)) - diag(u_m)
         for q in range(n):
             for s in range(n):
@@ -216,14 +219,14 @@ def multinomial_curvature(rows, problem, work, whole):
         for s in range(n):
             for q in range(n):
                 z[q] = H[q, s]
-            lu_solve(work.S, work.spiv, z, n)
+            lu_solve(blocks.S, blocks.spiv, z, n)
             for q in range(n):
                 H[q, s] = z[q]
             H[s, s] -= u[s]
         for k in range(K):
             if k != m and not whole:
                 continue
-            Yk = work.Y[k]
+            Yk = blocks.Y[k]
             for r in range(n):
                 for s in range(n):
                     acc = Yk[r, s] * root[s] if k == m else 0.0
@@ -233,33 +236,28 @@ def multinomial_curvature(rows, problem, work, whole):
 
 
 @helper
-def capacitance_solve(work, z, n, K):
-    """Solve ``C x = z`` in place, ``C`` factored whole or by blocks."""
-    if multinomial_structured(work):
-        multinomial_solve(work, z, n, K)
-    else:
+def capacitance_solve(work, blocks, z, n, K):
+    """Solve ``C x = z`` in place, ``C`` factored whole or by ``blocks``."""
+    if blocks is None:
         lu_solve(work.C, work.piv, z, K * n)
+    else:
+        multinomial_solve(work, blocks, z, n, K)
 
 
 @helper
-def capacitance_logdet(work, n, K):
-    """``log det C`` (positive), ``C`` factored whole or by blocks."""
-    if multinomial_structured(work):
-        return multinomial_logdet(work, n, K)
-    return lu_logdet(work.C, K * n)
-
-
-@helper
-def multinomial_logdet(work, n, K):
-    """``log det C`` from ``multinomial_factors``' factors."""
-    total = lu_logdet(work.S, n)
+def capacitance_logdet(work, blocks, n, K):
+    """``log det C`` (positive), ``C`` factored whole or by ``blocks``."""
+    if blocks is None:
+        return lu_logdet(work.C, K * n)
+    total = lu_logdet(blocks.S, n)
     for k in range(K):
-        total += lu_logdet(work.A0[k], n)
+        total += lu_logdet(blocks.A0[k], n)
     return total
 
 
 @helper
-def row_space_direction(rows, problem, grad, D, scale, work, U, v, delta):
+def row_space_direction(rows, problem, grad, D, scale, work, blocks, U, v,
+                        delta):
     """``delta = -A^{-1} grad`` by the Woodbury identity (``C`` factored).
 
     ``U`` (``K x n_max``) and ``v`` (``d``) are workspaces.
@@ -276,7 +274,7 @@ def row_space_direction(rows, problem, grad, D, scale, work, U, v, delta):
     for k in range(K):
         for r in range(n):
             z[k * n + r] = U[k, r]
-    capacitance_solve(work, z, n, K)
+    capacitance_solve(work, blocks, z, n, K)
     for k in range(K):
         for r in range(n):
             U[k, r] = z[k * n + r]
@@ -288,29 +286,34 @@ def row_space_direction(rows, problem, grad, D, scale, work, U, v, delta):
 
 
 @helper
-def row_space_inverse(rows, problem, D, scale, diagonal, whole_N, work, Ainv):
+def row_space_inverse(rows, problem, D, scale, diagonal, whole_N, work, blocks,
+                      Ainv):
     """``A^{-1}`` at the curvature ``D`` (``C`` factored there), or its diagonal.
 
     With ``diagonal``, ``Ainv[0, :]`` receives the diagonal; otherwise
     ``Ainv`` the whole inverse. ``work.N`` then holds ``C^{-1} W``: whole
     with ``whole_N`` or ``diagonal`` false, else (where the multinomial is
-    factored by blocks) at least its diagonal blocks.
+    factored by ``blocks``) at least its diagonal blocks.
     """
-    if multinomial_structured(work):
-        multinomial_curvature(rows, problem, work, whole_N or not diagonal)
-        if diagonal:
-            diagonal_of_inverse(rows, problem, work, Ainv)
-        else:
-            inverse_from_curvature(rows, problem, work, Ainv)
-        return
+    if blocks is None:
+        whole_curvature(rows, problem, D, scale, work)
+    else:
+        multinomial_curvature(rows, problem, work, blocks,
+                              whole_N or not diagonal)
+    if diagonal:
+        diagonal_of_inverse(rows, problem, work, Ainv)
+    else:
+        inverse_from_curvature(rows, problem, work, Ainv)
+
+
+@helper
+def whole_curvature(rows, problem, D, scale, work):
+    """``work.N = C^{-1} W`` with ``C`` factored whole, a column at a time:
+    ``W``'s column ``(m, s)`` holds ``W_s[k, m]`` at rows ``(k, s)``."""
     n = rows.n
     K = problem.n_outputs
     nK = K * n
-    N = work.N
-    z = work.z
-    # N = C^{-1} W, a column at a time: W's column (m, s) holds W_s[k, m] at
-    # rows (k, s)
-    w = work.w
+    N, z, w = work.N, work.z, work.w
     for m in range(K):
         for k in range(K):
             hessian_weights(problem.code, rows.sw, 0, n, D, k, m, scale, work.a)
@@ -324,10 +327,6 @@ def row_space_inverse(rows, problem, D, scale, diagonal, whole_N, work, Ainv):
             lu_solve(work.C, work.piv, z, nK)
             for i in range(nK):
                 N[i, m * n + s] = z[i]
-    if diagonal:
-        diagonal_of_inverse(rows, problem, work, Ainv)
-    else:
-        inverse_from_curvature(rows, problem, work, Ainv)
 
 
 @helper

@@ -15,7 +15,7 @@ from ._implicit import ImplicitWork
 from ._mlp_unroll import NetworkWork
 from ._newton import NewtonWork
 from ._rows import TaskBuffers
-from ._rowspace import RowspaceWork
+from ._rowspace import BlockWork, RowspaceWork
 from ._unroll import UnrollWork
 
 # the transposed copy of a batch (see _layout.transposed_batch)
@@ -108,7 +108,9 @@ def newton_workspace(problem, n_max, dense, matrices=True):
 
 
 def rowspace_workspace(batch, problem, n_max, diagonal):
-    """Buffers of ``_newton.solve_tasks_rowspace`` for tasks of ``n_max`` rows."""
+    """Buffers of ``_newton.solve_tasks_rowspace`` for tasks of ``n_max`` rows:
+    ``(newton_work, row_work, blocks)``, ``blocks`` None unless the
+    multinomial's capacitance is factored by blocks."""
     k, d = problem.n_outputs, problem.n_params
     p1 = problem.n_features + problem.fit_intercept
     n_max = max(1, int(n_max))
@@ -116,18 +118,22 @@ def rowspace_workspace(batch, problem, n_max, diagonal):
     newton = newton_workspace(problem, n_max, not batch.is_sparse,
                               matrices=not diagonal)
     # the multinomial's capacitance is factored by blocks (see _rowspace)
-    blocks = multinomial_by_blocks(problem)
-    kb, nb = (k, n_max) if blocks else (0, 0)
+    by_blocks = multinomial_by_blocks(problem)
+    blocks = None
+    if by_blocks:
+        square = (n_max, n_max)
+        blocks = BlockWork(
+            A0=np.empty((k, *square)), apiv=np.empty((k, n_max), dtype=np.intp),
+            Y=np.empty((k, *square)), S=np.empty(square),
+            spiv=np.empty(n_max, dtype=np.intp), Qsum=np.empty(square),
+            R=np.empty(square), u=np.empty((k, n_max)), root=np.empty(n_max))
     return newton, RowspaceWork(
         minv=np.empty(d), G=np.empty((k, n_max, n_max)),
-        C=np.empty((0, 0) if blocks else (nk, nk)),
+        C=np.empty((0, 0) if by_blocks else (nk, nk)),
         piv=np.empty(nk, dtype=np.intp), z=np.empty(nk), w=np.empty(nk),
         N=np.empty((nk, nk)), T=np.empty((n_max, p1)),
-        P=np.empty((1, p1) if diagonal else (p1, p1)), a=np.empty(n_max),
-        A0=np.empty((kb, nb, nb)), apiv=np.empty((kb, nb), dtype=np.intp),
-        Y=np.empty((kb, nb, nb)), S=np.empty((nb, nb)),
-        spiv=np.empty(nb, dtype=np.intp), Qsum=np.empty((nb, nb)),
-        R=np.empty((nb, nb)), u=np.empty((kb, nb)), root=np.empty(nb))
+        P=np.empty((1, p1) if diagonal else (p1, p1)),
+        a=np.empty(n_max)), blocks
 
 
 def multinomial_by_blocks(problem):
