@@ -12,7 +12,7 @@ one shape's peak does not hide another's).
 
 Run: ``python benchmarks/bench_shapes.py [--n-tasks 200] [--n-jobs 2]
 [--shapes 500x5x2,100x50x10] [--informative 10] [--redundant 0]
-[--blas-threads 1] [--loop-only]``; ``--informative 2 --redundant 10`` draws
+[--blas-threads 1] [--loop-only] [--exact-solve]``; ``--informative 2 --redundant 10`` draws
 the features as the classic ``make_classification`` example does (binary
 shapes only: ten classes need more informative features). The fit runs the
 skmeta of the current directory's checkout (``python -c`` puts it first on
@@ -50,7 +50,34 @@ if spec["blas_threads"] is not None:
     from threadpoolctl import threadpool_limits
     threadpool_limits(limits=spec["blas_threads"], user_api="blas")
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-if spec["what"] == "loop":
+if spec["what"] == "solve":
+    # one exact solve of all tasks in their row space, as an iteration of
+    # empirical Bayes makes it (warm, from the last solution, under a moved
+    # prior; diagonal posteriors): the kernels alone, without the outer loop
+    from skmeta._kernels._calls import InverseRequest, solve_inner
+    from skmeta._kernels._codes import LOGISTIC, MULTINOMIAL
+    from skmeta._kernels._layout import Problem, make_batch
+    k = 1 if spec["classes"] == 2 else spec["classes"]
+    p = spec["features"]
+    l2w = np.tile(np.r_[np.ones(p), 0.0], k)
+    problem = Problem(LOGISTIC if k == 1 else MULTINOMIAL, k, p, True, False,
+                      1.0, 0.0, l2w, l2w.copy())
+    batch, _ = make_batch(X, y.astype(float), np.ones(len(y)), tasks,
+                          spec["n_tasks"])
+    d = problem.n_params
+    request = InverseRequest(posterior=True, exact=True, diagonal=True)
+    theta = solve_inner(batch, problem, np.zeros(d), np.full(d, 2.0),
+                        np.zeros((spec["n_tasks"], d)), tol=1e-9,
+                        inverse=request, rowspace=True).theta
+    times = []
+    for scale in (1.1, 1.2, 1.3):
+        start = time.perf_counter()
+        solve_inner(batch, problem, np.zeros(d), np.full(d, 2.0 * scale),
+                    theta.copy(), tol=1e-9, inverse=request, rowspace=True)
+        times.append(time.perf_counter() - start)
+    seconds = min(times)
+    fitted = spec["n_tasks"]
+elif spec["what"] == "loop":
     bounds = np.r_[0, np.flatnonzero(np.diff(tasks)) + 1, len(tasks)]
     start = time.perf_counter()
     fitted = 0
@@ -105,19 +132,34 @@ def main(argv=None):
                         "libraries' own choice)")
     parser.add_argument("--loop-only", action="store_true",
                         help="time the per-task loop only")
+    parser.add_argument("--exact-solve", action="store_true",
+                        help="time one exact row-space solve of all tasks "
+                             "(the kernels of an iteration of empirical "
+                             "Bayes) instead of the fit")
     args = parser.parse_args(argv)
     shapes = SHAPES if args.shapes is None else [
         tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     print(f"{args.n_tasks} tasks per shape, n_jobs={args.n_jobs}, "
           f"{os.cpu_count()} CPUs")
-    print("| features | rows/task | classes | loop s | skmeta s | ratio "
-          "| skmeta adds MiB |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    if args.exact_solve:
+        print("| features | rows/task | classes | exact solve s |")
+        print("| ---: | ---: | ---: | ---: |")
+    else:
+        print("| features | rows/task | classes | loop s | skmeta s | ratio "
+              "| skmeta adds MiB |")
+        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     records = []
     for p, n, k in shapes:
         spec = dict(n_tasks=args.n_tasks, rows=n, features=p, classes=k,
                     n_jobs=args.n_jobs, blas_threads=args.blas_threads,
                     informative=args.informative, redundant=args.redundant)
+        if args.exact_solve:
+            solve = run_child(dict(spec, what="solve"), args.timeout)
+            print(f"| {p} | {n} | {k} | "
+                  f"{solve['seconds'] if solve else float('nan'):.3f} |",
+                  flush=True)
+            records.append(dict(features=p, rows=n, classes=k, solve=solve))
+            continue
         loop = run_child(dict(spec, what="loop"), args.timeout)
         if args.loop_only:
             print(f"| {p} | {n} | {k} | "

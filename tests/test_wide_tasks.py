@@ -24,6 +24,7 @@ from skmeta._kernels._calls import (
 )
 from skmeta._kernels._codes import LOGISTIC, MULTINOMIAL, POISSON, SQUARED
 from skmeta._kernels._layout import Problem, make_batch
+from skmeta._kernels._workspaces import rowspace_workspace
 
 CASES = [(SQUARED, 1), (LOGISTIC, 1), (POISSON, 1), (MULTINOMIAL, 3)]
 
@@ -80,17 +81,24 @@ def test_row_space_solver_gives_the_dense_solvers_results(code, n_outputs, spars
         assert_allclose(a, b, rtol=1e-8, atol=1e-10 * np.abs(b).max())
 
 
-@pytest.mark.parametrize("products", [False, True], ids=["blocks", "whole"])
-@pytest.mark.parametrize("diagonal", [False, True], ids=["full", "diagonal"])
-def test_multinomial_capacitance_by_blocks_gives_the_dense_results(diagonal,
-                                                                   products):
-    # ten classes: the capacitance is factored by the softmax's blocks; rows
-    # of weight zero leave their columns of U empty; tasks of several sizes
-    # (one of a single row) share the buffers sized for the largest
+def multinomial_blocks_case(diagonal, products, *, sparse=False,
+                            mean_loss=False, weak=False):
+    """Row-space (by blocks) and dense solves of ten-class wide tasks."""
+    # rows of weight zero leave their columns of U empty; tasks of several
+    # sizes (one of a single row) share the buffers sized for the largest
     batch, problem, theta0, precision = wide_tasks(
-        MULTINOMIAL, 10, sparse=False, n_tasks=4, n_rows=[8, 3, 1, 6],
+        MULTINOMIAL, 10, sparse=sparse, n_tasks=4, n_rows=[8, 3, 1, 6],
         n_features=30)
     batch.sw[::5] = 0.0
+    if mean_loss or weak:
+        # averaged losses scale the curvature by the task's weight
+        problem = Problem(MULTINOMIAL, 10, 30, True, mean_loss,
+                          1e-4 if weak else problem.lam2, 0.0, problem.l2w,
+                          problem.l1w)
+        if weak:
+            theta0 = 8.0 * theta0
+            precision = 1e-4 * precision
+    assert rowspace_workspace(batch, problem, 8, diagonal)[2] is not None
     T, d = batch.n_tasks, problem.n_params
     request = InverseRequest(posterior=True, exact=True, diagonal=diagonal,
                              products=products)
@@ -99,6 +107,19 @@ def test_multinomial_capacitance_by_blocks_gives_the_dense_results(diagonal,
                         rowspace=False, **kw)
     rows = solve_inner(batch, problem, theta0, precision, np.zeros((T, d)),
                        rowspace=True, **kw)
+    return batch, problem, theta0, precision, dense, rows
+
+
+@pytest.mark.parametrize("products", [False, True],
+                         ids=["no-products", "products"])
+@pytest.mark.parametrize("diagonal", [False, True], ids=["full", "diagonal"])
+def test_multinomial_capacitance_by_blocks_gives_the_dense_results(diagonal,
+                                                                   products):
+    # with diagonal inverses and no products, only the diagonal blocks of
+    # C^{-1} W are formed; otherwise all of it
+    batch, problem, theta0, precision, dense, rows = multinomial_blocks_case(
+        diagonal, products)
+    T, d = batch.n_tasks, problem.n_params
     assert_allclose(rows.theta, dense.theta, rtol=1e-9, atol=1e-10)
     assert_allclose(rows.trace, dense.trace, rtol=1e-8)
     # log det A_t: the blocks' and the rank-n capacitance's determinants
@@ -111,6 +132,20 @@ def test_multinomial_capacitance_by_blocks_gives_the_dense_results(diagonal,
                            rowspace=False, tol=1e-12,
                            inverse=InverseRequest(exact=True)).inv_sum
         assert_allclose(rows.inverse_sum_times(x), full @ x, rtol=1e-8)
+
+
+@pytest.mark.parametrize("case", ["sparse-mean-loss", "weak"])
+def test_multinomial_blocks_on_sparse_averaged_and_weakly_held_tasks(case):
+    # csr rows with averaged losses; and a penalty and prior of 1e-4, whose
+    # row-space Gram matrices are 1e4 times larger
+    weak = case == "weak"
+    batch, problem, theta0, precision, dense, rows = multinomial_blocks_case(
+        True, True, sparse=not weak, mean_loss=not weak, weak=weak)
+    assert_allclose(rows.theta, dense.theta, rtol=1e-8, atol=1e-9)
+    assert_allclose(rows.logdet, dense.logdet, rtol=1e-8)
+    assert_allclose(rows.trace, dense.trace, rtol=1e-8)
+    assert_allclose(rows.inv_sum, dense.inv_sum, rtol=1e-8,
+                    atol=1e-8 * np.abs(dense.inv_sum).max())
 
 
 def test_the_multinomial_row_space_is_counted_by_blocks(monkeypatch):

@@ -144,12 +144,15 @@ def row_space_pays(batch, problem, precision, *, kept_inverses=False):
     n = np.diff(batch.offsets).astype(np.float64)
     hessian_blocks = K * (K + 1) // 2
     dense = np.sum(hessian_blocks * n * p1**2 / 2 + d**3 / 3)
-    # the multinomial's capacitance by blocks: K LU factorizations of n x n,
-    # the n columns of each Y_k and the products G_k Y_k (see _rowspace)
-    factor = (K * 7 / 3 * n**3 if multinomial_by_blocks(problem)
-              else (K * n) ** 3 / 3)
+    # multiply-adds of a factorization and a solve; by the multinomial's
+    # blocks: K LU factorizations of n x n, the n columns of each Y_k and the
+    # products G_k Y_k, then a solve through them (see _rowspace)
+    if multinomial_by_blocks(problem):
+        factor, solve = K * 7 / 3 * n**3 + n**3 / 3, 3 * K * n**2 + n**2
+    else:
+        factor, solve = (K * n) ** 3 / 3, (K * n) ** 2
     # the row-space Gram matrices are made once per solve (about 5 steps)
-    rows = np.sum(factor + (K * n) ** 2 + K * n**2 * p1 / 10)
+    rows = np.sum(factor + solve + K * n**2 * p1 / 10)
     saving = (ROWSPACE_MIN_SAVING if kept_inverses
               else ROWSPACE_MIN_SAVING_UNKEPT)
     return bool(rows * saving < dense)

@@ -588,8 +588,9 @@ def solve_task_rowspace(rows, problem, prior, theta, max_iter, tol, work,
     For objectives without l1 part whose smooth penalties' curvature ``M``
     is diagonal and positive (``row_work.minv`` holds its inverse); see
     ``_rowspace``; ``blocks`` the multinomial's block buffers, or None.
-    Returns ``(objective, loss, n_iter)``; on return the capacitance
-    (``row_work.C``, or its ``blocks``) is factored at the solution.
+    Returns ``(objective, loss, n_iter, scale, D)``, ``D`` the datafit's
+    curvature at the solution, where the capacitance (``row_work.C``, or
+    its ``blocks``) is then factored.
     """
     d = theta.shape[0]
     scale = loss_scale(problem.mean_loss, rows.sw, 0, rows.n)

@@ -52,14 +52,17 @@ RowspaceWork.__doc__ = """Buffers of the row-space steps (``_workspaces``).
 Gram matrix of output ``k``; ``C``, ``piv`` the factored capacitance; ``z`` and
 ``w`` vectors of ``K n``; ``N`` the ``K n x K n`` matrix ``C^{-1} W``; ``T``
 (``n x p1``) and ``P`` (``p1 x p1``) products with ``X~``; ``a`` row weights.
+Where the multinomial is factored by blocks, ``C`` and ``piv`` are empty,
+``N`` may hold only its diagonal blocks, and ``a`` and ``w`` are the block
+solve's vectors.
 """
 
-BlockWork = namedtuple("BlockWork", "A0 apiv Y S spiv Qsum R u root")
+BlockWork = namedtuple("BlockWork", "A0 apiv Y S spiv H u root")
 BlockWork.__doc__ = """Buffers of the multinomial's capacitance by blocks.
 
 ``A0[k]``, ``apiv[k]`` the factored blocks of ``A0``; ``Y[k]`` the blocks
-of ``Y``; ``S``, ``spiv`` the factored capacitance of rank ``n`` and ``Qsum
-= I - S`` unfactored; ``R`` an ``n x n`` workspace; ``u[k, r] = sqrt(w_r)
+of ``Y``; ``S``, ``spiv`` the factored capacitance of rank ``n``; ``H`` an
+``n x n`` workspace (``multinomial_curvature``); ``u[k, r] = sqrt(w_r)
 p_rk`` and ``root[r] = sqrt(w_r)``. The helpers take it as ``blocks``:
 None where ``C`` is factored whole, and then the block code is not even
 compiled (numba drops a branch on ``blocks is None`` before typing).
@@ -128,12 +131,14 @@ def multinomial_factors(rows, problem, D, scale, work, blocks):
                 A[r, s] = a * G[r, s]
             A[r, r] += 1.0
         lu_factor(A, blocks.apiv[k], n)
-        # Y_k = A0_k^{-1} diag(u_k), a column at a time
+        # Y_k = A0_k^{-1} diag(u_k), a column at a time (none to solve for
+        # a row without weight or probability)
         for s in range(n):
             for r in range(n):
                 z[r] = 0.0
-            z[s] = u[k, s]
-            lu_solve(A, blocks.apiv[k], z, n)
+            if u[k, s] != 0.0:
+                z[s] = u[k, s]
+                lu_solve(A, blocks.apiv[k], z, n)
             for r in range(n):
                 Y[r, s] = z[r]
         # S -= diag(u_k) G_k Y_k
@@ -145,10 +150,6 @@ def multinomial_factors(rows, problem, D, scale, work, blocks):
                 if g != 0.0:
                     for s in range(n):
                         S[r, s] -= g * Y[q, s]
-    for r in range(n):
-        for s in range(n):
-            blocks.Qsum[r, s] = -S[r, s]
-        blocks.Qsum[r, r] += 1.0
     lu_factor(S, blocks.spiv, n)
 
 
@@ -195,20 +196,21 @@ def multinomial_curvature(rows, problem, work, blocks, whole):
     Block ``(k, m)`` of ``A0^{-1} W`` is ``Y_k (delta_km diag(root) -
     diag(u_m))``, and with ``Q_m = diag(u_m) G_m Y_m`` (whose sum is ``I -
     S``) the correction's is ``Y_k S^{-1} (Q_m diag(root) - (I - S)
-    diag(u_m))``. So ``N_km = Y_k (H_m + delta_km diag(root))``: ``O(K^2
-    n^3)`` for all of ``N``, ``O(K n^3)`` for its diagonal blocks, where a
-    solve per column would cost ``O(K^2 n^3)`` and ``O(K^3 n^3)`` whole.
+    diag(u_m))``. Together, ``N_km = Y_k (H_m + delta_km diag(root))`` with
+    ``H_m = S^{-1} (Q_m diag(root) - diag(u_m))``: ``O(K^2 n^3)`` for all of
+    ``N`` and ``O(K n^3)`` for its diagonal blocks, where solving for its
+    columns with these factors would cost ``O(K^2 n^3)`` either way.
     """
     n = rows.n
     K = problem.n_outputs
-    H, z, root, Qsum = blocks.R, work.z, blocks.root, blocks.Qsum
+    H, z, root, N = blocks.H, work.z, blocks.root, work.N
     for m in range(K):
         G, u = work.G[m], blocks.u[m]
         Y = blocks.Y[m]
-        # H = S^{-1} (Q_m diag(root) - Qsum diag(u_m)) - diag(u_m)
         for q in range(n):
             for s in range(n):
-                H[q, s] = -Qsum[q, s] * u[s]
+                H[q, s] = 0.0
+            H[q, q] = -u[q]
             if u[q] == 0.0:
                 continue
             for p in range(n):
@@ -222,17 +224,19 @@ def multinomial_curvature(rows, problem, work, blocks, whole):
             lu_solve(blocks.S, blocks.spiv, z, n)
             for q in range(n):
                 H[q, s] = z[q]
-            H[s, s] -= u[s]
         for k in range(K):
             if k != m and not whole:
                 continue
             Yk = blocks.Y[k]
             for r in range(n):
+                row = k * n + r
                 for s in range(n):
-                    acc = Yk[r, s] * root[s] if k == m else 0.0
-                    for q in range(n):
-                        acc += Yk[r, q] * H[q, s]
-                    work.N[k * n + r, m * n + s] = acc
+                    N[row, m * n + s] = Yk[r, s] * root[s] if k == m else 0.0
+                for q in range(n):
+                    y = Yk[r, q]
+                    if y != 0.0:
+                        for s in range(n):
+                            N[row, m * n + s] += y * H[q, s]
 
 
 @helper
