@@ -148,6 +148,30 @@ def test_multinomial_blocks_on_sparse_averaged_and_weakly_held_tasks(case):
                     atol=1e-8 * np.abs(dense.inv_sum).max())
 
 
+@pytest.mark.parametrize("diagonal", [False, True], ids=["full", "diagonal"])
+def test_multinomial_whole_capacitance_still_gives_the_dense_results(
+        monkeypatch, diagonal):
+    # the whole K n x K n capacitance, which multinomial tasks no longer take
+    # (the kernel keeps it for them, next to the blocks): still exact
+    import skmeta._kernels._workspaces as workspaces_module
+
+    monkeypatch.setattr(workspaces_module, "multinomial_by_blocks",
+                        lambda problem: False)
+    batch, problem, theta0, precision = wide_tasks(MULTINOMIAL, 3, sparse=False)
+    assert rowspace_workspace(batch, problem, 6, diagonal)[2] is None
+    T, d = batch.n_tasks, problem.n_params
+    kw = dict(tol=1e-12, inverse=InverseRequest(posterior=True, exact=True,
+                                                diagonal=diagonal))
+    dense = solve_inner(batch, problem, theta0, precision, np.zeros((T, d)),
+                        rowspace=False, **kw)
+    rows = solve_inner(batch, problem, theta0, precision, np.zeros((T, d)),
+                       rowspace=True, **kw)
+    assert_allclose(rows.theta, dense.theta, rtol=1e-9, atol=1e-10)
+    assert_allclose(rows.logdet, dense.logdet, rtol=1e-10)
+    assert_allclose(rows.inv_sum, dense.inv_sum, rtol=1e-8,
+                    atol=1e-10 * np.abs(dense.inv_sum).max())
+
+
 def test_the_multinomial_row_space_is_counted_by_blocks(monkeypatch):
     # 20 rows, 20 features, ten classes: a whole capacitance (200 x 200)
     # costs about as much as a dense step (210 parameters), its blocks many
