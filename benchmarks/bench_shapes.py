@@ -12,13 +12,15 @@ one shape's peak does not hide another's).
 
 Run: ``python benchmarks/bench_shapes.py [--n-tasks 200] [--n-jobs 2]
 [--shapes 500x5x2,100x50x10] [--informative 10] [--redundant 0]
-[--blas-threads 1] [--loop-only] [--exact-solve]``; ``--informative 2 --redundant 10`` draws
-the features as the classic ``make_classification`` example does (binary
-shapes only: ten classes need more informative features). The fit runs the
-skmeta of the current directory's checkout (``python -c`` puts it first on
-``sys.path``). On a
-loaded machine, the loop's scipy/BLAS calls on several threads can take many
-times longer than on one (threads spinning for cores others hold);
+[--blas-threads 1] [--loop-only] [--exact-solve]``;
+``--informative 2 --redundant 10`` draws the features as the classic
+``make_classification`` example does (binary shapes only: ten classes need
+more informative features). ``--exact-solve`` times, instead of the fit,
+one exact row-space solve of all tasks: the kernels' part of an iteration
+of empirical Bayes. The fit runs the skmeta of the current directory's
+checkout (``python -c`` puts it first on ``sys.path``). On a loaded machine,
+the loop's scipy/BLAS calls on several threads can take many times longer
+than on one (threads spinning for cores others hold);
 ``--blas-threads 1 --loop-only`` times the loop as it runs on one thread.
 """
 
