@@ -137,6 +137,15 @@ def symmetrize_lower(A, d):
 
 
 @helper
+def set_identity(A, n):
+    """``A[:n, :n] = I``."""
+    for i in range(n):
+        for j in range(n):
+            A[i, j] = 0.0
+        A[i, i] = 1.0
+
+
+@helper
 def lu_factor(A, piv, n):
     """LU factorization with partial pivoting of ``A[:n, :n]``, in place.
 

@@ -42,7 +42,7 @@ from collections import namedtuple
 
 from ._datafits import curvature_times, hessian_weights
 from ._jit import helper
-from ._linalg import lu_factor, lu_logdet, lu_solve
+from ._linalg import lu_factor, lu_logdet, lu_solve, set_identity
 from ._rows import gradient, predictor, row_gram, rows_combination, rows_inner
 
 RowspaceWork = namedtuple("RowspaceWork", "minv G C piv z w N T P a")
@@ -92,10 +92,7 @@ def factor_capacitance(rows, problem, D, scale, work, blocks):
     K = problem.n_outputs
     nK = K * n
     C = work.C
-    for i in range(nK):
-        for j in range(nK):
-            C[i, j] = 0.0
-        C[i, i] = 1.0
+    set_identity(C, nK)
     for k in range(K):
         for m in range(K):
             hessian_weights(problem.code, rows.sw, 0, n, D, k, m, scale, work.a)
@@ -119,10 +116,7 @@ def multinomial_factors(rows, problem, D, scale, work, blocks):
         for k in range(K):
             u[k, r] = root[r] * D[k, r]
     S = blocks.S
-    for r in range(n):
-        for s in range(n):
-            S[r, s] = 0.0
-        S[r, r] = 1.0
+    set_identity(S, n)
     for k in range(K):
         A, G, Y = blocks.A0[k], work.G[k], blocks.Y[k]
         for r in range(n):
