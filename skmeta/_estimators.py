@@ -9,7 +9,6 @@ from dataclasses import replace
 from numbers import Integral, Real
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
@@ -36,13 +35,20 @@ from ._families import family_for
 from ._kernels._calls import decision_values
 from ._kernels._codes import POISSON, SQUARED
 from ._kernels._layout import make_batch
+from ._kernels._workspaces import FULL_INVERSE_MAX_PARAMS
 from ._methods import METHODS, MetaFit, MetaSettings
-from ._methods._inner import posterior_covariances, solve_exactly
+from ._methods._inner import (
+    COVARIANCE_MEMORY,
+    covariances_kept,
+    posterior_covariances,
+    solve_exactly,
+)
 from ._methods._mixture import PriorMixture, adapt_mixture
 from ._methods._nested import Tree, adapt_nested
 from ._methods._online import update_online
 from ._methods._prior import Prior, task_scales
 from ._methods._statistics import OnlinePrior
+from ._predictive import logit_covariances, posterior_log_proba, posterior_proba
 from ._semi_supervised import (
     UNLABELED,
     FeatureModel,
@@ -328,6 +334,8 @@ default=None
         if any(is_dask_collection(a) for a in (X, y, tasks, sample_weight)):
             from ._dask import fit_dask
 
+            self._check_posteriors_possible(
+                "a fit on Dask collections keeps no per-task posteriors")
             return fit_dask(self, X, y, tasks, sample_weight)
         base = self._base_estimator()
         family = family_for(base, classifier=self._is_classifier,
@@ -370,6 +378,8 @@ default=None
         else:
             method = adaptation = METHODS[self.method](settings)
         method.check(settings)
+        self._check_posteriors_possible(
+            _why_no_posteriors(adaptation, problem, n_tasks, self.method))
         if tree is not None:
             fitted = self._fit_nested(method, family, problem, rows, prior_mean,
                                       tree)
@@ -415,9 +425,6 @@ default=None
         self.n_tasks_seen_ = 1 if self.tasks_ is None else len(self.tasks_)
         self.meta_estimator_ = self._build(self.meta_params_, self.n_iter_)
         return self
-
-    def _store_posteriors(self, family, rows, problem, fitted, method):
-        """Keep what predictive uncertainty needs (regressors; see there)."""
 
     # ---------------------------------------------------------- nested tasks
     _NESTED_ATTRIBUTES = ("groups_", "group_params_", "group_precisions_",
@@ -1129,13 +1136,154 @@ default=None
         self.meta_estimator_ = self._build(self.meta_params_, self.n_iter_)
         return self
 
+    # ------------------------------------------------ posterior covariances
+    def task_posterior_cov(self, task=None):
+        """Posterior covariance of a seen task's parameters.
+
+        The Laplace approximation under the fitted prior, in the layout of
+        ``task_params_`` (coefficients, then the intercept), in the model's
+        natural units (the noise variance included for squared errors).
+        A :class:`MetaClassifier` keeps them with ``posterior_proba=True``.
+
+        Parameters
+        ----------
+        task : int or str, default=None
+            Task label. Leave it out for a model fitted without tasks.
+
+        Returns
+        -------
+        covariance : ndarray of shape (n_params, n_params)
+            Unseen tasks have the prior's, ``prior_covariance_``.
+        """
+        self._check_covariances_kept()
+        if self.tasks_ is None:
+            if task is not None:
+                raise ValueError("This model was fitted without task identities.")
+            return self._task_covariances[0].copy()
+        if task is None:
+            raise ValueError("Pass the label of a task seen in fit.")
+        code = self._task_code(task)
+        if code < 0:
+            raise ValueError(
+                f"Task {task!r} was not seen in fit; its covariance is the "
+                "prior's, prior_covariance_.")
+        return self._task_covariances[code].copy()
+
+    _no_covariance_reason = (
+        "This model keeps no posterior covariances: they come from the exact "
+        "methods ('proximal', 'imaml') with a linear base estimator (a "
+        "network's tasks are adapted by a fixed number of gradient steps, "
+        "not to a posterior mode), fitted in memory (not on Dask "
+        "collections), for tasks of at most FULL_INVERSE_MAX_PARAMS "
+        "parameters and within COVARIANCE_MEMORY bytes (see "
+        "skmeta._methods._inner).")
+
+    def _check_covariances_kept(self):
+        check_is_fitted(self)
+        if getattr(self, "_task_covariances", None) is None:
+            raise ValueError(self._no_covariance_reason)
+
+    def _predictive_moments(self, X, tasks):
+        """Each row's linear predictors at its task's posterior mode,
+        ``(n_samples, n_outputs)``, and their covariances under the
+        posterior, ``(n_samples, n_outputs, n_outputs)`` (see
+        ``_predictive``)."""
+        self._check_covariances_kept()
+        X, _, labels = self._check_input(X, tasks=tasks, reset=False)
+        rows = self._row_models(labels, X.shape[0])
+        problem = self._problem()
+        Z = decision_values(X, rows, self._model_table(), problem)
+        covariances = np.concatenate(
+            [self._task_covariances, *self._group_covariances,
+             self.prior_covariance_[np.newaxis]])
+        return Z, logit_covariances(X, rows, covariances,
+                                    problem.fit_intercept, Z.shape[1])
+
+    def _check_posteriors_possible(self, reason):
+        """Raise where a fit asked to keep posteriors cannot (``reason``
+        says why; None if it can): before fitting, not after."""
+
+    def _keeps_posteriors(self):
+        """Whether a fit keeps each task's posterior covariance."""
+        return True
+
+    def _noise_dispersion(self):
+        """The dispersion the covariances are scaled by (1 for log-losses)."""
+        return getattr(self, "noise_variance_", 1.0)
+
+    def _set_noise_dispersion(self, dispersion):
+        # a classifier's is 1: not a fitted attribute of its own
+        if not self._is_classifier:
+            self.noise_variance_ = float(dispersion)
+
+    def _store_posteriors(self, family, rows, problem, fitted, method):
+        """Keep each task's posterior covariance, the prior's and the noise."""
+        self._task_covariances = None
+        self._group_covariances = []
+        for name in ("prior_covariance_", "noise_variance_"):
+            self.__dict__.pop(name, None)
+        if (rows is None or not method.exact_for(problem)
+                or not self._keeps_posteriors()):
+            return
+        if fitted.nested is not None:
+            self._store_nested_posteriors(fitted.nested)
+            return
+        batch = self._task_batch(family, rows)
+        covariances, dispersion = posterior_covariances(
+            batch, problem, fitted.center, fitted.precision, fitted.theta,
+            dispersion=fitted.dispersion, n_jobs=self.n_jobs)
+        if covariances is None:
+            return
+        # the tasks' mean scale as empirical Bayes took it (a task without
+        # weight counts with the others' mean)
+        scale = task_scales(batch, problem)
+        self._task_covariances = covariances
+        self.prior_covariance_ = _prior_covariance(
+            fitted.combined_precision, dispersion, float(np.mean(scale)))
+        self._set_noise_dispersion(dispersion)
+
+    def _store_nested_posteriors(self, nested):
+        """Nested tasks: each task's posterior covariance (its group mean's
+        uncertainty included), and the prior covariance of a new task of
+        each known group (the tasks' spread, the deeper levels' spreads and
+        the group mean's posterior) and of the population."""
+        prior = nested.task_prior
+        scale = nested.task_scale
+        task_spread = prior.dispersion / scale / np.asarray(
+            prior.combined_precision, dtype=float)
+        level_spreads = [prior.dispersion / scale / p for p in nested.precisions]
+        group_covariances = []
+        below = task_spread.copy()
+        for level in range(len(nested.means) - 1, -1, -1):
+            cov = nested.covariances[level]
+            group_covariances.append(cov + np.diag(below)[None])
+            below = below + level_spreads[level]
+        self._task_covariances = nested.task_covariances
+        self._group_covariances = group_covariances
+        self.prior_covariance_ = np.diag(below)
+        self._set_noise_dispersion(prior.dispersion)
+
     def _refresh_prior_posterior(self, online):
-        """Bring what predictive uncertainty reads of the prior up to date
-        after an online move (regressors; see there)."""
+        if getattr(self, "_task_covariances", None) is None:
+            return
+        prior = online.prior
+        # a noise variance learned with the prior moves with it; one
+        # estimated beside a fixed prior is the fit's
+        if online.statistics.posterior is not None and (
+                self._problem().code == SQUARED):
+            self._set_noise_dispersion(prior.dispersion)
+        self.prior_covariance_ = _prior_covariance(
+            prior.combined_precision, self._noise_dispersion(),
+            online.statistics.mean_scale)
 
     def _new_task_covariances(self, rows, theta):
-        """Posterior covariances of newly fitted tasks (regressors; see there)."""
-        return None
+        if getattr(self, "_task_covariances", None) is None:
+            return None
+        batch = self._task_batch(self._fitted_family(), rows)
+        covariances, _ = posterior_covariances(
+            batch, self._problem(), self.transfer_center_, self.prior_precision_,
+            theta, dispersion=self._noise_dispersion(), n_jobs=self.n_jobs)
+        return covariances
 
     # --------------------------------------------------------------- tags
     def __sklearn_tags__(self):
@@ -1189,18 +1337,23 @@ def _warn_unbounded_tasks(batch, problem, labels):
             "grow until the solver stops.", UserWarning, stacklevel=4)
 
 
-def _quadratic_forms(X, rows, covariances, fit_intercept, chunk=4096):
-    """``x~_i^T C[rows[i]] x~_i`` for every row, by chunks of rows (memory)."""
-    out = np.empty(X.shape[0])
-    for start in range(0, X.shape[0], chunk):
-        block = X[start:start + chunk]
-        block = block.toarray() if sp.issparse(block) else np.asarray(block)
-        if fit_intercept:
-            block = np.column_stack([block, np.ones(block.shape[0])])
-        C = covariances[rows[start:start + chunk]]
-        with np.errstate(invalid="ignore"):
-            out[start:start + chunk] = np.einsum("ij,ijk,ik->i", block, C, block)
-    return out
+def _why_no_posteriors(method, problem, n_tasks, method_name):
+    """Why a fit of ``method`` keeps no posterior covariances, or None."""
+    if not method.exact_for(problem):
+        return (f"method={method_name!r} adapts a task by a fixed number of "
+                "steps, not to its posterior mode" if not problem.is_network
+                else "a network's tasks are adapted by a fixed number of "
+                "gradient steps, not to a posterior mode")
+    d = problem.n_params
+    if d > FULL_INVERSE_MAX_PARAMS:
+        return (f"tasks of {d} parameters, over FULL_INVERSE_MAX_PARAMS = "
+                f"{FULL_INVERSE_MAX_PARAMS}, are fitted without their full "
+                "inverse Hessians")
+    if not covariances_kept(n_tasks, d):
+        return (f"the covariances of {n_tasks} tasks of {d} parameters would "
+                f"take {8 * n_tasks * d * d / 2**20:.0f} MiB, over "
+                f"COVARIANCE_MEMORY = {COVARIANCE_MEMORY / 2**20:.0f} MiB")
+    return None
 
 
 def _same_value(a, b):
@@ -1399,6 +1552,20 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         few-shot episodes of the training tasks and keeps 0 unless a weight
         raises their accuracy significantly (``unlabeled_validation_``).
         The prior itself is learned from the labeled rows.
+    posterior_proba : bool, default=False
+        Whether :meth:`predict_proba` and :meth:`predict_log_proba` average
+        the class probabilities over each task's posterior (the Laplace
+        approximation under the learned prior: see
+        :meth:`task_posterior_cov`) instead of taking them at its fitted
+        parameters. A task known from few rows then predicts less confident
+        probabilities, and an unseen task those of the prior's spread. The
+        average is the probit approximation (see Notes); :meth:`predict` and
+        :meth:`decision_function` stay at the fitted parameters. The fit
+        keeps each task's posterior covariance (``n_tasks * n_params**2``
+        floats, one more solve of every task): for ``method="proximal"`` or
+        ``"imaml"`` with a linear base estimator, tasks of at most 512
+        parameters, without ``unlabeled_weight`` and not on Dask
+        collections; other fits are refused.
 
     Attributes
     ----------
@@ -1506,6 +1673,11 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         standard error of each one's accuracy gain over weight 0,
         ``"n_episodes"`` and ``"n_tasks"`` (the training tasks they came
         from).
+    prior_covariance_ : ndarray of shape (n_params, n_params)
+        With ``posterior_proba=True``: the covariance of an unseen task's
+        parameters about ``meta_params_`` under the learned prior (the
+        posterior covariance of each seen task is
+        :meth:`task_posterior_cov`'s).
 
     See Also
     --------
@@ -1517,6 +1689,20 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     To load a fitted model with ``skops.io.load``, trust
     ``skmeta._estimators.MetaClassifier``, the only skmeta type it holds;
     see :ref:`persistence`.
+
+    **Probabilities under the posterior.** With ``posterior_proba=True``, a
+    row ``x`` of task ``t`` has, under the task's Laplace posterior
+    ``N(theta_t, Sigma_t)``, Gaussian logits. For two classes, the logit
+    ``z`` has mean ``mu`` and variance ``v = x~' Sigma_t x~`` (``x~``: ``x``
+    and a 1 for the intercept), and ``P(y = 1) = E[sigmoid(z)]`` is
+    approximated by ``sigmoid(mu / sqrt(1 + pi v / 8))`` (MacKay's probit
+    approximation, within 0.014 of the integral). For ``K`` classes, ``p_k
+    = 1 / (1 + sum_{j != k} exp(z_j - z_k))`` and each difference of
+    logits is scaled so, by its own variance, before the ``K`` results are
+    normalized (the mean-field approximation of Lu, Ie & Sha, 2020; the
+    probit approximation itself for two classes). It moves the
+    probabilities toward the uniform ones; the class with the largest
+    probability can change only for ``K > 2``.
 
     **Unlabeled rows.** With ``unlabeled_weight`` set, a task with labeled
     rows ``L`` and unlabeled rows ``U`` is fitted jointly with ``K``
@@ -1589,6 +1775,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         **_BaseMetaEstimator._parameter_constraints,
         "unlabeled_weight": [Interval(Real, 0, None, closed="left"),
                              StrOptions({"auto"}), None],
+        "posterior_proba": ["boolean"],
     }
 
     # the shared parameters, then the classifier's own (scikit-learn reads
@@ -1620,6 +1807,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         verbose=0,
         keep_task_params=True,
         unlabeled_weight=None,
+        posterior_proba=False,
     ):
         super().__init__(
             estimator, method=method, gamma=gamma, prior=prior,
@@ -1632,9 +1820,30 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
             n_jobs=n_jobs, random_state=random_state, verbose=verbose,
             keep_task_params=keep_task_params)
         self.unlabeled_weight = unlabeled_weight
+        self.posterior_proba = posterior_proba
 
     def _base_estimator(self):
         return LogisticRegression() if self.estimator is None else self.estimator
+
+    # ------------------------------------------------- posterior probabilities
+    _no_covariance_reason = (
+        "This model keeps no posterior covariances: fit it with "
+        "posterior_proba=True.")
+
+    def _keeps_posteriors(self):
+        return self.posterior_proba
+
+    def _check_posteriors_possible(self, reason):
+        if not self.posterior_proba:
+            return
+        if self._marks_unlabeled(fitted=False):
+            reason = ("the posterior of a task fitted with unlabeled rows is "
+                      "not a Laplace posterior of its labeled ones")
+        if reason is not None:
+            raise ValueError(
+                f"posterior_proba=True needs each task's posterior covariance, "
+                f"which this fit cannot keep: {reason}. Leave "
+                "posterior_proba=False.")
 
     # ------------------------------------------------------- unlabeled rows
     def _marks_unlabeled(self, fitted):
@@ -1849,8 +2058,12 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes)
-            Probabilities, columns ordered as ``classes_``.
+            Probabilities, columns ordered as ``classes_``: at each task's
+            fitted parameters, or averaged over their posterior with
+            ``posterior_proba=True``.
         """
+        if self.posterior_proba:
+            return posterior_proba(*self._predictive_moments(X, tasks))
         Z = self._decision(X, tasks)
         if Z.shape[1] == 1:
             p = 1.0 / (1.0 + np.exp(-Z[:, 0]))
@@ -1877,6 +2090,8 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         log_proba : ndarray of shape (n_samples, n_classes)
             Log-probabilities, columns ordered as ``classes_``.
         """
+        if self.posterior_proba:
+            return posterior_log_proba(*self._predictive_moments(X, tasks))
         Z = self._decision(X, tasks)
         if Z.shape[1] == 1:
             z = Z[:, 0]
@@ -2225,129 +2440,10 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         if not return_std:
             Z = self._decision(X, tasks)
             return self._fitted_family().predict_from_decision(Z)
-        check_is_fitted(self)
-        if getattr(self, "_task_covariances", None) is None:
-            raise ValueError(self._no_covariance_reason)
-        X, _, labels = self._check_input(X, tasks=tasks, reset=False)
-        rows = self._row_models(labels, X.shape[0])
-        Z = decision_values(X, rows, self._model_table(), self._problem())
-        covariances = np.concatenate(
-            [self._task_covariances, *self._group_covariances,
-             self.prior_covariance_[np.newaxis]])
-        variance = _quadratic_forms(X, rows, covariances,
-                                    self._problem().fit_intercept)
+        Z, S = self._predictive_moments(X, tasks)
         family = self._fitted_family()
         return family.predict_from_decision(Z), family.predictive_std(
-            Z[:, 0], variance, self.noise_variance_)
-
-    def task_posterior_cov(self, task=None):
-        """Posterior covariance of a seen task's parameters.
-
-        The Laplace approximation under the fitted prior, in the layout of
-        ``task_params_`` (coefficients, then the intercept), in the model's
-        natural units (the noise variance included for squared errors).
-
-        Parameters
-        ----------
-        task : int or str, default=None
-            Task label. Leave it out for a model fitted without tasks.
-
-        Returns
-        -------
-        covariance : ndarray of shape (n_params, n_params)
-            Unseen tasks have the prior's, ``prior_covariance_``.
-        """
-        check_is_fitted(self)
-        if getattr(self, "_task_covariances", None) is None:
-            raise ValueError(self._no_covariance_reason)
-        if self.tasks_ is None:
-            if task is not None:
-                raise ValueError("This model was fitted without task identities.")
-            return self._task_covariances[0].copy()
-        if task is None:
-            raise ValueError("Pass the label of a task seen in fit.")
-        code = self._task_code(task)
-        if code < 0:
-            raise ValueError(
-                f"Task {task!r} was not seen in fit; its covariance is the "
-                "prior's, prior_covariance_.")
-        return self._task_covariances[code].copy()
-
-    _no_covariance_reason = (
-        "This model keeps no posterior covariances: they come from the exact "
-        "methods ('proximal', 'imaml') with a linear base estimator (a "
-        "network's tasks are adapted by a fixed number of gradient steps, "
-        "not to a posterior mode), for tasks of at most "
-        "FULL_INVERSE_MAX_PARAMS parameters and within COVARIANCE_MEMORY "
-        "bytes (see skmeta._methods._inner).")
-
-    def _store_posteriors(self, family, rows, problem, fitted, method):
-        """Keep each task's posterior covariance, the prior's and the noise."""
-        self._task_covariances = None
-        self._group_covariances = []
-        for name in ("prior_covariance_", "noise_variance_"):
-            self.__dict__.pop(name, None)
-        if rows is None or not method.exact_for(problem):
-            return
-        if fitted.nested is not None:
-            self._store_nested_posteriors(fitted.nested)
-            return
-        batch = self._task_batch(family, rows)
-        covariances, dispersion = posterior_covariances(
-            batch, problem, fitted.center, fitted.precision, fitted.theta,
-            dispersion=fitted.dispersion, n_jobs=self.n_jobs)
-        if covariances is None:
-            return
-        # the tasks' mean scale as empirical Bayes took it (a task without
-        # weight counts with the others' mean)
-        scale = task_scales(batch, problem)
-        self._task_covariances = covariances
-        self.prior_covariance_ = _prior_covariance(
-            fitted.combined_precision, dispersion, float(np.mean(scale)))
-        self.noise_variance_ = float(dispersion)
-
-    def _store_nested_posteriors(self, nested):
-        """Nested tasks: each task's posterior covariance (its group mean's
-        uncertainty included), and the prior covariance of a new task of
-        each known group (the tasks' spread, the deeper levels' spreads and
-        the group mean's posterior) and of the population."""
-        prior = nested.task_prior
-        scale = nested.task_scale
-        task_spread = prior.dispersion / scale / np.asarray(
-            prior.combined_precision, dtype=float)
-        level_spreads = [prior.dispersion / scale / p for p in nested.precisions]
-        group_covariances = []
-        below = task_spread.copy()
-        for level in range(len(nested.means) - 1, -1, -1):
-            cov = nested.covariances[level]
-            group_covariances.append(cov + np.diag(below)[None])
-            below = below + level_spreads[level]
-        self._task_covariances = nested.task_covariances
-        self._group_covariances = group_covariances
-        self.prior_covariance_ = np.diag(below)
-        self.noise_variance_ = float(prior.dispersion)
-
-    def _refresh_prior_posterior(self, online):
-        if getattr(self, "_task_covariances", None) is None:
-            return
-        prior = online.prior
-        # a noise variance learned with the prior moves with it; one
-        # estimated beside a fixed prior is the fit's
-        if online.statistics.posterior is not None and (
-                self._problem().code == SQUARED):
-            self.noise_variance_ = float(prior.dispersion)
-        self.prior_covariance_ = _prior_covariance(
-            prior.combined_precision, self.noise_variance_,
-            online.statistics.mean_scale)
-
-    def _new_task_covariances(self, rows, theta):
-        if getattr(self, "_task_covariances", None) is None:
-            return None
-        batch = self._task_batch(self._fitted_family(), rows)
-        covariances, _ = posterior_covariances(
-            batch, self._problem(), self.transfer_center_, self.prior_precision_,
-            theta, dispersion=self.noise_variance_, n_jobs=self.n_jobs)
-        return covariances
+            Z[:, 0], S[:, 0, 0], self.noise_variance_)
 
     def score(self, X, y, *, tasks=None, sample_weight=None):
         """Coefficient of determination, each sample predicted by its task.

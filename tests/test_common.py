@@ -45,6 +45,8 @@ ESTIMATORS = [
     MetaClassifier(LogisticRegression(C=np.inf), gamma="auto", prior="diagonal"),
     MetaClassifier(LogisticRegression(C=2.0, l1_ratio=0.5, solver="saga"),
                    prior="full"),
+    # probabilities averaged over each task's posterior
+    MetaClassifier(posterior_proba=True),
     MetaRegressor(),
     MetaRegressor(LinearRegression(), gamma=0.1),
     MetaRegressor(Lasso(alpha=0.01), gamma="auto"),

@@ -140,6 +140,16 @@ def test_dask_arrays_classifier_string_tasks(client):
     np.testing.assert_allclose(remote.adapt(X[:5], y[:5]).coef_,
                                local.adapt(X[:5], y[:5]).coef_, atol=ATOL)
 
+    # a model fitted in memory averages over its posteriors for Dask rows too
+    averaged = MetaClassifier(LogisticRegression(C=2.0), posterior_proba=True,
+                              **params).fit(X, y, tasks=labels)
+    np.testing.assert_allclose(
+        averaged.predict_proba(Xd, tasks=td).compute(),
+        averaged.predict_proba(X, tasks=labels), rtol=1e-12)
+    # a fit on Dask collections keeps no posteriors: refused before fitting
+    with pytest.raises(ValueError, match="posterior_proba=True.*Dask"):
+        MetaClassifier(posterior_proba=True, **params).fit(Xd, yd, tasks=td)
+
 
 def test_averaged_loss_weights_and_empty_tasks_weight(client):
     # ElasticNet averages its loss over a task's weight: the task scales, and

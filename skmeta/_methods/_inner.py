@@ -254,6 +254,15 @@ def solve_exactly(batch, problem, theta0, precision, *, n_jobs=None):
 COVARIANCE_MEMORY = 256 * 2**20
 
 
+def covariances_kept(n_tasks, n_params):
+    """Whether :func:`posterior_covariances` keeps the covariances of
+    ``n_tasks`` tasks of ``n_params`` parameters: full inverse Hessians
+    (tasks of at most ``FULL_INVERSE_MAX_PARAMS`` parameters), within
+    ``COVARIANCE_MEMORY`` bytes."""
+    return (not diagonal_inverses(n_params)
+            and 8 * n_tasks * n_params * n_params <= COVARIANCE_MEMORY)
+
+
 def posterior_covariances(batch, problem, theta0, precision, theta, *,
                           dispersion=None, n_jobs=None):
     """Laplace posteriors of every task under the prior ``(theta0, precision)``.
@@ -270,12 +279,12 @@ def posterior_covariances(batch, problem, theta0, precision, theta, *,
     tasks are too wide for full inverses.
     """
     T, d = theta.shape
+    if not covariances_kept(T, d):
+        return None, dispersion
     # as empirical Bayes weighs them: a task without weight gets the mean
     # scale, so that its posterior is the prior (not an overflow)
     scale = task_scales(batch, problem)
     with InnerSolver(batch, problem, n_jobs=n_jobs) as solver:
-        if solver.diagonal or 8 * T * d * d > COVARIANCE_MEMORY:
-            return None, dispersion
         solutions = solver.solve(theta0, precision, theta, inverse="posterior",
                                  exact_inverse=True, inv_weight=1.0 / scale,
                                  covariances=True)
