@@ -48,7 +48,12 @@ from ._methods._nested import Tree, adapt_nested
 from ._methods._online import update_online
 from ._methods._prior import Prior, task_scales
 from ._methods._statistics import OnlinePrior
-from ._predictive import logit_covariances, posterior_log_proba, posterior_proba
+from ._predictive import (
+    logit_covariances,
+    posterior_decision,
+    posterior_log_proba,
+    posterior_proba,
+)
 from ._semi_supervised import (
     UNLABELED,
     FeatureModel,
@@ -1030,6 +1035,9 @@ default=None
 
         # the prior stays fixed: the tasks are fitted from it
         uniques, theta, rows = self._solve_new_tasks(X, y, tasks, sample_weight)
+        self._check_covariance_room(
+            1 if known is None else len(uniques) if not self.keep_task_params
+            else len(known) + int(self._fresh_tasks(uniques).sum()))
         covariances = self._new_task_covariances(rows, theta)
         clusters = None
         if known is not None and hasattr(self, "task_clusters_"):
@@ -1087,6 +1095,9 @@ default=None
                                              ensure_non_negative=True)
         uniques, codes = encode_tasks(labels)
         fresh = self._fresh_tasks(uniques)
+        self._check_covariance_room(
+            len(self.tasks_) + int(fresh.sum()) if self.keep_task_params
+            else len(uniques))
         online, n_iter = OnlinePrior.from_state(self._online), None
         theta = np.empty((len(uniques), problem.n_params))
         fresh_rows = fresh[codes]
@@ -1202,6 +1213,39 @@ default=None
     def _check_posteriors_possible(self, reason):
         """Raise where a fit asked to keep posteriors cannot (``reason``
         says why; None if it can): before fitting, not after."""
+
+    def _check_covariance_room(self, n_tasks):
+        """Before a ``partial_fit`` changes anything: whether the kept
+        posterior covariances of the ``n_tasks`` the model will then hold
+        still fit in ``COVARIANCE_MEMORY``; if not, :meth:`_outgrown`."""
+        if getattr(self, "_task_covariances", None) is None:
+            return
+        d = self.task_params_.shape[1]
+        if not covariances_kept(n_tasks, d):
+            self._outgrown(
+                f"the posterior covariances of {n_tasks} tasks of {d} "
+                f"parameters would take {8 * n_tasks * d * d / 2**20:.0f} MiB, "
+                f"over COVARIANCE_MEMORY = {COVARIANCE_MEMORY / 2**20:.0f} MiB")
+
+    def _outgrown(self, reason):
+        # a regressor keeps its posteriors where it can: it stops, and says so
+        warnings.warn(
+            f"{reason}: they are no longer kept, and the predictions that "
+            "need them (return_std=True) and task_posterior_cov are "
+            "unavailable from now on (keep_task_params=False keeps those of "
+            "the last call only).", UserWarning, stacklevel=4)
+        self._task_covariances = None
+        self._group_covariances = []
+        for name in ("prior_covariance_", "noise_variance_"):
+            self.__dict__.pop(name, None)
+
+    def _forget_fit(self):
+        """Drop every fitted attribute: the estimator is unfitted again."""
+        kept = set(self._get_param_names()) | {
+            "_metadata_request", "_sklearn_output_config"}
+        for name in list(vars(self)):
+            if name not in kept:
+                delattr(self, name)
 
     def _keeps_posteriors(self):
         """Whether a fit keeps each task's posterior covariance."""
@@ -1559,13 +1603,19 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         :meth:`task_posterior_cov`) instead of taking them at its fitted
         parameters. A task known from few rows then predicts less confident
         probabilities, and an unseen task those of the prior's spread. The
-        average is the probit approximation (see Notes); :meth:`predict` and
-        :meth:`decision_function` stay at the fitted parameters. The fit
-        keeps each task's posterior covariance (``n_tasks * n_params**2``
-        floats, one more solve of every task): for ``method="proximal"`` or
-        ``"imaml"`` with a linear base estimator, tasks of at most 512
-        parameters, without ``unlabeled_weight`` and not on Dask
-        collections; other fits are refused.
+        average is the probit approximation (see Notes); :meth:`predict`
+        and :meth:`decision_function` follow the averaged probabilities
+        (for two classes, the same classes as at the fitted parameters). The
+        fit keeps each task's posterior covariance (``n_tasks *
+        n_params**2`` floats, one more solve of every task): for
+        ``method="proximal"`` or ``"imaml"`` with a linear base estimator,
+        tasks of at most 512 parameters and covariances of at most
+        ``COVARIANCE_MEMORY`` (256 MiB) in all, without ``unlabeled_weight``
+        and not on Dask collections; other fits, and a ``partial_fit`` that
+        would exceed the memory, are refused. With ``prior="mixture"`` (or
+        ``prior_df``) the posteriors are those under the single Gaussian of
+        the mixture's mean and covariance, as for
+        :meth:`MetaRegressor.predict`'s ``return_std``.
 
     Attributes
     ----------
@@ -1696,13 +1746,14 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     ``z`` has mean ``mu`` and variance ``v = x~' Sigma_t x~`` (``x~``: ``x``
     and a 1 for the intercept), and ``P(y = 1) = E[sigmoid(z)]`` is
     approximated by ``sigmoid(mu / sqrt(1 + pi v / 8))`` (MacKay's probit
-    approximation, within 0.014 of the integral). For ``K`` classes, ``p_k
+    approximation, within 0.018 of the integral). For ``K`` classes, ``p_k
     = 1 / (1 + sum_{j != k} exp(z_j - z_k))`` and each difference of
     logits is scaled so, by its own variance, before the ``K`` results are
     normalized (the mean-field approximation of Lu, Ie & Sha, 2020; the
     probit approximation itself for two classes). It moves the
     probabilities toward the uniform ones; the class with the largest
-    probability can change only for ``K > 2``.
+    probability, which :meth:`predict` returns, can change only for ``K >
+    2``.
 
     **Unlabeled rows.** With ``unlabeled_weight`` set, a task with labeled
     rows ``L`` and unlabeled rows ``U`` is fitted jointly with ``K``
@@ -1840,10 +1891,22 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
             reason = ("the posterior of a task fitted with unlabeled rows is "
                       "not a Laplace posterior of its labeled ones")
         if reason is not None:
+            # what the refused fit validated so far replaced the last fit's
+            # attributes in part: none of them stands
+            self._forget_fit()
             raise ValueError(
                 f"posterior_proba=True needs each task's posterior covariance, "
                 f"which this fit cannot keep: {reason}. Leave "
                 "posterior_proba=False.")
+
+    def _outgrown(self, reason):
+        if not self.posterior_proba:
+            super()._outgrown(reason)
+            return
+        raise ValueError(
+            f"posterior_proba=True: {reason}. Nothing was changed; pass "
+            "fewer new tasks, or set keep_task_params=False to keep those "
+            "of the last call only.")
 
     # ------------------------------------------------------- unlabeled rows
     def _marks_unlabeled(self, fitted):
@@ -2037,10 +2100,21 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         Returns
         -------
         scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
-            As ``LogisticRegression.decision_function``.
+            As ``LogisticRegression.decision_function``. With
+            ``posterior_proba=True``, those of the averaged probabilities:
+            the log-odds of :meth:`predict_proba` (two classes) or its
+            log-probabilities, so that :meth:`predict` agrees with both.
         """
-        Z = self._decision(X, tasks)
+        Z = self._scores(X, tasks)
         return Z[:, 0] if Z.shape[1] == 1 else Z
+
+    def _scores(self, X, tasks):
+        """What :meth:`predict` takes the largest of: the linear decision
+        values, or with ``posterior_proba`` those of the averaged
+        probabilities."""
+        if self.posterior_proba:
+            return posterior_decision(*self._predictive_moments(X, tasks))
+        return self._decision(X, tasks)
 
     @dask_aware
     def predict_proba(self, X, *, tasks=None):
@@ -2114,9 +2188,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         Returns
         -------
         y_pred : ndarray of shape (n_samples,)
-            Predicted classes.
+            Predicted classes: the most probable under :meth:`predict_proba`.
         """
-        Z = self._decision(X, tasks)
+        Z = self._scores(X, tasks)
         if Z.shape[1] == 1:
             return self.classes_[(Z[:, 0] > 0).astype(np.intp)]
         return self.classes_[np.argmax(Z, axis=1)]

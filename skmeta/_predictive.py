@@ -9,7 +9,7 @@ Class probabilities averaged over that distribution have no closed form.
 The probit approximation (MacKay, 1992, "The evidence framework applied to
 classification networks") replaces the logistic sigmoid by the probit
 function of the same slope at 0: ``E[sigmoid(z)] ~ sigmoid(mu / sqrt(1 + pi
-v / 8))`` for ``z ~ N(mu, v)``, within 0.014 of the integral. For ``K``
+v / 8))`` for ``z ~ N(mu, v)``, within 0.018 of the integral. For ``K``
 classes, ``p_k = 1 / (1 + sum_{j != k} exp(-(z_k - z_j)))`` is a sigmoid
 of each difference of logits, and the same approximation applies to each
 difference with its own variance (the "mean-field" approximation of Lu, Ie
@@ -27,6 +27,10 @@ from scipy.special import expit, log_expit, logsumexp
 
 # rows per chunk: at most this many bytes of gathered covariances at once
 _CHUNK_BYTES = 32 * 2**20
+# above this many parameters, one product per model instead of a gathered
+# covariance per row (measured: 257 parameters, 20 tasks, 20,000 rows took
+# 4.0 s gathered, 0.1 s by model)
+_GATHER_MAX_PARAMS = 64
 
 
 def logit_covariances(X, rows, covariances, fit_intercept, n_outputs):
@@ -53,19 +57,49 @@ def logit_covariances(X, rows, covariances, fit_intercept, n_outputs):
     K = n_outputs
     p1 = d // K
     out = np.empty((X.shape[0], K, K))
-    chunk = int(max(1, min(4096, _CHUNK_BYTES // (8 * d * d))))
-    for start in range(0, X.shape[0], chunk):
-        block = X[start:start + chunk]
-        block = block.toarray() if sp.issparse(block) else np.asarray(block)
-        if fit_intercept:
-            block = np.column_stack([block, np.ones(block.shape[0])])
-        C = covariances[rows[start:start + chunk]].reshape(-1, K, p1, K, p1)
-        with np.errstate(invalid="ignore"):
-            out[start:start + chunk] = np.einsum("ia,ikalb,ib->ikl", block, C,
-                                                 block, optimize=True)
+    if d > _GATHER_MAX_PARAMS:
+        # one product per model: gathering a d x d matrix for every row
+        # would move d^2 numbers per row
+        order = np.argsort(rows, kind="stable")
+        models, starts = np.unique(rows[order], return_index=True)
+        for model, at, stop in zip(models, starts,
+                                   np.r_[starts[1:], len(order)]):
+            index = order[at:stop]
+            block = _design(X[index], fit_intercept)
+            C = covariances[model].reshape(K, p1, K, p1)
+            with np.errstate(invalid="ignore"):
+                out[index] = np.einsum("ia,kalb,ib->ikl", block, C, block,
+                                       optimize=True)
+    else:
+        chunk = int(max(1, min(4096, _CHUNK_BYTES // (8 * d * d))))
+        for start in range(0, X.shape[0], chunk):
+            block = _design(X[start:start + chunk], fit_intercept)
+            C = covariances[rows[start:start + chunk]].reshape(-1, K, p1, K, p1)
+            with np.errstate(invalid="ignore"):
+                out[start:start + chunk] = np.einsum(
+                    "ia,ikalb,ib->ikl", block, C, block, optimize=True)
     # 0 * inf in an unseen task's infinite prior covariance
     out[np.isnan(out)] = np.inf
     return out
+
+
+def _design(X, fit_intercept):
+    X = X.toarray() if sp.issparse(X) else np.asarray(X)
+    return np.column_stack([X, np.ones(X.shape[0])]) if fit_intercept else X
+
+
+def _probit_scaled(z, variance):
+    return z / np.sqrt(1.0 + (np.pi / 8.0) * np.maximum(variance, 0.0))
+
+
+def posterior_decision(Z, S):
+    """Decision values of the averaged probabilities: for one output, its
+    logit scaled by the probit approximation (the log-odds of
+    :func:`posterior_proba`), ``(n_samples, 1)``; for several, the
+    log-probabilities of :func:`posterior_log_proba`."""
+    if Z.shape[1] == 1:
+        return _probit_scaled(Z, S[:, :, 0])
+    return posterior_log_proba(Z, S)
 
 
 def posterior_log_proba(Z, S):
@@ -76,7 +110,7 @@ def posterior_log_proba(Z, S):
     classes. See the module docstring for the approximation.
     """
     if Z.shape[1] == 1:
-        z = Z[:, 0] / np.sqrt(1.0 + (np.pi / 8.0) * S[:, 0, 0])
+        z = posterior_decision(Z, S)[:, 0]
         return np.column_stack([log_expit(-z), log_expit(z)])
     variance = np.einsum("ikk->ik", S)
     with np.errstate(invalid="ignore"):
@@ -84,8 +118,7 @@ def posterior_log_proba(Z, S):
     spread[np.isnan(spread)] = np.inf  # inf - inf: no information either
     # t[i, k, j]: minus the scaled difference z_k - z_j; 0 for j = k, whose
     # term is the 1 of 1 + sum_{j != k} exp(t_kj)
-    t = (Z[:, None, :] - Z[:, :, None]) / np.sqrt(
-        1.0 + (np.pi / 8.0) * np.maximum(spread, 0.0))
+    t = _probit_scaled(Z[:, None, :] - Z[:, :, None], spread)
     log_q = -logsumexp(t, axis=2)
     return log_q - logsumexp(log_q, axis=1, keepdims=True)
 
@@ -94,6 +127,6 @@ def posterior_proba(Z, S):
     """Class probabilities averaged over logits ``N(Z, S)``; see
     :func:`posterior_log_proba`."""
     if Z.shape[1] == 1:
-        p = expit(Z[:, 0] / np.sqrt(1.0 + (np.pi / 8.0) * S[:, 0, 0]))
+        p = expit(posterior_decision(Z, S)[:, 0])
         return np.column_stack([1.0 - p, p])
     return np.exp(posterior_log_proba(Z, S))
