@@ -1615,7 +1615,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         would exceed the memory, are refused. With ``prior="mixture"`` (or
         ``prior_df``) the posteriors are those under the single Gaussian of
         the mixture's mean and covariance, as for
-        :meth:`MetaRegressor.predict`'s ``return_std``.
+        :meth:`MetaRegressor.predict`'s ``return_std``. The base estimators
+        that :meth:`adapt` and :meth:`task_estimator` return predict at
+        their fitted parameters.
 
     Attributes
     ----------
