@@ -5,6 +5,8 @@ import pickle
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 from scipy.integrate import quad
 from scipy.special import expit, softmax
@@ -15,7 +17,12 @@ from sklearn.neural_network import MLPClassifier
 
 from skmeta import MetaClassifier, MetaRegressor
 from skmeta._methods import _inner
-from skmeta._predictive import logit_covariances, posterior_proba
+from skmeta._predictive import (
+    logit_covariances,
+    posterior_decision,
+    posterior_log_proba,
+    posterior_proba,
+)
 from skmeta.datasets import make_meta_classification
 
 
@@ -282,3 +289,35 @@ def test_a_partial_fit_over_the_covariance_memory(monkeypatch):
     assert len(regressor.tasks_) == 10
     with pytest.raises(ValueError, match="keeps no posterior covariances"):
         regressor.task_posterior_cov(0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n_outputs=st.integers(1, 6), seed=st.integers(0, 2**31 - 1),
+       logit_scale=st.floats(0.0, 50.0), spread_scale=st.floats(0.0, 1e4))
+def test_averaged_probabilities_are_probabilities_and_less_confident(
+        n_outputs, seed, logit_scale, spread_scale):
+    rng = np.random.default_rng(seed)
+    n = 7
+    Z = logit_scale * rng.normal(size=(n, n_outputs))
+    A = rng.normal(size=(n, n_outputs, n_outputs))
+    S = spread_scale * A @ np.swapaxes(A, 1, 2) / n_outputs
+    proba = posterior_proba(Z, S)
+    log_proba = posterior_log_proba(Z, S)
+    assert np.all(np.isfinite(log_proba)) and np.all(log_proba <= 1e-12)
+    assert np.all((proba >= 0) & (proba <= 1))
+    assert_allclose(proba.sum(axis=1), 1.0)
+    assert_allclose(np.exp(log_proba), proba, atol=1e-12)
+    plug_in = posterior_proba(Z, np.zeros_like(S))
+    if n_outputs == 1:
+        assert_allclose(plug_in[:, 1], expit(Z[:, 0]))
+        # the averaged probability lies between 1/2 and the plug-in one
+        assert np.all(np.abs(proba[:, 1] - 0.5)
+                      <= np.abs(plug_in[:, 1] - 0.5) + 1e-12)
+    else:
+        assert_allclose(plug_in, softmax(Z, axis=1), atol=1e-12)
+        # the decision values are the log-probabilities, argmax included
+        assert_allclose(posterior_decision(Z, S), log_proba)
+        # adding the same to every logit, or a spread shared by all,
+        # changes nothing
+        shift = rng.normal(size=(n, 1))
+        assert_allclose(posterior_proba(Z + shift, S + 3.0), proba, atol=1e-9)
