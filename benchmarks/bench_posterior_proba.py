@@ -51,13 +51,13 @@ def true_prior_mean(seed, n_outputs):
     return np.random.default_rng(seed).normal(size=(n_outputs, N_FEATURES + 1))
 
 
-def gaussian_tasks(n_classes, seed):
+def gaussian_tasks(n_classes, seed, rows=ROWS):
     rng = np.random.default_rng(seed)
     K = 1 if n_classes == 2 else n_classes
     theta0 = rng.normal(size=(K, N_FEATURES + 1))
     n_tasks = N_TRAIN + N_NEW
-    X = rng.normal(size=(n_tasks * ROWS, N_FEATURES))
-    tasks = np.repeat(np.arange(n_tasks), ROWS)
+    X = rng.normal(size=(n_tasks * rows, N_FEATURES))
+    tasks = np.repeat(np.arange(n_tasks), rows)
     theta = theta0 + rng.normal(size=(n_tasks, K, N_FEATURES + 1))
     Z = np.einsum("ij,ikj->ik", np.c_[X, np.ones(len(X))], theta[tasks])
     if K == 1:
@@ -124,12 +124,7 @@ def under_the_true_prior(X, y, support, query, tasks, theta0, seed):
 
 def learned_spread(seed, rows, C):
     """The diagonal prior variance learned from 200 gaussian binary tasks."""
-    global ROWS
-    saved, ROWS = ROWS, rows
-    try:
-        X, y, tasks = gaussian_tasks(2, seed)
-    finally:
-        ROWS = saved
+    X, y, tasks = gaussian_tasks(2, seed, rows)
     train = tasks < N_TRAIN
     meta = MetaClassifier(LogisticRegression(C=C), prior="diagonal",
                           posterior_proba=True)

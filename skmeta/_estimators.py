@@ -35,11 +35,9 @@ from ._families import family_for
 from ._kernels._calls import decision_values
 from ._kernels._codes import POISSON, SQUARED
 from ._kernels._layout import make_batch
-from ._kernels._workspaces import FULL_INVERSE_MAX_PARAMS
 from ._methods import METHODS, MetaFit, MetaSettings
 from ._methods._inner import (
-    COVARIANCE_MEMORY,
-    covariances_kept,
+    covariances_refused,
     posterior_covariances,
     solve_exactly,
 )
@@ -1204,9 +1202,15 @@ default=None
         rows = self._row_models(labels, X.shape[0])
         problem = self._problem()
         Z = decision_values(X, rows, self._model_table(), problem)
-        covariances = np.concatenate(
-            [self._task_covariances, *self._group_covariances,
-             self.prior_covariance_[np.newaxis]])
+        # the rows index the tasks, then the groups, then the prior: only the
+        # covariances of the models these rows use are gathered
+        tables = [self._task_covariances, *self._group_covariances,
+                  self.prior_covariance_[np.newaxis]]
+        edges = np.cumsum([0] + [len(table) for table in tables])
+        used, rows = np.unique(rows, return_inverse=True)
+        covariances = np.concatenate([
+            table[used[(used >= low) & (used < high)] - low]
+            for table, low, high in zip(tables, edges[:-1], edges[1:])])
         return Z, logit_covariances(X, rows, covariances,
                                     problem.fit_intercept, Z.shape[1])
 
@@ -1220,12 +1224,9 @@ default=None
         still fit in ``COVARIANCE_MEMORY``; if not, :meth:`_outgrown`."""
         if getattr(self, "_task_covariances", None) is None:
             return
-        d = self.task_params_.shape[1]
-        if not covariances_kept(n_tasks, d):
-            self._outgrown(
-                f"the posterior covariances of {n_tasks} tasks of {d} "
-                f"parameters would take {8 * n_tasks * d * d / 2**20:.0f} MiB, "
-                f"over COVARIANCE_MEMORY = {COVARIANCE_MEMORY / 2**20:.0f} MiB")
+        reason = covariances_refused(n_tasks, self.task_params_.shape[1])
+        if reason is not None:
+            self._outgrown(reason)
 
     def _outgrown(self, reason):
         # a regressor keeps its posteriors where it can: it stops, and says so
@@ -1388,16 +1389,7 @@ def _why_no_posteriors(method, problem, n_tasks, method_name):
                 "steps, not to its posterior mode" if not problem.is_network
                 else "a network's tasks are adapted by a fixed number of "
                 "gradient steps, not to a posterior mode")
-    d = problem.n_params
-    if d > FULL_INVERSE_MAX_PARAMS:
-        return (f"tasks of {d} parameters, over FULL_INVERSE_MAX_PARAMS = "
-                f"{FULL_INVERSE_MAX_PARAMS}, are fitted without their full "
-                "inverse Hessians")
-    if not covariances_kept(n_tasks, d):
-        return (f"the covariances of {n_tasks} tasks of {d} parameters would "
-                f"take {8 * n_tasks * d * d / 2**20:.0f} MiB, over "
-                f"COVARIANCE_MEMORY = {COVARIANCE_MEMORY / 2**20:.0f} MiB")
-    return None
+    return covariances_refused(n_tasks, problem.n_params)
 
 
 def _same_value(a, b):

@@ -25,6 +25,7 @@ from .._kernels._calls import (
 )
 from .._kernels._codes import SQUARED
 from .._kernels._newton import KeptInverses
+from .._kernels._workspaces import FULL_INVERSE_MAX_PARAMS
 from ._prior import task_scales
 
 # Newton converges quadratically: a tight tolerance costs one more step at
@@ -254,13 +255,21 @@ def solve_exactly(batch, problem, theta0, precision, *, n_jobs=None):
 COVARIANCE_MEMORY = 256 * 2**20
 
 
-def covariances_kept(n_tasks, n_params):
-    """Whether :func:`posterior_covariances` keeps the covariances of
-    ``n_tasks`` tasks of ``n_params`` parameters: full inverse Hessians
-    (tasks of at most ``FULL_INVERSE_MAX_PARAMS`` parameters), within
-    ``COVARIANCE_MEMORY`` bytes."""
-    return (not diagonal_inverses(n_params)
-            and 8 * n_tasks * n_params * n_params <= COVARIANCE_MEMORY)
+def covariances_refused(n_tasks, n_params):
+    """Why :func:`posterior_covariances` keeps no covariances of ``n_tasks``
+    tasks of ``n_params`` parameters, or None where it does: full inverse
+    Hessians (tasks of at most ``FULL_INVERSE_MAX_PARAMS`` parameters),
+    within ``COVARIANCE_MEMORY`` bytes."""
+    if diagonal_inverses(n_params):
+        return (f"tasks of {n_params} parameters, over "
+                f"FULL_INVERSE_MAX_PARAMS = {FULL_INVERSE_MAX_PARAMS}, are "
+                "fitted without their full inverse Hessians")
+    size = 8 * n_tasks * n_params * n_params
+    if size > COVARIANCE_MEMORY:
+        return (f"the posterior covariances of {n_tasks} tasks of {n_params} "
+                f"parameters would take {size / 2**20:.0f} MiB, over "
+                f"COVARIANCE_MEMORY = {COVARIANCE_MEMORY / 2**20:.0f} MiB")
+    return None
 
 
 def posterior_covariances(batch, problem, theta0, precision, theta, *,
@@ -279,7 +288,7 @@ def posterior_covariances(batch, problem, theta0, precision, theta, *,
     tasks are too wide for full inverses.
     """
     T, d = theta.shape
-    if not covariances_kept(T, d):
+    if covariances_refused(T, d) is not None:
         return None, dispersion
     # as empirical Bayes weighs them: a task without weight gets the mean
     # scale, so that its posterior is the prior (not an overflow)
