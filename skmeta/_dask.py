@@ -681,6 +681,10 @@ class _DaskIteration(_Iteration):
             np.asarray(prior.precision, dtype=np.float64), kwargs, self.squared,
             self.solver.diagonal)
 
+    @property
+    def mean_scale(self):
+        return self.tasks.mean_scale
+
     def propose(self, prior, solutions):
         """As ``_Iteration.propose``, from the sums: the spread about the
         new prior mean is the spread about the old one, shifted."""

@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
+from sklearn.decomposition import FactorAnalysis
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import (
     ElasticNet,
@@ -25,10 +26,14 @@ from threadpoolctl import threadpool_info
 from skmeta import MetaClassifier, MetaRegressor
 from skmeta._kernels._codes import LOGISTIC
 from skmeta._kernels._layout import Problem
+from skmeta._methods._prior import Prior
 from skmeta._methods._proximal import (
+    _PriorCoordinates,
     candidate_structures,
     matrix_priors_estimable,
+    prior_from_moments,
 )
+from skmeta._methods._structures import Structure, factor_precision
 from skmeta.datasets import make_meta_classification
 
 
@@ -75,6 +80,95 @@ def test_low_rank_truth_selects_a_factor_prior():
     w, V = np.linalg.eigh(np.linalg.inv(meta.prior_precision_))
     assert w[-1] > 10 * w[-2]
     assert abs(V[:, -1] @ direction) / np.linalg.norm(direction) > 0.99
+
+
+def _factor_log_likelihood(covariance, S):
+    """Gaussian log-likelihood per sample of covariance ``covariance`` for
+    the sample covariance ``S`` (up to a constant)."""
+    return -0.5 * (np.linalg.slogdet(covariance)[1]
+                   + np.trace(np.linalg.solve(covariance, S)))
+
+
+@pytest.mark.parametrize("d, q, n_rows", [(8, 2, 400), (21, 2, 60), (21, 1, 30)])
+def test_the_factor_m_step_is_the_maximum_likelihood_factor_model(d, q, n_rows):
+    # reference: scikit-learn's FactorAnalysis run to a tight tolerance on
+    # the rows whose (biased) sample covariance is S
+    rng = np.random.default_rng(d + q)
+    loadings = rng.normal(size=(d, q))
+    uniquenesses = rng.uniform(0.01, 0.5, size=d)
+    X = rng.multivariate_normal(np.zeros(d), loadings @ loadings.T
+                                + np.diag(uniquenesses), size=n_rows)
+    S = np.cov(X.T, bias=True)
+    precision, (F, psi) = factor_precision(S, q)
+    covariance = F @ F.T + np.diag(psi)
+    assert_allclose(precision @ covariance, np.eye(d), atol=1e-8)
+    reference = FactorAnalysis(q, tol=1e-12, max_iter=100_000,
+                               svd_method="lapack").fit(X).get_covariance()
+    assert _factor_log_likelihood(covariance, S) >= (
+        _factor_log_likelihood(reference, S) - 1e-9)
+    assert_allclose(covariance, reference, atol=1e-5)
+    # from the factors of a nearby S (as the next M-step starts), the same
+    # optimum as from the cold start
+    S_next = S + 1e-3 * np.diag(np.diag(S))
+    warm = factor_precision(S_next, q, start=(F, psi))[0]
+    assert_allclose(warm, factor_precision(S_next, q)[0], rtol=1e-4, atol=1e-6)
+
+
+def test_the_factor_m_step_reaches_a_near_heywood_optimum():
+    # the first variable is nearly the factor itself: its uniqueness is
+    # close to zero at the maximum, where EM for the factor model crawls
+    # (scikit-learn's takes about 12,000 iterations to reach it)
+    rng = np.random.default_rng(5)
+    factor = rng.normal(size=500)
+    X = np.c_[factor, factor[:, None] * [0.8, 0.6, 0.4]
+              + 0.5 * rng.normal(size=(500, 3))]
+    S = np.cov(X.T, bias=True)
+    precision, (F, psi) = factor_precision(S, 1)
+    reference = FactorAnalysis(1, tol=1e-12, max_iter=100_000,
+                               svd_method="lapack").fit(X)
+    assert psi[0] < 0.01 * S[0, 0]
+    assert_allclose(psi, reference.noise_variance_, rtol=1e-3)
+    assert _factor_log_likelihood(F @ F.T + np.diag(psi), S) >= (
+        _factor_log_likelihood(reference.get_covariance(), S) - 1e-9)
+
+
+def test_a_low_rank_prior_is_extrapolated_as_a_factor_model():
+    # the EM acceleration's coordinates of a low-rank prior are its factors:
+    # they round-trip, and any point along them decodes to a prior whose
+    # covariance is again F F^T + Psi
+    rng = np.random.default_rng(7)
+    d, q = 6, 2
+    loadings = rng.normal(size=(d, q))
+    moments = loadings @ loadings.T + np.diag(rng.uniform(0.1, 0.3, size=d))
+    structure = Structure("lowrank", rank=q)
+    start = Prior(theta0=rng.normal(size=d), shape=np.eye(d), gamma=1.0)
+    no_ridge = np.zeros(d)
+    prior = prior_from_moments(start, moments, np.diag(moments), 50, 1.0, 1.0,
+                               structure=structure, learn_gamma=True,
+                               ridge=no_ridge)
+    coords = _PriorCoordinates(prior, structure=structure, learn_theta0=True,
+                               learn_gamma=True, squared=False, ridge=no_ridge)
+    z = coords.encode(prior)
+    assert z.shape == (d + d + d * q,)
+    assert_allclose(coords.decode(z).precision, prior.precision, rtol=1e-10)
+    moved = coords.decode(z + 0.1 * rng.normal(size=z.shape))
+    F, psi = moved.factors
+    assert_allclose(np.linalg.inv(moved.precision), F @ F.T + np.diag(psi),
+                    rtol=1e-8, atol=1e-10)
+
+
+def test_the_default_prior_converges_on_the_classic_tasks():
+    # the classic example's tasks choose a factor prior; its empirical Bayes
+    # crept to max_iter while each M-step made a few EM iterations of the
+    # factor model instead of maximizing it
+    X, y, tasks = make_meta_classification(
+        n_tasks=200, n_samples_per_task=20, n_features=20, n_informative=2,
+        n_redundant=10, random_state=42)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        meta = MetaClassifier().fit(X, y, tasks=tasks)
+    assert meta.prior_kind_.startswith("lowrank")
+    assert meta.n_iter_ < 150
 
 
 def test_explicit_structures_and_random_effects():

@@ -7,7 +7,7 @@ overall *strength*, so that a fixed ``gamma`` keeps its meaning whatever shape
 is learned.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import linalg
@@ -30,6 +30,10 @@ class Prior:
     #: tasks' parameters under penalty and transfer term together, and the
     #: transfer term pulls toward ``center``
     ridge: np.ndarray = None
+    #: the factor model ``(F, psi)`` of a low-rank prior's covariance, in
+    #: the M-step's units (see ``_structures.factor_precision``): what the
+    #: EM acceleration extrapolates for such a prior
+    factors: tuple = field(default=None, compare=False, repr=False)
 
     @classmethod
     def initial(cls, theta0, structure, gamma):

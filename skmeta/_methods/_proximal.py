@@ -273,6 +273,19 @@ def prior_from_moments(prior, moments, diag, n_tasks, dispersion, mean_scale, *,
     second moments about ``prior.theta0`` (``moments``, or its diagonal
     ``diag`` alone), the noise variance and the tasks' mean scale."""
     natural = structure.natural_precision(moments, diag, n_tasks)
+    return prior_from_natural(
+        prior, natural, dispersion, mean_scale, structure=structure,
+        learn_gamma=learn_gamma, ridge=ridge,
+        factors=structure.warm.get("factors")
+        if structure.kind == "lowrank" else None)
+
+
+def prior_from_natural(prior, natural, dispersion, mean_scale, *, structure,
+                       learn_gamma, ridge, factors=None):
+    """The prior whose tasks' covariance has the precision ``natural`` (in
+    the model's natural units; see :func:`empirical_bayes_update`), with
+    the noise variance ``dispersion``; ``factors`` the factor model of a
+    low-rank one."""
     M = dispersion / mean_scale * natural
     precision = _transfer_beyond_ridge(M, ridge) if np.any(ridge > 0) else M
     strength, shape = split_strength(precision)
@@ -281,7 +294,7 @@ def prior_from_moments(prior, moments, diag, n_tasks, dispersion, mean_scale, *,
             and not np.any(ridge > 0)):
         shape = prior.shape
     return Prior(theta0=prior.theta0, shape=shape, gamma=gamma,
-                 dispersion=dispersion, ridge=prior.ridge)
+                 dispersion=dispersion, ridge=prior.ridge, factors=factors)
 
 
 def _transfer_beyond_ridge(M, ridge):
@@ -306,10 +319,14 @@ class _PriorCoordinates:
     (squared losses) and the precision ``gamma * Lambda`` as log-diagonal,
     log-strength, or log-diagonal plus off-diagonal of its Cholesky factor, so
     that any extrapolated vector decodes to a positive definite precision.
+    A low-rank prior is held as its factor model instead, ``log psi`` and
+    ``F``: extrapolated along its own coordinates it stays a low-rank prior
+    (extrapolated as a matrix it would not, and the next M-step's
+    projection back would read as a residual that rejects the step).
     """
 
     def __init__(self, prior, *, structure, learn_theta0, learn_gamma, squared,
-                 ridge):
+                 ridge, mean_scale=1.0):
         self.structure = structure
         # the diagonal precision's shape is learned (else only its strength)
         self.shape_learned = (structure.kind != "isotropic"
@@ -318,15 +335,24 @@ class _PriorCoordinates:
         self.learn_theta0 = learn_theta0
         self.learn_gamma = learn_gamma
         self.squared = squared
+        self.ridge = ridge
+        self.mean_scale = mean_scale
         self.d = prior.theta0.shape[0]
         self.template = prior
+
+    @property
+    def factored(self):
+        return self.structure.kind == "lowrank"
 
     def encode(self, prior):
         parts = [prior.theta0] if self.learn_theta0 else []
         if self.squared:
             parts.append([np.log(max(prior.dispersion, np.finfo(float).tiny))])
         precision = prior.precision
-        if self.structure.full_precision:
+        if self.factored:
+            F, psi = prior.factors
+            parts += [np.log(psi), F]
+        elif self.structure.full_precision:
             L = linalg.cholesky(precision, lower=True, check_finite=False)
             parts += [np.log(np.diag(L)), L[np.tril_indices(self.d, -1)]]
         elif self.shape_learned:
@@ -345,6 +371,15 @@ class _PriorCoordinates:
         dispersion = self.template.dispersion
         if self.squared:
             dispersion, at = float(np.exp(x[at])), at + 1
+        if self.factored:
+            r, q = self.template.factors[0].shape
+            factors = (x[at + r:].reshape(r, q), np.exp(x[at:at + r]))
+            return prior_from_natural(
+                replace(self.template, theta0=np.array(theta0)),
+                self.structure.natural_from_factors(factors, d), dispersion,
+                self.mean_scale, structure=self.structure,
+                learn_gamma=self.learn_gamma, ridge=self.ridge,
+                factors=factors)
         if self.structure.full_precision:
             L = np.zeros((d, d))
             L[np.diag_indices(d)] = np.exp(x[at:at + d])
@@ -370,6 +405,7 @@ class _Iteration:
                                  structure=structure, learn_gamma=learn_gamma,
                                  count_penalty=count_penalty)
         self.task_scale = task_scales(batch, problem)
+        self.mean_scale = float(self.task_scale.mean())
         self.total_weight = max(float(batch.sw.sum()), np.finfo(float).tiny)
         # tasks with fewer samples than parameters fit exactly, and the noise
         # variance estimate would go to zero: keep it above round-off of y
@@ -596,10 +632,6 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
     moving even where the evidence keeps pushing a precision toward infinity
     along directions in which the tasks do not vary.
     """
-    coords = _PriorCoordinates(prior, structure=step.structure,
-                               learn_theta0=step.learn_theta0,
-                               learn_gamma=step.learn_gamma, squared=step.squared,
-                               ridge=step.ridge)
     state = {"n_iter": 0, "theta": theta, "prior": prior, "done": False}
 
     def em_map(current):
@@ -618,8 +650,20 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
                          and not _changed(proposal.theta0, current.theta0, tol))
         return proposal
 
-    squarem(em_map, prior, coords,
-            lambda: state["done"] or state["n_iter"] >= max_iter)
+    def finished():
+        return state["done"] or state["n_iter"] >= max_iter
+
+    if step.structure.kind == "lowrank" and prior.factors is None:
+        # a low-rank prior is extrapolated as its factor model, which the
+        # starting prior does not have yet: one EM step makes it
+        prior = em_map(prior)
+    coords = _PriorCoordinates(prior, structure=step.structure,
+                               learn_theta0=step.learn_theta0,
+                               learn_gamma=step.learn_gamma, squared=step.squared,
+                               ridge=step.ridge,
+                               mean_scale=step.mean_scale)
+    if not finished():
+        squarem(em_map, prior, coords, finished)
     return ProximalFit(state["prior"], state["theta"], state["n_iter"],
                        state["done"], state.get("objective", np.nan),
                        solutions=state.get("solutions"))

@@ -26,16 +26,15 @@ to zero variance: the maximum of the evidence is on the boundary).
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import linalg
+from scipy import linalg, optimize
 
 SHARED_PRECISION_RATIO = 1e6
 _HYPERPRIOR_TASKS = 1.0
-_FACTOR_ITERATIONS = 200
-# from the factors of the previous M-step, a few EM iterations per M-step: the
-# outer iterations carry the factor model along (a generalized EM step, which
-# still increases the evidence) instead of refitting it to 1e-10 every time
-_FACTOR_WARM_ITERATIONS = 10
-_FACTOR_TOL = 1e-10
+# the factor model's M-step is solved to its optimum (see factor_precision);
+# from the previous M-step's uniquenesses it takes a few iterations
+_FACTOR_MAX_ITER = 500
+_FACTOR_FTOL = 1e-12
+_FACTOR_GTOL = 1e-6
 
 KINDS = ("isotropic", "diagonal", "full", "lowrank")
 
@@ -51,8 +50,8 @@ class Structure:
     kind: str
     rank: int = 0
     shared: np.ndarray = None
-    #: the last factor model fitted (lowrank): the next M-step starts there,
-    #: a few EM iterations from its optimum instead of a few hundred
+    #: the last factor model fitted (lowrank): the next M-step starts from
+    #: its uniquenesses, a few iterations from its optimum
     warm: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -115,15 +114,29 @@ class Structure:
             else:
                 inverse, self.warm["factors"] = factor_precision(
                     sub, self.rank, self.warm.get("factors"))
-            natural = np.zeros((d, d))
-            natural[np.ix_(random, random)] = (inverse + inverse.T) / 2.0
-            if self.shared is not None:
-                top = float(np.max(np.diag(inverse)))
-                natural[self.shared, self.shared] = SHARED_PRECISION_RATIO * top
-            return natural
+            return self._embedded(inverse, random)
         if self.shared is not None:
             top = float(natural[random].max())
             natural = np.where(self.shared, SHARED_PRECISION_RATIO * top, natural)
+        return natural
+
+    def natural_from_factors(self, factors, d):
+        """The ``(d, d)`` natural precision of a low-rank prior whose random
+        effects' covariance is the factor model ``factors = (F, psi)``."""
+        random = (np.ones(d, dtype=bool) if self.shared is None
+                  else ~np.asarray(self.shared))
+        return self._embedded(_woodbury_inverse(*factors), random)
+
+    def _embedded(self, inverse, random):
+        """The random effects' precision ``inverse`` within ``d x d``, the
+        shared coefficients' held at ``SHARED_PRECISION_RATIO`` times its
+        largest diagonal."""
+        d = random.shape[0]
+        natural = np.zeros((d, d))
+        natural[np.ix_(random, random)] = (inverse + inverse.T) / 2.0
+        if self.shared is not None:
+            top = float(np.max(np.diag(inverse)))
+            natural[self.shared, self.shared] = SHARED_PRECISION_RATIO * top
         return natural
 
 
@@ -131,43 +144,78 @@ def factor_precision(S, rank, start=None):
     """``(F F^T + Psi)^{-1}`` for the factor model of rank ``rank`` fitted to
     ``S``, and the factors ``(F, psi)``.
 
-    Maximum likelihood of the factor model for a sample covariance ``S``
-    (Rubin & Thayer's EM on the covariance, started from ``start`` -- the
-    factors of a nearby ``S`` -- or from the probabilistic PCA solution of
-    Tipping & Bishop), ``Psi`` kept above ``1e-8`` of the mean variance. The
-    inverse by the Woodbury identity.
+    Maximum likelihood of the factor model for a positive definite
+    covariance ``S`` (the hyperprior's shrinkage makes the M-step's so),
+    solved to its optimum at every M-step. For a given ``Psi`` the best
+    ``F`` is in closed form (Joreskog, 1967): with ``e_i, w_i`` the
+    eigenpairs of ``Psi^{-1/2} S Psi^{-1/2}``, ``F = Psi^{1/2} [w_i
+    sqrt(max(e_i - 1, 0))]`` over the ``rank`` largest, and what is left of
+    the negative log-likelihood is ``sum_{i > rank} (e_i - log e_i)`` up to
+    a constant. That profile is minimized over ``log psi`` by L-BFGS-B (as
+    R's ``factanal`` does), ``psi_j`` between ``1e-8`` of the mean variance
+    and ``S_jj``, from ``start`` -- the factors of a nearby ``S`` -- or from
+    the probabilistic PCA noise level of Tipping & Bishop.
+
+    Rubin & Thayer's EM for the same model converges slowly wherever a
+    uniqueness is small: a few of its iterations per M-step left the outer
+    empirical Bayes creeping to ``max_iter``, or stopping where its steps
+    had become small rather than at its fixed point.
+    The inverse by the Woodbury identity.
     """
     d = S.shape[0]
     q = min(rank, d - 1)
-    floor = 1e-8 * float(np.mean(np.diag(S)))
-    n_iter = _FACTOR_ITERATIONS
+    variances = np.diag(S)
+    floor = 1e-8 * float(np.mean(variances))
     if start is not None and start[0].shape == (d, q):
-        F, psi = start[0], np.maximum(start[1], floor)
-        n_iter = _FACTOR_WARM_ITERATIONS
+        psi = start[1]
     else:
-        w, V = linalg.eigh(S, check_finite=False)
-        w, V = w[::-1], V[:, ::-1]
-        noise = max(float(w[q:].mean()), 1e-8 * float(w.mean()),
-                    np.finfo(float).tiny)
-        F = V[:, :q] * np.sqrt(np.maximum(w[:q] - noise, 0.0))
-        psi = np.full(d, noise)
-    for _ in range(n_iter):
-        # E-step: beta = F^T (F F^T + Psi)^{-1}, by the q x q Woodbury form
-        scaled = F / psi[:, None]
-        inner = np.eye(q) + F.T @ scaled
-        # (q x q systems: numpy's solve, without scipy's checks, which cost
-        # more than the solve itself at this size)
-        beta = np.linalg.solve(inner, scaled.T)
-        SB = S @ beta.T
-        second = np.eye(q) - beta @ F + beta @ SB
-        F_new = np.linalg.solve(second, SB.T).T
-        psi_new = np.maximum(np.diag(S) - np.sum(F_new * SB, axis=1), floor)
-        change = max(np.abs(F_new - F).max(), np.abs(psi_new - psi).max())
-        F, psi = F_new, psi_new
-        if change <= _FACTOR_TOL * max(1.0, float(np.max(np.diag(S)))):
-            break
+        tail = np.linalg.eigvalsh(S)[:d - q]
+        psi = np.full(d, float(tail.mean()))
+    upper = np.log(np.maximum(variances, floor))
+    lower = np.full(d, np.log(floor))
+    result = optimize.minimize(
+        _profile, np.clip(np.log(np.maximum(psi, floor)), lower, upper),
+        args=(S, q), jac=True, method="L-BFGS-B",
+        bounds=np.c_[lower, upper],
+        options=dict(maxiter=_FACTOR_MAX_ITER, ftol=_FACTOR_FTOL,
+                     gtol=_FACTOR_GTOL))
+    psi = np.exp(result.x)
+    F = _best_factors(S, psi, q)[0]
+    return _woodbury_inverse(F, psi), (F, psi)
+
+
+def _woodbury_inverse(F, psi):
+    """``(F F^T + diag(psi))^{-1}`` by the Woodbury identity."""
     scaled = F / psi[:, None]
-    inner = np.eye(q) + F.T @ scaled
+    inner = np.eye(F.shape[1]) + F.T @ scaled
     correction = scaled @ linalg.solve(inner, scaled.T, assume_a="pos",
                                        check_finite=False)
-    return np.diag(1.0 / psi) - correction, (F, psi)
+    return np.diag(1.0 / psi) - correction
+
+
+def _best_factors(S, psi, q):
+    """The factors ``F`` that maximize the likelihood for uniquenesses
+    ``psi``, and the eigenvalues of ``Psi^{-1/2} S Psi^{-1/2}`` (largest
+    first)."""
+    root = np.sqrt(psi)
+    e, V = np.linalg.eigh(S / root[:, None] / root[None, :])
+    e, V = e[::-1], V[:, ::-1]
+    F = root[:, None] * V[:, :q] * np.sqrt(np.maximum(e[:q] - 1.0, 0.0))
+    # an eigenvector's sign is arbitrary: fix it (largest entry positive),
+    # so that the factors of nearby covariances are nearby
+    rows = np.argmax(np.abs(F), axis=0)
+    F *= np.where(F[rows, np.arange(q)] < 0, -1.0, 1.0)
+    return F, e
+
+
+def _profile(log_psi, S, q):
+    """The factor model's negative log-likelihood (up to a constant) at its
+    best factors for ``Psi = exp(log_psi)``, and its gradient in ``log_psi``:
+    ``(Sigma - S)_jj / psi_j``, where ``Sigma = F F^T + Psi`` (the terms in
+    ``F`` vanish there, ``F`` being optimal)."""
+    psi = np.exp(log_psi)
+    F, e = _best_factors(S, psi, q)
+    rest = e[q:]
+    value = float(np.sum(rest - np.log(rest)))
+    gradient = (np.einsum("ij,ij->i", F, F) + psi - np.diag(S)) / psi
+    return value, gradient
