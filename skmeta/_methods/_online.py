@@ -78,6 +78,11 @@ class _OnlineIteration(_Iteration):
                          learn_gamma=online.learn_gamma,
                          count_penalty=online.count_penalty)
         self.past = online.statistics
+        # the M-step's mean scale is that of every task seen (see propose),
+        # and the EM acceleration's coordinates must decode with the same
+        past = self.past
+        self.mean_scale = ((past.sum_scale + float(self.task_scale.sum()))
+                           / (past.n_tasks + self.n_tasks))
 
     def propose(self, prior, solutions):
         past = self.past.swapped(prior)

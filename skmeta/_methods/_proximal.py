@@ -653,9 +653,11 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
     def finished():
         return state["done"] or state["n_iter"] >= max_iter
 
-    if step.structure.kind == "lowrank" and prior.factors is None:
-        # a low-rank prior is extrapolated as its factor model, which the
-        # starting prior does not have yet: one EM step makes it
+    if step.structure.kind == "lowrank":
+        # a low-rank prior is extrapolated as its factor model, in the units
+        # of this fit's M-step: the starting prior has none, or those of
+        # another fit (a subset of the tasks or of their rows, whose mean
+        # scale differs with averaged losses); one EM step makes them
         prior = em_map(prior)
     coords = _PriorCoordinates(prior, structure=step.structure,
                                learn_theta0=step.learn_theta0,

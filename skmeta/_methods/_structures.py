@@ -35,6 +35,8 @@ _HYPERPRIOR_TASKS = 1.0
 _FACTOR_MAX_ITER = 500
 _FACTOR_FTOL = 1e-12
 _FACTOR_GTOL = 1e-6
+# the smallest uniqueness, relative to its coefficient's variance
+_FACTOR_FLOOR = 1e-8
 
 KINDS = ("isotropic", "diagonal", "full", "lowrank")
 
@@ -146,15 +148,17 @@ def factor_precision(S, rank, start=None):
 
     Maximum likelihood of the factor model for a positive definite
     covariance ``S`` (the hyperprior's shrinkage makes the M-step's so),
-    solved to its optimum at every M-step. For a given ``Psi`` the best
+    maximized at every M-step. For a given ``Psi`` the best
     ``F`` is in closed form (Joreskog, 1967): with ``e_i, w_i`` the
     eigenpairs of ``Psi^{-1/2} S Psi^{-1/2}``, ``F = Psi^{1/2} [w_i
     sqrt(max(e_i - 1, 0))]`` over the ``rank`` largest, and what is left of
-    the negative log-likelihood is ``sum_{i > rank} (e_i - log e_i)`` up to
-    a constant. That profile is minimized over ``log psi`` by L-BFGS-B (as
-    R's ``factanal`` does), ``psi_j`` between ``1e-8`` of the mean variance
-    and ``S_jj``, from ``start`` -- the factors of a nearby ``S`` -- or from
-    the probabilistic PCA noise level of Tipping & Bishop.
+    the negative log-likelihood is a function of the ``e_i`` (see
+    :func:`_profile`). That profile is minimized over ``log psi`` by L-BFGS-B (as
+    R's ``factanal`` does), ``psi_j`` between ``1e-8 S_jj`` and ``S_jj``,
+    from ``start`` -- the factors of a nearby ``S``, which an EM iteration
+    follows -- or else from Joreskog's ``psi_j = (1 - q / 2d) /
+    (S^{-1})_jj`` and from the probabilistic PCA noise level (Tipping &
+    Bishop), keeping the better: the likelihood has local optima.
 
     Rubin & Thayer's EM for the same model converges slowly wherever a
     uniqueness is small: a few of its iterations per M-step left the outer
@@ -165,22 +169,34 @@ def factor_precision(S, rank, start=None):
     d = S.shape[0]
     q = min(rank, d - 1)
     variances = np.diag(S)
-    floor = 1e-8 * float(np.mean(variances))
-    if start is not None and start[0].shape == (d, q):
-        psi = start[1]
+    warm = start is not None and start[0].shape == (d, q)
+    if warm:
+        starts = [start[1]]
     else:
+        # the likelihood has local optima: from Joreskog's start (that of R's
+        # factanal, scale-equivariant) and from the probabilistic PCA noise
+        # level of Tipping & Bishop, the better one
+        inverse_diagonal = np.diag(linalg.inv(S, check_finite=False))
         tail = np.linalg.eigvalsh(S)[:d - q]
-        psi = np.full(d, float(tail.mean()))
-    upper = np.log(np.maximum(variances, floor))
-    lower = np.full(d, np.log(floor))
-    result = optimize.minimize(
-        _profile, np.clip(np.log(np.maximum(psi, floor)), lower, upper),
-        args=(S, q), jac=True, method="L-BFGS-B",
-        bounds=np.c_[lower, upper],
-        options=dict(maxiter=_FACTOR_MAX_ITER, ftol=_FACTOR_FTOL,
-                     gtol=_FACTOR_GTOL))
+        starts = [(1.0 - 0.5 * q / d) / inverse_diagonal,
+                  np.full(d, float(tail.mean()))]
+    lower = np.log(_FACTOR_FLOOR * variances)
+    upper = np.log(variances)
+    result = min(
+        (optimize.minimize(
+            _profile, np.clip(np.log(psi), lower, upper), args=(S, q),
+            jac=True, method="L-BFGS-B", bounds=np.c_[lower, upper],
+            options=dict(maxiter=_FACTOR_MAX_ITER, ftol=_FACTOR_FTOL,
+                         gtol=_FACTOR_GTOL))
+         for psi in starts), key=lambda result: result.fun)
     psi = np.exp(result.x)
     F = _best_factors(S, psi, q)[0]
+    # an eigenvector's sign is arbitrary: keep each factor's of the last
+    # M-step (the EM acceleration extrapolates F), else the largest entry
+    # positive
+    signs = (np.sum(start[0] * F, axis=0) if warm
+             else F[np.argmax(np.abs(F), axis=0), np.arange(q)])
+    F = F * np.where(signs < 0, -1.0, 1.0)
     return _woodbury_inverse(F, psi), (F, psi)
 
 
@@ -201,21 +217,24 @@ def _best_factors(S, psi, q):
     e, V = np.linalg.eigh(S / root[:, None] / root[None, :])
     e, V = e[::-1], V[:, ::-1]
     F = root[:, None] * V[:, :q] * np.sqrt(np.maximum(e[:q] - 1.0, 0.0))
-    # an eigenvector's sign is arbitrary: fix it (largest entry positive),
-    # so that the factors of nearby covariances are nearby
-    rows = np.argmax(np.abs(F), axis=0)
-    F *= np.where(F[rows, np.arange(q)] < 0, -1.0, 1.0)
     return F, e
 
 
 def _profile(log_psi, S, q):
     """The factor model's negative log-likelihood (up to a constant) at its
-    best factors for ``Psi = exp(log_psi)``, and its gradient in ``log_psi``:
-    ``(Sigma - S)_jj / psi_j``, where ``Sigma = F F^T + Psi`` (the terms in
-    ``F`` vanish there, ``F`` being optimal)."""
+    best factors for ``Psi = exp(log_psi)``, and its gradient in ``log_psi``.
+
+    With ``e_i`` the eigenvalues of ``Psi^{-1/2} S Psi^{-1/2}``, it is
+    ``sum_i (e_i - log e_i)`` over the eigenvalues the factors leave (all
+    but the ``q`` largest, and those of them below 1, which get no factor)
+    plus 1 for each one they take. (Summed from all eigenvalues less the
+    leading ones, it would cancel where a uniqueness is near zero and its
+    eigenvalue huge.) The gradient is ``(Sigma - S)_jj / psi_j``, ``Sigma =
+    F F^T + Psi``: the terms in ``F`` vanish, ``F`` being optimal.
+    """
     psi = np.exp(log_psi)
     F, e = _best_factors(S, psi, q)
-    rest = e[q:]
-    value = float(np.sum(rest - np.log(rest)))
+    left = np.r_[np.minimum(e[:q], 1.0), e[q:]]
+    value = float(np.sum(left - np.log(left)))
     gradient = (np.einsum("ij,ij->i", F, F) + psi - np.diag(S)) / psi
     return value, gradient
