@@ -10,6 +10,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 from sklearn.decomposition import FactorAnalysis
 from sklearn.exceptions import ConvergenceWarning
@@ -191,6 +193,34 @@ def test_partial_fit_extrapolates_low_rank_priors_in_the_m_steps_units(
     checked.clear()
     meta.partial_fit(X_new, y_new, tasks=tasks_new + 100)
     assert checked
+
+
+@settings(max_examples=60, deadline=None)
+@given(d=st.integers(2, 12), rank=st.integers(1, 3),
+       log_scale_span=st.floats(0.0, 4.0), seed=st.integers(0, 2**31 - 1))
+def test_the_factor_m_step_never_loses_likelihood(d, rank, log_scale_span,
+                                                  seed):
+    # any positive definite S, of any scales: a finite, positive definite
+    # precision within the bounds, at least as likely as the factor model
+    # at either start (its uniquenesses with their best factors)
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(d, rng.integers(1, 2 * d + 1)))
+    scales = 10.0 ** rng.uniform(-log_scale_span, log_scale_span, size=d)
+    S = (A @ A.T / A.shape[1] + 0.05 * np.eye(d)) * np.outer(scales, scales)
+    precision, (F, psi) = factor_precision(S, rank)
+    q = min(rank, d - 1)
+    assert F.shape == (d, q) and np.all(np.isfinite(precision))
+    assert np.all(np.linalg.eigvalsh((precision + precision.T) / 2) > 0)
+    assert np.all(psi >= 1e-8 * np.diag(S) * (1 - 1e-12))
+    assert np.all(psi <= np.diag(S) * (1 + 1e-12))
+    fitted = _factor_log_likelihood(F @ F.T + np.diag(psi), S)
+    starts = [(1 - 0.5 * q / d) / np.diag(np.linalg.inv(S)),
+              np.full(d, np.linalg.eigvalsh(S)[:d - q].mean())]
+    for start in starts:
+        start = np.clip(start, 1e-8 * np.diag(S), np.diag(S))
+        F0 = _best_factors(S, start, q)[0]
+        assert fitted >= _factor_log_likelihood(F0 @ F0.T + np.diag(start),
+                                                S) - 1e-9 * abs(fitted)
 
 
 def test_a_low_rank_prior_is_extrapolated_as_a_factor_model():
