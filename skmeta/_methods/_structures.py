@@ -147,24 +147,23 @@ def factor_precision(S, rank, start=None):
     ``S``, and the factors ``(F, psi)``.
 
     Maximum likelihood of the factor model for a positive definite
-    covariance ``S`` (the hyperprior's shrinkage makes the M-step's so),
-    maximized at every M-step. For a given ``Psi`` the best
-    ``F`` is in closed form (Joreskog, 1967): with ``e_i, w_i`` the
-    eigenpairs of ``Psi^{-1/2} S Psi^{-1/2}``, ``F = Psi^{1/2} [w_i
-    sqrt(max(e_i - 1, 0))]`` over the ``rank`` largest, and what is left of
-    the negative log-likelihood is a function of the ``e_i`` (see
-    :func:`_profile`). That profile is minimized over ``log psi`` by L-BFGS-B (as
-    R's ``factanal`` does), ``psi_j`` between ``1e-8 S_jj`` and ``S_jj``,
-    from ``start`` -- the factors of a nearby ``S``, which an EM iteration
-    follows -- or else from Joreskog's ``psi_j = (1 - q / 2d) /
-    (S^{-1})_jj`` and from the probabilistic PCA noise level (Tipping &
-    Bishop), keeping the better: the likelihood has local optima.
+    covariance ``S`` (the hyperprior's shrinkage makes the M-step's so). For
+    given uniquenesses the best ``F`` is in closed form (Joreskog, 1967):
+    with ``e_i, w_i`` the eigenpairs of ``Psi^{-1/2} S Psi^{-1/2}``, ``F =
+    Psi^{1/2} [w_i sqrt(max(e_i - 1, 0))]`` over the ``rank`` largest, and
+    what is left of the negative log-likelihood is a function of the
+    ``e_i`` (:func:`_profile`). That profile is minimized over ``log psi``
+    by L-BFGS-B (as R's ``factanal`` does), each ``psi_j`` between ``1e-8
+    S_jj`` and ``S_jj``: from ``start``, the factors of a nearby ``S`` (the
+    last M-step's, which the EM iterations follow), or else from Joreskog's
+    ``psi_j = (1 - q / 2d) / (S^{-1})_jj`` and from the probabilistic PCA
+    noise level (Tipping & Bishop), keeping the better, as the likelihood
+    has local optima. The inverse by the Woodbury identity.
 
-    Rubin & Thayer's EM for the same model converges slowly wherever a
-    uniqueness is small: a few of its iterations per M-step left the outer
-    empirical Bayes creeping to ``max_iter``, or stopping where its steps
-    had become small rather than at its fixed point.
-    The inverse by the Woodbury identity.
+    Maximized, rather than improved by a few of Rubin & Thayer's EM
+    iterations: that EM converges slowly wherever a uniqueness is small,
+    and the outer empirical Bayes then crept to ``max_iter``, or stopped
+    where its steps had become small rather than at its fixed point.
     """
     d = S.shape[0]
     q = min(rank, d - 1)
@@ -173,9 +172,8 @@ def factor_precision(S, rank, start=None):
     if warm:
         starts = [start[1]]
     else:
-        # the likelihood has local optima: from Joreskog's start (that of R's
-        # factanal, scale-equivariant) and from the probabilistic PCA noise
-        # level of Tipping & Bishop, the better one
+        # Joreskog's start is scale-equivariant: coefficients of different
+        # magnitudes start alike
         inverse_diagonal = np.diag(linalg.inv(S, check_finite=False))
         tail = np.linalg.eigvalsh(S)[:d - q]
         starts = [(1.0 - 0.5 * q / d) / inverse_diagonal,
