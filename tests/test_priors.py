@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose
+from scipy.optimize import minimize
 from sklearn.decomposition import FactorAnalysis
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import (
@@ -39,6 +40,7 @@ from skmeta._methods._structures import (
     Structure,
     _best_factors,
     _profile,
+    _scoring_polish,
     factor_precision,
 )
 from skmeta.datasets import make_meta_classification
@@ -119,6 +121,14 @@ def test_the_factor_m_step_is_the_maximum_likelihood_factor_model(d, q, n_rows):
     S_next = S + 1e-3 * np.diag(np.diag(S))
     warm = factor_precision(S_next, q, start=(F, psi))[0]
     assert_allclose(warm, factor_precision(S_next, q)[0], rtol=1e-4, atol=1e-6)
+    # from there a few scoring steps suffice, to the optimum L-BFGS-B finds
+    bounds = np.log(np.c_[1e-8 * np.diag(S_next), np.diag(S_next)])
+    polished = _scoring_polish(S_next, q, np.log(psi), *bounds.T)
+    assert polished is not None
+    tight = minimize(_profile, np.log(psi), args=(S_next, q), jac=True,
+                     method="L-BFGS-B", bounds=bounds,
+                     options=dict(ftol=1e-15, gtol=1e-10, maxiter=5000))
+    assert _profile(polished, S_next, q)[0] <= tight.fun + 1e-10
 
 
 def test_the_factor_m_step_reaches_a_near_heywood_optimum():
@@ -210,7 +220,10 @@ def test_the_factor_m_step_never_loses_likelihood(d, rank, log_scale_span,
     precision, (F, psi) = factor_precision(S, rank)
     q = min(rank, d - 1)
     assert F.shape == (d, q) and np.all(np.isfinite(precision))
-    assert np.all(np.linalg.eigvalsh((precision + precision.T) / 2) > 0)
+    # (on the coefficients' own scales: their variances span up to 16 decades)
+    root = np.sqrt(np.diag(S))
+    scaled = precision * np.outer(root, root)
+    assert np.all(np.linalg.eigvalsh((scaled + scaled.T) / 2) > 0)
     assert np.all(psi >= 1e-8 * np.diag(S) * (1 - 1e-12))
     assert np.all(psi <= np.diag(S) * (1 + 1e-12))
     fitted = _factor_log_likelihood(F @ F.T + np.diag(psi), S)

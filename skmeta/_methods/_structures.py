@@ -35,6 +35,8 @@ _HYPERPRIOR_TASKS = 1.0
 _FACTOR_MAX_ITER = 500
 _FACTOR_FTOL = 1e-12
 _FACTOR_GTOL = 1e-6
+# scoring steps tried from the last M-step's optimum before L-BFGS-B
+_FACTOR_SCORING_STEPS = 10
 # the smallest uniqueness, relative to its coefficient's variance
 _FACTOR_FLOOR = 1e-8
 
@@ -180,14 +182,19 @@ def factor_precision(S, rank, start=None):
                   np.full(d, float(tail.mean()))]
     lower = np.log(_FACTOR_FLOOR * variances)
     upper = np.log(variances)
-    result = min(
-        (optimize.minimize(
-            _profile, np.clip(np.log(psi), lower, upper), args=(S, q),
-            jac=True, method="L-BFGS-B", bounds=np.c_[lower, upper],
-            options=dict(maxiter=_FACTOR_MAX_ITER, ftol=_FACTOR_FTOL,
-                         gtol=_FACTOR_GTOL))
-         for psi in starts), key=lambda result: result.fun)
-    psi = np.exp(result.x)
+    x = None
+    if warm:
+        x = _scoring_polish(S, q, np.clip(np.log(starts[0]), lower, upper),
+                            lower, upper)
+    if x is None:
+        x = min(
+            (optimize.minimize(
+                _profile, np.clip(np.log(psi), lower, upper), args=(S, q),
+                jac=True, method="L-BFGS-B", bounds=np.c_[lower, upper],
+                options=dict(maxiter=_FACTOR_MAX_ITER, ftol=_FACTOR_FTOL,
+                             gtol=_FACTOR_GTOL))
+             for psi in starts), key=lambda result: result.fun).x
+    psi = np.exp(x)
     F = _best_factors(S, psi, q)[0]
     # an eigenvector's sign is arbitrary: keep each factor's of the last
     # M-step (the EM acceleration extrapolates F), else the largest entry
@@ -196,6 +203,40 @@ def factor_precision(S, rank, start=None):
              else F[np.argmax(np.abs(F), axis=0), np.arange(q)])
     F = F * np.where(signs < 0, -1.0, 1.0)
     return _woodbury_inverse(F, psi), (F, psi)
+
+
+def _scoring_polish(S, q, x, lower, upper):
+    """A few Fisher-scoring steps on :func:`_profile` from ``x``, the last
+    M-step's optimum, or None if they do not converge.
+
+    The expected Hessian in ``log psi`` is ``(W W^T)^2`` elementwise, ``W``
+    the eigenvectors of the ``d - q`` smallest eigenvalues of ``Psi^{-1/2}
+    S Psi^{-1/2}`` (Joreskog, 1967); at the optimum it differs from the
+    Hessian only by the model's misfit of ``S``, so from a nearby start each
+    step divides the gradient by about five (measured) at a tenth of the
+    cost of L-BFGS-B's iterations. Coordinates held at a bound by their
+    gradient stay there; a step that increases the profile gives up (the
+    caller then runs L-BFGS-B).
+    """
+    value = None
+    k = S.shape[0] - q
+    for _ in range(_FACTOR_SCORING_STEPS + 1):
+        trial_value, gradient, V = _profile_and_eigenvectors(x, S, q)
+        if value is not None and trial_value > value:
+            return None
+        value = trial_value
+        free = ~(((x <= lower) & (gradient > 0))
+                 | ((x >= upper) & (gradient < 0)))
+        if not np.any(free) or np.max(np.abs(gradient[free])) <= _FACTOR_GTOL:
+            return x
+        W = V[free, :k]
+        hessian = (W @ W.T) ** 2
+        hessian[np.diag_indices_from(hessian)] += 1e-10
+        step = np.zeros_like(x)
+        step[free] = -linalg.solve(hessian, gradient[free], assume_a="pos",
+                                   check_finite=False)
+        x = np.clip(x + step, lower, upper)
+    return None
 
 
 def _woodbury_inverse(F, psi):
@@ -220,19 +261,29 @@ def _best_factors(S, psi, q):
 
 def _profile(log_psi, S, q):
     """The factor model's negative log-likelihood (up to a constant) at its
-    best factors for ``Psi = exp(log_psi)``, and its gradient in ``log_psi``.
+    best factors for ``Psi = exp(log_psi)``, and its gradient in ``log_psi``
+    (see :func:`_profile_and_eigenvectors`)."""
+    return _profile_and_eigenvectors(log_psi, S, q)[:2]
 
-    With ``e_i`` the eigenvalues of ``Psi^{-1/2} S Psi^{-1/2}``, it is
-    ``sum_i (e_i - log e_i)`` over the eigenvalues the factors leave (all
-    but the ``q`` largest, and those of them below 1, which get no factor)
-    plus 1 for each one they take. (Summed from all eigenvalues less the
-    leading ones, it would cancel where a uniqueness is near zero and its
-    eigenvalue huge.) The gradient is ``(Sigma - S)_jj / psi_j``, ``Sigma =
-    F F^T + Psi``: the terms in ``F`` vanish, ``F`` being optimal.
+
+def _profile_and_eigenvectors(log_psi, S, q):
+    """:func:`_profile`, and the eigenvectors of ``Psi^{-1/2} S Psi^{-1/2}``
+    (columns in ascending order of their eigenvalues).
+
+    With ``e_i`` the eigenvalues, the profile is ``sum_i (e_i - log e_i)``
+    over the eigenvalues the factors leave (all but the ``q`` largest, and
+    those of them below 1, which get no factor) plus 1 for each one they
+    take. (Summed from all eigenvalues less the leading ones, it would
+    cancel where a uniqueness is near zero and its eigenvalue huge.) The
+    gradient is ``(Sigma - S)_jj / psi_j``, ``Sigma = F F^T + Psi``: the
+    terms in ``F`` vanish, ``F`` being optimal.
     """
     psi = np.exp(log_psi)
-    F, e = _best_factors(S, psi, q)
-    left = np.r_[np.minimum(e[:q], 1.0), e[q:]]
+    root = np.sqrt(psi)
+    e, V = np.linalg.eigh(S / root[:, None] / root[None, :])
+    k = e.shape[0] - q
+    left = np.r_[e[:k], np.minimum(e[k:], 1.0)]
     value = float(np.sum(left - np.log(left)))
-    gradient = (np.einsum("ij,ij->i", F, F) + psi - np.diag(S)) / psi
-    return value, gradient
+    top = V[:, k:] * np.sqrt(np.maximum(e[k:] - 1.0, 0.0))
+    gradient = np.einsum("ij,ij->i", top, top) + 1.0 - np.diag(S) / psi
+    return value, gradient, V
