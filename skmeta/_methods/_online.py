@@ -78,8 +78,8 @@ class _OnlineIteration(_Iteration):
                          learn_gamma=online.learn_gamma,
                          count_penalty=online.count_penalty)
         self.past = online.statistics
-        # the M-step's mean scale is that of every task seen (see propose),
-        # and the EM acceleration's coordinates must decode with the same
+        # the M-step's mean scale is that of every task seen; the EM
+        # acceleration's coordinates decode with the same
         past = self.past
         self.mean_scale = ((past.sum_scale + float(self.task_scale.sum()))
                            / (past.n_tasks + self.n_tasks))
@@ -106,7 +106,7 @@ class _OnlineIteration(_Iteration):
         dispersion = total.noise_variance() if self.squared else prior.dispersion
         return prior_from_moments(
             prior.with_theta0(theta0), moments, diag, total.n_tasks, dispersion,
-            total.mean_scale, structure=self.structure,
+            self.mean_scale, structure=self.structure,
             learn_gamma=self.learn_gamma, ridge=self.ridge)
 
     def past_objective(self, theta0):

@@ -664,8 +664,7 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
                                learn_gamma=step.learn_gamma, squared=step.squared,
                                ridge=step.ridge,
                                mean_scale=step.mean_scale)
-    if not finished():
-        squarem(em_map, prior, coords, finished)
+    squarem(em_map, prior, coords, finished)
     return ProximalFit(state["prior"], state["theta"], state["n_iter"],
                        state["done"], state.get("objective", np.nan),
                        solutions=state.get("solutions"))

@@ -98,8 +98,7 @@ class Structure:
         ``diag`` is known (wide tasks; then the structure may not be full).
         """
         d = diag.shape[0]
-        random = (np.ones(d, dtype=bool) if self.shared is None
-                  else ~np.asarray(self.shared))
+        random = self._random_effects(d)
         floor = 1e-12 * max(float(diag[random].mean()), np.finfo(float).tiny)
         level = max(float(diag[random].mean()), floor)
         shrink = _HYPERPRIOR_TASKS / (n_tasks + _HYPERPRIOR_TASKS)
@@ -127,9 +126,13 @@ class Structure:
     def natural_from_factors(self, factors, d):
         """The ``(d, d)`` natural precision of a low-rank prior whose random
         effects' covariance is the factor model ``factors = (F, psi)``."""
-        random = (np.ones(d, dtype=bool) if self.shared is None
-                  else ~np.asarray(self.shared))
-        return self._embedded(_woodbury_inverse(*factors), random)
+        return self._embedded(_woodbury_inverse(*factors),
+                              self._random_effects(d))
+
+    def _random_effects(self, d):
+        """The mask of the ``d`` parameters that vary across tasks."""
+        return (np.ones(d, dtype=bool) if self.shared is None
+                else ~np.asarray(self.shared))
 
     def _embedded(self, inverse, random):
         """The random effects' precision ``inverse`` within ``d x d``, the
@@ -195,7 +198,7 @@ def factor_precision(S, rank, start=None):
                              gtol=_FACTOR_GTOL))
              for psi in starts), key=lambda result: result.fun).x
     psi = np.exp(x)
-    F = _best_factors(S, psi, q)[0]
+    F = _profile_and_eigenvectors(x, S, q)[3]
     # an eigenvector's sign is arbitrary: keep each factor's of the last
     # M-step (the EM acceleration extrapolates F), else the largest entry
     # positive
@@ -221,7 +224,7 @@ def _scoring_polish(S, q, x, lower, upper):
     value = None
     k = S.shape[0] - q
     for _ in range(_FACTOR_SCORING_STEPS + 1):
-        trial_value, gradient, V = _profile_and_eigenvectors(x, S, q)
+        trial_value, gradient, V, _ = _profile_and_eigenvectors(x, S, q)
         if value is not None and trial_value > value:
             return None
         value = trial_value
@@ -248,17 +251,6 @@ def _woodbury_inverse(F, psi):
     return np.diag(1.0 / psi) - correction
 
 
-def _best_factors(S, psi, q):
-    """The factors ``F`` that maximize the likelihood for uniquenesses
-    ``psi``, and the eigenvalues of ``Psi^{-1/2} S Psi^{-1/2}`` (largest
-    first)."""
-    root = np.sqrt(psi)
-    e, V = np.linalg.eigh(S / root[:, None] / root[None, :])
-    e, V = e[::-1], V[:, ::-1]
-    F = root[:, None] * V[:, :q] * np.sqrt(np.maximum(e[:q] - 1.0, 0.0))
-    return F, e
-
-
 def _profile(log_psi, S, q):
     """The factor model's negative log-likelihood (up to a constant) at its
     best factors for ``Psi = exp(log_psi)``, and its gradient in ``log_psi``
@@ -267,8 +259,9 @@ def _profile(log_psi, S, q):
 
 
 def _profile_and_eigenvectors(log_psi, S, q):
-    """:func:`_profile`, and the eigenvectors of ``Psi^{-1/2} S Psi^{-1/2}``
-    (columns in ascending order of their eigenvalues).
+    """:func:`_profile`, the eigenvectors of ``Psi^{-1/2} S Psi^{-1/2}``
+    (columns in ascending order of their eigenvalues) and the best factors
+    ``F`` (largest first).
 
     With ``e_i`` the eigenvalues, the profile is ``sum_i (e_i - log e_i)``
     over the eigenvalues the factors leave (all but the ``q`` largest, and
@@ -286,4 +279,6 @@ def _profile_and_eigenvectors(log_psi, S, q):
     value = float(np.sum(left - np.log(left)))
     top = V[:, k:] * np.sqrt(np.maximum(e[k:] - 1.0, 0.0))
     gradient = np.einsum("ij,ij->i", top, top) + 1.0 - np.diag(S) / psi
-    return value, gradient, V
+    F = (root[:, None] * V[:, k:][:, ::-1]
+         * np.sqrt(np.maximum(e[k:][::-1] - 1.0, 0.0)))
+    return value, gradient, V, F
