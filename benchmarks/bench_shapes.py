@@ -6,9 +6,12 @@ one run and on the same tasks: the loop a user writes today (one
 ``LogisticRegression().fit`` per task; a task with a single class is
 skipped, as the user would have to), and ``MetaClassifier()`` with its
 default parameters (and ``n_jobs``). Reported: wall time of each, the ratio,
-and the memory skmeta's fit adds (peak resident set size of the process
-over its size before the fit, measured in a child process per fit so that
-one shape's peak does not hide another's).
+the prior ``prior="auto"`` chose and the iterations of each of its
+empirical Bayes fits (the candidates compared, then the final fit; ``!``
+marks one that stopped at ``max_iter``), and the memory skmeta's fit adds
+(peak resident set size of the process over its size before the fit,
+measured in a child process per fit so that one shape's peak does not hide
+another's).
 
 Run: ``python benchmarks/bench_shapes.py [--n-tasks 200] [--n-jobs 2]
 [--shapes 500x5x2,100x50x10] [--informative 10] [--redundant 0]
@@ -52,6 +55,7 @@ if spec["blas_threads"] is not None:
     from threadpoolctl import threadpool_limits
     threadpool_limits(limits=spec["blas_threads"], user_api="blas")
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+extra = {}
 if spec["what"] == "solve":
     # one exact solve of all tasks in their row space, as an iteration of
     # empirical Bayes makes it (warm, from the last solution, under a moved
@@ -93,14 +97,28 @@ else:
     # fit uses, the matrix priors' included: a fit on a few tasks does not
     # compare them): timed is the fit
     MetaClassifier(n_jobs=spec["n_jobs"], max_iter=2).fit(X, y, tasks=tasks)
+    # the iterations of each empirical Bayes fit (the candidates of
+    # prior="auto", then the final fit), and whether it converged
+    import skmeta._methods._proximal as proximal
+    fit_proximal = proximal.fit_proximal
+
+    def counted(*args, **kwargs):
+        result = fit_proximal(*args, **kwargs)
+        extra["iterations"].append(
+            result.n_iter if result.converged else f"{result.n_iter}!")
+        return result
+
+    proximal.fit_proximal = counted
+    extra["iterations"] = []
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
-    MetaClassifier(n_jobs=spec["n_jobs"]).fit(X, y, tasks=tasks)
+    meta = MetaClassifier(n_jobs=spec["n_jobs"]).fit(X, y, tasks=tasks)
     seconds = time.perf_counter() - start
     fitted = spec["n_tasks"]
+    extra["prior"] = meta.prior_kind_
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps(dict(seconds=seconds, added_mib=(peak - before) / 1024,
-                      fitted=fitted)))
+                      fitted=fitted, **extra)))
 """
 
 SHAPES = [(p, n, k) for k in (2, 10) for n in (5, 50) for p in (20, 100, 500)]
@@ -148,8 +166,8 @@ def main(argv=None):
         print("| ---: | ---: | ---: | ---: |")
     else:
         print("| features | rows/task | classes | loop s | skmeta s | ratio "
-              "| skmeta adds MiB |")
-        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+              "| skmeta adds MiB | prior chosen | iterations |")
+        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
     records = []
     for p, n, k in shapes:
         spec = dict(n_tasks=args.n_tasks, rows=n, features=p, classes=k,
@@ -173,12 +191,14 @@ def main(argv=None):
         loop_s = loop["seconds"] if loop else float("nan")
         if meta is None:
             meta_s, added = f"> {args.timeout:.0f}", "?"
-            ratio = "-"
+            ratio = chosen = iterations = "-"
         else:
             meta_s, added = f"{meta['seconds']:.2f}", f"{meta['added_mib']:.0f}"
             ratio = f"{meta['seconds'] / loop_s:.2f}"
+            chosen = meta["prior"]
+            iterations = ", ".join(str(i) for i in meta["iterations"])
         print(f"| {p} | {n} | {k} | {loop_s:.2f} | {meta_s} | {ratio} | "
-              f"{added} |", flush=True)
+              f"{added} | {chosen} | {iterations} |", flush=True)
         records.append(dict(features=p, rows=n, classes=k, loop=loop, skmeta=meta))
     if args.json:
         with open(args.json, "w") as fh:
