@@ -594,10 +594,14 @@ def test_sparse_input_uses_the_diagonal_of_the_same_covariance(binary):
     # the same diagonal model gives the same EM on dense and sparse rows
     learner, model = learner_of(sparse)
     X_new, y_new, _ = new_task(binary, 40)
-    from_dense = semi.run_em(learner, one_task(X_new, y_new), model, 1.0)
+    # run to far below EM_TOL: EM converges linearly, and stopped at its
+    # default tolerance along paths that differ by round-off, the two ended
+    # up to 6.5e-7 apart (relative) in a CI run
+    from_dense = semi.run_em(learner, one_task(X_new, y_new), model, 1.0,
+                             tol=1e-12, max_iter=100_000)
     from_sparse = semi.run_em(learner, one_task(sp.csr_matrix(X_new), y_new),
-                              model, 1.0)
-    # (both stop at EM's tolerance, along paths that differ by round-off)
+                              model, 1.0, tol=1e-12, max_iter=100_000)
+    assert from_dense.converged and from_sparse.converged
     assert_allclose(from_sparse.theta, from_dense.theta, rtol=1e-7, atol=1e-10)
     assert_allclose(sparse.predict_proba(X[~train][:20], tasks=tasks[~train][:20]),
                     sparse.predict_proba(sp.csr_matrix(X[~train][:20]),
