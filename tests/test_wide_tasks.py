@@ -6,10 +6,13 @@ inverse Hessian sums, traces) on every datafit, dense and sparse; past
 the inverse Hessians and must reach the same joint minimizer.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_allclose
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
 
 import skmeta._kernels._calls as calls_module
@@ -25,6 +28,7 @@ from skmeta._kernels._calls import (
 from skmeta._kernels._codes import LOGISTIC, MULTINOMIAL, POISSON, SQUARED
 from skmeta._kernels._layout import Problem, make_batch
 from skmeta._kernels._workspaces import rowspace_workspace
+from skmeta.datasets import make_meta_classification
 
 CASES = [(SQUARED, 1), (LOGISTIC, 1), (POISSON, 1), (MULTINOMIAL, 3)]
 
@@ -293,6 +297,50 @@ def test_empirical_bayes_on_wide_tasks_uses_diagonal_posteriors(monkeypatch):
     monkeypatch.setattr(inner_module.InnerSolver, "__init__", spy)
     MetaClassifier(gamma=1.0).fit(X, y, tasks=tasks)
     assert seen and all(diagonal and kept is None for diagonal, kept in seen)
+
+
+def test_pinned_coefficients_of_wide_tasks_reach_the_stationary_prior_mean():
+    # 305 parameters (vector prior, diagonal sums), all but one feature's
+    # shared by the tasks and pinned to theta0 by a strong precision, and
+    # correlated features: the prior mean's Newton step needs the products
+    # with the summed inverse Hessians (the row-space factors); with their
+    # diagonal alone it overshot, and the fit ran to max_iter with a prior
+    # mean far from the tasks' mean (by 6.0, at a scale of 28)
+    X, y, tasks = make_meta_classification(
+        n_tasks=40, n_samples_per_task=20, n_features=60, n_classes=5,
+        n_informative=10, n_redundant=30, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        meta = MetaClassifier(prior="isotropic", random_effects=[0],
+                              max_iter=150).fit(X, y, tasks=tasks)
+    assert meta.n_iter_ < 150
+    # stationarity of the reduced objective in theta0 (no base penalty in
+    # the prior of wide tasks): the prior mean is the tasks' mean
+    assert_allclose(meta.meta_params_, meta.task_params_.mean(axis=0),
+                    atol=1e-6)
+
+
+def test_row_space_factors_are_kept_within_one_budget_for_all_shards(
+        monkeypatch):
+    X, y, tasks = make_meta_classification(
+        n_tasks=40, n_samples_per_task=20, n_features=60, n_classes=5,
+        n_informative=10, random_state=0)
+    batch, _ = make_batch(X, y.astype(float), np.ones(len(y)), tasks, 40)
+    l2w = np.tile(np.r_[np.ones(60), 0.0], 5)
+    problem = Problem(MULTINOMIAL, 5, 60, True, False, 1.0, 0.0, l2w, l2w.copy())
+    need = 8 * 40 * 100**2  # 40 tasks' 100 x 100 factors (20 rows, 5 classes)
+    for budget, kept in ((need, True), (need - 1, False)):
+        monkeypatch.setattr(inner_module, "CURVATURE_MAX_BYTES", budget)
+        solver = inner_module.InnerSolver(batch, problem, n_jobs=2,
+                                          max_full_params=256)
+        # two shards, each within the budget alone: the budget is for all
+        assert len(solver.ranges) > 1 and solver.products is kept
+        with solver:
+            d = problem.n_params
+            solutions = solver.solve(np.zeros(d), np.full(d, 2.0),
+                                     np.zeros((40, d)), inverse="sum",
+                                     rowspace=True)
+        assert (solutions.inverse_sum_times is not None) is kept
 
 
 def test_vector_priors_sum_only_diagonals_past_their_own_threshold(monkeypatch):

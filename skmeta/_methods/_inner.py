@@ -25,7 +25,11 @@ from .._kernels._calls import (
 )
 from .._kernels._codes import SQUARED
 from .._kernels._newton import KeptInverses
-from .._kernels._workspaces import FULL_INVERSE_MAX_PARAMS
+from .._kernels._workspaces import (
+    CURVATURE_MAX_BYTES,
+    FULL_INVERSE_MAX_PARAMS,
+    largest_task,
+)
 from ._prior import task_scales
 
 # Newton converges quadratically: a tight tolerance costs one more step at
@@ -119,6 +123,12 @@ class InnerSolver:
         self.diagonal = (diagonal_inverses(d) if max_full_params is None
                          else d > max_full_params)
         self.block = summation_block(batch.n_tasks, d, self.diagonal)
+        # wide tasks: the prior mean's Newton step multiplies by the sum of
+        # the inverse Hessians, through the tasks' row-space factors, kept
+        # only where all shards' together fit CURVATURE_MAX_BYTES
+        nK = problem.n_outputs * largest_task(batch)[0]
+        self.products = (self.diagonal
+                         and 8 * batch.n_tasks * nK * nK <= CURVATURE_MAX_BYTES)
         n_blocks = -(-batch.n_tasks // self.block)
         entries = batch.n_rows * max(problem.n_features, 1) * problem.n_outputs
         n_workers = effective_n_jobs(n_jobs)
@@ -198,10 +208,9 @@ class InnerSolver:
                     f"solved_at has shape {solved_at.shape}, the prior mean "
                     f"{theta0.shape}.")
             moved = theta0 - solved_at
-        # wide tasks: the prior's Newton step multiplies by the inverses' sum
         request = None if inverse is None else InverseRequest(
             posterior=inverse == "posterior", exact=exact_inverse,
-            diagonal=self.diagonal, products=self.diagonal,
+            diagonal=self.diagonal, products=self.products,
             covariances=covariances)
         kwargs = dict(max_iter=INNER_MAX_ITER, tol=tol, inverse=request,
                       block=self.block, rowspace=rowspace)
