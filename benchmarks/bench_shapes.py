@@ -9,9 +9,10 @@ default parameters (and ``n_jobs``). Reported: wall time of each, the ratio,
 the prior ``prior="auto"`` chose and the iterations of each of its
 empirical Bayes fits (the candidates compared, then the final fit; ``!``
 marks one that stopped at ``max_iter``), and the memory skmeta's fit adds
-(peak resident set size of the process over its size before the fit,
-measured in a child process per fit so that one shape's peak does not hide
-another's).
+(peak resident set size of the process during the fit over its size just
+before, measured in a child process per fit; on Linux the peak is restarted
+after the fit that compiles the kernels, which would otherwise hide the
+timed fit's).
 
 Run: ``python benchmarks/bench_shapes.py [--n-tasks 200] [--n-jobs 2]
 [--shapes 500x5x2,100x50x10] [--informative 10] [--redundant 0]
@@ -42,6 +43,29 @@ from skmeta import MetaClassifier
 from skmeta.datasets import make_meta_classification
 
 spec = json.loads(sys.argv[1])
+
+
+def resident_mib(field):
+    # VmRSS (now) or VmHWM (the peak since the last reset) in MiB; the peak
+    # from getrusage where /proc is not at hand
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def reset_peak():
+    # the peak restarts from the current resident set size (Linux): the
+    # compiling fit's peak must not hide the timed fit's
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
 X, y, tasks = make_meta_classification(
     n_tasks=spec["n_tasks"], n_samples_per_task=spec["rows"],
     n_features=spec["features"], n_classes=spec["classes"],
@@ -54,7 +78,7 @@ warnings.simplefilter("ignore", ConvergenceWarning)
 if spec["blas_threads"] is not None:
     from threadpoolctl import threadpool_limits
     threadpool_limits(limits=spec["blas_threads"], user_api="blas")
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = resident_mib("VmRSS")
 extra = {}
 if spec["what"] == "solve":
     # one exact solve of all tasks in their row space, as an iteration of
@@ -110,14 +134,15 @@ else:
 
     proximal.fit_proximal = counted
     extra["iterations"] = []
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = resident_mib("VmRSS")
+    reset_peak()
     start = time.perf_counter()
     meta = MetaClassifier(n_jobs=spec["n_jobs"]).fit(X, y, tasks=tasks)
     seconds = time.perf_counter() - start
     fitted = spec["n_tasks"]
     extra["prior"] = meta.prior_kind_
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps(dict(seconds=seconds, added_mib=(peak - before) / 1024,
+peak = resident_mib("VmHWM")
+print(json.dumps(dict(seconds=seconds, added_mib=peak - before,
                       fitted=fitted, **extra)))
 """
 
