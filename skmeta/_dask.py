@@ -422,6 +422,10 @@ def _add_all(*sums):
     return functools.reduce(lambda a, b: a + b, sums)
 
 
+def _lacks_products(part):
+    return int(part.products is None)
+
+
 def _products_of(part, x):
     # sum_t A_t^{-1} x over the partition's tasks (summed over partitions)
     return part.products(x)
@@ -587,7 +591,12 @@ class DaskTasks:
                   squared=squared, wide=wide)
         sums = self.reduce(_sums_of)
         products = None
-        if wide and kwargs.get("inverse") is not None:
+        # products with the inverse sums where every partition kept its
+        # tasks' row-space factors (each decides alone: the row space may
+        # not pay for its tasks, or their factors pass the budget); else
+        # the prior mean's Newton step takes its system's diagonal
+        if (wide and kwargs.get("inverse") is not None
+                and self.reduce(_lacks_products) == 0):
             products = self._inverse_sum_times
         return _Solutions(self.generation, sums, products)
 

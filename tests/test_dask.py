@@ -367,6 +367,24 @@ def test_wide_tasks(client, params):
     _assert_same_fit(remote, local)
 
 
+def test_wide_tasks_without_row_space_factors(client):
+    # more rows than parameters: the row space does not pay, no partition
+    # keeps factors, and the prior mean's Newton step takes the diagonal of
+    # its system, as the fit in memory does (it asked the partitions for
+    # products they did not have, and raised a TypeError)
+    rng = np.random.default_rng(12)
+    n_tasks, n, p = 4, 600, 515
+    tasks = np.repeat(np.arange(n_tasks), n)
+    X = rng.normal(size=(n_tasks * n, p))
+    y = X[:, :3].sum(axis=1) + rng.normal(size=n_tasks * n)
+    local = MetaRegressor(Ridge(), gamma=1.0, prior="isotropic").fit(
+        X, y, tasks=tasks)
+    remote = MetaRegressor(Ridge(), gamma=1.0, prior="isotropic").fit(
+        da.from_array(X, chunks=(2 * n, p)), da.from_array(y, chunks=2 * n),
+        tasks=da.from_array(tasks, chunks=2 * n))
+    _assert_same_fit(remote, local)
+
+
 def test_nested_tasks_are_refused(client):
     X, y, tasks = make_meta_regression(n_tasks=4, n_samples_per_task=10,
                                        n_features=2, random_state=7)
