@@ -574,6 +574,8 @@ def _fixed_prior(step, prior, theta, *, max_iter, tol, verbose, name,
     loose = warm_prior and step.learn_theta0 and bool(np.any(prior.precision))
     solved_at = None  # the prior mean theta was solved at
     for n_iter in range(1, max_iter + 1):
+        # the last solutions go before the next are made (see _empirical_bayes)
+        solutions = None
         solutions = step.solve(prior, theta, _FIRST_SOLVE_TOL if loose else INNER_TOL,
                                solved_at=solved_at)
         solved_at = prior.theta0
@@ -636,6 +638,9 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
 
     def em_map(current):
         """One EM evaluation; ``state["done"]`` when converged."""
+        # the last solutions go before the next are made: wide tasks' hold
+        # their row-space factors, up to CURVATURE_MAX_BYTES
+        state.pop("solutions", None)
         solutions = step.solve(current, state["theta"])
         state["n_iter"] += 1
         objective = step.objective(solutions)
