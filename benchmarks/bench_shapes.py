@@ -7,12 +7,13 @@ one run and on the same tasks: the loop a user writes today (one
 skipped, as the user would have to), and ``MetaClassifier()`` with its
 default parameters (and ``n_jobs``). Reported: wall time of each, the ratio,
 the prior ``prior="auto"`` chose and the iterations of each of its
-empirical Bayes fits (the candidates compared, then the final fit; ``!``
-marks one that stopped at ``max_iter``), and the memory skmeta's fit adds
+empirical Bayes fits (the candidates compared, then the final fit, each
+after its warm-up fit on a subset where there are 2,048 tasks or more;
+``!`` marks one that stopped at ``max_iter``), and the memory skmeta's fit adds
 (peak resident set size of the process during the fit over its size just
-before, measured in a child process per fit; on Linux the peak is restarted
-after the fit that compiles the kernels, which would otherwise hide the
-timed fit's).
+before, measured in a child process per fit; the peak is restarted after
+the fit that compiles the kernels, which would otherwise hide the timed
+fit's: Linux only, ``?`` elsewhere).
 
 Run: ``python benchmarks/bench_shapes.py [--n-tasks 200] [--n-jobs 2]
 [--shapes 500x5x2,100x50x10] [--informative 10] [--redundant 0]
@@ -35,7 +36,7 @@ import subprocess
 import sys
 
 _CHILD = """
-import json, resource, sys, time, warnings
+import json, sys, time, warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -46,8 +47,7 @@ spec = json.loads(sys.argv[1])
 
 
 def resident_mib(field):
-    # VmRSS (now) or VmHWM (the peak since the last reset) in MiB; the peak
-    # from getrusage where /proc is not at hand
+    # VmRSS (now) or VmHWM (the peak since the last reset) in MiB, Linux
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
@@ -55,17 +55,21 @@ def resident_mib(field):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return float("nan")
 
 
 def reset_peak():
     # the peak restarts from the current resident set size (Linux): the
-    # compiling fit's peak must not hide the timed fit's
+    # compiling fit's peak must not hide the timed fit's. Whether it did:
+    # without it the memory added is not reported
     try:
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")
     except OSError:
-        pass
+        return False
+    return resident_mib("VmHWM") <= resident_mib("VmRSS") + 1.0
+
+
 X, y, tasks = make_meta_classification(
     n_tasks=spec["n_tasks"], n_samples_per_task=spec["rows"],
     n_features=spec["features"], n_classes=spec["classes"],
@@ -79,6 +83,7 @@ if spec["blas_threads"] is not None:
     from threadpoolctl import threadpool_limits
     threadpool_limits(limits=spec["blas_threads"], user_api="blas")
 before = resident_mib("VmRSS")
+measured = reset_peak()
 extra = {}
 if spec["what"] == "solve":
     # one exact solve of all tasks in their row space, as an iteration of
@@ -135,14 +140,14 @@ else:
     proximal.fit_proximal = counted
     extra["iterations"] = []
     before = resident_mib("VmRSS")
-    reset_peak()
+    measured = reset_peak()
     start = time.perf_counter()
     meta = MetaClassifier(n_jobs=spec["n_jobs"]).fit(X, y, tasks=tasks)
     seconds = time.perf_counter() - start
     fitted = spec["n_tasks"]
     extra["prior"] = meta.prior_kind_
-peak = resident_mib("VmHWM")
-print(json.dumps(dict(seconds=seconds, added_mib=peak - before,
+added = resident_mib("VmHWM") - before if measured else None
+print(json.dumps(dict(seconds=seconds, added_mib=added,
                       fitted=fitted, **extra)))
 """
 
@@ -218,7 +223,9 @@ def main(argv=None):
             meta_s, added = f"> {args.timeout:.0f}", "?"
             ratio = chosen = iterations = "-"
         else:
-            meta_s, added = f"{meta['seconds']:.2f}", f"{meta['added_mib']:.0f}"
+            meta_s = f"{meta['seconds']:.2f}"
+            added = ("?" if meta["added_mib"] is None
+                     else f"{meta['added_mib']:.0f}")
             ratio = f"{meta['seconds'] / loop_s:.2f}"
             chosen = meta["prior"]
             iterations = ", ".join(str(i) for i in meta["iterations"])
