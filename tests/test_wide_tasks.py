@@ -303,9 +303,10 @@ def test_pinned_coefficients_of_wide_tasks_reach_the_stationary_prior_mean():
     # 305 parameters (vector prior, diagonal sums), all but one feature's
     # shared by the tasks and pinned to theta0 by a strong precision, and
     # correlated features: the prior mean's Newton step needs the products
-    # with the summed inverse Hessians (the row-space factors); with their
-    # diagonal alone it overshot, and the fit ran to max_iter with a prior
-    # mean far from the tasks' mean (by 6.0, at a scale of 28)
+    # with the summed inverse Hessians (the row-space factors, 3.2 MB here).
+    # With the diagonal alone (the factors switched off, as past their
+    # budget) it overshot, and the fit ran to max_iter with a prior mean
+    # far from the tasks' mean (by 6.0, at a scale of 28)
     X, y, tasks = make_meta_classification(
         n_tasks=40, n_samples_per_task=20, n_features=60, n_classes=5,
         n_informative=10, n_redundant=30, random_state=0)
