@@ -109,10 +109,14 @@ class InnerSolver:
     reused by every :meth:`solve` inside the ``with`` block.
     ``max_full_params`` lowers the number of parameters above which only
     the diagonals of the inverse Hessians are summed (default:
-    ``FULL_INVERSE_MAX_PARAMS``).
+    ``FULL_INVERSE_MAX_PARAMS``). ``keep_products=False`` says that the
+    caller never multiplies by the sum of the inverse Hessians (only the
+    prior mean's Newton step does): wide tasks then keep no row-space
+    factors.
     """
 
-    def __init__(self, batch, problem, *, n_jobs=None, max_full_params=None):
+    def __init__(self, batch, problem, *, n_jobs=None, max_full_params=None,
+                 keep_products=True):
         self.batch = batch
         self.problem = problem
         self.n_jobs = n_jobs
@@ -127,7 +131,7 @@ class InnerSolver:
         # the inverse Hessians, through the tasks' row-space factors, kept
         # only where all shards' together fit CURVATURE_MAX_BYTES
         nK = problem.n_outputs * largest_task(batch)[0]
-        self.products = (self.diagonal
+        self.products = (keep_products and self.diagonal
                          and 8 * batch.n_tasks * nK * nK <= CURVATURE_MAX_BYTES)
         n_blocks = -(-batch.n_tasks // self.block)
         entries = batch.n_rows * max(problem.n_features, 1) * problem.n_outputs

@@ -360,7 +360,10 @@ def fit_mixture(batch, problem, mixture, setup, *, max_iter, tol, n_jobs=None,
     coords = _Coordinates(mixture, setup)
     state = {"n_iter": 0, "done": False, "resp": None, "theta": np.stack(
         [np.tile(c.theta0, (T, 1)) for c in mixture.components])}
-    solvers = [InnerSolver(batch, problem, n_jobs=n_jobs) for _ in range(K)]
+    # the components' means are weighted averages of the tasks' modes: no
+    # Newton step multiplies by the sums of inverse Hessians
+    solvers = [InnerSolver(batch, problem, n_jobs=n_jobs, keep_products=False)
+               for _ in range(K)]
 
     def em_map(current):
         solved, resp, u, log_evidence = solve_components(
@@ -448,7 +451,8 @@ def adapt_mixture(batch, problem, mixture, *, n_jobs=None):
     scale = np.maximum(scale, np.finfo(float).tiny)
     log_lik = np.empty((K, T))
     thetas = np.empty((K, T, problem.n_params))
-    with InnerSolver(batch, problem, n_jobs=n_jobs) as solver:
+    with InnerSolver(batch, problem, n_jobs=n_jobs,
+                     keep_products=False) as solver:
         for k, prior in enumerate(mixture.components):
             solution = solver.solve(prior.center, prior.precision,
                                     np.tile(prior.theta0, (T, 1)),
