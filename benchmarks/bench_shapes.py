@@ -17,7 +17,7 @@ fit's: Linux only, ``?`` elsewhere).
 
 Run: ``python benchmarks/bench_shapes.py [--n-tasks 200] [--n-jobs 2]
 [--shapes 500x5x2,100x50x10] [--informative 10] [--redundant 0]
-[--blas-threads 1] [--loop-only] [--exact-solve]``;
+[--blas-threads 1] [--loop-only] [--exact-solve] [--params JSON]``;
 ``--informative 2 --redundant 10`` draws the features as the classic
 ``make_classification`` example does (binary shapes only: ten classes need
 more informative features). ``--exact-solve`` times, instead of the fit,
@@ -27,6 +27,9 @@ checkout (``python -c`` puts it first on ``sys.path``). On a loaded machine,
 the loop's scipy/BLAS calls on several threads can take many times longer
 than on one (threads spinning for cores others hold);
 ``--blas-threads 1 --loop-only`` times the loop as it runs on one thread.
+``--params '{"prior": "mixture", "n_prior_components": 2}'`` fits
+``MetaClassifier`` with these parameters instead of the defaults (its
+compiling fit too, with ``max_iter=2``).
 """
 
 import argparse
@@ -125,7 +128,8 @@ else:
     # compiled first by two iterations on the same tasks (every kernel the
     # fit uses, the matrix priors' included: a fit on a few tasks does not
     # compare them): timed is the fit
-    MetaClassifier(n_jobs=spec["n_jobs"], max_iter=2).fit(X, y, tasks=tasks)
+    MetaClassifier(n_jobs=spec["n_jobs"], **dict(spec["params"], max_iter=2)
+                   ).fit(X, y, tasks=tasks)
     # the iterations of each empirical Bayes fit (the candidates of
     # prior="auto", then the final fit), and whether it converged
     import skmeta._methods._proximal as proximal
@@ -142,10 +146,13 @@ else:
     before = resident_mib("VmRSS")
     measured = reset_peak()
     start = time.perf_counter()
-    meta = MetaClassifier(n_jobs=spec["n_jobs"]).fit(X, y, tasks=tasks)
+    meta = MetaClassifier(n_jobs=spec["n_jobs"], **spec["params"]).fit(
+        X, y, tasks=tasks)
     seconds = time.perf_counter() - start
     fitted = spec["n_tasks"]
     extra["prior"] = meta.prior_kind_
+    # a fit that is not an empirical Bayes one (a mixture prior): its own
+    extra["n_iter"] = int(meta.n_iter_)
 added = resident_mib("VmHWM") - before if measured else None
 print(json.dumps(dict(seconds=seconds, added_mib=added,
                       fitted=fitted, **extra)))
@@ -177,6 +184,9 @@ def main(argv=None):
                         help="redundant features (combinations of the "
                              "informative ones; the classic example: 2 and 10)")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--params", type=json.loads, default={},
+                        help="MetaClassifier's parameters other than the "
+                             "defaults, as a JSON object")
     parser.add_argument("--blas-threads", type=int,
                         help="BLAS threads of both fits (default: the "
                         "libraries' own choice)")
@@ -190,7 +200,8 @@ def main(argv=None):
     shapes = SHAPES if args.shapes is None else [
         tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     print(f"{args.n_tasks} tasks per shape, n_jobs={args.n_jobs}, "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs"
+          + (f", MetaClassifier(**{args.params})" if args.params else ""))
     if args.exact_solve:
         print("| features | rows/task | classes | exact solve s |")
         print("| ---: | ---: | ---: | ---: |")
@@ -202,7 +213,8 @@ def main(argv=None):
     for p, n, k in shapes:
         spec = dict(n_tasks=args.n_tasks, rows=n, features=p, classes=k,
                     n_jobs=args.n_jobs, blas_threads=args.blas_threads,
-                    informative=args.informative, redundant=args.redundant)
+                    informative=args.informative, redundant=args.redundant,
+                    params=args.params)
         if args.exact_solve:
             solve = run_child(dict(spec, what="solve"), args.timeout)
             print(f"| {p} | {n} | {k} | "
@@ -228,7 +240,8 @@ def main(argv=None):
                      else f"{meta['added_mib']:.0f}")
             ratio = f"{meta['seconds'] / loop_s:.2f}"
             chosen = meta["prior"]
-            iterations = ", ".join(str(i) for i in meta["iterations"])
+            iterations = (", ".join(str(i) for i in meta["iterations"])
+                          or str(meta["n_iter"]))
         print(f"| {p} | {n} | {k} | {loop_s:.2f} | {meta_s} | {ratio} | "
               f"{added} | {chosen} | {iterations} |", flush=True)
         records.append(dict(features=p, rows=n, classes=k, loop=loop, skmeta=meta))

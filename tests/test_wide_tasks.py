@@ -380,8 +380,8 @@ def test_vector_priors_sum_only_diagonals_past_their_own_threshold(monkeypatch):
 def test_mixture_priors_keep_no_row_space_factors(monkeypatch):
     # a mixture's component means are weighted averages of the tasks' modes:
     # nothing multiplies by the sums of inverse Hessians, so wide tasks keep
-    # no row-space factors (200 such ten-class tasks of 50 rows kept 400 MB
-    # per component, and took 38% longer)
+    # no row-space factors (200 such ten-class tasks of 50 rows and 60
+    # features kept 400 MB per component, and took 1.6 times as long)
     X, y, tasks = make_meta_classification(
         n_tasks=12, n_samples_per_task=8, n_features=600, n_informative=5,
         random_state=0)
