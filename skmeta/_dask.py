@@ -359,7 +359,7 @@ class _PartSums:
 
 
 def _solve_part(part, generation, reference, center, precision, kwargs,
-                squared, wide):
+                wide):
     """Solve a partition's tasks from their current parameters (on its worker)."""
     _register_sizes()
     if part.generation != generation - 1:
@@ -371,7 +371,9 @@ def _solve_part(part, generation, reference, center, precision, kwargs,
     theta = solutions.theta
     dev = theta - reference
     spread = np.einsum("ij,ij->j", dev, dev) if wide else dev.T @ dev
-    rss = float((2.0 * part.scale * solutions.loss).sum()) if squared else 0.0
+    # twice the tasks' losses summed over their rows: the residuals of
+    # squared losses, and what tells whether classifiers separated their rows
+    rss = float((2.0 * part.scale * solutions.loss).sum())
     part.sums = _PartSums(
         part.n_tasks, theta.sum(axis=0), spread,
         float(solutions.objective.sum()), rss, float(solutions.trace.sum()),
@@ -581,14 +583,14 @@ class DaskTasks:
                   generation=self.generation)
         return self.generation
 
-    def solve(self, theta, reference, center, precision, kwargs, squared, wide):
+    def solve(self, theta, reference, center, precision, kwargs, wide):
         if theta != self.generation:
             raise RuntimeError("the outer loop asked for a solve from task "
                                "parameters the workers no longer hold")
         self.generation += 1
         self._map(_solve_part, generation=self.generation, reference=reference,
                   center=center, precision=precision, kwargs=kwargs,
-                  squared=squared, wide=wide)
+                  wide=wide)
         sums = self.reduce(_sums_of)
         products = None
         # products with the inverse sums where every partition kept its
@@ -670,6 +672,10 @@ class _DaskIteration(_Iteration):
     def objective(solutions):
         return solutions.sums.objective
 
+    @staticmethod
+    def scaled_loss(solutions):
+        return solutions.sums.rss / 2.0
+
     def theta_mean(self, solutions):
         return solutions.sums.theta_sum / self.n_tasks
 
@@ -687,7 +693,7 @@ class _DaskIteration(_Iteration):
                       tol=tol, solved_at=solved_at)
         return self.tasks.solve(
             theta, np.asarray(prior.theta0, dtype=np.float64), prior.center,
-            np.asarray(prior.precision, dtype=np.float64), kwargs, self.squared,
+            np.asarray(prior.precision, dtype=np.float64), kwargs,
             self.solver.diagonal)
 
     @property

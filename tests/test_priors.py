@@ -7,6 +7,7 @@ on new few-shot tasks must cover 86-94% of their targets.
 """
 
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -32,6 +33,7 @@ from skmeta._kernels._layout import Problem
 from skmeta._methods._prior import Prior
 from skmeta._methods._proximal import (
     _PriorCoordinates,
+    _raise_if_separated,
     candidate_structures,
     matrix_priors_estimable,
     prior_from_moments,
@@ -574,6 +576,22 @@ def test_a_prior_that_cannot_be_learned_falls_back_to_the_fixed_one():
     assert meta.gamma_ == 1.0 and meta.prior_kind_ == "isotropic"
     assert_allclose(meta.task_params_, fixed.task_params_, rtol=1e-12)
     assert_allclose(meta.meta_params_, fixed.meta_params_, rtol=1e-12)
+
+
+def test_classifiers_that_separate_their_rows_have_a_degenerate_prior():
+    # a classifier's log-loss vanishes only as its margins grow without
+    # bound: under a learned prior, tasks whose rows cost (all but) nothing
+    # are held by no prior any longer, whether or not EM overflowed first
+    def step(classifies, loss):
+        return SimpleNamespace(classifies=classifies, total_weight=40.0,
+                               scaled_loss=lambda solutions: loss)
+
+    fit = SimpleNamespace(solutions=object())
+    with pytest.raises(FloatingPointError, match="separated"):
+        _raise_if_separated(step(True, 0.5 * 1e-8 * 40.0), fit)
+    # log-loss that a prior still holds; an exact least-squares fit
+    _raise_if_separated(step(True, 1e-6 * 40.0), fit)
+    _raise_if_separated(step(False, 0.0), fit)
 
 
 def test_separable_tasks_learn_a_prior_without_numerical_warnings():

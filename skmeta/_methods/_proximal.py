@@ -34,7 +34,7 @@ from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 from .._kernels._calls import datafit_losses
-from .._kernels._codes import SQUARED
+from .._kernels._codes import LOGISTIC, MULTINOMIAL, SQUARED
 from .._kernels._workspaces import FULL_INVERSE_MAX_PARAMS
 from ._base import MetaFit, MetaMethod
 from ._inner import INNER_TOL, InnerSolver, solve_exactly
@@ -83,6 +83,10 @@ MEAN_STEP_RTOL = 1e-4
 MATRIX_PRIOR_TASKS_PER_EFFECT = 2
 # inner tolerance of the first solve after a warm-up prior (see _fixed_prior)
 _FIRST_SOLVE_TOL = 1e-4
+# a classifier's log-loss vanishes only as its margins grow without bound:
+# tasks whose rows cost less than this per unit of weight under a learned
+# prior are separated by coefficients that no prior holds any longer
+_VANISHING_LOSS = 1e-8
 
 
 @contextmanager
@@ -338,11 +342,22 @@ class _PriorCoordinates:
         self.ridge = ridge
         self.mean_scale = mean_scale
         self.d = prior.theta0.shape[0]
+        # the EM map sets the prior mean anew (a Newton step to its optimum
+        # for the precision): see _squarem. Not for a low-rank prior, whose
+        # M-step starts from the factor model of the evaluation before it,
+        # kept or not: a retried extrapolation would move that start once
+        # more, on paths that already depend on it (Heywood cases)
+        self.profiled = (self.d if learn_theta0 and structure.kind != "lowrank"
+                         else 0)
         self.template = prior
 
     @property
     def factored(self):
         return self.structure.kind == "lowrank"
+
+    @staticmethod
+    def strength(prior):
+        return prior.gamma
 
     def encode(self, prior):
         parts = [prior.theta0] if self.learn_theta0 else []
@@ -424,6 +439,7 @@ class _Iteration:
         self.learn_prior = (structure.kind != "isotropic" or learn_gamma
                             or structure.shared is not None)
         self.squared = problem.code == SQUARED
+        self.classifies = problem.code in (LOGISTIC, MULTINOMIAL)
         # The base penalty counts as part of a prior whose strength is
         # learned. Not with a fixed gamma: that is the user's transfer term,
         # centred on theta0 as written. Nor for wide tasks: there, in the
@@ -450,6 +466,10 @@ class _Iteration:
     @staticmethod
     def objective(solutions):
         return float(solutions.objective.sum())
+
+    def scaled_loss(self, solutions):
+        """The tasks' datafit losses, summed over their rows (``s_t L_t``)."""
+        return float(np.dot(self.task_scale, solutions.loss))
 
     @staticmethod
     def theta_mean(solutions):
@@ -538,6 +558,7 @@ def fit_proximal(solver, prior, *, learn_theta0, structure, learn_gamma, max_ite
     if step.learn_prior:
         fit = _empirical_bayes(step, prior, theta, max_iter=max_iter, tol=tol,
                                verbose=verbose, name=name)
+        _raise_if_separated(step, fit)
     else:
         fit = _fixed_prior(step, prior, theta, max_iter=max_iter, tol=tol,
                            verbose=verbose, name=name, warm_prior=warm_prior)
@@ -552,6 +573,26 @@ def fit_proximal(solver, prior, *, learn_theta0, structure, learn_gamma, max_ite
             stacklevel=2,
         )
     return fit
+
+
+def _raise_if_separated(step, fit):
+    """Raise FloatingPointError where a learned prior let classifiers
+    separate their rows with vanishing loss.
+
+    Separable tasks make empirical Bayes run away: the tasks' spread grows
+    with their coefficients, the learned precision falls with it, and the
+    prior holds them less at every step. Where that ends in an overflow,
+    the fit's numerical checks see it (``_degeneracy_raises``); where EM
+    slows down first, its models stop moving relative to their (huge) size
+    and it reads as converged. This catches the latter, as the former, for
+    the caller's fallback: the tasks' log-loss has all but vanished.
+    """
+    if (step.classifies and fit.solutions is not None
+            and step.scaled_loss(fit.solutions)
+            <= _VANISHING_LOSS * step.total_weight):
+        raise FloatingPointError(
+            "the learned prior no longer holds the tasks' coefficients: their "
+            "training rows are separated with vanishing loss")
 
 
 def _report(verbose, name, n_iter, objective, prior):

@@ -1,0 +1,100 @@
+"""SQUAREM on an EM map whose first coordinate is set anew from the rest."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from skmeta._methods._squarem import squarem
+
+RATE = 0.98  # a slow EM map: it moves 2% of the way at each step
+FIXED = 1.0
+
+
+def profile(s):
+    # the coordinate the map sets anew, nonlinear in the slow one (as the
+    # prior mean's optimum is in the precision)
+    return np.sin(8.0 * s)
+
+
+class Coordinates:
+    """Iterates are arrays ``(a, s)``; ``profiled`` leading entries."""
+
+    def __init__(self, profiled):
+        self.profiled = profiled
+
+    @staticmethod
+    def encode(x):
+        return np.asarray(x, dtype=float)
+
+    @staticmethod
+    def decode(z):
+        return np.asarray(z, dtype=float)
+
+    @staticmethod
+    def strength(x):
+        return x[1]
+
+
+def run(start, profiled):
+    evaluations = []
+
+    def em_map(x):
+        s = FIXED + RATE * (x[1] - FIXED)
+        evaluations.append(x.copy())
+        return np.array([profile(s), s])
+
+    def finished():
+        return (len(evaluations) >= 20_000
+                or abs(evaluations[-1][1] - FIXED) < 1e-12
+                if evaluations else False)
+
+    squarem(em_map, np.asarray(start, dtype=float), Coordinates(profiled),
+            finished)
+    return evaluations
+
+
+def test_the_coordinates_set_anew_are_not_extrapolated():
+    # from below, the slow coordinate grows (a stronger prior): extrapolated
+    # with the other, it lands off its profile and the step is rejected; the
+    # retry from the last EM iterate's value is accepted
+    joint = run([profile(0.0), 0.0], profiled=0)
+    apart = run([profile(0.0), 0.0], profiled=1)
+    assert abs(apart[-1][1] - FIXED) < 1e-12
+    assert len(apart) < len(joint) / 3
+    # both reach the fixed point (plain EM takes about 1,370 steps)
+    assert abs(joint[-1][1] - FIXED) < 1e-12
+    assert len(joint) < 1_370
+
+
+def test_no_retry_toward_a_weaker_prior():
+    # a prior that runs away: the slow coordinate (a log precision) falls
+    # ever faster, with no fixed point; no retry is made toward it, and the
+    # iterates are exactly those of the joint extrapolation
+    def run_away(profiled):
+        evaluations = []
+
+        def em_map(x):
+            s = 1.02 * x[1] - 0.1
+            evaluations.append(x.copy())
+            return np.array([profile(s), s])
+
+        squarem(em_map, np.array([profile(0.0), 0.0]),
+                Coordinates(profiled), lambda: len(evaluations) >= 60)
+        return np.array(evaluations)
+
+    joint = run_away(0)
+    assert_allclose(run_away(1), joint, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("profiled", [0, 1])
+def test_a_map_without_slow_coordinates_is_left_to_em(profiled):
+    # one EM step lands on the fixed point: nothing to extrapolate
+    evaluations = []
+
+    def em_map(x):
+        evaluations.append(x)
+        return np.array([profile(FIXED), FIXED])
+
+    squarem(em_map, np.array([0.0, 0.0]), Coordinates(profiled),
+            lambda: len(evaluations) >= 3)
+    assert len(evaluations) == 3
