@@ -29,7 +29,8 @@ than on one (threads spinning for cores others hold);
 ``--blas-threads 1 --loop-only`` times the loop as it runs on one thread.
 ``--params '{"prior": "mixture", "n_prior_components": 2}'`` fits
 ``MetaClassifier`` with these parameters instead of the defaults (its
-compiling fit too, with ``max_iter=2``).
+compiling fit too, with ``max_iter=2``; an ``n_jobs`` there overrides
+``--n-jobs``).
 """
 
 import argparse
@@ -128,8 +129,8 @@ else:
     # compiled first by two iterations on the same tasks (every kernel the
     # fit uses, the matrix priors' included: a fit on a few tasks does not
     # compare them): timed is the fit
-    MetaClassifier(n_jobs=spec["n_jobs"], **dict(spec["params"], max_iter=2)
-                   ).fit(X, y, tasks=tasks)
+    params = dict(dict(n_jobs=spec["n_jobs"]), **spec["params"])
+    MetaClassifier(**dict(params, max_iter=2)).fit(X, y, tasks=tasks)
     # the iterations of each empirical Bayes fit (the candidates of
     # prior="auto", then the final fit), and whether it converged
     import skmeta._methods._proximal as proximal
@@ -146,8 +147,7 @@ else:
     before = resident_mib("VmRSS")
     measured = reset_peak()
     start = time.perf_counter()
-    meta = MetaClassifier(n_jobs=spec["n_jobs"], **spec["params"]).fit(
-        X, y, tasks=tasks)
+    meta = MetaClassifier(**params).fit(X, y, tasks=tasks)
     seconds = time.perf_counter() - start
     fitted = spec["n_tasks"]
     extra["prior"] = meta.prior_kind_

@@ -610,3 +610,18 @@ def test_separable_tasks_learn_a_prior_without_numerical_warnings():
     # the learned model separates the classes as the pooled one does
     pooled = LogisticRegression().fit(X, y)
     assert meta.score(X, y, tasks=tasks) >= pooled.score(X, y) - 0.01
+
+
+def test_a_fixed_strength_on_separable_tasks_is_kept():
+    # the user's gamma cannot run away: classifiers that separate their
+    # rows under it are what was asked for, not a degenerate learned prior
+    rng = np.random.RandomState(0)
+    y = rng.randint(2, size=20 * 30)
+    X = rng.randn(20 * 30, 4)
+    X[:, 0] += 10.0 * (y - 0.5)
+    tasks = np.repeat(np.arange(20), 30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        meta = MetaClassifier(LogisticRegression(penalty=None), gamma=1e-3,
+                              prior="diagonal").fit(X, y, tasks=tasks)
+    assert meta.gamma_ == 1e-3 and meta.prior_kind_ == "diagonal"

@@ -87,8 +87,9 @@ def test_no_retry_toward_a_weaker_prior():
 
 
 @pytest.mark.parametrize("profiled", [0, 1])
-def test_a_map_without_slow_coordinates_is_left_to_em(profiled):
-    # one EM step lands on the fixed point: nothing to extrapolate
+def test_a_map_that_lands_on_its_fixed_point_at_once(profiled):
+    # one EM step lands on the fixed point: the extrapolation that follows
+    # has length one and stays there, and no retry is made
     evaluations = []
 
     def em_map(x):

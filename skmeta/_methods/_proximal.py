@@ -346,7 +346,8 @@ class _PriorCoordinates:
         # for the precision): see _squarem. Not for a low-rank prior, whose
         # M-step starts from the factor model of the evaluation before it,
         # kept or not: a retried extrapolation would move that start once
-        # more, on paths that already depend on it (Heywood cases)
+        # more, on paths that already depend on it (Heywood cases). With a
+        # fixed gamma the strength never grows, and no retry is made
         self.profiled = (self.d if learn_theta0 and structure.kind != "lowrank"
                          else 0)
         self.template = prior
@@ -542,7 +543,8 @@ def fit_proximal(solver, prior, *, learn_theta0, structure, learn_gamma, max_ite
     if warm_prior:
         # Learn a first prior on a spread-out subset of the tasks: the full
         # problem then starts near its solution and needs fewer (expensive)
-        # iterations over all tasks.
+        # iterations over all tasks. A prior that degenerates on the subset
+        # raises here, as it would on all the tasks.
         subset = np.linspace(0, T - 1, _WARM_UP_TASKS).round().astype(np.intp)
         with InnerSolver(step.subset(subset), solver.problem,
                          n_jobs=solver.n_jobs,
@@ -558,7 +560,9 @@ def fit_proximal(solver, prior, *, learn_theta0, structure, learn_gamma, max_ite
     if step.learn_prior:
         fit = _empirical_bayes(step, prior, theta, max_iter=max_iter, tol=tol,
                                verbose=verbose, name=name)
-        _raise_if_separated(step, fit)
+        if step.learn_gamma:
+            # (a fixed strength cannot run away: the user's gamma holds)
+            _raise_if_separated(step, fit)
     else:
         fit = _fixed_prior(step, prior, theta, max_iter=max_iter, tol=tol,
                            verbose=verbose, name=name, warm_prior=warm_prior)
@@ -687,11 +691,15 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
         objective = step.objective(solutions)
         _report(verbose, name, state["n_iter"], objective, current)
         moved = step.theta_changed(solutions, state["theta"], tol)
-        proposal = step.propose(current, solutions)
+        # recorded before the next prior is proposed, which may raise (a
+        # degenerate precision): the state then still describes this solve,
+        # and tasks on a Dask cluster, which moved on to its parameters, are
+        # asked next for a solve from them
         state["theta"] = solutions.theta
         state["prior"] = current
         state["solutions"] = solutions
         state["objective"] = objective
+        proposal = step.propose(current, solutions)
         state["done"] = (state["n_iter"] > 1 and not moved
                          and not _changed(proposal.theta0, current.theta0, tol))
         return proposal
@@ -895,7 +903,8 @@ class Proximal(MetaMethod):
                 warnings.warn(
                     "the prior could not be learned from these tasks (its "
                     "precision degenerates: too few rows per task to tell "
-                    "how the tasks differ); fitted with gamma=1.0, "
+                    "how the tasks differ, or classes that the tasks' "
+                    "coefficients separate); fitted with gamma=1.0, "
                     "prior='isotropic' instead. Set gamma and prior "
                     "explicitly to choose the transfer.",
                     ConvergenceWarning, stacklevel=4)
