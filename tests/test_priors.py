@@ -25,6 +25,7 @@ from sklearn.linear_model import (
     PoissonRegressor,
     Ridge,
 )
+from sklearn.metrics import log_loss
 from threadpoolctl import threadpool_info
 
 from skmeta import MetaClassifier, MetaRegressor
@@ -33,10 +34,10 @@ from skmeta._kernels._layout import Problem
 from skmeta._methods._prior import Prior
 from skmeta._methods._proximal import (
     _PriorCoordinates,
-    _raise_if_separated,
     candidate_structures,
     matrix_priors_estimable,
     prior_from_moments,
+    raise_if_degenerate,
 )
 from skmeta._methods._structures import (
     Structure,
@@ -581,17 +582,49 @@ def test_a_prior_that_cannot_be_learned_falls_back_to_the_fixed_one():
 def test_classifiers_that_separate_their_rows_have_a_degenerate_prior():
     # a classifier's log-loss vanishes only as its margins grow without
     # bound: under a learned prior, tasks whose rows cost (all but) nothing
-    # are held by no prior any longer, whether or not EM overflowed first
+    # are held by no prior any longer, whether or not EM overflowed first;
+    # nor are models that fit their own rows worse than equal probabilities
     def step(classifies, loss):
         return SimpleNamespace(classifies=classifies, total_weight=40.0,
+                               chance_loss=np.log(2), learn_theta0=True,
                                scaled_loss=lambda solutions: loss)
 
     fit = SimpleNamespace(solutions=object())
     with pytest.raises(FloatingPointError, match="separated"):
-        _raise_if_separated(step(True, 0.5 * 1e-8 * 40.0), fit)
-    # log-loss that a prior still holds; an exact least-squares fit
-    _raise_if_separated(step(True, 1e-6 * 40.0), fit)
-    _raise_if_separated(step(False, 0.0), fit)
+        raise_if_degenerate(step(True, 0.5 * 1e-8 * 40.0), fit)
+    with pytest.raises(FloatingPointError, match="worse than equal class"):
+        raise_if_degenerate(step(True, 1.01 * np.log(2) * 40.0), fit)
+    # log-loss that a prior still holds, down to chance; an exact
+    # least-squares fit, and any regression loss
+    raise_if_degenerate(step(True, 1e-6 * 40.0), fit)
+    raise_if_degenerate(step(True, np.log(2) * 40.0), fit)
+    raise_if_degenerate(step(False, 0.0), fit)
+    raise_if_degenerate(step(False, 1e6), fit)
+    # worse than chance under a prior mean set elsewhere: not degenerate
+    raise_if_degenerate(step(True, 1e6), fit, chance=False)
+    given_mean = step(True, 1e6)
+    given_mean.learn_theta0 = False
+    raise_if_degenerate(given_mean, fit)
+
+
+def test_a_prior_mean_that_runs_away_falls_back_to_the_fixed_prior():
+    # four tasks of ten rows and 21 parameters, whose rows together are all
+    # but separable: the random-intercept candidate wins the selection (the
+    # others degenerate), and the fit on all rows, from its prior, sends the
+    # shared coefficients -- the prior mean, which no penalty holds -- to
+    # |theta0| ~ 3e4 in one EM step, then stops, "converged", with models
+    # whose training log-loss is 8e3 per row. Before, silently.
+    X, y, tasks = make_meta_classification(
+        n_tasks=200, n_samples_per_task=10, n_features=20, n_informative=10,
+        n_redundant=0, random_state=0)
+    X, y, tasks = X[tasks < 4], y[tasks < 4], tasks[tasks < 4]
+    with pytest.warns(ConvergenceWarning, match="could not be learned"):
+        meta = MetaClassifier().fit(X, y, tasks=tasks)
+    fixed = MetaClassifier(gamma=1.0, prior="isotropic").fit(X, y, tasks=tasks)
+    assert meta.gamma_ == 1.0 and meta.prior_kind_ == "isotropic"
+    assert_allclose(meta.task_params_, fixed.task_params_, rtol=1e-12)
+    proba = meta.predict_proba(X, tasks=tasks)
+    assert log_loss(y, proba) < 0.2 < np.log(2)
 
 
 def test_separable_tasks_learn_a_prior_without_numerical_warnings():

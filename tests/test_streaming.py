@@ -7,6 +7,7 @@ of the batch fit.
 """
 
 import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -385,6 +386,44 @@ def test_a_chunk_that_empirical_bayes_cannot_use_leaves_the_prior(monkeypatch):
     assert_array_equal(meta.prior_precision_, precision)
     # the chunk's tasks entered the statistics by their E-step alone
     assert meta.n_tasks_seen_ == meta._online["statistics"]["n_tasks"] == 60
+    for t, model in expected.items():
+        assert_allclose(meta.task_estimator(t).coef_, model.coef_, rtol=1e-6,
+                        atol=1e-9)
+
+
+def test_a_chunk_whose_rows_a_run_away_prior_separates_leaves_the_prior(
+        monkeypatch):
+    # as in a batch fit, a learned prior under which the chunk's classifiers
+    # separate their rows with vanishing loss is degenerate, whether or not
+    # anything overflowed on the way: here the chunk's empirical Bayes ends
+    # at a precision fallen a trillion-fold, on separable tasks
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    from skmeta._methods import _online
+
+    X, y, tasks = logistic_tasks(60, 30, seed=3)
+    X[tasks >= 40, 0] += 20.0 * (y[tasks >= 40] - 0.5)
+    meta = MetaClassifier(LogisticRegression(penalty=None),
+                          prior="diagonal").partial_fit(
+        X[tasks < 40], y[tasks < 40], tasks=tasks[tasks < 40])
+    theta0, precision = meta.meta_params_.copy(), meta.prior_precision_.copy()
+    new = tasks >= 40
+    expected = meta.adapt_tasks(X[new], y[new], tasks=tasks[new])
+    empirical_bayes = _online._empirical_bayes
+
+    def runs_away(step, prior, theta, **kwargs):
+        fit = empirical_bayes(step, prior, theta, **kwargs)
+        fit.prior = replace(fit.prior, gamma=1e-12 * fit.prior.gamma)
+        fit.solutions = step.solve(fit.prior, fit.solutions.theta)
+        return fit
+
+    monkeypatch.setattr(_online, "_empirical_bayes", runs_away)
+    with pytest.warns(ConvergenceWarning, match="could not be moved"):
+        meta.partial_fit(X[new], y[new], tasks=tasks[new])
+    assert_array_equal(meta.meta_params_, theta0)
+    assert_array_equal(meta.prior_precision_, precision)
+    assert meta.n_tasks_seen_ == 60
     for t, model in expected.items():
         assert_allclose(meta.task_estimator(t).coef_, model.coef_, rtol=1e-6,
                         atol=1e-9)

@@ -64,6 +64,7 @@ from ._proximal import (
     backtracked,
     newton_mean_step,
     prior_from_moments,
+    raise_if_degenerate,
 )
 from ._statistics import TaskStatistics
 
@@ -168,12 +169,18 @@ def update_online(batch, problem, online, *, max_iter, tol, n_jobs=None,
         theta = np.tile(prior.center, (batch.n_tasks, 1))
         try:
             with warnings.catch_warnings():
-                # a run-away shows as overflow first; it is handled below
+                # a run-away may show as overflow first; it is handled below
                 warnings.simplefilter("ignore", RuntimeWarning)
                 if step.learn_prior:
                     fit = _empirical_bayes(step, prior, theta,
                                            max_iter=max_iter, tol=tol,
                                            verbose=verbose, name=name)
+                    if step.learn_gamma:
+                        # as in a batch fit, a run-away need not overflow on
+                        # the way; but the prior mean is mostly the earlier
+                        # chunks', which the chunk's tasks may not fit
+                        # better than chance under a strong prior
+                        raise_if_degenerate(step, fit, chance=False)
                     prior, solutions = fit.prior, fit.solutions
                     n_iter, converged = fit.n_iter, fit.converged
                 else:

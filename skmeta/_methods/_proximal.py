@@ -23,6 +23,7 @@ task's posterior (mean ``theta_t``, covariance ``(phi / s_t) A_t^{-1}``): see
 :func:`empirical_bayes_update`.
 """
 
+import math
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -441,6 +442,10 @@ class _Iteration:
                             or structure.shared is not None)
         self.squared = problem.code == SQUARED
         self.classifies = problem.code in (LOGISTIC, MULTINOMIAL)
+        # log-loss per unit of weight of a model that gives every class the
+        # same probability, as all-zero parameters do
+        self.chance_loss = math.log(
+            problem.n_outputs if problem.code == MULTINOMIAL else 2)
         # The base penalty counts as part of a prior whose strength is
         # learned. Not with a fixed gamma: that is the user's transfer term,
         # centred on theta0 as written. Nor for wide tasks: there, in the
@@ -562,7 +567,7 @@ def fit_proximal(solver, prior, *, learn_theta0, structure, learn_gamma, max_ite
                                verbose=verbose, name=name)
         if step.learn_gamma:
             # (a fixed strength cannot run away: the user's gamma holds)
-            _raise_if_separated(step, fit)
+            raise_if_degenerate(step, fit)
     else:
         fit = _fixed_prior(step, prior, theta, max_iter=max_iter, tol=tol,
                            verbose=verbose, name=name, warm_prior=warm_prior)
@@ -579,24 +584,41 @@ def fit_proximal(solver, prior, *, learn_theta0, structure, learn_gamma, max_ite
     return fit
 
 
-def _raise_if_separated(step, fit):
-    """Raise FloatingPointError where a learned prior let classifiers
-    separate their rows with vanishing loss.
+def raise_if_degenerate(step, fit, chance=True):
+    """Raise FloatingPointError where a learned prior left classifiers that
+    separate their training rows with vanishing loss, or (with ``chance``)
+    that fit them worse than chance.
 
     Separable tasks make empirical Bayes run away: the tasks' spread grows
     with their coefficients, the learned precision falls with it, and the
     prior holds them less at every step. Where that ends in an overflow,
     the fit's numerical checks see it (``_degeneracy_raises``); where EM
     slows down first, its models stop moving relative to their (huge) size
-    and it reads as converged. This catches the latter, as the former, for
-    the caller's fallback: the tasks' log-loss has all but vanished.
+    and it reads as converged: the tasks' log-loss has all but vanished.
+    Coefficients shared by all tasks (``random_effects``) are the prior
+    mean, which no penalty holds; on rows that they separate together, the
+    mean's Newton steps diverge, and the tasks end far off their own rows'
+    optimum. A prior mean learned from the tasks fits their rows about as
+    the pooled model does, and each task's model does better still on its
+    own (it minimizes its loss plus a pull toward that mean): models whose
+    log-loss on their own training rows exceeds that of equal class
+    probabilities (all-zero parameters) have lost their prior. Not so where
+    the mean is given (``prior_estimator``) or set by other tasks (earlier
+    chunks of ``partial_fit``): under a strong prior, tasks that disagree
+    with it may fit their rows badly. Both are raised for the caller's
+    fallback.
     """
-    if (step.classifies and fit.solutions is not None
-            and step.scaled_loss(fit.solutions)
-            <= _VANISHING_LOSS * step.total_weight):
+    if not step.classifies or fit.solutions is None:
+        return
+    loss = step.scaled_loss(fit.solutions)
+    if loss <= _VANISHING_LOSS * step.total_weight:
         raise FloatingPointError(
             "the learned prior no longer holds the tasks' coefficients: their "
             "training rows are separated with vanishing loss")
+    if chance and step.learn_theta0 and loss > step.chance_loss * step.total_weight:
+        raise FloatingPointError(
+            "the learned prior's models fit their own training rows worse "
+            "than equal class probabilities do: the prior mean ran away")
 
 
 def _report(verbose, name, n_iter, objective, prior):
