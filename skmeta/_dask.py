@@ -50,6 +50,7 @@ from sklearn.utils.validation import (
 
 from ._kernels._layout import TaskBatch, make_batch
 from ._methods._inner import INNER_TOL, InnerSolver
+from ._methods._prior import residual_squares
 from ._methods._proximal import (
     TaskSums,
     _Iteration,
@@ -373,7 +374,7 @@ def _solve_part(part, generation, reference, center, precision, kwargs,
     spread = np.einsum("ij,ij->j", dev, dev) if wide else dev.T @ dev
     # twice the tasks' losses summed over their rows: the residuals of
     # squared losses, and what tells whether classifiers separated their rows
-    rss = float((2.0 * part.scale * solutions.loss).sum())
+    rss = float(residual_squares(part.scale, solutions.loss).sum())
     part.sums = _PartSums(
         part.n_tasks, theta.sum(axis=0), spread,
         float(solutions.objective.sum()), rss, float(solutions.trace.sum()),

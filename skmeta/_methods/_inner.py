@@ -30,7 +30,7 @@ from .._kernels._workspaces import (
     FULL_INVERSE_MAX_PARAMS,
     largest_task,
 )
-from ._prior import task_scales
+from ._prior import residual_squares, task_scales
 
 # Newton converges quadratically: a tight tolerance costs one more step at
 # most, and the outer loops (implicit gradients, empirical Bayes) need
@@ -313,7 +313,7 @@ def posterior_covariances(batch, problem, theta0, precision, theta, *,
     if dispersion is None:
         dispersion = 1.0
         if problem.code == SQUARED:
-            rss = float(np.sum(2.0 * scale * solutions.loss))
+            rss = float(np.sum(residual_squares(scale, solutions.loss)))
             dof = float(batch.sw.sum()) - float(solutions.trace.sum())
             dispersion = rss / dof if dof > 0 and rss > 0 else max(
                 rss / max(float(batch.sw.sum()), 1.0), np.finfo(float).tiny)

@@ -54,7 +54,7 @@ from sklearn.exceptions import ConvergenceWarning
 from .._kernels._calls import diagonal_inverses
 from .._kernels._codes import SQUARED
 from ._inner import InnerSolver
-from ._prior import Prior, split_strength, task_scales
+from ._prior import Prior, residual_squares, split_strength, task_scales
 from ._squarem import squarem
 
 # a component whose expected number of tasks falls below this keeps its
@@ -276,7 +276,7 @@ def _m_step(mixture, solved, resp, u, setup):
         # a task the Student-t weights set aside does not set the noise
         # either: its rows count with its weight (all 1 for Gaussians)
         w = resp.T * u
-        rss = np.sum(w * 2.0 * setup.task_scale * solved.loss)
+        rss = np.sum(w * residual_squares(setup.task_scale, solved.loss))
         expected = rss + dispersion * np.sum(w * solved.trace)
         total = np.sum(w.sum(axis=0) * setup.task_rows)
         dispersion = max(expected / max(total, np.finfo(float).tiny),

@@ -80,7 +80,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from .._kernels._codes import SQUARED
 from ._inner import InnerSolver
-from ._prior import Prior, psd_solve, split_strength, task_scales
+from ._prior import Prior, psd_solve, residual_squares, split_strength, task_scales
 from ._squarem import squarem
 from ._structures import Structure
 
@@ -327,7 +327,7 @@ class _Hierarchy:
                   + to_natural * spread)
         dispersion = phi_old
         if self.squared:
-            rss = float(np.sum(2.0 * self.task_scale * loss))
+            rss = float(np.sum(residual_squares(self.task_scale, loss)))
             expected = rss + phi_old * float(
                 np.sum(trace) + np.sum(self.task_scale / self.s_bar * extra))
             dispersion = max(expected / self.total_weight, self.min_dispersion,

@@ -118,3 +118,13 @@ def task_scales(batch, problem):
     if positive.any():
         scale = np.where(positive, scale, scale[positive].mean())
     return np.maximum(scale, np.finfo(float).tiny)
+
+
+def residual_squares(task_scale, loss):
+    """Each task's weighted residual sum of squares ``2 s_t L_t``.
+
+    The squared-error datafit ``L_t`` is half of it (averaged over the
+    task's weight where the base estimator averages: ``s_t`` undoes that,
+    see ``task_scales``). For other datafits, twice the summed loss.
+    """
+    return 2.0 * task_scale * loss

@@ -41,7 +41,14 @@ from ._base import MetaFit, MetaMethod
 from ._inner import INNER_TOL, InnerSolver, solve_exactly
 from ._mixture import MixtureSpec, adapt_mixture, learn_mixture
 from ._nested import COVARIANCE_MEMORY, NestedSpec, fit_nested
-from ._prior import Prior, precision_inverse, psd_solve, split_strength, task_scales
+from ._prior import (
+    Prior,
+    precision_inverse,
+    psd_solve,
+    residual_squares,
+    split_strength,
+    task_scales,
+)
 from ._squarem import squarem
 from ._statistics import OnlinePrior, TaskStatistics
 from ._structures import Structure
@@ -222,7 +229,8 @@ def empirical_bayes_update(prior, theta, solutions, *, structure, learn_gamma,
     wide = solutions.inv_wsum.ndim == 1
     # wide tasks: the posterior covariances' diagonals only
     spread = np.einsum("ij,ij->j", dev, dev) if wide else dev.T @ dev
-    rss = 2.0 * task_scale * solutions.loss if squared else np.zeros(1)
+    rss = (residual_squares(task_scale, solutions.loss) if squared
+           else np.zeros(1))
     return eb_update_from_sums(
         prior, TaskSums(T, spread, solutions.inv_wsum, rss.sum(),
                         solutions.trace.sum(), task_scale.mean()),

@@ -18,6 +18,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ._prior import residual_squares
+
 
 def _merge_moments(n_a, mean_a, scatter_a, n_b, mean_b, scatter_b):
     """Count, mean and scatter of two groups together (Chan et al.)."""
@@ -99,7 +101,7 @@ class TaskStatistics:
             posterior = prior.dispersion * solutions.inv_wsum
         expected_rss = 0.0
         if step.squared and step.learn_prior:
-            rss = float(np.sum(2.0 * step.task_scale * solutions.loss))
+            rss = float(np.sum(residual_squares(step.task_scale, solutions.loss)))
             expected_rss = rss + prior.dispersion * float(solutions.trace.sum())
         y = step.solver.batch.y
         y_mean = float(y.mean()) if y.size else 0.0
