@@ -48,6 +48,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ._kernels._calls import datafit_losses
 from ._kernels._layout import TaskBatch, make_batch
 from ._methods._inner import INNER_TOL, InnerSolver
 from ._methods._prior import residual_squares
@@ -306,6 +307,13 @@ def _row_sums(part, mean_loss):
                      scale[positive].sum(), positive.sum()])
 
 
+def _zero_loss(part, problem):
+    """The partition's datafit losses at all-zero parameters, summed."""
+    b = part.batch
+    return float(datafit_losses(b, problem,
+                                np.zeros((b.n_tasks, problem.n_params))).sum())
+
+
 def _set_scale(part, mean_loss, fill):
     """Each task's scale ``s_t`` (see ``_Iteration``); returns their sum."""
     b = part.batch
@@ -495,6 +503,10 @@ class DaskTasks:
     def _map(self, func, **kwargs):
         self.parts = self.client.map(func, self.parts, pure=False, **kwargs)
 
+    def zero_loss(self):
+        """The tasks' datafit losses at all-zero parameters, summed."""
+        return self.reduce(functools.partial(_zero_loss, problem=self.problem))
+
     def reduce(self, func):
         """``func`` of each partition, added up on the workers."""
         pieces = self.client.map(func, self.parts, pure=False)
@@ -656,6 +668,11 @@ class _DaskIteration(_Iteration):
         self.tasks = solver.batch
         self.total_weight = self.tasks.total_weight
         self.min_dispersion = self.tasks.min_dispersion
+
+    def zero_loss(self):
+        if self._zero_loss is None:
+            self._zero_loss = self.tasks.zero_loss()
+        return self._zero_loss
 
     @staticmethod
     def task_statistics(solutions, prior):

@@ -34,6 +34,7 @@ from sklearn.linear_model import (
     Ridge,
     SGDClassifier,
 )
+from sklearn.metrics import mean_poisson_deviance
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_validate
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -731,6 +732,24 @@ def test_bytes_and_str_task_columns_are_the_same_tasks(fit_kind, binary_data):
     for data in (frame, raw):
         assert_allclose(meta.predict_proba(data),
                         direct.predict_proba(X, tasks=stores), rtol=1e-12)
+
+
+def test_a_poisson_prior_mean_that_runs_away_falls_back_to_the_fixed_prior():
+    # two Poisson tasks of 12 rows and 12 features, far apart: the
+    # random-intercept prior won the selection, and its fit left |theta| ~
+    # 5e4 and a training deviance of 2,184 per row (the pooled model's: 5.6),
+    # silently. Models worse on their own rows than all-zero parameters now
+    # mark the prior as degenerate, as for classifiers.
+    X, y, tasks = make_tasks("poisson", n_tasks=2, n_per_task=12,
+                             n_features=12, seed=0, spread=3.0)
+    with pytest.warns(ConvergenceWarning, match="could not be learned"):
+        meta = MetaRegressor(PoissonRegressor()).fit(X, y, tasks=tasks)
+    fixed = MetaRegressor(PoissonRegressor(), gamma=1.0,
+                          prior="isotropic").fit(X, y, tasks=tasks)
+    assert_allclose(meta.task_params_, fixed.task_params_, rtol=1e-12)
+    pooled = PoissonRegressor().fit(X, y)
+    assert (mean_poisson_deviance(y, meta.predict(X, tasks=tasks))
+            < mean_poisson_deviance(y, pooled.predict(X)))
 
 
 def test_bytes_tasks_of_an_earlier_version_still_match(binary_data):

@@ -583,28 +583,31 @@ def test_classifiers_that_separate_their_rows_have_a_degenerate_prior():
     # a classifier's log-loss vanishes only as its margins grow without
     # bound: under a learned prior, tasks whose rows cost (all but) nothing
     # are held by no prior any longer, whether or not EM overflowed first;
-    # nor are models that fit their own rows worse than equal probabilities
-    def step(classifies, loss):
+    # nor are models that fit their own rows worse than all-zero parameters
+    chance = np.log(2) * 40.0  # 40 rows' log-loss at equal probabilities
+
+    def step(classifies, loss, zero=chance, learn_theta0=True):
         return SimpleNamespace(classifies=classifies, total_weight=40.0,
-                               chance_loss=np.log(2), learn_theta0=True,
+                               zero_loss=lambda: zero,
+                               learn_theta0=learn_theta0,
                                scaled_loss=lambda solutions: loss)
 
     fit = SimpleNamespace(solutions=object())
     with pytest.raises(FloatingPointError, match="separated"):
         raise_if_degenerate(step(True, 0.5 * 1e-8 * 40.0), fit)
-    with pytest.raises(FloatingPointError, match="worse than equal class"):
-        raise_if_degenerate(step(True, 1.01 * np.log(2) * 40.0), fit)
-    # log-loss that a prior still holds, down to chance; an exact
-    # least-squares fit, and any regression loss
+    with pytest.raises(FloatingPointError, match="worse than all-zero"):
+        raise_if_degenerate(step(True, 1.01 * chance), fit)
+    with pytest.raises(FloatingPointError, match="worse than all-zero"):
+        raise_if_degenerate(step(False, 101.0, zero=100.0), fit)
+    # log-loss that a prior still holds, up to equal class probabilities'; an
+    # exact least-squares fit
     raise_if_degenerate(step(True, 1e-6 * 40.0), fit)
-    raise_if_degenerate(step(True, np.log(2) * 40.0), fit)
+    raise_if_degenerate(step(True, chance), fit)
     raise_if_degenerate(step(False, 0.0), fit)
-    raise_if_degenerate(step(False, 1e6), fit)
-    # worse than chance under a prior mean set elsewhere: not degenerate
-    raise_if_degenerate(step(True, 1e6), fit, chance=False)
-    given_mean = step(True, 1e6)
-    given_mean.learn_theta0 = False
-    raise_if_degenerate(given_mean, fit)
+    # worse than all-zero parameters under a prior mean set elsewhere (a
+    # prior_estimator, earlier chunks of partial_fit): not degenerate
+    raise_if_degenerate(step(True, 1e6), fit, against_zero=False)
+    raise_if_degenerate(step(True, 1e6, learn_theta0=False), fit)
 
 
 def test_a_prior_mean_that_runs_away_falls_back_to_the_fixed_prior():

@@ -178,9 +178,9 @@ def update_online(batch, problem, online, *, max_iter, tol, n_jobs=None,
                     if step.learn_gamma:
                         # as in a batch fit, a run-away need not overflow on
                         # the way; but the prior mean is mostly the earlier
-                        # chunks', which the chunk's tasks may not fit
-                        # better than chance under a strong prior
-                        raise_if_degenerate(step, fit, chance=False)
+                        # chunks', which the chunk's tasks may fit worse than
+                        # all-zero parameters under a strong prior
+                        raise_if_degenerate(step, fit, against_zero=False)
                     prior, solutions = fit.prior, fit.solutions
                     n_iter, converged = fit.n_iter, fit.converged
                 else:

@@ -23,7 +23,6 @@ task's posterior (mean ``theta_t``, covariance ``(phi / s_t) A_t^{-1}``): see
 :func:`empirical_bayes_update`.
 """
 
-import math
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -450,10 +449,7 @@ class _Iteration:
                             or structure.shared is not None)
         self.squared = problem.code == SQUARED
         self.classifies = problem.code in (LOGISTIC, MULTINOMIAL)
-        # log-loss per unit of weight of a model that gives every class the
-        # same probability, as all-zero parameters do
-        self.chance_loss = math.log(
-            problem.n_outputs if problem.code == MULTINOMIAL else 2)
+        self._zero_loss = None
         # The base penalty counts as part of a prior whose strength is
         # learned. Not with a fixed gamma: that is the user's transfer term,
         # centred on theta0 as written. Nor for wide tasks: there, in the
@@ -484,6 +480,16 @@ class _Iteration:
     def scaled_loss(self, solutions):
         """The tasks' datafit losses, summed over their rows (``s_t L_t``)."""
         return float(np.dot(self.task_scale, solutions.loss))
+
+    def zero_loss(self):
+        """``scaled_loss`` of all-zero parameters (computed once, if asked):
+        for classifiers, equal class probabilities."""
+        if self._zero_loss is None:
+            batch = self.solver.batch
+            self._zero_loss = float(datafit_losses(
+                batch, self.solver.problem,
+                np.zeros((batch.n_tasks, self.solver.problem.n_params))).sum())
+        return self._zero_loss
 
     @staticmethod
     def theta_mean(solutions):
@@ -592,41 +598,42 @@ def fit_proximal(solver, prior, *, learn_theta0, structure, learn_gamma, max_ite
     return fit
 
 
-def raise_if_degenerate(step, fit, chance=True):
+def raise_if_degenerate(step, fit, against_zero=True):
     """Raise FloatingPointError where a learned prior left classifiers that
-    separate their training rows with vanishing loss, or (with ``chance``)
-    that fit them worse than chance.
+    separate their training rows with vanishing loss, or (with
+    ``against_zero``) models that fit them worse than all-zero parameters.
 
     Separable tasks make empirical Bayes run away: the tasks' spread grows
     with their coefficients, the learned precision falls with it, and the
     prior holds them less at every step. Where that ends in an overflow,
     the fit's numerical checks see it (``_degeneracy_raises``); where EM
     slows down first, its models stop moving relative to their (huge) size
-    and it reads as converged: the tasks' log-loss has all but vanished.
-    Coefficients shared by all tasks (``random_effects``) are the prior
-    mean, which no penalty holds; on rows that they separate together, the
+    and it reads as converged: the classifiers' log-loss has all but
+    vanished. Coefficients shared by all tasks (``random_effects``) are the
+    prior mean, which no penalty holds; where the tasks' rows together pin
+    them down badly (all but separable classes, a few Poisson counts), the
     mean's Newton steps diverge, and the tasks end far off their own rows'
     optimum. A prior mean learned from the tasks fits their rows about as
-    the pooled model does, and each task's model does better still on its
-    own (it minimizes its loss plus a pull toward that mean): models whose
-    log-loss on their own training rows exceeds that of equal class
-    probabilities (all-zero parameters) have lost their prior. Not so where
-    the mean is given (``prior_estimator``) or set by other tasks (earlier
-    chunks of ``partial_fit``): under a strong prior, tasks that disagree
-    with it may fit their rows badly. Both are raised for the caller's
-    fallback.
+    the pooled model does, which does at least as well as all-zero
+    parameters, and each task's model does better still on its own rows (it
+    minimizes its loss plus a pull toward that mean): models that fit their
+    own training rows worse than all-zero parameters (for classifiers:
+    equal class probabilities) have lost their prior. Not so where the mean
+    is given (``prior_estimator``) or set by other tasks (earlier chunks of
+    ``partial_fit``): under a strong prior, tasks that disagree with it may
+    fit their rows badly. Both are raised for the caller's fallback.
     """
-    if not step.classifies or fit.solutions is None:
+    if fit.solutions is None:
         return
     loss = step.scaled_loss(fit.solutions)
-    if loss <= _VANISHING_LOSS * step.total_weight:
+    if step.classifies and loss <= _VANISHING_LOSS * step.total_weight:
         raise FloatingPointError(
             "the learned prior no longer holds the tasks' coefficients: their "
             "training rows are separated with vanishing loss")
-    if chance and step.learn_theta0 and loss > step.chance_loss * step.total_weight:
+    if against_zero and step.learn_theta0 and loss > step.zero_loss():
         raise FloatingPointError(
             "the learned prior's models fit their own training rows worse "
-            "than equal class probabilities do: the prior mean ran away")
+            "than all-zero parameters do: the prior mean ran away")
 
 
 def _report(verbose, name, n_iter, objective, prior):
