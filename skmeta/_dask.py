@@ -381,7 +381,8 @@ def _solve_part(part, generation, reference, center, precision, kwargs,
     dev = theta - reference
     spread = np.einsum("ij,ij->j", dev, dev) if wide else dev.T @ dev
     # twice the tasks' losses summed over their rows: the residuals of
-    # squared losses, and what tells whether classifiers separated their rows
+    # squared losses, and (halved) the loss that tells whether a learned
+    # prior ran away (raise_if_degenerate)
     rss = float(residual_squares(part.scale, solutions.loss).sum())
     part.sums = _PartSums(
         part.n_tasks, theta.sum(axis=0), spread,
@@ -503,9 +504,9 @@ class DaskTasks:
     def _map(self, func, **kwargs):
         self.parts = self.client.map(func, self.parts, pure=False, **kwargs)
 
-    def zero_loss(self):
+    def zero_loss(self, problem):
         """The tasks' datafit losses at all-zero parameters, summed."""
-        return self.reduce(functools.partial(_zero_loss, problem=self.problem))
+        return self.reduce(functools.partial(_zero_loss, problem=problem))
 
     def reduce(self, func):
         """``func`` of each partition, added up on the workers."""
@@ -671,7 +672,7 @@ class _DaskIteration(_Iteration):
 
     def zero_loss(self):
         if self._zero_loss is None:
-            self._zero_loss = self.tasks.zero_loss()
+            self._zero_loss = self.tasks.zero_loss(self.solver.problem)
         return self._zero_loss
 
     @staticmethod

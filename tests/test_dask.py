@@ -10,6 +10,7 @@ dd = pytest.importorskip("dask.dataframe")
 da = pytest.importorskip("dask.array")
 pd = pytest.importorskip("pandas")
 
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.linear_model import (  # noqa: E402
     ElasticNet,
     LogisticRegression,
@@ -184,6 +185,31 @@ def test_poisson_full_prior(client):
         X, y, tasks=tasks)
     remote = MetaRegressor(PoissonRegressor(alpha=0.1), **params).fit(
         Xd, yd, tasks=td)
+    _assert_same_fit(remote, local)
+
+
+def test_a_prior_mean_that_runs_away_falls_back_as_in_memory(client):
+    # two Poisson tasks of 12 rows and 12 features, far apart: the learned
+    # prior's models end worse than all-zero parameters (see test_estimators'
+    # test of the same tasks); on Dask the losses at zero are summed on the
+    # workers, and the fit falls back as the fit in memory does
+    rng = np.random.default_rng(0)
+    tasks = np.repeat(np.arange(2), 12)
+    X = rng.normal(size=(24, 12))
+    shared = rng.normal(size=(1, 13))
+    W = shared + 3.0 * rng.normal(size=(2, 1, 13))
+    Z = np.einsum("nf,nof->no", X, W[tasks, :, :-1]) + W[tasks, :, -1]
+    y = rng.poisson(np.exp(0.3 * Z[:, 0])).astype(np.float64)
+    perm = rng.permutation(24)
+    # the generator's row order, then each task whole in one partition
+    order = np.argsort(tasks[perm], kind="stable")
+    X, y, tasks = X[perm][order], y[perm][order], tasks[perm][order]
+    with pytest.warns(ConvergenceWarning, match="could not be learned"):
+        local = MetaRegressor(PoissonRegressor()).fit(X, y, tasks=tasks)
+    Xd = da.from_array(X, chunks=(12, 12))
+    yd, td = da.from_array(y, chunks=12), da.from_array(tasks, chunks=12)
+    with pytest.warns(ConvergenceWarning, match="could not be learned"):
+        remote = MetaRegressor(PoissonRegressor()).fit(Xd, yd, tasks=td)
     _assert_same_fit(remote, local)
 
 

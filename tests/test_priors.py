@@ -579,7 +579,7 @@ def test_a_prior_that_cannot_be_learned_falls_back_to_the_fixed_one():
     assert_allclose(meta.meta_params_, fixed.meta_params_, rtol=1e-12)
 
 
-def test_classifiers_that_separate_their_rows_have_a_degenerate_prior():
+def test_learned_priors_that_lose_their_models_are_degenerate():
     # a classifier's log-loss vanishes only as its margins grow without
     # bound: under a learned prior, tasks whose rows cost (all but) nothing
     # are held by no prior any longer, whether or not EM overflowed first;
@@ -599,6 +599,8 @@ def test_classifiers_that_separate_their_rows_have_a_degenerate_prior():
         raise_if_degenerate(step(True, 1.01 * chance), fit)
     with pytest.raises(FloatingPointError, match="worse than all-zero"):
         raise_if_degenerate(step(False, 101.0, zero=100.0), fit)
+    # a fit whose optimum is zero, within the rounding of averaged losses
+    raise_if_degenerate(step(False, 100.0 * (1 + 1e-12), zero=100.0), fit)
     # log-loss that a prior still holds, up to equal class probabilities'; an
     # exact least-squares fit
     raise_if_degenerate(step(True, 1e-6 * 40.0), fit)
@@ -628,6 +630,22 @@ def test_a_prior_mean_that_runs_away_falls_back_to_the_fixed_prior():
     assert_allclose(meta.task_params_, fixed.task_params_, rtol=1e-12)
     proba = meta.predict_proba(X, tasks=tasks)
     assert log_loss(y, proba) < 0.2 < np.log(2)
+
+
+def test_a_penalty_that_zeroes_every_parameter_is_not_a_run_away():
+    # Lasso(alpha=10) zeroes every coefficient of these tasks: the fit IS
+    # all-zero parameters, and its averaged losses, rescaled, land a few
+    # ulps above theirs; a learned prior stays learned, without a warning
+    rng = np.random.default_rng(0)
+    tasks = np.repeat(np.arange(5), 20)
+    X = rng.normal(size=(100, 3))
+    y = 1e-3 * rng.normal(size=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        meta = MetaRegressor(Lasso(alpha=10.0, fit_intercept=False)).fit(
+            X, y, tasks=tasks)
+    assert np.all(meta.task_params_ == 0.0)
+    assert meta.gamma_ != 1.0
 
 
 def test_separable_tasks_learn_a_prior_without_numerical_warnings():

@@ -94,6 +94,10 @@ _FIRST_SOLVE_TOL = 1e-4
 # tasks whose rows cost less than this per unit of weight under a learned
 # prior are separated by coefficients that no prior holds any longer
 _VANISHING_LOSS = 1e-8
+# models that fit their rows by more than this fraction worse than all-zero
+# parameters have lost their prior (rounding of averaged losses puts a
+# fit whose optimum is zero a few ulps above; run-aways are off by factors)
+_ZERO_LOSS_MARGIN = 1e-6
 
 
 @contextmanager
@@ -613,15 +617,17 @@ def raise_if_degenerate(step, fit, against_zero=True):
     prior mean, which no penalty holds; where the tasks' rows together pin
     them down badly (all but separable classes, a few Poisson counts), the
     mean's Newton steps diverge, and the tasks end far off their own rows'
-    optimum. A prior mean learned from the tasks fits their rows about as
-    the pooled model does, which does at least as well as all-zero
-    parameters, and each task's model does better still on its own rows (it
-    minimizes its loss plus a pull toward that mean): models that fit their
-    own training rows worse than all-zero parameters (for classifiers:
-    equal class probabilities) have lost their prior. Not so where the mean
-    is given (``prior_estimator``) or set by other tasks (earlier chunks of
-    ``partial_fit``): under a strong prior, tasks that disagree with it may
-    fit their rows badly. Both are raised for the caller's fallback.
+    optimum. The models and the prior mean minimize, for the prior's
+    precision, the tasks' losses plus the quadratic penalties, which all
+    vanish at all-zero parameters: the losses of a sound fit sum to at most
+    those of all-zero parameters (for classifiers: equal class
+    probabilities), with equality where zero is the optimum (a penalty
+    that zeroes everything; hence a margin for rounding). Not so where the
+    mean is given (``prior_estimator``) or set by other tasks (earlier
+    chunks of ``partial_fit``): under a strong prior, tasks that disagree
+    with it may fit their rows badly. Both checks read the losses summed
+    over all tasks: one run-away task among many sound ones goes unseen.
+    Both are raised for the caller's fallback.
     """
     if fit.solutions is None:
         return
@@ -630,7 +636,8 @@ def raise_if_degenerate(step, fit, against_zero=True):
         raise FloatingPointError(
             "the learned prior no longer holds the tasks' coefficients: their "
             "training rows are separated with vanishing loss")
-    if against_zero and step.learn_theta0 and loss > step.zero_loss():
+    if (against_zero and step.learn_theta0
+            and loss > (1.0 + _ZERO_LOSS_MARGIN) * step.zero_loss()):
         raise FloatingPointError(
             "the learned prior's models fit their own training rows worse "
             "than all-zero parameters do: the prior mean ran away")
