@@ -327,7 +327,11 @@ class _Coordinates:
 
     def decode(self, z):
         K, d, setup = self.K, self.d, self.setup
-        weights = np.exp(z[:K] - logsumexp(z[:K]))
+        # an extrapolated log weight far below the others underflows: kept
+        # at the M-step's floor, as its weights are
+        weights = np.maximum(np.exp(z[:K] - logsumexp(z[:K])),
+                             np.finfo(float).tiny)
+        weights /= weights.sum()
         means = z[K:K + K * d].reshape(K, d)
         precisions = np.exp(z[K + K * d:K + 2 * K * d]).reshape(K, d)
         dispersion = (float(np.exp(z[-1])) if setup.squared
