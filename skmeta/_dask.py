@@ -51,7 +51,7 @@ from sklearn.utils.validation import (
 from ._kernels._calls import datafit_losses
 from ._kernels._layout import TaskBatch, make_batch
 from ._methods._inner import INNER_TOL, InnerSolver
-from ._methods._prior import residual_squares
+from ._methods._prior import mean_penalty, residual_squares
 from ._methods._proximal import (
     TaskSums,
     _Iteration,
@@ -728,7 +728,8 @@ class _DaskIteration(_Iteration):
         if self.learn_theta0:
             theta0 = theta0 + newton_step_from_mean(
                 s.theta_sum / T, T, theta0, prior.combined_precision, s.inv_sum,
-                solutions.inverse_sum_times)
+                solutions.inverse_sum_times,
+                mean_penalty(self.ridge, T, self.mean_loss))
         if not self.learn_prior:
             return prior.with_theta0(theta0)
         shift = theta0 - prior.theta0

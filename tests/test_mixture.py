@@ -103,7 +103,10 @@ def test_one_component_is_the_gaussian_prior(kind):
         assert_allclose(mix.task_weights_, 1.0, rtol=1e-9)
     assert_allclose(mix.meta_params_, ref.meta_params_, rtol=1e-5, atol=1e-6)
     assert_allclose(mix.prior_precision_, ref.prior_precision_, rtol=1e-4)
-    assert_allclose(mix.task_params_, ref.task_params_, rtol=1e-5, atol=1e-6)
+    # (the same fixed point; the mixture's mean moves by EM steps, which the
+    # base penalty on it slows, the Gaussian prior's by Newton steps: they
+    # stop at tol=1e-9 a few 1e-6 apart)
+    assert_allclose(mix.task_params_, ref.task_params_, rtol=1e-5, atol=5e-6)
 
 
 def test_one_component_regression_learns_the_noise_as_the_diagonal_prior():

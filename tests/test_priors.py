@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 from scipy.optimize import minimize
+from sklearn.base import clone
 from sklearn.decomposition import FactorAnalysis
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import (
@@ -36,6 +37,7 @@ from skmeta._methods._proximal import (
     _PriorCoordinates,
     candidate_structures,
     matrix_priors_estimable,
+    newton_mean_step,
     prior_from_moments,
     raise_if_degenerate,
 )
@@ -564,16 +566,19 @@ def test_a_diverging_meta_training_stops_with_the_last_finite_prior():
 
 
 def test_a_prior_that_cannot_be_learned_falls_back_to_the_fixed_one():
-    # four tasks of five rows and 21 parameters, separable: empirical Bayes
-    # runs away (the precision degenerates); the fit says so and is the one
-    # with the former fixed prior, gamma=1 and isotropic
+    # four tasks of five rows and 21 parameters, separable, and a base
+    # estimator without penalty (nothing holds the prior mean either):
+    # empirical Bayes runs away (the precision degenerates); the fit says so
+    # and is the one with the former fixed prior, gamma=1 and isotropic
     X, y, tasks = make_meta_classification(
         n_tasks=200, n_samples_per_task=5, n_features=20, n_informative=10,
         n_redundant=0, random_state=0)
     X, y, tasks = X[tasks < 4], y[tasks < 4], tasks[tasks < 4]
+    base = LogisticRegression(penalty=None)
     with pytest.warns(ConvergenceWarning, match="could not be learned"):
-        meta = MetaClassifier().fit(X, y, tasks=tasks)
-    fixed = MetaClassifier(gamma=1.0, prior="isotropic").fit(X, y, tasks=tasks)
+        meta = MetaClassifier(base).fit(X, y, tasks=tasks)
+    fixed = MetaClassifier(base, gamma=1.0, prior="isotropic").fit(
+        X, y, tasks=tasks)
     assert meta.gamma_ == 1.0 and meta.prior_kind_ == "isotropic"
     assert_allclose(meta.task_params_, fixed.task_params_, rtol=1e-12)
     assert_allclose(meta.meta_params_, fixed.meta_params_, rtol=1e-12)
@@ -646,6 +651,69 @@ def test_a_penalty_that_zeroes_every_parameter_is_not_a_run_away():
             X, y, tasks=tasks)
     assert np.all(meta.task_params_ == 0.0)
     assert meta.gamma_ != 1.0
+
+
+@pytest.mark.parametrize("base", [LogisticRegression(),
+                                  PoissonRegressor(alpha=0.1)],
+                         ids=["logistic", "poisson"])
+def test_identical_tasks_learn_the_pooled_base_estimator(base):
+    # copies of one task: the learned prior pins them together, and the
+    # prior mean, held by the base penalty once, is the base estimator's
+    # own fit on all rows (a pooled LogisticRegression(C=1) penalizes its
+    # coefficients once, not once per task). Before, nothing held the mean:
+    # the logistic fit ran away (and fell back to gamma=1, whose mean is
+    # 40 % off), the Poisson one ended up to 160 % off.
+    rng = np.random.default_rng(0)
+    X1 = rng.normal(size=(12, 3))
+    if isinstance(base, LogisticRegression):
+        y1 = (X1[:, 0] + rng.logistic(size=12) > 0).astype(int)
+        meta_class = MetaClassifier
+    else:
+        y1 = rng.poisson(np.exp(0.3 * X1[:, 0])).astype(float)
+        meta_class = MetaRegressor
+    X, y = np.tile(X1, (5, 1)), np.tile(y1, 5)
+    tasks = np.repeat(np.arange(5), 12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        meta = meta_class(base, prior="isotropic").fit(X, y, tasks=tasks)
+    pooled = clone(base).fit(X, y)
+    # (the learned strength is large, not infinite: 1 % of the way left)
+    assert_allclose(meta.meta_params_,
+                    np.r_[pooled.coef_.ravel(), pooled.intercept_], rtol=1e-2)
+
+
+def test_the_prior_means_newton_step_moves_pinned_coefficients():
+    # T tasks of one Hessian A = M + K: the prior mean's reduced objective
+    # has the curvature C = M^-1 - A^-1 = M^-1 K A^-1, and its Newton step
+    # M^-1 C^-1 diff = M^-1 (M + K) K^-1 M diff, written here without the
+    # difference of nearly equal terms. Coefficients pinned by a precision
+    # 1e7 times the free one's (shared ones) have a curvature ~1e-14 of
+    # its: a cut-off at 1e-12 of the largest left them out of the step (0
+    # instead of O(1)), and the prior mean stalled, its fit declared
+    # converged (two identical tasks of 20 rows: training log-loss 0.33
+    # against 0.18 from another start). In the precision's units, each
+    # direction's curvature is judged on one scale.
+    rng = np.random.RandomState(0)
+    d, T = 4, 5
+    precision = np.array([1e8, 1e8, 1e8, 10.0])
+    B = rng.randn(d, d)
+    K = B @ B.T + np.eye(d)
+    A = np.diag(precision) + K
+    inv_sum = T * np.linalg.inv(A)
+    diff = rng.randn(d) / precision  # a mean pulled by gradients of O(1)
+    expected = (A @ np.linalg.solve(K, precision * diff)) / precision
+    assert_allclose(newton_mean_step(diff, T, precision, inv_sum), expected,
+                    rtol=1e-6)
+    # with the base penalty D0 on the mean: (T M C M + D0) step = T M diff
+    # - D0 theta0, the Newton step of F(theta0) + theta0' D0 theta0 / 2
+    theta0 = rng.randn(d)
+    penalty = np.array([1.0, 1.0, 1.0, 0.0])
+    hessian = T * K @ np.linalg.solve(A, np.diag(precision))  # T M C M
+    expected = np.linalg.solve(hessian + np.diag(penalty),
+                               T * precision * diff - penalty * theta0)
+    assert_allclose(newton_mean_step(diff, T, precision, inv_sum,
+                                     theta0=theta0, mean_penalty=penalty),
+                    expected, rtol=1e-6)
 
 
 def test_separable_tasks_learn_a_prior_without_numerical_warnings():

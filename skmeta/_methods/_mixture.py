@@ -54,7 +54,13 @@ from sklearn.exceptions import ConvergenceWarning
 from .._kernels._calls import diagonal_inverses
 from .._kernels._codes import SQUARED
 from ._inner import InnerSolver
-from ._prior import Prior, residual_squares, split_strength, task_scales
+from ._prior import (
+    Prior,
+    mean_penalty,
+    residual_squares,
+    split_strength,
+    task_scales,
+)
 from ._squarem import squarem
 
 # a component whose expected number of tasks falls below this keeps its
@@ -162,6 +168,7 @@ class _Setup:
         self.ridge = ridge
         self.df = df
         self.squared = problem.code == SQUARED
+        self.mean_loss = bool(problem.mean_loss)
         self.d = problem.n_params
         self.task_scale = task_scales(batch, problem)
         self.total_weight = max(float(batch.sw.sum()), np.finfo(float).tiny)
@@ -290,7 +297,14 @@ def _m_step(mixture, solved, resp, u, setup):
         if counts[k] < _EMPTY_COMPONENT or ru.sum() <= 0:
             components.append(old)
             continue
-        mean = ru @ solved.theta[k] / ru.sum()
+        mean = ru @ solved.theta[k]
+        penalty = mean_penalty(setup.ridge, counts[k], setup.mean_loss)
+        if penalty is None:
+            mean = mean / ru.sum()
+        else:
+            # the component mean under its own prior (the base penalty once)
+            M = old.combined_precision
+            mean = M * mean / (M * ru.sum() + penalty)
         dev = solved.theta[k] - mean
         # over sum r u rather than sum r: the parameter-expanded EM of the
         # Student-t (Liu, Rubin & Wu, 1998), same fixed point, and a scale

@@ -80,7 +80,14 @@ from sklearn.exceptions import ConvergenceWarning
 
 from .._kernels._codes import SQUARED
 from ._inner import InnerSolver
-from ._prior import Prior, psd_solve, residual_squares, split_strength, task_scales
+from ._prior import (
+    Prior,
+    mean_penalty,
+    psd_solve,
+    residual_squares,
+    split_strength,
+    task_scales,
+)
 from ._squarem import squarem
 from ._structures import Structure
 
@@ -179,6 +186,7 @@ class _Hierarchy:
         # the base penalty's l2 part, counted in the tasks' prior when its
         # strength is learned (not for wide tasks: see _proximal._Iteration)
         self.penalty = problem.lam2 * problem.l2w
+        self.mean_loss = bool(problem.mean_loss)
         self.ridge = self.penalty if learn_gamma else np.zeros(d)
         self.ranges = tree.task_ranges()
         self.group_of_task = tree.parents[-1]
@@ -258,10 +266,16 @@ class _Hierarchy:
              - M[None, :, None] * S * M[None, None, :])
         h = self._mv(J, m_inner) + M * (theta_sum - counts[:, None] * m_inner)
         infos = [None] * L  # per level l = 1 .. L-1: (K^{-1}, h)
+        # the means the tasks are drawn about have a prior of their own, the
+        # base penalty once over each group's tasks (see _prior.mean_penalty),
+        # as the flat prior's mean has: one group is then the flat prior
+        held = mean_penalty(self.ridge, counts[:, None], self.mean_loss)
+        held = np.broadcast_to(held, (len(counts), self.d))[:, :, None] \
+            * np.eye(self.d)
         for level in range(L - 1, 0, -1):
             P = state.precisions[level - 1]
             Pm = self._matrix(P, sizes[level])
-            Kinv = np.linalg.inv(Pm + J)
+            Kinv = np.linalg.inv(Pm + J + (held if level == L - 1 else 0.0))
             Kinv = (Kinv + np.swapaxes(Kinv, 1, 2)) / 2
             infos[level] = (Kinv, h)
             message_J = Pm - Pm @ Kinv @ Pm

@@ -128,3 +128,21 @@ def residual_squares(task_scale, loss):
     see ``task_scales``). For other datafits, twice the summed loss.
     """
     return 2.0 * task_scale * loss
+
+
+def mean_penalty(ridge, n_tasks, mean_loss):
+    """The precision of the prior mean's own prior: the base penalty once.
+
+    Where the base estimator's l2 penalty counts as part of the tasks'
+    prior (empirical Bayes), the tasks' parameters are drawn about the prior
+    mean with that penalty's pull included, and the mean itself would be
+    held by nothing: tasks pinned to it (shared coefficients, or a strength
+    grown without bound) made an unpenalized pooled fit, which runs away
+    where the tasks' rows together separate. The penalty once on the mean
+    makes that limit the base estimator's own pooled fit. In the units of
+    the tasks' objectives: once for summed losses; ``n_tasks`` times for
+    averaged ones (each task's loss a mean over its rows).
+    """
+    if ridge is None:
+        return None
+    return np.asarray(ridge, dtype=float) * (n_tasks if mean_loss else 1)

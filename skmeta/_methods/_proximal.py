@@ -42,6 +42,7 @@ from ._mixture import MixtureSpec, adapt_mixture, learn_mixture
 from ._nested import COVARIANCE_MEMORY, NestedSpec, fit_nested
 from ._prior import (
     Prior,
+    mean_penalty,
     precision_inverse,
     psd_solve,
     residual_squares,
@@ -94,6 +95,11 @@ _FIRST_SOLVE_TOL = 1e-4
 # tasks whose rows cost less than this per unit of weight under a learned
 # prior are separated by coefficients that no prior holds any longer
 _VANISHING_LOSS = 1e-8
+# the prior mean's Newton system, in the precision's units, keeps the
+# directions whose curvature is above this fraction of the largest: pinned
+# coefficients' is about (data curvature) / (their precision), 1e-8 and
+# more; rounding's, about machine epsilon times the system's condition
+_CURVATURE_RCOND = 1e-10
 # models that fit their rows by more than this fraction worse than all-zero
 # parameters have lost their prior (rounding of averaged losses puts a
 # fit whose optimum is zero a few ulps above; run-aways are off by factors)
@@ -132,7 +138,8 @@ class ProximalFit:
     statistics: object = None
 
 
-def newton_theta0_step(theta, theta0, precision, inv_sum, inverse_sum_times=None):
+def newton_theta0_step(theta, theta0, precision, inv_sum, inverse_sum_times=None,
+                       mean_penalty=None):
     """Newton step on ``F(theta0)`` for a fixed prior precision.
 
     ``inv_sum`` is the sum of the tasks' inverse Hessians, or of their
@@ -143,18 +150,21 @@ def newton_theta0_step(theta, theta0, precision, inv_sum, inverse_sum_times=None
     backtracking or EM iterations make up for the approximation.
     """
     return newton_mean_step(theta.mean(axis=0) - theta0, theta.shape[0],
-                            precision, inv_sum, inverse_sum_times)
+                            precision, inv_sum, inverse_sum_times,
+                            theta0=theta0, mean_penalty=mean_penalty)
 
 
 def newton_step_from_mean(theta_mean, T, theta0, precision, inv_sum,
-                          inverse_sum_times=None):
+                          inverse_sum_times=None, mean_penalty=None):
     """:func:`newton_theta0_step` given the mean of the ``T`` tasks'
     parameters (all it needs of them)."""
     return newton_mean_step(theta_mean - theta0, T, precision, inv_sum,
-                            inverse_sum_times)
+                            inverse_sum_times, theta0=theta0,
+                            mean_penalty=mean_penalty)
 
 
-def newton_mean_step(diff, T, precision, inv_sum, inverse_sum_times=None):
+def newton_mean_step(diff, T, precision, inv_sum, inverse_sum_times=None, *,
+                     theta0=None, mean_penalty=None):
     """The Newton step of :func:`newton_theta0_step` from ``diff``, the mean
     of the ``T`` tasks' parameters less ``theta0``.
 
@@ -163,6 +173,13 @@ def newton_mean_step(diff, T, precision, inv_sum, inverse_sum_times=None):
     current chunk when the others' statistics are frozen (online, see
     :mod:`._online`), whose stationarity condition ``T theta0 = sum_t
     theta_t(theta0)`` linearizes to the same system.
+
+    ``mean_penalty`` (a vector ``D0``, see :func:`._prior.mean_penalty`)
+    adds the prior mean's own prior ``theta0' D0 theta0 / 2`` to the
+    objective, at ``theta0``: the stationarity condition becomes ``T M
+    (mean - theta0) = D0 theta0``. It is zero where the inverses' diagonals
+    alone are summed (wide tasks: their base penalty is not part of the
+    prior), and ignored there.
     """
     if not np.any(precision):
         # no coupling: F is flat and the prior mean is the tasks' mean
@@ -179,7 +196,15 @@ def newton_mean_step(diff, T, precision, inv_sum, inverse_sum_times=None):
                 np.where(keep, curvature, 1.0), step)
         return P_inv * step
     P_inv = precision_inverse(precision)
-    step = psd_solve(P_inv - inv_sum / T, diff)
+    system = P_inv - inv_sum / T
+    if mean_penalty is not None and np.any(mean_penalty):
+        system = system + (P_inv * mean_penalty) @ P_inv / T
+        diff = diff - P_inv @ (mean_penalty * theta0) / T
+    # in the precision's units: the difference's rounding is relative to
+    # P^{-1}, so every direction's curvature is then judged on one scale
+    root = np.sqrt(np.diag(precision) if precision.ndim == 2 else precision)
+    step = root * psd_solve(system * np.outer(root, root), root * diff,
+                            rcond=_CURVATURE_RCOND)
     return P_inv @ step
 
 
@@ -464,6 +489,7 @@ class _Iteration:
         self.ridge = (np.zeros(problem.n_params)
                       if solver.diagonal or not (count_penalty and learn_gamma)
                       else problem.lam2 * problem.l2w)
+        self.mean_loss = bool(problem.mean_loss)
 
     def task_statistics(self, solutions, prior):
         """What a later ``partial_fit`` needs of these tasks (see _online)."""
@@ -523,7 +549,9 @@ class _Iteration:
             # when it is part of the prior, the base penalty together
             theta0 = theta0 + newton_theta0_step(
                 theta, theta0, prior.combined_precision, solutions.inv_sum,
-                solutions.inverse_sum_times)
+                solutions.inverse_sum_times,
+                mean_penalty=mean_penalty(self.ridge, self.n_tasks,
+                                          self.mean_loss))
         if not self.learn_prior:
             return prior.with_theta0(theta0)
         return empirical_bayes_update(
