@@ -729,7 +729,7 @@ def adaptation_curve(  # noqa: PLR0913
     on all tasks pooled (the same tasks and shots: same ``random_state``):
 
     >>> np.nanmean(scores, axis=(1, 2)).round(2)
-    array([0.92, 0.93])
+    array([0.93, 0.93])
     >>> for strategy in ("per_task", "pooled"):
     ...     _, baseline, _ = adaptation_curve(
     ...         LogisticRegression(), X, y, groups=tasks, shots=[1, 5],
