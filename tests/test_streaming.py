@@ -7,6 +7,7 @@ of the batch fit.
 """
 
 import pickle
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
-from sklearn.linear_model import Ridge
+from sklearn.linear_model import PoissonRegressor, Ridge
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skmeta import MetaClassifier, MetaRegressor
@@ -165,6 +166,26 @@ def test_the_online_m_step_is_the_batch_one():
     M = np.diag(prior.combined_precision)
     assert_allclose(stats.n_tasks * M @ (stats.mean - prior.theta0),
                     prior.ridge * prior.theta0, rtol=1e-4, atol=1e-6)
+
+
+def test_chunks_of_averaged_losses_hold_the_mean_by_the_penalty_of_all_tasks():
+    # PoissonRegressor averages its loss over each task's rows: the prior
+    # mean's own prior is its penalty times the number of tasks, and after
+    # two chunks of partial_fit that number is every task seen so far:
+    # n M (mean - theta0) = n D theta0
+    X, y, tasks = regression_tasks(60, seed=4)
+    counts = np.random.default_rng(4).poisson(np.exp(0.2 * y / y.std()))
+    meta = MetaRegressor(PoissonRegressor(alpha=0.1), prior="isotropic",
+                         tol=1e-8, max_iter=2000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        stream(meta, X, counts, tasks, chunk=30)
+    online = OnlinePrior.from_state(meta._online)
+    prior, stats = online.prior, online.statistics
+    assert stats.n_tasks == 60
+    M = np.diag(prior.combined_precision)
+    assert_allclose(M @ (stats.mean - prior.theta0),
+                    prior.ridge * prior.theta0, rtol=1e-6, atol=1e-9)
 
 
 def _quadratic_statistics(centres, hessian, prior):
