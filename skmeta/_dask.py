@@ -48,10 +48,10 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._kernels._calls import datafit_losses
+from ._kernels._calls import losses_at_zero
 from ._kernels._layout import TaskBatch, make_batch
 from ._methods._inner import INNER_TOL, InnerSolver
-from ._methods._prior import mean_penalty, residual_squares
+from ._methods._prior import residual_squares
 from ._methods._proximal import (
     TaskSums,
     _Iteration,
@@ -309,9 +309,7 @@ def _row_sums(part, mean_loss):
 
 def _zero_loss(part, problem):
     """The partition's datafit losses at all-zero parameters, summed."""
-    b = part.batch
-    return float(datafit_losses(b, problem,
-                                np.zeros((b.n_tasks, problem.n_params))).sum())
+    return losses_at_zero(part.batch, problem)
 
 
 def _set_scale(part, mean_loss, fill):
@@ -670,10 +668,8 @@ class _DaskIteration(_Iteration):
         self.total_weight = self.tasks.total_weight
         self.min_dispersion = self.tasks.min_dispersion
 
-    def zero_loss(self):
-        if self._zero_loss is None:
-            self._zero_loss = self.tasks.zero_loss(self.solver.problem)
-        return self._zero_loss
+    def _losses_at_zero(self):
+        return self.tasks.zero_loss(self.solver.problem)
 
     @staticmethod
     def task_statistics(solutions, prior):
@@ -728,8 +724,7 @@ class _DaskIteration(_Iteration):
         if self.learn_theta0:
             theta0 = theta0 + newton_step_from_mean(
                 s.theta_sum / T, T, theta0, prior.combined_precision, s.inv_sum,
-                solutions.inverse_sum_times,
-                mean_penalty(self.ridge, T, self.mean_loss))
+                solutions.inverse_sum_times, self.mean_prior(T))
         if not self.learn_prior:
             return prior.with_theta0(theta0)
         shift = theta0 - prior.theta0

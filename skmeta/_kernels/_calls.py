@@ -363,6 +363,12 @@ def decision_values(X, row_model, params, problem):
                          as_float_array(params), problem.arrays)
 
 
+def losses_at_zero(batch, problem):
+    """The tasks' datafit losses at all-zero parameters, summed."""
+    return float(datafit_losses(
+        batch, problem, np.zeros((batch.n_tasks, problem.n_params))).sum())
+
+
 def datafit_losses(batch, problem, theta):
     """Each task's weighted sum of datafit losses at ``theta[t]``."""
     n_max = largest_task(batch)[0]

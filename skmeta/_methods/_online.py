@@ -57,7 +57,6 @@ from scipy import linalg
 from sklearn.exceptions import ConvergenceWarning
 
 from ._inner import InnerSolver
-from ._prior import mean_penalty
 from ._proximal import (
     _changed,
     _empirical_bayes,
@@ -102,8 +101,7 @@ class _OnlineIteration(_Iteration):
             theta0 = theta0 + newton_mean_step(
                 total.mean - theta0, total.n_tasks, prior.combined_precision,
                 inv_sum, times, theta0=theta0,
-                mean_penalty=mean_penalty(self.ridge, total.n_tasks,
-                                          self.mean_loss))
+                mean_penalty=self.mean_prior(total.n_tasks))
         if not self.learn_prior:
             return prior.with_theta0(theta0)
         moments, diag = total.moments(theta0)

@@ -33,7 +33,7 @@ from scipy.sparse import linalg as sparse_linalg
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
-from .._kernels._calls import datafit_losses
+from .._kernels._calls import datafit_losses, losses_at_zero
 from .._kernels._codes import LOGISTIC, MULTINOMIAL, SQUARED
 from .._kernels._workspaces import FULL_INVERSE_MAX_PARAMS
 from ._base import MetaFit, MetaMethod
@@ -515,11 +515,16 @@ class _Iteration:
         """``scaled_loss`` of all-zero parameters (computed once, if asked):
         for classifiers, equal class probabilities."""
         if self._zero_loss is None:
-            batch = self.solver.batch
-            self._zero_loss = float(datafit_losses(
-                batch, self.solver.problem,
-                np.zeros((batch.n_tasks, self.solver.problem.n_params))).sum())
+            self._zero_loss = self._losses_at_zero()
         return self._zero_loss
+
+    def _losses_at_zero(self):
+        return losses_at_zero(self.solver.batch, self.solver.problem)
+
+    def mean_prior(self, n_tasks):
+        """The prior mean's own precision over ``n_tasks`` tasks (see
+        :func:`._prior.mean_penalty`)."""
+        return mean_penalty(self.ridge, n_tasks, self.mean_loss)
 
     @staticmethod
     def theta_mean(solutions):
@@ -550,8 +555,7 @@ class _Iteration:
             theta0 = theta0 + newton_theta0_step(
                 theta, theta0, prior.combined_precision, solutions.inv_sum,
                 solutions.inverse_sum_times,
-                mean_penalty=mean_penalty(self.ridge, self.n_tasks,
-                                          self.mean_loss))
+                mean_penalty=self.mean_prior(self.n_tasks))
         if not self.learn_prior:
             return prior.with_theta0(theta0)
         return empirical_bayes_update(
