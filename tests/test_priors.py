@@ -658,11 +658,13 @@ def test_a_penalty_that_zeroes_every_parameter_is_not_a_run_away():
                          ids=["logistic", "poisson"])
 def test_identical_tasks_learn_the_pooled_base_estimator(base):
     # copies of one task: the learned prior pins them together, and the
-    # prior mean, held by the base penalty once, is the base estimator's
-    # own fit on all rows (a pooled LogisticRegression(C=1) penalizes its
-    # coefficients once, not once per task). Before, nothing held the mean:
-    # the logistic fit ran away (and fell back to gamma=1, whose mean is
-    # 40 % off), the Poisson one ended up to 160 % off.
+    # prior mean, held by one task's base penalty, is the base estimator's
+    # fit on all rows with that penalty once: LogisticRegression(C=1)'s own
+    # (a pooled fit penalizes its coefficients once, not once per task);
+    # PoissonRegressor's with alpha / T (it averages its loss over all
+    # rows, and so weighs its penalty T times one task's). Before, nothing
+    # held the mean: the logistic fit ran away (and fell back to gamma=1,
+    # whose mean is 40 % off), the Poisson one ended up to 160 % off.
     rng = np.random.default_rng(0)
     X1 = rng.normal(size=(12, 3))
     if isinstance(base, LogisticRegression):
@@ -676,10 +678,49 @@ def test_identical_tasks_learn_the_pooled_base_estimator(base):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         meta = meta_class(base, prior="isotropic").fit(X, y, tasks=tasks)
-    pooled = clone(base).fit(X, y)
+    pooled = clone(base)
+    if isinstance(base, PoissonRegressor):
+        pooled.set_params(alpha=base.alpha / 5)
+    pooled.fit(X, y)
     # (the learned strength is large, not infinite: 1 % of the way left)
     assert_allclose(meta.meta_params_,
                     np.r_[pooled.coef_.ravel(), pooled.intercept_], rtol=1e-2)
+
+
+@pytest.mark.parametrize("base", [ElasticNet(alpha=0.1, l1_ratio=0.0),
+                                  PoissonRegressor()],
+                         ids=["elasticnet", "poisson"])
+@pytest.mark.parametrize("prior", ["isotropic", "diagonal"])
+def test_the_prior_mean_of_averaged_losses_stays_with_the_tasks(base, prior):
+    # 20 similar tasks, a base estimator that averages its loss. The prior
+    # mean balances the tasks' pull, T M (mean - theta0) with M = Pi + D >=
+    # D, against its own prior, one task's penalty D theta0: so it lies
+    # between T / (T + 1) of the tasks' mean and that mean. Held by the
+    # pooled fit's penalty (T D) it sat at half of the tasks' mean (0.47
+    # against 0.95 for ElasticNet, 0.18 against 0.55 for Poisson's
+    # diagonal prior): each shrinkage widened the tasks' spread about the
+    # mean, which weakened the learned prior, which let the penalty shrink
+    # the mean further.
+    rng = np.random.default_rng(0)
+    T, n = 20, 15
+    X = rng.normal(size=(T * n, 5))
+    tasks = np.repeat(np.arange(T), n)
+    w = np.array([1.0, 0.5, 0, 0, 0]) + 0.1 * rng.normal(size=(T, 5)) * [
+        1, 1, 0, 0, 0]
+    if isinstance(base, PoissonRegressor):
+        w *= 0.5
+        y = rng.poisson(np.exp(np.einsum("ij,ij->i", X, w[tasks]) + 0.5))
+        y = y.astype(float)
+    else:
+        y = np.einsum("ij,ij->i", X, w[tasks]) + 0.3 * rng.normal(size=T * n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        meta = MetaRegressor(base, prior=prior, tol=1e-8, max_iter=1000).fit(
+            X, y, tasks=tasks)
+    tasks_mean = meta.task_params_[:, :2].mean(axis=0)
+    mean = meta.meta_params_[:2]
+    assert np.all(mean >= T / (T + 1) * tasks_mean - 1e-6)
+    assert np.all(mean <= tasks_mean + 1e-6)
 
 
 def test_the_prior_means_newton_step_moves_pinned_coefficients():

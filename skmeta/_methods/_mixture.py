@@ -168,7 +168,6 @@ class _Setup:
         self.ridge = ridge
         self.df = df
         self.squared = problem.code == SQUARED
-        self.mean_loss = bool(problem.mean_loss)
         self.d = problem.n_params
         self.task_scale = task_scales(batch, problem)
         self.total_weight = max(float(batch.sw.sum()), np.finfo(float).tiny)
@@ -298,11 +297,11 @@ def _m_step(mixture, solved, resp, u, setup):
             components.append(old)
             continue
         mean = ru @ solved.theta[k]
-        penalty = mean_penalty(setup.ridge, counts[k], setup.mean_loss)
+        penalty = mean_penalty(setup.ridge)
         if penalty is None:
             mean = mean / ru.sum()
         else:
-            # the component mean under its own prior (the base penalty once)
+            # the component mean under its own prior (one task's penalty)
             M = old.combined_precision
             mean = M * mean / (M * ru.sum() + penalty)
         dev = solved.theta[k] - mean

@@ -186,7 +186,6 @@ class _Hierarchy:
         # the base penalty's l2 part, counted in the tasks' prior when its
         # strength is learned (not for wide tasks: see _proximal._Iteration)
         self.penalty = problem.lam2 * problem.l2w
-        self.mean_loss = bool(problem.mean_loss)
         self.ridge = self.penalty if learn_gamma else np.zeros(d)
         self.ranges = tree.task_ranges()
         self.group_of_task = tree.parents[-1]
@@ -266,10 +265,10 @@ class _Hierarchy:
              - M[None, :, None] * S * M[None, None, :])
         h = self._mv(J, m_inner) + M * (theta_sum - counts[:, None] * m_inner)
         infos = [None] * L  # per level l = 1 .. L-1: (K^{-1}, h)
-        # the means the tasks are drawn about have a prior of their own, the
-        # base penalty once over each group's tasks (see _prior.mean_penalty),
-        # as the flat prior's mean has: one group is then the flat prior
-        held = mean_penalty(self.ridge, counts[:, None], self.mean_loss)
+        # the means the tasks are drawn about have a prior of their own, one
+        # task's base penalty (see _prior.mean_penalty), as the flat prior's
+        # mean has: one group is then the flat prior
+        held = mean_penalty(self.ridge)
         held = np.broadcast_to(held, (len(counts), self.d))[:, :, None] \
             * np.eye(self.d)
         for level in range(L - 1, 0, -1):

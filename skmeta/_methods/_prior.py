@@ -130,19 +130,25 @@ def residual_squares(task_scale, loss):
     return 2.0 * task_scale * loss
 
 
-def mean_penalty(ridge, n_tasks, mean_loss):
-    """The precision of the prior mean's own prior: the base penalty once.
+def mean_penalty(ridge):
+    """The precision of the prior mean's own prior: one task's base penalty.
 
     Where the base estimator's l2 penalty counts as part of the tasks'
     prior (empirical Bayes), the tasks' parameters are drawn about the prior
     mean with that penalty's pull included, and the mean itself would be
     held by nothing: tasks pinned to it (shared coefficients, or a strength
     grown without bound) made an unpenalized pooled fit, which runs away
-    where the tasks' rows together separate. The penalty once on the mean
-    makes that limit the base estimator's own pooled fit. In the units of
-    the tasks' objectives: once for summed losses; ``n_tasks`` times for
-    averaged ones (each task's loss a mean over its rows).
+    where the tasks' rows together separate. The mean gets the penalty of
+    one task (in the units of the tasks' objectives, whatever the loss):
+    a task's parameters are the mean plus the task's own deviation, so the
+    mean can be no more certain a priori than one task is. A stronger hold
+    -- the pooled fit's, ``T`` times one task's for averaged losses --
+    outweighs what ``T`` varied tasks say of their mean: it shrank the mean,
+    which widened the tasks' spread about it, which weakened the learned
+    prior, which shrank the mean further, until the mean sat at half the
+    tasks' (``ElasticNet``, ``PoissonRegressor`` with their default
+    penalties, 20 tasks of 15 rows).
     """
     if ridge is None:
         return None
-    return np.asarray(ridge, dtype=float) * (n_tasks if mean_loss else 1)
+    return np.asarray(ridge, dtype=float)

@@ -489,7 +489,6 @@ class _Iteration:
         self.ridge = (np.zeros(problem.n_params)
                       if solver.diagonal or not (count_penalty and learn_gamma)
                       else problem.lam2 * problem.l2w)
-        self.mean_loss = bool(problem.mean_loss)
 
     def task_statistics(self, solutions, prior):
         """What a later ``partial_fit`` needs of these tasks (see _online)."""
@@ -521,10 +520,9 @@ class _Iteration:
     def _losses_at_zero(self):
         return losses_at_zero(self.solver.batch, self.solver.problem)
 
-    def mean_prior(self, n_tasks):
-        """The prior mean's own precision over ``n_tasks`` tasks (see
-        :func:`._prior.mean_penalty`)."""
-        return mean_penalty(self.ridge, n_tasks, self.mean_loss)
+    def mean_prior(self):
+        """The prior mean's own precision (see :func:`._prior.mean_penalty`)."""
+        return mean_penalty(self.ridge)
 
     @staticmethod
     def theta_mean(solutions):
@@ -555,7 +553,7 @@ class _Iteration:
             theta0 = theta0 + newton_theta0_step(
                 theta, theta0, prior.combined_precision, solutions.inv_sum,
                 solutions.inverse_sum_times,
-                mean_penalty=self.mean_prior(self.n_tasks))
+                mean_penalty=self.mean_prior())
         if not self.learn_prior:
             return prior.with_theta0(theta0)
         return empirical_bayes_update(
