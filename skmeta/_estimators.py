@@ -911,7 +911,9 @@ default=None
         n_tasks = 1 if uniques is None else len(uniques)
         rows = TaskRows(X, y_encoded, sample_weight, codes, n_tasks)
         if getattr(self, "groups_", None) is not None:
-            return uniques, self._adapt_nested(family, rows, labels), rows
+            theta = self._adapt_nested(family, rows, labels)
+            self._check_adapted(theta, uniques)
+            return uniques, theta, rows
         if clusters:  # the posteriors over the mixture's components
             weights = family.row_weights(rows.y, rows.sample_weight, rows.codes,
                                          rows.n_tasks, getattr(self, "classes_",
@@ -920,7 +922,22 @@ default=None
             return uniques, adapt_mixture(batch, self._problem(),
                                           self._fitted_mixture(),
                                           n_jobs=self.n_jobs)[1], rows
-        return uniques, self._adapt_method(family, rows), rows
+        theta = self._adapt_method(family, rows)
+        self._check_adapted(theta, uniques)
+        return uniques, theta, rows
+
+    def _check_adapted(self, theta, uniques):
+        """New tasks whose adapted parameters are not finite raise, named."""
+        bad = ~np.all(np.isfinite(theta), axis=1)
+        if bad.any():
+            which = "the new task" if uniques is None else (
+                f"new tasks {uniques[bad][:5].tolist()}")
+            raise FloatingPointError(
+                f"{type(self).__name__} (method={self.method!r}) gave "
+                f"non-finite parameters adapting {which} from the fitted "
+                "prior: their rows are ill-posed under it (e.g. separable "
+                "classes where the prior is weak), or a step size is too "
+                "large.")
 
     def _adapt_method(self, family, rows):
         """Parameters of every task of ``rows`` adapted from the fitted prior."""
@@ -1115,7 +1132,7 @@ default=None
                              int((~fresh).sum()))
             theta[~fresh] = solve_exactly(
                 self._task_batch(family, known), problem, prior.center,
-                prior.precision, n_jobs=self.n_jobs)
+                prior.precision, prior.theta0, n_jobs=self.n_jobs)
         fitted = MetaFit(prior.theta0, prior.shape, prior.gamma, theta,
                          n_iter or 0, center=prior.center)
         self._check_finite(fitted)

@@ -23,6 +23,7 @@ from conftest import InnerObjective
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
+from scipy import optimize
 from sklearn import clone, config_context
 from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
 from sklearn.linear_model import (
@@ -732,6 +733,61 @@ def test_bytes_and_str_task_columns_are_the_same_tasks(fit_kind, binary_data):
     for data in (frame, raw):
         assert_allclose(meta.predict_proba(data),
                         direct.predict_proba(X, tasks=stores), rtol=1e-12)
+
+
+def test_adapt_starts_from_the_prior_mean_not_the_transfer_center():
+    # where the base penalty is part of the learned prior, the transfer
+    # term pulls toward c = Pi^{-1} (Pi + D) mu, beyond the prior mean mu,
+    # and far beyond it along a direction of weak transfer. adapt solved new
+    # tasks from c: under a PoissonRegressor prior learned on 20 tasks, c
+    # was 228 where mu was 0.2, exp overflowed, and a new task of five rows
+    # came back with NaN coefficients, silently. Solved from mu (the
+    # solution of a task without rows), it is the exact minimizer.
+    X, y, tasks = make_tasks("poisson", n_tasks=6, n_per_task=15,
+                             n_features=3, seed=0)
+    meta = MetaRegressor(PoissonRegressor(), prior="full", gamma=1.0).fit(
+        X, y, tasks=tasks)
+    mu = np.array([0.2, 0.1, 0.0, 0.5])
+    ridge = np.array([1.0, 1.0, 1.0, 0.0])  # alpha=1; no intercept penalty
+    # weak transfer along the base penalty's pull on mu
+    start = np.column_stack([ridge * mu, np.random.default_rng(0).normal(
+        size=(4, 3))])
+    V = np.linalg.qr(start)[0]
+    precision = V @ np.diag([8e-4, 3.0, 4.0, 5.0]) @ V.T
+    center = np.linalg.solve(precision, precision @ mu + ridge * mu)
+    assert np.abs(center).max() > 100
+    meta.meta_params_, meta.transfer_center_ = mu, center
+    meta.gamma_, meta.prior_shape_ = 1.0, precision
+    X_new = np.array([[3.17, 1.57, -0.34], [0.59, 0.09, -0.18],
+                      [1.11, 2.23, -0.54], [1.26, -0.09, -0.64],
+                      [0.16, 1.13, -0.55]])
+    y_new = np.array([8.0, 0.0, 1.0, 4.0, 1.0])
+    adapted = meta.adapt(X_new, y_new)
+    objective = InnerObjective.from_problem(
+        meta._problem(), X_new, y_new, None, theta0=center,
+        precision=precision)
+    reference = optimize.minimize(objective.objective, mu, jac=objective.grad,
+                                  method="BFGS", options={"gtol": 1e-10})
+    assert_allclose(np.r_[adapted.coef_, adapted.intercept_], reference.x,
+                    rtol=1e-6, atol=1e-8)
+
+
+def test_adapted_parameters_that_are_not_finite_raise_naming_the_tasks(
+        monkeypatch):
+    X, y, tasks = make_tasks("poisson", n_tasks=4, n_per_task=10,
+                             n_features=3, seed=0)
+    meta = MetaRegressor(PoissonRegressor(), gamma=1.0).fit(X, y, tasks=tasks)
+    solve = meta._adapt_method
+
+    def diverged(family, rows):
+        theta = solve(family, rows)
+        theta[1] = np.nan
+        return theta
+
+    monkeypatch.setattr(meta, "_adapt_method", diverged)
+    new_tasks = np.repeat(["a", "b", "c"], 10)
+    with pytest.raises(FloatingPointError, match=r"new tasks \['b'\]"):
+        meta.adapt_tasks(X[:30], y[:30], tasks=new_tasks)
 
 
 def test_a_poisson_prior_mean_is_held_by_the_base_penalty():

@@ -495,7 +495,7 @@ class IMAML(_Bilevel):
             # the inner procedure meta-training solved with: the steps
             return super().adapt(batch, problem, fitted)
         return solve_exactly(batch, problem, fitted.center, fitted.precision,
-                             n_jobs=self.settings.n_jobs)
+                             fitted.theta0, n_jobs=self.settings.n_jobs)
 
 
 class MAML(_Bilevel):

@@ -167,7 +167,7 @@ def update_online(batch, problem, online, *, max_iter, tol, n_jobs=None,
     with InnerSolver(batch, problem, n_jobs=n_jobs) as solver:
         step = _OnlineIteration(solver, online)
         prior = online.prior
-        theta = np.tile(prior.center, (batch.n_tasks, 1))
+        theta = np.tile(prior.theta0, (batch.n_tasks, 1))
         try:
             with warnings.catch_warnings():
                 # a run-away may show as overflow first; it is handled below

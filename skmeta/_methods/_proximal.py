@@ -1186,4 +1186,4 @@ class Proximal(MetaMethod):
             return adapt_mixture(batch, problem, fitted.mixture,
                                  n_jobs=self.settings.n_jobs)[0]
         return solve_exactly(batch, problem, fitted.center, fitted.precision,
-                             n_jobs=self.settings.n_jobs)
+                             fitted.theta0, n_jobs=self.settings.n_jobs)
