@@ -935,10 +935,21 @@ def _adaptation_repeat(estimator, X, y, groups, task_of_sample, pools, held_out,
         start = time.perf_counter()
         if strategy == "adapt":
             n_fits += 1
-            adapted = attempt("fit", held_out, k, meta.adapt_tasks,
-                              *rows(support), tasks=groups[support])
-            if adapted is not None:
+            try:
+                adapted = meta.adapt_tasks(*rows(support), tasks=groups[support])
                 models = {t: adapted[labels[t]] for t in held_out}
+            except Exception:
+                if error_score == "raise":
+                    raise
+                # the batch fails as a whole where one task does: adapted
+                # one by one (a fit each, in place of the batch's), only the
+                # tasks that fail lose their scores
+                n_fits -= 1
+                for t in held_out:
+                    fit_rows = held_rows[t][is_support[held_rows[t]]]
+                    n_fits += 1
+                    models[t] = attempt("fit", [t], k, meta.adapt,
+                                        *rows(fit_rows), tasks=groups[fit_rows])
         elif strategy == "pooled":
             train = np.flatnonzero(~in_held_out | is_support)
             n_fits += 1

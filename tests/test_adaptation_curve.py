@@ -263,6 +263,37 @@ def test_failed_fits_get_error_score_and_a_warning(classification):
                          held_out_tasks=[3], error_score="raise")
 
 
+def test_one_new_task_that_fails_to_adapt_costs_only_its_own_scores(
+        classification, monkeypatch):
+    # adapt_tasks raises where any task's adapted parameters are not finite;
+    # the curve then adapts the held-out tasks one by one, and only the
+    # failing one gets error_score (before: every held-out task did)
+    X, y, groups = classification
+    X = X.copy()
+    X[groups == 3, 0] = 1e3  # marks task 3's rows
+    solve = MetaClassifier._adapt_method
+
+    def fails_on_task_3(self, family, rows):
+        theta = solve(self, family, rows)
+        for code in range(rows.n_tasks):
+            if np.any(rows.X[rows.codes == code, 0] > 500):
+                theta[code] = np.nan
+        return theta
+
+    meta = MetaClassifier(LogisticRegression(), gamma=1.0)
+    kwargs = dict(groups=groups, shots=[1, 2], held_out_tasks=[1, 2, 3, 4],
+                  n_repeats=1, random_state=0)
+    _, expected, _ = adaptation_curve(meta, X, y, **kwargs)
+    monkeypatch.setattr(MetaClassifier, "_adapt_method", fails_on_task_3)
+    with pytest.warns(FitFailedWarning, match=r"\[3\] with 1"):
+        _, scores, _ = adaptation_curve(meta, X, y, **kwargs)
+    assert np.isnan(scores[:, 0, 2]).all()
+    np.testing.assert_array_equal(np.delete(scores, 2, axis=2),
+                                  np.delete(expected, 2, axis=2))
+    with pytest.raises(FloatingPointError, match=r"new tasks \[3\]"):
+        adaptation_curve(meta, X, y, error_score="raise", **kwargs)
+
+
 def test_failed_scoring_warns(classification):
     X, y, groups = classification
     keep = ~((groups == 0) & (y == 1))
