@@ -919,9 +919,11 @@ default=None
                                          rows.n_tasks, getattr(self, "classes_",
                                                                None))
             batch, _ = make_batch(rows.X, rows.y, weights, rows.codes, n_tasks)
-            return uniques, adapt_mixture(batch, self._problem(),
-                                          self._fitted_mixture(),
-                                          n_jobs=self.n_jobs)[1], rows
+            theta, posteriors = adapt_mixture(batch, self._problem(),
+                                              self._fitted_mixture(),
+                                              n_jobs=self.n_jobs)
+            self._check_adapted(np.column_stack([theta, posteriors]), uniques)
+            return uniques, posteriors, rows
         theta = self._adapt_method(family, rows)
         self._check_adapted(theta, uniques)
         return uniques, theta, rows
