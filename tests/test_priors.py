@@ -690,17 +690,20 @@ def test_identical_tasks_learn_the_pooled_base_estimator(base):
 @pytest.mark.parametrize("base", [ElasticNet(alpha=0.1, l1_ratio=0.0),
                                   PoissonRegressor()],
                          ids=["elasticnet", "poisson"])
-@pytest.mark.parametrize("prior", ["isotropic", "diagonal"])
+@pytest.mark.parametrize("prior", ["isotropic", "diagonal", "full"])
 def test_the_prior_mean_of_averaged_losses_stays_with_the_tasks(base, prior):
     # 20 similar tasks, a base estimator that averages its loss. The prior
-    # mean balances the tasks' pull, T M (mean - theta0) with M = Pi + D >=
-    # D, against its own prior, one task's penalty D theta0: so it lies
-    # between T / (T + 1) of the tasks' mean and that mean. Held by the
+    # mean theta0 balances the tasks' pull, T M (mean - theta0) with M = Pi
+    # + D >= D, against its own prior, one task's penalty D theta0: mean -
+    # theta0 = (T M + D)^-1 D mean, and T M + D >= (T + 1) D bounds it in
+    # D's norm by |mean|_D / (T + 1); for a diagonal M, coefficient by
+    # coefficient, theta0 lies between T / (T + 1) of the mean and the mean
+    # (a full M mixes the coefficients). Held by the
     # pooled fit's penalty (T D) it sat at half of the tasks' mean (0.47
-    # against 0.95 for ElasticNet, 0.18 against 0.55 for Poisson's
-    # diagonal prior): each shrinkage widened the tasks' spread about the
-    # mean, which weakened the learned prior, which let the penalty shrink
-    # the mean further.
+    # against 0.95 for ElasticNet; 0.18 for Poisson's diagonal prior, where
+    # the true coefficients average 0.5): each shrinkage widened the tasks'
+    # spread about the mean, which weakened the learned prior, which let
+    # the penalty shrink the mean further.
     rng = np.random.default_rng(0)
     T, n = 20, 15
     X = rng.normal(size=(T * n, 5))
@@ -717,10 +720,17 @@ def test_the_prior_mean_of_averaged_losses_stays_with_the_tasks(base, prior):
         warnings.simplefilter("error")
         meta = MetaRegressor(base, prior=prior, tol=1e-8, max_iter=1000).fit(
             X, y, tasks=tasks)
-    tasks_mean = meta.task_params_[:, :2].mean(axis=0)
-    mean = meta.meta_params_[:2]
-    assert np.all(mean >= T / (T + 1) * tasks_mean - 1e-6)
-    assert np.all(mean <= tasks_mean + 1e-6)
+    problem = meta._problem()
+    ridge = problem.lam2 * problem.l2w
+    tasks_mean = meta.task_params_.mean(axis=0)
+    shrunk = tasks_mean - meta.meta_params_
+    assert (np.sqrt(ridge @ shrunk**2)
+            <= np.sqrt(ridge @ tasks_mean**2) / (T + 1) + 1e-6)
+    if prior != "full":
+        # the two informative coefficients, positive
+        assert np.all(meta.meta_params_[:2] >= T / (T + 1) * tasks_mean[:2]
+                      - 1e-6)
+        assert np.all(meta.meta_params_[:2] <= tasks_mean[:2] + 1e-6)
 
 
 def test_the_prior_means_newton_step_moves_pinned_coefficients():

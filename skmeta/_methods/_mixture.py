@@ -297,11 +297,12 @@ def _m_step(mixture, solved, resp, u, setup):
             components.append(old)
             continue
         mean = ru @ solved.theta[k]
-        penalty = mean_penalty(setup.ridge)
+        penalty = mean_penalty(setup.ridge, counts[k] / T)
         if penalty is None:
             mean = mean / ru.sum()
         else:
-            # the component mean under its own prior (one task's penalty)
+            # the component mean under its own prior (its share of one
+            # task's penalty)
             M = old.combined_precision
             mean = M * mean / (M * ru.sum() + penalty)
         dev = solved.theta[k] - mean

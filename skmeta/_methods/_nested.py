@@ -265,10 +265,11 @@ class _Hierarchy:
              - M[None, :, None] * S * M[None, None, :])
         h = self._mv(J, m_inner) + M * (theta_sum - counts[:, None] * m_inner)
         infos = [None] * L  # per level l = 1 .. L-1: (K^{-1}, h)
-        # the means the tasks are drawn about have a prior of their own, one
-        # task's base penalty (see _prior.mean_penalty), as the flat prior's
-        # mean has: one group is then the flat prior
-        held = mean_penalty(self.ridge)
+        # the means the tasks are drawn about have a prior of their own, each
+        # its group's share of one task's base penalty (see
+        # _prior.mean_penalty), as the flat prior's mean has the whole: one
+        # group is then the flat prior
+        held = mean_penalty(self.ridge, counts[:, None] / counts.sum())
         held = np.broadcast_to(held, (len(counts), self.d))[:, :, None] \
             * np.eye(self.d)
         for level in range(L - 1, 0, -1):

@@ -130,7 +130,7 @@ def residual_squares(task_scale, loss):
     return 2.0 * task_scale * loss
 
 
-def mean_penalty(ridge):
+def mean_penalty(ridge, share=1.0):
     """The precision of the prior mean's own prior: one task's base penalty.
 
     Where the base estimator's l2 penalty counts as part of the tasks'
@@ -148,7 +148,14 @@ def mean_penalty(ridge):
     prior, which shrank the mean further, until the mean sat at half the
     tasks' (``ElasticNet``, ``PoissonRegressor`` with their default
     penalties, 20 tasks of 15 rows).
+
+    Where the tasks are drawn about several means (a mixture's components,
+    nested tasks' groups), that one penalty is shared among them, each
+    mean's ``share`` the fraction of the tasks it holds: means pinned
+    together are then held as the single one, and a penalty for each would
+    shrink them toward zero by the number of means (groups of two tasks:
+    to two thirds of the tasks' mean).
     """
     if ridge is None:
         return None
-    return np.asarray(ridge, dtype=float)
+    return np.asarray(ridge, dtype=float) * share
