@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from conftest import InnerObjective
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
@@ -188,6 +189,54 @@ def test_chunks_of_averaged_losses_hold_the_mean_by_one_tasks_penalty():
     # tasks' mean, so EM's tolerance on it shows at 1e-5 of their size)
     assert_allclose(stats.n_tasks * M @ (stats.mean - prior.theta0),
                     prior.ridge * prior.theta0, rtol=1e-4, atol=1e-7)
+
+
+def test_chunk_tasks_are_solved_from_the_prior_mean():
+    # a learned prior whose transfer center lies far beyond its mean (weak
+    # transfer along the base penalty's pull: 250 where the mean is 0.2).
+    # partial_fit solved the chunk's tasks, known and new, from that
+    # center: exp overflowed and the fit raised on non-finite parameters.
+    # From the mean, every task of a chunk ends at its exact optimum under
+    # the prior it is solved with.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12 * 15, 3))
+    tasks = np.repeat(np.arange(12), 15)
+    y = rng.poisson(np.exp(0.3 * X[:, 0] + 0.2)).astype(float)
+    first = tasks < 8
+    meta = MetaRegressor(PoissonRegressor(), prior="full").fit(
+        X[first], y[first], tasks=tasks[first])
+    meta.set_params(tol=1e-8, max_iter=1000)
+    state = meta._online
+    mean = np.array([0.2, 0.1, 0.0, 0.5])
+    ridge = np.asarray(state["ridge"])
+    start = np.column_stack([ridge * mean, rng.normal(size=(4, 3))])
+    V = np.linalg.qr(start)[0]
+    precision = V @ np.diag([8e-4, 3.0, 4.0, 5.0]) @ V.T
+    assert np.abs(np.linalg.solve(precision, (precision + np.diag(ridge))
+                                  @ mean)).max() > 100
+    state.update(theta0=mean, shape=precision, gamma=1.0)
+
+    def assert_optimal(task_labels):
+        final = meta.gamma_ * meta.prior_shape_
+        for task in task_labels:
+            rows = tasks == task
+            objective = InnerObjective.from_problem(
+                meta._problem(), X[rows], y[rows], None,
+                theta0=meta.transfer_center_, precision=final)
+            gradient = objective.grad(meta.task_params_[task])
+            assert np.abs(gradient).max() < 1e-8
+
+    # a known task's new rows: refitted under the prior as it stands
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        meta.partial_fit(X[tasks == 0], y[tasks == 0], tasks=tasks[tasks == 0])
+    assert_allclose(meta.meta_params_, mean)
+    assert_optimal([0])
+    # new tasks: online empirical Bayes from the same prior
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        meta.partial_fit(X[~first], y[~first], tasks=tasks[~first])
+    assert_optimal([8, 9, 10, 11])
 
 
 def _quadratic_statistics(centres, hessian, prior):
