@@ -7,6 +7,8 @@ the kernels must land on the same minimizer, satisfy its optimality
 conditions, and report the same objective.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -22,6 +24,7 @@ from conftest import (
 )
 from scipy import optimize
 from scipy.special import expit
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 import skmeta._methods._inner as inner_module
@@ -34,7 +37,7 @@ from skmeta._kernels._calls import (
 )
 from skmeta._kernels._codes import LOGISTIC, MULTINOMIAL, POISSON, SQUARED
 from skmeta._kernels._layout import Problem, block_size_for, make_batch
-from skmeta._methods._inner import InnerSolver
+from skmeta._methods._inner import InnerSolver, solve_exactly
 from skmeta._methods._prior import Prior
 from skmeta._methods._proximal import fit_proximal
 from skmeta._methods._structures import Structure
@@ -98,6 +101,28 @@ def solve(X, y, sw, tasks, problem, theta0, precision, *, inverse=None,
         kwargs["inverse"] = InverseRequest(posterior=inverse == "posterior",
                                            exact=exact_inverse)
     return solve_inner(batch, problem, theta0, precision, start, **kwargs)
+
+
+def test_an_exact_solve_that_does_not_converge_warns():
+    # a start whose loss overflows (exp of 250 x) leaves the Newton solver
+    # no descent: it stops at max_iter, which adapt and partial_fit passed
+    # on silently. From a sound start, the same problem converges.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(15, 3))
+    y = rng.poisson(np.exp(0.3 * X[:, 0] + 0.2)).astype(float)
+    problem = make_problem(POISSON, 3, mean_loss=True, lam2=1.0)
+    batch, _ = make_batch(X, y, np.ones(15), np.zeros(15, dtype=np.intp), 1)
+    far = np.array([250.0, 125.0, 0.0, 0.5])
+    precision = np.diag([1e-3, 3.0, 4.0, 5.0])
+    with pytest.warns(ConvergenceWarning, match="1 of 1 task"):
+        solve_exactly(batch, problem, far, precision, far)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        theta = solve_exactly(batch, problem, far, precision, np.zeros(4))
+    objective = InnerObjective.from_problem(problem, X, y, None, theta0=far,
+                                            precision=precision)
+    # (the transfer and penalty terms of the gradient are about 0.3 each)
+    assert np.abs(objective.grad(theta[0])).max() < 1e-5
 
 
 # --------------------------------------------------------------------------

@@ -10,11 +10,13 @@ and partial sums are added in block order, so results do not depend on
 ``n_jobs``.
 """
 
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from joblib.parallel import ThreadingBackend, get_active_backend
+from sklearn.exceptions import ConvergenceWarning
 
 from .._kernels._calls import (
     InverseRequest,
@@ -265,8 +267,16 @@ def solve_exactly(batch, problem, center, precision, start, *, n_jobs=None):
     directions of weak transfer (a PoissonRegressor prior put it at 228
     where the mean is 0.2, and exp overflowed into NaN coefficients)."""
     with InnerSolver(batch, problem, n_jobs=n_jobs) as solver:
-        return solver.solve(center, precision,
-                            np.tile(start, (batch.n_tasks, 1))).theta
+        solutions = solver.solve(center, precision,
+                                 np.tile(start, (batch.n_tasks, 1)))
+    unconverged = int(np.sum(solutions.n_iter < 0))
+    if unconverged:
+        warnings.warn(
+            f"the exact solve of {unconverged} of {batch.n_tasks} task(s) "
+            f"did not converge in {INNER_MAX_ITER} Newton iterations; their "
+            "parameters are where it stopped.", ConvergenceWarning,
+            stacklevel=3)
+    return solutions.theta
 
 
 # per-task posterior covariances are kept up to this many bytes
