@@ -931,6 +931,10 @@ def _adaptation_repeat(estimator, X, y, groups, task_of_sample, pools, held_out,
         is_support = np.zeros(n_samples, dtype=bool)
         is_support[support] = True
 
+        def shots_of(t, is_support=is_support):
+            """Held-out task ``t``'s support rows at this number of shots."""
+            return held_rows[t][is_support[held_rows[t]]]
+
         models = {}
         start = time.perf_counter()
         if strategy == "adapt":
@@ -946,7 +950,7 @@ def _adaptation_repeat(estimator, X, y, groups, task_of_sample, pools, held_out,
                 # tasks that fail lose their scores
                 n_fits -= 1
                 for t in held_out:
-                    fit_rows = held_rows[t][is_support[held_rows[t]]]
+                    fit_rows = shots_of(t)
                     n_fits += 1
                     models[t] = attempt("fit", [t], k, meta.adapt,
                                         *rows(fit_rows), tasks=groups[fit_rows])
@@ -958,7 +962,7 @@ def _adaptation_repeat(estimator, X, y, groups, task_of_sample, pools, held_out,
                 models = dict.fromkeys(held_out, pooled)
         else:
             for t in held_out:
-                fit_rows = held_rows[t][is_support[held_rows[t]]]
+                fit_rows = shots_of(t)
                 n_fits += 1
                 model = _cap_neighbors(clone(estimator), len(fit_rows))
                 models[t] = attempt("fit", [t], k, model.fit, *rows(fit_rows))

@@ -269,9 +269,8 @@ class _Hierarchy:
         # its group's share of one task's base penalty (see
         # _prior.mean_penalty), as the flat prior's mean has the whole: one
         # group is then the flat prior
-        held = mean_penalty(self.ridge, counts[:, None] / counts.sum())
-        held = np.broadcast_to(held, (len(counts), self.d))[:, :, None] \
-            * np.eye(self.d)
+        held = mean_penalty(self.ridge, counts[:, None] / counts.sum())[
+            :, :, None] * np.eye(self.d)
         for level in range(L - 1, 0, -1):
             P = state.precisions[level - 1]
             Pm = self._matrix(P, sizes[level])
