@@ -9,6 +9,7 @@ from dataclasses import replace
 from numbers import Integral, Real
 
 import numpy as np
+from scipy.special import expit
 from sklearn.base import (
     BaseEstimator,
     ClassifierMixin,
@@ -2153,7 +2154,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
             return posterior_proba(*self._predictive_moments(X, tasks))
         Z = self._decision(X, tasks)
         if Z.shape[1] == 1:
-            p = 1.0 / (1.0 + np.exp(-Z[:, 0]))
+            # expit, not 1 / (1 + exp(-z)): no overflow warning for a large
+            # negative z (the fitted LogisticRegression gives these silently)
+            p = expit(Z[:, 0])
             return np.column_stack([1.0 - p, p])
         Z = Z - Z.max(axis=1, keepdims=True)
         E = np.exp(Z)

@@ -76,6 +76,13 @@ def _is_text(value):
     return isinstance(value, (str, bytes, np.str_, np.bytes_))
 
 
+def _is_missing(value):
+    """None, a float NaN, or pandas' missing-value scalars (``pd.NA`` in a
+    ``"string"`` column, ``pd.NaT``), told apart without importing pandas."""
+    return (value is None or (isinstance(value, float) and np.isnan(value))
+            or type(value).__name__ in ("NAType", "NaTType"))
+
+
 def _decode(value, name):
     try:
         return value.decode("utf-8")
@@ -124,7 +131,7 @@ def check_task_labels(labels, n_samples, *, name="tasks"):
         if labels.ndim == 1 and labels.size and all(_is_text(v) for v in labels):
             labels = _as_str(labels, name)
         elif labels.ndim == 1 and labels.size and not any(
-                _is_text(v) or v is None for v in labels):
+                _is_text(v) or _is_missing(v) for v in labels):
             labels = np.asarray(labels.tolist())
     else:
         labels = np.asarray(labels)
@@ -135,7 +142,7 @@ def check_task_labels(labels, n_samples, *, name="tasks"):
             f"{name} has {labels.shape[0]} labels but X has {n_samples} samples."
         )
     if labels.dtype.kind == "O":
-        if any(v is None or (isinstance(v, float) and np.isnan(v)) for v in labels):
+        if any(_is_missing(v) for v in labels):
             raise ValueError(f"{name} contains missing labels.")
         kinds = {_is_text(v) for v in labels}
         if len(kinds) > 1:

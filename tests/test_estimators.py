@@ -451,6 +451,22 @@ def test_binary_log_proba_and_score(fitted_classifier, binary_data):
         np.sum(w * correct) / np.sum(w))
 
 
+def test_extreme_decision_values_give_probabilities_without_warnings(
+        fitted_classifier, binary_data):
+    # rows far out on either side: probabilities 0 and 1, as the task's own
+    # fitted LogisticRegression gives them, and no overflow warning from
+    # exp(-z) on the way (1 / (1 + exp(-z)) warned for z < -710)
+    X, _, tasks = binary_data
+    meta = fitted_classifier
+    far = np.vstack([X[:1] * 1e6, -X[:1] * 1e6])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        P = meta.predict_proba(far, tasks=tasks[:2] * 0 + tasks[0])
+    assert_allclose(P, meta.task_estimator(tasks[0]).predict_proba(far),
+                    rtol=1e-12)
+    assert_allclose(np.sort(P[:, 1]), [0.0, 1.0])
+
+
 def test_unseen_task_is_predicted_by_the_prior_model(fitted_classifier,
                                                      binary_data):
     X, y, tasks = binary_data
@@ -628,6 +644,11 @@ def test_task_identity_errors(fitted_classifier, binary_data):
     with pytest.raises(ValueError, match="missing"):
         MetaClassifier().fit(X, y, tasks=pd.Series(
             [None] + ["s"] * (n - 1), dtype=object))
+    # pandas' own missing value in a "string" column, where it read as a
+    # number mixed with the strings
+    with pytest.raises(ValueError, match="missing"):
+        MetaClassifier().fit(X, y, tasks=pd.Series(
+            [pd.NA] + ["s"] * (n - 1), dtype="string"))
     with pytest.raises(ValueError, match=f"{n - 1} labels but X has {n}"):
         MetaClassifier().fit(X, y, tasks=tasks[:-1])
     with pytest.raises(ValueError, match=f"{n + 1} labels but X has {n}"):
