@@ -1988,6 +1988,21 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
                     f"y contains labels {unknown.tolist()} not in classes="
                     f"{classes.tolist()}."
                 )
+            absent = np.setdiff1d(classes, labels)
+            if absent.size:
+                # scikit-learn's partial_fit allows it, but the first call
+                # fits the prior on these rows alone: a class without rows
+                # has no finite optimum there (its intercept and the prior
+                # mean's run off toward -inf), and later chunks move the
+                # prior from that point
+                warnings.warn(
+                    f"classes {absent.tolist()} have no rows in this first "
+                    "call to partial_fit, which fits the prior on its rows "
+                    "alone: their parameters have no finite optimum and run "
+                    "off, and later chunks with rows of them move the prior "
+                    "from there (predictions may then be far from a fit on "
+                    "all rows). For a sound prior, pass a first chunk with "
+                    "rows of every class.", UserWarning, stacklevel=6)
             self.classes_ = classes
         else:
             self.classes_ = labels
@@ -2075,7 +2090,11 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
             Sample weights.
         classes : array-like of shape (n_classes,), default=None
             All classes; taken into account on the first call only. With
-            ``unlabeled_weight`` set, ``-1`` cannot be one of them.
+            ``unlabeled_weight`` set, ``-1`` cannot be one of them. The
+            first call's rows need not contain every class, but it fits the
+            prior on them alone, where a class without rows has no finite
+            model: that warns, and a first chunk with rows of every class
+            gives a sound prior.
 
         Returns
         -------

@@ -1162,8 +1162,11 @@ def test_partial_fit_classes_argument():
     first = y != 2
     # (a fixed prior: empirical Bayes on three tasks and one of a single
     # class has no sensible answer, online or not)
-    meta = MetaClassifier(gamma=1.0, prior="isotropic").partial_fit(
-        X[first], y[first], tasks=tasks[first], classes=[0, 1, 2])
+    with pytest.warns(UserWarning, match=r"classes \[2\] have no rows") as record:
+        meta = MetaClassifier(gamma=1.0, prior="isotropic").partial_fit(
+            X[first], y[first], tasks=tasks[first], classes=[0, 1, 2])
+    # pointed at the caller's line
+    assert record[0].filename == __file__
     assert_array_equal(meta.classes_, [0, 1, 2])
     assert meta.coef_.shape == (3, 3, 3)
     # class 2 arrives later, in a new task
