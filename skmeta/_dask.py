@@ -51,7 +51,7 @@ from sklearn.utils.validation import (
 from ._kernels._calls import losses_at_zero
 from ._kernels._layout import TaskBatch, make_batch
 from ._methods._inner import INNER_TOL, InnerSolver
-from ._methods._prior import residual_squares
+from ._methods._prior import residual_squares, scaled_spread
 from ._methods._proximal import (
     TaskSums,
     _Iteration,
@@ -99,7 +99,8 @@ def _register_sizes():
 
     @sizeof.register(_PartSums)
     def _sums_size(sums):
-        arrays = [sums.theta_sum, sums.spread, sums.inv_sum, sums.inv_wsum]
+        arrays = [sums.theta_sum, sums.scaled_theta_sum, sums.spread,
+                  sums.inv_sum, sums.inv_wsum]
         return 64 + sum(np.asarray(a).nbytes for a in arrays if a is not None)
 
 
@@ -338,13 +339,16 @@ def _set_theta(part, theta0, generation):
 class _PartSums:
     """The sums of fixed size one solve of some tasks gives the prior update.
 
-    ``spread`` is about ``reference``, the prior mean the tasks were solved
-    under; ``change`` and ``size`` are the largest move of a parameter and the
-    largest previous parameter (the convergence test), maxima not sums.
+    ``spread`` is ``sum_t s_t dev_t dev_t^T`` about ``reference``, the prior
+    mean the tasks were solved under, and ``scaled_theta_sum`` ``sum_t s_t
+    theta_t`` (see ``_proximal.empirical_bayes_update``); ``change`` and
+    ``size`` are the largest move of a parameter and the largest previous
+    parameter (the convergence test), maxima not sums.
     """
 
     n_tasks: int
     theta_sum: np.ndarray
+    scaled_theta_sum: np.ndarray
     spread: np.ndarray
     objective: float
     rss: float
@@ -359,6 +363,7 @@ class _PartSums:
             return None if a is None else a + b
         return _PartSums(
             self.n_tasks + other.n_tasks, self.theta_sum + other.theta_sum,
+            self.scaled_theta_sum + other.scaled_theta_sum,
             self.spread + other.spread, self.objective + other.objective,
             self.rss + other.rss, self.trace + other.trace,
             add(self.inv_sum, other.inv_sum), add(self.inv_wsum, other.inv_wsum),
@@ -373,17 +378,16 @@ def _solve_part(part, generation, reference, center, precision, kwargs,
         raise RuntimeError("a partition's task parameters are out of step with "
                            "the fit (a worker lost its state)")
     previous = part.theta
-    solutions = part.solver.solve(center, precision, previous,
-                                  inv_weight=1.0 / part.scale, **kwargs)
+    solutions = part.solver.solve(center, precision, previous, **kwargs)
     theta = solutions.theta
-    dev = theta - reference
-    spread = np.einsum("ij,ij->j", dev, dev) if wide else dev.T @ dev
+    spread = scaled_spread(theta - reference, part.scale, wide)
     # twice the tasks' losses summed over their rows: the residuals of
     # squared losses, and (halved) the loss that tells whether a learned
     # prior ran away (raise_if_degenerate)
     rss = float(residual_squares(part.scale, solutions.loss).sum())
     part.sums = _PartSums(
-        part.n_tasks, theta.sum(axis=0), spread,
+        part.n_tasks, theta.sum(axis=0), (part.scale[:, None] * theta).sum(axis=0),
+        spread,
         float(solutions.objective.sum()), rss, float(solutions.trace.sum()),
         solutions.inv_sum, solutions.inv_wsum,
         float(np.max(np.abs(theta - previous), initial=0.0)),
@@ -728,16 +732,18 @@ class _DaskIteration(_Iteration):
         if not self.learn_prior:
             return prior.with_theta0(theta0)
         shift = theta0 - prior.theta0
-        offset = s.theta_sum - T * prior.theta0  # sum_t (theta_t - old mean)
+        total_scale = self.tasks.mean_scale * T
+        # sum_t s_t (theta_t - old mean)
+        offset = s.scaled_theta_sum - total_scale * prior.theta0
         if s.spread.ndim == 2:
             cross = np.outer(offset, shift)
-            spread = s.spread - cross - cross.T + T * np.outer(shift, shift)
+            spread = (s.spread - cross - cross.T
+                      + total_scale * np.outer(shift, shift))
         else:
-            spread = s.spread - 2.0 * offset * shift + T * shift * shift
+            spread = s.spread - 2.0 * offset * shift + total_scale * shift * shift
         return eb_update_from_sums(
             prior.with_theta0(theta0),
-            TaskSums(T, spread, s.inv_wsum, s.rss, s.trace,
-                     self.tasks.mean_scale),
+            TaskSums(T, spread, s.inv_wsum, s.rss, s.trace, total_scale),
             structure=self.structure, learn_gamma=self.learn_gamma,
             ridge=self.ridge, total_weight=self.total_weight,
             squared=self.squared, min_dispersion=self.min_dispersion)

@@ -62,6 +62,35 @@ def _assert_same_fit(remote, local):
                                rtol=1e-7, atol=ATOL)
 
 
+@pytest.mark.parametrize("prior", ["diagonal", "full"])
+def test_averaged_losses_of_unequal_tasks_fit_as_in_memory(client, prior):
+    # PoissonRegressor averages its loss: each task's moments enter the
+    # M-step in the units of its own prior (its rows' weight s_t), which
+    # the partitions sum as sum_t s_t dev dev' and shift to the new mean by
+    # sum_t s_t theta_t
+    rng = np.random.default_rng(2)
+    sizes = rng.integers(3, 25, 30)
+    tasks = np.repeat(np.arange(30), sizes)
+    X = rng.standard_normal((sizes.sum(), 3))
+    coef = 0.4 + 0.3 * rng.standard_normal((30, 3))
+    y = rng.poisson(np.exp(np.einsum("ij,ij->i", X, coef[tasks]))).astype(float)
+    ddf = _frame(X, y, tasks, npartitions=3)
+    data = ddf.compute()
+    params = dict(prior=prior, tol=1e-10, max_iter=2000)
+    local = MetaRegressor(PoissonRegressor(alpha=0.1), task_column="task",
+                          **params).fit(data.drop(columns="target"),
+                                        data["target"])
+    remote = MetaRegressor(PoissonRegressor(alpha=0.1), task_column="task",
+                           **params).fit(ddf.drop(columns="target"),
+                                         ddf["target"])
+    np.testing.assert_allclose(remote.meta_params_, local.meta_params_,
+                               rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(remote.prior_precision_, local.prior_precision_,
+                               rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(remote.task_params_.compute(),
+                               local.task_params_, rtol=1e-6, atol=1e-8)
+
+
 @pytest.mark.parametrize("params", [
     {},  # the learned defaults: prior="auto", gamma="auto"
     {"gamma": 2.0, "prior": "isotropic"},  # fixed prior: Newton on theta0

@@ -9,7 +9,7 @@ from numpy.testing import assert_allclose
 from scipy import optimize
 from scipy.special import expit, log_expit, logsumexp
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import LogisticRegression, PoissonRegressor, Ridge
 from sklearn.model_selection import GridSearchCV
 
 from skmeta import MetaClassifier, MetaRegressor
@@ -122,6 +122,28 @@ def test_one_component_regression_learns_the_noise_as_the_diagonal_prior():
     assert_allclose(mix.meta_params_, ref.meta_params_, rtol=1e-5, atol=1e-6)
     assert_allclose(mix.task_params_, ref.task_params_, rtol=1e-5, atol=1e-6)
     assert_allclose(mix.noise_variance_, ref.noise_variance_, rtol=1e-4)
+
+
+def test_one_component_of_an_averaged_loss_is_the_diagonal_prior():
+    # PoissonRegressor on tasks of 4 to 30 rows: the mixture's M-step takes
+    # each task's moments in the units of its own prior, as the Gaussian
+    # prior's does (checked against its closed form in test_priors), and
+    # one component lands on the same fixed point
+    rng = np.random.default_rng(1)
+    sizes = rng.integers(4, 31, 25)
+    tasks = np.repeat(np.arange(25), sizes)
+    coef = 0.5 + 0.3 * rng.standard_normal((25, 3))
+    X = rng.standard_normal((sizes.sum(), 3))
+    y = rng.poisson(np.exp(np.einsum("ij,ij->i", X, coef[tasks]) * 0.5)
+                    ).astype(float)
+    ref = MetaRegressor(PoissonRegressor(alpha=0.1), prior="diagonal",
+                        tol=1e-10, max_iter=3000).fit(X, y, tasks=tasks)
+    mix = MetaRegressor(PoissonRegressor(alpha=0.1), prior="mixture",
+                        n_prior_components=1, tol=1e-10, max_iter=3000).fit(
+        X, y, tasks=tasks)
+    assert_allclose(mix.prior_precision_, ref.prior_precision_, rtol=1e-3)
+    assert_allclose(mix.meta_params_, ref.meta_params_, rtol=1e-4, atol=1e-6)
+    assert_allclose(mix.task_params_, ref.task_params_, rtol=1e-4, atol=1e-6)
 
 
 def _laplace_reference(X, y, means, precisions, weights):

@@ -1,6 +1,7 @@
 """Nested tasks (stores in regions): the hierarchical empirical-Bayes prior."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import linalg, optimize
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import (
     ElasticNet,
     Lasso,
@@ -181,6 +183,34 @@ def test_identical_tasks_in_groups_of_any_size_learn_the_pooled_fit():
     np.testing.assert_allclose(meta.meta_params_, expected, rtol=1e-2)
     for group_mean in meta.group_params_[0]:
         np.testing.assert_allclose(group_mean, expected, rtol=1e-2)
+
+
+def test_one_group_of_an_averaged_loss_is_the_flat_prior():
+    # PoissonRegressor on stores of 3 to 25 rows: the nested M-step takes
+    # each task's moments in the units of its own prior (its rows' weight),
+    # as the flat prior's does (checked against its closed form in
+    # test_priors); with one group both land on the same fixed point
+    rng = np.random.default_rng(4)
+    sizes = rng.integers(3, 26, 24)
+    stores = np.repeat(np.arange(24), sizes)
+    X = rng.standard_normal((sizes.sum(), 2))
+    coef = 0.4 + 0.3 * rng.standard_normal((24, 2))
+    y = rng.poisson(np.exp(np.einsum("ij,ij->i", X, coef[stores]))).astype(float)
+    one = np.column_stack([np.zeros(len(y), dtype=int), stores])
+    params = dict(prior="diagonal", tol=1e-8, max_iter=2000)
+    with warnings.catch_warnings():
+        # the single group's spread about the population mean is learned
+        # toward zero, a boundary EM approaches slowly: stopped at max_iter,
+        # within the tolerances below
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        nested = MetaRegressor(PoissonRegressor(alpha=0.1), **params).fit(
+            X, y, tasks=one)
+    flat = MetaRegressor(PoissonRegressor(alpha=0.1), random_effects=None,
+                         **params).fit(X, y, tasks=stores)
+    np.testing.assert_allclose(nested.meta_params_, flat.meta_params_,
+                               rtol=1e-2, atol=1e-2)
+    np.testing.assert_allclose(nested.task_params_, flat.task_params_,
+                               rtol=1e-2, atol=1e-2)
 
 
 def test_group_spread_limits():

@@ -42,6 +42,7 @@ from skmeta._methods._proximal import (
     raise_if_degenerate,
 )
 from skmeta._methods._structures import (
+    _HYPERPRIOR_TASKS,
     Structure,
     _profile,
     _profile_and_eigenvectors,
@@ -731,6 +732,78 @@ def test_the_prior_mean_of_averaged_losses_stays_with_the_tasks(base, prior):
         assert np.all(meta.meta_params_[:2] >= T / (T + 1) * tasks_mean[:2]
                       - 1e-6)
         assert np.all(meta.meta_params_[:2] <= tasks_mean[:2] + 1e-6)
+
+
+@pytest.mark.parametrize("prior", ["isotropic", "diagonal", "full"])
+def test_averaged_losses_take_each_tasks_moments_in_its_own_units(prior):
+    # tasks of 1 to 60 rows, a base estimator that averages its loss (Lasso
+    # with a negligible alpha: squared errors, no base penalty). Task t's
+    # objective L_t + (theta - mu)' M (theta - mu) / 2 is, in natural
+    # units (times s_t / phi, s_t its rows), a prior N(mu, (phi / s_t)
+    # M^-1): EM's fixed point is V = (phi / s) M^-1 (s the mean s_t) =
+    # sum_t [s_t dev_t dev_t' + phi A_t^-1] / sum_t s_t, A_t = X_t' X_t /
+    # s_t + M, shrunk as the structure's hyperprior does. Moments taken in
+    # one unit for all tasks (dev dev' + (phi / s_t) A_t^-1) gave the task
+    # of one row a posterior covariance sixty times the largest task's.
+    rng = np.random.default_rng(3)
+    sizes = np.array([1, 2, 4, 8, 15, 30, 40, 60])
+    T, p = len(sizes), 2
+    tasks = np.repeat(np.arange(T), sizes)
+    X = rng.normal(size=(sizes.sum(), p))
+    w = np.array([1.0, -0.5]) + 0.3 * rng.normal(size=(T, p))
+    y = (np.einsum("ij,ij->i", X, w[tasks]) + 0.5
+         + 0.2 * rng.normal(size=sizes.sum()))
+    meta = MetaRegressor(Lasso(alpha=1e-12, max_iter=10000), prior=prior,
+                         tol=1e-12, max_iter=5000).fit(X, y, tasks=tasks)
+    M = meta.prior_precision_
+    M = np.diag(M) if M.ndim == 1 else M
+    phi = meta.noise_variance_
+    S = np.zeros((p + 1, p + 1))
+    for t in range(T):
+        Xt = np.c_[X[tasks == t], np.ones(sizes[t])]
+        dev = meta.task_params_[t] - meta.meta_params_
+        S += (sizes[t] * np.outer(dev, dev)
+              + phi * np.linalg.inv(Xt.T @ Xt / sizes[t] + M))
+    S /= sizes.sum()
+    level = np.trace(S) / (p + 1)
+    shrink = _HYPERPRIOR_TASKS / (T + _HYPERPRIOR_TASKS)
+    expected = {"isotropic": level * np.eye(p + 1),
+                "diagonal": np.diag((1 - shrink) * np.diag(S) + shrink * level),
+                "full": (1 - shrink) * S + shrink * level * np.eye(p + 1)}[prior]
+    assert_allclose(phi / sizes.mean() * np.linalg.inv(M), expected,
+                    rtol=1e-9, atol=1e-12 * level)
+
+
+@pytest.mark.parametrize("prior", ["isotropic", "diagonal"])
+@pytest.mark.parametrize("base", [Lasso(alpha=0.01), PoissonRegressor(alpha=0.01)],
+                         ids=["lasso", "poisson"])
+def test_a_task_of_one_row_leaves_an_averaged_losss_prior_in_place(base, prior):
+    # fifteen tasks of twenty rows that barely differ, and one more task of
+    # a single row drawn alike: the learned strength moves as one more task
+    # may move it, for averaged losses as for Ridge (0.98-1.01 of it here),
+    # where with moments in one unit for all tasks it fell to a hundredth
+    # (the one-row task's posterior covariance counted twenty times) and the
+    # fifteen tasks fell back toward their separate fits
+    rng = np.random.default_rng(0)
+    T, n, p = 15, 20, 3
+    beta = np.array([1.0, -0.5, 0.3])
+    tasks = np.repeat(np.arange(T), n)
+    X = rng.standard_normal((T * n, p))
+    w = beta + 0.05 * rng.standard_normal((T, p))
+    z = np.einsum("ij,ij->i", X, w[tasks])
+    poisson = isinstance(base, PoissonRegressor)
+    y = (rng.poisson(np.exp(0.5 * z)).astype(float) if poisson
+         else z + 0.5 * rng.standard_normal(T * n))
+    alone = MetaRegressor(base, prior=prior).fit(X, y, tasks=tasks)
+    for seed in range(3):
+        draw = np.random.default_rng(100 + seed)
+        x1 = draw.standard_normal((1, p))
+        z1 = x1 @ (beta + 0.05 * draw.standard_normal(p))
+        y1 = (draw.poisson(np.exp(0.5 * z1)).astype(float) if poisson
+              else z1 + 0.5 * draw.standard_normal(1))
+        more = MetaRegressor(base, prior=prior).fit(
+            np.r_[X, x1], np.r_[y, y1], tasks=np.r_[tasks, T])
+        assert 0.5 < more.gamma_ / alone.gamma_ < 2.0
 
 
 def test_the_prior_means_newton_step_moves_pinned_coefficients():

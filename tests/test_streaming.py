@@ -169,6 +169,31 @@ def test_the_online_m_step_is_the_batch_one():
                     prior.ridge * prior.theta0, rtol=1e-4, atol=1e-6)
 
 
+def test_the_online_m_step_is_the_batch_one_for_tasks_of_unequal_sizes():
+    # PoissonRegressor averages its loss: tasks of 3 to 20 rows each count
+    # in the M-step in the units of their own prior (s_t their rows; the
+    # batch M-step is checked against its closed form in test_priors), and
+    # the online statistics keep their moments so: the fit's prior is
+    # their fixed point too
+    X, y, tasks = regression_tasks(40, seed=5)
+    rng = np.random.default_rng(5)
+    rows = np.concatenate([np.flatnonzero(tasks == t)[:rng.integers(3, 21)]
+                           for t in range(40)])
+    counts = rng.poisson(np.exp(0.2 * y / y.std()))
+    meta = MetaRegressor(PoissonRegressor(alpha=0.1), prior="diagonal",
+                         tol=1e-10, max_iter=2000).fit(
+        X[rows], counts[rows], tasks=tasks[rows])
+    online = OnlinePrior.from_state(meta._online)
+    prior, stats = online.prior, online.statistics
+    moments, diag = stats.moments(prior.theta0)
+    again = prior_from_moments(prior, moments, diag, stats.n_tasks,
+                               prior.dispersion, stats.mean_scale,
+                               structure=online.structure,
+                               learn_gamma=online.learn_gamma,
+                               ridge=prior.ridge)
+    assert_allclose(again.precision, prior.precision, rtol=1e-4)
+
+
 def test_chunks_of_averaged_losses_hold_the_mean_by_one_tasks_penalty():
     # PoissonRegressor averages its loss over each task's rows; the prior
     # mean's own prior is one task's penalty all the same, and after two
@@ -239,19 +264,23 @@ def test_chunk_tasks_are_solved_from_the_prior_mean():
     assert_optimal([8, 9, 10, 11])
 
 
-def _quadratic_statistics(centres, hessian, prior):
+def _quadratic_statistics(centres, hessian, prior, scale=None):
     """Statistics of tasks ``1/2 (theta - c_t)' H (theta - c_t)`` solved
-    exactly under ``prior``: modes, inverse Hessians, from the definitions."""
+    exactly under ``prior``, of scales ``scale`` (ones by default): modes,
+    inverse Hessians, from the definitions."""
     M = np.diag(prior.precision) if prior.precision.ndim == 1 \
         else prior.precision
     A = hessian + M
     modes = np.linalg.solve(A, (centres @ hessian.T + M @ prior.theta0).T).T
     n = len(centres)
+    scale = np.ones(n) if scale is None else scale
     inverse = np.linalg.inv(A)
-    mean = modes.mean(axis=0)
+    scaled_mean = scale @ modes / scale.sum()
+    dev = modes - scaled_mean
     return TaskStatistics(
-        n_tasks=n, mean=mean, scatter=(modes - mean).T @ (modes - mean),
-        posterior=prior.dispersion * n * inverse, sum_scale=float(n),
+        n_tasks=n, mean=modes.mean(axis=0), scaled_mean=scaled_mean,
+        scatter=(dev * scale[:, None]).T @ dev,
+        posterior=prior.dispersion * n * inverse, sum_scale=float(scale.sum()),
         expected_rss=0.0, total_weight=float(n), n_rows=0, y_mean=0.0,
         y_scatter=0.0, inverse_sum=n * inverse, theta0=prior.theta0,
         precision=prior.precision, dispersion=prior.dispersion)
@@ -279,9 +308,14 @@ def test_prior_swap_is_exact_for_tasks_of_equal_hessians(seed, n_tasks, d,
                      dispersion=float(rng.uniform(0.5, 2.0)))
 
     before, after = random_prior(), random_prior()
-    carried = _quadratic_statistics(centres, hessian, before).swapped(after)
-    direct = _quadratic_statistics(centres, hessian, after)
+    # tasks of unequal scales (averaged losses): both means move alike
+    scale = rng.uniform(0.5, 20.0, n_tasks)
+    carried = _quadratic_statistics(centres, hessian, before,
+                                    scale).swapped(after)
+    direct = _quadratic_statistics(centres, hessian, after, scale)
     assert_allclose(carried.mean, direct.mean, rtol=1e-7, atol=1e-9)
+    assert_allclose(carried.scaled_mean, direct.scaled_mean, rtol=1e-7,
+                    atol=1e-9)
     assert_allclose(carried.scatter, direct.scatter, rtol=1e-6, atol=1e-8)
     assert_allclose(carried.posterior, direct.posterior, rtol=1e-7, atol=1e-10)
     assert_allclose(carried.inverse_sum, direct.inverse_sum, rtol=1e-7,
@@ -302,11 +336,15 @@ def test_merged_statistics_are_those_of_all_tasks(seed, n_tasks, cut, d):
     centres = 100.0 + rng.standard_normal((n_tasks, d))  # far from 0
     prior = Prior(theta0=np.full(d, 100.0), shape=np.ones(d), gamma=2.0)
     k = min(max(int(cut * n_tasks), 1), n_tasks - 1)
-    merged = _quadratic_statistics(centres[:k], hessian, prior).merge(
-        _quadratic_statistics(centres[k:], hessian, prior))
-    whole = _quadratic_statistics(centres, hessian, prior)
+    scale = rng.uniform(0.5, 20.0, n_tasks)
+    merged = _quadratic_statistics(centres[:k], hessian, prior,
+                                   scale[:k]).merge(
+        _quadratic_statistics(centres[k:], hessian, prior, scale[k:]))
+    whole = _quadratic_statistics(centres, hessian, prior, scale)
     assert merged.n_tasks == n_tasks
+    assert merged.sum_scale == pytest.approx(whole.sum_scale, rel=1e-12)
     assert_allclose(merged.mean, whole.mean, rtol=1e-12)
+    assert_allclose(merged.scaled_mean, whole.scaled_mean, rtol=1e-12)
     assert_allclose(merged.scatter, whole.scatter, rtol=1e-7, atol=1e-9)
     assert_allclose(merged.inverse_sum, whole.inverse_sum, rtol=1e-12)
 

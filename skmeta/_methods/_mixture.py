@@ -219,7 +219,7 @@ def solve_components(solvers, mixture, theta, setup):
     for k, (solver, prior) in enumerate(zip(solvers, mixture.components)):
         solution = solver.solve(prior.center, prior.precision, out.theta[k],
                                 inverse="posterior", exact_inverse=True,
-                                inv_weight=resp[:, k] / setup.task_scale)
+                                inv_weight=resp[:, k])
         out.theta[k] = solution.theta
         out.trace[k] = solution.trace
         inv = solution.inv_wsum
@@ -230,8 +230,7 @@ def solve_components(solvers, mixture, theta, setup):
         for k, (solver, prior) in enumerate(zip(solvers, mixture.components)):
             inv = solver.solve(prior.center, prior.precision, out.theta[k],
                                inverse="posterior", exact_inverse=True,
-                               inv_weight=resp[:, k] * u[k] / setup.task_scale
-                               ).inv_wsum
+                               inv_weight=resp[:, k] * u[k]).inv_wsum
             out.inv_wsum[k] = np.diag(inv).copy() if inv.ndim == 2 else inv
     return out, resp, u, log_evidence
 
@@ -261,15 +260,16 @@ def _robust_weights(mixture, solved, setup):
     K, T, d = solved.theta.shape
     if mixture.df is None:
         return np.ones((K, T))
-    s_bar = setup.task_scale.mean()
     u = np.empty((K, T))
     for k, prior in enumerate(mixture.components):
-        # natural precision P = (s / phi) M; the posterior covariance's part
-        # tr(P C_t) = (s / s_t) tr(M A_t^{-1}) = (s / s_t) (d - tr(H A_t^{-1}))
+        # task t's natural precision P_t = (s_t / phi) M (see
+        # _proximal.empirical_bayes_update); the posterior covariance's part
+        # tr(P_t (phi / s_t) A_t^{-1}) = tr(M A_t^{-1}) = d - tr(H A_t^{-1})
         M = np.asarray(prior.combined_precision, dtype=float)
         dev = solved.theta[k] - prior.theta0
-        mode = s_bar / prior.dispersion * np.einsum("tj,j,tj->t", dev, M, dev)
-        spread = s_bar / setup.task_scale * np.maximum(d - solved.trace[k], 0.0)
+        mode = (setup.task_scale / prior.dispersion
+                * np.einsum("tj,j,tj->t", dev, M, dev))
+        spread = np.maximum(d - solved.trace[k], 0.0)
         u[k] = (mixture.df + d) / (mixture.df + mode + spread)
     return u
 
@@ -309,8 +309,11 @@ def _m_step(mixture, solved, resp, u, setup):
         # over sum r u rather than sum r: the parameter-expanded EM of the
         # Student-t (Liu, Rubin & Wu, 1998), same fixed point, and a scale
         # that does not shrink while every weight is small
-        diag = (ru @ (dev * dev) + old.dispersion * solved.inv_wsum[k]
-                ) / ru.sum()
+        # each task's expected second moment in the units of its own prior
+        # (see _proximal.empirical_bayes_update), over the mean scale
+        diag = (ru @ (setup.task_scale[:, None] * dev * dev)
+                + old.dispersion * solved.inv_wsum[k]) / (
+                    ru.sum() * setup.task_scale.mean())
         natural = setup.structure.natural_precision(None, diag, counts[k])
         prior = setup.component(mean, natural, dispersion)
         components.append(prior)

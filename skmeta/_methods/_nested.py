@@ -336,8 +336,12 @@ class _Hierarchy:
                   - 2.0 * np.diagonal(CMS, axis1=1, axis2=2) + through)
         extra = trace_MSMC - through @ (state.transfer + self.penalty)
         task_cov = self._diag(cov)
-        second = (dev * dev + (phi_old / self.task_scale)[:, None] * task_cov
-                  + to_natural * spread)
+        # each task's expected squared deviation in the units of its own
+        # prior, s_t / s_bar times its natural-unit one (see
+        # _proximal.empirical_bayes_update)
+        units = (self.task_scale / self.s_bar)[:, None]
+        second = (units * (dev * dev + to_natural * spread)
+                  + to_natural * task_cov)
         dispersion = phi_old
         if self.squared:
             rss = float(np.sum(residual_squares(self.task_scale, loss)))

@@ -46,6 +46,7 @@ from ._prior import (
     precision_inverse,
     psd_solve,
     residual_squares,
+    scaled_spread,
     split_strength,
     task_scales,
 )
@@ -236,32 +237,39 @@ def empirical_bayes_update(prior, theta, solutions, *, structure, learn_gamma,
     otherwise), and the prior of its parameters is what the inner problem's
     smooth penalties say: the base estimator's l2 part ``D = lam2
     diag(l2w)`` and the transfer term together, of precision ``M = Pi + D``
-    (estimator units). The E-step gives the tasks' posterior means
-    ``theta_t`` and covariances ``(phi / s_t) A_t^{-1}``; given ``theta0``
-    (the caller's Newton step: the joint objective's minimizer, the means'
-    mean at convergence), the M-step sets the prior's covariance ``V`` to the
-    ``structure`` (see :mod:`._structures`) that fits ``S = mean_t[(theta_t
-    - theta0)(...)^T + (phi / s_t) A_t^{-1}]``, and ``phi`` to the expected
-    residual variance. In estimator units ``M = (phi / mean_t s_t)
-    V^{-1}``, and the transfer term is what ``M`` needs beyond the base
-    penalty, ``Pi = M - D`` (kept positive definite, at least
-    ``_TRANSFER_FLOOR`` of ``M``: the base penalty alone may already be
-    stronger than the tasks' spread asks for). Counting the base penalty in
-    the prior keeps it from being counted twice: without it, a penalized base
-    estimator's pull toward zero shrinks the tasks' spread, which a prior
-    fitted to that spread then shrinks again. With averaged losses a single
-    precision for tasks of different sizes makes this an approximation.
+    (estimator units), so ``N(theta0, (phi / s_t) M^{-1})`` in natural
+    units: with averaged losses a task's prior is as much tighter as its
+    rows weigh more, as the base estimator's own penalty is. The E-step
+    gives the tasks' posterior means ``theta_t`` and covariances ``(phi /
+    s_t) A_t^{-1}``; given ``theta0`` (the caller's Newton step: the joint
+    objective's minimizer, the means' mean at convergence), the M-step sets
+    ``V = (phi / s) M^{-1}``, ``s = mean_t s_t``, to the ``structure`` (see
+    :mod:`._structures`) that fits
+
+        S = sum_t [s_t (theta_t - theta0)(...)^T + phi A_t^{-1}] / sum_t s_t,
+
+    each task's expected second moment in the units of its own prior (``s_t
+    / s`` times its natural-unit moment), and ``phi`` to the expected
+    residual variance. Moments taken in one unit for all tasks instead gave
+    a task of one row a posterior covariance ``s / s_t`` times the others':
+    one such task among fifteen of twenty rows doubled ``S`` at every step,
+    and the learned strength fell to a hundredth. The transfer term is what
+    ``M`` needs beyond the base penalty, ``Pi = M - D`` (kept positive
+    definite, at least ``_TRANSFER_FLOOR`` of ``M``: the base penalty alone
+    may already be stronger than the tasks' spread asks for). Counting the
+    base penalty in the prior keeps it from being counted twice: without it,
+    a penalized base estimator's pull toward zero shrinks the tasks' spread,
+    which a prior fitted to that spread then shrinks again.
     """
     T, d = theta.shape
-    dev = theta - prior.theta0
-    wide = solutions.inv_wsum.ndim == 1
     # wide tasks: the posterior covariances' diagonals only
-    spread = np.einsum("ij,ij->j", dev, dev) if wide else dev.T @ dev
+    wide = solutions.inv_wsum.ndim == 1
     rss = (residual_squares(task_scale, solutions.loss) if squared
            else np.zeros(1))
     return eb_update_from_sums(
-        prior, TaskSums(T, spread, solutions.inv_wsum, rss.sum(),
-                        solutions.trace.sum(), task_scale.mean()),
+        prior, TaskSums(T, scaled_spread(theta - prior.theta0, task_scale, wide),
+                        solutions.inv_wsum, rss.sum(), solutions.trace.sum(),
+                        float(task_scale.sum())),
         structure=structure, learn_gamma=learn_gamma, ridge=ridge,
         total_weight=total_weight, squared=squared,
         min_dispersion=min_dispersion)
@@ -271,12 +279,13 @@ def empirical_bayes_update(prior, theta, solutions, *, structure, learn_gamma,
 class TaskSums:
     """What one EM step of the prior needs of the tasks: sums of fixed size.
 
-    ``spread`` is ``sum_t (theta_t - theta0)(theta_t - theta0)^T`` about the
-    prior mean being updated (its diagonal for wide tasks), ``inv_wsum`` the
-    weighted sum of the inverse Hessians, ``rss`` the sum of ``2 s_t L_t``,
-    ``trace`` that of ``tr(H_data,t A_t^{-1})`` and ``mean_scale`` the mean
-    of the ``s_t``. Tasks held on several machines send these, not their
-    parameters (see :mod:`skmeta._dask`).
+    ``spread`` is ``sum_t s_t (theta_t - theta0)(theta_t - theta0)^T``
+    about the prior mean being updated (its diagonal for wide tasks),
+    ``inv_wsum`` the sum of the inverse Hessians, ``rss`` the sum of ``2
+    s_t L_t``, ``trace`` that of ``tr(H_data,t A_t^{-1})`` and
+    ``sum_scale`` that of the ``s_t`` (see :func:`empirical_bayes_update`).
+    Tasks held on several machines send these, not their parameters (see
+    :mod:`skmeta._dask`).
     """
 
     n_tasks: int
@@ -284,27 +293,28 @@ class TaskSums:
     inv_wsum: np.ndarray
     rss: float
     trace: float
-    mean_scale: float
+    sum_scale: float
 
 
 def eb_update_from_sums(prior, sums, *, structure, learn_gamma, ridge,
                         total_weight, squared, min_dispersion=0.0):
     """:func:`empirical_bayes_update` from the tasks' :class:`TaskSums`."""
     T = sums.n_tasks
-    posterior = prior.dispersion * sums.inv_wsum / T
+    total_scale = max(sums.sum_scale, np.finfo(float).tiny)
+    posterior = prior.dispersion * sums.inv_wsum / total_scale
     if posterior.ndim == 2:
-        moments = sums.spread / T + posterior
+        moments = sums.spread / total_scale + posterior
         diag = np.diag(moments).copy()
     else:
         moments = None
-        diag = sums.spread / T + posterior
+        diag = sums.spread / total_scale + posterior
     dispersion = prior.dispersion
     if squared:
         expected = sums.rss + prior.dispersion * sums.trace
         dispersion = max(expected / total_weight, min_dispersion,
                          np.finfo(float).tiny)
     return prior_from_moments(prior, moments, diag, T, dispersion,
-                              sums.mean_scale, structure=structure,
+                              total_scale / T, structure=structure,
                               learn_gamma=learn_gamma, ridge=ridge)
 
 
@@ -538,7 +548,7 @@ class _Iteration:
             prior.center, prior.precision, theta,
             inverse=("posterior" if self.learn_prior
                      else "sum" if self.learn_theta0 else None),
-            inv_weight=1.0 / self.task_scale, tol=tol, solved_at=solved_at)
+            tol=tol, solved_at=solved_at)
 
     def propose(self, prior, solutions):
         """The next prior: a Newton step on theta0 (the exact minimizer of the

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ._prior import residual_squares
+from ._prior import residual_squares, scaled_spread
 
 
 def _merge_moments(n_a, mean_a, scatter_a, n_b, mean_b, scatter_b):
@@ -41,15 +41,20 @@ class TaskStatistics:
     ----------
     n_tasks : int
     mean : ndarray of shape (n_params,)
-        Mean of the tasks' posterior modes ``theta_t``.
+        Mean of the tasks' posterior modes ``theta_t`` (the prior mean's
+        Newton step).
+    scaled_mean : ndarray of shape (n_params,)
+        Their mean weighted by the tasks' scales ``s_t``.
     scatter : ndarray of shape (n_params, n_params) or (n_params,)
-        ``sum_t (theta_t - mean)(theta_t - mean)^T``, or its diagonal for
-        wide tasks.
+        ``sum_t s_t (theta_t - scaled_mean)(...)^T``, or its diagonal for
+        wide tasks: the spread, each task in the units of its own prior
+        (see ``_proximal.empirical_bayes_update``).
     posterior : ndarray of the shape of ``scatter``, or None
-        ``sum_t (phi / s_t) A_t^{-1}``: the tasks' Laplace posterior
-        covariances, each under the prior (and noise variance ``phi``) of
-        the E-step that solved it; None when the prior's precision is not
-        learned (a fixed isotropic prior needs only the mean).
+        ``sum_t phi A_t^{-1}``: the tasks' Laplace posterior covariances
+        (``s_t`` times each, in those units), each under the prior (and
+        noise variance ``phi``) of the E-step that solved it; None when the
+        prior's precision is not learned (a fixed isotropic prior needs only
+        the mean).
     sum_scale : float
         ``sum_t s_t``, the tasks' scales (1, or their total weight for
         averaged losses).
@@ -72,6 +77,7 @@ class TaskStatistics:
 
     n_tasks: int
     mean: np.ndarray
+    scaled_mean: np.ndarray
     scatter: np.ndarray
     posterior: np.ndarray
     sum_scale: float
@@ -91,11 +97,10 @@ class TaskStatistics:
         ``prior`` by ``step`` (a ``_proximal._Iteration``)."""
         theta = solutions.theta
         T = theta.shape[0]
-        mean = theta.mean(axis=0)
-        dev = theta - mean
-        diagonal = step.solver.diagonal
-        scatter = (np.einsum("ij,ij->j", dev, dev) if diagonal
-                   else dev.T @ dev)
+        scale = step.task_scale
+        scaled_mean = scale @ theta / scale.sum()
+        scatter = scaled_spread(theta - scaled_mean, scale,
+                                step.solver.diagonal)
         posterior = None
         if step.learn_prior:
             posterior = prior.dispersion * solutions.inv_wsum
@@ -108,7 +113,8 @@ class TaskStatistics:
         inverse_sum = None
         if solutions.inv_blocks is not None:
             inverse_sum = solutions.inv_sum
-        return cls(n_tasks=T, mean=mean, scatter=scatter, posterior=posterior,
+        return cls(n_tasks=T, mean=theta.mean(axis=0), scaled_mean=scaled_mean,
+                   scatter=scatter, posterior=posterior,
                    sum_scale=float(step.task_scale.sum()),
                    expected_rss=expected_rss,
                    total_weight=float(step.solver.batch.sw.sum()),
@@ -156,8 +162,9 @@ class TaskStatistics:
             new = new if new.ndim == 2 else np.diag(new)
             shrink = np.linalg.inv(np.eye(C.shape[0]) + C @ (new - old))
             moved_inverse = shrink @ C
-            mean = shrink @ self.mean + moved_inverse @ (
-                new @ theta0 - old @ self.theta0)
+            pull = moved_inverse @ (new @ theta0 - old @ self.theta0)
+            mean = shrink @ self.mean + pull
+            scaled_mean = shrink @ self.scaled_mean + pull
             scatter = shrink @ self.scatter @ shrink.T
             inverse_sum = n * (moved_inverse + moved_inverse.T) / 2.0
             posterior = None
@@ -167,23 +174,28 @@ class TaskStatistics:
                     carried + carried.T) / 2.0
         else:
             shrink = 1.0 / (1.0 + C * (new - old))
-            mean = shrink * (self.mean + C * (new * theta0 - old * self.theta0))
+            pull = C * (new * theta0 - old * self.theta0)
+            mean = shrink * (self.mean + pull)
+            scaled_mean = shrink * (self.scaled_mean + pull)
             scatter = shrink * shrink * self.scatter
             inverse_sum = n * shrink * C
             posterior = None
             if self.posterior is not None:
                 posterior = (dispersion / self.dispersion) * shrink * \
                     self.posterior
-        return replace(self, mean=mean, scatter=scatter, posterior=posterior,
+        return replace(self, mean=mean, scaled_mean=scaled_mean,
+                       scatter=scatter, posterior=posterior,
                        inverse_sum=inverse_sum, theta0=theta0.copy(),
                        precision=target.copy(), dispersion=dispersion)
 
     def merge(self, other):
         """The statistics of both groups of tasks together, under the prior
         of ``other`` (that of both: see :meth:`swapped`)."""
-        n, mean, scatter = _merge_moments(self.n_tasks, self.mean, self.scatter,
-                                          other.n_tasks, other.mean,
-                                          other.scatter)
+        n = self.n_tasks + other.n_tasks
+        mean = self.mean + (other.mean - self.mean) * (other.n_tasks / n)
+        _, scaled_mean, scatter = _merge_moments(
+            self.sum_scale, self.scaled_mean, self.scatter, other.sum_scale,
+            other.scaled_mean, other.scatter)
         posterior = None
         if self.posterior is not None and other.posterior is not None:
             posterior = self.posterior + other.posterior
@@ -196,7 +208,8 @@ class TaskStatistics:
         if self.inverse_sum is not None and other.inverse_sum is not None:
             inverse_sum = self.inverse_sum + other.inverse_sum
         return TaskStatistics(
-            n_tasks=n, mean=mean, scatter=scatter, posterior=posterior,
+            n_tasks=n, mean=mean, scaled_mean=scaled_mean, scatter=scatter,
+            posterior=posterior,
             sum_scale=self.sum_scale + other.sum_scale,
             expected_rss=self.expected_rss + other.expected_rss,
             total_weight=self.total_weight + other.total_weight,
@@ -207,16 +220,18 @@ class TaskStatistics:
     def moments(self, theta0):
         """The expected second moments about ``theta0``, ``(S, diag S)``.
 
-        ``S`` is ``mean_t E[(theta_t - theta0)(theta_t - theta0)^T]``, None
-        for wide tasks (only its diagonal is kept).
+        ``S`` is ``sum_t s_t E[(theta_t - theta0)(theta_t - theta0)^T] /
+        sum_t s_t``, each task's in the units of its own prior (see
+        ``_proximal.empirical_bayes_update``); None for wide tasks (only its
+        diagonal is kept).
         """
-        n = self.n_tasks
-        shift = self.mean - theta0
+        total_scale = max(self.sum_scale, np.finfo(float).tiny)
+        shift = self.scaled_mean - theta0
         posterior = 0.0 if self.posterior is None else self.posterior
         if self.scatter.ndim == 2:
-            S = (self.scatter + posterior) / n + np.outer(shift, shift)
+            S = (self.scatter + posterior) / total_scale + np.outer(shift, shift)
             return S, np.diag(S).copy()
-        return None, (self.scatter + posterior) / n + shift * shift
+        return None, (self.scatter + posterior) / total_scale + shift * shift
 
     def noise_variance(self):
         """The M-step's noise variance of squared errors: the expected
@@ -283,8 +298,18 @@ class OnlinePrior:
                       ridge=state["ridge"])
         structure = Structure(state["kind"], rank=state["rank"],
                               shared=state["shared"])
+        stats = state["statistics"]
+        if "scaled_mean" not in stats:
+            # saved by an earlier skmeta, before the moments were taken in each
+            # task's units: its scatter and posterior sum were in those of
+            # a task of the mean scale (exact for tasks of equal scales)
+            scale = stats["sum_scale"] / max(stats["n_tasks"], 1)
+            stats = dict(stats, scaled_mean=stats["mean"],
+                         scatter=scale * stats["scatter"],
+                         posterior=None if stats["posterior"] is None
+                         else scale * stats["posterior"])
         return cls(prior=prior, structure=structure,
                    learn_theta0=state["learn_theta0"],
                    learn_gamma=state["learn_gamma"],
                    count_penalty=state["count_penalty"],
-                   statistics=TaskStatistics(**state["statistics"]))
+                   statistics=TaskStatistics(**stats))
