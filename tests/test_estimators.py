@@ -1501,6 +1501,30 @@ def test_zero_weight_equals_dropping_the_rows(Meta, kind):
                     atol=1e-3)
 
 
+def test_reptile_with_automatic_steps_ignores_rows_of_weight_zero():
+    # the automatic inner step bounds a Poisson task's curvature by its
+    # counts' mean: the weighted one, or rows of weight 0 (here with counts
+    # of 50) changed the steps and the fit by up to 0.3
+    rng = np.random.default_rng(0)
+    tasks = np.repeat(np.arange(4), 12)
+    X = rng.standard_normal((48, 3))
+    y = rng.poisson(np.exp(0.3 * X @ np.array([1.0, -1.0, 0.5]))).astype(float)
+    w = np.ones(48)
+    w[::5] = 0.0
+    keep = w > 0
+    y_absent = np.where(keep, y, 50.0)
+    params = dict(method="reptile", prior="isotropic", gamma=1.0,
+                  inner_steps=5, random_state=0)
+    dropped = MetaRegressor(PoissonRegressor(), **params).fit(
+        X[keep], y[keep], tasks=tasks[keep])
+    weighted = MetaRegressor(PoissonRegressor(), **params).fit(
+        X, y_absent, tasks=tasks, sample_weight=w)
+    assert_allclose(weighted.meta_params_, dropped.meta_params_, rtol=1e-10,
+                    atol=1e-12)
+    assert_allclose(weighted.task_params_, dropped.task_params_, rtol=1e-10,
+                    atol=1e-12)
+
+
 # ==========================================================================
 # 9. parallelism is deterministic
 # ==========================================================================

@@ -99,10 +99,13 @@ def support_curvature(rows, ns, problem, vec, nxt, Z):
     p1 = problem.n_features + problem.fit_intercept
     if ns == 0:
         return 0.0
+    # the rows' weighted mean: a row of weight 0 is a row absent
     mean_y = 0.0
+    total = 0.0
     for i in range(ns):
-        mean_y += rows.y[i]
-    mean_y /= ns
+        mean_y += rows.sw[i] * rows.y[i]
+        total += rows.sw[i]
+    mean_y = mean_y / total if total > 0.0 else 0.0
     for j in range(p1):
         vec[j] = 1.0 / math.sqrt(p1)
     value = 0.0
