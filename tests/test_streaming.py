@@ -431,6 +431,28 @@ def test_pickling_mid_stream_continues_identically():
     assert restored.n_tasks_seen_ == 90
 
 
+def test_a_stream_saved_before_the_scaled_moments_continues():
+    # a model pickled by an earlier skmeta keeps its tasks' moments in the
+    # units of a task of the mean scale, without their scale-weighted mean:
+    # they are converted on loading (exactly for tasks of equal scales)
+    X, y, tasks = regression_tasks(60, seed=7)
+    counts = np.random.default_rng(7).poisson(np.exp(0.2 * y / y.std()))
+    first, second = tasks < 30, tasks >= 30
+    meta = MetaRegressor(PoissonRegressor(alpha=0.1), prior="diagonal")
+    meta.partial_fit(X[first], counts[first], tasks=tasks[first])
+    old = pickle.loads(pickle.dumps(meta))
+    stats = old._online["statistics"]
+    scale = stats["sum_scale"] / stats["n_tasks"]
+    del stats["scaled_mean"]
+    stats["scatter"] = stats["scatter"] / scale
+    stats["posterior"] = stats["posterior"] / scale
+    for model in (meta, old):
+        model.partial_fit(X[second], counts[second], tasks=tasks[second])
+    for name in ("meta_params_", "prior_precision_", "task_params_"):
+        assert_allclose(getattr(old, name), getattr(meta, name), rtol=1e-9,
+                         atol=1e-12)
+
+
 def test_bad_input_is_refused_and_leaves_the_model_unchanged():
     X, y, tasks = regression_tasks(40, seed=7)
     meta = MetaRegressor(prior="diagonal").partial_fit(X, y, tasks=tasks)
