@@ -339,9 +339,10 @@ def _set_theta(part, theta0, generation):
 class _PartSums:
     """The sums of fixed size one solve of some tasks gives the prior update.
 
-    ``spread`` is ``sum_t s_t dev_t dev_t^T`` about ``reference``, the prior
-    mean the tasks were solved under, and ``scaled_theta_sum`` ``sum_t s_t
-    theta_t`` (see ``_proximal.empirical_bayes_update``); ``change`` and
+    ``spread`` is ``sum_t w_t dev_t dev_t^T`` about ``reference``, the
+    prior mean the tasks were solved under, and ``scaled_theta_sum`` ``sum_t
+    w_t theta_t``, ``w_t`` the task's scale over the mean one (see
+    ``_proximal.TaskSums``); ``change`` and
     ``size`` are the largest move of a parameter and the largest previous
     parameter (the convergence test), maxima not sums.
     """
@@ -371,22 +372,26 @@ class _PartSums:
 
 
 def _solve_part(part, generation, reference, center, precision, kwargs,
-                wide):
-    """Solve a partition's tasks from their current parameters (on its worker)."""
+                wide, mean_scale):
+    """Solve a partition's tasks from their current parameters (on its
+    worker); ``mean_scale`` is that of all the fit's tasks."""
     _register_sizes()
     if part.generation != generation - 1:
         raise RuntimeError("a partition's task parameters are out of step with "
                            "the fit (a worker lost its state)")
     previous = part.theta
-    solutions = part.solver.solve(center, precision, previous, **kwargs)
+    solutions = part.solver.solve(
+        center, precision, previous,
+        inv_weight=np.full(part.n_tasks, 1.0 / mean_scale), **kwargs)
     theta = solutions.theta
-    spread = scaled_spread(theta - reference, part.scale, wide)
+    weight = part.scale / mean_scale
+    spread = scaled_spread(theta - reference, weight, wide)
     # twice the tasks' losses summed over their rows: the residuals of
     # squared losses, and (halved) the loss that tells whether a learned
     # prior ran away (raise_if_degenerate)
     rss = float(residual_squares(part.scale, solutions.loss).sum())
     part.sums = _PartSums(
-        part.n_tasks, theta.sum(axis=0), (part.scale[:, None] * theta).sum(axis=0),
+        part.n_tasks, theta.sum(axis=0), (weight[:, None] * theta).sum(axis=0),
         spread,
         float(solutions.objective.sum()), rss, float(solutions.trace.sum()),
         solutions.inv_sum, solutions.inv_wsum,
@@ -606,7 +611,7 @@ class DaskTasks:
         self.generation += 1
         self._map(_solve_part, generation=self.generation, reference=reference,
                   center=center, precision=precision, kwargs=kwargs,
-                  wide=wide)
+                  wide=wide, mean_scale=self.mean_scale)
         sums = self.reduce(_sums_of)
         products = None
         # products with the inverse sums where every partition kept its
@@ -732,18 +737,17 @@ class _DaskIteration(_Iteration):
         if not self.learn_prior:
             return prior.with_theta0(theta0)
         shift = theta0 - prior.theta0
-        total_scale = self.tasks.mean_scale * T
-        # sum_t s_t (theta_t - old mean)
-        offset = s.scaled_theta_sum - total_scale * prior.theta0
+        # sum_t w_t (theta_t - old mean), the w_t summing to T
+        offset = s.scaled_theta_sum - T * prior.theta0
         if s.spread.ndim == 2:
             cross = np.outer(offset, shift)
-            spread = (s.spread - cross - cross.T
-                      + total_scale * np.outer(shift, shift))
+            spread = s.spread - cross - cross.T + T * np.outer(shift, shift)
         else:
-            spread = s.spread - 2.0 * offset * shift + total_scale * shift * shift
+            spread = s.spread - 2.0 * offset * shift + T * shift * shift
         return eb_update_from_sums(
             prior.with_theta0(theta0),
-            TaskSums(T, spread, s.inv_wsum, s.rss, s.trace, total_scale),
+            TaskSums(T, spread, s.inv_wsum, s.rss, s.trace,
+                     self.tasks.mean_scale),
             structure=self.structure, learn_gamma=self.learn_gamma,
             ridge=self.ridge, total_weight=self.total_weight,
             squared=self.squared, min_dispersion=self.min_dispersion)

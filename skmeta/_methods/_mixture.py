@@ -170,6 +170,8 @@ class _Setup:
         self.squared = problem.code == SQUARED
         self.d = problem.n_params
         self.task_scale = task_scales(batch, problem)
+        self.mean_scale = float(self.task_scale.mean())
+        self.relative_scale = self.task_scale / self.mean_scale
         self.total_weight = max(float(batch.sw.sum()), np.finfo(float).tiny)
         self.task_rows = batch.task_weights()
         spread = float(np.var(batch.y)) if batch.n_rows else 1.0
@@ -177,7 +179,7 @@ class _Setup:
 
     def component(self, mean, natural, dispersion):
         """The component prior with natural precision ``V^{-1}``."""
-        M = dispersion / self.task_scale.mean() * natural
+        M = dispersion / self.mean_scale * natural
         precision = transfer_beyond_ridge(M, self.ridge)
         strength, shape = split_strength(precision)
         return Prior(theta0=np.array(mean, dtype=float), shape=shape,
@@ -219,7 +221,7 @@ def solve_components(solvers, mixture, theta, setup):
     for k, (solver, prior) in enumerate(zip(solvers, mixture.components)):
         solution = solver.solve(prior.center, prior.precision, out.theta[k],
                                 inverse="posterior", exact_inverse=True,
-                                inv_weight=resp[:, k])
+                                inv_weight=resp[:, k] / setup.mean_scale)
         out.theta[k] = solution.theta
         out.trace[k] = solution.trace
         inv = solution.inv_wsum
@@ -230,7 +232,8 @@ def solve_components(solvers, mixture, theta, setup):
         for k, (solver, prior) in enumerate(zip(solvers, mixture.components)):
             inv = solver.solve(prior.center, prior.precision, out.theta[k],
                                inverse="posterior", exact_inverse=True,
-                               inv_weight=resp[:, k] * u[k]).inv_wsum
+                               inv_weight=resp[:, k] * u[k] / setup.mean_scale
+                               ).inv_wsum
             out.inv_wsum[k] = np.diag(inv).copy() if inv.ndim == 2 else inv
     return out, resp, u, log_evidence
 
@@ -310,10 +313,9 @@ def _m_step(mixture, solved, resp, u, setup):
         # Student-t (Liu, Rubin & Wu, 1998), same fixed point, and a scale
         # that does not shrink while every weight is small
         # each task's expected second moment in the units of its own prior
-        # (see _proximal.empirical_bayes_update), over the mean scale
-        diag = (ru @ (setup.task_scale[:, None] * dev * dev)
-                + old.dispersion * solved.inv_wsum[k]) / (
-                    ru.sum() * setup.task_scale.mean())
+        # (see _proximal.empirical_bayes_update), relative to the mean scale
+        diag = (ru @ (setup.relative_scale[:, None] * dev * dev)
+                + old.dispersion * solved.inv_wsum[k]) / ru.sum()
         natural = setup.structure.natural_precision(None, diag, counts[k])
         prior = setup.component(mean, natural, dispersion)
         components.append(prior)

@@ -340,8 +340,8 @@ class _Hierarchy:
         # prior, s_t / s_bar times its natural-unit one (see
         # _proximal.empirical_bayes_update)
         units = (self.task_scale / self.s_bar)[:, None]
-        second = (units * (dev * dev + to_natural * spread)
-                  + to_natural * task_cov)
+        second = (units * (dev * dev) + to_natural * task_cov
+                  + units * (to_natural * spread))
         dispersion = phi_old
         if self.squared:
             rss = float(np.sum(residual_squares(self.task_scale, loss)))

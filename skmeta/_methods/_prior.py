@@ -120,13 +120,13 @@ def task_scales(batch, problem):
     return np.maximum(scale, np.finfo(float).tiny)
 
 
-def scaled_spread(dev, task_scale, wide):
-    """``sum_t s_t dev_t dev_t^T`` (its diagonal for ``wide`` tasks): the
-    tasks' deviations, each in the units of its own prior (see
-    ``_proximal.empirical_bayes_update``)."""
-    # as R^T R, R the deviations times sqrt(s_t): numpy computes that
-    # product symmetric (and, for summed losses, as it did unscaled)
-    scaled = dev * np.sqrt(task_scale)[:, None]
+def scaled_spread(dev, weight, wide):
+    """``sum_t w_t dev_t dev_t^T`` (its diagonal for ``wide`` tasks), ``w_t``
+    the task's scale (relative to the mean one): the tasks' deviations, each
+    in the units of its own prior (see ``_proximal.empirical_bayes_update``)."""
+    # as R^T R, R the deviations times sqrt(w_t): numpy computes that
+    # product symmetric, and for weights of 1 exactly as it did unweighted
+    scaled = dev * np.sqrt(weight)[:, None]
     if wide:
         return np.einsum("ij,ij->j", scaled, scaled)
     return scaled.T @ scaled

@@ -266,10 +266,12 @@ def empirical_bayes_update(prior, theta, solutions, *, structure, learn_gamma,
     wide = solutions.inv_wsum.ndim == 1
     rss = (residual_squares(task_scale, solutions.loss) if squared
            else np.zeros(1))
+    mean_scale = float(task_scale.mean())
     return eb_update_from_sums(
-        prior, TaskSums(T, scaled_spread(theta - prior.theta0, task_scale, wide),
+        prior, TaskSums(T, scaled_spread(theta - prior.theta0,
+                                         task_scale / mean_scale, wide),
                         solutions.inv_wsum, rss.sum(), solutions.trace.sum(),
-                        float(task_scale.sum())),
+                        mean_scale),
         structure=structure, learn_gamma=learn_gamma, ridge=ridge,
         total_weight=total_weight, squared=squared,
         min_dispersion=min_dispersion)
@@ -279,13 +281,15 @@ def empirical_bayes_update(prior, theta, solutions, *, structure, learn_gamma,
 class TaskSums:
     """What one EM step of the prior needs of the tasks: sums of fixed size.
 
-    ``spread`` is ``sum_t s_t (theta_t - theta0)(theta_t - theta0)^T``
-    about the prior mean being updated (its diagonal for wide tasks),
-    ``inv_wsum`` the sum of the inverse Hessians, ``rss`` the sum of ``2
-    s_t L_t``, ``trace`` that of ``tr(H_data,t A_t^{-1})`` and
-    ``sum_scale`` that of the ``s_t`` (see :func:`empirical_bayes_update`).
-    Tasks held on several machines send these, not their parameters (see
-    :mod:`skmeta._dask`).
+    ``spread`` is ``sum_t (s_t / s) (theta_t - theta0)(theta_t - theta0)^T``
+    about the prior mean being updated (its diagonal for wide tasks; ``s``
+    the ``mean_scale`` of the ``s_t``), ``inv_wsum`` the sum of the inverse
+    Hessians over ``s`` (each task solved with ``inv_weight = 1 / s``),
+    ``rss`` the sum of ``2 s_t L_t`` and ``trace`` that of ``tr(H_data,t
+    A_t^{-1})`` (see :func:`empirical_bayes_update`). Written relative to
+    ``s``, they are for tasks of equal scales what they were before each
+    task was taken in its own units, to the last bit. Tasks held on several
+    machines send these, not their parameters (see :mod:`skmeta._dask`).
     """
 
     n_tasks: int
@@ -293,28 +297,27 @@ class TaskSums:
     inv_wsum: np.ndarray
     rss: float
     trace: float
-    sum_scale: float
+    mean_scale: float
 
 
 def eb_update_from_sums(prior, sums, *, structure, learn_gamma, ridge,
                         total_weight, squared, min_dispersion=0.0):
     """:func:`empirical_bayes_update` from the tasks' :class:`TaskSums`."""
     T = sums.n_tasks
-    total_scale = max(sums.sum_scale, np.finfo(float).tiny)
-    posterior = prior.dispersion * sums.inv_wsum / total_scale
+    posterior = prior.dispersion * sums.inv_wsum / T
     if posterior.ndim == 2:
-        moments = sums.spread / total_scale + posterior
+        moments = sums.spread / T + posterior
         diag = np.diag(moments).copy()
     else:
         moments = None
-        diag = sums.spread / total_scale + posterior
+        diag = sums.spread / T + posterior
     dispersion = prior.dispersion
     if squared:
         expected = sums.rss + prior.dispersion * sums.trace
         dispersion = max(expected / total_weight, min_dispersion,
                          np.finfo(float).tiny)
     return prior_from_moments(prior, moments, diag, T, dispersion,
-                              total_scale / T, structure=structure,
+                              sums.mean_scale, structure=structure,
                               learn_gamma=learn_gamma, ridge=ridge)
 
 
@@ -548,7 +551,8 @@ class _Iteration:
             prior.center, prior.precision, theta,
             inverse=("posterior" if self.learn_prior
                      else "sum" if self.learn_theta0 else None),
-            tol=tol, solved_at=solved_at)
+            inv_weight=np.full(self.n_tasks, 1.0 / self.mean_scale), tol=tol,
+            solved_at=solved_at)
 
     def propose(self, prior, solutions):
         """The next prior: a Newton step on theta0 (the exact minimizer of the

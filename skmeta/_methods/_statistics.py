@@ -103,7 +103,8 @@ class TaskStatistics:
                                 step.solver.diagonal)
         posterior = None
         if step.learn_prior:
-            posterior = prior.dispersion * solutions.inv_wsum
+            # the step solves with inv_weight = 1 / its mean scale
+            posterior = prior.dispersion * step.mean_scale * solutions.inv_wsum
         expected_rss = 0.0
         if step.squared and step.learn_prior:
             rss = float(np.sum(residual_squares(step.task_scale, solutions.loss)))
