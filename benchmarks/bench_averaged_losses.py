@@ -16,11 +16,16 @@ rows and scored on 20 others. Compared, on the same rows:
   new task uses unchanged;
 * the base estimator fitted on each task's own rows (per task).
 
+With ``--unequal-sizes`` each training task has its own number of rows,
+drawn from 1 to 30 (the same 20 held-out rows each): there each task's
+moments enter empirical Bayes in the units of its own prior (see the user
+guide, "Tasks of different sizes under averaged losses").
+
 Scores are the mean Poisson deviance or squared error on the held-out rows
 (smaller is better), summed over the problems; a problem counts as won
 where the defaults' score is below the other's. Run::
 
-    python benchmarks/bench_averaged_losses.py [--seeds 3]
+    python benchmarks/bench_averaged_losses.py [--seeds 3] [--unequal-sizes]
 """
 
 import argparse
@@ -40,6 +45,8 @@ BASES = {
     "Lasso(alpha=0.05)": Lasso(alpha=0.05),
 }
 N_TRAIN, N_HELD_OUT, N_NEW, N_QUERY = 15, 20, 50, 20
+# training rows per task with --unequal-sizes
+MIN_TRAIN, MAX_TRAIN = 1, 30
 SHOTS = (5, 10)
 MODELS = ("defaults", "pooled", "per task")
 
@@ -71,14 +78,26 @@ def per_task(base, X, y, tasks, X_test, tasks_test):
     return pred
 
 
-def run_problem(base, n_tasks, seed):
+def poisson_score(y, pred):
+    """Mean Poisson deviance, a rate that underflowed to 0 counted as the
+    smallest positive one (a fit on one row of count 0 predicts 0, which
+    the deviance refuses)."""
+    return mean_poisson_deviance(y, np.maximum(pred, np.finfo(float).tiny))
+
+
+def run_problem(base, n_tasks, seed, unequal_sizes=False):
     """Scores of every model: the training tasks' held-out rows, then the
     new tasks' query rows at each number of shots."""
     poisson = isinstance(base, PoissonRegressor)
-    score = mean_poisson_deviance if poisson else mean_squared_error
+    score = poisson_score if poisson else mean_squared_error
     rng = np.random.default_rng(seed)
-    X, y, tasks = draw(n_tasks, N_TRAIN + N_HELD_OUT, poisson, rng)
-    train = np.tile(np.arange(N_TRAIN + N_HELD_OUT) < N_TRAIN, n_tasks)
+    most = MAX_TRAIN if unequal_sizes else N_TRAIN
+    X, y, tasks = draw(n_tasks, most + N_HELD_OUT, poisson, rng)
+    sizes = (rng.integers(MIN_TRAIN, MAX_TRAIN + 1, n_tasks) if unequal_sizes
+             else np.full(n_tasks, N_TRAIN))
+    position = np.tile(np.arange(most + N_HELD_OUT), n_tasks)
+    train = position < np.repeat(sizes, most + N_HELD_OUT)
+    test = position >= most
     X_new, y_new, tasks_new = draw(N_NEW, max(SHOTS) + N_QUERY, poisson, rng)
     position = np.tile(np.arange(max(SHOTS) + N_QUERY), N_NEW)
     query = position >= max(SHOTS)
@@ -87,7 +106,6 @@ def run_problem(base, n_tasks, seed):
     meta = MetaRegressor(base).fit(X[train], y[train], tasks=tasks[train])
     fit_time = time.perf_counter() - start
     pooled = clone(base).fit(X[train], y[train])
-    test = ~train
     scores = {("training tasks", "defaults"): score(
         y[test], meta.predict(X[test], tasks=tasks[test])),
         ("training tasks", "pooled"): score(y[test], pooled.predict(X[test])),
@@ -114,6 +132,9 @@ def run_problem(base, n_tasks, seed):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--unequal-sizes", action="store_true",
+                        help=f"training tasks of {MIN_TRAIN} to {MAX_TRAIN} "
+                        "rows each, instead of 15")
     args = parser.parse_args()
     print("| base | where | problems | defaults | pooled | per task "
           "| defaults beat pooled | defaults beat per task | defaults fit s |")
@@ -125,7 +146,8 @@ def main():
                 with warnings.catch_warnings():
                     # the per-task fits of five rows may stop unconverged
                     warnings.simplefilter("ignore")
-                    scores, seconds, kind = run_problem(base, n_tasks, seed)
+                    scores, seconds, kind = run_problem(
+                        base, n_tasks, seed, args.unequal_sizes)
                 fit_time += seconds
                 kinds.append(kind)
                 for (where, model), value in scores.items():
