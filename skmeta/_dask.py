@@ -256,8 +256,18 @@ def _read_partition(estimator, X, y, tasks, sample_weight):
     sample_weight = _check_sample_weight(
         None if sample_weight is None else np.asarray(sample_weight),
         features, dtype=np.float64, ensure_non_negative=True)
+    y = np.asarray(y)
     uniques, codes = encode_tasks(labels)
-    return _Rows(features, np.asarray(y), sample_weight, uniques, codes)
+    # a task whose rows all have weight 0 is absent, as in memory (a task
+    # lies in one partition: see _check_partitioned)
+    weighed = np.bincount(codes, weights=sample_weight) > 0
+    if not weighed.all():
+        if not weighed.any():
+            return None
+        keep = weighed[codes]
+        features, y, sample_weight = features[keep], y[keep], sample_weight[keep]
+        uniques, codes = encode_tasks(labels[keep])
+    return _Rows(features, y, sample_weight, uniques, codes)
 
 
 def _describe(rows, classifier):
@@ -818,7 +828,8 @@ def fit_dask(estimator, X, y, tasks, sample_weight):
         _describe, rows, classifier=estimator._is_classifier, pure=False))
     keep = [i for i, d in enumerate(described) if d is not None]
     if not keep:
-        raise ValueError("X has no rows: every partition is empty.")
+        raise ValueError("X has no rows: every partition is empty, or its "
+                         "tasks' rows all have weight 0.")
     rows = [rows[i] for i in keep]
     described = [described[i] for i in keep]
     labels = [d[0] for d in described]

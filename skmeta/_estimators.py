@@ -74,6 +74,7 @@ from ._validation import (
     nested_label_array,
     split_task_column,
     split_task_columns,
+    without_weightless_tasks,
 )
 
 # the parameters that only some methods read (each method lists its own)
@@ -281,6 +282,10 @@ default=None
             ``prior_estimator`` (or toward zero).
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative sample weights, in the base estimator's objective.
+            A row of weight 0 is as absent, and so is a task whose rows all
+            have weight 0: it is not in ``tasks_`` (nor are its classes in
+            ``classes_`` unless other tasks have them), and gets the prior
+            model as any unseen task.
 
         Returns
         -------
@@ -347,11 +352,16 @@ default=None
         method = self._meta_method(warn=True, network=family.is_network)
         family.warn_ignored_settings()
         X, y, labels = self._check_input(X, y, tasks, reset=True)
+        sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                             ensure_non_negative=True)
+        keep = without_weightless_tasks(labels, sample_weight)
+        if keep is not None:
+            X, y, sample_weight = X[keep], np.asarray(y)[keep], sample_weight[keep]
+            labels = (NestedLabels([column[keep] for column in labels.columns])
+                      if isinstance(labels, NestedLabels) else labels[keep])
         self._set_targets(y, classes)
         y_encoded = self._encode_y(y)
         family.check_targets(y_encoded)
-        sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
-                                             ensure_non_negative=True)
         n_features = X.shape[1]
         problem = family.problem(n_features, self._n_classes())
         method.check_problem(problem)
@@ -1111,6 +1121,11 @@ default=None
         family.check_targets(y_encoded)
         sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                              ensure_non_negative=True)
+        keep = without_weightless_tasks(labels, sample_weight)
+        if keep is not None:
+            # as in fit: a task without weight is absent from the chunk
+            X, y_encoded, sample_weight, labels = (
+                X[keep], y_encoded[keep], sample_weight[keep], labels[keep])
         uniques, codes = encode_tasks(labels)
         fresh = self._fresh_tasks(uniques)
         self._check_covariance_room(

@@ -386,6 +386,27 @@ def split_task_columns(X, task_columns):
     return features, checked[0] if len(checked) == 1 else NestedLabels(checked)
 
 
+def without_weightless_tasks(labels, sample_weight):
+    """Which rows to keep: all but those of tasks whose rows all have weight 0.
+
+    Returns a boolean mask, or None where every row is kept. A task without
+    weight is absent, as a row of weight 0 is (scikit-learn's convention);
+    kept, it entered the prior's estimate with a model no row of it set.
+    Where no task has weight, none is dropped (the fit then says so).
+    """
+    if labels is None or np.all(sample_weight > 0):
+        return None
+    if isinstance(labels, NestedLabels):
+        codes = encode_nested(labels)[2]
+    else:
+        codes = encode_tasks(labels)[1]
+    totals = np.bincount(codes, weights=sample_weight)
+    keep = totals[codes] > 0
+    if keep.all() or not keep.any():
+        return None
+    return keep
+
+
 def encode_nested(labels):
     """Encode nested labels: the task of a sample is its whole path of labels.
 

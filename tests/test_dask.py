@@ -183,9 +183,9 @@ def test_dask_arrays_classifier_string_tasks(client):
 
 
 def test_averaged_loss_weights_and_empty_tasks_weight(client):
-    # ElasticNet averages its loss over a task's weight: the task scales, and
-    # the neutral scale of a task whose rows all weigh zero, are computed on
-    # the workers
+    # ElasticNet averages its loss over a task's weight: the task scales are
+    # computed on the workers, and a task whose rows all weigh zero is
+    # absent there as in memory
     X, y, tasks = make_meta_regression(n_tasks=24, n_samples_per_task=10,
                                        n_features=3, random_state=3)
     weights = np.random.default_rng(0).uniform(0.5, 2.0, size=y.shape[0])
@@ -199,6 +199,7 @@ def test_averaged_loss_weights_and_empty_tasks_weight(client):
     remote = MetaRegressor(estimator, **params).fit(Xd, yd, tasks=td,
                                                     sample_weight=wd)
     _assert_same_fit(remote, local)
+    assert tasks[0] not in remote.tasks_
 
 
 def test_poisson_full_prior(client):

@@ -44,6 +44,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from skmeta import MetaClassifier, MetaRegressor
 from skmeta._kernels._codes import LOGISTIC
+from skmeta.datasets import make_nested_tasks
 
 # Every fit here is small and well posed: not converging is a failure, unless
 # a test caps max_iter on purpose and says so.
@@ -1499,6 +1500,56 @@ def test_zero_weight_equals_dropping_the_rows(Meta, kind):
                     atol=1e-3)
     assert_allclose(weighted.meta_params_, dropped.meta_params_, rtol=1e-2,
                     atol=1e-3)
+
+
+@pytest.mark.parametrize("params", [dict(gamma=1.0, prior="isotropic"),
+                                    dict(prior="isotropic"), {}])
+def test_a_task_without_weight_is_absent(params):
+    # every row of task 1 has weight 0: the fit is the one without it. Kept,
+    # it entered the prior with a model none of its rows set: with a fixed
+    # gamma it pulled the prior mean toward zero by 0.25; with a learned one
+    # its stale first solution took the strength from 156 to 0.005, where
+    # the fit stopped as converged
+    rng = np.random.default_rng(1)
+    tasks = np.repeat(np.arange(4), 10)
+    X = rng.standard_normal((40, 3))
+    y = X @ [1.0, -1.0, 2.0] + 0.3 * rng.standard_normal(40)
+    w = (tasks != 1).astype(float)
+    keep = w > 0
+    weighted = MetaRegressor(Ridge(), **params).fit(X, y, tasks=tasks,
+                                                    sample_weight=w)
+    dropped = MetaRegressor(Ridge(), **params).fit(X[keep], y[keep],
+                                                   tasks=tasks[keep])
+    assert_array_equal(weighted.tasks_, [0, 2, 3])
+    assert_allclose(weighted.meta_params_, dropped.meta_params_, rtol=1e-12)
+    assert_allclose(weighted.task_params_, dropped.task_params_, rtol=1e-12)
+    # its rows get the prior model, as any unseen task's
+    assert_allclose(weighted.predict(X[tasks == 1], tasks=tasks[tasks == 1]),
+                    dropped.meta_estimator_.predict(X[tasks == 1]))
+    # and in a later chunk of partial_fit as well
+    new = np.repeat([7, 8], 10)
+    Xn = rng.standard_normal((20, 3))
+    yn = Xn @ [1.0, -1.0, 2.0]
+    wn = (new == 7).astype(float)
+    weighted.partial_fit(Xn, yn, tasks=new, sample_weight=wn)
+    dropped.partial_fit(Xn[:10], yn[:10], tasks=new[:10])
+    assert_array_equal(weighted.tasks_, [0, 2, 3, 7])
+    assert_allclose(weighted.meta_params_, dropped.meta_params_, rtol=1e-12)
+
+
+def test_nested_tasks_without_weight_are_absent():
+    X, y, tasks = make_nested_tasks(n_groups=3, n_tasks_per_group=3,
+                                    n_samples_per_task=8, n_features=2,
+                                    random_state=0)
+    leaf = tasks[:, 1]
+    w = (leaf != leaf[0]).astype(float)
+    keep = w > 0
+    weighted = MetaRegressor(Ridge(), prior="isotropic").fit(
+        X, y, tasks=tasks, sample_weight=w)
+    dropped = MetaRegressor(Ridge(), prior="isotropic").fit(
+        X[keep], y[keep], tasks=tasks[keep])
+    assert_array_equal(weighted.tasks_, dropped.tasks_)
+    assert_allclose(weighted.task_params_, dropped.task_params_, rtol=1e-12)
 
 
 def test_reptile_with_automatic_steps_ignores_rows_of_weight_zero():

@@ -452,8 +452,9 @@ def test_predictive_std_is_the_closed_form_of_ridge_under_a_fixed_prior():
 
 def test_a_task_without_weight_has_the_prior_as_its_posterior():
     # averaged losses (Poisson): a task whose rows all weigh zero carries no
-    # information, so its posterior is the prior -- it was an overflow
-    # (covariances of 1e300) when its scale, the weight, was zero
+    # information -- it is absent, as its rows are, and its rows get the
+    # prior's predictive spread (an overflow, covariances of 1e300, when its
+    # scale, the weight, was zero and it was kept)
     rng = np.random.default_rng(0)
     X = rng.normal(size=(120, 3))
     tasks = np.repeat(np.arange(6), 20)
@@ -463,8 +464,13 @@ def test_a_task_without_weight_has_the_prior_as_its_posterior():
         warnings.simplefilter("error", RuntimeWarning)
         meta = MetaRegressor(PoissonRegressor()).fit(X, y, tasks=tasks,
                                                      sample_weight=weight)
-    assert_allclose(meta.task_posterior_cov(2), meta.prior_covariance_,
-                    rtol=1e-10)
+    assert 2 not in meta.tasks_
+    rows = tasks == 2
+    mean, std = meta.predict(X[rows], tasks=tasks[rows], return_std=True)
+    unseen = meta.predict(X[rows], tasks=np.full(rows.sum(), 99),
+                          return_std=True)
+    assert_allclose(mean, unseen[0], rtol=1e-12)
+    assert_allclose(std, unseen[1], rtol=1e-12)
     assert np.all(np.diag(meta.task_posterior_cov(0))
                   < np.diag(meta.prior_covariance_))
 
