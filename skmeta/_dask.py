@@ -240,6 +240,9 @@ class _Rows:
     sample_weight: np.ndarray
     labels: np.ndarray
     codes: np.ndarray
+    # the targets of the rows of tasks without weight, left out: classes_
+    # counts them, as in memory
+    dropped_y: np.ndarray = None
 
 
 def _read_partition(estimator, X, y, tasks, sample_weight):
@@ -261,21 +264,25 @@ def _read_partition(estimator, X, y, tasks, sample_weight):
     # a task whose rows all have weight 0 is absent, as in memory (a task
     # lies in one partition: see _check_partitioned)
     weighed = np.bincount(codes, weights=sample_weight) > 0
-    if not weighed.all():
-        if not weighed.any():
-            return None
-        keep = weighed[codes]
-        features, y, sample_weight = features[keep], y[keep], sample_weight[keep]
-        uniques, codes = encode_tasks(labels[keep])
-    return _Rows(features, y, sample_weight, uniques, codes)
+    if weighed.all():
+        return _Rows(features, y, sample_weight, uniques, codes)
+    if not weighed.any():
+        return None
+    keep = weighed[codes]
+    uniques, codes = encode_tasks(labels[keep])
+    return _Rows(features[keep], y[keep], sample_weight[keep], uniques, codes,
+                 dropped_y=y[~keep])
 
 
 def _describe(rows, classifier):
     """What the client needs to know of a partition: its tasks (and classes)."""
     if rows is None:
         return None
-    return rows.labels, (np.unique(rows.y) if classifier else None), \
-        rows.X.shape[1]
+    classes = None
+    if classifier:
+        classes = np.unique(rows.y if rows.dropped_y is None
+                            else np.concatenate([rows.y, rows.dropped_y]))
+    return rows.labels, classes, rows.X.shape[1]
 
 
 class _Part:

@@ -84,6 +84,17 @@ _METHOD_PARAMETERS = frozenset({
 _TASKS_REQUESTED = {"tasks": True}
 
 
+def _without_weightless_tasks(X, y, sample_weight, labels):
+    """The rows less those of tasks whose rows all have weight 0 (see
+    :func:`._validation.without_weightless_tasks`)."""
+    keep = without_weightless_tasks(labels, sample_weight)
+    if keep is None:
+        return X, y, sample_weight, labels
+    labels = (NestedLabels([column[keep] for column in labels.columns])
+              if isinstance(labels, NestedLabels) else labels[keep])
+    return X[keep], np.asarray(y)[keep], sample_weight[keep], labels
+
+
 class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
     """Shared machinery of :class:`MetaClassifier` and :class:`MetaRegressor`."""
 
@@ -283,9 +294,9 @@ default=None
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative sample weights, in the base estimator's objective.
             A row of weight 0 is as absent, and so is a task whose rows all
-            have weight 0: it is not in ``tasks_`` (nor are its classes in
-            ``classes_`` unless other tasks have them), and gets the prior
-            model as any unseen task.
+            have weight 0: it is not in ``tasks_``, and gets the prior
+            model as any unseen task (``classes_`` counts every row's
+            class, as scikit-learn's classifiers do).
 
         Returns
         -------
@@ -354,12 +365,11 @@ default=None
         X, y, labels = self._check_input(X, y, tasks, reset=True)
         sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                              ensure_non_negative=True)
-        keep = without_weightless_tasks(labels, sample_weight)
-        if keep is not None:
-            X, y, sample_weight = X[keep], np.asarray(y)[keep], sample_weight[keep]
-            labels = (NestedLabels([column[keep] for column in labels.columns])
-                      if isinstance(labels, NestedLabels) else labels[keep])
+        # classes_ from every row, as scikit-learn sets them whatever the
+        # weights; then the tasks without weight are left out
         self._set_targets(y, classes)
+        X, y, sample_weight, labels = _without_weightless_tasks(
+            X, y, sample_weight, labels)
         y_encoded = self._encode_y(y)
         family.check_targets(y_encoded)
         n_features = X.shape[1]
@@ -895,7 +905,8 @@ default=None
         return self._fitted_family().split_params(self.task_params_,
                                                   self._n_model_features())[1]
 
-    def _solve_new_tasks(self, X, y, tasks, sample_weight, clusters=False):
+    def _solve_new_tasks(self, X, y, tasks, sample_weight, clusters=False,
+                         weightless_absent=False):
         """Adapt tasks of new data from the fitted prior: ``(labels, theta, batch)``.
 
         The method's own inner procedure is used: the exact solve for
@@ -904,10 +915,13 @@ default=None
         """
         family = self._fitted_family()
         X, y, labels = self._check_input(X, y, tasks, reset=False)
-        y_encoded = self._encode_y(y, known_only=True)
-        family.check_targets(y_encoded)
         sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                              ensure_non_negative=True)
+        if weightless_absent:  # partial_fit, as fit
+            X, y, sample_weight, labels = _without_weightless_tasks(
+                X, y, sample_weight, labels)
+        y_encoded = self._encode_y(y, known_only=True)
+        family.check_targets(y_encoded)
         if labels is None:
             uniques, codes = None, np.zeros(X.shape[0], dtype=np.intp)
         elif isinstance(labels, NestedLabels):
@@ -1061,8 +1075,11 @@ default=None
         if known is not None and getattr(self, "_online", None) is not None:
             return self._partial_fit_online(X, y, tasks, sample_weight)
 
-        # the prior stays fixed: the tasks are fitted from it
-        uniques, theta, rows = self._solve_new_tasks(X, y, tasks, sample_weight)
+        # the prior stays fixed: the tasks are fitted from it (a task whose
+        # rows all have weight 0 is absent, as in fit: a known one is kept
+        # as it was)
+        uniques, theta, rows = self._solve_new_tasks(
+            X, y, tasks, sample_weight, weightless_absent=True)
         self._check_covariance_room(
             1 if known is None else len(uniques) if not self.keep_task_params
             else len(known) + int(self._fresh_tasks(uniques).sum()))
@@ -1070,7 +1087,8 @@ default=None
         clusters = None
         if known is not None and hasattr(self, "task_clusters_"):
             clusters = self._solve_new_tasks(X, y, tasks, sample_weight,
-                                             clusters=True)[1]
+                                             clusters=True,
+                                             weightless_absent=True)[1]
         if known is None:
             self.task_params_ = theta
             if covariances is not None:
@@ -1117,15 +1135,12 @@ default=None
         family = self._fitted_family()
         problem = self._problem()
         X, y, labels = self._check_input(X, y, tasks, reset=False)
-        y_encoded = self._encode_y(y, known_only=True)
-        family.check_targets(y_encoded)
         sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
                                              ensure_non_negative=True)
-        keep = without_weightless_tasks(labels, sample_weight)
-        if keep is not None:
-            # as in fit: a task without weight is absent from the chunk
-            X, y_encoded, sample_weight, labels = (
-                X[keep], y_encoded[keep], sample_weight[keep], labels[keep])
+        X, y, sample_weight, labels = _without_weightless_tasks(
+            X, y, sample_weight, labels)
+        y_encoded = self._encode_y(y, known_only=True)
+        family.check_targets(y_encoded)
         uniques, codes = encode_tasks(labels)
         fresh = self._fresh_tasks(uniques)
         self._check_covariance_room(
@@ -1314,8 +1329,9 @@ default=None
             dispersion=fitted.dispersion, n_jobs=self.n_jobs)
         if covariances is None:
             return
-        # the tasks' mean scale as empirical Bayes took it (a task without
-        # weight counts with the others' mean)
+        # the tasks' mean scale as empirical Bayes took it: the prior's
+        # covariance is that of a task of this scale (see
+        # _proximal.empirical_bayes_update)
         scale = task_scales(batch, problem)
         self._task_covariances = covariances
         self.prior_covariance_ = _prior_covariance(

@@ -202,6 +202,23 @@ def test_averaged_loss_weights_and_empty_tasks_weight(client):
     assert tasks[0] not in remote.tasks_
 
 
+def test_a_class_only_in_tasks_without_weight_is_still_a_class(client):
+    # the workers leave a task without weight out, and count its rows'
+    # classes, as fit in memory does
+    X, y, tasks = make_meta_classification(n_tasks=12, n_samples_per_task=10,
+                                           n_features=4, random_state=4)
+    y = np.where(tasks == 11, 2, y)
+    weights = (tasks != 11).astype(float)
+    Xd = da.from_array(X, chunks=(40, 4))
+    yd, td, wd = (da.from_array(a, chunks=40) for a in (y, tasks, weights))
+    params = dict(gamma=1.0, prior="isotropic")
+    local = MetaClassifier(**params).fit(X, y, tasks=tasks, sample_weight=weights)
+    remote = MetaClassifier(**params).fit(Xd, yd, tasks=td, sample_weight=wd)
+    np.testing.assert_array_equal(remote.classes_, [0, 1, 2])
+    np.testing.assert_array_equal(remote.classes_, local.classes_)
+    _assert_same_fit(remote, local)
+
+
 def test_poisson_full_prior(client):
     rng = np.random.default_rng(4)
     n_tasks, n = 20, 25

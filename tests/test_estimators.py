@@ -1537,6 +1537,40 @@ def test_a_task_without_weight_is_absent(params):
     assert_allclose(weighted.meta_params_, dropped.meta_params_, rtol=1e-12)
 
 
+def test_partial_fit_leaves_tasks_without_weight_out_whatever_the_method():
+    # a chunk's task whose rows all have weight 0 neither enters tasks_ nor
+    # refits a known task, also where the prior does not move online
+    # (reptile: the chunk's tasks are fitted from the prior)
+    rng = np.random.default_rng(1)
+    tasks = np.repeat(np.arange(6), 10)
+    X = rng.standard_normal((60, 3))
+    y = X @ [1.0, -1.0, 2.0] + 0.3 * rng.standard_normal(60)
+    meta = MetaRegressor(Ridge(), method="reptile", random_state=0).fit(
+        X, y, tasks=tasks)
+    before = meta.task_params_.copy()
+    chunk = np.repeat([0, 7, 8], 10)
+    Xn = rng.standard_normal((30, 3))
+    yn = Xn @ [1.0, -1.0, 2.0]
+    wn = (chunk == 7).astype(float)
+    meta.partial_fit(Xn, yn, tasks=chunk, sample_weight=wn)
+    assert_array_equal(meta.tasks_, [0, 1, 2, 3, 4, 5, 7])
+    assert_array_equal(meta.task_params_[:6], before)
+
+
+def test_classes_of_tasks_without_weight_are_still_classes():
+    # as scikit-learn's classifiers count every row's class whatever its
+    # weight: a class whose only rows are in a task without weight stays in
+    # classes_ (the task itself is absent)
+    X, y, tasks = make_tasks("binary", n_tasks=4, n_per_task=12, seed=30)
+    y = np.where(tasks == 3, 2, y)
+    w = (tasks != 3).astype(float)
+    meta = MetaClassifier(gamma=1.0, prior="isotropic").fit(
+        X, y, tasks=tasks, sample_weight=w)
+    assert_array_equal(meta.classes_, [0, 1, 2])
+    assert_array_equal(meta.tasks_, [0, 1, 2])
+    assert meta.predict_proba(X[:3], tasks=tasks[:3]).shape == (3, 3)
+
+
 def test_nested_tasks_without_weight_are_absent():
     X, y, tasks = make_nested_tasks(n_groups=3, n_tasks_per_group=3,
                                     n_samples_per_task=8, n_features=2,

@@ -109,8 +109,9 @@ def psd_solve(M, b, rcond=1e-12):
 
 def task_scales(batch, problem):
     """Each task's scale ``s_t`` in the prior's units: its total weight for
-    averaged losses (a task without weight carries no information and gets
-    the mean of the others, a neutral value), else 1."""
+    averaged losses, else 1. A fit leaves tasks without weight out; a new
+    task without weight (``adapt``) carries no information and gets the
+    mean of the others, a neutral value."""
     if not problem.mean_loss:
         return np.ones(batch.n_tasks)
     scale = batch.task_weights()
