@@ -9,7 +9,7 @@ from numpy.testing import assert_allclose
 from scipy import optimize
 from scipy.special import expit, log_expit, logsumexp
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
-from sklearn.linear_model import LogisticRegression, PoissonRegressor, Ridge
+from sklearn.linear_model import Lasso, LogisticRegression, PoissonRegressor, Ridge
 from sklearn.model_selection import GridSearchCV
 
 from skmeta import MetaClassifier, MetaRegressor
@@ -231,6 +231,41 @@ def test_a_student_t_prior_keeps_a_broken_task_from_dragging_theta0():
     assert robust.prior_kind_.startswith("student-t (3 df)")
     # the broken task keeps its own fit
     assert robust.task_params_[0, 0] > 20
+
+
+def test_student_t_weights_of_an_averaged_loss_are_the_em_fixed_point():
+    # prior_df on tasks of 1 to 60 rows under an averaged squared loss
+    # (Lasso, alpha ~ 0): task t's prior is N(mu, (phi / s_t) M^-1) scaled
+    # by a Gamma weight, whose E-step u_t = (nu + d) / (nu + delta_t) reads
+    # delta_t = (s_t / phi) dev' M dev + tr(M A_t^-1), and the PX-EM M-step
+    # fits (phi / s) M^-1 to sum_t u_t [(s_t / s) dev dev' + (phi / s)
+    # A_t^-1] / sum_t u_t (shrunk as the diagonal structure shrinks).
+    # delta_t in the mean task's units (s for s_t) was 9 % off.
+    rng = np.random.default_rng(3)
+    sizes = np.array([1, 2, 4, 8, 15, 30, 40, 60, 3, 25, 12, 50])
+    T, p, nu = len(sizes), 2, 4.0
+    tasks = np.repeat(np.arange(T), sizes)
+    X = rng.normal(size=(sizes.sum(), p))
+    w = np.array([1.0, -0.5]) + 0.3 * rng.standard_t(3, size=(T, p))
+    y = (np.einsum("ij,ij->i", X, w[tasks]) + 0.5
+         + 0.2 * rng.normal(size=sizes.sum()))
+    meta = MetaRegressor(Lasso(alpha=1e-12, max_iter=10000), prior="diagonal",
+                         prior_df=nu, tol=1e-12, max_iter=20000).fit(
+        X, y, tasks=tasks)
+    M = np.diag(meta.prior_precision_)
+    phi, s_bar = meta.noise_variance_, sizes.mean()
+    u, moments = np.empty(T), np.empty((T, p + 1))
+    for t in range(T):
+        Xt = np.c_[X[tasks == t], np.ones(sizes[t])]
+        A_inv = np.linalg.inv(Xt.T @ Xt / sizes[t] + M)
+        dev = meta.task_params_[t] - meta.meta_params_
+        delta = sizes[t] / phi * dev @ M @ dev + np.trace(M @ A_inv)
+        u[t] = (nu + p + 1) / (nu + delta)
+        moments[t] = (sizes[t] * dev**2 + phi * np.diag(A_inv)) / s_bar
+    diag = u @ moments / u.sum()
+    shrink = 1.0 / (T + 1.0)
+    expected = (1 - shrink) * diag + shrink * diag.mean()
+    assert_allclose(phi / s_bar / np.diag(M), expected, rtol=1e-8)
 
 
 def test_pickle_and_partial_fit_keep_the_clusters():

@@ -20,6 +20,7 @@ from sklearn.linear_model import PoissonRegressor, Ridge
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skmeta import MetaClassifier, MetaRegressor
+from skmeta._methods._inner import InnerSolver
 from skmeta._methods._proximal import prior_from_moments
 from skmeta._methods._statistics import OnlinePrior, TaskStatistics
 from skmeta.datasets import make_meta_regression
@@ -192,6 +193,54 @@ def test_the_online_m_step_is_the_batch_one_for_tasks_of_unequal_sizes():
                                learn_gamma=online.learn_gamma,
                                ridge=prior.ridge)
     assert_allclose(again.precision, prior.precision, rtol=1e-4)
+
+
+def test_a_chunk_of_other_sizes_leaves_the_batch_fixed_point_in_place():
+    # PoissonRegressor on 20 tasks of 2-5 rows and 20 of 25-39: the batch
+    # fit's prior, its statistics taken for the small tasks, and one online
+    # M-step with the large ones as the chunk must give that prior back --
+    # the online M-step reading every task seen in the units of the mean
+    # scale of all of them (with the chunk's own it moved the precision by
+    # 63 %)
+    from skmeta._methods._online import _OnlineIteration
+    from skmeta._methods._proximal import _Iteration
+    from skmeta._semi_supervised import TaskRows
+    from skmeta._validation import encode_tasks
+
+    rng = np.random.default_rng(5)
+    sizes = np.r_[rng.integers(2, 6, 20), rng.integers(25, 40, 20)]
+    tasks = np.repeat(np.arange(40), sizes)
+    X = rng.standard_normal((sizes.sum(), 3))
+    coef = np.array([0.5, -0.3, 0.2]) + 0.3 * rng.standard_normal((40, 3))
+    y = rng.poisson(np.exp(np.einsum("ij,ij->i", X, coef[tasks]) + 0.5)
+                    ).astype(float)
+    meta = MetaRegressor(PoissonRegressor(alpha=0.1), prior="diagonal",
+                         tol=1e-10, max_iter=3000).fit(X, y, tasks=tasks)
+    online = OnlinePrior.from_state(meta._online)
+    prior, problem = online.prior, meta._problem()
+
+    def solved(mask, make_step):
+        codes = encode_tasks(tasks[mask])[1]
+        rows = TaskRows(X[mask], y[mask], np.ones(mask.sum()), codes,
+                        len(np.unique(codes)))
+        batch = meta._task_batch(meta._fitted_family(), rows)
+        with InnerSolver(batch, problem) as solver:
+            step = make_step(solver)
+            return step, step.solve(prior, np.tile(prior.theta0,
+                                                   (batch.n_tasks, 1)),
+                                    tol=1e-12)
+
+    small, large = tasks < 20, tasks >= 20
+    first, solutions = solved(small, lambda solver: _Iteration(
+        solver, learn_theta0=online.learn_theta0, structure=online.structure,
+        learn_gamma=online.learn_gamma, count_penalty=online.count_penalty))
+    past = replace(online, statistics=TaskStatistics.of(solutions, prior,
+                                                         first))
+    step, solutions = solved(large, lambda solver: _OnlineIteration(solver,
+                                                                    past))
+    proposal = step.propose(prior, solutions)
+    assert_allclose(proposal.precision, prior.precision, rtol=1e-4)
+    assert_allclose(proposal.theta0, prior.theta0, rtol=1e-4, atol=1e-6)
 
 
 def test_chunks_of_averaged_losses_hold_the_mean_by_one_tasks_penalty():
