@@ -2450,6 +2450,18 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         Number of distinct tasks that have entered the model: those of
         :meth:`fit`, and the new ones of each :meth:`partial_fit` (every
         task of a chunk, with ``keep_task_params=False``).
+    prior_covariance_ : ndarray of shape (n_params, n_params)
+        Where each task's posterior is kept (see :meth:`task_posterior_cov`):
+        the covariance of an unseen task's parameters about
+        ``meta_params_`` under the learned prior, in the units of the
+        targets. For base estimators that average their loss (``Lasso``,
+        ``ElasticNet``, ``PoissonRegressor``), that of a task of the mean
+        weight: a task's prior is as much tighter as its rows weigh more
+        (see the user guide, "Tasks of different sizes under averaged
+        losses").
+    noise_variance_ : float
+        Where each task's posterior is kept: the noise variance of squared
+        errors, learned with the prior (1 for the Poisson deviance).
     n_features_in_ : int
         Number of columns seen during fit (task column included).
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
