@@ -95,7 +95,8 @@ def _register_sizes():
     @sizeof.register(_Rows)
     def _rows_size(rows):
         return sum(np.asarray(a).nbytes for a in (
-            rows.X, rows.y, rows.sample_weight, rows.labels, rows.codes))
+            rows.X, rows.y, rows.sample_weight, rows.labels, rows.codes,
+            rows.dropped_y) if a is not None)
 
     @sizeof.register(_PartSums)
     def _sums_size(sums):
@@ -256,9 +257,15 @@ def _read_partition(estimator, X, y, tasks, sample_weight):
             "Fitting on Dask collections takes dense chunks; this partition "
             "holds a sparse matrix. Compute the collections to fit sparse "
             "data in memory.")
-    sample_weight = _check_sample_weight(
-        None if sample_weight is None else np.asarray(sample_weight),
-        features, dtype=np.float64, ensure_non_negative=True)
+    weights = None if sample_weight is None else np.asarray(sample_weight)
+    if (weights is not None and weights.shape == (features.shape[0],)
+            and not np.any(weights)):
+        # one partition's weights may all be 0 (its tasks are then left
+        # out, below); that every partition's are, the client tells
+        sample_weight = np.zeros(features.shape[0])
+    else:
+        sample_weight = _check_sample_weight(
+            weights, features, dtype=np.float64, ensure_non_negative=True)
     y = np.asarray(y)
     uniques, codes = encode_tasks(labels)
     # a task whose rows all have weight 0 is absent, as in memory (a task
@@ -266,8 +273,7 @@ def _read_partition(estimator, X, y, tasks, sample_weight):
     weighed = np.bincount(codes, weights=sample_weight) > 0
     if weighed.all():
         return _Rows(features, y, sample_weight, uniques, codes)
-    if not weighed.any():
-        return None
+    # (a partition left without tasks still tells its rows' classes)
     keep = weighed[codes]
     uniques, codes = encode_tasks(labels[keep])
     return _Rows(features[keep], y[keep], sample_weight[keep], uniques, codes,
@@ -833,7 +839,10 @@ def fit_dask(estimator, X, y, tasks, sample_weight):
     rows = client.compute(delayed_rows)
     described = client.gather(client.map(
         _describe, rows, classifier=estimator._is_classifier, pure=False))
-    keep = [i for i, d in enumerate(described) if d is not None]
+    read = [d for d in described if d is not None]
+    # the partitions with tasks: a partition whose tasks all have no weight
+    # has none left, but its rows' classes count
+    keep = [i for i, d in enumerate(described) if d is not None and len(d[0])]
     if not keep:
         raise ValueError("X has no rows: every partition is empty, or its "
                          "tasks' rows all have weight 0.")
@@ -843,7 +852,7 @@ def fit_dask(estimator, X, y, tasks, sample_weight):
     _check_partitioned(labels)
     estimator.tasks_ = np.concatenate(labels)
     if estimator._is_classifier:
-        estimator._set_targets(np.concatenate([d[1] for d in described]), None)
+        estimator._set_targets(np.concatenate([d[1] for d in read]), None)
     n_features = described[0][2]
     problem = family.problem(n_features, estimator._n_classes())
     method.check_problem(problem)

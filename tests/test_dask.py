@@ -217,6 +217,13 @@ def test_a_class_only_in_tasks_without_weight_is_still_a_class(client):
     np.testing.assert_array_equal(remote.classes_, [0, 1, 2])
     np.testing.assert_array_equal(remote.classes_, local.classes_)
     _assert_same_fit(remote, local)
+    # also where that task's partition has no other task
+    Xd = da.from_array(X, chunks=((110, 10), (4,)))
+    yd, td, wd = (da.from_array(a, chunks=((110, 10),))
+                  for a in (y, tasks, weights))
+    alone = MetaClassifier(**params).fit(Xd, yd, tasks=td, sample_weight=wd)
+    np.testing.assert_array_equal(alone.classes_, [0, 1, 2])
+    _assert_same_fit(alone, local)
 
 
 def test_poisson_full_prior(client):
