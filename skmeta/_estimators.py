@@ -949,7 +949,7 @@ default=None
                                               n_jobs=self.n_jobs)
             self._check_adapted(np.column_stack([theta, posteriors]), uniques)
             return uniques, posteriors, rows
-        theta = self._adapt_method(family, rows)
+        theta = self._adapt_method(family, rows, uniques)
         self._check_adapted(theta, uniques)
         return uniques, theta, rows
 
@@ -966,12 +966,14 @@ default=None
                 "classes where the prior is weak), or a step size is too "
                 "large.")
 
-    def _adapt_method(self, family, rows):
-        """Parameters of every task of ``rows`` adapted from the fitted prior."""
+    def _adapt_method(self, family, rows, labels=None):
+        """Parameters of every task of ``rows`` adapted from the fitted prior
+        (``labels`` name them in warnings)."""
         weights = family.row_weights(rows.y, rows.sample_weight, rows.codes,
                                      rows.n_tasks, getattr(self, "classes_", None))
         batch, _ = make_batch(rows.X, rows.y, weights, rows.codes, rows.n_tasks)
-        return self._meta_method().adapt(batch, self._problem(), self._meta_fit())
+        return self._meta_method().adapt(batch, self._problem(), self._meta_fit(),
+                                         labels)
 
     def adapt(self, X, y, *, tasks=None, sample_weight=None):
         """Fit a new task from the meta-learned prior (few-shot learning).
@@ -1165,7 +1167,8 @@ default=None
                              int((~fresh).sum()))
             theta[~fresh] = solve_exactly(
                 self._task_batch(family, known), problem, prior.center,
-                prior.precision, prior.theta0, n_jobs=self.n_jobs)
+                prior.precision, prior.theta0, n_jobs=self.n_jobs,
+                labels=uniques[~fresh])
         fitted = MetaFit(prior.theta0, prior.shape, prior.gamma, theta,
                          n_iter or 0, center=prior.center)
         self._check_finite(fitted)
@@ -1988,9 +1991,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
             del self.unlabeled_validation_
         return fitted
 
-    def _adapt_method(self, family, rows):
+    def _adapt_method(self, family, rows, labels=None):
         if not self._marks_unlabeled(fitted=True):
-            return super()._adapt_method(family, rows)
+            return super()._adapt_method(family, rows, labels)
         return adapt_with_unlabeled(
             self._meta_method(), family, self._problem(), self._meta_fit(), rows,
             weight=self.unlabeled_weight_,

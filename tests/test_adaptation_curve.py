@@ -273,8 +273,8 @@ def test_one_new_task_that_fails_to_adapt_costs_only_its_own_scores(
     X[groups == 3, 0] = 1e3  # marks task 3's rows
     solve = MetaClassifier._adapt_method
 
-    def fails_on_task_3(self, family, rows):
-        theta = solve(self, family, rows)
+    def fails_on_task_3(self, family, rows, labels=None):
+        theta = solve(self, family, rows, labels)
         for code in range(rows.n_tasks):
             if np.any(rows.X[rows.codes == code, 0] > 500):
                 theta[code] = np.nan

@@ -801,7 +801,7 @@ def test_adapted_parameters_that_are_not_finite_raise_naming_the_tasks(
     meta = MetaRegressor(PoissonRegressor(), gamma=1.0).fit(X, y, tasks=tasks)
     solve = meta._adapt_method
 
-    def diverged(family, rows):
+    def diverged(family, rows, labels=None):
         theta = solve(family, rows)
         theta[1] = np.nan
         return theta
@@ -809,6 +809,20 @@ def test_adapted_parameters_that_are_not_finite_raise_naming_the_tasks(
     monkeypatch.setattr(meta, "_adapt_method", diverged)
     new_tasks = np.repeat(["a", "b", "c"], 10)
     with pytest.raises(FloatingPointError, match=r"new tasks \['b'\]"):
+        meta.adapt_tasks(X[:30], y[:30], tasks=new_tasks)
+
+
+def test_new_tasks_whose_exact_solve_stops_early_are_named(monkeypatch):
+    # adapt_tasks and partial_fit warn naming the tasks whose exact solve
+    # stopped at its iteration limit (here cut to one Newton step)
+    from skmeta._methods import _inner
+
+    X, y, tasks = make_tasks("poisson", n_tasks=4, n_per_task=10,
+                             n_features=3, seed=0)
+    meta = MetaRegressor(PoissonRegressor(), gamma=1.0).fit(X, y, tasks=tasks)
+    monkeypatch.setattr(_inner, "INNER_MAX_ITER", 1)
+    new_tasks = np.repeat(["a", "b", "c"], 10)
+    with pytest.warns(ConvergenceWarning, match=r"tasks \['a', 'b', 'c'\]"):
         meta.adapt_tasks(X[:30], y[:30], tasks=new_tasks)
 
 

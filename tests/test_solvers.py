@@ -116,6 +116,11 @@ def test_an_exact_solve_that_does_not_converge_warns():
     precision = np.diag([1e-3, 3.0, 4.0, 5.0])
     with pytest.warns(ConvergenceWarning, match="1 of 1 task"):
         solve_exactly(batch, problem, far, precision, far)
+    # named, where the caller knows the tasks' labels (adapt, partial_fit)
+    with pytest.warns(ConvergenceWarning,
+                      match=r"1 of 1 task\(s\) \(task \['store-7'\]\)"):
+        solve_exactly(batch, problem, far, precision, far,
+                      labels=np.array(["store-7"]))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         theta = solve_exactly(batch, problem, far, precision, np.zeros(4))

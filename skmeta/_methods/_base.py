@@ -186,10 +186,11 @@ class MetaMethod:
         what this method's adaptation reads (e.g. its initial step sizes)."""
         return fitted
 
-    def adapt(self, batch, problem, fitted):
+    def adapt(self, batch, problem, fitted, labels=None):
         """Parameters of every task of ``batch`` adapted from ``fitted``.
 
         ``fitted`` is a :class:`MetaFit` (its ``theta`` is not used); only
-        ``n_jobs`` is read from the current settings.
+        ``n_jobs`` is read from the current settings. ``labels``, the tasks'
+        labels in the batch's order (or None), name tasks in warnings.
         """
         raise NotImplementedError

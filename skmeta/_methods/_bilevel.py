@@ -413,7 +413,7 @@ class _Bilevel(MetaMethod):
 
         return step
 
-    def adapt(self, batch, problem, fitted):
+    def adapt(self, batch, problem, fitted, labels=None):
         """The inner procedure's steps from ``fitted``, on all of each task's rows."""
         T = batch.n_tasks
         block = block_size_for(T)
@@ -490,12 +490,13 @@ class IMAML(_Bilevel):
 
         return contribute
 
-    def adapt(self, batch, problem, fitted):
+    def adapt(self, batch, problem, fitted, labels=None):
         if problem.is_network:
             # the inner procedure meta-training solved with: the steps
-            return super().adapt(batch, problem, fitted)
+            return super().adapt(batch, problem, fitted, labels)
         return solve_exactly(batch, problem, fitted.center, fitted.precision,
-                             fitted.theta0, n_jobs=self.settings.n_jobs)
+                             fitted.theta0, n_jobs=self.settings.n_jobs,
+                             labels=labels)
 
 
 class MAML(_Bilevel):

@@ -259,22 +259,30 @@ def _solve_returning_kept(shard, problem, theta0, precision, theta, *, kept,
     return solutions, kept.inverses, kept.ok
 
 
-def solve_exactly(batch, problem, center, precision, start, *, n_jobs=None):
+def solve_exactly(batch, problem, center, precision, start, *, n_jobs=None,
+                  labels=None):
     """Every task of ``batch`` solved exactly under the transfer term
     ``(center, precision)``, from ``start`` (the prior mean: the solution
     of a task without rows). The center itself is no start: where the base
     penalty is part of the prior it lies beyond the mean, far beyond along
     directions of weak transfer (a PoissonRegressor prior put it at 228
-    where the mean is 0.2, and exp overflowed into NaN coefficients)."""
+    where the mean is 0.2, and exp overflowed into NaN coefficients).
+    ``labels``, the tasks' labels in the batch's order, name the tasks
+    whose solve did not converge in the warning."""
     with InnerSolver(batch, problem, n_jobs=n_jobs) as solver:
         solutions = solver.solve(center, precision,
                                  np.tile(start, (batch.n_tasks, 1)))
-    unconverged = int(np.sum(solutions.n_iter < 0))
+    stopped = solutions.n_iter < 0
+    unconverged = int(np.sum(stopped))
     if unconverged:
+        which = "" if labels is None else (
+            f" ({'tasks' if unconverged > 1 else 'task'} "
+            f"{np.asarray(labels)[stopped][:5].tolist()}"
+            f"{', ...' if unconverged > 5 else ''})")
         warnings.warn(
-            f"the exact solve of {unconverged} of {batch.n_tasks} task(s) "
-            f"did not converge in {INNER_MAX_ITER} Newton iterations; their "
-            "parameters are where it stopped.", ConvergenceWarning,
+            f"the exact solve of {unconverged} of {batch.n_tasks} task(s)"
+            f"{which} did not converge in {INNER_MAX_ITER} Newton iterations; "
+            "their parameters are where it stopped.", ConvergenceWarning,
             stacklevel=3)
     return solutions.theta
 

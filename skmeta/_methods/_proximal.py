@@ -1195,9 +1195,10 @@ class Proximal(MetaMethod):
                        task_weights=fit.robust_weights
                        if spec.df is not None else None)
 
-    def adapt(self, batch, problem, fitted):
+    def adapt(self, batch, problem, fitted, labels=None):
         if fitted.mixture is not None:
             return adapt_mixture(batch, problem, fitted.mixture,
                                  n_jobs=self.settings.n_jobs)[0]
         return solve_exactly(batch, problem, fitted.center, fitted.precision,
-                             fitted.theta0, n_jobs=self.settings.n_jobs)
+                             fitted.theta0, n_jobs=self.settings.n_jobs,
+                             labels=labels)
