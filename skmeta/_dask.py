@@ -58,7 +58,11 @@ from ._methods._proximal import (
     eb_update_from_sums,
     newton_step_from_mean,
 )
-from ._validation import encode_tasks, split_task_column
+from ._validation import (
+    encode_tasks,
+    rows_of_weighed_tasks,
+    split_task_column,
+)
 
 
 def is_dask_collection(obj):
@@ -270,11 +274,10 @@ def _read_partition(estimator, X, y, tasks, sample_weight):
     uniques, codes = encode_tasks(labels)
     # a task whose rows all have weight 0 is absent, as in memory (a task
     # lies in one partition: see _check_partitioned)
-    weighed = np.bincount(codes, weights=sample_weight) > 0
-    if weighed.all():
+    keep = rows_of_weighed_tasks(codes, sample_weight)
+    if keep.all():
         return _Rows(features, y, sample_weight, uniques, codes)
     # (a partition left without tasks still tells its rows' classes)
-    keep = weighed[codes]
     uniques, codes = encode_tasks(labels[keep])
     return _Rows(features[keep], y[keep], sample_weight[keep], uniques, codes,
                  dropped_y=y[~keep])

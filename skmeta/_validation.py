@@ -400,11 +400,15 @@ def without_weightless_tasks(labels, sample_weight):
         codes = encode_nested(labels)[2]
     else:
         codes = encode_tasks(labels)[1]
-    totals = np.bincount(codes, weights=sample_weight)
-    keep = totals[codes] > 0
+    keep = rows_of_weighed_tasks(codes, sample_weight)
     if keep.all() or not keep.any():
         return None
     return keep
+
+
+def rows_of_weighed_tasks(codes, sample_weight):
+    """The rows whose task (``codes``) has some weight."""
+    return np.bincount(codes, weights=sample_weight)[codes] > 0
 
 
 def encode_nested(labels):

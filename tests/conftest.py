@@ -282,6 +282,19 @@ def make_tasks(code, sizes, n_features, *, seed=0, n_classes=N_CLASSES,
 # --------------------------------------------------------------------------
 # meta-gradients
 # --------------------------------------------------------------------------
+def poisson_tasks_of_unequal_sizes(seed, n_tasks, low, high, n_features):
+    """Poisson counts of ``n_tasks`` tasks of ``low`` to ``high - 1`` rows,
+    log rates ``x' theta_t``, ``theta_t`` 0.4 + 0.3 N(0, 1) per coefficient:
+    ``(X, y, tasks)``."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(low, high, n_tasks)
+    tasks = np.repeat(np.arange(n_tasks), sizes)
+    X = rng.standard_normal((sizes.sum(), n_features))
+    coef = 0.4 + 0.3 * rng.standard_normal((n_tasks, n_features))
+    y = rng.poisson(np.exp(np.einsum("ij,ij->i", X, coef[tasks]))).astype(float)
+    return X, y, tasks
+
+
 def meta_gradient(batch, problem, method, task_sel, seeds, n_query, theta0,
                   precision, alpha, auto_step, n_steps, first_order, warm=None):
     """One meta-gradient of ``method`` ("imaml", "maml" or "metasgd").

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import poisson_tasks_of_unequal_sizes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -68,12 +69,7 @@ def test_averaged_losses_of_unequal_tasks_fit_as_in_memory(client, prior):
     # M-step in the units of its own prior (its rows' weight s_t), which
     # the partitions sum as sum_t s_t dev dev' and shift to the new mean by
     # sum_t s_t theta_t
-    rng = np.random.default_rng(2)
-    sizes = rng.integers(3, 25, 30)
-    tasks = np.repeat(np.arange(30), sizes)
-    X = rng.standard_normal((sizes.sum(), 3))
-    coef = 0.4 + 0.3 * rng.standard_normal((30, 3))
-    y = rng.poisson(np.exp(np.einsum("ij,ij->i", X, coef[tasks]))).astype(float)
+    X, y, tasks = poisson_tasks_of_unequal_sizes(2, 30, 3, 25, 3)
     ddf = _frame(X, y, tasks, npartitions=3)
     data = ddf.compute()
     params = dict(prior=prior, tol=1e-10, max_iter=2000)

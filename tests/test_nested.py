@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import poisson_tasks_of_unequal_sizes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import linalg, optimize
@@ -190,12 +191,7 @@ def test_one_group_of_an_averaged_loss_is_the_flat_prior():
     # each task's moments in the units of its own prior (its rows' weight),
     # as the flat prior's does (checked against its closed form in
     # test_priors); with one group both land on the same fixed point
-    rng = np.random.default_rng(4)
-    sizes = rng.integers(3, 26, 24)
-    stores = np.repeat(np.arange(24), sizes)
-    X = rng.standard_normal((sizes.sum(), 2))
-    coef = 0.4 + 0.3 * rng.standard_normal((24, 2))
-    y = rng.poisson(np.exp(np.einsum("ij,ij->i", X, coef[stores]))).astype(float)
+    X, y, stores = poisson_tasks_of_unequal_sizes(4, 24, 3, 26, 2)
     one = np.column_stack([np.zeros(len(y), dtype=int), stores])
     params = dict(prior="diagonal", tol=1e-8, max_iter=2000)
     with warnings.catch_warnings():
