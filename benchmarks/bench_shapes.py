@@ -17,7 +17,8 @@ fit's: Linux only, ``?`` elsewhere).
 
 Run: ``python benchmarks/bench_shapes.py [--n-tasks 200] [--n-jobs 2]
 [--shapes 500x5x2,100x50x10] [--informative 10] [--redundant 0]
-[--blas-threads 1] [--loop-only] [--exact-solve] [--params JSON]``;
+[--blas-threads 1] [--loop-only] [--exact-solve] [--params JSON]
+[--held-out 50]``;
 ``--informative 2 --redundant 10`` draws the features as the classic
 ``make_classification`` example does (binary shapes only: ten classes need
 more informative features). ``--exact-solve`` times, instead of the fit,
@@ -27,6 +28,11 @@ checkout (``python -c`` puts it first on ``sys.path``). On a loaded machine,
 the loop's scipy/BLAS calls on several threads can take many times longer
 than on one (threads spinning for cores others hold);
 ``--blas-threads 1 --loop-only`` times the loop as it runs on one thread.
+``--held-out 50`` draws 50 more rows per task, which no fit sees, and
+scores them: accuracy and log-loss of the loop (a task it cannot fit gets
+the pooled model; a class missing from a task's rows gets probability 0
+there, as that task's model says), of one pooled ``LogisticRegression``
+and of skmeta (the loop's time is that of its fits alone, as without).
 ``--params '{"prior": "mixture", "n_prior_components": 2}'`` fits
 ``MetaClassifier`` with these parameters instead of the defaults (its
 compiling fit too, with ``max_iter=2``; an ``n_jobs`` there overrides
@@ -74,15 +80,33 @@ def reset_peak():
     return resident_mib("VmHWM") <= resident_mib("VmRSS") + 1.0
 
 
+held = spec["held_out"]
 X, y, tasks = make_meta_classification(
-    n_tasks=spec["n_tasks"], n_samples_per_task=spec["rows"],
+    n_tasks=spec["n_tasks"], n_samples_per_task=spec["rows"] + held,
     n_features=spec["features"], n_classes=spec["classes"],
     n_informative=min(spec["features"], spec["informative"]),
     n_redundant=min(spec["features"] - min(spec["features"],
                                            spec["informative"]),
                     spec["redundant"]),
     random_state=0)
+if held:
+    # the rows of a task are drawn independently of each other: its first
+    # rows train, its last ``held`` are scored
+    scored = (np.arange(len(y)) % (spec["rows"] + held)) >= spec["rows"]
+    X_test, y_test, tasks_test = X[scored], y[scored], tasks[scored]
+    X, y, tasks = X[~scored], y[~scored], tasks[~scored]
 warnings.simplefilter("ignore", ConvergenceWarning)
+
+
+def held_out_scores(proba):
+    # accuracy and log-loss of the held-out rows from class probabilities
+    # over every class of the tasks
+    from sklearn.metrics import log_loss
+    classes = np.unique(y)
+    return dict(accuracy=float(np.mean(classes[proba.argmax(1)] == y_test)),
+                log_loss=float(log_loss(y_test, proba, labels=classes)))
+
+
 if spec["blas_threads"] is not None:
     from threadpoolctl import threadpool_limits
     threadpool_limits(limits=spec["blas_threads"], user_api="blas")
@@ -119,12 +143,26 @@ if spec["what"] == "solve":
 elif spec["what"] == "loop":
     bounds = np.r_[0, np.flatnonzero(np.diff(tasks)) + 1, len(tasks)]
     start = time.perf_counter()
-    fitted = 0
+    fitted, models = 0, {}
     for a, b in zip(bounds[:-1], bounds[1:]):
         if np.unique(y[a:b]).size > 1:
-            LogisticRegression().fit(X[a:b], y[a:b])
+            models[tasks[a]] = LogisticRegression().fit(X[a:b], y[a:b])
             fitted += 1
     seconds = time.perf_counter() - start
+    if held:
+        # a task the loop could not fit (one class in its rows) gets the
+        # pooled model, as a user would have to do; a class missing from a
+        # task's rows gets probability 0 there, as the task's model says
+        classes = np.unique(y)
+        pooled = LogisticRegression().fit(X, y)
+        proba = pooled.predict_proba(X_test)
+        extra["pooled"] = held_out_scores(proba)
+        for task, model in models.items():
+            rows = tasks_test == task
+            proba[rows] = 0.0
+            proba[np.ix_(rows, np.searchsorted(classes, model.classes_))] = \
+                model.predict_proba(X_test[rows])
+        extra["scores"] = held_out_scores(proba)
 else:
     # compiled first by two iterations on the same tasks (every kernel the
     # fit uses, the matrix priors' included: a fit on a few tasks does not
@@ -151,6 +189,9 @@ else:
     seconds = time.perf_counter() - start
     fitted = spec["n_tasks"]
     extra["prior"] = meta.prior_kind_
+    if held:
+        extra["scores"] = held_out_scores(
+            meta.predict_proba(X_test, tasks=tasks_test))
     # a fit that is not an empirical Bayes one (a mixture prior): its own
     extra["n_iter"] = int(meta.n_iter_)
 added = resident_mib("VmHWM") - before if measured else None
@@ -183,6 +224,10 @@ def main(argv=None):
     parser.add_argument("--redundant", type=int, default=0,
                         help="redundant features (combinations of the "
                              "informative ones; the classic example: 2 and 10)")
+    parser.add_argument("--held-out", type=int, default=0,
+                        help="rows per task drawn beyond the training rows "
+                             "and scored (accuracy, log-loss) for the loop, "
+                             "the pooled model and skmeta")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--params", type=json.loads, default={},
                         help="MetaClassifier's parameters other than the "
@@ -206,15 +251,18 @@ def main(argv=None):
         print("| features | rows/task | classes | exact solve s |")
         print("| ---: | ---: | ---: | ---: |")
     else:
+        scored = ("| accuracy loop / pooled / skmeta | log-loss loop / pooled "
+                  "/ skmeta " if args.held_out else "")
         print("| features | rows/task | classes | loop s | skmeta s | ratio "
-              "| skmeta adds MiB | prior chosen | iterations |")
-        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
+              f"| skmeta adds MiB | prior chosen | iterations {scored}|")
+        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
+              + (" ---: | ---: |" if args.held_out else ""))
     records = []
     for p, n, k in shapes:
         spec = dict(n_tasks=args.n_tasks, rows=n, features=p, classes=k,
                     n_jobs=args.n_jobs, blas_threads=args.blas_threads,
                     informative=args.informative, redundant=args.redundant,
-                    params=args.params)
+                    params=args.params, held_out=args.held_out)
         if args.exact_solve:
             solve = run_child(dict(spec, what="solve"), args.timeout)
             print(f"| {p} | {n} | {k} | "
@@ -242,8 +290,15 @@ def main(argv=None):
             chosen = meta["prior"]
             iterations = (", ".join(str(i) for i in meta["iterations"])
                           or str(meta["n_iter"]))
+        scores = ""
+        if args.held_out:
+            columns = [loop and loop["scores"], loop and loop["pooled"],
+                       meta and meta["scores"]]
+            scores = " " + " | ".join(
+                " / ".join("-" if c is None else f"{c[m]:.3f}" for c in columns)
+                for m in ("accuracy", "log_loss")) + " |"
         print(f"| {p} | {n} | {k} | {loop_s:.2f} | {meta_s} | {ratio} | "
-              f"{added} | {chosen} | {iterations} |", flush=True)
+              f"{added} | {chosen} | {iterations} |{scores}", flush=True)
         records.append(dict(features=p, rows=n, classes=k, loop=loop, skmeta=meta))
     if args.json:
         with open(args.json, "w") as fh:
