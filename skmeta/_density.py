@@ -1,6 +1,7 @@
 """Per-task Gaussian densities under a Normal-inverse-Wishart prior learned
 across tasks (empirical Bayes), for anomaly detection from a few rows."""
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -395,7 +396,13 @@ class MetaGaussianDensity(OutlierMixin, BaseEstimator):
     every task at once and accelerated by SQUAREM. A weak Wishart
     hyperprior on ``Psi0``, worth one task and centred on the feature
     variances, keeps it positive definite when the tasks alone cannot (one
-    task, or rows in a subspace). Each task's posterior is then closed
+    task). Where a task's rows have no spread along some direction
+    (identical rows, a feature constant within the task, columns that sum
+    to a constant), the marginal likelihood grows without bound as ``Psi0``
+    shrinks along it; the fit then adds ``1e-6`` times the features' pooled
+    within-task variances to that task's covariance (as the ``reg_covar``
+    of :class:`~sklearn.mixture.GaussianMixture`), and warns where the
+    learned prior collapses there. Each task's posterior is then closed
     form, and a row is scored by its log density under its task's posterior
     predictive distribution, a multivariate Student t; a task not seen in
     ``fit`` gets the prior predictive. A task with few rows is thus scored
@@ -570,6 +577,15 @@ class MetaGaussianDensity(OutlierMixin, BaseEstimator):
         result = _niw.fit_empirical_bayes(stats, hyper_cov[None],
                                           max_iter=self.max_iter, tol=self.tol,
                                           verbose=self.verbose, owner=owner)
+        if result.collapsed[0]:
+            warnings.warn(
+                f"{owner}: the rows of some tasks have no spread along some "
+                "direction of the features (identical rows, a feature "
+                "constant within a task, or columns that sum to a constant): "
+                "the learned prior's typical task covariance has collapsed "
+                "along it, and rows off it score as far outliers, in tasks "
+                "not seen in fit too. Drop or combine such columns, or leave "
+                "such tasks out.", UserWarning, stacklevel=3)
         prior = result.prior
         self.mean_prior_ = prior.mean[0]
         self.mean_precision_prior_ = float(prior.kappa[0])

@@ -83,6 +83,13 @@ DOF_EXCESS_BOUNDS = (1e-3, 1e8)
 _NEWTON_STEPS = 60
 # Scalar searches stop at steps below this, in log-parameter units.
 _STEP_TOL = 1e-8
+# Added to every task's covariance while the hyper-parameters are learned,
+# in units of the feature variances (GaussianMixture's ``reg_covar``, made
+# scale-free): see fit_empirical_bayes.
+COVARIANCE_FLOOR = 1e-6
+# A task's scatter has no spread along a direction whose eigenvalue (per row,
+# in units of the features' variances) is below this: rounding level.
+_SPREAD_RTOL = 1e-12
 # Rows per block when task scatters are accumulated, bounding the
 # temporary outer products to about 2**22 numbers.
 _OUTER_BUDGET = 2**22
@@ -103,7 +110,11 @@ NIWPosterior = namedtuple("NIWPosterior", "mean kappa dof scale")
 NIWPosterior.__doc__ = """Posterior of every task: mean (P, T, d), kappa (P, T),
 dof (P, T), scale (P, T, d, d)."""
 
-EBResult = namedtuple("EBResult", "prior objective n_iter converged")
+EBResult = namedtuple("EBResult", "prior objective n_iter converged collapsed")
+EBResult.__doc__ = """The fitted prior of each problem, its objective, the
+iterations run, and whether they converged; ``collapsed`` (P,) flags the
+problems whose typical task covariance ``Psi0 / nu0`` ended at the floor
+along some direction (see :func:`_with_covariance_floor`)."""
 
 
 # --------------------------------------------------------------- statistics
@@ -581,6 +592,62 @@ def _select(take, new, old):
                       for a, b in zip(new, old)))
 
 
+def _with_covariance_floor(stats, hyper_cov):
+    """``stats`` with ``COVARIANCE_FLOOR`` times a reference variance of
+    each feature added to the covariance of every task whose rows have no
+    spread along some direction (its scatter grows by ``n_t`` times that).
+
+    Such rows -- identical rows, a feature constant within the task, every
+    task's rows in one subspace (one-hot columns), a task of one row -- leave
+    the empirical Bayes objective without a maximum: ``Psi0`` shrinking to
+    zero along that direction makes the task's evidence grow without bound,
+    faster than the other tasks' and the hyperprior's fall, and the ascent
+    ends in a singular ``Psi0``. The floor bounds it there (as
+    ``GaussianMixture``'s ``reg_covar``, scale-free), and leaves the tasks
+    whose scatter is of full rank exactly as they are. The reference is the
+    feature's pooled within-task variance, so that tasks far apart relative
+    to their own spread are fitted as they are; where that is below
+    ``COVARIANCE_FLOOR`` times the feature's variance over all rows
+    (``Sigma_star``; a feature constant within every task), that floor.
+    """
+    rows = max(float(stats.counts.sum()), 1.0)
+    d = stats.scatters.shape[-1]
+    diagonal = np.arange(d)
+    within = stats.scatters[..., diagonal, diagonal].sum(axis=1) / rows
+    total = np.diagonal(hyper_cov, axis1=1, axis2=2)
+    reference = np.maximum(within, COVARIANCE_FLOOR * total)
+    # the scatters in units of the reference, per row of their task: a
+    # direction without spread shows as an eigenvalue at rounding level
+    root = 1.0 / np.sqrt(reference)
+    scaled = (stats.scatters * root[:, None, :, None] * root[:, None, None, :]
+              / np.maximum(stats.counts, 1.0)[None, :, None, None])
+    eigenvalues = (scaled[..., 0, 0][..., None] if d == 1
+                   else np.linalg.eigvalsh(scaled))
+    flat = eigenvalues[..., 0] <= _SPREAD_RTOL * np.maximum(
+        eigenvalues[..., -1], 1.0)
+    if not flat.any():
+        return stats, within, total
+    floor = (COVARIANCE_FLOOR * reference[:, None, :]
+             * (flat * stats.counts[None, :])[..., None])
+    scatters = stats.scatters.copy()
+    scatters[..., diagonal, diagonal] += floor
+    return stats._replace(scatters=scatters), within, total
+
+
+def _collapsed(prior, within, total):
+    """Per problem, whether ``Psi0 / nu0`` has an eigenvalue within a
+    hundred times ``COVARIANCE_FLOOR`` in units of the features' pooled
+    within-task variances (of their variances over all rows where the former
+    vanish: features constant within every task)."""
+    reference = np.where(within > _SPREAD_RTOL * total, within, total)
+    root = 1.0 / np.sqrt(reference)
+    typical = (prior.scale / prior.dof[:, None, None]
+               * root[:, :, None] * root[:, None, :])
+    smallest = (typical[:, 0, 0] if typical.shape[-1] == 1
+                else np.linalg.eigvalsh(typical)[:, 0])
+    return smallest <= 100.0 * COVARIANCE_FLOOR
+
+
 def fit_empirical_bayes(stats, hyper_cov, *, max_iter, tol, verbose=0,
                         owner="MetaGaussianDensity"):
     """Maximise the empirical Bayes objective.
@@ -596,7 +663,14 @@ def fit_empirical_bayes(stats, hyper_cov, *, max_iter, tol, verbose=0,
     their large limit by small steps. Stops when no problem's objective,
     divided by the number of rows, increased by more than ``tol`` in an
     iteration.
+
+    The objective maximised is that of the tasks' rows with a floor added to
+    the covariance of tasks whose rows have no spread along some direction
+    (see :func:`_with_covariance_floor`); the task
+    posteriors the callers compute from the rows' own statistics are left
+    exact.
     """
+    stats, within, total = _with_covariance_floor(stats, hyper_cov)
     prior = initial_prior(stats, hyper_cov)
     hyper_precision = _spd_inverse(hyper_cov)
     root = np.sqrt(np.diagonal(hyper_cov, axis1=1, axis2=2))
@@ -640,4 +714,5 @@ def fit_empirical_bayes(stats, hyper_cov, *, max_iter, tol, verbose=0,
             f"{owner}: empirical Bayes did not converge in max_iter="
             f"{max_iter} iterations (last gain per row {gain:.3e} > tol="
             f"{tol}); increase max_iter.", ConvergenceWarning, stacklevel=2)
-    return EBResult(prior, current, n_iter, converged)
+    return EBResult(prior, current, n_iter, converged,
+                    _collapsed(prior, within, total))

@@ -1,5 +1,6 @@
 """Per-task standardisation with statistics shrunk toward the population."""
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -230,6 +231,15 @@ class TaskScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             result = _niw.fit_empirical_bayes(
                 stats, hyper, max_iter=self.max_iter, tol=self.tol,
                 owner=type(self).__name__)
+            if result.collapsed.any():
+                columns = np.flatnonzero(varying)[result.collapsed]
+                warnings.warn(
+                    f"{type(self).__name__}: features {columns.tolist()} "
+                    "(positions among the scaled columns) have no spread "
+                    "within some task: their learned population variance "
+                    "has collapsed, and a task or a task not seen in fit is "
+                    "scaled there by a near-zero deviation.", UserWarning,
+                    stacklevel=3)
             prior = result.prior
             post = _niw.posterior(prior, stats)
             self.population_mean_[varying] = prior.mean[:, 0]

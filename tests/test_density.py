@@ -9,6 +9,7 @@ covariance as anomaly detectors.
 """
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -639,3 +640,75 @@ def test_new_machines_beat_per_task_ledoit_wolf_and_pooled_covariance():
     auc = machine_benchmark(random_state=0)
     assert auc["meta"] >= auc["ledoit_wolf"] + 0.02
     assert auc["meta"] >= auc["pooled"] + 0.02
+
+
+# --------------------------------------------------------------------------
+# rows without spread along some direction
+# --------------------------------------------------------------------------
+def _tasks_and_one_stuck_task(n_tasks, n_stuck, seed=0):
+    rng = np.random.default_rng(seed)
+    tasks = np.repeat(np.arange(n_tasks), 15)
+    X = (rng.normal(size=(tasks.size, 2)) @ [[1.0, 0.3], [0.0, 1.0]]
+         + rng.normal(size=(n_tasks, 2))[tasks])
+    # a stuck sensor: every row of the last task the same
+    X = np.r_[X, np.tile([0.3, -0.2], (n_stuck, 1))]
+    return X, np.r_[tasks, np.full(n_stuck, n_tasks)]
+
+
+@pytest.mark.parametrize("n_tasks, n_stuck", [(2, 5), (2, 20), (5, 20)])
+def test_a_task_of_identical_rows_leaves_a_finite_prior_and_a_warning(
+        n_tasks, n_stuck):
+    # without the covariance floor these fits raised LinAlgError or ended
+    # with a NaN prior (the evidence grows without bound as Psi0 -> 0)
+    X, tasks = _tasks_and_one_stuck_task(n_tasks, n_stuck)
+    with pytest.warns(UserWarning, match="typical task covariance has "
+                                         "collapsed"):
+        model = MetaGaussianDensity().fit(X, tasks=tasks)
+    assert np.all(np.linalg.eigvalsh(model.covariance_prior_) > 0)
+    assert np.all(np.isfinite(model.score_samples(X, tasks=tasks)))
+    assert np.all(np.isfinite(model.score_samples(X[:3], tasks=[99] * 3)))
+
+
+def test_rows_in_a_subspace_are_fitted_and_warned_of():
+    # one-hot columns sum to one: every task's rows lie in a hyperplane
+    rng = np.random.default_rng(3)
+    tasks = np.repeat(np.arange(50), 20)
+    X = np.c_[rng.normal(size=tasks.size), np.eye(3)[rng.integers(0, 3, tasks.size)]]
+    with pytest.warns(UserWarning, match="columns that sum to a constant"):
+        model = MetaGaussianDensity().fit(X, tasks=tasks)
+    assert np.all(np.linalg.eigvalsh(model.covariance_prior_) > 0)
+    assert np.all(np.isfinite(model.score_samples(X, tasks=tasks)))
+
+
+def test_the_floor_leaves_tasks_with_spread_as_they_are():
+    # tasks of more rows than features: scatters of full rank
+    rng = np.random.default_rng(5)
+    codes = np.repeat(np.arange(12), 6)
+    X = rng.normal(size=(codes.size, 3)) + rng.normal(size=(12, 3))[codes]
+    stats_ = _niw.full_stats(*_niw.task_statistics(X, codes, 12))
+    hyper = np.diag(X.var(axis=0))[None]
+    assert _niw._with_covariance_floor(stats_, hyper)[0] is stats_
+    # a task of identical rows among them is floored, and only it, by
+    # COVARIANCE_FLOOR times the pooled within-task variances
+    X2 = np.r_[X, np.tile(X[0], (4, 1))]
+    codes2 = np.r_[codes, np.full(4, codes.max() + 1)]
+    stats2 = _niw.full_stats(*_niw.task_statistics(X2, codes2, codes2.max() + 1))
+    floored = _niw._with_covariance_floor(stats2, hyper)[0]
+    assert_array_equal(floored.scatters[0, :-1], stats2.scatters[0, :-1])
+    within = np.einsum("tii->i", stats2.scatters[0]) / X2.shape[0]
+    assert_allclose(floored.scatters[0, -1] - stats2.scatters[0, -1],
+                    np.diag(4 * _niw.COVARIANCE_FLOOR * within), rtol=1e-12,
+                    atol=0)
+
+
+def test_tasks_far_apart_relative_to_their_spread_are_not_warned_of():
+    # within-task spread 1e-6 of the spread between tasks: legitimate
+    rng = np.random.default_rng(4)
+    tasks = np.repeat(np.arange(30), 10)
+    X = rng.normal(size=(300, 2)) * 0.01 + rng.normal(size=(30, 2))[tasks] * 10
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model = MetaGaussianDensity().fit(X, tasks=tasks)
+    typical = model.covariance_prior_ / model.degrees_of_freedom_prior_
+    within = np.mean([np.var(X[tasks == t], axis=0) for t in range(30)], axis=0)
+    assert_allclose(np.diag(typical), within, rtol=0.5)

@@ -347,15 +347,18 @@ def test_constant_features():
     rng = np.random.default_rng(5)
     tasks = np.repeat(np.arange(8), 5)
     X = np.c_[np.full(40, 3.0), rng.normal(size=40), tasks * 2.0]
-    # column 0 is constant, column 2 constant within every task
-    scaler = TaskScaler().fit(X, tasks=tasks)
+    # column 0 is constant, column 2 constant within every task: its tasks'
+    # variances, and the population's, collapse (and it says so)
+    with pytest.warns(UserWarning, match=r"features \[2\]"):
+        scaler = TaskScaler().fit(X, tasks=tasks)
     assert_array_equal(scaler.scale_[:, 0], 1.0)
     assert_array_equal(scaler.mean_[:, 0], 3.0)
     assert np.isinf(scaler.mean_prior_count_[0])
     Z = scaler.transform(X, tasks=tasks)
     assert np.all(np.isfinite(Z))
     assert_array_equal(Z[:, 0], 0.0)
-    new = TaskScaler(new_tasks="transductive").fit(X, tasks=tasks)
+    with pytest.warns(UserWarning, match=r"features \[2\]"):
+        new = TaskScaler(new_tasks="transductive").fit(X, tasks=tasks)
     Z_new = new.transform(np.array([[3.0, 0.1, 5.0], [4.0, 0.2, 6.0]]),
                           tasks=[99, 99])
     assert_allclose(Z_new[:, 0], [0.0, 1.0])
@@ -395,3 +398,21 @@ def test_errors(call, match):
     tasks = np.repeat(np.arange(8), 5)
     with pytest.raises(ValueError, match=match):
         call(X, tasks)
+
+
+def test_a_feature_constant_within_one_task_is_fitted_and_warned_of():
+    # a 0/1 indicator never set in one task: its empirical Bayes objective
+    # had no maximum there (LinAlgError before the covariance floor)
+    rng = np.random.RandomState(0)
+    tasks = np.repeat(np.arange(10), 20)
+    indicator = (rng.uniform(size=200) < 0.3).astype(float)
+    indicator[tasks == 0] = 0.0
+    X = np.column_stack([rng.normal(size=200), indicator])
+    with pytest.warns(UserWarning, match=r"features \[1\] .* no spread"):
+        scaler = TaskScaler().fit(X, tasks=tasks)
+    assert np.all(np.isfinite(scaler.transform(X, tasks=tasks)))
+    assert np.all(scaler.var_[1:, 1] > 0.1) and scaler.var_[0, 1] < 1e-6
+    # the other feature is fitted as without the indicator (up to where the
+    # ascent, which stops for all features together, stops)
+    alone = TaskScaler().fit(X[:, :1], tasks=tasks)
+    assert_allclose(scaler.var_[:, 0], alone.var_[:, 0], rtol=1e-7)
