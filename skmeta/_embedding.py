@@ -158,7 +158,10 @@ class MetaEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
 
     @property
     def _n_features_out(self):
-        return self.n_components
+        # as PCA: the output names exist once fitted (get_feature_names_out
+        # raises NotFittedError before)
+        check_is_fitted(self, "coefs_")
+        return self.coefs_[-1].shape[1]
 
     def _sizes(self, n_features):
         hidden = [int(h) for h in np.atleast_1d(

@@ -485,7 +485,14 @@ class TaskScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             index = X.index if isinstance(X, pd.DataFrame) else None
             frame = pd.DataFrame(Z, index=index,
                                  columns=names[:position] + names[position + 1:])
-            frame.insert(position, names[position], np.asarray(values))
+            if isinstance(X, pd.DataFrame):
+                # the column's own array: extension dtypes (category, Int64)
+                # survive, which its numpy values would not keep
+                values = pd.Series(X.iloc[:, position].array.copy(),
+                                   index=frame.index)
+            else:
+                values = np.asarray(values)
+            frame.insert(position, names[position], values)
             return frame
         if dense == "polars":
             import polars as pl

@@ -826,8 +826,9 @@ def make_meta_anomalies(
     by ``anomaly_strength`` in a uniformly random direction of the
     machine's whitened space, ``m_t + Sigma_t^(1/2) (z + anomaly_strength
     u)`` with ``|u| = 1``: it is unusual for its machine, although it may be
-    ordinary for the fleet. ``round(contamination * n)`` of the ``n`` rows
-    of each machine are anomalies.
+    ordinary for the fleet. ``floor(contamination * n + 0.5)`` of the ``n``
+    rows of each machine are anomalies (the nearest integer, halves rounded
+    up).
 
     The rows are grouped by task, task 0 first, in random order within a
     task.
@@ -953,7 +954,7 @@ def make_meta_anomalies(
     means = fleet_mean + mean_spread * np.einsum(
         "tij,tj->ti", roots, generator.standard_normal(size=(n_tasks, d)))
 
-    # Readings: the first round(contamination * n) rows of each machine are
+    # Readings: the first floor(contamination * n + 0.5) rows of each machine are
     # its anomalies, then rows are shuffled within machines.
     n_anomalies = np.floor(contamination * sizes + 0.5).astype(np.int64)
     starts = np.cumsum(sizes) - sizes

@@ -7,7 +7,12 @@ import numpy as np
 from sklearn.base import is_classifier
 from sklearn.metrics import get_scorer_names
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions, validate_params
+from sklearn.utils._param_validation import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    validate_params,
+)
 
 from .model_selection import adaptation_curve
 
@@ -143,6 +148,7 @@ class AdaptationCurveDisplay:
     @classmethod
     @validate_params(
         {
+            "estimator": [HasMethods(["fit", "adapt_tasks"])],
             "X": ["array-like", "sparse matrix"],
             "y": ["array-like"],
             "groups": ["array-like"],

@@ -4,6 +4,7 @@ from numbers import Integral
 
 import numpy as np
 from sklearn import metrics
+from sklearn.utils import check_array, check_consistent_length
 from sklearn.utils._param_validation import StrOptions, validate_params
 
 from ._validation import check_task_labels, encode_tasks
@@ -28,10 +29,12 @@ _METRICS = {
         "tasks": ["array-like"],
         "scoring": [StrOptions(set(_METRICS)), callable],
         "min_samples": [Integral],
+        "labels": ["array-like", None],
     },
     prefer_skip_nested_validation=True,
 )
-def per_task_score(y_true, y_pred, tasks, scoring="accuracy", *, min_samples=1):
+def per_task_score(y_true, y_pred, tasks, scoring="accuracy", *, min_samples=1,
+                   labels=None):
     """Score predictions separately on each task.
 
     Meta-learning is judged on how well each task is learned, so a task with
@@ -55,6 +58,11 @@ def per_task_score(y_true, y_pred, tasks, scoring="accuracy", *, min_samples=1):
     min_samples : int, default=1
         Tasks with fewer samples get a NaN score instead of a call to the
         metric (``r2`` needs two samples, for instance).
+    labels : array-like of shape (n_classes,), default=None
+        The classes of the columns of ``y_pred`` when it holds class
+        probabilities (an estimator's ``classes_``), for ``"neg_log_loss"``
+        and ``"roc_auc"``: a task need not have rows of every class. None:
+        the sorted labels of ``y_true`` over all tasks.
 
     Returns
     -------
@@ -80,9 +88,11 @@ def per_task_score(y_true, y_pred, tasks, scoring="accuracy", *, min_samples=1):
             f"y_true has {y_true.shape[0]} samples but y_pred has "
             f"{y_pred.shape[0]}."
         )
-    labels = check_task_labels(tasks, y_true.shape[0])
+    task_labels = check_task_labels(tasks, y_true.shape[0])
     metric = _METRICS[scoring] if isinstance(scoring, str) else scoring
-    uniques, codes = encode_tasks(labels)
+    if scoring in ("neg_log_loss", "roc_auc") and y_pred.ndim == 2:
+        metric = _probability_metric(scoring, y_true, y_pred, labels)
+    uniques, codes = encode_tasks(task_labels)
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
     counts = np.diff(bounds)
@@ -93,6 +103,23 @@ def per_task_score(y_true, y_pred, tasks, scoring="accuracy", *, min_samples=1):
     return {"task": uniques, "score": scores, "n_samples": counts}
 
 
+def _probability_metric(scoring, y_true, proba, labels):
+    """The metric of one task's rows whose ``proba`` columns are ``labels``
+    (those of every task): a task may lack some classes."""
+    labels = np.unique(y_true) if labels is None else np.asarray(labels)
+    if labels.ndim != 1 or labels.shape[0] != proba.shape[1]:
+        raise ValueError(
+            f"y_pred has {proba.shape[1]} columns of class probabilities but "
+            f"there are {labels.shape[0]} labels; pass labels= (the "
+            "estimator's classes_).")
+    if scoring == "neg_log_loss":
+        return lambda y, p: -metrics.log_loss(y, p, labels=labels)
+    if labels.shape[0] == 2:
+        return lambda y, p: metrics.roc_auc_score(y == labels[1], p[:, 1])
+    return lambda y, p: metrics.roc_auc_score(y, p, multi_class="ovr",
+                                              labels=labels)
+
+
 @validate_params(
     {"y_true": ["array-like"], "y_pred": ["array-like"], "tasks": ["array-like"]},
     prefer_skip_nested_validation=True,
@@ -101,7 +128,8 @@ def within_task_explained_variance(y_true, y_pred, tasks):
     """Explained variance against each task's own mean, over all samples.
 
     ``1 - MSE / V`` where ``V`` is the mean squared deviation of ``y_true``
-    from the mean of its task: the share of the *within-task* variance that
+    from the mean of its task (where ``V`` is 0, 1 for perfect predictions
+    and 0 otherwise, as ``r2_score``): the share of the *within-task* variance that
     the predictions explain. This is the score of the standard multi-task
     benchmarks (e.g. the School data of Bakker & Heskes, 2003, and Argyriou,
     Evgeniou & Pontil, 2008); it credits nothing for knowing task means.
@@ -127,10 +155,30 @@ def within_task_explained_variance(y_true, y_pred, tasks):
     ...                                tasks=[0, 0, 1, 1])
     0.875
     """
-    y_true = np.asarray(y_true, dtype=float)
-    y_pred = np.asarray(y_pred, dtype=float)
+    y_true = _targets(y_true, "y_true")
+    y_pred = _targets(y_pred, "y_pred")
+    check_consistent_length(y_true, y_pred, tasks)
     labels = check_task_labels(tasks, y_true.shape[0])
     _, codes = encode_tasks(labels)
     means = np.bincount(codes, weights=y_true) / np.bincount(codes)
     within = np.mean((y_true - means[codes]) ** 2)
-    return float(1.0 - np.mean((y_true - y_pred) ** 2) / within)
+    error = np.mean((y_true - y_pred) ** 2)
+    if within == 0.0:
+        # every task's target is constant: as r2_score's force_finite, 1 for
+        # perfect predictions and 0 otherwise, rather than NaN or -inf
+        return 1.0 if error == 0.0 else 0.0
+    return float(1.0 - error / within)
+
+
+def _targets(values, name):
+    """Finite floats of shape (n_samples,); a single column is accepted, as
+    scikit-learn's regression metrics accept one output."""
+    values = check_array(values, ensure_2d=False, dtype=np.float64,
+                         input_name=name)
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.ndim != 1:
+        raise ValueError(
+            f"{name} must be of shape (n_samples,) or (n_samples, 1); got "
+            f"{values.shape}.")
+    return values

@@ -29,9 +29,14 @@ from sklearn.utils._param_validation import (
 )
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.parallel import Parallel, delayed
-from sklearn.utils.validation import _num_samples, check_array, column_or_1d
+from sklearn.utils.validation import _num_samples, column_or_1d
 
-from ._validation import check_any_task_labels, encode_nested, nested_label_array
+from ._validation import (
+    check_any_task_labels,
+    check_task_labels,
+    encode_nested,
+    nested_label_array,
+)
 
 __all__ = ["FewShotSplit", "adaptation_curve"]
 
@@ -58,13 +63,13 @@ def _tasks_of_groups(groups, n_samples):
         task_labels = np.empty(len(rows), dtype=object)
         task_labels[:] = [tuple(row) for row in rows.tolist()]
         return task_labels, codes
-    groups = check_array(groups, input_name="groups", ensure_2d=False, dtype=None,
-                         allow_nd=True)
-    if groups.ndim != 1:
+    if np.ndim(groups) != 1:
         raise ValueError(
             f"groups must be 1-dimensional (or 2-dimensional, one column per "
-            f"level of nested tasks), got an array of shape {groups.shape}."
+            f"level of nested tasks), got an array of shape {np.shape(groups)}."
         )
+    # missing labels, mixed kinds and bytes are named as for tasks=
+    groups = check_task_labels(groups, n_samples, name="groups")
     return np.unique(groups, return_inverse=True)
 
 
@@ -739,11 +744,11 @@ def adaptation_curve(  # noqa: PLR0913
     pooled [0.82 0.84]
     """
     X, y, groups = indexable(X, y, groups)
-    groups = check_array(groups, input_name="groups", ensure_2d=False, dtype=None)
-    if groups.ndim != 1:
+    if np.ndim(groups) != 1:
         raise ValueError(
-            f"groups must be 1-dimensional, got an array of shape {groups.shape}."
+            f"groups must be 1-dimensional, got an array of shape {np.shape(groups)}."
         )
+    groups = check_task_labels(groups, _num_samples(X), name="groups")
     shots = _check_shots(shots)
     strategy = _check_strategy(estimator, strategy)
     if stratify is None:

@@ -105,3 +105,17 @@ def test_sklearn_compatible_transformer(estimator, check):
 
 def test_param_validation():
     check_param_validation("MetaEmbedding", MetaEmbedding())
+
+
+def test_feature_names_out_need_a_fit():
+    # as PCA: the names of the components exist once fitted
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        MetaEmbedding(n_components=3).get_feature_names_out()
+    X, y, tasks = make_subspace_tasks(n_tasks=6, n_samples_per_task=10,
+                                      random_state=0)
+    model = MetaEmbedding(n_components=3, max_iter=2, random_state=0).fit(
+        X, y, tasks=tasks)
+    assert model.get_feature_names_out().tolist() == [
+        "metaembedding0", "metaembedding1", "metaembedding2"]

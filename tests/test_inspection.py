@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import accuracy_score, r2_score
+from sklearn.metrics import accuracy_score, log_loss, r2_score, roc_auc_score
 from sklearn.neighbors import KNeighborsClassifier
 
 from skmeta import MetaClassifier, MetaRegressor
@@ -45,6 +45,53 @@ def test_within_task_explained_variance_definition():
     assert np.isclose(within_task_explained_variance(y, pred, tasks), expected)
     # predicting each task's mean scores exactly zero
     assert np.isclose(within_task_explained_variance(y, means, tasks), 0.0)
+
+
+def test_within_task_explained_variance_checks_its_input():
+    y, pred, tasks = [1.0, 3.0, 10.0, 12.0], [1.5, 2.5, 10.0, 12.0], [0, 0, 1, 1]
+    # one column is one output, as r2_score takes it (it was broadcast to
+    # a 4 x 4 matrix: -5.5)
+    assert within_task_explained_variance(y, np.c_[pred], tasks) == 0.875
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        within_task_explained_variance(y, pred[:1], tasks)
+    with pytest.raises(ValueError, match="y_pred contains NaN"):
+        within_task_explained_variance(y, [1.5, np.nan, 10.0, 12.0], tasks)
+    with pytest.raises(ValueError, match=r"y_pred must be of shape"):
+        within_task_explained_variance(y, np.c_[pred, pred], tasks)
+    # constant targets in every task: r2_score's finite convention
+    assert within_task_explained_variance([1, 1, 2], [1, 1, 2], [0, 0, 1]) == 1.0
+    assert within_task_explained_variance([1, 1, 2], [1, 0, 2], [0, 0, 1]) == 0.0
+
+
+# task 0's roc_auc of class 2, which it lacks, is undefined (a NaN term)
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.UndefinedMetricWarning")
+def test_per_task_score_of_class_probabilities_with_classes_missing_in_a_task():
+    X, y, tasks = make_meta_classification(
+        n_tasks=6, n_samples_per_task=30, n_features=4, n_classes=3,
+        n_informative=3, n_redundant=0, random_state=0)
+    y = y.copy()
+    y[(tasks == 0) & (y == 2)] = 1  # task 0 has no row of class 2
+    model = MetaClassifier(gamma=1.0, prior="isotropic").fit(X, y, tasks=tasks)
+    proba = model.predict_proba(X, tasks=tasks)
+    table = per_task_score(y, proba, tasks, scoring="neg_log_loss")
+    for k, task in enumerate(table["task"]):
+        rows = tasks == task
+        assert np.isclose(table["score"][k], -log_loss(
+            y[rows], proba[rows], labels=model.classes_))
+    auc = per_task_score(y, proba, tasks, scoring="roc_auc",
+                         labels=model.classes_)
+    rows = tasks == 1
+    assert np.isclose(auc["score"][1], roc_auc_score(
+        y[rows], proba[rows], multi_class="ovr", labels=model.classes_))
+    # binary probabilities: the positive class's column
+    yb = (y > 0).astype(int)
+    pb = MetaClassifier(gamma=1.0, prior="isotropic").fit(
+        X, yb, tasks=tasks).predict_proba(X, tasks=tasks)
+    table = per_task_score(yb, pb, tasks, scoring="roc_auc")
+    assert np.isclose(table["score"][2], roc_auc_score(yb[tasks == 2],
+                                                       pb[tasks == 2, 1]))
+    with pytest.raises(ValueError, match="pass labels="):
+        per_task_score(y, proba, tasks, scoring="neg_log_loss", labels=[0, 1])
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +213,17 @@ def test_adaptation_curve_display_estimator_name_errors():
     with pytest.raises(ValueError, match="also the name of a baseline"):
         AdaptationCurveDisplay.from_estimator(
             MetaClassifier(), X, y, groups=tasks, estimator_name="pooled")
+
+
+def test_adaptation_curve_display_needs_a_meta_learner():
+    pytest.importorskip("matplotlib")
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from skmeta.inspection import AdaptationCurveDisplay
+
+    X, y, tasks = make_meta_classification(n_tasks=6, n_samples_per_task=10,
+                                           n_features=4, n_informative=2,
+                                           n_redundant=0, random_state=0)
+    with pytest.raises(InvalidParameterError, match="adapt_tasks"):
+        AdaptationCurveDisplay.from_estimator(LogisticRegression(), X, y,
+                                              groups=tasks, shots=[1])

@@ -647,3 +647,21 @@ def test_property_invariants(problem):
     for (tr_a, te_a), (tr_b, te_b) in zip(splits, again):
         np.testing.assert_array_equal(tr_a, tr_b)
         np.testing.assert_array_equal(te_a, te_b)
+
+
+@pytest.mark.parametrize("groups, match", [
+    ([0, 0, None, 1, 1, 2, 2, 3], "groups contains missing labels"),
+    ([0, 0, "a", 1, 1, 2, 2, 3], "groups mixes strings and numbers"),
+])
+def test_bad_group_labels_are_named_as_task_labels(groups, match):
+    # they raised numpy's "'<' not supported between instances" TypeError
+    X = np.zeros((8, 2))
+    with pytest.raises(ValueError, match=match):
+        next(FewShotSplit(n_splits=1, test_size=1, n_shots=1).split(
+            X, groups=groups))
+    from skmeta import MetaClassifier
+    from skmeta.model_selection import adaptation_curve
+
+    with pytest.raises(ValueError, match=match):
+        adaptation_curve(MetaClassifier(), X, np.r_[0, 1, 0, 1, 0, 1, 0, 1],
+                         groups=groups, shots=[1])

@@ -416,3 +416,19 @@ def test_a_feature_constant_within_one_task_is_fitted_and_warned_of():
     # ascent, which stops for all features together, stops)
     alone = TaskScaler().fit(X[:, :1], tasks=tasks)
     assert_allclose(scaler.var_[:, 0], alone.var_[:, 0], rtol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", ["category", "Int64", "int32"])
+def test_pandas_output_keeps_the_task_columns_dtype(dtype):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.RandomState(0)
+    labels = (np.repeat(["n", "s", "e", "w"], 10) if dtype == "category"
+              else np.repeat([1, 2, 3, 4], 10))
+    frame = pd.DataFrame(rng.normal(size=(40, 2)), columns=["a", "b"],
+                         index=np.arange(40)[::-1]).assign(
+        store=pd.Series(labels, index=np.arange(40)[::-1]).astype(dtype))
+    out = TaskScaler(task_column="store").set_output(
+        transform="pandas").fit_transform(frame)
+    assert out["store"].dtype == frame["store"].dtype
+    pd.testing.assert_series_equal(out["store"], frame["store"])
+    assert out.index.equals(frame.index)
