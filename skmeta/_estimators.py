@@ -489,9 +489,10 @@ default=None
         self._nested_state = (nested.task_prior.ridge,
                               [np.array(c) for c in nested.covariances])
 
-    def _nested_nodes(self, labels, n_samples):
+    def _nested_nodes(self, labels, n_samples, *, own_task=True):
         """Each sample's model in the table of :meth:`_nested_params`: its
-        task's, else its deepest known group's, else the population's."""
+        task's (unless ``own_task`` is False: the prior a task is adapted
+        from), else its deepest known group's, else the population's."""
         n_tasks = len(self.tasks_)
         n_levels = self.tasks_.shape[1]
         if labels is None:
@@ -512,8 +513,9 @@ default=None
             known = found[:, depth] >= 0
             block = n_levels - 2 - depth
             nodes[known] = offsets[1 + block] + found[known, depth]
-        known = found[:, -1] >= 0
-        nodes[known] = found[known, -1]
+        if own_task:
+            known = found[:, -1] >= 0
+            nodes[known] = found[known, -1]
         return nodes
 
     def _nested_params(self):
@@ -581,11 +583,13 @@ default=None
         return self._build(self.group_params_[len(path) - 1][found])
 
     def _adapt_nested(self, family, rows, labels):
-        """New tasks of a nested model, each from its deepest known node."""
+        """New tasks of a nested model, each from its deepest known group
+        (a task seen in fit too: adapting is from the prior, as without
+        nesting, not from the task's own fitted model)."""
         weights = family.row_weights(rows.y, rows.sample_weight, rows.codes,
                                      rows.n_tasks, getattr(self, "classes_", None))
         batch, _ = make_batch(rows.X, rows.y, weights, rows.codes, rows.n_tasks)
-        row_nodes = self._nested_nodes(labels, rows.X.shape[0])
+        row_nodes = self._nested_nodes(labels, rows.X.shape[0], own_task=False)
         node_of_task = np.empty(rows.n_tasks, dtype=np.intp)
         node_of_task[rows.codes] = row_nodes
         task_prior = Prior(theta0=self.meta_params_, shape=self.prior_shape_,
@@ -662,7 +666,13 @@ default=None
         >>> meta.predict_task_cluster([[1.0], [-1.0]], [2.0, -2.0]).round(3)
         array([[1., 0.]])
         """
-        check_is_fitted(self, "task_clusters_")
+        check_is_fitted(self)
+        if not hasattr(self, "task_clusters_"):
+            kind = getattr(self, "prior_kind_", self.prior)
+            raise ValueError(
+                "predict_task_cluster needs a model fitted with a mixture "
+                "prior (prior='mixture', or a Student-t prior: prior_df); "
+                f"this one was fitted with prior {kind!r}.")
         return self._solve_new_tasks(X, y, tasks, sample_weight,
                                      clusters=True)[1]
 
@@ -1641,7 +1651,12 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         them. ``"auto"`` chooses ``omega`` among 0, 0.1, 0.3 and 1 on
         few-shot episodes of the training tasks and keeps 0 unless a weight
         raises their accuracy significantly (``unlabeled_validation_``).
-        The prior itself is learned from the labeled rows.
+        The prior itself is learned from the labeled rows. In the Gaussian
+        model's within-class covariance, ``sample_weight`` weighs the rows
+        as reliability weights (a cell of ``n`` rows and weight ``W``
+        normalizes by ``W (n - 1) / n``, so that scaling all weights changes
+        nothing): there a weight of 2 is close to, not exactly, a repeated
+        row.
     posterior_proba : bool, default=False
         Whether :meth:`predict_proba` and :meth:`predict_log_proba` average
         the class probabilities over each task's posterior (the Laplace

@@ -323,9 +323,14 @@ def test_mixture_with_a_prior_estimator_is_refused_and_clusters_need_one():
     with pytest.raises(ValueError, match="cannot start from a prior_estimator"):
         MetaClassifier(prior="mixture", prior_estimator=source).fit(
             X, y, tasks=tasks)
-    with pytest.raises(NotFittedError):
+    # a fitted model without a mixture: the error names what is missing
+    # (it said "not fitted yet")
+    with pytest.raises(ValueError, match="needs a model fitted with a "
+                                         "mixture prior.*'diagonal'"):
         MetaClassifier(prior="diagonal").fit(X, y, tasks=tasks) \
             .predict_task_cluster(X, y)
+    with pytest.raises(NotFittedError):
+        MetaClassifier(prior="mixture").predict_task_cluster(X, y)
     # without a mixture, no mixture attributes (nor left from an earlier fit)
     meta = MetaClassifier(prior="mixture", n_prior_components=2,
                           random_state=0).fit(X, y, tasks=tasks)

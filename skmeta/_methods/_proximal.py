@@ -918,7 +918,9 @@ class Proximal(MetaMethod):
             raise ValueError(
                 f"prior_df={settings.prior_df!r} makes the prior a Student-t "
                 "(or a mixture of them), whose scale is diagonal: use it with "
-                f"prior in {self.robust_priors}, not prior={settings.prior!r}.")
+                f"prior in {self.robust_priors}, not prior={settings.prior!r}, "
+                "and with tasks of one level (it is not supported with "
+                "nested tasks).")
         if (settings.prior == "mixture" or settings.prior_df is not None) and (
                 not isinstance(settings.gamma, str) and settings.gamma == 0):
             raise ValueError(
