@@ -877,3 +877,58 @@ def test_a_fixed_strength_on_separable_tasks_is_kept():
         meta = MetaClassifier(LogisticRegression(penalty=None), gamma=1e-3,
                               prior="diagonal").fit(X, y, tasks=tasks)
     assert meta.gamma_ == 1e-3 and meta.prior_kind_ == "diagonal"
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=30),
+       st.integers(1, 4))
+def test_held_out_rows_take_weights_as_repetitions(weights, n_tasks):
+    # split_rows by weight equals split_rows of the rows repeated: the held
+    # and kept weight of every row, per task
+    from skmeta._kernels._layout import make_batch
+
+    weights = np.asarray(weights, dtype=float)
+    tasks = np.arange(weights.size) % n_tasks
+    order = np.argsort(tasks, kind="stable")
+    X = np.arange(weights.size, dtype=float)[order, None]
+    tasks = tasks[order]
+    w = weights[order]
+    kept, held = make_batch(X, np.zeros(w.size), w, tasks, n_tasks)[0] \
+        .split_rows(4)
+    repeat = np.repeat(np.arange(w.size), w.astype(int))
+    kept_r, held_r = make_batch(X[repeat], np.zeros(repeat.size),
+                                np.ones(repeat.size), tasks[repeat],
+                                n_tasks)[0].split_rows(4)
+
+    def weight_of_rows(batch):
+        return np.bincount(batch.Xd[:, 0].astype(int), weights=batch.sw,
+                           minlength=w.size)
+
+    np.testing.assert_array_equal(weight_of_rows(held), weight_of_rows(held_r))
+    np.testing.assert_array_equal(weight_of_rows(kept), weight_of_rows(kept_r))
+    # unit weights: every fourth row of each task
+    if np.all(w == 1):
+        position = np.r_[[np.sum(tasks[:i] == tasks[i]) for i in range(w.size)]]
+        np.testing.assert_array_equal(
+            np.sort(held.Xd[:, 0]), np.flatnonzero(position % 4 == 3))
+
+
+def test_the_selected_prior_takes_weights_as_repetitions():
+    # prior="auto" held out rows by count: weight-2 rows and the same rows
+    # given twice chose "isotropic" and "full" (task parameters 1.15 apart)
+    X, y, tasks = make_meta_classification(
+        n_tasks=40, n_samples_per_task=20, n_features=4, n_informative=2,
+        n_redundant=0, random_state=0)
+    twice = np.arange(0, len(y), 3)
+    w = np.ones(len(y))
+    w[twice] = 2.0
+    order = np.sort(np.r_[np.arange(len(y)), twice], kind="stable")
+    weighted = MetaClassifier(gamma=1.0).fit(X, y, tasks=tasks, sample_weight=w)
+    repeated = MetaClassifier(gamma=1.0).fit(X[order], y[order],
+                                             tasks=tasks[order])
+    assert weighted.prior_kind_ == repeated.prior_kind_
+    # (the candidates are fitted to a tolerance of 1e-3, low-rank ones by
+    # an optimizer whose path the order of the sums moves)
+    assert weighted.prior_scores_ == pytest.approx(repeated.prior_scores_,
+                                                   rel=1e-3)
+    assert_allclose(weighted.task_params_, repeated.task_params_, atol=1e-9)
