@@ -276,9 +276,9 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
             A Dask DataFrame or 2-D Dask array (with ``y``, ``tasks`` and
             ``sample_weight`` Dask collections of the same partitions), each
             task whole in one partition (see :func:`repartition_by_task`), is
-            fitted with its data kept on the cluster: ``method="proximal"``
-            only, and ``task_params_`` is then a Dask array; see
-            :ref:`scaling-out`.
+            fitted with its data kept on the cluster (every method, linear
+            base estimators), and ``task_params_`` is then a Dask array;
+            see :ref:`scaling-out`.
         y : array-like of shape (n_samples,)
             Targets; for a :class:`MetaClassifier` with ``unlabeled_weight``
             set, ``-1`` marks an unlabeled row.
@@ -879,8 +879,9 @@ default=None
                 "to fit or partial_fit are kept (tasks_); earlier ones were "
                 "dropped.")
             raise ValueError(
-                f"Task {task!r} was not seen in fit or partial_fit (it is not "
-                "in tasks_); meta_estimator_ is the prior model for new tasks"
+                f"Task {task!r} is not in tasks_ (not seen in fit or "
+                "partial_fit, or dropped); meta_estimator_ is the prior model "
+                "for new tasks"
                 + (", group_estimator(group) a known group's"
                    if getattr(self, "groups_", None) is not None else "")
                 + ", and adapt() fits one from data." + dropped

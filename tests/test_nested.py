@@ -428,7 +428,7 @@ def test_bad_nested_input(stores):
     with pytest.raises(ValueError, match="nested tasks of 2 levels; got task "
                                          "labels of 1 level"):
         meta.predict(X, tasks=tasks[:, 1])
-    with pytest.raises(ValueError, match="was not seen in fit"):
+    with pytest.raises(ValueError, match="not seen in fit"):
         meta.group_estimator(77)
     with pytest.raises(ValueError, match="path of 2 labels"):
         meta.task_estimator(3)
