@@ -218,32 +218,20 @@ class TaskBatch:
                        y=self.y[rows], sw=self.sw[rows], offsets=offsets)
 
     def split_rows(self, every):
-        """``(kept, held_out)``: of each task's rows, laid end to end by
-        weight, the weight in ``[every - 1, every)``, ``[2 every - 1, 2
-        every)``, ... is held out and the rest kept (rows copied). With unit
-        weights that is every ``every``-th row; a row of weight 2 splits as
-        the same row given twice would (one unit held out where one copy
-        would be), so that weights remain repetitions. Rows of zero weight
-        are kept, where they change nothing."""
+        """``(kept, held_out)``: each task's weighted rows number ``every - 1,
+        2 every - 1, ...`` held out, the others kept (rows copied). Rows of
+        zero weight are not counted: they change nothing, here neither."""
         sizes = np.diff(self.offsets)
-        task_of_row = np.repeat(np.arange(self.n_tasks), sizes)
-        end = np.cumsum(self.sw)
-        task_start = np.r_[0.0, end][self.offsets[:-1]]
-        end = end - task_start[task_of_row]
-        start = end - self.sw
+        weighted = self.sw > 0
+        counted = np.cumsum(weighted) - weighted
+        before = np.repeat(counted[self.offsets[:-1].clip(max=self.n_rows - 1)]
+                           if self.n_rows else np.zeros(len(sizes), int), sizes)
+        position = counted - before
+        held = weighted & (position % every == every - 1)
+        return self._rows_where(~held), self._rows_where(held)
 
-        def held_below(x):
-            # the held-out weight in [0, x)
-            return np.floor(x / every) + np.maximum(x % every - (every - 1), 0.0)
-
-        held = np.clip(held_below(end) - held_below(start), 0.0, self.sw)
-        kept = self.sw - held
-        return (self._rows_where((kept > 0) | (self.sw == 0), kept),
-                self._rows_where(held > 0, held))
-
-    def _rows_where(self, mask, weights):
-        """A new batch of the rows where ``mask`` holds, tasks kept in order,
-        with the row weights ``weights``."""
+    def _rows_where(self, mask):
+        """A new batch of the rows where ``mask`` holds, tasks kept in order."""
         rows = np.flatnonzero(mask)
         task_of_row = np.repeat(np.arange(self.n_tasks), np.diff(self.offsets))
         counts = np.bincount(task_of_row[rows], minlength=self.n_tasks)
@@ -257,9 +245,9 @@ class TaskBatch:
                 np.arange(indptr[-1])
             return replace(self, data=self.data[entries],
                            indices=self.indices[entries], indptr=indptr,
-                           y=self.y[rows], sw=weights[rows], offsets=offsets)
+                           y=self.y[rows], sw=self.sw[rows], offsets=offsets)
         return replace(self, Xd=np.ascontiguousarray(self.Xd[rows]),
-                       y=self.y[rows], sw=weights[rows], offsets=offsets)
+                       y=self.y[rows], sw=self.sw[rows], offsets=offsets)
 
     def pooled(self):
         """The same rows as a single task."""
