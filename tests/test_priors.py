@@ -877,3 +877,24 @@ def test_a_fixed_strength_on_separable_tasks_is_kept():
         meta = MetaClassifier(LogisticRegression(penalty=None), gamma=1e-3,
                               prior="diagonal").fit(X, y, tasks=tasks)
     assert meta.gamma_ == 1e-3 and meta.prior_kind_ == "diagonal"
+
+
+def test_the_selection_holds_out_rows_whatever_their_weights():
+    # every fourth row of positive weight of each task, at any scale of the
+    # weights (read as units of weight, weights of 0.1 held out nothing)
+    from skmeta._kernels._layout import make_batch
+
+    rng = np.random.default_rng(0)
+    tasks = np.repeat(np.arange(3), [7, 1, 9])
+    X = np.arange(17, dtype=float)[:, None]
+    weights = rng.choice([0.0, 0.1, 0.3, 2.0], size=17)
+    held_rows = []
+    for scale in (1.0, 0.1, 1e3):
+        held = make_batch(X, np.zeros(17), scale * weights, tasks, 3)[0] \
+            .split_rows(4)[1]
+        held_rows.append(held.Xd[:, 0].tolist())
+    positive = weights > 0
+    position = np.r_[[np.sum(positive[:i] & (tasks[:i] == tasks[i]))
+                      for i in range(17)]]
+    expected = np.flatnonzero(positive & (position % 4 == 3)).tolist()
+    assert held_rows == [expected] * 3
