@@ -83,13 +83,16 @@ DOF_EXCESS_BOUNDS = (1e-3, 1e8)
 _NEWTON_STEPS = 60
 # Scalar searches stop at steps below this, in log-parameter units.
 _STEP_TOL = 1e-8
-# Added to every task's covariance while the hyper-parameters are learned,
-# in units of the feature variances (GaussianMixture's ``reg_covar``, made
-# scale-free): see fit_empirical_bayes.
+# Added to the covariance of a task whose rows have no spread along some
+# direction while the hyper-parameters are learned, in units of the feature
+# variances (GaussianMixture's ``reg_covar``, made scale-free): see
+# _with_covariance_floor.
 COVARIANCE_FLOOR = 1e-6
 # A task's scatter has no spread along a direction whose eigenvalue (per row,
-# in units of the features' variances) is below this: rounding level.
+# in units of the features' variances) is below this, or below the rounding
+# of its rows' centring (``_CENTRING_ROUNDING`` machine epsilons of its mean).
 _SPREAD_RTOL = 1e-12
+_CENTRING_ROUNDING = 64.0
 # Rows per block when task scatters are accumulated, bounding the
 # temporary outer products to about 2**22 numbers.
 _OUTER_BUDGET = 2**22
@@ -623,8 +626,11 @@ def _with_covariance_floor(stats, hyper_cov):
               / np.maximum(stats.counts, 1.0)[None, :, None, None])
     eigenvalues = (scaled[..., 0, 0][..., None] if d == 1
                    else np.linalg.eigvalsh(scaled))
-    flat = eigenvalues[..., 0] <= _SPREAD_RTOL * np.maximum(
-        eigenvalues[..., -1], 1.0)
+    # rows equal to 1e10 centre on their mean with errors of about 1e-6
+    rounding = (_CENTRING_ROUNDING * np.finfo(float).eps) ** 2 * np.max(
+        stats.means**2 / reference[:, None, :], axis=-1)
+    flat = eigenvalues[..., 0] <= np.maximum(
+        _SPREAD_RTOL * np.maximum(eigenvalues[..., -1], 1.0), rounding)
     if not flat.any():
         return stats, within, total
     floor = (COVARIANCE_FLOOR * reference[:, None, :]
@@ -638,8 +644,9 @@ def _collapsed(prior, within, total):
     """Per problem, whether ``Psi0 / nu0`` has an eigenvalue within a
     hundred times ``COVARIANCE_FLOOR`` in units of the features' pooled
     within-task variances (of their variances over all rows where the former
-    vanish: features constant within every task)."""
-    reference = np.where(within > _SPREAD_RTOL * total, within, total)
+    are within the floor of them, as features constant within every task:
+    the same switch as the floor's reference)."""
+    reference = np.where(within > COVARIANCE_FLOOR * total, within, total)
     root = 1.0 / np.sqrt(reference)
     typical = (prior.scale / prior.dof[:, None, None]
                * root[:, :, None] * root[:, None, :])

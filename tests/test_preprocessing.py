@@ -416,6 +416,10 @@ def test_a_feature_constant_within_one_task_is_fitted_and_warned_of():
     # ascent, which stops for all features together, stops)
     alone = TaskScaler().fit(X[:, :1], tasks=tasks)
     assert_allclose(scaler.var_[:, 0], alone.var_[:, 0], rtol=1e-7)
+    # far from zero, the centring's rounding is no spread either
+    with pytest.warns(UserWarning, match=r"features \[1\]"):
+        shifted = TaskScaler().fit(X + [0.0, 1e10 + 0.1], tasks=tasks)
+    assert_allclose(shifted.var_[:, 1], scaler.var_[:, 1], rtol=1e-3)
 
 
 @pytest.mark.parametrize("dtype", ["category", "Int64", "int32"])
