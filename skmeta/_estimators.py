@@ -2120,8 +2120,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         empirical Bayes; see :ref:`streaming_tasks`). Twenty chunks of 200
         tasks give the prior one :meth:`fit` on the 4,000 gives, to about
         1% on tasks of 50 rows (``benchmarks/bench_streaming.py``), less
-        closely where tasks carry little information (14% in the precision
-        for binary tasks of 20 rows; the mean within 1%). What is learned
+        closely where tasks carry little information (from a few to tens
+        of percent in the precision for binary tasks of 20 rows, the mean
+        within about 1%). What is learned
         is what :meth:`fit` learned on the first call:
         the structure of the prior (``prior_kind_``, chosen then under
         ``prior="auto"``), and the strength if ``gamma="auto"``; with a
@@ -2544,8 +2545,9 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         empirical Bayes; see :ref:`streaming_tasks`). Twenty chunks of 200
         tasks give the prior one :meth:`fit` on the 4,000 gives, to about
         1% on tasks of 50 rows (``benchmarks/bench_streaming.py``), less
-        closely where tasks carry little information (14% in the precision
-        for binary tasks of 20 rows; the mean within 1%). What is learned
+        closely where tasks carry little information (from a few to tens
+        of percent in the precision for binary tasks of 20 rows, the mean
+        within about 1%). What is learned
         is what :meth:`fit` learned on the first call:
         the structure of the prior (``prior_kind_``, chosen then under
         ``prior="auto"``), and the strength if ``gamma="auto"``; with a

@@ -89,6 +89,10 @@ def per_task_score(y_true, y_pred, tasks, scoring="accuracy", *, min_samples=1,
             f"{y_pred.shape[0]}."
         )
     task_labels = check_task_labels(tasks, y_true.shape[0])
+    if labels is not None and scoring not in ("neg_log_loss", "roc_auc"):
+        raise ValueError(
+            "labels names the columns of class probabilities, for "
+            f"scoring='neg_log_loss' or 'roc_auc'; not for scoring={scoring!r}.")
     metric = _METRICS[scoring] if isinstance(scoring, str) else scoring
     if scoring in ("neg_log_loss", "roc_auc") and y_pred.ndim == 2:
         metric = _probability_metric(scoring, y_true, y_pred, labels)

@@ -92,6 +92,8 @@ def test_per_task_score_of_class_probabilities_with_classes_missing_in_a_task():
                                                        pb[tasks == 2, 1]))
     with pytest.raises(ValueError, match="pass labels="):
         per_task_score(y, proba, tasks, scoring="neg_log_loss", labels=[0, 1])
+    with pytest.raises(ValueError, match="not for scoring='accuracy'"):
+        per_task_score(y, y, tasks, labels=model.classes_)
 
 
 @pytest.fixture(scope="module")
