@@ -205,17 +205,7 @@ class TaskBatch:
         offsets = np.zeros(len(task_index) + 1, dtype=np.intp)
         np.cumsum(counts, out=offsets[1:])
         rows = np.repeat(starts - offsets[:-1], counts) + np.arange(offsets[-1])
-        if self.is_sparse:
-            lengths = self.indptr[rows + 1] - self.indptr[rows]
-            indptr = np.zeros(len(rows) + 1, dtype=np.intp)
-            np.cumsum(lengths, out=indptr[1:])
-            entries = np.repeat(self.indptr[rows] - indptr[:-1], lengths) + \
-                np.arange(indptr[-1])
-            return replace(self, data=self.data[entries],
-                           indices=self.indices[entries], indptr=indptr,
-                           y=self.y[rows], sw=self.sw[rows], offsets=offsets)
-        return replace(self, Xd=np.ascontiguousarray(self.Xd[rows]),
-                       y=self.y[rows], sw=self.sw[rows], offsets=offsets)
+        return self._with_rows(rows, offsets)
 
     def split_rows(self, every):
         """``(kept, held_out)``: each task's weighted rows number ``every - 1,
@@ -237,6 +227,11 @@ class TaskBatch:
         counts = np.bincount(task_of_row[rows], minlength=self.n_tasks)
         offsets = np.zeros(self.n_tasks + 1, dtype=np.intp)
         np.cumsum(counts, out=offsets[1:])
+        return self._with_rows(rows, offsets)
+
+    def _with_rows(self, rows, offsets):
+        """A new batch of the rows ``rows`` (copied), its tasks at
+        ``offsets``."""
         if self.is_sparse:
             lengths = self.indptr[rows + 1] - self.indptr[rows]
             indptr = np.zeros(len(rows) + 1, dtype=np.intp)
