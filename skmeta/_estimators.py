@@ -1513,7 +1513,8 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         gradient steps, exact second-order gradient, or first order),
         ``"metasgd"`` (MAML with learned per-parameter step sizes),
         ``"reptile"``; these start the prior mean from the base estimator
-        fitted on pooled training rows. See the :ref:`User Guide <user_guide>`.
+        fitted on the pooled rows of up to 64 evenly spaced training tasks.
+        See the :ref:`User Guide <user_guide>`.
     gamma : float >= 0 or "auto", default="auto"
         Strength of the transfer term, in the units of the base estimator's
         own l2 penalty (compare with ``1/C``). ``0`` fits tasks independently
@@ -1784,8 +1785,10 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     within_class_covariance_ : ndarray of shape (n_features, n_features) \
             or (n_features,)
         Covariance of the features within a class of a task, pooled over the
-        training tasks' labeled rows (its diagonal for sparse input or more
-        than 128 features).
+        training tasks' labeled rows and shrunk toward ``s I`` (``s`` its
+        mean variance) with as many pseudo-rows as features, which keeps it
+        well conditioned where the rows are few next to the features (its
+        diagonal for sparse input or more than 128 features).
     unlabeled_validation_ : dict
         With ``unlabeled_weight="auto"`` only: ``"weight"`` the candidate
         weights, ``"accuracy"`` and ``"log_loss"`` their means over the
