@@ -90,7 +90,8 @@ _STEP_TOL = 1e-8
 COVARIANCE_FLOOR = 1e-6
 # A task's scatter has no spread along a direction whose eigenvalue (per row,
 # in units of the features' variances) is below this, or below the rounding
-# of its rows' centring (``_CENTRING_ROUNDING`` machine epsilons of its mean).
+# of its rows' centring (``_CENTRING_ROUNDING`` machine epsilons of its mean,
+# along that direction).
 _SPREAD_RTOL = 1e-12
 _CENTRING_ROUNDING = 64.0
 # Rows per block when task scatters are accumulated, bounding the
@@ -132,13 +133,18 @@ def task_statistics(X, codes, n_tasks, *, diagonal=False):
     Tasks without rows get a zero mean and scatter. ``diagonal=True`` gives
     the per-feature sums of squares, shape ``(n_tasks, d)``, instead of the
     scatter matrices, shape ``(n_tasks, d, d)``. Rows are centred on their
-    task's mean before squaring, which keeps the sums accurate.
+    task's mean before squaring, which keeps the sums accurate; the mean is
+    corrected once by the centred rows' own mean, since a sum of ``n`` rows
+    far from zero is off by about ``n`` ulps of them (identical rows then
+    centre to within an ulp, whatever their number).
     """
     X = np.asarray(X, dtype=np.float64)
     n, d = X.shape
     counts = np.bincount(codes, minlength=n_tasks).astype(np.float64)
     groups = _group_matrix(codes, n_tasks)
-    means = np.asarray(groups @ X) / np.maximum(counts, 1.0)[:, None]
+    rows = np.maximum(counts, 1.0)[:, None]
+    means = np.asarray(groups @ X) / rows
+    means += np.asarray(groups @ (X - means[codes])) / rows
     centred = X - means[codes]
     if diagonal:
         return counts, means, np.asarray(groups @ centred**2)
@@ -598,7 +604,9 @@ def _select(take, new, old):
 def _with_covariance_floor(stats, hyper_cov):
     """``stats`` with ``COVARIANCE_FLOOR`` times a reference variance of
     each feature added to the covariance of every task whose rows have no
-    spread along some direction (its scatter grows by ``n_t`` times that).
+    spread along some direction (its scatter grows by ``n_t`` times that);
+    also the features' pooled within-task and overall variances, and per
+    problem whether some task was floored.
 
     Such rows -- identical rows, a feature constant within the task, every
     task's rows in one subspace (one-hot columns), a task of one row -- leave
@@ -624,20 +632,25 @@ def _with_covariance_floor(stats, hyper_cov):
     root = 1.0 / np.sqrt(reference)
     scaled = (stats.scatters * root[:, None, :, None] * root[:, None, None, :]
               / np.maximum(stats.counts, 1.0)[None, :, None, None])
-    eigenvalues = (scaled[..., 0, 0][..., None] if d == 1
-                   else np.linalg.eigvalsh(scaled))
-    # rows equal to 1e10 centre on their mean with errors of about 1e-6
-    rounding = (_CENTRING_ROUNDING * np.finfo(float).eps) ** 2 * np.max(
-        stats.means**2 / reference[:, None, :], axis=-1)
+    if d == 1:
+        eigenvalues, smallest = scaled[..., 0], np.ones(scaled.shape[:-1])
+    else:
+        eigenvalues, vectors = np.linalg.eigh(scaled)
+        smallest = vectors[..., 0]
+    # rows far from zero centre with rounding errors (rows equal to 1e10 are
+    # off their mean by about 1e-6), which read as spread along the
+    # smallest eigenvector as far as it points at such features
+    rounding = (_CENTRING_ROUNDING * np.finfo(float).eps) ** 2 * np.sum(
+        smallest**2 * stats.means**2 / reference[:, None, :], axis=-1)
     flat = eigenvalues[..., 0] <= np.maximum(
         _SPREAD_RTOL * np.maximum(eigenvalues[..., -1], 1.0), rounding)
     if not flat.any():
-        return stats, within, total
+        return stats, within, total, flat.any(axis=1)
     floor = (COVARIANCE_FLOOR * reference[:, None, :]
              * (flat * stats.counts[None, :])[..., None])
     scatters = stats.scatters.copy()
     scatters[..., diagonal, diagonal] += floor
-    return stats._replace(scatters=scatters), within, total
+    return stats._replace(scatters=scatters), within, total, flat.any(axis=1)
 
 
 def _collapsed(prior, within, total):
@@ -677,7 +690,7 @@ def fit_empirical_bayes(stats, hyper_cov, *, max_iter, tol, verbose=0,
     posteriors the callers compute from the rows' own statistics are left
     exact.
     """
-    stats, within, total = _with_covariance_floor(stats, hyper_cov)
+    stats, within, total, floored = _with_covariance_floor(stats, hyper_cov)
     prior = initial_prior(stats, hyper_cov)
     hyper_precision = _spd_inverse(hyper_cov)
     root = np.sqrt(np.diagonal(hyper_cov, axis1=1, axis2=2))
@@ -721,5 +734,7 @@ def fit_empirical_bayes(stats, hyper_cov, *, max_iter, tol, verbose=0,
             f"{owner}: empirical Bayes did not converge in max_iter="
             f"{max_iter} iterations (last gain per row {gain:.3e} > tol="
             f"{tol}); increase max_iter.", ConvergenceWarning, stacklevel=2)
+    # only where some task was floored: tasks far apart relative to their
+    # own spread have a small typical covariance, and it is theirs
     return EBResult(prior, current, n_iter, converged,
-                    _collapsed(prior, within, total))
+                    floored & _collapsed(prior, within, total))

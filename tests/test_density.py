@@ -702,16 +702,39 @@ def test_the_floor_leaves_tasks_with_spread_as_they_are():
                     atol=0)
 
 
-def test_tasks_far_apart_relative_to_their_spread_are_not_warned_of():
-    # within-task variance 1e-4 of the variance between tasks: legitimate
-    # (below COVARIANCE_FLOOR of it, a feature counts as constant within
-    # tasks)
+@pytest.mark.parametrize("within", [0.1, 0.01, 1e-3])
+def test_tasks_far_apart_relative_to_their_spread_are_not_warned_of(within):
+    # within-task variance 1e-4 to 1e-8 of the variance between tasks:
+    # legitimate, no task is floored, and the prior's small typical
+    # covariance is the tasks' own
     rng = np.random.default_rng(4)
     tasks = np.repeat(np.arange(30), 10)
-    X = rng.normal(size=(300, 2)) * 0.1 + rng.normal(size=(30, 2))[tasks] * 10
+    X = (rng.normal(size=(300, 2)) * within
+         + rng.normal(size=(30, 2))[tasks] * 10)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         model = MetaGaussianDensity().fit(X, tasks=tasks)
     typical = model.covariance_prior_ / model.degrees_of_freedom_prior_
     within = np.mean([np.var(X[tasks == t], axis=0) for t in range(30)], axis=0)
     assert_allclose(np.diag(typical), within, rtol=0.5)
+
+
+def test_identical_rows_far_from_zero_centre_to_no_spread_in_large_tasks():
+    # a sum of n rows of 1e10 is off by about n ulps: the mean is corrected
+    # once, and the rows then centre to within an ulp whatever n
+    for n in (20, 3000):
+        X = np.full((n, 1), 1e10 + 0.37)
+        counts, means, squares = _niw.task_statistics(
+            X, np.zeros(n, dtype=np.intp), 1, diagonal=True)
+        assert squares[0, 0] <= n * (4 * np.spacing(1e10)) ** 2
+    rng = np.random.default_rng(6)
+    tasks = np.r_[np.zeros(3000, dtype=np.intp), np.repeat(np.arange(1, 9), 20)]
+    X = np.r_[np.full((3000, 2), [0.37, -1.2]),
+              rng.normal(size=(160, 2))]
+    with pytest.warns(UserWarning, match="collapsed"):
+        near = MetaGaussianDensity().fit(X, tasks=tasks)
+    with pytest.warns(UserWarning, match="collapsed"):
+        far = MetaGaussianDensity().fit(X + 1e10, tasks=tasks)
+    assert_allclose(far.covariance_prior_, near.covariance_prior_, rtol=1e-3,
+                    atol=1e-3 * np.abs(near.covariance_prior_).max())
+
