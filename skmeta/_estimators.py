@@ -1785,7 +1785,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     within_class_covariance_ : ndarray of shape (n_features, n_features) \
             or (n_features,)
         Covariance of the features within a class of a task, pooled over the
-        training tasks' labeled rows and shrunk toward ``s I`` (``s`` its
+        training tasks' labeled rows (over all their rows about their task's
+        mean where no class of a task has two labeled rows) and shrunk toward
+        ``s I`` (``s`` its
         mean variance) with as many pseudo-rows as features, which keeps it
         well conditioned where the rows are few next to the features (its
         diagonal for sparse input or more than 128 features).
