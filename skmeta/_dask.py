@@ -325,13 +325,10 @@ def _make_part(rows, estimator, family, problem):
     return _Part(batch, problem)
 
 
-def _row_sums(part, mean_loss):
-    """Sums over a partition's rows and tasks (weights, targets, task scales)."""
+def _row_sums(part):
+    """Sums over a partition's rows (weights, targets)."""
     b = part.batch
-    scale = b.task_weights() if mean_loss else np.ones(b.n_tasks)
-    positive = scale > 0
-    return np.array([b.sw.sum(), b.y.sum(), np.square(b.y).sum(), b.n_rows,
-                     scale[positive].sum(), positive.sum()])
+    return np.array([b.sw.sum(), b.y.sum(), np.square(b.y).sum(), b.n_rows])
 
 
 def _zero_loss(part, problem):
@@ -339,12 +336,11 @@ def _zero_loss(part, problem):
     return losses_at_zero(part.batch, problem)
 
 
-def _set_scale(part, mean_loss, fill):
-    """Each task's scale ``s_t`` (see ``_Iteration``); returns their sum."""
+def _set_scale(part, mean_loss):
+    """Each task's scale ``s_t`` (see ``_Iteration``); returns their sum.
+    (A partition holds no task without weight: ``_read_partition``.)"""
     b = part.batch
     scale = b.task_weights() if mean_loss else np.ones(b.n_tasks)
-    if mean_loss and fill is not None:
-        scale = np.where(scale > 0, scale, fill)
     part.scale = np.maximum(scale, np.finfo(float).tiny)
     return part.scale.sum()
 
@@ -524,11 +520,10 @@ class DaskTasks:
         self._offsets = None
         mean_loss = bool(problem.mean_loss)
         totals = np.sum(self.client.gather(self.client.map(
-            _row_sums, self.parts, mean_loss=mean_loss, pure=False)), axis=0)
-        sw, ysum, ysq, n_rows, positive_sum, n_positive = totals
-        fill = positive_sum / n_positive if n_positive > 0 else None
+            _row_sums, self.parts, pure=False)), axis=0)
+        sw, ysum, ysq, n_rows = totals
         self.mean_scale = float(np.sum(self.client.gather(self.client.map(
-            _set_scale, self.parts, mean_loss=mean_loss, fill=fill,
+            _set_scale, self.parts, mean_loss=mean_loss,
             pure=False)))) / self.n_tasks
         self.total_weight = max(float(sw), np.finfo(float).tiny)
         spread = max(ysq / n_rows - (ysum / n_rows) ** 2, 0.0) if n_rows else 1.0

@@ -644,13 +644,14 @@ def _with_covariance_floor(stats, hyper_cov):
         smallest**2 * stats.means**2 / reference[:, None, :], axis=-1)
     flat = eigenvalues[..., 0] <= np.maximum(
         _SPREAD_RTOL * np.maximum(eigenvalues[..., -1], 1.0), rounding)
-    if not flat.any():
-        return stats, within, total, flat.any(axis=1)
+    floored = flat.any(axis=1)
+    if not floored.any():
+        return stats, within, total, floored
     floor = (COVARIANCE_FLOOR * reference[:, None, :]
              * (flat * stats.counts[None, :])[..., None])
     scatters = stats.scatters.copy()
     scatters[..., diagonal, diagonal] += floor
-    return stats._replace(scatters=scatters), within, total, flat.any(axis=1)
+    return stats._replace(scatters=scatters), within, total, floored
 
 
 def _collapsed(prior, within, total):
