@@ -34,14 +34,14 @@ SHOTS = (1, 2, 5, 10, 20)
 
 
 def make_demo_tasks(n_train_tasks=200, n_test_tasks=100, n_query=40,
-                    task_spread=1.0, random_state=42):
+                    task_spread=1.0, random_state=42, max_shots=max(SHOTS)):
     """Training tasks and new tasks from the classic example's generator.
 
     Every task has the classic example's 20 features, 2 informative and 10
-    redundant. Training tasks have 40 samples; new tasks enough for 20 shots
-    per class plus ``n_query`` held-out samples.
+    redundant. Training tasks have 40 samples; new tasks enough for
+    ``max_shots`` shots per class plus ``n_query`` held-out samples.
     """
-    n_test_samples = 2 * max(SHOTS) + n_query
+    n_test_samples = 2 * max_shots + n_query
     sizes = np.r_[np.full(n_train_tasks, 40), np.full(n_test_tasks, n_test_samples)]
     X, y, tasks = make_meta_classification(
         n_tasks=n_train_tasks + n_test_tasks, n_samples_per_task=sizes,
@@ -66,7 +66,7 @@ def run_demo(shots=SHOTS, n_train_tasks=200, n_test_tasks=100, task_spread=1.0,
     """
     (X_tr, y_tr, t_tr), (X_te, y_te, t_te) = make_demo_tasks(
         n_train_tasks, n_test_tasks, task_spread=task_spread,
-        random_state=random_state)
+        random_state=random_state, max_shots=max(shots))
 
     start = time.perf_counter()
     meta = MetaClassifier(LogisticRegression(), gamma="auto", prior="full")
@@ -75,7 +75,7 @@ def run_demo(shots=SHOTS, n_train_tasks=200, n_test_tasks=100, task_spread=1.0,
 
     print_fn(f"{n_train_tasks} training tasks of 40 samples, {n_test_tasks} new "
              "tasks; features as in make_classification(n_features=20, "
-             "n_informative=2, n_redundant=10, random_state=42)")
+             f"n_informative=2, n_redundant=10, random_state={random_state})")
     print_fn(f"MetaClassifier meta-training: {meta_train_time:.2f} s "
              f"({meta.n_iter_} iterations, learned gamma {meta.gamma_:.3g})")
     start = time.perf_counter()

@@ -1,8 +1,10 @@
 """``python -m skmeta`` (make demo): its table comes from adaptation_curve."""
 
 import numpy as np
+import pytest
 from sklearn.linear_model import LogisticRegression
 
+from skmeta.__main__ import main
 from skmeta._demo import make_demo_tasks, run_demo
 from skmeta.model_selection import adaptation_curve
 
@@ -24,7 +26,8 @@ def test_demo_scores_the_new_tasks_with_adaptation_curve():
         assert r["fit_seconds"] > 0 and r["score_seconds"] > 0
     # the pooled row: one logistic regression on the training tasks and the
     # shots of the new tasks, scored on each new task
-    (X_tr, y_tr, t_tr), (X_te, y_te, t_te) = make_demo_tasks(20, 6, random_state=0)
+    (X_tr, y_tr, t_tr), (X_te, y_te, t_te) = make_demo_tasks(20, 6, random_state=0,
+                                                     max_shots=3)
     _, scores, test_tasks = adaptation_curve(
         LogisticRegression(max_iter=1000), np.vstack([X_tr, X_te]),
         np.r_[y_tr, y_te], groups=np.r_[t_tr, t_te], shots=[1, 3],
@@ -33,3 +36,32 @@ def test_demo_scores_the_new_tasks_with_adaptation_curve():
     np.testing.assert_array_equal(test_tasks[0], np.unique(t_te))
     pooled = [r["accuracy"] for r in results if r["method"] == "logistic pooled"]
     np.testing.assert_allclose(pooled, scores[:, 0].mean(axis=1))
+
+
+def test_the_demo_names_its_seed_and_sizes_new_tasks_for_the_shots_asked():
+    lines = []
+    results = run_demo(shots=(30,), n_train_tasks=4, n_test_tasks=2,
+                       random_state=7, print_fn=lines.append)
+    assert "random_state=7)" in lines[0]
+    assert {r["shots"] for r in results} == {30}
+    _, (_, y_te, t_te) = make_demo_tasks(4, 2, random_state=7, max_shots=30)
+    # 30 shots of each class and the 40 query rows
+    assert np.all(np.bincount(t_te - t_te.min()) == 2 * 30 + 40)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--shots", "0"], "--shots: must be at least 1, got 0"),
+    (["--shots", "5", "5"], "--shots: values must be distinct"),
+    (["--train-tasks", "-3"], "--train-tasks: must be at least 1, got -3"),
+    (["--test-tasks", "0"], "--test-tasks: must be at least 1, got 0"),
+    (["--task-spread", "-1"], "--task-spread: must be a finite number at least 0"),
+    (["--task-spread", "nan"], "--task-spread: must be a finite number at least 0"),
+    (["--seed", "-1"], "--seed: must be between 0 and 2**32 - 1, got -1"),
+    (["--seed", str(2**32)], "--seed: must be between 0 and 2**32 - 1"),
+])
+def test_the_command_line_refuses_bad_values_with_a_usage_message(
+        argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
