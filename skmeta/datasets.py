@@ -10,6 +10,8 @@ a controlled amount, which is what a meta-learner is meant to exploit.
 benchmark of multi-task regression, in the same ``X, y, tasks`` form.
 """
 
+import math
+from fractions import Fraction
 from numbers import Integral, Real
 
 import numpy as np
@@ -30,6 +32,12 @@ __all__ = [
 ]
 
 # Either one size for every task or one size per task.
+# Above this many degrees of freedom (a covariance spread below about 1.4e-6)
+# make_meta_anomalies draws each chi-square of the Bartlett factor by its
+# normal limit, off by a relative 3e-6 of its own spread (its skewness):
+# the exact draw overflows as the spread goes to 0.
+_WISHART_NORMAL_DOF = 1e12
+
 _SIZES_CONSTRAINT = [Interval(Integral, 1, None, closed="left"), "array-like"]
 
 
@@ -527,7 +535,9 @@ def make_meta_regression(
     n_informative : int, default=10
         The number of features with a non-zero coefficient, the first
         ``n_informative`` columns. As in ``make_regression``, values larger
-        than ``n_features`` are reduced to ``n_features``.
+        than ``n_features`` are reduced to ``n_features``; unlike it, at
+        least 1: the tasks' spread is measured in units of the shared
+        coefficients, which need one to have a size.
 
     bias : float, default=0.0
         The intercept shared by all tasks, around which the task intercepts
@@ -828,7 +838,8 @@ def make_meta_anomalies(
     u)`` with ``|u| = 1``: it is unusual for its machine, although it may be
     ordinary for the fleet. ``floor(contamination * n + 0.5)`` of the ``n``
     rows of each machine are anomalies (the nearest integer, halves rounded
-    up).
+    up; ``contamination`` taken as the decimal it prints as, so that 0.29 of
+    50 rows is 14.5, made 15).
 
     The rows are grouped by task, task 0 first, in random order within a
     task.
@@ -935,16 +946,33 @@ def make_meta_anomalies(
     # The machines: inverse-Wishart draws by the Bartlett decomposition of
     # a Wishart draw of the precision, all machines at once.
     if covariance_spread > 0:
-        dof = d + 3.0 + 2.0 / covariance_spread**2
-        precision_scale = np.linalg.inv((dof - d - 1.0) * nominal)
-        chol_scale = np.linalg.cholesky(precision_scale)
+        half_square = 0.5 * covariance_spread**2  # 1 / (dof - d - 3)
+        # (a spread below 1e-161 squares to 0: the dof are then infinite)
+        dof = d + 3.0 + 1.0 / half_square if half_square > 0.0 else np.inf
         bartlett = np.zeros((n_tasks, d, d))
         rows, cols = np.tril_indices(d, -1)
-        bartlett[:, rows, cols] = generator.standard_normal(
-            size=(n_tasks, rows.size))
         diagonal = np.arange(d)
-        bartlett[:, diagonal, diagonal] = np.sqrt(
-            generator.chisquare(dof - diagonal, size=(n_tasks, d)))
+        if dof < _WISHART_NORMAL_DOF:
+            precision_scale = np.linalg.inv((dof - d - 1.0) * nominal)
+            chol_scale = np.linalg.cholesky(precision_scale)
+            bartlett[:, rows, cols] = generator.standard_normal(
+                size=(n_tasks, rows.size))
+            bartlett[:, diagonal, diagonal] = np.sqrt(
+                generator.chisquare(dof - diagonal, size=(n_tasks, d)))
+        else:
+            # the same draw with the Wishart's scale (dof - d - 1) divided
+            # out of the Bartlett factor, and each chi-square by its normal
+            # limit: written in half_square, so that a spread whose dof
+            # overflows (below 1e-154) gives the nominal covariance, not
+            # infinities
+            chol_scale = np.linalg.cholesky(np.linalg.inv(nominal))
+            shrink = 1.0 + 2.0 * half_square  # (dof - d - 1) * half_square
+            bartlett[:, rows, cols] = generator.standard_normal(
+                size=(n_tasks, rows.size)) * np.sqrt(half_square / shrink)
+            excess = 1.0 + (d + 3.0 - diagonal) * half_square  # (dof - i) * hs
+            bartlett[:, diagonal, diagonal] = np.sqrt(np.maximum(
+                excess / shrink + np.sqrt(2.0 * half_square * excess) / shrink
+                * generator.standard_normal(size=(n_tasks, d)), 0.0))
         factor = chol_scale @ bartlett
         covariances = np.linalg.inv(factor @ np.swapaxes(factor, 1, 2))
         covariances = 0.5 * (covariances + np.swapaxes(covariances, 1, 2))
@@ -955,8 +983,12 @@ def make_meta_anomalies(
         "tij,tj->ti", roots, generator.standard_normal(size=(n_tasks, d)))
 
     # Readings: the first floor(contamination * n + 0.5) rows of each machine are
-    # its anomalies, then rows are shuffled within machines.
-    n_anomalies = np.floor(contamination * sizes + 0.5).astype(np.int64)
+    # its anomalies, then rows are shuffled within machines. The product is
+    # taken of the decimal the contamination prints as, exactly: in binary,
+    # 0.29 * 50 is 14.4999... and would round down.
+    written = Fraction(repr(float(contamination)))
+    n_anomalies = np.array([math.floor(written * int(n) + Fraction(1, 2))
+                            for n in sizes], dtype=np.int64)
     starts = np.cumsum(sizes) - sizes
     rank = np.arange(n_samples) - np.repeat(starts, sizes)
     y = np.where(rank < np.repeat(n_anomalies, sizes), -1, 1)
