@@ -170,6 +170,55 @@ def _laplace_reference(X, y, means, precisions, weights):
     return resp, resp @ np.array(modes)
 
 
+def _two_families(rng, n_tasks, n_rows, noise):
+    centres = np.array([[2.0, 2.0, 0.0], [-2.0, -2.0, 1.0]])
+    theta = (centres[rng.integers(0, 2, n_tasks)]
+             + 0.3 * rng.standard_normal((n_tasks, 3)))
+    X = rng.standard_normal((n_tasks * n_rows, 2))
+    tasks = np.repeat(np.arange(n_tasks), n_rows)
+    y = (np.einsum("ij,ij->i", X, theta[tasks, :2]) + theta[tasks, 2]
+         + noise * rng.standard_normal(n_tasks * n_rows))
+    return X, y, tasks
+
+
+@pytest.mark.parametrize("noise", [0.5, 2.0])
+def test_the_mixtures_single_gaussian_moment_matches_its_clusters(noise):
+    # what return_std and task_posterior_cov use: the mixture's mean and
+    # covariance, each cluster's covariance phi / P_k in the parameters'
+    # units plus the spread of the cluster means (in those units too: it was
+    # taken in the loss's, phi times too wide or narrow)
+    from sklearn.linear_model import LinearRegression
+
+    X, y, tasks = _two_families(np.random.default_rng(0), 40, 10, noise)
+    meta = MetaRegressor(LinearRegression(), prior="mixture",
+                         n_prior_components=2).fit(X, y, tasks=tasks)
+    w, means = meta.cluster_weights_, meta.cluster_means_
+    centre = w @ means
+    expected = w @ (meta.noise_variance_ / meta.cluster_precisions_
+                    + (means - centre) ** 2)
+    assert_allclose(np.diag(meta.prior_covariance_), expected, rtol=1e-8)
+    assert_allclose(meta.meta_params_, centre, rtol=1e-10)
+
+
+def test_the_mixtures_single_gaussian_of_an_averaged_loss_moment_matches():
+    # averaged loss: a cluster's covariance is 1 / (s P_k), s the tasks'
+    # (equal) weight
+    rng = np.random.default_rng(0)
+    n_tasks, n_rows = 40, 20
+    centres = np.array([[1.0, 0.0], [-1.0, 1.5]])
+    theta = (centres[rng.integers(0, 2, n_tasks)]
+             + 0.1 * rng.standard_normal((n_tasks, 2)))
+    X = rng.standard_normal((n_tasks * n_rows, 1))
+    tasks = np.repeat(np.arange(n_tasks), n_rows)
+    y = rng.poisson(np.exp(X[:, 0] * theta[tasks, 0] + theta[tasks, 1]))
+    meta = MetaRegressor(PoissonRegressor(alpha=0.0), prior="mixture",
+                         n_prior_components=2).fit(X, y, tasks=tasks)
+    w, means = meta.cluster_weights_, meta.cluster_means_
+    expected = w @ (1.0 / (n_rows * meta.cluster_precisions_)
+                    + (means - w @ means) ** 2)
+    assert_allclose(np.diag(meta.prior_covariance_), expected, rtol=1e-8)
+
+
 def test_new_task_posterior_is_the_laplace_computation():
     X, y, tasks, *_ = family_tasks(40, 20, n_features=3, seed=2)
     meta = MetaClassifier(LogisticRegression(C=np.inf), prior="mixture",

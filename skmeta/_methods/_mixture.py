@@ -127,7 +127,7 @@ class MixtureFit:
     n_iter: int
     converged: bool
 
-    def summary(self, learn_gamma, gamma):
+    def summary(self, learn_gamma, gamma, mean_scale=1.0):
         """The single Gaussian with the mixture's mean and covariance.
 
         Moment matching in the model's natural units (diagonal covariances
@@ -140,7 +140,10 @@ class MixtureFit:
         mean = w @ mix.means
         combined = np.stack([np.asarray(c.combined_precision)
                              for c in mix.components])
-        variance = w @ (1.0 / combined + (mix.means - mean) ** 2)
+        # the spread of the means is in the parameters' units; the
+        # components' 1/combined in the estimator's (phi / s of them)
+        variance = w @ (1.0 / combined + (mix.means - mean) ** 2
+                        * mean_scale / float(first.dispersion))
         M = 1.0 / variance
         ridge = first.ridge
         precision = transfer_beyond_ridge(M, ridge)
