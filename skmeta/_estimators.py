@@ -2624,6 +2624,10 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
             ``"proximal"`` and ``"imaml"``, with a linear base estimator (a
             network's tasks are adapted by a fixed number of steps, not to
             a posterior mode: refused); see :meth:`task_posterior_cov`.
+            The base estimator's own l2 penalty bounds the learned prior's
+            variance (``noise_variance_ / alpha`` for ``Ridge``): tasks that
+            spread wider get intervals too narrow (see the user guide,
+            "Predictive uncertainty").
 
         Returns
         -------

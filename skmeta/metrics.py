@@ -5,7 +5,7 @@ from numbers import Integral
 import numpy as np
 from sklearn import metrics
 from sklearn.utils import check_array, check_consistent_length
-from sklearn.utils._param_validation import StrOptions, validate_params
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
 
 from ._validation import check_task_labels, encode_tasks
 
@@ -28,7 +28,7 @@ _METRICS = {
         "y_pred": ["array-like"],
         "tasks": ["array-like"],
         "scoring": [StrOptions(set(_METRICS)), callable],
-        "min_samples": [Integral],
+        "min_samples": [Interval(Integral, 0, None, closed="left")],
         "labels": ["array-like", None],
     },
     prefer_skip_nested_validation=True,
@@ -62,7 +62,9 @@ def per_task_score(y_true, y_pred, tasks, scoring="accuracy", *, min_samples=1,
         The classes of the columns of ``y_pred`` when it holds class
         probabilities (an estimator's ``classes_``), for ``"neg_log_loss"``
         and ``"roc_auc"``: a task need not have rows of every class. None:
-        the sorted labels of ``y_true`` over all tasks.
+        the sorted labels of ``y_true`` over all tasks. A 1-D ``y_pred`` is
+        the probability (or score) of the second of two labels, as
+        scikit-learn's metrics take it.
 
     Returns
     -------
@@ -94,7 +96,7 @@ def per_task_score(y_true, y_pred, tasks, scoring="accuracy", *, min_samples=1,
             "labels names the columns of class probabilities, for "
             f"scoring='neg_log_loss' or 'roc_auc'; not for scoring={scoring!r}.")
     metric = _METRICS[scoring] if isinstance(scoring, str) else scoring
-    if scoring in ("neg_log_loss", "roc_auc") and y_pred.ndim == 2:
+    if scoring in ("neg_log_loss", "roc_auc") and y_pred.ndim in (1, 2):
         metric = _probability_metric(scoring, y_true, y_pred, labels)
     uniques, codes = encode_tasks(task_labels)
     order = np.argsort(codes, kind="stable")
@@ -109,8 +111,20 @@ def per_task_score(y_true, y_pred, tasks, scoring="accuracy", *, min_samples=1,
 
 def _probability_metric(scoring, y_true, proba, labels):
     """The metric of one task's rows whose ``proba`` columns are ``labels``
-    (those of every task): a task may lack some classes."""
+    (those of every task): a task may lack some classes. A 1-D ``proba`` is
+    the second of two labels' probability (or score), as scikit-learn's
+    metrics take it."""
     labels = np.unique(y_true) if labels is None else np.asarray(labels)
+    if proba.ndim == 1:
+        if labels.ndim != 1 or labels.shape[0] != 2:
+            raise ValueError(
+                "A 1-D y_pred holds the probability (or score) of the second "
+                f"of two classes, but there are {labels.shape[0]} labels; "
+                "pass the class probabilities as columns, with labels= (the "
+                "estimator's classes_).")
+        if scoring == "neg_log_loss":
+            return lambda y, p: -metrics.log_loss(y, p, labels=labels)
+        return lambda y, p: metrics.roc_auc_score(y == labels[1], p)
     if labels.ndim != 1 or labels.shape[0] != proba.shape[1]:
         raise ValueError(
             f"y_pred has {proba.shape[1]} columns of class probabilities but "

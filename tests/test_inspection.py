@@ -2,9 +2,11 @@
 
 import numpy as np
 import pytest
+from numpy.testing import assert_allclose
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score, log_loss, r2_score, roc_auc_score
 from sklearn.neighbors import KNeighborsClassifier
+from sklearn.utils._param_validation import InvalidParameterError
 
 from skmeta import MetaClassifier, MetaRegressor
 from skmeta.datasets import make_meta_classification, make_meta_regression
@@ -33,6 +35,29 @@ def test_per_task_score_min_samples_and_errors():
     assert np.isnan(table["score"][1]) and np.isfinite(table["score"][0])
     with pytest.raises(ValueError, match="samples"):
         per_task_score([0, 1], [0, 1, 1], [0, 0, 1])
+    with pytest.raises(InvalidParameterError, match="min_samples"):
+        per_task_score([0, 1], [0, 1], [0, 0], min_samples=-3)
+
+
+def test_per_task_score_of_the_positive_class_probability_alone():
+    # a 1-D y_pred is the second class's probability, as log_loss takes it;
+    # task 1 has rows of class 1 only, which labels= (or all tasks' labels)
+    # covers (labels= was ignored, and log_loss asked for it)
+    y = np.array([0, 1, 0, 1, 1, 1])
+    p = np.array([0.2, 0.8, 0.3, 0.6, 0.7, 0.9])
+    tasks = np.array([0, 0, 0, 1, 1, 1])
+    expected = [-log_loss(y[:3], p[:3]), -log_loss(y[3:], p[3:], labels=[0, 1])]
+    for labels in ([0, 1], None):
+        table = per_task_score(y, p, tasks, scoring="neg_log_loss",
+                               labels=labels)
+        assert_allclose(table["score"], expected)
+    assert_allclose(per_task_score(y, np.c_[1 - p, p], tasks,
+                                   scoring="neg_log_loss")["score"], expected)
+    assert np.isclose(per_task_score(y, p, tasks, scoring="roc_auc")["score"][0],
+                      roc_auc_score(y[:3], p[:3]))
+    with pytest.raises(ValueError, match="second of two classes"):
+        per_task_score([0, 1, 2], [0.1, 0.5, 0.9], [0, 0, 0],
+                       scoring="neg_log_loss")
 
 
 def test_within_task_explained_variance_definition():
