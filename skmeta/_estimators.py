@@ -66,6 +66,7 @@ from ._validation import (
     NestedLabels,
     add_tasks,
     check_any_task_labels,
+    check_table,
     check_task_labels,
     encode_nested,
     encode_tasks,
@@ -218,6 +219,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
                 "Pass task identities either through task_column or through "
                 "tasks=, not both."
             )
+        check_table(X)
         if not predicting and y is None:
             # the error scikit-learn gives for a missing target
             validate_data(self, X, y, skip_check_array=True, reset=reset)

@@ -10,6 +10,7 @@ from sklearn.utils.validation import check_array, validate_data
 
 from ._validation import (
     _column_position,
+    check_table,
     check_task_labels,
     is_dataframe,
     split_task_column,
@@ -39,6 +40,7 @@ def check_unsupervised_input(estimator, X, tasks, *, reset):
             "Pass task identities either through task_column or through "
             "tasks=, not both."
         )
+    check_table(X)
     validate_data(estimator, X, reset=reset, skip_check_array=True)
     features, labels = split_task_column(X, estimator.task_column)
     features = check_array(features, dtype=FLOAT_DTYPES, order="C",

@@ -4,6 +4,7 @@ import numbers
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.utils import check_array
 
 
 def _module_of(X):
@@ -30,6 +31,18 @@ def _column_position(columns, task_column):
         f"task_column={task_column!r} is not a column of X; its columns are "
         f"{columns[:20]}{' ...' if len(columns) > 20 else ''}."
     )
+
+
+def check_table(X):
+    """Raise scikit-learn's error for an ``X`` that is not a table of rows.
+
+    For inputs with a task column, which are validated only after it is
+    taken out: counting the columns of a 1-D array first gave "X does not
+    contain any features" instead of the advice to reshape it.
+    """
+    if is_dataframe(X) or sp.issparse(X) or np.ndim(X) == 2:
+        return
+    check_array(X, dtype=None, ensure_all_finite=False)
 
 
 def split_task_column(X, task_column):

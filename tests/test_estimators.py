@@ -979,6 +979,23 @@ def test_input_validation_errors(binary_data, regression_data):
         MetaRegressor(Lasso(positive=True)).fit(Xr, yr, tasks=tr)
 
 
+def test_a_single_row_with_a_task_column_gets_scikit_learns_reshape_advice(
+        binary_data):
+    # counted before the task column was taken out, a 1-D X had "no features"
+    from skmeta.preprocessing import TaskScaler
+
+    X, y, tasks = binary_data
+    Xt = np.column_stack([X, tasks])
+    column = X.shape[1]
+    meta = MetaClassifier(task_column=column).fit(Xt, y)
+    scaler = TaskScaler(task_column=column).fit(Xt)
+    for call in (lambda: meta.predict(Xt[0]), lambda: scaler.transform(Xt[0]),
+                 lambda: MetaClassifier(task_column=0).fit(tasks, y),
+                 lambda: MetaClassifier(task_column=[0]).fit(tasks, y)):
+        with pytest.raises(ValueError, match="Expected 2D array, got 1D array"):
+            call()
+
+
 @pytest.mark.parametrize("prior", ["diagonal", "full"])
 def test_learned_prior_shape_is_normalized(prior, binary_data):
     # Lambda is the shape only (det = 1) so that gamma keeps its meaning
