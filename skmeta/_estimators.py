@@ -19,7 +19,7 @@ from sklearn.base import (
     clone,
 )
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import accuracy_score, r2_score
+from sklearn.metrics import accuracy_score
 from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
@@ -2647,7 +2647,11 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
             Z[:, 0], S[:, 0, 0], self.noise_variance_)
 
     def score(self, X, y, *, tasks=None, sample_weight=None):
-        """Coefficient of determination, each sample predicted by its task.
+        """The base estimator's score, each sample predicted by its task.
+
+        The coefficient of determination R^2; for ``PoissonRegressor``, D^2,
+        the fraction of Poisson deviance explained, as its own ``score``
+        gives it.
 
         Parameters
         ----------
@@ -2663,7 +2667,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         Returns
         -------
         score : float
-            R^2 of the predictions.
+            R^2 (D^2 for ``PoissonRegressor``) of the predictions.
         """
-        return r2_score(y, self.predict(X, tasks=tasks),
-                        sample_weight=sample_weight)
+        return self._fitted_family().score(
+            y, self.predict(X, tasks=tasks), sample_weight=sample_weight)

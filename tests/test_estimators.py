@@ -35,7 +35,7 @@ from sklearn.linear_model import (
     Ridge,
     SGDClassifier,
 )
-from sklearn.metrics import mean_poisson_deviance
+from sklearn.metrics import mean_poisson_deviance, r2_score
 from sklearn.model_selection import GridSearchCV, GroupKFold, cross_validate
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -2338,3 +2338,21 @@ def test_refit_with_another_method_drops_stale_attributes(binary_data):
     assert hasattr(meta.fit(X, y, tasks=tasks), "inner_lr_")
     meta.set_params(method="proximal")
     assert not hasattr(meta.fit(X, y, tasks=tasks), "inner_lr_")
+
+
+@pytest.mark.parametrize("base", [Ridge(), PoissonRegressor()])
+def test_score_is_the_base_estimators_own(base):
+    # PoissonRegressor scores by D^2 (Poisson deviance explained), not R^2:
+    # a search with the default scoring ranks as the base estimator would
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = rng.poisson(np.exp(X @ [0.3, -0.2, 0.1] + 1.0)).astype(float)
+    weight = rng.uniform(0.5, 2.0, size=200)
+    meta = MetaRegressor(base).fit(X, y)
+    single = clone(base).fit(X, y)  # one task: the base estimator's own fit
+    for sw in (None, weight):
+        assert_allclose(meta.score(X, y, sample_weight=sw),
+                        single.score(X, y, sample_weight=sw), rtol=1e-5)
+    if isinstance(base, PoissonRegressor):
+        # D^2 and R^2 differ here: the test tells them apart
+        assert abs(single.score(X, y) - r2_score(y, single.predict(X))) > 1e-3

@@ -17,6 +17,7 @@ units, so ``gamma`` compares directly with ``lambda`` (``1/C`` for
 import numpy as np
 from sklearn import get_config
 from sklearn.base import clone
+from sklearn.metrics import r2_score
 from sklearn.utils._param_validation import (
     InvalidParameterError,
     validate_parameter_constraints,
@@ -235,6 +236,10 @@ class LinearFamily:
     def predict_from_decision(self, Z):
         """Regression output from the linear predictor ``Z`` (n, 1)."""
         return Z[:, 0]
+
+    def score(self, y, y_pred, sample_weight=None):
+        """The base estimator's own ``score`` of predictions: R^2."""
+        return r2_score(y, y_pred, sample_weight=sample_weight)
 
     def predictive_std(self, z, variance, noise_variance):
         """Standard deviation of the target when the predictor is ``N(z, variance)``.

@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 from sklearn.base import clone
+from sklearn.metrics import r2_score
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
@@ -195,6 +196,11 @@ class MLPFamily:
         else:
             est.out_activation_ = "exp" if self.loss == "poisson" else "identity"
         return est
+
+    def score(self, y, y_pred, sample_weight=None):
+        """The base estimator's own ``score`` of predictions: R^2 (for every
+        loss, as ``MLPRegressor.score``)."""
+        return r2_score(y, y_pred, sample_weight=sample_weight)
 
     # --- predictions from decision values -----------------------------------
     def predict_from_decision(self, Z):

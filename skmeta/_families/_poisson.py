@@ -2,6 +2,7 @@
 
 import numpy as np
 from sklearn.linear_model import PoissonRegressor
+from sklearn.metrics import d2_tweedie_score
 
 from .._kernels._codes import POISSON
 from ._base import LinearFamily, penalty_strength
@@ -32,6 +33,11 @@ class PoissonFamily(LinearFamily):
 
     def predict_from_decision(self, Z):
         return np.exp(Z[:, 0])
+
+    def score(self, y, y_pred, sample_weight=None):
+        """D^2, the fraction of Poisson deviance explained, as
+        ``PoissonRegressor.score`` gives it."""
+        return d2_tweedie_score(y, y_pred, sample_weight=sample_weight, power=1)
 
     def predictive_std(self, z, variance, noise_variance):
         """For ``log mu ~ N(z, v)``: ``Var y = E mu + Var mu`` (log-normal ``mu``)."""
