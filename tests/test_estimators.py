@@ -44,7 +44,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from skmeta import MetaClassifier, MetaRegressor
 from skmeta._kernels._codes import LOGISTIC
-from skmeta.datasets import make_nested_tasks
+from skmeta.datasets import make_meta_classification, make_nested_tasks
 
 # Every fit here is small and well posed: not converging is a failure, unless
 # a test caps max_iter on purpose and says so.
@@ -2356,3 +2356,22 @@ def test_score_is_the_base_estimators_own(base):
     if isinstance(base, PoissonRegressor):
         # D^2 and R^2 differ here: the test tells them apart
         assert abs(single.score(X, y) - r2_score(y, single.predict(X))) > 1e-3
+
+
+def test_feature_selectors_read_the_prior_means_coefficients():
+    from sklearn.feature_selection import RFE, SelectFromModel
+
+    X, y, tasks = make_meta_classification(
+        n_tasks=10, n_samples_per_task=30, n_features=8, n_informative=2,
+        n_redundant=0, random_state=0)
+    selector = SelectFromModel(MetaClassifier(),
+                               importance_getter="meta_estimator_.coef_")
+    selector.fit(X, y, tasks=tasks)
+    importance = np.abs(selector.estimator_.meta_estimator_.coef_).ravel()
+    assert_array_equal(selector.get_support(), importance >= importance.mean())
+    assert selector.transform(X).shape == (300, selector.get_support().sum())
+    rfe = RFE(MetaClassifier(), n_features_to_select=2,
+              importance_getter="meta_estimator_.coef_").fit(X, y, tasks=tasks)
+    assert rfe.support_.sum() == 2
+    assert rfe.estimator_.meta_estimator_.coef_.shape == (1, 2)
+    assert rfe.transform(X).shape == (300, 2)
