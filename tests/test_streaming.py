@@ -612,3 +612,40 @@ def test_a_chunk_whose_rows_a_run_away_prior_separates_leaves_the_prior(
     for t, model in expected.items():
         assert_allclose(meta.task_estimator(t).coef_, model.coef_, rtol=1e-6,
                         atol=1e-9)
+
+
+def test_earlier_tasks_keep_the_models_of_their_call_and_a_new_pass_refits():
+    # the prior swap moves the running sums, not the stored models
+    X, y, tasks = make_meta_regression(n_tasks=40, n_samples_per_task=8,
+                                       n_features=3, noise=1.0, random_state=0)
+    first = tasks < 20
+    meta = MetaRegressor(Ridge(alpha=0.1)).fit(X[first], y[first],
+                                               tasks=tasks[first])
+    before = meta.task_params_.copy()
+    covariance = meta.task_posterior_cov(0)
+    prior = meta.prior_precision_.copy()
+    meta.partial_fit(X[~first], y[~first], tasks=tasks[~first])
+    assert not np.allclose(meta.prior_precision_, prior)
+    assert_array_equal(meta.task_params_[:20], before)
+    assert_array_equal(meta.task_posterior_cov(0), covariance)
+    # passing task 0's rows again refits it under the current prior: as
+    # adapt, which solves a task under the prior without moving it
+    rows = tasks == 0
+    reference = meta.adapt(X[rows], y[rows])
+    meta.partial_fit(X[rows], y[rows], tasks=tasks[rows])
+    assert_allclose(meta.task_params_[0][:3], reference.coef_, rtol=1e-8)
+
+
+def test_errors_name_dropped_tasks_and_the_first_fits_classes():
+    X, y, tasks = make_meta_regression(n_tasks=8, n_samples_per_task=10,
+                                       n_features=3, random_state=0)
+    meta = MetaRegressor(keep_task_params=False).fit(
+        X[tasks < 4], y[tasks < 4], tasks=tasks[tasks < 4])
+    meta.partial_fit(X[tasks >= 4], y[tasks >= 4], tasks=tasks[tasks >= 4])
+    with pytest.raises(ValueError, match="keep_task_params=False only the tasks"):
+        meta.task_posterior_cov(0)
+    classifier = MetaClassifier().fit(X, (y > np.median(y)).astype(int),
+                                      tasks=tasks)
+    with pytest.raises(ValueError, match="first fitted with .by fit or a first"):
+        classifier.partial_fit(X[:5], np.r_[0, 1, 0, 1, 0], tasks=[99] * 5,
+                               classes=[0, 1, 2])
