@@ -92,6 +92,6 @@ plt.show()
 # The learned initialization predicts close to the average of the training
 # sinusoids -- itself a sinusoid, about ``-1.6 cos x``, since every phase
 # lies between 0 and pi -- and a single step from it on ten points already
-# bends it toward the task's own sinusoid; more steps refine it. A network trained from a
-# random initialization on ten points cannot do that: the prior learned
-# across tasks is what makes ten points enough.
+# bends it toward the task's own sinusoid; more steps refine it. A network
+# trained from a random initialization on ten points cannot do that: the
+# prior learned across tasks is what makes ten points enough.

@@ -103,5 +103,6 @@ for k in (2, 4, 10):
     posterior = mixture.predict_task_cluster(X_new[rows], y_new[rows],
                                              tasks=tasks_new[rows])
     right = posterior.argmax(axis=1) == family_cluster[np.arange(40) % n_families]
-    print(f"{k:2d} rows: posterior above 0.9 for {np.mean(posterior.max(axis=1) > 0.9):.0%} "
-          f"of the new tasks, on the right family for {right.mean():.0%}")
+    certain = np.mean(posterior.max(axis=1) > 0.9)
+    print(f"{k:2d} rows: posterior above 0.9 for {certain:.0%} of the new "
+          f"tasks, on the right family for {right.mean():.0%}")

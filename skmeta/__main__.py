@@ -4,16 +4,32 @@ import argparse
 
 from ._demo import SHOTS, run_demo
 
+# beyond these the demo's tasks no longer fit in memory (shots) or their
+# features overflow (spread)
+MAX_SHOTS = 1000
+MAX_TASK_SPREAD = 1e6
 
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+
+def _integer(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _count(low, high=None):
+    def check(text):
+        value = _integer(text)
+        if value < low or (high is not None and value > high):
+            bound = f"at least {low}" if high is None else (
+                f"between {low} and {high}")
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
+    return check
 
 
 def _seed(text):
-    value = int(text)
+    value = _integer(text)
     if not 0 <= value < 2**32:
         # numpy's RandomState takes seeds of 32 bits
         raise argparse.ArgumentTypeError(
@@ -21,11 +37,14 @@ def _seed(text):
     return value
 
 
-def _non_negative_float(text):
-    value = float(text)
-    if not value >= 0.0 or value == float("inf"):
+def _task_spread(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= MAX_TASK_SPREAD:
         raise argparse.ArgumentTypeError(
-            f"must be a finite number at least 0, got {text}")
+            f"must be between 0 and {MAX_TASK_SPREAD:g}, got {text}")
     return value
 
 
@@ -36,13 +55,13 @@ def main(argv=None):
         "logistic regression, MetaClassifier and k-NN on MetaEmbedding, on "
         "new tasks with a few labelled samples per class.",
     )
-    parser.add_argument("--shots", type=_positive_int, nargs="+",
+    parser.add_argument("--shots", type=_count(1, MAX_SHOTS), nargs="+",
                         default=list(SHOTS),
                         help="labelled samples per class of each new task "
                         "(distinct values)")
-    parser.add_argument("--train-tasks", type=_positive_int, default=200)
-    parser.add_argument("--test-tasks", type=_positive_int, default=100)
-    parser.add_argument("--task-spread", type=_non_negative_float, default=1.0,
+    parser.add_argument("--train-tasks", type=_count(1), default=200)
+    parser.add_argument("--test-tasks", type=_count(1), default=100)
+    parser.add_argument("--task-spread", type=_task_spread, default=1.0,
                         help="how much tasks differ (0: identical)")
     parser.add_argument("--seed", type=_seed, default=42)
     args = parser.parse_args(argv)

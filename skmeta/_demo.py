@@ -34,14 +34,17 @@ SHOTS = (1, 2, 5, 10, 20)
 
 
 def make_demo_tasks(n_train_tasks=200, n_test_tasks=100, n_query=40,
-                    task_spread=1.0, random_state=42, max_shots=max(SHOTS)):
+                    task_spread=1.0, random_state=42, max_shots=None):
     """Training tasks and new tasks from the classic example's generator.
 
     Every task has the classic example's 20 features, 2 informative and 10
-    redundant. Training tasks have 40 samples; new tasks enough for
-    ``max_shots`` shots per class plus ``n_query`` held-out samples.
+    redundant. Training tasks have 40 samples; new tasks enough for 20
+    shots per class (or ``max_shots``, if more) plus ``n_query`` held-out
+    samples: up to 20 shots, the tasks drawn do not depend on the shots
+    asked, so that each row of the table is the default table's.
     """
-    n_test_samples = 2 * max_shots + n_query
+    shots = max(SHOTS) if max_shots is None else max(max(SHOTS), max_shots)
+    n_test_samples = 2 * shots + n_query
     sizes = np.r_[np.full(n_train_tasks, 40), np.full(n_test_tasks, n_test_samples)]
     X, y, tasks = make_meta_classification(
         n_tasks=n_train_tasks + n_test_tasks, n_samples_per_task=sizes,

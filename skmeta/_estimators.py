@@ -2145,9 +2145,10 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         entering the prior a second time (rows from earlier calls are not
         stored). The tasks of earlier calls that are not passed again keep
         the models (and posterior covariances) fitted under the prior of
-        their call: the prior moves, they do not. With the other methods and priors the prior does not move,
-        and the tasks are fitted from it. :meth:`adapt` and
-        :meth:`adapt_tasks` fit tasks without moving the prior.
+        their call: the prior moves, they do not. With the other methods
+        and priors the prior does not move, and the tasks are fitted from
+        it. :meth:`adapt` and :meth:`adapt_tasks` fit tasks without moving
+        the prior.
 
         On an unfitted estimator this is :meth:`fit`, with ``classes_`` set from
         ``classes``.
@@ -2572,9 +2573,10 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         entering the prior a second time (rows from earlier calls are not
         stored). The tasks of earlier calls that are not passed again keep
         the models (and posterior covariances) fitted under the prior of
-        their call: the prior moves, they do not. With the other methods and priors the prior does not move,
-        and the tasks are fitted from it. :meth:`adapt` and
-        :meth:`adapt_tasks` fit tasks without moving the prior.
+        their call: the prior moves, they do not. With the other methods
+        and priors the prior does not move, and the tasks are fitted from
+        it. :meth:`adapt` and :meth:`adapt_tasks` fit tasks without moving
+        the prior.
 
         On an unfitted estimator this is :meth:`fit`. The noise variance
         (``noise_variance_``) moves with a learned prior; beside a fixed
@@ -2584,8 +2586,9 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         variance absorbs the tasks' excess spread and the transfer term is
         a small remainder, and both follow :meth:`fit`'s less closely: on
         the example's tasks below (``Ridge(alpha=1)``), the prior means
-        agree to 1e-6, ``prior_covariance_`` to 4e-4, ``noise_variance_``
-        and ``prior_precision_`` to 13%.
+        agree to 1e-6 and the intercept's prior variance to 4e-4, the
+        coefficients' prior variances, ``noise_variance_`` and
+        ``prior_precision_`` to 13%.
 
         Parameters
         ----------

@@ -32,11 +32,10 @@ __all__ = [
 ]
 
 # Either one size for every task or one size per task.
-# Above this many degrees of freedom (a covariance spread below about 1.4e-6)
-# make_meta_anomalies draws each chi-square of the Bartlett factor by its
-# normal limit, off by a relative 3e-6 of its own spread (its skewness):
-# the exact draw overflows as the spread goes to 0.
-_WISHART_NORMAL_DOF = 1e12
+# A smaller covariance spread is 0 in make_meta_anomalies: the Wishart draw
+# overflows below about 1e-152 (its degrees of freedom, 2 / spread**2, pass
+# 1e304), and no float shows so small a relative spread.
+_MIN_COVARIANCE_SPREAD = 1e-150
 
 _SIZES_CONSTRAINT = [Interval(Integral, 1, None, closed="left"), "array-like"]
 
@@ -869,7 +868,7 @@ def make_meta_anomalies(
 
     covariance_spread : float, default=0.5
         The coefficient of variation of each sensor's variance across
-        machines.
+        machines. Below 1e-150, which no float would show, it counts as 0.
 
     anomaly_strength : float, default=4.0
         The Mahalanobis length of the shift that makes an anomaly, in the
@@ -945,34 +944,17 @@ def make_meta_anomalies(
 
     # The machines: inverse-Wishart draws by the Bartlett decomposition of
     # a Wishart draw of the precision, all machines at once.
-    if covariance_spread > 0:
-        half_square = 0.5 * covariance_spread**2  # 1 / (dof - d - 3)
-        # (a spread below 1e-161 squares to 0: the dof are then infinite)
-        dof = d + 3.0 + 1.0 / half_square if half_square > 0.0 else np.inf
+    if covariance_spread >= _MIN_COVARIANCE_SPREAD:
+        dof = d + 3.0 + 2.0 / covariance_spread**2
+        precision_scale = np.linalg.inv((dof - d - 1.0) * nominal)
+        chol_scale = np.linalg.cholesky(precision_scale)
         bartlett = np.zeros((n_tasks, d, d))
         rows, cols = np.tril_indices(d, -1)
+        bartlett[:, rows, cols] = generator.standard_normal(
+            size=(n_tasks, rows.size))
         diagonal = np.arange(d)
-        if dof < _WISHART_NORMAL_DOF:
-            precision_scale = np.linalg.inv((dof - d - 1.0) * nominal)
-            chol_scale = np.linalg.cholesky(precision_scale)
-            bartlett[:, rows, cols] = generator.standard_normal(
-                size=(n_tasks, rows.size))
-            bartlett[:, diagonal, diagonal] = np.sqrt(
-                generator.chisquare(dof - diagonal, size=(n_tasks, d)))
-        else:
-            # the same draw with the Wishart's scale (dof - d - 1) divided
-            # out of the Bartlett factor, and each chi-square by its normal
-            # limit: written in half_square, so that a spread whose dof
-            # overflows (below 1e-154) gives the nominal covariance, not
-            # infinities
-            chol_scale = np.linalg.cholesky(np.linalg.inv(nominal))
-            shrink = 1.0 + 2.0 * half_square  # (dof - d - 1) * half_square
-            bartlett[:, rows, cols] = generator.standard_normal(
-                size=(n_tasks, rows.size)) * np.sqrt(half_square / shrink)
-            excess = 1.0 + (d + 3.0 - diagonal) * half_square  # (dof - i) * hs
-            bartlett[:, diagonal, diagonal] = np.sqrt(np.maximum(
-                excess / shrink + np.sqrt(2.0 * half_square * excess) / shrink
-                * generator.standard_normal(size=(n_tasks, d)), 0.0))
+        bartlett[:, diagonal, diagonal] = np.sqrt(
+            generator.chisquare(dof - diagonal, size=(n_tasks, d)))
         factor = chol_scale @ bartlett
         covariances = np.linalg.inv(factor @ np.swapaxes(factor, 1, 2))
         covariances = 0.5 * (covariances + np.swapaxes(covariances, 1, 2))
@@ -986,9 +968,10 @@ def make_meta_anomalies(
     # its anomalies, then rows are shuffled within machines. The product is
     # taken of the decimal the contamination prints as, exactly: in binary,
     # 0.29 * 50 is 14.4999... and would round down.
-    written = Fraction(repr(float(contamination)))
+    written = Fraction(str(contamination))
+    distinct, where = np.unique(sizes, return_inverse=True)
     n_anomalies = np.array([math.floor(written * int(n) + Fraction(1, 2))
-                            for n in sizes], dtype=np.int64)
+                            for n in distinct], dtype=np.int64)[where]
     starts = np.cumsum(sizes) - sizes
     rank = np.arange(n_samples) - np.repeat(starts, sizes)
     y = np.where(rank < np.repeat(n_anomalies, sizes), -1, 1)

@@ -204,7 +204,9 @@ class AdaptationCurveDisplay:
         scoring : str or callable, default=None
             Scorer applied to each held-out task: a scorer name or a callable
             ``scorer(estimator, X, y)``; ``None`` means accuracy for
-            classifiers and R^2 for regressors.
+            classifiers and R^2 for regressors (also for a
+            ``PoissonRegressor`` base, whose own ``score`` is D^2: pass
+            e.g. ``"neg_mean_poisson_deviance"`` to compare by deviance).
         test_size : float or int, default=0.2
             Fraction (or number) of tasks held out in each repeat.
         n_repeats : int, default=5

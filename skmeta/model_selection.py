@@ -648,7 +648,9 @@ def adaptation_curve(  # noqa: PLR0913
         :func:`~sklearn.metrics.get_scorer_names` or a callable
         ``scorer(estimator, X, y)``, as the ``scoring`` of scikit-learn's
         model selection tools. ``None`` means ``"accuracy"`` for classifiers
-        and ``"r2"`` for regressors.
+        and ``"r2"`` for regressors (also for a ``PoissonRegressor`` base,
+        whose own ``score`` is D^2: pass e.g.
+        ``"neg_mean_poisson_deviance"`` to compare by deviance).
 
     error_score : "raise" or numeric, default=np.nan
         Score given to the new tasks whose fit or scoring raised an error;

@@ -757,7 +757,7 @@ def test_anomalies_zero_spreads_give_identical_machines():
 
 @pytest.mark.parametrize("contamination, n, expected", [
     (0.29, 50, 15), (0.35, 90, 32), (0.57, 50, 29), (0.5, 49, 25), (0.1, 15, 2),
-    (0.28, 50, 14), (0.0, 30, 0)])
+    (0.28, 50, 14), (0.0, 30, 0), (np.float32(0.29), 50, 15)])
 def test_anomalies_count_rounds_the_written_decimal_half_up(contamination, n,
                                                              expected):
     # 0.29 * 50 is 14.4999... in binary: the written 14.5 rounds to 15
@@ -766,11 +766,9 @@ def test_anomalies_count_rounds_the_written_decimal_half_up(contamination, n,
     assert_array_equal((y == -1).reshape(2, n).sum(axis=1), [expected] * 2)
 
 
-@pytest.mark.parametrize("spread", [1e-5, 1e-7, 1e-12])
+@pytest.mark.parametrize("spread", [1e-5, 1e-8, 1e-12])
 def test_anomalies_tiny_covariance_spreads_keep_their_coefficient_of_variation(
         spread):
-    # from 1e-5 down the dof pass 1e10; below about 1.4e-6 each chi-square
-    # is drawn by its normal limit
     *_, covariances = make_meta_anomalies(
         n_tasks=3000, n_samples_per_task=1, n_features=3,
         covariance_spread=spread, return_params=True, random_state=4)
@@ -779,19 +777,26 @@ def test_anomalies_tiny_covariance_spreads_keep_their_coefficient_of_variation(
     assert_allclose(cv, spread, rtol=0.1)
 
 
-@pytest.mark.parametrize("spread", [1e-154, 1e-200, 1e-320])
-def test_anomalies_vanishing_covariance_spread_gives_the_nominal_covariance(
-        spread):
-    # the Wishart's dof overflow (or the spread squares to 0): the limit is
-    # the spread-free draw, not infinities or a ZeroDivisionError
-    X, _, _, _, covariances = make_meta_anomalies(
-        n_tasks=4, n_features=3, covariance_spread=spread, return_params=True,
-        random_state=3)
-    *_, nominal = make_meta_anomalies(
-        n_tasks=4, n_features=3, covariance_spread=0.0, return_params=True,
-        random_state=3)
-    assert np.all(np.isfinite(X))
-    assert_allclose(covariances, nominal, rtol=1e-12)
+@pytest.mark.parametrize("spread", [1e-151, 1e-200, 1e-320])
+def test_anomalies_vanishing_covariance_spread_is_zero(spread):
+    # the Wishart's dof overflow (or the spread squares to 0): such a spread
+    # is 0, not infinities or a ZeroDivisionError
+    drawn = make_meta_anomalies(n_tasks=4, n_features=3,
+                                covariance_spread=spread, return_params=True,
+                                random_state=3)
+    zero = make_meta_anomalies(n_tasks=4, n_features=3, covariance_spread=0.0,
+                               return_params=True, random_state=3)
+    for a, b in zip(drawn, zero):
+        assert_array_equal(a, b)
+
+
+def test_anomalies_spread_changes_only_the_covariances():
+    # with one seed, the machines' means and the readings' draws do not
+    # depend on how small a positive spread is
+    small, smaller = (make_meta_anomalies(
+        n_tasks=5, n_features=3, covariance_spread=spread, mean_spread=0.0,
+        return_params=True, random_state=3) for spread in (1e-5, 1e-12))
+    assert_allclose(small[3], smaller[3])
 
 
 def test_anomalies_as_frame():

@@ -26,8 +26,7 @@ def test_demo_scores_the_new_tasks_with_adaptation_curve():
         assert r["fit_seconds"] > 0 and r["score_seconds"] > 0
     # the pooled row: one logistic regression on the training tasks and the
     # shots of the new tasks, scored on each new task
-    (X_tr, y_tr, t_tr), (X_te, y_te, t_te) = make_demo_tasks(20, 6, random_state=0,
-                                                     max_shots=3)
+    (X_tr, y_tr, t_tr), (X_te, y_te, t_te) = make_demo_tasks(20, 6, random_state=0)
     _, scores, test_tasks = adaptation_curve(
         LogisticRegression(max_iter=1000), np.vstack([X_tr, X_te]),
         np.r_[y_tr, y_te], groups=np.r_[t_tr, t_te], shots=[1, 3],
@@ -40,22 +39,38 @@ def test_demo_scores_the_new_tasks_with_adaptation_curve():
 
 def test_the_demo_names_its_seed_and_sizes_new_tasks_for_the_shots_asked():
     lines = []
-    results = run_demo(shots=(30,), n_train_tasks=4, n_test_tasks=2,
+    results = run_demo(shots=(40,), n_train_tasks=4, n_test_tasks=2,
                        random_state=7, print_fn=lines.append)
     assert "random_state=7)" in lines[0]
-    assert {r["shots"] for r in results} == {30}
-    _, (_, y_te, t_te) = make_demo_tasks(4, 2, random_state=7, max_shots=30)
-    # 30 shots of each class and the 40 query rows
-    assert np.all(np.bincount(t_te - t_te.min()) == 2 * 30 + 40)
+    assert {r["shots"] for r in results} == {40}
+    _, (_, y_te, t_te) = make_demo_tasks(4, 2, random_state=7, max_shots=40)
+    # 40 shots of each class and the 40 query rows (tasks were sized for 20
+    # shots whatever was asked: 40 failed)
+    assert np.all(np.bincount(t_te - t_te.min()) == 2 * 40 + 40)
+
+
+def test_each_row_of_the_demo_is_the_default_tables():
+    # up to 20 shots the tasks drawn do not depend on the shots asked
+    kwargs = dict(n_train_tasks=20, n_test_tasks=6, random_state=0,
+                  print_fn=lambda line: None)
+    both = run_demo(shots=(1, 3), **kwargs)
+    alone = run_demo(shots=(3,), **kwargs)
+    assert ([(r["method"], r["accuracy"]) for r in both if r["shots"] == 3]
+            == [(r["method"], r["accuracy"]) for r in alone])
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--shots", "0"], "--shots: must be at least 1, got 0"),
+    (["--shots", "0"], "--shots: must be between 1 and 1000, got 0"),
     (["--shots", "5", "5"], "--shots: values must be distinct"),
     (["--train-tasks", "-3"], "--train-tasks: must be at least 1, got -3"),
     (["--test-tasks", "0"], "--test-tasks: must be at least 1, got 0"),
-    (["--task-spread", "-1"], "--task-spread: must be a finite number at least 0"),
-    (["--task-spread", "nan"], "--task-spread: must be a finite number at least 0"),
+    (["--task-spread", "-1"], "--task-spread: must be between 0 and 1e+06"),
+    (["--task-spread", "nan"], "--task-spread: must be between 0 and 1e+06"),
+    (["--task-spread", "inf"], "--task-spread: must be between 0 and 1e+06"),
+    (["--task-spread", "1e300"], "--task-spread: must be between 0 and 1e+06"),
+    (["--task-spread", "x"], "--task-spread: not a number: 'x'"),
+    (["--shots", "abc"], "--shots: not an integer: 'abc'"),
+    (["--shots", "1001"], "--shots: must be between 1 and 1000, got 1001"),
     (["--seed", "-1"], "--seed: must be between 0 and 2**32 - 1, got -1"),
     (["--seed", str(2**32)], "--seed: must be between 0 and 2**32 - 1"),
 ])

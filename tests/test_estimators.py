@@ -2375,3 +2375,16 @@ def test_feature_selectors_read_the_prior_means_coefficients():
     assert rfe.support_.sum() == 2
     assert rfe.estimator_.meta_estimator_.coef_.shape == (1, 2)
     assert rfe.transform(X).shape == (300, 2)
+
+
+def test_poisson_score_of_constant_targets_follows_r2_scores_convention():
+    # no deviance to explain: 1 for exact predictions, 0 otherwise (D^2 by
+    # d2_tweedie_score divides by zero there)
+    X = np.random.default_rng(0).normal(size=(30, 2))
+    meta = MetaRegressor(PoissonRegressor()).fit(X, np.full(30, 3.0))
+    family = meta._fitted_family()
+    assert family.score(np.full(30, 3.0), np.full(30, 3.0)) == 1.0
+    assert family.score(np.full(30, 3.0), np.full(30, 2.0)) == 0.0
+    assert meta.score(X, np.zeros(30)) == 0.0
+    with pytest.raises(ValueError, match="non-negative targets"):
+        meta.score(X, np.full(30, -1.0))

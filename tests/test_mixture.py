@@ -200,6 +200,20 @@ def test_the_mixtures_single_gaussian_moment_matches_its_clusters(noise):
     assert_allclose(meta.meta_params_, centre, rtol=1e-10)
 
 
+@pytest.mark.parametrize("df", [3.0, 8.0, 1.5])
+def test_a_student_t_priors_single_gaussian_has_its_covariance(df):
+    # a t's covariance is df / (df - 2) times its scale (none at df <= 2,
+    # where the scale stands for it)
+    from sklearn.linear_model import LinearRegression
+
+    X, y, tasks = _two_families(np.random.default_rng(1), 40, 10, 0.5)
+    meta = MetaRegressor(LinearRegression(), prior="diagonal",
+                         prior_df=df).fit(X, y, tasks=tasks)
+    scale = meta.noise_variance_ / meta.cluster_precisions_[0]
+    factor = df / (df - 2.0) if df > 2.0 else 1.0
+    assert_allclose(np.diag(meta.prior_covariance_), factor * scale, rtol=1e-8)
+
+
 def test_the_mixtures_single_gaussian_of_an_averaged_loss_moment_matches():
     # averaged loss: a cluster's covariance is 1 / (s P_k), s the tasks'
     # (equal) weight
@@ -301,7 +315,8 @@ def test_student_t_weights_of_an_averaged_loss_are_the_em_fixed_point():
     meta = MetaRegressor(Lasso(alpha=1e-12, max_iter=10000), prior="diagonal",
                          prior_df=nu, tol=1e-12, max_iter=20000).fit(
         X, y, tasks=tasks)
-    M = np.diag(meta.prior_precision_)
+    # the t's scale (prior_precision_ is its covariance's: nu / (nu - 2) off)
+    M = np.diag(meta.cluster_precisions_[0])
     phi, s_bar = meta.noise_variance_, sizes.mean()
     u, moments = np.empty(T), np.empty((T, p + 1))
     for t in range(T):

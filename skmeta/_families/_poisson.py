@@ -2,7 +2,8 @@
 
 import numpy as np
 from sklearn.linear_model import PoissonRegressor
-from sklearn.metrics import d2_tweedie_score
+from sklearn.utils import check_array, check_consistent_length
+from sklearn.utils.validation import _check_sample_weight
 
 from .._kernels._codes import POISSON
 from ._base import LinearFamily, penalty_strength
@@ -36,8 +37,23 @@ class PoissonFamily(LinearFamily):
 
     def score(self, y, y_pred, sample_weight=None):
         """D^2, the fraction of Poisson deviance explained, as
-        ``PoissonRegressor.score`` gives it."""
-        return d2_tweedie_score(y, y_pred, sample_weight=sample_weight, power=1)
+        ``PoissonRegressor.score`` gives it.
+
+        Constant targets, whose mean leaves no deviance to explain, follow
+        ``r2_score``'s convention (1 for exact predictions, 0 otherwise):
+        ``d2_tweedie_score`` divides by zero there, and
+        ``PoissonRegressor.score`` gives NaN or 0.
+        """
+        y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y")
+        check_consistent_length(y, y_pred, sample_weight)
+        self.check_targets(y)
+        weight = _check_sample_weight(sample_weight, y_pred)
+        explained = _half_deviance(y, y_pred) @ weight
+        mean = np.full_like(y, np.average(y, weights=weight))
+        total = _half_deviance(y, mean) @ weight
+        if total == 0.0:
+            return 1.0 if explained == 0.0 else 0.0
+        return float(1.0 - explained / total)
 
     def predictive_std(self, z, variance, noise_variance):
         """For ``log mu ~ N(z, v)``: ``Var y = E mu + Var mu`` (log-normal ``mu``)."""
@@ -48,3 +64,10 @@ class PoissonFamily(LinearFamily):
         est.n_iter_ = int(n_iter)
         # what PoissonRegressor.predict reads to apply the inverse link
         est._base_loss = est._get_loss()
+
+
+def _half_deviance(y, mu):
+    """Each row's half Poisson deviance, ``y log(y / mu) - y + mu`` (0 log 0 = 0)."""
+    positive = y > 0
+    ratio = np.where(positive, y, 1.0) / np.where(positive, mu, 1.0)
+    return np.where(positive, y * np.log(ratio), 0.0) - y + mu

@@ -132,7 +132,10 @@ class MixtureFit:
 
         Moment matching in the model's natural units (diagonal covariances
         ``V_k = (phi / s) M_k^{-1}`` add up with the spread of the means);
-        the transfer term beyond the ridge as in the components.
+        the transfer term beyond the ridge as in the components. A
+        Student-t component of ``df > 2`` degrees of freedom has the
+        covariance ``df / (df - 2)`` times its scale; at ``df <= 2``, where
+        it has none, the scale stands for it.
         """
         mix = self.mixture
         first = mix.components[0]
@@ -140,9 +143,10 @@ class MixtureFit:
         mean = w @ mix.means
         combined = np.stack([np.asarray(c.combined_precision)
                              for c in mix.components])
+        tails = 1.0 if mix.df is None or mix.df <= 2.0 else mix.df / (mix.df - 2.0)
         # the spread of the means is in the parameters' units; the
         # components' 1/combined in the estimator's (phi / s of them)
-        variance = w @ (1.0 / combined + (mix.means - mean) ** 2
+        variance = w @ (tails / combined + (mix.means - mean) ** 2
                         * mean_scale / float(first.dispersion))
         M = 1.0 / variance
         ridge = first.ridge
