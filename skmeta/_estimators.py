@@ -34,7 +34,7 @@ from sklearn.utils.validation import (
 from ._dask import dask_aware, is_dask_collection
 from ._families import family_for
 from ._kernels._calls import decision_values
-from ._kernels._codes import POISSON, SQUARED
+from ._kernels._codes import MULTINOMIAL, POISSON, SQUARED
 from ._kernels._layout import make_batch
 from ._methods import METHODS, MetaFit, MetaSettings
 from ._methods._inner import (
@@ -1427,11 +1427,15 @@ def _prior_covariance(precision, dispersion, mean_scale):
 def _warn_unbounded_tasks(batch, problem, labels):
     """Warn of tasks whose objective has no minimizer (nothing transferred).
 
-    Without a penalty, a task of one class (log-losses) or of all-zero counts
-    (Poisson) is fitted best by parameters that grow without limit, as
-    scikit-learn's own solvers find.
+    A task of one class (log-losses), lacking some of the classes
+    (multinomial), or of all-zero counts (Poisson) is fitted best by
+    parameters that grow without limit along a direction its penalty does
+    not hold: there is none without a penalty, and the intercept is one
+    where the base estimator leaves it out of its penalty (as scikit-learn's
+    solvers other than liblinear do). scikit-learn refuses such a task, or
+    returns an infinite intercept.
     """
-    if problem.lam2 > 0 or problem.lam1 > 0 or problem.code == SQUARED:
+    if problem.code == SQUARED or not _penalty_leaves_unbounded(problem):
         return
     starts, stops = batch.offsets[:-1], batch.offsets[1:]
     bad = np.zeros(len(starts), dtype=bool)
@@ -1441,6 +1445,13 @@ def _warn_unbounded_tasks(batch, problem, labels):
     if problem.code == POISSON:
         bad[filled] = np.add.reduceat(batch.y * (batch.sw > 0), at) == 0
         what = "all-zero counts"
+    elif problem.code == MULTINOMIAL:
+        task_of_row = np.repeat(np.arange(len(starts)), stops - starts)
+        pairs = np.unique(np.c_[task_of_row, batch.y], axis=0)
+        classes = np.bincount(pairs[:, 0].astype(np.intp),
+                              minlength=len(starts))
+        bad[filled] = classes[filled] < problem.n_outputs
+        what = "rows of only some of the classes"
     else:
         bad[filled] = (np.maximum.reduceat(batch.y, at)
                        == np.minimum.reduceat(batch.y, at))
@@ -1451,8 +1462,24 @@ def _warn_unbounded_tasks(batch, problem, labels):
                  + (" ..." if bad.sum() > 5 else ""))
         warnings.warn(
             f"{names} hold {what} and nothing bounds the model (no penalty "
-            "in the base estimator and no transfer): the fitted parameters "
-            "grow until the solver stops.", UserWarning, stacklevel=4)
+            "in the base estimator on the intercept, or none at all, and no "
+            "transfer): the fitted parameters grow until the solver stops.",
+            UserWarning, stacklevel=4)
+
+
+def _penalty_leaves_unbounded(problem):
+    """Whether the base penalty leaves a direction free: no penalty, or an
+    intercept outside it (which a task of one class, or of zero counts,
+    runs along)."""
+    if problem.lam2 <= 0 and problem.lam1 <= 0:
+        return True
+    if not problem.fit_intercept:
+        return False
+    p1 = problem.n_features + 1
+    intercepts = np.arange(problem.n_outputs) * p1 + problem.n_features
+    held = ((problem.lam2 > 0 and np.all(problem.l2w[intercepts] > 0))
+            or (problem.lam1 > 0 and np.all(problem.l1w[intercepts] > 0)))
+    return not held
 
 
 def _why_no_posteriors(method, problem, n_tasks, method_name):

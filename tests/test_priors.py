@@ -560,6 +560,34 @@ def test_tasks_with_nothing_to_bound_them_warn():
             X, y, tasks=tasks)
 
 
+def test_a_penalty_that_leaves_the_intercept_free_does_not_bound_a_task():
+    # scikit-learn's solvers leave the intercept out of the penalty: a task
+    # of one class (or of zero counts) runs off along it (C=1: intercept 37)
+    rng = np.random.default_rng(14)
+    X = rng.normal(size=(60, 2))
+    tasks = np.repeat(np.arange(4), 15)
+    y = (X[:, 0] > 0).astype(int)
+    y[tasks == 2] = 1
+    with pytest.warns(UserWarning, match=r"tasks \[2\] hold a single class"):
+        MetaClassifier(LogisticRegression(C=1.0), gamma=0.0).fit(
+            X, y, tasks=tasks)
+    counts = rng.poisson(2.0, size=60).astype(float)
+    counts[tasks == 1] = 0.0
+    with pytest.warns(UserWarning, match=r"tasks \[1\] hold all-zero counts"):
+        MetaRegressor(PoissonRegressor(alpha=1.0), gamma=0.0).fit(
+            X, counts, tasks=tasks)
+    three = np.where(X[:, 1] > 0.5, 2, (X[:, 0] > 0).astype(int))
+    three[tasks == 3] = np.where(three[tasks == 3] == 2, 1, three[tasks == 3])
+    with pytest.warns(UserWarning, match=r"tasks \[3\] hold rows of only some"):
+        MetaClassifier(LogisticRegression(C=1.0), gamma=0.0).fit(
+            X, three, tasks=tasks)
+    # without an intercept the penalty holds every direction: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        MetaClassifier(LogisticRegression(C=1.0, fit_intercept=False),
+                       gamma=0.0).fit(X, y, tasks=tasks)
+
+
 def test_a_diverging_meta_training_stops_with_the_last_finite_prior():
     X, y, tasks, _ = linear_tasks(10, 12, 0.2 * np.eye(3), seed=15)
     y = 1e6 * y
