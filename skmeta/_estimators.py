@@ -34,7 +34,7 @@ from sklearn.utils.validation import (
 from ._dask import dask_aware, is_dask_collection
 from ._families import family_for
 from ._kernels._calls import decision_values
-from ._kernels._codes import MULTINOMIAL, POISSON, SQUARED
+from ._kernels._codes import POISSON, SQUARED
 from ._kernels._layout import make_batch
 from ._methods import METHODS, MetaFit, MetaSettings
 from ._methods._inner import (
@@ -981,7 +981,10 @@ default=None
         weights = family.row_weights(rows.y, rows.sample_weight, rows.codes,
                                      rows.n_tasks, getattr(self, "classes_", None))
         batch, _ = make_batch(rows.X, rows.y, weights, rows.codes, rows.n_tasks)
-        return self._meta_method().adapt(batch, self._problem(), self._meta_fit(),
+        problem = self._problem()
+        if not problem.is_network and self.gamma_ == 0:
+            _warn_unbounded_tasks(batch, problem, labels)
+        return self._meta_method().adapt(batch, problem, self._meta_fit(),
                                          labels)
 
     def adapt(self, X, y, *, tasks=None, sample_weight=None):
@@ -1427,13 +1430,15 @@ def _prior_covariance(precision, dispersion, mean_scale):
 def _warn_unbounded_tasks(batch, problem, labels):
     """Warn of tasks whose objective has no minimizer (nothing transferred).
 
-    A task of one class (log-losses), lacking some of the classes
-    (multinomial), or of all-zero counts (Poisson) is fitted best by
-    parameters that grow without limit along a direction its penalty does
-    not hold: there is none without a penalty, and the intercept is one
-    where the base estimator leaves it out of its penalty (as scikit-learn's
-    solvers other than liblinear do). scikit-learn refuses such a task, or
-    returns an infinite intercept.
+    A task of one class (log-losses) or of all-zero counts (Poisson) is
+    fitted best by parameters that grow without limit along a direction its
+    penalty does not hold: there is none without a penalty, and the
+    intercept is one where the base estimator leaves it out of its penalty
+    (as scikit-learn's solvers other than liblinear do). scikit-learn
+    refuses such a task, or returns an infinite intercept. A task lacking
+    only some of several classes is not warned of: its missing classes'
+    intercepts run off too, to probabilities of 0, as scikit-learn's
+    multinomial fit of rows that lack a class of ``classes_`` does, silently.
     """
     if problem.code == SQUARED or not _penalty_leaves_unbounded(problem):
         return
@@ -1445,16 +1450,12 @@ def _warn_unbounded_tasks(batch, problem, labels):
     if problem.code == POISSON:
         bad[filled] = np.add.reduceat(batch.y * (batch.sw > 0), at) == 0
         what = "all-zero counts"
-    elif problem.code == MULTINOMIAL:
-        task_of_row = np.repeat(np.arange(len(starts)), stops - starts)
-        pairs = np.unique(np.c_[task_of_row, batch.y], axis=0)
-        classes = np.bincount(pairs[:, 0].astype(np.intp),
-                              minlength=len(starts))
-        bad[filled] = classes[filled] < problem.n_outputs
-        what = "rows of only some of the classes"
     else:
-        bad[filled] = (np.maximum.reduceat(batch.y, at)
-                       == np.minimum.reduceat(batch.y, at))
+        # (rows of weight 0 count for nothing, as in scikit-learn's fits)
+        weighed = batch.sw > 0
+        highest = np.maximum.reduceat(np.where(weighed, batch.y, -np.inf), at)
+        lowest = np.minimum.reduceat(np.where(weighed, batch.y, np.inf), at)
+        bad[filled] = highest == lowest
         what = "a single class"
     if np.any(bad):
         names = ("the task" if labels is None
@@ -1764,7 +1765,10 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         penalty then counts as part of the prior (see the user guide); the
         tasks' parameters are then centred on ``meta_params_`` by the two
         terms together, and ``adapt`` solves ``L + lambda R + gamma/2 (theta -
-        transfer_center_)' Lambda (theta - transfer_center_)``.
+        transfer_center_)' Lambda (theta - transfer_center_)`` (with
+        ``prior="mixture"`` or ``prior_df``, under the mixture itself; these
+        attributes then describe its single Gaussian, see
+        ``task_clusters_``).
     prior_shape_ : ndarray of shape (n_params,) or (n_params, n_params)
         The shape ``Lambda`` of that precision, with unit determinant (its
         diagonal unless ``prior="full"``).
@@ -2483,7 +2487,10 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         penalty then counts as part of the prior (see the user guide); the
         tasks' parameters are then centred on ``meta_params_`` by the two
         terms together, and ``adapt`` solves ``L + lambda R + gamma/2 (theta -
-        transfer_center_)' Lambda (theta - transfer_center_)``.
+        transfer_center_)' Lambda (theta - transfer_center_)`` (with
+        ``prior="mixture"`` or ``prior_df``, under the mixture itself; these
+        attributes then describe its single Gaussian, see
+        ``task_clusters_``).
     prior_shape_ : ndarray of shape (n_params,) or (n_params, n_params)
         The shape ``Lambda`` of that precision, with unit determinant.
     gamma_ : float

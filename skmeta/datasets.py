@@ -934,8 +934,10 @@ def make_meta_anomalies(
     n_samples = int(sizes.sum())
     tasks = np.repeat(np.arange(n_tasks, dtype=np.int64), sizes)
 
-    # The fleet. Every draw is made whatever the spreads, so that with a
-    # fixed seed changing a spread changes only what it controls.
+    # The fleet. Its draws come first and are made whatever the spreads, so
+    # that with a fixed seed the fleet does not depend on them (the
+    # machines' draws do: the chi-squares of the Wishart draw take as many
+    # random numbers as their rejection sampling needs).
     units = 10.0 ** generator.uniform(-1.0, 2.0, size=d)
     loadings = generator.standard_normal(size=(d, n_factors))
     specific = generator.uniform(0.2, 1.0, size=d)

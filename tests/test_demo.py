@@ -53,7 +53,7 @@ def test_each_row_of_the_demo_is_the_default_tables():
     # up to 20 shots the tasks drawn do not depend on the shots asked
     kwargs = dict(n_train_tasks=20, n_test_tasks=6, random_state=0,
                   print_fn=lambda line: None)
-    both = run_demo(shots=(1, 3), **kwargs)
+    both = run_demo(shots=(3, 20), **kwargs)
     alone = run_demo(shots=(3,), **kwargs)
     assert ([(r["method"], r["accuracy"]) for r in both if r["shots"] == 3]
             == [(r["method"], r["accuracy"]) for r in alone])

@@ -576,11 +576,16 @@ def test_a_penalty_that_leaves_the_intercept_free_does_not_bound_a_task():
     with pytest.warns(UserWarning, match=r"tasks \[1\] hold all-zero counts"):
         MetaRegressor(PoissonRegressor(alpha=1.0), gamma=0.0).fit(
             X, counts, tasks=tasks)
-    three = np.where(X[:, 1] > 0.5, 2, (X[:, 0] > 0).astype(int))
-    three[tasks == 3] = np.where(three[tasks == 3] == 2, 1, three[tasks == 3])
-    with pytest.warns(UserWarning, match=r"tasks \[3\] hold rows of only some"):
+    # rows of weight 0 count for nothing: task 0's class-0 rows weigh 0
+    weight = np.where((tasks == 0) & (y == 0), 0.0, 1.0)
+    with pytest.warns(UserWarning, match=r"tasks \[0, 2\] hold a single class"):
         MetaClassifier(LogisticRegression(C=1.0), gamma=0.0).fit(
-            X, three, tasks=tasks)
+            X, y, tasks=tasks, sample_weight=weight)
+    # a new task adapted with nothing transferred
+    meta = MetaClassifier(LogisticRegression(C=1.0), gamma=0.0).fit(
+        X[tasks != 2], y[tasks != 2], tasks=tasks[tasks != 2])
+    with pytest.warns(UserWarning, match="hold a single class"):
+        meta.adapt(X[tasks == 2], y[tasks == 2])
     # without an intercept the penalty holds every direction: no warning
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
