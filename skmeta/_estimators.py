@@ -2174,12 +2174,11 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         (not at all with ``prior_estimator``). A task already known is
         refitted on the rows passed now under the updated prior, without
         entering the prior a second time (rows from earlier calls are not
-        stored). The tasks of earlier calls that are not passed again keep
-        the models (and posterior covariances) fitted under the prior of
-        their call: the prior moves, they do not. With the other methods
-        and priors the prior does not move, and the tasks are fitted from
-        it. :meth:`adapt` and :meth:`adapt_tasks` fit tasks without moving
-        the prior.
+        stored); a task of an earlier call not passed again keeps the model
+        of its call's prior (the prior moves, it does not). With the other
+        methods and priors the prior does not move, and the tasks are fitted
+        from it. :meth:`adapt` and :meth:`adapt_tasks` fit tasks without
+        moving the prior.
 
         On an unfitted estimator this is :meth:`fit`, with ``classes_`` set from
         ``classes``.

@@ -539,58 +539,42 @@ def test_a_classifier_without_tasks_is_the_base_estimators_own():
                     rtol=1e-5)
 
 
-def test_tasks_with_nothing_to_bound_them_warn():
-    rng = np.random.default_rng(14)
-    X = rng.normal(size=(40, 2))
-    tasks = np.repeat(np.arange(4), 10)
-    y = (X[:, 0] > 0).astype(int)
-    y[tasks == 2] = 1
-    with pytest.warns(UserWarning, match=r"tasks \[2\] hold a single class"):
-        MetaClassifier(LogisticRegression(C=np.inf), gamma=0.0).fit(
-            X, y, tasks=tasks)
-    counts = rng.poisson(2.0, size=40).astype(float)
-    counts[tasks == 1] = 0.0
-    with pytest.warns(UserWarning, match=r"tasks \[1\] hold all-zero counts"):
-        MetaRegressor(PoissonRegressor(alpha=0.0), gamma=0.0).fit(
-            X, counts, tasks=tasks)
-    # a prior bounds them: no warning
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)
-        MetaClassifier(LogisticRegression(C=np.inf), gamma=1.0).fit(
-            X, y, tasks=tasks)
-
-
-def test_a_penalty_that_leaves_the_intercept_free_does_not_bound_a_task():
-    # scikit-learn's solvers leave the intercept out of the penalty: a task
-    # of one class (or of zero counts) runs off along it (C=1: intercept 37)
+# without a penalty, or with one that leaves the intercept free (as
+# scikit-learn's solvers do), a task of one class or of zero counts runs off
+# along the intercept (C=1: to 37)
+@pytest.mark.parametrize("C, alpha", [(np.inf, 0.0), (1.0, 1.0)])
+def test_tasks_with_nothing_to_bound_them_warn(C, alpha):
     rng = np.random.default_rng(14)
     X = rng.normal(size=(60, 2))
     tasks = np.repeat(np.arange(4), 15)
     y = (X[:, 0] > 0).astype(int)
     y[tasks == 2] = 1
     with pytest.warns(UserWarning, match=r"tasks \[2\] hold a single class"):
-        MetaClassifier(LogisticRegression(C=1.0), gamma=0.0).fit(
+        MetaClassifier(LogisticRegression(C=C), gamma=0.0).fit(
             X, y, tasks=tasks)
     counts = rng.poisson(2.0, size=60).astype(float)
     counts[tasks == 1] = 0.0
     with pytest.warns(UserWarning, match=r"tasks \[1\] hold all-zero counts"):
-        MetaRegressor(PoissonRegressor(alpha=1.0), gamma=0.0).fit(
+        MetaRegressor(PoissonRegressor(alpha=alpha), gamma=0.0).fit(
             X, counts, tasks=tasks)
     # rows of weight 0 count for nothing: task 0's class-0 rows weigh 0
     weight = np.where((tasks == 0) & (y == 0), 0.0, 1.0)
     with pytest.warns(UserWarning, match=r"tasks \[0, 2\] hold a single class"):
-        MetaClassifier(LogisticRegression(C=1.0), gamma=0.0).fit(
+        MetaClassifier(LogisticRegression(C=C), gamma=0.0).fit(
             X, y, tasks=tasks, sample_weight=weight)
     # a new task adapted with nothing transferred
-    meta = MetaClassifier(LogisticRegression(C=1.0), gamma=0.0).fit(
+    meta = MetaClassifier(LogisticRegression(C=C), gamma=0.0).fit(
         X[tasks != 2], y[tasks != 2], tasks=tasks[tasks != 2])
     with pytest.warns(UserWarning, match="hold a single class"):
         meta.adapt(X[tasks == 2], y[tasks == 2])
-    # without an intercept the penalty holds every direction: no warning
+    # a prior bounds them, and so does a penalty without an intercept
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        MetaClassifier(LogisticRegression(C=1.0, fit_intercept=False),
-                       gamma=0.0).fit(X, y, tasks=tasks)
+        MetaClassifier(LogisticRegression(C=C), gamma=1.0).fit(
+            X, y, tasks=tasks)
+        if np.isfinite(C):
+            MetaClassifier(LogisticRegression(C=C, fit_intercept=False),
+                           gamma=0.0).fit(X, y, tasks=tasks)
 
 
 def test_a_diverging_meta_training_stops_with_the_last_finite_prior():
