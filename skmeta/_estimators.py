@@ -1615,7 +1615,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     inner_steps : int, default=5
         Gradient steps of the inner loop of ``"maml"``, ``"metasgd"`` and
         ``"reptile"`` (proximal steps when the base penalty has an l1 part).
-        Unused by ``"proximal"`` and ``"imaml"``, which solve exactly.
+        Unused by ``"proximal"`` and ``"imaml"``, which solve exactly, except
+        with a network base estimator, whose tasks every method adapts by
+        ``inner_steps`` gradient steps.
     inner_lr : float > 0 or "auto", default="auto"
         Inner step size of ``"maml"``, ``"metasgd"`` (its initial value) and
         ``"reptile"``. ``"auto"``: ``1 / L_t`` with ``L_t`` a bound on the

@@ -2388,3 +2388,15 @@ def test_poisson_score_of_constant_targets_follows_r2_scores_convention():
     assert meta.score(X, np.zeros(30)) == 0.0
     with pytest.raises(ValueError, match="non-negative targets"):
         meta.score(X, np.full(30, -1.0))
+
+
+def test_random_effects_with_a_gradient_method_is_refused_not_called_ignored(
+        regression_data):
+    # a warning said random_effects "is not used ... and is ignored", then
+    # the fit refused it
+    X, y, tasks = regression_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        with pytest.raises(ValueError, match="structured prior"):
+            MetaRegressor(Ridge(), method="maml", random_effects=[0]).fit(
+                X, y, tasks=tasks)

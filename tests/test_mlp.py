@@ -13,6 +13,7 @@ import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
@@ -541,6 +542,45 @@ def test_no_hidden_layer_is_refused(sine):
     with pytest.raises(ValueError, match="at least one hidden layer"):
         MetaRegressor(MLPRegressor(hidden_layer_sizes=()), method="maml",
                       inner_lr=0.01).fit(X, y, tasks=tasks)
+
+
+def test_fractional_layer_sizes_are_refused(sine):
+    # int() truncated (2.5,) to 2 units, where scikit-learn's fit refuses
+    X, y, tasks = sine
+    with pytest.raises(TypeError, match="whole numbers of units"):
+        MetaRegressor(MLPRegressor(hidden_layer_sizes=(2.5,)), method="maml",
+                      inner_lr=0.01).fit(X, y, tasks=tasks)
+
+
+def test_a_prior_network_must_compute_as_the_base_network(sine):
+    # only the layers' shapes were checked: a tanh network served as the
+    # prior mean of a relu one, a classifier of a regressor, a Poisson
+    # network of a squared-error one, silently
+    X, y, tasks = sine
+    X, y, tasks = X[:200], y[:200], tasks[:200]
+    counts = np.round(np.abs(y))
+    settings = dict(method="maml", inner_lr=0.01, max_iter=1, random_state=0)
+    base = MLPRegressor(hidden_layer_sizes=(4,), activation="relu")
+    fitted = dict(max_iter=20, random_state=0)
+    others = [
+        MLPRegressor(hidden_layer_sizes=(4,), activation="tanh", **fitted).fit(X, y),
+        MLPClassifier(hidden_layer_sizes=(4,), **fitted).fit(X, y > 0),
+        MLPRegressor(hidden_layer_sizes=(4,), loss="poisson", **fitted).fit(
+            X, counts),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for other in others:
+            with pytest.raises(TypeError, match="activation='relu', loss="):
+                MetaRegressor(base, prior_estimator=other, **settings).fit(
+                    X, y, tasks=tasks)
+        same = MLPRegressor(hidden_layer_sizes=(4,), **fitted).fit(X, y)
+        meta = MetaRegressor(base, prior_estimator=same, **settings)
+        meta.fit(X, y, tasks=tasks)
+        same.coefs_[0][0, 0] = np.nan
+        with pytest.raises(ValueError, match="NaN or infinite weights"):
+            MetaRegressor(base, prior_estimator=same, **settings).fit(
+                X, y, tasks=tasks)
 
 
 def _stochastic_splits(estimator):

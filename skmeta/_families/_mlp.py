@@ -13,6 +13,7 @@ compares with ``alpha``. The parameters are the layers' weights and biases,
 flat, layer after layer (see :mod:`skmeta._kernels._network`).
 """
 
+import numbers
 import warnings
 
 import numpy as np
@@ -54,9 +55,15 @@ class MLPFamily:
     def __init__(self, estimator):
         self.estimator = estimator
         params = estimator.get_params(deep=False)
-        hidden = params["hidden_layer_sizes"]
-        hidden = (int(hidden),) if np.ndim(hidden) == 0 else tuple(
-            int(h) for h in hidden)
+        given = params["hidden_layer_sizes"]
+        sizes = (given,) if np.ndim(given) == 0 else tuple(given)
+        if not all(isinstance(h, numbers.Integral) and not isinstance(h, bool)
+                   or isinstance(h, float) and h.is_integer() for h in sizes):
+            # (scikit-learn's own fit raises a TypeError; int() truncated)
+            raise TypeError(
+                f"{type(estimator).__name__}(hidden_layer_sizes={given!r}) "
+                "needs whole numbers of units.")
+        hidden = tuple(int(h) for h in sizes)
         if len(hidden) == 0 or min(hidden) < 1:
             raise ValueError(
                 f"{type(estimator).__name__}(hidden_layer_sizes={hidden!r}) needs "
@@ -154,7 +161,27 @@ class MLPFamily:
         )
 
     def params_from(self, fitted, n_features, classes=None):
-        """Flat parameter vector of a fitted network of this architecture."""
+        """Flat parameter vector of a fitted network of this architecture.
+
+        The prior network must be of the base estimator's type, activation
+        and (for a regressor) loss, with finite weights: its parameters are
+        the prior mean of networks that compute, and are fitted by, those.
+        """
+        own = self.estimator.get_params(deep=False)
+        theirs = fitted.get_params(deep=False) if type(fitted) is type(
+            self.estimator) else None
+        if theirs is None or any(theirs.get(k) != own.get(k)
+                                 for k in ("activation", "loss")):
+            wanted = f"activation={self.activation!r}" + (
+                "" if self.classifier else f", loss={self.loss!r}")
+            got = type(fitted).__name__ + (
+                "" if theirs is None else f"(activation={theirs['activation']!r}"
+                + ("" if self.classifier else f", loss={theirs.get('loss')!r}")
+                + ")")
+            raise TypeError(
+                f"prior_estimator must be a fitted "
+                f"{type(self.estimator).__name__} with {wanted}, as the base "
+                f"estimator (the same loss and link); got {got}.")
         problem = self.problem(n_features, None if classes is None else len(classes))
         shapes = [c.shape for c in getattr(fitted, "coefs_", [])]
         expected = [tuple(s) for s in zip(problem.sizes[:-1], problem.sizes[1:])]
@@ -163,7 +190,12 @@ class MLPFamily:
                 f"prior_estimator has layers of shapes {shapes}, but the base "
                 f"estimator on these data has {expected}."
             )
-        return problem.join(fitted.coefs_, fitted.intercepts_)
+        theta0 = problem.join(fitted.coefs_, fitted.intercepts_)
+        if not np.all(np.isfinite(theta0)):
+            raise ValueError(
+                "prior_estimator has NaN or infinite weights; it cannot "
+                "serve as the prior mean.")
+        return theta0
 
     def build(self, theta, *, n_features, classes=None, n_iter=1,
               feature_names=None):

@@ -216,9 +216,10 @@ class _Bilevel(MetaMethod):
     adapted (``adapt``).
     """
 
+    # (random_effects is read to refuse it, see check: not "ignored")
     parameters = frozenset(
         {"meta_lr", "meta_batch_size", "query_fraction", "random_state",
-         "adapt_layers"})
+         "adapt_layers", "random_effects"})
     networks = True
     default_max_iter = 500
     default_meta_lr = 0.01
@@ -542,7 +543,7 @@ class Reptile(_Bilevel):
     name = "reptile"
     parameters = frozenset(
         {"meta_lr", "meta_batch_size", "random_state", "inner_steps", "inner_lr",
-         "adapt_layers"})
+         "adapt_layers", "random_effects"})
     default_meta_lr = 0.5
     progress = "mean step"
 
