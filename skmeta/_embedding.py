@@ -32,6 +32,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._families._mlp import whole_layer_sizes
 from ._methods._bilevel import Adam
 from ._validation import check_task_labels, encode_tasks
 
@@ -164,8 +165,8 @@ class MetaEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         return self.coefs_[-1].shape[1]
 
     def _sizes(self, n_features):
-        hidden = [int(h) for h in np.atleast_1d(
-            np.asarray(self.hidden_layer_sizes, dtype=object))] \
+        hidden = list(whole_layer_sizes(self.hidden_layer_sizes,
+                                        type(self).__name__)) \
             if np.size(self.hidden_layer_sizes) else []
         if any(h < 1 for h in hidden):
             raise ValueError(

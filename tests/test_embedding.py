@@ -119,3 +119,12 @@ def test_feature_names_out_need_a_fit():
         X, y, tasks=tasks)
     assert model.get_feature_names_out().tolist() == [
         "metaembedding0", "metaembedding1", "metaembedding2"]
+
+
+def test_fractional_layer_sizes_are_refused():
+    # int() truncated (2.5,) to 2 units, where scikit-learn's MLPs refuse
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(60, 3), rng.randint(0, 2, 60)
+    with pytest.raises(TypeError, match="whole numbers of units"):
+        MetaEmbedding(hidden_layer_sizes=(2.5,), max_iter=2).fit(
+            X, y, tasks=np.repeat(np.arange(6), 10))

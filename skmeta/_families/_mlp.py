@@ -39,6 +39,20 @@ _TRAINING_SETTINGS = (
     "beta_2", "epsilon", "n_iter_no_change", "max_fun")
 
 
+def whole_layer_sizes(given, owner):
+    """``hidden_layer_sizes`` as a tuple of ints; a fractional size raises
+    (as scikit-learn's own fit does; ``int()`` would truncate it)."""
+    sizes = (given,) if np.ndim(given) == 0 else tuple(np.ravel(
+        np.asarray(given, dtype=object)))
+    if not all((isinstance(h, numbers.Integral) and not isinstance(h, bool))
+               or (isinstance(h, numbers.Real) and float(h).is_integer())
+               for h in sizes):
+        raise TypeError(
+            f"{owner}(hidden_layer_sizes={given!r}) needs whole numbers of "
+            "units.")
+    return tuple(int(h) for h in sizes)
+
+
 class MLPFamily:
     """Adapter for ``MLPRegressor`` and ``MLPClassifier``.
 
@@ -55,15 +69,8 @@ class MLPFamily:
     def __init__(self, estimator):
         self.estimator = estimator
         params = estimator.get_params(deep=False)
-        given = params["hidden_layer_sizes"]
-        sizes = (given,) if np.ndim(given) == 0 else tuple(given)
-        if not all(isinstance(h, numbers.Integral) and not isinstance(h, bool)
-                   or isinstance(h, float) and h.is_integer() for h in sizes):
-            # (scikit-learn's own fit raises a TypeError; int() truncated)
-            raise TypeError(
-                f"{type(estimator).__name__}(hidden_layer_sizes={given!r}) "
-                "needs whole numbers of units.")
-        hidden = tuple(int(h) for h in sizes)
+        hidden = whole_layer_sizes(params["hidden_layer_sizes"],
+                                   type(estimator).__name__)
         if len(hidden) == 0 or min(hidden) < 1:
             raise ValueError(
                 f"{type(estimator).__name__}(hidden_layer_sizes={hidden!r}) needs "
