@@ -44,9 +44,8 @@ def whole_layer_sizes(given, owner):
     (as scikit-learn's own fit does; ``int()`` would truncate it)."""
     sizes = (given,) if np.ndim(given) == 0 else tuple(np.ravel(
         np.asarray(given, dtype=object)))
-    if not all((isinstance(h, numbers.Integral) and not isinstance(h, bool))
-               or (isinstance(h, numbers.Real) and float(h).is_integer())
-               for h in sizes):
+    if not all(isinstance(h, numbers.Real) and not isinstance(h, bool)
+               and float(h).is_integer() for h in sizes):
         raise TypeError(
             f"{owner}(hidden_layer_sizes={given!r}) needs whole numbers of "
             "units.")
