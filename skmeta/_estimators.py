@@ -305,7 +305,14 @@ default=None
         self : object
             The fitted meta-estimator.
         """
-        return self._fit(X, y, tasks, sample_weight)
+        try:
+            return self._fit(X, y, tasks, sample_weight)
+        except BaseException:
+            # a fit that fails part-way (bad data found late, a lost Dask
+            # worker, an interrupt) must not leave the new data's labels
+            # beside the old model's parameters: it leaves no model
+            self._forget_fit()
+            raise
 
     def __getstate__(self):
         state = super().__getstate__()
@@ -1316,11 +1323,16 @@ default=None
             self.__dict__.pop(name, None)
 
     def _forget_fit(self):
-        """Drop every fitted attribute: the estimator is unfitted again."""
+        """Drop every fitted attribute: the estimator is unfitted again.
+
+        Its parameters and scikit-learn's settings stay: metadata requests,
+        output configuration, and the callbacks' state that scikit-learn
+        keeps around a fit (a meta-estimator's context, torn down after).
+        """
         kept = set(self._get_param_names()) | {
             "_metadata_request", "_sklearn_output_config"}
         for name in list(vars(self)):
-            if name not in kept:
+            if name not in kept and "callback" not in name:
                 delattr(self, name)
 
     def _keeps_posteriors(self):

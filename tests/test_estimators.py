@@ -1335,6 +1335,10 @@ def test_pickle_round_trip():
 SKOPS_TRUSTED = {
     "MetaClassifier": ["skmeta._estimators.MetaClassifier"],
     "MetaRegressor": ["skmeta._estimators.MetaRegressor"],
+    "MetaEmbedding": ["skmeta._embedding.MetaEmbedding"],
+    "TaskScaler": ["skmeta._scaler.TaskScaler"],
+    "MetaGaussianDensity": ["skmeta._density.MetaGaussianDensity"],
+    "TaskGaussianDensity": ["skmeta._density.TaskGaussianDensity"],
 }
 
 
@@ -1392,12 +1396,26 @@ def test_the_user_guide_lists_the_skops_types():
     if not guide.exists():
         pytest.skip(f"{guide} is not there (not a source checkout)")
     section = guide.read_text(encoding="utf-8").split("Saving a fitted model")[1]
-    # the rows of its table: "* - model (base estimators)\n  - types"
-    rows = section.split("* - ``Meta")[1:]
+    table = section.split("For example::")[0]
+    # the rows of its table: "* - ``Model`` (base estimators)\n  - types"
+    rows = table.split("   * - ``")[1:]
     assert len(rows) == len(SKOPS_TRUSTED)
-    for meta, trusted in SKOPS_TRUSTED.items():
-        [row] = [row for row in rows if row.startswith(meta[len("Meta"):])]
+    for model, trusted in SKOPS_TRUSTED.items():
+        [row] = [row for row in rows if row.startswith(model + "``")]
         assert re.findall(r"``(skmeta\.[\w.]+)``", row) == trusted
+
+
+def test_the_other_skmeta_models_load_with_their_own_class_alone():
+    from skmeta import MetaEmbedding, MetaGaussianDensity
+    from skmeta.preprocessing import TaskScaler
+
+    X, y, tasks = make_tasks("binary", n_tasks=4, n_per_task=20, seed=3)
+    density = MetaGaussianDensity().fit(X, tasks=tasks)
+    for model in (MetaEmbedding(max_iter=5, random_state=0).fit(X, y, tasks=tasks),
+                  TaskScaler().fit(X, tasks=tasks), density,
+                  density.adapt(X[:10])):
+        restored = _skops_round_trip(model)
+        assert type(restored) is type(model)
 
 
 # ==========================================================================
@@ -2400,3 +2418,19 @@ def test_random_effects_with_a_gradient_method_is_refused_not_called_ignored(
         with pytest.raises(ValueError, match="structured prior"):
             MetaRegressor(Ridge(), method="maml", random_effects=[0]).fit(
                 X, y, tasks=tasks)
+
+
+def test_a_refit_that_fails_leaves_no_model(binary_data):
+    # it overwrote classes_ with the new data's, beside the old parameters:
+    # predict raised IndexError, predict_proba gave columns for classes gone
+    from sklearn.exceptions import NotFittedError
+
+    X, y, tasks = binary_data
+    meta = MetaClassifier().fit(X, y, tasks=tasks)
+    with pytest.raises(ValueError, match="1 class|one class"):
+        meta.fit(X, np.zeros_like(y), tasks=tasks + 100)
+    assert not hasattr(meta, "classes_") and not hasattr(meta, "tasks_")
+    with pytest.raises(NotFittedError):
+        meta.predict(X, tasks=tasks)
+    # a set_fit_request survives (it is a setting, not a fitted attribute)
+    assert meta.fit(X, y, tasks=tasks).classes_.tolist() == [0, 1]

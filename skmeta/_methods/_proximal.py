@@ -765,7 +765,11 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
     Each evaluation of the EM map solves all tasks once. Convergence is
     judged on the models (the task parameters and the prior mean), which stop
     moving even where the evidence keeps pushing a precision toward infinity
-    along directions in which the tasks do not vary.
+    along directions in which the tasks do not vary, and on the noise
+    variance of squared errors: the models depend on the precision in the
+    loss's units alone, which can settle while the noise variance and the
+    natural precision still move together (by 80 % an iteration, on 120
+    tasks of 30 rows), and the predictive spreads scale with them.
     """
     state = {"n_iter": 0, "theta": theta, "prior": prior, "done": False}
 
@@ -789,7 +793,9 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
         state["objective"] = objective
         proposal = step.propose(current, solutions)
         state["done"] = (state["n_iter"] > 1 and not moved
-                         and not _changed(proposal.theta0, current.theta0, tol))
+                         and not _changed(proposal.theta0, current.theta0, tol)
+                         and abs(proposal.dispersion - current.dispersion)
+                         <= tol * current.dispersion)
         return proposal
 
     def finished():
