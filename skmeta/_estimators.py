@@ -2633,9 +2633,8 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         variance absorbs the tasks' excess spread and the transfer term is
         a small remainder, and both follow :meth:`fit`'s less closely: on
         the example's tasks below (``Ridge(alpha=1)``), the prior means
-        agree to 1e-6 and the intercept's prior variance to 4e-4, the
-        coefficients' prior variances, ``noise_variance_`` and
-        ``prior_precision_`` to 13%.
+        agree to 2e-8, the coefficients' prior variances,
+        ``noise_variance_`` and ``prior_precision_`` to 1%.
 
         Parameters
         ----------
