@@ -115,23 +115,22 @@ def _probability_metric(scoring, y_true, proba, labels):
     the second of two labels' probability (or score), as scikit-learn's
     metrics take it."""
     labels = np.unique(y_true) if labels is None else np.asarray(labels)
-    if proba.ndim == 1:
-        if labels.ndim != 1 or labels.shape[0] != 2:
-            raise ValueError(
-                "A 1-D y_pred holds the probability (or score) of the second "
-                f"of two classes, but there are {labels.shape[0]} labels; "
-                "pass the class probabilities as columns, with labels= (the "
-                "estimator's classes_).")
-        if scoring == "neg_log_loss":
-            return lambda y, p: -metrics.log_loss(y, p, labels=labels)
-        return lambda y, p: metrics.roc_auc_score(y == labels[1], p)
-    if labels.ndim != 1 or labels.shape[0] != proba.shape[1]:
+    if proba.ndim == 1 and (labels.ndim != 1 or labels.shape[0] != 2):
+        raise ValueError(
+            "A 1-D y_pred holds the probability (or score) of the second "
+            f"of two classes, but there are {labels.shape[0]} labels; "
+            "pass the class probabilities as columns, with labels= (the "
+            "estimator's classes_).")
+    if proba.ndim == 2 and (labels.ndim != 1
+                            or labels.shape[0] != proba.shape[1]):
         raise ValueError(
             f"y_pred has {proba.shape[1]} columns of class probabilities but "
             f"there are {labels.shape[0]} labels; pass labels= (the "
             "estimator's classes_).")
     if scoring == "neg_log_loss":
         return lambda y, p: -metrics.log_loss(y, p, labels=labels)
+    if proba.ndim == 1:
+        return lambda y, p: metrics.roc_auc_score(y == labels[1], p)
     if labels.shape[0] == 2:
         return lambda y, p: metrics.roc_auc_score(y == labels[1], p[:, 1])
     return lambda y, p: metrics.roc_auc_score(y, p, multi_class="ovr",

@@ -1,6 +1,7 @@
 """PoissonRegressor: half Poisson deviance with a log link, l2 penalty."""
 
 import numpy as np
+from scipy.special import xlogy
 from sklearn.linear_model import PoissonRegressor
 from sklearn.utils import check_array, check_consistent_length
 from sklearn.utils.validation import _check_sample_weight
@@ -68,6 +69,4 @@ class PoissonFamily(LinearFamily):
 
 def _half_deviance(y, mu):
     """Each row's half Poisson deviance, ``y log(y / mu) - y + mu`` (0 log 0 = 0)."""
-    positive = y > 0
-    ratio = np.where(positive, y, 1.0) / np.where(positive, mu, 1.0)
-    return np.where(positive, y * np.log(ratio), 0.0) - y + mu
+    return xlogy(y, y) - xlogy(y, mu) - y + mu

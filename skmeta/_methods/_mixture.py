@@ -126,8 +126,9 @@ class MixtureFit:
     log_evidence: float
     n_iter: int
     converged: bool
+    mean_scale: float  # the tasks' mean scale s (1 for summed losses)
 
-    def summary(self, learn_gamma, gamma, mean_scale=1.0):
+    def summary(self, learn_gamma, gamma):
         """The single Gaussian with the mixture's mean and covariance.
 
         Moment matching in the model's natural units (diagonal covariances
@@ -147,7 +148,7 @@ class MixtureFit:
         # the spread of the means is in the parameters' units; the
         # components' 1/combined in the estimator's (phi / s of them)
         variance = w @ (tails / combined + (mix.means - mean) ** 2
-                        * mean_scale / float(first.dispersion))
+                        * self.mean_scale / float(first.dispersion))
         M = 1.0 / variance
         ridge = first.ridge
         precision = transfer_beyond_ridge(M, ridge)
@@ -431,7 +432,7 @@ def fit_mixture(batch, problem, mixture, setup, *, max_iter, tol, n_jobs=None,
         if setup.squared else 0.0)
     return MixtureFit(mixture, np.einsum("tk,ktj->tj", resp, state["theta"]),
                       resp, np.sum(resp * u.T, axis=1), float(log_evidence),
-                      state["n_iter"], bool(state["done"]))
+                      state["n_iter"], bool(state["done"]), setup.mean_scale)
 
 
 def initial_components(fit1, n_components, setup, random_state):
