@@ -159,6 +159,20 @@ def test_logistic_regression_liblinear(intercept_scaling, fit_intercept,
         assert abs(free.intercept_[0] - ref.intercept_[0]) > 1e-3
 
 
+def test_liblinear_with_three_classes_is_refused_as_by_the_base_estimator():
+    # liblinear fits one-vs-rest models; a multinomial in their place would
+    # not be the base estimator's fit (scikit-learn refuses it as well)
+    X, y, _ = classification_data(3, seed=5)
+    base = LogisticRegression(solver="liblinear")
+    with pytest.raises(ValueError, match="liblinear"):
+        base.fit(X, y)
+    tasks = np.arange(len(y)) % 3
+    for fit_tasks in (None, tasks):
+        with pytest.raises(ValueError, match="'liblinear' solver .* does not "
+                           "support multiclass classification \\(3 classes\\)"):
+            MetaClassifier(base).fit(X, y, tasks=fit_tasks)
+
+
 def test_multinomial_unpenalized_predictions_match():
     X, y, sw = classification_data(3, seed=8)
     base = LogisticRegression(C=np.inf, **TIGHT)

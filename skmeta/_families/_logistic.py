@@ -65,7 +65,17 @@ class LogisticFamily(LinearFamily):
         return 0.0, 0.0
 
     def datafit_code(self, n_classes):
-        return LOGISTIC if n_classes == 2 else MULTINOMIAL
+        if n_classes == 2:
+            return LOGISTIC
+        if self.estimator.get_params(deep=False).get("solver") == "liblinear":
+            # scikit-learn refuses it too: liblinear fits one-vs-rest models,
+            # which the multinomial fitted here would silently replace
+            raise ValueError(
+                f"The 'liblinear' solver of {type(self.estimator).__name__} "
+                f"does not support multiclass classification ({n_classes} "
+                "classes): use another solver, as scikit-learn's "
+                "LogisticRegression.fit also asks.")
+        return MULTINOMIAL
 
     def n_outputs(self, n_classes):
         if n_classes is None or n_classes == 2:
