@@ -193,6 +193,20 @@ def repartition_by_task(frame, task_column, *, npartitions=None):
 
 
 # ---------------------------------------------------------- partition input
+_SPARSE_CHUNKS = (
+    "Fitting on Dask collections takes dense chunks; X holds sparse "
+    "matrices. Compute the collections to fit sparse data in memory.")
+
+
+def _row_partitions(collection):
+    """The delayed row partitions of a Dask collection: a 2-D array's blocks
+    (nested tasks' levels) joined along its columns, as X's are."""
+    if getattr(collection, "ndim", 1) == 2 and not hasattr(collection,
+                                                            "columns"):
+        return list(collection.rechunk({1: -1}).to_delayed()[:, 0])
+    return list(np.ravel(collection.to_delayed()))
+
+
 def _partitions(estimator, X, y, tasks, sample_weight):
     """The collections as lists of per-partition Dask objects (delayed)."""
     if not is_dask_collection(X):
@@ -205,6 +219,9 @@ def _partitions(estimator, X, y, tasks, sample_weight):
         if X.ndim != 2:
             raise ValueError(f"X must be a 2-D Dask array, got {X.ndim} "
                              "dimension(s).")
+        if sp.issparse(getattr(X, "_meta", None)):
+            # refused here, before any partition is read on a worker
+            raise TypeError(_SPARSE_CHUNKS)
         X = X.rechunk({1: -1})
         X_parts = list(X.to_delayed()[:, 0])
     n = len(X_parts)
@@ -218,7 +235,7 @@ def _partitions(estimator, X, y, tasks, sample_weight):
             raise TypeError(
                 f"X is a Dask collection, so {name} must be one too, with the "
                 f"same partitions (got {type(value).__name__}).")
-        parts = list(np.ravel(value.to_delayed()))
+        parts = _row_partitions(value)
         if len(parts) != n:
             raise ValueError(
                 f"{name} has {len(parts)} partitions but X has {n}: take X "
@@ -262,10 +279,8 @@ def _read_partition(estimator, X, y, tasks, sample_weight):
         return None
     features, y, labels = estimator._check_input(X, y, tasks, reset=False)
     if sp.issparse(features):
-        raise TypeError(
-            "Fitting on Dask collections takes dense chunks; this partition "
-            "holds a sparse matrix. Compute the collections to fit sparse "
-            "data in memory.")
+        # chunks whose type Dask's metadata did not tell the client
+        raise TypeError(_SPARSE_CHUNKS)
     weights = None if sample_weight is None else np.asarray(sample_weight)
     if (weights is not None and weights.shape == (features.shape[0],)
             and not np.any(weights)):
@@ -965,7 +980,7 @@ def predict_dask(estimator, name, X, tasks, kwargs):
             raise TypeError(
                 "X is a Dask collection, so tasks must be one too, with the "
                 f"same partitions (got {type(tasks).__name__}).")
-        t_parts = list(np.ravel(tasks.to_delayed()))
+        t_parts = _row_partitions(tasks)
         if len(t_parts) != len(X_parts):
             raise ValueError(f"tasks has {len(t_parts)} partitions but X has "
                              f"{len(X_parts)}.")

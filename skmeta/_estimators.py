@@ -1067,6 +1067,9 @@ default=None
         return {label: self._build(row) for label, row in zip(keys, theta)}
 
     def _partial_fit(self, X, y, tasks, sample_weight, classes=None):
+        if np.ndim(tasks) == 2 and not isinstance(self.task_column, list):
+            # a 2-D tasks of one column is no nesting: fit's own error says so
+            check_any_task_labels(tasks, np.shape(X)[0])
         if isinstance(self.task_column, list) or np.ndim(tasks) == 2 or (
                 getattr(self, "groups_", None) is not None):
             raise ValueError(

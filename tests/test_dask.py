@@ -23,6 +23,7 @@ from skmeta import MetaClassifier, MetaRegressor, repartition_by_task  # noqa: E
 from skmeta.datasets import (  # noqa: E402
     make_meta_classification,
     make_meta_regression,
+    make_nested_tasks,
 )
 
 # what "the same fit" means: the sums are added in another order
@@ -383,6 +384,34 @@ def test_mixed_inputs_are_refused(client):
         MetaRegressor(Ridge()).fit(Xd, y, tasks=da.from_array(tasks, chunks=10))
     with pytest.raises(ValueError, match="task identities"):
         MetaRegressor(Ridge()).fit(Xd, da.from_array(y, chunks=10))
+
+
+def test_sparse_chunks_are_refused_before_any_partition_is_read(client):
+    import scipy.sparse as sp
+
+    X, y, tasks = make_meta_regression(n_tasks=4, n_samples_per_task=10,
+                                       n_features=2, random_state=8)
+
+    def never_read(block):
+        raise AssertionError("a partition was read")
+
+    Xs = da.from_array(X, chunks=(10, 2)).map_blocks(
+        never_read, meta=sp.csr_matrix((0, 2)))
+    with pytest.raises(TypeError, match="dense chunks; X holds sparse"):
+        MetaRegressor(Ridge()).fit(Xs, da.from_array(y, chunks=10),
+                                   tasks=da.from_array(tasks, chunks=10))
+
+
+def test_nested_tasks_chunked_along_their_levels_predict(client):
+    # the levels' blocks of a 2-D tasks are not row partitions
+    X, y, tasks = make_nested_tasks(n_groups=4, n_tasks_per_group=5,
+                                    n_features=3, random_state=0)
+    meta = MetaRegressor(Ridge()).fit(X, y, tasks=tasks)
+    Xd = da.from_array(X, chunks=(100, 3))
+    for chunks in ((100, 1), (100, 2)):
+        out = meta.predict(Xd, tasks=da.from_array(tasks, chunks=chunks))
+        np.testing.assert_array_equal(out.compute(),
+                                      meta.predict(X, tasks=tasks))
 
 
 def test_prior_estimator_keeps_the_given_prior_mean(client):

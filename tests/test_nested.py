@@ -420,6 +420,11 @@ def test_bad_nested_input(stores):
         MetaRegressor(method="maml").fit(X, y, tasks=tasks)
     with pytest.raises(ValueError, match="partial_fit does not take nested"):
         MetaRegressor().partial_fit(X, y, tasks=tasks)
+    # one column is not nesting: the error fit gives, not partial_fit's
+    for method in ("fit", "partial_fit"):
+        with pytest.raises(ValueError, match=r"one column per level of nested "
+                           r"tasks \(at least 2\), got shape \(360, 1\)"):
+            getattr(MetaRegressor(), method)(X, y, tasks=tasks[:, :1])
     with pytest.raises(ValueError, match="names the same column twice"):
         MetaRegressor(task_column=[0, 0]).fit(np.c_[tasks, X], y)
     with pytest.raises(ValueError, match="nested tasks need n_params <= 512"):
