@@ -49,6 +49,10 @@ class AdaptationCurveDisplay:
         Key of ``scores`` holding the meta-learner's curve, which is drawn
         above the others with a thicker line and named in the title. None
         singles out no curve.
+    per_class : bool, default=None
+        Whether ``shots`` count samples of each class (stratified shots, as
+        :meth:`from_estimator` draws for classifiers), said in the x label.
+        None infers it from ``scoring``: a classification metric's name.
 
     Attributes
     ----------
@@ -85,11 +89,13 @@ class AdaptationCurveDisplay:
     ['MetaClassifier', 'per_task', 'pooled']
     """
 
-    def __init__(self, *, shots, scores, scoring, estimator_name=None):
+    def __init__(self, *, shots, scores, scoring, estimator_name=None,
+                 per_class=None):
         self.shots = shots
         self.scores = scores
         self.scoring = scoring
         self.estimator_name = estimator_name
+        self.per_class = per_class
 
     def plot(self, ax=None, *, show_spread=True):
         """Draw the mean curve of each approach, with ±1 std over repeats.
@@ -133,10 +139,12 @@ class AdaptationCurveDisplay:
         ax.set_xscale("log")
         ax.set_xticks(self.shots, labels=[str(k) for k in self.shots])
         ax.minorticks_off()
-        ax.set_xlabel("samples of each new task" + (
-            " (per class)" if self.scoring in ("accuracy", "balanced_accuracy",
-                                               "roc_auc", "neg_log_loss")
-            else ""))
+        per_class = self.per_class
+        if per_class is None:
+            per_class = self.scoring in ("accuracy", "balanced_accuracy",
+                                         "roc_auc", "neg_log_loss")
+        ax.set_xlabel("samples of each new task"
+                      + (" (per class)" if per_class else ""))
         ax.set_ylabel(f"{self.scoring} on the new tasks")
         if self.estimator_name is not None:
             ax.set_title(f"Adaptation curve of {self.estimator_name}")
@@ -265,5 +273,6 @@ class AdaptationCurveDisplay:
         display = cls(shots=shots_, scores=scores,
                       scoring=scoring if isinstance(scoring, str)
                       else getattr(scoring, "__name__", "score"),
-                      estimator_name=estimator_name)
+                      estimator_name=estimator_name,
+                      per_class=is_classifier(estimator))
         return display.plot(ax=ax)

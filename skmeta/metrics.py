@@ -90,6 +90,10 @@ def per_task_score(y_true, y_pred, tasks, scoring="accuracy", *, min_samples=1,
             f"y_true has {y_true.shape[0]} samples but y_pred has "
             f"{y_pred.shape[0]}."
         )
+    if np.shape(tasks)[:1] != y_true.shape[:1]:
+        raise ValueError(
+            f"tasks has {np.shape(tasks)[0] if np.ndim(tasks) else 0} labels "
+            f"but y_true has {y_true.shape[0]} samples.")
     task_labels = check_task_labels(tasks, y_true.shape[0])
     if labels is not None and scoring not in ("neg_log_loss", "roc_auc"):
         raise ValueError(
@@ -127,6 +131,13 @@ def _probability_metric(scoring, y_true, proba, labels):
             f"y_pred has {proba.shape[1]} columns of class probabilities but "
             f"there are {labels.shape[0]} labels; pass labels= (the "
             "estimator's classes_).")
+    # rows of other classes would count as negatives, or make every task's
+    # score undefined, silently
+    unknown = np.setdiff1d(y_true, labels)
+    if unknown.size:
+        raise ValueError(
+            f"y_true contains values {unknown.tolist()} not belonging to the "
+            f"passed labels {labels.tolist()}.")
     if scoring == "neg_log_loss":
         return lambda y, p: -metrics.log_loss(y, p, labels=labels)
     if proba.ndim == 1:

@@ -66,7 +66,8 @@ def _tasks_of_groups(groups, n_samples):
     if np.ndim(groups) != 1:
         raise ValueError(
             f"groups must be 1-dimensional (or 2-dimensional, one column per "
-            f"level of nested tasks), got an array of shape {np.shape(groups)}."
+            f"level of nested tasks, at least 2), got an array of shape "
+            f"{np.shape(groups)}."
         )
     # missing labels, mixed kinds and bytes are named as for tasks=
     groups = check_task_labels(groups, n_samples, name="groups")

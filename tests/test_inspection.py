@@ -37,6 +37,25 @@ def test_per_task_score_min_samples_and_errors():
         per_task_score([0, 1], [0, 1, 1], [0, 0, 1])
     with pytest.raises(InvalidParameterError, match="min_samples"):
         per_task_score([0, 1], [0, 1], [0, 0], min_samples=-3)
+    # the message names what per_task_score was given: y_true, not an X
+    with pytest.raises(ValueError, match="tasks has 2 labels but y_true has 3"):
+        per_task_score([0, 1, 1], [0, 1, 1], [0, 0])
+
+
+@pytest.mark.parametrize("scoring", ["roc_auc", "neg_log_loss"])
+def test_per_task_score_refuses_classes_outside_labels(scoring):
+    # roc_auc counted a third class's rows as negatives (0.667 on task 0),
+    # or made every task NaN where labels did not match y_true at all
+    y = np.array([0, 1, 2, 0, 0, 1, 1, 0])
+    p = np.array([0.2, 0.8, 0.6, 0.3, 0.4, 0.7, 0.6, 0.1])
+    tasks = np.repeat([0, 1], 4)
+    for proba in (p, np.c_[1 - p, p]):
+        with pytest.raises(ValueError, match=r"y_true contains values \[2\] "
+                           r"not belonging to the passed labels \[0, 1\]"):
+            per_task_score(y, proba, tasks, scoring=scoring, labels=[0, 1])
+    with pytest.raises(ValueError, match=r"values \[0\] not belonging"):
+        per_task_score(y[y < 2], p[y < 2], tasks[y < 2], scoring=scoring,
+                       labels=[1, 2])
 
 
 # task 1's roc_auc, of one class, is undefined (NaN)
@@ -256,3 +275,25 @@ def test_adaptation_curve_display_needs_a_meta_learner():
     with pytest.raises(InvalidParameterError, match="adapt_tasks"):
         AdaptationCurveDisplay.from_estimator(LogisticRegression(), X, y,
                                               groups=tasks, shots=[1])
+
+
+def test_adaptation_curve_display_says_shots_are_per_class_when_stratified():
+    # from_estimator draws shots per class for every classifier: the label
+    # followed the scoring's name (f1 lost "(per class)")
+    pytest.importorskip("matplotlib")
+    from skmeta.inspection import AdaptationCurveDisplay
+
+    X, y, tasks = make_meta_classification(
+        n_tasks=12, n_samples_per_task=12, n_features=3, n_informative=2,
+        n_redundant=0, random_state=2)
+    display = AdaptationCurveDisplay.from_estimator(
+        MetaClassifier(gamma=1.0, prior="isotropic"), X, y, groups=tasks,
+        shots=(1,), scoring="f1", n_repeats=1, random_state=0)
+    assert display.ax_.get_xlabel() == "samples of each new task (per class)"
+    scores = {"a": np.ones((1, 1))}
+    for per_class, scoring, label in [(None, "accuracy", " (per class)"),
+                                      (None, "r2", ""), (True, "f1", " (per class)"),
+                                      (False, "accuracy", "")]:
+        shown = AdaptationCurveDisplay(shots=[1], scores=scores, scoring=scoring,
+                                       per_class=per_class).plot()
+        assert shown.ax_.get_xlabel() == "samples of each new task" + label

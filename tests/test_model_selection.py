@@ -414,7 +414,8 @@ def test_regression_target_with_stratify():
 
 def test_groups_must_be_1d():
     X, y, groups = make_tasks(BALANCED)
-    with pytest.raises(ValueError, match="groups must be 1-dimensional"):
+    with pytest.raises(ValueError, match=r"groups must be 1-dimensional .*"
+                       r"nested tasks, at least 2\), got an array of shape"):
         FewShotSplit().split(X, y, groups[:, None])
     # (two columns or more are nested tasks: see test_nested.py)
     with pytest.raises(ValueError, match="groups must be 1-dimensional"):
