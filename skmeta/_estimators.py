@@ -1601,7 +1601,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         prior they meta-learn.
     n_prior_components : int >= 1 or "auto", default="auto"
         Number of components of ``prior="mixture"`` (and only of it);
-        ``"auto"`` chooses among 1 to 4 by BIC.
+        ``"auto"`` chooses among 1 to ``min(4, n_tasks // 5)`` by BIC.
     prior_df : float > 0, default=None
         Degrees of freedom of a Student-t prior (with ``prior`` "isotropic",
         "diagonal" or "mixture"; ``method="proximal"`` only): its EM weights
@@ -1681,9 +1681,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         uses all processors. Results do not depend on it.
     random_state : int, RandomState instance or None, default=None
         Draws the meta-batches and the support/query splits of the gradient
-        based methods, and the validation episodes of
-        ``unlabeled_weight="auto"``; ``method="proximal"`` is otherwise
-        deterministic.
+        based methods, the validation episodes of ``unlabeled_weight="auto"``
+        and the k-means start of ``prior="mixture"``; ``method="proximal"``
+        is otherwise deterministic.
     verbose : int, default=0
         Print progress (outer iterations, or every tenth of the
         meta-iterations) when positive.
@@ -1774,8 +1774,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     meta_params_ : ndarray of shape (n_params,)
         The prior mean ``theta0`` (same layout): the model for unseen tasks.
     prior_precision_ : ndarray of shape (n_params,) or (n_params, n_params)
-        Precision ``gamma_ * prior_shape_`` of the transfer term (its
-        diagonal unless ``prior="full"``).
+        Precision ``gamma_ * prior_shape_`` of the transfer term (a matrix
+        for full and low-rank priors, also where ``prior="auto"`` chose one;
+        else its diagonal).
     transfer_center_ : ndarray of shape (n_params,)
         Where the transfer term pulls: ``meta_params_``, except under a prior
         learned by ``method="proximal"`` with a base estimator whose own l2
@@ -1787,10 +1788,21 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         attributes then describe its single Gaussian, see
         ``task_clusters_``).
     prior_shape_ : ndarray of shape (n_params,) or (n_params, n_params)
-        The shape ``Lambda`` of that precision, with unit determinant (its
-        diagonal unless ``prior="full"``).
+        The shape ``Lambda`` of that precision, with unit determinant (a matrix
+        for full and low-rank priors, also where ``prior="auto"`` chose one;
+        else its diagonal).
     gamma_ : float
         The transfer strength used (learned when ``gamma="auto"``).
+    prior_kind_ : str
+        The structure of the prior fitted, e.g. ``"isotropic"``,
+        ``"lowrank-2"``, ``"isotropic on 1 random effects"``, ``"mixture of
+        2 diagonal"``: what ``prior="auto"`` chose, or the one given.
+    prior_scores_ : dict of str to float
+        With ``prior="auto"`` (or ``"lowrank"``, or ``n_prior_components=
+        "auto"``), each candidate's score: the mean held-out loss per unit of
+        weight (the BIC for mixtures); smaller is better, ``inf`` for a
+        candidate whose precision degenerated. Empty where nothing was
+        compared.
     inner_lr_ : ndarray of shape (n_params,)
         Per-parameter inner step sizes of ``"maml"``, ``"reptile"`` (constant)
         and ``"metasgd"`` (learned, by Adam on their logarithms: always
@@ -2463,8 +2475,9 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
     n_jobs : int, default=None
         Number of task shards solved in parallel; see :class:`MetaClassifier`.
     random_state : int, RandomState instance or None, default=None
-        Meta-batches and support/query splits of the gradient-based methods;
-        unused by ``method="proximal"``, which is deterministic.
+        Meta-batches and support/query splits of the gradient-based methods,
+        and the k-means start of ``prior="mixture"``; ``method="proximal"``
+        is otherwise deterministic.
     verbose : int, default=0
         Print progress when positive.
     keep_task_params : bool, default=True
@@ -2495,8 +2508,9 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
     meta_params_ : ndarray of shape (n_params,)
         The prior mean ``theta0``: the model for unseen tasks.
     prior_precision_ : ndarray of shape (n_params,) or (n_params, n_params)
-        Precision ``gamma_ * prior_shape_`` of the transfer term (its
-        diagonal unless ``prior="full"``).
+        Precision ``gamma_ * prior_shape_`` of the transfer term (a matrix
+        for full and low-rank priors, also where ``prior="auto"`` chose one;
+        else its diagonal).
     transfer_center_ : ndarray of shape (n_params,)
         Where the transfer term pulls: ``meta_params_``, except under a prior
         learned by ``method="proximal"`` with a base estimator whose own l2
@@ -2511,6 +2525,10 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         The shape ``Lambda`` of that precision, with unit determinant.
     gamma_ : float
         The transfer strength used.
+    prior_kind_ : str
+        The structure of the prior fitted; see :class:`MetaClassifier`.
+    prior_scores_ : dict of str to float
+        Each compared candidate's score; see :class:`MetaClassifier`.
     inner_lr_ : ndarray of shape (n_params,)
         Inner step sizes of ``"maml"``, ``"metasgd"``, ``"reptile"``; see
         :class:`MetaClassifier`.
