@@ -124,6 +124,31 @@ def test_one_component_regression_learns_the_noise_as_the_diagonal_prior():
     assert_allclose(mix.noise_variance_, ref.noise_variance_, rtol=1e-4)
 
 
+def test_the_mixture_fit_does_not_depend_on_the_targets_units():
+    # two families of slopes +-2 (the predict_task_cluster example): with y
+    # in units 1,000 times larger, parameters of size 1e-3 moved by less than
+    # the absolute tol after 4 iterations, and the fit stopped with both
+    # cluster slopes near 0 (R^2 0.963 against 0.998), silently; one
+    # component strayed from the diagonal prior by 0.32 per unit of y
+    rng = np.random.default_rng(0)
+    slope = np.repeat([-2.0, 2.0], 10)
+    X = rng.standard_normal((200, 2))
+    tasks = np.repeat(np.arange(20), 10)
+    y = slope[tasks] * X[:, 0] + 0.1 * rng.standard_normal(200)
+    fits = {c: MetaRegressor(prior="mixture", n_prior_components=2,
+                             random_state=0).fit(X, c * y, tasks=tasks)
+            for c in (1.0, 1e-3)}
+    assert_allclose(np.sort(fits[1e-3].cluster_means_[:, 0]) / 1e-3,
+                    np.sort(fits[1.0].cluster_means_[:, 0]), rtol=1e-2)
+    assert_allclose(fits[1e-3].predict(X, tasks=tasks) / 1e-3,
+                    fits[1.0].predict(X, tasks=tasks), atol=0.02)
+    one = MetaRegressor(prior="mixture", n_prior_components=1).fit(
+        X, 1e-3 * y, tasks=tasks)
+    diagonal = MetaRegressor(prior="diagonal").fit(X, 1e-3 * y, tasks=tasks)
+    assert_allclose(one.task_params_ / 1e-3, diagonal.task_params_ / 1e-3,
+                    atol=1e-4)
+
+
 def test_one_component_of_an_averaged_loss_is_the_diagonal_prior():
     # PoissonRegressor on tasks of 4 to 30 rows: the mixture's M-step takes
     # each task's moments in the units of its own prior, as the Gaussian

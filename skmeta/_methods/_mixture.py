@@ -382,9 +382,10 @@ def fit_mixture(batch, problem, mixture, setup, *, max_iter, tol, n_jobs=None,
     extrapolates along them and stabilizes with a third, falling back to
     the plain EM iterate when the extrapolation leaves a larger fixed-point
     residual. Converged when the component means and the responsibilities
-    change by less than ``tol`` (relative), and the tasks' modes too or the
-    log evidence by less than ``tol`` per task (``converged`` of the result;
-    the caller warns). Returns a
+    change by less than ``tol`` (relative), the tasks' modes too or the
+    log evidence by less than ``tol`` per task, and the noise variance of
+    squared losses by less than ``tol`` relative (``converged`` of the
+    result; the caller warns). Returns a
     :class:`MixtureFit`.
     """
     K, T = mixture.n_components, batch.n_tasks
@@ -409,9 +410,15 @@ def fit_mixture(batch, problem, mixture, setup, *, max_iter, tol, n_jobs=None,
         # the evidence has stopped gaining: either ends the iterations
         settled = not _changed(solved.theta, state["theta"], tol) or (
             abs(log_evidence - state.get("log_evidence", np.inf)) < tol * T)
+        # the noise variance's relative change is the one test free of the
+        # targets' units: parameters of size 1e-3 move by less than an
+        # absolute tol long before the fixed point
+        dispersion = current.components[0].dispersion
         done = (state["resp"] is not None and settled
                 and not _changed(resp, state["resp"], tol)
-                and not _changed(proposal.means, current.means, tol))
+                and not _changed(proposal.means, current.means, tol)
+                and abs(proposal.components[0].dispersion - dispersion)
+                <= tol * dispersion)
         state.update(theta=solved.theta, resp=resp, u=u, mixture=current,
                      log_evidence=log_evidence, done=done)
         return proposal
