@@ -49,7 +49,7 @@ from skmeta._methods._structures import (
     _scoring_polish,
     factor_precision,
 )
-from skmeta.datasets import make_meta_classification
+from skmeta.datasets import make_meta_classification, make_meta_regression
 
 
 def linear_tasks(n_tasks, n_rows, covariance, *, noise=0.5, seed=0,
@@ -935,3 +935,31 @@ def test_a_fit_stops_only_once_the_noise_variance_has_settled():
                           max_iter=1000).fit(X, y, tasks=tasks)
     assert_allclose(default.noise_variance_, tight.noise_variance_, rtol=1e-3)
     assert_allclose(default.prior_precision_, tight.prior_precision_, rtol=1e-2)
+
+
+def test_a_fixed_prior_does_not_depend_on_the_targets_units():
+    # the prior mean's stopping test was absolute below 1: with targets of
+    # size 1e-4 the first Newton step looked converged from theta0 = 0, and
+    # the fit kept theta0 = 0 (predictions 5.5% off, noise variance 2.3
+    # times too large), silently; partial_fit's online step alike
+    X, y, tasks = make_meta_regression(n_tasks=30, n_samples_per_task=12,
+                                       n_features=4, random_state=3)
+    y = y / y.std()
+    first = tasks < 20
+    for base in (LinearRegression(), Ridge(alpha=1.0)):
+        fits = {}
+        for c in (1.0, 1e-6):
+            meta = MetaRegressor(base, gamma=1.0, prior="isotropic")
+            meta.fit(X[first], c * y[first], tasks=tasks[first])
+            batch = (meta.meta_params_.copy(), meta.noise_variance_)
+            meta.partial_fit(X[~first], c * y[~first], tasks=tasks[~first])
+            fits[c] = (batch, meta)
+        (theta0, noise), meta = fits[1.0]
+        (theta0_c, noise_c), meta_c = fits[1e-6]
+        assert np.max(np.abs(theta0)) > 0.1
+        assert_allclose(theta0_c / 1e-6, theta0, rtol=1e-8)
+        assert_allclose(noise_c / 1e-12, noise, rtol=1e-8)
+        assert_allclose(meta_c.meta_params_ / 1e-6, meta.meta_params_,
+                        rtol=1e-8)
+        assert_allclose(meta_c.predict(X, tasks=tasks) / 1e-6,
+                        meta.predict(X, tasks=tasks), rtol=1e-8, atol=1e-10)

@@ -62,6 +62,7 @@ from ._proximal import (
     _empirical_bayes,
     _Iteration,
     backtracked,
+    models_floor,
     newton_mean_step,
     prior_from_moments,
     raise_if_degenerate,
@@ -148,7 +149,8 @@ def _fixed_prior_online(step, prior, theta, *, max_iter, tol):
         if not step.learn_theta0:
             return prior, solutions, n_iter, True
         proposal = step.propose(prior, solutions)
-        if not _changed(proposal.theta0, prior.theta0, tol):
+        if not _changed(proposal.theta0, prior.theta0, tol,
+                        models_floor(theta)):
             return prior, solutions, n_iter, True
         previous = (prior.theta0, objective)
         prior = proposal

@@ -361,9 +361,20 @@ def _transfer_beyond_ridge(M, ridge):
     return (precision + precision.T) / 2.0
 
 
-def _changed(new, old, tol):
-    scale = max(1.0, float(np.max(np.abs(old), initial=0.0)))
+def _changed(new, old, tol, floor=1.0):
+    """Whether ``new`` differs from ``old`` by more than ``tol`` relative to
+    the largest of ``old``, or absolute below ``floor``."""
+    scale = max(floor, float(np.max(np.abs(old), initial=0.0)))
     return float(np.max(np.abs(new - old), initial=0.0)) > tol * scale
+
+
+def models_floor(theta):
+    """The floor of :func:`_changed` for a prior mean among the models
+    ``theta``: 1, or their size where smaller, so that models in small units
+    (targets of size 1e-4) are not all judged converged at once, from the
+    first step."""
+    size = float(np.max(np.abs(theta), initial=0.0))
+    return max(min(1.0, size), np.finfo(float).tiny)
 
 
 class _PriorCoordinates:
@@ -735,9 +746,11 @@ def _fixed_prior(step, prior, theta, *, max_iter, tol, verbose, name,
         # tasks' mean to far below tol (the stationarity condition): along a
         # direction where F flattens out toward infinity, Newton's steps stay
         # long while the gradient vanishes
+        floor = models_floor(theta)
         stationary = not _changed(step.theta_mean(solutions), prior.theta0,
-                                  tol**2)
-        if stationary or not _changed(proposal.theta0, prior.theta0, tol):
+                                  tol**2, floor)
+        if stationary or not _changed(proposal.theta0, prior.theta0, tol,
+                                      floor):
             if was_loose:
                 continue  # solve exactly at this prior mean before returning
             return ProximalFit(prior, theta, n_iter, True, objective,
