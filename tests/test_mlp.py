@@ -168,6 +168,59 @@ def test_skipped_passes_change_no_number(mode, penalty):
             assert_array_equal(getattr(res, f), expected[f])
 
 
+@pytest.mark.parametrize("rows", ["dense", "csr", "float32"])
+@pytest.mark.parametrize("anil", [False, True], ids=["all", "anil"])
+@pytest.mark.parametrize("code", CODES,
+                         ids=["squared", "logistic", "multinomial", "poisson"])
+def test_forward_steps_by_blocks_of_rows_are_the_kept_steps(code, anil, rows,
+                                                            monkeypatch):
+    # adaptation (FORWARD) keeps one step's passes, over blocks of rows; the
+    # second order keeps every step's passes over all the rows at once, as
+    # every mode did before: the same steps, bit for bit
+    rng = np.random.default_rng(3 + code)
+    sizes = np.array([37, 50, 23])
+    n = sizes.sum()
+    X = rng.normal(size=(n, P))
+    y = {SQUARED: rng.normal(size=n),
+         LOGISTIC: rng.integers(0, 2, n).astype(float),
+         MULTINOMIAL: rng.integers(0, 3, n).astype(float),
+         POISSON: rng.poisson(1.0, n).astype(float)}[code]
+    sw = rng.uniform(0.5, 1.5, n)
+    if rows == "csr":
+        X[rng.uniform(size=X.shape) < 0.3] = 0.0
+        X = sp.csr_matrix(X)
+    elif rows == "float32":
+        X = X.astype(np.float32)
+    batch, _ = make_batch(X, y, sw, np.repeat(np.arange(3), sizes), 3)
+    problem = NetworkProblem(code, TANH, 3 if code == MULTINOMIAL else 1, P,
+                             (5, 4), False, 0.3)
+    d = problem.n_params
+    theta0 = rng.normal(scale=0.5, size=d)
+    alpha = rng.uniform(0.01, 0.05, d)
+    if anil:
+        alpha[:problem.head] = 0.0
+    # passes of 12 rows (tasks of 23 to 50): blocks of 12, and a remainder
+    # of each size modulo four
+    dtype = np.float32 if rows == "float32" else np.float64
+    per_row = (3 * problem.n_layers * (problem.width + 8)
+               + 4 * problem.n_outputs) * np.dtype(dtype).itemsize
+    monkeypatch.setattr(workspaces_module, "FORWARD_PASSES_MAX_BYTES",
+                        12 * per_row + 3)
+    kw = dict(auto_step=False, n_steps=3, n_sel=3)
+    forward = Unroller(batch, problem, np.full(d, 0.7), mode=FORWARD, **kw)
+    kept = Unroller(batch, problem, np.full(d, 0.7), mode=SECOND_ORDER, **kw)
+    assert forward._layout.block_rows == 12
+    assert forward._work.acts.shape[:2] == (1, 1)  # one chunk, one step
+    assert kept._work.acts.shape[:2] == (1, 4)
+    for n_query in (np.zeros(3, dtype=int), np.array([0, 30, 7])):
+        args = (np.arange(3), np.array([5, -1, 8]), n_query, theta0, alpha)
+        got = forward(*args)
+        expected = kept(*args)
+        assert_array_equal(got.theta, expected.theta)
+        # the query loss is summed block by block
+        assert_allclose(got.query_loss, expected.query_loss, rtol=1e-12)
+
+
 @pytest.mark.parametrize("anil", [False, True], ids=["all", "anil"])
 @pytest.mark.parametrize("code", [SQUARED, MULTINOMIAL],
                          ids=["squared", "multinomial"])
@@ -535,6 +588,48 @@ def test_network_too_big_for_the_workspace_budget(sine, monkeypatch):
     with pytest.raises(ValueError, match="workspace budget of 1 MiB"):
         MetaRegressor(MLPRegressor(hidden_layer_sizes=(200, 200)), method="maml",
                       inner_lr=0.01, max_iter=1).fit(X, y, tasks=tasks)
+
+
+@pytest.mark.parametrize("anil", [False, True], ids=["all", "anil"])
+def test_adapt_a_task_over_the_meta_training_budget(sine, anil, monkeypatch):
+    # adaptation needs neither every step's passes nor all the task's rows
+    # at once: a task that meta-training in second order could not take
+    # adapts, and its steps are full-batch gradient steps on scikit-learn's
+    # objective with the transfer term
+    X, y, tasks = sine
+    meta = fit_sine(sine, estimator=MLPRegressor(hidden_layer_sizes=(6,),
+                                                 activation="tanh", alpha=1e-3),
+                    gamma=0.3, inner_steps=4, max_iter=3,
+                    adapt_layers="output" if anil else "all")
+    rng = np.random.default_rng(0)
+    Xn = rng.uniform(-5, 5, (600, 1))
+    yn = np.sin(Xn[:, 0]) + 0.1 * rng.normal(size=600)
+    sw = rng.uniform(0.5, 1.5, 600)
+    expected = meta.adapt(Xn, yn, sample_weight=sw)  # in one pass
+    # a budget for one step's passes over tasks of 300 rows, not for every
+    # step's (the second order's, as every use of the steps had before);
+    # adaptation's passes by blocks of 44 rows
+    monkeypatch.setattr(workspaces_module, "WORKSPACE_MAX_BYTES", 1 << 20)
+    monkeypatch.setattr(workspaces_module, "FORWARD_PASSES_MAX_BYTES", 1 << 15)
+    halves = (Xn, yn, np.repeat([0, 1], 300))
+    kw = dict(estimator=meta.estimator, inner_steps=4, max_iter=1)
+    with pytest.raises(ValueError, match="over skmeta's workspace budget of 1 MiB"
+                       r".*Use fewer inner_steps, first_order=True"):
+        fit_sine(halves, **kw)
+    fit_sine(halves, first_order=True, **kw)
+    net = meta.adapt(Xn, yn, sample_weight=sw)
+    family = family_for(meta.estimator, classifier=False, owner="test")
+    theta0 = theta = meta.meta_params_
+    for _ in range(4):
+        model = family.build(theta, n_features=1, classes=None)
+        _, grad = sklearn_objective(model, Xn, yn, sw)
+        theta = theta - meta.inner_lr_ * (grad + meta.gamma_ * (theta - theta0))
+    problem = meta._problem()
+    got = problem.join(net.coefs_, net.intercepts_)
+    assert_allclose(got, theta, rtol=1e-12, atol=1e-14)
+    assert_array_equal(got, problem.join(expected.coefs_, expected.intercepts_))
+    if anil:
+        assert_array_equal(got[:problem.head], meta.meta_params_[:problem.head])
 
 
 def test_no_hidden_layer_is_refused(sine):

@@ -35,20 +35,20 @@ from ._rows import shuffled_task
 
 NetworkImplicitConfig = namedtuple(
     "NetworkImplicitConfig",
-    "alpha n_steps block_size head_only XTb penalized cg_tol cg_max")
+    "alpha n_steps block_size head_only XTb penalized cg_tol cg_max block_rows")
 NetworkImplicitConfig.__doc__ = """The inner steps (``alpha``, ``n_steps``),
 sums by blocks of ``block_size``, ANIL (``head_only``), the batch
 transposed or empty (``XTb``), ``penalized`` as in
-``_mlp_unroll.NetworkUnrollConfig``, and the conjugate gradient's stopping
-rule."""
+``_mlp_unroll.NetworkUnrollConfig``, the conjugate gradient's stopping
+rule, and ``block_rows`` as there (every row of a task: the Hessian-vector
+products take the passes of all the support rows at once)."""
 
 
 @helper
-def system_times(rows, ns, net, prior, theta, scale, head_only, w, p, out):
-    """``out = A p`` at ``theta`` (passes in the last slot), ``p`` zero outside
-    the parameters the inner problem moves."""
+def system_times(rows, ns, net, prior, theta, scale, head_only, w, slot, p, out):
+    """``out = A p`` at ``theta`` (its passes in the rings' slot ``slot``),
+    ``p`` zero outside the parameters the inner problem moves."""
     d = prior.theta0.shape[0]
-    slot = w.thetas.shape[0] - 1
     for j in range(d):
         out[j] = net.lam2 * net.l2w[j] * p[j]
     network_hvp(rows, ns, theta, p, net,
@@ -63,14 +63,15 @@ def system_times(rows, ns, net, prior, theta, scale, head_only, w, p, out):
 def implicit_gradient(rows, ns, net, prior, config, w, grad_theta0):
     """Add the task's implicit meta-gradient to ``grad_theta0``.
 
-    ``w.adj`` holds the query gradient at the adapted parameters
-    ``w.thetas[-1]``.
+    ``w.adj`` holds the query gradient at the adapted parameters, the last
+    iterate of ``forward_steps``.
     """
     d = prior.theta0.shape[0]
     first = first_moved(net, config.head_only)
     start = np.uintp(first)
-    slot = w.thetas.shape[0] - 1
-    theta = w.thetas[slot]
+    # the rings' slots of the last step (see _mlp_unroll)
+    slot = config.n_steps % w.acts.shape[0]
+    theta = w.thetas[config.n_steps % w.thetas.shape[0]]
     g = w.adj
     x = w.x
     r = w.r
@@ -99,8 +100,8 @@ def implicit_gradient(rows, ns, net, prior, config, w, grad_theta0):
     for _ in range(config.cg_max):
         if rr == 0.0 or math.sqrt(rr) <= target:
             break
-        system_times(rows, ns, net, prior, theta, scale, config.head_only, w, p,
-                     Ap)
+        system_times(rows, ns, net, prior, theta, scale, config.head_only, w,
+                     slot, p, Ap)
         pAp = 0.0
         for j in range(start, np.uintp(d)):
             pAp += p[j] * Ap[j]
@@ -126,7 +127,8 @@ def implicit_gradient(rows, ns, net, prior, config, w, grad_theta0):
     if first > 0:
         # the hidden layers: directly, and through the output layer's solution
         # (first > 0: ANIL's output layer alone, as a run-time flag)
-        system_times(rows, ns, net, prior, theta, scale, first > 0, w, x, Ap)
+        system_times(rows, ns, net, prior, theta, scale, first > 0, w, slot, x,
+                     Ap)
         for j in range(first):
             grad_theta0[j] += g[j] - Ap[j]
 
@@ -137,7 +139,7 @@ def network_implicit_tasks(c, n_chunks, batch, net, prior, meta_batch, config,
     """Inner solves, query losses and implicit meta-gradients of a meta-batch.
 
     As ``_mlp_unroll.network_unroll_tasks`` (chunks, blocks, outputs; the
-    workspace has ``n_steps + 1`` slots); ``out.grad_alpha`` is not written.
+    passes of one step are all it keeps); ``out.grad_alpha`` is not written.
     """
     task_sel = meta_batch.task_sel
     n_sel = task_sel.shape[0]
@@ -156,11 +158,12 @@ def network_implicit_tasks(c, n_chunks, batch, net, prior, meta_batch, config,
                              net.n_features, False, config.XTb, buffers)
         ns = rows.n - min(meta_batch.n_query[s], rows.n)
         forward_steps(rows, ns, net, prior, config.alpha, n_steps,
-                      config.head_only, config.penalized, w)
-        adapted = w.thetas[n_steps]
+                      config.head_only, config.penalized, config.block_rows, w)
+        adapted = w.thetas[n_steps % w.thetas.shape[0]]
         for j in range(d):
             out.theta[s, j] = adapted[j]
-        out.query_loss[s] = query(rows, ns, net, adapted, n_steps, w)
+        out.query_loss[s] = query(rows, ns, net, adapted,
+                                  n_steps % w.acts.shape[0], config.block_rows, w)
         implicit_gradient(rows, ns, net, prior, config, w, out.grad_theta0[b])
     if n_chunks == 1:
         return sum_blocks(out, False)

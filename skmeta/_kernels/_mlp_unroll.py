@@ -13,13 +13,25 @@ transfer term toward ``theta0``), and a query part, on which the adapted
 network is scored. With ``head_only`` (ANIL) only the output layer's
 parameters move; the meta-gradient still reaches every layer.
 
-Per task: ``forward_steps`` keeps every step's passes, ``query`` scores the
-adapted network and leaves the query gradient in ``adj``, and
-``backward_steps`` back-propagates it through the steps, with exact
-Hessian-vector products (``_mlp.network_hvp``) in second order. Sums over
-tasks go by blocks of tasks in task order, whatever the number of threads
-(as in ``_unroll``). The kernels allocate nothing: the buffers come from
+Per task: ``forward_steps`` takes the steps, ``query`` scores the adapted
+network and leaves the query gradient in ``adj``, and ``backward_steps``
+back-propagates it through the steps, with exact Hessian-vector products
+(``_mlp.network_hvp``) in second order. Sums over tasks go by blocks of
+tasks in task order, whatever the number of threads (as in ``_unroll``).
+The kernels allocate nothing: the buffers come from
 ``_workspaces.network_workspace``.
+
+Only the second-order backward pass reads earlier steps' passes and
+iterates: the step buffers are rings (step ``k`` in slot ``k % slots``),
+which the workspace makes as long as the steps for it and one slot long
+(two for the iterates) otherwise, so that the memory of the other uses
+does not grow with ``n_steps``. Where nothing is back-propagated from the
+rows afterwards (``FORWARD``: adaptation, Reptile) the passes also go over
+the rows by blocks of ``config.block_rows``, so that the buffers do not
+grow with the task either: the gradient of a step is the same sum, added
+row after row in the same order (blocks of a multiple of four rows keep the
+row products' groups of rows), so the steps are those of a single pass,
+bit for bit.
 """
 
 from collections import namedtuple
@@ -39,7 +51,8 @@ SECOND_ORDER = 2
 
 NetworkUnrollConfig = namedtuple(
     "NetworkUnrollConfig",
-    "alpha n_steps mode block_size head_only XTb penalized step_gradient")
+    "alpha n_steps mode block_size head_only XTb penalized step_gradient "
+    "block_rows")
 NetworkUnrollConfig.__doc__ = """How tasks are adapted, and what is computed.
 
 ``alpha``: per-parameter inner steps; ``mode``: FORWARD (adapted
@@ -49,7 +62,9 @@ only (ANIL); ``XTb``: the batch transposed (``_layout.transposed_batch``)
 or empty; ``penalized``: whether the l2 penalty or the transfer term is
 nonzero (without, their passes over the parameters are skipped);
 ``step_gradient``: whether to compute the meta-gradient with respect to
-``alpha`` (Meta-SGD's), else ``out.grad_alpha`` is left untouched.
+``alpha`` (Meta-SGD's), else ``out.grad_alpha`` is left untouched;
+``block_rows``: the rows one pass takes (the passes' buffers hold that
+many; a multiple of four where a task's rows go by blocks).
 """
 
 NetworkWork = namedtuple(
@@ -57,10 +72,12 @@ NetworkWork = namedtuple(
     "order XT data indices indptr y sw acts dAs deltas Ds Z G U rz ra rd thetas "
     "grads vectors")
 NetworkWork.__doc__ = """Buffers of ``network_unroll_tasks``, one slice per chunk
-of tasks (leading axis): task rows, every step's passes (``acts``,
-``dAs``, ``deltas``: ``(n_steps + 1, n_layers, n_max, width)``, the last
-slot for the query), datafit buffers, the Hessian-vector product's, every
-iterate and gradient, and seven parameter-sized vectors."""
+of tasks (leading axis): task rows, the rings of the steps' passes
+(``acts``, ``dAs``, ``deltas``: ``(slots, n_layers, rows, width)``; kept
+for a backward pass through the steps, ``n_steps + 1`` slots, the last for
+the query), datafit buffers, the Hessian-vector product's (no rows where
+none is taken), the rings of the iterates and gradients, and seven
+parameter-sized vectors."""
 
 NetworkOutputs = namedtuple(
     "NetworkOutputs", "sums theta query_loss grad_theta0 grad_alpha")
@@ -80,40 +97,49 @@ def first_moved(net, head_only):
 
 
 @helper
-def forward_steps(rows, ns, net, prior, alpha, n_steps, head_only, penalized, w):
+def forward_steps(rows, ns, net, prior, alpha, n_steps, head_only, penalized,
+                  block_rows, w):
     """``n_steps`` gradient steps from ``theta0`` on the support rows ``0:ns``.
 
-    ``penalized``: see ``NetworkUnrollConfig``.
+    ``penalized`` and ``block_rows``: see ``NetworkUnrollConfig``. The last
+    iterate is left in ``w.thetas[n_steps % len(w.thetas)]``.
     """
     d = prior.theta0.shape[0]
     L = net.sizes.shape[0] - 1
     first = first_moved(net, head_only)
     thetas = w.thetas
-    grads = w.grads
     for j in range(d):
         thetas[0, j] = prior.theta0[j]
     scale = loss_scale(net.mean_loss, rows.sw, 0, ns)
+    # the hidden layers' outputs of step 0 can be reused by ANIL's later
+    # steps only when one block holds them all
+    blocked = ns > block_rows
     for k in range(n_steps):
-        th = thetas[k]
-        body = k == 0 or not head_only
-        if not body:
+        # the rings' slots of step k
+        th = thetas[k % thetas.shape[0]]
+        g = w.grads[k % w.grads.shape[0]]
+        p = k % w.acts.shape[0]
+        acts = w.acts[p]
+        body = k == 0 or not head_only or blocked
+        if not body and p > 0:
             # the hidden layers do not move: their outputs are step 0's
             for li in range(L - 1):
                 for r in range(ns):
                     for j in range(net.sizes[li + 1]):
-                        w.acts[k, li, r, j] = w.acts[0, li, r, j]
-        network_forward(rows, 0, ns, th, net, w.acts[k], w.Z, body)
-        datafit_derivatives(net.code, rows.y, rows.sw, 0, ns, w.Z, net.n_outputs,
-                            w.G, w.Ds[k], False)
+                        acts[li, r, j] = w.acts[0, li, r, j]
         if penalized:
-            smooth_penalty_gradient(th, net, prior, d, w.tmp, grads[k])
+            smooth_penalty_gradient(th, net, prior, d, w.tmp, g)
         else:
-            grads[k][:] = 0.0
-        network_backward(rows, 0, ns, th, net, w.acts[k], w.G, scale, w.dAs[k],
-                         w.deltas[k], grads[k], not head_only)
+            g[:] = 0.0
+        for lo in range(0, ns, block_rows):
+            n = min(block_rows, ns - lo)
+            network_forward(rows, lo, n, th, net, acts, w.Z, body)
+            datafit_derivatives(net.code, rows.y, rows.sw, lo, lo + n, w.Z,
+                                net.n_outputs, w.G, w.Ds[p], False)
+            network_backward(rows, lo, n, th, net, acts, w.G, scale, w.dAs[p],
+                             w.deltas[p], g, not head_only)
         # unsigned indices from a run-time start: see _layers
-        nxt = thetas[k + 1]
-        g = grads[k]
+        nxt = thetas[(k + 1) % thetas.shape[0]]
         for j in range(first):
             nxt[j] = th[j]
         for j in range(np.uintp(first), np.uintp(d)):
@@ -121,8 +147,12 @@ def forward_steps(rows, ns, net, prior, alpha, n_steps, head_only, penalized, w)
 
 
 @helper
-def query(rows, ns, net, theta, slot, w):
-    """Query loss at ``theta`` over rows ``ns:``; its gradient goes to ``w.adj``."""
+def query(rows, ns, net, theta, slot, block_rows, w):
+    """Query loss at ``theta`` over rows ``ns:``; its gradient goes to ``w.adj``.
+
+    The passes go to the rings' slot ``slot``, by blocks of ``block_rows`` rows
+    (the loss is then summed block by block).
+    """
     d = theta.shape[0]
     n = rows.n
     adj = w.adj
@@ -130,14 +160,16 @@ def query(rows, ns, net, theta, slot, w):
         adj[j] = 0.0
     if ns == n:
         return 0.0
-    nq = n - ns
     scale = loss_scale(net.mean_loss, rows.sw, ns, n)
-    network_forward(rows, ns, nq, theta, net, w.acts[slot], w.Z, True)
-    loss = scale * datafit_derivatives(net.code, rows.y, rows.sw, ns, n, w.Z,
-                                       net.n_outputs, w.G, w.U, True)
-    network_backward(rows, ns, nq, theta, net, w.acts[slot], w.G, scale,
-                     w.dAs[slot], w.deltas[slot], adj, True)
-    return loss
+    loss = 0.0
+    for lo in range(ns, n, block_rows):
+        nq = min(block_rows, n - lo)
+        network_forward(rows, lo, nq, theta, net, w.acts[slot], w.Z, True)
+        loss += datafit_derivatives(net.code, rows.y, rows.sw, lo, lo + nq, w.Z,
+                                    net.n_outputs, w.G, w.U, True)
+        network_backward(rows, lo, nq, theta, net, w.acts[slot], w.G, scale,
+                         w.dAs[slot], w.deltas[slot], adj, True)
+    return scale * loss
 
 
 @helper
@@ -146,6 +178,8 @@ def backward_steps(rows, ns, net, prior, config, w, grad_theta0, grad_alpha):
 
     Adds the gradients with respect to ``theta0`` and, with
     ``config.step_gradient``, ``alpha`` to ``grad_theta0`` and ``grad_alpha``.
+    Reads every step's slot of the rings: the workspace has them all in
+    second order (and every step's gradient with ``step_gradient``).
     """
     alpha = config.alpha
     head_only = config.head_only
@@ -270,11 +304,12 @@ def network_unroll_tasks(c, n_chunks, batch, net, prior, meta_batch, config,
                              net.n_features, False, config.XTb, buffers)
         ns = rows.n - min(meta_batch.n_query[s], rows.n)
         forward_steps(rows, ns, net, prior, config.alpha, n_steps,
-                      config.head_only, config.penalized, w)
-        adapted = w.thetas[n_steps]
+                      config.head_only, config.penalized, config.block_rows, w)
+        adapted = w.thetas[n_steps % w.thetas.shape[0]]
         for j in range(d):
             out.theta[s, j] = adapted[j]
-        out.query_loss[s] = query(rows, ns, net, adapted, n_steps, w)
+        out.query_loss[s] = query(rows, ns, net, adapted,
+                                  n_steps % w.acts.shape[0], config.block_rows, w)
         if config.mode == FORWARD:
             continue
         backward_steps(rows, ns, net, prior, config, w, out.grad_theta0[b],

@@ -37,6 +37,7 @@ from ._mlp_implicit import (
 )
 from ._mlp_unroll import (
     FORWARD,
+    SECOND_ORDER,
     NetworkOutputs,
     NetworkUnrollConfig,
     network_unroll_parallel,
@@ -46,6 +47,7 @@ from ._workspaces import (
     _PAD,
     TRANSPOSED_MAX_BYTES,
     network_chunks,
+    network_layout,
     network_workspace,
 )
 
@@ -66,7 +68,10 @@ class NetworkUnroller:
     ``auto_step`` must be False: a network's steps are the numbers in
     ``alpha`` (see ``_methods._bilevel``). Without ``step_gradient`` the
     kernels skip the meta-gradient with respect to ``alpha`` (only Meta-SGD
-    learns the steps) and ``grad_alpha`` is None.
+    learns the steps) and ``grad_alpha`` is None. The workspace keeps what
+    ``mode`` reads again (``_layout_of``): every step's passes in second order
+    only, and in ``FORWARD`` the rows go by blocks, so that adapting a task
+    needs buffers of neither its size nor the number of steps.
     """
 
     def __init__(self, batch, problem, precision, *, auto_step, n_steps, mode,
@@ -83,10 +88,13 @@ class NetworkUnroller:
         self.block = block
         self._head = problem.head
         self.dtype = dtype = self._arithmetic(batch)
+        self._step_gradient = bool(step_gradient) and self._sums_gradients(mode)
+        self._layout = layout = self._layout_of(batch, problem, dtype)
         # per-block meta-gradients: none to sum when only adapting
         n_grad_blocks = n_blocks if self._sums_gradients(mode) else 0
-        self.n_chunks = network_chunks(batch, problem, n_steps, n_threads,
-                                       n_blocks, numba.config.NUMBA_NUM_THREADS,
+        self.n_chunks = network_chunks(batch, problem, layout, n_steps,
+                                       n_threads, n_blocks,
+                                       numba.config.NUMBA_NUM_THREADS,
                                        n_grad_blocks, dtype)
         blocks = np.zeros((2, n_grad_blocks, d + _PAD))
         self._out = NetworkOutputs(np.zeros((2, d)), np.empty((n_sel, d)),
@@ -100,10 +108,9 @@ class NetworkUnroller:
         self._precision = np.asarray(precision, dtype=dtype)
         self._penalized = bool(net.lam2 != 0.0 and np.any(net.l2w)
                                or np.any(self._precision))
-        self._step_gradient = bool(step_gradient) and self._sums_gradients(mode)
         self._XTb = (transposed_batch(batch, problem, TRANSPOSED_MAX_BYTES, dtype)
                      if transposed else np.empty(0, dtype=dtype))
-        self._work = network_workspace(batch, problem, n_steps, self.n_chunks,
+        self._work = network_workspace(batch, problem, layout, self.n_chunks,
                                        dtype)
 
     def _arithmetic(self, batch):
@@ -113,11 +120,20 @@ class NetworkUnroller:
     def _sums_gradients(self, mode):
         return mode != FORWARD
 
+    def _layout_of(self, batch, problem, dtype):
+        """The ``_workspaces.NetworkLayout`` of ``self.mode``."""
+        second_order = self.mode == SECOND_ORDER
+        return network_layout(batch, problem, self.n_steps,
+                              every_step=second_order,
+                              step_gradient=self._step_gradient,
+                              hvp=second_order, by_blocks=self.mode == FORWARD,
+                              dtype=dtype)
+
     def _config(self, alpha):
         return NetworkUnrollConfig(
             alpha, self.n_steps, self.mode, self.block,
             adapts_output_only(self._head, alpha), self._XTb, self._penalized,
-            self._step_gradient)
+            self._step_gradient, self._layout.block_rows)
 
     _kernels = (network_unroll_tasks, network_unroll_parallel)
 
@@ -151,6 +167,13 @@ class NetworkImplicit(NetworkUnroller):
     def _sums_gradients(self, mode):
         return True
 
+    def _layout_of(self, batch, problem, dtype):
+        # one step's passes, over all the support rows at once: the
+        # conjugate gradient's Hessian-vector products are taken at the
+        # last iterate only
+        return network_layout(batch, problem, self.n_steps, every_step=False,
+                              hvp=True, dtype=dtype)
+
     def __init__(self, batch, problem, precision, *, n_steps, n_sel, cg_tol,
                  cg_max, n_threads=1):
         super().__init__(batch, problem, precision, auto_step=False,
@@ -163,7 +186,7 @@ class NetworkImplicit(NetworkUnroller):
         return NetworkImplicitConfig(
             alpha, self.n_steps, self.block,
             adapts_output_only(self._head, alpha), self._XTb, self._penalized,
-            self.cg_tol, self.cg_max)
+            self.cg_tol, self.cg_max, self._layout.block_rows)
 
 
 def network_decision_values(X, row_model, params, problem):

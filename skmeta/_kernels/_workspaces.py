@@ -8,6 +8,8 @@ work: its buffers are made once per fit, one slice per chunk of tasks
 (chunks run on different threads).
 """
 
+from collections import namedtuple
+
 import numpy as np
 
 from ._codes import MULTINOMIAL
@@ -22,6 +24,11 @@ from ._unroll import UnrollWork
 TRANSPOSED_MAX_BYTES = 1 << 28
 # the unrolled kernel's workspace, all chunks together
 WORKSPACE_MAX_BYTES = 1 << 28
+# the passes of one block of rows of a network's forward-only inner steps
+# (adaptation, Reptile), per chunk: 16 MiB are 3,216 rows of a default
+# MLPRegressor (100 hidden units), and every task of up to that many rows
+# still goes in one pass (ANIL then reuses the hidden layers' outputs)
+FORWARD_PASSES_MAX_BYTES = 1 << 24
 # float64 entries: one cache line
 _PAD = 8
 # the per-block sums of inverse Hessians of one exact solve of all tasks
@@ -192,85 +199,130 @@ def implicit_workspace(batch, problem, task_sel):
 # --------------------------------------------------------------------------
 # networks
 # --------------------------------------------------------------------------
-def network_workspace(batch, problem, n_steps, n_chunks, dtype=np.float64):
-    """Buffers of ``_mlp_unroll.network_unroll_tasks``, one slice per chunk.
+NetworkLayout = namedtuple("NetworkLayout",
+                           "passes thetas grads hvp block_rows n_max")
+NetworkLayout.__doc__ = """What a network kernel keeps of a task's inner steps.
 
-    Rows padded by ``_PAD`` entries, as in ``unroll_workspace``; the float
-    buffers are of type ``dtype``, the arithmetic's.
+Slots of the rings (see ``_mlp_unroll``) of the passes (``acts``, ``dAs``,
+``deltas``, ``Ds``), of the iterates and of the gradients; whether the
+Hessian-vector products' buffers have rows (``hvp``); the rows one pass
+takes (``block_rows``, ``n_max`` where a task's rows all go in one pass),
+and ``n_max`` the rows of the largest task.
+"""
+
+
+def network_layout(batch, problem, n_steps, *, every_step, step_gradient=False,
+                   hvp=False, by_blocks=False, dtype=np.float64):
+    """The :class:`NetworkLayout` of a use of ``n_steps`` inner steps.
+
+    ``every_step``: a backward pass through the steps (second order) reads
+    every step's passes and iterates, else one step's are kept (and two
+    iterates: the step's and the next). ``step_gradient``: every step's
+    gradient is kept (Meta-SGD's step sizes). ``hvp``: Hessian-vector
+    products are taken. ``by_blocks``: nothing is back-propagated from the
+    rows once passed over (forward only), so the passes go by blocks of
+    rows whose buffers take at most ``FORWARD_PASSES_MAX_BYTES``.
     """
-    sizes = np.diff(batch.offsets)
-    n = max(1, int(sizes.max(initial=0))) + _PAD
+    steps = max(int(n_steps), 0)
+    n_max = max(1, int(np.diff(batch.offsets).max(initial=0)))
+    block_rows = n_max
+    if by_blocks:
+        block_rows = min(n_max, _forward_block_rows(problem, dtype))
+    return NetworkLayout(
+        passes=steps + 1 if every_step else 1,
+        thetas=steps + 1 if every_step else 2,
+        grads=max(steps, 1) if every_step or step_gradient else 1,
+        hvp=bool(hvp), block_rows=block_rows, n_max=n_max)
+
+
+def _forward_block_rows(problem, dtype):
+    """Rows of a forward-only pass: its buffers within
+    ``FORWARD_PASSES_MAX_BYTES``, a multiple of four (the row products' groups
+    of rows, see ``_mlp_unroll``), at least four."""
+    per_row = (3 * problem.n_layers * (problem.width + _PAD)
+               + 4 * problem.n_outputs) * np.dtype(dtype).itemsize
+    return max(4, FORWARD_PASSES_MAX_BYTES // per_row // 4 * 4)
+
+
+def _network_shapes(batch, problem, layout, dtype):
+    """``NetworkWork`` of ``(shape, type)`` of one chunk's buffers."""
+    n = layout.n_max + _PAD
     nnz = _PAD
     if batch.is_sparse and batch.n_tasks:
         nnz += max(1, int(np.diff(batch.indptr[batch.offsets]).max()))
     k, d, L = problem.n_outputs, problem.n_params, problem.n_layers
     width = problem.width + _PAD
-    slots = max(int(n_steps), 0) + 1
+    rows = layout.block_rows + _PAD
+    hvp_rows = rows if layout.hvp else 0
     sparse = 1 if batch.is_sparse else 0
-    c = n_chunks
-
-    def floats(*shape):
-        return np.empty(shape, dtype=dtype)
-
+    slots = layout.passes
+    index, real = np.intp, dtype
     return NetworkWork(
-        order=np.empty((c, n), dtype=np.intp),
-        XT=floats(c, (1 - sparse) * problem.n_features, n),
-        data=floats(c, sparse * nnz),
-        indices=np.empty((c, sparse * nnz), dtype=np.intp),
-        indptr=np.empty((c, sparse * (n + 1)), dtype=np.intp),
-        y=floats(c, n), sw=floats(c, n),
-        acts=floats(c, slots, L, n, width),
-        dAs=floats(c, slots, L, n, width),
-        deltas=floats(c, slots, L, n, width),
-        Ds=floats(c, slots, k, n),
-        Z=floats(c, k, n), G=floats(c, k, n), U=floats(c, k, n),
-        rz=floats(c, L, n, width), ra=floats(c, L, n, width),
-        rd=floats(c, L, n, width),
-        thetas=floats(c, slots, d + _PAD),
-        grads=floats(c, max(slots - 1, 1), d + _PAD),
-        vectors=floats(c, 7, d + _PAD))
+        order=((n,), index),
+        XT=(((1 - sparse) * problem.n_features, n), real),
+        data=((sparse * nnz,), real),
+        indices=((sparse * nnz,), index),
+        indptr=((sparse * (n + 1),), index),
+        y=((n,), real), sw=((n,), real),
+        acts=((slots, L, rows, width), real),
+        dAs=((slots, L, rows, width), real),
+        deltas=((slots, L, rows, width), real),
+        Ds=((slots, k, rows), real),
+        Z=((k, rows), real), G=((k, rows), real), U=((k, rows), real),
+        rz=((L, hvp_rows, width), real), ra=((L, hvp_rows, width), real),
+        rd=((L, hvp_rows, width), real),
+        thetas=((layout.thetas, d + _PAD), real),
+        grads=((layout.grads, d + _PAD), real),
+        vectors=((7, d + _PAD), real))
 
 
-def network_chunks(batch, problem, n_steps, n_threads, n_blocks, max_threads,
-                   n_grad_blocks, dtype=np.float64):
+def network_workspace(batch, problem, layout, n_chunks, dtype=np.float64):
+    """Buffers of ``_mlp_unroll.network_unroll_tasks``, one slice per chunk,
+    as ``layout`` (a :class:`NetworkLayout`) says.
+
+    Rows padded by ``_PAD`` entries, as in ``unroll_workspace``; the float
+    buffers are of type ``dtype``, the arithmetic's.
+    """
+    return NetworkWork(*(np.empty((n_chunks, *shape), dtype=kind)
+                         for shape, kind in _network_shapes(batch, problem,
+                                                            layout, dtype)))
+
+
+def network_chunks(batch, problem, layout, n_steps, n_threads, n_blocks,
+                   max_threads, n_grad_blocks, dtype=np.float64):
     """How many chunks (threads) a network's meta-batch runs in.
 
     As ``unroll_chunks``. A network whose buffers for one chunk, with the
     per-block sums of the meta-gradients (``n_grad_blocks`` blocks), exceed
-    ``WORKSPACE_MAX_BYTES`` cannot be meta-trained: a ValueError says so,
-    naming the budget. (The adapted parameters are results, not buffers.)
+    ``WORKSPACE_MAX_BYTES`` cannot be run: a ValueError says so, naming the
+    budget and what would bring the buffers within it. (The adapted
+    parameters are results, not buffers.)
     """
-    per_chunk = _network_bytes(batch, problem, n_steps, dtype)
+    per_chunk = _network_bytes(batch, problem, layout, dtype)
     sums = 8 * (2 * n_grad_blocks + 2) * (problem.n_params + _PAD)
     if per_chunk + sums > WORKSPACE_MAX_BYTES:
+        if layout.passes > 1:
+            # second order: every step's passes over every row, for the
+            # backward pass through the steps
+            remedy = ("Use fewer inner_steps, first_order=True (with "
+                      "method='maml': one step's buffers are kept), smaller "
+                      "hidden layers or smaller tasks.")
+        else:
+            remedy = "Use smaller hidden layers or smaller tasks."
         raise ValueError(
             f"The network has {problem.n_params} parameters: with "
-            f"{int(n_steps)} inner steps on tasks of up to "
-            f"{int(np.diff(batch.offsets).max(initial=0))} rows, one "
-            f"meta-batch needs {(per_chunk + sums) / 2**20:.0f} MiB of "
-            f"buffers, over skmeta's workspace budget of "
+            f"{int(n_steps)} inner steps on tasks of up to {layout.n_max} "
+            f"rows, its inner loops need {(per_chunk + sums) / 2**20:.0f} MiB "
+            f"of buffers, over skmeta's workspace budget of "
             f"{WORKSPACE_MAX_BYTES / 2**20:.0f} MiB "
-            "(skmeta._kernels._workspaces.WORKSPACE_MAX_BYTES). Use smaller "
-            "hidden layers, fewer inner_steps or smaller tasks."
+            f"(skmeta._kernels._workspaces.WORKSPACE_MAX_BYTES). {remedy}"
         )
     n_chunks = min(int(n_threads), n_blocks, int(max_threads))
     room = (WORKSPACE_MAX_BYTES - sums) // max(per_chunk, 1)
     return max(1, min(n_chunks, room))
 
 
-def _network_bytes(batch, problem, n_steps, dtype):
+def _network_bytes(batch, problem, layout, dtype):
     """Bytes of one chunk of ``network_workspace``, without allocating it."""
-    sizes = np.diff(batch.offsets)
-    n = max(1, int(sizes.max(initial=0))) + _PAD
-    nnz = _PAD
-    if batch.is_sparse and batch.n_tasks:
-        nnz += max(1, int(np.diff(batch.indptr[batch.offsets]).max()))
-    k, d, L = problem.n_outputs, problem.n_params, problem.n_layers
-    width = problem.width + _PAD
-    slots = max(int(n_steps), 0) + 1
-    indices = 2 * n + nnz  # order, indptr, indices
-    rows = (2 + problem.n_features) * n + nnz  # XT, y, sw, data
-    layers = (3 * slots + 3) * L * n * width + (slots + 3) * k * n
-    vectors = (2 * slots + 7) * (d + _PAD)
-    return (np.dtype(dtype).itemsize * (rows + layers + vectors)
-            + np.dtype(np.intp).itemsize * indices)
+    return sum(int(np.prod(shape)) * np.dtype(kind).itemsize
+               for shape, kind in _network_shapes(batch, problem, layout, dtype))
