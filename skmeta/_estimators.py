@@ -1115,6 +1115,14 @@ default=None
                                              clusters=True,
                                              weightless_absent=True)[1]
         if known is None:
+            warnings.warn(
+                f"This {type(self).__name__} was fitted without task "
+                "identities: partial_fit refits its one task on the rows "
+                "passed now, and rows of earlier calls leave no trace (one "
+                "task has no prior to carry them). To learn one model from "
+                "chunks of rows, use a base estimator with a partial_fit of "
+                "its own (e.g. SGDClassifier) or fit on all the rows; to "
+                "stream tasks, pass tasks=.", UserWarning, stacklevel=3)
             self.task_params_ = theta
             if covariances is not None:
                 self._task_covariances = covariances
@@ -1654,6 +1662,11 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         Learning rate of the meta-optimizer: Adam's for ``"imaml"``,
         ``"maml"`` and ``"metasgd"`` (default 0.01), the outer step
         ``epsilon`` of ``"reptile"`` (default 0.5). Unused by ``"proximal"``.
+        Adam moves each parameter by about ``meta_lr`` per meta-iteration,
+        in the parameters' own units: with targets or coefficients far
+        from size 1 (a target in units of 1e-6, or 1e3), scale the data or
+        ``meta_lr`` with them; Reptile's step is relative and needs
+        neither.
     meta_batch_size : int, default=32
         Tasks per meta-iteration of the gradient-based methods.
     query_fraction : float in (0, 1], default=0.5
@@ -2207,7 +2220,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         of its call's prior (the prior moves, it does not). With the other
         methods and priors the prior does not move, and the tasks are fitted
         from it. :meth:`adapt` and :meth:`adapt_tasks` fit tasks without
-        moving the prior.
+        moving the prior. A model fitted without task identities is one
+        task, refitted on the rows passed now alone (a warning says so): it
+        is no incremental fit of one model over chunks of rows.
 
         On an unfitted estimator this is :meth:`fit`, with ``classes_`` set from
         ``classes``.
@@ -2644,7 +2659,9 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         their call: the prior moves, they do not. With the other methods
         and priors the prior does not move, and the tasks are fitted from
         it. :meth:`adapt` and :meth:`adapt_tasks` fit tasks without moving
-        the prior.
+        the prior. A model fitted without task identities is one task,
+        refitted on the rows passed now alone (a warning says so): it is no
+        incremental fit of one model over chunks of rows.
 
         On an unfitted estimator this is :meth:`fit`. The noise variance
         (``noise_variance_``) moves with a learned prior; beside a fixed

@@ -1234,6 +1234,20 @@ def test_partial_fit_without_task_identity_on_a_multitask_model(binary_data):
         meta.partial_fit(X, y)
 
 
+def test_partial_fit_of_a_single_task_model_says_it_refits_the_task(
+        binary_data):
+    # one task carries no prior: each call refits it on its own rows, which
+    # scikit-learn's partial_fit would learn incrementally; it said nothing
+    X, y, _ = binary_data
+    half = len(y) // 2
+    meta = MetaClassifier().partial_fit(X[:half], y[:half], classes=[0, 1])
+    with pytest.warns(UserWarning, match="refits its one task on the rows "
+                      "passed now, and rows of earlier calls leave no trace"):
+        meta.partial_fit(X[half:], y[half:])
+    alone = LogisticRegression(tol=1e-10).fit(X[half:], y[half:])
+    assert_allclose(meta.predict_proba(X), alone.predict_proba(X), atol=1e-6)
+
+
 def test_partial_fit_with_tasks_on_a_single_task_model(binary_data):
     # consistent with predict: a model fitted without task identities refuses
     # tasks, rather than storing several parameter rows under tasks_=None

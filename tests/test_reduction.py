@@ -20,6 +20,7 @@ from sklearn.linear_model import (
     PoissonRegressor,
     Ridge,
 )
+from sklearn.utils._param_validation import InvalidParameterError
 
 from skmeta import MetaClassifier, MetaRegressor
 
@@ -171,6 +172,42 @@ def test_liblinear_with_three_classes_is_refused_as_by_the_base_estimator():
         with pytest.raises(ValueError, match="'liblinear' solver .* does not "
                            "support multiclass classification \\(3 classes\\)"):
             MetaClassifier(base).fit(X, y, tasks=fit_tasks)
+
+
+@pytest.mark.parametrize("params, match", [
+    (dict(l1_ratio=0.5), "must be 'saga' with an elastic-net penalty"),
+    (dict(l1_ratio=0.5, solver="liblinear"), "must be 'saga'"),
+    (dict(l1_ratio=1.0, solver="newton-cholesky"),
+     "must be 'liblinear' or 'saga' with an l1 penalty"),
+    (dict(C=np.inf, solver="liblinear"), "must not be 'liblinear' without"),
+])
+def test_solver_and_penalty_pairs_the_base_estimator_refuses(params, match):
+    # they were fitted with skmeta's own solvers, and the models handed out
+    # (adapt, task_estimator) could not be refitted by scikit-learn
+    X, y, _ = classification_data(2, seed=5)
+    base = LogisticRegression(**params)
+    with pytest.raises(ValueError):
+        clone(base).fit(X, y)
+    with pytest.raises(InvalidParameterError, match=match):
+        MetaClassifier(base).fit(X, y, tasks=np.arange(len(y)) % 3)
+
+
+def test_balanced_class_weights_leave_rows_of_weight_zero_absent():
+    # a class whose rows in a task all weigh 0 counted as present in it, and
+    # scaled the task's other rows by 2/3 (0.04-0.09 in probabilities)
+    X, y, _ = classification_data(3, seed=5)
+    tasks = np.arange(len(y)) % 3
+    sw = np.where((tasks == 0) & (y == np.unique(y)[2]), 0.0, 1.0)
+    keep = sw > 0
+    assert not keep.all()
+    base = LogisticRegression(class_weight="balanced")
+    for params in (dict(gamma=0.0), dict(gamma=1.0, prior="isotropic")):
+        weighted = MetaClassifier(base, **params).fit(X, y, tasks=tasks,
+                                                      sample_weight=sw)
+        dropped = MetaClassifier(base, **params).fit(X[keep], y[keep],
+                                                     tasks=tasks[keep])
+        np.testing.assert_allclose(weighted.predict_proba(X, tasks=tasks),
+                        dropped.predict_proba(X, tasks=tasks), atol=1e-8)
 
 
 def test_multinomial_unpenalized_predictions_match():

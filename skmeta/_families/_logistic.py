@@ -45,7 +45,29 @@ class LogisticFamily(LinearFamily):
             lam = 0.0
         if l1_ratio is None:
             l1_ratio = 0.0
+        self._check_solver(params.get("solver", "lbfgs"), lam, l1_ratio)
         return float(lam), l1_ratio
+
+    def _check_solver(self, solver, lam, l1_ratio):
+        """Refuse the solver and penalty pairs ``LogisticRegression.fit``
+        refuses: skmeta's own solvers could fit them, but the models it
+        hands out (``task_estimator``, ``adapt``) could then not be refitted,
+        and a grid over solvers would score settings the base estimator
+        rejects."""
+        if lam == 0.0 or l1_ratio == 0.0:
+            if lam == 0.0 and solver == "liblinear":
+                refuse(self.estimator, "solver", solver,
+                       "must not be 'liblinear' without a penalty (C=inf), "
+                       "which LogisticRegression.fit refuses")
+            return
+        if 0.0 < l1_ratio < 1.0 and solver != "saga":
+            refuse(self.estimator, "solver", solver,
+                   f"must be 'saga' with an elastic-net penalty (l1_ratio="
+                   f"{l1_ratio:g}), as LogisticRegression.fit requires")
+        if l1_ratio == 1.0 and solver not in ("liblinear", "saga"):
+            refuse(self.estimator, "solver", solver,
+                   "must be 'liblinear' or 'saga' with an l1 penalty "
+                   "(l1_ratio=1), as LogisticRegression.fit requires")
 
     def _intercept_penalty(self, params):
         if (params.get("solver") == "liblinear"
@@ -102,10 +124,11 @@ class LogisticFamily(LinearFamily):
         # fitted on that task alone would
         cell = task_codes * n_classes + y_int
         size = n_tasks * n_classes
-        weighted = np.bincount(cell, weights=sample_weight, minlength=size)
-        present = np.bincount(cell, minlength=size) > 0
-        weighted = weighted.reshape(n_tasks, n_classes)
-        n_present = present.reshape(n_tasks, n_classes).sum(axis=1)
+        weighted = np.bincount(cell, weights=sample_weight,
+                               minlength=size).reshape(n_tasks, n_classes)
+        # a class whose rows in the task all weigh 0 is absent from it, as
+        # such rows are absent
+        n_present = (weighted > 0).sum(axis=1)
         total = weighted.sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             factor = total[:, None] / (n_present[:, None] * weighted)
