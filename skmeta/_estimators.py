@@ -1681,8 +1681,12 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     tol : float in [0, 1), default=1e-4
         ``"proximal"``: stop when the prior mean and the task models change by
         less than ``tol`` (relative to their magnitude, or absolute below 1)
-        in an iteration. It must be below 1: a change as large as the
-        parameters themselves is no convergence. ``"imaml"`` with a network:
+        in an iteration, and a learned prior's noise variance by less than
+        ``tol`` relative. The magnitude is the largest parameter's: an
+        intercept far larger than the coefficients (targets around 1e6)
+        loosens the test on them, so center such targets (or lower
+        ``tol``). It must be below 1: a change as large as the parameters
+        themselves is no convergence. ``"imaml"`` with a network:
         relative residual at which the conjugate gradient of the implicit
         meta-gradient stops. Unused otherwise.
     n_jobs : int, default=None
