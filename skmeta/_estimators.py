@@ -46,6 +46,7 @@ from ._methods._mixture import PriorMixture, adapt_mixture
 from ._methods._nested import Tree, adapt_nested
 from ._methods._online import update_online
 from ._methods._prior import Prior, task_scales
+from ._methods._proximal import noise_variance_floor
 from ._methods._statistics import OnlinePrior
 from ._predictive import (
     logit_covariances,
@@ -1249,6 +1250,7 @@ default=None
             Unseen tasks have the prior's, ``prior_covariance_``.
         """
         self._check_covariances_kept()
+        self._warn_unresolved_noise()
         if self.tasks_ is None:
             if task is not None:
                 raise ValueError("This model was fitted without task identities.")
@@ -1330,6 +1332,7 @@ default=None
             "the last call only).", UserWarning, stacklevel=4)
         self._task_covariances = None
         self._group_covariances = []
+        self._noise_unresolved = False
         for name in ("prior_covariance_", "noise_variance_"):
             self.__dict__.pop(name, None)
 
@@ -1350,6 +1353,20 @@ default=None
         """Whether a fit keeps each task's posterior covariance."""
         return True
 
+    def _warn_unresolved_noise(self, stacklevel=3):
+        """Warn where the noise variance sits at its floor because the
+        training rows left no residual (every row fitted exactly)."""
+        if getattr(self, "_noise_unresolved", False):
+            warnings.warn(
+                "noise_variance_ could not be estimated: the models fit every "
+                "training row exactly (targets without noise, or no more rows "
+                "per task than the parameters they fit), so it sits at a "
+                "floor of "
+                f"{self.noise_variance_:.3g} and the standard deviations and "
+                "posterior covariances are not those of any noise. Fit on "
+                "more rows per task, or fewer parameters.", UserWarning,
+                stacklevel=stacklevel)
+
     def _noise_dispersion(self):
         """The dispersion the covariances are scaled by (1 for log-losses)."""
         return getattr(self, "noise_variance_", 1.0)
@@ -1363,6 +1380,7 @@ default=None
         """Keep each task's posterior covariance, the prior's and the noise."""
         self._task_covariances = None
         self._group_covariances = []
+        self._noise_unresolved = False
         for name in ("prior_covariance_", "noise_variance_"):
             self.__dict__.pop(name, None)
         if (rows is None or not method.exact_for(problem)
@@ -1372,11 +1390,16 @@ default=None
             self._store_nested_posteriors(fitted.nested)
             return
         batch = self._task_batch(family, rows)
-        covariances, dispersion = posterior_covariances(
+        covariances, dispersion, resolved = posterior_covariances(
             batch, problem, fitted.center, fitted.precision, fitted.theta,
             dispersion=fitted.dispersion, n_jobs=self.n_jobs)
         if covariances is None:
             return
+        # no residual left, or a learned noise variance at its floor (the
+        # evidence's degenerate maximum where the rows can be interpolated)
+        self._noise_unresolved = problem.code == SQUARED and (
+            not resolved or dispersion <= (1.0 + 1e-6) * noise_variance_floor(
+                batch.y))
         # the tasks' mean scale as empirical Bayes took it: the prior's
         # covariance is that of a task of this scale (see
         # _proximal.empirical_bayes_update)
@@ -1424,7 +1447,7 @@ default=None
         if getattr(self, "_task_covariances", None) is None:
             return None
         batch = self._task_batch(self._fitted_family(), rows)
-        covariances, _ = posterior_covariances(
+        covariances, _, _ = posterior_covariances(
             batch, self._problem(), self.transfer_center_, self.prior_precision_,
             theta, dispersion=self._noise_dispersion(), n_jobs=self.n_jobs)
         return covariances
@@ -2598,7 +2621,12 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         penalty on top.
     noise_variance_ : float
         Where each task's posterior is kept: the noise variance of squared
-        errors, learned with the prior (1 for the Poisson deviance).
+        errors, learned with the prior (1 for the Poisson deviance). Where
+        the models fit every training row exactly (no more rows per task
+        than parameters, or targets without noise) there is no residual to
+        estimate it by: it is then a floor (1e-10 of the targets' variance,
+        or the smallest float), and ``return_std`` and
+        :meth:`task_posterior_cov` warn.
     n_features_in_ : int
         Number of columns seen during fit (task column included).
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -2750,6 +2778,8 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
             Z = self._decision(X, tasks)
             return self._fitted_family().predict_from_decision(Z)
         Z, S = self._predictive_moments(X, tasks)
+        # (predict is wrapped by dask_aware)
+        self._warn_unresolved_noise(stacklevel=4)
         family = self._fitted_family()
         return family.predict_from_decision(Z), family.predictive_std(
             Z[:, 0], S[:, 0, 0], self.noise_variance_)

@@ -963,3 +963,30 @@ def test_a_fixed_prior_does_not_depend_on_the_targets_units():
                         rtol=1e-8)
         assert_allclose(meta_c.predict(X, tasks=tasks) / 1e-6,
                         meta.predict(X, tasks=tasks), rtol=1e-8, atol=1e-10)
+
+
+def test_a_noise_variance_the_rows_cannot_tell_is_warned_of():
+    # rows the models fit exactly leave no residual: the noise variance sat
+    # at its floor (2e-308, or 1e-10 of y's variance under empirical Bayes)
+    # and return_std gave spreads of 1e-149 to 5e-5 (90% intervals covering
+    # none of the new targets), silently
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((5, 5))
+    y = X @ np.ones(5) + 0.5 * rng.standard_normal(5)
+    one_row_tasks = np.arange(5)
+    X_new = rng.standard_normal((3, 5))
+    for meta in (MetaRegressor(Ridge(), gamma=0.0),
+                 MetaRegressor(LinearRegression())):
+        meta.fit(X, y, tasks=one_row_tasks)
+        with pytest.warns(UserWarning, match="noise_variance_ could not be "
+                          "estimated: the models fit every training row"):
+            meta.predict(X_new, tasks=np.zeros(3, int), return_std=True)
+        with pytest.warns(UserWarning, match="noise_variance_ could not be"):
+            meta.task_posterior_cov(0)
+    # a residual to tell the noise by: no warning
+    X, y, tasks = make_meta_regression(n_tasks=10, n_samples_per_task=12,
+                                       n_features=3, noise=1.0, random_state=0)
+    meta = MetaRegressor(LinearRegression()).fit(X, y, tasks=tasks)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        meta.predict(X, tasks=tasks, return_std=True)

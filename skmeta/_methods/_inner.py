@@ -289,6 +289,9 @@ def solve_exactly(batch, problem, center, precision, start, *, n_jobs=None,
 
 # per-task posterior covariances are kept up to this many bytes
 COVARIANCE_MEMORY = 256 * 2**20
+# residual degrees of freedom below this share of the rows' weight are
+# rounding: the models fit the rows exactly
+_RESIDUAL_DOF_FLOOR = 1e-8
 
 
 def covariances_refused(n_tasks, n_params):
@@ -312,20 +315,22 @@ def posterior_covariances(batch, problem, theta0, precision, theta, *,
                           dispersion=None, n_jobs=None):
     """Laplace posteriors of every task under the prior ``(theta0, precision)``.
 
-    Returns ``(covariances, dispersion)``: each task's posterior covariance
+    Returns ``(covariances, dispersion, resolved)``: each task's posterior covariance
     ``(phi / s_t) A_t^{-1}`` in the model's natural units (``s_t`` 1 for
     summed losses, the task's total weight for averaged ones; ``A_t`` the
     Hessian at the task's solution ``theta[t]``), and ``phi``, the noise
     variance of squared errors -- ``dispersion`` if given, else its
     estimate ``RSS / (W - sum_t tr(H_data,t A_t^{-1}))`` (residuals over the
     rows' total weight less the parameters the data fitted: the fixed point
-    of empirical Bayes' update) -- or 1 for the other datafits. None when
-    the covariances would take more than ``COVARIANCE_MEMORY`` bytes or the
-    tasks are too wide for full inverses.
+    of empirical Bayes' update) -- or 1 for the other datafits; and whether
+    the rows leave a residual to estimate ``phi`` by (False where the
+    models fit every row exactly). Covariances None when they would take
+    more than ``COVARIANCE_MEMORY`` bytes or the tasks are too wide for full
+    inverses.
     """
     T, d = theta.shape
     if covariances_refused(T, d) is not None:
-        return None, dispersion
+        return None, dispersion, True
     # as empirical Bayes weighs them: a task without weight gets the mean
     # scale, so that its posterior is the prior (not an overflow)
     scale = task_scales(batch, problem)
@@ -333,14 +338,21 @@ def posterior_covariances(batch, problem, theta0, precision, theta, *,
         solutions = solver.solve(theta0, precision, theta, inverse="posterior",
                                  exact_inverse=True, inv_weight=1.0 / scale,
                                  covariances=True)
+    resolved = True
+    if problem.code == SQUARED:
+        rss = float(np.sum(residual_squares(scale, solutions.loss)))
+        weight = float(batch.sw.sum())
+        dof = weight - float(solutions.trace.sum())
+        # rows that the models fit exactly leave no residual to tell the
+        # noise by: the estimate (or a learned one) then sits at its floor
+        resolved = rss > 0 and dof > _RESIDUAL_DOF_FLOOR * weight
+        if dispersion is None:
+            dispersion = rss / dof if dof > 0 and rss > 0 else max(
+                rss / max(weight, 1.0), np.finfo(float).tiny)
     if dispersion is None:
         dispersion = 1.0
-        if problem.code == SQUARED:
-            rss = float(np.sum(residual_squares(scale, solutions.loss)))
-            dof = float(batch.sw.sum()) - float(solutions.trace.sum())
-            dispersion = rss / dof if dof > 0 and rss > 0 else max(
-                rss / max(float(batch.sw.sum()), 1.0), np.finfo(float).tiny)
-    return solutions.covariances * (dispersion / scale)[:, None, None], dispersion
+    return (solutions.covariances * (dispersion / scale)[:, None, None],
+            dispersion, resolved)
 
 
 def map_task_chunks(func, n_tasks, block, n_jobs, batch):

@@ -472,6 +472,16 @@ class _PriorCoordinates:
                      dispersion=dispersion, ridge=self.template.ridge)
 
 
+def noise_variance_floor(y):
+    """The smallest noise variance empirical Bayes learns from targets ``y``.
+
+    Tasks with fewer samples than parameters fit exactly, and the noise
+    variance estimate would go to zero: it is kept above round-off of y.
+    """
+    spread = float(np.var(y)) if len(y) else 1.0
+    return 1e-10 * spread if spread > 0 else 1e-300
+
+
 class _Iteration:
     """One outer iteration: solve all tasks under a prior, propose the next."""
 
@@ -484,10 +494,7 @@ class _Iteration:
         self.task_scale = task_scales(batch, problem)
         self.mean_scale = float(self.task_scale.mean())
         self.total_weight = max(float(batch.sw.sum()), np.finfo(float).tiny)
-        # tasks with fewer samples than parameters fit exactly, and the noise
-        # variance estimate would go to zero: keep it above round-off of y
-        spread = float(np.var(batch.y)) if batch.n_rows else 1.0
-        self.min_dispersion = 1e-10 * spread if spread > 0 else 1e-300
+        self.min_dispersion = noise_variance_floor(batch.y)
 
     def _set_prior_settings(self, solver, *, learn_theta0, structure,
                             learn_gamma, count_penalty):
