@@ -402,3 +402,37 @@ def test_linear_regression_fewer_samples_than_features(n_samples):
                                rtol=RTOL, atol=1e-5)
     # the minimum-norm tie-break holds to round-off over the jitter
     np.testing.assert_allclose(meta.coef_[0], ref.coef_, rtol=RTOL, atol=1e-5)
+
+
+def test_ridge_with_an_array_of_one_alpha_is_ridge():
+    # Ridge fits a 1-D target with alpha=[a] as with alpha=a; it was refused
+    # as "one alpha per target"
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((40, 3))
+    y = X @ [1.0, -2.0, 0.5] + rng.standard_normal(40)
+    ref = Ridge(alpha=np.array([2.0])).fit(X, y)
+    for alpha in (np.array([2.0]), [2.0]):
+        meta = MetaRegressor(Ridge(alpha=alpha), gamma=0.0).fit(X, y)
+        np.testing.assert_allclose(meta.predict(X), ref.predict(X), rtol=1e-10)
+    with pytest.raises(ValueError, match="one alpha per target"):
+        MetaRegressor(Ridge(alpha=[1.0, 2.0])).fit(X, y)
+
+
+@pytest.mark.parametrize("base", [LinearRegression(), Lasso(alpha=0.1)])
+def test_targets_whose_squares_leave_float64_are_refused(base):
+    # a bare FloatingPointError (overflow in square) beyond 1e154, and
+    # standard deviations 1e46 times too large below 1e-154
+    rng = np.random.default_rng(18)
+    X = rng.standard_normal((30, 3))
+    y = X @ [1.0, 2.0, 3.0] + 0.5 * rng.standard_normal(30) + 2.0
+    with pytest.raises(ValueError, match="squared errors summed over its "
+                       "rows.*overflow float64. Rescale y"):
+        MetaRegressor(base).fit(X, y * 1e160)
+    with pytest.raises(ValueError, match="underflow float64. Rescale y"):
+        MetaRegressor(base).fit(X, y * 1e-200)
+    # within range, an unpenalized fit follows the units (Lasso's alpha is
+    # in y's units)
+    small, large = (MetaRegressor(LinearRegression()).fit(X, y * c)
+                    for c in (1e-140, 1e140))
+    np.testing.assert_allclose(small.predict(X) / 1e-140, large.predict(X) / 1e140,
+                               rtol=1e-8)

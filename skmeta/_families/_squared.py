@@ -11,6 +11,33 @@ from ._base import LinearFamily, mixing_ratio, penalty_strength
 _SQUARED = (Ridge, LinearRegression, Lasso, ElasticNet)
 
 
+# squared errors summed over the rows must stay this far (a factor of 100)
+# below float64's largest number, and the targets' squares above its
+# smallest normal ones
+_MAX_LOG10_SUM_OF_SQUARES = 306.0
+_MIN_LOG10_SQUARE = -300.0
+
+
+class _SquaredTargets:
+    """Targets whose squared errors stay within float64's range."""
+
+    def check_targets(self, y):
+        top = float(np.max(np.abs(y), initial=0.0))
+        if top == 0.0:
+            return
+        if 2.0 * np.log10(top) + np.log10(len(y)) > _MAX_LOG10_SUM_OF_SQUARES:
+            raise ValueError(
+                f"y has values of magnitude up to {top:.3g}: their squared "
+                "errors summed over its rows, and the noise variance in y's "
+                "units squared, overflow float64. Rescale y (and its "
+                "predictions back).")
+        if 2.0 * np.log10(top) < _MIN_LOG10_SQUARE:
+            raise ValueError(
+                f"y has values of magnitude at most {top:.3g}: their squares, "
+                "and the noise variance in y's units squared, underflow "
+                "float64. Rescale y (and its predictions back).")
+
+
 def _refuse_positive(params, name):
     if params.get("positive", False):
         raise ValueError(
@@ -19,7 +46,7 @@ def _refuse_positive(params, name):
         )
 
 
-class RidgeFamily(LinearFamily):
+class RidgeFamily(_SquaredTargets, LinearFamily):
     """``||y - Xw - b||^2 + alpha ||w||^2`` divided by 2: ``lambda = alpha``.
 
     ``LinearRegression`` is the same objective with ``alpha = 0``.
@@ -34,6 +61,10 @@ class RidgeFamily(LinearFamily):
         if isinstance(self.estimator, LinearRegression):
             return 0.0, 0.0
         alpha = params["alpha"]
+        if np.size(alpha) == 1:
+            # one target: an array of one alpha is Ridge's alpha, as its own
+            # fit reads it
+            alpha = np.ravel(alpha)[0]
         if np.ndim(alpha) != 0:
             raise ValueError(
                 "Ridge with one alpha per target is not supported by skmeta; "
@@ -46,7 +77,7 @@ class RidgeFamily(LinearFamily):
 
 
 
-class LassoFamily(LinearFamily):
+class LassoFamily(_SquaredTargets, LinearFamily):
     """``1/(2 n) ||y - Xw - b||^2 + alpha (rho ||w||_1 + (1 - rho)/2 ||w||^2)``.
 
     ``n`` is the task's total sample weight (``mean_loss``); ``lambda = alpha``
