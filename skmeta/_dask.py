@@ -200,9 +200,10 @@ _SPARSE_CHUNKS = (
 
 def _row_partitions(collection):
     """The delayed row partitions of a Dask collection: a 2-D array's blocks
-    (nested tasks' levels) joined along its columns, as X's are."""
-    if getattr(collection, "ndim", 1) == 2 and not hasattr(collection,
-                                                            "columns"):
+    (X's columns, nested tasks' levels) joined along its columns."""
+    import dask.array as da
+
+    if isinstance(collection, da.Array) and collection.ndim == 2:
         return list(collection.rechunk({1: -1}).to_delayed()[:, 0])
     return list(np.ravel(collection.to_delayed()))
 
@@ -222,8 +223,7 @@ def _partitions(estimator, X, y, tasks, sample_weight):
         if sp.issparse(getattr(X, "_meta", None)):
             # refused here, before any partition is read on a worker
             raise TypeError(_SPARSE_CHUNKS)
-        X = X.rechunk({1: -1})
-        X_parts = list(X.to_delayed()[:, 0])
+        X_parts = _row_partitions(X)
     n = len(X_parts)
 
     def parts_of(name, value, required):
@@ -971,8 +971,7 @@ def predict_dask(estimator, name, X, tasks, kwargs):
     if hasattr(X, "columns"):
         X_parts, lengths = list(X.to_delayed()), None
     else:
-        X = X.rechunk({1: -1})
-        X_parts, lengths = list(X.to_delayed()[:, 0]), X.chunks[0]
+        X_parts, lengths = _row_partitions(X), X.chunks[0]
     if tasks is None:
         t_parts = [None] * len(X_parts)
     else:

@@ -1122,8 +1122,10 @@ default=None
                 "passed now, and rows of earlier calls leave no trace (one "
                 "task has no prior to carry them). To learn one model from "
                 "chunks of rows, use a base estimator with a partial_fit of "
-                "its own (e.g. SGDClassifier) or fit on all the rows; to "
-                "stream tasks, pass tasks=.", UserWarning, stacklevel=3)
+                "its own (e.g. SGDClassifier or SGDRegressor) or fit on all "
+                "the rows; to stream tasks, pass tasks=.", UserWarning,
+                # partial_fit is wrapped by scikit-learn's _fit_context
+                stacklevel=4)
             self.task_params_ = theta
             if covariances is not None:
                 self._task_covariances = covariances
@@ -1703,9 +1705,10 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         methods (default 500).
     tol : float in [0, 1), default=1e-4
         ``"proximal"``: stop when the prior mean and the task models change by
-        less than ``tol`` (relative to their magnitude, or absolute below 1)
-        in an iteration, and a learned prior's noise variance by less than
-        ``tol`` relative. The magnitude is the largest parameter's: an
+        less than ``tol`` (relative to their magnitude, or absolute below 1;
+        for a fixed prior's mean, below the models' own size) in an
+        iteration, and a learned prior's noise variance by less than ``tol``
+        relative. The magnitude is the largest parameter's: an
         intercept far larger than the coefficients (targets around 1e6)
         loosens the test on them, so center such targets (or lower
         ``tol``). It must be below 1: a change as large as the parameters
@@ -2511,9 +2514,12 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         the other methods (default 500).
     tol : float in [0, 1), default=1e-4
         Relative tolerance of ``"proximal"`` on the change of the prior mean
-        and of the task models per iteration (below 1); for ``"imaml"``
-        with a network, of its conjugate gradient; see
-        :class:`MetaClassifier`. Unused otherwise.
+        and of the task models per iteration (below 1), and of a learned
+        prior's noise variance; relative to the largest parameter, so that
+        an intercept far larger than the coefficients (targets around 1e6)
+        loosens the test on them: center such targets. For ``"imaml"`` with
+        a network, of its conjugate gradient; see :class:`MetaClassifier`.
+        Unused otherwise.
     n_jobs : int, default=None
         Number of task shards solved in parallel; see :class:`MetaClassifier`.
     random_state : int, RandomState instance or None, default=None

@@ -130,13 +130,14 @@ def _as_str(labels, name):
 _INT64_FLOAT_BOUND = 2.0**63
 
 
-def check_task_labels(labels, n_samples, *, name="tasks"):
+def check_task_labels(labels, n_samples, *, name="tasks", rows_of="X"):
     """Validate task labels: 1-D, one per sample, integers or strings.
 
     Integral floats (as read from a numeric column) become int64; other
     floats, floats beyond the int64 range, missing values and mixtures of
     numbers and strings are refused. Bytes are decoded as UTF-8 (see
-    :func:`_as_str`), so text labels are always str.
+    :func:`_as_str`), so text labels are always str. ``name`` and
+    ``rows_of`` name the labels and what they must be as many as in errors.
     """
     if not hasattr(labels, "dtype"):
         # np.asarray would quietly turn [1, "a"] into the strings "1", "a"
@@ -152,7 +153,8 @@ def check_task_labels(labels, n_samples, *, name="tasks"):
         raise ValueError(f"{name} must be 1-dimensional, got shape {labels.shape}.")
     if labels.shape[0] != n_samples:
         raise ValueError(
-            f"{name} has {labels.shape[0]} labels but X has {n_samples} samples."
+            f"{name} has {labels.shape[0]} labels but {rows_of} has "
+            f"{n_samples} samples."
         )
     if labels.dtype.kind == "O":
         if any(_is_missing(v) for v in labels):

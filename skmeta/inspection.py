@@ -49,7 +49,7 @@ class AdaptationCurveDisplay:
         Key of ``scores`` holding the meta-learner's curve, which is drawn
         above the others with a thicker line and named in the title. None
         singles out no curve.
-    per_class : bool, default=None
+    per_class : bool or None, default=None
         Whether ``shots`` count samples of each class (stratified shots, as
         :meth:`from_estimator` draws for classifiers), said in the x label.
         None infers it from ``scoring``: a classification metric's name.

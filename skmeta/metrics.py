@@ -90,11 +90,7 @@ def per_task_score(y_true, y_pred, tasks, scoring="accuracy", *, min_samples=1,
             f"y_true has {y_true.shape[0]} samples but y_pred has "
             f"{y_pred.shape[0]}."
         )
-    if np.shape(tasks)[:1] != y_true.shape[:1]:
-        raise ValueError(
-            f"tasks has {np.shape(tasks)[0] if np.ndim(tasks) else 0} labels "
-            f"but y_true has {y_true.shape[0]} samples.")
-    task_labels = check_task_labels(tasks, y_true.shape[0])
+    task_labels = check_task_labels(tasks, y_true.shape[0], rows_of="y_true")
     if labels is not None and scoring not in ("neg_log_loss", "roc_auc"):
         raise ValueError(
             "labels names the columns of class probabilities, for "

@@ -939,9 +939,9 @@ def test_a_fit_stops_only_once_the_noise_variance_has_settled():
 
 def test_a_fixed_prior_does_not_depend_on_the_targets_units():
     # the prior mean's stopping test was absolute below 1: with targets of
-    # size 1e-4 the first Newton step looked converged from theta0 = 0, and
-    # the fit kept theta0 = 0 (predictions 5.5% off, noise variance 2.3
-    # times too large), silently; partial_fit's online step alike
+    # size 1e-4 and less the first Newton step looked converged from
+    # theta0 = 0, and the fit kept theta0 = 0 (predictions 5.5% off, noise
+    # variance 2.3 times too large), silently; partial_fit's online step too
     X, y, tasks = make_meta_regression(n_tasks=30, n_samples_per_task=12,
                                        n_features=4, random_state=3)
     y = y / y.std()

@@ -170,7 +170,8 @@ def test_liblinear_with_three_classes_is_refused_as_by_the_base_estimator():
     tasks = np.arange(len(y)) % 3
     for fit_tasks in (None, tasks):
         with pytest.raises(ValueError, match="'liblinear' solver .* does not "
-                           "support multiclass classification \\(3 classes\\)"):
+                                             "support multiclass classification "
+                                             "\\(3 classes\\)"):
             MetaClassifier(base).fit(X, y, tasks=fit_tasks)
 
 
@@ -180,6 +181,8 @@ def test_liblinear_with_three_classes_is_refused_as_by_the_base_estimator():
     (dict(l1_ratio=1.0, solver="newton-cholesky"),
      "must be 'liblinear' or 'saga' with an l1 penalty"),
     (dict(C=np.inf, solver="liblinear"), "must not be 'liblinear' without"),
+    # the older spelling: an explicit penalty holds even at C=inf
+    (dict(C=np.inf, penalty="l1"), "must be 'liblinear' or 'saga'"),
 ])
 def test_solver_and_penalty_pairs_the_base_estimator_refuses(params, match):
     # they were fitted with skmeta's own solvers, and the models handed out
@@ -207,7 +210,8 @@ def test_balanced_class_weights_leave_rows_of_weight_zero_absent():
         dropped = MetaClassifier(base, **params).fit(X[keep], y[keep],
                                                      tasks=tasks[keep])
         np.testing.assert_allclose(weighted.predict_proba(X, tasks=tasks),
-                        dropped.predict_proba(X, tasks=tasks), atol=1e-8)
+                                   dropped.predict_proba(X, tasks=tasks),
+                                   atol=1e-8)
 
 
 def test_multinomial_unpenalized_predictions_match():

@@ -8,6 +8,19 @@ from .._kernels._codes import LOGISTIC, MULTINOMIAL
 from ._base import LinearFamily, mixing_ratio, refuse
 
 
+def _penalty_kind(penalty, lam, l1_ratio):
+    """The penalty ``LogisticRegression.fit`` checks its solver against: an
+    explicit ``penalty`` (the older spelling) wins, even with ``C=inf``;
+    else no penalty at ``C=inf``, and ``l1_ratio`` says which."""
+    if penalty in ("l1", "l2", "elasticnet"):
+        return penalty
+    if penalty is None or lam == 0.0:
+        return "none"
+    if l1_ratio == 0.0:
+        return "l2"
+    return "l1" if l1_ratio == 1.0 else "elasticnet"
+
+
 class LogisticFamily(LinearFamily):
     """``C * sum_i w_i logloss_i + R(w)`` divided by ``C``.
 
@@ -45,29 +58,28 @@ class LogisticFamily(LinearFamily):
             lam = 0.0
         if l1_ratio is None:
             l1_ratio = 0.0
-        self._check_solver(params.get("solver", "lbfgs"), lam, l1_ratio)
+        self._check_solver(params.get("solver", "lbfgs"),
+                           _penalty_kind(penalty, lam, l1_ratio))
         return float(lam), l1_ratio
 
-    def _check_solver(self, solver, lam, l1_ratio):
+    def _check_solver(self, solver, kind):
         """Refuse the solver and penalty pairs ``LogisticRegression.fit``
-        refuses: skmeta's own solvers could fit them, but the models it
-        hands out (``task_estimator``, ``adapt``) could then not be refitted,
-        and a grid over solvers would score settings the base estimator
-        rejects."""
-        if lam == 0.0 or l1_ratio == 0.0:
-            if lam == 0.0 and solver == "liblinear":
-                refuse(self.estimator, "solver", solver,
-                       "must not be 'liblinear' without a penalty (C=inf), "
-                       "which LogisticRegression.fit refuses")
-            return
-        if 0.0 < l1_ratio < 1.0 and solver != "saga":
+        refuses (``kind`` as :func:`_penalty_kind` reads it): skmeta's own
+        solvers could fit them, but the models it hands out
+        (``task_estimator``, ``adapt``) could then not be refitted, and a
+        grid over solvers would score settings the base estimator rejects."""
+        if kind == "elasticnet" and solver != "saga":
             refuse(self.estimator, "solver", solver,
-                   f"must be 'saga' with an elastic-net penalty (l1_ratio="
-                   f"{l1_ratio:g}), as LogisticRegression.fit requires")
-        if l1_ratio == 1.0 and solver not in ("liblinear", "saga"):
+                   "must be 'saga' with an elastic-net penalty, as "
+                   "LogisticRegression.fit requires")
+        if kind == "l1" and solver not in ("liblinear", "saga"):
             refuse(self.estimator, "solver", solver,
-                   "must be 'liblinear' or 'saga' with an l1 penalty "
-                   "(l1_ratio=1), as LogisticRegression.fit requires")
+                   "must be 'liblinear' or 'saga' with an l1 penalty, as "
+                   "LogisticRegression.fit requires")
+        if kind == "none" and solver == "liblinear":
+            refuse(self.estimator, "solver", solver,
+                   "must not be 'liblinear' without a penalty (C=inf or "
+                   "penalty=None), which LogisticRegression.fit refuses")
 
     def _intercept_penalty(self, params):
         if (params.get("solver") == "liblinear"

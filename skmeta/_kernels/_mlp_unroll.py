@@ -200,8 +200,9 @@ def backward_steps(rows, ns, net, prior, config, w, grad_theta0, grad_alpha):
     lam2 = net.lam2
     l2w = net.l2w
     for k in range(config.n_steps - 1, -1, -1):
-        g = w.grads[k]
         if step_gradient:
+            # every step's gradient is kept only where it is read here
+            g = w.grads[k]
             for j in range(start, np.uintp(d)):
                 grad_alpha[j] -= adj[j] * g[j]
         if not second_order:

@@ -304,9 +304,9 @@ def network_chunks(batch, problem, layout, n_steps, n_threads, n_blocks,
         if layout.passes > 1:
             # second order: every step's passes over every row, for the
             # backward pass through the steps
-            remedy = ("Use fewer inner_steps, first_order=True (with "
-                      "method='maml': one step's buffers are kept), smaller "
-                      "hidden layers or smaller tasks.")
+            remedy = ("Use fewer inner_steps, first_order=True (one "
+                      "step's buffers are kept), smaller hidden layers or "
+                      "smaller tasks.")
         else:
             remedy = "Use smaller hidden layers or smaller tasks."
         raise ValueError(

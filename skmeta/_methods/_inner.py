@@ -111,10 +111,10 @@ class InnerSolver:
     reused by every :meth:`solve` inside the ``with`` block.
     ``max_full_params`` lowers the number of parameters above which only
     the diagonals of the inverse Hessians are summed (default:
-    ``FULL_INVERSE_MAX_PARAMS``). ``keep_products=False`` says that the
-    caller never multiplies by the sum of the inverse Hessians (only the
-    prior mean's Newton step does): wide tasks then keep no row-space
-    factors.
+    ``FULL_INVERSE_MAX_PARAMS``). ``keep_products=False``: wide tasks keep
+    no row-space factors, so that nothing can multiply by the sum of their
+    inverse Hessians (only the prior mean's Newton step does; without them
+    it takes its system's diagonal).
     """
 
     def __init__(self, batch, problem, *, n_jobs=None, max_full_params=None,

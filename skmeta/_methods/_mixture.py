@@ -530,22 +530,25 @@ def _gaussian_start(batch, problem, spec, ridge, options):
     all is a fixed point of the weights as well.
     """
     # imported here: the proximal method imports this module
-    from ._proximal import fit_proximal
+    from ._proximal import _DEGENERATE, _degeneracy_raises, fit_proximal
 
     d = problem.n_params
     fixed = Prior.initial(np.zeros(d), spec.structure, spec.gamma)
     fixed = Prior(theta0=fixed.theta0, shape=fixed.shape, gamma=fixed.gamma,
                   ridge=ridge)
     try:
+        # (without row-space factors: the prior mean's Newton steps then
+        # take their systems' diagonals on wide tasks, which the mixture's
+        # own iterations make up for)
         with InnerSolver(batch, problem, n_jobs=options["n_jobs"],
                          keep_products=False) as solver, \
-                warnings.catch_warnings(), np.errstate(all="raise"):
+                warnings.catch_warnings(), _degeneracy_raises():
             warnings.simplefilter("ignore", ConvergenceWarning)
             prior = fit_proximal(
                 solver, fixed, learn_theta0=True, structure=spec.structure,
                 learn_gamma=spec.learn_gamma, max_iter=options["max_iter"],
                 tol=options["tol"]).prior
-    except FloatingPointError:
+    except _DEGENERATE:
         # a Gaussian prior that runs away on these tasks: the mixture's own
         # EM from the fixed start
         return fixed
