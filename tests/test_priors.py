@@ -990,3 +990,28 @@ def test_a_noise_variance_the_rows_cannot_tell_is_warned_of():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         meta.predict(X, tasks=tasks, return_std=True)
+
+
+def test_iterations_that_cycle_stop_and_say_so():
+    # ElasticNet with a column constant across all rows beside the
+    # intercept: the prior mean's Newton step overshoots along the direction
+    # the rows cannot see (the l1 part makes the objective piecewise linear
+    # there), and the iterations settled into a period-3 cycle that ran to
+    # max_iter (4 s) under a warning to increase max_iter, which did not help
+    rng = np.random.default_rng(0)
+    tasks = np.repeat(np.arange(8), 12)
+    X = rng.normal(size=(96, 4))
+    coef = rng.normal(size=(8, 4))
+    y = np.einsum("ij,ij->i", X, coef[tasks]) + 1 + 0.3 * rng.normal(size=96)
+    X = np.c_[X, np.full(96, 3.0)]
+    meta = MetaRegressor(ElasticNet(alpha=0.05), prior="isotropic")
+    with pytest.warns(ConvergenceWarning, match="repeat with a period of 3, "
+                      "which more iterations do not leave"):
+        meta.fit(X, y, tasks=tasks)
+    assert meta.n_iter_ < 60
+    # the cycle runs along what the rows do not see: the fit's predictions
+    # are those of the base estimators fitted without a prior, nearly
+    alone = MetaRegressor(ElasticNet(alpha=0.05), gamma=0.0).fit(X, y,
+                                                                 tasks=tasks)
+    assert np.mean((meta.predict(X, tasks=tasks) - y) ** 2) <= np.mean(
+        (alone.predict(X, tasks=tasks) - y) ** 2)

@@ -137,6 +137,8 @@ class ProximalFit:
     solutions: object = None
     #: their sufficient statistics (see ``_online.TaskStatistics``)
     statistics: object = None
+    #: the period with which the iterations were found to cycle, or 0
+    cycle: int = 0
 
 
 def newton_theta0_step(theta, theta0, precision, inv_sum, inverse_sum_times=None,
@@ -654,7 +656,15 @@ def fit_proximal(solver, prior, *, learn_theta0, structure, learn_gamma, max_ite
     if fit.solutions is not None:
         # what a later partial_fit needs of these tasks (see _online)
         fit.statistics = step.task_statistics(fit.solutions, fit.prior)
-    if not fit.converged:
+    if fit.cycle:
+        warnings.warn(
+            f"method={name!r} did not converge: after {fit.n_iter} "
+            f"iterations the prior's updates repeat with a period of "
+            f"{fit.cycle}, which more iterations do not leave. Directions "
+            "the rows do not determine cause this (e.g. a feature constant "
+            "across all rows beside the intercept): drop such features, or "
+            "set gamma and prior.", ConvergenceWarning, stacklevel=2)
+    elif not fit.converged:
         warnings.warn(
             f"method={name!r} did not converge in max_iter={max_iter} "
             "iterations; increase max_iter or tol.",
@@ -791,7 +801,8 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
     natural precision still move together (by 80 % an iteration, on 120
     tasks of 30 rows), and the predictive spreads scale with them.
     """
-    state = {"n_iter": 0, "theta": theta, "prior": prior, "done": False}
+    state = {"n_iter": 0, "theta": theta, "prior": prior, "done": False,
+             "history": [], "cycle": 0}
 
     def em_map(current):
         """One EM evaluation; ``state["done"]`` when converged."""
@@ -811,6 +822,8 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
         state["prior"] = current
         state["solutions"] = solutions
         state["objective"] = objective
+        state["history"].append(objective)
+        state["cycle"] = _cycle_period(state["history"])
         proposal = step.propose(current, solutions)
         state["done"] = (state["n_iter"] > 1 and not moved
                          and not _changed(proposal.theta0, current.theta0, tol)
@@ -819,7 +832,8 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
         return proposal
 
     def finished():
-        return state["done"] or state["n_iter"] >= max_iter
+        return (state["done"] or state["cycle"] > 0
+                or state["n_iter"] >= max_iter)
 
     if step.structure.kind == "lowrank":
         # a low-rank prior is extrapolated as its factor model, in the units
@@ -835,7 +849,33 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
     squarem(em_map, prior, coords, finished)
     return ProximalFit(state["prior"], state["theta"], state["n_iter"],
                        state["done"], state.get("objective", np.nan),
-                       solutions=state.get("solutions"))
+                       solutions=state.get("solutions"),
+                       cycle=0 if state["done"] else state["cycle"])
+
+
+def _cycle_period(objectives):
+    """The period (2 or 3 evaluations) with which the last objectives repeat,
+    or 0.
+
+    EM accelerated by SQUAREM evaluates its map three times a cycle; where
+    the prior mean's Newton step overshoots along directions the rows do
+    not determine (a column constant across all rows beside the intercept,
+    under an l1 penalty that makes the objective there piecewise linear)
+    the iterations can settle into a cycle that more of them do not leave.
+    A cycle: the objectives repeat, over two periods, to a thousandth of
+    their swing, which is itself above rounding.
+    """
+    for period in (2, 3):
+        window = objectives[-3 * period:]
+        if len(window) < 3 * period:
+            continue
+        swing = max(window) - min(window)
+        if swing <= 1e-9 * max(abs(v) for v in window):
+            continue
+        if all(abs(window[i] - window[i + period]) <= 1e-3 * swing
+               for i in range(2 * period)):
+            return period
+    return 0
 
 
 def shared_coefficients(random_effects):
