@@ -1008,7 +1008,9 @@ default=None
             Support samples of the new task.
         y : array-like of shape (n_samples,)
             Their targets; for a :class:`MetaClassifier` fitted with
-            ``unlabeled_weight`` set, ``-1`` marks an unlabeled row.
+            ``unlabeled_weight`` set, ``-1`` marks an unlabeled row. A
+            classifier's labels must be among ``classes_`` (a class never
+            seen in fit has no prior to start from: a ValueError).
         tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             The task's label on every sample, when task identities are given
             this way (all equal: use :meth:`adapt_tasks` for several tasks).
@@ -1045,7 +1047,9 @@ default=None
             Support samples of the new tasks.
         y : array-like of shape (n_samples,)
             Their targets; for a :class:`MetaClassifier` fitted with
-            ``unlabeled_weight`` set, ``-1`` marks an unlabeled row.
+            ``unlabeled_weight`` set, ``-1`` marks an unlabeled row. A
+            classifier's labels must be among ``classes_`` (a class never
+            seen in fit has no prior to start from: a ValueError).
         tasks : array-like of shape (n_samples,) or (n_samples, n_levels), default=None
             Task label of each sample (or use ``task_column``).
         sample_weight : array-like of shape (n_samples,), default=None
