@@ -299,7 +299,10 @@ default=None
             A row of weight 0 is as absent, and so is a task whose rows all
             have weight 0: it is not in ``tasks_``, and gets the prior
             model as any unseen task (``classes_`` counts every row's
-            class, as scikit-learn's classifiers do).
+            class, as scikit-learn's classifiers do). Under ``"imaml"``,
+            ``"maml"`` and ``"metasgd"``, whose support/query splits draw
+            from every row, a row of weight 0 still takes a place in the
+            split: it is only nearly absent.
 
         Returns
         -------
@@ -1672,8 +1675,10 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         ``inner_steps`` gradient steps.
     inner_lr : float > 0 or "auto", default="auto"
         Inner step size of ``"maml"``, ``"metasgd"`` (its initial value) and
-        ``"reptile"``. ``"auto"``: ``1 / L_t`` with ``L_t`` a bound on the
-        smoothness of the objective on the rows the task adapts on (then
+        ``"reptile"``. ``"auto"``: ``1 / L_t`` with ``L_t`` the smoothness of
+        the objective on the rows the task adapts on, estimated by ten steps
+        of power iteration (from below: steps of ``1 / L_t`` stay short of
+        the ``2 / L`` at which gradient steps diverge) (then
         ``inner_lr_`` holds multipliers of it). Unused by the other methods.
         A network needs a number, a step on its summed loss, and takes it in
         ``"imaml"`` too (its inner problem is solved by ``inner_steps``
@@ -1716,7 +1721,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         intercept far larger than the coefficients (targets around 1e6)
         loosens the test on them, so center such targets (or lower
         ``tol``). It must be below 1: a change as large as the parameters
-        themselves is no convergence. ``"imaml"`` with a network:
+        themselves is no convergence. The gradient-based methods' learned
+        strength (``gamma="auto"`` with a linear base estimator) is this
+        method's, learned to ``tol``. ``"imaml"`` with a network:
         relative residual at which the conjugate gradient of the implicit
         meta-gradient stops. Unused otherwise.
     n_jobs : int, default=None
@@ -2521,9 +2528,10 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         and of the task models per iteration (below 1), and of a learned
         prior's noise variance; relative to the largest parameter, so that
         an intercept far larger than the coefficients (targets around 1e6)
-        loosens the test on them: center such targets. For ``"imaml"`` with
-        a network, of its conjugate gradient; see :class:`MetaClassifier`.
-        Unused otherwise.
+        loosens the test on them: center such targets. Also the learned
+        strength's of the gradient-based methods (``gamma="auto"``); for
+        ``"imaml"`` with a network, of its conjugate gradient; see
+        :class:`MetaClassifier`. Unused otherwise.
     n_jobs : int, default=None
         Number of task shards solved in parallel; see :class:`MetaClassifier`.
     random_state : int, RandomState instance or None, default=None

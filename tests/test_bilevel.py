@@ -8,6 +8,7 @@ forward pass and its derivative cannot make both sides agree.
 """
 
 import pickle
+import warnings
 
 import numba
 import numpy as np
@@ -28,6 +29,7 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy import optimize
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import (
     Lasso,
     LinearRegression,
@@ -356,6 +358,11 @@ def test_metasgd_step_sizes_stay_positive():
     assert np.all(meta.inner_lr_ > 0)
 
 
+# the steps of 0.3 diverge under the learned strength (gamma_ about 300): the
+# trajectories are compared, not the models
+@pytest.mark.filterwarnings(
+    "ignore:method=.*inner gradient steps diverge:"
+    "sklearn.exceptions.ConvergenceWarning")
 def test_metasgd_with_frozen_step_sizes_follows_the_maml_trajectory(monkeypatch):
     # The public API has no way to freeze alpha (one meta_lr drives both Adam
     # optimizers), so the optimizer class is replaced: Meta-SGD creates the
@@ -869,3 +876,39 @@ def test_few_shot_beats_per_task_and_pooled_fits(kind, method, few_shot_problems
     scores = [score(y[q], models[t].predict(X[q]))
               for t, q in zip(range(N_TRAIN, N_TRAIN + N_NEW), query)]
     assert np.mean(scores) > max(baselines.values()), (np.mean(scores), baselines)
+
+
+@pytest.mark.parametrize("method", ["maml", "metasgd", "reptile"])
+def test_inner_steps_too_long_for_the_curvature_warn(method):
+    # inner_lr=1 on tasks whose smoothness L_t is 11-25: five steps took the
+    # coefficients to 1e8 (training R^2 -3e12) and nothing was said; finite
+    # models are not a converged fit
+    X, y, tasks = make_meta_regression(n_tasks=10, n_samples_per_task=8,
+                                       n_features=3, random_state=0)
+    kw = dict(method=method, gamma=0.5, inner_steps=5, max_iter=20,
+              random_state=0)
+    with pytest.warns(ConvergenceWarning, match="inner gradient steps "
+                      "diverge on 10 of 10 task"):
+        meta = MetaRegressor(Ridge(alpha=1.0), inner_lr=1.0, **kw).fit(
+            X, y, tasks=tasks)
+    with pytest.warns(ConvergenceWarning, match="diverge on 1 of 1 task"):
+        meta.adapt(X[:8], y[:8])
+    # steps of 1 / L_t do not
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        MetaRegressor(Ridge(alpha=1.0), inner_lr="auto", **kw).fit(
+            X, y, tasks=tasks).adapt(X[:8], y[:8])
+
+
+def test_tol_is_used_by_the_learned_strength_of_gradient_based_methods():
+    # gamma="auto" is the proximal method's empirical-Bayes estimate, to tol:
+    # a tol set there was called ignored while it moved gamma_
+    X, y, tasks = make_meta_regression(n_tasks=12, n_samples_per_task=10,
+                                       n_features=3, noise=1.0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        MetaRegressor(Ridge(), method="maml", tol=0.1, max_iter=2).fit(
+            X, y, tasks=tasks)
+    with pytest.warns(UserWarning, match="tol=0.1 is not used by method='maml'"):
+        MetaRegressor(Ridge(), method="maml", gamma=1.0, tol=0.1,
+                      max_iter=2).fit(X, y, tasks=tasks)

@@ -67,7 +67,8 @@ def query_sizes(sizes, query_fraction):
 
     A task needs two rows to have both a support and a query row; with a
     single row it is all support. ``query_fraction=1`` makes every row a
-    query row (no support: the tasks are scored at the prior mean).
+    query row (no support: the tasks are scored at the minimizer of the
+    penalties alone, the prior mean shrunk by the base penalty).
     """
     sizes = np.asarray(sizes)
     if query_fraction >= 1.0:
@@ -289,6 +290,14 @@ class _Bilevel(MetaMethod):
         proximal.count_penalty = False
         return proximal.fit(batch, problem, prior_mean).gamma
 
+    def used_parameters(self, network):
+        # gamma="auto" is the proximal method's empirical-Bayes strength,
+        # learned to tol (see transfer_strength)
+        used = super().used_parameters(network)
+        if not network and self.settings.gamma == "auto":
+            used = used | {"tol"}
+        return used
+
     def single_task_fit(self, fitted, problem):
         s = self.settings
         auto = self.steps and isinstance(s.inner_lr, str)
@@ -349,7 +358,7 @@ class _Bilevel(MetaMethod):
             if not (np.isfinite(losses[it]) and np.all(np.isfinite(new_theta0))
                     and np.all(np.isfinite(new_alpha))):
                 # keep the last finite meta-knowledge rather than a NaN model
-                what = ("the query loss" if not np.isfinite(losses[it])
+                what = (f"the {self.progress}" if not np.isfinite(losses[it])
                         else "the prior mean" if not np.all(np.isfinite(
                             new_theta0)) else "the step sizes")
                 warnings.warn(
@@ -426,8 +435,52 @@ class _Bilevel(MetaMethod):
                           fitted.inner_lr, fitted.auto_step, fitted.inner_steps,
                           FORWARD, block).theta
 
-        return np.concatenate(map_task_chunks(run, T, block, self.settings.n_jobs,
-                                              batch))
+        theta = np.concatenate(map_task_chunks(run, T, block,
+                                               self.settings.n_jobs, batch))
+        if not problem.is_network:
+            self._warn_if_steps_diverge(batch, problem, fitted, theta, labels)
+        return theta
+
+    def _warn_if_steps_diverge(self, batch, problem, fitted, theta, labels):
+        """Warn where the inner steps moved a task away from its optimum.
+
+        Gradient (and proximal gradient) steps shorter than ``2 / L`` on a
+        convex ``L``-smooth objective never move away from any of its
+        minimizers; steps too long multiply the distance at every step, and
+        the models stay finite long after they are meaningless (coefficients
+        of 1e8 after five steps of ``inner_lr=1`` on tasks whose ``L`` is 25,
+        without a word). A task counts as diverging where its steps ended
+        ``_DIVERGENCE_FACTOR`` times farther from its exact solution (the
+        inner problem the steps approximate) than they started.
+        """
+        optimum = solve_exactly(batch, problem, fitted.center, fitted.precision,
+                                fitted.theta0, n_jobs=self.settings.n_jobs,
+                                labels=labels)
+        with np.errstate(over="ignore", invalid="ignore"):
+            start = np.linalg.norm(fitted.theta0 - optimum, axis=1)
+            end = np.linalg.norm(theta - optimum, axis=1)
+            scale = 1e-12 * (1.0 + np.linalg.norm(optimum, axis=1))
+            diverged = ~(end <= _DIVERGENCE_FACTOR * start + scale)
+        if np.any(diverged):
+            step = ("the learned step sizes inner_lr_" if self.learns_steps
+                    else f"inner_lr={self.settings.inner_lr!r}")
+            warnings.warn(
+                f"method={self.name!r}: the inner gradient steps diverge on "
+                f"{int(diverged.sum())} of {len(diverged)} task(s), ending up "
+                f"to {float(np.nanmax(np.where(diverged, end, 0.0))):.3g} from "
+                "the task's exact solution: "
+                f"{step} is too long for the tasks' curvature (the "
+                f"transfer strength gamma_={float(fitted.gamma):.3g} "
+                "included), and their models are meaningless. Use "
+                "inner_lr='auto' (steps of 1 / L_t) or a smaller inner_lr.",
+                ConvergenceWarning,
+                stacklevel=4)
+
+
+# how many times farther from its exact solution than it started a task's
+# inner steps may end before they count as diverging (convergent steps never
+# move away from it)
+_DIVERGENCE_FACTOR = 10.0
 
 
 class IMAML(_Bilevel):
