@@ -66,6 +66,18 @@ def central_difference(f, x, h=1e-6):
     return out
 
 
+def network_start(code, activation, anil, rng):
+    """A small network problem, a random prior mean and step sizes (none
+    for the hidden layers with ``anil``)."""
+    problem = NetworkProblem(code, activation, 3 if code == MULTINOMIAL else 1, P,
+                             (5, 4), False, 0.3)
+    theta0 = rng.normal(scale=0.5, size=problem.n_params)
+    alpha = rng.uniform(0.01, 0.05, problem.n_params)
+    if anil:
+        alpha[:problem.head] = 0.0
+    return problem, theta0, alpha
+
+
 # --------------------------------------------------------------------------
 # 1. exact meta-gradients against finite differences
 # --------------------------------------------------------------------------
@@ -77,13 +89,8 @@ def central_difference(f, x, h=1e-6):
 def test_second_order_meta_gradient_matches_finite_differences(code, activation,
                                                                anil):
     batch, rng = make_tasks(code, seed=10 * code + activation)
-    problem = NetworkProblem(code, activation, 3 if code == MULTINOMIAL else 1, P,
-                             (5, 4), False, 0.3)
+    problem, theta0, alpha = network_start(code, activation, anil, rng)
     d = problem.n_params
-    theta0 = rng.normal(scale=0.5, size=d)
-    alpha = rng.uniform(0.01, 0.05, d)
-    if anil:
-        alpha[:problem.head] = 0.0
     run = Unroller(batch, problem, np.full(d, 0.7), auto_step=False, n_steps=3,
                    mode=SECOND_ORDER, n_sel=T)
     sel, seeds = np.arange(T), np.arange(T) + 3
@@ -192,13 +199,8 @@ def test_forward_steps_by_blocks_of_rows_are_the_kept_steps(code, anil, rows,
     elif rows == "float32":
         X = X.astype(np.float32)
     batch, _ = make_batch(X, y, sw, np.repeat(np.arange(3), sizes), 3)
-    problem = NetworkProblem(code, TANH, 3 if code == MULTINOMIAL else 1, P,
-                             (5, 4), False, 0.3)
+    problem, theta0, alpha = network_start(code, TANH, anil, rng)
     d = problem.n_params
-    theta0 = rng.normal(scale=0.5, size=d)
-    alpha = rng.uniform(0.01, 0.05, d)
-    if anil:
-        alpha[:problem.head] = 0.0
     # passes of 12 rows (tasks of 23 to 50): blocks of 12, and a remainder
     # of each size modulo four
     dtype = np.float32 if rows == "float32" else np.float64
