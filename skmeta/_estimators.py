@@ -2280,7 +2280,8 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
         classes : array-like of shape (n_classes,), default=None
-            All classes; taken into account on the first call only. With
+            All classes; taken into account on the first call only (later
+            calls' labels must be among ``classes_``: a ValueError). With
             ``unlabeled_weight`` set, ``-1`` cannot be one of them. The
             first call's rows need not contain every class, but it fits the
             prior on them alone, where a class without rows has no finite
