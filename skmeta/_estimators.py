@@ -1339,6 +1339,10 @@ default=None
             "need them (return_std=True) and task_posterior_cov are "
             "unavailable from now on (keep_task_params=False keeps those of "
             "the last call only).", UserWarning, stacklevel=4)
+        self._drop_posteriors()
+
+    def _drop_posteriors(self):
+        """Forget the tasks' posteriors, the prior's covariance and the noise."""
         self._task_covariances = None
         self._group_covariances = []
         self._noise_unresolved = False
@@ -1387,11 +1391,7 @@ default=None
 
     def _store_posteriors(self, family, rows, problem, fitted, method):
         """Keep each task's posterior covariance, the prior's and the noise."""
-        self._task_covariances = None
-        self._group_covariances = []
-        self._noise_unresolved = False
-        for name in ("prior_covariance_", "noise_variance_"):
-            self.__dict__.pop(name, None)
+        self._drop_posteriors()
         if (rows is None or not method.exact_for(problem)
                 or not self._keeps_posteriors()):
             return

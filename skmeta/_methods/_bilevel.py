@@ -40,6 +40,10 @@ _ADAM_BETA2 = 0.999
 _ADAM_EPS = 1e-8
 # conjugate-gradient iterations of iMAML's implicit gradient for networks
 CG_MAX_ITER = 20
+# how many times farther from its exact solution than it started a task's
+# inner steps may end before they count as diverging (convergent steps never
+# move away from it)
+_DIVERGENCE_FACTOR = 10.0
 
 
 class Adam:
@@ -476,11 +480,6 @@ class _Bilevel(MetaMethod):
                 ConvergenceWarning,
                 stacklevel=4)
 
-
-# how many times farther from its exact solution than it started a task's
-# inner steps may end before they count as diverging (convergent steps never
-# move away from it)
-_DIVERGENCE_FACTOR = 10.0
 
 
 class IMAML(_Bilevel):
