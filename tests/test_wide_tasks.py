@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
 
@@ -84,6 +84,30 @@ def test_row_space_solver_gives_the_dense_solvers_results(code, n_outputs, spars
     assert rows.inv_sum.shape == ((d,) if diagonal else (d, d))
     for a, b in [(rows.inv_sum, dense.inv_sum), (rows.inv_wsum, dense.inv_wsum)]:
         assert_allclose(a, b, rtol=1e-8, atol=1e-10 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+@pytest.mark.parametrize("code, n_outputs", CASES,
+                         ids=["squared", "logistic", "poisson", "multinomial"])
+def test_kept_row_space_curvatures_multiply_by_the_inverse_sum(code, n_outputs,
+                                                               sparse):
+    # C^{-1} W kept whole (one output) or as the multinomial's factors
+    # (2 K n + 1 rows of n), for tasks of several sizes in buffers sized for
+    # the largest: products with the sum of the dense inverse Hessians
+    batch, problem, theta0, precision = wide_tasks(
+        code, n_outputs, sparse=sparse, n_tasks=4, n_rows=[6, 2, 1, 5])
+    T, d = batch.n_tasks, problem.n_params
+    rows = solve_inner(batch, problem, theta0, precision, np.zeros((T, d)),
+                       tol=1e-12, rowspace=True,
+                       inverse=InverseRequest(exact=True, diagonal=True,
+                                              products=True))
+    full = solve_inner(batch, problem, theta0, precision, np.zeros((T, d)),
+                       tol=1e-12, rowspace=False,
+                       inverse=InverseRequest(exact=True)).inv_sum
+    x = np.random.default_rng(2).normal(size=(3, d))
+    for v in x:
+        assert_allclose(rows.inverse_sum_times(v), full @ v, rtol=1e-9,
+                        atol=1e-12 * np.abs(full @ v).max())
 
 
 def multinomial_blocks_case(diagonal, products, *, sparse=False,
@@ -330,19 +354,28 @@ def test_row_space_factors_are_kept_within_one_budget_for_all_shards(
     batch, _ = make_batch(X, y.astype(float), np.ones(len(y)), tasks, 40)
     l2w = np.tile(np.r_[np.ones(60), 0.0], 5)
     problem = Problem(MULTINOMIAL, 5, 60, True, False, 1.0, 0.0, l2w, l2w.copy())
-    need = 8 * 40 * 100**2  # 40 tasks' 100 x 100 factors (20 rows, 5 classes)
+    # 40 tasks' factors by the multinomial's blocks: 2 K n + 1 = 201 rows of
+    # n = 20 (C^{-1} W whole would be 100 x 100)
+    need = 8 * 40 * 201 * 20
     for budget, kept in ((need, True), (need - 1, False)):
         monkeypatch.setattr(inner_module, "CURVATURE_MAX_BYTES", budget)
         solver = inner_module.InnerSolver(batch, problem, n_jobs=2,
                                           max_full_params=256)
         # two shards, each within the budget alone: the budget is for all
         assert len(solver.ranges) > 1 and solver.products is kept
+        d = problem.n_params
+        x = np.random.default_rng(0).normal(size=d)
         with solver:
-            d = problem.n_params
             solutions = solver.solve(np.zeros(d), np.full(d, 2.0),
                                      np.zeros((40, d)), inverse="sum",
                                      rowspace=True)
+            # the shards' products on the solver's threads
+            threaded = kept and solutions.inverse_sum_times(x)
         assert (solutions.inverse_sum_times is not None) is kept
+        if kept:
+            # one after the other once the threads are gone: summed in the
+            # same order, the same bits
+            assert_array_equal(solutions.inverse_sum_times(x), threaded)
 
 
 def test_vector_priors_sum_only_diagonals_past_their_own_threshold(monkeypatch):

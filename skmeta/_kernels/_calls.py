@@ -46,6 +46,8 @@ from ._workspaces import (
     INVERSE_SUM_BLOCKS,
     INVERSE_SUMS_MAX_BYTES,
     TRANSPOSED_MAX_BYTES,
+    curvature_bytes,
+    curvature_shape,
     implicit_workspace,
     largest_task,
     multinomial_by_blocks,
@@ -163,26 +165,27 @@ class InverseSumProducts:
 
     ``A_t^{-1} = M^{-1} - M^{-1} B_t^T N_t B_t M^{-1}`` (see ``_rowspace``);
     ``parts`` are ``(batch, problem, N)`` of consecutive shards of tasks,
-    ``minv`` the inverse of ``M``'s diagonal.
+    ``minv`` the inverse of ``M``'s diagonal. ``run``, where set, runs the
+    parts' products as ``_methods._inner.Workers.run`` runs calls (on
+    threads); they are summed in the parts' order either way.
     """
 
     def __init__(self, parts, minv, n_tasks):
         self.parts = parts
         self.minv = minv
         self.n_tasks = n_tasks
+        self.run = None
 
     def __call__(self, x):
         """``sum_t A_t^{-1} x``."""
         v = (self.minv * x)[np.newaxis]
+        calls = [(_part_products, (part, v), {}) for part in self.parts]
+        if self.run is not None and len(calls) > 1:
+            outs = self.run(calls)
+        else:
+            outs = [func(*args) for func, args, _ in calls]
         products = np.zeros_like(v)
-        for batch, problem, N in self.parts:
-            n_max = largest_task(batch)[0]
-            K = problem.n_outputs
-            p1 = problem.n_features + problem.fit_intercept
-            work = (np.empty((0 if batch.is_sparse else p1, n_max)),
-                    np.empty((K, n_max)), np.empty((K, n_max)))
-            out = np.empty_like(v)
-            curvature_products(batch.arrays, problem.arrays, N, v, work, out)
+        for out in outs:
             products += out
         return self.n_tasks * v[0] - self.minv * products[0]
 
@@ -192,6 +195,21 @@ class InverseSumProducts:
             return None
         return cls([p for part in parts for p in part.parts], parts[0].minv,
                    sum(part.n_tasks for part in parts))
+
+
+def _part_products(part, v):
+    """``sum_t B_t^T N_t B_t v`` over the tasks of one part."""
+    batch, problem, N = part
+    # the largest task's rows, from the kept curvatures' shape
+    n_max = N.shape[2] if N.shape[1] != N.shape[2] else (
+        N.shape[2] // problem.n_outputs)
+    K = problem.n_outputs
+    p1 = problem.n_features + problem.fit_intercept
+    work = (np.empty((0 if batch.is_sparse else p1, n_max)),
+            np.empty((K, n_max)), np.empty((K, n_max)), np.empty(n_max))
+    out = np.empty_like(v)
+    curvature_products(batch.arrays, problem.arrays, N, v, work, out)
+    return out
 
 
 @dataclass
@@ -320,10 +338,11 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
             kept_inverses=kept is not None and kept.inverses.shape[0] > 0)
     products = None
     if rowspace:
-        nK = problem.n_outputs * n_max
         keep = (want_inverse and inverse.products
-                and 8 * n_tasks * nK * nK <= CURVATURE_MAX_BYTES)
-        curvatures = np.empty((n_tasks, nK, nK) if keep else (0, 0, 0))
+                and curvature_bytes(problem, n_tasks, n_max)
+                <= CURVATURE_MAX_BYTES)
+        curvatures = np.empty((n_tasks, *curvature_shape(problem, n_max))
+                              if keep else (0, 0, 0))
         work = rowspace_workspace(batch, problem, n_max, diagonal)
         solve_tasks_rowspace(batch.arrays, problem.arrays, prior, centres, theta,
                              inv_weight, settings, (*work, curvatures), out)

@@ -636,7 +636,8 @@ def solve_tasks_rowspace(batch, problem, prior, centres, theta, inv_weight,
     between calls (their size is what this solver avoids), and
     ``settings.exact_inverse`` is implied. With inverses asked for and
     ``curvatures`` not empty, ``curvatures[t]`` receives task ``t``'s
-    ``C^{-1} W`` (see ``_rowspace``), from which ``curvature_products``
+    ``C^{-1} W``, whole or as the multinomial's factors
+    (``_workspaces.curvature_shape``), from which ``curvature_products``
     applies the sum of the inverse Hessians to vectors.
     """
     work, row_work, blocks, curvatures = work
@@ -669,13 +670,8 @@ def solve_tasks_rowspace(batch, problem, prior, centres, theta, inv_weight,
             continue
         # in diagonal mode, work.Ainv is one row: the diagonal
         diagonal = settings.diagonal
-        row_space_inverse(rows, problem, D, scale, diagonal,
-                          curvatures.shape[0] > 0, row_work, blocks, work.Ainv)
-        if curvatures.shape[0] > 0:
-            nK = problem.n_outputs * rows.n
-            for i in range(nK):
-                for j in range(nK):
-                    curvatures[t, i, j] = row_work.N[i, j]
+        row_space_inverse(rows, problem, D, scale, diagonal, row_work, blocks,
+                          work.Ainv, curvatures, t)
         add_inverse(work.Ainv, 1.0, diagonal, out.inv_sum[b])
         if not settings.want_posterior:
             continue
@@ -694,13 +690,13 @@ def curvature_products(batch, problem, curvatures, V, work, out):
     """``out[i] = sum_t B_t^T N_t B_t V[i]`` over the tasks of ``batch``.
 
     ``N_t = curvatures[t]`` as ``solve_tasks_rowspace`` kept it. ``work`` is
-    ``(XT, Z, NZ)``, sized for the largest task. Tasks are summed in order.
+    ``(XT, Z, NZ, h)``, sized for the largest task. Tasks are summed in order.
     """
-    XT, Z, NZ = work
+    XT, Z, NZ, h = work
     out[:] = 0.0
     n_tasks = batch.offsets.shape[0] - 1
     for t in range(n_tasks):
         rows = batch_task(batch, t, problem.n_features, problem.fit_intercept, XT)
         for i in range(V.shape[0]):
-            task_curvature_product(rows, problem, curvatures[t], V[i], Z, NZ,
+            task_curvature_product(rows, problem, curvatures[t], V[i], Z, NZ, h,
                                    out[i])

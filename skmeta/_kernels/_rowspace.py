@@ -183,9 +183,12 @@ def multinomial_solve(work, blocks, z, n, K):
 
 
 @helper
-def multinomial_curvature(rows, problem, work, blocks, whole):
+def multinomial_curvature(rows, problem, work, blocks, whole, kept, t):
     """``N = C^{-1} W`` into ``work.N`` from ``multinomial_factors``' factors:
-    whole, or (not ``whole``) its diagonal blocks only.
+    whole, or (not ``whole``) its diagonal blocks only. Where ``kept`` is not
+    empty, ``kept[t]`` receives the factors all of ``N`` follows from (rows
+    ``k n + r`` ``Y_k``, rows ``K n + m n + q`` ``H_m``, row ``2 K n``
+    ``root``; see ``task_curvature_product``).
 
     Block ``(k, m)`` of ``A0^{-1} W`` is ``Y_k (delta_km diag(root) -
     diag(u_m))``, and with ``Q_m = diag(u_m) G_m Y_m`` (whose sum is ``I -
@@ -198,6 +201,9 @@ def multinomial_curvature(rows, problem, work, blocks, whole):
     n = rows.n
     K = problem.n_outputs
     H, z, root, N = blocks.H, work.z, blocks.root, work.N
+    if kept.shape[0] > 0:
+        for s in range(n):
+            kept[t, 2 * K * n, s] = root[s]
     for m in range(K):
         G, u = work.G[m], blocks.u[m]
         Y = blocks.Y[m]
@@ -218,6 +224,11 @@ def multinomial_curvature(rows, problem, work, blocks, whole):
             lu_solve(blocks.S, blocks.spiv, z, n)
             for q in range(n):
                 H[q, s] = z[q]
+        if kept.shape[0] > 0:
+            for q in range(n):
+                for s in range(n):
+                    kept[t, K * n + m * n + q, s] = H[q, s]
+                    kept[t, m * n + q, s] = Y[q, s]
         for k in range(K):
             if k != m and not whole:
                 continue
@@ -284,20 +295,27 @@ def row_space_direction(rows, problem, grad, D, scale, work, blocks, U, v,
 
 
 @helper
-def row_space_inverse(rows, problem, D, scale, diagonal, whole_N, work, blocks,
-                      Ainv):
+def row_space_inverse(rows, problem, D, scale, diagonal, work, blocks, Ainv,
+                      kept, t):
     """``A^{-1}`` at the curvature ``D`` (``C`` factored there), or its diagonal.
 
     With ``diagonal``, ``Ainv[0, :]`` receives the diagonal; otherwise
     ``Ainv`` the whole inverse. ``work.N`` then holds ``C^{-1} W``: whole
-    with ``whole_N`` or ``diagonal`` false, else (where the multinomial is
-    factored by ``blocks``) at least its diagonal blocks.
+    with ``diagonal`` false or ``C`` factored whole, else (where the
+    multinomial is factored by ``blocks``) its diagonal blocks. Where
+    ``kept`` is not empty, ``kept[t]`` receives the task's curvature in the
+    shape of ``_workspaces.curvature_shape``.
     """
     if blocks is None:
         whole_curvature(rows, problem, D, scale, work)
+        if kept.shape[0] > 0:
+            nK = problem.n_outputs * rows.n
+            for i in range(nK):
+                for j in range(nK):
+                    kept[t, i, j] = work.N[i, j]
     else:
-        multinomial_curvature(rows, problem, work, blocks,
-                              whole_N or not diagonal)
+        multinomial_curvature(rows, problem, work, blocks, not diagonal, kept,
+                              t)
     if diagonal:
         diagonal_of_inverse(rows, problem, work, Ainv)
     else:
@@ -373,20 +391,44 @@ def diagonal_of_inverse(rows, problem, work, Ainv):
 
 
 @helper
-def task_curvature_product(rows, problem, N, v, Z, NZ, out):
-    """``out += B^T N B v`` for one task (``N`` its ``C^{-1} W``, ``K n x K n``).
+def task_curvature_product(rows, problem, N, v, Z, NZ, h, out):
+    """``out += B^T N B v`` for one task, ``N`` its ``C^{-1} W``.
 
-    ``Z`` and ``NZ`` are ``K x n_max`` workspaces.
+    ``N`` as ``row_space_inverse`` kept it: whole (``K n x K n``), or the
+    multinomial's factors (``2 K n + 1`` rows of ``n``), from which, with
+    ``N_km = Y_k (H_m + delta_km diag(root))`` (``multinomial_curvature``),
+    block ``k`` of ``N z`` is ``Y_k (sum_m H_m z_m + root * z_k)``.
+    ``Z`` and ``NZ`` are ``K x n_max`` workspaces, ``h`` one of ``n_max``.
     """
     n = rows.n
     K = problem.n_outputs
     predictor(rows, 0, n, v, K, problem.n_features, problem.fit_intercept, Z)
-    for k in range(K):
-        for r in range(n):
-            acc = 0.0
-            for m in range(K):
+    if N.shape[0] == N.shape[1]:
+        for k in range(K):
+            for r in range(n):
+                acc = 0.0
+                for m in range(K):
+                    for s in range(n):
+                        acc += N[k * n + r, m * n + s] * Z[m, s]
+                NZ[k, r] = acc
+    else:
+        for q in range(n):
+            h[q] = 0.0
+        for m in range(K):
+            for q in range(n):
+                acc = 0.0
                 for s in range(n):
-                    acc += N[k * n + r, m * n + s] * Z[m, s]
-            NZ[k, r] = acc
+                    acc += N[K * n + m * n + q, s] * Z[m, s]
+                h[q] += acc
+        root = 2 * K * n
+        for k in range(K):
+            # Z[k] is not read again: it takes the vector Y_k multiplies
+            for q in range(n):
+                Z[k, q] = h[q] + N[root, q] * Z[k, q]
+            for r in range(n):
+                acc = 0.0
+                for q in range(n):
+                    acc += N[k * n + r, q] * Z[k, q]
+                NZ[k, r] = acc
     gradient(rows, 0, n, NZ, 1.0, K, problem.n_features, problem.fit_intercept,
              out)

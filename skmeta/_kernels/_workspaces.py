@@ -44,7 +44,8 @@ INVERSE_SUM_BLOCKS = 16
 # mean's Newton step on wide tasks takes the diagonal of its system alone:
 # a Jacobi step, which on strongly pinned (shared) coefficients with
 # correlated features overshoots. Measured on 200 ten-class tasks of 50
-# rows and 100 features (400 MB of factors), the final fit from the
+# rows and 100 features (400 MB of factors then, 80 MB since they are kept
+# as the softmax's, see ``curvature_shape``), the final fit from the
 # selection's prior then alternated between two priors, unconverged after
 # 238 iterations; with the factors it converged in 14 (benchmarks/README.md
 # section 8).
@@ -150,6 +151,28 @@ def rowspace_workspace(batch, problem, n_max, diagonal):
         N=np.empty((nk, nk)), T=np.empty((n_max, p1)),
         P=np.empty((1, p1) if diagonal else (p1, p1)),
         a=np.empty(n_max)), blocks
+
+
+def curvature_shape(problem, n_max):
+    """The shape of one task's row-space curvature kept for products with
+    the inverse sums (``_newton.solve_tasks_rowspace``, tasks of up to
+    ``n_max`` rows).
+
+    ``C^{-1} W`` whole, ``K n x K n``; or, where the multinomial is factored
+    by blocks, the ``2 K n + 1`` rows of ``n`` from which its blocks follow
+    (``_rowspace.multinomial_curvature``): ``K`` times fewer entries, and as
+    many fewer multiply-adds per product.
+    """
+    k = problem.n_outputs
+    if multinomial_by_blocks(problem):
+        return (2 * k * n_max + 1, n_max)
+    return (k * n_max, k * n_max)
+
+
+def curvature_bytes(problem, n_tasks, n_max):
+    """The bytes of ``n_tasks`` tasks' kept curvatures (``curvature_shape``)."""
+    rows, columns = curvature_shape(problem, n_max)
+    return 8 * n_tasks * rows * columns
 
 
 def multinomial_by_blocks(problem):

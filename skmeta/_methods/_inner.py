@@ -30,6 +30,7 @@ from .._kernels._newton import KeptInverses
 from .._kernels._workspaces import (
     CURVATURE_MAX_BYTES,
     FULL_INVERSE_MAX_PARAMS,
+    curvature_bytes,
     largest_task,
 )
 from ._prior import residual_squares, task_scales
@@ -84,6 +85,14 @@ class Workers:
         backends other than threads: processes, a Dask cluster)."""
         return self._parallel is not None
 
+    def run_on_threads(self, calls):
+        """:meth:`run` where the calls share memory (this thread pool, while
+        open), else one after the other: for calls whose arguments are too
+        large to copy."""
+        if self._pool is None:
+            return [func(*args, **kwargs) for func, args, kwargs in calls]
+        return self.run(calls)
+
     def run(self, calls):
         """Results of ``func(*args, **kwargs)`` for each ``(func, args, kwargs)``."""
         if len(calls) == 1 or self.n_workers == 1:
@@ -132,9 +141,10 @@ class InnerSolver:
         # wide tasks: the prior mean's Newton step multiplies by the sum of
         # the inverse Hessians, through the tasks' row-space factors, kept
         # only where all shards' together fit CURVATURE_MAX_BYTES
-        nK = problem.n_outputs * largest_task(batch)[0]
         self.products = (keep_products and self.diagonal
-                         and 8 * batch.n_tasks * nK * nK <= CURVATURE_MAX_BYTES)
+                         and curvature_bytes(problem, batch.n_tasks,
+                                             largest_task(batch)[0])
+                         <= CURVATURE_MAX_BYTES)
         n_blocks = -(-batch.n_tasks // self.block)
         entries = batch.n_rows * max(problem.n_features, 1) * problem.n_outputs
         n_workers = effective_n_jobs(n_jobs)
@@ -247,7 +257,12 @@ class InnerSolver:
         if len(results) == 1:
             # one shard: its (n_blocks, d, d) sums are not copied again
             return results[0]
-        return TaskSolutions.concatenate(results)
+        solutions = TaskSolutions.concatenate(results)
+        if solutions.inverse_sum_times is not None:
+            # a shard's products per thread, as its solve (never on copies: a
+            # process would be sent every shard's factors at each product)
+            solutions.inverse_sum_times.run = self._workers.run_on_threads
+        return solutions
 
 
 def _solve_returning_kept(shard, problem, theta0, precision, theta, *, kept,
