@@ -113,3 +113,20 @@ def test_process_workers_send_back_the_kept_inverses(monkeypatch):
     assert np.all(kept_threads) and np.all(kept_processes)
     np.testing.assert_array_equal(in_processes.theta, on_threads.theta)
     np.testing.assert_array_equal(in_processes.n_iter, on_threads.n_iter)
+
+
+def test_tasks_whose_inverse_hessians_are_the_work_are_sharded():
+    # 200 tasks of 5 rows and 100 features: X has 1e5 entries (one shard's
+    # worth), but each task's 101 x 101 inverse Hessian is summed too, 2e6
+    # entries in all; with 20 features it is 88,200 and X 2e4: one shard
+    rng = np.random.default_rng(0)
+    tasks = np.repeat(np.arange(200), 5)
+    for n_features, threaded in ((100, True), (20, False)):
+        X = rng.normal(size=(1000, n_features))
+        y = (X[:, 0] > 0).astype(float)
+        batch, _ = make_batch(X, y, np.ones(1000), tasks, 200)
+        solver = InnerSolver(batch, make_problem(LOGISTIC, n_features), n_jobs=2)
+        assert not solver.diagonal
+        assert (len(solver.ranges) > 1) is threaded
+        # shards hold whole summation blocks: the sums do not depend on them
+        assert all(a % solver.block == 0 for a, _ in solver.ranges)

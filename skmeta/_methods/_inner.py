@@ -43,7 +43,8 @@ INNER_MAX_ITER = 200
 # Keeping the inverse of each task's Hessian between outer iterations saves
 # most Hessian evaluations; above this many bytes the inverses are not kept.
 INVERSE_MEMORY = 256 * 2**20
-# Below this many entries of X per shard, a thread costs more than it saves.
+# Below this many entries of X (and of the tasks' inverse Hessians) per
+# shard, a thread costs more than it saves.
 MIN_SHARD_ENTRIES = 100_000
 SHARDS_PER_WORKER = 4
 
@@ -147,6 +148,9 @@ class InnerSolver:
                          <= CURVATURE_MAX_BYTES)
         n_blocks = -(-batch.n_tasks // self.block)
         entries = batch.n_rows * max(problem.n_features, 1) * problem.n_outputs
+        if not self.diagonal:
+            # each task's d x d inverse Hessian (summed, or kept) is work too
+            entries += batch.n_tasks * d * d
         n_workers = effective_n_jobs(n_jobs)
         # several shards per worker: a worker slowed down (a busy core)
         # then takes fewer of them instead of holding up the whole solve
