@@ -86,6 +86,31 @@ def test_row_space_solver_gives_the_dense_solvers_results(code, n_outputs, spars
         assert_allclose(a, b, rtol=1e-8, atol=1e-10 * np.abs(b).max())
 
 
+@pytest.mark.parametrize("n_outputs", [3, 10])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+def test_classes_with_one_curvature_share_their_row_space_gram(sparse,
+                                                              n_outputs):
+    # a prior that treats the classes alike gives every output the same
+    # M_k, whose row-space Gram matrix is then copied from the last one's;
+    # the last class differs, so that the copying stops there
+    batch, problem, theta0, _ = wide_tasks(MULTINOMIAL, n_outputs, sparse=sparse,
+                                           n_rows=[6, 2, 1, 5, 6], n_tasks=5)
+    p1 = problem.n_features + 1
+    per_class = np.random.default_rng(3).uniform(0.5, 2, p1)
+    precision = np.tile(per_class, n_outputs)
+    precision[-p1:] *= 1.5
+    T, d = batch.n_tasks, problem.n_params
+    kw = dict(tol=1e-12, inverse=InverseRequest(posterior=True, exact=True,
+                                                diagonal=True))
+    dense = solve_inner(batch, problem, theta0, precision, np.zeros((T, d)),
+                        rowspace=False, **kw)
+    rows = solve_inner(batch, problem, theta0, precision, np.zeros((T, d)),
+                       rowspace=True, **kw)
+    assert_allclose(rows.theta, dense.theta, rtol=1e-9, atol=1e-10)
+    assert_allclose(rows.logdet, dense.logdet, rtol=1e-10)
+    assert_allclose(rows.inv_sum, dense.inv_sum, rtol=1e-8)
+
+
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
 @pytest.mark.parametrize("code, n_outputs", CASES,
                          ids=["squared", "logistic", "poisson", "multinomial"])
