@@ -74,7 +74,8 @@ class MetaEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         Support rows per class of an episode (fewer when a class has fewer
         than ``n_shots + 1`` rows: one row is always left to the query).
     meta_batch_size : int, default=16
-        Episodes (tasks) per Adam step.
+        Episodes (tasks) per Adam step; all usable tasks where there are
+        fewer (tasks with 2 or more classes of 2 or more rows each).
     max_iter : int, default=500
         Adam steps.
     learning_rate : float, default=0.01
@@ -94,7 +95,8 @@ class MetaEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
     intercepts_ : list of ndarray
         Biases of each layer.
     loss_curve_ : ndarray of shape (max_iter,)
-        Mean episode loss at each step.
+        Mean episode loss at each step, with the weights' penalty
+        (``alpha``) added: the objective Adam descends.
     n_iter_ : int
         Number of Adam steps run.
     n_features_in_ : int
@@ -226,11 +228,17 @@ class MetaEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
             dC = 2.0 * (G.T @ Zq) - 2.0 * C * G.sum(axis=0)[:, None]
             dZs = dC[ys_idx] / counts[ys_idx, None]
             return loss, dZs, dZq
-        P, _ = _softmax(-_squared_distances(Zq, Zs))
+        logits = -_squared_distances(Zq, Zs)
+        P, lse = _softmax(logits)
+        # in logs: the probability of a row's own class underflows where its
+        # shots are far in squared distance (features of a large scale), and
+        # its gradient, P restricted to the class over that probability, is
+        # the softmax over the class's shots alone. Every query row's class
+        # has shots in the episode (see _rows_by_task_and_class)
         same = yq_idx[:, None] == ys_idx[None, :]
-        p_same = (P * same).sum(axis=1)
-        loss = -np.mean(np.log(np.maximum(p_same, np.finfo(float).tiny)))
-        M = (P - P * same / p_same[:, None]) / nq
+        Q, lse_same = _softmax(np.where(same, logits, -np.inf))
+        loss = np.mean(lse - lse_same)
+        M = (P - Q) / nq
         dZq = 2.0 * M @ Zs
         dZs = 2.0 * (M.T @ Zq) - 2.0 * Zs * M.sum(axis=0)[:, None]
         return loss, dZs, dZq

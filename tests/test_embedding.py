@@ -46,6 +46,36 @@ def test_episode_gradient_matches_finite_differences(subspace_tasks, loss,
     assert np.linalg.norm(grad - fd) / np.linalg.norm(fd) < 1e-6
 
 
+def test_neighbourhood_loss_where_a_class_probability_underflows(
+        subspace_tasks):
+    # features ten times larger: a query row's own class gets probability
+    # exp(-12,000) on average, below the smallest float. The loss, in logs,
+    # stays finite and its gradient matches finite differences (it was the
+    # loss clipped at -log(tiny) and a gradient of 0 / 0: NaN weights after
+    # a fit on such features)
+    X, y, tasks, _ = subspace_tasks
+    X = 10.0 * X
+    est = MetaEmbedding(n_components=3, loss="neighbourhood", n_shots=3,
+                        alpha=0.1)
+    rows = _rows_by_task_and_class(tasks, y)
+    rng = np.random.RandomState(0)
+    episodes = [est._draw_episode(rows[t], rng) for t in range(4)]
+    sizes = est._sizes(X.shape[1])
+    params = rng.normal(size=sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])))
+    loss, grad = est._loss_and_gradient(params, sizes, X, y, episodes)
+    assert loss > -np.log(np.finfo(float).tiny)
+    h = 1e-6
+    fd = np.array([
+        (est._loss_and_gradient(params + e, sizes, X, y, episodes)[0]
+         - est._loss_and_gradient(params - e, sizes, X, y, episodes)[0]) / (2 * h)
+        for e in np.eye(len(params)) * h])
+    assert np.linalg.norm(grad - fd) / np.linalg.norm(fd) < 1e-6
+    fitted = MetaEmbedding(loss="neighbourhood", max_iter=30,
+                           random_state=0).fit(X, y, tasks=tasks)
+    assert all(np.isfinite(W).all() for W in fitted.coefs_)
+    assert np.all(np.isfinite(fitted.loss_curve_))
+
+
 def few_shot_knn_accuracy(X, y, tasks, make_estimator, n_shots=5, seed=0):
     """Mean accuracy over tasks of k-NN fitted on ``n_shots`` per class."""
     rng = np.random.default_rng(seed)
