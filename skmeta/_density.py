@@ -50,8 +50,11 @@ def _variance_floor(X):
     A zero variance (a constant column, or a single row) is replaced by the
     mean of the positive ones, or by 1 when there is none.
     """
-    var = np.var(np.asarray(X, dtype=np.float64), axis=0)
-    positive = var > 0
+    X = np.asarray(X, dtype=np.float64)
+    var = np.var(X, axis=0)
+    # a constant's variance may come out as a rounding residue (1e-34 for
+    # a column of 0.1): constancy is told by the values, not by it
+    positive = (var > 0) & (np.ptp(X, axis=0) > 0)
     if not np.all(positive):
         var = np.where(positive, var, var[positive].mean() if positive.any()
                        else 1.0)
@@ -247,7 +250,10 @@ class TaskGaussianDensity(OutlierMixin, BaseEstimator):
                     f"(n_features, n_features) = ({d}, {d}); got shape "
                     f"{scale.shape}."
                 )
-            if not np.allclose(scale, scale.T, rtol=1e-10, atol=0) or np.any(
+            # symmetric up to rounding, as a matrix rebuilt from its
+            # eigendecomposition is
+            tol = 1e-10 * np.abs(scale).max(initial=0.0)
+            if not np.allclose(scale, scale.T, rtol=0, atol=tol) or np.any(
                     np.linalg.eigvalsh(0.5 * (scale + scale.T)) <= 0):
                 raise ValueError(
                     "covariance_prior must be symmetric positive definite."

@@ -70,7 +70,7 @@ from collections import namedtuple
 import numpy as np
 import scipy.sparse as sp
 from scipy import stats
-from scipy.special import digamma, gammaln, polygamma
+from scipy.special import betaln, digamma, gammaln, polygamma
 from sklearn.exceptions import ConvergenceWarning
 
 # Search intervals of the scalar hyper-parameters. kappa0 is a ratio of
@@ -296,7 +296,9 @@ def student_t_tables(df, shape):
     L = _cholesky(shape)
     eye = np.broadcast_to(np.eye(d), shape.shape)
     L_inv = _solve(L, eye)
-    lognorm = (gammaln((df + d) / 2.0) - gammaln(df / 2.0)
+    # log Gamma((df + d) / 2) - log Gamma(df / 2) through the beta function:
+    # the difference of the two cancels to nothing from df ~ 1e12 on
+    lognorm = (gammaln(d / 2.0) - betaln(df / 2.0, d / 2.0)
                - 0.5 * d * np.log(df * np.pi) - 0.5 * _logdet_chol(L))
     return lognorm, L_inv
 
@@ -319,14 +321,25 @@ def student_t_logpdf(mahalanobis, df, lognorm, d):
     return lognorm - 0.5 * (df + d) * np.log1p(mahalanobis / df)
 
 
+# past this many degrees of freedom the F distribution of the squared
+# distance over d is its chi-squared limit to within rounding (scipy's F
+# returns NaN for degrees of freedom near 1e300)
+_CHI2_LIMIT_DF = 1e12
+
+
 def student_t_tail(mahalanobis, df, d):
     """``P(M >= m)``: the squared distance over ``d`` is F(d, df)."""
-    return stats.f.sf(mahalanobis / d, d, df)
+    df = np.asarray(df, dtype=np.float64)
+    return np.where(df > _CHI2_LIMIT_DF, stats.chi2.sf(mahalanobis, d),
+                    stats.f.sf(mahalanobis / d, d,
+                               np.minimum(df, _CHI2_LIMIT_DF)))
 
 
 def student_t_tail_quantile(level, df, d):
     """The squared distance ``m`` with ``P(M >= m) = level``."""
-    return d * stats.f.isf(level, d, df)
+    df = np.asarray(df, dtype=np.float64)
+    return np.where(df > _CHI2_LIMIT_DF, stats.chi2.isf(level, d),
+                    d * stats.f.isf(level, d, np.minimum(df, _CHI2_LIMIT_DF)))
 
 
 # ---------------------------------------------------------- empirical Bayes

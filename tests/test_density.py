@@ -607,6 +607,60 @@ def test_default_task_model_prior_is_data_driven():
     assert np.mean(model.predict(X) == -1) == pytest.approx(0.1, abs=1 / 30)
 
 
+@pytest.mark.parametrize("constant", [3.0, 0.1, 0.3, 1 / 3])
+def test_a_constant_column_is_told_by_its_values(constant):
+    # np.var of a column of 0.3 is a rounding residue (3e-33), not 0: it
+    # was kept as the prior variance, and a new row 1e-6 off scored as an
+    # outlier (decision -392) where a column of 3.0 gets the others' mean
+    rng = np.random.default_rng(21)
+    X = np.c_[rng.normal(size=(10, 2)), np.full(10, constant)]
+    model = TaskGaussianDensity().fit(X)
+    others = X[:, :2].var(axis=0).mean()
+    assert model.covariance_prior_[2, 2] == pytest.approx(others, rel=1e-12)
+    reference = TaskGaussianDensity().fit(np.c_[X[:, :2], np.full(10, 3.0)])
+    new = np.c_[X[:3, :2], np.full(3, constant + 1e-6)]
+    moved = np.c_[X[:3, :2], np.full(3, 3.0 + 1e-6)]
+    assert_allclose(model.decision_function(new),
+                    reference.decision_function(moved), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dof", [1e10, 1e14, 1e18, 1e300])
+def test_a_known_covariance_scores_as_the_gaussian_limit(dof):
+    # degrees of freedom without bound: the covariance is known and the
+    # predictive is a Gaussian. Its normaliser was a difference of two
+    # log-gammas that cancels (off by 0.065 at 1e14, 61 at 1e18) and the F
+    # tail NaN at 1e300 (every row an outlier)
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(20, 3))
+    model = TaskGaussianDensity(
+        mean_prior=np.zeros(3), covariance_prior=dof * np.eye(3),
+        degrees_of_freedom_prior=dof, tail_probability=0.05).fit(X)
+    kappa = model.mean_precision_
+    limit = stats.multivariate_normal(
+        model.mean_, model.covariance_ * (kappa + 1) / kappa)
+    assert_allclose(model.score_samples(X), limit.logpdf(X), rtol=1e-8)
+    # the threshold: the chi-squared limit's 95 % quantile
+    m = stats.chi2.isf(0.05, 3)
+    assert model.offset_ == pytest.approx(
+        limit.logpdf(model.mean_) - m / 2, rel=1e-8)
+    assert np.mean(model.predict(X) == -1) < 0.2
+
+
+def test_a_covariance_prior_symmetric_up_to_rounding_is_accepted():
+    # rebuilt from its eigendecomposition, as the covariance estimators'
+    # matrices are: asymmetric by a few units of rounding
+    rng = np.random.default_rng(22)
+    V, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    C = V @ np.diag([1.0, 2.0, 3.0, 4.0]) @ V.T
+    assert not np.array_equal(C, C.T)
+    X = rng.normal(size=(20, 4))
+    fitted = TaskGaussianDensity(covariance_prior=C).fit(X)
+    exact = TaskGaussianDensity(covariance_prior=0.5 * (C + C.T)).fit(X)
+    assert_allclose(fitted.score_samples(X), exact.score_samples(X))
+    with pytest.raises(ValueError, match="symmetric positive definite"):
+        TaskGaussianDensity(covariance_prior=C + 1e-6 * np.triu(C, 1)).fit(X)
+
+
 # --------------------------------------------------------------------------
 # the target: new machines with 10 normal readings
 # --------------------------------------------------------------------------
