@@ -86,6 +86,16 @@ _METHOD_PARAMETERS = frozenset({
 _TASKS_REQUESTED = {"tasks": True}
 
 
+def _path_of_labels(value):
+    """A path of nested labels as a tuple: a tuple, a list or a row of
+    ``tasks_`` / ``groups_`` (a 1-D array); None for anything else."""
+    if isinstance(value, (tuple, list)):
+        return tuple(value)
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        return tuple(value.tolist() if value.dtype.kind != "O" else value)
+    return None
+
+
 def _without_weightless_tasks(X, y, sample_weight, labels):
     """The rows less those of tasks whose rows all have weight 0 (see
     :func:`._validation.without_weightless_tasks`)."""
@@ -578,7 +588,8 @@ default=None
             raise ValueError(
                 "group_estimator needs a model fitted on nested tasks (a 2-D "
                 "tasks or a list task_column).")
-        path = tuple(group) if isinstance(group, (tuple, list)) else (group,)
+        path = _path_of_labels(group)
+        path = (group,) if path is None else path
         n_levels = self.tasks_.shape[1]
         if not 1 <= len(path) <= n_levels - 1:
             raise ValueError(
@@ -903,11 +914,12 @@ default=None
         if getattr(self, "groups_", None) is None:
             return lookup_tasks(self.tasks_, np.asarray([task]))[0]
         n_levels = self.tasks_.shape[1]
-        if not isinstance(task, (tuple, list)) or len(task) != n_levels:
+        path = _path_of_labels(task)
+        if path is None or len(path) != n_levels:
             raise ValueError(
                 f"A task of this model is a path of {n_levels} labels, "
                 f"outermost first (a row of tasks_); got {task!r}.")
-        labels = NestedLabels([np.asarray([label]) for label in task])
+        labels = NestedLabels([np.asarray([label]) for label in path])
         return lookup_nested(self._nested_levels, self._nested_paths,
                              labels)[0, -1]
 

@@ -474,21 +474,33 @@ def lookup_nested(levels, known_paths, labels):
     ``l + 1`` (groups, then tasks). Returns ``(n_samples, n_levels)``
     indices into them, -1 where that prefix of the path is unseen.
     """
-    n = len(labels)
     codes = np.column_stack([lookup_tasks(level, column)
                              for level, column in zip(levels, labels.columns)])
-    dims = [len(level) for level in levels]
-    found = np.full((n, len(levels)), -1, dtype=np.intp)
-    valid = np.ones(n, dtype=bool)
-    for depth in range(len(levels)):
-        valid &= codes[:, depth] >= 0
-        table = known_paths[depth]
-        keys = np.ravel_multi_index(table.T, dims[:depth + 1])
-        rows = np.flatnonzero(valid)
-        if rows.size == 0:
-            break
-        query = np.ravel_multi_index(codes[rows, :depth + 1].T, dims[:depth + 1])
-        pos = np.clip(np.searchsorted(keys, query), 0, len(keys) - 1)
-        hit = keys[pos] == query
-        found[rows[hit], depth] = pos[hit]
-    return found
+    # a node is keyed by its parent's index among the known nodes above it
+    # and its own label's code: keys below (known nodes) x (labels of a
+    # level), where one integer per whole path overflows int64 once the
+    # levels' label counts multiply past 2**63 (which encode_nested allows)
+    widths = [len(level) for level in levels]
+    keys = []
+
+    def walk(paths, n_depths):
+        found = np.full((len(paths), n_depths), -1, dtype=np.intp)
+        parents = np.zeros(len(paths), dtype=np.intp)
+        for depth in range(n_depths):
+            rows = np.flatnonzero((parents >= 0) & (paths[:, depth] >= 0))
+            if rows.size == 0:
+                break
+            query = parents[rows] * widths[depth] + paths[rows, depth]
+            pos = np.clip(np.searchsorted(keys[depth], query), 0,
+                          len(keys[depth]) - 1)
+            hit = keys[depth][pos] == query
+            found[rows[hit], depth] = pos[hit]
+            parents = found[:, depth]
+        return found
+
+    for depth, table in enumerate(known_paths):
+        # (sorted paths: their parents' indices, and so their keys, ascend)
+        above = (np.zeros(len(table), dtype=np.intp) if depth == 0
+                 else walk(table, depth)[:, depth - 1])
+        keys.append(above * widths[depth] + table[:, depth])
+    return walk(codes, len(levels))

@@ -328,6 +328,17 @@ def test_three_levels_and_task_column_list():
                                rtol=1e-10, atol=1e-12)
     assert by_column.group_estimator(("c1", 2)).coef_.shape == (2,)
     assert by_column.group_estimator("c0").coef_.shape == (2,)
+    # a row of tasks_ or groups_ is a path, as the docstrings say
+    for model in (meta, by_column):
+        row = model.tasks_[3]
+        np.testing.assert_array_equal(model.task_estimator(row).coef_,
+                                      model.task_estimator(tuple(row)).coef_)
+        np.testing.assert_array_equal(model.task_posterior_cov(row),
+                                      model.task_posterior_cov(tuple(row)))
+        for level in model.groups_:
+            np.testing.assert_array_equal(
+                model.group_estimator(level[1]).coef_,
+                model.group_estimator(tuple(level[1])).coef_)
     np.testing.assert_allclose(by_column.predict(frame),
                                meta.predict(X, tasks=labels))
     # GridSearchCV: scorers pass no tasks; task_column makes them task-aware
@@ -499,3 +510,37 @@ def test_sparse_threads_and_options(stores):
     iso = MetaRegressor(Ridge(), prior="isotropic").fit(X, y, tasks=tasks)
     assert iso.prior_kind_ == "nested isotropic"
     assert np.ptp(iso.group_precisions_[0]) < 1e-12 * iso.group_precisions_[0][0]
+
+
+def test_levels_whose_label_counts_multiply_past_int64():
+    # 11 levels of 10 to 80 labels: 1.3e19 paths possible, past 2**63. The
+    # fit encoded them (np.unique beyond 2**62); every later lookup
+    # (predict, adapt, task_estimator) overflowed in np.ravel_multi_index
+    rng = np.random.default_rng(0)
+    task = np.repeat(np.arange(80), 3)
+    labels = np.column_stack([task // 8, task // 4, task // 2]
+                             + [task + 1000 * k for k in range(8)])
+    counts = [len(np.unique(column)) for column in labels.T]
+    assert np.prod(counts, dtype=float) > 2.0**63
+    nested = check_any_task_labels(labels, 240)
+    levels, paths, codes, _ = encode_nested(nested)
+    known = [np.unique(paths[:, :depth + 1], axis=0) for depth in range(11)]
+    found = lookup_nested(levels, known, nested)
+    np.testing.assert_array_equal(found[:, -1], codes)
+    np.testing.assert_array_equal(found[:, :3], np.c_[task // 8, task // 4,
+                                                      task // 2])
+    # an unseen label five levels down: its path is known above it only
+    moved = labels.copy()
+    moved[:3, 5] = 999_999
+    found_moved = lookup_nested(levels, known, check_any_task_labels(moved, 240))
+    np.testing.assert_array_equal(found_moved[:3, :5], found[:3, :5])
+    assert np.all(found_moved[:3, 5:] == -1)
+    np.testing.assert_array_equal(found_moved[3:], found[3:])
+    X = rng.standard_normal((240, 2))
+    y = X @ [1.0, -1.0] + 0.3 * rng.standard_normal(240)
+    meta = MetaRegressor(Ridge(), max_iter=50).fit(X, y, tasks=labels)
+    predictions = meta.predict(X, tasks=labels)
+    np.testing.assert_allclose(
+        predictions[:3], meta.task_estimator(meta.tasks_[0]).predict(X[:3]))
+    assert meta.score(X, y, tasks=labels) > 0.9
+    assert meta.adapt(X[:3], y[:3], tasks=labels[:3]).coef_.shape == (2,)
