@@ -1616,8 +1616,10 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         gradient steps, exact second-order gradient, or first order),
         ``"metasgd"`` (MAML with learned per-parameter step sizes),
         ``"reptile"``; these start the prior mean from the base estimator
-        fitted on the pooled rows of up to 64 evenly spaced training tasks.
-        See the :ref:`User Guide <user_guide>`.
+        fitted on the pooled rows of up to 64 evenly spaced training tasks
+        (a linear base), or from scikit-learn's random initialization of a
+        network (drawn from its ``random_state``, or from this estimator's
+        where it has none). See the :ref:`User Guide <user_guide>`.
     gamma : float >= 0 or "auto", default="auto"
         Strength of the transfer term, in the units of the base estimator's
         own l2 penalty (compare with ``1/C``). ``0`` fits tasks independently
@@ -1747,9 +1749,11 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         uses all processors. Results do not depend on it.
     random_state : int, RandomState instance or None, default=None
         Draws the meta-batches and the support/query splits of the gradient
-        based methods, the validation episodes of ``unlabeled_weight="auto"``
-        and the k-means start of ``prior="mixture"``; ``method="proximal"``
-        is otherwise deterministic.
+        based methods, a network's initial weights where its own
+        ``random_state`` is None, the validation episodes of
+        ``unlabeled_weight="auto"`` and the k-means start of
+        ``prior="mixture"``; ``method="proximal"`` is otherwise
+        deterministic.
     verbose : int, default=0
         Print progress (outer iterations, or every tenth of the
         meta-iterations) when positive.
@@ -2549,6 +2553,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         Number of task shards solved in parallel; see :class:`MetaClassifier`.
     random_state : int, RandomState instance or None, default=None
         Meta-batches and support/query splits of the gradient-based methods,
+        a network's initial weights where its own ``random_state`` is None,
         and the k-means start of ``prior="mixture"``; ``method="proximal"``
         is otherwise deterministic.
     verbose : int, default=0

@@ -6,6 +6,7 @@ central finite differences of the meta-objective the kernels report.
 """
 
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -386,6 +387,28 @@ def test_metasgd_learns_positive_steps_of_the_output_layer_only_with_anil(sine):
     assert not np.allclose(meta.inner_lr_[head:], 0.005)
 
 
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_built_networks_go_on_with_their_own_warm_started_fit(sine,
+                                                             early_stopping):
+    # the early-stopping state as scikit-learn's _initialize leaves it: with
+    # early_stopping=True its fit appends to validation_scores_ (None before:
+    # AttributeError)
+    X, y, _ = sine
+    base = MLPRegressor(hidden_layer_sizes=(8, 8), alpha=1e-3, warm_start=True,
+                        early_stopping=early_stopping, max_iter=3)
+    meta = fit_sine(sine, estimator=base, max_iter=3)
+    for net in (meta.adapt(X[:20], y[:20]), meta.task_estimator(0),
+                meta.meta_estimator_):
+        start = [c.copy() for c in net.coefs_]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            net.fit(X[:20], y[:20])
+        assert net.n_iter_ >= 1
+        assert not np.array_equal(net.coefs_[0], start[0])
+        if early_stopping:
+            assert len(net.validation_scores_) >= 1
+
+
 def test_adapted_network_goes_on_with_scikit_learns_own_steps(sine):
     # full-batch SGD on scikit-learn's objective (a mean over the n rows)
     # with step n * lr is skmeta's inner step lr on the summed one
@@ -700,3 +723,20 @@ def _stochastic_splits(estimator):
 ], expected_failed_checks=_stochastic_splits)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
+
+
+def test_a_prior_network_of_other_layers_is_refused_naming_both_shapes():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y = X[:, 0] + 0.1 * rng.normal(size=60)
+    tasks = np.repeat(np.arange(6), 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        prior = MLPRegressor(hidden_layer_sizes=(5,), max_iter=5,
+                             random_state=0).fit(X, y)
+    meta = MetaRegressor(MLPRegressor(hidden_layer_sizes=(4,)), method="maml",
+                         inner_lr=0.01, prior_estimator=prior, max_iter=2)
+    with pytest.raises(ValueError, match=re.escape(
+            "prior_estimator has layers of shapes [(3, 5), (5, 1)], but the "
+            "base estimator on these data has [(3, 4), (4, 1)].")):
+        meta.fit(X, y, tasks=tasks)

@@ -190,7 +190,8 @@ class MLPFamily:
                 f"estimator (the same loss and link); got {got}.")
         problem = self.problem(n_features, None if classes is None else len(classes))
         shapes = [c.shape for c in getattr(fitted, "coefs_", [])]
-        expected = [tuple(s) for s in zip(problem.sizes[:-1], problem.sizes[1:])]
+        expected = [(int(a), int(b))
+                    for a, b in zip(problem.sizes[:-1], problem.sizes[1:])]
         if shapes != expected:
             raise ValueError(
                 f"prior_estimator has layers of shapes {shapes}, but the base "
@@ -220,9 +221,14 @@ class MLPFamily:
         # _initialize leaves it: the network can go on with partial_fit
         est.t_ = 0
         est.loss_curve_ = []
-        est.best_loss_ = np.inf
-        est.validation_scores_ = None
-        est.best_validation_score_ = None
+        if est.early_stopping:
+            est.validation_scores_ = []
+            est.best_validation_score_ = -np.inf
+            est.best_loss_ = None
+        else:
+            est.best_loss_ = np.inf
+            est.validation_scores_ = None
+            est.best_validation_score_ = None
         est._no_improvement_count = 0
         est._best_coefs = [c.copy() for c in est.coefs_]
         est._best_intercepts = [b.copy() for b in est.intercepts_]
