@@ -2263,9 +2263,12 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         empirical Bayes; see :ref:`streaming_tasks`). Twenty chunks of 200
         tasks give the prior one :meth:`fit` on the 4,000 gives, to about
         1% on tasks of 50 rows (``benchmarks/bench_streaming.py``), less
-        closely where tasks carry little information (from a few to tens
-        of percent in the precision for binary tasks of 20 rows, the mean
-        within about 1%). What is learned
+        closely where tasks carry little information or the chunks are
+        small: for binary tasks of 20 to 30 rows, from a few percent to
+        twice :meth:`fit`'s precision on some coefficients, and a few
+        percent on the mean (the example below: chunks of 10 to 30 tasks,
+        precisions up to 1.9 times and means 1-2 % from :meth:`fit`'s).
+        What is learned
         is what :meth:`fit` learned on the first call:
         the structure of the prior (``prior_kind_``, chosen then under
         ``prior="auto"``), and the strength if ``gamma="auto"``; with a
@@ -2712,9 +2715,11 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         empirical Bayes; see :ref:`streaming_tasks`). Twenty chunks of 200
         tasks give the prior one :meth:`fit` on the 4,000 gives, to about
         1% on tasks of 50 rows (``benchmarks/bench_streaming.py``), less
-        closely where tasks carry little information (from a few to tens
-        of percent in the precision for binary tasks of 20 rows, the mean
-        within about 1%). What is learned
+        closely where tasks carry little information or the chunks are
+        small: for binary tasks of 20 to 30 rows, from a few percent to
+        twice :meth:`fit`'s precision on some coefficients, and a few
+        percent on the mean (``MetaClassifier.partial_fit``'s example).
+        What is learned
         is what :meth:`fit` learned on the first call:
         the structure of the prior (``prior_kind_``, chosen then under
         ``prior="auto"``), and the strength if ``gamma="auto"``; with a
