@@ -61,6 +61,7 @@ def split_task_column(X, task_column):
         else:  # polars
             labels = X.get_column(name).to_numpy()
             features = X.drop(name)
+        _check_features_left(features, task_column)
         return features, labels
     if not isinstance(task_column, numbers.Integral) or isinstance(task_column, bool):
         raise ValueError(
@@ -83,6 +84,16 @@ def split_task_column(X, task_column):
     position = _column_position(range(X.shape[1]), task_column)
     labels = X[:, position]
     return np.delete(X, position, axis=1), labels
+
+
+def _check_features_left(features, task_column):
+    # a DataFrame of no column fails deep in numpy ("at least one array or
+    # dtype is required") where an array gets scikit-learn's own message
+    if features.shape[1] == 0:
+        raise ValueError(
+            f"X holds no feature besides its task column(s) "
+            f"task_column={task_column!r}: found 0 feature(s) (shape="
+            f"{tuple(features.shape)}) while a minimum of 1 is required.")
 
 
 def _is_text(value):
@@ -395,6 +406,7 @@ def split_task_columns(X, task_columns):
     else:
         labels = [X[:, p] for p in positions]
         features = np.delete(X, positions, axis=1)
+    _check_features_left(features, task_columns)
     n = features.shape[0]
     checked = [check_task_labels(column, n, name=f"task column {column_name!r}")
                for column_name, column in zip(task_columns, labels)]

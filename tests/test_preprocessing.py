@@ -436,3 +436,18 @@ def test_pandas_output_keeps_the_task_columns_dtype(dtype):
     assert out["store"].dtype == frame["store"].dtype
     pd.testing.assert_series_equal(out["store"], frame["store"])
     assert out.index.equals(frame.index)
+
+
+@pytest.mark.parametrize("task_column", ["t", ["t"]])
+def test_a_frame_of_its_task_column_alone_is_refused_plainly(task_column):
+    # numpy's "at least one array or dtype is required" came out of
+    # validation for a DataFrame; an array got scikit-learn's message
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"t": np.repeat([0, 1, 2], 4)})
+    y = np.tile([0, 1], 6)
+    message = r"no feature besides its task column.*found 0 feature\(s\)"
+    if task_column == "t":  # (TaskScaler takes one column)
+        with pytest.raises(ValueError, match=message):
+            TaskScaler(task_column=task_column).fit(frame)
+    with pytest.raises(ValueError, match=message):
+        MetaClassifier(task_column=task_column).fit(frame, y)
