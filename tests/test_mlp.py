@@ -740,3 +740,28 @@ def test_a_prior_network_of_other_layers_is_refused_naming_both_shapes():
             "prior_estimator has layers of shapes [(3, 5), (5, 1)], but the "
             "base estimator on these data has [(3, 4), (4, 1)].")):
         meta.fit(X, y, tasks=tasks)
+
+
+def test_network_steps_that_grow_are_warned_of(sine):
+    # one inner_lr for the summed loss: fine on tasks of 20 rows, thirty
+    # times too long on 600 (the mean squared error went from 1.2 to
+    # 46,000 after four steps, without a word)
+    X, y, _ = sine
+    meta = fit_sine(sine, estimator=MLPRegressor(hidden_layer_sizes=(6,),
+                                                 activation="tanh", alpha=1e-3),
+                    gamma=0.3, inner_steps=4, max_iter=3)
+    rng = np.random.default_rng(0)
+    Xn = rng.uniform(-5, 5, (600, 1))
+    yn = np.sin(Xn[:, 0]) + 0.1 * rng.normal(size=600)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        small = meta.adapt(Xn[:20], yn[:20])
+    before = np.mean((meta.meta_estimator_.predict(Xn) - yn) ** 2)
+    assert np.mean((small.predict(Xn[:20]) - yn[:20]) ** 2) < before
+    with pytest.warns(ConvergenceWarning, match=r"inner gradient steps diverge "
+                      r"on 1 of 1 task\(s\): their 4 steps moved"):
+        large = meta.adapt(Xn, yn)
+    assert np.mean((large.predict(Xn) - yn) ** 2) > 1000 * before
+    with pytest.warns(ConvergenceWarning, match="diverge on 1 of 2 task"):
+        meta.adapt_tasks(np.r_[Xn[:20], Xn], np.r_[yn[:20], yn],
+                         tasks=np.repeat([0, 1], [20, 600]))

@@ -432,18 +432,54 @@ class _Bilevel(MetaMethod):
         T = batch.n_tasks
         block = block_size_for(T)
 
-        def run(lo, hi):
-            tasks = np.arange(lo, hi)
-            return unroll(batch, problem, tasks, np.full(hi - lo, -1),
-                          np.zeros(hi - lo), fitted.theta0, fitted.precision,
-                          fitted.inner_lr, fitted.auto_step, fitted.inner_steps,
-                          FORWARD, block).theta
+        def steps(n_steps):
+            def run(lo, hi):
+                tasks = np.arange(lo, hi)
+                return unroll(batch, problem, tasks, np.full(hi - lo, -1),
+                              np.zeros(hi - lo), fitted.theta0, fitted.precision,
+                              fitted.inner_lr, fitted.auto_step, n_steps,
+                              FORWARD, block).theta
+            return np.concatenate(map_task_chunks(run, T, block,
+                                                  self.settings.n_jobs, batch))
 
-        theta = np.concatenate(map_task_chunks(run, T, block,
-                                               self.settings.n_jobs, batch))
+        theta = steps(fitted.inner_steps)
         if not problem.is_network:
             self._warn_if_steps_diverge(batch, problem, fitted, theta, labels)
+        elif fitted.inner_steps > 1:
+            self._warn_if_steps_grow(fitted, theta, steps(1))
         return theta
+
+    def _warn_if_steps_grow(self, fitted, theta, first):
+        """Warn where a network's inner steps grew as diverging steps do.
+
+        A network's inner problem has no exact solution to measure against
+        (see ``_warn_if_steps_diverge``); but gradient steps too long for the
+        curvature grow geometrically, where steps that converge shrink or
+        stay of a size. A task counts as diverging where its ``k`` steps
+        moved it more than ``_DIVERGENCE_FACTOR * k`` times its first step
+        (weights of 1e17 after five steps, without a word, before).
+        """
+        k = int(fitted.inner_steps)
+        with np.errstate(over="ignore", invalid="ignore"):
+            start = np.broadcast_to(fitted.theta0, theta.shape)
+            moved = np.linalg.norm(theta - start, axis=1)
+            step = np.linalg.norm(first - start, axis=1)
+            scale = 1e-12 * (1.0 + np.linalg.norm(start, axis=1))
+            diverged = ~(moved <= _DIVERGENCE_FACTOR * k * step + scale)
+        if np.any(diverged):
+            lr = ("the learned step sizes inner_lr_" if self.learns_steps
+                  else f"inner_lr={self.settings.inner_lr!r}")
+            warnings.warn(
+                f"method={self.name!r}: the network's inner gradient steps "
+                f"diverge on {int(diverged.sum())} of {len(diverged)} "
+                f"task(s): their {k} steps moved the weights "
+                f"{float(np.nanmax(np.where(diverged, moved, 0.0))):.3g} "
+                f"where the first moved them "
+                f"{float(np.nanmax(np.where(diverged, step, 0.0))):.3g}, as "
+                f"steps too long for the curvature grow. {lr} is too long "
+                "for these tasks, and their models are meaningless; use a "
+                "smaller inner_lr.",
+                ConvergenceWarning, stacklevel=4)
 
     def _warn_if_steps_diverge(self, batch, problem, fitted, theta, labels):
         """Warn where the inner steps moved a task away from its optimum.
