@@ -667,6 +667,21 @@ def _with_covariance_floor(stats, hyper_cov):
     return stats._replace(scatters=scatters), within, total, floored
 
 
+def tasks_with_spread(counts, means, squares, total_var):
+    """``(n_tasks, d)``: whether each task's rows spread along each feature
+    by the floor's rule (see :func:`_with_covariance_floor`), one feature at
+    a time: a task of one row, or of rows equal in that feature (to the
+    rule's tolerance, or to their centring's rounding far from zero), has
+    none."""
+    rows = max(float(counts.sum()), 1.0)
+    within = squares.sum(axis=0) / rows
+    reference = np.maximum(within, COVARIANCE_FLOOR * total_var)
+    scaled = squares / (reference * np.maximum(counts, 1.0)[:, None])
+    rounding = (_CENTRING_ROUNDING * np.finfo(float).eps) ** 2 * (
+        means**2 / reference)
+    return (counts[:, None] >= 2) & (scaled > np.maximum(_SPREAD_RTOL, rounding))
+
+
 def _collapsed(prior, within, total):
     """Per problem, whether ``Psi0 / nu0`` has an eigenvalue within a
     hundred times ``COVARIANCE_FLOOR`` in units of the features' pooled

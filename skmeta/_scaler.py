@@ -231,8 +231,13 @@ class TaskScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             result = _niw.fit_empirical_bayes(
                 stats, hyper, max_iter=self.max_iter, tol=self.tol,
                 owner=type(self).__name__)
-            if result.collapsed.any():
-                columns = np.flatnonzero(varying)[result.collapsed]
+            prior, collapsed = result.prior, result.collapsed
+            if collapsed.any():
+                prior, collapsed = self._without_flat_tasks(
+                    prior, collapsed, counts, means[:, varying],
+                    squares[:, varying], total_var[varying])
+            if collapsed.any():
+                columns = np.flatnonzero(varying)[collapsed]
                 warnings.warn(
                     f"{type(self).__name__}: features {columns.tolist()} "
                     "(positions among the scaled columns) have no spread "
@@ -240,7 +245,6 @@ class TaskScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                     "has collapsed, and a task or a task not seen in fit is "
                     "scaled there by a near-zero deviation.", UserWarning,
                     stacklevel=3)
-            prior = result.prior
             post = _niw.posterior(prior, stats)
             self.population_mean_[varying] = prior.mean[:, 0]
             self.population_var_[varying] = prior.scale[:, 0, 0] / prior.dof
@@ -255,6 +259,40 @@ class TaskScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.scale_ = (_as_scale(self.var_, self._constant) if self.with_std
                        else None)
         return self
+
+    def _without_flat_tasks(self, prior, collapsed, counts, means, squares,
+                            total_var):
+        """The prior of each collapsed feature learned again from the tasks
+        whose rows spread along it.
+
+        A task whose rows are equal in a feature (a sensor stuck in one
+        store) makes the evidence grow without bound as the population's
+        variance shrinks; with a few tasks, the floor that bounds it still
+        leaves a population scale of 1e-3 of the others', by which every
+        task not seen in fit is divided. Such a task says nothing of the
+        spread within tasks: it is left out of that feature's fit, and its
+        own posterior (which its rows still inform) follows from the
+        prior learned without it. Returns the prior and the features still
+        collapsed (fewer than 2 tasks with spread, or collapsed again).
+        """
+        mean, kappa, dof, scale = (np.array(a, copy=True) for a in prior)
+        still = collapsed.copy()
+        spread = _niw.tasks_with_spread(counts, means, squares, total_var)
+        for j in np.flatnonzero(collapsed):
+            keep = spread[:, j]
+            if keep.sum() < 2:
+                continue
+            refit = _niw.fit_empirical_bayes(
+                _niw.diagonal_stats(counts[keep], means[keep, j:j + 1],
+                                    squares[keep, j:j + 1]),
+                total_var[j:j + 1, None, None], max_iter=self.max_iter,
+                tol=self.tol, owner=type(self).__name__)
+            if refit.collapsed[0]:
+                continue
+            mean[j], kappa[j], dof[j], scale[j] = (
+                a[0] for a in refit.prior)
+            still[j] = False
+        return _niw.NIWPrior(mean, kappa, dof, scale), still
 
     def fit_transform(self, X, y=None, *, tasks=None):
         """Fit, then transform ``X``.

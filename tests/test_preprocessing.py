@@ -5,6 +5,8 @@ The per-feature model is the Normal-scaled-inverse-chi-squared one (Murphy
 textbook, and maximised with scipy to check the empirical Bayes fit.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -400,26 +402,52 @@ def test_errors(call, match):
         call(X, tasks)
 
 
-def test_a_feature_constant_within_one_task_is_fitted_and_warned_of():
+def test_a_feature_constant_within_one_task_is_left_out_of_its_prior():
     # a 0/1 indicator never set in one task: its empirical Bayes objective
-    # had no maximum there (LinAlgError before the covariance floor)
+    # has no maximum there (LinAlgError before the covariance floor; after
+    # it, a population variance collapsed to the floor and that task's own
+    # variance below 1e-6, with a warning). Left out of that feature's
+    # prior, the task gets a variance shrunk from the others'
     rng = np.random.RandomState(0)
     tasks = np.repeat(np.arange(10), 20)
     indicator = (rng.uniform(size=200) < 0.3).astype(float)
     indicator[tasks == 0] = 0.0
     X = np.column_stack([rng.normal(size=200), indicator])
-    with pytest.warns(UserWarning, match=r"features \[1\] .* no spread"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
         scaler = TaskScaler().fit(X, tasks=tasks)
     assert np.all(np.isfinite(scaler.transform(X, tasks=tasks)))
-    assert np.all(scaler.var_[1:, 1] > 0.1) and scaler.var_[0, 1] < 1e-6
+    # about the prior learned from the nine tasks alone (its hyperprior, the
+    # feature's variance over all rows, still sees task 0's)
+    others = TaskScaler().fit(X[tasks > 0], tasks=tasks[tasks > 0])
+    assert_allclose(scaler.population_var_[1], others.population_var_[1],
+                    rtol=0.05)
+    assert_allclose(scaler.var_[1:, 1], others.var_[:, 1], rtol=0.05)
+    assert 0.5 * others.population_var_[1] < scaler.var_[0, 1] < 1.0
     # the other feature is fitted as without the indicator (up to where the
     # ascent, which stops for all features together, stops)
     alone = TaskScaler().fit(X[:, :1], tasks=tasks)
     assert_allclose(scaler.var_[:, 0], alone.var_[:, 0], rtol=1e-7)
     # far from zero, the centring's rounding is no spread either
-    with pytest.warns(UserWarning, match=r"features \[1\]"):
-        shifted = TaskScaler().fit(X + [0.0, 1e10 + 0.1], tasks=tasks)
+    shifted = TaskScaler().fit(X + [0.0, 1e10 + 0.1], tasks=tasks)
     assert_allclose(shifted.var_[:, 1], scaler.var_[:, 1], rtol=1e-3)
+
+
+@pytest.mark.parametrize("n_tasks", [3, 4, 6])
+def test_new_tasks_are_not_divided_by_a_collapsed_scale(n_tasks):
+    # a few tasks, one with a feature constant in its rows: the population
+    # scale of that feature was 0.0015-0.0023, and new tasks' values of it
+    # came out between -1,589 and 624
+    rng = np.random.RandomState(0)
+    tasks = np.repeat(np.arange(n_tasks), 6)
+    X = rng.normal(size=(6 * n_tasks, 2))
+    X[tasks == 0, 1] = 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        scaler = TaskScaler().fit(X, tasks=tasks)
+    assert 0.3 < scaler.population_scale_[1] < 3.0
+    new = scaler.transform(rng.normal(size=(50, 2)), tasks=np.full(50, 99))
+    assert np.all(np.abs(new) < 10)
 
 
 @pytest.mark.parametrize("dtype", ["category", "Int64", "int32"])
