@@ -130,3 +130,24 @@ def test_tasks_whose_inverse_hessians_are_the_work_are_sharded():
         assert (len(solver.ranges) > 1) is threaded
         # shards hold whole summation blocks: the sums do not depend on them
         assert all(a % solver.block == 0 for a, _ in solver.ranges)
+
+
+def test_shards_hold_similar_work_where_tasks_differ_in_size():
+    # 100 tasks of 5 rows, then 100 of 150, each summing a 101 x 101 inverse
+    # Hessian: cut by rows, the first shard took 117 tasks and about four
+    # times any other's work
+    rng = np.random.default_rng(0)
+    sizes = np.r_[np.full(100, 5), np.full(100, 150)]
+    tasks = np.repeat(np.arange(200), sizes)
+    X = rng.normal(size=(sizes.sum(), 100))
+    y = (X[:, 0] > 0).astype(float)
+    batch, _ = make_batch(X, y, np.ones(len(y)), tasks, 200)
+    solver = InnerSolver(batch, make_problem(LOGISTIC, 100), n_jobs=2)
+    assert not solver.diagonal and len(solver.ranges) > 2
+    per_task = sizes * 100 + 101 * 101
+    work = [int(per_task[a:b].sum()) for a, b in solver.ranges]
+    # cut at summation blocks: each shard within one block of an even share
+    blocks = [per_task[a:a + solver.block].sum()
+              for a in range(0, 200, solver.block)]
+    assert max(work) <= per_task.sum() / len(work) + max(blocks)
+    assert all(a % solver.block == 0 for a, _ in solver.ranges)

@@ -147,10 +147,13 @@ class InnerSolver:
                                              largest_task(batch)[0])
                          <= CURVATURE_MAX_BYTES)
         n_blocks = -(-batch.n_tasks // self.block)
-        entries = batch.n_rows * max(problem.n_features, 1) * problem.n_outputs
-        if not self.diagonal:
-            # each task's d x d inverse Hessian (summed, or kept) is work too
-            entries += batch.n_tasks * d * d
+        # the work of each task: its entries of X, and its d x d inverse
+        # Hessian where one is formed (summed, or kept)
+        width = max(problem.n_features, 1) * problem.n_outputs
+        work = np.concatenate([[0], np.cumsum(
+            np.diff(batch.offsets) * width
+            + (0 if self.diagonal else d * d))])
+        entries = int(work[-1])
         n_workers = effective_n_jobs(n_jobs)
         # several shards per worker: a worker slowed down (a busy core)
         # then takes fewer of them instead of holding up the whole solve
@@ -159,11 +162,11 @@ class InnerSolver:
         if MIN_SHARD_ENTRIES > 0:
             n_shards = min(n_shards, entries // MIN_SHARD_ENTRIES)
         n_shards = max(1, n_shards)
-        # cut between blocks so that shards hold similar numbers of rows
+        # cut between blocks so that shards hold similar work
         block_starts = np.arange(n_blocks) * self.block
-        rows_before = batch.offsets[block_starts]
-        targets = np.linspace(0, batch.n_rows, n_shards + 1)[1:-1]
-        cuts = np.unique(np.searchsorted(rows_before, targets))
+        work_before = work[block_starts]
+        targets = np.linspace(0, entries, n_shards + 1)[1:-1]
+        cuts = np.unique(np.searchsorted(work_before, targets))
         # (a target past the last block's start cuts nowhere)
         cuts = cuts[(cuts > 0) & (cuts < n_blocks)]
         edges = np.concatenate([[0], block_starts[cuts],
