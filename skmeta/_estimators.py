@@ -2267,7 +2267,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         small: for binary tasks of 20 to 30 rows, from a few percent to
         twice :meth:`fit`'s precision on some coefficients, and a few
         percent on the mean (the example below: chunks of 10 to 30 tasks,
-        precisions up to 1.9 times and means 1-2 % from :meth:`fit`'s).
+        precisions up to 2.2 times and means up to 3 % from :meth:`fit`'s).
         What is learned
         is what :meth:`fit` learned on the first call:
         the structure of the prior (``prior_kind_``, chosen then under

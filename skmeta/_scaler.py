@@ -124,7 +124,8 @@ class TaskScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         constant features).
 
     n_iter_ : int
-        Number of empirical Bayes iterations run.
+        Number of empirical Bayes iterations run (a collapsed feature's
+        second fit included).
 
     n_features_in_ : int
         Number of columns seen during fit (task column included).
@@ -232,10 +233,12 @@ class TaskScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 stats, hyper, max_iter=self.max_iter, tol=self.tol,
                 owner=type(self).__name__)
             prior, collapsed = result.prior, result.collapsed
+            n_iter = result.n_iter
             if collapsed.any():
-                prior, collapsed = self._without_flat_tasks(
+                prior, collapsed, refits = self._without_flat_tasks(
                     prior, collapsed, counts, means[:, varying],
                     squares[:, varying], total_var[varying])
+                n_iter += refits
             if collapsed.any():
                 columns = np.flatnonzero(varying)[collapsed]
                 warnings.warn(
@@ -252,7 +255,7 @@ class TaskScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             self.var_prior_count_[varying] = prior.dof
             self.mean_[:, varying] = post.mean[:, :, 0].T
             self.var_[:, varying] = (post.scale[:, :, 0, 0] / post.dof).T
-            self.n_iter_ = result.n_iter
+            self.n_iter_ = n_iter
         self.n_samples_seen_ = counts.astype(np.int64)
         self.population_scale_ = _as_scale(self.population_var_,
                                            self._constant)
@@ -272,11 +275,13 @@ class TaskScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         task not seen in fit is divided. Such a task says nothing of the
         spread within tasks: it is left out of that feature's fit, and its
         own posterior (which its rows still inform) follows from the
-        prior learned without it. Returns the prior and the features still
-        collapsed (fewer than 2 tasks with spread, or collapsed again).
+        prior learned without it, the prior's mean too. Returns the prior,
+        the features still collapsed (fewer than 2 tasks with spread, or
+        collapsed again) and the iterations the refits ran.
         """
         mean, kappa, dof, scale = (np.array(a, copy=True) for a in prior)
         still = collapsed.copy()
+        n_iter = 0
         spread = _niw.tasks_with_spread(counts, means, squares, total_var)
         for j in np.flatnonzero(collapsed):
             keep = spread[:, j]
@@ -287,12 +292,13 @@ class TaskScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                                     squares[keep, j:j + 1]),
                 total_var[j:j + 1, None, None], max_iter=self.max_iter,
                 tol=self.tol, owner=type(self).__name__)
+            n_iter += refit.n_iter
             if refit.collapsed[0]:
                 continue
             mean[j], kappa[j], dof[j], scale[j] = (
                 a[0] for a in refit.prior)
             still[j] = False
-        return _niw.NIWPrior(mean, kappa, dof, scale), still
+        return _niw.NIWPrior(mean, kappa, dof, scale), still, n_iter
 
     def fit_transform(self, X, y=None, *, tasks=None):
         """Fit, then transform ``X``.

@@ -649,10 +649,15 @@ def test_a_known_covariance_scores_as_the_gaussian_limit(dof):
 def test_a_covariance_prior_symmetric_up_to_rounding_is_accepted():
     # rebuilt from its eigendecomposition, as the covariance estimators'
     # matrices are: asymmetric by a few units of rounding
-    rng = np.random.default_rng(22)
-    V, _ = np.linalg.qr(rng.normal(size=(4, 4)))
-    C = V @ np.diag([1.0, 2.0, 3.0, 4.0]) @ V.T
-    assert not np.array_equal(C, C.T)
+    # (entries zero in exact arithmetic come out as rounding of either sign:
+    # the old relative test refused them)
+    rng = np.random.default_rng(0)
+    B = np.array([[2.0, 0.0, 1.0, 0.0], [0.0, 3.0, 0.0, 0.5],
+                  [1.0, 0.0, 4.0, 0.0], [0.0, 0.5, 0.0, 5.0]])
+    Q, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    w, U = np.linalg.eigh(Q @ B @ Q.T)
+    C = Q.T @ (U @ np.diag(w) @ U.T) @ Q
+    assert not np.allclose(C, C.T, rtol=1e-10, atol=0)
     X = rng.normal(size=(20, 4))
     fitted = TaskGaussianDensity(covariance_prior=C).fit(X)
     exact = TaskGaussianDensity(covariance_prior=0.5 * (C + C.T)).fit(X)

@@ -164,7 +164,8 @@ class InverseSumProducts:
     """Products of vectors with ``sum_t A_t^{-1}``, from the row-space factors.
 
     ``A_t^{-1} = M^{-1} - M^{-1} B_t^T N_t B_t M^{-1}`` (see ``_rowspace``);
-    ``parts`` are ``(batch, problem, N)`` of consecutive shards of tasks,
+    ``parts`` are ``(batch, problem, N, n_max)`` of consecutive shards of
+    tasks (``n_max`` the rows of the largest task, which ``N`` is sized for),
     ``minv`` the inverse of ``M``'s diagonal. ``run``, where set, runs the
     parts' products as ``_methods._inner.Workers.run`` runs calls (on
     threads); they are summed in the parts' order either way.
@@ -199,10 +200,12 @@ class InverseSumProducts:
 
 def _part_products(part, v):
     """``sum_t B_t^T N_t B_t v`` over the tasks of one part."""
-    batch, problem, N = part
-    # the largest task's rows, from the kept curvatures' shape
-    n_max = N.shape[2] if N.shape[1] != N.shape[2] else (
-        N.shape[2] // problem.n_outputs)
+    batch, problem, N, n_max = part
+    # the kernel reads N by the layout curvature_shape gives (unchecked)
+    if N.shape[1:] != curvature_shape(problem, n_max):
+        raise RuntimeError(
+            f"kept curvatures of shape {N.shape[1:]}, not "
+            f"{curvature_shape(problem, n_max)}: a layout changed on one side")
     K = problem.n_outputs
     p1 = problem.n_features + problem.fit_intercept
     work = (np.empty((0 if batch.is_sparse else p1, n_max)),
@@ -348,8 +351,8 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
                              inv_weight, settings, (*work, curvatures), out)
         if keep:
             minv = 1.0 / (problem.lam2 * problem.l2w + prior.diag)
-            products = InverseSumProducts([(batch, problem, curvatures)], minv,
-                                          n_tasks)
+            products = InverseSumProducts(
+                [(batch, problem, curvatures, n_max)], minv, n_tasks)
     else:
         if kept is None:
             kept = KeptInverses(np.empty((0, d, d)), np.empty(0, dtype=np.uint8),

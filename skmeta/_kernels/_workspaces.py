@@ -160,8 +160,8 @@ def curvature_shape(problem, n_max):
 
     ``C^{-1} W`` whole, ``K n x K n``; or, where the multinomial is factored
     by blocks, the ``2 K n + 1`` rows of ``n`` from which its blocks follow
-    (``_rowspace.multinomial_curvature``): ``K`` times fewer entries, and as
-    many fewer multiply-adds per product.
+    (``_rowspace.multinomial_curvature``): about ``K / 2`` times fewer
+    entries, and as many fewer multiply-adds per product.
     """
     k = problem.n_outputs
     if multinomial_by_blocks(problem):
