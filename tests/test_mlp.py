@@ -525,7 +525,10 @@ def test_training_settings_of_the_network_warn(sine):
         MetaRegressor(est, method="maml", inner_lr=0.01, max_iter=2).fit(
             X, y, tasks=tasks)
     with warnings.catch_warnings():
+        # (the fit's convergence is not the point: from some random starts
+        # inner_lr=0.01 diverges on a few of the sine tasks, and says so)
         warnings.simplefilter("error")
+        warnings.simplefilter("ignore", ConvergenceWarning)
         MetaRegressor(MLPRegressor(hidden_layer_sizes=(4,)), method="maml",
                       inner_lr=0.01, max_iter=2).fit(X, y, tasks=tasks)
 
