@@ -86,6 +86,17 @@ def test_row_space_solver_gives_the_dense_solvers_results(code, n_outputs, spars
         assert_allclose(a, b, rtol=1e-8, atol=1e-10 * np.abs(b).max())
 
 
+def dense_and_row_space(batch, problem, theta0, precision, diagonal):
+    """Exact solves of every task by the dense and the row-space solver,
+    with the posterior's inverse Hessians (or their diagonals)."""
+    T, d = batch.n_tasks, problem.n_params
+    kw = dict(tol=1e-12, inverse=InverseRequest(posterior=True, exact=True,
+                                                diagonal=diagonal))
+    return tuple(solve_inner(batch, problem, theta0, precision,
+                             np.zeros((T, d)), rowspace=rowspace, **kw)
+                 for rowspace in (False, True))
+
+
 @pytest.mark.parametrize("n_outputs", [3, 10])
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
 def test_classes_with_one_curvature_share_their_row_space_gram(sparse,
@@ -99,13 +110,7 @@ def test_classes_with_one_curvature_share_their_row_space_gram(sparse,
     per_class = np.random.default_rng(3).uniform(0.5, 2, p1)
     precision = np.tile(per_class, n_outputs)
     precision[-p1:] *= 1.5
-    T, d = batch.n_tasks, problem.n_params
-    kw = dict(tol=1e-12, inverse=InverseRequest(posterior=True, exact=True,
-                                                diagonal=True))
-    dense = solve_inner(batch, problem, theta0, precision, np.zeros((T, d)),
-                        rowspace=False, **kw)
-    rows = solve_inner(batch, problem, theta0, precision, np.zeros((T, d)),
-                       rowspace=True, **kw)
+    dense, rows = dense_and_row_space(batch, problem, theta0, precision, True)
     assert_allclose(rows.theta, dense.theta, rtol=1e-9, atol=1e-10)
     assert_allclose(rows.logdet, dense.logdet, rtol=1e-10)
     assert_allclose(rows.inv_sum, dense.inv_sum, rtol=1e-8)
@@ -213,13 +218,8 @@ def test_multinomial_whole_capacitance_still_gives_the_dense_results(
                         lambda problem: False)
     batch, problem, theta0, precision = wide_tasks(MULTINOMIAL, 3, sparse=False)
     assert rowspace_workspace(batch, problem, 6, diagonal)[2] is None
-    T, d = batch.n_tasks, problem.n_params
-    kw = dict(tol=1e-12, inverse=InverseRequest(posterior=True, exact=True,
-                                                diagonal=diagonal))
-    dense = solve_inner(batch, problem, theta0, precision, np.zeros((T, d)),
-                        rowspace=False, **kw)
-    rows = solve_inner(batch, problem, theta0, precision, np.zeros((T, d)),
-                       rowspace=True, **kw)
+    dense, rows = dense_and_row_space(batch, problem, theta0, precision,
+                                      diagonal)
     assert_allclose(rows.theta, dense.theta, rtol=1e-9, atol=1e-10)
     assert_allclose(rows.logdet, dense.logdet, rtol=1e-10)
     assert_allclose(rows.inv_sum, dense.inv_sum, rtol=1e-8,

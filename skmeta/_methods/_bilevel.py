@@ -449,6 +449,12 @@ class _Bilevel(MetaMethod):
             self._warn_if_steps_grow(fitted, theta, steps(1))
         return theta
 
+    @property
+    def _steps_named(self):
+        """The inner step sizes, as a divergence warning names them."""
+        return ("the learned step sizes inner_lr_" if self.learns_steps
+                else f"inner_lr={self.settings.inner_lr!r}")
+
     def _warn_if_steps_grow(self, fitted, theta, first):
         """Warn where a network's inner steps grew as diverging steps do.
 
@@ -467,8 +473,7 @@ class _Bilevel(MetaMethod):
             scale = 1e-12 * (1.0 + np.linalg.norm(start, axis=1))
             diverged = ~(moved <= _DIVERGENCE_FACTOR * k * step + scale)
         if np.any(diverged):
-            lr = ("the learned step sizes inner_lr_" if self.learns_steps
-                  else f"inner_lr={self.settings.inner_lr!r}")
+            lr = self._steps_named
             warnings.warn(
                 f"method={self.name!r}: the network's inner gradient steps "
                 f"diverge on {int(diverged.sum())} of {len(diverged)} "
@@ -502,8 +507,7 @@ class _Bilevel(MetaMethod):
             scale = 1e-12 * (1.0 + np.linalg.norm(optimum, axis=1))
             diverged = ~(end <= _DIVERGENCE_FACTOR * start + scale)
         if np.any(diverged):
-            step = ("the learned step sizes inner_lr_" if self.learns_steps
-                    else f"inner_lr={self.settings.inner_lr!r}")
+            step = self._steps_named
             warnings.warn(
                 f"method={self.name!r}: the inner gradient steps diverge on "
                 f"{int(diverged.sum())} of {len(diverged)} task(s), ending up "
