@@ -635,6 +635,29 @@ def _with_covariance_floor(stats, hyper_cov):
     ``COVARIANCE_FLOOR`` times the feature's variance over all rows
     (``Sigma_star``; a feature constant within every task), that floor.
     """
+    flat, within, total, reference = _without_spread(stats, hyper_cov)
+    floored = flat.any(axis=1)
+    if not floored.any():
+        return stats, within, total, floored
+    diagonal = np.arange(stats.scatters.shape[-1])
+    floor = (COVARIANCE_FLOOR * reference[:, None, :]
+             * (flat * stats.counts[None, :])[..., None])
+    scatters = stats.scatters.copy()
+    scatters[..., diagonal, diagonal] += floor
+    return stats._replace(scatters=scatters), within, total, floored
+
+
+def tasks_without_spread(stats, hyper_cov):
+    """``(P, T)``: whether task ``t``'s rows have no spread along some
+    direction of problem ``p`` (see :func:`_with_covariance_floor`)."""
+    return _without_spread(stats, hyper_cov)[0]
+
+
+def _without_spread(stats, hyper_cov):
+    """The floor's rule: ``(flat, within, total, reference)``, ``flat``
+    ``(P, T)`` as :func:`tasks_without_spread`; the features' pooled
+    within-task and overall variances, and the reference variance between
+    them (see :func:`_with_covariance_floor`)."""
     rows = max(float(stats.counts.sum()), 1.0)
     d = stats.scatters.shape[-1]
     diagonal = np.arange(d)
@@ -658,29 +681,7 @@ def _with_covariance_floor(stats, hyper_cov):
         smallest**2 * stats.means**2 / reference[:, None, :], axis=-1)
     flat = eigenvalues[..., 0] <= np.maximum(
         _SPREAD_RTOL * np.maximum(eigenvalues[..., -1], 1.0), rounding)
-    floored = flat.any(axis=1)
-    if not floored.any():
-        return stats, within, total, floored
-    floor = (COVARIANCE_FLOOR * reference[:, None, :]
-             * (flat * stats.counts[None, :])[..., None])
-    scatters = stats.scatters.copy()
-    scatters[..., diagonal, diagonal] += floor
-    return stats._replace(scatters=scatters), within, total, floored
-
-
-def tasks_with_spread(counts, means, squares, total_var):
-    """``(n_tasks, d)``: whether each task's rows spread along each feature
-    by the floor's rule (see :func:`_with_covariance_floor`), one feature at
-    a time: a task of one row, or of rows equal in that feature (to the
-    rule's tolerance, or to their centring's rounding far from zero), has
-    none."""
-    rows = max(float(counts.sum()), 1.0)
-    within = squares.sum(axis=0) / rows
-    reference = np.maximum(within, COVARIANCE_FLOOR * total_var)
-    scaled = squares / (reference * np.maximum(counts, 1.0)[:, None])
-    rounding = (_CENTRING_ROUNDING * np.finfo(float).eps) ** 2 * (
-        means**2 / reference)
-    return (counts[:, None] >= 2) & (scaled > np.maximum(_SPREAD_RTOL, rounding))
+    return flat, within, total, reference
 
 
 def _collapsed(prior, within, total):

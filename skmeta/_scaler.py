@@ -236,8 +236,9 @@ class TaskScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             n_iter = result.n_iter
             if collapsed.any():
                 prior, collapsed, refits = self._without_flat_tasks(
-                    prior, collapsed, counts, means[:, varying],
-                    squares[:, varying], total_var[varying])
+                    prior, collapsed, ~_niw.tasks_without_spread(stats, hyper),
+                    counts, means[:, varying], squares[:, varying],
+                    total_var[varying])
                 n_iter += refits
             if collapsed.any():
                 columns = np.flatnonzero(varying)[collapsed]
@@ -263,8 +264,8 @@ class TaskScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                        else None)
         return self
 
-    def _without_flat_tasks(self, prior, collapsed, counts, means, squares,
-                            total_var):
+    def _without_flat_tasks(self, prior, collapsed, spread, counts, means,
+                            squares, total_var):
         """The prior of each collapsed feature learned again from the tasks
         whose rows spread along it.
 
@@ -275,16 +276,18 @@ class TaskScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         task not seen in fit is divided. Such a task says nothing of the
         spread within tasks: it is left out of that feature's fit, and its
         own posterior (which its rows still inform) follows from the
-        prior learned without it, the prior's mean too. Returns the prior,
+        prior learned without it, the prior's mean too. ``spread[j, t]``:
+        whether task ``t``'s rows spread along feature ``j``, by the
+        covariance floor's rule (``_niw.tasks_without_spread``). Returns the
+        prior,
         the features still collapsed (fewer than 2 tasks with spread, or
         collapsed again) and the iterations the refits ran.
         """
         mean, kappa, dof, scale = (np.array(a, copy=True) for a in prior)
         still = collapsed.copy()
         n_iter = 0
-        spread = _niw.tasks_with_spread(counts, means, squares, total_var)
         for j in np.flatnonzero(collapsed):
-            keep = spread[:, j]
+            keep = spread[j]
             if keep.sum() < 2:
                 continue
             refit = _niw.fit_empirical_bayes(
