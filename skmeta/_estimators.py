@@ -86,6 +86,35 @@ _METHOD_PARAMETERS = frozenset({
 _TASKS_REQUESTED = {"tasks": True}
 
 
+def _warn_if_levels_do_not_branch(tree, names=None):
+    """Warn where every group of a level holds a single member.
+
+    Such a level and the one below it describe the same nodes, so their two
+    spreads cannot be told apart (EM splits the spread between them
+    arbitrarily). It is what labels given innermost first look like (a
+    store outermost, its region below it), the easiest mistake to make with
+    nested labels, though also valid input (a flat prior in disguise).
+    ``names`` are the levels' task columns, outermost first, if any.
+    """
+    def named(level):
+        if names is None:
+            return f"column {level} of tasks"
+        return f"task column {names[level]!r}"
+
+    # ``parents[l]`` maps level ``l + 1``'s nodes to level ``l``'s; every
+    # group has at least one member, so equal counts mean one each
+    single = [level for level, parents in enumerate(tree.parents[1:], start=1)
+              if len(parents) == tree.sizes[level] and tree.sizes[level] > 1]
+    if single:
+        pairs = "; ".join(f"every group of {named(level - 1)} holds a single "
+                          f"member of {named(level)}" for level in single)
+        warnings.warn(
+            f"{pairs}: such levels' spreads cannot be told apart. Nested "
+            "task labels are given outermost level first (tasks=np.c_[region, "
+            "store]); if these are the other way round, reverse their order.",
+            UserWarning, stacklevel=6)
+
+
 def _path_of_labels(value):
     """A path of nested labels as a tuple: a tuple, a list or a row of
     ``tasks_`` / ``groups_`` (a 1-D array); None for anything else."""
@@ -503,6 +532,9 @@ default=None
                 "unlabeled_weight is not supported with nested tasks: leave "
                 "unlabeled_weight=None.")
         method.check_nested(method.settings)
+        _warn_if_levels_do_not_branch(
+            tree, self.task_column if isinstance(self.task_column, list)
+            else None)
         batch = self._task_batch(family, rows)
         return method.fit_nested(batch, problem, tree, prior_mean)
 

@@ -538,9 +538,32 @@ def test_levels_whose_label_counts_multiply_past_int64():
     np.testing.assert_array_equal(found_moved[3:], found[3:])
     X = rng.standard_normal((240, 2))
     y = X @ [1.0, -1.0] + 0.3 * rng.standard_normal(240)
-    meta = MetaRegressor(Ridge(), max_iter=50).fit(X, y, tasks=labels)
+    # its last eight levels do not branch (one label under each parent)
+    with pytest.warns(UserWarning, match="column 3 of tasks holds a single "
+                      "member of column 4 .*column 10 of tasks: such"):
+        meta = MetaRegressor(Ridge(), max_iter=50).fit(X, y, tasks=labels)
     predictions = meta.predict(X, tasks=labels)
     np.testing.assert_allclose(
         predictions[:3], meta.task_estimator(meta.tasks_[0]).predict(X[:3]))
     assert meta.score(X, y, tasks=labels) > 0.9
     assert meta.adapt(X[:3], y[:3], tasks=labels[:3]).coef_.shape == (2,)
+
+
+def test_levels_given_innermost_first_warn(stores):
+    X, y, tasks = stores
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        MetaRegressor(Ridge()).fit(X, y, tasks=tasks)
+    # the store outermost: every "group" holds one task, whose spread and
+    # the group's cannot be told apart
+    with pytest.warns(UserWarning, match="every group of column 0 of tasks "
+                      "holds a single member of column 1 of tasks: .*reverse"
+                      ) as record:
+        MetaRegressor(Ridge()).fit(X, y, tasks=tasks[:, ::-1])
+    assert record[0].filename == __file__
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(X).assign(region=tasks[:, 0], store=tasks[:, 1])
+    frame.columns = frame.columns.astype(str)
+    with pytest.warns(UserWarning, match="task column 'store' holds a single "
+                      "member of task column 'region'"):
+        MetaRegressor(Ridge(), task_column=["store", "region"]).fit(frame, y)
