@@ -578,10 +578,15 @@ def _column_values(X, task_column):
 def _insert_column(Z, values, position):
     """An array with ``values`` inserted as column ``position`` of ``Z``."""
     values = np.asarray(values)
+    dtype = object
     if values.dtype.kind in "iufb":
         dtype = np.result_type(Z.dtype, values.dtype)
-    else:
-        dtype = object
+        # integer labels beyond the float's mantissa (hashed 64-bit ids)
+        # would be rounded, and distinct tasks merged: kept as objects
+        limit = 2 ** (np.finfo(dtype).nmant + 1) if dtype.kind == "f" else None
+        if (limit is not None and values.dtype.kind in "iu" and values.size
+                and (values.max() > limit or values.min() < -limit)):
+            dtype = object
     out = np.empty((Z.shape[0], Z.shape[1] + 1), dtype=dtype)
     out[:, :position] = Z[:, :position]
     out[:, position] = values

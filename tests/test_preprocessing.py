@@ -254,6 +254,31 @@ def test_task_column_is_kept_unscaled_in_place(shops):
     assert scaler.get_feature_names_out().tolist() == ["x0", "x1", "x2", "x3"]
 
 
+def test_integer_task_ids_past_the_floats_mantissa_are_kept_exactly(shops):
+    # hashed 64-bit ids: in a float64 array 2**60 + k all round to 2**60, and
+    # the next step of a pipeline fitted one task where there were several
+    pd = pytest.importorskip("pandas")
+    X, tasks = shops
+    ids = np.int64(2**60) + tasks.astype(np.int64)
+    with_column = pd.DataFrame(X, columns=["a", "b", "c"])
+    with_column.insert(0, "shop", ids)
+    scaler = TaskScaler(task_column="shop").fit(with_column)
+    Z = scaler.transform(with_column)
+    assert Z.dtype == object
+    assert_array_equal(Z[:, 0], ids)
+    assert_allclose(Z[:, 1:].astype(float),
+                    TaskScaler().fit(X, tasks=tasks).transform(X, tasks=tasks))
+    y = (X[:, 0] > np.median(X[:, 0])).astype(int)
+    # the array the user guide's pipeline passes on, read by position
+    piped = make_pipeline(TaskScaler(task_column="shop"),
+                          MetaClassifier(task_column=0)).fit(with_column, y)
+    assert_array_equal(piped[-1].tasks_, np.unique(ids))
+    # ids the float holds exactly keep the numeric array
+    small = TaskScaler(task_column=0).fit_transform(np.insert(X, 0, tasks,
+                                                              axis=1))
+    assert small.dtype == np.float64
+
+
 def test_pandas_and_polars_outputs_keep_the_task_column(shops):
     pd = pytest.importorskip("pandas")
     X, tasks = shops
