@@ -45,8 +45,7 @@ from ._methods._inner import (
 from ._methods._mixture import PriorMixture, adapt_mixture
 from ._methods._nested import Tree, adapt_nested
 from ._methods._online import update_online
-from ._methods._prior import Prior, task_scales
-from ._methods._proximal import noise_variance_floor
+from ._methods._prior import Prior, noise_variance_floor, task_scales
 from ._methods._statistics import OnlinePrior
 from ._predictive import (
     logit_covariances,

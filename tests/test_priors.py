@@ -1015,3 +1015,24 @@ def test_iterations_that_cycle_stop_and_say_so():
                                                                  tasks=tasks)
     assert np.mean((meta.predict(X, tasks=tasks) - y) ** 2) <= np.mean(
         (alone.predict(X, tasks=tasks) - y) ** 2)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"prior": "mixture",
+                                         "n_prior_components": 2},
+                                    {"prior": "diagonal", "prior_df": 4.0}])
+def test_a_constant_target_is_fitted_at_once(kwargs):
+    # every task fitted exactly: EM's noise variance shrank by the tasks'
+    # share of parameters per iteration toward a floor of 1e-300 (a thousand
+    # iterations; max_iter=300 and a ConvergenceWarning), and a mixture's
+    # evidence divided by it overflowed
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(120, 3))
+    tasks = np.repeat(np.arange(6), 20)
+    y = np.full(120, 1.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        meta = MetaRegressor(Ridge(), **kwargs).fit(X, y, tasks=tasks)
+    assert meta.n_iter_ <= 5
+    assert_allclose(meta.predict(X, tasks=tasks), y, rtol=1e-12)
+    # the floor follows the target's units
+    assert 0 < meta.noise_variance_ <= 1e-10 * 1.5**2 * (1 + 1e-6)

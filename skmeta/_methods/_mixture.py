@@ -57,6 +57,7 @@ from ._inner import InnerSolver
 from ._prior import (
     Prior,
     mean_penalty,
+    noise_variance_floor,
     residual_squares,
     split_strength,
     task_scales,
@@ -182,8 +183,7 @@ class _Setup:
         self.relative_scale = self.task_scale / self.mean_scale
         self.total_weight = max(float(batch.sw.sum()), np.finfo(float).tiny)
         self.task_rows = batch.task_weights()
-        spread = float(np.var(batch.y)) if batch.n_rows else 1.0
-        self.min_dispersion = 1e-10 * spread if spread > 0 else 1e-300
+        self.min_dispersion = noise_variance_floor(batch.y)
 
     def component(self, mean, natural, dispersion):
         """The component prior with natural precision ``V^{-1}``."""

@@ -83,6 +83,7 @@ from ._inner import InnerSolver
 from ._prior import (
     Prior,
     mean_penalty,
+    noise_variance_floor,
     psd_solve,
     residual_squares,
     split_strength,
@@ -181,8 +182,7 @@ class _Hierarchy:
         self.task_scale = task_scales(batch, problem)
         self.s_bar = float(self.task_scale.mean())
         self.total_weight = max(float(batch.sw.sum()), np.finfo(float).tiny)
-        spread = float(np.var(batch.y)) if batch.n_rows else 1.0
-        self.min_dispersion = 1e-10 * spread if spread > 0 else 1e-300
+        self.min_dispersion = noise_variance_floor(batch.y)
         # the base penalty's l2 part, counted in the tasks' prior when its
         # strength is learned (not for wide tasks: see _proximal._Iteration)
         self.penalty = problem.lam2 * problem.l2w

@@ -172,3 +172,20 @@ def mean_penalty(ridge, share=1.0):
     if ridge is None:
         return None
     return np.asarray(ridge, dtype=float) * share
+
+
+def noise_variance_floor(y):
+    """The smallest noise variance empirical Bayes learns from targets ``y``.
+
+    Tasks with fewer samples than parameters fit exactly, and the noise
+    variance estimate would go to zero: it is kept above round-off of y, in
+    the units of y's spread, or of y itself where y is constant (a floor of
+    1e-300 there made a mixture's evidence overflow); 1e-300 only where y is
+    all zeros, whose fits are zero whatever the noise.
+    """
+    if not len(y):
+        return 1e-10
+    spread = float(np.var(y))
+    if spread <= 0:
+        spread = float(np.mean(np.square(y)))
+    return 1e-10 * spread if spread > 0 else 1e-300

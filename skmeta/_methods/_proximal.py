@@ -43,6 +43,7 @@ from ._nested import COVARIANCE_MEMORY, NestedSpec, fit_nested
 from ._prior import (
     Prior,
     mean_penalty,
+    noise_variance_floor,
     precision_inverse,
     psd_solve,
     residual_squares,
@@ -318,6 +319,13 @@ def eb_update_from_sums(prior, sums, *, structure, learn_gamma, ridge,
         expected = sums.rss + prior.dispersion * sums.trace
         dispersion = max(expected / total_weight, min_dispersion,
                          np.finfo(float).tiny)
+        # With the tasks' fits held, these steps shrink the noise variance
+        # geometrically toward rss / (weight - trace); where that is below
+        # the floor (tasks fitted exactly: a constant target) they would
+        # take a thousand iterations to reach it, so go there at once.
+        room = total_weight - sums.trace
+        if room > 0 and sums.rss <= min_dispersion * room:
+            dispersion = max(min_dispersion, np.finfo(float).tiny)
     return prior_from_moments(prior, moments, diag, T, dispersion,
                               sums.mean_scale, structure=structure,
                               learn_gamma=learn_gamma, ridge=ridge)
@@ -472,16 +480,6 @@ class _PriorCoordinates:
         gamma = strength if self.learn_gamma else self.template.gamma
         return Prior(theta0=np.array(theta0), shape=shape, gamma=gamma,
                      dispersion=dispersion, ridge=self.template.ridge)
-
-
-def noise_variance_floor(y):
-    """The smallest noise variance empirical Bayes learns from targets ``y``.
-
-    Tasks with fewer samples than parameters fit exactly, and the noise
-    variance estimate would go to zero: it is kept above round-off of y.
-    """
-    spread = float(np.var(y)) if len(y) else 1.0
-    return 1e-10 * spread if spread > 0 else 1e-300
 
 
 class _Iteration:
