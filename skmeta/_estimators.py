@@ -20,7 +20,7 @@ from sklearn.base import (
 )
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score
-from sklearn.utils import get_tags
+from sklearn.utils import assert_all_finite, get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
@@ -276,6 +276,10 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
             if regression:
                 y = check_array(y, ensure_2d=False, dtype=np.float64,
                                 input_name="y")
+            else:
+                # as validate_data checks a classifier's target: before its
+                # classes are read (a NaN cast to int warned first)
+                assert_all_finite(y, input_name="y")
             if y.shape[0] != features.shape[0]:
                 raise ValueError(
                     f"X has {features.shape[0]} samples but y has {y.shape[0]}."

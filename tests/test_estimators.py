@@ -996,6 +996,23 @@ def test_a_single_row_with_a_task_column_gets_scikit_learns_reshape_advice(
             call()
 
 
+def test_a_classifiers_nan_target_is_refused_alone_with_a_task_column(
+        binary_data):
+    # the task column's path read the classes of y before checking it: numpy
+    # warned of casting NaN to an integer before the error
+    X, y, tasks = binary_data
+    y = y.astype(float)
+    y[0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for meta, Xs, kwargs in [
+                (MetaClassifier(), X, {"tasks": tasks}),
+                (MetaClassifier(task_column=0), np.column_stack([tasks, X]),
+                 {})]:
+            with pytest.raises(ValueError, match="Input y contains NaN"):
+                meta.fit(Xs, y, **kwargs)
+
+
 @pytest.mark.parametrize("prior", ["diagonal", "full"])
 def test_learned_prior_shape_is_normalized(prior, binary_data):
     # Lambda is the shape only (det = 1) so that gamma keeps its meaning
