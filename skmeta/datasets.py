@@ -947,7 +947,8 @@ def make_meta_anomalies(
     # The machines: inverse-Wishart draws by the Bartlett decomposition of
     # a Wishart draw of the precision, all machines at once.
     if covariance_spread >= _MIN_COVARIANCE_SPREAD:
-        dof = d + 3.0 + 2.0 / covariance_spread**2
+        # divided twice: the square of a spread past 1e154 overflows
+        dof = d + 3.0 + 2.0 / covariance_spread / covariance_spread
         precision_scale = np.linalg.inv((dof - d - 1.0) * nominal)
         chol_scale = np.linalg.cholesky(precision_scale)
         bartlett = np.zeros((n_tasks, d, d))

@@ -790,6 +790,21 @@ def test_anomalies_vanishing_covariance_spread_is_zero(spread):
         assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("spread", [1e160, np.float64(1e160), 1e300])
+def test_anomalies_huge_covariance_spread_is_the_heaviest_tail(spread):
+    # past 1e154 the spread's square overflowed (an OverflowError for a
+    # Python float); any spread past 1e9 leaves d + 3 degrees of freedom
+    drawn = make_meta_anomalies(n_tasks=4, n_features=3,
+                                covariance_spread=spread, return_params=True,
+                                random_state=3)
+    heaviest = make_meta_anomalies(n_tasks=4, n_features=3,
+                                   covariance_spread=1e20, return_params=True,
+                                   random_state=3)
+    for a, b in zip(drawn, heaviest):
+        assert_array_equal(a, b)
+    assert np.all(np.isfinite(drawn[0]))
+
+
 def test_anomalies_as_frame():
     pd = pytest.importorskip("pandas")
     X, y, tasks = make_meta_anomalies(n_tasks=3, n_samples_per_task=4,
