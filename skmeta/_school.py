@@ -170,16 +170,33 @@ def _save(path, X, y, task):
 
 def _load(path):
     """The arrays of a converted file, checked."""
-    with np.load(path, allow_pickle=False) as data:
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except ValueError as error:
+        # numpy's message for a file that is not numpy's suggests loading it
+        # as a pickle, unsafely
+        raise ValueError(
+            f"{path} is not a converted School file: it is not a NumPy .npz "
+            "archive (expected X, y, task and feature_names).") from error
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(
+            f"{path} is not a converted School file: it holds a single array "
+            "(.npy), not an .npz archive of X, y, task and feature_names.")
+    with archive as data:
         missing = sorted({"X", "y", "task"} - set(data.files))
         if missing:
             raise ValueError(
                 f"{path} is not a converted School file: the arrays {missing} "
                 "are missing (expected X, y, task and feature_names)."
             )
-        X, y, task = data["X"], data["y"], data["task"]
-        names = (tuple(data["feature_names"].tolist())
-                 if "feature_names" in data.files else FEATURE_NAMES)
+        try:
+            X, y, task = data["X"], data["y"], data["task"]
+            names = (tuple(data["feature_names"].tolist())
+                     if "feature_names" in data.files else FEATURE_NAMES)
+        except ValueError as error:
+            raise ValueError(
+                f"{path} is not a converted School file: it holds object "
+                "(pickled) arrays, which are not loaded.") from error
     if (X.ndim != 2 or X.shape[1] != len(FEATURE_NAMES) or y.shape != (len(X),)
             or task.shape != (len(X),)):
         raise ValueError(
@@ -192,8 +209,21 @@ def _load(path):
             f"{path} is not a converted School file: its feature_names differ "
             f"from {list(FEATURE_NAMES)}."
         )
-    return (X.astype(np.float64, copy=False), y.astype(np.float64, copy=False),
-            task.astype(np.int64, copy=False))
+    if X.dtype.kind not in "fiub" or y.dtype.kind not in "fiub":
+        raise ValueError(
+            f"{path} is not a converted School file: X and y must be numeric, "
+            f"not {X.dtype} and {y.dtype}.")
+    X, y = X.astype(np.float64, copy=False), y.astype(np.float64, copy=False)
+    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
+        raise ValueError(
+            f"{path} is not a converted School file: X or y holds NaN or "
+            "infinite values.")
+    if task.dtype.kind not in "iuf" or not np.all(np.isfinite(task)) or np.any(
+            task != np.round(task)):
+        raise ValueError(
+            f"{path} is not a converted School file: its task labels must be "
+            "integers (a school's index).")
+    return X, y, task.astype(np.int64, copy=False)
 
 
 def _fetch(data_home, n_retries, delay):

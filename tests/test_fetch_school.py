@@ -238,6 +238,28 @@ def test_malformed_local_copy(tmp_path):
              task=np.zeros(3), feature_names=np.array(["f"] * 27))
     with pytest.raises(ValueError, match="feature_names differ"):
         fetch_school(data_home=tmp_path)
+    # numpy's own errors there named the wrong thing (a .npy file: a context
+    # manager protocol; a text file: "load it unsafely" as a pickle), and
+    # fractional labels were truncated, NaN targets accepted
+    np.save(tmp_path / "one.npy", np.ones((3, 27)))
+    (tmp_path / "one.npy").rename(tmp_path / "school.npz")
+    with pytest.raises(ValueError, match=r"single array \(.npy\)"):
+        fetch_school(data_home=tmp_path)
+    (tmp_path / "school.npz").write_text("X,y,task\n1,2,3\n")
+    with pytest.raises(ValueError, match="not a NumPy .npz archive"):
+        fetch_school(data_home=tmp_path)
+    np.savez(tmp_path / "school.npz", X=np.ones((3, 27)), y=np.ones(3),
+             task=np.array([0.7, 1.7, 2.7]))
+    with pytest.raises(ValueError, match="task labels must be integers"):
+        fetch_school(data_home=tmp_path)
+    np.savez(tmp_path / "school.npz", X=np.ones((3, 27)),
+             y=np.array([1.0, np.nan, 2.0]), task=np.zeros(3))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        fetch_school(data_home=tmp_path)
+    np.savez(tmp_path / "school.npz", X=np.ones((3, 27)),
+             y=np.array([1, "a", None], dtype=object), task=np.zeros(3))
+    with pytest.raises(ValueError, match="object \\(pickled\\) arrays"):
+        fetch_school(data_home=tmp_path)
 
 
 @pytest.mark.skipif(not _SHARED.is_file(),
