@@ -33,7 +33,24 @@ from .model_selection import adaptation_curve
 SHOTS = (1, 2, 5, 10, 20)
 
 
-def make_demo_tasks(n_train_tasks=200, n_test_tasks=100, n_query=40,
+_TRAIN_ROWS = 40
+_QUERY_ROWS = 40
+
+
+def _test_rows(max_shots, n_query):
+    """Samples of a new task: its largest shots per class, plus its queries."""
+    shots = max(SHOTS) if max_shots is None else max(max(SHOTS), max_shots)
+    return 2 * shots + n_query
+
+
+def demo_rows(n_train_tasks, n_test_tasks, max_shots=None,
+              n_query=_QUERY_ROWS):
+    """How many samples :func:`make_demo_tasks` draws."""
+    return (n_train_tasks * _TRAIN_ROWS
+            + n_test_tasks * _test_rows(max_shots, n_query))
+
+
+def make_demo_tasks(n_train_tasks=200, n_test_tasks=100, n_query=_QUERY_ROWS,
                     task_spread=1.0, random_state=42, max_shots=None):
     """Training tasks and new tasks from the classic example's generator.
 
@@ -43,9 +60,8 @@ def make_demo_tasks(n_train_tasks=200, n_test_tasks=100, n_query=40,
     samples: up to 20 shots, the tasks drawn do not depend on the shots
     asked, so that each row of the table is the default table's.
     """
-    shots = max(SHOTS) if max_shots is None else max(max(SHOTS), max_shots)
-    n_test_samples = 2 * shots + n_query
-    sizes = np.r_[np.full(n_train_tasks, 40), np.full(n_test_tasks, n_test_samples)]
+    sizes = np.r_[np.full(n_train_tasks, _TRAIN_ROWS),
+                  np.full(n_test_tasks, _test_rows(max_shots, n_query))]
     X, y, tasks = make_meta_classification(
         n_tasks=n_train_tasks + n_test_tasks, n_samples_per_task=sizes,
         n_features=20, n_informative=2, n_redundant=10, task_spread=task_spread,

@@ -73,6 +73,10 @@ def test_each_row_of_the_demo_is_the_default_tables():
     (["--shots", "1001"], "--shots: must be between 1 and 1000, got 1001"),
     (["--seed", "-1"], "--seed: must be between 0 and 2**32 - 1, got -1"),
     (["--seed", str(2**32)], "--seed: must be between 0 and 2**32 - 1"),
+    # drawn, they ended in numpy's MemoryError traceback
+    (["--train-tasks", "1000000000000"], "draw 40,000,000,008,000 samples, "
+     "more than 10,000,000: ask for fewer tasks"),
+    (["--test-tasks", "20000", "--shots", "1000"], "draw 40,808,000 samples"),
 ])
 def test_the_command_line_refuses_bad_values_with_a_usage_message(
         argv, message, capsys):
