@@ -38,6 +38,31 @@ def test_dask_backend_gives_the_same_fit(method, processes, monkeypatch):
     np.testing.assert_array_equal(predictions, local.predict(X, tasks=tasks))
 
 
+@pytest.mark.parametrize("backend, params", [
+    ("loky", {}),
+    ("multiprocessing", {}),
+    ("multiprocessing", dict(method="maml", gamma=1.0, max_iter=5,
+                             random_state=0)),
+])
+def test_process_backends_give_the_same_fit(backend, params, monkeypatch):
+    # prior="auto" opens the candidates' solver inside the fit's: the inner
+    # one's exit terminated the pool of the backend both configured (an
+    # AttributeError of NoneType); maml's adaptation sent a closure, which
+    # the multiprocessing backend's pickle refused
+    monkeypatch.setattr(inner_module, "MIN_SHARD_ENTRIES", 0)
+    X, y, tasks = make_meta_classification(n_tasks=40, n_samples_per_task=15,
+                                           n_features=4, random_state=1)
+    local = MetaClassifier(n_jobs=1, **params).fit(X, y, tasks=tasks)
+    with parallel_backend(backend, n_jobs=2):
+        remote = MetaClassifier(n_jobs=2, **params).fit(X, y, tasks=tasks)
+        adapted = remote.adapt_tasks(X, y, tasks=tasks + 100)
+    np.testing.assert_array_equal(remote.task_params_, local.task_params_)
+    np.testing.assert_array_equal(remote.meta_params_, local.meta_params_)
+    expected = local.adapt_tasks(X, y, tasks=tasks + 100)
+    for task in expected:
+        np.testing.assert_array_equal(adapted[task].coef_, expected[task].coef_)
+
+
 _FORKED_CHILD = """
 import multiprocessing as mp, warnings
 import numpy as np

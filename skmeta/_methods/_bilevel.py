@@ -20,6 +20,7 @@ act in the inner problem); MAML, Meta-SGD and iMAML minimize it with Adam.
 
 import warnings
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 from joblib import effective_n_jobs
@@ -45,6 +46,20 @@ CG_MAX_ITER = 20
 # move away from it)
 _DIVERGENCE_FACTOR = 10.0
 
+
+
+def _adapted_steps(batch, problem, fitted, n_steps, block, tasks):
+    """``n_steps`` inner steps of ``tasks`` from the fitted initialization."""
+    n = len(tasks)
+    return unroll(batch, problem, tasks, np.full(n, -1), np.zeros(n),
+                  fitted.theta0, fitted.precision, fitted.inner_lr,
+                  fitted.auto_step, n_steps, FORWARD, block).theta
+
+
+def _adapted_chunk(batch, problem, fitted, n_steps, block, lo, hi):
+    """:func:`_adapted_steps` of the tasks ``lo`` to ``hi``."""
+    return _adapted_steps(batch, problem, fitted, n_steps, block,
+                          np.arange(lo, hi))
 
 class Adam:
     """Adam (Kingma & Ba, 2015) on one parameter array."""
@@ -432,20 +447,18 @@ class _Bilevel(MetaMethod):
         T = batch.n_tasks
         block = block_size_for(T)
 
-        def steps(tasks, n_steps):
-            n = len(tasks)
-            return unroll(batch, problem, tasks, np.full(n, -1), np.zeros(n),
-                          fitted.theta0, fitted.precision, fitted.inner_lr,
-                          fitted.auto_step, n_steps, FORWARD, block).theta
-
+        # a function of the module, not a closure: process backends
+        # (multiprocessing) pickle what they run with the standard pickle
         theta = np.concatenate(map_task_chunks(
-            lambda lo, hi: steps(np.arange(lo, hi), fitted.inner_steps), T,
-            block, self.settings.n_jobs, batch))
+            partial(_adapted_chunk, batch, problem, fitted, fitted.inner_steps,
+                    block), T, block, self.settings.n_jobs, batch))
         if not problem.is_network:
             self._warn_if_steps_diverge(batch, problem, fitted, theta, labels)
         elif fitted.inner_steps > 1:
-            self._warn_if_steps_grow(fitted, theta,
-                                     lambda tasks: steps(tasks, 1))
+            self._warn_if_steps_grow(
+                fitted, theta,
+                lambda tasks: _adapted_steps(batch, problem, fitted, 1, block,
+                                             tasks))
         return theta
 
     @property

@@ -10,6 +10,7 @@ and partial sums are added in block order, so results do not depend on
 ``n_jobs``.
 """
 
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -49,26 +50,39 @@ MIN_SHARD_ENTRIES = 100_000
 SHARDS_PER_WORKER = 4
 
 
+# the joblib.Parallel a thread has open (see Workers.__enter__)
+_open = threading.local()
+
+
 class Workers:
     """Runs lists of calls concurrently, in the order given; a context manager.
 
     A thread pool when joblib's active backend is its threading backend (the
-    default), else ``joblib.Parallel`` on the active backend.
+    default), else ``joblib.Parallel`` on the active backend. Workers opened
+    while others are open in the same thread (the candidate priors' solver
+    inside the fit's) share the outer ones' ``Parallel``: two of them would
+    configure the same backend object, and the inner one's exit terminated
+    the pool the outer one still used (loky, multiprocessing).
     """
 
     def __init__(self, n_workers):
         self.n_workers = n_workers
         self._pool = None
         self._parallel = None
+        self._owns_parallel = False
 
     def __enter__(self):
         if self.n_workers > 1:
             backend, _ = get_active_backend(prefer="threads")
             if isinstance(backend, ThreadingBackend):
                 self._pool = ThreadPoolExecutor(self.n_workers)
+            elif getattr(_open, "parallel", None) is not None:
+                self._parallel = _open.parallel
             else:
                 self._parallel = Parallel(n_jobs=self.n_workers, prefer="threads")
                 self._parallel.__enter__()
+                self._owns_parallel = True
+                _open.parallel = self._parallel
         return self
 
     def __exit__(self, *exc_info):
@@ -77,7 +91,10 @@ class Workers:
             self._pool.shutdown(cancel_futures=exc_info[0] is not None)
             self._pool = None
         if self._parallel is not None:
-            self._parallel.__exit__(*exc_info)
+            if self._owns_parallel:
+                _open.parallel = None
+                self._owns_parallel = False
+                self._parallel.__exit__(*exc_info)
             self._parallel = None
 
     @property
