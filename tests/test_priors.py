@@ -413,6 +413,54 @@ def test_a_fit_leaves_the_blas_thread_limits_as_it_found_them():
     assert [info["num_threads"] for info in threadpool_info()] == before
 
 
+
+def test_overlapping_fits_hold_one_blas_thread_until_the_last_ends():
+    # threadpool_limits restores what it found on entry: the fit ending first
+    # lifted the limit under the other, which then left the process on one
+    # BLAS thread (fits on a pool's threads: GridSearchCV under joblib's
+    # threading backend); and threadpoolctl lets one thread at a time set
+    # OpenBLAS's count, ignoring the others while that thread lives
+    import threading
+
+    from skmeta._methods._blas import one_blas_thread
+
+    def blas_threads():
+        return [info["num_threads"] for info in threadpool_info()
+                if info["user_api"] == "blas"]
+
+    before = blas_threads()
+    first_in, second_in, first_out, done = (threading.Event() for _ in range(4))
+    seen = {}
+
+    def first():
+        with one_blas_thread():
+            first_in.set()
+            second_in.wait()
+        first_out.set()
+        done.wait()  # alive, as a pool's thread stays
+
+    def second():
+        first_in.wait()
+        with one_blas_thread():
+            second_in.set()
+            first_out.wait()
+            seen["after the first ended"] = blas_threads()
+        seen["after both"] = blas_threads()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    threads[1].join(60)
+    done.set()
+    threads[0].join(60)
+    assert seen["after the first ended"] == [1] * len(before)
+    assert seen["after both"] == before == blas_threads()
+    # and a limit set afterwards in this thread takes effect
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert blas_threads() == [1] * len(before)
+
+
 # --------------------------------------------------------------------------
 # predictive uncertainty
 # --------------------------------------------------------------------------

@@ -31,12 +31,12 @@ import numpy as np
 from scipy import linalg
 from scipy.sparse import linalg as sparse_linalg
 from sklearn.exceptions import ConvergenceWarning
-from threadpoolctl import threadpool_limits
 
 from .._kernels._calls import datafit_losses, losses_at_zero
 from .._kernels._codes import LOGISTIC, MULTINOMIAL, SQUARED
 from .._kernels._workspaces import FULL_INVERSE_MAX_PARAMS
 from ._base import MetaFit, MetaMethod
+from ._blas import one_blas_thread
 from ._inner import INNER_TOL, InnerSolver, solve_exactly
 from ._mixture import MixtureSpec, adapt_mixture, learn_mixture
 from ._nested import COVARIANCE_MEMORY, NestedSpec, fit_nested
@@ -1006,7 +1006,7 @@ class Proximal(MetaMethod):
         # cores. Measured on a shared 2-core machine under load, an
         # eigendecomposition of 101 x 101 took 50 ms on two OpenBLAS threads
         # and 4 ms on one.
-        with threadpool_limits(limits=1, user_api="blas"):
+        with one_blas_thread():
             return self._fit(batch, problem, prior_mean, single_task=single_task)
 
     def _fit(self, batch, problem, prior_mean, *, single_task):
