@@ -71,6 +71,19 @@ def is_dask_collection(obj):
     return module in ("dask", "dask_expr") and hasattr(obj, "__dask_graph__")
 
 
+def computed(*values):
+    """``values``, with any Dask collection among them computed (together).
+
+    For scores: a Dask Series' length is unknown until computed, which
+    scikit-learn's metrics ask for first.
+    """
+    if not any(is_dask_collection(value) for value in values):
+        return values
+    import dask
+
+    return dask.compute(*values)
+
+
 def _import_dask():
     try:
         import dask  # noqa: F401

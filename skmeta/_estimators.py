@@ -31,7 +31,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._dask import dask_aware, is_dask_collection
+from ._dask import computed, dask_aware, is_dask_collection
 from ._families import family_for
 from ._kernels._calls import decision_values
 from ._kernels._codes import POISSON, SQUARED
@@ -2495,8 +2495,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         score : float
             Accuracy.
         """
-        return accuracy_score(y, self.predict(X, tasks=tasks),
-                              sample_weight=sample_weight)
+        y, predicted, sample_weight = computed(
+            y, self.predict(X, tasks=tasks), sample_weight)
+        return accuracy_score(y, predicted, sample_weight=sample_weight)
 
 
 class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
@@ -2883,5 +2884,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         score : float
             R^2 (D^2 for ``PoissonRegressor``) of the predictions.
         """
-        return self._fitted_family().score(
-            y, self.predict(X, tasks=tasks), sample_weight=sample_weight)
+        y, predicted, sample_weight = computed(
+            y, self.predict(X, tasks=tasks), sample_weight)
+        return self._fitted_family().score(y, predicted,
+                                           sample_weight=sample_weight)

@@ -11,6 +11,7 @@ dd = pytest.importorskip("dask.dataframe")
 da = pytest.importorskip("dask.array")
 pd = pytest.importorskip("pandas")
 
+from sklearn.base import clone  # noqa: E402
 from sklearn.linear_model import (  # noqa: E402
     ElasticNet,
     LogisticRegression,
@@ -114,6 +115,11 @@ def test_dataframe_fit_equals_in_memory_fit(client, params):
     label = data["task"].iloc[0]
     np.testing.assert_allclose(remote.task_estimator(label).coef_,
                                local.task_estimator(label).coef_, atol=ATOL)
+    # score on the frame itself: a Dask Series' length is unknown until
+    # computed ("Cannot call len() on object with unknown chunk size")
+    assert remote.score(ddf.drop(columns="target"), ddf["target"]) == \
+        pytest.approx(local.score(data.drop(columns="target"), data["target"]),
+                      rel=1e-9)
 
 
 def test_many_tasks_use_the_warm_up_and_the_selection_subset(client):
@@ -444,6 +450,14 @@ def test_in_memory_model_predicts_dask_collections(client):
         assert isinstance(out, da.Array)
         np.testing.assert_array_equal(out.compute(),
                                       getattr(meta, name)(X, tasks=tasks_q))
+    frame = dd.from_pandas(
+        pd.DataFrame(X, columns=["a", "b", "c"]).assign(task=tasks_q, y=y),
+        npartitions=3)
+    by_column = clone(meta).set_params(task_column="task").fit(
+        frame.compute().drop(columns="y"), y)
+    in_memory = frame.compute()
+    assert by_column.score(frame.drop(columns="y"), frame["y"]) == \
+        by_column.score(in_memory.drop(columns="y"), in_memory["y"])
 
 
 @settings(max_examples=10, deadline=None)
