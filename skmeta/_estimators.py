@@ -85,6 +85,24 @@ _METHOD_PARAMETERS = frozenset({
 _TASKS_REQUESTED = {"tasks": True}
 
 
+def _in_memory(params):
+    """Task parameters as a NumPy array; a Dask array (a fit on Dask
+    collections) computed from the cluster that holds its blocks."""
+    if not is_dask_collection(params):
+        return np.asarray(params)
+    try:
+        return np.asarray(params.compute())
+    except Exception as error:
+        # Dask names only a missing block of its graph
+        raise RuntimeError(
+            "task_params_ could not be computed from the Dask cluster this "
+            "model was fitted on (its client closed, or its workers lost the "
+            "blocks): a fit on Dask collections keeps them there. Keep them "
+            "with the model while its client is connected: pickle it (which "
+            "computes them), or set model.task_params_ = "
+            "model.task_params_.compute().") from error
+
+
 def _warn_if_levels_do_not_branch(tree, names=None):
     """Warn where every group of a level holds a single member.
 
@@ -367,7 +385,7 @@ default=None
             state = dict(state)  # may be the live __dict__
             # a Dask array only refers to blocks held by the cluster, which
             # a saved model outlives: the saved model carries the values
-            state["task_params_"] = np.asarray(params.compute())
+            state["task_params_"] = _in_memory(params)
         return state
 
     def _settings(self, random_effects=None):
@@ -579,7 +597,8 @@ default=None
     def _nested_params(self):
         """Task models, then the groups' (innermost level first), then the
         population's."""
-        return np.vstack([self.task_params_, *self.group_params_[::-1],
+        return np.vstack([_in_memory(self.task_params_),
+                          *self.group_params_[::-1],
                           self.meta_params_[np.newaxis]])
 
     def group_estimator(self, group):
@@ -900,7 +919,8 @@ default=None
         """The models rows may be predicted by (see :meth:`_row_models`)."""
         if getattr(self, "groups_", None) is not None:
             return self._nested_params()
-        return np.vstack([self.task_params_, self.meta_params_[np.newaxis]])
+        return np.vstack([_in_memory(self.task_params_),
+                          self.meta_params_[np.newaxis]])
 
     def _decision(self, X, tasks):
         check_is_fitted(self)
@@ -928,7 +948,7 @@ default=None
         if self.tasks_ is None:
             if task is not None:
                 raise ValueError("This model was fitted without task identities.")
-            return self._build(self.task_params_[0])
+            return self._build(_in_memory(self.task_params_[0]))
         if task is None:
             raise ValueError("Pass the label of a task seen in fit.")
         code = self._task_code(task)
@@ -942,7 +962,7 @@ default=None
                 + ", and adapt() fits one from data." + self._dropped_note()
             )
         # (a fit on Dask collections keeps task_params_ on the cluster)
-        return self._build(np.asarray(self.task_params_[code]))
+        return self._build(_in_memory(self.task_params_[code]))
 
     def _task_code(self, task):
         """Index of a seen task (a path of labels for nested tasks), or -1."""

@@ -1,5 +1,7 @@
 """Fits on Dask collections (data kept on the workers) equal in-memory fits."""
 
+import pickle
+
 import numpy as np
 import pytest
 from conftest import poisson_tasks_of_unequal_sizes
@@ -522,8 +524,6 @@ def test_nested_tasks_are_refused(client):
 
 
 def test_a_dask_fitted_model_pickles_with_its_parameters(client):
-    import pickle
-
     X, y, tasks = make_meta_regression(n_tasks=6, n_samples_per_task=10,
                                        n_features=2, random_state=10)
     Xd = da.from_array(X, chunks=(20, 2))
@@ -537,3 +537,23 @@ def test_a_dask_fitted_model_pickles_with_its_parameters(client):
     assert not isinstance(remote.task_params_, np.ndarray)
     np.testing.assert_allclose(restored.predict(X, tasks=tasks),
                                remote.predict(Xd, tasks=td).compute())
+
+
+def test_a_model_whose_cluster_is_gone_says_so():
+    # Dask's own error named a missing block of its graph
+    X, y, tasks = make_meta_regression(n_tasks=6, n_samples_per_task=10,
+                                       n_features=2, random_state=11)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1,
+                                  processes=False,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster):
+        remote = MetaRegressor(Ridge()).fit(
+            da.from_array(X, chunks=(20, 2)), da.from_array(y, chunks=20),
+            tasks=da.from_array(tasks, chunks=20))
+        remote.predict(X, tasks=tasks)
+    for call in (lambda: remote.predict(X, tasks=tasks),
+                 lambda: remote.task_estimator(tasks[0]),
+                 lambda: pickle.dumps(remote)):
+        with pytest.raises(RuntimeError, match="Dask cluster this model was "
+                           "fitted on .* pickle it"):
+            call()
