@@ -254,13 +254,7 @@ def _partitions(estimator, X, y, tasks, sample_weight):
                 f"{name} has {len(parts)} partitions but X has {n}: take X "
                 f"and {name} from one collection partitioned by task (see "
                 "skmeta.repartition_by_task).")
-        chunks = getattr(X, "chunks", None)
-        if chunks is not None and getattr(value, "chunks", None) is not None \
-                and not np.any(np.isnan(chunks[0])) \
-                and tuple(value.chunks[0]) != tuple(chunks[0]):
-            raise ValueError(
-                f"{name} is chunked {value.chunks[0]} along the samples but X "
-                f"{chunks[0]}: the chunks must match.")
+        _check_same_chunks(name, value, X)
         return parts
 
     if estimator.task_column is None and tasks is None:
@@ -961,6 +955,18 @@ def _check_partitioned(labels):
 
 
 # ----------------------------------------------------------------- predict
+def _check_same_chunks(name, value, X):
+    """Raise where ``value`` and ``X`` are chunked differently along the
+    samples (where both chunkings are known)."""
+    chunks = getattr(X, "chunks", None)
+    if chunks is not None and getattr(value, "chunks", None) is not None \
+            and not np.any(np.isnan(chunks[0])) \
+            and tuple(value.chunks[0]) != tuple(chunks[0]):
+        raise ValueError(
+            f"{name} is chunked {value.chunks[0]} along the samples but X "
+            f"{chunks[0]}: the chunks must match.")
+
+
 def predict_dask(estimator, name, X, tasks, kwargs):
     """``estimator.<name>(X, tasks=tasks)`` partition by partition: a Dask array.
 
@@ -996,6 +1002,8 @@ def predict_dask(estimator, name, X, tasks, kwargs):
         if len(t_parts) != len(X_parts):
             raise ValueError(f"tasks has {len(t_parts)} partitions but X has "
                              f"{len(X_parts)}.")
+        # (known only for arrays; a worker would find the mismatch later)
+        _check_same_chunks("tasks", tasks, X)
     params = estimator.task_params_
     local = copy.copy(estimator)
     local.task_params_ = None  # sent once, as its own graph node

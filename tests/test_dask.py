@@ -457,6 +457,12 @@ def test_in_memory_model_predicts_dask_collections(client):
         npartitions=3)
     by_column = clone(meta).set_params(task_column="task").fit(
         frame.compute().drop(columns="y"), y)
+    # chunks that do not match are refused as fit refuses them (a worker
+    # found the mismatch only when the predictions were computed)
+    with pytest.raises(ValueError, match=r"tasks is chunked \(40, 60, 50, 50\) "
+                       r"along the samples but X \(50, 50, 50, 50\)"):
+        meta.predict(da.from_array(X, chunks=(50, 3)),
+                     tasks=da.from_array(tasks_q, chunks=((40, 60, 50, 50),)))
     in_memory = frame.compute()
     assert by_column.score(frame.drop(columns="y"), frame["y"]) == \
         by_column.score(in_memory.drop(columns="y"), in_memory["y"])
