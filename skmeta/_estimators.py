@@ -352,8 +352,9 @@ default=None
             outermost first (``np.c_[region, store]``: a hierarchical prior,
             see :ref:`nested_tasks`). When neither ``tasks`` nor
             ``task_column`` is given, all samples form a single task: the base
-            estimator is fitted with the transfer term toward
-            ``prior_estimator`` (or toward zero).
+            estimator's own fit (nothing to transfer: ``gamma_`` is 0), or,
+            with ``prior_estimator``, its fit with the transfer term toward
+            that estimator's parameters.
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative sample weights, in the base estimator's objective.
             A row of weight 0 is as absent, and so is a task whose rows all
@@ -369,6 +370,11 @@ default=None
         self : object
             The fitted meta-estimator.
         """
+        # A fit replaces every fitted attribute of an earlier one: some are
+        # set only by some fits (nested groups, unlabeled rows' class
+        # means), and a refit that left them (on Dask collections, or with
+        # nested tasks) routed predictions through the old model's groups.
+        self._forget_fit()
         try:
             return self._fit(X, y, tasks, sample_weight)
         except BaseException:
@@ -449,8 +455,6 @@ default=None
         problem = family.problem(n_features, self._n_classes())
         method.check_problem(problem)
 
-        for name in self._NESTED_ATTRIBUTES:
-            self.__dict__.pop(name, None)
         tree = None
         if labels is None:
             self.tasks_ = None
@@ -524,9 +528,6 @@ default=None
         return self
 
     # ---------------------------------------------------------- nested tasks
-    _NESTED_ATTRIBUTES = ("groups_", "group_params_", "group_precisions_",
-                          "_nested_levels", "_nested_paths", "_nested_state")
-
     def _encode_nested_tasks(self, labels):
         """Encode nested labels: ``tasks_`` (one row per task, outermost
         level first), the groups, and the tree; returns ``(tree, codes)``."""
@@ -1151,6 +1152,7 @@ default=None
                 "partial_fit does not take nested tasks (a 2-D tasks or a "
                 "list task_column): fit them at once with fit.")
         if not hasattr(self, "task_params_"):
+            self._forget_fit()
             return self._fit(X, y, tasks, sample_weight, classes=classes)
         if classes is not None and self._is_classifier and not np.array_equal(
                 np.unique(classes), self.classes_):
@@ -2186,10 +2188,6 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
 
     def _fit_method(self, method, family, problem, rows, prior_mean):
         if not self._marks_unlabeled(fitted=False):
-            for name in ("unlabeled_weight_", "class_means_",
-                         "within_class_covariance_", "unlabeled_validation_"):
-                if hasattr(self, name):
-                    delattr(self, name)  # from an earlier fit with unlabeled rows
             return super()._fit_method(method, family, problem, rows, prior_mean)
         if self.prior == "mixture" or self.prior_df is not None:
             raise ValueError(

@@ -563,3 +563,23 @@ def test_a_model_whose_cluster_is_gone_says_so():
         with pytest.raises(RuntimeError, match="Dask cluster this model was "
                            "fitted on .* pickle it"):
             call()
+
+
+def test_a_refit_on_dask_keeps_no_attribute_of_an_earlier_fit(client):
+    # the groups of an earlier fit on nested tasks survived a fit on Dask
+    # collections, and predict routed rows through them (an IndexError)
+    X, y, tasks = make_meta_regression(n_tasks=12, n_samples_per_task=10,
+                                       n_features=2, random_state=12)
+    meta = MetaRegressor(Ridge()).fit(X, y, tasks=np.c_[tasks % 3, tasks])
+    assert meta.groups_ is not None
+    ddf = _frame(X, y, tasks, npartitions=2)
+    meta.set_params(task_column="task").fit(ddf.drop(columns="target"),
+                                            ddf["target"])
+    assert not hasattr(meta, "groups_")
+    data = ddf.compute()
+    fresh = MetaRegressor(Ridge(), task_column="task").fit(
+        data.drop(columns="target"), data["target"])
+    np.testing.assert_allclose(meta.predict(data.drop(columns="target")),
+                               fresh.predict(data.drop(columns="target")),
+                               rtol=1e-7, atol=ATOL)
+

@@ -2398,6 +2398,24 @@ def test_refit_with_another_method_drops_stale_attributes(binary_data):
     assert not hasattr(meta.fit(X, y, tasks=tasks), "inner_lr_")
 
 
+def test_a_refit_keeps_no_attribute_of_an_earlier_fit(binary_data):
+    # attributes only some fits set (nested groups, unlabeled rows' class
+    # means) survived a refit that did not set them: with unlabeled_weight
+    # dropped, -1 still marked unlabeled rows in adapt
+    X, y, tasks = binary_data
+    nested = np.c_[tasks % 2, tasks]
+    earlier = MetaClassifier(unlabeled_weight=1.0).fit(
+        X, np.where(np.arange(len(y)) % 7 == 0, -1, y), tasks=tasks)
+    assert hasattr(earlier, "class_means_")
+    refitted = earlier.set_params(unlabeled_weight=None).fit(X, y, tasks=nested)
+    fresh = MetaClassifier().fit(X, y, tasks=nested)
+    assert set(vars(refitted)) == set(vars(fresh))
+    with pytest.raises(ValueError, match=r"labels \[-1\] not seen"):
+        refitted.adapt(X[:10], np.r_[-1, y[1:10]])
+    flat = refitted.fit(X, y, tasks=tasks)
+    assert set(vars(flat)) == set(vars(MetaClassifier().fit(X, y, tasks=tasks)))
+
+
 @pytest.mark.parametrize("base", [Ridge(), PoissonRegressor()])
 def test_score_is_the_base_estimators_own(base):
     # PoissonRegressor scores by D^2 (Poisson deviance explained), not R^2:
