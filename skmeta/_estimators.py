@@ -409,6 +409,22 @@ default=None
             verbose=self.verbose, n_prior_components=self.n_prior_components,
             prior_df=self.prior_df)
 
+    def _warn_prior_settings_unused(self):
+        """Warn of prior settings a fit without task identities ignores."""
+        defaults = _BaseMetaEstimator().get_params(deep=False)
+        unused = [f"{name}={getattr(self, name)!r}" for name in (
+            "gamma", "prior", "random_effects", "prior_df",
+            "n_prior_components")
+            if not _same_value(getattr(self, name), defaults[name])]
+        if unused:
+            warnings.warn(
+                f"{', '.join(unused)}: a fit without task identities (no "
+                "tasks, no task_column) is the base estimator's own fit, "
+                "with nothing to transfer, and ignores "
+                f"{'it' if len(unused) == 1 else 'them'} (pass "
+                "prior_estimator to pull the fit toward a model).",
+                UserWarning, stacklevel=5)
+
     def _meta_method(self, *, warn=False, network=False):
         """The ``method``'s object, reading the current parameters.
 
@@ -471,6 +487,7 @@ default=None
             # one task and nothing to transfer: the base estimator's own fit
             # (a network's, by scikit-learn's stochastic optimizers, is not
             # reproduced: its single task is meta-trained as any other)
+            self._warn_prior_settings_unused()
             settings = replace(settings, gamma=0.0, prior="isotropic",
                                random_effects=None, prior_df=None,
                                n_prior_components="auto")
@@ -1683,7 +1700,12 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         (plain MAML for the gradient-step methods). ``"auto"`` learns it by
         empirical Bayes: with the prior for ``"proximal"``; for the other
         methods, as ``"proximal"`` learns the strength of an isotropic prior
-        on the same tasks. With a network base estimator, ``"auto"`` is 0
+        on the same tasks, but of the transfer term alone, centred on the
+        prior mean, beside the base estimator's penalty (``"proximal"``
+        counts that penalty as part of the prior and learns what transfer
+        it needs beyond it: with an l2 penalty in the base estimator the two
+        ``gamma_`` differ, by orders of magnitude for ``Ridge(alpha=1)``).
+        With a network base estimator, ``"auto"`` is 0
         for ``"maml"``, ``"metasgd"`` and ``"reptile"`` (MAML's own
         formulation: the meta-learned starting point and the few steps from
         it are the transfer; a network's non-convex tasks give no
@@ -1722,9 +1744,11 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         Which coefficients vary across tasks, for a learned prior of
         ``method="proximal"``: ``None``, all of them; feature names, integer
         positions of features or ``"intercept"``: those only, the others
-        being shared by all tasks (a mixed model's fixed effects);
-        ``"auto"``: as ``None``, and ``prior="auto"`` also considers
-        random intercepts only. A network base estimator takes ``"auto"``
+        being shared by all tasks (a mixed model's fixed effects; with
+        ``gamma="auto"``, which holds them shared: a fixed ``gamma`` pulls
+        every coefficient with the same strength, and refuses a list);
+        ``"auto"``: as ``None``, and with ``gamma="auto"``, ``prior="auto"``
+        also considers random intercepts only. A network base estimator takes ``"auto"``
         or ``None`` (its parameters are layers of weights).
     task_column : int, str or list, default=None
         Column of ``X`` holding each sample's task label (an integer position,
@@ -1934,7 +1958,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         Per-parameter inner step sizes of ``"maml"``, ``"reptile"`` (constant)
         and ``"metasgd"`` (learned, by Adam on their logarithms: always
         positive, each moving by relative amounts); multipliers of ``1 / L_t``
-        when ``inner_lr="auto"``. Only set for those methods.
+        when ``inner_lr="auto"``. Only set for those methods, and for
+        ``"imaml"`` with a network base estimator, whose tasks it adapts by
+        gradient steps (constant).
     estimator_ : estimator instance
         Unfitted clone of the base estimator the models were fitted with.
     meta_estimator_ : estimator instance
@@ -2665,8 +2691,8 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
     prior_scores_ : dict of str to float
         Each compared candidate's score; see :class:`MetaClassifier`.
     inner_lr_ : ndarray of shape (n_params,)
-        Inner step sizes of ``"maml"``, ``"metasgd"``, ``"reptile"``; see
-        :class:`MetaClassifier`.
+        Inner step sizes of ``"maml"``, ``"metasgd"``, ``"reptile"`` (and
+        ``"imaml"`` with a network); see :class:`MetaClassifier`.
     estimator_ : estimator instance
         Unfitted clone of the base estimator the models were fitted with.
     meta_estimator_ : estimator instance

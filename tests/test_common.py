@@ -137,6 +137,9 @@ _STRICT = ({"xfail_strict": True} if "xfail_strict" in inspect.signature(
     parametrize_with_checks).parameters else {})
 
 
+# the checks fit without task identities, where the prior settings some of
+# these estimators set are said to be ignored
+@pytest.mark.filterwarnings("ignore:.*a fit without task identities")
 @parametrize_with_checks(ESTIMATORS,
                          expected_failed_checks=_expected_failed_checks,
                          **_STRICT)

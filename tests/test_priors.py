@@ -1084,3 +1084,33 @@ def test_a_constant_target_is_fitted_at_once(kwargs):
     assert_allclose(meta.predict(X, tasks=tasks), y, rtol=1e-12)
     # the floor follows the target's units
     assert 0 < meta.noise_variance_ <= 1e-10 * 1.5**2 * (1 + 1e-6)
+
+
+def test_prior_settings_that_cannot_apply_are_refused_or_warned():
+    X, y, tasks, _ = linear_tasks(12, 15, 0.3 * np.eye(3), seed=9)
+    # random effects share the other coefficients through a learned strength;
+    # under a fixed gamma the shape's unit determinant left the varying one
+    # a transfer of about gamma * 1e-6 and the "shared" ones spread freely
+    with pytest.raises(ValueError, match="random_effects shares .* gamma='auto'"):
+        MetaRegressor(Ridge(), gamma=1.0, random_effects=[0]).fit(
+            X, y, tasks=tasks)
+    shared = MetaRegressor(Ridge(), random_effects=[0]).fit(X, y, tasks=tasks)
+    assert np.ptp(shared.task_params_[:, 1:], axis=0).max() < 1e-3
+    # ... and prior="auto" compares no random-intercepts prior then
+    fixed = MetaRegressor(Ridge(), gamma=1.0).fit(X, y, tasks=tasks)
+    assert not any("random effects" in name for name in fixed.prior_scores_)
+    # no transfer term (gamma=0), or no tasks: nothing for a prior's shape
+    independent = MetaRegressor(Ridge(), gamma=0.0).fit(X, y, tasks=tasks)
+    for kwargs, what in [({"prior": "full"}, "prior='full' shapes"),
+                         ({"random_effects": [0]}, "random_effects shapes")]:
+        with pytest.warns(UserWarning, match=what + " the transfer term, "
+                          "which gamma=0 leaves out") as record:
+            meta = MetaRegressor(Ridge(), gamma=0.0, **kwargs).fit(
+                X, y, tasks=tasks)
+        assert record[0].filename == __file__
+        assert_allclose(meta.task_params_, independent.task_params_)
+    with pytest.warns(UserWarning, match="gamma=50.0, prior='full': a fit "
+                      "without task identities .* ignores them") as record:
+        alone = MetaRegressor(Ridge(), gamma=50.0, prior="full").fit(X, y)
+    assert record[0].filename == __file__
+    assert_allclose(alone.task_params_[0, :-1], Ridge().fit(X, y).coef_)

@@ -932,8 +932,10 @@ def candidate_structures(prior, random_effects, problem, diagonal, single_task,
         structures.append(Structure("full", shared=shared))
         structures += [Structure("lowrank", rank=q, shared=shared) for q in ranks]
     p1 = problem.n_features + problem.fit_intercept
-    if (isinstance(random_effects, str) and problem.fit_intercept
-            and problem.n_features > 0):
+    # (random intercepts hold the others shared through a learned strength:
+    # with a fixed gamma, see Proximal.check)
+    if (isinstance(random_effects, str) and isinstance(gamma, str)
+            and problem.fit_intercept and problem.n_features > 0):
         intercepts = np.zeros(d, dtype=bool)
         intercepts[p1 - 1::p1] = True
         structures.append(Structure("isotropic", shared=~intercepts))
@@ -998,6 +1000,29 @@ class Proximal(MetaMethod):
                 f"n_prior_components={settings.n_prior_components!r} is the "
                 "number of components of prior='mixture'; with "
                 f"prior={settings.prior!r} leave it at 'auto'.")
+        fixed_gamma = not isinstance(settings.gamma, str)
+        chosen_effects = shared_coefficients(settings.random_effects) is not None
+        if fixed_gamma and settings.gamma == 0:
+            ignored = [f"prior={settings.prior!r}"] if settings.prior not in (
+                "auto", "isotropic", "mixture") else []
+            ignored += ["random_effects"] if chosen_effects else []
+            if ignored:
+                one = len(ignored) == 1
+                warnings.warn(
+                    f"{' and '.join(ignored)} {'shapes' if one else 'shape'} "
+                    "the transfer term, which gamma=0 leaves out (every task "
+                    f"is fitted on its own), and {'is' if one else 'are'} "
+                    "ignored.", UserWarning, stacklevel=5)
+        elif fixed_gamma and chosen_effects:
+            # the shape is normalized to unit determinant so that gamma keeps
+            # its meaning: pinning the shared coefficients there took the
+            # transfer of the varying ones down to about gamma * 1e-6
+            raise ValueError(
+                "random_effects shares the coefficients it does not name "
+                "through a learned prior strength; with a fixed gamma every "
+                "coefficient is pulled toward the prior mean with the same "
+                f"strength gamma={settings.gamma!r}. Use gamma='auto' with "
+                "random_effects, or leave random_effects='auto'.")
 
     def fit(self, batch, problem, prior_mean=None, *, single_task=False):
         # The outer loop's dense algebra is on matrices of at most
