@@ -27,6 +27,17 @@ def _mean_over_tasks(scores):
         return np.nanmean(scores, axis=2).T
 
 
+# scikit-learn's scorers of classifiers (get_scorer_names), by the names
+# their families start with: an adaptation curve of these counts shots per
+# class
+_CLASSIFICATION_SCORING = (
+    "accuracy", "balanced_accuracy", "top_k_accuracy", "average_precision",
+    "roc_auc", "f1", "precision", "recall", "jaccard", "matthews_corrcoef",
+    "neg_log_loss", "neg_brier_score", "d2_log_loss_score", "d2_brier_score",
+    "positive_likelihood_ratio", "neg_negative_likelihood_ratio",
+)
+
+
 class AdaptationCurveDisplay:
     """Score on new tasks against the number of samples they come with.
 
@@ -141,8 +152,8 @@ class AdaptationCurveDisplay:
         ax.minorticks_off()
         per_class = self.per_class
         if per_class is None:
-            per_class = self.scoring in ("accuracy", "balanced_accuracy",
-                                         "roc_auc", "neg_log_loss")
+            per_class = (isinstance(self.scoring, str)
+                         and self.scoring.startswith(_CLASSIFICATION_SCORING))
         ax.set_xlabel("samples of each new task"
                       + (" (per class)" if per_class else ""))
         ax.set_ylabel(f"{self.scoring} on the new tasks")

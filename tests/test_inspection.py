@@ -291,9 +291,16 @@ def test_adaptation_curve_display_says_shots_are_per_class_when_stratified():
         shots=(1,), scoring="f1", n_repeats=1, random_state=0)
     assert display.ax_.get_xlabel() == "samples of each new task (per class)"
     scores = {"a": np.ones((1, 1))}
+    # None: any classification scorer's name (the four named before only)
     for per_class, scoring, label in [(None, "accuracy", " (per class)"),
                                       (None, "r2", ""), (True, "f1", " (per class)"),
-                                      (False, "accuracy", "")]:
+                                      (False, "accuracy", ""),
+                                      (None, "f1_macro", " (per class)"),
+                                      (None, "roc_auc_ovr", " (per class)"),
+                                      (None, "neg_brier_score", " (per class)"),
+                                      (None, "matthews_corrcoef", " (per class)"),
+                                      (None, "neg_mean_squared_error", ""),
+                                      (None, "d2_absolute_error_score", "")]:
         shown = AdaptationCurveDisplay(shots=[1], scores=scores, scoring=scoring,
                                        per_class=per_class).plot()
         assert shown.ax_.get_xlabel() == "samples of each new task" + label
