@@ -61,7 +61,10 @@ def per_task_score(y_true, y_pred, tasks, scoring="accuracy", *, min_samples=1,
     labels : array-like of shape (n_classes,), default=None
         The classes of the columns of ``y_pred`` when it holds class
         probabilities (an estimator's ``classes_``), for ``"neg_log_loss"``
-        and ``"roc_auc"``: a task need not have rows of every class. None:
+        and ``"roc_auc"``: a task need not have rows of every class (with
+        more than two, ``"roc_auc"`` is each class's AUC against the rest,
+        averaged over the classes the task has; NaN for a task of one
+        class). None:
         the sorted labels of ``y_true`` over all tasks. A 1-D ``y_pred`` is
         the probability (or score) of the second of two labels, as
         scikit-learn's metrics take it.
@@ -140,8 +143,21 @@ def _probability_metric(scoring, y_true, proba, labels):
         return lambda y, p: metrics.roc_auc_score(y == labels[1], p)
     if labels.shape[0] == 2:
         return lambda y, p: metrics.roc_auc_score(y == labels[1], p[:, 1])
-    return lambda y, p: metrics.roc_auc_score(y, p, multi_class="ovr",
-                                              labels=labels)
+    return lambda y, p: _one_vs_rest_auc(y, p, labels)
+
+
+def _one_vs_rest_auc(y, proba, labels):
+    """The mean over the classes in ``y`` of each one's AUC against the rest.
+
+    scikit-learn's ``multi_class="ovr"`` averages over every label, and a
+    label with no row in the task makes the mean NaN; over the labels the
+    task has, it is the same mean where the task has them all.
+    """
+    present = np.isin(labels, y)
+    if present.sum() < 2:
+        return np.nan  # one class: no AUC
+    return float(np.mean([metrics.roc_auc_score(y == label, proba[:, j])
+                          for j, label in enumerate(labels) if present[j]]))
 
 
 @validate_params(
