@@ -235,21 +235,13 @@ class TaskGaussianDensity(OutlierMixin, BaseEstimator):
             mean = np.mean(X, axis=0, dtype=np.float64)
         else:
             mean = np.asarray(self.mean_prior, dtype=np.float64)
-            if mean.shape != (d,) or not np.all(np.isfinite(mean)):
-                raise ValueError(
-                    f"mean_prior must be a finite array of shape (n_features,)"
-                    f" = ({d},); got shape {mean.shape}."
-                )
+            _check_prior_array("mean_prior", mean, (d,), "(n_features,)")
         if self.covariance_prior is None:
             scale = np.diag(_variance_floor(X)) * max(dof - d - 1, 1.0)
         else:
             scale = np.asarray(self.covariance_prior, dtype=np.float64)
-            if scale.shape != (d, d) or not np.all(np.isfinite(scale)):
-                raise ValueError(
-                    "covariance_prior must be a finite array of shape "
-                    f"(n_features, n_features) = ({d}, {d}); got shape "
-                    f"{scale.shape}."
-                )
+            _check_prior_array("covariance_prior", scale, (d, d),
+                               "(n_features, n_features)")
             # symmetric up to rounding, as a matrix rebuilt from its
             # eigendecomposition is
             tol = 1e-10 * np.abs(scale).max(initial=0.0)
@@ -832,3 +824,13 @@ class MetaGaussianDensity(OutlierMixin, BaseEstimator):
         if names is not None:
             model.feature_names_in_ = names
         return model
+
+
+def _check_prior_array(name, value, shape, shape_named):
+    """Raise, naming what is wrong, unless ``value`` is finite of ``shape``."""
+    if value.shape != shape:
+        raise ValueError(
+            f"{name} must be an array of shape {shape_named} = {shape}; got "
+            f"shape {value.shape}.")
+    if not np.all(np.isfinite(value)):
+        raise ValueError(f"{name} must be finite; got NaN or infinite values.")

@@ -74,6 +74,30 @@ def _tasks_of_groups(groups, n_samples):
     return np.unique(groups, return_inverse=True)
 
 
+def _check_test_size(test_size):
+    """Raise unless ``test_size`` is a float in (0, 1) or an int >= 1 (a
+    bool is neither, though Python counts it an int)."""
+    if _is_int(test_size):
+        if test_size < 1:
+            raise ValueError(
+                "test_size must be a float in (0, 1) or an int of at least "
+                f"1 (a number of tasks), got test_size={test_size}."
+            )
+    elif isinstance(test_size, numbers.Real) and not isinstance(
+        test_size, (bool, np.bool_)
+    ):
+        if not 0 < test_size < 1:
+            raise ValueError(
+                "test_size must be a float in (0, 1) or an int of at least "
+                f"1 (a number of tasks), got test_size={test_size}."
+            )
+    else:
+        raise TypeError(
+            "test_size must be a float in (0, 1) or an int of at least 1, "
+            f"got {test_size!r} of type {type(test_size).__name__}."
+        )
+
+
 class FewShotSplit(GroupsConsumerMixin, BaseCrossValidator):
     """Few-shot cross-validator over tasks.
 
@@ -244,25 +268,7 @@ class FewShotSplit(GroupsConsumerMixin, BaseCrossValidator):
                 f"got n_shots={n_shots}."
             )
 
-        if _is_int(test_size):
-            if test_size < 1:
-                raise ValueError(
-                    "test_size must be a float in (0, 1) or an int of at least "
-                    f"1 (a number of tasks), got test_size={test_size}."
-                )
-        elif isinstance(test_size, numbers.Real) and not isinstance(
-            test_size, (bool, np.bool_)
-        ):
-            if not 0 < test_size < 1:
-                raise ValueError(
-                    "test_size must be a float in (0, 1) or an int of at least "
-                    f"1 (a number of tasks), got test_size={test_size}."
-                )
-        else:
-            raise TypeError(
-                "test_size must be a float in (0, 1) or an int of at least 1, "
-                f"got {test_size!r} of type {type(test_size).__name__}."
-            )
+        _check_test_size(test_size)
 
         if not isinstance(stratify, (bool, np.bool_)):
             raise TypeError(
@@ -758,6 +764,8 @@ def adaptation_curve(  # noqa: PLR0913
         stratify = is_classifier(estimator)
     scorer = _check_scorer(estimator, scoring)
 
+    if test_size is not None:
+        _check_test_size(test_size)  # a bool passed the constraints
     task_labels, task_of_sample = np.unique(groups, return_inverse=True)
     n_tasks = len(task_labels)
     if held_out_tasks is not None:

@@ -325,6 +325,8 @@ def test_failed_scoring_warns(classification):
         ({"shots": [1.5]}, ValueError, "1-D array-like of ints"),
         ({"shots": []}, ValueError, "non-empty"),
         ({"test_size": 12}, ValueError, "leaves none for training"),
+        # a bool passed the constraints and was read as the fraction 1.0
+        ({"test_size": True}, TypeError, "got True of type bool"),
         ({"held_out_tasks": [1], "test_size": 0.5}, ValueError, "not both"),
         ({"held_out_tasks": [1, 99, "x"]}, ValueError, "not in groups: [99, 'x']"),
         ({"held_out_tasks": list(range(12))}, ValueError, "leaves none"),

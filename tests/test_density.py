@@ -584,6 +584,12 @@ def test_float32_input(fleet):
      r"shape \(n_features, n_features\) = \(3, 3\)"),
     (lambda X, t: TaskGaussianDensity(mean_prior=[0, 0]).fit(X),
      r"shape \(n_features,\) = \(3,\)"),
+    # a value of the right shape that is not finite: said so, not the shape
+    (lambda X, t: TaskGaussianDensity(mean_prior=[np.nan, 0, 0]).fit(X),
+     r"^mean_prior must be finite; got NaN"),
+    (lambda X, t: TaskGaussianDensity(
+        covariance_prior=np.diag([1.0, np.inf, 1.0])).fit(X),
+     r"^covariance_prior must be finite; got NaN or infinite"),
     (lambda X, t: MetaGaussianDensity().fit(np.where(X > 2, np.nan, X)),
      "NaN"),
 ])
