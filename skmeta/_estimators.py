@@ -1943,7 +1943,10 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         for full and low-rank priors, also where ``prior="auto"`` chose one;
         else its diagonal).
     gamma_ : float
-        The transfer strength used (learned when ``gamma="auto"``).
+        The transfer strength used (learned when ``gamma="auto"``). With
+        ``prior="mixture"`` or ``prior_df``, that of the single Gaussian with
+        the prior's mean and covariance (as ``prior_precision_``), which a
+        fixed ``gamma``, the components' strength, leaves wider.
     prior_kind_ : str
         The structure of the prior fitted, e.g. ``"isotropic"``,
         ``"lowrank-2"``, ``"isotropic on 1 random effects"``, ``"mixture of

@@ -129,7 +129,7 @@ class MixtureFit:
     converged: bool
     mean_scale: float  # the tasks' mean scale s (1 for summed losses)
 
-    def summary(self, learn_gamma, gamma):
+    def summary(self):
         """The single Gaussian with the mixture's mean and covariance.
 
         Moment matching in the model's natural units (diagonal covariances
@@ -137,7 +137,11 @@ class MixtureFit:
         the transfer term beyond the ridge as in the components. A
         Student-t component of ``df > 2`` degrees of freedom has the
         covariance ``df / (df - 2)`` times its scale; at ``df <= 2``, where
-        it has none, the scale stands for it.
+        it has none, the scale stands for it. Its strength is its own, also
+        under a fixed ``gamma`` (the components' strength): kept at
+        ``gamma``, it narrowed the covariance to the components' (by the
+        means' spread, and by ``df / (df - 2)``), and new tasks' predictive
+        intervals with it.
         """
         mix = self.mixture
         first = mix.components[0]
@@ -154,8 +158,7 @@ class MixtureFit:
         ridge = first.ridge
         precision = transfer_beyond_ridge(M, ridge)
         strength, shape = split_strength(precision)
-        return Prior(theta0=mean, shape=shape,
-                     gamma=strength if learn_gamma else gamma,
+        return Prior(theta0=mean, shape=shape, gamma=strength,
                      dispersion=first.dispersion, ridge=ridge)
 
 

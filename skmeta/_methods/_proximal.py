@@ -1269,7 +1269,7 @@ class Proximal(MetaMethod):
             structure=Structure(kind, shared=shared), learn_gamma=learn_gamma,
             gamma=1.0 if learn_gamma else float(s.gamma))
         fit, scores = learn_mixture(batch, problem, spec, s, self.max_iter)
-        prior = fit.summary(learn_gamma, spec.gamma)
+        prior = fit.summary()
         K = fit.mixture.n_components
         name = spec.structure.name
         if s.prior == "mixture":
