@@ -51,7 +51,11 @@ from sklearn.utils.validation import (
 from ._kernels._calls import losses_at_zero
 from ._kernels._layout import TaskBatch, make_batch
 from ._methods._inner import INNER_TOL, InnerSolver
-from ._methods._prior import residual_squares, scaled_spread
+from ._methods._prior import (
+    noise_variance_floor_of,
+    residual_squares,
+    scaled_spread,
+)
 from ._methods._proximal import (
     TaskSums,
     _Iteration,
@@ -353,9 +357,13 @@ def _make_part(rows, estimator, family, problem):
 
 
 def _row_sums(part):
-    """Sums over a partition's rows (weights, targets)."""
+    """Sums over a partition's rows (weights, targets), and the targets'
+    smallest and largest values."""
     b = part.batch
-    return np.array([b.sw.sum(), b.y.sum(), np.square(b.y).sum(), b.n_rows])
+    if not b.n_rows:
+        return np.array([0.0, 0.0, 0.0, 0, np.inf, -np.inf])
+    return np.array([b.sw.sum(), b.y.sum(), np.square(b.y).sum(), b.n_rows,
+                     b.y.min(), b.y.max()])
 
 
 def _zero_loss(part, problem):
@@ -546,15 +554,17 @@ class DaskTasks:
         self.adapted = False
         self._offsets = None
         mean_loss = bool(problem.mean_loss)
-        totals = np.sum(self.client.gather(self.client.map(
-            _row_sums, self.parts, pure=False)), axis=0)
-        sw, ysum, ysq, n_rows = totals
+        sums = np.array(self.client.gather(self.client.map(
+            _row_sums, self.parts, pure=False)))
+        sw, ysum, ysq, n_rows = np.sum(sums[:, :4], axis=0)
+        constant = sums[:, 4].min() == sums[:, 5].max()
         self.mean_scale = float(np.sum(self.client.gather(self.client.map(
             _set_scale, self.parts, mean_loss=mean_loss,
             pure=False)))) / self.n_tasks
         self.total_weight = max(float(sw), np.finfo(float).tiny)
-        spread = max(ysq / n_rows - (ysum / n_rows) ** 2, 0.0) if n_rows else 1.0
-        self.min_dispersion = 1e-10 * spread if spread > 0 else 1e-300
+        self.min_dispersion = noise_variance_floor_of(
+            max(ysq / n_rows - (ysum / n_rows) ** 2, 0.0), ysq / n_rows,
+            constant) if n_rows else 1e-10
 
     def _map(self, func, **kwargs):
         self.parts = self.client.map(func, self.parts, pure=False, **kwargs)

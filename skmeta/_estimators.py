@@ -2746,9 +2746,9 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         errors, learned with the prior (1 for the Poisson deviance). Where
         the models fit every training row exactly (no more rows per task
         than parameters, or targets without noise) there is no residual to
-        estimate it by: it is then a floor (1e-10 of the targets' variance,
-        or the smallest float), and ``return_std`` and
-        :meth:`task_posterior_cov` warn.
+        estimate it by: it is then a floor (1e-10 of the targets' variance;
+        of their square where they are all equal; 1e-300 where they are all
+        zero), and ``return_std`` and :meth:`task_posterior_cov` warn.
     n_features_in_ : int
         Number of columns seen during fit (task column included).
     feature_names_in_ : ndarray of shape (`n_features_in_`,)

@@ -1,6 +1,7 @@
 """Fits on Dask collections (data kept on the workers) equal in-memory fits."""
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -582,4 +583,22 @@ def test_a_refit_on_dask_keeps_no_attribute_of_an_earlier_fit(client):
     np.testing.assert_allclose(meta.predict(data.drop(columns="target")),
                                fresh.predict(data.drop(columns="target")),
                                rtol=1e-7, atol=ATOL)
+
+
+def test_a_constant_target_fits_as_in_memory(client):
+    # the cluster's floor of the noise variance was 1e-300 where y does not
+    # vary (the in-memory one follows y's units): a constant 0.3 made the
+    # precision degenerate there, and the fit fell back to a fixed prior
+    rng = np.random.default_rng(0)
+    tasks = np.repeat(np.arange(40), 10)
+    X, y = rng.normal(size=(400, 3)), np.full(400, 0.3)
+    local = MetaRegressor().fit(X, y, tasks=tasks)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        remote = MetaRegressor().fit(
+            da.from_array(X, chunks=(100, 3)), da.from_array(y, chunks=100),
+            tasks=da.from_array(tasks, chunks=100))
+    assert remote.gamma_ == pytest.approx(local.gamma_, rel=1e-8)
+    np.testing.assert_allclose(remote.task_params_.compute(),
+                               local.task_params_, atol=1e-12)
 

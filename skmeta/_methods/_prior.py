@@ -178,14 +178,23 @@ def noise_variance_floor(y):
     """The smallest noise variance empirical Bayes learns from targets ``y``.
 
     Tasks with fewer samples than parameters fit exactly, and the noise
-    variance estimate would go to zero: it is kept above round-off of y, in
-    the units of y's spread, or of y itself where y is constant (a floor of
-    1e-300 there made a mixture's evidence overflow); 1e-300 only where y is
-    all zeros, whose fits are zero whatever the noise.
+    variance estimate would go to zero: it is kept above round-off of y (see
+    :func:`noise_variance_floor_of`).
     """
     if not len(y):
         return 1e-10
-    spread = float(np.var(y))
-    if spread <= 0:
-        spread = float(np.mean(np.square(y)))
+    return noise_variance_floor_of(float(np.var(y)), float(np.mean(np.square(y))),
+                                   constant=bool(np.ptp(y) == 0))
+
+
+def noise_variance_floor_of(variance, mean_square, constant):
+    """The noise variance's floor from the targets' variance, mean square and
+    whether they are all equal (what a fit on Dask collections gathers).
+
+    1e-10 of y's spread; of y itself where y does not vary (a floor of
+    1e-300 there made a mixture's evidence overflow), told by its values:
+    the variance of a constant 0.3 is a rounding residue (3e-33), not 0.
+    1e-300 only where y is all zeros, whose fits are zero whatever the noise.
+    """
+    spread = mean_square if constant else variance
     return 1e-10 * spread if spread > 0 else 1e-300
