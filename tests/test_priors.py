@@ -1118,3 +1118,15 @@ def test_prior_settings_that_cannot_apply_are_refused_or_warned():
         alone = MetaRegressor(Ridge(), gamma=50.0, prior="full").fit(X, y)
     assert record[0].filename == __file__
     assert_allclose(alone.task_params_[0, :-1], Ridge().fit(X, y).coef_)
+
+
+def test_one_labelled_task_compares_no_prior_structures():
+    # one task tells nothing of how tasks differ: as without task labels,
+    # the isotropic prior only (it compared three and chose a diagonal one)
+    X, y, _, _ = linear_tasks(1, 60, 0.3 * np.eye(3), seed=10)
+    meta = MetaRegressor(Ridge()).fit(X, y, tasks=np.zeros(60, int))
+    assert meta.prior_kind_ == "isotropic" and meta.prior_scores_ == {}
+    # whose learned mean is the task's own model: the base estimator's fit
+    own = Ridge().fit(X, y)
+    assert_allclose(meta.task_params_[0], np.r_[own.coef_, own.intercept_],
+                    atol=1e-4)

@@ -1052,9 +1052,11 @@ class Proximal(MetaMethod):
                   if make_solver is None
                   else make_solver(problem, max_full_params))
         with solver:
+            # one task, labelled or not, tells nothing of how tasks differ
             structures = candidate_structures(
-                s.prior, s.random_effects, problem, solver.diagonal, single_task,
-                s.gamma, n_tasks=min(batch.n_tasks, SELECTION_TASKS))
+                s.prior, s.random_effects, problem, solver.diagonal,
+                single_task or batch.n_tasks == 1, s.gamma,
+                n_tasks=min(batch.n_tasks, SELECTION_TASKS))
             scores = {}
             start = None
             try:
