@@ -410,12 +410,21 @@ default=None
             prior_df=self.prior_df)
 
     def _warn_prior_settings_unused(self):
-        """Warn of prior settings a fit without task identities ignores."""
-        defaults = _BaseMetaEstimator().get_params(deep=False)
-        unused = [f"{name}={getattr(self, name)!r}" for name in (
-            "gamma", "prior", "random_effects", "prior_df",
-            "n_prior_components")
-            if not _same_value(getattr(self, name), defaults[name])]
+        """Warn of prior settings a fit without task identities ignores.
+
+        (Those it keeps are not: no transfer, ``gamma=0``, and an isotropic
+        prior over every coefficient.)
+        """
+        kept = {
+            "gamma": isinstance(self.gamma, str) or self.gamma == 0,
+            "prior": self.prior in ("auto", "isotropic"),
+            "random_effects": self.random_effects is None or (
+                isinstance(self.random_effects, str)),
+            "prior_df": self.prior_df is None,
+            "n_prior_components": isinstance(self.n_prior_components, str),
+        }
+        unused = [f"{name}={getattr(self, name)!r}"
+                  for name, is_kept in kept.items() if not is_kept]
         if unused:
             warnings.warn(
                 f"{', '.join(unused)}: a fit without task identities (no "
