@@ -227,7 +227,7 @@ def newton_direction(problem, theta, fresh, factored, l1, tol, work, Ainv):
                               tol * 1e-2)
     elif factored:
         if fresh:
-            jitter = cholesky_with_jitter(A, L, d, problem.l2w)
+            jitter = cholesky_with_jitter(A, L, d, problem.l2w, problem.lam2)
         for j in range(d):
             delta[j] = -grad[j]
         cholesky_solve(L, delta, delta, d)
@@ -394,7 +394,8 @@ def solve_task(rows, problem, prior, theta, max_iter, tol, have_inverse,
         last_step = max_step
     if final_hessian:
         objective_hessian(rows, problem, prior, fit[2], scale, work)
-        cholesky_with_jitter(work.A, work.L, d, problem.l2w)
+        cholesky_with_jitter(work.A, work.L, d, problem.l2w,
+                             problem.lam2)
         refreshed = True
     return objective, loss, n_iter, refreshed
 
@@ -417,7 +418,7 @@ def hessian_inverse(A, L, W, Ainv, theta, problem, d, active_only):
                 W[i, j] = 1.0 if i == j else 0.0
             else:
                 W[i, j] = A[i, j]
-    cholesky_with_jitter(W, L, d, problem.l2w)
+    cholesky_with_jitter(W, L, d, problem.l2w, problem.lam2)
     cholesky_inverse(L, W, Ainv, d)
     if active_only:
         for i in range(d):
