@@ -44,25 +44,26 @@ def cholesky_lower(A, L, d, floor):
 
 @helper
 def cholesky_with_jitter(A, L, d, weights, lam2):
-    """Cholesky of ``A + eps diag(weights)``, ``eps`` zero unless ``A`` is singular.
+    """Cholesky of ``A`` plus a diagonal jitter, zero unless ``A`` is singular.
 
     Without an l2 penalty (``lam2 == 0``) ``A`` may be singular (collinear
     features, fewer rows than features): a pivot below ``_PIVOT_FLOOR`` of
-    its diagonal entry counts as zero, and ``eps`` grows from 1e-12 times
-    the mean diagonal until the factorization succeeds. Jitter only resolves
-    ties: it picks the solution of minimum weighted norm. The caller weights
-    the coefficients and not the intercept, which gives the solution
+    its diagonal entry counts as zero, and the jitter is ``eps m
+    diag(weights)``, ``m`` the mean diagonal entry, ``eps`` growing from
+    1e-12 until the factorization succeeds. Jitter only resolves ties: it
+    picks the solution of minimum weighted norm. The caller weights the
+    coefficients and not the intercept, which gives the solution
     scikit-learn's least-squares solvers return (intercept free, smallest
     coefficients). If that is not enough, every diagonal entry is jittered.
 
     With an l2 penalty ``A`` is definite, however ill-conditioned: a pivot
-    counts as zero only at rounding level, and jitter, if any, is in
-    proportion to each diagonal entry. (With the singular case's rules,
-    features 1e8 apart in scale, one of them nearly collinear, made the
-    pivot test fail on a definite Hessian, and jitter of the mean diagonal's
-    size swamped the small features' curvature: their coefficients crawled,
-    and a multinomial fit stopped 3e-4, another 30%, above its optimum.)
-    ``A`` is left as it was.
+    counts as zero only at rounding level, and the jitter, if any, is in
+    proportion to each diagonal entry, ``eps diag(weights * diag(A))``.
+    (With the singular case's rules, features 1e8 apart in scale, one of
+    them nearly collinear, made the pivot test fail on a definite Hessian,
+    and a jitter the size of the mean diagonal swamped the small features'
+    curvature: their coefficients crawled, and multinomial fits stopped
+    3e-4 and 30% above their optimum.) ``A`` is left as it was.
     """
     definite = lam2 > 0.0
     floor = _PIVOT_ROUNDING * d if definite else _PIVOT_FLOOR
