@@ -1757,8 +1757,8 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         ``gamma="auto"``, which holds them shared: a fixed ``gamma`` pulls
         every coefficient with the same strength, and refuses a list);
         ``"auto"``: as ``None``, and with ``gamma="auto"``, ``prior="auto"``
-        also considers random intercepts only. A network base estimator takes ``"auto"``
-        or ``None`` (its parameters are layers of weights).
+        also considers random intercepts only. A network base estimator
+        takes ``"auto"`` or ``None`` (its parameters are layers of weights).
     task_column : int, str or list, default=None
         Column of ``X`` holding each sample's task label (an integer position,
         or a name for DataFrames); it is removed before the models see the

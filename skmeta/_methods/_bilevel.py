@@ -47,7 +47,6 @@ CG_MAX_ITER = 20
 _DIVERGENCE_FACTOR = 10.0
 
 
-
 def _adapted_steps(batch, problem, fitted, n_steps, block, tasks):
     """``n_steps`` inner steps of ``tasks`` from the fitted initialization."""
     n = len(tasks)
@@ -60,6 +59,7 @@ def _adapted_chunk(batch, problem, fitted, n_steps, block, lo, hi):
     """:func:`_adapted_steps` of the tasks ``lo`` to ``hi``."""
     return _adapted_steps(batch, problem, fitted, n_steps, block,
                           np.arange(lo, hi))
+
 
 class Adam:
     """Adam (Kingma & Ba, 2015) on one parameter array."""
