@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import (
@@ -477,3 +478,71 @@ def test_penalized_fits_of_features_of_very_different_scales_reach_the_optimum(
                                        max_iter=1000).fit(X, y)
     meta = MetaClassifier(base).fit(X, y)
     assert objective(meta.task_estimator()) <= objective(reference) * (1 + 1e-9)
+
+
+def _near_collinear_regression_tasks(rng, sizes, scaled):
+    """Tasks of 6 features, the third 1e-8 from the span of the first two,
+    optionally 1e-4 to 1e4 in scale."""
+    X = rng.standard_normal((sum(sizes), 6))
+    X[:, 2] = X[:, 0] - 0.5 * X[:, 1] + 1e-8 * rng.standard_normal(len(X))
+    if scaled:
+        X *= np.logspace(-4, 4, 6)[rng.permutation(6)]
+    y = (X / X.std(axis=0)) @ rng.standard_normal(6) + 3.0 + rng.standard_normal(
+        len(X))
+    tasks = np.repeat(np.arange(len(sizes)), sizes)
+    return X, y, tasks
+
+
+@pytest.mark.parametrize("layout", ["dense", "csr"])
+@pytest.mark.parametrize("base, scaled", [
+    (LinearRegression(), False), (LinearRegression(), True),
+    (LinearRegression(fit_intercept=False), False),
+    (LinearRegression(fit_intercept=False), True),
+    # (a cut-off at rounding level on scaled columns: which directions are
+    # kept is rounding's choice)
+    (LinearRegression(tol=1e-15), False)],
+    ids=["default-unit", "default-scaled", "noicpt-unit", "noicpt-scaled",
+         "tight-unit"])
+def test_ordinary_least_squares_is_linear_regressions_own_fit(base, scaled,
+                                                              layout):
+    # the normal equations square the condition number: a column 1e-8 from
+    # collinear lost its direction in the Newton solve, or jitter the size of
+    # the large columns' curvature swamped the small ones', and the models had
+    # up to 67 times LinearRegression's squared error, silently. Each task,
+    # and a fit without tasks, is now LinearRegression's own lstsq (its tol
+    # the cut-off of singular values) on the weighted, centred rows
+    rng = np.random.default_rng(3)
+    sizes = [30, 15, 8, 60]
+    X, y, tasks = _near_collinear_regression_tasks(rng, sizes, scaled)
+    sw = rng.uniform(0.5, 2.0, len(y))
+    X_in = sp.csr_matrix(X) if layout == "csr" else X
+    meta = MetaRegressor(base, gamma=0.0).fit(X_in, y, tasks=tasks,
+                                              sample_weight=sw)
+    # with tol=1e-15 the direction 1e-8 from collinear is kept, and the
+    # models along it are determined only to the rounding of the centred rows
+    # (two lstsq's differ there): the squared error is what is compared
+    resolved = base.tol < 1e-8
+
+    def squared_error(model, rows):
+        return np.sum(sw[rows] * (model.predict(X[rows]) - y[rows]) ** 2)
+
+    for t in range(len(sizes)):
+        rows = tasks == t
+        ref = reference_fit(base, X[rows], y[rows], sw[rows])
+        model = meta.task_estimator(t)
+        assert squared_error(model, rows) <= squared_error(ref, rows) * (1 + 1e-6)
+        if not resolved:
+            np.testing.assert_allclose(model.predict(X[rows]),
+                                       ref.predict(X[rows]), rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(model.coef_, ref.coef_, rtol=1e-6,
+                                       atol=1e-9 * np.abs(ref.coef_).max())
+    # without tasks: the base estimator's own fit
+    rows = tasks == 2
+    single = MetaRegressor(base).fit(X_in[np.flatnonzero(rows)], y[rows],
+                                     sample_weight=sw[rows])
+    ref = reference_fit(base, X[rows], y[rows], sw[rows])
+    assert squared_error(single.task_estimator(), rows) <= squared_error(
+        ref, rows) * (1 + 1e-6)
+    if not resolved:
+        np.testing.assert_allclose(single.predict(X[rows]), ref.predict(X[rows]),
+                                   rtol=1e-9, atol=1e-9)

@@ -147,7 +147,13 @@ class LinearFamily:
             lam1=float(self.lam * self.l1_ratio),
             l2w=l2w.ravel(),
             l1w=l1w.ravel(),
+            singular_cutoff=self.singular_cutoff(),
         )
+
+    def singular_cutoff(self):
+        """The relative cut-off of singular values where the tasks are
+        ordinary least squares (see ``Problem``)."""
+        return float(np.finfo(np.float64).eps)
 
     # --- targets ------------------------------------------------------------
     def check_targets(self, y):

@@ -1,7 +1,9 @@
 """Squared-error families: Ridge, LinearRegression, Lasso, ElasticNet."""
 
 import numpy as np
+import sklearn
 from sklearn.linear_model import ElasticNet, Lasso, LinearRegression, Ridge
+from sklearn.utils.fixes import parse_version
 
 from .._kernels._codes import SQUARED
 from ._base import LinearFamily, mixing_ratio, penalty_strength
@@ -75,6 +77,16 @@ class RidgeFamily(_SquaredTargets, LinearFamily):
     def datafit_code(self, n_classes):
         return SQUARED
 
+    def singular_cutoff(self):
+        # From scikit-learn 1.9 on, LinearRegression's lstsq counts singular
+        # values below tol times the largest as zero on dense rows (columns of
+        # very different scales lose the small ones' directions there); before,
+        # only those at rounding level. Its own fit is what a fit without
+        # tasks must give
+        if (isinstance(self.estimator, LinearRegression)
+                and parse_version(sklearn.__version__).release >= (1, 9)):
+            return float(self.estimator.get_params()["tol"])
+        return super().singular_cutoff()
 
 
 class LassoFamily(_SquaredTargets, LinearFamily):

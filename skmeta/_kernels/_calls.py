@@ -11,6 +11,7 @@ from functools import cached_property
 import numba
 import numpy as np
 
+from ._codes import SQUARED
 from ._implicit import ImplicitOutputs, implicit_tasks
 from ._launch import _PARALLEL_LAUNCH as _PARALLEL_LAUNCH  # tests hold it
 from ._launch import UnrollResult, meta_batch_of, run_chunked
@@ -23,6 +24,7 @@ from ._layout import (
     prior_arrays,
     transposed_batch,
 )
+from ._least_squares import ordinary_least_squares
 from ._newton import (
     KeptInverses,
     SolveOutputs,
@@ -360,12 +362,43 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
         work = newton_workspace(problem, n_max, dense=not batch.is_sparse)
         solve_tasks(batch.arrays, problem.arrays, prior, centres, theta,
                     inv_weight, settings, kept, work, out)
+    if _ordinary_least_squares(problem, precision):
+        _solve_by_orthogonal_factors(batch, problem, theta, out)
     return TaskSolutions(theta, out.objective, out.loss, out.n_iter, out.trace,
                          out.inv_sum if want_inverse else None,
                          out.inv_wsum if want_inverse else None, products,
                          out.logdet,
                          covariances[:, 0] if keep_covariances and diagonal
                          else covariances if keep_covariances else None)
+
+
+def _ordinary_least_squares(problem, precision):
+    """Whether every task is unpenalized least squares: squared errors, no
+    penalty and no transfer term."""
+    return (problem.code == SQUARED and not problem.has_l1
+            and not np.any(problem.lam2 * problem.l2w)
+            and not np.any(precision))
+
+
+def _solve_by_orthogonal_factors(batch, problem, theta, out):
+    """Replace the Newton kernels' solutions of ordinary least squares by
+    ``LinearRegression``'s (see ``_least_squares``), and their losses.
+
+    The Hessian, and so everything else the kernels returned (sums of its
+    inverse, traces, log-determinants), does not depend on the solution.
+    """
+    solution, solved = ordinary_least_squares(
+        batch, problem.n_features, problem.fit_intercept,
+        float(problem.singular_cutoff))
+    if not solved.any():
+        return
+    theta[solved] = solution[solved]
+    loss = datafit_losses(batch, problem, theta)
+    if problem.mean_loss:
+        weight = batch.task_weights()
+        loss = np.divide(loss, weight, out=np.zeros_like(loss), where=weight > 0)
+    out.loss[:] = np.where(solved, loss, out.loss)
+    out.objective[:] = np.where(solved, loss, out.objective)
 
 
 def decision_values(X, row_model, params, problem):

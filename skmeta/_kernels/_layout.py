@@ -19,7 +19,7 @@ float32 are trained in float32 arithmetic, as PyTorch does by default (see
 """
 
 from collections import namedtuple
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -104,6 +104,11 @@ class Problem:
     l2w, l1w : ndarray of shape (n_params,)
         Per-parameter weights of those penalties (0 for the intercept, unless
         the estimator penalizes it).
+    singular_cutoff : float
+        Where tasks are ordinary least squares (see ``_least_squares``):
+        singular values below this fraction of the largest count as zero.
+        ``LinearRegression``'s ``tol`` (scikit-learn 1.9 and later, as its own
+        fit on dense rows); the rounding level otherwise.
     """
 
     code: int
@@ -115,6 +120,7 @@ class Problem:
     lam1: float
     l2w: np.ndarray
     l1w: np.ndarray
+    singular_cutoff: float = float(np.finfo(np.float64).eps)
 
     # the kinds of problem the call layer dispatches on (see _network)
     is_network = False
@@ -167,6 +173,10 @@ class TaskBatch:
     # the float type of the rows as they were given (``float32`` or
     # ``float64``); the arrays above are float64 whatever it is
     float_type: type = np.float64
+    # what is computed once from these rows alone, by name (a batch made
+    # from this one, even by ``dataclasses.replace``, starts empty)
+    memo: dict = field(default_factory=dict, init=False, repr=False,
+                       compare=False)
 
     @property
     def n_tasks(self):
@@ -248,8 +258,23 @@ class TaskBatch:
         """The same rows as a single task."""
         return replace(self, offsets=np.array([0, self.n_rows], dtype=np.intp))
 
+    def __getstate__(self):
+        # what the memo holds is recomputed where the batch is sent, rather
+        # than sent with it (shards would copy the rows they view)
+        return dict(self.__dict__, memo={})
+
     def shard(self, first, last):
-        """The batch restricted to tasks ``first:last`` (views where possible)."""
+        """The batch restricted to tasks ``first:last`` (views where possible).
+
+        The same object each time for the same tasks: what is computed from
+        its rows alone (``memo``) serves every solver of this batch.
+        """
+        key = ("shard", int(first), int(last))
+        if key not in self.memo:
+            self.memo[key] = self._restricted(first, last)
+        return self.memo[key]
+
+    def _restricted(self, first, last):
         lo, hi = int(self.offsets[first]), int(self.offsets[last])
         offsets = self.offsets[first:last + 1] - lo
         if self.is_sparse:
