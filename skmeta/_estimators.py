@@ -1829,7 +1829,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         strength (``gamma="auto"`` with a linear base estimator) is this
         method's, learned to ``tol``. ``"imaml"`` with a network:
         relative residual at which the conjugate gradient of the implicit
-        meta-gradient stops. Unused otherwise.
+        meta-gradient stops (earlier at a direction of non-positive
+        curvature, where ``gamma`` is below the network's negative
+        curvature: see the user guide). Unused otherwise.
     n_jobs : int, default=None
         Number of task shards solved in parallel (threads, or the workers of
         an active joblib backend such as Dask). ``"maml"``, ``"metasgd"``

@@ -642,13 +642,17 @@ def train_regression():
 
 
 def power_top_eigenvalue(Xt, curvature):
-    """The kernel's estimate: power iteration from the normalized ones vector."""
+    """The kernel's estimate: power iteration from its fixed start vector,
+    and never below the heaviest row's own curvature."""
     M = curvature * Xt.T @ Xt
-    vec = np.ones(M.shape[0]) / np.sqrt(M.shape[0])
+    vec = 0.5 + (np.arange(1, M.shape[0] + 1)
+                 * unroll_module._GOLDEN_FRACTION) % 1.0
+    vec /= np.linalg.norm(vec)
     for _ in range(unroll_module._POWER_ITERATIONS):
         nxt = M @ vec
         value = np.linalg.norm(nxt)
         vec = nxt / value
+    value = max(value, (curvature * (Xt ** 2).sum(axis=1)).max())
     # a lower bound of the top eigenvalue, close to it
     assert value <= np.linalg.eigvalsh(M)[-1] * (1 + 1e-12)
     return value
@@ -912,3 +916,70 @@ def test_tol_is_used_by_the_learned_strength_of_gradient_based_methods():
     with pytest.warns(UserWarning, match="tol=0.1 is not used by method='maml'"):
         MetaRegressor(Ridge(), method="maml", gamma=1.0, tol=0.1,
                       max_iter=2).fit(X, y, tasks=tasks)
+
+
+@pytest.mark.parametrize("support", [
+    [[-1.0]] * 3,                                   # x~ = (-1, 1): x~ . 1 = 0
+    [[-1.0, -1.0, 1.0]],                            # +-1 features, one shot
+    [[-1.0, -1.0, 1.0], [1.0, -1.0, -1.0], [-1.0, 1.0, -1.0]],
+], ids=["repeated", "one-shot", "pm1"])
+def test_auto_steps_are_short_of_divergence_on_structured_rows(support):
+    # the smoothness was estimated by power iteration from the constant
+    # vector, orthogonal to the top eigenvector where every row has
+    # x~ . 1 = 0: estimates of 0.2 (true 6.2) and 1.99 (true 5.99), and
+    # adaptations that diverged to coefficients of 1e6
+    rng = np.random.default_rng(4)
+    p = len(support[0])
+    X = rng.choice([-1.0, 1.0], size=(120, p))
+    y = X @ np.linspace(1.0, -0.5, p) + 0.1 * rng.standard_normal(120)
+    meta = MetaRegressor(Ridge(alpha=1.0), method="maml", gamma=1.0,
+                         inner_steps=1, inner_lr="auto", max_iter=5,
+                         random_state=0).fit(X, y, tasks=np.repeat(np.arange(12), 10))
+    Xn = np.array(support)
+    yn = Xn @ np.linspace(1.0, -0.5, p)
+    theta0 = meta.meta_params_
+    ref = InnerObjective.from_problem(make_problem(SQUARED, p, lam2=1.0), Xn, yn,
+                                      None, theta0=theta0,
+                                      precision=np.full(p + 1, meta.gamma_))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no divergence to warn of
+        adapted = flat_params(meta.adapt(Xn, yn))
+    step = (theta0 - adapted) / ref.grad(theta0)
+    assert_allclose(step, step[0], rtol=1e-9)  # one step along the gradient
+    # short of 2 / L, L the support objective's smoothness (the estimate
+    # bounds the penalties' part by their largest curvature: a little longer)
+    smoothness = np.linalg.eigvalsh(ref.hess(theta0))[-1]
+    assert 0.9 < step[0] * smoothness < 2.0
+
+
+def test_auto_steps_that_diverge_do_not_advise_auto_steps():
+    # the Poisson's curvature bound, max(y, mean y), fails on a support of
+    # zero counts where the prior predicts means of about e^1.5: steps 60-120
+    # times too long. The divergence warning advised inner_lr='auto', the
+    # setting in use
+    rng = np.random.default_rng(0)
+    n_tasks, n, p = 30, 10, 3
+    X = rng.normal(size=(n_tasks * n, p))
+    tasks = np.repeat(np.arange(n_tasks), n)
+    coef = 0.3 * rng.normal(size=(n_tasks, p))
+    y = rng.poisson(np.exp(1.5 + np.einsum("ij,ij->i", X, coef[tasks])))
+    meta = MetaRegressor(PoissonRegressor(alpha=0.01), method="maml", gamma=0.1,
+                         inner_steps=5, inner_lr="auto", max_iter=30,
+                         random_state=0).fit(X, y, tasks=tasks)
+    rng.normal(size=(4, p))
+    with pytest.warns(ConvergenceWarning, match="steps diverge.*inner_lr='auto' "
+                      "scales the steps.*set inner_lr to a number"):
+        meta.adapt(rng.normal(size=(4, p)), np.zeros(4))
+
+
+@pytest.mark.parametrize("Meta, base", [(MetaRegressor, Ridge()),
+                                        (MetaClassifier, LogisticRegression())])
+def test_imaml_without_a_transfer_term_is_refused(Meta, base, train_regression,
+                                                  train_classification):
+    # with gamma=0 the implicit meta-gradient is identically zero: the fit
+    # ran max_iter Adam steps that never moved and returned the pooled
+    # start, silently (a network was refused already)
+    X, y, tasks = train_regression if Meta is MetaRegressor else train_classification
+    with pytest.raises(ValueError, match="needs gamma > 0.*implicit meta-gradient "
+                       "is zero"):
+        Meta(base, method="imaml", gamma=0.0).fit(X, y, tasks=tasks)

@@ -53,6 +53,8 @@ FORWARD = 0
 FIRST_ORDER = 1
 SECOND_ORDER = 2
 _POWER_ITERATIONS = 10
+# the power iteration's start: entries 0.5 + frac(j phi), phi the golden ratio
+_GOLDEN_FRACTION = 0.6180339887498949
 
 UnrollConfig = namedtuple(
     "UnrollConfig", "alpha auto_step step_offset n_steps mode block_size XTb")
@@ -89,14 +91,24 @@ StepWork = namedtuple(
 
 @helper
 @always_inlined
-def support_curvature(rows, ns, problem, vec, nxt, Z):
+def support_curvature(rows, ns, problem, vec, nxt, Z, C):
     """Largest eigenvalue of ``X~^T diag(c) X~`` over the support rows ``0:ns``.
 
     ``c_i`` is the sample weight times a bound on the datafit's curvature
-    (see ``_datafits.curvature_bound``). Power iteration from a fixed start
-    vector.
+    (see ``_datafits.curvature_bound``), kept in ``C[0, :ns]``. It does
+    not depend on the start of the steps (so neither does the step size,
+    and the meta-gradient through the steps is the whole of it). Power
+    iteration from a fixed start vector whose entries stand in no simple
+    ratio to each other: rows of structured
+    features (of +-1, or centred) cannot make it orthogonal to the top
+    eigenvector, as they did the constant vector (every row with
+    ``x~ . 1 = 0``, e.g. ``x = -1`` beside an intercept, gave an estimate of
+    0 and steps that diverged). The estimate is also never below the
+    heaviest row's own curvature ``c_i |x~_i|^2``, a lower bound of the
+    eigenvalue exact for one row.
     """
-    p1 = problem.n_features + problem.fit_intercept
+    p = problem.n_features
+    p1 = p + problem.fit_intercept
     if ns == 0:
         return 0.0
     # the rows' weighted mean: a row of weight 0 is a row absent
@@ -106,28 +118,42 @@ def support_curvature(rows, ns, problem, vec, nxt, Z):
         mean_y += rows.sw[i] * rows.y[i]
         total += rows.sw[i]
     mean_y = mean_y / total if total > 0.0 else 0.0
+    heaviest = 0.0
+    for r in range(ns):
+        C[0, r] = curvature_bound(problem.code, rows.y[r], mean_y) * rows.sw[r]
+        squared = 1.0 if problem.fit_intercept else 0.0
+        if rows.is_sparse:
+            for e in range(rows.indptr[r], rows.indptr[r + 1]):
+                squared += rows.data[e] * rows.data[e]
+        else:
+            for j in range(p):
+                squared += rows.XT[j, r] * rows.XT[j, r]
+        heaviest = max(heaviest, C[0, r] * squared)
+    norm = 0.0
     for j in range(p1):
-        vec[j] = 1.0 / math.sqrt(p1)
+        vec[j] = 0.5 + ((j + 1) * _GOLDEN_FRACTION) % 1.0
+        norm += vec[j] * vec[j]
+    norm = math.sqrt(norm)
+    for j in range(p1):
+        vec[j] /= norm
     value = 0.0
     for _ in range(_POWER_ITERATIONS):
-        predictor(rows, 0, ns, vec, 1, problem.n_features, problem.fit_intercept,
-                  Z)
+        predictor(rows, 0, ns, vec, 1, p, problem.fit_intercept, Z)
         for r in range(ns):
-            Z[0, r] *= curvature_bound(problem.code, rows.y[r], mean_y) * rows.sw[r]
+            Z[0, r] *= C[0, r]
         for j in range(p1):
             nxt[j] = 0.0
-        gradient(rows, 0, ns, Z, 1.0, 1, problem.n_features,
-                 problem.fit_intercept, nxt)
+        gradient(rows, 0, ns, Z, 1.0, 1, p, problem.fit_intercept, nxt)
         norm = 0.0
         for j in range(p1):
             norm += nxt[j] * nxt[j]
         norm = math.sqrt(norm)
         if norm == 0.0:
-            return 0.0
+            break
         value = norm
         for j in range(p1):
             vec[j] = nxt[j] / norm
-    return value
+    return max(value, heaviest)
 
 
 @helper
@@ -298,7 +324,8 @@ def unroll_tasks(c, n_chunks, batch, problem, prior, meta_batch, config, work,
         step = 1.0
         if config.auto_step:
             smoothness = config.step_offset + scale * support_curvature(
-                rows, ns, problem, step_work.vec, step_work.nxt, step_work.Z)
+                rows, ns, problem, step_work.vec, step_work.nxt, step_work.Z,
+                step_work.G)
             step = 1.0 / smoothness if smoothness > 0.0 else 1.0
         forward(rows, ns, problem, prior, alpha, step, scale, config.n_steps,
                 step_work)

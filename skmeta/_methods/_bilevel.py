@@ -529,6 +529,19 @@ class _Bilevel(MetaMethod):
             diverged = ~(end <= _DIVERGENCE_FACTOR * start + scale)
         if np.any(diverged):
             step = self._steps_named
+            if fitted.auto_step:
+                # 1 / L_t from a curvature bound that is not one: the Poisson
+                # deviance's, max(y, mean y), where the prior predicts far
+                # larger counts than a support's (all zero, say)
+                advice = ("inner_lr='auto' scales the steps by 1 / L_t, L_t "
+                          "from a bound on the curvature that fails here "
+                          "(e.g. Poisson counts far below what the prior "
+                          "predicts): set inner_lr to a number, a step "
+                          "short of 2 / L for these tasks' support "
+                          "objectives.")
+            else:
+                advice = ("Use inner_lr='auto' (steps of 1 / L_t) or a smaller "
+                          "inner_lr.")
             warnings.warn(
                 f"method={self.name!r}: the inner gradient steps diverge on "
                 f"{int(diverged.sum())} of {len(diverged)} task(s), ending up "
@@ -536,8 +549,7 @@ class _Bilevel(MetaMethod):
                 "the task's exact solution: "
                 f"{step} is too long for the tasks' curvature (the "
                 f"transfer strength gamma_={float(fitted.gamma):.3g} "
-                "included), and their models are meaningless. Use "
-                "inner_lr='auto' (steps of 1 / L_t) or a smaller inner_lr.",
+                f"included), and their models are meaningless. {advice}",
                 ConvergenceWarning,
                 stacklevel=4)
 
@@ -567,11 +579,21 @@ class IMAML(_Bilevel):
             raise ValueError(
                 f"method='imaml' with a network needs a number gamma > 0, got "
                 f"gamma={gamma!r}: its transfer term is what keeps a task's "
-                "non-convex inner problem near the prior and the implicit "
+                "non-convex inner problem near the prior and, where it "
+                "exceeds the Hessian's negative curvature, the implicit "
                 "gradient's system (gamma + Hessian) positive definite, and "
                 "gamma='auto', an empirical-Bayes estimate, exists for linear "
                 "base estimators only (e.g. gamma=1.0, in the units of the "
                 "network's alpha)."
+            )
+        if gamma != "auto" and float(gamma) == 0:
+            raise ValueError(
+                "method='imaml' needs gamma > 0 (or gamma='auto'), got "
+                "gamma=0: without the transfer term a task's exact solution "
+                "does not depend on the prior mean, so the implicit "
+                "meta-gradient is zero and nothing would be meta-learned "
+                "(the fit returned the pooled start). For steps from a "
+                "learned start without a transfer term, use method='maml'."
             )
 
     def meta_gradient(self, batch, problem, precision, auto, start, n_sel, *,
