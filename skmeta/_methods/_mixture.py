@@ -327,7 +327,10 @@ def _m_step(mixture, solved, resp, u, setup):
         # (see _proximal.empirical_bayes_update), relative to the mean scale
         diag = (ru @ (setup.relative_scale[:, None] * dev * dev)
                 + old.dispersion * solved.inv_wsum[k]) / ru.sum()
-        natural = setup.structure.natural_precision(None, diag, counts[k])
+        natural = setup.structure.natural_precision_beside(
+            None, diag, counts[k],
+            None if setup.ridge is None
+            else setup.ridge * setup.mean_scale / dispersion)
         prior = setup.component(mean, natural, dispersion)
         components.append(prior)
     return PriorMixture(weights, tuple(components), mixture.df)

@@ -352,8 +352,9 @@ class _Hierarchy:
         T = theta.shape[0]
         transfer = state.transfer
         if self.learn_gamma:
-            natural = self.structure.natural_precision(None, second.mean(axis=0),
-                                                       T)
+            # (the base penalty in the moments' natural units)
+            natural = self.structure.natural_precision_beside(
+                None, second.mean(axis=0), T, self.ridge * self.s_bar / dispersion)
             M_new = dispersion / self.s_bar * natural
             transfer = np.maximum(M_new - self.ridge, _TRANSFER_FLOOR * M_new)
         precisions = []

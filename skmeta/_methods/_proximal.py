@@ -336,7 +336,9 @@ def prior_from_moments(prior, moments, diag, n_tasks, dispersion, mean_scale, *,
     """The M-step of :func:`empirical_bayes_update` from the tasks' expected
     second moments about ``prior.theta0`` (``moments``, or its diagonal
     ``diag`` alone), the noise variance and the tasks' mean scale."""
-    natural = structure.natural_precision(moments, diag, n_tasks)
+    # (the base penalty in the moments' natural units)
+    natural = structure.natural_precision_beside(
+        moments, diag, n_tasks, ridge * mean_scale / dispersion)
     return prior_from_natural(
         prior, natural, dispersion, mean_scale, structure=structure,
         learn_gamma=learn_gamma, ridge=ridge,

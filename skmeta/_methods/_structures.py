@@ -123,6 +123,56 @@ class Structure:
             natural = np.where(self.shared, SHARED_PRECISION_RATIO * top, natural)
         return natural
 
+    def natural_precision_beside(self, moments, diag, n_tasks, penalty):
+        """:meth:`natural_precision` of a prior whose tasks' precision also
+        holds the base estimator's penalty ``penalty`` (a diagonal precision
+        in the units of ``diag``, or None): where the structure is isotropic,
+        that of the transfer term beside it (:meth:`isotropic_beside`)."""
+        if (self.kind == "isotropic" and penalty is not None
+                and np.any(penalty > 0)):
+            return self.isotropic_beside(diag, penalty)
+        return self.natural_precision(moments, diag, n_tasks)
+
+    def isotropic_beside(self, diag, penalty):
+        """The M-step's ``Sigma^{-1}`` of an isotropic transfer term beside the
+        base estimator's penalty ``penalty`` (a diagonal precision, in the
+        same natural units as ``diag``).
+
+        The tasks' precision is ``pi I + P`` on the coefficients that vary:
+        EM's ``pi`` maximizes ``-tr((pi I + P) S) / 2 + log det(pi I + P) / 2``,
+        the root of ``sum_j 1 / (pi + P_j) = sum_j S_jj``. (Fitting ``pi I``
+        to the moments and taking the penalty off afterwards, as for the
+        other structures, averaged the small spread of the coefficients the
+        penalty holds into the level of those it does not: with
+        ``Ridge(alpha=20)`` the unpenalized intercept's variance came out at
+        0.12-0.14 where the tasks' was 0.6-1.0, 45 nats of evidence below
+        the family's maximum, and the transfer term was not isotropic.)
+        """
+        d = diag.shape[0]
+        random = self._random_effects(d)
+        P = penalty[random]
+        target = float(diag[random].sum())
+        if not (np.isfinite(target) and target > 0):
+            return self.natural_precision(None, diag, 1)
+
+        def excess(pi):
+            return float(np.sum(1.0 / (pi + P))) - target
+
+        # sum_j 1 / (pi + P_j) <= n / pi: the root lies below n / target
+        high = 2.0 * len(P) / target
+        if np.all(P > 0) and excess(0.0) <= 0:
+            pi = 0.0  # the penalty alone is tighter than the spread
+        else:
+            low = high
+            while excess(low) <= 0:
+                low *= 1e-3
+            pi = optimize.brentq(excess, low, high, xtol=1e-300, rtol=1e-14)
+        natural = pi + penalty
+        if self.shared is not None:
+            top = float(natural[random].max())
+            natural = np.where(self.shared, SHARED_PRECISION_RATIO * top, natural)
+        return natural
+
     def natural_from_factors(self, factors, d):
         """The ``(d, d)`` natural precision of a low-rank prior whose random
         effects' covariance is the factor model ``factors = (F, psi)``."""
