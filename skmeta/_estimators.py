@@ -357,10 +357,16 @@ default=None
             that estimator's parameters.
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative sample weights, in the base estimator's objective.
-            A row of weight 0 is as absent, and so is a task whose rows all
-            have weight 0: it is not in ``tasks_``, and gets the prior
-            model as any unseen task (``classes_`` counts every row's
-            class, as scikit-learn's classifiers do). Under ``"imaml"``,
+            A weight counts as that many repetitions of the row, as in
+            scikit-learn: in the evidence that learns the prior too, so
+            weights scaled by ``c`` learn the prior of every row repeated
+            ``c`` times (a weaker prior where ``c > 1``), even where the base
+            estimator's own fit does not change (``LinearRegression``);
+            weights normalized to sum to 1 make the data all but
+            uninformative. A row of weight 0 is as absent, and so is a task
+            whose rows all have weight 0: it is not in ``tasks_``, and gets
+            the prior model as any unseen task (``classes_`` counts every
+            row's class, as scikit-learn's classifiers do). Under ``"imaml"``,
             ``"maml"`` and ``"metasgd"``, whose support/query splits draw
             from every row, a row of weight 0 still takes a place in the
             split: it is only nearly absent.
