@@ -546,3 +546,39 @@ def test_ordinary_least_squares_is_linear_regressions_own_fit(base, scaled,
     if not resolved:
         np.testing.assert_allclose(single.predict(X[rows]), ref.predict(X[rows]),
                                    rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("tol", [0.0, 1.0, 5.0])
+def test_ordinary_least_squares_cut_off_is_lapacks(tol):
+    # LAPACK's gelsd, under LinearRegression's lstsq, takes a cut-off of 0 or
+    # of at least 1 as the rounding level; taken as given, tol >= 1 zeroed
+    # every coefficient and tol=0 gave coefficients of 2e15 on a duplicated
+    # column where LinearRegression gives the minimum-norm ones
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((40, 3))
+    X = np.c_[X, X[:, 0]]
+    y = X[:, :3] @ [1.0, 2.0, -1.0] + 0.5 + 0.3 * rng.standard_normal(40)
+    base = LinearRegression(tol=tol)
+    meta = MetaRegressor(base).fit(X, y)
+    ref = reference_fit(base, X, y, None)
+    np.testing.assert_allclose(meta.coef_[0], ref.coef_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(meta.predict(X), ref.predict(X), rtol=1e-10)
+
+
+def test_new_tasks_without_transfer_are_fitted_as_linear_regression():
+    # a task's solve started from the prior mean (adapt, partial_fit) kept
+    # that start where the Newton kernels barely moved it relative to its
+    # size: with targets around 1e9 a new task's own slope, 0.5 from the
+    # prior's, was ignored (squared error 1,300 times LinearRegression's)
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((120, 3))
+    tasks = np.repeat(np.arange(6), 20)
+    y = 1e9 + X @ [1.0, 2.0, 3.0] + 0.1 * rng.standard_normal(120)
+    meta = MetaRegressor(LinearRegression(), gamma=0.0).fit(X, y, tasks=tasks)
+    Xn = rng.standard_normal((15, 3))
+    yn = 1e9 + Xn @ [1.5, 2.0, 3.0] + 0.1 * rng.standard_normal(15)
+    ref = LinearRegression().fit(Xn, yn)
+    adapted = meta.adapt(Xn, yn)
+    np.testing.assert_allclose(adapted.coef_, ref.coef_, rtol=1e-6)
+    meta.partial_fit(Xn, yn, tasks=np.full(15, 99))
+    np.testing.assert_allclose(meta.task_estimator(99).coef_, ref.coef_, rtol=1e-6)
