@@ -856,7 +856,9 @@ default=None
         if not problem.is_network and (
                 method.settings.gamma == 0 or (single_task and prior_mean is None)):
             _warn_unbounded_tasks(batch, problem, self.tasks_)
-        return method.fit(batch, problem, prior_mean, single_task=single_task)
+        fitted = method.fit(batch, problem, prior_mean, single_task=single_task)
+        fitted.batch = batch
+        return fitted
 
     def _task_batch(self, family, rows):
         """``rows`` (a :class:`TaskRows`) sorted by task, with the family's
@@ -1499,7 +1501,9 @@ default=None
         if fitted.nested is not None:
             self._store_nested_posteriors(fitted.nested)
             return
-        batch = self._task_batch(family, rows)
+        # the fit's own batch where it is at hand (the same rows and weights)
+        batch = (fitted.batch if fitted.batch is not None
+                 else self._task_batch(family, rows))
         covariances, dispersion, resolved = posterior_covariances(
             batch, problem, fitted.center, fitted.precision, fitted.theta,
             dispersion=fitted.dispersion, n_jobs=self.n_jobs)

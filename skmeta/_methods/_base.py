@@ -85,6 +85,10 @@ class MetaFit:
     online : OnlinePrior or None
         What moves the prior online in ``partial_fit`` (see ``_online``),
         for the methods and priors that do; None for the others.
+    batch : TaskBatch or None
+        The tasks' rows as this fit took them, where the estimator may ask
+        for more of them (the posteriors): what a batch computes once from
+        its rows (``TaskBatch.memo``) is not computed again. Not kept.
     """
 
     theta0: np.ndarray
@@ -105,6 +109,7 @@ class MetaFit:
     task_weights: np.ndarray = None
     nested: object = None
     online: object = None
+    batch: object = None
 
     def __post_init__(self):
         if self.center is None:
