@@ -2070,10 +2070,12 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     = 1 / (1 + sum_{j != k} exp(z_j - z_k))`` and each difference of
     logits is scaled so, by its own variance, before the ``K`` results are
     normalized (the mean-field approximation of Lu, Ie & Sha, 2020; the
-    probit approximation itself for two classes). It moves the
-    probabilities toward the uniform ones; the class with the largest
-    probability, which :meth:`predict` returns, can change only for ``K >
-    2``.
+    probit approximation itself for two classes), which has no such bound:
+    against a Monte Carlo integral it was up to 0.05 off for an unseen
+    task of three classes under a wide prior (0.695 against 0.746). Both
+    move the probabilities toward the uniform ones; the class with the
+    largest probability, which :meth:`predict` returns, can change only
+    for ``K > 2``.
 
     **Unlabeled rows.** With ``unlabeled_weight`` set, a task with labeled
     rows ``L`` and unlabeled rows ``U`` is fitted jointly with ``K``
