@@ -105,6 +105,10 @@ GAIN_Z = 2.0
 FULL_COVARIANCE_MAX_FEATURES = 128
 #: smallest variance kept, relative to the mean variance
 _VARIANCE_FLOOR = 1e-9
+#: and in any case: its inverse, the clusters' precision, stays far within
+#: float64 (features of 1e-154 have variances of 1e-309, whose inverse
+#: overflowed and made the fit's parameters NaN)
+_SMALLEST_VARIANCE = 1e8 * np.finfo(float).tiny
 
 TaskRows = namedtuple("TaskRows", "X y sample_weight codes n_tasks")
 TaskRows.__doc__ = """Rows of several tasks, in any order.
@@ -277,12 +281,12 @@ def learn_feature_model(rows, n_classes):
     if covariance is not None:
         variances = covariance if diagonal else np.diag(covariance)
         level = float(np.mean(variances))
-    if not (np.isfinite(level) and level > 0):
-        # no spread at all in the rows: any scale does
+    if not (np.isfinite(level) and level > _SMALLEST_VARIANCE):
+        # no spread in the rows that float64 can invert: any scale does
         covariance, dof, level = (np.ones(d) if diagonal else np.eye(d)), 0, 1.0
     target = np.full(d, level) if diagonal else level * np.eye(d)
     covariance = (dof * covariance + d * target) / (dof + d)
-    floor = _VARIANCE_FLOOR * level
+    floor = max(_VARIANCE_FLOOR * level, _SMALLEST_VARIANCE)
     if diagonal:
         covariance = np.maximum(covariance, floor)
     else:

@@ -759,3 +759,21 @@ def test_fuzz_unlabeled_rows(problem):
         assert np.all(np.isfinite(model.coef_))
     for before, after in zip(saved, (X, y, tasks)):
         assert_array_equal(before, after)
+
+
+def test_features_whose_variance_float64_cannot_invert():
+    # a column of zeros and one value of 1.4e-154 (found by the fuzz test):
+    # its variance, 3e-309, is below float64's normal numbers, and the
+    # clusters' precision overflowed into NaN parameters. Such rows now have
+    # no spread the clusters can use, as rows with none
+    X = np.array([[0.0]] * 6 + [[1.41187837e-154]])
+    y = np.array([0, 0, 0, 0, 1, -1, 0])
+    tasks = np.array([0, 1, 1, 1, 1, 1, 1])
+    meta = MetaClassifier(unlabeled_weight=0.5, gamma=1.0, prior="isotropic",
+                          random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # nothing to validate on
+        meta.fit(X, y, tasks=tasks)
+    for name in ("task_params_", "meta_params_", "class_means_",
+                 "within_class_covariance_"):
+        assert np.all(np.isfinite(getattr(meta, name)))
