@@ -8,14 +8,24 @@ the reference it is checked against; ``tests/test_datafits.py`` checks the
 reference itself against finite differences.
 """
 
+import os
+
 import numpy as np
 import scipy.sparse as sp
+from hypothesis import settings
 from scipy.special import expit, logsumexp, softmax, xlogy
 
 from skmeta._kernels._codes import LOGISTIC, MULTINOMIAL, POISSON, SQUARED
 from skmeta._kernels._layout import Problem
 from skmeta._kernels._unroll import FIRST_ORDER, SECOND_ORDER
 from skmeta._methods._bilevel import ImplicitMetaGradient, UnrolledMetaGradient
+
+# The fuzz tests draw the same examples on every run (a red run must be
+# reproducible, and nothing may fail by chance on one run and pass on the
+# next); HYPOTHESIS_PROFILE=explore draws new ones, to look for more.
+settings.register_profile("ci", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 CODES = [SQUARED, LOGISTIC, MULTINOMIAL, POISSON]
 CODE_IDS = ["squared", "logistic", "multinomial", "poisson"]
