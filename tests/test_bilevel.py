@@ -966,7 +966,7 @@ def test_auto_steps_that_diverge_do_not_advise_auto_steps():
     meta = MetaRegressor(PoissonRegressor(alpha=0.01), method="maml", gamma=0.1,
                          inner_steps=5, inner_lr="auto", max_iter=30,
                          random_state=0).fit(X, y, tasks=tasks)
-    rng.normal(size=(4, p))
+    rng.normal(size=(4, p))  # (the rows of a task the probe adapted first)
     with pytest.warns(ConvergenceWarning, match="steps diverge.*inner_lr='auto' "
                       "scales the steps.*set inner_lr to a number"):
         meta.adapt(rng.normal(size=(4, p)), np.zeros(4))

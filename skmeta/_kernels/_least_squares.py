@@ -39,11 +39,11 @@ def ordinary_least_squares(batch, n_features, fit_intercept, cutoff):
 
     Returns ``(theta, solved)``: ``theta[t]`` holds the coefficients and,
     with ``fit_intercept``, the intercept last, for the tasks ``solved``
-    (those with rows of positive weight; the others' rows are zero). The
-    rows are centred on their weighted means first, so the intercept is not
-    part of the minimum-norm choice (as in ``LinearRegression``). Computed
-    once per batch and settings (``batch.memo``): the solves of one fit ask
-    for it again and again.
+    (those with rows of positive weight; the others' parameters are zero).
+    The rows are centred on their weighted means first, so the intercept is
+    not part of the minimum-norm choice (as in ``LinearRegression``).
+    Computed once per batch and settings (``batch.memo``): the solves of one
+    fit ask for it again and again.
     """
     key = ("ordinary_least_squares", n_features, bool(fit_intercept),
            float(cutoff))
