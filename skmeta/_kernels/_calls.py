@@ -363,6 +363,7 @@ def solve_inner(batch, problem, theta0, precision, theta, *, max_iter=100,
         solve_tasks(batch.arrays, problem.arrays, prior, centres, theta,
                     inv_weight, settings, kept, work, out)
     if _ordinary_least_squares(problem, precision):
+        work = None  # (the kernels' buffers go before the rows are copied)
         _solve_by_orthogonal_factors(batch, problem, theta, out)
     return TaskSolutions(theta, out.objective, out.loss, out.n_iter, out.trace,
                          out.inv_sum if want_inverse else None,
