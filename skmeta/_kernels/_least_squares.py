@@ -59,9 +59,7 @@ def _solve_all(batch, n_features, fit_intercept, cutoff):
     sizes = np.diff(offsets)
     n_tasks = len(sizes)
     theta = np.zeros((n_tasks, n_features + int(fit_intercept)))
-    weight = np.bincount(np.repeat(np.arange(n_tasks), sizes), weights=batch.sw,
-                         minlength=n_tasks)
-    solved = weight > 0
+    solved = batch.task_weights() > 0
     width = 8 * (n_features + 2)
     alone = solved & (sizes * width > CHUNK_MAX_BYTES)
     for t in np.flatnonzero(alone):

@@ -118,10 +118,15 @@ class Structure:
                 inverse, self.warm["factors"] = factor_precision(
                     sub, self.rank, self.warm.get("factors"))
             return self._embedded(inverse, random)
-        if self.shared is not None:
-            top = float(natural[random].max())
-            natural = np.where(self.shared, SHARED_PRECISION_RATIO * top, natural)
-        return natural
+        return self._shared_held(natural, random)
+
+    def _shared_held(self, natural, random):
+        """The diagonal ``natural`` with the shared coefficients' entries at
+        ``SHARED_PRECISION_RATIO`` times the random effects' largest."""
+        if self.shared is None:
+            return natural
+        top = float(natural[random].max())
+        return np.where(self.shared, SHARED_PRECISION_RATIO * top, natural)
 
     def natural_precision_beside(self, moments, diag, n_tasks, penalty):
         """:meth:`natural_precision` of a prior whose tasks' precision also
@@ -167,11 +172,7 @@ class Structure:
             while excess(low) <= 0:
                 low *= 1e-3
             pi = optimize.brentq(excess, low, high, xtol=1e-300, rtol=1e-14)
-        natural = pi + penalty
-        if self.shared is not None:
-            top = float(natural[random].max())
-            natural = np.where(self.shared, SHARED_PRECISION_RATIO * top, natural)
-        return natural
+        return self._shared_held(pi + penalty, random)
 
     def natural_from_factors(self, factors, d):
         """The ``(d, d)`` natural precision of a low-rank prior whose random
