@@ -85,7 +85,8 @@ def roc_auc_per_machine(scores):
 
 def new_machine_aucs(n_support):
     support = normal[:, :n_support]
-    models = detector.adapt(X[support.ravel()], tasks=machine[support.ravel()])
+    models = detector.adapt_tasks(X[support.ravel()],
+                                   tasks=machine[support.ravel()])
     meta = np.array([models[t].score_samples(X[q])
                      for t, q in zip(new_machines, query)])
     ledoit_wolf = np.array([-LedoitWolf().fit(X[s]).mahalanobis(X[q])

@@ -763,25 +763,64 @@ class MetaGaussianDensity(OutlierMixin, BaseEstimator):
 
     # ------------------------------------------------------------ adapt
     def adapt(self, X, *, tasks=None):
-        """Fit new task(s) from their rows under the learned prior.
+        """Fit a new task from its rows under the learned prior.
 
         Parameters
         ----------
         X : {array-like, DataFrame} of shape (n_samples, n_columns)
-            Normal rows of the new task(s), task column included when
+            Normal rows of the new task, task column included when
             ``task_column`` is set.
 
         tasks : array-like of shape (n_samples,), default=None
-            Task labels when ``X`` holds several tasks (or use
-            ``task_column``).
+            The task's label on every row, when task identities are given
+            this way (all equal: use :meth:`adapt_tasks` for several tasks).
 
         Returns
         -------
-        estimator : TaskGaussianDensity or dict
+        estimator : TaskGaussianDensity
             A fitted :class:`TaskGaussianDensity` with the learned prior and
-            ``tail_probability_``; with task labels, a dict mapping each
-            label to its model. The prior itself does not change.
+            ``tail_probability_``. The prior itself does not change.
+
+        See Also
+        --------
+        adapt_tasks : Several new tasks at once.
         """
+        models = self._adapted(X, tasks)
+        if len(models) > 1:
+            labels = list(models)
+            raise ValueError(
+                f"adapt fits one task, but the rows hold {len(labels)} tasks "
+                f"({labels[:5]}...); use adapt_tasks for several.")
+        return next(iter(models.values()))
+
+    def adapt_tasks(self, X, *, tasks=None):
+        """Fit several new tasks from their rows under the learned prior.
+
+        As :meth:`adapt`, each task from its own rows, all in one batch.
+
+        Parameters
+        ----------
+        X : {array-like, DataFrame} of shape (n_samples, n_columns)
+            Normal rows of the new tasks, task column included when
+            ``task_column`` is set.
+
+        tasks : array-like of shape (n_samples,), default=None
+            Task label of each row (or use ``task_column``).
+
+        Returns
+        -------
+        estimators : dict
+            Maps each task label to its fitted :class:`TaskGaussianDensity`.
+        """
+        if self.task_column is None and tasks is None:
+            raise ValueError(
+                "adapt_tasks needs task identities: pass tasks= or set "
+                "task_column (adapt fits a single task).")
+        return self._adapted(X, tasks)
+
+    def _adapted(self, X, tasks):
+        """Each new task's model, keyed by its label (None for rows without
+        task identities)."""
         check_is_fitted(self)
         X, labels = check_unsupervised_input(self, X, tasks, reset=False)
         if labels is None:
@@ -802,9 +841,8 @@ class MetaGaussianDensity(OutlierMixin, BaseEstimator):
         names = model_feature_names(self)
         models = [self._task_model(prior, post, k, offsets[k], names)
                   for k in range(n_new)]
-        if uniques is None:
-            return models[0]
-        return dict(zip(uniques.tolist(), models))
+        keys = [None] if uniques is None else uniques.tolist()
+        return dict(zip(keys, models))
 
     def _task_model(self, prior, post, k, offset, names):
         model = TaskGaussianDensity(

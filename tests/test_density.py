@@ -301,7 +301,7 @@ def test_adapt_is_the_posterior_under_the_learned_prior(fleet):
 
 def test_adapt_several_tasks_and_pickling(fleet):
     X, tasks, det = fleet
-    models = det.adapt(X[tasks < 3], tasks=np.array(["a", "b", "c"])[
+    models = det.adapt_tasks(X[tasks < 3], tasks=np.array(["a", "b", "c"])[
         tasks[tasks < 3]])
     assert sorted(models) == ["a", "b", "c"]
     X_new = np.random.default_rng(9).normal(size=(4, 3))
@@ -539,9 +539,30 @@ def test_task_column_string_labels_and_row_order(fleet):
     shuffled = MetaGaussianDensity().fit(X[perm], tasks=tasks[perm])
     assert_allclose(shuffled.covariance_prior_, det.covariance_prior_, rtol=1e-6)
     # adapt reads the task column too, and names the features
-    models = by_column.adapt(frame.iloc[:30])
+    models = by_column.adapt_tasks(frame.iloc[:30])
     first = models[frame["machine"].iloc[0]]
     assert list(first.feature_names_in_) == ["temp", "vib", "load"]
+    # one machine's rows, task column included, give back its model alone
+    head = frame.iloc[:30]
+    one = head[head["machine"] == head["machine"].iloc[0]]
+    single = by_column.adapt(one)
+    assert isinstance(single, TaskGaussianDensity)
+    assert_allclose(single.score_samples(one.drop(columns="machine")),
+                    first.score_samples(one.drop(columns="machine")))
+
+
+def test_adapt_fits_one_task_and_adapt_tasks_several(fleet):
+    # as MetaClassifier's: adapt returns one model, adapt_tasks a dict
+    X, tasks, det = fleet
+    with pytest.raises(ValueError, match="adapt fits one task.*adapt_tasks"):
+        det.adapt(X[tasks < 2], tasks=tasks[tasks < 2])
+    with pytest.raises(ValueError, match="adapt_tasks needs task identities"):
+        det.adapt_tasks(X[:10])
+    labelled = det.adapt(X[tasks == 1], tasks=np.full((tasks == 1).sum(), "new"))
+    assert isinstance(labelled, TaskGaussianDensity)
+    models = det.adapt_tasks(X[tasks < 2], tasks=tasks[tasks < 2])
+    X_new = np.random.default_rng(3).normal(size=(5, 3))
+    assert_allclose(labelled.score_samples(X_new), models[1].score_samples(X_new))
 
 
 def test_inputs_are_not_modified(fleet):
