@@ -35,9 +35,10 @@ class TaskScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     ``sigma_t**2 ~ Scale-inv-chi2(nu0, s0**2)``,
     ``m_t | sigma_t**2 ~ N(mu0, sigma_t**2 / kappa0)``,
 
-    whose hyper-parameters are learned across tasks by maximum marginal
-    likelihood (empirical Bayes, see :class:`~skmeta.MetaGaussianDensity`:
-    this is its one-dimensional case, feature by feature). A task with
+    whose hyper-parameters are learned across tasks by empirical Bayes: they
+    maximize the marginal likelihood plus a weak hyperprior on ``s0**2``
+    (worth one task), which is :class:`~skmeta.MetaGaussianDensity`'s fit
+    in one dimension, feature by feature. A task with
     ``n`` rows, mean ``xbar`` and sum of squares ``SS`` is then centred on
     and scaled by
 

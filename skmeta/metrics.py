@@ -138,7 +138,15 @@ def _probability_metric(scoring, y_true, proba, labels):
             f"y_true contains values {unknown.tolist()} not belonging to the "
             f"passed labels {labels.tolist()}.")
     if scoring == "neg_log_loss":
-        return lambda y, p: -metrics.log_loss(y, p, labels=labels)
+        # log_loss reads the columns (and a 1-D y_pred's positive class) in
+        # the sorted order of labels, not in the order given
+        order = np.argsort(labels, kind="stable")
+        ordered = labels[order]
+        if proba.ndim == 1:
+            if order[0] == 1:  # y_pred is the smaller label's probability
+                return lambda y, p: -metrics.log_loss(y, 1.0 - p, labels=ordered)
+            return lambda y, p: -metrics.log_loss(y, p, labels=ordered)
+        return lambda y, p: -metrics.log_loss(y, p[:, order], labels=ordered)
     if proba.ndim == 1:
         return lambda y, p: metrics.roc_auc_score(y == labels[1], p)
     if labels.shape[0] == 2:
@@ -199,9 +207,16 @@ def within_task_explained_variance(y_true, y_pred, tasks):
     y_pred = _targets(y_pred, "y_pred")
     check_consistent_length(y_true, y_pred, tasks)
     labels = check_task_labels(tasks, y_true.shape[0])
-    _, codes = encode_tasks(labels)
+    uniques, codes = encode_tasks(labels)
     means = np.bincount(codes, weights=y_true) / np.bincount(codes)
-    within = np.mean((y_true - means[codes]) ** 2)
+    # a task whose targets are all equal deviates by exactly 0, whatever the
+    # rounding of its mean (0.1 three times averages to 0.1 + 1e-17)
+    lowest = np.full(len(uniques), np.inf)
+    highest = np.full(len(uniques), -np.inf)
+    np.minimum.at(lowest, codes, y_true)
+    np.maximum.at(highest, codes, y_true)
+    constant = (lowest == highest)[codes]
+    within = np.mean(np.where(constant, 0.0, y_true - means[codes]) ** 2)
     error = np.mean((y_true - y_pred) ** 2)
     if within == 0.0:
         # every task's target is constant: as r2_score's force_finite, 1 for

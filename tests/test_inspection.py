@@ -107,6 +107,33 @@ def test_within_task_explained_variance_checks_its_input():
     # constant targets in every task: r2_score's finite convention
     assert within_task_explained_variance([1, 1, 2], [1, 1, 2], [0, 0, 1]) == 1.0
     assert within_task_explained_variance([1, 1, 2], [1, 0, 2], [0, 0, 1]) == 0.0
+    # ... also where a task's mean rounds off its value (0.1 + 0.1 + 0.1 is
+    # not 0.3: the deviations were 1e-17, and the score -1.6e26)
+    y = [0.1] * 3 + [0.7] * 3
+    assert within_task_explained_variance(
+        y, np.add(y, 1e-3), [0, 0, 0, 1, 1, 1]) == 0.0
+
+
+@pytest.mark.parametrize("labels, proba", [
+    (["yes", "no"], [[0.2, 0.8], [0.9, 0.1], [0.3, 0.7]]),
+    ([2, 0, 1], [[0.1, 0.8, 0.1], [0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]),
+])
+def test_per_task_log_loss_reads_the_columns_in_the_order_of_labels(labels,
+                                                                      proba):
+    # the columns of y_pred are the classes of labels, in that order, as the
+    # docstring says; scikit-learn's log_loss reads them sorted
+    proba = np.array(proba)
+    y = np.array(labels)[[1, 0, 2 % len(labels)]] if len(labels) == 3 \
+        else np.array(["no", "yes", "no"])
+    column = [list(labels).index(v) for v in y]
+    expected = np.mean(np.log(proba[np.arange(3), column]))
+    table = per_task_score(y, proba, np.zeros(3), "neg_log_loss", labels=labels)
+    assert_allclose(table["score"], [expected], rtol=1e-12)
+    if len(labels) == 2:
+        # a 1-D y_pred is the second label's probability
+        table = per_task_score(y, proba[:, 1], np.zeros(3), "neg_log_loss",
+                               labels=labels)
+        assert_allclose(table["score"], [expected], rtol=1e-12)
 
 
 def test_per_task_score_of_class_probabilities_with_classes_missing_in_a_task():
