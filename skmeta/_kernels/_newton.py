@@ -31,6 +31,7 @@ from ._layout import PriorArrays
 from ._linalg import (
     cholesky_inverse,
     cholesky_logdet,
+    cholesky_lower,
     cholesky_solve,
     cholesky_with_jitter,
     log_sum,
@@ -99,6 +100,23 @@ posterior covariance, up to the task's scale).
 _ARMIJO = 1e-4
 _MAX_HALVINGS = 40
 _MAX_CD_SWEEPS = 2000
+# coordinate descent on the l1 subproblem is finished by exact steps on its
+# active set whenever it settles, and at least this often
+_CD_SWEEPS_PER_CHECK = 100
+# outcomes of active_set_step
+_NO_STEP = 0
+_PARTIAL = 1
+_FULL = 2
+_OPTIMAL = 3
+# prox_newton_direction's marks: a coordinate eliminated, or joining the
+# active set with the sign given
+_ELIMINATED = 1.0
+_JOINING_UP = 2.0
+_JOINING_DOWN = -2.0
+# a pivot of the active set's matrix that cancels below this fraction of its
+# diagonal entry: not positive definite there (an active set larger than the
+# rows and penalties determine)
+_ACTIVE_PIVOT_FLOOR = 1e-12
 # a chord step slower than this factor triggers a fresh Hessian
 _CHORD_MAX_RATE = 0.1
 # a Newton step shorter than this (relative) lets the next steps be chord steps
@@ -174,36 +192,264 @@ def pin_class_shift(A, problem, prior, d):
 
 
 @helper
-def prox_newton_direction(A, grad, theta, problem, delta, r, d, tol):
+def prox_newton_direction(A, grad, theta, problem, d, tol, work):
     """Minimize ``g.delta + delta.A.delta/2 + lam1 sum l1w |theta + delta|``.
 
-    Cyclic coordinate descent on the quadratic model; ``A`` must be full
-    (symmetrized). ``r`` keeps ``A @ delta``.
+    The coordinates without an l1 part (the intercepts, mostly) are
+    minimized out first: Gaussian elimination on them turns ``S`` (a copy
+    of ``A``, which must be full: symmetrized) into the Schur complement of
+    their block; the others are solved on it, and the eliminated ones follow
+    by back-substitution. Without it, a column with a large mean (a year, a
+    price level) moves with the intercept, and coordinate descent crawled
+    and stopped far from the minimizer (``Lasso`` on a column offset by
+    1,000: an objective of 1.55 where the minimum is 0.29): what centring
+    the features does for scikit-learn's own coordinate descent.
+
+    The l1 coordinates are then solved by cyclic coordinate descent, which
+    finds most of the coordinates away from zero cheaply, finished by
+    exact steps on the active set (:func:`active_set_step`, a feature-sign
+    search) until the optimality conditions hold: where the quadratic is
+    ill-conditioned in the l1 coordinates themselves (a prior on the
+    intercept beside columns of a large mean), coordinate descent alone
+    takes steps too small to measure long before it gets there.
+
+    The direction goes to ``work.delta``. Of ``work``'s other buffers, free
+    while a direction is computed: ``r`` keeps ``S @ delta`` on the
+    coordinates not eliminated, ``trial`` the reduced gradient ``g``,
+    ``diff`` the marks (``_ELIMINATED`` where a coordinate was eliminated),
+    ``W`` the matrix ``S``; ``L``, ``shift`` and a row of ``Ainv`` are the
+    active set's workspaces.
     """
-    for j in range(d):
-        delta[j] = 0.0
-        r[j] = 0.0
-    for _ in range(_MAX_CD_SWEEPS):
-        max_change = 0.0
-        max_value = 1.0
+    delta, r, S, g, mark = work.delta, work.r, work.W, work.trial, work.diff
+    M, x, u = work.L, work.shift, work.Ainv[0]
+    for i in range(d):
+        delta[i] = 0.0
+        r[i] = 0.0
+        mark[i] = 0.0
+        g[i] = grad[i]
         for j in range(d):
-            ajj = A[j, j]
-            if ajj <= 0.0:
+            S[i, j] = A[i, j]
+    for f in range(d):
+        pivot = S[f, f]
+        if l1_threshold(problem, f, 1.0) > 0.0 or not pivot > 0.0:
+            continue
+        for i in range(d):
+            if mark[i] != 0.0 or i == f or S[i, f] == 0.0:
                 continue
-            old = theta[j] + delta[j]
-            z = old - (grad[j] + r[j]) / ajj
-            new = soft_threshold(z, l1_threshold(problem, j, 1.0 / ajj))
-            change = new - old
-            if change != 0.0:
-                delta[j] += change
-                for i in range(d):
-                    r[i] += change * A[i, j]
-                if abs(change) > max_change:
-                    max_change = abs(change)
-            if abs(new) > max_value:
-                max_value = abs(new)
-        if max_change <= tol * max_value:
+            factor = S[i, f] / pivot
+            for j in range(d):
+                if mark[j] == 0.0 and j != f:
+                    S[i, j] -= factor * S[f, j]
+            g[i] -= factor * g[f]
+        mark[f] = _ELIMINATED
+    sweeps = 0
+    while True:
+        settled = False
+        for _ in range(_CD_SWEEPS_PER_CHECK):
+            sweeps += 1
+            max_change = 0.0
+            max_value = 1.0
+            for j in range(d):
+                ajj = S[j, j]
+                if mark[j] != 0.0 or ajj <= 0.0:
+                    continue
+                old = theta[j] + delta[j]
+                z = old - (g[j] + r[j]) / ajj
+                new = soft_threshold(z, l1_threshold(problem, j, 1.0 / ajj))
+                change = new - old
+                if change != 0.0:
+                    delta[j] += change
+                    for i in range(d):
+                        if mark[i] == 0.0:
+                            r[i] += change * S[i, j]
+                    if abs(change) > max_change:
+                        max_change = abs(change)
+                if abs(new) > max_value:
+                    max_value = abs(new)
+            if max_change <= tol * max_value:
+                settled = True
+                break
+        if settled and l1_conditions_hold(S, g, theta, problem, delta, r, mark,
+                                          d):
             break
+        # from coordinate descent's point: its active set's minimizer first
+        outcome = _PARTIAL
+        for _ in range(4 * d + 10):
+            outcome = active_set_step(S, g, theta, problem, delta, r, mark, d,
+                                      M, x, u, outcome == _FULL)
+            if outcome == _OPTIMAL or outcome == _NO_STEP:
+                break
+        if outcome == _OPTIMAL or sweeps >= _MAX_CD_SWEEPS or (
+                settled and outcome == _NO_STEP):
+            break
+    # back-substitution, last eliminated first: row f of S is as it was
+    # when f was eliminated, over the coordinates not yet eliminated then
+    for f in range(d - 1, -1, -1):
+        if mark[f] == 0.0:
+            continue
+        acc = g[f]
+        for j in range(d):
+            if j != f and (mark[j] == 0.0 or j > f):
+                acc += S[f, j] * delta[j]
+        delta[f] = -acc / S[f, f]
+
+
+@helper
+def active_set_step(S, g, theta, problem, delta, r, mark, d, M, x, u, add):
+    """One step of a feature-sign search on the l1 subproblem of
+    :func:`prox_newton_direction` (Lee, Battle, Raina & Ng, 2007).
+
+    The active set: the coordinates away from zero (``theta + delta``
+    nonzero) and, with ``add`` (the last step left the active coordinates
+    at their minimizer), the zero one whose optimality condition ``|g_j +
+    (S delta)_j| <= lam_j`` is most violated, with the sign that decreases
+    the objective. With the signs held the model is smooth, its minimizer
+    on the active set solves ``S_aa y = -(g_a + lam_a s_a + S_az
+    delta_z)``; the step goes to the best point of the segment towards it
+    (the model is piecewise quadratic along it, with a kink where a
+    coordinate crosses zero; one that reaches zero there is set to exactly
+    zero). Returns ``_OPTIMAL`` where every optimality condition holds at
+    the end; ``_FULL`` where the step reached the active set's minimizer but
+    a condition at zero does not hold (the next step adds that coordinate);
+    ``_PARTIAL`` where it stopped at a coordinate reaching zero;
+    ``_NO_STEP`` where ``S_aa`` is not positive definite or nothing is
+    left to gain. ``r`` is kept equal to ``S @ delta``; ``mark`` is left as
+    found.
+    """
+    worst = -1
+    if add:
+        excess = 0.0
+        for j in range(d):
+            if mark[j] != 0.0 or not S[j, j] > 0.0 \
+                    or theta[j] + delta[j] != 0.0:
+                continue
+            lam = l1_threshold(problem, j, 1.0)
+            over = abs(g[j] + r[j]) - lam * (1.0 + 1e-9) - 1e-14 * abs(g[j])
+            if over > excess:
+                worst, excess = j, over
+        if worst < 0:
+            return _OPTIMAL
+        mark[worst] = _JOINING_UP if g[worst] + r[worst] < 0.0 \
+            else _JOINING_DOWN
+    # u[j]: the sign held on an active coordinate, 0 elsewhere
+    for j in range(d):
+        u[j] = 0.0
+        if mark[j] == _JOINING_UP:
+            u[j] = 1.0
+        elif mark[j] == _JOINING_DOWN:
+            u[j] = -1.0
+        elif mark[j] == 0.0 and S[j, j] > 0.0 and theta[j] + delta[j] != 0.0:
+            u[j] = 1.0 if theta[j] + delta[j] > 0.0 else -1.0
+    if worst >= 0:
+        mark[worst] = 0.0
+    m = 0
+    for i in range(d):
+        if u[i] == 0.0:
+            continue
+        col = 0
+        for j in range(i + 1):
+            if u[j] != 0.0:
+                M[m, col] = S[i, j]
+                col += 1
+        # (S delta)_i without the active coordinates' part
+        acc = r[i]
+        for j in range(d):
+            if u[j] != 0.0:
+                acc -= S[i, j] * delta[j]
+        x[m] = -(g[i] + l1_threshold(problem, i, 1.0) * u[i] + acc)
+        m += 1
+    if m > 0 and not cholesky_lower(M, M, m, _ACTIVE_PIVOT_FLOOR):
+        return _NO_STEP
+    cholesky_solve(M, x, x, m)
+    # along u = y - delta_a: the model is c1 a + c2 a^2 / 2 + the l1 terms
+    row = 0
+    for j in range(d):
+        if u[j] != 0.0:
+            u[j] = x[row] - delta[j]
+            row += 1
+    c1 = 0.0
+    c2 = 0.0
+    for i in range(d):
+        if u[i] == 0.0:
+            continue
+        c1 += (g[i] + r[i]) * u[i]
+        su = 0.0
+        for j in range(d):
+            if u[j] != 0.0:
+                su += S[i, j] * u[j]
+        c2 += u[i] * su
+    best = 1.0
+    best_value = segment_value(problem, theta, delta, u, d, c1, c2, 1.0)
+    for j in range(d):
+        now = theta[j] + delta[j]
+        if u[j] == 0.0 or now == 0.0:
+            continue
+        crossing = -now / u[j]
+        if 0.0 < crossing < 1.0:
+            value = segment_value(problem, theta, delta, u, d, c1, c2,
+                                  crossing)
+            if value < best_value:
+                best, best_value = crossing, value
+    if best_value < -1e-12 * (abs(c1) + abs(c2)):
+        for j in range(d):
+            if u[j] == 0.0:
+                continue
+            now = theta[j] + delta[j]
+            step = best * u[j]
+            if best < 1.0 and abs(now + step) <= 1e-12 * abs(now):
+                step = -now  # the coordinate that reaches zero: exactly
+            if step != 0.0:
+                delta[j] += step
+                for i in range(d):
+                    if mark[i] == 0.0:
+                        r[i] += step * S[i, j]
+        if best < 1.0:
+            return _PARTIAL
+    elif add:
+        return _NO_STEP  # the coordinate added gains nothing but rounding
+    # at the active set's minimizer (or as close as rounding allows)
+    for j in range(d):
+        if mark[j] != 0.0 or not S[j, j] > 0.0 or theta[j] + delta[j] != 0.0:
+            continue
+        lam = l1_threshold(problem, j, 1.0)
+        if abs(g[j] + r[j]) > lam * (1.0 + 1e-9) + 1e-14 * abs(g[j]):
+            return _FULL
+    return _OPTIMAL
+
+
+@helper
+def l1_conditions_hold(S, g, theta, problem, delta, r, mark, d):
+    """Whether ``delta`` satisfies the optimality conditions of
+    :func:`prox_newton_direction`'s l1 subproblem, to ``1e-10`` of the
+    reduced gradient's scale (``r`` is ``S @ delta``)."""
+    worst = 0.0
+    scale = 0.0
+    for j in range(d):
+        if mark[j] != 0.0 or not S[j, j] > 0.0:
+            continue
+        lam = l1_threshold(problem, j, 1.0)
+        slope = g[j] + r[j]
+        value = theta[j] + delta[j]
+        if value == 0.0:
+            violation = abs(slope) - lam
+        else:
+            violation = abs(slope + (lam if value > 0.0 else -lam))
+        worst = max(worst, violation)
+        scale = max(scale, abs(g[j]), lam)
+    return worst <= 1e-10 * scale
+
+
+@helper
+def segment_value(problem, theta, delta, u, d, c1, c2, a):
+    """The l1 model at ``delta + a u``, less its value at ``delta``."""
+    value = a * c1 + 0.5 * a * a * c2
+    for j in range(d):
+        if u[j] == 0.0:
+            continue
+        lam = l1_threshold(problem, j, 1.0)
+        value += lam * (abs(theta[j] + delta[j] + a * u[j])
+                        - abs(theta[j] + delta[j]))
+    return value
 
 
 @helper
@@ -223,8 +469,7 @@ def newton_direction(problem, theta, fresh, factored, l1, tol, work, Ainv):
     jitter = 0.0
     if l1:
         symmetrize_lower(A, d)
-        prox_newton_direction(A, grad, theta, problem, delta, work.r, d,
-                              tol * 1e-2)
+        prox_newton_direction(A, grad, theta, problem, d, tol * 1e-2, work)
     elif factored:
         if fresh:
             jitter = cholesky_with_jitter(A, L, d, problem.l2w, problem.lam2)
