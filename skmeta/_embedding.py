@@ -18,6 +18,7 @@ frozen so that fitting the pipeline on the shots does not refit it:
 ``make_pipeline(FrozenEstimator(embedding), KNeighborsClassifier())``.
 """
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -63,8 +64,9 @@ class MetaEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
     ----------
     n_components : int, default=2
         Dimension of the embedding.
-    hidden_layer_sizes : array-like of int, default=()
-        Hidden layers of the map; ``()`` makes it linear (``x @ W + b``).
+    hidden_layer_sizes : int or array-like of int, default=()
+        Hidden layers of the map (an int: one layer of that size, as
+        scikit-learn's MLPs take it); ``()`` makes it linear (``x @ W + b``).
     activation : {"identity", "logistic", "tanh", "relu"}, default="relu"
         Activation of the hidden layers.
     loss : {"prototypical", "neighbourhood"}, default="prototypical"
@@ -130,7 +132,8 @@ class MetaEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
-        "hidden_layer_sizes": ["array-like"],
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None,
+                                                       closed="left")],
         "activation": [StrOptions(set(_ACTIVATIONS))],
         "loss": [StrOptions({"prototypical", "neighbourhood"})],
         "n_shots": [Interval(Integral, 1, None, closed="left")],
@@ -294,16 +297,27 @@ class MetaEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         if tasks is None:
-            codes = np.zeros(X.shape[0], dtype=np.intp)
+            uniques, codes = None, np.zeros(X.shape[0], dtype=np.intp)
         else:
-            _, codes = encode_tasks(check_task_labels(tasks, X.shape[0]))
+            uniques, codes = encode_tasks(check_task_labels(tasks, X.shape[0]))
         _, labels = np.unique(y, return_inverse=True)
-        tasks_rows = _rows_by_task_and_class(codes, labels)
+        usable, tasks_rows = _rows_by_task_and_class(codes, labels)
+        n_tasks = codes.max(initial=0) + 1
+        if tasks_rows and len(usable) < n_tasks:
+            unused = np.setdiff1d(np.arange(n_tasks), usable)
+            named = unused if uniques is None else uniques[unused]
+            warnings.warn(
+                f"{len(unused)} of the {n_tasks} tasks have fewer than 2 "
+                "classes of at least 2 samples each (shots and a query row "
+                "per class) and give no episode; the embedding is learned "
+                f"from the other {len(usable)} (unused: "
+                f"{named[:10].tolist()}{'...' if len(unused) > 10 else ''}).",
+                UserWarning, stacklevel=2)
         if not tasks_rows:
             raise ValueError(
                 "MetaEmbedding learns from tasks with at least 2 classes of at "
                 "least 2 samples each (shots and a query row per class); none "
-                f"of the {codes.max(initial=0) + 1} task(s) has (the data hold "
+                f"of the {n_tasks} task(s) has (the data hold "
                 f"{X.shape[0]} sample(s) of {labels.max(initial=0) + 1} "
                 "class(es))."
             )
@@ -371,7 +385,8 @@ def _squared_distances(A, B):
 
 
 def _rows_by_task_and_class(codes, labels):
-    """Per usable task, the row indices of each of its classes with 2+ rows."""
+    """The usable tasks' codes, and per usable task the row indices of each
+    of its classes with 2+ rows (usable: 2 such classes or more)."""
     order = np.lexsort((labels, codes))
     cell = codes[order] * (labels.max(initial=0) + 1) + labels[order]
     starts = np.r_[0, np.flatnonzero(np.diff(cell)) + 1]
@@ -380,4 +395,5 @@ def _rows_by_task_and_class(codes, labels):
     for a, b in zip(starts, stops):
         if b - a >= 2:
             by_task.setdefault(codes[order[a]], []).append(order[a:b])
-    return [rows for _, rows in sorted(by_task.items()) if len(rows) >= 2]
+    usable = sorted(t for t, rows in by_task.items() if len(rows) >= 2)
+    return usable, [by_task[t] for t in usable]

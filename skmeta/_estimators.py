@@ -245,6 +245,23 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         self.verbose = verbose
         self.keep_task_params = keep_task_params
 
+    def set_params(self, **params):
+        """Set the parameters of this estimator (see ``BaseEstimator``).
+
+        The base estimator's own parameters (``estimator__C``) need an
+        estimator to set them on: with ``estimator=None`` (the default one),
+        pass it explicitly, e.g. ``estimator=LogisticRegression()``.
+        """
+        nested = sorted(key for key in params if key.startswith("estimator__"))
+        if nested and params.get("estimator", self.estimator) is None:
+            default = type(self._base_estimator()).__name__
+            raise ValueError(
+                f"{', '.join(nested)} sets a parameter of the base estimator, "
+                f"but estimator=None (the default {default}()) has none to "
+                f"set: pass estimator={default}() explicitly to tune its "
+                "parameters.")
+        return super().set_params(**params)
+
     # ------------------------------------------------------------------ input
     def _base_estimator(self):
         raise NotImplementedError

@@ -31,7 +31,7 @@ def test_episode_gradient_matches_finite_differences(subspace_tasks, loss,
     X, y, tasks, _ = subspace_tasks
     est = MetaEmbedding(n_components=3, hidden_layer_sizes=hidden,
                         activation="tanh", loss=loss, n_shots=3, alpha=0.1)
-    rows = _rows_by_task_and_class(tasks, y)
+    _, rows = _rows_by_task_and_class(tasks, y)
     rng = np.random.RandomState(0)
     episodes = [est._draw_episode(rows[t], rng) for t in range(4)]
     sizes = est._sizes(X.shape[1])
@@ -57,7 +57,7 @@ def test_neighbourhood_loss_where_a_class_probability_underflows(
     X = 10.0 * X
     est = MetaEmbedding(n_components=3, loss="neighbourhood", n_shots=3,
                         alpha=0.1)
-    rows = _rows_by_task_and_class(tasks, y)
+    _, rows = _rows_by_task_and_class(tasks, y)
     rng = np.random.RandomState(0)
     episodes = [est._draw_episode(rows[t], rng) for t in range(4)]
     sizes = est._sizes(X.shape[1])
@@ -124,6 +124,35 @@ def test_tasks_without_two_classes_of_two_rows_are_refused():
     X = np.random.default_rng(0).normal(size=(6, 3))
     with pytest.raises(ValueError, match="at least 2 classes of at least 2"):
         MetaEmbedding().fit(X, [0, 1, 2, 0, 1, 2], tasks=[0, 0, 0, 1, 1, 1])
+
+
+def test_tasks_that_give_no_episode_are_named(subspace_tasks):
+    # nothing silently dropped: tasks of one class (or of classes of one
+    # row) give no episode, and the fit says which it learned without
+    X, y, tasks, _ = subspace_tasks
+    keep = tasks < 6
+    X, y, tasks = X[keep], y[keep].copy(), np.array(["t%d" % t for t in
+                                                      tasks[keep]])
+    y[tasks == "t2"] = y[tasks == "t2"][0]
+    y[tasks == "t4"] = y[tasks == "t4"][0]
+    with pytest.warns(UserWarning, match=r"2 of the 6 tasks .* \['t2', 't4'\]"):
+        warned = MetaEmbedding(max_iter=5, random_state=0).fit(X, y, tasks=tasks)
+    # the same episodes as a fit on the usable tasks alone
+    usable = ~np.isin(tasks, ["t2", "t4"])
+    alone = MetaEmbedding(max_iter=5, random_state=0).fit(
+        X[usable], y[usable], tasks=tasks[usable])
+    assert_allclose(warned.transform(X), alone.transform(X))
+
+
+def test_an_int_hidden_layer_size_is_one_layer(subspace_tasks):
+    # as scikit-learn's MLPs take hidden_layer_sizes=4
+    X, y, tasks, _ = subspace_tasks
+    one = MetaEmbedding(hidden_layer_sizes=4, max_iter=3, random_state=0).fit(
+        X, y, tasks=tasks)
+    same = MetaEmbedding(hidden_layer_sizes=(4,), max_iter=3,
+                         random_state=0).fit(X, y, tasks=tasks)
+    assert [W.shape for W in one.coefs_] == [(X.shape[1], 4), (4, 2)]
+    assert_allclose(one.transform(X), same.transform(X))
 
 
 @parametrize_with_checks([MetaEmbedding(max_iter=20, random_state=0),

@@ -2139,6 +2139,19 @@ INVALID_BASE_SETTINGS = [
 ]
 
 
+@pytest.mark.parametrize("Meta, default", [(MetaClassifier, "LogisticRegression"),
+                                            (MetaRegressor, "Ridge")])
+def test_nested_parameters_of_the_default_estimator_say_what_to_do(Meta,
+                                                                   default):
+    # estimator=None has no parameters to set (as BaggingClassifier's
+    # default): the AttributeError of a NoneType did not say why
+    with pytest.raises(ValueError, match=rf"estimator={default}\(\) explicitly"):
+        Meta().set_params(estimator__alpha=2.0)
+    base = LogisticRegression() if Meta is MetaClassifier else Ridge()
+    meta = Meta().set_params(estimator=base, estimator__tol=1e-3)
+    assert meta.estimator is base and base.tol == 1e-3
+
+
 def _setting_id(case):
     _, base, param = case
     return f"{type(base).__name__}-{param}={base.get_params()[param]}"
