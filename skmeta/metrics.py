@@ -15,10 +15,12 @@ _METRICS = {
     "balanced_accuracy": metrics.balanced_accuracy_score,
     "r2": metrics.r2_score,
     "explained_variance": metrics.explained_variance_score,
-    "neg_mean_squared_error": lambda y, p: -metrics.mean_squared_error(y, p),
-    "neg_mean_absolute_error": lambda y, p: -metrics.mean_absolute_error(y, p),
+    "neg_mean_squared_error": lambda y, p, **kw: -metrics.mean_squared_error(
+        y, p, **kw),
+    "neg_mean_absolute_error": lambda y, p, **kw: -metrics.mean_absolute_error(
+        y, p, **kw),
     "roc_auc": metrics.roc_auc_score,
-    "neg_log_loss": lambda y, p: -metrics.log_loss(y, p),
+    "neg_log_loss": lambda y, p, **kw: -metrics.log_loss(y, p, **kw),
 }
 
 
@@ -30,11 +32,12 @@ _METRICS = {
         "scoring": [StrOptions(set(_METRICS)), callable],
         "min_samples": [Interval(Integral, 0, None, closed="left")],
         "labels": ["array-like", None],
+        "sample_weight": ["array-like", None],
     },
     prefer_skip_nested_validation=True,
 )
 def per_task_score(y_true, y_pred, tasks, scoring="accuracy", *, min_samples=1,
-                   labels=None):
+                   labels=None, sample_weight=None):
     """Score predictions separately on each task.
 
     Meta-learning is judged on how well each task is learned, so a task with
@@ -68,6 +71,10 @@ def per_task_score(y_true, y_pred, tasks, scoring="accuracy", *, min_samples=1,
         the sorted labels of ``y_true`` over all tasks. A 1-D ``y_pred`` is
         the probability (or score) of the second of two labels, as
         scikit-learn's metrics take it.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Sample weights, passed to the metric with each task's rows (a
+        callable ``scoring`` then receives them as ``sample_weight=``).
+        ``min_samples`` still counts rows.
 
     Returns
     -------
@@ -94,6 +101,7 @@ def per_task_score(y_true, y_pred, tasks, scoring="accuracy", *, min_samples=1,
             f"{y_pred.shape[0]}."
         )
     task_labels = check_task_labels(tasks, y_true.shape[0], rows_of="y_true")
+    weights = _weights(sample_weight, y_true.shape[0])
     if labels is not None and scoring not in ("neg_log_loss", "roc_auc"):
         raise ValueError(
             "labels names the columns of class probabilities, for "
@@ -108,7 +116,11 @@ def per_task_score(y_true, y_pred, tasks, scoring="accuracy", *, min_samples=1,
     scores = np.full(len(uniques), np.nan)
     for k in np.flatnonzero(counts >= max(min_samples, 1)):
         rows = order[bounds[k]:bounds[k + 1]]
-        scores[k] = metric(y_true[rows], y_pred[rows])
+        if weights is None:
+            scores[k] = metric(y_true[rows], y_pred[rows])
+        else:
+            scores[k] = metric(y_true[rows], y_pred[rows],
+                               sample_weight=weights[rows])
     return {"task": uniques, "score": scores, "n_samples": counts}
 
 
@@ -144,17 +156,21 @@ def _probability_metric(scoring, y_true, proba, labels):
         ordered = labels[order]
         if proba.ndim == 1:
             if order[0] == 1:  # y_pred is the smaller label's probability
-                return lambda y, p: -metrics.log_loss(y, 1.0 - p, labels=ordered)
-            return lambda y, p: -metrics.log_loss(y, p, labels=ordered)
-        return lambda y, p: -metrics.log_loss(y, p[:, order], labels=ordered)
+                return lambda y, p, **kw: -metrics.log_loss(
+                    y, 1.0 - p, labels=ordered, **kw)
+            return lambda y, p, **kw: -metrics.log_loss(y, p, labels=ordered,
+                                                        **kw)
+        return lambda y, p, **kw: -metrics.log_loss(y, p[:, order],
+                                                    labels=ordered, **kw)
     if proba.ndim == 1:
-        return lambda y, p: metrics.roc_auc_score(y == labels[1], p)
+        return lambda y, p, **kw: metrics.roc_auc_score(y == labels[1], p, **kw)
     if labels.shape[0] == 2:
-        return lambda y, p: metrics.roc_auc_score(y == labels[1], p[:, 1])
-    return lambda y, p: _one_vs_rest_auc(y, p, labels)
+        return lambda y, p, **kw: metrics.roc_auc_score(y == labels[1], p[:, 1],
+                                                        **kw)
+    return lambda y, p, **kw: _one_vs_rest_auc(y, p, labels, **kw)
 
 
-def _one_vs_rest_auc(y, proba, labels):
+def _one_vs_rest_auc(y, proba, labels, sample_weight=None):
     """The mean over the classes in ``y`` of each one's AUC against the rest.
 
     scikit-learn's ``multi_class="ovr"`` averages over every label, and a
@@ -164,15 +180,17 @@ def _one_vs_rest_auc(y, proba, labels):
     present = np.isin(labels, y)
     if present.sum() < 2:
         return np.nan  # one class: no AUC
-    return float(np.mean([metrics.roc_auc_score(y == label, proba[:, j])
+    return float(np.mean([metrics.roc_auc_score(y == label, proba[:, j],
+                                                sample_weight=sample_weight)
                           for j, label in enumerate(labels) if present[j]]))
 
 
 @validate_params(
-    {"y_true": ["array-like"], "y_pred": ["array-like"], "tasks": ["array-like"]},
+    {"y_true": ["array-like"], "y_pred": ["array-like"], "tasks": ["array-like"],
+     "sample_weight": ["array-like", None]},
     prefer_skip_nested_validation=True,
 )
-def within_task_explained_variance(y_true, y_pred, tasks):
+def within_task_explained_variance(y_true, y_pred, tasks, *, sample_weight=None):
     """Explained variance against each task's own mean, over all samples.
 
     ``1 - MSE / V`` where ``V`` is the mean squared deviation of ``y_true``
@@ -190,6 +208,9 @@ def within_task_explained_variance(y_true, y_pred, tasks):
         Predictions.
     tasks : array-like of shape (n_samples,)
         Task label of each sample.
+    sample_weight : array-like of shape (n_samples,), default=None
+        Sample weights: the means (each task's, and the squared errors'
+        and deviations') are weighted.
 
     Returns
     -------
@@ -208,7 +229,14 @@ def within_task_explained_variance(y_true, y_pred, tasks):
     check_consistent_length(y_true, y_pred, tasks)
     labels = check_task_labels(tasks, y_true.shape[0])
     uniques, codes = encode_tasks(labels)
-    means = np.bincount(codes, weights=y_true) / np.bincount(codes)
+    weights = _weights(sample_weight, y_true.shape[0])
+    if weights is None:
+        weights = np.ones(y_true.shape[0])
+    task_weight = np.bincount(codes, weights=weights, minlength=len(uniques))
+    # (a task of zero weight counts for nothing, whatever its mean)
+    means = np.divide(np.bincount(codes, weights=weights * y_true,
+                                  minlength=len(uniques)), task_weight,
+                      out=np.zeros(len(uniques)), where=task_weight > 0)
     # a task whose targets are all equal deviates by exactly 0, whatever the
     # rounding of its mean (0.1 three times averages to 0.1 + 1e-17)
     lowest = np.full(len(uniques), np.inf)
@@ -216,13 +244,31 @@ def within_task_explained_variance(y_true, y_pred, tasks):
     np.minimum.at(lowest, codes, y_true)
     np.maximum.at(highest, codes, y_true)
     constant = (lowest == highest)[codes]
-    within = np.mean(np.where(constant, 0.0, y_true - means[codes]) ** 2)
-    error = np.mean((y_true - y_pred) ** 2)
+    within = np.average(np.where(constant, 0.0, y_true - means[codes]) ** 2,
+                        weights=weights)
+    error = np.average((y_true - y_pred) ** 2, weights=weights)
     if within == 0.0:
         # every task's target is constant: as r2_score's force_finite, 1 for
         # perfect predictions and 0 otherwise, rather than NaN or -inf
         return 1.0 if error == 0.0 else 0.0
     return float(1.0 - error / within)
+
+
+def _weights(sample_weight, n_samples):
+    """Finite, non-negative weights of shape (n_samples,) with a positive
+    sum, or None."""
+    if sample_weight is None:
+        return None
+    weights = check_array(sample_weight, ensure_2d=False, dtype=np.float64,
+                          input_name="sample_weight")
+    if weights.shape != (n_samples,):
+        raise ValueError(
+            f"sample_weight must be of shape ({n_samples},); got "
+            f"{weights.shape}.")
+    if np.any(weights < 0) or not weights.sum() > 0:
+        raise ValueError(
+            "sample_weight must be non-negative with a positive sum.")
+    return weights
 
 
 def _targets(values, name):

@@ -114,6 +114,46 @@ def test_within_task_explained_variance_checks_its_input():
         y, np.add(y, 1e-3), [0, 0, 0, 1, 1, 1]) == 0.0
 
 
+@pytest.mark.parametrize("scoring, metric", [
+    ("accuracy", accuracy_score), ("r2", r2_score),
+    ("neg_log_loss", lambda y, p, **kw: -log_loss(y, p, labels=[0, 1], **kw)),
+    ("roc_auc", lambda y, p, **kw: roc_auc_score(y, p[:, 1], **kw))])
+def test_per_task_score_with_sample_weight(scoring, metric):
+    # each task's metric gets its rows' weights, as scikit-learn's metrics
+    rng = np.random.default_rng(4)
+    tasks = np.repeat(["a", "b", "c"], 12)
+    y = np.tile([0, 1], 18)
+    w = rng.uniform(0.1, 3.0, 36)
+    if scoring in ("neg_log_loss", "roc_auc"):
+        pred = rng.dirichlet([1, 1], 36)
+    else:
+        pred = np.where(rng.random(36) < 0.7, y, 1 - y)
+    table = per_task_score(y, pred, tasks, scoring, sample_weight=w)
+    expected = [metric(y[tasks == t], pred[tasks == t],
+                       sample_weight=w[tasks == t]) for t in "abc"]
+    assert_allclose(table["score"], expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="non-negative with a positive sum"):
+        per_task_score(y, pred, tasks, scoring, sample_weight=-w)
+
+
+def test_within_task_explained_variance_weights_are_repetitions():
+    rng = np.random.default_rng(5)
+    tasks = np.repeat([0, 1, 2], 8)
+    y = rng.normal(size=24) + 3.0 * tasks
+    pred = y + rng.normal(scale=0.5, size=24)
+    counts = rng.integers(0, 4, 24)
+    counts[tasks == 1] = 0  # a task of zero weight counts for nothing
+    repeated = np.repeat(np.arange(24), counts)
+    assert_allclose(
+        within_task_explained_variance(y, pred, tasks, sample_weight=counts),
+        within_task_explained_variance(y[repeated], pred[repeated],
+                                       tasks[repeated]), rtol=1e-12)
+    assert_allclose(
+        within_task_explained_variance(y, pred, tasks,
+                                       sample_weight=np.full(24, 2.5)),
+        within_task_explained_variance(y, pred, tasks), rtol=1e-12)
+
+
 @pytest.mark.parametrize("labels, proba", [
     (["yes", "no"], [[0.2, 0.8], [0.9, 0.1], [0.3, 0.7]]),
     ([2, 0, 1], [[0.1, 0.8, 0.1], [0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]),
