@@ -63,8 +63,15 @@ from ._rowspace import (
 
 NewtonWork = namedtuple(
     "NewtonWork",
-    "XT Z Zt G Gt D Dt U a w A L W Ainv grad delta q qt trial diff r shift")
-NewtonWork.__doc__ = """Buffers of ``solve_task`` (``_workspaces.newton_workspace``)."""
+    "XT Z Zt G Gt D Dt U a w A L W Ainv grad delta q qt trial diff r shift "
+    "l1")
+NewtonWork.__doc__ = """Buffers of ``solve_task`` (``_workspaces.newton_workspace``).
+
+``l1`` is None for problems without an l1 part: the proximal Newton
+direction is then not even compiled (numba drops a branch on an argument
+that is None before typing), which keeps it out of the first fit of an
+l2-penalized estimator (a second of compilation); an empty array otherwise.
+"""
 
 SolveSettings = namedtuple(
     "SolveSettings",
@@ -453,10 +460,12 @@ def segment_value(problem, theta, delta, u, d, c1, c2, a):
 
 
 @helper
-def newton_direction(problem, theta, fresh, factored, l1, tol, work, Ainv):
+def newton_direction(problem, theta, fresh, factored, l1, tol, work, Ainv,
+                     l1_work):
     """The step ``work.delta`` from the gradient ``work.grad``; returns the jitter.
 
-    With an l1 part, a proximal Newton step. Otherwise a Newton step with a
+    With an l1 part (``l1``, where ``l1_work`` is not None: see
+    ``NewtonWork``), a proximal Newton step. Otherwise a Newton step with a
     fresh Hessian's Cholesky factor (``fresh``; a jitter, returned, makes a
     singular one definite), with the factor kept from an earlier iteration
     (``factored``), or a chord step with the kept inverse ``Ainv``.
@@ -467,10 +476,12 @@ def newton_direction(problem, theta, fresh, factored, l1, tol, work, Ainv):
     grad = work.grad
     delta = work.delta
     jitter = 0.0
-    if l1:
-        symmetrize_lower(A, d)
-        prox_newton_direction(A, grad, theta, problem, d, tol * 1e-2, work)
-    elif factored:
+    if l1_work is not None:
+        if l1:
+            symmetrize_lower(A, d)
+            prox_newton_direction(A, grad, theta, problem, d, tol * 1e-2, work)
+            return jitter
+    if factored:
         if fresh:
             jitter = cholesky_with_jitter(A, L, d, problem.l2w, problem.lam2)
         for j in range(d):
@@ -623,7 +634,7 @@ def solve_task(rows, problem, prior, theta, max_iter, tol, have_inverse,
         if fresh:
             objective_hessian(rows, problem, prior, fit[2], scale, work)
         jitter = newton_direction(problem, theta, fresh, refreshed, l1, tol, work,
-                                  Ainv)
+                                  Ainv, work.l1)
         step, loss, smooth, l1_value = line_search(
             rows, problem, prior, theta, scale, objective, l1_value, fit,
             trial_fit, work)

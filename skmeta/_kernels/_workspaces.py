@@ -120,7 +120,8 @@ def newton_workspace(problem, n_max, dense, matrices=True):
                       np.empty(n_max), np.empty((2, n_max)),
                       *(np.empty(square) for _ in range(3)),
                       np.empty((d, d) if matrices else (1, d)),
-                      *(np.empty(d) for _ in range(8)))
+                      *(np.empty(d) for _ in range(8)),
+                      np.empty(0) if problem.has_l1 else None)
 
 
 def rowspace_workspace(batch, problem, n_max, diagonal):
