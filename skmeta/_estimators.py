@@ -4,6 +4,7 @@ The estimators never loop over tasks in Python: rows are sorted by task once
 and every task is solved by one kernel call (see :mod:`skmeta._kernels`).
 """
 
+import copy
 import warnings
 from dataclasses import replace
 from numbers import Integral, Real
@@ -417,20 +418,47 @@ default=None
             state["task_params_"] = _in_memory(params)
         return state
 
-    def _settings(self, random_effects=None):
-        """The settings the methods read; ``random_effects`` resolved (a mask)."""
-        if random_effects is None and isinstance(self.random_effects, str):
-            random_effects = self.random_effects
+    def _settings(self, random_effects=None, params=None):
+        """The settings the methods read; ``random_effects`` resolved (a mask).
+
+        From ``params`` (the parameters of a fit, see ``_fit_params``) where
+        given, else the current ones; those of ``_RUNTIME_PARAMETERS``
+        always the current ones.
+        """
+        p = self.get_params(deep=False)
+        if params is not None:
+            p.update(params)
+        if random_effects is None and isinstance(p["random_effects"], str):
+            random_effects = p["random_effects"]
         return MetaSettings(
-            gamma=self.gamma, prior=self.prior, random_effects=random_effects,
-            inner_steps=self.inner_steps,
-            inner_lr=self.inner_lr, first_order=self.first_order,
-            adapt_layers=self.adapt_layers,
-            meta_lr=self.meta_lr, meta_batch_size=self.meta_batch_size,
-            query_fraction=self.query_fraction, max_iter=self.max_iter,
-            tol=self.tol, n_jobs=self.n_jobs, random_state=self.random_state,
-            verbose=self.verbose, n_prior_components=self.n_prior_components,
-            prior_df=self.prior_df)
+            gamma=p["gamma"], prior=p["prior"], random_effects=random_effects,
+            inner_steps=p["inner_steps"],
+            inner_lr=p["inner_lr"], first_order=p["first_order"],
+            adapt_layers=p["adapt_layers"],
+            meta_lr=p["meta_lr"], meta_batch_size=p["meta_batch_size"],
+            query_fraction=p["query_fraction"], max_iter=self.max_iter,
+            tol=self.tol, n_jobs=self.n_jobs, random_state=p["random_state"],
+            verbose=self.verbose, n_prior_components=p["n_prior_components"],
+            prior_df=p["prior_df"])
+
+    def _warn_changed_since_fit(self, action):
+        """Warn where parameters set since the last fit (which ``adapt`` and
+        ``partial_fit`` do not use: they continue that fit) differ from it."""
+        if not hasattr(self, "_fit_params"):
+            return  # pickled before the settings were kept
+        changed = [name for name, value in self._fit_params.items()
+                   if not _same_setting(value, getattr(self, name))]
+        base = self.estimator if self.estimator is not None \
+            else self._base_estimator()
+        if type(base) is not type(self.estimator_) or not _same_setting(
+                base.get_params(deep=False),
+                self.estimator_.get_params(deep=False)):
+            changed.append("estimator")
+        if changed:
+            warnings.warn(
+                f"{', '.join(changed)} changed since fit; {action} continues "
+                "that fit with the values it had then: refit to use the new "
+                "ones.", UserWarning, stacklevel=3)
 
     def _warn_prior_settings_unused(self):
         """Warn of prior settings a fit without task identities ignores.
@@ -457,14 +485,20 @@ default=None
                 "prior_estimator to pull the fit toward a model).",
                 UserWarning, stacklevel=5)
 
-    def _meta_method(self, *, warn=False, network=False):
-        """The ``method``'s object, reading the current parameters.
+    def _meta_method(self, *, warn=False, network=False, fitted=False):
+        """The ``method``'s object, reading the current parameters (with
+        ``fitted``, those of the last fit but the run-time ones, see
+        ``_RUNTIME_PARAMETERS``: what ``adapt`` and ``partial_fit``
+        continue).
 
         With ``warn``, a parameter that the method ignores (for a network
         base estimator, when ``network``) and that was set to something
         other than its default gets a warning.
         """
-        method = METHODS[self.method](self._settings())
+        # (a model pickled before the settings were kept: the current ones)
+        params = getattr(self, "_fit_params", None) if fitted else None
+        name = self.method if params is None else params["method"]
+        method = METHODS[name](self._settings(params=params))
         if warn:
             defaults = _BaseMetaEstimator().get_params(deep=False)
             used = method.used_parameters(network)
@@ -550,6 +584,12 @@ default=None
         # the fitted models are those of this base estimator, whatever
         # happens to self.estimator later
         self.estimator_ = clone(base)
+        # and these are the settings adapt and partial_fit continue
+        self._fit_params = {
+            name: copy.deepcopy(value) if isinstance(value, (list, np.ndarray))
+            else value
+            for name, value in self.get_params(deep=False).items()
+            if name not in _RUNTIME_PARAMETERS}
         self.task_params_ = fitted.theta
         self.meta_params_ = fitted.theta0
         self.prior_shape_ = fitted.shape
@@ -1114,7 +1154,7 @@ default=None
         problem = self._problem()
         if not problem.is_network and self.gamma_ == 0:
             _warn_unbounded_tasks(batch, problem, labels)
-        return self._meta_method().adapt(batch, problem, self._meta_fit(),
+        return self._meta_method(fitted=True).adapt(batch, problem, self._meta_fit(),
                                          labels)
 
     def adapt(self, X, y, *, tasks=None, sample_weight=None):
@@ -1149,6 +1189,7 @@ default=None
         adapt_tasks : Several new tasks at once.
         """
         check_is_fitted(self)
+        self._warn_changed_since_fit("adapt")
         uniques, theta, _ = self._solve_new_tasks(X, y, tasks, sample_weight)
         if uniques is not None and len(uniques) > 1:
             raise ValueError(
@@ -1183,6 +1224,7 @@ default=None
             Maps each task label to a fitted clone of the base estimator.
         """
         check_is_fitted(self)
+        self._warn_changed_since_fit("adapt_tasks")
         if self.task_column is None and tasks is None:
             raise ValueError(
                 "adapt_tasks needs task identities: pass tasks= or set "
@@ -1205,6 +1247,7 @@ default=None
         if not hasattr(self, "task_params_"):
             self._forget_fit()
             return self._fit(X, y, tasks, sample_weight, classes=classes)
+        self._warn_changed_since_fit("partial_fit")
         if classes is not None and self._is_classifier and not np.array_equal(
                 np.unique(classes), self.classes_):
             raise ValueError(
@@ -1318,7 +1361,8 @@ default=None
                              sample_weight[fresh_rows], sub, int(fresh.sum()))
             online, theta[fresh], n_iter = update_online(
                 self._task_batch(family, chunk), problem, online,
-                max_iter=self._meta_method().max_iter, tol=self.tol,
+                max_iter=self._meta_method(fitted=True).max_iter,
+                tol=self.tol,
                 n_jobs=self.n_jobs, verbose=self.verbose, name=self.method)
         prior = online.prior
         if not fresh.all():
@@ -1668,6 +1712,34 @@ def _why_no_posteriors(method, problem, n_tasks, method_name):
                 else "a network's tasks are adapted by a fixed number of "
                 "gradient steps, not to a posterior mode")
     return covariances_refused(n_tasks, problem.n_params)
+
+
+# parameters read afresh at every call (how the solvers run and report);
+# estimator and prior_estimator are held as fitted (estimator_, the prior
+# mean)
+_RUNTIME_PARAMETERS = ("n_jobs", "verbose", "tol", "max_iter", "estimator",
+                       "prior_estimator")
+
+
+def _same_setting(a, b):
+    """Whether two parameter values are the same setting (arrays by value,
+    mappings entry by entry)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_setting(a[k], b[k]) for k in a)
+    if isinstance(a, BaseEstimator) or isinstance(b, BaseEstimator):
+        return type(a) is type(b) and _same_setting(
+            a.get_params(deep=False), b.get_params(deep=False))
+    if isinstance(a, (np.ndarray, list, tuple)) or isinstance(
+            b, (np.ndarray, list, tuple)):
+        try:
+            return bool(np.array_equal(np.asarray(a, dtype=object),
+                                       np.asarray(b, dtype=object)))
+        except (TypeError, ValueError):
+            return False
+    if isinstance(a, float) and isinstance(b, float) and np.isnan(a) \
+            and np.isnan(b):
+        return True
+    return _same_value(a, b)
 
 
 def _same_value(a, b):
@@ -2282,7 +2354,8 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         if not self._marks_unlabeled(fitted=True):
             return super()._adapt_method(family, rows, labels)
         return adapt_with_unlabeled(
-            self._meta_method(), family, self._problem(), self._meta_fit(), rows,
+            self._meta_method(fitted=True), family, self._problem(),
+            self._meta_fit(), rows,
             weight=self.unlabeled_weight_,
             model=FeatureModel(self.class_means_, self.within_class_covariance_),
             classes=self.classes_)

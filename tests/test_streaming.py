@@ -649,3 +649,33 @@ def test_errors_name_dropped_tasks_and_the_first_fits_classes():
     with pytest.raises(ValueError, match="first fitted with .by fit or a first"):
         classifier.partial_fit(X[:5], np.r_[0, 1, 0, 1, 0], tasks=[99] * 5,
                                classes=[0, 1, 2])
+
+
+def test_parameters_set_after_fit_are_said_to_be_unused():
+    # adapt and partial_fit continue the fit as it was made: a method set
+    # since then crashed adapt inside the kernels (reptile's steps on a
+    # proximal fit, which has no inner_lr_), and other changes were ignored
+    # without a word
+    X, y, tasks = make_meta_regression(n_tasks=12, n_samples_per_task=15,
+                                       n_features=3, random_state=0)
+    meta = MetaRegressor(Ridge(alpha=1.0), prior="isotropic", gamma=1.0).fit(
+        X, y, tasks=tasks)
+    before = meta.adapt(X[:8], y[:8])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # run-time settings are read afresh
+        meta.set_params(n_jobs=2, verbose=0)
+        meta.adapt(X[:8], y[:8])
+    meta.set_params(method="reptile", prior="auto")
+    with pytest.warns(UserWarning, match="method, prior changed since fit; "
+                      "adapt continues that fit"):
+        after = meta.adapt(X[:8], y[:8])
+    assert_allclose(after.coef_, before.coef_, rtol=1e-12)
+    meta.set_params(method="proximal", prior="isotropic", estimator__alpha=50.0)
+    with pytest.warns(UserWarning, match="estimator changed since fit; "
+                      "partial_fit continues"):
+        meta.partial_fit(X[:30], y[:30], tasks=tasks[:30] + 100)
+    # a new fit takes them
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        meta.fit(X, y, tasks=tasks).adapt(X[:8], y[:8])
