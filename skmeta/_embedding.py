@@ -71,7 +71,7 @@ class MetaEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin,
         Activation of the hidden layers.
     loss : {"prototypical", "neighbourhood"}, default="prototypical"
         Episode loss: distances to the classes' mean shots, or soft nearest
-        neighbours among the shots (see the module notes above).
+        neighbours among the shots (see the :ref:`User Guide <networks>`).
     n_shots : int, default=5
         Support rows per class of an episode (fewer when a class has fewer
         than ``n_shots + 1`` rows: one row is always left to the query).

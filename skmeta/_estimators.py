@@ -915,6 +915,12 @@ default=None
             _warn_unbounded_tasks(batch, problem, self.tasks_)
         fitted = method.fit(batch, problem, prior_mean, single_task=single_task)
         fitted.batch = batch
+        if single_task and prior_mean is None and not problem.is_network:
+            # one task is its own population: meta_estimator_ is its model
+            # (it held zeros, which nothing transfers with gamma_ = 0)
+            fitted.theta0 = np.array(fitted.theta[0])
+            if fitted.center is not None:
+                fitted.center = np.array(fitted.theta[0])
         return fitted
 
     def _task_batch(self, family, rows):
@@ -1582,6 +1588,17 @@ default=None
         self._task_covariances = covariances
         self.prior_covariance_ = _prior_covariance(
             fitted.combined_precision, dispersion, float(np.mean(scale)))
+        if fitted.mixture is not None:
+            # the single Gaussian's precision is diagonal (its variances are
+            # the mixture's); its covariance has the means' spread across
+            # coefficients too: two families of opposite slopes correlate
+            # them at -0.985, and an unseen task's spread along such a
+            # direction came out three times too wide without it
+            mixture = fitted.mixture
+            spread = mixture.means - mixture.weights @ mixture.means
+            between = (spread.T * mixture.weights) @ spread
+            np.fill_diagonal(between, 0.0)
+            self.prior_covariance_ = self.prior_covariance_ + between
         self._set_noise_dispersion(dispersion)
 
     def _store_nested_posteriors(self, nested):
@@ -1824,12 +1841,13 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         diagonal, full or low-rank-plus-diagonal (factor model) matrix
         (empirical Bayes, normalized to unit determinant so that ``gamma``
         keeps its meaning; ``method="proximal"`` only). With
-        ``gamma="auto"`` the structure is that of the covariance of the
-        tasks' parameters, whose prior counts the base estimator's l2
-        penalty too: ``"isotropic"`` then learns ``s^2 I``, and
-        ``prior_shape_`` is the normalized shape of ``I / s^2`` less that
-        penalty (not the identity where some parameters, as the intercept,
-        are not penalized). ``"mixture"``: a
+        ``gamma="auto"`` the tasks' prior counts the base estimator's l2
+        penalty ``D`` beside the transfer term: ``"isotropic"`` then learns
+        the transfer ``pi I`` beside ``D`` (``prior_shape_`` the identity,
+        ``gamma_`` the learned ``pi``, the tasks' covariance proportional to
+        ``(pi I + D)^-1``), and the other structures the covariance of the
+        tasks' parameters, of which ``Lambda`` is the precision less ``D``
+        (normalized). ``"mixture"``: a
         mixture of ``n_prior_components`` Gaussian priors with diagonal
         covariances, for tasks that come in families (task clustering;
         ``method="proximal"`` only). See :ref:`mixture_priors`. ``"auto"``:
@@ -1996,8 +2014,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         ``COVARIANCE_MEMORY`` (256 MiB) in all, without ``unlabeled_weight``
         and not on Dask collections; other fits, and a ``partial_fit`` that
         would exceed the memory, are refused. With ``prior="mixture"`` (or
-        ``prior_df``) the posteriors are those under the single Gaussian of
-        the mixture's mean and covariance, as for
+        ``prior_df``) an unseen task's spread is the mixture's covariance
+        and a seen task's posterior is taken under the single Gaussian of
+        the mixture's mean and variances, as for
         :meth:`MetaRegressor.predict`'s ``return_std``. The base estimators
         that :meth:`adapt` and :meth:`task_estimator` return predict at
         their fitted parameters.
@@ -2055,7 +2074,7 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     gamma_ : float
         The transfer strength used (learned when ``gamma="auto"``). With
         ``prior="mixture"`` or ``prior_df``, that of the single Gaussian with
-        the prior's mean and covariance (as ``prior_precision_``), which a
+        the prior's mean and variances (as ``prior_precision_``), which a
         fixed ``gamma``, the components' strength, leaves wider.
     prior_kind_ : str
         The structure of the prior fitted, e.g. ``"isotropic"``,
@@ -2077,7 +2096,8 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     estimator_ : estimator instance
         Unfitted clone of the base estimator the models were fitted with.
     meta_estimator_ : estimator instance
-        Fitted base estimator holding ``theta0`` (the population model).
+        Fitted base estimator holding ``theta0`` (the population model; for
+        a fit without task identities, that fit itself).
     coef_ : ndarray of shape (n_tasks, n_outputs, n_features)
         Each seen task's coefficients (``n_outputs`` is 1 for two classes).
     intercept_ : ndarray of shape (n_tasks, n_outputs)
@@ -2670,9 +2690,12 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
     Lambda (theta - theta0)``
 
     where ``L_t + lambda R`` is the base estimator's own objective on task t
-    (its loss and its own penalty, e.g. ``alpha``) and the last term is the
-    transfer toward the prior. A task unseen in ``fit`` is predicted with the
-    prior model; :meth:`adapt` fits a new task from a few samples.
+    (its loss and its own penalty, e.g. ``alpha``; for ``Ridge`` and
+    ``LinearRegression``, half their ``||y - X w||^2 + alpha ||w||^2``, the
+    same minimizer, so that ``gamma`` compares with ``alpha``) and the last
+    term is the transfer toward the prior. A task unseen in ``fit`` is
+    predicted with the prior model; :meth:`adapt` fits a new task from a few
+    samples.
 
     Read more in the :ref:`User Guide <user_guide>`.
 
@@ -2812,7 +2835,8 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
     estimator_ : estimator instance
         Unfitted clone of the base estimator the models were fitted with.
     meta_estimator_ : estimator instance
-        Fitted base estimator holding ``theta0``.
+        Fitted base estimator holding ``theta0`` (for a fit without task
+        identities, that fit itself).
     coef_ : ndarray of shape (n_tasks, n_features)
         Each seen task's coefficients.
     intercept_ : ndarray of shape (n_tasks,)

@@ -250,6 +250,16 @@ def test_the_mixtures_single_gaussian_moment_matches_its_clusters(noise, gamma):
                     + (means - centre) ** 2)
     assert_allclose(np.diag(meta.prior_covariance_), expected, rtol=1e-8)
     assert_allclose(meta.meta_params_, centre, rtol=1e-10)
+    # across coefficients, the spread of the cluster means (the families'
+    # opposite slopes correlate them; the covariance was diagonal)
+    between = ((means - centre).T * w) @ (means - centre)
+    off = ~np.eye(3, dtype=bool)
+    assert_allclose(meta.prior_covariance_[off], between[off], rtol=1e-10)
+    # and an unseen task's predictive spread is that covariance's
+    x = np.array([1.0, 1.0, 1.0])
+    _, std = meta.predict(x[None, :2], tasks=[999], return_std=True)
+    assert_allclose(std, np.sqrt(x @ meta.prior_covariance_ @ x
+                                 + meta.noise_variance_), rtol=1e-10)
 
 
 @pytest.mark.parametrize("df, gamma", [(3.0, "auto"), (8.0, "auto"),

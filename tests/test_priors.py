@@ -584,6 +584,8 @@ def test_a_fit_without_tasks_is_the_base_estimators_own(base, offset):
     assert_allclose(meta.task_params_[0],
                     np.r_[own.coef_, own.intercept_], rtol=1e-5, atol=1e-7)
     assert meta.gamma_ == 0.0
+    # one task is its own population model (meta_estimator_ held zeros)
+    assert_allclose(meta.meta_estimator_.coef_, meta.task_estimator().coef_)
 
 
 def test_a_classifier_without_tasks_is_the_base_estimators_own():
