@@ -588,6 +588,21 @@ def test_a_fit_without_tasks_is_the_base_estimators_own(base, offset):
     assert_allclose(meta.meta_estimator_.coef_, meta.task_estimator().coef_)
 
 
+@pytest.mark.parametrize("base", [Lasso(alpha=0.1), ElasticNet(alpha=0.1)],
+                         ids=lambda est: type(est).__name__)
+def test_an_l1_fit_on_columns_offset_by_a_million_is_the_base_estimators(base):
+    # the intercept's pivot is 1e-12 of the offset columns' curvature: it
+    # is still minimized out (a floor relative to the largest diagonal
+    # entry left it to coordinate descent, and the coefficients at 0)
+    rng = np.random.default_rng(1)
+    Z = rng.normal(size=(30, 2))
+    y = Z @ [1.0, 2.0] + 3.0 + 0.1 * rng.normal(size=30)
+    X = Z + 1e6
+    meta = MetaRegressor(base).fit(X, y)
+    own = clone(base).set_params(tol=1e-12, max_iter=100000).fit(X, y)
+    assert_allclose(meta.task_estimator().coef_, own.coef_, rtol=1e-6)
+
+
 def test_a_classifier_without_tasks_is_the_base_estimators_own():
     rng = np.random.default_rng(13)
     X = rng.normal(size=(80, 3))

@@ -115,6 +115,10 @@ _NO_STEP = 0
 _PARTIAL = 1
 _FULL = 2
 _OPTIMAL = 3
+# prox_newton_direction eliminates a coordinate whose pivot is at least this
+# fraction of its own diagonal entry, and above the smallest normal double
+_ELIMINATION_FLOOR = 1e-10
+_ELIMINATION_TINY = 2.2250738585072014e-308
 # prox_newton_direction's marks: a coordinate eliminated, or joining the
 # active set with the sign given
 _ELIMINATED = 1.0
@@ -238,7 +242,12 @@ def prox_newton_direction(A, grad, theta, problem, d, tol, work):
             S[i, j] = A[i, j]
     for f in range(d):
         pivot = S[f, f]
-        if l1_threshold(problem, f, 1.0) > 0.0 or not pivot > 0.0:
+        # (a pivot that the earlier eliminations cancelled, or that
+        # underflows, stays with coordinate descent: eliminating it would
+        # amplify round-off)
+        if l1_threshold(problem, f, 1.0) > 0.0 or not (
+                pivot > _ELIMINATION_FLOOR * A[f, f]
+                and pivot > _ELIMINATION_TINY):
             continue
         for i in range(d):
             if mark[i] != 0.0 or i == f or S[i, f] == 0.0:
