@@ -177,6 +177,16 @@ def test_smooth_solution_matches_scipy(code, fit_intercept, prec_kind, mean_loss
 # --------------------------------------------------------------------------
 # l1: optimality conditions and comparison with a smooth reformulation
 # --------------------------------------------------------------------------
+def assert_l1_optimal(gradient, theta, bound, atol):
+    """The l1 problem's optimality conditions at ``theta``: the smooth
+    part's ``gradient`` balances ``bound * sign(theta)`` where ``theta`` is
+    nonzero and lies within ``bound`` where it is zero."""
+    nz = theta != 0
+    np.testing.assert_allclose(gradient[nz] + bound[nz] * np.sign(theta[nz]),
+                               0.0, atol=atol)
+    assert np.all(np.abs(gradient[~nz]) <= bound[~nz] + atol)
+
+
 @pytest.mark.parametrize("intercept_l1", [False, True],
                          ids=["free-icpt", "l1-icpt"])
 @pytest.mark.parametrize("lam2", [0.0, 0.3])
@@ -206,13 +216,9 @@ def test_l1_solution_satisfies_kkt_and_beats_scipy(code, lam2, intercept_l1):
         ref = task_reference(problem, X, y, sw, tasks, t, theta0, precision)
         theta = result.theta[t]
         g = ref.grad(theta)
-        bound = lam1 * l1w
-        nz = theta != 0
-        n_zero += int(np.sum(~nz))
+        n_zero += int(np.sum(theta == 0))
         atol = 1e-7 * max(1.0, np.abs(ref.hess(theta)).max())
-        np.testing.assert_allclose(g[nz] + bound[nz] * np.sign(theta[nz]), 0.0,
-                                   atol=atol)
-        assert np.all(np.abs(g[~nz]) <= bound[~nz] + atol)
+        assert_l1_optimal(g, theta, lam1 * l1w, atol)
         if not intercept_l1:
             # an unpenalized intercept is never clipped and is stationary
             assert np.all(theta[icpt] != 0)
@@ -255,15 +261,9 @@ def test_l1_solution_on_columns_of_a_large_mean(code, intercept_l1):
     for t in range(2):
         ref = task_reference(problem, X, y, sw, tasks, t, theta0, precision)
         theta = result.theta[t]
-        g = ref.grad(theta)
-        bound = lam1 * l1w
-        nz = theta != 0
         # the gradient's entries are sums of x (about 1e3) times residuals:
-        # their round-off is far below this
-        atol = 1e-6
-        np.testing.assert_allclose(g[nz] + bound[nz] * np.sign(theta[nz]), 0.0,
-                                   atol=atol)
-        assert np.all(np.abs(g[~nz]) <= bound[~nz] + atol)
+        # their round-off is far below this tolerance
+        assert_l1_optimal(ref.grad(theta), theta, lam1 * l1w, atol=1e-6)
 
 
 # --------------------------------------------------------------------------
