@@ -1307,6 +1307,14 @@ default=None
                 # partial_fit is wrapped by scikit-learn's _fit_context
                 stacklevel=4)
             self.task_params_ = theta
+            if self.prior_estimator is None and not (
+                    self._fitted_family().is_network):
+                # one task is its own population model, as after fit
+                self.meta_params_ = np.array(theta[0])
+                if self.transfer_center_ is not None:
+                    self.transfer_center_ = np.array(theta[0])
+                self.meta_estimator_ = self._build(self.meta_params_,
+                                                   self.n_iter_)
             if covariances is not None:
                 self._task_covariances = covariances
             return self
@@ -1593,16 +1601,13 @@ default=None
         self.prior_covariance_ = _prior_covariance(
             fitted.combined_precision, dispersion, float(np.mean(scale)))
         if fitted.mixture is not None:
-            # the single Gaussian's precision is diagonal (its variances are
-            # the mixture's); its covariance has the means' spread across
-            # coefficients too: two families of opposite slopes correlate
-            # them at -0.985, and an unseen task's spread along such a
-            # direction came out three times too wide without it
-            mixture = fitted.mixture
-            spread = mixture.means - mixture.weights @ mixture.means
-            between = (spread.T * mixture.weights) @ spread
-            np.fill_diagonal(between, 0.0)
-            self.prior_covariance_ = self.prior_covariance_ + between
+            # an unseen task's covariance is the mixture's, across
+            # coefficients too (the single Gaussian's diagonal precision
+            # holds its variances only: two families of opposite slopes,
+            # correlated at -0.985, gave an unseen task three times its
+            # spread along them)
+            self.prior_covariance_ = _mixture_covariance(
+                fitted.mixture, dispersion, float(np.mean(scale)))
         self._set_noise_dispersion(dispersion)
 
     def _store_nested_posteriors(self, nested):
@@ -1655,6 +1660,20 @@ default=None
         base_tags = get_tags(self._base_estimator())
         tags.target_tags.positive_only = base_tags.target_tags.positive_only
         return tags
+
+
+def _mixture_covariance(mixture, dispersion, mean_scale):
+    """The covariance of an unseen task's parameters under a mixture prior:
+    the components' covariances (a Student-t's ``df / (df - 2)`` times its
+    scale) and the spread of their means."""
+    combined = np.stack([np.asarray(c.combined_precision, dtype=float)
+                         for c in mixture.components])
+    df = mixture.df
+    tails = 1.0 if df is None or df <= 2.0 else df / (df - 2.0)
+    within = (dispersion / max(mean_scale, np.finfo(float).tiny)) * (
+        mixture.weights @ (tails / combined))
+    spread = mixture.means - mixture.weights @ mixture.means
+    return np.diag(within) + (spread.T * mixture.weights) @ spread
 
 
 def _prior_covariance(precision, dispersion, mean_scale):
@@ -1772,10 +1791,12 @@ def _why_no_posteriors(method, problem, n_tasks, method_name):
     return covariances_refused(n_tasks, problem.n_params)
 
 
-# parameters read afresh at every call (how the solvers run and report);
-# estimator and prior_estimator are held as fitted (estimator_, the prior
-# mean)
-_RUNTIME_PARAMETERS = ("n_jobs", "verbose", "tol", "max_iter", "estimator",
+# parameters read afresh at every call (how the solvers run and report,
+# where the task labels are read, what is kept, how probabilities are
+# given); estimator and prior_estimator are held as fitted (estimator_, the
+# prior mean)
+_RUNTIME_PARAMETERS = ("n_jobs", "verbose", "tol", "max_iter", "task_column",
+                       "keep_task_params", "posterior_proba", "estimator",
                        "prior_estimator")
 
 
@@ -1784,6 +1805,10 @@ def _same_setting(a, b):
     mappings entry by entry)."""
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same_setting(a[k], b[k]) for k in a)
+    generators = (np.random.RandomState, np.random.Generator)
+    if isinstance(a, generators) or isinstance(b, generators):
+        # (a clone copies a generator: the same setting, another object)
+        return type(a) is type(b)
     if isinstance(a, BaseEstimator) or isinstance(b, BaseEstimator):
         return type(a) is type(b) and _same_setting(
             a.get_params(deep=False), b.get_params(deep=False))

@@ -262,6 +262,34 @@ def test_the_mixtures_single_gaussian_moment_matches_its_clusters(noise, gamma):
                                  + meta.noise_variance_), rtol=1e-10)
 
 
+def test_the_mixtures_covariance_beside_a_base_penalty_is_a_covariance():
+    # Ridge(alpha=30), two families of opposite slopes: the components'
+    # variances (not the single Gaussian's diagonal, which the penalty
+    # floors) with the spread of the means; adding that spread's
+    # off-diagonal to the single Gaussian's diagonal gave eigenvalues of
+    # -3.8 and NaN standard deviations
+    rng = np.random.default_rng(1)
+    signs = np.where(np.arange(40) % 2, 1.0, -1.0)
+    W = np.c_[2.0 * signs, -2.0 * signs] + 0.1 * rng.standard_normal((40, 2))
+    X = rng.standard_normal((600, 2))
+    tasks = np.repeat(np.arange(40), 15)
+    y = np.einsum("ij,ij->i", X, W[tasks]) + 0.3 * rng.standard_normal(600)
+    meta = MetaRegressor(Ridge(alpha=30.0), prior="mixture",
+                         n_prior_components=2).fit(X, y, tasks=tasks)
+    C = meta.prior_covariance_
+    w, means = meta.cluster_weights_, meta.cluster_means_
+    spread = means - w @ means
+    assert_allclose(C - np.diag(np.diag(C)),
+                    ((spread.T * w) @ spread) * ~np.eye(3, dtype=bool),
+                    atol=1e-12)
+    assert np.linalg.eigvalsh(C).min() > 0
+    _, std = meta.predict(np.array([[1.0, 1.0], [1.0, -1.0]]),
+                          tasks=[999, 999], return_std=True)
+    # across the families' slopes (1, -1) the spread is the tasks' (about
+    # 4); along (1, 1) they agree
+    assert np.all(np.isfinite(std)) and std[1] > 5 * std[0]
+
+
 @pytest.mark.parametrize("df, gamma", [(3.0, "auto"), (8.0, "auto"),
                                        (1.5, "auto"), (4.0, 2.0)])
 def test_a_student_t_priors_single_gaussian_has_its_covariance(df, gamma):

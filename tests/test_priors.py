@@ -584,7 +584,11 @@ def test_a_fit_without_tasks_is_the_base_estimators_own(base, offset):
     assert_allclose(meta.task_params_[0],
                     np.r_[own.coef_, own.intercept_], rtol=1e-5, atol=1e-7)
     assert meta.gamma_ == 0.0
-    # one task is its own population model (meta_estimator_ held zeros)
+    # one task is its own population model (meta_estimator_ held zeros),
+    # after a partial_fit too
+    assert_allclose(meta.meta_estimator_.coef_, meta.task_estimator().coef_)
+    with pytest.warns(UserWarning, match="fitted without task identities"):
+        meta.partial_fit(X[:30], y[:30])
     assert_allclose(meta.meta_estimator_.coef_, meta.task_estimator().coef_)
 
 

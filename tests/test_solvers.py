@@ -7,6 +7,7 @@ the kernels must land on the same minimizer, satisfy its optimality
 conditions, and report the same objective.
 """
 
+import itertools
 import warnings
 
 import numpy as np
@@ -264,6 +265,89 @@ def test_l1_solution_on_columns_of_a_large_mean(code, intercept_l1):
         # the gradient's entries are sums of x (about 1e3) times residuals:
         # their round-off is far below this tolerance
         assert_l1_optimal(ref.grad(theta), theta, lam1 * l1w, atol=1e-6)
+
+
+def _l1_minimizer_by_enumeration(A, g, theta, lam):
+    """Minimizer of ``g.delta + delta.A.delta/2 + sum lam |theta + delta|``
+    by trying every sign pattern of the l1 coordinates (exact for small d):
+    the pattern whose smooth minimizer keeps its signs and satisfies the
+    optimality conditions at zero."""
+    d = len(g)
+    c = g - A @ theta  # in x = theta + delta
+    l1 = np.flatnonzero(lam > 0)
+    for signs in itertools.product((-1.0, 0.0, 1.0), repeat=len(l1)):
+        s = np.zeros(d)
+        s[l1] = signs
+        active = (lam == 0) | (s != 0)
+        x = np.zeros(d)
+        x[active] = np.linalg.solve(A[np.ix_(active, active)],
+                                    -(c + lam * s)[active])
+        if np.any(np.sign(x[l1]) != s[l1]):
+            continue
+        slope = c + A @ x
+        if np.all(np.abs(slope[~active]) <= lam[~active] + 1e-9 * np.abs(c).max()):
+            return x - theta
+    raise AssertionError("no sign pattern is optimal")
+
+
+def _l1_model(delta, A, g, theta, lam):
+    return g @ delta + delta @ A @ delta / 2 + lam @ np.abs(theta + delta)
+
+
+def _direction_workspace(d):
+    """A ``NewtonWork`` with the buffers the l1 direction uses (an l1
+    problem's: ``l1`` not None)."""
+    from skmeta._kernels._newton import NewtonWork
+
+    matrices = {"A", "L", "W", "Ainv"}
+    vectors = {"grad", "delta", "q", "qt", "trial", "diff", "r", "shift", "a"}
+    buffers = {name: np.zeros((d, d)) if name in matrices
+               else np.zeros(d) if name in vectors else np.zeros((2, 1))
+               for name in NewtonWork._fields}
+    buffers["l1"] = np.empty(0)
+    return NewtonWork(**buffers)
+
+
+def test_the_l1_direction_is_the_exact_minimizer_of_its_model():
+    # the proximal Newton direction against every sign pattern, on random
+    # quadratics: ill-conditioned ones, columns offset by 1,000 beside free
+    # (unpenalized) coordinates, starts at zero. The feature-sign search
+    # ended at a full step across zero, or at a coordinate left 1e-17 from
+    # it, as if optimal: 46 of 300 such problems off by up to 64 %.
+    from numba import njit
+
+    from skmeta._kernels._layout import ProblemArrays
+    from skmeta._kernels._newton import prox_newton_direction
+
+    @njit
+    def direction(A, grad, theta, problem, d, work):
+        prox_newton_direction(A, grad, theta, problem, d, 1e-10, work)
+
+    rng = np.random.default_rng(21)
+    for _ in range(150):
+        d = int(rng.integers(2, 8))
+        n_free = int(rng.integers(0, min(3, d)))
+        if rng.random() < 0.5:
+            Q = np.linalg.qr(rng.standard_normal((d, d)))[0]
+            A = (Q * np.logspace(0, rng.uniform(0, 6), d)) @ Q.T
+        else:
+            X = rng.standard_normal((3 * d, d)) + 1e3
+            X[:, :n_free] = 1.0
+            A = X.T @ X / (3 * d) + 1e-3 * np.eye(d)
+        A = (A + A.T) / 2
+        g = rng.standard_normal(d) * rng.choice([1e-3, 1.0, 10.0])
+        theta = np.where(rng.random(d) < 0.4, 0.0, rng.standard_normal(d))
+        l1w = np.r_[np.zeros(n_free), np.ones(d - n_free)]
+        lam1 = 10 ** rng.uniform(-3, 1)
+        problem = ProblemArrays(SQUARED, 1, d, False, True, 0.0, lam1,
+                                np.zeros(d), l1w)
+        work = _direction_workspace(d)
+        direction(A.copy(), g.copy(), theta.copy(), problem, d, work)
+        lam = lam1 * l1w
+        expected = _l1_minimizer_by_enumeration(A, g, theta, lam)
+        best = _l1_model(expected, A, g, theta, lam)
+        assert _l1_model(work.delta, A, g, theta, lam) <= best + 1e-9 * max(
+            1.0, abs(best))
 
 
 # --------------------------------------------------------------------------

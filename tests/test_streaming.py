@@ -664,8 +664,15 @@ def test_parameters_set_after_fit_are_said_to_be_unused():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         # run-time settings are read afresh
-        meta.set_params(n_jobs=2, verbose=0)
+        meta.set_params(n_jobs=2, verbose=0, keep_task_params=False)
         meta.adapt(X[:8], y[:8])
+        meta.set_params(keep_task_params=True)
+        # a base estimator whose random_state is a generator: its clone
+        # holds a copy, the same setting
+        base = Ridge(solver="sag", random_state=np.random.RandomState(0))
+        seeded = MetaRegressor(base, prior="isotropic", gamma=1.0).fit(
+            X, y, tasks=tasks)
+        seeded.adapt(X[:8], y[:8])
     meta.set_params(method="reptile", prior="auto")
     with pytest.warns(UserWarning, match="method, prior changed since fit; "
                       "adapt continues that fit"):

@@ -110,6 +110,11 @@ _MAX_CD_SWEEPS = 2000
 # coordinate descent on the l1 subproblem is finished by exact steps on its
 # active set whenever it settles, and at least this often
 _CD_SWEEPS_PER_CHECK = 100
+# the optimality conditions coordinate descent must meet to be taken as it
+# settled, and what an active set's solve that gains nothing more must meet
+# (relative to the reduced gradient's scale)
+_SETTLED_RTOL = 1e-10
+_ACTIVE_SET_RTOL = 1e-6
 # outcomes of active_set_step
 _NO_STEP = 0
 _PARTIAL = 1
@@ -286,7 +291,7 @@ def prox_newton_direction(A, grad, theta, problem, d, tol, work):
                 settled = True
                 break
         if settled and l1_conditions_hold(S, g, theta, problem, delta, r, mark,
-                                          d):
+                                          d, _SETTLED_RTOL):
             break
         # from coordinate descent's point: its active set's minimizer first
         outcome = _PARTIAL
@@ -332,6 +337,19 @@ def active_set_step(S, g, theta, problem, delta, r, mark, d, M, x, u, add):
     left to gain. ``r`` is kept equal to ``S @ delta``; ``mark`` is left as
     found.
     """
+    # a coordinate left at rounding's distance from zero (a step's end,
+    # computed) is at zero: held active, its sign would be noise
+    size = 0.0
+    for j in range(d):
+        if mark[j] == 0.0:
+            size = max(size, abs(theta[j] + delta[j]))
+    for j in range(d):
+        value = theta[j] + delta[j]
+        if mark[j] == 0.0 and value != 0.0 and abs(value) <= 1e-13 * size:
+            delta[j] -= value
+            for i in range(d):
+                if mark[i] == 0.0:
+                    r[i] -= value * S[i, j]
     worst = -1
     if add:
         excess = 0.0
@@ -356,8 +374,10 @@ def active_set_step(S, g, theta, problem, delta, r, mark, d, M, x, u, add):
             u[j] = -1.0
         elif mark[j] == 0.0 and S[j, j] > 0.0 and theta[j] + delta[j] != 0.0:
             u[j] = 1.0 if theta[j] + delta[j] > 0.0 else -1.0
+    joined_sign = 0.0
     if worst >= 0:
         mark[worst] = 0.0
+        joined_sign = u[worst]
     m = 0
     for i in range(d):
         if u[i] == 0.0:
@@ -396,12 +416,17 @@ def active_set_step(S, g, theta, problem, delta, r, mark, d, M, x, u, add):
         c2 += u[i] * su
     best = 1.0
     best_value = segment_value(problem, theta, delta, u, d, c1, c2, 1.0)
+    # whether a sign changes on the way (the coordinate added included, if
+    # it ends opposite to the sign it was added with): the end is then not
+    # the minimizer of the signs it has
+    crossed = worst >= 0 and u[worst] * joined_sign < 0.0
     for j in range(d):
         now = theta[j] + delta[j]
         if u[j] == 0.0 or now == 0.0:
             continue
         crossing = -now / u[j]
         if 0.0 < crossing < 1.0:
+            crossed = True
             value = segment_value(problem, theta, delta, u, d, c1, c2,
                                   crossing)
             if value < best_value:
@@ -419,10 +444,12 @@ def active_set_step(S, g, theta, problem, delta, r, mark, d, M, x, u, add):
                 for i in range(d):
                     if mark[i] == 0.0:
                         r[i] += step * S[i, j]
-        if best < 1.0:
+        if best < 1.0 or crossed:
             return _PARTIAL
-    elif add:
-        return _NO_STEP  # the coordinate added gains nothing but rounding
+    elif add or not l1_conditions_hold(S, g, theta, problem, delta, r, mark,
+                                       d, _ACTIVE_SET_RTOL):
+        # nothing to gain but rounding, short of the optimality conditions
+        return _NO_STEP
     # at the active set's minimizer (or as close as rounding allows)
     for j in range(d):
         if mark[j] != 0.0 or not S[j, j] > 0.0 or theta[j] + delta[j] != 0.0:
@@ -434,9 +461,9 @@ def active_set_step(S, g, theta, problem, delta, r, mark, d, M, x, u, add):
 
 
 @helper
-def l1_conditions_hold(S, g, theta, problem, delta, r, mark, d):
+def l1_conditions_hold(S, g, theta, problem, delta, r, mark, d, rtol):
     """Whether ``delta`` satisfies the optimality conditions of
-    :func:`prox_newton_direction`'s l1 subproblem, to ``1e-10`` of the
+    :func:`prox_newton_direction`'s l1 subproblem, to ``rtol`` of the
     reduced gradient's scale (``r`` is ``S @ delta``)."""
     worst = 0.0
     scale = 0.0
@@ -452,7 +479,7 @@ def l1_conditions_hold(S, g, theta, problem, delta, r, mark, d):
             violation = abs(slope + (lam if value > 0.0 else -lam))
         worst = max(worst, violation)
         scale = max(scale, abs(g[j]), lam)
-    return worst <= 1e-10 * scale
+    return worst <= rtol * scale
 
 
 @helper
