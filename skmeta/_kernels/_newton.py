@@ -346,10 +346,12 @@ def active_set_step(S, g, theta, problem, delta, r, mark, d, M, x, u, add):
     for j in range(d):
         value = theta[j] + delta[j]
         if mark[j] == 0.0 and value != 0.0 and abs(value) <= 1e-13 * size:
-            delta[j] -= value
+            # (-theta exactly: delta - value may miss it by a rounding)
+            change = -theta[j] - delta[j]
+            delta[j] = -theta[j]
             for i in range(d):
                 if mark[i] == 0.0:
-                    r[i] -= value * S[i, j]
+                    r[i] += change * S[i, j]
     worst = -1
     if add:
         excess = 0.0
@@ -438,9 +440,12 @@ def active_set_step(S, g, theta, problem, delta, r, mark, d, M, x, u, add):
             now = theta[j] + delta[j]
             step = best * u[j]
             if best < 1.0 and abs(now + step) <= 1e-12 * abs(now):
-                step = -now  # the coordinate that reaches zero: exactly
-            if step != 0.0:
+                # the coordinate that reaches zero: exactly
+                step = -theta[j] - delta[j]
+                delta[j] = -theta[j]
+            else:
                 delta[j] += step
+            if step != 0.0:
                 for i in range(d):
                     if mark[i] == 0.0:
                         r[i] += step * S[i, j]
