@@ -3092,7 +3092,10 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
             The base estimator's own l2 penalty bounds the learned prior's
             variance (``noise_variance_ / alpha`` for ``Ridge``): tasks that
             spread wider get intervals too narrow (see the user guide,
-            "Predictive uncertainty").
+            "Predictive uncertainty"). A task fitted by an earlier
+            :meth:`partial_fit` keeps the posterior covariance of its call,
+            in that call's noise variance, beside the current
+            ``noise_variance_``.
 
         Returns
         -------
