@@ -1598,9 +1598,10 @@ default=None
         # _proximal.empirical_bayes_update)
         scale = task_scales(batch, problem)
         self._task_covariances = covariances
-        self.prior_covariance_ = _prior_covariance(
-            fitted.combined_precision, dispersion, float(np.mean(scale)))
-        if fitted.mixture is not None:
+        if fitted.mixture is None:
+            self.prior_covariance_ = _prior_covariance(
+                fitted.combined_precision, dispersion, float(np.mean(scale)))
+        else:
             # an unseen task's covariance is the mixture's, across
             # coefficients too (the single Gaussian's diagonal precision
             # holds its variances only: two families of opposite slopes,
@@ -1664,16 +1665,13 @@ default=None
 
 def _mixture_covariance(mixture, dispersion, mean_scale):
     """The covariance of an unseen task's parameters under a mixture prior:
-    the components' covariances (a Student-t's ``df / (df - 2)`` times its
-    scale) and the spread of their means."""
-    combined = np.stack([np.asarray(c.combined_precision, dtype=float)
-                         for c in mixture.components])
-    df = mixture.df
-    tails = 1.0 if df is None or df <= 2.0 else df / (df - 2.0)
-    within = (dispersion / max(mean_scale, np.finfo(float).tiny)) * (
-        mixture.weights @ (tails / combined))
-    spread = mixture.means - mixture.weights @ mixture.means
-    return np.diag(within) + (spread.T * mixture.weights) @ spread
+    the components' covariances and the spread of their means (see
+    ``PriorMixture.spreads``)."""
+    within, deviations = mixture.spreads()
+    w = mixture.weights
+    return (np.diag((dispersion / max(mean_scale, np.finfo(float).tiny))
+                    * (w @ within))
+            + (deviations.T * w) @ deviations)
 
 
 def _prior_covariance(precision, dispersion, mean_scale):

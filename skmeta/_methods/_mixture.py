@@ -115,6 +115,18 @@ class PriorMixture:
     def precisions(self):
         return np.stack([c.precision for c in self.components])
 
+    def spreads(self):
+        """The two parts of the mixture's covariance, per component: the
+        diagonal of its covariance in the loss's natural units (``phi / s``
+        of the parameters'; a Student-t of ``df > 2`` degrees of freedom has
+        ``df / (df - 2)`` times its scale, at ``df <= 2`` the scale stands
+        for it), and its mean's deviation from the mixture's mean."""
+        combined = np.stack([np.asarray(c.combined_precision)
+                             for c in self.components])
+        df = self.df
+        tails = 1.0 if df is None or df <= 2.0 else df / (df - 2.0)
+        return tails / combined, self.means - self.weights @ self.means
+
 
 @dataclass
 class MixtureFit:
@@ -147,12 +159,10 @@ class MixtureFit:
         first = mix.components[0]
         w = mix.weights
         mean = w @ mix.means
-        combined = np.stack([np.asarray(c.combined_precision)
-                             for c in mix.components])
-        tails = 1.0 if mix.df is None or mix.df <= 2.0 else mix.df / (mix.df - 2.0)
+        within, deviations = mix.spreads()
         # the spread of the means is in the parameters' units; the
-        # components' 1/combined in the estimator's (phi / s of them)
-        variance = w @ (tails / combined + (mix.means - mean) ** 2
+        # components' covariances in the estimator's (phi / s of them)
+        variance = w @ (within + deviations ** 2
                         * self.mean_scale / float(first.dispersion))
         M = 1.0 / variance
         ridge = first.ridge
