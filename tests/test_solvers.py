@@ -294,20 +294,6 @@ def _l1_model(delta, A, g, theta, lam):
     return g @ delta + delta @ A @ delta / 2 + lam @ np.abs(theta + delta)
 
 
-def _direction_workspace(d):
-    """A ``NewtonWork`` with the buffers the l1 direction uses (an l1
-    problem's: ``l1`` not None)."""
-    from skmeta._kernels._newton import NewtonWork
-
-    matrices = {"A", "L", "W", "Ainv"}
-    vectors = {"grad", "delta", "q", "qt", "trial", "diff", "r", "shift", "a"}
-    buffers = {name: np.zeros((d, d)) if name in matrices
-               else np.zeros(d) if name in vectors else np.zeros((2, 1))
-               for name in NewtonWork._fields}
-    buffers["l1"] = np.empty(0)
-    return NewtonWork(**buffers)
-
-
 def test_the_l1_direction_is_the_exact_minimizer_of_its_model():
     # the proximal Newton direction against every sign pattern, on random
     # quadratics: ill-conditioned ones, columns offset by 1,000 beside free
@@ -316,8 +302,8 @@ def test_the_l1_direction_is_the_exact_minimizer_of_its_model():
     # it, as if optimal: 46 of 300 such problems off by up to 64 %.
     from numba import njit
 
-    from skmeta._kernels._layout import ProblemArrays
     from skmeta._kernels._newton import prox_newton_direction
+    from skmeta._kernels._workspaces import newton_workspace
 
     @njit
     def direction(A, grad, theta, problem, d, work):
@@ -339,10 +325,10 @@ def test_the_l1_direction_is_the_exact_minimizer_of_its_model():
         theta = np.where(rng.random(d) < 0.4, 0.0, rng.standard_normal(d))
         l1w = np.r_[np.zeros(n_free), np.ones(d - n_free)]
         lam1 = 10 ** rng.uniform(-3, 1)
-        problem = ProblemArrays(SQUARED, 1, d, False, True, 0.0, lam1,
-                                np.zeros(d), l1w)
-        work = _direction_workspace(d)
-        direction(A.copy(), g.copy(), theta.copy(), problem, d, work)
+        problem = Problem(SQUARED, 1, d, False, True, 0.0, lam1, np.zeros(d),
+                          l1w)
+        work = newton_workspace(problem, 1, dense=True)
+        direction(A.copy(), g.copy(), theta.copy(), problem.arrays, d, work)
         lam = lam1 * l1w
         expected = _l1_minimizer_by_enumeration(A, g, theta, lam)
         best = _l1_model(expected, A, g, theta, lam)
