@@ -354,15 +354,7 @@ def active_set_step(S, g, theta, problem, delta, r, mark, d, M, x, u, add):
                     r[i] += change * S[i, j]
     worst = -1
     if add:
-        excess = 0.0
-        for j in range(d):
-            if mark[j] != 0.0 or not S[j, j] > 0.0 \
-                    or theta[j] + delta[j] != 0.0:
-                continue
-            lam = l1_threshold(problem, j, 1.0)
-            over = abs(g[j] + r[j]) - lam * (1.0 + 1e-9) - 1e-14 * abs(g[j])
-            if over > excess:
-                worst, excess = j, over
+        worst = most_violated_at_zero(S, g, theta, problem, delta, r, mark, d)
         if worst < 0:
             return _OPTIMAL
         mark[worst] = _JOINING_UP if g[worst] + r[worst] < 0.0 \
@@ -456,13 +448,26 @@ def active_set_step(S, g, theta, problem, delta, r, mark, d, M, x, u, add):
         # nothing to gain but rounding, short of the optimality conditions
         return _NO_STEP
     # at the active set's minimizer (or as close as rounding allows)
+    if most_violated_at_zero(S, g, theta, problem, delta, r, mark, d) >= 0:
+        return _FULL
+    return _OPTIMAL
+
+
+@helper
+def most_violated_at_zero(S, g, theta, problem, delta, r, mark, d):
+    """The coordinate at zero whose optimality condition ``|g_j + (S
+    delta)_j| <= lam_j`` is most violated beyond rounding, or -1 where
+    every one holds (``r`` is ``S @ delta``)."""
+    worst = -1
+    excess = 0.0
     for j in range(d):
         if mark[j] != 0.0 or not S[j, j] > 0.0 or theta[j] + delta[j] != 0.0:
             continue
         lam = l1_threshold(problem, j, 1.0)
-        if abs(g[j] + r[j]) > lam * (1.0 + 1e-9) + 1e-14 * abs(g[j]):
-            return _FULL
-    return _OPTIMAL
+        over = abs(g[j] + r[j]) - lam * (1.0 + 1e-9) - 1e-14 * abs(g[j])
+        if over > excess:
+            worst, excess = j, over
+    return worst
 
 
 @helper
