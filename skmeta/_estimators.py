@@ -164,7 +164,7 @@ class _BaseMetaEstimator(MetaEstimatorMixin, BaseEstimator):
         "method": [StrOptions(set(METHODS))],
         "gamma": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
         "prior": [StrOptions({"auto", "isotropic", "diagonal", "full",
-                              "lowrank", "mixture"})],
+                              "lowrank", "mixture", "pooled"})],
         "n_prior_components": [Interval(Integral, 1, None, closed="left"),
                                StrOptions({"auto"})],
         "prior_df": [Interval(Real, 0, None, closed="neither"), None],
@@ -1899,8 +1899,8 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         formulation: the meta-learned starting point and the few steps from
         it are the transfer; a network's non-convex tasks give no
         empirical-Bayes estimate), and ``"imaml"`` needs a number > 0.
-    prior : {"auto", "isotropic", "diagonal", "full", "lowrank", "mixture"}, \
-            default="auto"
+    prior : {"auto", "isotropic", "diagonal", "full", "lowrank", "mixture", \
+            "pooled"}, default="auto"
         Shape ``Lambda`` of the prior precision: the identity, or a learned
         diagonal, full or low-rank-plus-diagonal (factor model) matrix
         (empirical Bayes, normalized to unit determinant so that ``gamma``
@@ -1914,14 +1914,20 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         (normalized). ``"mixture"``: a
         mixture of ``n_prior_components`` Gaussian priors with diagonal
         covariances, for tasks that come in families (task clustering;
-        ``method="proximal"`` only). See :ref:`mixture_priors`. ``"auto"``:
+        ``method="proximal"`` only). See :ref:`mixture_priors`.
+        ``"pooled"``: no coefficient varies across tasks; every task is the
+        base estimator fitted to all tasks' rows at once (its penalty counted
+        once), held there by an isotropic precision ``gamma_`` a million
+        times a bound on any task's curvature (``method="proximal"``,
+        ``gamma="auto"`` only). ``"auto"``:
         for ``"proximal"``, the structure whose prior best predicts held-out
         rows of the training tasks (``prior_kind_``, ``prior_scores_``),
         full and low-rank ones compared only with at least two tasks per
         coefficient that varies (fewer do not determine a full covariance;
-        see :ref:`learned_prior`); for the other methods, and for every
-        method with a network base estimator, ``"isotropic"``, the only
-        prior they meta-learn.
+        see :ref:`learned_prior`), and ``"pooled"`` with them where
+        ``random_effects`` names no coefficients and ``gamma="auto"``; for
+        the other methods, and for every method with a network base
+        estimator, ``"isotropic"``, the only prior they meta-learn.
     n_prior_components : int >= 1 or "auto", default="auto"
         Number of components of ``prior="mixture"`` (and only of it);
         ``"auto"`` chooses among 1 to ``min(4, n_tasks // 5)`` by BIC.
@@ -2139,11 +2145,14 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         The transfer strength used (learned when ``gamma="auto"``). With
         ``prior="mixture"`` or ``prior_df``, that of the single Gaussian with
         the prior's mean and variances (as ``prior_precision_``), which a
-        fixed ``gamma``, the components' strength, leaves wider.
+        fixed ``gamma``, the components' strength, leaves wider. With the
+        ``"pooled"`` structure, the strength that holds every task at the
+        pooled model.
     prior_kind_ : str
         The structure of the prior fitted, e.g. ``"isotropic"``,
         ``"lowrank-2"``, ``"isotropic on 1 random effects"``, ``"mixture of
-        2 diagonal"``: what ``prior="auto"`` chose, or the one given.
+        2 diagonal"``, ``"pooled"``: what ``prior="auto"`` chose, or the one
+        given.
     prior_scores_ : dict of str to float
         With ``prior="auto"`` (or ``"lowrank"``, or ``n_prior_components=
         "auto"``), each candidate's score: the mean held-out loss per unit of
@@ -2785,10 +2794,11 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         network base estimator it is 0 for ``"maml"``, ``"metasgd"`` and
         ``"reptile"``, and ``"imaml"`` needs a number > 0 (see
         :class:`MetaClassifier`).
-    prior : {"auto", "isotropic", "diagonal", "full", "lowrank", "mixture"}, \
-            default="auto"
-        Shape ``Lambda`` of the prior precision, or a mixture of Gaussian
-        priors (task clustering); ``"auto"`` chooses it for ``"proximal"``
+    prior : {"auto", "isotropic", "diagonal", "full", "lowrank", "mixture", \
+            "pooled"}, default="auto"
+        Shape ``Lambda`` of the prior precision, a mixture of Gaussian
+        priors (task clustering), or one model for all tasks (``"pooled"``);
+        ``"auto"`` chooses it for ``"proximal"``
         and is ``"isotropic"`` otherwise, and for networks; see
         :class:`MetaClassifier`.
     n_prior_components : int >= 1 or "auto", default="auto"

@@ -38,6 +38,7 @@ from skmeta._methods._proximal import (
     candidate_structures,
     matrix_priors_estimable,
     newton_mean_step,
+    pooled_fit_affordable,
     prior_from_moments,
     raise_if_degenerate,
 )
@@ -322,7 +323,8 @@ def test_wide_tasks_leave_out_matrix_priors():
     y = X[:, 0] + rng.normal(size=80)
     meta = MetaRegressor(Ridge()).fit(X, y, tasks=tasks)
     assert set(meta.prior_scores_) == {"isotropic", "diagonal",
-                                       "isotropic on 1 random effects"}
+                                       "isotropic on 1 random effects",
+                                       "pooled"}
 
 
 def structure_names(n_features, n_tasks, *, prior="auto", random_effects="auto"):
@@ -365,7 +367,7 @@ def test_the_fitted_candidates_follow_the_number_of_tasks():
     few = MetaRegressor(Ridge()).fit(X[tasks < 11], y[tasks < 11],
                                      tasks=tasks[tasks < 11])
     assert set(few.prior_scores_) == {"isotropic", "diagonal",
-                                      "isotropic on 1 random effects"}
+                                      "isotropic on 1 random effects", "pooled"}
     many = MetaRegressor(Ridge()).fit(X, y, tasks=tasks)
     assert {"full", "lowrank-1", "lowrank-2"} <= set(many.prior_scores_)
 
@@ -391,7 +393,8 @@ def test_the_prior_chosen_on_wide_tasks_is_the_explicit_fit():
     # initial prior may stop a percent short of the fixed point)
     auto = MetaRegressor(Ridge(), tol=1e-9).fit(X, y, tasks=tasks)
     assert set(auto.prior_scores_) == {"isotropic", "diagonal",
-                                       "isotropic on 1 random effects"}
+                                       "isotropic on 1 random effects",
+                                       "pooled"}
     explicit = MetaRegressor(Ridge(), tol=1e-9,
                              **explicit_prior(auto.prior_kind_)).fit(
         X, y, tasks=tasks)
@@ -740,18 +743,103 @@ def test_a_prior_mean_that_runs_away_falls_back_to_the_fixed_prior():
     # others degenerate), and the fit on all rows, from its prior, sends the
     # shared coefficients -- the prior mean, which no penalty holds -- to
     # |theta0| ~ 3e4 in one EM step, then stops, "converged", with models
-    # whose training log-loss is 8e3 per row. Before, silently.
-    X, y, tasks = make_meta_classification(
-        n_tasks=200, n_samples_per_task=10, n_features=20, n_informative=10,
-        n_redundant=0, random_state=0)
-    X, y, tasks = X[tasks < 4], y[tasks < 4], tasks[tasks < 4]
+    # whose training log-loss is 8e3 per row. Before, silently. (With the
+    # random effects left to the selection, the pooled model now wins it:
+    # see test_the_pooled_model_competes_where_tasks_do_not_differ.)
+    X, y, tasks = few_separable_tasks()
     with pytest.warns(ConvergenceWarning, match="could not be learned"):
-        meta = MetaClassifier().fit(X, y, tasks=tasks)
+        meta = MetaClassifier(random_effects=["intercept"]).fit(
+            X, y, tasks=tasks)
     fixed = MetaClassifier(gamma=1.0, prior="isotropic").fit(X, y, tasks=tasks)
     assert meta.gamma_ == 1.0 and meta.prior_kind_ == "isotropic"
     assert_allclose(meta.task_params_, fixed.task_params_, rtol=1e-12)
     proba = meta.predict_proba(X, tasks=tasks)
     assert log_loss(y, proba) < 0.2 < np.log(2)
+
+
+def few_separable_tasks():
+    """Four binary tasks of ten rows and 21 parameters, their rows together
+    all but separable."""
+    X, y, tasks = make_meta_classification(
+        n_tasks=200, n_samples_per_task=10, n_features=20, n_informative=10,
+        n_redundant=0, random_state=0)
+    return X[tasks < 4], y[tasks < 4], tasks[tasks < 4]
+
+
+def test_the_pooled_model_competes_where_tasks_do_not_differ():
+    # ten rows cannot tell four tasks of 21 parameters apart: held out rows
+    # of the training tasks are best predicted by one model for all
+    X, y, tasks = few_separable_tasks()
+    meta = MetaClassifier().fit(X, y, tasks=tasks)
+    assert meta.prior_kind_ == "pooled"
+    assert min(meta.prior_scores_, key=meta.prior_scores_.get) == "pooled"
+    # its score: LogisticRegression fitted to the kept rows (each task's
+    # every fourth row held out) and scored on the held-out ones
+    held = np.zeros(len(y), dtype=bool)
+    for task in range(4):
+        held[np.flatnonzero(tasks == task)[3::4]] = True
+    kept = LogisticRegression(tol=1e-10, max_iter=10_000).fit(X[~held], y[~held])
+    assert_allclose(meta.prior_scores_["pooled"],
+                    log_loss(y[held], kept.predict_proba(X[held])), rtol=1e-6)
+    # the model: LogisticRegression on all rows, every task and a new one
+    # held at it
+    pooled = LogisticRegression(tol=1e-10, max_iter=10_000).fit(X, y)
+    theta = np.r_[pooled.coef_.ravel(), pooled.intercept_]
+    assert_allclose(meta.meta_params_, theta, atol=1e-5)
+    assert_allclose(meta.task_params_, np.tile(theta, (4, 1)), atol=1e-5)
+    assert_allclose(meta.predict_proba(X, tasks=tasks), pooled.predict_proba(X),
+                    atol=1e-6)
+    flipped = meta.adapt(X[:10], 1 - y[:10])
+    assert_allclose(np.r_[flipped.coef_.ravel(), flipped.intercept_], theta,
+                    atol=1e-5)
+    # asked for explicitly, the same fit
+    explicit = MetaClassifier(prior="pooled").fit(X, y, tasks=tasks)
+    assert explicit.prior_kind_ == "pooled" and explicit.prior_scores_ == {}
+    assert_allclose(explicit.task_params_, meta.task_params_, rtol=1e-12)
+
+
+def test_the_pooled_model_of_squared_errors_keeps_its_residual_noise():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(180, 3))
+    y = X @ [1.0, -2.0, 0.5] + 0.3 * rng.normal(size=180)
+    tasks = np.repeat(np.arange(30), 6)
+    meta = MetaRegressor(Ridge(), prior="pooled").fit(X, y, tasks=tasks)
+    pooled = Ridge().fit(X, y)
+    residuals = y - pooled.predict(X)
+    assert_allclose(meta.noise_variance_, residuals @ residuals / len(y),
+                    rtol=1e-6)
+    # an unseen task: the pooled prediction, within the noise alone
+    mean, std = meta.predict(X[:3], tasks=[30] * 3, return_std=True)
+    assert_allclose(mean, pooled.predict(X[:3]), atol=1e-6)
+    assert_allclose(std, np.sqrt(meta.noise_variance_), rtol=1e-5)
+
+
+def test_the_pooled_candidate_competes_where_its_fit_is_cheap():
+    def affordable(n_rows, n_features):
+        problem = Problem(LOGISTIC, 1, n_features, True, False, 1.0, 0.0,
+                          np.ones(n_features + 1), np.zeros(n_features + 1))
+        batch = SimpleNamespace(offsets=np.array([0, n_rows // 2, n_rows]))
+        return pooled_fit_affordable(batch, problem)
+
+    # rows x parameters x the smaller of the two, at most 1e10
+    assert affordable(10_000, 999) and not affordable(10_000, 1_000)
+    assert affordable(1_000, 9_999) and not affordable(1_001, 9_999)
+    # rows of at most 256 MiB (8 bytes, features and two more)
+    assert affordable(1_000_000, 31) and not affordable(1_100_000, 31)
+
+
+@pytest.mark.parametrize("params, match", [
+    (dict(gamma=1.0), "prior='pooled' holds every coefficient"),
+    (dict(random_effects=["intercept"]), "prior='pooled' holds every"),
+])
+def test_the_pooled_prior_sets_its_own_strength(params, match):
+    X, y, tasks = few_separable_tasks()
+    with pytest.raises(ValueError, match=match):
+        MetaClassifier(prior="pooled", **params).fit(X, y, tasks=tasks)
+    prior = LogisticRegression().fit(X, y)
+    with pytest.raises(ValueError, match="leave prior_estimator=None"):
+        MetaClassifier(prior="pooled", prior_estimator=prior).fit(
+            X, y, tasks=tasks)
 
 
 def test_a_penalty_that_zeroes_every_parameter_is_not_a_run_away():

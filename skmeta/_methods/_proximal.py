@@ -28,12 +28,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import linalg
+from scipy import linalg, sparse
 from scipy.sparse import linalg as sparse_linalg
 from sklearn.exceptions import ConvergenceWarning
 
 from .._kernels._calls import datafit_losses, losses_at_zero
-from .._kernels._codes import LOGISTIC, MULTINOMIAL, SQUARED
+from .._kernels._codes import LOGISTIC, MULTINOMIAL, POISSON, SQUARED
 from .._kernels._workspaces import FULL_INVERSE_MAX_PARAMS
 from ._base import MetaFit, MetaMethod
 from ._blas import one_blas_thread
@@ -53,7 +53,7 @@ from ._prior import (
 )
 from ._squarem import squarem
 from ._statistics import OnlinePrior, TaskStatistics
-from ._structures import Structure
+from ._structures import SHARED_PRECISION_RATIO, Structure
 
 # what a prior whose precision runs away raises (see _degeneracy_raises)
 _DEGENERATE = (FloatingPointError, linalg.LinAlgError, linalg.LinAlgWarning)
@@ -74,6 +74,9 @@ SELECTION_TOL = 1e-3
 # held-out scores within this fraction of the best are a tie, which the
 # structure of fewer free parameters wins (see _simplest_of_the_best)
 SELECTION_TIE = 1e-4
+# the pooled candidate's fit, at most (see pooled_fit_affordable)
+POOLED_FIT_MAX_WORK = 1e10
+POOLED_FIT_MAX_BYTES = 256 * 2**20
 # A prior with a vector precision needs only the diagonals of the tasks'
 # inverse Hessians (and products with their sum, for the prior mean's Newton
 # step): above this many parameters they are all it gets. Full d x d inverses
@@ -923,6 +926,8 @@ def candidate_structures(prior, random_effects, problem, diagonal, single_task,
                 f"{FULL_INVERSE_MAX_PARAMS}): use prior='diagonal' or "
                 "'isotropic'.")
         return [Structure("lowrank", rank=q, shared=shared) for q in ranks]
+    if prior == "pooled":
+        return [Structure("pooled")]
     if prior != "auto":
         if diagonal and prior == "full":
             raise ValueError(
@@ -964,10 +969,90 @@ def _simplest_of_the_best(scores, structures, d):
 
     def size(name):
         structure = structures[name]
-        varying = d if structure.shared is None else int(np.sum(~structure.shared))
-        return structure.n_hyperparameters(d), varying
+        return structure.n_hyperparameters(d), structure.n_varying(d)
 
     return min(tied, key=size)
+
+
+def pooled_fit_affordable(batch, problem):
+    """Whether the ``"pooled"`` candidate competes in ``prior="auto"``.
+
+    Its exact fit is a Newton solve of every row as one task, of about
+    ``n d min(n, d)`` multiply-adds a step (``n`` rows, ``d`` parameters):
+    at most ``POOLED_FIT_MAX_WORK`` (10,000 rows of 1,000 parameters, about
+    a second here, beside the tens of solves of all tasks that empirical
+    Bayes makes for each other candidate). Tasks held on a Dask cluster are
+    gathered for it: at most ``POOLED_FIT_MAX_BYTES`` of rows (counted
+    dense), a bound applied in memory too, so that a fit chooses the same
+    on a cluster as in memory.
+    """
+    n = int(batch.offsets[-1])
+    d = problem.n_params
+    return (n * d * min(n, d) <= POOLED_FIT_MAX_WORK
+            and 8 * n * (problem.n_features + 2) <= POOLED_FIT_MAX_BYTES)
+
+
+def pooled_model(batch, problem, n_jobs=None, max_full_params=None):
+    """The base estimator fitted to every row of ``batch`` as one task.
+
+    The ``"pooled"`` candidate of ``prior="auto"``: one model for all tasks,
+    the base estimator's own fit on their rows (its penalty counted once,
+    each row with the weight the task gives it). A batch held on a Dask
+    cluster gathers its rows, as the selection already does.
+    """
+    if getattr(batch, "inner_solver", None) is not None:
+        batch = batch.subset(np.arange(batch.n_tasks))
+    zeros = np.zeros(problem.n_params)
+    with InnerSolver(batch.pooled(), problem, n_jobs=n_jobs,
+                     max_full_params=max_full_params) as solver:
+        solution = solver.solve(zeros, zeros, zeros[None, :])
+    if solution.n_iter[0] < 0 or not np.all(np.isfinite(solution.theta)):
+        # e.g. classes that the pooled rows separate, without a penalty
+        raise FloatingPointError("the pooled model has no finite minimizer")
+    return solution.theta[0]
+
+
+def pinning_strength(batch, problem, theta0):
+    """A transfer strength that holds every task of ``batch`` at ``theta0``.
+
+    ``SHARED_PRECISION_RATIO`` times a bound on the largest curvature of any
+    task's objective: each row's curvature bound (``1`` for squared errors,
+    ``1/4`` logistic, ``1/2`` multinomial, the Poisson mean at ``theta0``),
+    times its weight and squared norm (intercept included), summed over the
+    task (averaged, for base estimators that average their loss), and the
+    base penalty's l2 curvature. A task's solution then lies within about
+    ``1 / SHARED_PRECISION_RATIO`` of its loss gradient's scale from
+    ``theta0``: the ``"pooled"`` structure, as shared coefficients are held
+    (see :mod:`._structures`).
+    """
+    if getattr(batch, "inner_solver", None) is not None:
+        batch = batch.subset(np.arange(batch.n_tasks))
+    if batch.is_sparse:
+        rows = sparse.csr_matrix((batch.data, batch.indices, batch.indptr),
+                                 shape=(batch.n_rows, problem.n_features))
+        norms = np.asarray(rows.multiply(rows).sum(axis=1)).ravel()
+    else:
+        rows = batch.Xd
+        norms = np.einsum("ij,ij->i", rows, rows)
+    norms = norms + float(problem.fit_intercept)
+    if problem.code == POISSON:
+        eta = rows @ theta0[:problem.n_features]
+        if problem.fit_intercept:
+            eta = eta + theta0[problem.n_features]
+        curvature = np.maximum(np.exp(np.minimum(np.ravel(eta), 700.0)),
+                               np.maximum(batch.y, 1e-3))
+    else:
+        curvature = {LOGISTIC: 0.25, MULTINOMIAL: 0.5}.get(problem.code, 1.0)
+    task_of_row = np.repeat(np.arange(batch.n_tasks), np.diff(batch.offsets))
+    bound = np.bincount(task_of_row, weights=batch.sw * curvature * norms,
+                        minlength=batch.n_tasks)
+    if problem.mean_loss:
+        weights = batch.task_weights()
+        bound = np.where(weights > 0, bound / np.maximum(weights, np.finfo(
+            float).tiny), 0.0)
+    penalty = problem.lam2 * float(np.max(problem.l2w, initial=0.0))
+    top = max(float(np.max(bound, initial=0.0)), penalty, np.finfo(float).tiny)
+    return SHARED_PRECISION_RATIO * top
 
 
 def matrix_priors_estimable(n_random, n_tasks):
@@ -1030,6 +1115,13 @@ class Proximal(MetaMethod):
                 f"prior={settings.prior!r} leave it at 'auto'.")
         fixed_gamma = not isinstance(settings.gamma, str)
         chosen_effects = shared_coefficients(settings.random_effects) is not None
+        if settings.prior == "pooled" and (
+                chosen_effects or (fixed_gamma and settings.gamma != 0)):
+            raise ValueError(
+                "prior='pooled' holds every coefficient of every task at the "
+                "pooled model, with a strength it sets itself: leave "
+                "gamma='auto' and random_effects='auto' (or None), or choose "
+                "another prior.")
         if fixed_gamma and settings.gamma == 0:
             ignored = [f"prior={settings.prior!r}"] if settings.prior not in (
                 "auto", "isotropic", "mixture") else []
@@ -1066,6 +1158,10 @@ class Proximal(MetaMethod):
         s = self.settings
         if s.prior == "mixture" or s.prior_df is not None:
             return self._fit_mixture(batch, problem, prior_mean)
+        if s.prior == "pooled" and prior_mean is not None:
+            raise ValueError(
+                "prior='pooled' is centred on the pooled model, which it fits "
+                "itself: leave prior_estimator=None, or choose another prior.")
         # a single task, or a given prior mean, keeps theta0 where it is
         learn_theta0 = prior_mean is None and not single_task
         theta0 = np.zeros(problem.n_params) if prior_mean is None else prior_mean
@@ -1085,23 +1181,35 @@ class Proximal(MetaMethod):
                 s.prior, s.random_effects, problem, solver.diagonal,
                 single_task or batch.n_tasks == 1, s.gamma,
                 n_tasks=min(batch.n_tasks, SELECTION_TASKS))
+            # the model without random effects competes where nothing says
+            # which coefficients vary: tasks may not differ at all, or by less
+            # than their rows can tell (many classes, few rows)
+            pooled = (len(structures) > 1 and s.prior == "auto" and learn_gamma
+                      and learn_theta0 and shared_coefficients(
+                          s.random_effects) is None
+                      and pooled_fit_affordable(batch, problem))
             scores = {}
             start = None
             try:
                 if len(structures) > 1:
                     structure, scores, start = self._select(
-                        batch, problem, structures, theta0, learn_theta0, gamma)
+                        batch, problem, structures, theta0, learn_theta0, gamma,
+                        pooled=pooled)
                 else:
                     structure = structures[0]
-                # from the prior the selection learned on part of the rows:
-                # the fit on all of them starts close to its end
-                with _degeneracy_raises():
-                    result = fit_proximal(
-                        solver, start or Prior.initial(theta0, structure, gamma),
-                        learn_theta0=learn_theta0, structure=structure,
-                        learn_gamma=learn_gamma, max_iter=self.max_iter,
-                        tol=s.tol, verbose=s.verbose, name=self.name,
-                        count_penalty=self.count_penalty)
+                if structure.kind == "pooled":
+                    result = self._fit_pooled(solver, batch, problem)
+                else:
+                    # from the prior the selection learned on part of the
+                    # rows: the fit on all of them starts close to its end
+                    with _degeneracy_raises():
+                        result = fit_proximal(
+                            solver,
+                            start or Prior.initial(theta0, structure, gamma),
+                            learn_theta0=learn_theta0, structure=structure,
+                            learn_gamma=learn_gamma, max_iter=self.max_iter,
+                            tol=s.tol, verbose=s.verbose, name=self.name,
+                            count_penalty=self.count_penalty)
             except _DEGENERATE:
                 if not (learn_gamma or len(structures) > 1
                         or structures[0].kind != "isotropic"):
@@ -1125,10 +1233,14 @@ class Proximal(MetaMethod):
                     learn_gamma=False, max_iter=self.max_iter, tol=s.tol,
                     verbose=s.verbose, name=self.name,
                     count_penalty=self.count_penalty)
-        learned = learn_gamma or structure.kind != "isotropic" or (
-            structure.shared is not None)
+        # the pooled model's noise variance is its residuals' (as for a fixed
+        # prior), and it is not moved online: nothing of it is learned from
+        # sums over tasks
+        pooled = structure.kind == "pooled"
+        learned = not pooled and (learn_gamma or structure.kind != "isotropic"
+                                  or structure.shared is not None)
         online = None
-        if not single_task and result.statistics is not None:
+        if not (single_task or pooled) and result.statistics is not None:
             online = OnlinePrior(prior=result.prior, structure=structure,
                                  learn_theta0=learn_theta0,
                                  learn_gamma=learn_gamma,
@@ -1216,7 +1328,8 @@ class Proximal(MetaMethod):
             return None
         return VECTOR_PRIOR_MAX_FULL_PARAMS
 
-    def _select(self, batch, problem, structures, theta0, learn_theta0, gamma):
+    def _select(self, batch, problem, structures, theta0, learn_theta0, gamma,
+                *, pooled=False):
         """The structure that best predicts held-out rows of the training tasks.
 
         Every ``HELD_OUT_EVERY``-th row of each task is held out; each
@@ -1225,6 +1338,9 @@ class Proximal(MetaMethod):
         them (log-loss, squared error, Poisson deviance: the base
         estimator's own loss) wins; scores within ``SELECTION_TIE`` of it
         tie, and the simplest of those wins (:func:`_simplest_of_the_best`).
+        With ``pooled``, the model without random effects competes too: the
+        base estimator fitted to the kept rows of all tasks at once
+        (:func:`pooled_model`), the simplest of all.
         The score is what the models are for --
         predictions within the tasks -- whatever the base estimator's
         penalty, the noise or a misspecified likelihood, which an evidence
@@ -1272,6 +1388,22 @@ class Proximal(MetaMethod):
                     continue
                 scores[structure.name] = score
                 priors[structure.name] = structure, result.prior
+            if pooled:
+                structure = Structure("pooled")
+                try:
+                    shared = pooled_model(
+                        kept, problem, n_jobs=s.n_jobs,
+                        max_full_params=self._max_full_params(batch, problem))
+                except FloatingPointError:
+                    score = np.inf
+                else:
+                    loss = datafit_losses(
+                        held_out, problem,
+                        np.tile(shared, (held_out.n_tasks, 1))).sum()
+                    score = float(loss) / total_weight
+                if np.isfinite(score):
+                    priors[structure.name] = structure, None
+                scores[structure.name] = score if np.isfinite(score) else np.inf
         if not priors:
             raise FloatingPointError(
                 "the learned prior precision is degenerate for every "
@@ -1281,6 +1413,22 @@ class Proximal(MetaMethod):
             scores, {name: s for name, (s, _) in priors.items()},
             problem.n_params)]
         return best, scores, best_prior
+
+    def _fit_pooled(self, solver, batch, problem):
+        """The ``"pooled"`` structure's fit: every task held at the base
+        estimator's fit on all rows (:func:`pooled_model`,
+        :func:`pinning_strength`), under a fixed isotropic prior."""
+        s = self.settings
+        theta0 = pooled_model(batch, problem, n_jobs=s.n_jobs,
+                              max_full_params=solver.max_full_params)
+        structure = Structure("isotropic")
+        prior = Prior.initial(theta0, structure,
+                              pinning_strength(batch, problem, theta0))
+        return fit_proximal(solver, prior, learn_theta0=False,
+                            structure=structure, learn_gamma=False,
+                            max_iter=self.max_iter, tol=s.tol,
+                            verbose=s.verbose, name=self.name,
+                            count_penalty=self.count_penalty)
 
     def _fit_mixture(self, batch, problem, prior_mean):
         """A mixture or Student-t prior by EM (see :mod:`._mixture`)."""

@@ -15,6 +15,11 @@ each optionally with *shared* coefficients, which do not vary across tasks
 precision is held at ``SHARED_PRECISION_RATIO`` times the largest of the
 random ones, which pins them to ``theta0`` in every task.
 
+``"pooled"`` is the structure without random effects: every task is the
+base estimator fitted to all tasks' rows at once (``_proximal.pooled_model``),
+pinned there by a fixed precision (``_proximal.pinning_strength``). It has
+no M-step: nothing about it is learned but its mean.
+
 Given the expected second moments ``S = mean_t E[(theta_t - theta0)(...)^T]``
 (the E-step), ``natural_precision`` is the M-step: the ``Sigma^{-1}`` of the
 structure that maximizes the expected complete log-likelihood, under a weak
@@ -40,7 +45,7 @@ _FACTOR_SCORING_STEPS = 10
 # the smallest uniqueness, relative to its coefficient's variance
 _FACTOR_FLOOR = 1e-8
 
-KINDS = ("isotropic", "diagonal", "full", "lowrank")
+KINDS = ("isotropic", "diagonal", "full", "lowrank", "pooled")
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,7 @@ class Structure:
     def name(self):
         """How the structure is reported (``prior_kind_``)."""
         name = f"lowrank-{self.rank}" if self.kind == "lowrank" else self.kind
-        if self.shared is not None:
+        if self.shared is not None and self.kind != "pooled":
             name += f" on {int(np.sum(~self.shared))} random effects"
         return name
 
@@ -71,9 +76,15 @@ class Structure:
         """Whether the precision is a matrix (else a vector: its diagonal)."""
         return self.kind in ("full", "lowrank")
 
+    def n_varying(self, d):
+        """How many of the ``d`` parameters vary across tasks."""
+        return int(np.sum(self.varying(d)))
+
     def n_hyperparameters(self, d):
         """Free parameters of ``Sigma`` (the prior mean's excluded)."""
-        r = d if self.shared is None else int(np.sum(~self.shared))
+        r = self.n_varying(d)
+        if self.kind == "pooled":
+            return 0
         if self.kind == "isotropic":
             return 1
         if self.kind == "diagonal":
@@ -98,7 +109,7 @@ class Structure:
         ``diag`` is known (wide tasks; then the structure may not be full).
         """
         d = diag.shape[0]
-        random = self._random_effects(d)
+        random = self.varying(d)
         floor = 1e-12 * max(float(diag[random].mean()), np.finfo(float).tiny)
         level = max(float(diag[random].mean()), floor)
         shrink = _HYPERPRIOR_TASKS / (n_tasks + _HYPERPRIOR_TASKS)
@@ -154,7 +165,7 @@ class Structure:
         the family's maximum, and the transfer term was not isotropic.)
         """
         d = diag.shape[0]
-        random = self._random_effects(d)
+        random = self.varying(d)
         P = penalty[random]
         target = float(diag[random].sum())
         if not (np.isfinite(target) and target > 0):
@@ -178,10 +189,12 @@ class Structure:
         """The ``(d, d)`` natural precision of a low-rank prior whose random
         effects' covariance is the factor model ``factors = (F, psi)``."""
         return self._embedded(_woodbury_inverse(*factors),
-                              self._random_effects(d))
+                              self.varying(d))
 
-    def _random_effects(self, d):
+    def varying(self, d):
         """The mask of the ``d`` parameters that vary across tasks."""
+        if self.kind == "pooled":
+            return np.zeros(d, dtype=bool)
         return (np.ones(d, dtype=bool) if self.shared is None
                 else ~np.asarray(self.shared))
 
