@@ -808,7 +808,8 @@ class _DaskIteration(_Iteration):
                      self.tasks.mean_scale),
             structure=self.structure, learn_gamma=self.learn_gamma,
             ridge=self.ridge, total_weight=self.total_weight,
-            squared=self.squared, min_dispersion=self.min_dispersion)
+            squared=self.squared, min_dispersion=self.min_dispersion,
+            mean_held=self.learn_theta0)
 
 
 # ------------------------------------------------------------------- fit

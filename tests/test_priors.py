@@ -1307,3 +1307,43 @@ def test_an_isotropic_transfer_beside_a_ridge_penalty_maximizes_the_evidence():
         assert log_evidence(factor * transfer[0]) < best
     intercept_variance = noise / transfer[0]
     assert 0.5 < intercept_variance < 2.0
+
+
+def test_the_noise_variance_beside_a_ridge_penalty_maximizes_the_evidence():
+    # the tasks' prior beside Ridge's penalty D is N(theta0, phi (pi I +
+    # D)^-1): it scales with the noise variance phi, whose M-step counted
+    # the residuals alone (the evidence still rose by 167 nats per unit of
+    # log phi where it stopped). The fixed point is now the stationary point
+    # of the exact objective in every direction: the evidence, with the
+    # prior mean's own prior N(0, phi / alpha) on the coefficients
+    rng = np.random.default_rng(0)
+    T, n, p, alpha = 40, 8, 2, 1.0
+    coef = np.array([1.0, -1.0, 0.5]) + 0.7 * rng.normal(size=(T, p + 1))
+    X = rng.normal(size=(T * n, p))
+    tasks = np.repeat(np.arange(T), n)
+    y = (np.einsum("ij,ij->i", X, coef[tasks, :p]) + coef[tasks, p]
+         + 0.5 * rng.normal(size=T * n))
+    penalty = np.r_[np.full(p, alpha), 0.0]
+    Z = np.c_[X, np.ones(T * n)]
+
+    def objective(v):
+        mean, pi, phi = v[:p + 1], np.exp(v[p + 1]), np.exp(v[p + 2])
+        prior = np.diag(1.0 / (pi + penalty))
+        total = 0.0
+        for t in range(T):
+            Zt = Z[tasks == t]
+            residual = y[tasks == t] - Zt @ mean
+            C = phi * (np.eye(n) + Zt @ prior @ Zt.T)
+            total -= 0.5 * (np.linalg.slogdet(2 * np.pi * C)[1]
+                            + residual @ np.linalg.solve(C, residual))
+        return total - 0.5 * np.sum(np.log(2 * np.pi * phi / penalty[:p])
+                                    + penalty[:p] * mean[:p] ** 2 / phi)
+
+    meta = MetaRegressor(Ridge(alpha=alpha), prior="isotropic", tol=1e-12,
+                         max_iter=5000).fit(X, y, tasks=tasks)
+    at = np.r_[meta.meta_params_, np.log(meta.gamma_),
+               np.log(meta.noise_variance_)]
+    step = 1e-5
+    gradient = [(objective(at + step * e) - objective(at - step * e)) / (2 * step)
+                for e in np.eye(len(at))]
+    assert_allclose(gradient, 0.0, atol=1e-4)

@@ -65,6 +65,7 @@ from ._proximal import (
     models_floor,
     newton_mean_step,
     prior_from_moments,
+    prior_noise_terms,
     raise_if_degenerate,
 )
 from ._statistics import TaskStatistics
@@ -106,7 +107,12 @@ class _OnlineIteration(_Iteration):
         if not self.learn_prior:
             return prior.with_theta0(theta0)
         moments, diag = total.moments(theta0)
-        dispersion = total.noise_variance() if self.squared else prior.dispersion
+        dispersion = prior.dispersion
+        if self.squared:
+            dispersion = total.noise_variance(*prior_noise_terms(
+                prior.with_theta0(theta0), moments, diag, total.n_tasks,
+                structure=self.structure, ridge=self.ridge,
+                mean_scale=self.mean_scale, mean_held=self.learn_theta0))
         return prior_from_moments(
             prior.with_theta0(theta0), moments, diag, total.n_tasks, dispersion,
             self.mean_scale, structure=self.structure,

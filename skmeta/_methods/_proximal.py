@@ -237,7 +237,7 @@ def _newton_by_conjugate_gradients(matvec, rhs, diagonal, start):
 
 def empirical_bayes_update(prior, theta, solutions, *, structure, learn_gamma,
                            ridge, task_scale, total_weight, squared,
-                           min_dispersion=0.0):
+                           min_dispersion=0.0, mean_held=False):
     """One EM step for the prior (mean, covariance) and the noise variance.
 
     In the model's natural units, task t's negative log-likelihood is
@@ -283,7 +283,7 @@ def empirical_bayes_update(prior, theta, solutions, *, structure, learn_gamma,
                         mean_scale),
         structure=structure, learn_gamma=learn_gamma, ridge=ridge,
         total_weight=total_weight, squared=squared,
-        min_dispersion=min_dispersion)
+        min_dispersion=min_dispersion, mean_held=mean_held)
 
 
 @dataclass
@@ -310,8 +310,11 @@ class TaskSums:
 
 
 def eb_update_from_sums(prior, sums, *, structure, learn_gamma, ridge,
-                        total_weight, squared, min_dispersion=0.0):
-    """:func:`empirical_bayes_update` from the tasks' :class:`TaskSums`."""
+                        total_weight, squared, min_dispersion=0.0,
+                        mean_held=False):
+    """:func:`empirical_bayes_update` from the tasks' :class:`TaskSums`;
+    ``mean_held`` says that the prior mean has its own prior (it is learned,
+    :func:`._prior.mean_penalty`)."""
     T = sums.n_tasks
     posterior = prior.dispersion * sums.inv_wsum / T
     if posterior.ndim == 2:
@@ -322,9 +325,12 @@ def eb_update_from_sums(prior, sums, *, structure, learn_gamma, ridge,
         diag = sums.spread / T + posterior
     dispersion = prior.dispersion
     if squared:
-        expected = sums.rss + prior.dispersion * sums.trace
-        dispersion = max(expected / total_weight, min_dispersion,
-                         np.finfo(float).tiny)
+        extra, extra_weight = prior_noise_terms(
+            prior, moments, diag, T, structure=structure, ridge=ridge,
+            mean_scale=sums.mean_scale, mean_held=mean_held)
+        expected = sums.rss + prior.dispersion * sums.trace + extra
+        dispersion = max(expected / (total_weight + extra_weight),
+                         min_dispersion, np.finfo(float).tiny)
         # With the tasks' fits held, these steps shrink the noise variance
         # geometrically toward rss / (weight - trace); where that is below
         # the floor (tasks fitted exactly: a constant target) they would
@@ -335,6 +341,47 @@ def eb_update_from_sums(prior, sums, *, structure, learn_gamma, ridge,
     return prior_from_moments(prior, moments, diag, T, dispersion,
                               sums.mean_scale, structure=structure,
                               learn_gamma=learn_gamma, ridge=ridge)
+
+
+def prior_noise_terms(prior, moments, diag, n_tasks, *, structure, ridge,
+                      mean_scale, mean_held):
+    """What the prior adds to the noise variance's M-step: ``(expected,
+    weight)``, beside the expected residual sum of squares and the rows'
+    weight.
+
+    Nothing, unless the structure is isotropic beside the base penalty
+    ``D`` (``ridge``): the other structures' covariance ``V`` is free, and
+    given it the prior does not depend on the noise variance ``phi``. The
+    isotropic transfer term is ``pi I`` beside ``D``, both in the
+    estimator's units, so the tasks' prior ``N(theta0, (phi / s) (pi I +
+    D)^-1)`` scales with ``phi`` as the noise does: with ``pi`` held at its
+    M-step value, the expected complete log-likelihood is maximal at ``phi
+    = (E[rss] + phi T tr(N S)) / (weight + T d)``, ``N`` the prior's
+    precision in natural units and ``S`` the tasks' expected second moments
+    (an ECM step; its fixed point is the evidence's stationary point), over
+    the coefficients that vary: shared ones are a mixed model's fixed
+    effects, held by a precision tied to the others' (counted, they
+    inflated ``phi`` by the factor the strength grew by in each step, and
+    a random-intercept fit of tasks that do not differ overflowed). With
+    ``mean_held``, the prior mean's own prior ``N(0, (phi / s) D^-1)`` on
+    the penalized coefficients adds ``s theta0' D theta0`` and their number.
+    Counting the residuals alone left the noise variance where the evidence
+    still rose with it (by 167 nats per unit of ``log phi`` on 50 tasks of
+    ``Ridge(alpha=1)``), and the prior's spread, proportional to it, too
+    narrow: 90 % intervals of new three-row tasks covered 85 %.
+    """
+    if not (structure.kind == "isotropic" and np.any(ridge > 0)):
+        return 0.0, 0.0
+    natural = structure.natural_precision_beside(
+        moments, diag, n_tasks, ridge * mean_scale / prior.dispersion)
+    varying = structure.varying(diag.shape[0])
+    expected = prior.dispersion * n_tasks * float(
+        np.dot(natural[varying], diag[varying]))
+    weight = float(n_tasks * np.count_nonzero(varying))
+    if mean_held:
+        expected += mean_scale * float(prior.theta0 @ (ridge * prior.theta0))
+        weight += float(np.count_nonzero(ridge > 0))
+    return expected, weight
 
 
 def prior_from_moments(prior, moments, diag, n_tasks, dispersion, mean_scale, *,
@@ -601,7 +648,7 @@ class _Iteration:
             structure=self.structure, learn_gamma=self.learn_gamma,
             ridge=self.ridge, task_scale=self.task_scale,
             total_weight=self.total_weight, squared=self.squared,
-            min_dispersion=self.min_dispersion)
+            min_dispersion=self.min_dispersion, mean_held=self.learn_theta0)
 
 
 def fit_proximal(solver, prior, *, learn_theta0, structure, learn_gamma, max_iter,

@@ -234,13 +234,15 @@ class TaskStatistics:
             return S, np.diag(S).copy()
         return None, (self.scatter + posterior) / total_scale + shift * shift
 
-    def noise_variance(self):
+    def noise_variance(self, prior_expected=0.0, prior_weight=0.0):
         """The M-step's noise variance of squared errors: the expected
-        residual variance, above round-off of the targets."""
+        residual variance, above round-off of the targets; with what the
+        prior adds to it (``_proximal.prior_noise_terms``)."""
         spread = self.y_scatter / self.n_rows if self.n_rows else 1.0
         floor = 1e-10 * spread if spread > 0 else 1e-300
-        weight = max(self.total_weight, np.finfo(float).tiny)
-        return max(self.expected_rss / weight, floor, np.finfo(float).tiny)
+        weight = max(self.total_weight + prior_weight, np.finfo(float).tiny)
+        return max((self.expected_rss + prior_expected) / weight, floor,
+                   np.finfo(float).tiny)
 
     @property
     def mean_scale(self):
