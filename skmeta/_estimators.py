@@ -1917,15 +1917,18 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         ``method="proximal"`` only). See :ref:`mixture_priors`.
         ``"pooled"``: no coefficient varies across tasks; every task is the
         base estimator fitted to all tasks' rows at once (its penalty counted
-        once), held there by an isotropic precision ``gamma_`` a million
-        times a bound on any task's curvature (``method="proximal"``,
-        ``gamma="auto"`` only). ``"auto"``:
+        once; each row weighted as in its task, so ``class_weight=
+        "balanced"`` balances each task's classes), held there by an
+        isotropic precision ``gamma_`` a million times a bound on any task's
+        curvature (``method="proximal"``, with ``gamma="auto"``; ``gamma=0``
+        fits every task alone, as for any prior). ``"auto"``:
         for ``"proximal"``, the structure whose prior best predicts held-out
         rows of the training tasks (``prior_kind_``, ``prior_scores_``),
         full and low-rank ones compared only with at least two tasks per
         coefficient that varies (fewer do not determine a full covariance;
         see :ref:`learned_prior`), and ``"pooled"`` with them where
-        ``random_effects`` names no coefficients and ``gamma="auto"``; for
+        ``random_effects`` names no coefficients, ``gamma="auto"`` and no
+        ``prior_estimator`` is given; for
         the other methods, and for every method with a network base
         estimator, ``"isotropic"``, the only prior they meta-learn.
     n_prior_components : int >= 1 or "auto", default="auto"

@@ -842,6 +842,16 @@ def test_the_pooled_prior_sets_its_own_strength(params, match):
             X, y, tasks=tasks)
 
 
+def test_a_pooled_prior_without_a_finite_pooled_fit_raises():
+    # 40 rows of 21 parameters, separable, without a penalty: the pooled
+    # model does not exist, and nothing stands in for it (it fell back to
+    # gamma=1, warning of a degenerate precision it never learned)
+    X, y, tasks = few_separable_tasks()
+    with pytest.raises(ValueError, match="no finite minimizer"):
+        MetaClassifier(LogisticRegression(penalty=None), prior="pooled").fit(
+            X, y, tasks=tasks)
+
+
 def test_a_penalty_that_zeroes_every_parameter_is_not_a_run_away():
     # Lasso(alpha=10) zeroes every coefficient of these tasks: the fit IS
     # all-zero parameters, and its averaged losses, rescaled, land a few

@@ -1257,10 +1257,18 @@ class Proximal(MetaMethod):
                             learn_gamma=learn_gamma, max_iter=self.max_iter,
                             tol=s.tol, verbose=s.verbose, name=self.name,
                             count_penalty=self.count_penalty)
-            except _DEGENERATE:
+            except _DEGENERATE as error:
                 if not (learn_gamma or len(structures) > 1
                         or structures[0].kind != "isotropic"):
                     raise
+                if structures[0].kind == "pooled":
+                    # asked for: nothing else stands in for it
+                    raise ValueError(
+                        "prior='pooled': the base estimator fitted to all "
+                        "tasks' rows at once has no finite minimizer (e.g. "
+                        "classes that the rows separate, without a penalty); "
+                        "give the base estimator a penalty, or choose another "
+                        "prior.") from error
                 # Tasks that a few rows cannot pin down (e.g. separable
                 # classes in fewer rows than parameters) make empirical
                 # Bayes run away; say so, and fall back to the fixed prior.
