@@ -757,6 +757,53 @@ def test_a_prior_mean_that_runs_away_falls_back_to_the_fixed_prior():
     assert log_loss(y, proba) < 0.2 < np.log(2)
 
 
+def test_a_given_prior_mean_is_the_mean_of_the_learned_prior():
+    # with prior_estimator and gamma="auto", the tasks' prior counts the
+    # base penalty D beside the transfer term, as with a learned mean: its
+    # mean is the given estimator's parameters mu, so the transfer term
+    # pulls toward Pi^-1 M mu (a task without rows is the given model). It
+    # pulled toward mu, which made the prior's mean M^-1 Pi mu, while the
+    # M-step took the tasks' moments about mu: the strength and the noise
+    # variance stopped 34 nats below the evidence's maximum
+    rng = np.random.default_rng(1)
+    T, n = 40, 8
+    coef = np.array([1.0, -1.0, 0.5]) + 0.7 * rng.normal(size=(T, 3))
+    X = rng.normal(size=(T * n, 2))
+    tasks = np.repeat(np.arange(T), n)
+    y = (np.einsum("ij,ij->i", X, coef[tasks, :2]) + coef[tasks, 2]
+         + 0.5 * rng.normal(size=T * n))
+    source = Ridge().fit(1.3 * X[:50], y[:50])
+    mean = np.r_[source.coef_, source.intercept_]
+    penalty = np.array([1.0, 1.0, 0.0])
+    Z = np.c_[X, np.ones(T * n)]
+
+    def log_evidence(v):
+        pi, phi = np.exp(v)
+        total = 0.0
+        for t in range(T):
+            Zt = Z[tasks == t]
+            residual = y[tasks == t] - Zt @ mean
+            C = phi * (np.eye(n) + Zt @ np.diag(1.0 / (pi + penalty)) @ Zt.T)
+            total -= 0.5 * (np.linalg.slogdet(2 * np.pi * C)[1]
+                            + residual @ np.linalg.solve(C, residual))
+        return total
+
+    meta = MetaRegressor(Ridge(), prior="isotropic", prior_estimator=source,
+                         tol=1e-12, max_iter=5000).fit(X, y, tasks=tasks)
+    assert_allclose(meta.meta_params_, mean, rtol=1e-12)
+    pi = meta.gamma_
+    assert_allclose(meta.transfer_center_, (pi + penalty) / pi * mean,
+                    rtol=1e-10)
+    at = np.log([pi, meta.noise_variance_])
+    step = 1e-5
+    gradient = [(log_evidence(at + step * e) - log_evidence(at - step * e))
+                / (2 * step) for e in np.eye(2)]
+    assert_allclose(gradient, 0.0, atol=1e-4)
+    # a task of (all but) no weight: the given model
+    light = meta.adapt(X[:3], y[:3], sample_weight=np.full(3, 1e-12))
+    assert_allclose(np.r_[light.coef_, light.intercept_], mean, atol=1e-9)
+
+
 def few_separable_tasks():
     """Four binary tasks of ten rows and 21 parameters, their rows together
     all but separable."""

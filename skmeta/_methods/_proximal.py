@@ -674,8 +674,9 @@ def fit_proximal(solver, prior, *, learn_theta0, structure, learn_gamma, max_ite
     make_step = getattr(solver, "iteration_class", _Iteration)
     step = make_step(solver, learn_theta0=learn_theta0, structure=structure,
                      learn_gamma=learn_gamma, count_penalty=count_penalty)
-    if step.learn_prior and learn_theta0 and np.any(step.ridge > 0):
-        # empirical Bayes: the base penalty is part of the tasks' prior
+    if step.learn_prior and np.any(step.ridge > 0):
+        # empirical Bayes: the base penalty is part of the tasks' prior,
+        # whose mean theta0 is, learned or given (prior_estimator)
         prior = replace(prior, ridge=step.ridge)
     T = step.n_tasks
     warm_prior = theta is None and (learn_theta0 or step.learn_prior) and (
