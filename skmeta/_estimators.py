@@ -1959,10 +1959,11 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     prior_estimator : estimator instance, default=None
         A fitted classifier of the base estimator's family (same classes and
         features) whose parameters are the prior mean ``theta0``
-        (parameter transfer): kept fixed by ``method="proximal"`` (with
-        ``gamma="auto"``, the mean of the tasks' prior with the base penalty
-        counted in it, as a learned mean is: a task without data is that
-        model), the starting point of the other methods.
+        (parameter transfer): kept fixed by ``method="proximal"``, the
+        starting point of the other methods. With ``gamma="auto"``, the
+        transfer term toward it is learned beside the base estimator's own
+        penalty (toward zero): a model the tasks do not follow is
+        discounted.
     inner_steps : int, default=5
         Gradient steps of the inner loop of ``"maml"``, ``"metasgd"`` and
         ``"reptile"`` (proximal steps when the base penalty has an l1 part).
@@ -2820,7 +2821,7 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
     prior_estimator : estimator instance, default=None
         A fitted regressor of the base estimator's family whose parameters are
         the prior mean ``theta0``: kept fixed by ``method="proximal"``, the
-        starting point of the other methods.
+        starting point of the other methods; see :class:`MetaClassifier`.
     inner_steps : int, default=5
         Inner gradient steps of ``"maml"``, ``"metasgd"``, ``"reptile"``; see
         :class:`MetaClassifier`.

@@ -567,13 +567,19 @@ class _Iteration:
         self._zero_loss = None
         # The base penalty counts as part of a prior whose strength is
         # learned. Not with a fixed gamma: that is the user's transfer term,
-        # centred on theta0 as written. Nor for wide tasks: there, in the
+        # centred on theta0 as written. Nor with a given prior mean
+        # (prior_estimator): the penalty pulls toward zero, the transfer term
+        # toward the given model, and empirical Bayes learns how far to trust
+        # that model (counted in the prior, the penalty's pull was taken
+        # about the given mean, and a poor one could not be discounted: a
+        # red-team review). Nor for wide tasks: there, in the
         # directions no task's data reach, the prior mean's Newton step with
         # the penalty included is a difference of nearly equal inverses
         # (M^{-1} - A_t^{-1}), and only diagonals of the A_t^{-1} are at hand
         # to guard it.
         self.ridge = (np.zeros(problem.n_params)
-                      if solver.diagonal or not (count_penalty and learn_gamma)
+                      if solver.diagonal or not (
+                          count_penalty and learn_gamma and learn_theta0)
                       else problem.lam2 * problem.l2w)
 
     def task_statistics(self, solutions, prior):
@@ -674,9 +680,8 @@ def fit_proximal(solver, prior, *, learn_theta0, structure, learn_gamma, max_ite
     make_step = getattr(solver, "iteration_class", _Iteration)
     step = make_step(solver, learn_theta0=learn_theta0, structure=structure,
                      learn_gamma=learn_gamma, count_penalty=count_penalty)
-    if step.learn_prior and np.any(step.ridge > 0):
-        # empirical Bayes: the base penalty is part of the tasks' prior,
-        # whose mean theta0 is, learned or given (prior_estimator)
+    if step.learn_prior and learn_theta0 and np.any(step.ridge > 0):
+        # empirical Bayes: the base penalty is part of the tasks' prior
         prior = replace(prior, ridge=step.ridge)
     T = step.n_tasks
     warm_prior = theta is None and (learn_theta0 or step.learn_prior) and (
