@@ -96,6 +96,8 @@ def test_averaged_losses_of_unequal_tasks_fit_as_in_memory(client, prior):
     {},  # the learned defaults: prior="auto", gamma="auto"
     {"gamma": 2.0, "prior": "isotropic"},  # fixed prior: Newton on theta0
     {"prior": "diagonal"},
+    # the pooled model: its rows gathered from the partitions
+    {"prior": "pooled"},
 ])
 def test_dataframe_fit_equals_in_memory_fit(client, params):
     X, y, tasks = make_meta_regression(n_tasks=40, n_samples_per_task=15,
