@@ -70,7 +70,8 @@ plt.show()
 # %%
 # With one or two samples per class, a task alone says little: the prior
 # learned from the other tasks carries the model. With twenty, each task's own
-# data dominate and the curves meet; the pooled model, which ignores how
-# tasks differ, stays below. The embedding keeps what separates classes
+# data dominate: the meta-learned model and k-NN per task meet, a logistic
+# regression per task still a little below them; the pooled model, which
+# ignores how tasks differ, stays far below. The embedding keeps what separates classes
 # across tasks and drops the features that only add distance, so k-NN on it
 # needs fewer shots than k-NN on the raw features.

@@ -105,8 +105,9 @@ for name, values in at_ten.items():
 # %%
 # How the three compare as machines bring more readings
 # -----------------------------------------------------
-# With many readings, each machine's own covariance is enough and the prior
-# stops mattering; with few, it is what makes a detector possible.
+# With more readings, each machine's own covariance carries more of the
+# answer and the prior's lead narrows; with few, it is what makes a detector
+# possible.
 shots = [3, 5, 10, 20, 50]
 curves = {name: [] for name in at_ten}
 for n_support in shots:

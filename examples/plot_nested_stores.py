@@ -83,8 +83,9 @@ fig.tight_layout()
 plt.show()
 
 # %%
-# The flat prior knows only that stores differ a lot: with fewer rows than
-# coefficients a new store stays near the population's model. The nested
+# The flat prior knows only that stores differ a lot: with a row or two a
+# new store stays near the population's model, and ten rows still leave it
+# below the nested prior with none. The nested
 # prior knows the store's region, whose model is already most of the
 # answer; each level's learned spread says how far to trust it.
 print("R^2 by rows per new store:")

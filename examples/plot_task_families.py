@@ -87,7 +87,8 @@ plt.show()
 # With a handful of rows a new task cannot place itself in the wide single
 # Gaussian, but it can tell which of four families it comes from: the
 # posterior over the components (``predict_task_cluster``). At four rows it
-# may still hesitate between two families (the first four new tasks below);
+# may still hesitate between two families (among the first four new tasks
+# below, the first two do);
 # the share of the 40 new tasks whose posterior is above 0.9 for one family
 # grows with the rows, and so does the share where that family is the one
 # the task was drawn from (each family is matched to the cluster holding
