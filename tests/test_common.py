@@ -61,6 +61,9 @@ ESTIMATORS = [
     MetaClassifier(prior="mixture", n_prior_components=2, prior_df=4.0,
                    random_state=0),
     MetaRegressor(prior="mixture", random_state=0),
+    # one model for all tasks
+    MetaClassifier(prior="pooled"),
+    MetaRegressor(PoissonRegressor(alpha=0.01), prior="pooled"),
     # the gradient-based methods (fewer meta-iterations than the default 500:
     # no check depends on how far the prior mean has moved)
     MetaClassifier(method="imaml", max_iter=100),
