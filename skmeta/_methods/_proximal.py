@@ -1050,11 +1050,9 @@ def pooled_model(batch, problem, n_jobs=None, max_full_params=None):
 
     The ``"pooled"`` candidate of ``prior="auto"``: one model for all tasks,
     the base estimator's own fit on their rows (its penalty counted once,
-    each row with the weight the task gives it). A batch held on a Dask
-    cluster gathers its rows, as the selection already does.
+    each row with the weight the task gives it). ``batch`` is in memory
+    (see :meth:`Proximal._fit_pooled`).
     """
-    if getattr(batch, "inner_solver", None) is not None:
-        batch = batch.subset(np.arange(batch.n_tasks))
     zeros = np.zeros(problem.n_params)
     with InnerSolver(batch.pooled(), problem, n_jobs=n_jobs,
                      max_full_params=max_full_params) as solver:
@@ -1076,10 +1074,8 @@ def pinning_strength(batch, problem, theta0):
     base penalty's l2 curvature. A task's solution then lies within about
     ``1 / SHARED_PRECISION_RATIO`` of its loss gradient's scale from
     ``theta0``: the ``"pooled"`` structure, as shared coefficients are held
-    (see :mod:`._structures`).
+    (see :mod:`._structures`). ``batch`` is in memory.
     """
-    if getattr(batch, "inner_solver", None) is not None:
-        batch = batch.subset(np.arange(batch.n_tasks))
     if batch.is_sparse:
         rows = sparse.csr_matrix((batch.data, batch.indices, batch.indptr),
                                  shape=(batch.n_rows, problem.n_features))
@@ -1237,17 +1233,17 @@ class Proximal(MetaMethod):
             # the model without random effects competes where nothing says
             # which coefficients vary: tasks may not differ at all, or by less
             # than their rows can tell (many classes, few rows)
-            pooled = (len(structures) > 1 and s.prior == "auto" and learn_gamma
-                      and learn_theta0 and shared_coefficients(
-                          s.random_effects) is None
-                      and pooled_fit_affordable(batch, problem))
+            pooled_competes = (
+                len(structures) > 1 and s.prior == "auto" and learn_gamma
+                and learn_theta0 and shared_coefficients(s.random_effects) is None
+                and pooled_fit_affordable(batch, problem))
             scores = {}
             start = None
             try:
                 if len(structures) > 1:
                     structure, scores, start = self._select(
                         batch, problem, structures, theta0, learn_theta0, gamma,
-                        pooled=pooled)
+                        pooled=pooled_competes)
                 else:
                     structure = structures[0]
                 if structure.kind == "pooled":
@@ -1480,11 +1476,15 @@ class Proximal(MetaMethod):
         estimator's fit on all rows (:func:`pooled_model`,
         :func:`pinning_strength`), under a fixed isotropic prior."""
         s = self.settings
-        theta0 = pooled_model(batch, problem, n_jobs=s.n_jobs,
+        # tasks held on a Dask cluster are gathered once, as the selection
+        # gathers them (within pooled_fit_affordable's bound)
+        rows = (batch if getattr(batch, "inner_solver", None) is None
+                else batch.subset(np.arange(batch.n_tasks)))
+        theta0 = pooled_model(rows, problem, n_jobs=s.n_jobs,
                               max_full_params=solver.max_full_params)
         structure = Structure("isotropic")
         prior = Prior.initial(theta0, structure,
-                              pinning_strength(batch, problem, theta0))
+                              pinning_strength(rows, problem, theta0))
         return fit_proximal(solver, prior, learn_theta0=False,
                             structure=structure, learn_gamma=False,
                             max_iter=self.max_iter, tol=s.tol,
