@@ -1997,7 +1997,9 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         in the parameters' own units: with targets or coefficients far
         from size 1 (a target in units of 1e-6, or 1e3), scale the data or
         ``meta_lr`` with them; Reptile's step is relative and needs
-        neither.
+        neither. Meta-SGD's step sizes move by Adam on their logarithms at
+        ``meta_lr`` over the starting prior mean's root mean square (at
+        least 1): relative moves, whatever the coefficients' units.
     meta_batch_size : int, default=32
         Tasks per meta-iteration of the gradient-based methods.
     query_fraction : float in (0, 1], default=0.5

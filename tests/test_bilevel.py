@@ -358,6 +358,27 @@ def test_metasgd_step_sizes_stay_positive():
     assert np.all(meta.inner_lr_ > 0)
 
 
+def test_metasgd_step_sizes_do_not_depend_on_the_targets_units():
+    # meta_lr is set in the coefficients' units (Adam moves theta0 by about
+    # meta_lr), the logarithms of the step sizes have none: targets 100 times
+    # larger, with meta_lr 100 times larger, give the same step sizes and a
+    # prior mean 100 times larger. The step sizes' rate was meta_lr itself:
+    # with meta_lr=1 their logarithms moved by 1 an iteration
+    rng = np.random.RandomState(0)
+    X = rng.randn(240, 4)
+    tasks = np.repeat(np.arange(12), 20)
+    coef = 3.0 + rng.randn(12, 4)  # a prior mean of size 3, tasks that differ
+    y = np.einsum("ij,ij->i", X, coef[tasks]) + 0.5 * rng.randn(240)
+    kw = dict(method="metasgd", max_iter=30, random_state=0)
+    small = MetaRegressor(Ridge(), meta_lr=0.01, **kw).fit(X, y, tasks=tasks)
+    large = MetaRegressor(Ridge(), meta_lr=1.0, **kw).fit(
+        X, 100.0 * y, tasks=tasks)
+    assert_allclose(large.inner_lr_, small.inner_lr_, rtol=1e-4)
+    assert_allclose(large.meta_params_, 100.0 * small.meta_params_, rtol=1e-4)
+    # and they moved: a step size of every coefficient left its start of 1
+    assert np.all(np.abs(np.log(small.inner_lr_)) > 1e-3)
+
+
 # the steps of 0.3 diverge under the learned strength (gamma_ about 300): the
 # trajectories are compared, not the models
 @pytest.mark.filterwarnings(

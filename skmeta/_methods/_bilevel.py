@@ -96,6 +96,13 @@ def query_sizes(sizes, query_fraction):
     return np.where(sizes >= 2, n_query, 0).astype(np.intp)
 
 
+def parameter_scale(theta0):
+    """The size of the parameters ``theta0`` (their root mean square), at
+    least 1: the scale for which ``meta_lr``'s default is set."""
+    theta0 = np.asarray(theta0, dtype=np.float64)
+    return max(1.0, float(np.sqrt(np.mean(theta0 ** 2)))) if theta0.size else 1.0
+
+
 def pooled_start(batch, problem, max_tasks=64, max_iter=20):
     """The base estimator fitted on the pooled rows of up to ``max_tasks`` tasks.
 
@@ -365,7 +372,7 @@ class _Bilevel(MetaMethod):
                 n_threads=numba_threads(s.n_jobs))
         else:
             contribute = distributed(self, problem, precision, auto, theta0, B)
-        step = self.meta_step(problem)
+        step = self.meta_step(problem, theta0)
         max_iter = self.max_iter
         losses = np.empty(max_iter)
         n_iter = max_iter
@@ -413,16 +420,18 @@ class _Bilevel(MetaMethod):
         """
         raise NotImplementedError
 
-    def meta_step(self, problem):
+    def meta_step(self, problem, start):
         """``step(theta0, alpha, contribution)``: one meta-iteration's update,
-        from the contribution of the whole meta-batch.
+        from the contribution of the whole meta-batch, meta-training having
+        started from the prior mean ``start``.
 
         Returns the new ``(theta0, alpha, progress)``; the step keeps the
         meta-optimizer's state between calls.
         """
         d = problem.n_params
         theta_opt = Adam(self.meta_lr, d)
-        alpha_opt = Adam(self.meta_lr, d) if self.learns_steps else None
+        alpha_opt = (Adam(self.meta_lr / parameter_scale(start), d)
+                     if self.learns_steps else None)
 
         def step(theta0, alpha, total):
             B = total.n_tasks
@@ -432,7 +441,12 @@ class _Bilevel(MetaMethod):
                 # one would climb the task's loss) and move by relative amounts,
                 # whatever their scale (a network's inner_lr, or multiples of
                 # 1 / L_t); d loss / d log(alpha) = alpha * g_alpha. The zero
-                # steps of ANIL's hidden layers stay zero.
+                # steps of ANIL's hidden layers stay zero. Its rate is
+                # meta_lr over the prior mean's scale: meta_lr is set in the
+                # coefficients' units, a logarithm has none (at the prior
+                # mean's rate, meta_lr=0.5 for coefficients of size 50 moved
+                # the logarithms by 0.5 an iteration, and a few meta-batches
+                # of one sign took steps to a thousandth).
                 moving = alpha > 0
                 log_alpha = np.log(np.where(moving, alpha, 1.0))
                 stepped = alpha_opt.step(
@@ -710,7 +724,7 @@ class Reptile(_Bilevel):
 
         return contribute
 
-    def meta_step(self, problem):
+    def meta_step(self, problem, start):
         lr = self.meta_lr
 
         def step(theta0, alpha, total):
