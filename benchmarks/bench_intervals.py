@@ -11,10 +11,11 @@ training tasks, the learned noise variance (the generator's is 25) and the
 prior's standard deviation of the first coefficient against the spread of
 the training tasks' fitted first coefficients.
 
-The base estimator's l2 penalty counts as part of the learned prior, whose
-precision cannot fall below it (the transfer term is kept positive): where
+The base estimator's l2 penalty counts as part of the learned prior; where
 the tasks' coefficients spread more than the penalty's own prior allows
-(variance ``noise / alpha``), the prior is capped there. Run::
+(variance ``noise / alpha``), the transfer term is negative along them
+(the isotropic one cannot be, beside an unpenalized intercept, and widens
+through the noise variance instead). Run::
 
     python benchmarks/bench_intervals.py [--alphas 1 0.01] [--seed 0]
 """

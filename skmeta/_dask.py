@@ -791,7 +791,7 @@ class _DaskIteration(_Iteration):
         if self.learn_theta0:
             theta0 = theta0 + newton_step_from_mean(
                 s.theta_sum / T, T, theta0, prior.combined_precision, s.inv_sum,
-                solutions.inverse_sum_times, self.mean_prior())
+                solutions.inverse_sum_times, self.mean_prior(prior))
         if not self.learn_prior:
             return prior.with_theta0(theta0)
         shift = theta0 - prior.theta0

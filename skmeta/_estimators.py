@@ -1911,7 +1911,8 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         ``gamma_`` the learned ``pi``, the tasks' covariance proportional to
         ``(pi I + D)^-1``), and the other structures the covariance of the
         tasks' parameters, of which ``Lambda`` is the precision less ``D``
-        (normalized). ``"mixture"``: a
+        (normalized; negative along coefficients whose tasks spread wider
+        than ``D`` alone lets them). ``"mixture"``: a
         mixture of ``n_prior_components`` Gaussian priors with diagonal
         covariances, for tasks that come in families (task clustering;
         ``method="proximal"`` only). See :ref:`mixture_priors`.
@@ -2134,7 +2135,11 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
     prior_precision_ : ndarray of shape (n_params,) or (n_params, n_params)
         Precision ``gamma_ * prior_shape_`` of the transfer term (a matrix
         for full and low-rank priors, also where ``prior="auto"`` chose one;
-        else its diagonal).
+        else its diagonal). Beside a base estimator's l2 penalty counted in
+        a learned prior, it may be negative along coefficients whose tasks
+        spread wider than the penalty alone lets them: the tasks' prior
+        precision, penalty and transfer term together, stays positive
+        definite (see the user guide).
     transfer_center_ : ndarray of shape (n_params,)
         Where the transfer term pulls: ``meta_params_``, except under a prior
         learned by ``method="proximal"`` with a base estimator whose own l2
@@ -2146,11 +2151,13 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         attributes then describe its single Gaussian, see
         ``task_clusters_``).
     prior_shape_ : ndarray of shape (n_params,) or (n_params, n_params)
-        The shape ``Lambda`` of that precision, with unit determinant (a matrix
-        for full and low-rank priors, also where ``prior="auto"`` chose one;
-        else its diagonal).
+        The shape ``Lambda`` of that precision, with a determinant of 1 in
+        magnitude (-1 where the transfer term is negative along an odd
+        number of directions; a matrix for full and low-rank priors, also
+        where ``prior="auto"`` chose one; else its diagonal).
     gamma_ : float
-        The transfer strength used (learned when ``gamma="auto"``). With
+        The transfer strength used (learned when ``gamma="auto"``: the
+        geometric mean of the magnitudes of the precision's eigenvalues). With
         ``prior="mixture"`` or ``prior_df``, that of the single Gaussian with
         the prior's mean and variances (as ``prior_precision_``), which a
         fixed ``gamma``, the components' strength, leaves wider. With the
@@ -2892,7 +2899,11 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
     prior_precision_ : ndarray of shape (n_params,) or (n_params, n_params)
         Precision ``gamma_ * prior_shape_`` of the transfer term (a matrix
         for full and low-rank priors, also where ``prior="auto"`` chose one;
-        else its diagonal).
+        else its diagonal). Beside a base estimator's l2 penalty counted in
+        a learned prior, it may be negative along coefficients whose tasks
+        spread wider than the penalty alone lets them: the tasks' prior
+        precision, penalty and transfer term together, stays positive
+        definite (see the user guide).
     transfer_center_ : ndarray of shape (n_params,)
         Where the transfer term pulls: ``meta_params_``, except under a prior
         learned by ``method="proximal"`` with a base estimator whose own l2
@@ -2904,7 +2915,8 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
         attributes then describe its single Gaussian, see
         ``task_clusters_``).
     prior_shape_ : ndarray of shape (n_params,) or (n_params, n_params)
-        The shape ``Lambda`` of that precision, with unit determinant.
+        The shape ``Lambda`` of that precision, with a determinant of 1 in
+        magnitude; see :class:`MetaClassifier`.
     gamma_ : float
         The transfer strength used.
     prior_kind_ : str
@@ -3105,10 +3117,10 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
             ``"proximal"`` and ``"imaml"``, with a linear base estimator (a
             network's tasks are adapted by a fixed number of steps, not to
             a posterior mode: refused); see :meth:`task_posterior_cov`.
-            The base estimator's own l2 penalty bounds the learned prior's
-            variance (``noise_variance_ / alpha`` for ``Ridge``): tasks that
-            spread wider get intervals too narrow (see the user guide,
-            "Predictive uncertainty"). A task fitted by an earlier
+            The learned prior is not bounded by the base estimator's own l2
+            penalty (``noise_variance_ / alpha`` for ``Ridge``) except under
+            an isotropic prior (see the user guide, "Predictive
+            uncertainty"). A task fitted by an earlier
             :meth:`partial_fit` keeps the posterior covariance of its call,
             in that call's noise variance, beside the current
             ``noise_variance_``.

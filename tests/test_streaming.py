@@ -164,10 +164,14 @@ def test_the_online_m_step_is_the_batch_one():
     assert_allclose(again.precision, prior.precision, rtol=1e-4)
     assert_allclose(again.dispersion, prior.dispersion, rtol=1e-4)
     # the prior mean's stationarity: the tasks' pull on it balances the base
-    # penalty's, once (Ridge sums its loss): n M (mean - theta0) = D theta0
+    # penalty's, once (Ridge sums its loss), at most one task's prior
+    # precision: n M (mean - theta0) = min(D, M) theta0. These tasks spread
+    # wider than alpha=1 lets them, on every coefficient: M < D there
     M = np.diag(prior.combined_precision)
+    assert np.all(np.diag(M)[:-1] < prior.ridge[:-1])
     assert_allclose(stats.n_tasks * M @ (stats.mean - prior.theta0),
-                    prior.ridge * prior.theta0, rtol=1e-4, atol=1e-6)
+                    np.minimum(prior.ridge, np.diag(M)) * prior.theta0,
+                    rtol=1e-4, atol=1e-6)
 
 
 def test_the_online_m_step_is_the_batch_one_for_tasks_of_unequal_sizes():

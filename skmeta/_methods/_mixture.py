@@ -61,6 +61,7 @@ from ._prior import (
     residual_squares,
     split_strength,
     task_scales,
+    transfer_beyond_ridge,
 )
 from ._squarem import squarem
 
@@ -71,7 +72,6 @@ _EMPTY_COMPONENT = 1e-8
 AUTO_MAX_COMPONENTS = 4
 # ... with at least this many tasks per component
 AUTO_TASKS_PER_COMPONENT = 5
-_TRANSFER_FLOOR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -170,13 +170,6 @@ class MixtureFit:
         strength, shape = split_strength(precision)
         return Prior(theta0=mean, shape=shape, gamma=strength,
                      dispersion=first.dispersion, ridge=ridge)
-
-
-def transfer_beyond_ridge(M, ridge):
-    """``M - ridge`` kept above ``_TRANSFER_FLOOR`` of ``M`` (diagonal)."""
-    if ridge is None or not np.any(ridge > 0):
-        return M
-    return np.maximum(M - ridge, _TRANSFER_FLOOR * M)
 
 
 class _Setup:
@@ -321,13 +314,13 @@ def _m_step(mixture, solved, resp, u, setup):
             components.append(old)
             continue
         mean = ru @ solved.theta[k]
-        penalty = mean_penalty(setup.ridge, counts[k] / T)
+        M = old.combined_precision
+        penalty = mean_penalty(setup.ridge, counts[k] / T, M)
         if penalty is None:
             mean = mean / ru.sum()
         else:
             # the component mean under its own prior (its share of one
             # task's penalty)
-            M = old.combined_precision
             mean = M * mean / (M * ru.sum() + penalty)
         dev = solved.theta[k] - mean
         # over sum r u rather than sum r: the parameter-expanded EM of the
@@ -362,8 +355,12 @@ class _Coordinates:
         self.df = mixture.df
 
     def encode(self, mixture):
+        # the components' precisions with the base penalty: a transfer term
+        # alone may be negative (see _prior.transfer_beyond_ridge)
+        combined = np.stack([np.asarray(c.combined_precision)
+                             for c in mixture.components])
         parts = [np.log(mixture.weights), mixture.means.ravel(),
-                 np.log(mixture.precisions).ravel()]
+                 np.log(combined).ravel()]
         if self.setup.squared:
             parts.append([np.log(mixture.components[0].dispersion)])
         return np.concatenate(parts)
@@ -380,8 +377,9 @@ class _Coordinates:
         dispersion = (float(np.exp(z[-1])) if setup.squared
                       else 1.0)
         components = []
-        for mean, precision in zip(means, precisions):
-            strength, shape = split_strength(precision)
+        for mean, combined in zip(means, precisions):
+            strength, shape = split_strength(
+                transfer_beyond_ridge(combined, setup.ridge))
             components.append(Prior(
                 theta0=mean.copy(), shape=shape,
                 gamma=strength if setup.learn_gamma else setup.gamma,

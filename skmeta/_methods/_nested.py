@@ -88,11 +88,11 @@ from ._prior import (
     residual_squares,
     split_strength,
     task_scales,
+    transfer_beyond_ridge,
 )
 from ._squarem import squarem
 from ._structures import Structure
 
-_TRANSFER_FLOOR = 1e-3
 # Problems with at least _WARM_UP_FACTOR * _WARM_UP_TASKS tasks first learn
 # the prior on about _WARM_UP_TASKS of them (as the flat prior does)
 _WARM_UP_TASKS = 512
@@ -269,7 +269,7 @@ class _Hierarchy:
         # its group's share of one task's base penalty (see
         # _prior.mean_penalty), as the flat prior's mean has the whole: one
         # group is then the flat prior
-        held = mean_penalty(self.ridge, counts[:, None] / counts.sum())[
+        held = mean_penalty(self.ridge, counts[:, None] / counts.sum(), M)[
             :, :, None] * np.eye(self.d)
         for level in range(L - 1, 0, -1):
             P = state.precisions[level - 1]
@@ -356,7 +356,7 @@ class _Hierarchy:
             natural = self.structure.natural_precision_beside(
                 None, second.mean(axis=0), T, self.ridge * self.s_bar / dispersion)
             M_new = dispersion / self.s_bar * natural
-            transfer = np.maximum(M_new - self.ridge, _TRANSFER_FLOOR * M_new)
+            transfer = transfer_beyond_ridge(M_new, self.ridge)
         precisions = []
         parent_mean = mu0[None]
         parent_cov = None
@@ -386,7 +386,10 @@ class _Coordinates:
     def encode(self, state):
         parts = [state.mu0] + [m.ravel() for m in state.means]
         if self.h.learn_gamma:
-            parts.append(np.log(state.transfer))
+            # the tasks' precision, base penalty and transfer term together:
+            # the transfer term alone may be negative (see
+            # _prior.transfer_beyond_ridge)
+            parts.append(np.log(state.transfer + self.h.ridge))
         parts += [np.log(p) for p in state.precisions]
         if self.h.squared:
             parts.append([np.log(state.dispersion)])
@@ -403,13 +406,16 @@ class _Coordinates:
             at += n
         transfer = self.template.transfer
         if self.h.learn_gamma:
-            transfer, at = np.exp(z[at:at + d]), at + d
+            combined, at = np.exp(z[at:at + d]), at + d
+            if not (np.all(np.isfinite(combined)) and np.all(combined > 0)):
+                raise FloatingPointError("extrapolated precisions degenerate")
+            transfer = transfer_beyond_ridge(combined, self.h.ridge)
         precisions = []
         for _ in self.shapes:
             precisions.append(np.exp(z[at:at + d]))
             at += d
         dispersion = float(np.exp(z[at])) if self.h.squared else 1.0
-        if not (np.all(np.isfinite(transfer)) and np.all(transfer > 0)
+        if not (np.all(np.isfinite(transfer)) and np.all(transfer != 0)
                 and all(np.all(np.isfinite(p)) and np.all(p > 0)
                         for p in precisions)):
             raise FloatingPointError("extrapolated precisions degenerate")

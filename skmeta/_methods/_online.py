@@ -103,7 +103,7 @@ class _OnlineIteration(_Iteration):
             theta0 = theta0 + newton_mean_step(
                 total.mean - theta0, total.n_tasks, prior.combined_precision,
                 inv_sum, times, theta0=theta0,
-                mean_penalty=self.mean_prior())
+                mean_penalty=self.mean_prior(prior))
         if not self.learn_prior:
             return prior.with_theta0(theta0)
         moments, diag = total.moments(theta0)

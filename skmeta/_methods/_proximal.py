@@ -50,6 +50,7 @@ from ._prior import (
     scaled_spread,
     split_strength,
     task_scales,
+    transfer_beyond_ridge,
 )
 from ._squarem import squarem
 from ._statistics import OnlinePrior, TaskStatistics
@@ -65,7 +66,6 @@ _WARM_UP_TASKS = 256
 _WARM_UP_FACTOR = 8
 # the transfer term's precision is kept above this fraction of the prior's
 # (see empirical_bayes_update)
-_TRANSFER_FLOOR = 1e-3
 # prior structures are compared on at most this many tasks, on every
 # HELD_OUT_EVERY-th row of each
 SELECTION_TASKS = 1000
@@ -263,9 +263,9 @@ def empirical_bayes_update(prior, theta, solutions, *, structure, learn_gamma,
     a task of one row a posterior covariance ``s / s_t`` times the others':
     one such task among fifteen of twenty rows doubled ``S`` at every step,
     and the learned strength fell to a hundredth. The transfer term is what
-    ``M`` needs beyond the base penalty, ``Pi = M - D`` (kept positive
-    definite, at least ``_TRANSFER_FLOOR`` of ``M``: the base penalty alone
-    may already be stronger than the tasks' spread asks for). Counting the
+    ``M`` needs beyond the base penalty, ``Pi = M - D`` (negative where
+    the tasks spread wider than the penalty alone lets them; see
+    :func:`._prior.transfer_beyond_ridge`). Counting the
     base penalty in the prior keeps it from being counted twice: without it,
     a penalized base estimator's pull toward zero shrinks the tasks' spread,
     which a prior fitted to that spread then shrinks again.
@@ -406,7 +406,7 @@ def prior_from_natural(prior, natural, dispersion, mean_scale, *, structure,
     the noise variance ``dispersion``; ``factors`` the factor model of a
     low-rank one."""
     M = dispersion / mean_scale * natural
-    precision = _transfer_beyond_ridge(M, ridge) if np.any(ridge > 0) else M
+    precision = transfer_beyond_ridge(M, ridge)
     strength, shape = split_strength(precision)
     gamma = strength if learn_gamma else prior.gamma
     if (structure.kind == "isotropic" and structure.shared is None
@@ -414,16 +414,6 @@ def prior_from_natural(prior, natural, dispersion, mean_scale, *, structure,
         shape = prior.shape
     return Prior(theta0=prior.theta0, shape=shape, gamma=gamma,
                  dispersion=dispersion, ridge=prior.ridge, factors=factors)
-
-
-def _transfer_beyond_ridge(M, ridge):
-    """``Pi = M - diag(ridge)``, kept at least ``_TRANSFER_FLOOR`` of ``M``."""
-    if M.ndim == 1:
-        return np.maximum(M - ridge, _TRANSFER_FLOOR * M)
-    w, V = linalg.eigh(M - np.diag(ridge), check_finite=False)
-    floor = _TRANSFER_FLOOR * float(linalg.eigvalsh(M, check_finite=False)[0])
-    precision = (V * np.maximum(w, floor)) @ V.T
-    return (precision + precision.T) / 2.0
 
 
 def _changed(new, old, tol, floor=1.0):
@@ -466,6 +456,11 @@ class _PriorCoordinates:
         self.learn_gamma = learn_gamma
         self.squared = squared
         self.ridge = ridge
+        # beside the base penalty, a diagonal or full transfer term may be
+        # negative (see _prior.transfer_beyond_ridge): the tasks' precision, the
+        # penalty's and the transfer term's together, is held instead
+        self.combined = (structure.kind in ("diagonal", "full")
+                         and bool(np.any(ridge > 0)))
         self.mean_scale = mean_scale
         self.d = prior.theta0.shape[0]
         # the EM map sets the prior mean anew (a Newton step to its optimum
@@ -490,7 +485,8 @@ class _PriorCoordinates:
         parts = [prior.theta0] if self.learn_theta0 else []
         if self.squared:
             parts.append([np.log(max(prior.dispersion, np.finfo(float).tiny))])
-        precision = prior.precision
+        precision = (prior.combined_precision if self.combined
+                     else prior.precision)
         if self.factored:
             F, psi = prior.factors
             parts += [np.log(psi), F]
@@ -531,6 +527,8 @@ class _PriorCoordinates:
             precision = np.exp(x[at:])
         else:
             precision = float(np.exp(x[at])) * self.template.shape
+        if self.combined:
+            precision = transfer_beyond_ridge(precision, self.ridge)
         strength, shape = split_strength(precision)
         gamma = strength if self.learn_gamma else self.template.gamma
         return Prior(theta0=np.array(theta0), shape=shape, gamma=gamma,
@@ -612,9 +610,10 @@ class _Iteration:
     def _losses_at_zero(self):
         return losses_at_zero(self.solver.batch, self.solver.problem)
 
-    def mean_prior(self):
-        """The prior mean's own precision (see :func:`._prior.mean_penalty`)."""
-        return mean_penalty(self.ridge)
+    def mean_prior(self, prior):
+        """The prior mean's own precision under ``prior`` (see
+        :func:`._prior.mean_penalty`)."""
+        return mean_penalty(self.ridge, precision=prior.combined_precision)
 
     @staticmethod
     def theta_mean(solutions):
@@ -646,7 +645,7 @@ class _Iteration:
             theta0 = theta0 + newton_theta0_step(
                 theta, theta0, prior.combined_precision, solutions.inv_sum,
                 solutions.inverse_sum_times,
-                mean_penalty=self.mean_prior())
+                mean_penalty=self.mean_prior(prior))
         if not self.learn_prior:
             return prior.with_theta0(theta0)
         return empirical_bayes_update(
