@@ -20,6 +20,8 @@ from sklearn.base import (
     _fit_context,
     clone,
 )
+from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score
 from sklearn.utils import assert_all_finite, get_tags
@@ -946,27 +948,68 @@ default=None
 
     def _given_prior_mean(self, family, n_features):
         """The prior mean of ``prior_estimator`` (parameter transfer), or None."""
-        if self.prior_estimator is None:
+        given = self._given_model()
+        if given is None:
             return None
-        check_is_fitted(self.prior_estimator)
         if self._is_classifier:
-            prior_classes = getattr(self.prior_estimator, "classes_", None)
+            prior_classes = getattr(given, "classes_", None)
             if prior_classes is None or not np.array_equal(prior_classes,
                                                            self.classes_):
                 raise ValueError(
                     "prior_estimator must have been fitted on the same classes "
                     f"as the data: got {prior_classes}, expected {self.classes_}."
                 )
-        theta0 = family.params_from(self.prior_estimator, n_features,
+        theta0 = family.params_from(given, n_features,
                                     getattr(self, "classes_", None))
         if not family.fit_intercept:
-            intercept = np.asarray(getattr(self.prior_estimator, "intercept_", 0.0))
+            intercept = np.asarray(getattr(given, "intercept_", 0.0))
             if np.any(intercept != 0):
                 raise ValueError(
                     "prior_estimator has a non-zero intercept but the base "
                     "estimator has fit_intercept=False."
                 )
         return theta0
+
+    def _given_model(self):
+        """The fitted ``prior_estimator`` (unwrapped from a
+        :class:`~sklearn.frozen.FrozenEstimator`), its features checked
+        against the data's, or None."""
+        given = self.prior_estimator
+        if given is None:
+            return None
+        if isinstance(given, FrozenEstimator):
+            given = given.estimator
+        try:
+            check_is_fitted(given)
+        except NotFittedError:
+            # clone() copies an estimator parameter unfitted, and
+            # GridSearchCV and cross_val_score clone what they fit
+            raise NotFittedError(
+                f"prior_estimator ({type(given).__name__}) is not fitted. "
+                "clone() -- which GridSearchCV, cross_val_score and "
+                "Pipeline's clones call -- copies an estimator parameter "
+                "unfitted: pass the fitted model wrapped in "
+                "sklearn.frozen.FrozenEstimator, which clone() keeps as it "
+                "is.") from None
+        names = self._model_feature_names()
+        given_names = getattr(given, "feature_names_in_", None)
+        if names is not None and given_names is not None:
+            if not np.array_equal(np.asarray(given_names, dtype=object),
+                                  np.asarray(names, dtype=object)):
+                raise ValueError(
+                    "prior_estimator was fitted on features "
+                    f"{list(given_names)}, the data has {list(names)}: its "
+                    "coefficients are read by position, so the names and "
+                    "their order must be the same.")
+        elif names is not None or given_names is not None:
+            # as scikit-learn warns when a model fitted with names predicts
+            # without them, or the reverse: the order cannot be checked
+            warnings.warn(
+                "X has feature names, but prior_estimator was fitted without "
+                "them" if names is not None else
+                "X does not have valid feature names, but prior_estimator "
+                "was fitted with feature names", UserWarning, stacklevel=6)
+        return given
 
     def _set_targets(self, y, classes):
         """Record target metadata (``classes_`` for classifiers)."""
@@ -1964,7 +2007,12 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         starting point of the other methods. With ``gamma="auto"``, the
         transfer term toward it is learned beside the base estimator's own
         penalty (toward zero): a model the tasks do not follow is
-        discounted.
+        discounted. Its coefficients are read by position: fitted with
+        feature names, they must be the data's, in the same order.
+        :func:`~sklearn.base.clone` (which ``GridSearchCV`` and
+        ``cross_val_score`` call) copies an estimator parameter unfitted:
+        wrap the model in :class:`~sklearn.frozen.FrozenEstimator` to keep
+        it fitted there.
     inner_steps : int, default=5
         Gradient steps of the inner loop of ``"maml"``, ``"metasgd"`` and
         ``"reptile"`` (proximal steps when the base penalty has an l1 part).
@@ -2830,7 +2878,9 @@ class MetaRegressor(RegressorMixin, _BaseMetaEstimator):
     prior_estimator : estimator instance, default=None
         A fitted regressor of the base estimator's family whose parameters are
         the prior mean ``theta0``: kept fixed by ``method="proximal"``, the
-        starting point of the other methods; see :class:`MetaClassifier`.
+        starting point of the other methods; see :class:`MetaClassifier`
+        (feature names, and :class:`~sklearn.frozen.FrozenEstimator` to keep
+        it through ``clone``).
     inner_steps : int, default=5
         Inner gradient steps of ``"maml"``, ``"metasgd"``, ``"reptile"``; see
         :class:`MetaClassifier`.

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy import optimize
 from sklearn import clone, config_context
-from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
+from sklearn.exceptions import ConvergenceWarning, FitFailedWarning, NotFittedError
 from sklearn.linear_model import (
     ElasticNet,
     Lasso,
@@ -398,6 +398,64 @@ def test_prior_estimator_sets_a_fixed_theta0():
         expected = ridge_reference(X[rows], y[rows], 1.0, 3.0, theta0,
                                    np.ones(4))
         assert_allclose(meta.task_params_[t], expected, rtol=1e-7, atol=1e-9)
+
+
+def test_a_frozen_prior_estimator_survives_clone():
+    # clone() -- GridSearchCV's and cross_val_score's -- copies an estimator
+    # parameter unfitted; FrozenEstimator's clone is itself, and the model
+    # it wraps is the prior mean as if given plainly
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.model_selection import cross_val_score
+
+    X_src, y_src, _ = make_tasks("regression", n_tasks=1, n_per_task=40, seed=5)
+    source = Ridge(alpha=1.0).fit(X_src, y_src)
+    X, y, tasks = make_tasks("regression", n_tasks=6, n_per_task=8, seed=6)
+    plain = MetaRegressor(prior_estimator=source).fit(X, y, tasks=tasks)
+    frozen = clone(MetaRegressor(prior_estimator=FrozenEstimator(source))).fit(
+        X, y, tasks=tasks)
+    assert_array_equal(frozen.task_params_, plain.task_params_)
+    assert_array_equal(frozen.meta_params_, flat_params(source))
+    with pytest.raises(NotFittedError, match="prior_estimator \\(Ridge\\) is not "
+                       "fitted.*FrozenEstimator"):
+        clone(MetaRegressor(prior_estimator=source)).fit(X, y, tasks=tasks)
+    # in cross-validation: each fold is the fit on its training rows
+    meta = MetaRegressor(prior_estimator=FrozenEstimator(source), task_column=0)
+    Xt = np.c_[tasks, X]
+    folds = list(GroupKFold(3).split(Xt, y, groups=tasks))
+    scores = cross_val_score(meta, Xt, y, cv=folds, error_score="raise")
+    for score, (train, test) in zip(scores, folds):
+        alone = MetaRegressor(prior_estimator=source, task_column=0).fit(
+            Xt[train], y[train])
+        assert score == alone.score(Xt[test], y[test])
+
+
+def test_a_prior_estimators_feature_names_must_be_the_datas():
+    # its coefficients are read by position: a model fitted on the same
+    # columns in another order was silently applied to the wrong ones
+    rng = np.random.RandomState(0)
+    X = pd.DataFrame(rng.randn(120, 2), columns=["a", "b"])
+    tasks = np.repeat(np.arange(6), 20)
+    y = 3 * X["a"].to_numpy() - X["b"].to_numpy()
+    swapped = Ridge().fit(X[["b", "a"]], y)
+    with pytest.raises(ValueError, match=re.escape(
+            "prior_estimator was fitted on features ['b', 'a'], the data has "
+            "['a', 'b']")):
+        MetaRegressor(prior_estimator=swapped).fit(X, y, tasks=tasks)
+    same = Ridge().fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        meta = MetaRegressor(prior_estimator=same).fit(X, y, tasks=tasks)
+    assert_allclose(meta.meta_params_, np.r_[same.coef_, same.intercept_])
+    # names on one side only: the order cannot be checked, as scikit-learn
+    # warns when a model fitted with names predicts without them
+    with pytest.warns(UserWarning, match="X does not have valid feature "
+                      "names, but prior_estimator was fitted with") as record:
+        MetaRegressor(prior_estimator=same).fit(X.to_numpy(), y, tasks=tasks)
+    assert record[0].filename == __file__
+    with pytest.warns(UserWarning, match="X has feature names, but "
+                      "prior_estimator was fitted without them"):
+        MetaRegressor(prior_estimator=Ridge().fit(X.to_numpy(), y)).fit(
+            X, y, tasks=tasks)
 
 
 def test_task_estimators_predict_like_the_meta_estimator(fitted_classifier,
