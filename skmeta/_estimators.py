@@ -67,6 +67,7 @@ from ._semi_supervised import (
     labeled_targets,
     unlabeled_rows,
 )
+from ._stack import user_stacklevel
 from ._validation import (
     NestedLabels,
     add_tasks,
@@ -1008,7 +1009,8 @@ default=None
                 "X has feature names, but prior_estimator was fitted without "
                 "them" if names is not None else
                 "X does not have valid feature names, but prior_estimator "
-                "was fitted with feature names", UserWarning, stacklevel=6)
+                "was fitted with feature names", UserWarning,
+                stacklevel=user_stacklevel())
         return given
 
     def _set_targets(self, y, classes):
@@ -2047,8 +2049,11 @@ class MetaClassifier(ClassifierMixin, _BaseMetaEstimator):
         from size 1 (a target in units of 1e-6, or 1e3), scale the data or
         ``meta_lr`` with them; Reptile's step is relative and needs
         neither. Meta-SGD's step sizes move by Adam on their logarithms at
-        ``meta_lr`` over the starting prior mean's root mean square (at
-        least 1): relative moves, whatever the coefficients' units.
+        ``meta_lr`` over the starting prior mean's root mean square, at
+        least 1: relative moves, the same for coefficients of any size above
+        1 with ``meta_lr`` scaled with them (for smaller ones, at ``meta_lr``
+        itself, the rate its default is set for). Step sizes that fall below
+        1e-8 of their start are warned of (``ConvergenceWarning``).
     meta_batch_size : int, default=32
         Tasks per meta-iteration of the gradient-based methods.
     query_fraction : float in (0, 1], default=0.5

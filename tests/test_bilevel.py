@@ -358,6 +358,26 @@ def test_metasgd_step_sizes_stay_positive():
     assert np.all(meta.inner_lr_ > 0)
 
 
+def test_metasgd_step_sizes_that_collapse_are_warned_of():
+    # meta_lr=1000 on coefficients of size 2: the logarithms of the step
+    # sizes run to -1000 and exp underflows to 0; the step sizes stayed at 0
+    # silently (read back as ANIL's zero steps, they no longer moved)
+    rng = np.random.RandomState(0)
+    X = rng.randn(120, 4)
+    tasks = np.repeat(np.arange(6), 20)
+    y = X @ np.arange(4.0)
+    kw = dict(method="metasgd", max_iter=30, random_state=0)
+    with pytest.warns(ConvergenceWarning, match="the learned step sizes "
+                      "inner_lr_ of 5 of 5 parameters fell below 1e-08 of "
+                      "their start") as record:
+        meta = MetaRegressor(meta_lr=1000.0, **kw).fit(X, y, tasks=tasks)
+    assert record[0].filename == __file__
+    assert np.all(meta.inner_lr_ >= 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        MetaRegressor(meta_lr=0.5, **kw).fit(X, y, tasks=tasks)
+
+
 def test_metasgd_step_sizes_do_not_depend_on_the_targets_units():
     # meta_lr is set in the coefficients' units (Adam moves theta0 by about
     # meta_lr), the logarithms of the step sizes have none: targets 100 times

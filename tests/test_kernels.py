@@ -387,8 +387,11 @@ def test_the_package_runs_with_the_jit_disabled(tmp_path):
     env = {**os.environ, "NUMBA_DISABLE_JIT": "1",
            "PYTHONPATH": os.pathsep.join(
                [str(root), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    # the timeout only guards against a hang
-    run = subprocess.run([sys.executable, "-c", code], cwd=root, env=env,
+    # run as Python, the kernels must not warn where numpy would of what
+    # numba computes silently (a hash made of uint64 wrap-arounds); the
+    # timeout only guards against a hang
+    run = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c",
+                          code], cwd=root, env=env,
                          capture_output=True, text=True, check=False,
                          timeout=1800)
     assert run.returncode == 0, run.stderr

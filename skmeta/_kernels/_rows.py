@@ -19,6 +19,7 @@ at position ``r``. Parameters are flat: output ``k`` owns
 from collections import namedtuple
 
 import numpy as np
+from numba import config
 
 from ._jit import (
     always_inlined,
@@ -88,6 +89,12 @@ def shuffled_rows(start, stop, seed, order):
         z = z ^ (z >> np.uint64(31))
         j = int(z % np.uint64(r + 1))
         order[r], order[j] = order[j], order[r]
+
+
+if config.DISABLE_JIT:
+    # numba's debug mode (NUMBA_DISABLE_JIT=1) runs this as Python, where
+    # numpy warns of the uint64 wrap-around the hash is made of
+    shuffled_rows = np.errstate(over="ignore")(shuffled_rows)
 
 
 @helper

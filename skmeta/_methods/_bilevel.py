@@ -33,6 +33,7 @@ from .._kernels._calls import ImplicitSolver, Unroller, solve_inner, unroll
 from .._kernels._layout import block_size_for
 from .._kernels._network_calls import NetworkImplicit
 from .._kernels._unroll import FIRST_ORDER, FORWARD, SECOND_ORDER
+from .._stack import user_stacklevel
 from ._base import MetaFit, MetaMethod
 from ._inner import INNER_TOL, map_task_chunks, solve_exactly
 
@@ -94,6 +95,10 @@ def query_sizes(sizes, query_fraction):
         return sizes.copy()
     n_query = np.clip(np.rint(query_fraction * sizes), 1, np.maximum(sizes - 1, 1))
     return np.where(sizes >= 2, n_query, 0).astype(np.intp)
+
+
+# learned step sizes below this fraction of their start have collapsed
+STEP_COLLAPSE = 1e-8
 
 
 def parameter_scale(theta0):
@@ -355,6 +360,7 @@ class _Bilevel(MetaMethod):
             # ANIL: zero steps leave the hidden layers where the prior has
             # them (a linear model is its output layer: all of it adapts)
             alpha[:problem.head] = 0.0
+        start_alpha = alpha.copy()
         n_query = self.query_rows(np.diff(batch.offsets))
         B = min(s.meta_batch_size, T)
         gamma = self.transfer_strength(batch, problem, prior_mean)
@@ -398,6 +404,8 @@ class _Bilevel(MetaMethod):
             if s.verbose and (it + 1) % max(1, max_iter // 10) == 0:
                 print(f"[{self.name}] meta-iteration {it + 1}: {self.progress} "
                       f"{losses[it]:.6g}")
+        if self.learns_steps:
+            self._warn_if_steps_collapse(alpha, start_alpha)
         fitted = MetaFit(theta0, np.ones(d), gamma, None, n_iter,
                          inner_lr=alpha if steps else None,
                          inner_steps=int(s.inner_steps) if steps else 0,
@@ -447,14 +455,34 @@ class _Bilevel(MetaMethod):
                 # mean's rate, meta_lr=0.5 for coefficients of size 50 moved
                 # the logarithms by 0.5 an iteration, and a few meta-batches
                 # of one sign took steps to a thousandth).
-                moving = alpha > 0
-                log_alpha = np.log(np.where(moving, alpha, 1.0))
-                stepped = alpha_opt.step(
-                    log_alpha, np.where(moving, alpha * total.grad_alpha / B, 0.0))
-                alpha = np.where(moving, np.exp(stepped), 0.0)
+                # The logarithms are kept here, not read back from alpha: an
+                # exp that underflows to 0 would otherwise read as one of
+                # ANIL's zero steps and stay there.
+                if not logs:
+                    logs["moving"] = alpha > 0
+                    logs["value"] = np.log(np.where(logs["moving"], alpha, 1.0))
+                moving = logs["moving"]
+                logs["value"] = alpha_opt.step(
+                    logs["value"],
+                    np.where(moving, alpha * total.grad_alpha / B, 0.0))
+                alpha = np.where(moving, np.exp(logs["value"]), 0.0)
             return theta0, alpha, total.loss / B
 
+        logs = {}
         return step
+
+    def _warn_if_steps_collapse(self, alpha, start):
+        """Warn where learned step sizes fell below ``STEP_COLLAPSE`` of
+        their start: those coefficients no longer adapt."""
+        collapsed = (start > 0) & (alpha < STEP_COLLAPSE * start)
+        if np.any(collapsed):
+            warnings.warn(
+                f"method={self.name!r}: the learned step sizes inner_lr_ of "
+                f"{int(collapsed.sum())} of {int(np.sum(start > 0))} "
+                f"parameters fell below {STEP_COLLAPSE:g} of their start "
+                f"(smallest {float(np.min(alpha[collapsed] / start[collapsed])):.3g} "
+                "of it): new tasks no longer adapt those parameters. Lower "
+                "meta_lr.", ConvergenceWarning, stacklevel=user_stacklevel())
 
     def adapt(self, batch, problem, fitted, labels=None):
         """The inner procedure's steps from ``fitted``, on all of each task's rows."""
