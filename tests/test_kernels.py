@@ -442,3 +442,73 @@ def test_importing_skmeta_leaves_optional_and_heavy_modules_unloaded():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True,
                          text=True, check=True, timeout=600)
     assert run.stdout.split() == []
+
+
+
+@pytest.mark.parametrize("code", [0, 1, 2, 3])
+@pytest.mark.parametrize("mean_loss", [False, True])
+def test_datafit_losses_by_the_newton_kernel_are_task_losses(code, mean_loss,
+                                                             monkeypatch):
+    # once the Newton kernel is compiled for a batch's kind, datafit_losses
+    # runs it with no iteration instead of compiling task_losses: the same
+    # sums, bit for bit
+    from skmeta._kernels import _calls
+    from skmeta._kernels._layout import Problem, make_batch
+
+    rng = np.random.RandomState(code)
+    n, p, n_tasks = 60, 3, 4
+    X = rng.randn(n, p)
+    y = {0: rng.randn(n) * 3, 1: rng.randint(2, size=n) * 1.0,
+         2: rng.randint(3, size=n) * 1.0,
+         3: rng.poisson(2.0, size=n) * 1.0}[code]
+    batch, _ = make_batch(X, y, rng.uniform(0.2, 2.0, size=n),
+                          rng.randint(n_tasks, size=n), n_tasks)
+    K = 3 if code == 2 else 1
+    problem = Problem(code, K, p, True, mean_loss, 1.0, 0.0,
+                      np.ones(K * (p + 1)), np.zeros(K * (p + 1)))
+    theta = rng.randn(n_tasks, problem.n_params)
+    _calls.solve_inner(batch, problem, np.zeros(problem.n_params),
+                       np.ones(problem.n_params), theta, rowspace=False)
+    n_compiled = len(_calls.solve_tasks.signatures)
+    expected = _calls._task_losses(batch, problem, theta)
+    monkeypatch.setattr(_calls, "_task_losses", None)  # not to be called
+    losses = _calls.datafit_losses(batch, problem, theta)
+    assert len(_calls.solve_tasks.signatures) == n_compiled  # none added
+    np.testing.assert_array_equal(losses, expected)
+
+
+def test_compilations_spare_existing_objects_from_garbage_collections():
+    # the package's compilations freeze the process's objects, and unfreeze
+    # them when they end; not those of other packages, nor if something
+    # else froze objects
+    import gc
+    from types import SimpleNamespace
+
+    from numba.core.event import Event, EventStatus
+
+    def event(module, status):
+        func = SimpleNamespace(__module__=module)
+        return Event("numba:compile", status,
+                     data={"dispatcher": SimpleNamespace(py_func=func)})
+
+    listener = _jit_module._CollectionsSpared()
+    assert gc.get_freeze_count() == 0
+    listener.on_start(event("skmeta._kernels._newton", EventStatus.START))
+    frozen = gc.get_freeze_count()
+    assert frozen > 0
+    listener.on_start(event("skmeta._kernels._rows", EventStatus.START))
+    listener.on_end(event("skmeta._kernels._rows", EventStatus.END))
+    assert gc.get_freeze_count() == frozen  # a nested compilation
+    listener.on_end(event("skmeta._kernels._newton", EventStatus.END))
+    assert gc.get_freeze_count() == 0
+    listener.on_start(event("other_package", EventStatus.START))
+    assert gc.get_freeze_count() == 0
+    listener.on_end(event("other_package", EventStatus.END))
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        listener.on_start(event("skmeta._kernels._newton", EventStatus.START))
+        listener.on_end(event("skmeta._kernels._newton", EventStatus.END))
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
