@@ -1404,6 +1404,21 @@ def test_an_isotropic_transfer_beside_a_ridge_penalty_maximizes_the_evidence():
     assert 0.5 < intercept_variance < 2.0
 
 
+def _tasks_with_intercepts(seed, T, n, mean, spread):
+    """``T`` tasks of ``n`` rows of ``len(mean) - 1`` standard normal
+    features: coefficients and intercept ``mean + spread * N(0, 1)``, noise
+    of standard deviation 0.5. Returns ``X, y, tasks`` and the design with
+    its column of ones."""
+    rng = np.random.default_rng(seed)
+    p = len(mean) - 1
+    coef = np.asarray(mean) + np.asarray(spread) * rng.normal(size=(T, p + 1))
+    X = rng.normal(size=(T * n, p))
+    tasks = np.repeat(np.arange(T), n)
+    y = (np.einsum("ij,ij->i", X, coef[tasks, :p]) + coef[tasks, p]
+         + 0.5 * rng.normal(size=T * n))
+    return X, y, tasks, np.c_[X, np.ones(T * n)]
+
+
 def test_tasks_spreading_wider_than_the_penalty_allows_get_their_spread():
     # Ridge(alpha=1) alone is a prior of variance noise / alpha (about 0.3
     # here) per coefficient; these tasks' coefficients spread with variance
@@ -1415,16 +1430,10 @@ def test_tasks_spreading_wider_than_the_penalty_allows_get_their_spread():
     # hyperprior); the mean and the noise variance are the exact evidence's
     # stationary point, the mean under its own prior N(0, noise / min(alpha,
     # M)): one task's penalty, at most one task's prior precision
-    rng = np.random.default_rng(1)
     T, n, p, alpha = 60, 8, 2, 1.0
-    coef = np.array([2.0, -1.0, 0.5]) + np.array([3.0, 3.0, 1.0]) * rng.normal(
-        size=(T, p + 1))
-    X = rng.normal(size=(T * n, p))
-    tasks = np.repeat(np.arange(T), n)
-    y = (np.einsum("ij,ij->i", X, coef[tasks, :p]) + coef[tasks, p]
-         + 0.5 * rng.normal(size=T * n))
+    X, y, tasks, Z = _tasks_with_intercepts(1, T, n, [2.0, -1.0, 0.5],
+                                            [3.0, 3.0, 1.0])
     penalty = np.r_[np.full(p, alpha), 0.0]
-    Z = np.c_[X, np.ones(T * n)]
     meta = MetaRegressor(Ridge(alpha=alpha), prior="diagonal", tol=1e-12,
                          max_iter=5000).fit(X, y, tasks=tasks)
     transfer = meta.prior_precision_
@@ -1471,15 +1480,9 @@ def test_the_noise_variance_beside_a_ridge_penalty_maximizes_the_evidence():
     # log phi where it stopped). The fixed point is now the stationary point
     # of the exact objective in every direction: the evidence, with the
     # prior mean's own prior N(0, phi / alpha) on the coefficients
-    rng = np.random.default_rng(0)
     T, n, p, alpha = 40, 8, 2, 1.0
-    coef = np.array([1.0, -1.0, 0.5]) + 0.7 * rng.normal(size=(T, p + 1))
-    X = rng.normal(size=(T * n, p))
-    tasks = np.repeat(np.arange(T), n)
-    y = (np.einsum("ij,ij->i", X, coef[tasks, :p]) + coef[tasks, p]
-         + 0.5 * rng.normal(size=T * n))
+    X, y, tasks, Z = _tasks_with_intercepts(0, T, n, [1.0, -1.0, 0.5], 0.7)
     penalty = np.r_[np.full(p, alpha), 0.0]
-    Z = np.c_[X, np.ones(T * n)]
 
     def objective(v):
         mean, pi, phi = v[:p + 1], np.exp(v[p + 1]), np.exp(v[p + 2])
