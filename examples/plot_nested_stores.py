@@ -84,11 +84,11 @@ plt.show()
 
 # %%
 # The flat prior knows only that stores differ a lot: a new store leaves
-# the population's model row by row (R squared 0.22 with none, 0.32 with one,
-# 0.40 with two), and ten rows still leave it below the nested prior with
-# none. The nested
-# prior knows the store's region, whose model is already most of the
-# answer; each level's learned spread says how far to trust it.
+# the population's model row by row (R squared 0.22 with none, 0.32 with
+# one, 0.40 with two), and ten rows still leave it below the nested prior
+# with none. The nested prior knows the store's region, whose model is
+# already most of the answer; each level's learned spread says how far to
+# trust it.
 print("R^2 by rows per new store:")
 for name, values in scores.items():
     print(f"  {name:13s}", " ".join(f"{v:6.3f}" for v in values))
