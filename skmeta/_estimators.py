@@ -978,11 +978,17 @@ default=None
         given = self.prior_estimator
         if given is None:
             return None
-        if isinstance(given, FrozenEstimator):
+        frozen = isinstance(given, FrozenEstimator)
+        if frozen:
             given = given.estimator
         try:
             check_is_fitted(given)
         except NotFittedError:
+            if frozen:
+                raise NotFittedError(
+                    f"prior_estimator is a FrozenEstimator of an unfitted "
+                    f"{type(given).__name__}: fit the model before freezing "
+                    "it.") from None
             # clone() copies an estimator parameter unfitted, and
             # GridSearchCV and cross_val_score clone what they fit
             raise NotFittedError(

@@ -418,6 +418,10 @@ def test_a_frozen_prior_estimator_survives_clone():
     with pytest.raises(NotFittedError, match="prior_estimator \\(Ridge\\) is not "
                        "fitted.*FrozenEstimator"):
         clone(MetaRegressor(prior_estimator=source)).fit(X, y, tasks=tasks)
+    with pytest.raises(NotFittedError, match="a FrozenEstimator of an unfitted "
+                       "Ridge: fit the model before freezing it"):
+        MetaRegressor(prior_estimator=FrozenEstimator(Ridge())).fit(
+            X, y, tasks=tasks)
     # in cross-validation: each fold is the fit on its training rows
     meta = MetaRegressor(prior_estimator=FrozenEstimator(source), task_column=0)
     Xt = np.c_[tasks, X]

@@ -1473,6 +1473,54 @@ def test_tasks_spreading_wider_than_the_penalty_allows_get_their_spread():
     assert_allclose(gradient, 0.0, atol=1e-4)
 
 
+@pytest.mark.parametrize("prior", ["full", "lowrank", "auto"])
+def test_the_mean_of_tasks_whose_coefficients_move_together_is_held_once(prior):
+    # the prior mean's own prior is one task's penalty, no tighter than one
+    # task's prior in any direction. Capped coefficient by coefficient (by
+    # the diagonal of a full M: each coefficient's precision with the
+    # others held), it was 87 times one task's along the two slopes, which
+    # move together, and the mean came out at 8.4 where the tasks' is 20.8
+    # (a review); the mean now sits between T / (T + 1) of the tasks' and
+    # theirs, as under a diagonal prior
+    rng = np.random.default_rng(0)
+    T, n = 60, 10
+    a = 20 + 10 * rng.normal(size=T)
+    coef = np.c_[a, a] + 0.1 * rng.normal(size=(T, 2))
+    intercept = 1.0 + 0.5 * rng.normal(size=T)
+    X = rng.normal(size=(T * n, 2))
+    tasks = np.repeat(np.arange(T), n)
+    y = (np.einsum("ij,ij->i", X, coef[tasks]) + intercept[tasks]
+         + 0.5 * rng.normal(size=T * n))
+    meta = MetaRegressor(prior=prior).fit(X, y, tasks=tasks)
+    assert prior != "auto" or meta.prior_kind_ in ("full", "lowrank-1",
+                                                   "lowrank-2")
+    tasks_mean = meta.task_params_.mean(axis=0)[:2]
+    ratio = meta.meta_params_[:2] / tasks_mean
+    assert np.all(ratio >= T / (T + 1) - 1e-3) and np.all(ratio <= 1 + 1e-3)
+
+
+def test_random_intercepts_beside_a_penalty_the_tasks_outgrow():
+    # stores' levels differ by about 1000, far beyond Ridge()'s prior, and
+    # the slopes are shared: the isotropic transfer term (which must stay
+    # positive, and is extrapolated in its logarithm) went negative on the
+    # shared slopes, whose held precision fell below the penalty, and the
+    # fit fell back to gamma=1 with a warning (a review)
+    rng = np.random.default_rng(0)
+    T, n = 40, 20
+    levels = 1000 * rng.normal(size=T)
+    X = rng.normal(size=(T * n, 2))
+    tasks = np.repeat(np.arange(T), n)
+    y = X @ np.array([3.0, -2.0]) + levels[tasks] + 0.05 * rng.normal(size=T * n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        meta = MetaRegressor(prior="isotropic", random_effects=["intercept"]).fit(
+            X, y, tasks=tasks)
+    assert meta.prior_kind_ == "isotropic on 1 random effects"
+    assert np.all(meta.prior_precision_ > 0)
+    assert 300 < np.sqrt(meta.prior_covariance_[2, 2]) < 3000
+    assert_allclose(meta.task_params_[:, :2], [[3.0, -2.0]] * T, atol=0.05)
+
+
 def test_the_noise_variance_beside_a_ridge_penalty_maximizes_the_evidence():
     # the tasks' prior beside Ridge's penalty D is N(theta0, phi (pi I +
     # D)^-1): it scales with the noise variance phi, whose M-step counted

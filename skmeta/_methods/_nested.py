@@ -356,7 +356,8 @@ class _Hierarchy:
             natural = self.structure.natural_precision_beside(
                 None, second.mean(axis=0), T, self.ridge * self.s_bar / dispersion)
             M_new = dispersion / self.s_bar * natural
-            transfer = transfer_beyond_ridge(M_new, self.ridge)
+            transfer = transfer_beyond_ridge(
+                M_new, self.ridge, signed=self.structure.kind != "isotropic")
         precisions = []
         parent_mean = mu0[None]
         parent_cov = None
@@ -409,7 +410,9 @@ class _Coordinates:
             combined, at = np.exp(z[at:at + d]), at + d
             if not (np.all(np.isfinite(combined)) and np.all(combined > 0)):
                 raise FloatingPointError("extrapolated precisions degenerate")
-            transfer = transfer_beyond_ridge(combined, self.h.ridge)
+            transfer = transfer_beyond_ridge(
+                combined, self.h.ridge,
+                signed=self.h.structure.kind != "isotropic")
         precisions = []
         for _ in self.shapes:
             precisions.append(np.exp(z[at:at + d]))

@@ -57,12 +57,12 @@ from scipy import linalg
 from sklearn.exceptions import ConvergenceWarning
 
 from ._inner import InnerSolver
+from ._prior import models_floor
 from ._proximal import (
     _changed,
     _empirical_bayes,
     _Iteration,
     backtracked,
-    models_floor,
     newton_mean_step,
     prior_from_moments,
     prior_noise_terms,

@@ -43,6 +43,7 @@ from ._nested import COVARIANCE_MEMORY, NestedSpec, fit_nested
 from ._prior import (
     Prior,
     mean_penalty,
+    models_floor,
     noise_variance_floor,
     precision_inverse,
     psd_solve,
@@ -184,7 +185,8 @@ def newton_mean_step(diff, T, precision, inv_sum, inverse_sum_times=None, *,
     :mod:`._online`), whose stationarity condition ``T theta0 = sum_t
     theta_t(theta0)`` linearizes to the same system.
 
-    ``mean_penalty`` (a vector ``D0``, see :func:`._prior.mean_penalty`)
+    ``mean_penalty`` (a vector ``D0`` or a matrix, see
+    :func:`._prior.mean_penalty`)
     adds the prior mean's own prior ``theta0' D0 theta0 / 2`` to the
     objective, at ``theta0``: the stationarity condition becomes ``T M
     (mean - theta0) = D0 theta0``. It is zero where the inverses' diagonals
@@ -208,8 +210,12 @@ def newton_mean_step(diff, T, precision, inv_sum, inverse_sum_times=None, *,
     P_inv = precision_inverse(precision)
     system = P_inv - inv_sum / T
     if mean_penalty is not None and np.any(mean_penalty):
-        system = system + (P_inv * mean_penalty) @ P_inv / T
-        diff = diff - P_inv @ (mean_penalty * theta0) / T
+        if mean_penalty.ndim == 1:
+            system = system + (P_inv * mean_penalty) @ P_inv / T
+            diff = diff - P_inv @ (mean_penalty * theta0) / T
+        else:
+            system = system + P_inv @ mean_penalty @ P_inv / T
+            diff = diff - P_inv @ (mean_penalty @ theta0) / T
     # in the precision's units: the difference's rounding is relative to
     # P^{-1}, so every direction's curvature is then judged on one scale
     root = np.sqrt(np.diag(precision) if precision.ndim == 2 else precision)
@@ -406,7 +412,8 @@ def prior_from_natural(prior, natural, dispersion, mean_scale, *, structure,
     the noise variance ``dispersion``; ``factors`` the factor model of a
     low-rank one."""
     M = dispersion / mean_scale * natural
-    precision = transfer_beyond_ridge(M, ridge)
+    precision = transfer_beyond_ridge(M, ridge,
+                                      signed=structure.kind != "isotropic")
     strength, shape = split_strength(precision)
     gamma = strength if learn_gamma else prior.gamma
     if (structure.kind == "isotropic" and structure.shared is None
@@ -421,15 +428,6 @@ def _changed(new, old, tol, floor=1.0):
     the largest of ``old``, or absolute below ``floor``."""
     scale = max(floor, float(np.max(np.abs(old), initial=0.0)))
     return float(np.max(np.abs(new - old), initial=0.0)) > tol * scale
-
-
-def models_floor(theta):
-    """The floor of :func:`_changed` for a prior mean among the models
-    ``theta``: 1, or their size where smaller, so that models in small units
-    (targets of size 1e-4) are not all judged converged at once, from the
-    first step."""
-    size = float(np.max(np.abs(theta), initial=0.0))
-    return max(min(1.0, size), np.finfo(float).tiny)
 
 
 class _PriorCoordinates:
