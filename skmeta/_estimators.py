@@ -837,7 +837,7 @@ default=None
         >>> meta = MetaRegressor(prior="mixture", n_prior_components=2,
         ...                      random_state=0).fit(X, y, tasks=tasks)
         >>> meta.cluster_means_[:, 0].round(1)  # the two slopes
-        array([ 2., -2.])
+        array([ 2. , -1.9])
         >>> meta.predict_task_cluster([[1.0], [-1.0]], [2.0, -2.0]).round(3)
         array([[1., 0.]])
         """

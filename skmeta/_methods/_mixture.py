@@ -69,9 +69,6 @@ from ._squarem import squarem
 # a component whose expected number of tasks falls below this keeps its
 # previous parameters (an empty component has none to estimate)
 _EMPTY_COMPONENT = 1e-8
-# a component starts with its tasks' spread, at least this fraction of the
-# one-component fit's variances (see initial_components)
-_START_SPREAD = 1e-4
 # n_prior_components="auto" compares K = 1 .. this many components ...
 AUTO_MAX_COMPONENTS = 4
 # ... with at least this many tasks per component
@@ -471,14 +468,7 @@ def initial_components(fit1, n_components, setup, random_state):
 
     The modes are whitened by the fitted precision so that every parameter
     counts in units of the tasks' spread; the components start at the
-    clusters' means, with their modes' spread about them (at least
-    ``_START_SPREAD`` of the fitted variance) and the clusters' shares.
-    Started with the one component's covariance, which spans every cluster,
-    a component whose tasks sit tight far from zero settled wide, around a
-    mean its own prior (``_prior.mean_penalty``) shrank by ``T / (T + 1)``,
-    a shrinkage its width then confirmed (two families of 10 tasks, slopes
-    -2 and 2, beside ``Ridge()``: a component mean of -1.90 and a variance
-    a hundred times its tasks'). EM widens a component whose tasks need it.
+    clusters' means, with the fitted covariance and the clusters' shares.
     """
     # imported here: sklearn.cluster takes a quarter of skmeta's import time
     from sklearn.cluster import KMeans
@@ -492,26 +482,11 @@ def initial_components(fit1, n_components, setup, random_state):
                     random_state=random_state).fit(theta * scale)
     labels = km.labels_
     counts = np.bincount(labels, minlength=n_components).astype(float)
-    # the one component's variances, in the parameters' units (the M-step's
-    # natural units; see _m_step)
-    fitted = prior.dispersion / (setup.mean_scale * np.asarray(
-        prior.combined_precision, dtype=float))
-    penalty = (None if setup.ridge is None
-               else setup.ridge * setup.mean_scale / prior.dispersion)
     components = []
     for k in range(n_components):
-        if not counts[k]:
-            components.append(prior)
-            continue
-        members = labels == k
-        mean = theta[members].mean(axis=0)
-        dev = theta[members] - mean
-        spread = np.maximum(
-            (setup.relative_scale[members, None] * dev * dev).mean(axis=0),
-            _START_SPREAD * fitted)
-        natural = setup.structure.natural_precision_beside(
-            None, spread, counts[k], penalty)
-        components.append(setup.component(mean, natural, prior.dispersion))
+        mean = theta[labels == k].mean(axis=0) if counts[k] else prior.theta0
+        components.append(Prior(theta0=mean, shape=prior.shape, gamma=prior.gamma,
+                                dispersion=prior.dispersion, ridge=prior.ridge))
     weights = np.maximum(counts, 1.0) / np.maximum(counts, 1.0).sum()
     return PriorMixture(weights, tuple(components), fit1.mixture.df)
 
