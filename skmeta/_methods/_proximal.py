@@ -185,8 +185,7 @@ def newton_mean_step(diff, T, precision, inv_sum, inverse_sum_times=None, *,
     :mod:`._online`), whose stationarity condition ``T theta0 = sum_t
     theta_t(theta0)`` linearizes to the same system.
 
-    ``mean_penalty`` (a vector ``D0`` or a matrix, see
-    :func:`._prior.mean_penalty`)
+    ``mean_penalty`` (a vector ``D0``, see :func:`._prior.mean_penalty`)
     adds the prior mean's own prior ``theta0' D0 theta0 / 2`` to the
     objective, at ``theta0``: the stationarity condition becomes ``T M
     (mean - theta0) = D0 theta0``. It is zero where the inverses' diagonals
@@ -210,12 +209,8 @@ def newton_mean_step(diff, T, precision, inv_sum, inverse_sum_times=None, *,
     P_inv = precision_inverse(precision)
     system = P_inv - inv_sum / T
     if mean_penalty is not None and np.any(mean_penalty):
-        if mean_penalty.ndim == 1:
-            system = system + (P_inv * mean_penalty) @ P_inv / T
-            diff = diff - P_inv @ (mean_penalty * theta0) / T
-        else:
-            system = system + P_inv @ mean_penalty @ P_inv / T
-            diff = diff - P_inv @ (mean_penalty @ theta0) / T
+        system = system + (P_inv * mean_penalty) @ P_inv / T
+        diff = diff - P_inv @ (mean_penalty * theta0) / T
     # in the precision's units: the difference's rounding is relative to
     # P^{-1}, so every direction's curvature is then judged on one scale
     root = np.sqrt(np.diag(precision) if precision.ndim == 2 else precision)
