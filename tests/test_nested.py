@@ -567,3 +567,24 @@ def test_levels_given_innermost_first_warn(stores):
     with pytest.warns(UserWarning, match="task column 'store' holds a single "
                       "member of task column 'region'"):
         MetaRegressor(Ridge(), task_column=["store", "region"]).fit(frame, y)
+
+
+def test_the_nested_fit_does_not_depend_on_the_targets_units():
+    # parameters of size 1e-4 moved by less than the absolute tol after three
+    # iterations, where units of 1 take nineteen: the fit stopped early and
+    # silently (a review); the convergence test is now relative to the
+    # models' size below 1, as the flat and mixture fits' are
+    from sklearn.linear_model import LinearRegression
+
+    from skmeta.datasets import make_nested_tasks
+
+    X, y, tasks = make_nested_tasks(n_groups=5, n_tasks_per_group=6,
+                                    n_samples_per_task=8, n_features=3,
+                                    random_state=0)
+    fits = {c: MetaRegressor(LinearRegression(), prior="diagonal").fit(
+        X, c * y, tasks=tasks) for c in (1.0, 1e-4)}
+    np.testing.assert_allclose(fits[1e-4].meta_params_ / 1e-4, fits[1.0].meta_params_,
+                    rtol=1e-4)
+    np.testing.assert_allclose(fits[1e-4].group_params_[0] / 1e-4,
+                    fits[1.0].group_params_[0], rtol=1e-4, atol=1e-6)
+

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 from scipy.optimize import minimize
 from sklearn.base import clone
 from sklearn.decomposition import FactorAnalysis
@@ -1519,6 +1519,50 @@ def test_random_intercepts_beside_a_penalty_the_tasks_outgrow():
     assert np.all(meta.prior_precision_ > 0)
     assert 300 < np.sqrt(meta.prior_covariance_[2, 2]) < 3000
     assert_allclose(meta.task_params_[:, :2], [[3.0, -2.0]] * T, atol=0.05)
+
+
+def test_the_mean_keeps_its_hold_on_shared_coefficients():
+    # under a full prior with random effects, the prior mean's own prior is
+    # the penalty scaled below one task's prior: the coefficients that vary
+    # together, by the smallest eigenvalue of their precision given the
+    # others; the shared ones, held a million times tighter, keep the whole
+    # penalty (scaled with a loose random slope, their hold fell to 1 %)
+    from skmeta._methods._prior import mean_penalty
+
+    ridge = np.array([1.0, 1.0, 1.0, 0.0])
+    varying = np.array([True, False, False, True])
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(4, 4))
+    M = 0.01 * (A @ A.T + np.eye(4))
+    M[1:3, 1:3] += 1e6 * np.eye(2)
+    D0 = mean_penalty(ridge, precision=M, varying=varying)
+    assert_allclose(D0[1:3], 1.0)
+    assert 0.0 < D0[0] < 0.1 and D0[3] == 0.0
+    # no tighter than one task's prior in any direction, and as tight as
+    # that allows along the random slope
+    assert np.linalg.eigvalsh(M - np.diag(D0)).min() >= -1e-12
+    worse = D0.copy()
+    worse[0] *= 1.01
+    assert np.linalg.eigvalsh(M - np.diag(worse)).min() < 0
+    # a prior at least as tight as the penalty everywhere keeps it all
+    assert_array_equal(mean_penalty(ridge, precision=M + np.eye(4) * 2,
+                                    varying=varying), ridge)
+
+
+def test_an_isotropic_student_t_priors_gaussian_keeps_a_positive_transfer():
+    # its single Gaussian (prior_precision_) widens the components by
+    # df / (df - 2): taken beyond the penalty as a signed term, its transfer
+    # came out at -0.5 on the slopes where every component's is 0.0016
+    rng = np.random.default_rng(0)
+    T, n, p = 20, 15, 2
+    X = rng.normal(size=(T * n, p))
+    tasks = np.repeat(np.arange(T), n)
+    W = rng.normal(scale=100, size=(T, p))
+    b = rng.normal(scale=100, size=T)
+    y = np.einsum("ij,ij->i", X, W[tasks]) + b[tasks] + rng.normal(size=T * n)
+    meta = MetaRegressor(Ridge(), prior="isotropic", prior_df=4,
+                         random_state=0).fit(X, y, tasks=tasks)
+    assert np.all(meta.prior_precision_ > 0)
 
 
 def test_the_noise_variance_beside_a_ridge_penalty_maximizes_the_evidence():

@@ -64,6 +64,9 @@ from ._prior import (
     task_scales,
     transfer_beyond_ridge,
 )
+from ._prior import (
+    changed as _changed,
+)
 from ._squarem import squarem
 
 # a component whose expected number of tasks falls below this keeps its
@@ -141,6 +144,7 @@ class MixtureFit:
     n_iter: int
     converged: bool
     mean_scale: float  # the tasks' mean scale s (1 for summed losses)
+    isotropic: bool = False  # whether the components' transfer is pi I
 
     def summary(self):
         """The single Gaussian with the mixture's mean and covariance.
@@ -167,7 +171,10 @@ class MixtureFit:
                         * self.mean_scale / float(first.dispersion))
         M = 1.0 / variance
         ridge = first.ridge
-        precision = transfer_beyond_ridge(M, ridge)
+        # (an isotropic prior's single Gaussian keeps a positive transfer
+        # term, as its components do)
+        precision = transfer_beyond_ridge(
+            M, ridge, signed=not self.isotropic)
         strength, shape = split_strength(precision)
         return Prior(theta0=mean, shape=shape, gamma=strength,
                      dispersion=first.dispersion, ridge=ridge)
@@ -341,11 +348,6 @@ def _m_step(mixture, solved, resp, u, setup):
     return PriorMixture(weights, tuple(components), mixture.df)
 
 
-def _changed(new, old, tol, floor=1.0):
-    scale = max(floor, float(np.max(np.abs(old), initial=0.0)))
-    return float(np.max(np.abs(new - old), initial=0.0)) > tol * scale
-
-
 class _Coordinates:
     """Unconstrained coordinates of a mixture, for SQUAREM: log weights,
     means, log precisions and (squared losses) the log noise variance."""
@@ -355,12 +357,15 @@ class _Coordinates:
         self.d = mixture.components[0].theta0.shape[0]
         self.setup = setup
         self.df = mixture.df
+        self._isotropic = setup.structure.kind == "isotropic"
 
     def encode(self, mixture):
         # the components' precisions with the base penalty: a transfer term
-        # alone may be negative (see _prior.transfer_beyond_ridge)
-        combined = np.stack([np.asarray(c.combined_precision)
-                             for c in mixture.components])
+        # alone may be negative (see _prior.transfer_beyond_ridge); an
+        # isotropic one stays positive and is extrapolated itself
+        combined = np.stack([
+            np.asarray(c.precision if self._isotropic else c.combined_precision)
+            for c in mixture.components])
         parts = [np.log(mixture.weights), mixture.means.ravel(),
                  np.log(combined).ravel()]
         if self.setup.squared:
@@ -381,9 +386,8 @@ class _Coordinates:
         components = []
         for mean, combined in zip(means, precisions):
             strength, shape = split_strength(
-                transfer_beyond_ridge(
-                    combined, setup.ridge,
-                    signed=setup.structure.kind != "isotropic"))
+                combined if self._isotropic
+                else transfer_beyond_ridge(combined, setup.ridge))
             components.append(Prior(
                 theta0=mean.copy(), shape=shape,
                 gamma=strength if setup.learn_gamma else setup.gamma,
@@ -460,7 +464,8 @@ def fit_mixture(batch, problem, mixture, setup, *, max_iter, tol, n_jobs=None,
         if setup.squared else 0.0)
     return MixtureFit(mixture, np.einsum("tk,ktj->tj", resp, state["theta"]),
                       resp, np.sum(resp * u.T, axis=1), float(log_evidence),
-                      state["n_iter"], bool(state["done"]), setup.mean_scale)
+                      state["n_iter"], bool(state["done"]), setup.mean_scale,
+                      setup.structure.kind == "isotropic")
 
 
 def initial_components(fit1, n_components, setup, random_state):

@@ -83,12 +83,16 @@ from ._inner import InnerSolver
 from ._prior import (
     Prior,
     mean_penalty,
+    models_floor,
     noise_variance_floor,
     psd_solve,
     residual_squares,
     split_strength,
     task_scales,
     transfer_beyond_ridge,
+)
+from ._prior import (
+    changed as _changed,
 )
 from ._squarem import squarem
 from ._structures import Structure
@@ -384,13 +388,20 @@ class _Coordinates:
         self.template = template
         self.shapes = [m.shape for m in template.means]
 
+    def _beside(self):
+        """What the transfer term is extrapolated beside: the base penalty,
+        or nothing for an isotropic one."""
+        return 0.0 if self.h.structure.kind == "isotropic" else self.h.ridge
+
     def encode(self, state):
         parts = [state.mu0] + [m.ravel() for m in state.means]
         if self.h.learn_gamma:
             # the tasks' precision, base penalty and transfer term together:
             # the transfer term alone may be negative (see
-            # _prior.transfer_beyond_ridge)
-            parts.append(np.log(state.transfer + self.h.ridge))
+            # _prior.transfer_beyond_ridge); an isotropic one stays positive
+            # and is extrapolated itself (extrapolated beside a penalty that
+            # leaves the intercept free, it no longer was isotropic)
+            parts.append(np.log(state.transfer + self._beside()))
         parts += [np.log(p) for p in state.precisions]
         if self.h.squared:
             parts.append([np.log(state.dispersion)])
@@ -410,9 +421,8 @@ class _Coordinates:
             combined, at = np.exp(z[at:at + d]), at + d
             if not (np.all(np.isfinite(combined)) and np.all(combined > 0)):
                 raise FloatingPointError("extrapolated precisions degenerate")
-            transfer = transfer_beyond_ridge(
-                combined, self.h.ridge,
-                signed=self.h.structure.kind != "isotropic")
+            transfer = (combined if self.h.structure.kind == "isotropic"
+                        else transfer_beyond_ridge(combined, self.h.ridge))
         precisions = []
         for _ in self.shapes:
             precisions.append(np.exp(z[at:at + d]))
@@ -423,11 +433,6 @@ class _Coordinates:
                         for p in precisions)):
             raise FloatingPointError("extrapolated precisions degenerate")
         return _State(mu0, tuple(means), transfer, tuple(precisions), dispersion)
-
-
-def _changed(new, old, tol):
-    scale = max(1.0, float(np.max(np.abs(old), initial=0.0)))
-    return float(np.max(np.abs(new - old), initial=0.0)) > tol * scale
 
 
 @dataclass(frozen=True)
@@ -488,10 +493,14 @@ def fit_nested(batch, problem, tree, spec, *, max_iter, tol, n_jobs=None,
         if verbose:
             print(f"[nested] iteration {state['n_iter']}: noise variance "
                   f"{proposal.dispersion:.6g}")
-        moved = _changed(theta, state["theta"], tol)
-        means_moved = any(_changed(new, old, tol) for new, old in zip(
-            proposal.means, current.means)) or _changed(proposal.mu0,
-                                                        current.mu0, tol)
+        # (relative to the models' size where it is below 1: targets in
+        # units of 1e-4 stopped after three iterations where units of 1 took
+        # nineteen)
+        floor = models_floor(theta)
+        moved = _changed(theta, state["theta"], tol, floor)
+        means_moved = any(_changed(new, old, tol, floor) for new, old in zip(
+            proposal.means, current.means)) or _changed(
+                proposal.mu0, current.mu0, tol, floor)
         state.update(theta=theta, cov=cov, current=current, posterior=posterior,
                      done=state["n_iter"] > 1 and not moved and not means_moved)
         return proposal

@@ -195,7 +195,7 @@ def residual_squares(task_scale, loss):
     return 2.0 * task_scale * loss
 
 
-def mean_penalty(ridge, share=1.0, precision=None):
+def mean_penalty(ridge, share=1.0, precision=None, varying=None):
     """The precision of the prior mean's own prior: one task's base penalty,
     at most the tasks' own prior precision ``precision`` (its diagonal).
 
@@ -238,41 +238,62 @@ def mean_penalty(ridge, share=1.0, precision=None):
     precision = np.asarray(precision, dtype=float)
     if precision.ndim == 1:
         return np.minimum(ridge, np.maximum(precision, 0.0)) * share
-    return _penalty_within(ridge, precision) * share
+    return _penalty_within(ridge, precision, varying) * share
 
 
-def _penalty_within(ridge, M):
+def _penalty_within(ridge, M, varying=None):
     """``ridge``, scaled down where needed to be no tighter than the
-    precision ``M`` of one task's prior in any direction: by the smallest
-    eigenvalue of ``D^-1/2 S D^-1/2`` where it is below 1, ``S`` the
-    precision of the task's penalized coefficients alone (``M``'s Schur
-    complement on them). Elementwise, the diagonal of a full ``M`` is the
-    precision of each coefficient with the others held, far tighter than
-    the task's prior along a direction the coefficients share: the mean of
-    tasks whose two slopes move together (about 20, spread 10) came out at
-    8.4 under a full prior. (Scaled as a whole, it stays the penalty's
-    shape: taking its part below ``M`` direction by direction, a matrix
-    that moves with ``M``, two of 36 low-rank fits of
-    ``bench_default_prior.py`` stopped at ``max_iter``.)
+    precision ``M`` of one task's prior in any direction.
+
+    The coefficients that vary (``varying``, all by default) are scaled
+    together, by the smallest eigenvalue of ``D^-1/2 S D^-1/2`` where it is
+    below 1, ``S`` the precision of those penalized coefficients given the
+    others (``M``'s Schur complement, the shared coefficients' block less
+    their penalty, which they keep: a loose random slope must not loosen the
+    hold on coefficients pinned to the mean, which is what that hold is
+    for). Elementwise, the diagonal of a full ``M`` is the precision of each
+    coefficient with the others held, far tighter than the task's prior
+    along a direction the coefficients share: the mean of tasks whose two
+    slopes move together (about 20, spread 10) came out at 8.4 under a full
+    prior. (Scaled as a whole rather than taking the penalty's part below
+    ``M`` direction by direction, it keeps the penalty's shape: that matrix,
+    moving with ``M``, made two of 36 low-rank fits of
+    ``bench_default_prior.py`` stop at ``max_iter``.)
     """
     penalized = ridge > 0
-    free = ~penalized
-    S = M[np.ix_(penalized, penalized)]
-    if np.any(free):
-        S = S - M[np.ix_(penalized, free)] @ linalg.solve(
-            M[np.ix_(free, free)], M[np.ix_(free, penalized)],
-            assume_a="pos", check_finite=False)
-    root = np.sqrt(ridge[penalized])
-    if root.size == 0:
+    scaled = penalized if varying is None else penalized & np.asarray(varying)
+    kept = penalized & ~scaled
+    rest = ~scaled
+    if not np.any(scaled):
         return ridge
+    reduced = M - np.diag(np.where(kept, ridge, 0.0))
+    S = reduced[np.ix_(scaled, scaled)]
+    if np.any(rest):
+        try:
+            S = S - reduced[np.ix_(scaled, rest)] @ linalg.solve(
+                reduced[np.ix_(rest, rest)], reduced[np.ix_(rest, scaled)],
+                assume_a="pos", check_finite=False)
+        except linalg.LinAlgError:
+            # shared coefficients held less than their penalty: scale all
+            return _penalty_within(ridge, M) if varying is not None else (
+                ridge * 0.0)
+    root = np.sqrt(ridge[scaled])
     lowest = float(linalg.eigvalsh(S / np.outer(root, root),
                                    check_finite=False)[0])
-    return ridge * min(1.0, max(lowest, 0.0))
+    return np.where(scaled, ridge * min(1.0, max(lowest, 0.0)), ridge)
+
+
+def changed(new, old, tol, floor=1.0):
+    """Whether ``new`` differs from ``old`` by more than ``tol`` relative to
+    the largest of ``old``, or absolute below ``floor`` (see
+    :func:`models_floor`)."""
+    scale = max(floor, float(np.max(np.abs(old), initial=0.0)))
+    return float(np.max(np.abs(new - old), initial=0.0)) > tol * scale
 
 
 def models_floor(theta):
     """The floor of a convergence test's scale for models ``theta`` (see
-    ``_proximal._changed``): 1, or their size where smaller, so that models
+    :func:`changed`): 1, or their size where smaller, so that models
     in small units (targets of size 1e-4) are not all judged converged at
     once, from the first step."""
     size = float(np.max(np.abs(theta), initial=0.0))

@@ -53,6 +53,9 @@ from ._prior import (
     task_scales,
     transfer_beyond_ridge,
 )
+from ._prior import (
+    changed as _changed,
+)
 from ._squarem import squarem
 from ._statistics import OnlinePrior, TaskStatistics
 from ._structures import SHARED_PRECISION_RATIO, Structure
@@ -418,13 +421,6 @@ def prior_from_natural(prior, natural, dispersion, mean_scale, *, structure,
                  dispersion=dispersion, ridge=prior.ridge, factors=factors)
 
 
-def _changed(new, old, tol, floor=1.0):
-    """Whether ``new`` differs from ``old`` by more than ``tol`` relative to
-    the largest of ``old``, or absolute below ``floor``."""
-    scale = max(floor, float(np.max(np.abs(old), initial=0.0)))
-    return float(np.max(np.abs(new - old), initial=0.0)) > tol * scale
-
-
 class _PriorCoordinates:
     """Unconstrained coordinates of a learned prior, for EM acceleration.
 
@@ -606,7 +602,9 @@ class _Iteration:
     def mean_prior(self, prior):
         """The prior mean's own precision under ``prior`` (see
         :func:`._prior.mean_penalty`)."""
-        return mean_penalty(self.ridge, precision=prior.combined_precision)
+        return mean_penalty(
+            self.ridge, precision=prior.combined_precision,
+            varying=self.structure.varying(self.ridge.shape[0]))
 
     @staticmethod
     def theta_mean(solutions):
