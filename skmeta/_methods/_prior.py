@@ -197,7 +197,9 @@ def residual_squares(task_scale, loss):
 
 def mean_penalty(ridge, share=1.0, precision=None, varying=None):
     """The precision of the prior mean's own prior: one task's base penalty,
-    at most the tasks' own prior precision ``precision`` (its diagonal).
+    no tighter than one task's prior precision ``precision`` (a diagonal,
+    or a matrix: see :func:`_penalty_within`, ``varying`` the coefficients
+    that vary) in any direction.
 
     Where the base estimator's l2 penalty counts as part of the tasks'
     prior (empirical Bayes), the tasks' parameters are drawn about the prior
