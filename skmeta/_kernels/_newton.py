@@ -843,10 +843,9 @@ def solve_tasks(batch, problem, prior, centres, theta, inv_weight, settings,
         # a runtime flag rather than literal True/False: one compiled
         # specialization of hessian_inverse instead of two
         on_active_set = want_inverse
-        if l1_inverse(work.A, work.L, work.W, Ainv, th, problem, d,
-                      on_active_set, work.l1):
-            pass
-        elif not (store and kept.ok[t] == 1):
+        inverted = l1_inverse(work.A, work.L, work.W, Ainv, th, problem, d,
+                              on_active_set, work.l1)
+        if not inverted and not (store and kept.ok[t] == 1):
             cholesky_inverse(work.L, work.W, Ainv, d)
             if store:
                 kept.ok[t] = 1

@@ -56,6 +56,7 @@ from .._kernels._codes import SQUARED
 from ._inner import InnerSolver
 from ._prior import (
     Prior,
+    changed,
     mean_penalty,
     models_floor,
     noise_variance_floor,
@@ -63,9 +64,6 @@ from ._prior import (
     split_strength,
     task_scales,
     transfer_beyond_ridge,
-)
-from ._prior import (
-    changed as _changed,
 )
 from ._squarem import squarem
 
@@ -144,7 +142,7 @@ class MixtureFit:
     n_iter: int
     converged: bool
     mean_scale: float  # the tasks' mean scale s (1 for summed losses)
-    isotropic: bool = False  # whether the components' transfer is pi I
+    signed_transfer: bool = True  # the structure's (see _structures)
 
     def summary(self):
         """The single Gaussian with the mixture's mean and covariance.
@@ -173,8 +171,7 @@ class MixtureFit:
         ridge = first.ridge
         # (an isotropic prior's single Gaussian keeps a positive transfer
         # term, as its components do)
-        precision = transfer_beyond_ridge(
-            M, ridge, signed=not self.isotropic)
+        precision = transfer_beyond_ridge(M, ridge, signed=self.signed_transfer)
         strength, shape = split_strength(precision)
         return Prior(theta0=mean, shape=shape, gamma=strength,
                      dispersion=first.dispersion, ridge=ridge)
@@ -203,7 +200,7 @@ class _Setup:
         """The component prior with natural precision ``V^{-1}``."""
         M = dispersion / self.mean_scale * natural
         precision = transfer_beyond_ridge(
-            M, self.ridge, signed=self.structure.kind != "isotropic")
+            M, self.ridge, signed=self.structure.signed_transfer)
         strength, shape = split_strength(precision)
         return Prior(theta0=np.array(mean, dtype=float), shape=shape,
                      gamma=strength if self.learn_gamma else self.gamma,
@@ -357,14 +354,14 @@ class _Coordinates:
         self.d = mixture.components[0].theta0.shape[0]
         self.setup = setup
         self.df = mixture.df
-        self._isotropic = setup.structure.kind == "isotropic"
+        self.signed = setup.structure.signed_transfer
 
     def encode(self, mixture):
         # the components' precisions with the base penalty: a transfer term
         # alone may be negative (see _prior.transfer_beyond_ridge); an
         # isotropic one stays positive and is extrapolated itself
         combined = np.stack([
-            np.asarray(c.precision if self._isotropic else c.combined_precision)
+            np.asarray(c.combined_precision if self.signed else c.precision)
             for c in mixture.components])
         parts = [np.log(mixture.weights), mixture.means.ravel(),
                  np.log(combined).ravel()]
@@ -386,8 +383,8 @@ class _Coordinates:
         components = []
         for mean, combined in zip(means, precisions):
             strength, shape = split_strength(
-                combined if self._isotropic
-                else transfer_beyond_ridge(combined, setup.ridge))
+                transfer_beyond_ridge(combined, setup.ridge) if self.signed
+                else combined)
             components.append(Prior(
                 theta0=mean.copy(), shape=shape,
                 gamma=strength if setup.learn_gamma else setup.gamma,
@@ -433,15 +430,15 @@ def fit_mixture(batch, problem, mixture, setup, *, max_iter, tol, n_jobs=None,
         # (relative to the models' size where it is below 1: the targets'
         # units are not the parameters' tolerance)
         floor = models_floor(solved.theta)
-        settled = not _changed(solved.theta, state["theta"], tol, floor) or (
+        settled = not changed(solved.theta, state["theta"], tol, floor) or (
             abs(log_evidence - state.get("log_evidence", np.inf)) < tol * T)
         # the noise variance's relative change is the one test free of the
         # targets' units: parameters of size 1e-3 move by less than an
         # absolute tol long before the fixed point
         dispersion = current.components[0].dispersion
         done = (state["resp"] is not None and settled
-                and not _changed(resp, state["resp"], tol)
-                and not _changed(proposal.means, current.means, tol, floor)
+                and not changed(resp, state["resp"], tol)
+                and not changed(proposal.means, current.means, tol, floor)
                 and abs(proposal.components[0].dispersion - dispersion)
                 <= tol * dispersion)
         state.update(theta=solved.theta, resp=resp, u=u, mixture=current,
@@ -465,7 +462,7 @@ def fit_mixture(batch, problem, mixture, setup, *, max_iter, tol, n_jobs=None,
     return MixtureFit(mixture, np.einsum("tk,ktj->tj", resp, state["theta"]),
                       resp, np.sum(resp * u.T, axis=1), float(log_evidence),
                       state["n_iter"], bool(state["done"]), setup.mean_scale,
-                      setup.structure.kind == "isotropic")
+                      setup.structure.signed_transfer)
 
 
 def initial_components(fit1, n_components, setup, random_state):

@@ -82,6 +82,7 @@ from .._kernels._codes import SQUARED
 from ._inner import InnerSolver
 from ._prior import (
     Prior,
+    changed,
     mean_penalty,
     models_floor,
     noise_variance_floor,
@@ -90,9 +91,6 @@ from ._prior import (
     split_strength,
     task_scales,
     transfer_beyond_ridge,
-)
-from ._prior import (
-    changed as _changed,
 )
 from ._squarem import squarem
 from ._structures import Structure
@@ -361,7 +359,7 @@ class _Hierarchy:
                 None, second.mean(axis=0), T, self.ridge * self.s_bar / dispersion)
             M_new = dispersion / self.s_bar * natural
             transfer = transfer_beyond_ridge(
-                M_new, self.ridge, signed=self.structure.kind != "isotropic")
+                M_new, self.ridge, signed=self.structure.signed_transfer)
         precisions = []
         parent_mean = mu0[None]
         parent_cov = None
@@ -391,7 +389,7 @@ class _Coordinates:
     def _beside(self):
         """What the transfer term is extrapolated beside: the base penalty,
         or nothing for an isotropic one."""
-        return 0.0 if self.h.structure.kind == "isotropic" else self.h.ridge
+        return self.h.ridge if self.h.structure.signed_transfer else 0.0
 
     def encode(self, state):
         parts = [state.mu0] + [m.ravel() for m in state.means]
@@ -421,8 +419,8 @@ class _Coordinates:
             combined, at = np.exp(z[at:at + d]), at + d
             if not (np.all(np.isfinite(combined)) and np.all(combined > 0)):
                 raise FloatingPointError("extrapolated precisions degenerate")
-            transfer = (combined if self.h.structure.kind == "isotropic"
-                        else transfer_beyond_ridge(combined, self.h.ridge))
+            transfer = (transfer_beyond_ridge(combined, self.h.ridge)
+                        if self.h.structure.signed_transfer else combined)
         precisions = []
         for _ in self.shapes:
             precisions.append(np.exp(z[at:at + d]))
@@ -497,9 +495,9 @@ def fit_nested(batch, problem, tree, spec, *, max_iter, tol, n_jobs=None,
         # units of 1e-4 stopped after three iterations where units of 1 took
         # nineteen)
         floor = models_floor(theta)
-        moved = _changed(theta, state["theta"], tol, floor)
-        means_moved = any(_changed(new, old, tol, floor) for new, old in zip(
-            proposal.means, current.means)) or _changed(
+        moved = changed(theta, state["theta"], tol, floor)
+        means_moved = any(changed(new, old, tol, floor) for new, old in zip(
+            proposal.means, current.means)) or changed(
                 proposal.mu0, current.mu0, tol, floor)
         state.update(theta=theta, cov=cov, current=current, posterior=posterior,
                      done=state["n_iter"] > 1 and not moved and not means_moved)

@@ -57,9 +57,8 @@ from scipy import linalg
 from sklearn.exceptions import ConvergenceWarning
 
 from ._inner import InnerSolver
-from ._prior import models_floor
+from ._prior import changed, models_floor
 from ._proximal import (
-    _changed,
     _empirical_bayes,
     _Iteration,
     backtracked,
@@ -155,7 +154,7 @@ def _fixed_prior_online(step, prior, theta, *, max_iter, tol):
         if not step.learn_theta0:
             return prior, solutions, n_iter, True
         proposal = step.propose(prior, solutions)
-        if not _changed(proposal.theta0, prior.theta0, tol,
+        if not changed(proposal.theta0, prior.theta0, tol,
                         models_floor(theta)):
             return prior, solutions, n_iter, True
         previous = (prior.theta0, objective)

@@ -276,9 +276,10 @@ def _penalty_within(ridge, M, varying=None):
                 reduced[np.ix_(rest, rest)], reduced[np.ix_(rest, scaled)],
                 assume_a="pos", check_finite=False)
         except linalg.LinAlgError:
-            # shared coefficients held less than their penalty: scale all
-            return _penalty_within(ridge, M) if varying is not None else (
-                ridge * 0.0)
+            if varying is None:
+                raise
+            # shared coefficients held less than their penalty: scale them too
+            return _penalty_within(ridge, M)
     root = np.sqrt(ridge[scaled])
     lowest = float(linalg.eigvalsh(S / np.outer(root, root),
                                    check_finite=False)[0])

@@ -42,6 +42,7 @@ from ._mixture import MixtureSpec, adapt_mixture, learn_mixture
 from ._nested import COVARIANCE_MEMORY, NestedSpec, fit_nested
 from ._prior import (
     Prior,
+    changed,
     mean_penalty,
     models_floor,
     noise_variance_floor,
@@ -52,9 +53,6 @@ from ._prior import (
     split_strength,
     task_scales,
     transfer_beyond_ridge,
-)
-from ._prior import (
-    changed as _changed,
 )
 from ._squarem import squarem
 from ._statistics import OnlinePrior, TaskStatistics
@@ -411,7 +409,7 @@ def prior_from_natural(prior, natural, dispersion, mean_scale, *, structure,
     low-rank one."""
     M = dispersion / mean_scale * natural
     precision = transfer_beyond_ridge(M, ridge,
-                                      signed=structure.kind != "isotropic")
+                                      signed=structure.signed_transfer)
     strength, shape = split_strength(precision)
     gamma = strength if learn_gamma else prior.gamma
     if (structure.kind == "isotropic" and structure.shared is None
@@ -613,7 +611,7 @@ class _Iteration:
     @staticmethod
     def theta_changed(solutions, previous, tol):
         """Whether the solve moved any task's parameters from ``previous``."""
-        return _changed(solutions.theta, previous, tol)
+        return changed(solutions.theta, previous, tol)
 
     def solve(self, prior, theta, tol=INNER_TOL, solved_at=None):
         return self.solver.solve(
@@ -813,9 +811,9 @@ def _fixed_prior(step, prior, theta, *, max_iter, tol, verbose, name,
         # direction where F flattens out toward infinity, Newton's steps stay
         # long while the gradient vanishes
         floor = models_floor(theta)
-        stationary = not _changed(step.theta_mean(solutions), prior.theta0,
+        stationary = not changed(step.theta_mean(solutions), prior.theta0,
                                   tol**2, floor)
-        if stationary or not _changed(proposal.theta0, prior.theta0, tol,
+        if stationary or not changed(proposal.theta0, prior.theta0, tol,
                                       floor):
             if was_loose:
                 continue  # solve exactly at this prior mean before returning
@@ -875,7 +873,7 @@ def _empirical_bayes(step, prior, theta, *, max_iter, tol, verbose, name):
         state["cycle"] = _cycle_period(state["history"])
         proposal = step.propose(current, solutions)
         state["done"] = (state["n_iter"] > 1 and not moved
-                         and not _changed(proposal.theta0, current.theta0, tol)
+                         and not changed(proposal.theta0, current.theta0, tol)
                          and abs(proposal.dispersion - current.dispersion)
                          <= tol * current.dispersion)
         return proposal

@@ -76,6 +76,13 @@ class Structure:
         """Whether the precision is a matrix (else a vector: its diagonal)."""
         return self.kind in ("full", "lowrank")
 
+    @property
+    def signed_transfer(self):
+        """Whether the transfer term beside a base penalty may be negative
+        (see ``_prior.transfer_beyond_ridge``): not an isotropic one, which
+        also covers the coefficients the penalty leaves free."""
+        return self.kind != "isotropic"
+
     def n_varying(self, d):
         """How many of the ``d`` parameters vary across tasks."""
         return int(np.sum(self.varying(d)))
